@@ -1,0 +1,78 @@
+/**
+ * Getting a listening Unix socket for the local API, in order of preference:
+ * 1. socket activation: systemd hands us fd 3.. (LISTEN_FDS/LISTEN_PID, systemd.socket(5));
+ * 2. our own socket, created with umask 0117 so it is born 0660 (no chmod race), after removing a
+ *    stale socket file left by a crash (but never one that a live instance still answers on).
+ * See reference/node-daemon.md §2.2 and §3.
+ */
+import { connect, type Server } from 'node:net';
+import { lstat, unlink, chown } from 'node:fs/promises';
+import { CvmError } from '../errors.js';
+
+export interface ActivationFds {
+  fds: number[];
+  names: string[];
+}
+
+/** Read and consume the socket-activation variables when they are meant for this process. */
+export function takeActivationFds(env: NodeJS.ProcessEnv = process.env, pid = process.pid): ActivationFds | undefined {
+  const count = Number(env.LISTEN_FDS ?? '0');
+  const forPid = Number(env.LISTEN_PID ?? '0');
+  if (!Number.isInteger(count) || count <= 0 || forPid !== pid) return undefined;
+  const names = (env.LISTEN_FDNAMES ?? '').split(':');
+  delete env.LISTEN_FDS;
+  delete env.LISTEN_PID;
+  delete env.LISTEN_FDNAMES;
+  return { fds: Array.from({ length: count }, (_, i) => 3 + i), names };
+}
+
+function listenOn(server: Server, target: { fd: number } | string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => reject(err);
+    server.once('error', onError);
+    const done = () => {
+      server.off('error', onError);
+      resolve();
+    };
+    if (typeof target === 'string') server.listen(target, done);
+    else server.listen(target, done);
+  });
+}
+
+function isAlive(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(path);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+export async function listenUnix(
+  server: Server,
+  opts: { path: string; gid?: number; env?: NodeJS.ProcessEnv },
+): Promise<{ activated: boolean; path: string }> {
+  const activation = takeActivationFds(opts.env ?? process.env);
+  if (activation) {
+    await listenOn(server, { fd: activation.fds[0]! });
+    return { activated: true, path: opts.path };
+  }
+  try {
+    const st = await lstat(opts.path);
+    if (!st.isSocket()) throw new CvmError('ERR_SOCKET_PATH', `${opts.path} exists and is not a socket; refusing to replace it`);
+    if (await isAlive(opts.path)) throw new CvmError('ERR_SOCKET_IN_USE', `another process is serving ${opts.path}`);
+    await unlink(opts.path); // stale: left behind by a crash
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  const previous = process.umask(0o117);
+  try {
+    await listenOn(server, opts.path);
+  } finally {
+    process.umask(previous);
+  }
+  if (opts.gid !== undefined) await chown(opts.path, -1, opts.gid);
+  return { activated: false, path: opts.path };
+}

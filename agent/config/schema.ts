@@ -1,0 +1,129 @@
+/**
+ * The daemon's configuration: one YAML file (default /etc/cvm-agent/config.yaml), every key optional.
+ * `loadConfig` validates against the schema below and fills defaults; errors name the key.
+ * docs/config.md documents every key; keep the two in step.
+ */
+import { parseDocument } from 'yaml';
+import { ConfigError } from '../errors.js';
+import { bool, dict, int, list, obj, oneOf, str, type Schema } from './validate.js';
+
+const absPath = str({ pattern: /^\//, hint: 'an absolute path' });
+const cronExpr = str({ pattern: /^(\S+\s+){4,5}\S+$/, hint: 'a cron expression with 5 or 6 fields' });
+const principal = list(str({ pattern: /^([a-z_][a-z0-9_-]*[$]?|\d+)$/, hint: 'a user/group name or numeric id' }));
+const endpointNames = /^(health|status|attest|evidence|token|secrets|metrics)$/;
+
+export const configSchema = obj({
+  tee: oneOf(['auto', 'snp', 'tsm', 'azure', 'simulated'] as const),
+  simulation: obj({
+    gpus: int(0, 16),
+    dir: absPath,
+  }),
+  devices: obj({
+    sevGuest: absPath,
+    tsmRoot: absPath,
+    tpm: absPath,
+    nvmlLibrary: absPath,
+  }),
+  gpus: obj({
+    enabled: oneOf(['auto', 'on', 'off'] as const),
+    setReadyState: bool(),
+  }),
+  schedule: obj({
+    cron: cronExpr,
+    jitterSec: int(0, 3600),
+    attestAtStart: bool(),
+    stepTimeoutSec: int(1, 600),
+    retry: obj({ initialSec: int(1, 3600), maxSec: int(1, 86400) }),
+  }),
+  api: obj({
+    socket: absPath,
+    maxRequestBytes: int(256, 1 << 20),
+    requestTimeoutMs: int(100, 600_000),
+    authorization: dict(obj({ uids: principal, gids: principal }), endpointNames, 'an endpoint name (health, status, attest, evidence, token, secrets, metrics)'),
+  }),
+  controller: obj({
+    url: str({ pattern: /^wss?:\/\//, hint: 'a ws:// or wss:// URL' }),
+    agentId: str({ pattern: /^[A-Za-z0-9._-]{1,128}$/, hint: 'an id of letters, digits, ".", "_" or "-"' }),
+    tokenFile: absPath,
+    caFile: absPath,
+    certFile: absPath,
+    keyFile: absPath,
+  }),
+  collateral: obj({
+    dir: absPath,
+    online: bool(),
+    timeoutMs: int(100, 120_000),
+  }),
+  policy: obj({
+    file: absPath,
+    allowDebug: bool(),
+  }),
+  state: obj({
+    dir: absPath,
+    historySize: int(1, 10_000),
+  }),
+  log: obj({
+    level: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const),
+  }),
+});
+
+type Parsed<S> = S extends Schema<infer T> ? T : never;
+export type RawConfig = Parsed<typeof configSchema>;
+
+/** Defaults: what a production install needs with an empty file. */
+export const DEFAULTS = {
+  tee: 'auto',
+  simulation: { gpus: 2, dir: '/var/lib/cvm-agent/simulation' },
+  devices: { sevGuest: '/dev/sev-guest', tsmRoot: '/sys/kernel/config/tsm/report', tpm: '/dev/tpmrm0', nvmlLibrary: undefined as string | undefined },
+  gpus: { enabled: 'auto', setReadyState: true },
+  schedule: { cron: '*/10 * * * *', jitterSec: 30, attestAtStart: true, stepTimeoutSec: 60, retry: { initialSec: 5, maxSec: 300 } },
+  api: {
+    socket: '/run/cvm-agent/api.sock',
+    maxRequestBytes: 16 * 1024,
+    requestTimeoutMs: 30_000,
+    authorization: {} as Record<string, { uids?: string[]; gids?: string[] }>,
+  },
+  controller: { url: undefined as string | undefined, agentId: undefined as string | undefined, tokenFile: undefined as string | undefined, caFile: undefined as string | undefined, certFile: undefined as string | undefined, keyFile: undefined as string | undefined },
+  collateral: { dir: '/var/cache/cvm-agent', online: false, timeoutMs: 10_000 },
+  policy: { file: undefined as string | undefined, allowDebug: false },
+  state: { dir: '/var/lib/cvm-agent', historySize: 100 },
+  log: { level: 'info' },
+} as const;
+
+type Widen<T> = T extends string ? string : T extends number ? number : T extends boolean ? boolean : T extends object ? { -readonly [K in keyof T]: Widen<T[K]> } : T;
+export type Config = Widen<typeof DEFAULTS>;
+
+function merge(defaults: Record<string, unknown>, raw: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...defaults };
+  for (const [k, v] of Object.entries(raw)) {
+    const d = defaults[k];
+    out[k] = d && typeof d === 'object' && !Array.isArray(d) && v && typeof v === 'object' && !Array.isArray(v) && k !== 'authorization'
+      ? merge(d as Record<string, unknown>, v as Record<string, unknown>)
+      : v;
+  }
+  return out;
+}
+
+/** Parse and validate config text; throws ConfigError listing every problem found. */
+export function parseConfig(text: string, source = 'config'): Config {
+  if (text.length > 1024 * 1024) throw new ConfigError(`${source}: larger than 1 MiB`);
+  let doc: unknown;
+  try {
+    // Warnings (unknown tags, ...) are errors in a security daemon's config: nothing is ignored silently.
+    const parsed = parseDocument(text, { prettyErrors: true, logLevel: 'silent' });
+    const problems = [...parsed.errors, ...parsed.warnings];
+    if (problems.length > 0) throw problems[0];
+    doc = parsed.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    throw new ConfigError(`${source}: not valid YAML: ${(err as Error).message}`, { cause: err });
+  }
+  const errors: string[] = [];
+  const raw = configSchema.check(doc ?? {}, '', errors);
+  if (raw && raw.schedule?.retry && (raw.schedule.retry.initialSec ?? 0) > (raw.schedule.retry.maxSec ?? Infinity)) {
+    errors.push('schedule.retry: initialSec must not exceed maxSec');
+  }
+  if (errors.length > 0 || !raw) {
+    throw new ConfigError(`${source}: ${errors.length} problem${errors.length === 1 ? '' : 's'}:\n  - ${errors.join('\n  - ')}`);
+  }
+  return merge(DEFAULTS as unknown as Record<string, unknown>, raw as Record<string, unknown>) as unknown as Config;
+}
