@@ -1,0 +1,214 @@
+/**
+ * GPU evidence source over NVML: lists the GPUs, reads the system CC state, and collects one
+ * attestation report + certificate chain per GPU for a caller-chosen 32-byte nonce (all GPUs in
+ * parallel). It never verifies; the verifier (agent/verify/nvidia) does. Call order follows the
+ * reference clients (nvidia-gpu.md §1.5): CC state first, refuse when neither CC nor PPCIe is on.
+ */
+import { DeviceError, UsageError } from '../errors.js';
+import {
+  NVML_NONCE_SIZE,
+  nvmlAttestationReport,
+  nvmlCertificateChain,
+  nvmlDevices,
+  nvmlGetReadyState,
+  nvmlInfo,
+  nvmlSetReadyState,
+  nvmlSystemCc,
+  type NvmlDevice,
+  type NvmlSystemCc,
+} from '../native/nvml.js';
+import { isNvmlNotSupported } from './nvml-errors.js';
+
+export type GpuArchitecture = 'hopper' | 'blackwell' | 'ampere' | 'ada' | 'unknown' | (string & {});
+
+/** Decoded nvmlConfComputeSystemState/Settings (constants: nvidia-gpu.md §1.3). */
+export interface GpuCcState {
+  environment: 'unavailable' | 'sim' | 'prod' | 'unknown';
+  ccEnabled: boolean;
+  devToolsMode: boolean;
+  multiGpuMode?: 'none' | 'protected-pcie' | 'nvle' | 'unknown';
+  /** NVML_CC_ACCEPTING_CLIENT_REQUESTS_TRUE, when readable. */
+  readyState?: boolean;
+  cpuCaps?: 'none' | 'amd-sev' | 'intel-tdx' | 'amd-sev-snp' | 'amd-snp-vtom' | 'unknown';
+  gpusCcCapable?: boolean;
+}
+
+export interface GpuInfo {
+  index: number;
+  uuid: string;
+  name: string;
+  architecture: GpuArchitecture;
+  architectureId?: number;
+  vbiosVersion?: string;
+  pciBusId?: string;
+  ccProtectedMemory?: { protectedKib: number; unprotectedKib: number };
+  /** Optional fields NVML could not give (field -> NVML_ERROR_* name). */
+  fieldErrors?: Record<string, string>;
+}
+
+export interface GpuSystemState {
+  driverVersion: string;
+  nvmlVersion?: string;
+  deviceCount: number;
+  /** Absent when the driver has no CC support; ccError then says why. */
+  cc?: GpuCcState;
+  ccError?: string;
+}
+
+export interface GpuEvidence {
+  index: number;
+  uuid: string;
+  name: string;
+  architecture: GpuArchitecture;
+  driverVersion: string;
+  vbiosVersion: string;
+  /** The nonce the report was requested with (it must reappear at report offset 4, §3.1). */
+  nonce: Buffer;
+  /** attestationReport[0:attestationReportSize] as NVML returned it. */
+  report: Buffer;
+  /** NVML attestationCertChain text (5 PEM certs, leaf first). */
+  certChainPem: string;
+  cc: GpuCcState;
+}
+
+/** What the agent needs from any GPU source (NVML here, simulated GPUs elsewhere). */
+export interface GpuSource {
+  list(): Promise<GpuInfo[]>;
+  systemState(): Promise<GpuSystemState>;
+  collect(nonce: Uint8Array): Promise<GpuEvidence[]>;
+  getReadyState(): Promise<boolean>;
+  setReadyState(ready: boolean): Promise<void>;
+}
+
+const ENVIRONMENTS = ['unavailable', 'sim', 'prod'] as const;
+const MULTI_GPU = ['none', 'protected-pcie', 'nvle'] as const;
+const CPU_CAPS = ['none', 'amd-sev', 'intel-tdx', 'amd-sev-snp', 'amd-snp-vtom'] as const;
+
+export function decodeCcState(raw: NvmlSystemCc): GpuCcState {
+  const state: GpuCcState = {
+    environment: ENVIRONMENTS[raw.environment] ?? 'unknown',
+    ccEnabled: raw.ccFeature === 1,
+    devToolsMode: raw.devToolsMode !== 0,
+  };
+  if (raw.multiGpuMode !== undefined) state.multiGpuMode = MULTI_GPU[raw.multiGpuMode] ?? 'unknown';
+  if (raw.readyState !== undefined) state.readyState = raw.readyState === 1;
+  if (raw.capabilities) {
+    state.cpuCaps = CPU_CAPS[raw.capabilities.cpuCaps] ?? 'unknown';
+    state.gpusCcCapable = raw.capabilities.gpusCaps === 1;
+  }
+  return state;
+}
+
+function toGpuInfo(d: NvmlDevice): GpuInfo {
+  const info: GpuInfo = { index: d.index, uuid: d.uuid, name: d.name, architecture: d.architectureName };
+  if (d.architecture !== undefined) info.architectureId = d.architecture;
+  if (d.vbiosVersion !== undefined) info.vbiosVersion = d.vbiosVersion;
+  if (d.pciBusId !== undefined) info.pciBusId = d.pciBusId;
+  if (d.ccProtectedMemory !== undefined) info.ccProtectedMemory = d.ccProtectedMemory;
+  if (d.fieldErrors !== undefined) info.fieldErrors = d.fieldErrors;
+  return info;
+}
+
+/** Throws ERR_NVML_UNAVAILABLE ("NVML not available: ...") when there is no usable NVML. */
+async function requireNvml(): Promise<{ driverVersion: string; nvmlVersion?: string; deviceCount: number }> {
+  const info = await nvmlInfo();
+  if (!info.available) {
+    const details: Record<string, unknown> = {};
+    if (info.nvmlReturn !== undefined) details.nvmlReturn = info.nvmlReturn;
+    if (info.nvmlName !== undefined) details.nvmlName = info.nvmlName;
+    throw new DeviceError('ERR_NVML_UNAVAILABLE', info.reason, details);
+  }
+  return info;
+}
+
+export class NvmlGpuSource implements GpuSource {
+  async list(): Promise<GpuInfo[]> {
+    await requireNvml();
+    return (await nvmlDevices()).map(toGpuInfo);
+  }
+
+  async systemState(): Promise<GpuSystemState> {
+    const info = await requireNvml();
+    const state: GpuSystemState = { driverVersion: info.driverVersion, deviceCount: info.deviceCount };
+    if (info.nvmlVersion !== undefined) state.nvmlVersion = info.nvmlVersion;
+    try {
+      state.cc = decodeCcState(await nvmlSystemCc());
+    } catch (err) {
+      if (!isNvmlNotSupported(err)) throw err;
+      state.ccError = (err as Error).message;
+    }
+    return state;
+  }
+
+  /** One report + chain per GPU, all GPUs in parallel, all bound to `nonce`. */
+  async collect(nonce: Uint8Array): Promise<GpuEvidence[]> {
+    if (!(nonce instanceof Uint8Array) || nonce.length !== NVML_NONCE_SIZE) {
+      throw new UsageError(`GPU nonce must be exactly ${NVML_NONCE_SIZE} bytes`);
+    }
+    const info = await requireNvml();
+    const cc = decodeCcState(await nvmlSystemCc());
+    // Reference clients refuse unless CC is on or the system is in protected-PCIe mode (§1.4, §1.5 step 2).
+    if (!cc.ccEnabled && cc.multiGpuMode !== 'protected-pcie') {
+      throw new DeviceError(
+        'ERR_GPU_CC_OFF',
+        'GPU confidential computing is off (ccFeature disabled and not in protected-PCIe mode): enable CC mode on the host before attesting',
+        { ccFeature: cc.ccEnabled, multiGpuMode: cc.multiGpuMode },
+      );
+    }
+    const devices = await nvmlDevices();
+    const nonceCopy = Buffer.from(nonce);
+    return Promise.all(devices.map((d) => this.collectOne(d, info.driverVersion, nonceCopy, cc)));
+  }
+
+  private async collectOne(d: NvmlDevice, driverVersion: string, nonce: Buffer, cc: GpuCcState): Promise<GpuEvidence> {
+    if (d.vbiosVersion === undefined) {
+      throw new DeviceError('ERR_NVML', `GPU ${d.index}: the VBIOS version is needed for attestation but NVML gave ${d.fieldErrors?.vbiosVersion ?? 'nothing'}`, {
+        function: 'nvmlDeviceGetVbiosVersion',
+        nvmlName: d.fieldErrors?.vbiosVersion,
+      });
+    }
+    const [report, chain] = await Promise.all([nvmlAttestationReport(d.index, nonce), nvmlCertificateChain(d.index)]);
+    return {
+      index: d.index,
+      uuid: d.uuid,
+      name: d.name,
+      architecture: d.architectureName,
+      driverVersion,
+      vbiosVersion: d.vbiosVersion,
+      nonce: Buffer.from(nonce),
+      report: report.report,
+      // PEM is ASCII; latin1 keeps every byte as one char so nothing is silently replaced.
+      certChainPem: chain.attestationChain.toString('latin1'),
+      cc,
+    };
+  }
+
+  getReadyState(): Promise<boolean> {
+    return nvmlGetReadyState();
+  }
+
+  setReadyState(ready: boolean): Promise<void> {
+    return nvmlSetReadyState(ready);
+  }
+}
+
+/** One entry of NVIDIA's serialized evidence (test/vectors/nvidia/attestation-sdk/evidence-json). */
+export interface NvidiaEvidenceEntry {
+  arch: string;
+  /** base64 of the PEM chain text. */
+  certificate: string;
+  /** base64 of the raw report bytes. */
+  evidence: string;
+  /** hex of the 32-byte nonce. */
+  nonce: string;
+}
+
+/** Serialises collected evidence in the format NRAS and NVIDIA's SDKs exchange. */
+export function toNvidiaEvidenceJson(evidence: readonly GpuEvidence[]): NvidiaEvidenceEntry[] {
+  return evidence.map((e) => ({
+    arch: e.architecture.toUpperCase(),
+    certificate: Buffer.from(e.certChainPem, 'latin1').toString('base64'),
+    evidence: e.report.toString('base64'),
+    nonce: e.nonce.toString('hex'),
+  }));
+}
