@@ -1,0 +1,42 @@
+/**
+ * The pinned "NVIDIA CoRIM signing Root CA": the only trust anchor for NVIDIA RIM signing chains
+ * (reference/nvidia-gpu.md §4.3). Byte-identical to nvtrust verifier/certs/verifier_RIM_root.pem and
+ * attestation-sdk unit-tests/testdata/trusted_certs/rim_root.crt (test/vectors/nvidia/nvtrust/roots/).
+ * A root supplied inside a RIM's KeyInfo is never trusted (§8 item 5).
+ * The SHA-256 of the DER is asserted at first use, so a corrupted embed fails loudly.
+ */
+import { X509Certificate, createHash } from 'node:crypto';
+import { CvmError } from '../errors.js';
+
+export const NVIDIA_RIM_ROOT_SHA256 = '12977b5115acb0381179279fffeb5a8c4d264971ebb32298023a465fa41df5d1';
+
+export const NVIDIA_RIM_ROOT_PEM = `-----BEGIN CERTIFICATE-----
+MIICKTCCAbCgAwIBAgIQRdrjoA5QN73fh1N17LXicDAKBggqhkjOPQQDAzBFMQsw
+CQYDVQQGEwJVUzEPMA0GA1UECgwGTlZJRElBMSUwIwYDVQQDDBxOVklESUEgQ29S
+SU0gc2lnbmluZyBSb290IENBMCAXDTIzMDMxNjE1MzczNFoYDzIwNTMwMzA4MTUz
+NzM0WjBFMQswCQYDVQQGEwJVUzEPMA0GA1UECgwGTlZJRElBMSUwIwYDVQQDDBxO
+VklESUEgQ29SSU0gc2lnbmluZyBSb290IENBMHYwEAYHKoZIzj0CAQYFK4EEACID
+YgAEuECyi9vNM+Iw2lfUzyBldHAwaC1HF7TCgp12QcEyUTm3Tagxwr48d55+K2VI
+lWYIDk7NlAIQdcV/Ff7euGLI+Qauj93HsSI4WX298PpW54RTgz9tC+Q684caR/BX
+WEeZo2MwYTAdBgNVHQ4EFgQUpaXrOPK4ZDAk08DBskn594zeZjAwHwYDVR0jBBgw
+FoAUpaXrOPK4ZDAk08DBskn594zeZjAwDwYDVR0TAQH/BAUwAwEB/zAOBgNVHQ8B
+Af8EBAMCAQYwCgYIKoZIzj0EAwMDZwAwZAIwHGDyscDP6ihHqRvZlI3eqZ4YkvjE
+1duaN84tAHRVgxVMvNrp5Tnom3idHYGW/dskAjATvjIx6VzHm/4e2GiZAyZEIUBD
+OKPzp5ei/A0iUZpdvngenDwV8Qa/wGdiTmJ7Bp4=
+-----END CERTIFICATE-----
+`;
+
+let cached: { der: Buffer; x509: X509Certificate } | undefined;
+
+/** The pinned root, parsed once; throws CvmError ERR_PINNED_ROOT if the embedded bytes were altered. */
+export function nvidiaRimRoot(): { der: Buffer; x509: X509Certificate } {
+  if (cached) return cached;
+  const x509 = new X509Certificate(NVIDIA_RIM_ROOT_PEM);
+  const der = x509.raw;
+  const got = createHash('sha256').update(der).digest('hex');
+  if (got !== NVIDIA_RIM_ROOT_SHA256) {
+    throw new CvmError('ERR_PINNED_ROOT', `embedded NVIDIA RIM root has SHA-256 ${got}, expected ${NVIDIA_RIM_ROOT_SHA256}`);
+  }
+  cached = { der, x509 };
+  return cached;
+}
