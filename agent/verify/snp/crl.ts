@@ -1,0 +1,130 @@
+/**
+ * AMD KDS CRLs (`/vcek/v1/{P}/crl`, `/vlek/v1/{P}/crl`): DER X.509 v2 CRLs signed by the product's
+ * ARK that revoke ASKs/ASVKs (reference/snp.md §4.3, §4.4 item 6). Parsing and the revocation check
+ * are pure: CRL bytes + ARK key + time in, a named check out.
+ *
+ * CertificateList ::= SEQUENCE { tbsCertList, signatureAlgorithm, signatureValue }   (RFC 5280 §5.1)
+ * TBSCertList ::= SEQUENCE { version OPTIONAL, signature, issuer, thisUpdate, nextUpdate OPTIONAL,
+ *                            revokedCertificates SEQUENCE OF SEQUENCE { serial, date, ... } OPTIONAL,
+ *                            [0] crlExtensions OPTIONAL }
+ */
+import type { KeyObject } from 'node:crypto';
+import { ParseError } from '../../errors.js';
+import {
+  parseDer, children, childrenAtLeast, expectTag, decodeInteger, decodeTime, decodeBitString, encodedOf, TAG,
+} from '../../util/der.js';
+import { fail, pass, warn, type Check } from '../checks.js';
+import { decodeSigAlg, sameSigAlg, verifyWithAlg, bytesEqual, describeSigAlg, type SigAlg } from './x509.js';
+
+export interface ParsedCrl {
+  der: Uint8Array;
+  tbs: Uint8Array;
+  sigAlg: SigAlg;
+  tbsSigAlg: SigAlg;
+  signature: Uint8Array;
+  issuerDer: Uint8Array;
+  thisUpdate: Date;
+  nextUpdate?: Date;
+  revokedSerials: bigint[];
+}
+
+export function parseCrl(der: Uint8Array): ParsedCrl {
+  const list = expectTag(parseDer(der), TAG.SEQUENCE, 'CertificateList');
+  const [tbsNode, algNode, sigNode] = childrenAtLeast(list, 3, 'CertificateList');
+  const f = childrenAtLeast(expectTag(tbsNode!, TAG.SEQUENCE, 'TBSCertList'), 3, 'TBSCertList');
+  let i = f[0]!.tag === TAG.INTEGER ? 1 : 0;
+  const at = (what: string) => {
+    const n = f[i++];
+    if (!n) throw new ParseError(`CRL: missing ${what}`, tbsNode!.start);
+    return n;
+  };
+  const tbsSigAlg = decodeSigAlg(at('signature'));
+  const issuer = expectTag(at('issuer'), TAG.SEQUENCE, 'CRL issuer');
+  const thisUpdate = decodeTime(at('thisUpdate'));
+  let nextUpdate: Date | undefined;
+  const revokedSerials: bigint[] = [];
+  const next = f[i];
+  if (next && (next.tag === TAG.UTC_TIME || next.tag === TAG.GENERALIZED_TIME)) {
+    nextUpdate = decodeTime(next);
+    i++;
+  }
+  const revoked = f[i];
+  if (revoked && revoked.tag === TAG.SEQUENCE) {
+    for (const entry of children(revoked)) {
+      const [serial] = childrenAtLeast(expectTag(entry, TAG.SEQUENCE, 'revokedCertificate'), 2, 'revokedCertificate');
+      revokedSerials.push(decodeInteger(serial!));
+    }
+    i++;
+  }
+  const ext = f[i];
+  if (ext && ext.tag !== 0xa0) throw new ParseError(`CRL: unexpected field tag 0x${ext.tag.toString(16)}`, ext.start);
+  if (f.length > i + (ext ? 1 : 0)) throw new ParseError('CRL: trailing TBSCertList fields', tbsNode!.start);
+  return {
+    der,
+    tbs: encodedOf(tbsNode!),
+    sigAlg: decodeSigAlg(algNode!),
+    tbsSigAlg,
+    signature: decodeBitString(sigNode!),
+    issuerDer: encodedOf(issuer),
+    thisUpdate,
+    ...(nextUpdate ? { nextUpdate } : {}),
+    revokedSerials,
+  };
+}
+
+export interface RevocationSubject {
+  /** e.g. "VCEK", "ASK (SEV-Milan)". */
+  label: string;
+  serial: bigint;
+}
+
+export interface RevocationAnchor {
+  /** e.g. "ARK-Milan". */
+  name: string;
+  subjectDer: Uint8Array;
+  publicKey: KeyObject;
+  /** Algorithms the anchor is allowed to sign CRLs with (AMD: RSASSA-PSS SHA-384 only). */
+  allowedAlgs: readonly SigAlg['kind'][];
+  /** Where to get the CRL, for the "not checked" message (KDS /vcek/v1/<P>/crl or /vlek/v1/<P>/crl). */
+  crlUrl: string;
+}
+
+const iso = (d: Date) => d.toISOString();
+
+/**
+ * The "snp.revocation" check. CRLs issued by another CA (other product) are ignored; a CRL that names
+ * this ARK as issuer must verify under it and be fresh at `at`, and no subject serial may be listed.
+ * No applicable CRL → warning (revocation not checked), never a silent pass.
+ */
+export function checkRevocation(crls: readonly ParsedCrl[], anchor: RevocationAnchor, subjects: readonly RevocationSubject[], at: Date): Check {
+  const name = 'snp.revocation';
+  const mine = crls.filter((c) => bytesEqual(c.issuerDer, anchor.subjectDer));
+  if (mine.length === 0) {
+    const extra = crls.length > 0 ? ` (${crls.length} CRL(s) supplied, none issued by ${anchor.name})` : '';
+    return warn(name, `revocation not checked: no CRL in collateral${extra}; fetch ${anchor.crlUrl} and pass it with --crl`);
+  }
+  for (const crl of mine) {
+    if (!sameSigAlg(crl.sigAlg, crl.tbsSigAlg) || !anchor.allowedAlgs.includes(crl.sigAlg.kind)) {
+      return fail(name, `CRL from ${anchor.name} uses signature algorithm ${describeSigAlg(crl.sigAlg)}; expected ${anchor.allowedAlgs.join(' or ')}`);
+    }
+    if (!verifyWithAlg(crl.sigAlg, crl.tbs, crl.signature, anchor.publicKey)) {
+      return fail(name, `CRL claiming issuer ${anchor.name} is not signed by the pinned ${anchor.name} key; discard it and re-fetch from AMD KDS`);
+    }
+    if (crl.thisUpdate.getTime() > at.getTime()) {
+      return fail(name, `CRL from ${anchor.name} is not yet valid at ${iso(at)} (thisUpdate ${iso(crl.thisUpdate)}); check the verification time/clock`);
+    }
+    if (!crl.nextUpdate) {
+      return fail(name, `CRL from ${anchor.name} has no nextUpdate, so its freshness cannot be judged; fetch a current CRL`);
+    }
+    if (crl.nextUpdate.getTime() <= at.getTime()) {
+      return fail(name, `CRL from ${anchor.name} is stale at ${iso(at)} (nextUpdate ${iso(crl.nextUpdate)}); fetch a current CRL from AMD KDS`);
+    }
+    for (const s of subjects) {
+      if (crl.revokedSerials.includes(s.serial)) {
+        return fail(name, `${s.label} serial 0x${s.serial.toString(16)} is REVOKED by the CRL from ${anchor.name} (thisUpdate ${iso(crl.thisUpdate)}); do not trust this platform`);
+      }
+    }
+  }
+  const labels = subjects.map((s) => `${s.label} 0x${s.serial.toString(16)}`).join(', ');
+  return pass(name, `not revoked: ${labels} absent from ${mine.length} fresh CRL(s) signed by ${anchor.name}`);
+}

@@ -1,0 +1,73 @@
+/**
+ * TCB comparisons: the VCEK/VLEK's SPL extensions against the report's REPORTED_TCB (the TCB the key
+ * was derived for), decoded with the product's byte layout (Turin puts FMC first, reference/snp.md §3.4),
+ * and the policy minimum. REPORTED, not CURRENT: a host may have loaded newer microcode since the key
+ * was derived (the trustee vector has CURRENT ucode 206, REPORTED 115, and verifies) — §4.2.
+ */
+import { fail, pass, type Check } from '../checks.js';
+import { decodeTcb, tcbLayoutFor, type AmdCertExtensions, type SnpProduct, type TcbVersion } from './abi/index.js';
+import type { SnpMinTcb } from '../../appraise/snp-policy.js';
+
+const COMPONENTS = ['bootloader', 'tee', 'snp', 'microcode', 'fmc'] as const;
+type Component = (typeof COMPONENTS)[number];
+
+export function formatTcb(t: TcbVersion): string {
+  const base = `bl=${t.bootloader} tee=${t.tee} snp=${t.snp} ucode=${t.microcode}`;
+  return `${t.layout === 'turin' ? `fmc=${t.fmc ?? 0} ` : ''}${base} (0x${t.raw.toString(16).padStart(16, '0')})`;
+}
+
+function certSpls(ext: AmdCertExtensions): Record<Component, number | undefined> {
+  return { bootloader: ext.blSpl, tee: ext.teeSpl, snp: ext.snpSpl, microcode: ext.ucodeSpl, fmc: ext.fmcSpl };
+}
+
+function formatCertTcb(ext: AmdCertExtensions, product: SnpProduct): string {
+  const s = `bl=${ext.blSpl} tee=${ext.teeSpl} snp=${ext.snpSpl} ucode=${ext.ucodeSpl}`;
+  return product === 'Turin' ? `fmc=${ext.fmcSpl ?? 'absent'} ${s}` : s;
+}
+
+/** Re-decode a raw TCB with the layout of the product established by the verifier. */
+export function tcbFor(raw: bigint, product: SnpProduct): TcbVersion {
+  return decodeTcb(raw, tcbLayoutFor(product));
+}
+
+/**
+ * "snp.tcb.vcek-match": cert SPLs == REPORTED_TCB for every component of the product's layout, the
+ * reserved SPLs (spl4..spl7) zero or absent, and the cert TCB not above CURRENT_TCB
+ * (go-sev-guest validate.go tcbNeError / tcbGtError, §4.2).
+ */
+export function checkVcekTcb(ext: AmdCertExtensions, reportedRaw: bigint, currentRaw: bigint, product: SnpProduct, keyName: string): Check {
+  const name = 'snp.tcb.vcek-match';
+  const reported = tcbFor(reportedRaw, product);
+  const current = tcbFor(currentRaw, product);
+  const cert = certSpls(ext);
+  const comps: Component[] = product === 'Turin' ? ['fmc', 'bootloader', 'tee', 'snp', 'microcode'] : ['bootloader', 'tee', 'snp', 'microcode'];
+  const both = `${keyName} ${formatCertTcb(ext, product)}; REPORTED_TCB ${formatTcb(reported)}`;
+  if (product === 'Turin' && ext.fmcSpl === undefined) return fail(name, `${keyName} has no fmcSPL extension required for Turin; ${both}`);
+  const mismatched = comps.filter((c) => (cert[c] ?? 0) !== (reported[c] ?? 0));
+  if (mismatched.length > 0) {
+    return fail(name, `${keyName} TCB does not match REPORTED_TCB (${mismatched.join(', ')} differ): ${both}; fetch the ${keyName} for this TCB`);
+  }
+  if (reported.reservedBits !== 0n) return fail(name, `REPORTED_TCB has non-zero reserved bytes: ${formatTcb(reported)}`);
+  const reservedSpl = (['spl4', 'spl5', 'spl6', 'spl7'] as const).filter((k) => (ext[k] ?? 0) !== 0);
+  if (reservedSpl.length > 0) return fail(name, `${keyName} has non-zero reserved SPLs ${reservedSpl.join(', ')}`);
+  const above = comps.filter((c) => (cert[c] ?? 0) > (current[c] ?? 0));
+  if (above.length > 0) {
+    return fail(name, `${keyName} TCB is above CURRENT_TCB (${above.join(', ')}): ${keyName} ${formatCertTcb(ext, product)}; CURRENT_TCB ${formatTcb(current)}`);
+  }
+  return pass(name, `${both} (layout ${tcbLayoutFor(product)})`);
+}
+
+/** "snp.policy.min-tcb": every configured component of REPORTED_TCB at or above the minimum. */
+export function checkMinTcb(min: SnpMinTcb, reportedRaw: bigint, product: SnpProduct): Check {
+  const name = 'snp.policy.min-tcb';
+  const reported = tcbFor(reportedRaw, product);
+  const set = COMPONENTS.filter((c) => min[c] !== undefined);
+  if (set.length === 0) return pass(name, `no minimum TCB configured; REPORTED_TCB ${formatTcb(reported)}`);
+  if (min.fmc !== undefined && product !== 'Turin') return fail(name, `policy sets minTcb.fmc but ${product} has no FMC SPL`);
+  const low = set.filter((c) => (reported[c] ?? 0) < min[c]!);
+  const want = set.map((c) => `${c}>=${min[c]}`).join(' ');
+  if (low.length > 0) {
+    return fail(name, `REPORTED_TCB below policy minimum in ${low.map((c) => `${c} (${reported[c] ?? 0} < ${min[c]})`).join(', ')}: ${formatTcb(reported)}; update host firmware/microcode`);
+  }
+  return pass(name, `REPORTED_TCB ${formatTcb(reported)} meets ${want}`);
+}

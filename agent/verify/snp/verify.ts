@@ -1,0 +1,277 @@
+/**
+ * verifySnpAttestation: the whole SEV-SNP verification of one report, pure (bytes + collateral +
+ * time in, named checks + claims out; no I/O, no clock reads). It composes the one-job modules:
+ * abi (parse), signature, cert-input (classify), chain (pinned roots), crl, tcb, policy-checks, claims.
+ * Fail closed: every check the verifier could not perform is reported as failed, never skipped.
+ * Check list and rationale: reference/snp.md §3, §4.1, §4.2, §4.4.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import { ParseError } from '../../errors.js';
+import { bytesToHex, isAllZero } from '../../util/bytes.js';
+import { fail, pass, warn, resultOf, type Check, type VerificationResult } from '../checks.js';
+import { DEFAULT_SNP_POLICY, type SnpPolicy } from '../../appraise/snp-policy.js';
+import { pinnedAmdRoots, productLine, simulatedAmdRoots, type AmdProductRoots, type SimulatedRootsInput } from '../../roots/amd.js';
+import { parseAmdCertExtensions, parseSnpReport, SNP_SIG_ALGO_ECDSA_P384_SHA384, type AmdCertExtensions, type SnpProduct, type SnpReport } from './abi/index.js';
+import { classifyCertificates, type SuppliedCert } from './cert-input.js';
+import { checkChain, intermediateOf, parsedRoot, selectRoots, allowedAlgs, type LeafKind } from './chain.js';
+import { checkRevocation, parseCrl, type ParsedCrl } from './crl.js';
+import { verifyReportSignature } from './signature.js';
+import { checkVcekTcb, tcbFor } from './tcb.js';
+import { policyChecks } from './policy-checks.js';
+import { snpClaims, type SnpClaims } from './claims.js';
+
+export interface SnpVerifyInput {
+  /** The 1184-byte ATTESTATION_REPORT. */
+  report: Uint8Array;
+  /** DER certificates: the VCEK or VLEK, optionally ASK/ASVK/ARK (compared with the pinned ones). */
+  certificates?: Uint8Array[];
+  /** DER CRLs from AMD KDS (signed by the product's ARK). */
+  crls?: Uint8Array[];
+}
+
+export interface SnpVerifyOptions {
+  /** Verification time (certificate validity, CRL freshness). Never read from the clock here. */
+  at: Date;
+  /** Expected REPORT_DATA (up to 64 bytes; shorter values are zero-padded to 64). */
+  expectedReportData?: Uint8Array;
+  policy?: SnpPolicy;
+  /** Simulator roots, trusted only because the caller passes them; results then say simulated. */
+  simulatedRoots?: SimulatedRootsInput[];
+}
+
+export type { SnpClaims };
+
+const LEAF_LABEL: Record<LeafKind, string> = { vcek: 'VCEK', vlek: 'VLEK' };
+
+function kdsVcekUrl(r: SnpReport, product: SnpProduct): string {
+  const t = tcbFor(r.reportedTcb.raw, product);
+  const hwid = product === 'Turin' ? bytesToHex(r.chipId.subarray(0, 8)) : bytesToHex(r.chipId);
+  const fmc = product === 'Turin' ? `fmcSPL=${t.fmc ?? 0}&` : '';
+  return `https://kdsintf.amd.com/vcek/v1/${product}/${hwid}?${fmc}blSPL=${t.bootloader}&teeSPL=${t.tee}&snpSPL=${t.snp}&ucodeSPL=${t.microcode}`;
+}
+
+/** Leaf certificate sanity: X.509 v3, EC P-384 key, AMD extensions shaped for its kind (§4.4 item 3). */
+function leafProblems(leaf: SuppliedCert, kind: LeafKind, ext: AmdCertExtensions): string | undefined {
+  const c = leaf.cert;
+  if (c.version !== 3) return `${LEAF_LABEL[kind]} is X.509 v${c.version}, expected v3`;
+  const key = c.publicKey();
+  if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'secp384r1') {
+    return `${LEAF_LABEL[kind]} public key is ${key.asymmetricKeyType} ${key.asymmetricKeyDetails?.namedCurve ?? ''}, expected EC P-384`;
+  }
+  if (kind === 'vcek' && ext.cspId !== undefined) return 'VCEK carries a CSP_ID extension (only VLEKs do)';
+  if (kind === 'vlek' && ext.cspId === undefined) return 'VLEK has no CSP_ID extension (1.3.6.1.4.1.3704.1.5)';
+  if (kind === 'vlek' && ext.hwId !== undefined) return 'VLEK carries a hwID extension (only VCEKs do)';
+  return undefined;
+}
+
+function checkReportData(r: SnpReport, expected: Uint8Array | undefined): Check | undefined {
+  if (!expected) return undefined;
+  const name = 'snp.report-data';
+  if (expected.length > 64) return fail(name, `expected REPORT_DATA is ${expected.length} bytes; it is at most 64`);
+  const want = Buffer.alloc(64);
+  want.set(expected);
+  return timingSafeEqual(want, r.reportData)
+    ? pass(name, `REPORT_DATA matches the expected ${expected.length}-byte value`)
+    : fail(name, `REPORT_DATA ${bytesToHex(r.reportData)} differs from the expected ${bytesToHex(want)}; the report is not bound to this nonce/key`);
+}
+
+function checkChipId(r: SnpReport, kind: LeafKind, ext: AmdCertExtensions, product: SnpProduct): Check {
+  const name = 'snp.chip-id';
+  const masked = isAllZero(r.chipId);
+  if (kind === 'vlek') {
+    return pass(name, `VLEK is not chip-specific (no hwID); CHIP_ID ${masked ? 'masked (all zero)' : bytesToHex(r.chipId)} not compared`);
+  }
+  if (!ext.hwId) return fail(name, 'VCEK has no hwID extension (1.3.6.1.4.1.3704.1.4); cannot bind it to a chip');
+  const idLen = product === 'Turin' ? 8 : 64;
+  if (ext.hwId.length !== idLen) return fail(name, `VCEK hwID is ${ext.hwId.length} bytes; ${product} VCEKs carry ${idLen}`);
+  if (masked) return warn(name, 'CHIP_ID is masked (all zero, MASK_CHIP_ID): the VCEK is bound to the report only by its signature');
+  const ok = timingSafeEqual(ext.hwId, r.chipId.subarray(0, idLen)) && isAllZero(r.chipId.subarray(idLen));
+  return ok
+    ? pass(name, `CHIP_ID equals the VCEK hwID (${bytesToHex(ext.hwId).slice(0, 16)}…, ${idLen} bytes)`)
+    : fail(name, `CHIP_ID ${bytesToHex(r.chipId).slice(0, 32)}… differs from the VCEK hwID ${bytesToHex(ext.hwId).slice(0, 32)}…: this VCEK belongs to another chip`);
+}
+
+export function verifySnpAttestation(input: SnpVerifyInput, options: SnpVerifyOptions): VerificationResult<SnpClaims> {
+  const checks: Check[] = [];
+  const at = options.at;
+  const policy = options.policy ?? DEFAULT_SNP_POLICY;
+
+  // --- the report itself
+  let r: SnpReport;
+  try {
+    r = parseSnpReport(input.report);
+  } catch (err) {
+    if (!(err instanceof ParseError)) throw err;
+    return resultOf<SnpClaims>([fail('snp.report.parse', `${err.message}; expected a raw 1184-byte ATTESTATION_REPORT`)], undefined);
+  }
+  checks.push(pass('snp.report.parse', `report version ${r.version}, ${input.report.length} bytes`));
+  checks.push(
+    r.signatureAlgo === SNP_SIG_ALGO_ECDSA_P384_SHA384
+      ? pass('snp.signature.algo', 'SIGNATURE_ALGO 1 (ECDSA P-384 with SHA-384)')
+      : fail('snp.signature.algo', `SIGNATURE_ALGO ${r.signatureAlgo} is not 1 (ECDSA P-384 with SHA-384); unsupported or forged report`),
+  );
+
+  // --- collateral
+  let supplied: SuppliedCert[] = [];
+  let certError: string | undefined;
+  try {
+    supplied = classifyCertificates(input.certificates ?? []);
+  } catch (err) {
+    if (!(err instanceof ParseError)) throw err;
+    certError = err.message;
+  }
+  const crls: ParsedCrl[] = [];
+  let crlError: string | undefined;
+  (input.crls ?? []).forEach((der, i) => {
+    try {
+      crls.push(parseCrl(der));
+    } catch (err) {
+      if (!(err instanceof ParseError)) throw err;
+      crlError ??= `CRL #${i + 1} is malformed: ${err.message}`;
+    }
+  });
+
+  // --- endorsement key (VCEK vs VLEK per SIGNER_INFO)
+  const keyName = r.signerInfo.signingKeyName;
+  const kind: LeafKind | undefined = keyName === 'vcek' || keyName === 'vlek' ? keyName : undefined;
+  let leaf: SuppliedCert | undefined;
+  let ext: AmdCertExtensions | undefined;
+  {
+    const name = 'snp.cert.endorsement-key';
+    const unknown = supplied.find((s) => s.role === 'unknown');
+    if (certError) checks.push(fail(name, `certificates unusable: ${certError}`));
+    else if (!kind) checks.push(fail(name, `SIGNER_INFO.SIGNING_KEY=${r.signerInfo.signingKey} (${keyName}): the report is not signed by a VCEK or VLEK`));
+    else if (unknown) checks.push(fail(name, `certificate "${unknown.cert.subjectCn}" is not an AMD SEV certificate (expected SEV-VCEK/SEV-VLEK, SEV-<P>, SEV-VLEK-<P>, ARK-<P>)`));
+    else {
+      const leaves = supplied.filter((s) => s.role === kind);
+      const other = supplied.filter((s) => s.role === (kind === 'vcek' ? 'vlek' : 'vcek'));
+      if (leaves.length === 0) {
+        const hint = kind === 'vcek' && r.product ? `; fetch it from ${kdsVcekUrl(r, r.product)}` : kind === 'vlek' ? '; VLEKs come from the extended report certificate table' : '';
+        const instead = other.length > 0 ? ` (a ${LEAF_LABEL[other[0]!.role as LeafKind]} was supplied instead)` : '';
+        checks.push(fail(name, `SIGNER_INFO says a ${LEAF_LABEL[kind]} signed this report but none was supplied${instead}${hint}`));
+      } else if (leaves.length > 1 || other.length > 0) {
+        checks.push(fail(name, `ambiguous collateral: ${leaves.length + other.length} VCEK/VLEK certificates supplied; pass exactly one ${LEAF_LABEL[kind]}`));
+      } else {
+        leaf = leaves[0]!;
+        try {
+          ext = parseAmdCertExtensions(leaf.cert.der);
+        } catch (err) {
+          if (!(err instanceof ParseError)) throw err;
+          checks.push(fail(name, `${LEAF_LABEL[kind]} AMD extensions are malformed: ${err.message}`));
+        }
+        const problem = ext ? leafProblems(leaf, kind, ext) : 'n/a';
+        if (ext && problem) checks.push(fail(name, problem));
+        if (!ext || problem) leaf = undefined;
+        else {
+          checks.push(pass(name, `${LEAF_LABEL[kind]} (SIGNER_INFO.SIGNING_KEY=${r.signerInfo.signingKey}), productName "${ext.productName}"${ext.cspId ? `, CSP ${ext.cspId}` : ''}, serial 0x${leaf.cert.serial.toString(16)}`));
+        }
+      }
+    }
+  }
+  const notChecked = (what: string) => `not checked: ${what}`;
+  const noLeaf = notChecked(`no usable ${kind ? LEAF_LABEL[kind] : 'endorsement key'} (see snp.cert.endorsement-key)`);
+
+  // --- product line: CPUID (v3+) is authoritative, the VCEK productName must agree; v2 has only the VCEK
+  let product: SnpProduct | undefined;
+  {
+    const name = 'snp.product';
+    const certProduct = ext ? productLine(ext.productName) : undefined;
+    if (r.version >= 3) {
+      const cpu = r.cpuid!;
+      const cpuText = `CPUID family 0x${cpu.family.toString(16)} model 0x${cpu.model.toString(16)} stepping ${cpu.stepping}`;
+      if (!r.product) checks.push(fail(name, `${cpuText} is not a known SEV-SNP product (Milan, Genoa, Turin)`));
+      else if (ext && certProduct !== r.product) {
+        checks.push(fail(name, `report ${cpuText} is ${r.product} but the ${LEAF_LABEL[kind!]} productName is "${ext.productName}"; this certificate is for another product line`));
+      } else {
+        product = r.product;
+        checks.push(pass(name, `${product} from ${cpuText}${ext ? `; ${LEAF_LABEL[kind!]} productName "${ext.productName}" agrees` : ''}`));
+      }
+    } else if (!ext) {
+      checks.push(fail(name, `${notChecked('a version 2 report carries no CPUID and no VCEK productName is available')}`));
+    } else if (!certProduct) {
+      checks.push(fail(name, `version 2 report: product taken from the ${LEAF_LABEL[kind!]} productName "${ext.productName}", which is not a known product`));
+    } else {
+      product = certProduct;
+      checks.push(pass(name, `${product} from the ${LEAF_LABEL[kind!]} productName "${ext.productName}" (version 2 report has no CPUID)`));
+    }
+  }
+
+  // --- chain to pinned (or explicitly enabled simulated) roots
+  let roots: AmdProductRoots | undefined;
+  let simulated = false;
+  if (product) {
+    const pinned = pinnedAmdRoots(product);
+    const sims = (options.simulatedRoots ?? []).filter((s) => productLine(s.product) === product).map(simulatedAmdRoots);
+    roots = pinned;
+    let leafVerified = false;
+    if (leaf && kind) {
+      const selected = selectRoots(leaf.cert, kind, [pinned, ...sims]);
+      if (selected) {
+        roots = selected;
+        simulated = selected.simulated;
+        leafVerified = true;
+      } else if (sims.length > 0 && !intermediateOf(pinned, kind)) {
+        roots = sims[0]!;
+      }
+      checks.push(...checkChain({
+        leaf: leaf.cert,
+        kind,
+        suppliedIntermediates: supplied.filter((s) => s.role === (kind === 'vcek' ? 'ask' : 'asvk')).map((s) => s.cert),
+        suppliedArks: supplied.filter((s) => s.role === 'ark').map((s) => s.cert),
+        roots,
+        leafVerified,
+        at,
+      }));
+    } else {
+      for (const n of ['snp.chain.ask', 'snp.chain.ark', 'snp.cert.validity']) checks.push(fail(n, noLeaf));
+    }
+  } else {
+    for (const n of ['snp.chain.ask', 'snp.chain.ark', 'snp.cert.validity']) checks.push(fail(n, notChecked('the product line (and so the pinned roots) is unknown (see snp.product)')));
+  }
+
+  // --- the report signature
+  if (leaf) {
+    const ok = verifyReportSignature(r.raw, leaf.cert.publicKey());
+    const masked = r.signerInfo.maskChipKey ? ' (SIGNER_INFO.MASK_CHIP_KEY=1: the firmware was told not to sign with the chip key)' : '';
+    checks.push(
+      ok
+        ? pass('snp.signature', `ECDSA P-384/SHA-384 signature over bytes [0x0, 0x2A0) verifies with the ${LEAF_LABEL[kind!]}`)
+        : fail('snp.signature', `report signature does not verify with the supplied ${LEAF_LABEL[kind!]}${masked}: the report was altered or the ${LEAF_LABEL[kind!]} belongs to another chip/TCB`),
+    );
+  } else checks.push(fail('snp.signature', noLeaf));
+
+  // --- revocation (CRL signed by the ARK)
+  if (crlError) checks.push(fail('snp.revocation', crlError));
+  else if (roots && leaf && kind) {
+    const ark = parsedRoot(roots.ark);
+    const ca = intermediateOf(roots, kind);
+    checks.push(checkRevocation(crls, { name: ark.subjectCn || `ARK-${roots.product}`, subjectDer: ark.subjectDer, publicKey: roots.ark.publicKey, allowedAlgs: allowedAlgs(roots), crlUrl: `https://kdsintf.amd.com/${kind}/v1/${roots.product}/crl` }, [
+      { label: LEAF_LABEL[kind], serial: leaf.cert.serial },
+      ...(ca ? [{ label: `${kind === 'vcek' ? 'ASK' : 'ASVK'} ${parsedRoot(ca).subjectCn}`, serial: parsedRoot(ca).serial }] : []),
+    ], at));
+  } else checks.push(fail('snp.revocation', leaf ? notChecked('unknown product line') : noLeaf));
+
+  // --- binding of the key to this report's TCB and chip
+  if (leaf && ext && kind && product) {
+    checks.push(checkVcekTcb(ext, r.reportedTcb.raw, r.currentTcb.raw, product, LEAF_LABEL[kind]));
+    checks.push(checkChipId(r, kind, ext, product));
+  } else {
+    const why = leaf ? notChecked('unknown product line (TCB layout)') : noLeaf;
+    checks.push(fail('snp.tcb.vcek-match', why), fail('snp.chip-id', why));
+  }
+
+  // --- report content
+  const rd = checkReportData(r, options.expectedReportData);
+  if (rd) checks.push(rd);
+  checks.push(
+    r.nonZeroReserved.length === 0
+      ? pass('snp.reserved', 'all must-be-zero fields are zero')
+      : fail('snp.reserved', `must-be-zero fields are set: ${r.nonZeroReserved.join(', ')}; the report is malformed or from unsupported firmware`),
+  );
+  // Simulation is flagged on the result (simulated: true) and by this check's detail; it does not by
+  // itself downgrade the status, so a simulated fleet can exercise the full affirming path end to end.
+  if (simulated) checks.push(pass('snp.simulated', 'SIMULATED: signed by simulator test roots, trusted only because simulation is enabled; not evidence of real hardware'));
+  checks.push(...policyChecks(r, policy, product));
+
+  return resultOf(checks, snpClaims(r, { ...(product ? { product } : {}), ...(ext ? { productName: ext.productName } : {}), ...(ext?.cspId ? { cspId: ext.cspId } : {}) }), simulated);
+}

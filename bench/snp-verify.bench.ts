@@ -1,0 +1,51 @@
+/**
+ * SEV-SNP verification cost vs the raw crypto floor, measured in the same run on the same data
+ * (real trustee Milan report + VCEK): the floor is one ECDSA P-384 verify of the report plus the two
+ * RSA-PSS chain verifies (VCEK under ASK, ASK under ARK) with node:crypto on pre-imported keys.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { constants, createPublicKey, verify } from 'node:crypto';
+import { medianMs, type BenchRow } from './lib.js';
+import { verifySnpAttestation } from '../agent/verify/snp/verify.js';
+import { parseCertificate } from '../agent/verify/snp/x509.js';
+import { reportSignatureP1363 } from '../agent/verify/snp/signature.js';
+import { pinnedAmdRoots } from '../agent/roots/amd.js';
+
+const vectors = join(dirname(fileURLToPath(import.meta.url)), '..', 'test', 'vectors', 'snp');
+
+export default async function (): Promise<BenchRow[]> {
+  const report = readFileSync(join(vectors, 'trustee_snp_test-report.bin'));
+  const vcekDer = readFileSync(join(vectors, 'trustee_snp_test-vcek.der'));
+  const at = new Date('2025-06-01T00:00:00Z');
+
+  // Floor inputs, prepared outside the timed region.
+  const roots = pinnedAmdRoots('Milan');
+  const vcek = parseCertificate(vcekDer);
+  const ask = parseCertificate(roots.ask.der);
+  const vcekKey = createPublicKey({ key: Buffer.from(vcek.spki), format: 'der', type: 'spki' });
+  const askKey = roots.ask.publicKey;
+  const arkKey = roots.ark.publicKey;
+  const signed = report.subarray(0, 0x2a0);
+  const sig = reportSignatureP1363(report);
+  const pss = { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 48 };
+  const floor = () => {
+    const a = verify('sha384', signed, { key: vcekKey, dsaEncoding: 'ieee-p1363' }, sig);
+    const b = verify('sha384', vcek.tbs, { key: askKey, ...pss }, vcek.signature);
+    const c = verify('sha384', ask.tbs, { key: arkKey, ...pss }, ask.signature);
+    if (!(a && b && c)) throw new Error('floor: verification failed');
+  };
+  const full = () => {
+    const res = verifySnpAttestation({ report, certificates: [vcekDer] }, { at });
+    if (!res.ok) throw new Error(`full verify failed: ${res.checks.filter((c) => !c.ok).map((c) => c.name).join(', ')}`);
+  };
+  floor();
+  full();
+  const floorMs = await medianMs(floor, { runs: 41, inner: 20 });
+  const fullMs = await medianMs(full, { runs: 41, inner: 20 });
+  return [
+    { name: 'snp: raw crypto floor (1 ECDSA P-384 + 2 RSA-PSS-4096)', medianMs: floorMs, note: 'pre-imported keys, node:crypto' },
+    { name: 'snp: verifySnpAttestation (parse, chain, CRL-less, all checks)', medianMs: fullMs, baselineName: 'raw crypto floor', baselineMs: floorMs, target: '<= 1.3x', note: 'real trustee Milan report + VCEK' },
+  ];
+}
