@@ -1,0 +1,209 @@
+/**
+ * Azure SNP-vTPM evidence containers (pure decoding, hostile-input safe):
+ * - our bundle: {kind:"azure-snp-vtpm", version:1, hclReport: base64, quote:{message, signature, pcrs}: hex,
+ *   certs?: [PEM]} where quote.signature is a marshalled TPMT_SIGNATURE and user-data = binding
+ *   zero-padded to 64 bytes, quote extraData = SHA-256(user-data) (DESIGN.md "Binding");
+ * - the Confidential Containers az-snp-vtpm attester JSON v1/v2 ({version, tpm_quote:{signature,
+ *   message, pcrs}: hex, hcl_report: base64url, vcek: base64url DER}; reference/snp.md §5.3), where
+ *   extraData = the nonce and (v2) user-data = nonce zero-padded;
+ * - trustee's Genoa sample ({quote:{message,pcrs,signature}: int arrays, report: int array, vcek: PEM}).
+ * Plus Azure IMDS THIM certification JSON ({vcekCert, certificateChain}: PEM).
+ */
+import { createHash } from 'node:crypto';
+import { ParseError } from '../../errors.js';
+import { pemCertificates } from '../snp/cert-input.js';
+import type { TpmQuoteEvidence } from './quote.js';
+
+export const BUNDLE_KIND = 'azure-snp-vtpm';
+export const BUNDLE_VERSION = 1;
+/** Size of the HCL user-data field (NV 0x01400002, reference/snp.md §5.1). */
+export const USER_DATA_SIZE = 64;
+
+export type AzureEvidenceFormat = 'cvm-agent' | 'coco-v1' | 'coco-v2' | 'trustee-genoa';
+
+export interface AzureEvidence {
+  format: AzureEvidenceFormat;
+  hclReport: Buffer;
+  quote: TpmQuoteEvidence;
+  /** DER certificates shipped with the evidence (VCEK first when known). */
+  certificates: Buffer[];
+}
+
+/** Our bundle as produced by agent/evidence/azure-vtpm.ts. */
+export interface AzureBundle {
+  kind: typeof BUNDLE_KIND;
+  version: typeof BUNDLE_VERSION;
+  hclReport: string;
+  quote: { message: string; signature: string; pcrs: string[] };
+  certs?: string[];
+}
+
+const MAX_BLOB = 64 * 1024;
+const MAX_PCRS = 64;
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const own = (o: Record<string, unknown>, k: string): unknown => (Object.prototype.hasOwnProperty.call(o, k) ? o[k] : undefined);
+
+function hexField(v: unknown, what: string): Buffer {
+  if (typeof v !== 'string' || v.length > 2 * MAX_BLOB || v.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(v)) throw new ParseError(`${what}: expected a hex string`);
+  return Buffer.from(v, 'hex');
+}
+function base64Field(v: unknown, what: string, alphabet: 'base64' | 'base64url'): Buffer {
+  const re = alphabet === 'base64' ? /^[A-Za-z0-9+/]*={0,2}$/ : /^[A-Za-z0-9_-]*={0,2}$/;
+  if (typeof v !== 'string' || v.length > 2 * MAX_BLOB || !re.test(v)) throw new ParseError(`${what}: expected ${alphabet} text`);
+  return Buffer.from(v, alphabet);
+}
+function intArrayField(v: unknown, what: string): Buffer {
+  if (!Array.isArray(v) || v.length > MAX_BLOB) throw new ParseError(`${what}: expected an array of byte values`);
+  const out = Buffer.alloc(v.length);
+  v.forEach((x, i) => {
+    if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x > 255) throw new ParseError(`${what}[${i}]: not a byte value`);
+    out[i] = x;
+  });
+  return out;
+}
+function listField(v: unknown, what: string): unknown[] {
+  if (!Array.isArray(v) || v.length > MAX_PCRS) throw new ParseError(`${what}: expected an array of at most ${MAX_PCRS} entries`);
+  return v;
+}
+function pemOrDerList(v: unknown, what: string): Buffer[] {
+  const list = Array.isArray(v) ? v : [v];
+  if (list.length > 16) throw new ParseError(`${what}: too many certificates`);
+  const out: Buffer[] = [];
+  for (const item of list) {
+    if (typeof item !== 'string') throw new ParseError(`${what}: expected PEM text`);
+    const certs = pemCertificates(item);
+    if (certs.length === 0) throw new ParseError(`${what}: no PEM CERTIFICATE block`);
+    out.push(...certs);
+  }
+  return out;
+}
+
+/** Decode any supported Azure evidence JSON (text or parsed value). */
+export function parseAzureEvidence(input: string | unknown): AzureEvidence {
+  let doc: unknown = input;
+  if (typeof input === 'string') {
+    if (input.length > 4 * MAX_BLOB * 4) throw new ParseError('Azure evidence: JSON text too large');
+    try {
+      doc = JSON.parse(input);
+    } catch (err) {
+      throw new ParseError(`Azure evidence: not valid JSON (${(err as Error).message})`);
+    }
+  }
+  if (!isObj(doc)) throw new ParseError('Azure evidence: JSON is not an object');
+
+  if (own(doc, 'kind') !== undefined) {
+    if (own(doc, 'kind') !== BUNDLE_KIND) throw new ParseError(`Azure evidence: kind ${JSON.stringify(own(doc, 'kind'))} is not "${BUNDLE_KIND}"`);
+    if (own(doc, 'version') !== BUNDLE_VERSION) throw new ParseError(`Azure evidence: bundle version ${JSON.stringify(own(doc, 'version'))} is not supported (1)`);
+    const q = own(doc, 'quote');
+    if (!isObj(q)) throw new ParseError('Azure evidence: "quote" is not an object');
+    const certs = own(doc, 'certs');
+    return {
+      format: 'cvm-agent',
+      hclReport: base64Field(own(doc, 'hclReport'), 'hclReport', 'base64'),
+      quote: {
+        message: hexField(own(q, 'message'), 'quote.message'),
+        signature: { format: 'tpmt', bytes: hexField(own(q, 'signature'), 'quote.signature') },
+        pcrs: listField(own(q, 'pcrs'), 'quote.pcrs').map((p, i) => hexField(p, `quote.pcrs[${i}]`)),
+      },
+      certificates: certs === undefined ? [] : pemOrDerList(certs, 'certs'),
+    };
+  }
+
+  const tq = own(doc, 'tpm_quote');
+  if (isObj(tq)) {
+    const version = own(doc, 'version');
+    if (version !== 1 && version !== 2) throw new ParseError(`Azure evidence: az-snp-vtpm evidence version ${JSON.stringify(version)} is not supported (1 or 2)`);
+    const vcek = own(doc, 'vcek');
+    return {
+      format: version === 1 ? 'coco-v1' : 'coco-v2',
+      hclReport: base64Field(own(doc, 'hcl_report'), 'hcl_report', 'base64url'),
+      quote: {
+        message: hexField(own(tq, 'message'), 'tpm_quote.message'),
+        signature: { format: 'raw', bytes: hexField(own(tq, 'signature'), 'tpm_quote.signature') },
+        pcrs: listField(own(tq, 'pcrs'), 'tpm_quote.pcrs').map((p, i) => hexField(p, `tpm_quote.pcrs[${i}]`)),
+      },
+      certificates: vcek === undefined ? [] : [base64Field(vcek, 'vcek', 'base64url')],
+    };
+  }
+
+  const gq = own(doc, 'quote');
+  if (isObj(gq) && Array.isArray(own(doc, 'report'))) {
+    const vcek = own(doc, 'vcek');
+    return {
+      format: 'trustee-genoa',
+      hclReport: intArrayField(own(doc, 'report'), 'report'),
+      quote: {
+        message: intArrayField(own(gq, 'message'), 'quote.message'),
+        signature: { format: 'raw', bytes: intArrayField(own(gq, 'signature'), 'quote.signature') },
+        pcrs: listField(own(gq, 'pcrs'), 'quote.pcrs').map((p, i) => intArrayField(p, `quote.pcrs[${i}]`)),
+      },
+      certificates: vcek === undefined ? [] : pemOrDerList(vcek, 'vcek'),
+    };
+  }
+  throw new ParseError('Azure evidence: not a cvm-agent azure-snp-vtpm bundle nor az-snp-vtpm attester evidence (no "kind", "tpm_quote" or "quote"+"report")');
+}
+
+export function encodeBundle(e: { hclReport: Uint8Array; quoteMessage: Uint8Array; quoteSignature: Uint8Array; pcrs: readonly Uint8Array[]; certsPem?: string[] }): AzureBundle {
+  const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+  const bundle: AzureBundle = {
+    kind: BUNDLE_KIND,
+    version: BUNDLE_VERSION,
+    hclReport: Buffer.from(e.hclReport).toString('base64'),
+    quote: { message: hex(e.quoteMessage), signature: hex(e.quoteSignature), pcrs: e.pcrs.map(hex) },
+  };
+  if (e.certsPem && e.certsPem.length > 0) bundle.certs = e.certsPem;
+  return bundle;
+}
+
+/** Binding as written to the HCL user data: zero-padded to 64 bytes. */
+export function userDataFor(binding: Uint8Array): Buffer {
+  if (binding.length === 0 || binding.length > USER_DATA_SIZE) throw new ParseError(`binding must be 1..${USER_DATA_SIZE} bytes, got ${binding.length}`);
+  return Buffer.concat([Buffer.from(binding), Buffer.alloc(USER_DATA_SIZE - binding.length)]);
+}
+
+/** Our quote qualifying data: SHA-256 of the 64-byte user data (DESIGN.md "Binding"). */
+export function qualifyingDataFor(binding: Uint8Array): Buffer {
+  return createHash('sha256').update(userDataFor(binding)).digest();
+}
+
+export interface BindingExpectations {
+  quoteNonce?: Buffer;
+  quoteNonceLabel?: string;
+  /** Expected HCL user-data prefix; the rest of the 64 bytes must be zero. */
+  userData?: Buffer;
+}
+
+/** What the verifier expects in the quote and the HCL user data for a nonce, by evidence format. */
+export function expectationsFor(format: AzureEvidenceFormat, nonce: Uint8Array | undefined): BindingExpectations {
+  if (nonce === undefined) return {};
+  if (format === 'cvm-agent') {
+    return { quoteNonce: qualifyingDataFor(nonce), quoteNonceLabel: 'SHA-256 of the zero-padded nonce', userData: Buffer.from(nonce) };
+  }
+  if (nonce.length > USER_DATA_SIZE) throw new ParseError(`nonce must be at most ${USER_DATA_SIZE} bytes, got ${nonce.length}`);
+  return { quoteNonce: Buffer.from(nonce), quoteNonceLabel: 'the nonce', ...(format === 'coco-v2' ? { userData: Buffer.from(nonce) } : {}) };
+}
+
+/** Azure IMDS THIM certification (GET /metadata/THIM/amd/certification): {vcekCert, certificateChain} as PEM. */
+export function parseImdsCertification(text: string): { vcek: Buffer; chain: Buffer[] } {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    throw new ParseError(`IMDS certification: not valid JSON (${(err as Error).message})`);
+  }
+  if (!isObj(doc)) throw new ParseError('IMDS certification: JSON is not an object');
+  const vcekPem = own(doc, 'vcekCert');
+  const chainPem = own(doc, 'certificateChain');
+  if (typeof vcekPem !== 'string') throw new ParseError('IMDS certification: "vcekCert" missing or not PEM text');
+  const vcek = pemCertificates(vcekPem);
+  if (vcek.length !== 1) throw new ParseError(`IMDS certification: "vcekCert" holds ${vcek.length} certificates, expected 1`);
+  const chain = typeof chainPem === 'string' ? pemCertificates(chainPem) : [];
+  if (chainPem !== undefined && typeof chainPem !== 'string') throw new ParseError('IMDS certification: "certificateChain" is not PEM text');
+  return { vcek: vcek[0]!, chain };
+}
+
+/** Collateral file contents: IMDS certification JSON or PEM/DER certificates (DER list). */
+export function isImdsCertificationJson(bytes: Uint8Array): boolean {
+  const head = Buffer.from(bytes.subarray(0, 256)).toString('latin1').trimStart();
+  return head.startsWith('{');
+}

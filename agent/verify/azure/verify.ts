@@ -1,0 +1,130 @@
+/**
+ * verifyAzureEvidence: Azure confidential VM (SEV-SNP paravisor + vTPM) evidence, pure.
+ * Recipe (reference/snp.md §5.3, trustee az_snp_vtpm `evaluate`):
+ *   1. parse the HCL report (azure.hcl.parse);
+ *   2. REPORT_DATA[0:n] == H(runtime claims) with the header's hash, rest zero (azure.hcl.report-data);
+ *   3. the TPM quote verifies under HCLAkPub from those claims (azure.quote.signature);
+ *   4. quote extraData == the expected nonce (azure.quote.nonce) and the PCR digest (azure.quote.pcr-digest);
+ *   5. runtime user-data == the expected binding (azure.user-data), when one is expected;
+ *   6. the SNP report by the SEV-SNP verifier (snp.*: VCEK chain to pinned roots, signature, TCB,
+ *      policy with VMPL 0, the paravisor's level).
+ * The AK is only as trustworthy as the SNP signature and step 2: every check must pass.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { fail, pass, resultOf, type Check, type VerificationResult } from '../checks.js';
+import { verifySnpAttestation, type SnpClaims } from '../snp/verify.js';
+import { DEFAULT_SNP_POLICY, type SnpPolicy } from '../../appraise/snp-policy.js';
+import type { SimulatedRootsInput } from '../../roots/amd.js';
+import { isAllZero } from '../../util/bytes.js';
+import { parseHclReport, type HclReport } from './hcl.js';
+import { findKey } from './runtime-claims.js';
+import { verifyQuote, type QuoteClaims } from './quote.js';
+import { expectationsFor, USER_DATA_SIZE, type AzureEvidence, type AzureEvidenceFormat } from './evidence-formats.js';
+
+/** REPORT_DATA offset/size in the SNP ATTESTATION_REPORT (reference/snp.md §2, offset 0x50). */
+const REPORT_DATA_OFFSET = 0x50;
+const REPORT_DATA_SIZE = 64;
+
+export interface AzureVerifyOptions {
+  /** Verification time for certificates (never read from the clock here). */
+  at: Date;
+  /** The verifier's nonce; its meaning per evidence format is in evidence-formats.ts expectationsFor(). */
+  nonce?: Uint8Array;
+  /** Extra DER certificates (VCEK / ASK / ARK), e.g. from IMDS THIM or --cert. */
+  certificates?: Uint8Array[];
+  crls?: Uint8Array[];
+  /** SNP appraisal policy; VMPL is always forced to [0] (the paravisor's level, trustee HCL_VMPL_VALUE). */
+  policy?: SnpPolicy;
+  /** Simulated AMD roots, trusted only when passed (simulation explicitly enabled). */
+  simulatedRoots?: SimulatedRootsInput[];
+}
+
+export interface AzureClaims {
+  format: AzureEvidenceFormat;
+  hcl: {
+    version: number;
+    hashAlg: string;
+    vmConfiguration: Record<string, unknown> | undefined;
+    userData: string | undefined;
+    keys: string[];
+  };
+  quote: QuoteClaims | undefined;
+  snp: SnpClaims | undefined;
+}
+
+const eq = (a: Uint8Array, b: Uint8Array) => a.length === b.length && timingSafeEqual(a, b);
+
+/** REPORT_DATA binds the runtime claims: H(claims) then zeros (§5.2). */
+export function checkReportDataBinding(hcl: HclReport): Check {
+  const name = 'azure.hcl.report-data';
+  const reportData = hcl.snpReport.subarray(REPORT_DATA_OFFSET, REPORT_DATA_OFFSET + REPORT_DATA_SIZE);
+  const digest = createHash(hcl.hashAlg).update(hcl.runtimeClaimsBytes).digest();
+  if (!eq(reportData.subarray(0, digest.length), digest)) {
+    return fail(name, `REPORT_DATA[0:${digest.length}] ${reportData.subarray(0, digest.length).toString('hex')} != ${hcl.hashAlg.toUpperCase()}(runtime claims) ${digest.toString('hex')}: the runtime claims (and the AK in them) are not the ones the SNP report vouches for`);
+  }
+  if (!isAllZero(reportData.subarray(digest.length))) {
+    return fail(name, `REPORT_DATA[${digest.length}:64] is not zero: not an HCL-generated report`);
+  }
+  return pass(name, `REPORT_DATA = ${hcl.hashAlg.toUpperCase()}(runtime claims) || zeros: the SNP report vouches for the runtime claims and HCLAkPub`);
+}
+
+/** HCL user-data must start with the expected binding and be zero after it (trustee v2: "starts with the nonce"). */
+export function checkUserData(userData: Buffer | undefined, expected: Uint8Array): Check {
+  const name = 'azure.user-data';
+  if (expected.length > USER_DATA_SIZE) return fail(name, `expected binding is ${expected.length} bytes; user-data holds at most ${USER_DATA_SIZE}`);
+  if (!userData) return fail(name, 'the runtime claims carry no "user-data": the HCL report was not regenerated with the binding');
+  const want = Buffer.alloc(Math.max(USER_DATA_SIZE, userData.length));
+  want.set(expected);
+  const got = Buffer.alloc(want.length);
+  got.set(userData);
+  if (userData.length !== USER_DATA_SIZE || !eq(got, want)) {
+    return fail(name, `runtime user-data ${userData.toString('hex') || '(empty)'} != expected ${want.toString('hex')}: the HCL report is not bound to this nonce (stale report, or it was read before the paravisor refreshed it)`);
+  }
+  return pass(name, `runtime user-data carries the expected ${expected.length}-byte binding`);
+}
+
+export function verifyAzureEvidence(evidence: AzureEvidence, options: AzureVerifyOptions): VerificationResult<AzureClaims> {
+  const checks: Check[] = [];
+  let hcl: HclReport;
+  try {
+    hcl = parseHclReport(evidence.hclReport);
+  } catch (err) {
+    return resultOf<AzureClaims>([fail('azure.hcl.parse', `${(err as Error).message}`)], undefined);
+  }
+  checks.push(pass('azure.hcl.parse', `HCL report v${hcl.version}, SEV-SNP, ${hcl.runtimeClaimsBytes.length}-byte runtime claims hashed with ${hcl.hashAlg.toUpperCase()}`));
+  checks.push(checkReportDataBinding(hcl));
+
+  let expect;
+  try {
+    expect = expectationsFor(evidence.format, options.nonce);
+  } catch (err) {
+    return resultOf<AzureClaims>([...checks, fail('azure.quote.nonce', (err as Error).message)], undefined);
+  }
+
+  const ak = findKey(hcl.runtimeClaims, 'HCLAkPub');
+  const akProblem = !ak ? 'the runtime claims have no HCLAkPub key' : ak.key ? undefined : `HCLAkPub is unusable: ${ak.problem}`;
+  const q = verifyQuote(evidence.quote, ak?.key, akProblem, { ...(expect.quoteNonce ? { nonce: expect.quoteNonce } : {}), ...(expect.quoteNonceLabel ? { nonceLabel: expect.quoteNonceLabel } : {}) });
+  checks.push(...q.checks);
+
+  if (expect.userData) checks.push(checkUserData(hcl.runtimeClaims.userData, expect.userData));
+
+  const snp = verifySnpAttestation(
+    { report: hcl.snpReport, certificates: [...evidence.certificates, ...(options.certificates ?? [])], ...(options.crls ? { crls: options.crls } : {}) },
+    { at: options.at, policy: { ...(options.policy ?? DEFAULT_SNP_POLICY), vmpl: [0] }, ...(options.simulatedRoots ? { simulatedRoots: options.simulatedRoots } : {}) },
+  );
+  checks.push(...snp.checks);
+
+  const claims: AzureClaims = {
+    format: evidence.format,
+    hcl: {
+      version: hcl.version,
+      hashAlg: hcl.hashAlg,
+      vmConfiguration: hcl.runtimeClaims.vmConfiguration,
+      userData: hcl.runtimeClaims.userData?.toString('hex'),
+      keys: hcl.runtimeClaims.keys.map((k) => k.kid),
+    },
+    quote: q.claims,
+    snp: snp.claims,
+  };
+  return resultOf(checks, claims, snp.simulated);
+}
