@@ -1,0 +1,211 @@
+/**
+ * `cvm-agent verify gpu`: verify NVIDIA GPU attestation evidence offline (report + device chain, or
+ * NVIDIA's serialized evidence JSON with any number of GPUs), with RIMs from files or a directory and
+ * OCSP responses from files. Thin edge: read files, call the pure verifier, print, map to exit codes.
+ */
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { UsageError } from '../../errors.js';
+import { EXIT, parseOptions, type CliIO, type Command } from '../command.js';
+import { DEFAULT_GPU_POLICY, parseGpuPolicy } from '../../appraise/gpu-policy.js';
+import { reportBytesFromFile } from '../../verify/nvidia/report.js';
+import { parseGpuEvidenceJson } from '../../verify/nvidia/evidence-json.js';
+import { verifyGpus, type MultiGpuResult } from '../../verify/nvidia/multi-gpu.js';
+import type { GpuEvidenceInput, GpuSkip, GpuVerifyOptions } from '../../verify/nvidia/gpu-verify.js';
+import { loadSimGpuIdentity, simulatedRoots } from '../../evidence/simulated/gpu-sim.js';
+import type { Check } from '../../verify/checks.js';
+
+const usage = `Usage: cvm-agent verify gpu (--report FILE --chain FILE | --evidence FILE) [--nonce HEX]
+                         [--driver-rim FILE] [--vbios-rim FILE] [--rim-dir DIR] [--ocsp FILE]...
+                         [--skip rim|revocation]... [--at ISO8601] [--policy FILE] [--sim-dir DIR] [--json]
+
+Verify NVIDIA confidential-computing GPU evidence offline: the SPDM report signature with the
+attestation key, the device certificate chain up to the pinned NVIDIA Device Identity CA, the FWID,
+the architecture, the nonce, the driver and VBIOS RIMs (XML signature + chain) and every golden
+measurement, and revocation (when OCSP responses are given).
+
+Options:
+  --report FILE       NVML attestation report: raw bytes or hex text
+  --chain FILE        NVML attestation certificate chain (PEM, leaf first)
+  --evidence FILE     NVIDIA serialized evidence JSON ([{arch, certificate, evidence, nonce}]); every entry is verified
+  --nonce HEX         the 32-byte nonce the evidence must carry (without it freshness is a warning)
+  --driver-rim FILE   driver RIM (SWID XML), e.g. NV_GPU_DRIVER_GH100_550.90.07.xml
+  --vbios-rim FILE    VBIOS RIM (SWID XML)
+  --rim-dir DIR       directory of RIMs named by RIM id (NV_GPU_...[.xml|.swidtag]) or nvtrust sample names
+  --ocsp FILE         DER OCSP response for a device-chain certificate. Repeatable.
+                      Without any, the result is at best "warning" (revocation not checked).
+  --skip WHAT         rim | revocation: skip those checks explicitly (they then show as warnings). Repeatable.
+  --at ISO8601        verification time for certificate validity (default: now)
+  --policy FILE       GPU appraisal policy, YAML or JSON (see agent/appraise/gpu-policy.ts)
+  --sim-dir DIR       ALSO trust the simulated GPU roots stored in DIR; results then say SIMULATED.
+                      For the demo and tests only — never for real evidence.
+  --json              print {ok, status, simulated, gpus: [{index, ok, status, claims, checks}], checks}
+  -h, --help          show this help
+
+A missing RIM is a failure naming the RIM id unless --skip rim is given.
+
+Exit codes:
+  0  verified, every check passed (affirming)
+  1  a check failed (contraindicated)
+  2  usage error or unreadable/malformed input
+  3  verified with warnings only (e.g. revocation not checked)
+`;
+
+const MAX_RIM_FILE = 4 * 1024 * 1024;
+const MAX_RIM_DIR_FILES = 2000;
+
+function readInput(file: string, io: CliIO, what: string): Buffer {
+  try {
+    return readFileSync(resolve(io.cwd, file));
+  } catch (err) {
+    throw new UsageError(`cannot read ${what} "${file}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
+/** RIM id for a file name: NV_GPU_<...>[.xml|.swidtag], or nvtrust's <project>_<sku>_<chip>_<ver>_PROD.swidtag. */
+export function rimIdFromFileName(name: string): string | undefined {
+  const direct = /^(NV_GPU_[A-Za-z0-9_.-]+?)(?:\.xml|\.swidtag)?$/.exec(name);
+  if (direct) return direct[1];
+  const sample = /^([0-9A-Za-z]+_[0-9A-Za-z]+_[0-9A-Za-z]+_[0-9A-Fa-f]{10})_PROD\.swidtag$/.exec(name);
+  if (sample) return `NV_GPU_VBIOS_${sample[1]!.toUpperCase()}`;
+  return undefined;
+}
+
+function loadRimDir(dir: string, io: CliIO): Map<string, string> {
+  const path = resolve(io.cwd, dir);
+  let names: string[];
+  try {
+    names = readdirSync(path);
+  } catch (err) {
+    throw new UsageError(`cannot read RIM directory "${dir}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  const byId = new Map<string, string>();
+  for (const name of names.slice(0, MAX_RIM_DIR_FILES)) {
+    const id = rimIdFromFileName(name);
+    if (!id) continue;
+    const file = join(path, name);
+    const st = statSync(file, { throwIfNoEntry: false });
+    if (!st?.isFile() || st.size > MAX_RIM_FILE) continue;
+    byId.set(id, readFileSync(file, 'utf8'));
+  }
+  return byId;
+}
+
+function parseAt(value: string | undefined): Date {
+  if (value === undefined) return new Date();
+  const d = new Date(value);
+  if (!/^\d{4}-\d{2}-\d{2}/.test(value) || Number.isNaN(d.getTime())) throw new UsageError(`--at: "${value}" is not an ISO 8601 time`);
+  return d;
+}
+
+function parseNonce(value: string | undefined): Buffer | undefined {
+  if (value === undefined) return undefined;
+  const s = value.trim().replace(/^0x/i, '');
+  if (!/^[0-9a-fA-F]{64}$/.test(s)) throw new UsageError('--nonce: expected 64 hex digits (32 bytes)');
+  return Buffer.from(s, 'hex');
+}
+
+/** DER OCSP response, or base64 of one (as some tools store them). */
+function ocspBytes(bytes: Buffer): Buffer {
+  if (bytes[0] === 0x30) return bytes;
+  const text = bytes.toString('latin1').replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, '');
+  if (/^[A-Za-z0-9+/]+={0,2}$/.test(text)) return Buffer.from(text, 'base64');
+  return bytes;
+}
+
+const mark = (c: Check): string => (!c.ok ? 'FAIL' : c.warning ? 'WARN' : 'ok  ');
+
+function printText(result: MultiGpuResult, io: CliIO): void {
+  const lines: string[] = [];
+  for (const [i, r] of result.perGpu.entries()) {
+    const c = r.claims;
+    const what = c ? `${c.arch ?? '?'} driver ${c.driverVersion ?? '?'} VBIOS ${c.vbiosVersion ?? '?'} ueid ${c.ueid ?? '?'}` : 'unparsed report';
+    lines.push(`GPU ${i}: ${r.status.toUpperCase()}${r.simulated ? ' (SIMULATED)' : ''} — ${what}`);
+    for (const ch of r.checks) lines.push(`  ${mark(ch)} ${ch.name}: ${ch.detail}`);
+  }
+  for (const ch of result.checks) lines.push(`${mark(ch)} ${ch.name}: ${ch.detail}`);
+  lines.push(`overall: ${result.status.toUpperCase()}${result.simulated ? ' (SIMULATED)' : ''}`);
+  io.stdout.write(`${lines.join('\n')}\n`);
+}
+
+function toJson(result: MultiGpuResult): unknown {
+  return {
+    ok: result.ok,
+    status: result.status,
+    simulated: result.simulated,
+    gpus: result.perGpu.map((r, index) => ({
+      index,
+      ok: r.ok,
+      status: r.status,
+      claims: r.claims ?? null,
+      checks: r.checks.map((c) => ({ name: c.name, ok: c.ok, detail: c.detail })),
+    })),
+    checks: result.checks.map((c) => ({ name: c.name, ok: c.ok, detail: c.detail })),
+  };
+}
+
+async function run(argv: string[], io: CliIO): Promise<number> {
+  const { values } = parseOptions(argv, {
+    report: { type: 'string' },
+    chain: { type: 'string' },
+    evidence: { type: 'string' },
+    nonce: { type: 'string' },
+    'driver-rim': { type: 'string' },
+    'vbios-rim': { type: 'string' },
+    'rim-dir': { type: 'string' },
+    ocsp: { type: 'string', multiple: true },
+    skip: { type: 'string', multiple: true },
+    at: { type: 'string' },
+    policy: { type: 'string' },
+    'sim-dir': { type: 'string' },
+    json: { type: 'boolean' },
+  });
+  const hasPair = values.report !== undefined || values.chain !== undefined;
+  if (hasPair && values.evidence !== undefined) throw new UsageError('give either --report/--chain or --evidence, not both');
+  if (!hasPair && values.evidence === undefined) throw new UsageError('missing evidence: give --report FILE --chain FILE, or --evidence FILE');
+  if (hasPair && (values.report === undefined || values.chain === undefined)) throw new UsageError('--report and --chain go together');
+
+  const skip = new Set<GpuSkip>();
+  for (const s of values.skip ?? []) {
+    if (s !== 'rim' && s !== 'revocation') throw new UsageError(`--skip: "${s}" is not rim or revocation`);
+    skip.add(s);
+  }
+  const options: GpuVerifyOptions = { at: parseAt(values.at), skip, policy: DEFAULT_GPU_POLICY };
+  const nonce = parseNonce(values.nonce);
+  if (nonce) options.expectedNonce = nonce;
+  if (values.policy !== undefined) options.policy = parseGpuPolicy(readInput(values.policy, io, 'policy').toString('utf8'));
+
+  const rims: NonNullable<GpuVerifyOptions['rims']> = {};
+  if (values['driver-rim'] !== undefined) rims.driver = readInput(values['driver-rim'], io, 'driver RIM').toString('utf8');
+  if (values['vbios-rim'] !== undefined) rims.vbios = readInput(values['vbios-rim'], io, 'VBIOS RIM').toString('utf8');
+  if (values['rim-dir'] !== undefined) rims.byId = loadRimDir(values['rim-dir'], io);
+  options.rims = rims;
+  if (values.ocsp) options.ocsp = values.ocsp.map((f) => ocspBytes(readInput(f, io, 'OCSP response')));
+  if (values['sim-dir'] !== undefined) {
+    try {
+      options.simulatedRoots = simulatedRoots(await loadSimGpuIdentity(resolve(io.cwd, values['sim-dir'])));
+    } catch (err) {
+      throw new UsageError(`--sim-dir: ${(err as Error).message}`);
+    }
+  }
+
+  let list: GpuEvidenceInput[];
+  if (values.evidence !== undefined) {
+    list = parseGpuEvidenceJson(readInput(values.evidence, io, 'evidence'));
+  } else {
+    list = [{ report: reportBytesFromFile(readInput(values.report!, io, 'report')), certChainPem: readInput(values.chain!, io, 'certificate chain').toString('latin1') }];
+  }
+
+  const result = await verifyGpus(list, options);
+  if (values.json) io.stdout.write(`${JSON.stringify(toJson(result), null, 2)}\n`);
+  else printText(result, io);
+  if (!result.ok) return EXIT.FAILED;
+  return result.status === 'warning' ? EXIT.WARNING : EXIT.OK;
+}
+
+export const verifyGpuCommand: Command = {
+  path: ['verify', 'gpu'],
+  summary: 'verify NVIDIA GPU attestation evidence offline (report, chain, RIMs, OCSP)',
+  usage,
+  run,
+};

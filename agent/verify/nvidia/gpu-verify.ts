@@ -1,0 +1,379 @@
+/**
+ * Verify one NVIDIA GPU's attestation evidence (report + device chain + optional NVML state, RIMs, OCSP).
+ * Pure: bytes + collateral + time in, named checks + claims out; no I/O (reference/nvidia-gpu.md §2.1,
+ * with the C++ SDK's stricter choices from §2.3 and §8). Fail closed: a check that cannot be evaluated
+ * fails or warns with a reason, never passes silently.
+ */
+import { createHash, verify as cryptoVerify } from 'node:crypto';
+import { ParseError } from '../../errors.js';
+import { bytesToHex, timingSafeEqual } from '../../util/bytes.js';
+import { fail, pass, warn, resultOf, type Check, type VerificationResult } from '../checks.js';
+import { nvidiaDeviceRoot } from '../../roots/nvidia-device.js';
+import { DEFAULT_GPU_POLICY, type GpuPolicy } from '../../appraise/gpu-policy.js';
+import { parseGpuReport, type GpuReport } from './report.js';
+import { parseCertificate, parsePemChain, verifyDeviceChain, type ParsedCert } from './chain.js';
+import { leafFwid } from './fwid.js';
+import { certRevocationStatus, parseOcspResponses, type OcspResponse } from './ocsp.js';
+import { compareMeasurementsDetailed, driverRimId, vbiosRimId, type MeasurementMismatch, type Rim } from './rim/index.js';
+import { verifyRimCached } from './rim-cache.js';
+import { statusByteName, type GpuArch, type GpuClaims } from './claims.js';
+
+/** NVML CC state as the evidence layer decodes it (agent/evidence/gpu-nvml.ts GpuCcState). */
+export interface GpuCcStateInput {
+  ccEnabled: boolean;
+  devToolsMode: boolean;
+  environment: string;
+}
+
+export interface GpuEvidenceInput {
+  /** Raw NVML attestationReport bytes. */
+  report: Uint8Array;
+  /** NVML attestationCertChain: PEM, leaf first. */
+  certChainPem: string;
+  /** Claimed architecture ("HOPPER", "hopper", ...); checked against the chain. */
+  arch?: string;
+  /** What NVML said (consistency checks; not signed by the GPU). */
+  nvml?: { driverVersion?: string; vbiosVersion?: string; cc?: GpuCcStateInput };
+  /** GPU index, for messages and multi-GPU results. */
+  index?: number;
+}
+
+export interface SimulatedRoots {
+  /** DER of the simulated device root. */
+  deviceRoot: Buffer;
+  /** DER of the simulated RIM root. */
+  rimRoot?: Buffer;
+  simulated: true;
+}
+
+export type GpuSkip = 'rim' | 'revocation';
+
+export interface GpuVerifyOptions {
+  at: Date;
+  expectedNonce?: Uint8Array;
+  /** RIM XML: explicit driver/VBIOS files, or a collection by RIM id. */
+  rims?: { driver?: string; vbios?: string; byId?: ReadonlyMap<string, string> };
+  skip?: ReadonlySet<GpuSkip>;
+  /** DER OCSP responses (collateral) for the device chain. */
+  ocsp?: readonly Uint8Array[];
+  policy?: GpuPolicy;
+  /** Trust the simulation roots (only when simulation is explicitly enabled). */
+  simulatedRoots?: SimulatedRoots;
+}
+
+const DEVICE_ROOT_NAME = 'NVIDIA Device Identity CA';
+const SIM_ROOT_NAME = 'SIMULATED NVIDIA Device Identity CA (trusted only because simulation is enabled)';
+
+/** Architecture from the device chain: GH100 → Hopper, GB1xx/GB2xx → Blackwell (§4.3). */
+export function archFromChain(certs: readonly ParsedCert[]): GpuArch | undefined {
+  const names = certs.slice(0, 2).map((c) => c.cn);
+  if (names.some((n) => /^GH1\d\d\b/.test(n))) return 'hopper';
+  if (names.some((n) => /^GB\d\d\d\b/.test(n))) return 'blackwell';
+  return undefined;
+}
+
+export function normaliseArch(arch: string | undefined): GpuArch | 'unknown' | undefined {
+  if (arch === undefined) return undefined;
+  const a = arch.toLowerCase();
+  return a === 'hopper' || a === 'blackwell' ? a : 'unknown';
+}
+
+const parsedOcspCache = new WeakMap<readonly Uint8Array[], OcspResponse[]>();
+
+function parseOcspOnce(list: readonly Uint8Array[]): OcspResponse[] {
+  let hit = parsedOcspCache.get(list);
+  if (!hit) {
+    hit = parseOcspResponses(list);
+    parsedOcspCache.set(list, hit);
+  }
+  return hit;
+}
+
+/** Summarise a RIM verification into one named check (sub-check details kept for the failures). */
+function rimCheck(name: string, kind: string, id: string, xml: string | undefined, expectedVersion: string | undefined, at: Date, extraRoots: Buffer[], caseInsensitive: boolean): { check: Check; rim?: Rim } {
+  if (xml === undefined) {
+    return { check: fail(name, `${kind} RIM ${id} not found: supply it as a file or in the RIM directory/cache, or skip RIM checks explicitly (--skip rim)`) };
+  }
+  const v = verifyRimCached(xml, at, extraRoots);
+  if (v.parseError !== undefined) return { check: fail(name, `${kind} RIM for ${id} is not readable XML: ${v.parseError}`) };
+  const bad = v.checks.filter((c) => !c.ok);
+  const warnings = v.checks.filter((c) => c.ok && c.warning);
+  const problems = bad.map((c) => `${c.name}: ${c.detail}`);
+  const rim = v.rim;
+  if (rim && expectedVersion !== undefined) {
+    const same = caseInsensitive ? rim.colloquialVersion.toUpperCase() === expectedVersion.toUpperCase() : rim.colloquialVersion === expectedVersion;
+    if (!same) problems.push(`the RIM is for version ${rim.colloquialVersion}, the report says ${expectedVersion}`);
+  }
+  if (!rim) problems.push('the RIM could not be modelled');
+  if (problems.length > 0) return { check: fail(name, `${kind} RIM ${id} rejected: ${problems.join('; ')}`) };
+  const detail = `${kind} RIM ${id} (${rim!.colloquialVersion}): XML signature, signing chain and validity verified`;
+  if (warnings.length > 0) return { check: warn(name, `${detail}; ${warnings.map((c) => `${c.name}: ${c.detail}`).join('; ')}`), rim };
+  return { check: pass(name, detail), rim };
+}
+
+/** Verify one GPU. Never throws for bad evidence: malformed input becomes a failed named check. */
+export function verifyGpuEvidence(evidence: GpuEvidenceInput, options: GpuVerifyOptions): VerificationResult<GpuClaims> {
+  const policy = options.policy ?? DEFAULT_GPU_POLICY;
+  const at = options.at;
+  const skip = options.skip ?? new Set<GpuSkip>();
+  const checks: Check[] = [];
+  const label = evidence.index === undefined ? 'GPU' : `GPU ${evidence.index}`;
+
+  // 1. Report structure.
+  let report: GpuReport;
+  try {
+    report = parseGpuReport(evidence.report);
+    checks.push(pass('gpu.report.parse', `${label}: SPDM 1.1 GET_MEASUREMENTS/MEASUREMENTS, ${report.response.numberOfBlocks} blocks, ${report.opaque.fields.length} opaque fields, ${report.bytes.length} bytes`));
+  } catch (err) {
+    if (!(err instanceof ParseError)) throw err;
+    checks.push(fail('gpu.report.parse', `${label}: the attestation report is malformed: ${err.message}`));
+    return resultOf<GpuClaims>(checks, undefined, false);
+  }
+  const o = report.opaque;
+
+  // 2. Device chain (parse, anchor, links, validity).
+  let certs: ParsedCert[] | undefined;
+  let chainError: string | undefined;
+  try {
+    certs = parsePemChain(evidence.certChainPem);
+  } catch (err) {
+    if (!(err instanceof ParseError)) throw err;
+    chainError = err.message;
+  }
+  let simulated = false;
+  let anchor = parseCertificate(nvidiaDeviceRoot().der);
+  let anchorName = DEVICE_ROOT_NAME;
+  if (options.simulatedRoots?.simulated === true && certs) {
+    const sim = parseCertificate(options.simulatedRoots.deviceRoot);
+    if (certs[certs.length - 1]?.sha256 === sim.sha256) {
+      anchor = sim;
+      anchorName = SIM_ROOT_NAME;
+      simulated = true;
+    }
+  }
+  let verifiedChain: ParsedCert[] = [];
+  let earliestNotAfter: Date | undefined;
+  if (!certs) {
+    checks.push(fail('gpu.chain', `${label}: the device certificate chain is unreadable: ${chainError}`));
+    checks.push(fail('gpu.chain.root', 'not evaluated: no readable certificate chain'));
+  } else {
+    const cr = verifyDeviceChain(certs, anchor, at, anchorName);
+    checks.push(cr.chain, cr.root);
+    verifiedChain = cr.verified;
+    earliestNotAfter = cr.earliestNotAfter;
+  }
+  const leaf = certs?.[0];
+
+  // 3. Report signature: ECDSA P-384 / SHA-384 over request ‖ response[:-96], raw r‖s (§3.1).
+  if (!leaf) checks.push(fail('gpu.signature', 'not evaluated: no attestation key (AK) certificate'));
+  else if (leaf.publicKey.asymmetricKeyType !== 'ec' || leaf.publicKey.asymmetricKeyDetails?.namedCurve !== 'secp384r1') {
+    checks.push(fail('gpu.signature', `the AK certificate "${leaf.cn}" does not hold an EC P-384 key`));
+  } else {
+    let ok = false;
+    try {
+      ok = cryptoVerify('sha384', report.signedBytes, { key: leaf.publicKey, dsaEncoding: 'ieee-p1363' }, report.signature);
+    } catch {
+      ok = false;
+    }
+    checks.push(ok
+      ? pass('gpu.signature', `ECDSA P-384 signature over the ${report.signedBytes.length} signed bytes verifies with the AK "${leaf.cn}"`)
+      : fail('gpu.signature', `the report signature does not verify with the AK certificate "${leaf.cn}": the report was altered or belongs to another GPU`));
+  }
+
+  // 4. FWID: report opaque field 20 == leaf extension (only when the report carries one, §2.1 step 3).
+  let leafFw: { fwid: Uint8Array; source: string } | undefined;
+  let fwidError: string | undefined;
+  if (leaf) {
+    try {
+      leafFw = leafFwid(leaf.extensions);
+    } catch (err) {
+      if (!(err instanceof ParseError)) throw err;
+      fwidError = err.message;
+    }
+  }
+  if (o.fwid === undefined) {
+    checks.push(pass('gpu.fwid', 'the report carries no FWID field (older firmware); nothing to compare'));
+  } else if (!leaf) checks.push(fail('gpu.fwid', 'not evaluated: no AK certificate'));
+  else if (fwidError !== undefined) checks.push(fail('gpu.fwid', `the AK certificate's FWID extension is malformed: ${fwidError}`));
+  else if (!leafFw) checks.push(fail('gpu.fwid', `the report has FWID ${bytesToHex(o.fwid)} but the AK certificate has no FWID extension`));
+  else if (leafFw.fwid.length !== o.fwid.length || !timingSafeEqual(leafFw.fwid, o.fwid)) {
+    checks.push(fail('gpu.fwid', `report FWID ${bytesToHex(o.fwid)} differs from the AK certificate's ${bytesToHex(leafFw.fwid)} (${leafFw.source}): the report is not from the firmware the AK was issued to`));
+  } else checks.push(pass('gpu.fwid', `report FWID equals the AK certificate's (${leafFw.source})`));
+
+  // 5. Architecture.
+  const chainArch = certs ? archFromChain(certs) : undefined;
+  const claimedArch = normaliseArch(evidence.arch);
+  if (!chainArch) checks.push(fail('gpu.arch', `cannot tell the architecture from the chain (${certs?.slice(0, 2).map((c) => c.cn).join(', ') ?? 'no chain'}); expected GH100 (Hopper) or GB1xx (Blackwell)`));
+  else if (claimedArch !== undefined && claimedArch !== chainArch) checks.push(fail('gpu.arch', `evidence says ${evidence.arch} but the device chain is ${chainArch}`));
+  else if (!policy.architectures.includes(chainArch)) checks.push(fail('gpu.arch', `${chainArch} is not an allowed architecture (policy: ${policy.architectures.join(', ')})`));
+  else checks.push(pass('gpu.arch', `${chainArch} (from the device chain${claimedArch ? ', matches the evidence' : ''})`));
+
+  // 6. Nonce: the requester nonce at report offset 4 (§8 item 7: not the responder nonce).
+  if (options.expectedNonce === undefined) {
+    const msg = 'no expected nonce given: freshness of the report was not checked';
+    checks.push(policy.requireNonce ? fail('gpu.nonce', msg) : warn('gpu.nonce', msg));
+  } else if (options.expectedNonce.length !== report.request.nonce.length || !timingSafeEqual(options.expectedNonce, report.request.nonce)) {
+    checks.push(fail('gpu.nonce', `report nonce ${bytesToHex(report.request.nonce)} differs from the expected ${bytesToHex(options.expectedNonce)}: stale or replayed report`));
+  } else checks.push(pass('gpu.nonce', 'the report nonce equals the expected nonce'));
+
+  // 7. Driver / VBIOS versions: report vs NVML, and policy allow-lists.
+  const driverVersion = o.driverVersion;
+  const vbiosVersion = o.vbiosVersion;
+  checks.push(versionCheck('gpu.driver-version', 'driver', driverVersion, evidence.nvml?.driverVersion, policy.driverVersions, false));
+  checks.push(versionCheck('gpu.vbios-version', 'VBIOS', vbiosVersion, evidence.nvml?.vbiosVersion, policy.vbiosVersions, true));
+
+  // 8. CC state from NVML.
+  const cc = evidence.nvml?.cc;
+  if (!cc) {
+    if (policy.requireCcState) checks.push(fail('gpu.cc.mode', 'NVML confidential-computing state not supplied, and the policy requires it'));
+  } else {
+    checks.push(cc.ccEnabled || !policy.requireCcMode
+      ? (cc.ccEnabled ? pass('gpu.cc.mode', 'CC mode is on') : warn('gpu.cc.mode', 'CC mode is off (allowed by policy requireCcMode: false)'))
+      : fail('gpu.cc.mode', 'CC mode is off: the GPU does not protect guest data; enable CC mode on the host'));
+    checks.push(!cc.devToolsMode
+      ? pass('gpu.cc.devtools', 'devtools mode is off')
+      : policy.allowDevtools ? warn('gpu.cc.devtools', 'devtools mode is on (allowed by policy allowDevtools)') : fail('gpu.cc.devtools', 'devtools mode is on: the GPU is debuggable; disable it or set allowDevtools in the GPU policy'));
+    // A simulated GPU (already flagged gpu.simulated) honestly reports the "sim" environment.
+    const envOk = policy.environments.includes(cc.environment as 'prod') || (simulated && cc.environment === 'sim');
+    checks.push(envOk
+      ? pass('gpu.cc.environment', `CC environment ${cc.environment}`)
+      : fail('gpu.cc.environment', `CC environment "${cc.environment}" is not allowed (policy: ${policy.environments.join(', ')})`));
+  }
+
+  // 9. RIMs and golden measurements.
+  const arch: GpuArch | undefined = chainArch;
+  let driverId: string | undefined;
+  let vbiosId: string | undefined;
+  let idError: string | undefined;
+  try {
+    if (driverVersion !== undefined && arch) driverId = driverRimId(driverVersion, arch, o.chipInfo);
+    if (o.project !== undefined && o.projectSku !== undefined && o.chipSku !== undefined && vbiosVersion !== undefined) {
+      vbiosId = vbiosRimId({ project: o.project, projectSku: o.projectSku, chipSku: o.chipSku, vbiosVersion });
+    }
+  } catch (err) {
+    if (!(err instanceof ParseError)) throw err;
+    idError = err.message;
+  }
+  let measres: GpuClaims['measres'] = 'not-checked';
+  let mismatches: MeasurementMismatch[] = [];
+  let oemid: string | undefined;
+  if (skip.has('rim')) {
+    const why = 'skipped by request (--skip rim): golden measurements NOT compared';
+    checks.push(warn('gpu.rim.driver', why), warn('gpu.rim.vbios', why), warn('gpu.measurements', why));
+  } else {
+    const extraRoots = simulated && options.simulatedRoots?.rimRoot ? [options.simulatedRoots.rimRoot] : [];
+    const d = driverId === undefined
+      ? { check: fail('gpu.rim.driver', `cannot name the driver RIM: ${idError ?? 'the report has no driver version or the architecture is unknown'}`) }
+      : rimCheck('gpu.rim.driver', 'driver', driverId, options.rims?.driver ?? options.rims?.byId?.get(driverId), driverVersion, at, extraRoots, false);
+    const v = vbiosId === undefined
+      ? { check: fail('gpu.rim.vbios', `cannot name the VBIOS RIM: ${idError ?? 'the report lacks PROJECT / PROJECT_SKU / CHIP_SKU / VBIOS_VERSION'}`) }
+      : rimCheck('gpu.rim.vbios', 'VBIOS', vbiosId, options.rims?.vbios ?? options.rims?.byId?.get(vbiosId), vbiosVersion, at, extraRoots, true);
+    checks.push(d.check, v.check);
+    oemid = d.rim?.manufacturerId;
+    if (d.check.ok && v.check.ok && d.rim && v.rim) {
+      const cmp = compareMeasurementsDetailed(report.measurements, d.rim, v.rim, o.nvdec0Status === undefined ? {} : { nvdec0Status: o.nvdec0Status });
+      mismatches = cmp.mismatches;
+      const bad = cmp.checks.filter((c) => !c.ok);
+      const summary = cmp.checks.find((c) => c.name === 'rim.measurements');
+      measres = bad.length === 0 ? 'success' : 'fail';
+      checks.push(bad.length === 0
+        ? pass('gpu.measurements', summary?.detail ?? `all ${cmp.compared} golden measurements match`)
+        : fail('gpu.measurements', bad.map((c) => c.detail).join('; ')));
+    } else {
+      measres = 'fail';
+      checks.push(fail('gpu.measurements', 'not compared: golden values need both the driver RIM and the VBIOS RIM to verify (see gpu.rim.driver / gpu.rim.vbios)'));
+    }
+  }
+
+  // 10. Revocation of the device chain's intermediates (positions 1 .. n-2, §2.1 step 4).
+  const revocation: GpuClaims['revocation'] = [];
+  const covered = verifiedChain.length >= 3 ? verifiedChain.slice(1, -1).map((c, i) => ({ cert: c, issuer: verifiedChain[i + 2]!, index: i + 1 })) : [];
+  if (skip.has('revocation')) {
+    covered.forEach((c) => revocation.push({ index: c.index, subject: c.cert.cn, state: 'not-checked' }));
+    checks.push(warn('gpu.revocation', 'revocation not checked (skipped by request, --skip revocation)'));
+  } else if (!options.ocsp || options.ocsp.length === 0) {
+    covered.forEach((c) => revocation.push({ index: c.index, subject: c.cert.cn, state: 'not-checked' }));
+    checks.push(warn('gpu.revocation', 'revocation not checked: no OCSP responses supplied for the device chain (fetch them with the collateral cache, or pass --ocsp)'));
+  } else {
+    checks.push(revocationCheck(options.ocsp, covered, at, policy, revocation));
+  }
+
+  if (simulated) checks.push(pass('gpu.simulated', 'SIMULATED: GPU evidence is signed by a software test root, trusted only because simulation is enabled'));
+
+  const claims: GpuClaims = {
+    nonce: bytesToHex(report.request.nonce),
+    reportSha384: createHash('sha384').update(report.bytes).digest('hex'),
+    measres,
+    secboot: measres === 'success' ? true : null,
+    dbgstat: measres === 'success' ? 'disabled' : null,
+    mismatchedMeasurements: mismatches,
+    revocation,
+  };
+  if (arch) claims.arch = arch;
+  if (certs?.[1]) claims.hwmodel = certs[1].cn;
+  if (leaf) claims.ueid = leaf.serial.toString(10);
+  if (driverVersion !== undefined) claims.driverVersion = driverVersion;
+  if (vbiosVersion !== undefined) claims.vbiosVersion = vbiosVersion;
+  if (o.fwid) claims.fwid = bytesToHex(o.fwid);
+  if (o.project !== undefined) claims.project = o.project;
+  if (o.projectSku !== undefined) claims.projectSku = o.projectSku;
+  if (o.chipSku !== undefined) claims.chipSku = o.chipSku;
+  if (o.chipInfo !== undefined) claims.chipInfo = o.chipInfo;
+  if (o.boardId !== undefined) claims.boardId = o.boardId;
+  if (o.nvdec0Status !== undefined) claims.nvdec0 = statusByteName(o.nvdec0Status)!;
+  if (o.protectedPcieStatus !== undefined) claims.protectedPcie = statusByteName(o.protectedPcieStatus)!;
+  if (o.opaqueDataVersion !== undefined) claims.opaqueDataVersion = o.opaqueDataVersion;
+  if (o.featureFlag !== undefined) claims.featureFlag = o.featureFlag;
+  if (o.switchPdis !== undefined) claims.switchPdis = o.switchPdis;
+  if (driverId) claims.driverRimId = driverId;
+  if (vbiosId) claims.vbiosRimId = vbiosId;
+  if (oemid !== undefined) claims.oemid = oemid;
+  if (earliestNotAfter) claims.certChainExpiration = earliestNotAfter.toISOString();
+  if (cc) claims.cc = { ccEnabled: cc.ccEnabled, devToolsMode: cc.devToolsMode, environment: cc.environment };
+  return resultOf(checks, claims, simulated);
+}
+
+function versionCheck(name: string, what: string, reported: string | undefined, nvml: string | undefined, allowed: readonly string[], caseInsensitive: boolean): Check {
+  if (reported === undefined) return fail(name, `the report has no ${what} version field`);
+  const norm = (s: string) => (caseInsensitive ? s.toUpperCase() : s);
+  if (nvml !== undefined && norm(nvml.trim()) !== norm(reported)) {
+    return fail(name, `the report says ${what} ${reported} but NVML says ${nvml}: the report is not from this GPU/driver`);
+  }
+  if (allowed.length > 0 && !allowed.map(norm).includes(norm(reported))) {
+    return fail(name, `${what} ${reported} is not in the policy's allowed list (${allowed.join(', ')})`);
+  }
+  return pass(name, nvml !== undefined ? `${what} ${reported}, as NVML reports` : `${what} ${reported} (no NVML value given to compare)`);
+}
+
+function revocationCheck(
+  ocsp: readonly Uint8Array[],
+  covered: { cert: ParsedCert; issuer: ParsedCert; index: number }[],
+  at: Date,
+  policy: GpuPolicy,
+  out: GpuClaims['revocation'],
+): Check {
+  let responses: OcspResponse[];
+  try {
+    responses = parseOcspOnce(ocsp);
+  } catch (err) {
+    if (!(err instanceof ParseError)) throw err;
+    covered.forEach((c) => out.push({ index: c.index, subject: c.cert.cn, state: 'invalid' }));
+    return fail('gpu.revocation', `malformed OCSP collateral: ${err.message}`);
+  }
+  if (covered.length === 0) return fail('gpu.revocation', 'not evaluated: the device chain is too short to have intermediates');
+  const failures: string[] = [];
+  const warnings: string[] = [];
+  const goods: string[] = [];
+  for (const c of covered) {
+    const r = certRevocationStatus(c.cert, c.issuer, responses, at, policy.ocspGraceSeconds);
+    out.push({ index: c.index, subject: c.cert.cn, state: r.state });
+    const line = `certificate ${c.index} (${c.cert.cn}): ${r.detail}`;
+    if (r.state === 'good') goods.push(line);
+    else if (r.state === 'missing') warnings.push(line);
+    else if (r.state === 'hold' && policy.allowHoldCert) warnings.push(`${line}; tolerated by policy allowHoldCert`);
+    else failures.push(line);
+  }
+  if (failures.length > 0) return fail('gpu.revocation', failures.join('; '));
+  if (warnings.length > 0) return warn('gpu.revocation', `revocation not fully checked: ${warnings.join('; ')}`);
+  return pass('gpu.revocation', goods.join('; '));
+}

@@ -1,0 +1,64 @@
+/**
+ * Memoised RIM verification. verifyRim is pure and depends on the time `at` only through certificate
+ * validity, so a result computed while every certificate involved (KeyInfo + anchors) was valid is
+ * reused for any later `at` that is still inside all their validity windows. Anything else is
+ * recomputed. Keyed by SHA-256 of the XML and of the trust anchors.
+ */
+import { createHash } from 'node:crypto';
+import { ParseError } from '../../errors.js';
+import { nvidiaRimRoot } from '../../roots/nvidia-rim.js';
+import { verifyRim, certValidity, type Rim } from './rim/index.js';
+import type { Check } from '../checks.js';
+
+export interface RimVerification {
+  checks: Check[];
+  rim: Rim | undefined;
+  /** Set when the XML itself could not be read. */
+  parseError?: string;
+}
+
+interface Entry extends RimVerification {
+  from: number;
+  until: number;
+}
+
+const cache = new Map<string, Entry>();
+const MAX_ENTRIES = 256;
+
+function windowOf(ders: readonly Uint8Array[]): { from: number; until: number } | undefined {
+  let from = -Infinity;
+  let until = Infinity;
+  try {
+    for (const der of ders) {
+      const v = certValidity(der);
+      from = Math.max(from, v.notBefore.getTime());
+      until = Math.min(until, v.notAfter.getTime());
+    }
+  } catch {
+    return undefined;
+  }
+  return { from, until };
+}
+
+export function verifyRimCached(xml: string, at: Date, extraRoots: readonly Buffer[] = []): RimVerification {
+  const h = createHash('sha256').update(xml, 'utf8');
+  for (const r of extraRoots) h.update(createHash('sha256').update(r).digest());
+  const key = h.digest('hex');
+  const t = at.getTime();
+  const hit = cache.get(key);
+  if (hit && hit.from <= t && t <= hit.until) return hit;
+
+  let result: RimVerification;
+  try {
+    result = verifyRim(xml, { at, extraRoots });
+  } catch (err) {
+    if (!(err instanceof ParseError)) throw err;
+    return { checks: [], rim: undefined, parseError: err.message };
+  }
+  const win = result.rim ? windowOf([...result.rim.signerCerts, nvidiaRimRoot().der, ...extraRoots]) : undefined;
+  if (win && win.from <= t && t <= win.until) {
+    if (cache.size >= MAX_ENTRIES) cache.clear();
+    cache.set(key, { ...result, ...win });
+  }
+  return result;
+}
