@@ -3,7 +3,7 @@
  * lock-step, an optional run at start, and retries with capped exponential backoff after a failure.
  * The next planned run is always known, for status.
  */
-import cron from 'node-cron';
+import cron, { type ScheduledTask } from 'node-cron';
 
 export interface ScheduleOptions {
   cron: string;
@@ -26,7 +26,7 @@ export function retryDelayMs(failures: number, initialSec: number, maxSec: numbe
 }
 
 export class Scheduler {
-  private task: cron.ScheduledTask | undefined;
+  private task: ScheduledTask | undefined;
   private timer: NodeJS.Timeout | undefined;
   private plannedAt: Date | undefined;
   private plannedReason: 'start' | 'schedule' | 'retry' | undefined;

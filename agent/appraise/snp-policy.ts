@@ -158,9 +158,17 @@ function keepHexAsText(scalar: Scalar): void {
 
 /** Parse a policy file (YAML or JSON; JSON is YAML). Empty text = defaults. */
 export function parseSnpPolicy(text: string): SnpPolicy {
+  return snpPolicyFrom(policyYamlToJs(text, 'SNP policy'));
+}
+
+/**
+ * YAML/JSON policy text to plain JS, with digest-valued keys kept as their source text (see
+ * keepHexAsText). Shared by the SNP policy file and the combined policy file (agent/appraise/policy.ts).
+ */
+export function policyYamlToJs(text: string, what: string): unknown {
   const doc = parseDocument(text, { strict: true, uniqueKeys: true, keepSourceTokens: true });
   if (doc.errors.length > 0) {
-    throw new ConfigError(`SNP policy: not valid YAML/JSON: ${doc.errors[0]!.message}`, { cause: doc.errors[0] });
+    throw new ConfigError(`${what}: not valid YAML/JSON: ${doc.errors[0]!.message}`, { cause: doc.errors[0] });
   }
   visit(doc, {
     Pair(_, pair) {
@@ -169,5 +177,5 @@ export function parseSnpPolicy(text: string): SnpPolicy {
       else if (isSeq(pair.value)) for (const item of pair.value.items) if (isScalar(item)) keepHexAsText(item);
     },
   });
-  return snpPolicyFrom(doc.toJS());
+  return doc.toJS();
 }

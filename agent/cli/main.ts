@@ -6,7 +6,8 @@ import { CvmError, UsageError, DeviceError, ParseError, ConfigError, CollateralE
 import { EXIT, type CliIO, type Command } from './command.js';
 import { commands } from './commands/index.js';
 
-export const VERSION = '0.1.0';
+export { VERSION } from './version.js';
+import { VERSION } from './version.js';
 
 function globalHelp(): string {
   const width = Math.max(...commands.map((c) => c.path.join(' ').length));

@@ -2,5 +2,23 @@
  * The command table. Each command lives in its own module; add new ones here.
  */
 import type { Command } from '../command.js';
+import { gpuList } from './gpu-list.js';
+import { gpuEvidence } from './gpu-evidence.js';
+import { gpuReady } from './gpu-ready.js';
+import { configCheck } from './config-check.js';
+import { verifySnpCommand } from './verify-snp.js';
+import { verifyGpuCommand } from './verify-gpu.js';
+import { snpReportCommand } from './snp-report.js';
+import { verifyAzureCommand } from './verify-azure.js';
+import { azureEvidenceCommand } from './azure-evidence.js';
+import { demoCommand } from './demo.js';
 
-export const commands: Command[] = [];
+export const commands: Command[] = [
+  demoCommand,
+  gpuList, gpuEvidence, gpuReady,
+  configCheck,
+  verifySnpCommand,
+  verifyGpuCommand,
+  snpReportCommand,
+  verifyAzureCommand, azureEvidenceCommand,
+];

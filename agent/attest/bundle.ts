@@ -1,0 +1,140 @@
+/**
+ * The evidence bundle: everything a verifier needs to recompute the binding and check every device,
+ * as one JSON document (GET /v1/evidence, POST /v1/attest, the controller link). Binary fields are
+ * base64. `parseBundle` treats its input as hostile: size-limited, every field type-checked.
+ */
+import { ParseError } from '../errors.js';
+import type { PublicJwk } from '../binding.js';
+
+export const BUNDLE_VERSION = 1;
+export const MAX_BUNDLE_BYTES = 4 * 1024 * 1024;
+
+export interface CpuEvidence {
+  /** Evidence format: a bare SNP report (+ VCEK/VLEK), or Azure's HCL report + vTPM quote. */
+  kind: 'snp' | 'azure-snp-vtpm';
+  /** Where it came from. */
+  source: 'sev-guest' | 'configfs-tsm' | 'azure-vtpm' | 'simulated';
+  /** SNP: the 1184-byte report. Azure: the HCL report. */
+  report: Buffer;
+  /** DER certificates (VCEK/VLEK, optionally ASK/ARK) when the platform supplied them. */
+  certificates: Buffer[];
+  /** Azure: the vTPM quote {message, signature, pcrs}. */
+  quote?: { message: Buffer; signature: Buffer; pcrs: Buffer[] };
+}
+
+export interface GpuBundleEntry {
+  index: number;
+  arch: string;
+  report: Buffer;
+  certChainPem: string;
+  nvml: { driverVersion?: string; vbiosVersion?: string; cc?: { ccEnabled: boolean; devToolsMode: boolean; environment: string } };
+}
+
+export interface EvidenceBundle {
+  version: typeof BUNDLE_VERSION;
+  nonce: Buffer;
+  teePubKey: PublicJwk;
+  simulated: boolean;
+  cpu: CpuEvidence;
+  gpus: GpuBundleEntry[];
+}
+
+const b64 = (b: Uint8Array) => Buffer.from(b).toString('base64');
+
+export function bundleToJson(b: EvidenceBundle): Record<string, unknown> {
+  return {
+    version: b.version,
+    nonce: b.nonce.toString('hex'),
+    teePubKey: b.teePubKey,
+    simulated: b.simulated,
+    cpu: {
+      kind: b.cpu.kind,
+      source: b.cpu.source,
+      report: b64(b.cpu.report),
+      certificates: b.cpu.certificates.map(b64),
+      ...(b.cpu.quote ? { quote: { message: b64(b.cpu.quote.message), signature: b64(b.cpu.quote.signature), pcrs: b.cpu.quote.pcrs.map(b64) } } : {}),
+    },
+    gpus: b.gpus.map((g) => ({ index: g.index, arch: g.arch, report: b64(g.report), certChainPem: g.certChainPem, nvml: g.nvml })),
+  };
+}
+
+function fail(path: string, what: string): never {
+  throw new ParseError(`evidence bundle: ${path} ${what}`);
+}
+function obj(v: unknown, path: string): Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(path, 'must be an object');
+  return v as Record<string, unknown>;
+}
+function str(v: unknown, path: string, max = 1 << 22): string {
+  if (typeof v !== 'string' || v.length > max) fail(path, 'must be a string');
+  return v;
+}
+function base64(v: unknown, path: string): Buffer {
+  const s = str(v, path);
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(s)) fail(path, 'must be base64');
+  return Buffer.from(s, 'base64');
+}
+function arr(v: unknown, path: string, max: number): unknown[] {
+  if (!Array.isArray(v) || v.length > max) fail(path, `must be an array of at most ${max}`);
+  return v;
+}
+
+export function parseBundle(input: string | Buffer | unknown): EvidenceBundle {
+  let doc: unknown = input;
+  if (typeof input === 'string' || Buffer.isBuffer(input)) {
+    if (input.length > MAX_BUNDLE_BYTES) throw new ParseError(`evidence bundle larger than ${MAX_BUNDLE_BYTES} bytes`);
+    try {
+      doc = JSON.parse(input.toString());
+    } catch (err) {
+      throw new ParseError(`evidence bundle is not valid JSON: ${(err as Error).message}`);
+    }
+  }
+  const o = obj(doc, '(top)');
+  if (o.version !== BUNDLE_VERSION) fail('version', `must be ${BUNDLE_VERSION}`);
+  const nonceHex = str(o.nonce, 'nonce', 256);
+  if (!/^([0-9a-f]{2}){8,64}$/.test(nonceHex)) fail('nonce', 'must be 8..64 bytes of lowercase hex');
+  const jwk = obj(o.teePubKey, 'teePubKey');
+  if (jwk.kty !== 'EC' || jwk.crv !== 'P-384' || typeof jwk.x !== 'string' || typeof jwk.y !== 'string') fail('teePubKey', 'must be an EC P-384 public JWK');
+  if ('d' in jwk) fail('teePubKey', 'must not contain private key material');
+  if (typeof o.simulated !== 'boolean') fail('simulated', 'must be a boolean');
+  const c = obj(o.cpu, 'cpu');
+  if (c.kind !== 'snp' && c.kind !== 'azure-snp-vtpm') fail('cpu.kind', 'must be "snp" or "azure-snp-vtpm"');
+  if (!['sev-guest', 'configfs-tsm', 'azure-vtpm', 'simulated'].includes(c.source as string)) fail('cpu.source', 'is not a known source');
+  const cpu: CpuEvidence = {
+    kind: c.kind,
+    source: c.source as CpuEvidence['source'],
+    report: base64(c.report, 'cpu.report'),
+    certificates: arr(c.certificates ?? [], 'cpu.certificates', 8).map((x, i) => base64(x, `cpu.certificates[${i}]`)),
+  };
+  if (c.quote !== undefined) {
+    const q = obj(c.quote, 'cpu.quote');
+    cpu.quote = {
+      message: base64(q.message, 'cpu.quote.message'),
+      signature: base64(q.signature, 'cpu.quote.signature'),
+      pcrs: arr(q.pcrs, 'cpu.quote.pcrs', 24).map((x, i) => base64(x, `cpu.quote.pcrs[${i}]`)),
+    };
+  }
+  const gpus = arr(o.gpus, 'gpus', 64).map((g, i): GpuBundleEntry => {
+    const e = obj(g, `gpus[${i}]`);
+    if (typeof e.index !== 'number' || !Number.isInteger(e.index) || e.index < 0 || e.index > 63) fail(`gpus[${i}].index`, 'must be an integer 0..63');
+    const nvml = e.nvml === undefined ? {} : obj(e.nvml, `gpus[${i}].nvml`);
+    const entry: GpuBundleEntry = {
+      index: e.index,
+      arch: str(e.arch, `gpus[${i}].arch`, 32),
+      report: base64(e.report, `gpus[${i}].report`),
+      certChainPem: str(e.certChainPem, `gpus[${i}].certChainPem`, 64 * 1024),
+      nvml: {},
+    };
+    if (nvml.driverVersion !== undefined) entry.nvml.driverVersion = str(nvml.driverVersion, `gpus[${i}].nvml.driverVersion`, 64);
+    if (nvml.vbiosVersion !== undefined) entry.nvml.vbiosVersion = str(nvml.vbiosVersion, `gpus[${i}].nvml.vbiosVersion`, 64);
+    if (nvml.cc !== undefined) {
+      const cc = obj(nvml.cc, `gpus[${i}].nvml.cc`);
+      if (typeof cc.ccEnabled !== 'boolean' || typeof cc.devToolsMode !== 'boolean') fail(`gpus[${i}].nvml.cc`, 'must have boolean ccEnabled and devToolsMode');
+      entry.nvml.cc = { ccEnabled: cc.ccEnabled, devToolsMode: cc.devToolsMode, environment: str(cc.environment, `gpus[${i}].nvml.cc.environment`, 32) };
+    }
+    return entry;
+  });
+  const indices = gpus.map((g) => g.index);
+  if (new Set(indices).size !== indices.length) fail('gpus', 'has duplicate indices');
+  return { version: BUNDLE_VERSION, nonce: Buffer.from(nonceHex, 'hex'), teePubKey: jwk as PublicJwk, simulated: o.simulated, cpu, gpus: gpus.sort((a, b) => a.index - b.index) };
+}

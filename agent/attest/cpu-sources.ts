@@ -1,0 +1,105 @@
+/**
+ * CPU evidence sources: each turns 64 bytes of REPORT_DATA into CpuEvidence. They collect only;
+ * they never verify (DESIGN.md layers). Certificates come from the host's GHCB cert table when it
+ * has one; otherwise the verifier takes the VCEK from collateral.
+ */
+import { existsSync } from 'node:fs';
+import { parseCertTable } from '../verify/snp/abi/index.js';
+import { SnpDeviceAttester } from '../evidence/snp-device.js';
+import { ConfigfsTsmAttester } from '../evidence/configfs-tsm.js';
+import { SimulatedSnpDevice } from '../evidence/simulated/snp-sim.js';
+import type { CpuEvidence } from './bundle.js';
+import { isAllZero } from '../util/bytes.js';
+import { TpmClient } from '../evidence/tpm/client.js';
+import { DeviceTransport } from '../evidence/tpm/transport.js';
+import { collectAzureEvidence } from '../evidence/azure-vtpm.js';
+
+export interface CpuSource {
+  readonly source: CpuEvidence['source'];
+  readonly simulated: boolean;
+  collect(reportData: Buffer): Promise<CpuEvidence>;
+}
+
+/** VCEK/VLEK (and ASK/ARK) DER from a cert table; an empty or all-zero table means "none supplied". */
+function certsFromTable(table: Buffer | undefined): Buffer[] {
+  if (!table || table.length === 0 || isAllZero(table)) return [];
+  return parseCertTable(table)
+    .filter((e) => e.kind === 'vcek' || e.kind === 'vlek' || e.kind === 'ask' || e.kind === 'asvk' || e.kind === 'ark')
+    .map((e) => Buffer.from(e.data));
+}
+
+export class SevGuestSource implements CpuSource {
+  readonly source = 'sev-guest' as const;
+  readonly simulated = false;
+  readonly #attester: SnpDeviceAttester;
+  constructor(devicePath: string) {
+    this.#attester = new SnpDeviceAttester({ devicePath });
+  }
+  async collect(reportData: Buffer): Promise<CpuEvidence> {
+    const { report, certTable } = await this.#attester.getExtReport(reportData, 0);
+    return { kind: 'snp', source: this.source, report, certificates: certsFromTable(certTable) };
+  }
+}
+
+export class TsmSource implements CpuSource {
+  readonly source = 'configfs-tsm' as const;
+  readonly simulated = false;
+  readonly #attester: ConfigfsTsmAttester;
+  constructor(root: string) {
+    this.#attester = new ConfigfsTsmAttester({ root });
+  }
+  async collect(reportData: Buffer): Promise<CpuEvidence> {
+    const r = await this.#attester.getReport(reportData, { withCerts: true });
+    return { kind: 'snp', source: this.source, report: r.report, certificates: certsFromTable(r.certTable) };
+  }
+}
+
+export class SimulatedCpuSource implements CpuSource {
+  readonly source = 'simulated' as const;
+  readonly simulated = true;
+  private constructor(readonly device: SimulatedSnpDevice) {}
+  static async open(dir: string): Promise<SimulatedCpuSource> {
+    return new SimulatedCpuSource(await SimulatedSnpDevice.open(dir));
+  }
+  async collect(reportData: Buffer): Promise<CpuEvidence> {
+    const r = await this.device.getExtReport(reportData);
+    return { kind: 'snp', source: this.source, report: r.report, certificates: certsFromTable(r.certTable) };
+  }
+}
+
+/**
+ * Azure CVM (paravisor): the 64 bytes go into the HCL user data (NV 0x01400002) and SHA-256 of them into
+ * the vTPM quote's qualifying data; the HCL report binds the AK that signs the quote (DESIGN.md "Binding").
+ */
+export class AzureVtpmSource implements CpuSource {
+  readonly source = 'azure-vtpm' as const;
+  readonly simulated: boolean;
+  constructor(private readonly openClient: () => Promise<TpmClient>, opts: { simulated?: boolean } = {}) {
+    this.simulated = opts.simulated ?? false;
+  }
+  static forDevice(path: string): AzureVtpmSource {
+    return new AzureVtpmSource(async () => new TpmClient(await DeviceTransport.open(path)));
+  }
+  async collect(reportData: Buffer): Promise<CpuEvidence> {
+    const client = await this.openClient();
+    try {
+      const b = await collectAzureEvidence(client, { binding: reportData });
+      return {
+        kind: 'azure-snp-vtpm',
+        source: this.source,
+        report: Buffer.from(b.hclReport, 'base64'),
+        certificates: [],
+        quote: { message: Buffer.from(b.quote.message, 'hex'), signature: Buffer.from(b.quote.signature, 'hex'), pcrs: b.quote.pcrs.map((p) => Buffer.from(p, 'hex')) },
+      };
+    } finally {
+      await client.transport.close?.();
+    }
+  }
+}
+
+/** `tee: auto`: the SEV-SNP guest device, else configfs-tsm; undefined when neither exists. */
+export function detectCpuSource(paths: { sevGuest: string; tsmRoot: string }): CpuSource | undefined {
+  if (existsSync(paths.sevGuest)) return new SevGuestSource(paths.sevGuest);
+  if (existsSync(paths.tsmRoot)) return new TsmSource(paths.tsmRoot);
+  return undefined;
+}

@@ -1,0 +1,111 @@
+/**
+ * Verify a whole evidence bundle: recompute the binding (DESIGN.md "Binding") from the verifier's own
+ * nonce and the bundle's teePubKey, then verify the CPU report against the expected REPORT_DATA and
+ * every GPU report against the expected GPU nonce. Pure: bundle + collateral + time in, one result
+ * per device out. Used by the agent's own cycle and by the reference controller.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import { cpuReportData, gpuNonce } from '../binding.js';
+import { fail, pass, resultOf, type Check, type VerificationResult } from '../verify/checks.js';
+import { verifySnpAttestation, type SnpVerifyOptions } from '../verify/snp/verify.js';
+import { verifyGpuEvidence, type GpuVerifyOptions } from '../verify/nvidia/gpu-verify.js';
+import type { SnpPolicy } from '../appraise/snp-policy.js';
+import type { GpuPolicy } from '../appraise/gpu-policy.js';
+import type { EvidenceBundle } from './bundle.js';
+import { verifyAzureEvidence, type AzureVerifyOptions } from '../verify/azure/verify.js';
+import { parseAzureEvidence, BUNDLE_KIND as AZURE_KIND, BUNDLE_VERSION as AZURE_VERSION } from '../verify/azure/evidence-formats.js';
+import { ParseError } from '../errors.js';
+import type { DeviceResult } from '../appraise/ear.js';
+
+export interface BundleVerifyOptions {
+  at: Date;
+  /** The nonce the verifier chose (a challenge) — never taken from the bundle itself when given. */
+  expectedNonce?: Uint8Array;
+  snpPolicy?: SnpPolicy;
+  gpuPolicy?: GpuPolicy;
+  /** Extra DER certificates (VCEK from collateral) and CRLs for the CPU. */
+  cpuCollateral?: { certificates?: Uint8Array[]; crls?: Uint8Array[] };
+  gpuCollateral?: { rims?: GpuVerifyOptions['rims']; ocsp?: Uint8Array[]; skip?: GpuVerifyOptions['skip'] };
+  /** Present only when simulation is explicitly enabled. */
+  simulation?: { snpRoots: NonNullable<SnpVerifyOptions['simulatedRoots']>; gpuRoots: NonNullable<GpuVerifyOptions['simulatedRoots']> };
+  /** The policy id to report in the EAR. */
+  policyId?: string;
+}
+
+export interface BundleResult {
+  ok: boolean;
+  devices: DeviceResult[];
+}
+
+const same = (a: Uint8Array, b: Uint8Array) => a.length === b.length && timingSafeEqual(a, b);
+
+function withCheck<T>(r: VerificationResult<T>, extra: Check[]): VerificationResult<T> {
+  return resultOf([...extra, ...r.checks], r.claims, r.simulated);
+}
+
+export function verifyBundle(bundle: EvidenceBundle, opts: BundleVerifyOptions): BundleResult {
+  const policyId = opts.policyId ?? 'cvm-agent/default';
+  const bindingChecks: Check[] = [];
+  if (opts.expectedNonce) {
+    bindingChecks.push(
+      same(opts.expectedNonce, bundle.nonce)
+        ? pass('binding.nonce', 'the bundle answers the verifier\'s nonce')
+        : fail('binding.nonce', 'the bundle carries a different nonce than the one the verifier issued (replay or a stale bundle)'),
+    );
+  }
+  if (bundle.simulated && !opts.simulation) {
+    bindingChecks.push(fail('binding.simulated', 'the bundle is SIMULATED evidence and simulation is not enabled on this verifier'));
+  }
+  const nonce = opts.expectedNonce ?? bundle.nonce;
+  const expectedGpuNonce = gpuNonce(nonce, bundle.teePubKey);
+  const expectedReportData = cpuReportData(nonce, bundle.teePubKey, bundle.gpus.map((g) => g.report));
+
+  const devices: DeviceResult[] = [];
+  if (bundle.cpu.kind === 'snp') {
+    const snpOpts: SnpVerifyOptions = { at: opts.at, expectedReportData };
+    if (opts.snpPolicy) snpOpts.policy = opts.snpPolicy;
+    if (opts.simulation) snpOpts.simulatedRoots = opts.simulation.snpRoots;
+    const certificates = [...bundle.cpu.certificates, ...(opts.cpuCollateral?.certificates ?? [])];
+    const r = verifySnpAttestation({ report: bundle.cpu.report, certificates, crls: opts.cpuCollateral?.crls ?? [] }, snpOpts);
+    devices.push({ id: 'cpu0', policyId, result: withCheck(r, bindingChecks) });
+  } else {
+    devices.push({ id: 'cpu0', policyId, result: withCheck(verifyAzureCpu(bundle, expectedReportData, opts), bindingChecks) });
+  }
+
+  for (const g of bundle.gpus) {
+    const gOpts: GpuVerifyOptions = { at: opts.at, expectedNonce: expectedGpuNonce };
+    if (opts.gpuPolicy) gOpts.policy = opts.gpuPolicy;
+    if (opts.gpuCollateral?.rims) gOpts.rims = opts.gpuCollateral.rims;
+    if (opts.gpuCollateral?.ocsp) gOpts.ocsp = opts.gpuCollateral.ocsp;
+    if (opts.gpuCollateral?.skip) gOpts.skip = opts.gpuCollateral.skip;
+    if (opts.simulation) gOpts.simulatedRoots = opts.simulation.gpuRoots;
+    const r = verifyGpuEvidence({ report: g.report, certChainPem: g.certChainPem, arch: g.arch, nvml: g.nvml, index: g.index }, gOpts);
+    devices.push({ id: `gpu${g.index}`, policyId, result: withCheck(r, bindingChecks) });
+  }
+  return { ok: devices.every((d) => d.result.ok), devices };
+}
+
+/** Azure: the binding is the 64 bytes written to the HCL user data; the quote carries SHA-256 of them. */
+function verifyAzureCpu(bundle: EvidenceBundle, binding: Buffer, opts: BundleVerifyOptions): VerificationResult<unknown> {
+  const q = bundle.cpu.quote;
+  if (!q) return resultOf([fail('azure.quote', 'the Azure evidence has no vTPM quote')], undefined);
+  let evidence;
+  try {
+    evidence = parseAzureEvidence({
+      kind: AZURE_KIND,
+      version: AZURE_VERSION,
+      hclReport: bundle.cpu.report.toString('base64'),
+      quote: { message: q.message.toString('hex'), signature: q.signature.toString('hex'), pcrs: q.pcrs.map((p) => p.toString('hex')) },
+    });
+  } catch (err) {
+    if (!(err instanceof ParseError)) throw err;
+    return resultOf([fail('azure.evidence.parse', err.message)], undefined);
+  }
+  const aOpts: AzureVerifyOptions = { at: opts.at, nonce: binding };
+  const certificates = [...bundle.cpu.certificates, ...(opts.cpuCollateral?.certificates ?? [])];
+  if (certificates.length > 0) aOpts.certificates = certificates;
+  if (opts.cpuCollateral?.crls) aOpts.crls = opts.cpuCollateral.crls;
+  if (opts.snpPolicy) aOpts.policy = opts.snpPolicy;
+  if (opts.simulation) aOpts.simulatedRoots = opts.simulation.snpRoots;
+  return verifyAzureEvidence(evidence, aOpts);
+}
