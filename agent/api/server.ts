@@ -27,6 +27,8 @@ export interface ApiOptions {
   peerCredentials?: (socket: Socket) => PeerCredentials | undefined;
   /** Called for every request after it is answered (for access logs). */
   onAccess?: (entry: { method: string; path: string; status: number; peer: PeerCredentials | undefined; ms: number }) => void;
+  /** Unexpected errors (answered as a bare 500 so nothing internal leaks to the peer). */
+  onError?: (err: unknown, path: string) => void;
 }
 
 const NONCE_HEX = /^[0-9a-fA-F]{16,128}$/;
@@ -169,6 +171,9 @@ async function dispatch(service: ApiService, req: IncomingMessage, res: ServerRe
   } catch (err) {
     if (err instanceof HttpError) sendProblem(res, problem(err.status, err.slug, err.title, err.detail));
     else if (err instanceof CvmError) sendProblem(res, problem(503, 'unavailable', 'the agent could not complete the request', err.message, { code: err.code }));
-    else sendProblem(res, problem(500, 'internal', 'internal error'));
+    else {
+      opts.onError?.(err, url.pathname);
+      sendProblem(res, problem(500, 'internal', 'internal error', 'see the agent log'));
+    }
   }
 }

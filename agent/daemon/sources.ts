@@ -1,0 +1,73 @@
+/**
+ * From config to evidence sources: the CPU source (`tee`), the GPU source (`gpus.enabled`), and the
+ * verifier closure. Simulation trust is created here, and only for `tee: simulated`.
+ */
+import { readFile } from 'node:fs/promises';
+import { AzureVtpmSource, detectCpuSource, SevGuestSource, TsmSource, type CpuSource } from '../attest/cpu-sources.js';
+import { openSimulation } from '../attest/simulation.js';
+import { verifyBundle, type BundleVerifyOptions } from '../attest/verify-bundle.js';
+import type { EvidenceBundle } from '../attest/bundle.js';
+import type { BundleResult } from '../attest/verify-bundle.js';
+import { NvmlGpuSource, type GpuSource } from '../evidence/gpu-nvml.js';
+import { nvmlInfo } from '../native/nvml.js';
+import { defaultPolicy, parsePolicyFile, type AppraisalPolicy } from '../appraise/policy.js';
+import type { Config } from '../config/schema.js';
+import { ConfigError, DeviceError } from '../errors.js';
+import { existsSync } from 'node:fs';
+
+export interface Sources {
+  kind: 'snp' | 'tsm' | 'azure' | 'simulated';
+  cpu: CpuSource;
+  gpus: GpuSource | undefined;
+  simulated: boolean;
+  policy: AppraisalPolicy;
+  verify: (bundle: EvidenceBundle, at: Date) => BundleResult;
+}
+
+export async function loadPolicy(config: Config): Promise<AppraisalPolicy> {
+  const base = config.policy.file ? parsePolicyFile(await readFile(config.policy.file, 'utf8').catch((err: Error) => { throw new ConfigError(`policy.file ${config.policy.file}: ${err.message}`); }), config.policy.file) : defaultPolicy();
+  if (config.policy.allowDebug) base.snp = { ...base.snp, allowDebug: true };
+  // In the guest NVML always reports the CC state: require it (offline verifiers may not have it).
+  base.gpu = { ...base.gpu, requireCcState: true };
+  return base;
+}
+
+export async function openSources(config: Config, policy: AppraisalPolicy): Promise<Sources> {
+  if (config.tee === 'simulated') {
+    const sim = await openSimulation(config.simulation.dir, config.simulation.gpus);
+    const gpus = config.gpus.enabled === 'off' ? undefined : sim.gpus;
+    return {
+      kind: 'simulated',
+      cpu: sim.cpu,
+      gpus,
+      simulated: true,
+      policy,
+      verify: (bundle, at) => {
+        const s = sim.verifyOptions(at);
+        return verifyBundle(bundle, { at, ...s, snpPolicy: policy.snp, gpuPolicy: { ...policy.gpu, environments: ['sim'] }, policyId: `${policy.id}+simulated` });
+      },
+    };
+  }
+  let cpu: CpuSource | undefined;
+  let kind: Sources['kind'];
+  switch (config.tee) {
+    case 'snp': cpu = new SevGuestSource(config.devices.sevGuest); kind = 'snp'; break;
+    case 'tsm': cpu = new TsmSource(config.devices.tsmRoot); kind = 'tsm'; break;
+    case 'azure': cpu = AzureVtpmSource.forDevice(config.devices.tpm); kind = 'azure'; break;
+    default: {
+      cpu = detectCpuSource(config.devices);
+      kind = cpu instanceof TsmSource ? 'tsm' : 'snp';
+      if (!cpu && existsSync(config.devices.tpm)) { cpu = AzureVtpmSource.forDevice(config.devices.tpm); kind = 'azure'; }
+      if (!cpu) throw new DeviceError('ERR_NO_TEE', `no confidential-computing interface found (${config.devices.sevGuest}, ${config.devices.tsmRoot}, ${config.devices.tpm}); set "tee: simulated" to run the built-in simulated TEE`);
+    }
+  }
+  let gpus: GpuSource | undefined;
+  if (config.gpus.enabled !== 'off') {
+    if (config.devices.nvmlLibrary) process.env.CVM_NVML_LIBRARY = config.devices.nvmlLibrary;
+    const info = await nvmlInfo().catch(() => ({ available: false as const, reason: 'NVML not available' }));
+    if (info.available && info.deviceCount > 0) gpus = new NvmlGpuSource();
+    else if (config.gpus.enabled === 'on') throw new DeviceError('ERR_NO_GPU', `gpus.enabled is "on" but ${info.available ? 'NVML lists no GPU' : info.reason}`);
+  }
+  const verifyOpts: Omit<BundleVerifyOptions, 'at'> = { snpPolicy: policy.snp, gpuPolicy: policy.gpu, policyId: policy.id };
+  return { kind, cpu, gpus, simulated: false, policy, verify: (bundle, at) => verifyBundle(bundle, { at, ...verifyOpts }) };
+}
