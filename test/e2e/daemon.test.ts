@@ -203,3 +203,57 @@ describe('configuration errors', () => {
     expect((r as { stderr: string }).stderr).toContain('schedule.cron');
   });
 });
+
+describe('cvm-agent run on the device path (sev-guest shim + fake NVML)', () => {
+  it('reads the CPU through /dev/sev-guest and the GPUs through NVML, fails closed with reasons, and never sets the ready state', async () => {
+    const { fakesDir, vectorsDir } = await import('../helpers/paths.js');
+    const dir = mkdtempSync(join(tmpdir(), 'cvm-device-'));
+    const socket = join(dir, 'api.sock');
+    const readyLog = join(dir, 'ready.log');
+    const shimLog = join(dir, 'shim.log');
+    const config = join(dir, 'config.yaml');
+    writeFileSync(
+      config,
+      `tee: snp
+devices: { sevGuest: /dev/sev-guest, nvmlLibrary: ${fakesDir}/libnvidia-ml.so.1 }
+gpus: { enabled: "on" }
+api: { socket: ${socket} }
+state: { dir: ${dir}/state }
+schedule: { cron: "0 0 1 1 *", jitterSec: 0 }
+`,
+    );
+    const d = startDaemon(['--config', config], {
+      LD_PRELOAD: join(fakesDir, 'sevguest-shim.so'),
+      SEVGUEST_SHIM_REPORT: join(vectorsDir, 'snp', 'trustee_snp_test-report.bin'),
+      SEVGUEST_SHIM_CERTS: join(vectorsDir, 'snp', 'synthetic_certtable_gcp_milan_rfc4122_pagepadded.bin'),
+      SEVGUEST_SHIM_LOG: shimLog,
+      FAKE_NVML_GPUS: '2',
+      FAKE_NVML_REPORT_FILE: join(vectorsDir, 'nvidia', 'nvtrust', 'hopper-550', 'hopperAttestationReport.txt'),
+      FAKE_NVML_CHAIN_FILE: join(vectorsDir, 'nvidia', 'nvtrust', 'hopper-550', 'hopperCertChain.txt'),
+      FAKE_NVML_READY_LOG: readyLog,
+    });
+    try {
+      const cycle = await d.waitForLog((l) => Boolean(l.cycle), 60_000);
+      // Real evidence whose REPORT_DATA / nonce cannot match this agent's fresh binding.
+      expect(cycle.status).toBe('contraindicated');
+      expect(cycle.devices).toEqual({ cpu0: 'contraindicated', gpu0: 'contraindicated', gpu1: 'contraindicated' });
+      const failed = (cycle.failed as string[]).join('\n');
+      expect(failed).toMatch(/snp\.(signature|report-data)/);
+      expect(failed).toMatch(/gpu\.nonce/);
+      expect(cycle.gpuReady).toBe(false);
+      expect((await import('node:fs')).readFileSync(shimLog, 'utf8')).toMatch(/ioctl/);
+      expect(existsSync(readyLog)).toBe(false);
+      const health = await callApi(socket, 'GET', '/v1/health');
+      expect(health.status).toBe(503);
+      expect((health.json() as { status: string }).status).toBe('failing');
+      const status = (await callApi(socket, 'GET', '/v1/status')).json() as Record<string, any>;
+      expect(status.tee).toEqual({ kind: 'snp', source: 'sev-guest', simulated: false });
+      expect(status.gpus.readyState).toBe(false);
+      expect(status.consecutiveFailures).toBeGreaterThanOrEqual(1);
+      expect(status.nextAttestation.reason).toBe('retry');
+    } finally {
+      d.child.kill('SIGTERM');
+      await d.exit;
+    }
+  }, 90_000);
+});
