@@ -14,7 +14,9 @@ export interface BenchRow {
   baselineMs?: number;
   /** Target from the issue, e.g. "<= 1.3x floor" or "< 20 ms". */
   target?: string;
-  /** Optional extra note (units other than ms, sample counts). */
+  /** Unit of medianMs/baselineMs when not milliseconds (e.g. "MB", "%"). */
+  unit?: string;
+  /** Optional extra note (sample counts, derived figures). */
   note?: string;
 }
 
@@ -37,9 +39,9 @@ export function formatTable(rows: BenchRow[]): string {
   const header = ['benchmark', 'median', 'baseline', 'baseline median', 'ratio', 'target', 'note'];
   const body = rows.map((r) => [
     r.name,
-    `${r.medianMs.toFixed(3)} ms`,
+    `${r.medianMs.toFixed(3)} ${r.unit ?? 'ms'}`,
     r.baselineName ?? '-',
-    r.baselineMs === undefined ? '-' : `${r.baselineMs.toFixed(3)} ms`,
+    r.baselineMs === undefined ? '-' : `${r.baselineMs.toFixed(3)} ${r.unit ?? 'ms'}`,
     r.baselineMs === undefined ? '-' : `${(r.medianMs / r.baselineMs).toFixed(2)}x`,
     r.target ?? '-',
     r.note ?? '',

@@ -9,9 +9,14 @@ import { authorize, type AuthorizationTable, type Endpoint, type PeerCredentials
 import { problem, sendJson, sendProblem } from './problem.js';
 import { CvmError } from '../errors.js';
 
+/** A JSON body serialized once and reused (hot endpoints cache it between state changes). */
+export class RawJson {
+  constructor(readonly body: Buffer) {}
+}
+
 export interface ApiService {
   health(): Promise<{ status: 'ok' | 'degraded' | 'failing'; reasons: string[] }>;
-  status(): Promise<unknown>;
+  status(): Promise<unknown | RawJson>;
   attest(nonce: Uint8Array | undefined): Promise<unknown>;
   evidence(nonce: Uint8Array): Promise<unknown>;
   token(): Promise<{ token: string; expiresAt: string } | undefined>;
@@ -93,7 +98,13 @@ const routes: Route[] = [
   },
   {
     method: 'GET', pattern: /^\/v1\/status$/, endpoint: 'status',
-    async handle(s, _req, res) { sendJson(res, 200, await s.status()); },
+    async handle(s, _req, res) {
+      const v = await s.status();
+      if (v instanceof RawJson) {
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': v.body.length, 'cache-control': 'no-store' });
+        res.end(v.body);
+      } else sendJson(res, 200, v);
+    },
   },
   {
     method: 'POST', pattern: /^\/v1\/attest$/, endpoint: 'attest',

@@ -4,12 +4,20 @@
  */
 import { CvmError, UsageError, DeviceError, ParseError, ConfigError, CollateralError } from '../errors.js';
 import { EXIT, type CliIO, type Command } from './command.js';
-import { commands } from './commands/index.js';
 
 export { VERSION } from './version.js';
 import { VERSION } from './version.js';
 
-function globalHelp(): string {
+/**
+ * The daemon loads only what it runs: `run` skips the full command table (the verifier CLIs, the
+ * controller, ...), which keeps the resident set of a months-long process small.
+ */
+async function loadCommands(argv: string[]): Promise<Command[]> {
+  if (argv[0] === 'run') return [(await import('./commands/run.js')).runCommand];
+  return (await import('./commands/index.js')).commands;
+}
+
+function globalHelp(commands: Command[]): string {
   const width = Math.max(...commands.map((c) => c.path.join(' ').length));
   const lines = commands.map((c) => `  ${c.path.join(' ').padEnd(width)}  ${c.summary}`);
   return [
@@ -27,7 +35,7 @@ function globalHelp(): string {
   ].join('\n');
 }
 
-function findCommand(argv: string[]): { command: Command; rest: string[] } | undefined {
+function findCommand(commands: Command[], argv: string[]): { command: Command; rest: string[] } | undefined {
   let best: { command: Command; rest: string[] } | undefined;
   for (const command of commands) {
     const n = command.path.length;
@@ -39,17 +47,18 @@ function findCommand(argv: string[]): { command: Command; rest: string[] } | und
 }
 
 export async function main(argv: string[], io: CliIO = { stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd() }): Promise<number> {
+  const commands = await loadCommands(argv);
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
-    io.stdout.write(globalHelp());
+    io.stdout.write(globalHelp(commands));
     return argv.length === 0 ? EXIT.USAGE : EXIT.OK;
   }
   if (argv[0] === '--version' || argv[0] === 'version') {
     io.stdout.write(`cvm-agent ${VERSION}\n`);
     return EXIT.OK;
   }
-  const found = findCommand(argv);
+  const found = findCommand(commands, argv);
   if (!found) {
-    io.stderr.write(`cvm-agent: unknown command "${argv.join(' ')}"\n\n${globalHelp()}`);
+    io.stderr.write(`cvm-agent: unknown command "${argv.join(' ')}"\n\n${globalHelp(commands)}`);
     return EXIT.USAGE;
   }
   const { command, rest } = found;

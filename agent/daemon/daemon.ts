@@ -8,7 +8,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
-import { createApiServer, type ApiService } from '../api/server.js';
+import { createApiServer, RawJson, type ApiService } from '../api/server.js';
 import { listenUnix } from '../api/listen.js';
 import { parseIdDatabase, resolveTable, type AuthorizationTable } from '../api/authz.js';
 import { Attestor, type CycleResult } from '../attest/attestor.js';
@@ -159,8 +159,11 @@ export class Daemon {
     return result;
   }
   private recorded = new Set<string>();
+  private stateVersion = 0;
+  private statusCache: { version: number; at: number; body: RawJson } | undefined;
 
   private onCycle(r: CycleResult): void {
+    this.stateVersion++;
     const devices = Object.fromEntries(Object.entries(r.ear.submods).map(([id, s]) => [id, s['ear.status']]));
     const failed = Object.values(r.ear.submods).flatMap((s) => s['cvm.checks'].filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}`));
     const line = { cycle: r.id, reason: r.reason, status: r.status, simulated: r.simulated, devices, durationMs: r.durationMs, gpuReady: r.gpuReady.set, ...(failed.length ? { failed } : {}), ...(r.error ? { error: r.error } : {}) };
@@ -217,6 +220,7 @@ export class Daemon {
       this.scheduler = this.newScheduler();
       this.scheduler.start();
       if (restartNeeded.length) this.log.warn({ keys: restartNeeded }, 'these keys changed but take effect only after a restart');
+      this.stateVersion++;
       this.log.info({ policy: policy.id }, 'configuration reloaded');
       this.notify({ READY: 1, STATUS: this.statusLine() });
       return true;
@@ -251,7 +255,15 @@ export class Daemon {
   private apiService(): ApiService {
     return {
       health: async () => healthOf(this.attestor.last(), this.startedAt),
-      status: () => describeStatus(this),
+      status: async () => {
+        // Serialized once per state change (cycle, reload) and at most once a second (uptime).
+        const now = Date.now();
+        if (!this.statusCache || this.statusCache.version !== this.stateVersion || now - this.statusCache.at > 1000) {
+          const body = Buffer.from(JSON.stringify(await describeStatus(this)));
+          this.statusCache = { version: this.stateVersion, at: now, body: new RawJson(body) };
+        }
+        return this.statusCache.body;
+      },
       attest: async (nonce) => {
         const r = await this.attest('api', nonce);
         return { ear: r.ear, bundle: r.bundle, ok: r.ok, status: r.status, simulated: r.simulated, nonce: r.nonce, gpuReady: r.gpuReady };
