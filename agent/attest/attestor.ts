@@ -44,7 +44,7 @@ export interface AttestorDeps {
   /** Absent when GPUs are disabled or none exist. */
   gpus?: GpuSource;
   /** Closure over policy, collateral and (only when simulation is enabled) simulated roots. */
-  verify: (bundle: EvidenceBundle, at: Date) => BundleResult;
+  verify: (bundle: EvidenceBundle, at: Date) => BundleResult | Promise<BundleResult>;
   setReadyState: boolean;
   stepTimeoutMs: number;
   build: string;
@@ -135,7 +135,7 @@ export class Attestor {
         cpu,
         gpus: gpuEvidence.map(gpuEntry),
       };
-      devices = deps.verify(bundle, this.now()).devices;
+      devices = (await withTimeout(Promise.resolve(deps.verify(bundle, this.now())), deps.stepTimeoutMs, 'verification')).devices;
       // A GPU that NVML lists but that produced no evidence must fail, not vanish.
       for (let i = 0; i < expectedGpus; i++) {
         if (!devices.some((d) => d.id === `gpu${i}`)) devices.push({ id: `gpu${i}`, policyId: 'cvm-agent/default', result: resultOf([fail('gpu.collect', `GPU ${i} is listed by NVML but returned no evidence`)], undefined) });

@@ -30,6 +30,8 @@ export interface BundleVerifyOptions {
   simulation?: { snpRoots: NonNullable<SnpVerifyOptions['simulatedRoots']>; gpuRoots: NonNullable<GpuVerifyOptions['simulatedRoots']> };
   /** The policy id to report in the EAR. */
   policyId?: string;
+  /** Named checks from gathering collateral (missing, stale, fetched), shown with the device they serve. */
+  collateralChecks?: { cpu?: Check[]; gpu?: Check[] };
 }
 
 export interface BundleResult {
@@ -67,9 +69,9 @@ export function verifyBundle(bundle: EvidenceBundle, opts: BundleVerifyOptions):
     if (opts.simulation) snpOpts.simulatedRoots = opts.simulation.snpRoots;
     const certificates = [...bundle.cpu.certificates, ...(opts.cpuCollateral?.certificates ?? [])];
     const r = verifySnpAttestation({ report: bundle.cpu.report, certificates, crls: opts.cpuCollateral?.crls ?? [] }, snpOpts);
-    devices.push({ id: 'cpu0', policyId, result: withCheck(r, bindingChecks) });
+    devices.push({ id: 'cpu0', policyId, result: withCheck(r, [...bindingChecks, ...(opts.collateralChecks?.cpu ?? [])]) });
   } else {
-    devices.push({ id: 'cpu0', policyId, result: withCheck(verifyAzureCpu(bundle, expectedReportData, opts), bindingChecks) });
+    devices.push({ id: 'cpu0', policyId, result: withCheck(verifyAzureCpu(bundle, expectedReportData, opts), [...bindingChecks, ...(opts.collateralChecks?.cpu ?? [])]) });
   }
 
   for (const g of bundle.gpus) {
@@ -80,7 +82,7 @@ export function verifyBundle(bundle: EvidenceBundle, opts: BundleVerifyOptions):
     if (opts.gpuCollateral?.skip) gOpts.skip = opts.gpuCollateral.skip;
     if (opts.simulation) gOpts.simulatedRoots = opts.simulation.gpuRoots;
     const r = verifyGpuEvidence({ report: g.report, certChainPem: g.certChainPem, arch: g.arch, nvml: g.nvml, index: g.index }, gOpts);
-    devices.push({ id: `gpu${g.index}`, policyId, result: withCheck(r, bindingChecks) });
+    devices.push({ id: `gpu${g.index}`, policyId, result: withCheck(r, [...bindingChecks, ...(opts.collateralChecks?.gpu ?? [])]) });
   }
   return { ok: devices.every((d) => d.result.ok), devices };
 }

@@ -21,7 +21,7 @@ export interface Sources {
   gpus: GpuSource | undefined;
   simulated: boolean;
   policy: AppraisalPolicy;
-  verify: (bundle: EvidenceBundle, at: Date) => BundleResult;
+  verify: (bundle: EvidenceBundle, at: Date) => BundleResult | Promise<BundleResult>;
 }
 
 export async function loadPolicy(config: Config): Promise<AppraisalPolicy> {
