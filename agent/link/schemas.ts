@@ -1,0 +1,204 @@
+/**
+ * JSON Schemas (draft 2020-12 keywords) for every controller-link message, one per `type` and direction.
+ * They are data, interpreted by ./json-schema.ts, and rendered verbatim into docs/protocol.md
+ * (a test fails when the document drifts). Members not listed are rejected (additionalProperties:
+ * false): protocol evolution goes through version negotiation, not through silently ignored fields.
+ * Free-form payloads (inventory, event data, the bundle's inner fields, the EAR) are bounded here by
+ * the message size; their owners (parseBundle, the EAR consumer) check them in depth.
+ */
+import type { Schema } from './json-schema.js';
+import { assertSupported } from './json-schema.js';
+
+const SCHEMA_URI = 'https://json-schema.org/draft/2020-12/schema';
+const ID_BASE = 'urn:cvm-agent:link:v1:';
+
+/** Identifiers chosen by either side (agent id, challenge id, secret name). */
+const ident = (max: number): Schema => ({ type: 'string', minLength: 1, maxLength: max, pattern: '^[A-Za-z0-9._:@-]+$' });
+const seq: Schema = { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER };
+/** RFC 3339 date-time in UTC or with an offset (what Date.prototype.toISOString produces, and more). */
+const dateTime: Schema = {
+  type: 'string',
+  maxLength: 40,
+  pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d{1,9})?(Z|[+-]\\d{2}:\\d{2})$',
+};
+const b64url = '[A-Za-z0-9_-]';
+/** Compact JWS (header.payload.signature); the payload may be empty (detached). */
+const compactJws = (max: number): Schema => ({ type: 'string', maxLength: max, pattern: `^${b64url}+\\.${b64url}*\\.${b64url}+$` });
+/** Compact JWE: five segments; ECDH-ES+A256KW has a non-empty encrypted key. */
+const compactJwe: Schema = { type: 'string', maxLength: 256 * 1024, pattern: `^${b64url}+\\.${b64url}+\\.${b64url}+\\.${b64url}+\\.${b64url}+$` };
+const freeObject = (description: string, maxProperties = 256): Schema => ({ type: 'object', maxProperties, description });
+
+const protocolVersion: Schema = { type: 'integer', minimum: 1, maximum: 65535 };
+
+const publicJwk: Schema = {
+  type: 'object',
+  description: 'The agent key (teePubKey): EC P-384 public JWK; private members are rejected.',
+  required: ['kty', 'crv', 'x', 'y'],
+  properties: {
+    kty: { const: 'EC' },
+    crv: { const: 'P-384' },
+    x: { type: 'string', minLength: 64, maxLength: 64, pattern: `^${b64url}+$` },
+    y: { type: 'string', minLength: 64, maxLength: 64, pattern: `^${b64url}+$` },
+    kid: { type: 'string', maxLength: 128 },
+    alg: { type: 'string', maxLength: 32 },
+    use: { type: 'string', maxLength: 16 },
+  },
+  additionalProperties: false,
+};
+
+function message(type: string, description: string, properties: Record<string, Schema>, required: string[]): Schema {
+  return {
+    $schema: SCHEMA_URI,
+    $id: `${ID_BASE}${type}`,
+    title: type,
+    description,
+    type: 'object',
+    required: ['type', ...required],
+    properties: { type: { const: type }, ...properties },
+    additionalProperties: false,
+  };
+}
+
+export const EVENT_KINDS = ['status', 'attestation', 'gpu-ready', 'error', 'dropped'] as const;
+
+/** agent -> controller */
+export const AGENT_SCHEMAS = {
+  hello: message(
+    'hello',
+    'First message after the WebSocket opens. `protocol` offers a range or a list of versions; `resumeFrom` is the first event seq the agent still holds unacknowledged.',
+    {
+      agentId: ident(256),
+      version: { type: 'string', minLength: 1, maxLength: 64, description: 'agent software version' },
+      protocol: {
+        anyOf: [
+          {
+            type: 'object',
+            required: ['min', 'max'],
+            properties: { min: protocolVersion, max: protocolVersion },
+            additionalProperties: false,
+          },
+          { type: 'array', minItems: 1, maxItems: 32, items: protocolVersion },
+        ],
+      },
+      teePubKey: publicJwk,
+      inventory: freeObject('TEE kind, CPU, GPUs (index, arch, driver), host name: for display and policy selection'),
+      capabilities: { type: 'array', maxItems: 64, items: { type: 'string', minLength: 1, maxLength: 64 } },
+      resumeFrom: seq,
+    },
+    ['agentId', 'version', 'protocol', 'teePubKey', 'inventory', 'capabilities', 'resumeFrom'],
+  ),
+  evidence: message(
+    'evidence',
+    'Answer to a challenge: the evidence bundle bound to the challenge nonce (agent/attest/bundle.ts) and the agent\'s own EAR.',
+    {
+      challengeId: ident(128),
+      bundle: {
+        type: 'object',
+        description: 'bundleToJson(EvidenceBundle); parse and check with parseBundle()',
+        required: ['version', 'nonce', 'teePubKey', 'simulated', 'cpu', 'gpus'],
+        properties: {
+          version: { const: 1 },
+          nonce: { type: 'string', pattern: '^([0-9a-f]{2}){8,64}$' },
+          teePubKey: publicJwk,
+          simulated: { type: 'boolean' },
+          cpu: { type: 'object' },
+          gpus: { type: 'array', maxItems: 64 },
+        },
+        additionalProperties: false,
+      },
+      localResult: freeObject('EAR (agent/appraise/ear.ts) as computed by the agent; advisory only'),
+    },
+    ['challengeId', 'bundle', 'localResult'],
+  ),
+  event: message(
+    'event',
+    'A signed event. `seq` is gap-free from 1 per agent; `sig` is a compact ES384 JWS whose payload is JCS({seq, at, kind, data}).',
+    {
+      seq,
+      at: dateTime,
+      kind: { enum: EVENT_KINDS },
+      data: freeObject('kind-specific; for "dropped": {from, to, count}'),
+      sig: compactJws(16 * 1024 + 2 * 1024 * 1024),
+    },
+    ['seq', 'at', 'kind', 'data', 'sig'],
+  ),
+  error: message(
+    'error',
+    'The agent could not serve a request (e.g. a challenge): stable code, human-readable message.',
+    {
+      code: { type: 'string', minLength: 1, maxLength: 64, pattern: '^[a-z0-9-]+$' },
+      message: { type: 'string', maxLength: 4096 },
+      challengeId: ident(128),
+    },
+    ['code', 'message'],
+  ),
+} satisfies Record<string, Schema>;
+
+/** controller -> agent */
+export const CONTROLLER_SCHEMAS = {
+  welcome: message(
+    'welcome',
+    'Answer to hello: the chosen protocol version, the heartbeat, the attestation interval, and optionally the first event seq the controller wants (resend from there).',
+    {
+      protocol: protocolVersion,
+      heartbeatSec: { type: 'integer', minimum: 1, maximum: 3600 },
+      attestIntervalSec: { type: 'integer', minimum: 1, maximum: 7 * 86400 },
+      resumeFrom: seq,
+    },
+    ['protocol', 'heartbeatSec'],
+  ),
+  challenge: message(
+    'challenge',
+    'Run an attestation cycle bound to `nonce` (lowercase hex, 8..64 bytes) and answer with evidence before `expiresAt`.',
+    {
+      id: ident(128),
+      nonce: { type: 'string', pattern: '^([0-9a-f]{2}){8,64}$' },
+      expiresAt: dateTime,
+    },
+    ['id', 'nonce', 'expiresAt'],
+  ),
+  attest: message('attest', 'Run an attestation cycle now (results arrive as an "attestation" event).', {}, []),
+  verdict: message(
+    'verdict',
+    'The controller\'s appraisal of an evidence message: a signed EAR token and the secrets released to this agent, each a compact JWE (ECDH-ES+A256KW, A256GCM) to teePubKey.',
+    {
+      challengeId: ident(128),
+      token: compactJws(256 * 1024),
+      secrets: {
+        type: 'array',
+        maxItems: 64,
+        items: {
+          type: 'object',
+          required: ['name', 'jwe'],
+          properties: { name: ident(128), jwe: compactJwe },
+          additionalProperties: false,
+        },
+      },
+    },
+    ['challengeId', 'token'],
+  ),
+  ack: message('ack', 'Every event with seq <= `seq` is stored by the controller; the agent drops them from its outbox. 0 acknowledges nothing.', {
+    seq: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+  }, ['seq']),
+  error: message(
+    'error',
+    'The controller refused something (bad evidence, expired challenge): stable code, human-readable message.',
+    {
+      code: { type: 'string', minLength: 1, maxLength: 64, pattern: '^[a-z0-9-]+$' },
+      message: { type: 'string', maxLength: 4096 },
+      challengeId: ident(128),
+    },
+    ['code', 'message'],
+  ),
+} satisfies Record<string, Schema>;
+
+for (const s of [...Object.values(AGENT_SCHEMAS), ...Object.values(CONTROLLER_SCHEMAS)]) assertSupported(s);
+
+/** The schemas as the Markdown section of docs/protocol.md (tests compare the file with this). */
+export function renderSchemasMarkdown(): string {
+  const block = (dir: string, schemas: Record<string, Schema>) =>
+    Object.entries(schemas)
+      .map(([type, s]) => `### ${dir}: \`${type}\`\n\n\`\`\`json\n${JSON.stringify(s, null, 2)}\n\`\`\`\n`)
+      .join('\n');
+  return `${block('agent → controller', AGENT_SCHEMAS)}\n${block('controller → agent', CONTROLLER_SCHEMAS)}`;
+}
