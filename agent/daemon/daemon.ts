@@ -4,7 +4,6 @@
  * and exits 0 within 5 s. Paths come from systemd's $STATE_DIRECTORY / $RUNTIME_DIRECTORY /
  * $CACHE_DIRECTORY when the config leaves them at their defaults.
  */
-import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
@@ -23,7 +22,9 @@ import { loadPolicy, openSources, type Sources } from './sources.js';
 import { VERSION } from '../cli/version.js';
 import { describeStatus, healthOf } from './status.js';
 import { AgentMetrics } from '../metrics.js';
-import { collectInventory } from '../inventory.js';
+import { collectInventory, currentInventory } from '../inventory.js';
+import { createAgentKey, type AgentKey } from '../link/agent-key.js';
+import { DaemonLink } from './link.js';
 
 export interface DaemonOptions {
   configPath?: string;
@@ -74,15 +75,18 @@ export class Daemon {
   private stopping: Promise<void> | undefined;
   readonly metrics = new AgentMetrics();
   readonly startedAt = new Date();
-  readonly teePubKey: PublicJwk;
+  private key!: AgentKey;
+  private link!: DaemonLink;
   socketActivated = false;
 
   constructor(private readonly opts: DaemonOptions = {}) {
     this.env = opts.env ?? process.env;
     this.log = opts.logger ?? createLogger('info');
-    // The agent key (DESIGN.md "Binding" 1): in memory only; only the public JWK ever leaves.
-    const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-384' });
-    this.teePubKey = publicKey.export({ format: 'jwk' }) as PublicJwk;
+  }
+
+  /** The agent key's public JWK (DESIGN.md "Binding" 1): the private key never leaves the process. */
+  get teePubKey(): PublicJwk {
+    return this.key.publicJwk;
   }
 
   private notify(fields: Record<string, string | number>): void {
@@ -102,9 +106,19 @@ export class Daemon {
     const policy = await loadPolicy(this.config);
     this.sources = await openSources(this.config, policy);
     this.log.info({ tee: this.sources.kind, cpuSource: this.sources.cpu.source, gpus: Boolean(this.sources.gpus), simulated: this.sources.simulated, policy: policy.id }, this.sources.simulated ? 'SIMULATED TEE: evidence is signed by test roots and trusted only because tee is "simulated"' : 'evidence sources ready');
+    this.key = await createAgentKey();
     this.history = new ResultHistory({ stateDir: this.config.state.dir, size: this.config.state.historySize, onEvent: (e) => this.log.warn({ event: e }, 'history') });
     await this.history.load();
     this.attestor = this.newAttestor();
+    this.link = await DaemonLink.open({
+      config: this.config,
+      key: this.key,
+      version: VERSION,
+      log: this.log,
+      env: this.env,
+      attest: (reason, nonce) => this.attest(reason, nonce),
+      inventory: () => currentInventory({ agentVersion: VERSION }) as unknown as Record<string, unknown>,
+    });
 
     const service = this.apiService();
     this.server = createApiServer(service, {
@@ -121,6 +135,7 @@ export class Daemon {
 
     this.scheduler = this.newScheduler();
     this.scheduler.start();
+    this.link.start();
     this.startWatchdog();
     this.notify({ READY: 1, STATUS: this.statusLine(), MAINPID: process.pid });
   }
@@ -174,6 +189,8 @@ export class Daemon {
     this.history
       .append({ startedAt: r.startedAt, finishedAt: r.finishedAt, reason: r.reason, status: r.status, ear: r.ear, ...(r.error ? { error: { code: 'ERR_CYCLE', message: r.error } } : {}) })
       .catch((err: Error) => this.log.error({ err: err.message }, 'could not persist the attestation result'));
+    this.metrics.setLinkUp(this.link.status().state === 'up');
+    void this.link.onCycle(r, healthOf(r, this.startedAt).status);
     this.notify({ STATUS: this.statusLine() });
   }
 
@@ -238,6 +255,7 @@ export class Daemon {
       this.log.info('stopping');
       if (this.watchdog) clearInterval(this.watchdog);
       await this.scheduler?.stop();
+      await this.link?.stop().catch(() => undefined);
       const closed = new Promise<void>((resolve) => {
         if (!this.server) return resolve();
         this.server.close(() => resolve());
@@ -273,9 +291,12 @@ export class Daemon {
         if (!r.bundle) throw new ConfigError(`evidence collection failed: ${r.error ?? 'unknown error'}`);
         return r.bundle;
       },
-      token: async () => undefined,
-      secret: async () => undefined,
-      metrics: async () => this.metrics.render(),
+      token: async () => this.link.currentToken(),
+      secret: async (name) => this.link.secrets.get(name),
+      metrics: async () => {
+        this.metrics.setLinkUp(this.link.status().state === 'up');
+        return this.metrics.render();
+      },
     };
   }
 
@@ -293,6 +314,7 @@ export class Daemon {
       history: this.history.list(10),
       teePubKey: this.teePubKey,
       socketActivated: this.socketActivated,
+      link: this.link.status(),
       inventory: (async () => collectInventory({ agentVersion: VERSION }))(),
     };
   }

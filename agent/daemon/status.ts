@@ -61,7 +61,7 @@ export async function describeStatus(d: Daemon) {
     nextAttestation: v.next ? { at: v.next.at.toISOString(), reason: v.next.reason } : null,
     consecutiveFailures: v.failures,
     gpus: { present: Boolean(v.sources.gpus), readyState: last ? last.gpuReady.set : false, readyReason: last ? last.gpuReady.reason : 'no attestation yet' },
-    controller: { configured: Boolean(v.config.controller.url), state: v.config.controller.url ? 'not connected' : 'none' },
+    controller: v.link,
     api: { socket: v.config.api.socket, socketActivated: v.socketActivated },
     agentKey: { kty: v.teePubKey.kty, crv: v.teePubKey.crv, x: v.teePubKey.x, y: v.teePubKey.y },
     recent: v.history.map((h) => ({ id: h.id, at: h.finishedAt, reason: h.reason, status: h.status })),

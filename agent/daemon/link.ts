@@ -1,0 +1,159 @@
+/**
+ * The daemon's side of the controller link (DESIGN.md "Controller link"): answers challenges with a
+ * cycle bound to the controller's nonce, runs cycles on request, caches the controller's verdict
+ * token until it expires, keeps released secrets in memory only, and turns what happens in the
+ * agent into signed, gap-free events in the on-disk outbox.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { decodeJwt } from 'jose';
+import { ControllerLink, type LinkStatus } from '../link/client.js';
+import { Outbox } from '../link/outbox.js';
+import { SecretStore } from '../link/secrets.js';
+import type { AgentKey } from '../link/agent-key.js';
+import type { CycleResult } from '../attest/attestor.js';
+import type { Config } from '../config/schema.js';
+import type { Logger } from '../log.js';
+import { ConfigError } from '../errors.js';
+
+export interface DaemonLinkDeps {
+  config: Config;
+  key: AgentKey;
+  version: string;
+  log: Logger;
+  attest: (reason: 'controller', nonce?: Uint8Array) => Promise<CycleResult>;
+  inventory?: () => Record<string, unknown>;
+  env: NodeJS.ProcessEnv;
+}
+
+/** Summary of a cycle as carried in events: statuses and failed check names, never evidence or secrets. */
+export function cycleEventData(r: CycleResult): Record<string, unknown> {
+  return {
+    cycle: r.id,
+    reason: r.reason,
+    status: r.status,
+    simulated: r.simulated,
+    durationMs: r.durationMs,
+    devices: Object.fromEntries(Object.entries(r.ear.submods).map(([id, s]) => [id, { status: s['ear.status'], failed: s['cvm.checks'].filter((c) => !c.ok).map((c) => c.name) }])),
+    gpuReady: r.gpuReady.set,
+    ...(r.error ? { error: r.error } : {}),
+  };
+}
+
+async function readOptional(path: string | undefined): Promise<string | undefined> {
+  if (!path) return undefined;
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`controller: cannot read ${path}: ${(err as Error).message}`);
+  }
+}
+
+/** systemd LoadCredential=controller-token, unless the config names a token file. */
+export function tokenFileFrom(config: Config, env: NodeJS.ProcessEnv): string | undefined {
+  if (config.controller.tokenFile) return config.controller.tokenFile;
+  return env.CREDENTIALS_DIRECTORY ? join(env.CREDENTIALS_DIRECTORY, 'controller-token') : undefined;
+}
+
+export class DaemonLink {
+  private token: { token: string; expiresAt: Date; challengeId: string } | undefined;
+  private readonly pending = new Map<string, string>();
+  private lastGpuReady: boolean | undefined;
+  private lastStatus: string | undefined;
+
+  private constructor(
+    private readonly deps: DaemonLinkDeps,
+    readonly outbox: Outbox,
+    readonly secrets: SecretStore,
+    private readonly link: ControllerLink | undefined,
+  ) {}
+
+  static async open(deps: DaemonLinkDeps): Promise<DaemonLink> {
+    const { config, key, log } = deps;
+    const outbox = await Outbox.open({ dir: join(config.state.dir, 'outbox'), key, log: (msg, fields) => log.warn(fields ?? {}, msg) });
+    const holder: { self?: DaemonLink } = {};
+    // Released secrets: decrypted by the link into this store, in memory only.
+    const secrets = new SecretStore();
+    let link: ControllerLink | undefined;
+    if (config.controller.url) {
+      const [ca, cert, keyPem] = await Promise.all([readOptional(config.controller.caFile), readOptional(config.controller.certFile), readOptional(config.controller.keyFile)]);
+      const tokenFile = tokenFileFrom(config, deps.env);
+      link = new ControllerLink({
+        url: config.controller.url,
+        agentId: config.controller.agentId ?? (await import('node:os')).hostname(),
+        agentVersion: deps.version,
+        key,
+        outbox,
+        secretStore: secrets,
+        ...(tokenFile ? { tokenFile } : {}),
+        ...(ca || cert || keyPem ? { tls: { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(keyPem ? { key: keyPem } : {}) } } : {}),
+        ...(deps.inventory ? { inventory: deps.inventory } : {}),
+        capabilities: ['snp', 'azure-snp-vtpm', 'nvidia-gpu', 'events', 'secrets'],
+        log: log.child({ component: 'link' }),
+        handlers: {
+          onChallenge: async (nonce, id) => {
+            const r = await deps.attest('controller', nonce);
+            if (!r.bundle) throw new Error(`attestation failed: ${r.error ?? 'no evidence'}`);
+            holder.self?.pending.set(id, nonce.toString('base64url'));
+            return { bundle: r.bundle, localResult: r.ear as unknown as Record<string, unknown> };
+          },
+          onAttestRequest: async () => {
+            await deps.attest('controller');
+          },
+          onVerdict: (verdict) => holder.self?.acceptVerdict(verdict.challengeId, verdict.token),
+        },
+      });
+    }
+    const self = new DaemonLink(deps, outbox, secrets, link);
+    holder.self = self;
+    return self;
+  }
+
+  start(): void {
+    this.link?.start();
+  }
+
+  async stop(): Promise<void> {
+    await this.link?.stop();
+  }
+
+  status(): (LinkStatus & { configured: true }) | { configured: false; state: 'none' } {
+    return this.link ? { configured: true, ...this.link.status() } : { configured: false, state: 'none' };
+  }
+
+  /** Keep the controller's EAR token while it is valid and answers a challenge we answered. */
+  private acceptVerdict(challengeId: string, token: string): void {
+    try {
+      const claims = decodeJwt(token);
+      const nonce = this.pending.get(challengeId);
+      this.pending.delete(challengeId);
+      if (!claims.exp || claims.exp * 1000 <= Date.now()) throw new Error('the token has no future "exp"');
+      if (nonce && claims.eat_nonce !== undefined && claims.eat_nonce !== nonce) throw new Error('the token\'s eat_nonce is not the nonce of the challenge we answered');
+      this.token = { token, expiresAt: new Date(claims.exp * 1000), challengeId };
+      this.deps.log.info({ challengeId, expiresAt: this.token.expiresAt.toISOString(), status: claims['ear.status'], secrets: this.secrets.names() }, 'controller verdict received');
+    } catch (err) {
+      this.deps.log.warn({ challengeId, err: (err as Error).message }, 'controller verdict rejected');
+    }
+  }
+
+  currentToken(): { token: string; expiresAt: string } | undefined {
+    if (!this.token || this.token.expiresAt.getTime() <= Date.now()) return undefined;
+    return { token: this.token.token, expiresAt: this.token.expiresAt.toISOString() };
+  }
+
+  /** Events for every cycle, plus explicit gpu-ready and status changes. Never throws. */
+  async onCycle(r: CycleResult, health: string): Promise<void> {
+    const emit = (kind: Parameters<Outbox['append']>[0], data: Record<string, unknown>) =>
+      this.outbox.append(kind, data).catch((err: Error) => this.deps.log.error({ err: err.message, kind }, 'could not queue an event'));
+    await emit('attestation', cycleEventData(r));
+    if (r.error) await emit('error', { cycle: r.id, message: r.error });
+    if (this.lastGpuReady !== r.gpuReady.set) {
+      this.lastGpuReady = r.gpuReady.set;
+      await emit('gpu-ready', { ready: r.gpuReady.set, reason: r.gpuReady.reason });
+    }
+    if (this.lastStatus !== health) {
+      this.lastStatus = health;
+      await emit('status', { health, status: r.status });
+    }
+  }
+}
