@@ -30,8 +30,8 @@ export interface BundleVerifyOptions {
   simulation?: { snpRoots: NonNullable<SnpVerifyOptions['simulatedRoots']>; gpuRoots: NonNullable<GpuVerifyOptions['simulatedRoots']> };
   /** The policy id to report in the EAR. */
   policyId?: string;
-  /** Named checks from gathering collateral (missing, stale, fetched), shown with the device they serve. */
-  collateralChecks?: { cpu?: Check[]; gpu?: Check[] };
+  /** Named checks from gathering collateral (missing, stale, fetched), shown with the device they serve; gpu by GPU index. */
+  collateralChecks?: { cpu?: Check[]; gpu?: Record<number, Check[]> };
 }
 
 export interface BundleResult {
@@ -82,7 +82,7 @@ export function verifyBundle(bundle: EvidenceBundle, opts: BundleVerifyOptions):
     if (opts.gpuCollateral?.skip) gOpts.skip = opts.gpuCollateral.skip;
     if (opts.simulation) gOpts.simulatedRoots = opts.simulation.gpuRoots;
     const r = verifyGpuEvidence({ report: g.report, certChainPem: g.certChainPem, arch: g.arch, nvml: g.nvml, index: g.index }, gOpts);
-    devices.push({ id: `gpu${g.index}`, policyId, result: withCheck(r, [...bindingChecks, ...(opts.collateralChecks?.gpu ?? [])]) });
+    devices.push({ id: `gpu${g.index}`, policyId, result: withCheck(r, [...bindingChecks, ...(opts.collateralChecks?.gpu?.[g.index] ?? [])]) });
   }
   return { ok: devices.every((d) => d.result.ok), devices };
 }

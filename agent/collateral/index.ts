@@ -14,3 +14,4 @@ export { fetchVcek, fetchCertChain, fetchCrl, vcekPath, KDS_BASE_URL, type KdsOp
 export { fetchImdsCertification, parseImdsCertification, IMDS_BASE_URL, type ImdsOptions } from './fetch/imds.js';
 export { fetchRim, RIM_SERVICE_BASE_URL, type RimServiceOptions } from './fetch/rim.js';
 export { fetchOcsp, buildOcspRequest, certIdFor, ocspKey, NVIDIA_OCSP_URL, type CertId, type OcspFetchOptions } from './fetch/ocsp.js';
+export { gatherCollateral, type GatherOptions, type GatheredCollateral } from './resolve.js';

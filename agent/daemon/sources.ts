@@ -14,6 +14,8 @@ import { defaultPolicy, parsePolicyFile, type AppraisalPolicy } from '../apprais
 import type { Config } from '../config/schema.js';
 import { ConfigError, DeviceError } from '../errors.js';
 import { existsSync } from 'node:fs';
+import { CollateralStore } from '../collateral/store.js';
+import { gatherCollateral } from '../collateral/resolve.js';
 
 export interface Sources {
   kind: 'snp' | 'tsm' | 'azure' | 'simulated';
@@ -69,5 +71,17 @@ export async function openSources(config: Config, policy: AppraisalPolicy): Prom
     else if (config.gpus.enabled === 'on') throw new DeviceError('ERR_NO_GPU', `gpus.enabled is "on" but ${info.available ? 'NVML lists no GPU' : info.reason}`);
   }
   const verifyOpts: Omit<BundleVerifyOptions, 'at'> = { snpPolicy: policy.snp, gpuPolicy: policy.gpu, policyId: policy.id };
-  return { kind, cpu, gpus, simulated: false, policy, verify: (bundle, at) => verifyBundle(bundle, { at, ...verifyOpts }) };
+  return { kind, cpu, gpus, simulated: false, policy, verify: collateralVerifier(config.collateral, verifyOpts) };
+}
+
+/**
+ * The real (non-simulated) verifier: collateral from the cache at config.collateral.dir (fetched only
+ * when collateral.online is true), then verifyBundle. One store for the life of the daemon.
+ */
+export function collateralVerifier(collateral: Config['collateral'], verifyOpts: Omit<BundleVerifyOptions, 'at'>): (bundle: EvidenceBundle, at: Date) => Promise<BundleResult> {
+  const store = new CollateralStore(collateral.dir);
+  return async (bundle, at) => {
+    const got = await gatherCollateral(store, bundle, { at, online: collateral.online, timeoutMs: collateral.timeoutMs });
+    return verifyBundle(bundle, { at, ...verifyOpts, ...got });
+  };
 }
