@@ -145,18 +145,20 @@ export class Daemon {
       teePubKey: this.teePubKey,
       cpu: this.sources.cpu,
       ...(this.sources.gpus ? { gpus: this.sources.gpus } : {}),
-      verify: this.sources.verify,
+      // Through `this.sources`, so a reload's new policy applies to the next cycle without a new attestor.
+      verify: (bundle, at) => this.sources.verify(bundle, at),
       setReadyState: this.config.gpus.setReadyState,
       stepTimeoutMs: this.config.schedule.stepTimeoutSec * 1000,
       build: VERSION,
     });
   }
 
-  private newScheduler(): Scheduler {
+  /** `atStart` only for the first scheduler: a reload must not trigger an extra cycle. */
+  private newScheduler(atStart = this.config.schedule.attestAtStart): Scheduler {
     return new Scheduler({
       cron: this.config.schedule.cron,
       jitterSec: this.config.schedule.jitterSec,
-      attestAtStart: this.config.schedule.attestAtStart,
+      attestAtStart: atStart,
       retry: this.config.schedule.retry,
       run: async (reason) => (await this.attest(reason)).ok,
       onError: (err) => this.log.error({ err: (err as Error).message }, 'scheduled attestation threw'),
@@ -219,7 +221,7 @@ export class Daemon {
       const next = applySystemdDirectories(config, this.env);
       const authz = authorizationFrom(next);
       const policy = await loadPolicy(next);
-      const restartNeeded = (['api.socket', 'tee', 'state.dir', 'simulation.dir', 'simulation.gpus'] as const).filter((k) => {
+      const restartNeeded = (['api.socket', 'tee', 'state.dir', 'simulation.dir', 'simulation.gpus', 'gpus.setReadyState', 'schedule.stepTimeoutSec', 'controller.url'] as const).filter((k) => {
         const [a, b] = k.split('.') as [keyof Config, string | undefined];
         const x = b ? (this.config[a] as Record<string, unknown>)[b] : this.config[a];
         const y = b ? (next[a] as Record<string, unknown>)[b] : next[a];
@@ -233,8 +235,7 @@ export class Daemon {
       this.sources = sources;
       this.log.level = this.config.log.level;
       await this.scheduler.stop();
-      this.attestor = this.newAttestor();
-      this.scheduler = this.newScheduler();
+      this.scheduler = this.newScheduler(false);
       this.scheduler.start();
       if (restartNeeded.length) this.log.warn({ keys: restartNeeded }, 'these keys changed but take effect only after a restart');
       this.stateVersion++;

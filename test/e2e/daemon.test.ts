@@ -149,8 +149,10 @@ describe('cvm-agent run (simulated TEE)', () => {
     writeFileSync(config, `${(await import('node:fs')).readFileSync(config, 'utf8').replace('0 0 1 1 *', '0 12 * * *')}`);
     daemon.child.kill('SIGHUP');
     await daemon.waitForLog((l) => l.msg === 'configuration reloaded');
-    const next = ((await callApi(socket, 'GET', '/v1/status')).json() as Record<string, any>).nextAttestation;
-    expect(new Date(next.at).getUTCHours()).toBe(12);
+    const after = (await callApi(socket, 'GET', '/v1/status')).json() as Record<string, any>;
+    expect(new Date(after.nextAttestation.at).getUTCHours()).toBe(12);
+    expect(after.nextAttestation.reason).toBe('schedule');
+    expect(after.lastAttestation).not.toBeNull(); // a reload keeps the running state
     await notify.waitFor((m) => m.includes('RELOADING=1'));
     writeFileSync(config, 'tee: [broken\n');
     daemon.child.kill('SIGHUP');
