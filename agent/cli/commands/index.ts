@@ -12,13 +12,20 @@ import { snpReportCommand } from './snp-report.js';
 import { verifyAzureCommand } from './verify-azure.js';
 import { azureEvidenceCommand } from './azure-evidence.js';
 import { demoCommand } from './demo.js';
+import { runCommand } from './run.js';
+import { statusCommand, healthCommand, attestCommand, evidenceCommand, tokenCommand } from './client.js';
+import { collateralCommands } from './collateral.js';
+import { controllerCommand } from './controller.js';
 
 export const commands: Command[] = [
   demoCommand,
+  runCommand, statusCommand, healthCommand, attestCommand, evidenceCommand, tokenCommand,
   gpuList, gpuEvidence, gpuReady,
   configCheck,
   verifySnpCommand,
   verifyGpuCommand,
   snpReportCommand,
   verifyAzureCommand, azureEvidenceCommand,
+  ...collateralCommands,
+  controllerCommand,
 ];

@@ -1,0 +1,103 @@
+/**
+ * The controller's appraisal of one evidence message: parse the bundle as hostile input, verify it
+ * with the shared verifyBundle (binding recomputed from the CHALLENGE nonce and the bundle's
+ * teePubKey; every device verified against the policy), and build the EAR. Never throws for bad
+ * evidence: every problem is a failed named check, so the agent is told why.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import { parseBundle, type EvidenceBundle } from '../attest/bundle.js';
+import { verifyBundle, type BundleVerifyOptions } from '../attest/verify-bundle.js';
+import { buildEar, type DeviceResult, type Ear } from '../appraise/ear.js';
+import { fail, pass, resultOf, statusOf, type Check, type TrustStatus } from '../verify/checks.js';
+import { CvmError } from '../errors.js';
+import type { SnpPolicy } from '../appraise/snp-policy.js';
+import type { GpuPolicy } from '../appraise/gpu-policy.js';
+import type { PublicJwk } from '../binding.js';
+import type { SimulationRoots } from './simulation.js';
+
+export interface AppraisalContext {
+  snpPolicy?: SnpPolicy;
+  gpuPolicy?: GpuPolicy;
+  /** Present only when simulation.trust is true. */
+  simulation?: SimulationRoots;
+  policyId: string;
+  build: string;
+}
+
+export interface Appraisal {
+  devices: DeviceResult[];
+  ear: Ear;
+  status: TrustStatus;
+  simulated: boolean;
+  /** The bundle's teePubKey, set only when every device verified (status affirming or warning). */
+  verifiedKey?: PublicJwk;
+  bundle?: EvidenceBundle;
+}
+
+const same = (a: Buffer, b: Buffer) => a.length === b.length && timingSafeEqual(a, b);
+
+function publicJwkBytes(j: PublicJwk): Buffer {
+  return Buffer.from(JSON.stringify([j.kty, j.crv, j.x, j.y]));
+}
+
+function single(id: string, checks: Check[], ctx: AppraisalContext): DeviceResult[] {
+  return [{ id, policyId: ctx.policyId, result: resultOf(checks, undefined) }];
+}
+
+export async function appraiseEvidence(
+  bundleJson: unknown,
+  nonce: Buffer,
+  at: Date,
+  ctx: AppraisalContext,
+  helloKey?: PublicJwk,
+): Promise<Appraisal> {
+  let devices: DeviceResult[];
+  let bundle: EvidenceBundle | undefined;
+  try {
+    bundle = parseBundle(bundleJson);
+  } catch (err) {
+    if (!(err instanceof CvmError)) throw err;
+    devices = single('bundle', [fail('bundle.parse', `${err.message}; send bundleToJson(EvidenceBundle)`)], ctx);
+  }
+  if (bundle) {
+    const opts: BundleVerifyOptions = { at, expectedNonce: nonce, policyId: ctx.policyId };
+    if (ctx.snpPolicy) opts.snpPolicy = ctx.snpPolicy;
+    if (ctx.gpuPolicy) opts.gpuPolicy = ctx.gpuPolicy;
+    let simProblem: string | undefined;
+    if (ctx.simulation) {
+      try {
+        const t = await ctx.simulation.trust(at, bundle.gpus.length > 0);
+        opts.simulation = t.simulation;
+        opts.cpuCollateral = t.cpuCollateral;
+        opts.gpuCollateral = t.gpuCollateral;
+      } catch (err) {
+        simProblem = (err as Error).message;
+      }
+    }
+    if (simProblem !== undefined) {
+      devices = single('cpu0', [fail('controller.simulation', `simulation is trusted but its roots are unusable: ${simProblem}`)], ctx);
+    } else {
+      devices = verifyBundle(bundle, opts).devices;
+      if (helloKey) {
+        // The key the agent announced in hello is the one its events are signed with: it must be the attested one.
+        const keyCheck = same(publicJwkBytes(helloKey), publicJwkBytes(bundle.teePubKey))
+          ? pass('link.tee-key', 'the bundle\'s teePubKey is the key the agent announced in hello')
+          : fail('link.tee-key', 'the bundle\'s teePubKey differs from the key announced in hello: evidence from another process or a swapped key');
+        devices = devices.map((d) => (d.id === 'cpu0' ? { ...d, result: resultOf([keyCheck, ...d.result.checks], d.result.claims, d.result.simulated) } : d));
+      }
+    }
+  }
+  const all = devices!;
+  const ear = buildEar(all, { at, nonce, build: ctx.build, includeClaims: true });
+  const status = ear['ear.status'];
+  const simulated = all.some((d) => d.result.simulated);
+  const appraisal: Appraisal = { devices: all, ear, status, simulated };
+  if (bundle) appraisal.bundle = bundle;
+  if (bundle && (status === 'affirming' || status === 'warning') && all.every((d) => d.result.ok)) appraisal.verifiedKey = bundle.teePubKey;
+  return appraisal;
+}
+
+/** Per-device status, for the registry and the fleet page. */
+export function deviceStatuses(a: Appraisal): Record<string, TrustStatus> {
+  return Object.fromEntries(a.devices.map((d) => [d.id, statusOf(d.result.checks)]));
+}

@@ -1,0 +1,232 @@
+/**
+ * The reference controller's configuration (docs/controller.md): one YAML file, every key optional,
+ * validated with the same tiny schema validator as the agent config so each error names its key.
+ * `parseControllerConfig` is pure (text in, validated config out); `loadControllerConfig` does the
+ * file I/O (token files, policies, TLS material, signing key, secret files) at the edge.
+ */
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { parseDocument } from 'yaml';
+import { ConfigError } from '../errors.js';
+import { bool, int, list, obj, oneOf, str, type Schema } from '../config/validate.js';
+import { parseSnpPolicy, snpPolicyFrom, type SnpPolicy } from '../appraise/snp-policy.js';
+import { gpuPolicyFrom, parseGpuPolicy, type GpuPolicy } from '../appraise/gpu-policy.js';
+
+/** Agent ids become file names in stateDir: keep them to a safe alphabet (and never "." / ".."). */
+export const AGENT_ID = /^(?!\.{1,2}$)[A-Za-z0-9._:@-]{1,128}$/;
+const agentId = str({ pattern: AGENT_ID, hint: 'an agent id of letters, digits, ".", "_", ":", "@" or "-" (1..128)' });
+const path = str({ hint: 'a file path' });
+const sha256Hex = str({ pattern: /^[0-9a-fA-F]{64}$/, hint: 'the SHA-256 of the token as 64 hex digits' });
+
+/** Which appraisal outcome releases secrets (see docs/controller.md "Secret release"). */
+export type ReleaseRule = 'affirming' | 'warning';
+
+export const controllerSchema = obj({
+  listen: obj({ host: str({ hint: 'a host name or address' }), port: int(0, 65535) }),
+  tls: obj({ cert: path, key: path, clientCa: path, requireClientCert: bool() }),
+  agents: obj({
+    tokens: list(obj({ agentId, sha256: sha256Hex, file: path }), 10_000),
+  }),
+  policy: obj({ snp: path, gpu: path }),
+  signingKey: path,
+  tokenTtlSec: int(10, 86_400),
+  challengeIntervalSec: int(5, 86_400),
+  challengeTtlSec: int(1, 3600),
+  secrets: list(obj({ name: str({ pattern: /^[A-Za-z0-9._-]{1,128}$/, hint: 'a secret name of letters, digits, ".", "_" or "-"' }), file: path, value: str(), agents: list(agentId) }), 1000),
+  releaseSecretsOn: oneOf(['affirming', 'warning'] as const),
+  simulation: obj({ trust: bool(), dir: path }),
+  stateDir: path,
+  limits: obj({
+    messagesPerSec: int(1, 10_000),
+    burst: int(1, 100_000),
+    maxConnections: int(1, 100_000),
+  }),
+  log: obj({ level: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const) }),
+});
+
+type Parsed<S> = S extends Schema<infer T> ? T : never;
+export type RawControllerConfig = Parsed<typeof controllerSchema>;
+
+export interface TokenEntry {
+  /** When set, the token may only be used by this agent id. */
+  agentId?: string;
+  /** SHA-256 of the token (or a file holding the token; hashed at load). */
+  sha256?: string;
+  file?: string;
+}
+
+export interface SecretEntry {
+  name: string;
+  file?: string;
+  value?: string;
+  /** Allow-list of agent ids; absent = every attested agent. */
+  agents?: string[];
+}
+
+/** The validated config with defaults filled and relative paths resolved against the config file. */
+export interface ControllerConfig {
+  listen: { host: string; port: number };
+  tls?: { cert: string; key: string; clientCa?: string; requireClientCert: boolean };
+  tokens: TokenEntry[];
+  policy: { snp?: string; gpu?: string };
+  signingKey?: string;
+  tokenTtlSec: number;
+  challengeIntervalSec: number;
+  challengeTtlSec: number;
+  secrets: SecretEntry[];
+  releaseSecretsOn: ReleaseRule;
+  simulation: { trust: boolean; dir?: string };
+  stateDir?: string;
+  limits: { messagesPerSec: number; burst: number; maxConnections: number };
+  logLevel: string;
+}
+
+export const CONTROLLER_DEFAULTS = {
+  host: '127.0.0.1',
+  port: 8443,
+  tokenTtlSec: 300,
+  challengeIntervalSec: 600,
+  challengeTtlSec: 60,
+  limits: { messagesPerSec: 20, burst: 60, maxConnections: 1000 },
+} as const;
+
+/** Parse and validate config text; relative paths resolve against `baseDir`. Throws ConfigError listing every problem. */
+export function parseControllerConfig(text: string, source = 'controller config', baseDir = '.'): ControllerConfig {
+  if (text.length > 1024 * 1024) throw new ConfigError(`${source}: larger than 1 MiB`);
+  let doc: unknown;
+  try {
+    const parsed = parseDocument(text, { prettyErrors: true, logLevel: 'silent', uniqueKeys: true });
+    const problems = [...parsed.errors, ...parsed.warnings];
+    if (problems.length > 0) throw problems[0];
+    doc = parsed.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    throw new ConfigError(`${source}: not valid YAML: ${(err as Error).message}`, { cause: err });
+  }
+  const errors: string[] = [];
+  const raw = controllerSchema.check(doc ?? {}, '', errors);
+  if (raw) crossChecks(raw, errors);
+  if (errors.length > 0 || !raw) {
+    throw new ConfigError(`${source}: ${errors.length} problem${errors.length === 1 ? '' : 's'}:\n  - ${errors.join('\n  - ')}`);
+  }
+  const p = (x: string | undefined) => (x === undefined ? undefined : isAbsolute(x) ? x : resolve(baseDir, x));
+  const d = CONTROLLER_DEFAULTS;
+  const cfg: ControllerConfig = {
+    listen: { host: raw.listen?.host ?? d.host, port: raw.listen?.port ?? d.port },
+    tokens: (raw.agents?.tokens ?? []).map((t) => ({
+      ...(t.agentId ? { agentId: t.agentId } : {}),
+      ...(t.sha256 ? { sha256: t.sha256.toLowerCase() } : {}),
+      ...(t.file ? { file: p(t.file)! } : {}),
+    })),
+    policy: { ...(raw.policy?.snp ? { snp: p(raw.policy.snp)! } : {}), ...(raw.policy?.gpu ? { gpu: p(raw.policy.gpu)! } : {}) },
+    tokenTtlSec: raw.tokenTtlSec ?? d.tokenTtlSec,
+    challengeIntervalSec: raw.challengeIntervalSec ?? d.challengeIntervalSec,
+    challengeTtlSec: raw.challengeTtlSec ?? d.challengeTtlSec,
+    secrets: (raw.secrets ?? []).map((s) => ({
+      name: s.name!,
+      ...(s.file ? { file: p(s.file)! } : {}),
+      ...(s.value !== undefined ? { value: s.value } : {}),
+      ...(s.agents ? { agents: s.agents } : {}),
+    })),
+    releaseSecretsOn: raw.releaseSecretsOn ?? 'affirming',
+    simulation: { trust: raw.simulation?.trust ?? false, ...(raw.simulation?.dir ? { dir: p(raw.simulation.dir)! } : {}) },
+    limits: { ...d.limits, ...raw.limits },
+    logLevel: raw.log?.level ?? 'info',
+  };
+  if (raw.tls) cfg.tls = { cert: p(raw.tls.cert)!, key: p(raw.tls.key)!, ...(raw.tls.clientCa ? { clientCa: p(raw.tls.clientCa)! } : {}), requireClientCert: raw.tls.requireClientCert ?? false };
+  if (raw.signingKey) cfg.signingKey = p(raw.signingKey)!;
+  if (raw.stateDir) cfg.stateDir = p(raw.stateDir)!;
+  return cfg;
+}
+
+/** Rules that span keys (the schema checks one value at a time). */
+function crossChecks(raw: RawControllerConfig, errors: string[]): void {
+  (raw.agents?.tokens ?? []).forEach((t, i) => {
+    if ((t.sha256 === undefined) === (t.file === undefined)) errors.push(`agents.tokens[${i}]: needs exactly one of sha256 or file`);
+  });
+  const names = new Set<string>();
+  (raw.secrets ?? []).forEach((s, i) => {
+    if (s.name === undefined) errors.push(`secrets[${i}].name: required`);
+    else if (names.has(s.name)) errors.push(`secrets[${i}].name: "${s.name}" is listed twice`);
+    else names.add(s.name);
+    if ((s.file === undefined) === (s.value === undefined)) errors.push(`secrets[${i}]: needs exactly one of file or value`);
+  });
+  if (raw.tls && (raw.tls.cert === undefined || raw.tls.key === undefined)) errors.push('tls: needs both cert and key');
+  if (raw.tls?.requireClientCert && !raw.tls.clientCa) errors.push('tls.requireClientCert: needs tls.clientCa (the CA that issues agent certificates)');
+  if (raw.simulation?.trust && !raw.simulation.dir) errors.push('simulation.dir: required when simulation.trust is true (the directory holding the simulated test roots)');
+  if (raw.limits?.burst !== undefined && raw.limits.messagesPerSec !== undefined && raw.limits.burst < raw.limits.messagesPerSec) {
+    errors.push('limits.burst: must be at least limits.messagesPerSec');
+  }
+}
+
+/** What the server needs at run time, with every referenced file read and checked. */
+export interface ResolvedController {
+  config: ControllerConfig;
+  /** SHA-256 digests of the accepted bearer tokens (the tokens themselves are never kept). */
+  tokens: { agentId?: string; sha256: Buffer }[];
+  snpPolicy?: SnpPolicy;
+  gpuPolicy?: GpuPolicy;
+  tls?: { cert: Buffer; key: Buffer; ca?: Buffer; requireClientCert: boolean };
+  signingKeyPem?: string;
+  secrets: { name: string; value: Buffer; agents?: string[] }[];
+}
+
+async function readText(file: string, what: string): Promise<Buffer> {
+  try {
+    return await readFile(file);
+  } catch (err) {
+    throw new ConfigError(`${what}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+  }
+}
+
+/** Token files hold the token itself (one line); trailing whitespace is not part of it. */
+export function tokenDigest(token: string | Buffer): Buffer {
+  return createHash('sha256').update(typeof token === 'string' ? token : token.toString('utf8')).digest();
+}
+
+export async function resolveControllerConfig(config: ControllerConfig): Promise<ResolvedController> {
+  const tokens = await Promise.all(
+    config.tokens.map(async (t, i) => {
+      const sha256 = t.sha256 ? Buffer.from(t.sha256, 'hex') : tokenDigest((await readText(t.file!, `agents.tokens[${i}].file`)).toString('utf8').trim());
+      return { ...(t.agentId ? { agentId: t.agentId } : {}), sha256 };
+    }),
+  );
+  const out: ResolvedController = { config, tokens, secrets: [] };
+  if (config.policy.snp) {
+    const text = (await readText(config.policy.snp, 'policy.snp')).toString('utf8');
+    out.snpPolicy = wrapPolicy(() => parseSnpPolicy(text), 'policy.snp', config.policy.snp);
+  } else out.snpPolicy = snpPolicyFrom(undefined);
+  if (config.policy.gpu) {
+    const text = (await readText(config.policy.gpu, 'policy.gpu')).toString('utf8');
+    out.gpuPolicy = wrapPolicy(() => parseGpuPolicy(text), 'policy.gpu', config.policy.gpu);
+  } else out.gpuPolicy = gpuPolicyFrom(undefined);
+  if (config.tls) {
+    out.tls = {
+      cert: await readText(config.tls.cert, 'tls.cert'),
+      key: await readText(config.tls.key, 'tls.key'),
+      ...(config.tls.clientCa ? { ca: await readText(config.tls.clientCa, 'tls.clientCa') } : {}),
+      requireClientCert: config.tls.requireClientCert,
+    };
+  }
+  if (config.signingKey) out.signingKeyPem = (await readText(config.signingKey, 'signingKey')).toString('utf8');
+  for (const [i, s] of config.secrets.entries()) {
+    const value = s.file ? await readText(s.file, `secrets[${i}].file`) : Buffer.from(s.value ?? '', 'utf8');
+    out.secrets.push({ name: s.name, value, ...(s.agents ? { agents: s.agents } : {}) });
+  }
+  return out;
+}
+
+function wrapPolicy<T>(parse: () => T, key: string, file: string): T {
+  try {
+    return parse();
+  } catch (err) {
+    throw new ConfigError(`${key} (${file}): ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** Read, parse and resolve a config file (relative paths inside it resolve against its directory). */
+export async function loadControllerConfig(file: string | undefined): Promise<ResolvedController> {
+  if (file === undefined) return resolveControllerConfig(parseControllerConfig('', 'controller config (defaults)'));
+  const text = (await readText(file, 'controller config')).toString('utf8');
+  return resolveControllerConfig(parseControllerConfig(text, file, dirname(resolve(file))));
+}

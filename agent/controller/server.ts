@@ -1,0 +1,261 @@
+/**
+ * The reference controller's server: one HTTP(S) listener carrying
+ *   - the agent link (WebSocket upgrade on /v1/link, subprotocol cvm-agent.v1), authenticated by
+ *     bearer token and/or TLS client certificate BEFORE the upgrade (401 otherwise);
+ *   - the fleet JSON API (GET /v1/agents, GET /v1/agents/{id}) and JWKS (/.well-known/jwks.json);
+ *   - the fleet web page (GET /) under a strict Content-Security-Policy.
+ * Thin: authorize, translate, delegate to LinkSession / AgentRegistry.
+ */
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import type { AddressInfo } from 'node:net';
+import { WebSocketServer } from 'ws';
+import type { Logger } from 'pino';
+import { MAX_MESSAGE_BYTES, PROTOCOL } from '../link/protocol.js';
+import { checkBearer } from './auth.js';
+import { AgentRegistry } from './registry.js';
+import { LinkSession } from './session.js';
+import { SimulationRoots } from './simulation.js';
+import { TokenSigner } from './signer.js';
+import { AGENT_ID, type ResolvedController } from './config.js';
+import { CSP, FLEET_CSS, FLEET_HTML, FLEET_JS } from './web/page.js';
+
+export const LINK_PATH = '/v1/link';
+export const CONTROLLER_BUILD = 'cvm-agent-controller/0.1.0';
+
+export interface ControllerOptions {
+  log: Logger;
+  /** Clock (tests move it to expire challenges). */
+  now?: () => Date;
+  heartbeatSec?: number;
+  /** Overrides listen.host/port (the CLI's --listen). */
+  listen?: { host: string; port: number };
+}
+
+const SECURITY_HEADERS = {
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'cache-control': 'no-store',
+  'x-frame-options': 'DENY',
+};
+
+export class Controller {
+  readonly registry: AgentRegistry;
+  private readonly sessions = new Map<string, LinkSession>();
+  private readonly anonymous = new Set<LinkSession>();
+  private readonly wss: WebSocketServer;
+  private server!: Server;
+
+  private constructor(
+    private readonly resolved: ResolvedController,
+    readonly signer: TokenSigner,
+    private readonly opts: ControllerOptions,
+  ) {
+    this.registry = new AgentRegistry(resolved.config.stateDir);
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: MAX_MESSAGE_BYTES,
+      perMessageDeflate: false,
+      handleProtocols: (protocols) => (protocols.has(PROTOCOL) ? PROTOCOL : false),
+    });
+  }
+
+  static async start(resolved: ResolvedController, opts: ControllerOptions): Promise<Controller> {
+    const signer = await TokenSigner.create(resolved.signingKeyPem);
+    const c = new Controller(resolved, signer, opts);
+    await c.registry.load((file, why) => opts.log.warn({ file }, `ignoring unreadable agent state: ${why}`));
+    await c.listen();
+    return c;
+  }
+
+  private now(): Date {
+    return (this.opts.now ?? (() => new Date()))();
+  }
+
+  private async listen(): Promise<void> {
+    const cfg = this.resolved.config;
+    const tls = this.resolved.tls;
+    const handler = (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res);
+    this.server = tls
+      ? createHttpsServer({
+          cert: tls.cert,
+          key: tls.key,
+          minVersion: 'TLSv1.2',
+          ...(tls.ca ? { ca: tls.ca, requestCert: true, rejectUnauthorized: tls.requireClientCert } : {}),
+        }, handler)
+      : createHttpServer(handler);
+    this.server.headersTimeout = 10_000;
+    this.server.requestTimeout = 30_000;
+    this.server.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
+    const { host, port } = this.opts.listen ?? cfg.listen;
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+  }
+
+  address(): { host: string; port: number; url: string; wsUrl: string } {
+    const a = this.server.address() as AddressInfo;
+    const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
+    const tls = this.resolved.tls !== undefined;
+    return { host: a.address, port: a.port, url: `${tls ? 'https' : 'http'}://${host}:${a.port}`, wsUrl: `${tls ? 'wss' : 'ws'}://${host}:${a.port}${LINK_PATH}` };
+  }
+
+  /** Challenge a connected agent now (tests, operators). */
+  challengeNow(agentId: string) {
+    return this.sessions.get(agentId)?.challenge(this.now());
+  }
+
+  async close(): Promise<void> {
+    for (const s of [...this.sessions.values(), ...this.anonymous]) s.close(1001, 'controller shutting down');
+    this.wss.close();
+    await new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections?.();
+    });
+    await this.registry.flush();
+  }
+
+  // ---- agent link
+
+  private reject(socket: Duplex, status: number, reason: string, peer: string): void {
+    this.opts.log.warn({ peer, status }, `link upgrade refused: ${reason}`);
+    const text = { 400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 503: 'Service Unavailable' }[status] ?? 'Error';
+    const extra = status === 401 ? 'WWW-Authenticate: Bearer realm="cvm-agent"\r\n' : '';
+    socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain\r\n${extra}Content-Length: ${Buffer.byteLength(reason) + 1}\r\n\r\n${reason}\n`);
+  }
+
+  private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => undefined);
+    const peer = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`;
+    const path = (req.url ?? '').split('?')[0];
+    if (path !== LINK_PATH) return this.reject(socket, 404, `the agent link is at ${LINK_PATH}`, peer);
+    // Authentication first, so an unauthenticated peer learns nothing else.
+    const tlsSocket = req.socket as Partial<TLSSocket>;
+    const hasClientCert = this.resolved.tls?.ca !== undefined && tlsSocket.authorized === true;
+    if (this.resolved.tls?.ca && typeof tlsSocket.getPeerCertificate === 'function' && !tlsSocket.authorized && Object.keys(tlsSocket.getPeerCertificate() ?? {}).length > 0) {
+      return this.reject(socket, 401, 'client certificate not issued by tls.clientCa', peer);
+    }
+    let boundAgentId: string | undefined;
+    if (this.resolved.tokens.length > 0) {
+      const auth = checkBearer(req.headers.authorization, this.resolved.tokens);
+      if (!auth.ok) return this.reject(socket, 401, auth.reason, peer);
+      boundAgentId = auth.agentId;
+    } else if (!hasClientCert) {
+      return this.reject(socket, 401, 'no agent credentials are configured (agents.tokens or tls.clientCa with requireClientCert)', peer);
+    }
+    const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((s) => s.trim());
+    if (!offered.includes(PROTOCOL)) return this.reject(socket, 400, `Sec-WebSocket-Protocol must offer ${PROTOCOL}`, peer);
+    if (this.sessions.size + this.anonymous.size >= this.resolved.config.limits.maxConnections) {
+      return this.reject(socket, 503, 'too many agent connections', peer);
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      const session = new LinkSession(ws, this.sessionDeps(), boundAgentId, peer);
+      this.anonymous.add(session);
+      ws.on('close', () => this.anonymous.delete(session));
+    });
+  }
+
+  private deps: ReturnType<Controller['buildDeps']> | undefined;
+  private sessionDeps() {
+    this.deps ??= this.buildDeps();
+    return this.deps;
+  }
+
+  private buildDeps() {
+    const cfg = this.resolved.config;
+    return {
+      registry: this.registry,
+      signer: this.signer,
+      appraisal: {
+        ...(this.resolved.snpPolicy ? { snpPolicy: this.resolved.snpPolicy } : {}),
+        ...(this.resolved.gpuPolicy ? { gpuPolicy: this.resolved.gpuPolicy } : {}),
+        ...(cfg.simulation.trust && cfg.simulation.dir ? { simulation: new SimulationRoots(cfg.simulation.dir) } : {}),
+        policyId: `cvm-agent-controller/${cfg.policy.snp || cfg.policy.gpu ? 'configured' : 'default'}`,
+        build: CONTROLLER_BUILD,
+      },
+      secrets: this.resolved.secrets,
+      releaseSecretsOn: cfg.releaseSecretsOn,
+      tokenTtlSec: cfg.tokenTtlSec,
+      challengeTtlSec: cfg.challengeTtlSec,
+      challengeIntervalSec: cfg.challengeIntervalSec,
+      heartbeatSec: this.opts.heartbeatSec ?? 30,
+      limits: cfg.limits,
+      log: this.opts.log,
+      now: () => this.now(),
+      claim: (agentId: string, session: LinkSession) => {
+        const old = this.sessions.get(agentId);
+        this.anonymous.delete(session);
+        this.sessions.set(agentId, session);
+        this.registry.setConnected(agentId, true);
+        if (old && old !== session) old.close(1008, 'superseded by a newer connection of the same agent');
+      },
+      release: (agentId: string, session: LinkSession) => {
+        if (this.sessions.get(agentId) === session) this.sessions.delete(agentId);
+        this.registry.setConnected(agentId, false);
+      },
+    };
+  }
+
+  // ---- HTTP: fleet API and page
+
+  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    try {
+      this.route(req, res);
+    } catch (err) {
+      this.opts.log.error({ err: (err as Error).message }, 'HTTP handler failed');
+      if (!res.headersSent) this.problem(res, 500, 'internal error');
+      else res.destroy();
+    }
+  }
+
+  private send(res: ServerResponse, status: number, type: string, body: string, extra: Record<string, string> = {}): void {
+    res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), ...SECURITY_HEADERS, ...extra });
+    res.end(res.req.method === 'HEAD' ? undefined : body);
+  }
+
+  private json(res: ServerResponse, status: number, doc: unknown): void {
+    this.send(res, status, 'application/json', `${JSON.stringify(doc, null, 1)}\n`);
+  }
+
+  private problem(res: ServerResponse, status: number, title: string, detail?: string): void {
+    this.send(res, status, 'application/problem+json', `${JSON.stringify({ type: 'about:blank', title, status, ...(detail ? { detail } : {}) })}\n`);
+  }
+
+  private route(req: IncomingMessage, res: ServerResponse): void {
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    if (req.method !== 'GET' && req.method !== 'HEAD') return this.problem(res, 405, 'method not allowed', 'the fleet API is read-only (GET)');
+    const page = { 'content-security-policy': CSP };
+    if (path === '/' || path === '/index.html') return this.send(res, 200, 'text/html; charset=utf-8', FLEET_HTML, page);
+    if (path === '/assets/fleet.js') return this.send(res, 200, 'text/javascript; charset=utf-8', FLEET_JS, page);
+    if (path === '/assets/fleet.css') return this.send(res, 200, 'text/css; charset=utf-8', FLEET_CSS, page);
+    if (path === '/.well-known/jwks.json') return this.json(res, 200, this.signer.jwks());
+    if (path === '/v1/agents') return this.json(res, 200, { agents: this.registry.summaries() });
+    const m = /^\/v1\/agents\/([^/]+)$/.exec(path);
+    if (m) {
+      let id: string;
+      try {
+        id = decodeURIComponent(m[1]!);
+      } catch {
+        return this.problem(res, 400, 'bad agent id');
+      }
+      if (!AGENT_ID.test(id) || !this.registry.has(id)) return this.problem(res, 404, 'no such agent', `no agent "${id.slice(0, 128)}" has connected`);
+      const r = this.registry.get(id);
+      return this.json(res, 200, {
+        ...this.registry.summary(r),
+        version: r.version ?? null,
+        inventory: r.inventory ?? null,
+        gapRanges: r.gaps,
+        attestedKeys: r.attestedKeys.map((k) => ({ jkt: k.jkt, at: k.at })),
+        lastVerdict: r.lastVerdict ?? null,
+        recentEvents: r.recentEvents,
+      });
+    }
+    return this.problem(res, 404, 'not found');
+  }
+}

@@ -1,0 +1,279 @@
+/**
+ * One agent connection on the controller side: hello -> welcome (version negotiation, resumeFrom),
+ * challenges (on connect and every challengeIntervalSec), evidence -> appraisal -> verdict (signed
+ * EAR + secrets sealed to the verified key), events (signature checked with an ATTESTED key, de-duplicated by
+ * seq, acked after they are persisted). Messages are handled one at a time in arrival order.
+ * Nothing an agent sends can throw out of here: bad input is answered with an error message and,
+ * when it breaks the protocol, a close code (agent/link/protocol.ts CLOSE).
+ */
+import type { WebSocket } from 'ws';
+import type { Logger } from 'pino';
+import {
+  CLOSE, decodeMessage, describeOffer, encodeMessage, negotiateVersion, SUPPORTED_VERSIONS,
+  type ControllerMessage, type EventMessage, type EvidenceMessage, type HelloMessage,
+} from '../link/protocol.js';
+import { checkEventSignature, eventKeyId } from '../link/events.js';
+import { ChallengeBook, type Challenge } from './challenges.js';
+import { TokenBucket } from './rate-limit.js';
+import { appraiseEvidence, deviceStatuses, type AppraisalContext } from './appraise.js';
+import { releaseDecision, sealSecrets, secretsFor, type ConfiguredSecret } from './secrets.js';
+import type { AgentRegistry } from './registry.js';
+import type { TokenSigner } from './signer.js';
+import { AGENT_ID, type ReleaseRule } from './config.js';
+
+export interface SessionDeps {
+  registry: AgentRegistry;
+  signer: TokenSigner;
+  appraisal: AppraisalContext;
+  secrets: readonly ConfiguredSecret[];
+  releaseSecretsOn: ReleaseRule;
+  tokenTtlSec: number;
+  challengeTtlSec: number;
+  challengeIntervalSec: number;
+  heartbeatSec: number;
+  limits: { messagesPerSec: number; burst: number };
+  log: Logger;
+  now: () => Date;
+  /** Called when a hello names an agent that already has a live session (the old one is closed). */
+  claim: (agentId: string, session: LinkSession) => void;
+  release: (agentId: string, session: LinkSession) => void;
+}
+
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** Events held while their signing key is not yet attested (the first verdict usually follows within seconds). */
+const MAX_PENDING_EVENTS = 1024;
+
+export class LinkSession {
+  agentId: string | undefined;
+  private hello: HelloMessage | undefined;
+  private readonly book: ChallengeBook;
+  private readonly bucket: TokenBucket;
+  private queue: Promise<void> = Promise.resolve();
+  private pending: EventMessage[] = [];
+  private timers: NodeJS.Timeout[] = [];
+  private closed = false;
+  private alive = true;
+
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly deps: SessionDeps,
+    /** Agent id the bearer token is bound to, if any. */
+    private readonly boundAgentId: string | undefined,
+    readonly peer: string,
+  ) {
+    this.book = new ChallengeBook(deps.challengeTtlSec * 1000);
+    this.bucket = new TokenBucket(deps.limits.messagesPerSec, deps.limits.burst, deps.now().getTime());
+    ws.on('message', (data, isBinary) => this.onRaw(data as Buffer | Buffer[], isBinary));
+    ws.on('close', () => this.onClose());
+    ws.on('error', (err) => deps.log.warn({ peer, agentId: this.agentId, err: err.message }, 'link socket error'));
+    ws.on('pong', () => {
+      this.alive = true;
+    });
+    this.timers.push(setTimeout(() => {
+      if (!this.hello) this.close(CLOSE.HANDSHAKE_TIMEOUT, 'no hello within 10 s');
+    }, HANDSHAKE_TIMEOUT_MS));
+    this.timers.push(setInterval(() => {
+      // Dead-peer detection: no pong since the last ping -> terminate (node-daemon.md §4).
+      if (!this.alive) {
+        deps.log.warn({ agentId: this.agentId, peer }, 'agent missed a heartbeat; terminating the link');
+        ws.terminate();
+        return;
+      }
+      this.alive = false;
+      ws.ping();
+    }, deps.heartbeatSec * 1000));
+  }
+
+  close(code: number, reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.clearTimers();
+    try {
+      this.ws.close(code, reason.slice(0, 120));
+    } catch {
+      this.ws.terminate();
+    }
+  }
+
+  private clearTimers(): void {
+    for (const t of this.timers) clearTimeout(t);
+    this.timers = [];
+  }
+
+  private onClose(): void {
+    this.closed = true;
+    this.clearTimers();
+    if (this.agentId) {
+      this.deps.release(this.agentId, this);
+      this.deps.log.info({ agentId: this.agentId }, 'agent disconnected');
+    }
+  }
+
+  private send(message: ControllerMessage): void {
+    if (this.closed) return;
+    this.ws.send(encodeMessage('controller->agent', message));
+  }
+
+  private refuse(code: string, message: string, closeCode?: number, challengeId?: string): void {
+    this.deps.log.warn({ agentId: this.agentId, peer: this.peer, code }, message);
+    this.send({ type: 'error', code, message: message.slice(0, 4096), ...(challengeId ? { challengeId } : {}) });
+    if (closeCode !== undefined) this.close(closeCode, message);
+  }
+
+  private onRaw(data: Buffer | Buffer[], isBinary: boolean): void {
+    if (this.closed) return;
+    if (!this.bucket.take(this.deps.now().getTime())) {
+      this.refuse('rate-limited', `more than ${this.deps.limits.messagesPerSec} messages per second (burst ${this.deps.limits.burst})`, CLOSE.POLICY);
+      return;
+    }
+    if (isBinary) {
+      this.refuse('bad-message', 'binary frames are not part of the protocol; send JSON text', CLOSE.PROTOCOL_ERROR);
+      return;
+    }
+    const decoded = decodeMessage(data, 'agent->controller');
+    if (!decoded.ok) {
+      if (decoded.unknown) {
+        this.deps.log.info({ agentId: this.agentId, type: decoded.type }, 'ignoring a message of unknown type');
+        return;
+      }
+      this.refuse('bad-message', decoded.error, CLOSE.PROTOCOL_ERROR);
+      return;
+    }
+    const msg = decoded.message;
+    // One message at a time, in order; a handler failure is logged and closes the link, never the process.
+    this.queue = this.queue
+      .then(() => this.dispatch(msg))
+      .catch((err: unknown) => {
+        this.deps.log.error({ agentId: this.agentId, err: err instanceof Error ? err.message : String(err) }, 'internal error handling an agent message');
+        this.refuse('internal-error', 'the controller failed to handle this message; see its log', CLOSE.GOING_AWAY);
+      });
+  }
+
+  private async dispatch(msg: HelloMessage | EvidenceMessage | EventMessage | { type: 'error'; code: string; message: string; challengeId?: string }): Promise<void> {
+    if (this.closed) return;
+    const now = this.deps.now();
+    if (msg.type === 'hello') return this.onHello(msg, now);
+    if (!this.hello || !this.agentId) return this.refuse('hello-required', `"${msg.type}" before hello`, CLOSE.PROTOCOL_ERROR);
+    this.deps.registry.touch(this.agentId, now);
+    if (msg.type === 'evidence') return this.onEvidence(msg, now);
+    if (msg.type === 'event') {
+      this.pending.push(msg);
+      if (this.pending.length > MAX_PENDING_EVENTS) this.pending.shift(); // not acked: the agent resends it after a reconnect
+      return this.drainEvents(now);
+    }
+    this.deps.log.warn({ agentId: this.agentId, code: msg.code, challengeId: msg.challengeId }, `agent error: ${msg.message}`);
+  }
+
+  private onHello(msg: HelloMessage, now: Date): void {
+    if (this.hello) return this.refuse('unexpected-hello', 'hello was already received on this connection', CLOSE.PROTOCOL_ERROR);
+    if (!AGENT_ID.test(msg.agentId)) return this.refuse('bad-agent-id', 'agentId must be 1..128 of letters, digits, ".", "_", ":", "@", "-" (and not "." or "..")', CLOSE.PROTOCOL_ERROR);
+    if (this.boundAgentId !== undefined && msg.agentId !== this.boundAgentId) {
+      return this.refuse('forbidden', `this bearer token is bound to another agent id than "${msg.agentId}"`, CLOSE.FORBIDDEN);
+    }
+    const version = negotiateVersion(msg.protocol);
+    if (version === undefined) {
+      return this.refuse('version-mismatch', `no common protocol version: agent offers ${describeOffer(msg.protocol)}, controller speaks ${describeOffer(SUPPORTED_VERSIONS)}`, CLOSE.VERSION_MISMATCH);
+    }
+    this.hello = msg;
+    this.agentId = msg.agentId;
+    this.deps.claim(msg.agentId, this);
+    const rec = this.deps.registry.get(msg.agentId);
+    rec.version = msg.version;
+    rec.inventory = msg.inventory;
+    this.deps.registry.touch(msg.agentId, now);
+    this.deps.log.info({ agentId: msg.agentId, version: msg.version, protocol: version, peer: this.peer, resumeFrom: msg.resumeFrom, lastSeq: rec.lastSeq }, 'agent connected');
+    this.send({ type: 'welcome', protocol: version, heartbeatSec: this.deps.heartbeatSec, attestIntervalSec: this.deps.challengeIntervalSec, resumeFrom: rec.lastSeq + 1 });
+    this.challenge(now);
+    this.timers.push(setInterval(() => this.challenge(this.deps.now()), this.deps.challengeIntervalSec * 1000));
+  }
+
+  /** Issue a fresh challenge (also used by the server's "challenge now"). */
+  challenge(now: Date): Challenge | undefined {
+    if (this.closed || !this.hello) return undefined;
+    const c = this.book.issue(now);
+    this.send({ type: 'challenge', id: c.id, nonce: c.nonce.toString('hex'), expiresAt: c.expiresAt.toISOString() });
+    return c;
+  }
+
+  private async onEvidence(msg: EvidenceMessage, now: Date): Promise<void> {
+    const agentId = this.agentId!;
+    const registry = this.deps.registry;
+    const taken = this.book.take(msg.challengeId, now);
+    if (!taken.ok) {
+      registry.get(agentId).lastRejection = { at: now.toISOString(), code: taken.code, message: taken.message };
+      await registry.persist(agentId);
+      return this.refuse(taken.code, taken.message, undefined, msg.challengeId);
+    }
+    const appraisal = await appraiseEvidence(msg.bundle, taken.challenge.nonce, now, this.deps.appraisal, this.hello!.teePubKey);
+    const devices = Object.entries(deviceStatuses(appraisal)).map(([id, status]) => ({ id, status }));
+    // Secrets only to a key proven by this very bundle, and only when every device earns it.
+    const decision = appraisal.verifiedKey ? releaseDecision(devices, this.deps.releaseSecretsOn) : { release: false, reason: `secrets withheld: the evidence did not verify (${appraisal.status})` };
+    const secrets = decision.release && appraisal.verifiedKey ? await sealSecrets(secretsFor(agentId, this.deps.secrets), appraisal.verifiedKey) : [];
+    const { token, expiresAt } = await this.deps.signer.sign(appraisal.ear, {
+      subject: agentId,
+      ttlSec: this.deps.tokenTtlSec,
+      ...(appraisal.verifiedKey ? { confirmationKey: appraisal.verifiedKey } : {}),
+    });
+    const rec = registry.get(agentId);
+    if (appraisal.verifiedKey) await registry.rememberKey(agentId, appraisal.verifiedKey, now);
+    rec.lastVerdict = {
+      challengeId: msg.challengeId,
+      at: now.toISOString(),
+      status: appraisal.status,
+      simulated: appraisal.simulated,
+      devices: Object.fromEntries(devices.map((d) => [d.id, d.status])),
+      secretsReleased: secrets.map((s) => s.name),
+      secretsDecision: decision.reason,
+      tokenExpiresAt: expiresAt.toISOString(),
+      ear: appraisal.ear,
+    };
+    if (appraisal.status === 'contraindicated' || appraisal.status === 'none') {
+      const failed = appraisal.devices.flatMap((d) => d.result.checks.filter((c) => !c.ok).map((c) => `${d.id} ${c.name}`));
+      rec.lastRejection = { at: now.toISOString(), code: 'evidence-rejected', message: `failed checks: ${failed.slice(0, 8).join(', ') || '(none recorded)'}` };
+    }
+    await registry.persist(agentId);
+    this.deps.log.info(
+      { agentId, challengeId: msg.challengeId, status: appraisal.status, simulated: appraisal.simulated, devices: rec.lastVerdict.devices, secrets: rec.lastVerdict.secretsReleased },
+      `verdict ${appraisal.status.toUpperCase()}${appraisal.simulated ? ' (SIMULATED)' : ''}: ${decision.reason}`,
+    );
+    this.send({ type: 'verdict', challengeId: msg.challengeId, token, ...(secrets.length > 0 ? { secrets } : {}) });
+    await this.drainEvents(now);
+  }
+
+  /**
+   * Handle held events in seq order. An event whose signing key (JWS kid) is not an attested key of
+   * this agent waits (and so does everything after it, to keep seq order) until a verdict attests it.
+   */
+  private async drainEvents(now: Date): Promise<void> {
+    const agentId = this.agentId!;
+    const registry = this.deps.registry;
+    let stored = false;
+    let acked = false;
+    while (this.pending.length > 0) {
+      const ev = this.pending[0]!;
+      const keys = registry.get(agentId).attestedKeys;
+      const kid = eventKeyId(ev);
+      const key = kid === undefined ? undefined : keys.find((k) => k.jkt === kid);
+      if (!key) {
+        if (kid === undefined) {
+          this.pending.shift();
+          this.refuse('bad-event-signature', `event ${ev.seq}: the signature has no readable kid`);
+          continue;
+        }
+        break; // key not attested (yet)
+      }
+      this.pending.shift();
+      const check = await checkEventSignature(ev, key.jwk);
+      if (!check.ok) {
+        this.refuse('bad-event-signature', `event ${ev.seq} rejected: ${check.reason}`);
+        continue;
+      }
+      const what = registry.recordEvent(agentId, { seq: ev.seq, at: ev.at, kind: ev.kind, data: ev.data }, now);
+      if (what === 'stored') stored = true;
+      acked = true;
+      this.deps.log.debug({ agentId, seq: ev.seq, kind: ev.kind, what }, 'event');
+    }
+    if (stored) await registry.persist(agentId);
+    if (acked) this.send({ type: 'ack', seq: registry.get(agentId).lastSeq });
+  }
+}

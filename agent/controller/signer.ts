@@ -1,0 +1,78 @@
+/**
+ * The controller's result signer: EAR claims as a JWT signed ES384 (jose). The key is an EC P-384
+ * PKCS#8 PEM from the config, or generated in memory at start (tokens then stop verifying after a
+ * restart; the CLI warns). The public key is published as a JWKS so relying parties can verify.
+ */
+import { randomBytes } from 'node:crypto';
+import { calculateJwkThumbprint, exportJWK, generateKeyPair, importPKCS8, SignJWT, type CryptoKey, type JWK } from 'jose';
+import { ConfigError } from '../errors.js';
+import type { Ear } from '../appraise/ear.js';
+import type { PublicJwk } from '../binding.js';
+
+export const TOKEN_ALG = 'ES384';
+export const TOKEN_ISSUER = 'cvm-agent-controller';
+
+export interface SignOptions {
+  /** Agent id: the token's subject. */
+  subject: string;
+  ttlSec: number;
+  /** When given, the token is bound to this key (RFC 7800 cnf, jkt = RFC 7638 SHA-256 thumbprint). */
+  confirmationKey?: PublicJwk;
+}
+
+export class TokenSigner {
+  private constructor(
+    private readonly privateKey: CryptoKey,
+    readonly publicJwk: JWK,
+    readonly kid: string,
+    /** True when the key was generated in memory (no signingKey configured). */
+    readonly ephemeral: boolean,
+  ) {}
+
+  static async create(pem?: string): Promise<TokenSigner> {
+    let privateKey: CryptoKey;
+    let publicJwk: JWK;
+    if (pem === undefined) {
+      const pair = await generateKeyPair(TOKEN_ALG, { extractable: false });
+      privateKey = pair.privateKey;
+      publicJwk = await exportJWK(pair.publicKey);
+    } else {
+      try {
+        // Extractable only so that the public half can be derived; the private JWK is never kept or exported.
+        const key = await importPKCS8(pem, TOKEN_ALG, { extractable: true });
+        const { d: _d, ...pub } = await exportJWK(key);
+        if (pub.kty !== 'EC' || pub.crv !== 'P-384') throw new Error(`key is ${pub.kty} ${pub.crv ?? ''}, expected EC P-384`);
+        privateKey = await importPKCS8(pem, TOKEN_ALG, { extractable: false });
+        publicJwk = pub;
+      } catch (err) {
+        throw new ConfigError(`signingKey: not an EC P-384 private key in PKCS#8 PEM ("BEGIN PRIVATE KEY"): ${(err as Error).message}`, { cause: err });
+      }
+    }
+    const kid = await calculateJwkThumbprint(publicJwk, 'sha256');
+    return new TokenSigner(privateKey, { ...publicJwk, alg: TOKEN_ALG, use: 'sig', kid }, kid, pem === undefined);
+  }
+
+  /** The JWKS document served at /.well-known/jwks.json. */
+  jwks(): { keys: JWK[] } {
+    return { keys: [this.publicJwk] };
+  }
+
+  /** Sign an EAR: its iat is kept; exp = iat + ttl; a random jti identifies the token. */
+  async sign(ear: Ear, opts: SignOptions): Promise<{ token: string; expiresAt: Date }> {
+    const exp = ear.iat + opts.ttlSec;
+    const claims: Record<string, unknown> = { ...ear };
+    if (opts.confirmationKey) {
+      const { kty, crv, x, y } = opts.confirmationKey;
+      claims.cnf = { jkt: await calculateJwkThumbprint({ kty, crv, x, y } as JWK, 'sha256') };
+    }
+    const token = await new SignJWT(claims)
+      .setProtectedHeader({ alg: TOKEN_ALG, kid: this.kid, typ: 'JWT' })
+      .setIssuer(TOKEN_ISSUER)
+      .setSubject(opts.subject)
+      .setIssuedAt(ear.iat)
+      .setExpirationTime(exp)
+      .setJti(randomBytes(16).toString('base64url'))
+      .sign(this.privateKey);
+    return { token, expiresAt: new Date(exp * 1000) };
+  }
+}

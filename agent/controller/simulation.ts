@@ -1,0 +1,54 @@
+/**
+ * Simulation trust for the controller (DESIGN.md "Simulation"): only when `simulation.trust: true`,
+ * the controller reads the simulated test roots from `simulation.dir` (the directory the simulated
+ * agent uses: snp-sim-state.json and gpu-sim-identity.json) and hands them to the verifiers, which
+ * then mark every result SIMULATED. The controller never creates these roots and never takes roots
+ * from the agent's messages. Loaded lazily (the demo may start the controller before the agent
+ * created its roots) and cached once found.
+ */
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { SimulatedSnpDevice } from '../evidence/simulated/snp-sim.js';
+import { loadSimGpuIdentity, simulatedRims, simulatedRoots, SIM_FILE as GPU_SIM_FILE, type SimGpuIdentity } from '../evidence/simulated/gpu-sim.js';
+import type { BundleVerifyOptions } from '../attest/verify-bundle.js';
+
+/** snp-sim.ts keeps its state in this file (not exported there); checked first so open() never creates roots. */
+export const SNP_SIM_FILE = 'snp-sim-state.json';
+
+export interface SimulationTrust {
+  simulation: NonNullable<BundleVerifyOptions['simulation']>;
+  /** CRL signed by the simulated ARK and the simulated RIMs: the collateral a simulated chain needs. */
+  cpuCollateral: NonNullable<BundleVerifyOptions['cpuCollateral']>;
+  gpuCollateral: NonNullable<BundleVerifyOptions['gpuCollateral']>;
+}
+
+const exists = (p: string) => stat(p).then(() => true, () => false);
+
+export class SimulationRoots {
+  private snp: SimulatedSnpDevice | undefined;
+  private gpu: SimGpuIdentity | undefined;
+
+  constructor(readonly dir: string) {}
+
+  /** The trust material for one appraisal at time `at`; throws with an actionable message when missing. */
+  async trust(at: Date, needGpus: boolean): Promise<SimulationTrust> {
+    if (!this.snp) {
+      if (!(await exists(join(this.dir, SNP_SIM_FILE)))) {
+        throw new Error(`no simulated SNP roots in ${this.dir} (${SNP_SIM_FILE}); start the simulated agent with simulation.dir pointing there first`);
+      }
+      this.snp = await SimulatedSnpDevice.open(this.dir);
+    }
+    if (!this.gpu && (await exists(join(this.dir, GPU_SIM_FILE)))) this.gpu = await loadSimGpuIdentity(this.dir);
+    if (needGpus && !this.gpu) throw new Error(`no simulated GPU roots in ${this.dir} (${GPU_SIM_FILE}); the bundle has GPUs`);
+    const gpuRoots = this.gpu ? simulatedRoots(this.gpu) : undefined;
+    return {
+      simulation: {
+        snpRoots: [this.snp.roots()],
+        // Only reached without GPUs in the bundle: the verifier never looks at these roots then.
+        gpuRoots: gpuRoots ?? { deviceRoot: Buffer.alloc(0), simulated: true },
+      },
+      cpuCollateral: { crls: [this.snp.crl(at)] },
+      gpuCollateral: this.gpu ? { rims: { byId: simulatedRims(this.gpu).byId } } : {},
+    };
+  }
+}

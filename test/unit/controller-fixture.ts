@@ -1,0 +1,143 @@
+/**
+ * Test fixture for the reference controller: a simulated SNP device + simulated GPUs sharing one
+ * simulation directory (as the simulated agent does), a minimal fake agent built from the link
+ * protocol module, and a controller started on a loopback port.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { once } from 'node:events';
+import WebSocket from 'ws';
+import pino from 'pino';
+import { SimulatedSnpDevice } from '../../agent/evidence/simulated/snp-sim.js';
+import { loadOrCreateSimGpuIdentity, SimulatedGpuSource } from '../../agent/evidence/simulated/gpu-sim.js';
+import { bundleToJson, type EvidenceBundle } from '../../agent/attest/bundle.js';
+import { cpuReportData, gpuNonce, type PublicJwk } from '../../agent/binding.js';
+import { createAgentKey, type AgentKey } from '../../agent/link/agent-key.js';
+import { PROTOCOL, type ControllerMessage, type AgentMessage } from '../../agent/link/protocol.js';
+import { parseControllerConfig, resolveControllerConfig, tokenDigest } from '../../agent/controller/config.js';
+import { Controller } from '../../agent/controller/server.js';
+
+export const TOKEN = 'test-token-0123456789abcdef';
+export const SECRET_VALUE = 'model-weights-key-42';
+
+export interface Sim {
+  dir: string;
+  snp: SimulatedSnpDevice;
+  gpus: SimulatedGpuSource;
+}
+
+export async function openSim(): Promise<Sim> {
+  const dir = mkdtempSync(join(tmpdir(), 'ctl-sim-'));
+  const snp = await SimulatedSnpDevice.open(dir);
+  const id = await loadOrCreateSimGpuIdentity(dir, 2);
+  return { dir, snp, gpus: new SimulatedGpuSource(id, 2) };
+}
+
+/** A bundle bound to `nonce` and `key` exactly as the agent builds it (DESIGN.md "Binding"). */
+export async function makeBundle(sim: Sim, nonce: Buffer, key: PublicJwk, opts: { announceKey?: PublicJwk } = {}): Promise<Record<string, unknown>> {
+  const gpus = await sim.gpus.collect(gpuNonce(nonce, key));
+  const rd = cpuReportData(nonce, key, gpus.map((g) => g.report));
+  const snp = await sim.snp.getExtReport(rd);
+  const bundle: EvidenceBundle = {
+    version: 1,
+    nonce,
+    teePubKey: opts.announceKey ?? key,
+    simulated: true,
+    cpu: { kind: 'snp', source: 'simulated', report: snp.report, certificates: [snp.vcek, snp.ask, snp.ark] },
+    gpus: gpus.map((g) => ({ index: g.index, arch: g.architecture, report: g.report, certChainPem: g.certChainPem, nvml: { driverVersion: g.driverVersion, vbiosVersion: g.vbiosVersion, cc: g.cc } })),
+  };
+  return bundleToJson(bundle);
+}
+
+export interface ControllerUnderTest {
+  controller: Controller;
+  clock: { offsetMs: number };
+  logLines: string[];
+  stateDir: string;
+}
+
+export async function startController(sim: Sim, yaml: string, stateDir = mkdtempSync(join(tmpdir(), 'ctl-state-'))): Promise<ControllerUnderTest> {
+  const cfg = parseControllerConfig(
+    `listen: {host: 127.0.0.1, port: 0}\nstateDir: ${stateDir}\nagents:\n  tokens:\n    - sha256: ${tokenDigest(TOKEN).toString('hex')}\n    - agentId: bound-agent\n      sha256: ${tokenDigest('bound-token').toString('hex')}\nsecrets:\n  - name: model-key\n    value: ${SECRET_VALUE}\n  - name: other-agent-key\n    value: nope\n    agents: [someone-else]\n${yaml.replaceAll('SIMDIR', sim.dir)}`,
+    'test config',
+  );
+  const resolved = await resolveControllerConfig(cfg);
+  const logLines: string[] = [];
+  const log = pino({ level: 'debug' }, { write: (s: string) => logLines.push(s) });
+  const clock = { offsetMs: 0 };
+  const controller = await Controller.start(resolved, { log, now: () => new Date(Date.now() + clock.offsetMs) });
+  return { controller, clock, logLines, stateDir };
+}
+
+/** A minimal agent: speaks the link protocol, queues what the controller sends. */
+export class FakeAgent {
+  readonly inbox: ControllerMessage[] = [];
+  private waiters: (() => void)[] = [];
+  closed: { code: number; reason: string } | undefined;
+
+  private constructor(readonly ws: WebSocket, readonly key: AgentKey) {
+    ws.on('message', (d) => {
+      this.inbox.push(JSON.parse(d.toString()) as ControllerMessage);
+      this.wake();
+    });
+    ws.on('close', (code, reason) => {
+      this.closed = { code, reason: reason.toString() };
+      this.wake();
+    });
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    w.forEach((f) => f());
+  }
+
+  static async connect(url: string, opts: { token?: string; key?: AgentKey; protocols?: string[] } = {}): Promise<FakeAgent> {
+    const key = opts.key ?? (await createAgentKey()); // before the socket exists: 'open' must not fire unobserved
+    const ws = new WebSocket(url, opts.protocols ?? [PROTOCOL], { headers: { authorization: `Bearer ${opts.token ?? TOKEN}` }, perMessageDeflate: false });
+    const agent = new FakeAgent(ws, key);
+    await once(ws, 'open');
+    return agent;
+  }
+
+  send(m: AgentMessage | Record<string, unknown> | string): void {
+    this.ws.send(typeof m === 'string' ? m : JSON.stringify(m));
+  }
+
+  hello(agentId: string, resumeFrom = 1): void {
+    this.send({ type: 'hello', agentId, version: 'test', protocol: { min: 1, max: 1 }, teePubKey: this.key.publicJwk, inventory: {}, capabilities: [], resumeFrom });
+  }
+
+  /** The next message of `type` (removed from the inbox); rejects on close or timeout. */
+  async next<T extends ControllerMessage['type']>(type: T, timeoutMs = 20_000): Promise<Extract<ControllerMessage, { type: T }>> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const i = this.inbox.findIndex((m) => m.type === type);
+      if (i >= 0) return this.inbox.splice(i, 1)[0] as Extract<ControllerMessage, { type: T }>;
+      if (this.closed) throw new Error(`closed (${this.closed.code} ${this.closed.reason}) while waiting for ${type}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for ${type}; inbox: ${JSON.stringify(this.inbox.map((m) => m.type))}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  async waitClosed(timeoutMs = 10_000): Promise<{ code: number; reason: string }> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.closed) {
+      if (Date.now() > deadline) throw new Error('not closed');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return this.closed;
+  }
+
+  close(): void {
+    this.ws.close();
+  }
+}
