@@ -9,6 +9,7 @@ import { SimulatedCpuSource } from './cpu-sources.js';
 import { loadOrCreateSimGpuIdentity, simulatedRims, simulatedRoots, SimulatedGpuSource } from '../evidence/simulated/gpu-sim.js';
 import { DEFAULT_GPU_POLICY, type GpuPolicy } from '../appraise/gpu-policy.js';
 import type { BundleVerifyOptions } from './verify-bundle.js';
+import { simulatedOcspResponses } from '../evidence/simulated/ocsp-sim.js';
 
 export interface Simulation {
   cpu: SimulatedCpuSource;
@@ -24,6 +25,13 @@ export async function openSimulation(dir: string, gpuCount: number): Promise<Sim
   const rims = identity ? simulatedRims(identity) : undefined;
   // Simulated GPUs report NVML's "sim" CC environment; accept it only here.
   const gpuPolicy: GpuPolicy = { ...DEFAULT_GPU_POLICY, environments: ['sim'] };
+  // Signed once and reused while valid (they cover a day from an hour before `at`).
+  let ocsp: { from: number; responses: Buffer[] } | undefined;
+  const ocspFor = (at: Date): Buffer[] => {
+    if (!identity) return [];
+    if (!ocsp || at.getTime() - ocsp.from > 12 * 3600_000 || at.getTime() < ocsp.from) ocsp = { from: at.getTime(), responses: simulatedOcspResponses(identity, at) };
+    return ocsp.responses;
+  };
   return {
     cpu,
     gpus,
@@ -36,7 +44,8 @@ export async function openSimulation(dir: string, gpuCount: number): Promise<Sim
         },
         // The simulated ARK signs a fresh CRL, so revocation is really checked in simulation too.
         cpuCollateral: { crls: [cpu.device.crl(at)] },
-        gpuCollateral: { rims: { byId: rims?.byId ?? new Map() }, skip: new Set(['revocation']) },
+        // Fresh OCSP "good" answers signed by the simulated CAs: revocation is checked, not skipped.
+        gpuCollateral: { rims: { byId: rims?.byId ?? new Map() }, ocsp: ocspFor(at) },
         gpuPolicy,
       };
     },

@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { createHash, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import fc from 'fast-check';
 import { FC_RUNS } from '../helpers/paths.js';
-import { bitString, explicit, generalizedTime, integer, nullValue, octetString, oid, sequence, tlv } from '../../agent/util/der-writer.js';
+import { oid, sequence, tlv } from '../../agent/util/der-writer.js';
+import { buildOcspResponse } from '../../agent/evidence/simulated/ocsp-sim.js';
 import { buildCertificate, keyUsage, type NameSpec } from '../../agent/util/x509-builder.js';
 import { buildSimulatedReport, loadOrCreateSimGpuIdentity, simulatedRoots, type SimGpuIdentity } from '../../agent/evidence/simulated/gpu-sim.js';
 import { parsePemChain, type ParsedCert } from '../../agent/verify/nvidia/chain.js';
@@ -21,7 +22,6 @@ import { ParseError } from '../../agent/errors.js';
 
 const NOW = new Date('2026-01-10T12:00:00Z');
 const HOUR = 3600_000;
-const HASH_OIDS = { sha1: '1.3.14.3.2.26', sha384: '2.16.840.1.101.3.4.2.2' } as const;
 
 interface OcspSpec {
   cert: ParsedCert;
@@ -32,29 +32,19 @@ interface OcspSpec {
   reason?: number;
   thisUpdate?: Date;
   nextUpdate?: Date | null;
-  hash?: keyof typeof HASH_OIDS;
+  hash?: 'sha1' | 'sha384';
   certs?: Buffer[];
 }
 
+/** Test defaults (around NOW) over the shared builder the simulation uses too. */
 function buildOcsp(s: OcspSpec): Buffer {
-  const h = s.hash ?? 'sha1';
-  const certId = sequence(
-    sequence(oid(HASH_OIDS[h]), nullValue()),
-    octetString(createHash(h).update(s.issuer.subjectDer).digest()),
-    octetString(createHash(h).update(s.issuer.publicKeyBits).digest()),
-    integer(s.cert.serial),
-  );
-  const status = s.status ?? 'good';
-  const certStatus = status === 'good' ? tlv(0x80, Buffer.alloc(0))
-    : status === 'unknown' ? tlv(0x82, Buffer.alloc(0))
-    : tlv(0xa1, Buffer.concat([generalizedTime(new Date(NOW.getTime() - 10 * HOUR)), ...(s.reason === undefined ? [] : [explicit(0, tlv(0x0a, Buffer.from([s.reason])))])]));
-  const thisUpdate = s.thisUpdate ?? new Date(NOW.getTime() - HOUR);
-  const nextUpdate = s.nextUpdate === undefined ? new Date(NOW.getTime() + 24 * HOUR) : s.nextUpdate;
-  const single = sequence(certId, certStatus, generalizedTime(thisUpdate), ...(nextUpdate ? [explicit(0, generalizedTime(nextUpdate))] : []));
-  const tbs = sequence(explicit(1, s.responderName), generalizedTime(thisUpdate), sequence(single));
-  const sig = sign('sha384', tbs, s.signerKey);
-  const basic = sequence(tbs, sequence(oid('1.2.840.10045.4.3.3')), bitString(sig), ...(s.certs ? [explicit(0, sequence(...s.certs))] : []));
-  return sequence(tlv(0x0a, Buffer.from([0])), explicit(0, sequence(oid('1.3.6.1.5.5.7.48.1.1'), octetString(basic))));
+  const { thisUpdate, nextUpdate, ...rest } = s;
+  return buildOcspResponse({
+    ...rest,
+    revokedAt: new Date(NOW.getTime() - 10 * HOUR),
+    thisUpdate: thisUpdate ?? new Date(NOW.getTime() - HOUR),
+    nextUpdate: nextUpdate === undefined ? new Date(NOW.getTime() + 24 * HOUR) : nextUpdate,
+  });
 }
 
 let id: SimGpuIdentity;
