@@ -10,6 +10,7 @@
 import { X509Certificate, createHash, type KeyObject } from 'node:crypto';
 import { ConfigError, CvmError } from '../errors.js';
 import { EMBEDDED_AMD_ROOTS, type EmbeddedCert } from './amd/certs.js';
+import { loadPinnedPem } from './pinned.js';
 
 export const AMD_PRODUCTS = ['Milan', 'Genoa', 'Turin'] as const;
 export type AmdProduct = (typeof AMD_PRODUCTS)[number];
@@ -49,12 +50,7 @@ export class RootIntegrityError extends CvmError {
 }
 
 function loadEmbedded(cert: EmbeddedCert, what: string): RootCert {
-  const x509 = new X509Certificate(cert.pem);
-  const der = x509.raw;
-  const sha256 = createHash('sha256').update(der).digest('hex');
-  if (sha256 !== cert.sha256) {
-    throw new RootIntegrityError(`embedded AMD ${what} certificate is corrupted: SHA-256 ${sha256}, expected ${cert.sha256}`);
-  }
+  const { der, x509, sha256 } = loadPinnedPem(cert.pem, cert.sha256, (got) => new RootIntegrityError(`embedded AMD ${what} certificate is corrupted: SHA-256 ${got}, expected ${cert.sha256}`));
   return { der, x509, publicKey: x509.publicKey, sha256 };
 }
 

@@ -5,8 +5,7 @@
  * sends at the end of its chain is never trusted (§8 item 5). The SHA-256 fingerprint is asserted at
  * first use, so a corrupted embed fails loudly instead of trusting something else.
  */
-import { X509Certificate, createHash } from 'node:crypto';
-import { CvmError } from '../errors.js';
+import { lazyPinnedRoot } from './pinned.js';
 
 export const NVIDIA_DEVICE_ROOT_SHA256 = '102bf659d5419614c9d8e6aecebc80454eb26b1df6a769ac720b9a690b167b48';
 
@@ -25,17 +24,5 @@ EY55WYoDBvs2wPAH1Gw4LbcwUN8QCff8bFmV4ZxjCRr4WXTLFHBKjbfneGSBWwA=
 -----END CERTIFICATE-----
 `;
 
-let cached: { der: Buffer; x509: X509Certificate } | undefined;
-
 /** The pinned root, parsed once; throws CvmError ERR_PINNED_ROOT if the embedded bytes were altered. */
-export function nvidiaDeviceRoot(): { der: Buffer; x509: X509Certificate } {
-  if (cached) return cached;
-  const x509 = new X509Certificate(NVIDIA_DEVICE_ROOT_PEM);
-  const der = x509.raw;
-  const got = createHash('sha256').update(der).digest('hex');
-  if (got !== NVIDIA_DEVICE_ROOT_SHA256) {
-    throw new CvmError('ERR_PINNED_ROOT', `embedded NVIDIA Device Identity root has SHA-256 ${got}, expected ${NVIDIA_DEVICE_ROOT_SHA256}`);
-  }
-  cached = { der, x509 };
-  return cached;
-}
+export const nvidiaDeviceRoot = lazyPinnedRoot('NVIDIA Device Identity root', NVIDIA_DEVICE_ROOT_PEM, NVIDIA_DEVICE_ROOT_SHA256);

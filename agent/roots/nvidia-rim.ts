@@ -5,8 +5,7 @@
  * A root supplied inside a RIM's KeyInfo is never trusted (§8 item 5).
  * The SHA-256 of the DER is asserted at first use, so a corrupted embed fails loudly.
  */
-import { X509Certificate, createHash } from 'node:crypto';
-import { CvmError } from '../errors.js';
+import { lazyPinnedRoot } from './pinned.js';
 
 export const NVIDIA_RIM_ROOT_SHA256 = '12977b5115acb0381179279fffeb5a8c4d264971ebb32298023a465fa41df5d1';
 
@@ -26,17 +25,5 @@ OKPzp5ei/A0iUZpdvngenDwV8Qa/wGdiTmJ7Bp4=
 -----END CERTIFICATE-----
 `;
 
-let cached: { der: Buffer; x509: X509Certificate } | undefined;
-
 /** The pinned root, parsed once; throws CvmError ERR_PINNED_ROOT if the embedded bytes were altered. */
-export function nvidiaRimRoot(): { der: Buffer; x509: X509Certificate } {
-  if (cached) return cached;
-  const x509 = new X509Certificate(NVIDIA_RIM_ROOT_PEM);
-  const der = x509.raw;
-  const got = createHash('sha256').update(der).digest('hex');
-  if (got !== NVIDIA_RIM_ROOT_SHA256) {
-    throw new CvmError('ERR_PINNED_ROOT', `embedded NVIDIA RIM root has SHA-256 ${got}, expected ${NVIDIA_RIM_ROOT_SHA256}`);
-  }
-  cached = { der, x509 };
-  return cached;
-}
+export const nvidiaRimRoot = lazyPinnedRoot('NVIDIA RIM root', NVIDIA_RIM_ROOT_PEM, NVIDIA_RIM_ROOT_SHA256);

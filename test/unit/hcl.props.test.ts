@@ -5,19 +5,10 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { FC_RUNS, vector } from '../helpers/paths.js';
-import { CvmError, ParseError } from '../../agent/errors.js';
+import { onlyTypedErrors } from '../helpers/props.js';
+import { ParseError } from '../../agent/errors.js';
 import { buildHclReport, parseHclReport } from '../../agent/verify/azure/hcl.js';
 import { parseAzureEvidence } from '../../agent/verify/azure/evidence-formats.js';
-
-function typedOnly(fn: () => unknown): boolean {
-  try {
-    fn();
-    return true;
-  } catch (err) {
-    if (err instanceof CvmError) return true;
-    throw err;
-  }
-}
 
 const real = vector('snp/trustee_az-snp-vtpm_hcl-report.bin');
 /** Mutations concentrated on the header, IGVM request data and the claims JSON. */
@@ -33,17 +24,17 @@ const mutatedReal = fc.tuple(
 describe('parseHclReport never throws untyped errors', () => {
   it('arbitrary bytes (with and without the HCLA magic)', () => {
     const withMagic = fc.uint8Array({ minLength: 0, maxLength: 2600 }).map((b) => Buffer.concat([Buffer.from('HCLA\x01\x00\x00\x00', 'latin1'), b]));
-    fc.assert(fc.property(fc.oneof(fc.uint8Array({ maxLength: 2600 }), withMagic), (bytes) => typedOnly(() => parseHclReport(bytes))), { numRuns: FC_RUNS });
+    fc.assert(fc.property(fc.oneof(fc.uint8Array({ maxLength: 2600 }), withMagic), (bytes) => onlyTypedErrors(() => parseHclReport(bytes))), { numRuns: FC_RUNS });
   });
   it('mutated real report', () => {
-    fc.assert(fc.property(mutatedReal, (bytes) => typedOnly(() => parseHclReport(bytes))), { numRuns: FC_RUNS });
+    fc.assert(fc.property(mutatedReal, (bytes) => onlyTypedErrors(() => parseHclReport(bytes))), { numRuns: FC_RUNS });
   });
   it('arbitrary JSON as runtime claims: parses or ParseError', () => {
     const claims = fc.oneof(
       fc.json({ maxDepth: 4 }),
       fc.record({ keys: fc.array(fc.dictionary(fc.constantFrom('kid', 'kty', 'n', 'e', 'crv', 'x', 'y', 'key_ops', '__proto__'), fc.oneof(fc.string(), fc.constantFrom('RSA', 'EC', 'HCLAkPub', 'AQAB', 'P-256'), fc.integer())), { maxLength: 4 }), 'user-data': fc.oneof(fc.string(), fc.constant('00'.repeat(64))) }).map((o) => JSON.stringify(o)),
     );
-    fc.assert(fc.property(claims, (text) => typedOnly(() => parseHclReport(buildHclReport(Buffer.alloc(1184), Buffer.from(text), { size: 2048 })))), { numRuns: FC_RUNS });
+    fc.assert(fc.property(claims, (text) => onlyTypedErrors(() => parseHclReport(buildHclReport(Buffer.alloc(1184), Buffer.from(text), { size: 2048 })))), { numRuns: FC_RUNS });
   });
   it('the harness can see failures: a real report parses, a truncated one is a ParseError', () => {
     expect(parseHclReport(real).version).toBe(1);
@@ -59,6 +50,6 @@ describe('parseAzureEvidence never throws untyped errors', () => {
       hcl_report: fc.string(),
       vcek: fc.oneof(fc.string(), fc.integer()),
     });
-    fc.assert(fc.property(fc.oneof(fc.json({ maxDepth: 3 }), shaped.map((o) => JSON.stringify(o))), (text) => typedOnly(() => parseAzureEvidence(text))), { numRuns: FC_RUNS });
+    fc.assert(fc.property(fc.oneof(fc.json({ maxDepth: 3 }), shaped.map((o) => JSON.stringify(o))), (text) => onlyTypedErrors(() => parseAzureEvidence(text))), { numRuns: FC_RUNS });
   });
 });

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,23 +8,11 @@ import { createAgentKey } from '../../agent/link/agent-key.js';
 import { ControllerLink } from '../../agent/link/client.js';
 import { verifyEventSignature } from '../../agent/link/events.js';
 import { CLOSE, PROTOCOL, type HelloMessage } from '../../agent/link/protocol.js';
-import { makeHarness, TestController, type Harness } from '../helpers/test-controller.js';
+import { makeHarness, TestController } from '../helpers/test-controller.js';
+import { linkFixture, linkUp as up, resumeAtFirstGap } from '../helpers/link-fixture.js';
 import { ConfigError } from '../../agent/errors.js';
 
-const cleanup: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const c of cleanup.splice(0).reverse()) await c();
-});
-
-async function setup(ctl: Parameters<typeof TestController.start>[0] = {}, over: Parameters<typeof makeHarness>[1] = {}) {
-  const controller = await TestController.start(ctl);
-  cleanup.push(() => controller.close());
-  const h = await makeHarness(controller.url, over);
-  cleanup.push(() => h.close());
-  return { controller, h };
-}
-
-const up = (h: Harness) => () => h.link.status().state === 'up';
+const { cleanup, setup } = linkFixture();
 
 async function encryptTo(hello: HelloMessage, text: string): Promise<string> {
   const pub = await importJWK(hello.teePubKey as never, 'ECDH-ES+A256KW');
@@ -180,12 +168,7 @@ describe('ControllerLink: events', () => {
   it('resends from the outbox after the connection drops mid-stream: every seq exactly once after de-dup, in order', async () => {
     // The controller acks only every 10th event, so a drop leaves sent-but-unacked events behind.
     const { controller, h } = await setup({});
-    controller.opts.resumeFrom = () => {
-      const seqs = controller.uniqueSeqs();
-      let next = 1;
-      while (seqs.includes(next)) next++;
-      return next;
-    };
+    resumeAtFirstGap(controller);
     h.link.start();
     await controller.waitFor(up(h));
     const total = 120;

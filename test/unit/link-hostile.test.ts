@@ -4,24 +4,12 @@
  * disconnects if it must, and comes back with backoff. (vitest fails the run on any unhandled error
  * or rejection, so "the process stays up" is checked by every test here.)
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { WebSocket } from 'ws';
 import { CLOSE, MAX_MESSAGE_BYTES } from '../../agent/link/protocol.js';
-import { makeHarness, TestController, type Harness } from '../helpers/test-controller.js';
+import { linkFixture, linkUp as up, resumeAtFirstGap } from '../helpers/link-fixture.js';
 
-const cleanup: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const c of cleanup.splice(0).reverse()) await c();
-});
-
-async function setup(ctl: Parameters<typeof TestController.start>[0] = {}, over: Parameters<typeof makeHarness>[1] = {}) {
-  const controller = await TestController.start(ctl);
-  cleanup.push(() => controller.close());
-  const h = await makeHarness(controller.url, over);
-  cleanup.push(() => h.close());
-  return { controller, h };
-}
-const up = (h: Harness) => () => h.link.status().state === 'up';
+const { cleanup, setup } = linkFixture();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('ControllerLink against a hostile controller', () => {
@@ -95,12 +83,7 @@ describe('ControllerLink against a hostile controller', () => {
 
   it('a slow reader: sending stops at the high watermark, the dead peer is detected by ping, then everything is delivered', async () => {
     const { controller, h } = await setup({ heartbeatSec: 1 });
-    controller.opts.resumeFrom = () => {
-      const seqs = controller.uniqueSeqs();
-      let next = 1;
-      while (seqs.includes(next)) next++;
-      return next;
-    };
+    resumeAtFirstGap(controller);
     h.link.start();
     await controller.waitFor(up(h));
     // The controller stops reading from its TCP socket.

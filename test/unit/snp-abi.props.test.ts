@@ -13,19 +13,12 @@ import {
   serializeSnpReport,
 } from '../../agent/verify/snp/abi/index.js';
 import { FC_RUNS, vector } from '../helpers/paths.js';
+import { onlyTypedErrors } from '../helpers/props.js';
 
 const snp = (name: string) => vector(`snp/${name}`);
 
 /** true if fn returns, or throws a ParseError; any other throwable fails the property. */
-function returnsOrParseError(fn: () => unknown): boolean {
-  try {
-    fn();
-    return true;
-  } catch (e) {
-    if (e instanceof ParseError) return true;
-    throw e;
-  }
-}
+const returnsOrParseError = (fn: () => unknown): boolean => onlyTypedErrors(fn, ParseError);
 
 /** A real input with 1..8 bytes overwritten and optionally truncated. */
 const mutated = (seed: Buffer) =>

@@ -5,21 +5,11 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { FC_RUNS, vector } from '../helpers/paths.js';
-import { CvmError } from '../../agent/errors.js';
+import { onlyTypedErrors } from '../helpers/props.js';
 import * as cmd from '../../agent/evidence/tpm/commands.js';
 import { TpmWriter } from '../../agent/evidence/tpm/marshal.js';
 import { parseAttest, parsePublic, parseSignature } from '../../agent/evidence/tpm/structures.js';
 import { TPM_ALG, TPM_RH, TPM_ST } from '../../agent/evidence/tpm/constants.js';
-
-function typedOnly(fn: () => unknown): boolean {
-  try {
-    fn();
-    return true;
-  } catch (err) {
-    if (err instanceof CvmError) return true;
-    throw err;
-  }
-}
 
 const commands: cmd.TpmCommand<unknown>[] = [
   cmd.getCapability(6, 0x12c, 1),
@@ -40,15 +30,15 @@ const quoteMessage = Buffer.from(JSON.parse(vector('snp/trustee_az-snp-vtpm_evid
 
 describe('TPM parsers never throw untyped errors', () => {
   it('decodeResponse on arbitrary bytes, every command', () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 700 }), fc.nat(commands.length - 1), (bytes, i) => typedOnly(() => cmd.decodeResponse(commands[i]!, bytes))), { numRuns: FC_RUNS });
+    fc.assert(fc.property(fc.uint8Array({ maxLength: 700 }), fc.nat(commands.length - 1), (bytes, i) => onlyTypedErrors(() => cmd.decodeResponse(commands[i]!, bytes))), { numRuns: FC_RUNS });
   });
   it('decodeResponse on well-framed responses with arbitrary bodies, every command', () => {
-    fc.assert(fc.property(framed, fc.nat(commands.length - 1), (bytes, i) => typedOnly(() => cmd.decodeResponse(commands[i]!, bytes))), { numRuns: FC_RUNS });
+    fc.assert(fc.property(framed, fc.nat(commands.length - 1), (bytes, i) => onlyTypedErrors(() => cmd.decodeResponse(commands[i]!, bytes))), { numRuns: FC_RUNS });
   });
   it('parseAttest on arbitrary bytes and on mutations of a real quote', () => {
     const mutated = fc.tuple(fc.nat(quoteMessage.length - 1), fc.integer({ min: 0, max: 255 }), fc.nat(quoteMessage.length))
       .map(([at, v, cut]) => { const b = Buffer.from(quoteMessage); b[at] = v; return b.subarray(0, cut); });
-    fc.assert(fc.property(fc.oneof(fc.uint8Array({ maxLength: 300 }), mutated), (bytes) => typedOnly(() => parseAttest(bytes))), { numRuns: FC_RUNS });
+    fc.assert(fc.property(fc.oneof(fc.uint8Array({ maxLength: 300 }), mutated), (bytes) => onlyTypedErrors(() => parseAttest(bytes))), { numRuns: FC_RUNS });
   });
   it('a real quote survives the property harness (parses)', () => {
     expect(parseAttest(quoteMessage).extraData.toString()).toBe('challenge');
@@ -56,6 +46,6 @@ describe('TPM parsers never throw untyped errors', () => {
   it('parseSignature and parsePublic on arbitrary bytes (with plausible type prefixes)', () => {
     const prefixed = fc.tuple(fc.constantFrom(0x0001, 0x0023, 0x0014, 0x0016, 0x0018, 0x0010, 0x0008), fc.uint8Array({ maxLength: 400 }))
       .map(([t, rest]) => Buffer.concat([new TpmWriter().u16(t).finish(), rest]));
-    fc.assert(fc.property(fc.oneof(fc.uint8Array({ maxLength: 400 }), prefixed), (bytes) => typedOnly(() => parseSignature(bytes)) && typedOnly(() => parsePublic(bytes))), { numRuns: FC_RUNS });
+    fc.assert(fc.property(fc.oneof(fc.uint8Array({ maxLength: 400 }), prefixed), (bytes) => onlyTypedErrors(() => parseSignature(bytes)) && onlyTypedErrors(() => parsePublic(bytes))), { numRuns: FC_RUNS });
   });
 });

@@ -3,17 +3,14 @@
  * Thin edge: read files, decode containers, call the pure verifier, print, map to exit codes
  * (same contract as `verify snp`).
  */
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { ParseError, UsageError } from '../../errors.js';
+import { UsageError } from '../../errors.js';
 import { hexToBytes } from '../../util/bytes.js';
-import { EXIT, parseOptions, type CliIO, type Command } from '../command.js';
+import { parseOptions, type CliIO, type Command } from '../command.js';
+import { loadCrlFiles, parseAt, printResult, readInput } from '../verify-output.js';
 import { DEFAULT_SNP_POLICY, parseSnpPolicy, type SnpPolicy } from '../../appraise/snp-policy.js';
 import { certificatesFromBytes, classifyCertificates } from '../../verify/snp/cert-input.js';
-import { parseCrl } from '../../verify/snp/crl.js';
 import { isImdsCertificationJson, parseAzureEvidence, parseImdsCertification } from '../../verify/azure/evidence-formats.js';
 import { verifyAzureEvidence } from '../../verify/azure/verify.js';
-import type { Check } from '../../verify/checks.js';
 
 const usage = `Usage: cvm-agent verify azure --evidence FILE [--nonce HEX | --nonce-text TEXT] [--cert FILE]...
                            [--crl FILE]... [--at ISO8601] [--policy FILE] [--json]
@@ -49,36 +46,12 @@ Exit codes:
   3  verified with warnings only (e.g. no nonce, revocation not checked)
 `;
 
-function readInput(file: string, io: CliIO, what: string): Buffer {
-  try {
-    return readFileSync(resolve(io.cwd, file));
-  } catch (err) {
-    throw new UsageError(`cannot read ${what} "${file}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-}
-
 function certificatesFromFile(bytes: Buffer, file: string): Uint8Array[] {
   if (isImdsCertificationJson(bytes)) {
     const { vcek, chain } = parseImdsCertification(bytes.toString('utf8'));
     return [vcek, ...chain];
   }
   return certificatesFromBytes(bytes, `certificate file "${file}"`);
-}
-
-function decodeCrlFile(bytes: Buffer): Buffer[] {
-  const text = bytes.subarray(0, 64).toString('latin1').trimStart();
-  if (!text.startsWith('-----BEGIN')) return [bytes];
-  const out = [...bytes.toString('latin1').matchAll(/-----BEGIN X509 CRL-----([A-Za-z0-9+/=\s]*?)-----END X509 CRL-----/g)].map((m) => Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64'));
-  if (out.length === 0) throw new ParseError('CRL file: PEM without an X509 CRL block');
-  return out;
-}
-
-export function parseAt(text: string | undefined): Date {
-  if (text === undefined) return new Date();
-  if (!/^\d{4}-\d{2}-\d{2}(T[\d:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(text) || Number.isNaN(Date.parse(text))) {
-    throw new UsageError(`--at "${text}" is not an ISO 8601 date/time (e.g. 2025-06-01T00:00:00Z)`);
-  }
-  return new Date(text);
 }
 
 /** --nonce HEX / --nonce-text TEXT (mutually exclusive), 1..64 bytes. */
@@ -94,17 +67,6 @@ export function parseNonce(hex: string | undefined, text: string | undefined): B
   } else if (text !== undefined) nonce = Buffer.from(text, 'utf8');
   if (nonce !== undefined && (nonce.length === 0 || nonce.length > 64)) throw new UsageError(`the nonce must be 1..64 bytes, got ${nonce.length}`);
   return nonce;
-}
-
-const MARK = (c: Check) => (!c.ok ? '✘' : c.warning ? '⚠' : '✔');
-
-function formatTable(status: string, simulated: boolean, checks: Check[]): string {
-  const width = Math.max(...checks.map((c) => c.name.length));
-  const lines = checks.map((c) => `${MARK(c)} ${c.name.padEnd(width)}  ${c.detail}`);
-  const failed = checks.filter((c) => !c.ok).length;
-  const warned = checks.filter((c) => c.ok && c.warning).length;
-  const head = `Azure SEV-SNP vTPM attestation: ${status.toUpperCase()}${simulated ? ' (SIMULATED)' : ''} — ${checks.length} checks, ${failed} failed, ${warned} warning(s)`;
-  return `${head}\n${lines.join('\n')}\n`;
 }
 
 async function run(argv: string[], io: CliIO): Promise<number> {
@@ -124,32 +86,12 @@ async function run(argv: string[], io: CliIO): Promise<number> {
   const evidence = parseAzureEvidence(readInput(values.evidence, io, 'evidence file').toString('utf8'));
   const certificates = (values.cert ?? []).flatMap((f) => certificatesFromFile(readInput(f, io, 'certificate file'), f));
   classifyCertificates([...evidence.certificates, ...certificates]); // malformed DER → ParseError → exit 2
-  const crls = (values.crl ?? []).flatMap((f) => decodeCrlFile(readInput(f, io, 'CRL file')));
-  crls.forEach((c, i) => {
-    try {
-      parseCrl(c);
-    } catch (err) {
-      if (err instanceof ParseError) throw new ParseError(`CRL #${i + 1}: ${err.message}`);
-      throw err;
-    }
-  });
+  const crls = loadCrlFiles(values.crl, io);
   let policy: SnpPolicy = { ...DEFAULT_SNP_POLICY };
   if (values.policy !== undefined) policy = parseSnpPolicy(readInput(values.policy, io, 'policy file').toString('utf8'));
 
   const result = verifyAzureEvidence(evidence, { at, policy, certificates, crls, ...(nonce ? { nonce } : {}) });
-  if (values.json) {
-    const out = {
-      ok: result.ok,
-      status: result.status,
-      simulated: result.simulated,
-      report: result.claims ?? null,
-      checks: result.checks.map((c) => ({ name: c.name, ok: c.ok, detail: c.detail, ...(c.warning ? { warning: true } : {}) })),
-    };
-    io.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
-  } else {
-    io.stdout.write(formatTable(result.status, result.simulated, result.checks));
-  }
-  return result.status === 'affirming' ? EXIT.OK : result.status === 'warning' ? EXIT.WARNING : EXIT.FAILED;
+  return printResult(io, result, 'Azure SEV-SNP vTPM attestation', values.json);
 }
 
 export const verifyAzureCommand: Command = {

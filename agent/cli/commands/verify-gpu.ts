@@ -6,7 +6,8 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { UsageError } from '../../errors.js';
-import { EXIT, parseOptions, type CliIO, type Command } from '../command.js';
+import { parseOptions, type CliIO, type Command } from '../command.js';
+import { exitForStatus, parseAt, readInput } from '../verify-output.js';
 import { DEFAULT_GPU_POLICY, parseGpuPolicy } from '../../appraise/gpu-policy.js';
 import { reportBytesFromFile } from '../../verify/nvidia/report.js';
 import { parseGpuEvidenceJson } from '../../verify/nvidia/evidence-json.js';
@@ -54,14 +55,6 @@ Exit codes:
 const MAX_RIM_FILE = 4 * 1024 * 1024;
 const MAX_RIM_DIR_FILES = 2000;
 
-function readInput(file: string, io: CliIO, what: string): Buffer {
-  try {
-    return readFileSync(resolve(io.cwd, file));
-  } catch (err) {
-    throw new UsageError(`cannot read ${what} "${file}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-}
-
 /** RIM id for a file name: NV_GPU_<...>[.xml|.swidtag], or nvtrust's <project>_<sku>_<chip>_<ver>_PROD.swidtag. */
 export function rimIdFromFileName(name: string): string | undefined {
   const direct = /^(NV_GPU_[A-Za-z0-9_.-]+?)(?:\.xml|\.swidtag)?$/.exec(name);
@@ -89,13 +82,6 @@ function loadRimDir(dir: string, io: CliIO): Map<string, string> {
     byId.set(id, readFileSync(file, 'utf8'));
   }
   return byId;
-}
-
-function parseAt(value: string | undefined): Date {
-  if (value === undefined) return new Date();
-  const d = new Date(value);
-  if (!/^\d{4}-\d{2}-\d{2}/.test(value) || Number.isNaN(d.getTime())) throw new UsageError(`--at: "${value}" is not an ISO 8601 time`);
-  return d;
 }
 
 function parseNonce(value: string | undefined): Buffer | undefined {
@@ -199,8 +185,7 @@ async function run(argv: string[], io: CliIO): Promise<number> {
   const result = await verifyGpus(list, options);
   if (values.json) io.stdout.write(`${JSON.stringify(toJson(result), null, 2)}\n`);
   else printText(result, io);
-  if (!result.ok) return EXIT.FAILED;
-  return result.status === 'warning' ? EXIT.WARNING : EXIT.OK;
+  return exitForStatus(result.status); // result.ok ⇔ affirming or warning (multi-gpu.ts)
 }
 
 export const verifyGpuCommand: Command = {

@@ -11,17 +11,13 @@
 import type { KeyObject } from 'node:crypto';
 import { ParseError } from '../../errors.js';
 import {
-  parseDer, children, childrenAtLeast, expectTag, decodeInteger, decodeTime, decodeBitString, encodedOf, TAG,
+  parseDer, children, childrenAtLeast, expectTag, decodeInteger, decodeTime, encodedOf, TAG,
 } from '../../util/der.js';
 import { fail, pass, warn, type Check } from '../checks.js';
-import { decodeSigAlg, sameSigAlg, verifyWithAlg, bytesEqual, describeSigAlg, type SigAlg } from './x509.js';
+import { decodeSigAlg, sameSigAlg, signedParts, verifyWithAlg, bytesEqual, describeSigAlg, type SigAlg, type SignedParts } from './x509.js';
 
-export interface ParsedCrl {
-  der: Uint8Array;
-  tbs: Uint8Array;
-  sigAlg: SigAlg;
+export interface ParsedCrl extends SignedParts {
   tbsSigAlg: SigAlg;
-  signature: Uint8Array;
   issuerDer: Uint8Array;
   thisUpdate: Date;
   nextUpdate?: Date;
@@ -60,11 +56,8 @@ export function parseCrl(der: Uint8Array): ParsedCrl {
   if (ext && ext.tag !== 0xa0) throw new ParseError(`CRL: unexpected field tag 0x${ext.tag.toString(16)}`, ext.start);
   if (f.length > i + (ext ? 1 : 0)) throw new ParseError('CRL: trailing TBSCertList fields', tbsNode!.start);
   return {
-    der,
-    tbs: encodedOf(tbsNode!),
-    sigAlg: decodeSigAlg(algNode!),
+    ...signedParts(der, tbsNode!, algNode!, sigNode!),
     tbsSigAlg,
-    signature: decodeBitString(sigNode!),
     issuerDer: encodedOf(issuer),
     thisUpdate,
     ...(nextUpdate ? { nextUpdate } : {}),

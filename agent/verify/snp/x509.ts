@@ -78,15 +78,27 @@ export function sameSigAlg(a: SigAlg, b: SigAlg): boolean {
   return a.kind === b.kind && (a.kind !== 'unsupported' || (b.kind === 'unsupported' && a.oid === b.oid && a.reason === b.reason));
 }
 
-export interface ParsedCert {
+/** What an issuer signed, how, and the signature: the envelope shared by certificates and CRLs. */
+export interface SignedParts {
   der: Uint8Array;
-  /** The TBSCertificate encoding: what the issuer signed. */
+  /** The TBS encoding: exactly the bytes the signature covers. */
   tbs: Uint8Array;
   /** signatureAlgorithm outside the TBS. */
   sigAlg: SigAlg;
+  signature: Uint8Array;
+}
+
+/**
+ * Decode the outer fields of a SIGNED{} structure, Certificate or CertificateList
+ * (RFC 5280 §4.1.1.2-3, §5.1.1.2-3). Called after the TBS is parsed, so its errors come first.
+ */
+export function signedParts(der: Uint8Array, tbsNode: DerNode, algNode: DerNode, sigNode: DerNode): SignedParts {
+  return { der, tbs: encodedOf(tbsNode), sigAlg: decodeSigAlg(algNode), signature: decodeBitString(sigNode) };
+}
+
+export interface ParsedCert extends SignedParts {
   /** signature inside the TBS; must equal sigAlg (RFC 5280 §4.1.2.3). */
   tbsSigAlg: SigAlg;
-  signature: Uint8Array;
   version: number;
   serial: bigint;
   /** Encoded Name bytes (for issuer/subject matching) and the CN for messages. */
@@ -137,11 +149,8 @@ export function parseCertificate(der: Uint8Array): ParsedCert {
   const spki = encodedOf(spkiNode);
   let key: KeyObject | undefined;
   return {
-    der,
-    tbs: encodedOf(tbsNode!),
-    sigAlg: decodeSigAlg(algNode!),
+    ...signedParts(der, tbsNode!, algNode!, sigNode!),
     tbsSigAlg,
-    signature: decodeBitString(sigNode!),
     version,
     serial,
     issuerDer: encodedOf(issuer),

@@ -1,0 +1,94 @@
+/**
+ * The edge pieces every `cvm-agent verify …` command shares: reading an input file, the --at option,
+ * CRL files, and turning a list of named checks into the text table, the --json checks and the exit
+ * code. One place, so the verify commands keep one contract (README "exit codes").
+ */
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { ParseError, UsageError } from '../errors.js';
+import type { Check, TrustStatus, VerificationResult } from '../verify/checks.js';
+import { parseCrl } from '../verify/snp/crl.js';
+import { EXIT, type CliIO } from './command.js';
+
+/** Read a whole input file relative to the CLI's cwd; an unreadable file is a usage error (exit 2). */
+export function readInput(file: string, io: CliIO, what: string): Buffer {
+  try {
+    return readFileSync(resolve(io.cwd, file));
+  } catch (err) {
+    throw new UsageError(`cannot read ${what} "${file}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
+/** --at: an ISO 8601 date or date-time (no free text such as "yesterday"); absent means now. */
+export function parseAt(text: string | undefined): Date {
+  if (text === undefined) return new Date();
+  if (!/^\d{4}-\d{2}-\d{2}(T[\d:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(text) || Number.isNaN(Date.parse(text))) {
+    throw new UsageError(`--at "${text}" is not an ISO 8601 time (e.g. 2025-06-01T00:00:00Z)`);
+  }
+  return new Date(text);
+}
+
+/** A CRL file: DER as is, or PEM with one or more X509 CRL blocks (AMD KDS serves DER; tools store PEM). */
+export function decodeCrlFile(bytes: Buffer): Buffer[] {
+  const text = bytes.subarray(0, 64).toString('latin1').trimStart();
+  if (!text.startsWith('-----BEGIN')) return [bytes];
+  const out = [...bytes.toString('latin1').matchAll(/-----BEGIN X509 CRL-----([A-Za-z0-9+/=\s]*?)-----END X509 CRL-----/g)].map((m) => Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64'));
+  if (out.length === 0) throw new ParseError('CRL file: PEM without an X509 CRL block');
+  return out;
+}
+
+/** Every --crl FILE, decoded and parsed up front so a malformed CRL is a usage error (exit 2), not a failed check. */
+export function loadCrlFiles(files: readonly string[] | undefined, io: CliIO): Buffer[] {
+  const crls = (files ?? []).flatMap((f) => decodeCrlFile(readInput(f, io, 'CRL file')));
+  crls.forEach((c, i) => {
+    try {
+      parseCrl(c);
+    } catch (err) {
+      if (err instanceof ParseError) throw new ParseError(`CRL #${i + 1}: ${err.message}`);
+      throw err;
+    }
+  });
+  return crls;
+}
+
+const MARK = (c: Check) => (!c.ok ? '✘' : c.warning ? '⚠' : '✔');
+
+/** The human table: a headline "<title>: STATUS — n checks, …" and one aligned line per check. */
+export function formatChecks(title: string, status: string, simulated: boolean, checks: Check[]): string {
+  const width = Math.max(...checks.map((c) => c.name.length));
+  const lines = checks.map((c) => `${MARK(c)} ${c.name.padEnd(width)}  ${c.detail}`);
+  const failed = checks.filter((c) => !c.ok).length;
+  const warned = checks.filter((c) => c.ok && c.warning).length;
+  const head = `${title}: ${status.toUpperCase()}${simulated ? ' (SIMULATED)' : ''} — ${checks.length} checks, ${failed} failed, ${warned} warning(s)`;
+  return `${head}\n${lines.join('\n')}\n`;
+}
+
+/** The checks as --json prints them; `warning` only where set, so passing checks stay three fields. */
+export function checksJson(checks: readonly Check[]): Array<{ name: string; ok: boolean; detail: string; warning?: true }> {
+  return checks.map((c) => ({ name: c.name, ok: c.ok, detail: c.detail, ...(c.warning ? { warning: true as const } : {}) }));
+}
+
+/**
+ * Print one verifier's result, --json as {ok, status, simulated, report: claims | null, checks}, else
+ * the table under `title`, and return the exit code for its status.
+ */
+export function printResult(io: CliIO, result: VerificationResult<unknown>, title: string, json: boolean | undefined): number {
+  if (json) {
+    const out = {
+      ok: result.ok,
+      status: result.status,
+      simulated: result.simulated,
+      report: result.claims ?? null,
+      checks: checksJson(result.checks),
+    };
+    io.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+  } else {
+    io.stdout.write(formatChecks(title, result.status, result.simulated, result.checks));
+  }
+  return exitForStatus(result.status);
+}
+
+/** affirming → 0, warning → 3, contraindicated or none (nothing checked) → 1: fail closed. */
+export function exitForStatus(status: TrustStatus): number {
+  return status === 'affirming' ? EXIT.OK : status === 'warning' ? EXIT.WARNING : EXIT.FAILED;
+}
