@@ -9,24 +9,21 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SimulatedSnpDevice } from '../evidence/simulated/snp-sim.js';
-import { loadSimGpuIdentity, simulatedRims, simulatedRoots, SIM_FILE as GPU_SIM_FILE, type SimGpuIdentity } from '../evidence/simulated/gpu-sim.js';
-import type { BundleVerifyOptions } from '../attest/verify-bundle.js';
+import { loadSimGpuIdentity, SIM_FILE as GPU_SIM_FILE, type SimGpuIdentity } from '../evidence/simulated/gpu-sim.js';
+import { simulationTrust, type SimulationVerifyOptions } from '../attest/simulation.js';
 
 /** snp-sim.ts keeps its state in this file (not exported there); checked first so open() never creates roots. */
 export const SNP_SIM_FILE = 'snp-sim-state.json';
 
-export interface SimulationTrust {
-  simulation: NonNullable<BundleVerifyOptions['simulation']>;
-  /** CRL signed by the simulated ARK and the simulated RIMs: the collateral a simulated chain needs. */
-  cpuCollateral: NonNullable<BundleVerifyOptions['cpuCollateral']>;
-  gpuCollateral: NonNullable<BundleVerifyOptions['gpuCollateral']>;
-}
+/** Simulated roots plus the collateral a simulated chain needs (CRL, RIMs, OCSP) and the "sim" GPU environment. */
+export type SimulationTrust = SimulationVerifyOptions;
 
 const exists = (p: string) => stat(p).then(() => true, () => false);
 
 export class SimulationRoots {
   private snp: SimulatedSnpDevice | undefined;
   private gpu: SimGpuIdentity | undefined;
+  private options: ((at: Date) => SimulationTrust) | undefined;
 
   constructor(readonly dir: string) {}
 
@@ -38,17 +35,12 @@ export class SimulationRoots {
       }
       this.snp = await SimulatedSnpDevice.open(this.dir);
     }
-    if (!this.gpu && (await exists(join(this.dir, GPU_SIM_FILE)))) this.gpu = await loadSimGpuIdentity(this.dir);
+    if (!this.gpu && (await exists(join(this.dir, GPU_SIM_FILE)))) {
+      this.gpu = await loadSimGpuIdentity(this.dir);
+      this.options = undefined;
+    }
     if (needGpus && !this.gpu) throw new Error(`no simulated GPU roots in ${this.dir} (${GPU_SIM_FILE}); the bundle has GPUs`);
-    const gpuRoots = this.gpu ? simulatedRoots(this.gpu) : undefined;
-    return {
-      simulation: {
-        snpRoots: [this.snp.roots()],
-        // Only reached without GPUs in the bundle: the verifier never looks at these roots then.
-        gpuRoots: gpuRoots ?? { deviceRoot: Buffer.alloc(0), simulated: true },
-      },
-      cpuCollateral: { crls: [this.snp.crl(at)] },
-      gpuCollateral: this.gpu ? { rims: { byId: simulatedRims(this.gpu).byId } } : {},
-    };
+    this.options ??= simulationTrust(this.snp, this.gpu);
+    return this.options(at);
   }
 }

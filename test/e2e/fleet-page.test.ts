@@ -75,8 +75,8 @@ describe('fleet page in headless Chromium', () => {
     expect(rows.map((m) => m[1])).toEqual(['gpu-node-a', 'gpu-node-b']);
     const [a, b] = rows.map((m) => m[2]!);
     expect(a).toContain('<span class="badge-sim">SIMULATED</span>');
-    expect(a).toContain('<span class="status warning">warning</span>');
-    expect(a).toMatch(/<span class="device warning">gpu0: warning<\/span>/);
+    expect(a).toContain('<span class="status affirming">affirming</span>');
+    expect(a).toMatch(/<span class="device affirming">gpu0: affirming<\/span>/);
     expect(b).toContain('<span class="status contraindicated">contraindicated</span>');
     expect(b).toContain('evidence-rejected');
     expect(stdout).toMatch(/2 agent\(s\), 2 connected/);

@@ -35,7 +35,7 @@ export async function openSim(): Promise<Sim> {
 }
 
 /** A bundle bound to `nonce` and `key` exactly as the agent builds it (DESIGN.md "Binding"). */
-export async function makeBundle(sim: Sim, nonce: Buffer, key: PublicJwk, opts: { announceKey?: PublicJwk } = {}): Promise<Record<string, unknown>> {
+export async function makeBundle(sim: Sim, nonce: Buffer, key: PublicJwk, opts: { announceKey?: PublicJwk; devToolsMode?: boolean } = {}): Promise<Record<string, unknown>> {
   const gpus = await sim.gpus.collect(gpuNonce(nonce, key));
   const rd = cpuReportData(nonce, key, gpus.map((g) => g.report));
   const snp = await sim.snp.getExtReport(rd);
@@ -45,7 +45,7 @@ export async function makeBundle(sim: Sim, nonce: Buffer, key: PublicJwk, opts: 
     teePubKey: opts.announceKey ?? key,
     simulated: true,
     cpu: { kind: 'snp', source: 'simulated', report: snp.report, certificates: [snp.vcek, snp.ask, snp.ark] },
-    gpus: gpus.map((g) => ({ index: g.index, arch: g.architecture, report: g.report, certChainPem: g.certChainPem, nvml: { driverVersion: g.driverVersion, vbiosVersion: g.vbiosVersion, cc: g.cc } })),
+    gpus: gpus.map((g) => ({ index: g.index, arch: g.architecture, report: g.report, certChainPem: g.certChainPem, nvml: { driverVersion: g.driverVersion, vbiosVersion: g.vbiosVersion, cc: { ...g.cc, ...(opts.devToolsMode ? { devToolsMode: true } : {}) } } })),
   };
   return bundleToJson(bundle);
 }

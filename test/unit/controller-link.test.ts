@@ -5,7 +5,8 @@
  * malformed messages).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { compactDecrypt, createLocalJWKSet, jwtVerify } from 'jose';
@@ -16,13 +17,15 @@ import { FakeAgent, makeBundle, openSim, SECRET_VALUE, startController, type Con
 
 let sim: Sim;
 let trusted: ControllerUnderTest; // simulation.trust on, secrets on warning
-let strict: ControllerUnderTest; // simulation.trust on, secrets only on affirming
+let strict: ControllerUnderTest; // simulation.trust on, secrets only on affirming, GPU policy tolerating DevTools (a warning)
 let untrusted: ControllerUnderTest; // simulation not trusted
 
 beforeAll(async () => {
   sim = await openSim();
   trusted = await startController(sim, 'simulation: {trust: true, dir: SIMDIR}\nreleaseSecretsOn: warning\ntokenTtlSec: 120\nchallengeTtlSec: 30\n');
-  strict = await startController(sim, 'simulation: {trust: true, dir: SIMDIR}\n');
+  const policyDir = mkdtempSync(join(tmpdir(), 'ctl-policy-'));
+  writeFileSync(join(policyDir, 'gpu.yaml'), 'allowDevtools: true\n');
+  strict = await startController(sim, `simulation: {trust: true, dir: SIMDIR}\npolicy: {gpu: ${join(policyDir, 'gpu.yaml')}}\n`);
   untrusted = await startController(sim, 'releaseSecretsOn: warning\n');
 }, 120_000);
 
@@ -36,12 +39,12 @@ const http = (c: ControllerUnderTest, path: string) => fetch(`${c.controller.add
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 const json = async (c: ControllerUnderTest, path: string): Promise<any> => (await http(c, path)).json();
 
-async function attestOnce(c: ControllerUnderTest, agentId: string, agent?: FakeAgent) {
+async function attestOnce(c: ControllerUnderTest, agentId: string, agent?: FakeAgent, bundleOpts: { devToolsMode?: boolean } = {}) {
   const a = agent ?? (await FakeAgent.connect(url(c)));
   if (!agent) a.hello(agentId);
   const welcome = agent ? undefined : await a.next('welcome');
   const challenge = await a.next('challenge');
-  const bundle = await makeBundle(sim, Buffer.from(challenge.nonce, 'hex'), a.key.publicJwk);
+  const bundle = await makeBundle(sim, Buffer.from(challenge.nonce, 'hex'), a.key.publicJwk, bundleOpts);
   a.send({ type: 'evidence', challengeId: challenge.id, bundle, localResult: {} });
   const verdict = await a.next('verdict');
   return { agent: a, welcome, challenge, bundle, verdict };
@@ -71,8 +74,8 @@ describe('controller: attested agent with simulation trusted', () => {
       expect(s['cvm.simulated']).toBe(true);
       expect(s['cvm.checks'].filter((c: any) => !c.ok)).toEqual([]);
     }
-    // Simulated GPUs always carry the gpu.simulated warning: the overall tier is warning.
-    expect(payload['ear.status']).toBe('warning');
+    // Simulated evidence with its simulated collateral (CRL, RIMs, OCSP) appraises as affirming; it says SIMULATED.
+    expect(payload['ear.status']).toBe('affirming');
 
     expect(verdict.secrets?.map((s) => s.name)).toEqual(['model-key']); // not the secret allow-listed for another agent
     const { plaintext, protectedHeader: jweHeader } = await compactDecrypt(verdict.secrets![0]!.jwe, agent.key.agreementKey);
@@ -80,7 +83,7 @@ describe('controller: attested agent with simulation trusted', () => {
     expect(Buffer.from(plaintext).toString()).toBe(SECRET_VALUE);
 
     const list = await json(trusted, '/v1/agents');
-    expect(list.agents).toContainEqual(expect.objectContaining({ id: 'vm-1', connected: true, status: 'warning', simulated: true, devices: { cpu0: expect.any(String), gpu0: 'warning', gpu1: 'warning' } }));
+    expect(list.agents).toContainEqual(expect.objectContaining({ id: 'vm-1', connected: true, status: 'affirming', simulated: true, devices: { cpu0: 'affirming', gpu0: 'affirming', gpu1: 'affirming' } }));
     const detail = await json(trusted, '/v1/agents/vm-1');
     expect(detail.lastVerdict.ear.submods.cpu0['cvm.checks'].some((c: any) => c.name === 'snp.report-data' && c.ok)).toBe(true);
     expect(detail.lastVerdict.secretsReleased).toEqual(['model-key']);
@@ -91,9 +94,11 @@ describe('controller: attested agent with simulation trusted', () => {
   }, 60_000);
 
   it('releaseSecretsOn: affirming withholds secrets from a warning (non-affirming) agent but still sends the signed verdict', async () => {
-    const { agent, verdict } = await attestOnce(strict, 'vm-strict');
+    // GPUs in DevTools mode, tolerated by this controller's GPU policy: a warning, not affirming.
+    const { agent, verdict } = await attestOnce(strict, 'vm-strict', undefined, { devToolsMode: true });
     const { payload } = await claimsOf(strict, verdict.token);
     expect(payload['ear.status']).toBe('warning');
+    expect(payload.submods.gpu0['cvm.checks'].find((c: any) => c.name === 'gpu.cc.devtools')).toMatchObject({ ok: true, warning: true });
     expect(verdict.secrets).toBeUndefined();
     const detail = await json(strict, '/v1/agents/vm-strict');
     expect(detail.lastVerdict.secretsDecision).toMatch(/gpu0 is warning/);
