@@ -1,37 +1,45 @@
-/** `cvm-agent demo`: one attestation cycle on the built-in simulated TEE, with a readable summary. */
+/** `cvm-agent demo`: the reference controller and an agent on the simulated TEE, end to end on loopback. */
 import { EXIT, parseOptions, type Command } from '../command.js';
 import { UsageError } from '../../errors.js';
 import { formatDemoSummary, runDemo } from '../../demo.js';
-import { VERSION } from '../version.js';
 
 export const demoCommand: Command = {
   path: ['demo'],
-  summary: 'attest a simulated SEV-SNP CPU and simulated GPUs end to end (no TEE needed)',
-  usage: `Usage: cvm-agent demo [--gpus N] [--dir DIR] [--json]
+  summary: 'controller + agent on a simulated SEV-SNP CPU and simulated GPUs, end to end (no TEE needed)',
+  usage: `Usage: cvm-agent demo [--gpus N] [--dir DIR] [--follow] [--json]
 
-Runs one full attestation cycle on the built-in SIMULATED TEE: a software SEV-SNP CPU and N software
-NVIDIA H100s whose test roots are created on first use. The evidence goes through the same nonce
-binding, verifiers, policy appraisal and GPU ready-state gate as on real hardware. Simulated roots are
-trusted only inside this mode, and every result says SIMULATED.
+Starts, on loopback and in a temporary directory, the reference controller and an agent daemon on the
+built-in SIMULATED TEE: a software SEV-SNP CPU and N software NVIDIA H100s whose test roots are
+created on first use. The controller challenges the agent; the agent attests CPU and GPUs bound to the
+controller's nonce; the controller verifies with the same verifiers, signs an EAR token and releases a
+secret to the attested key; the demo reads the token and the secret back through the agent's local
+socket and prints a summary. Simulated roots are trusted only in this mode; results say SIMULATED.
 
 Options:
   --gpus N    number of simulated GPUs (0-16, default 2)
-  --dir DIR   keep the simulated test roots in DIR (default: a new temporary directory)
-  --json      print the cycle result (EAR, evidence bundle) as JSON
+  --dir DIR   work in DIR instead of a new temporary directory
+  --follow    keep the controller and the agent running and print the fleet page address (Ctrl-C stops)
+  --json      print the summary as JSON
   -h, --help  show this help
 
-Exit codes: 0 attested (affirming or warning), 1 a check failed.`,
+Exit codes: 0 the agent attested affirming and received its secret, 1 otherwise.`,
   async run(argv, io) {
-    const { values } = parseOptions(argv, { gpus: { type: 'string' }, dir: { type: 'string' }, json: { type: 'boolean' } });
+    const { values } = parseOptions(argv, { gpus: { type: 'string' }, dir: { type: 'string' }, follow: { type: 'boolean' }, json: { type: 'boolean' } });
     const gpus = values.gpus === undefined ? 2 : Number(values.gpus);
     if (!Number.isInteger(gpus) || gpus < 0 || gpus > 16) throw new UsageError('--gpus must be an integer from 0 to 16');
-    const { result } = await runDemo({
-      gpus,
-      build: VERSION,
-      ...(values.dir ? { dir: values.dir } : {}),
-      log: values.json ? undefined : (line) => io.stdout.write(`${line}\n`),
-    });
-    io.stdout.write(values.json ? `${JSON.stringify(result, null, 2)}\n` : formatDemoSummary(result));
-    return result.ok ? EXIT.OK : EXIT.FAILED;
+    const r = await runDemo({ gpus, ...(values.dir ? { dir: values.dir } : {}), ...(values.json ? {} : { log: (line: string) => io.stdout.write(`${line}\n`) }) });
+    if (values.json) {
+      const { stop: _stop, ...doc } = r;
+      io.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
+    } else io.stdout.write(formatDemoSummary(r));
+    if (values.follow) {
+      io.stdout.write(`Fleet page: ${r.fleetUrl}\nAgent socket: ${r.socket} (try: cvm-agent status --socket ${r.socket})\nPress Ctrl-C to stop.\n`);
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
+    }
+    await r.stop();
+    return r.ok ? EXIT.OK : EXIT.FAILED;
   },
 };
