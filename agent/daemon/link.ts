@@ -5,6 +5,7 @@
  * agent into signed, gap-free events in the on-disk outbox.
  */
 import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeJwt } from 'jose';
 import { ControllerLink, type LinkStatus } from '../link/client.js';
@@ -49,10 +50,19 @@ async function readOptional(path: string | undefined): Promise<string | undefine
   }
 }
 
-/** systemd LoadCredential=controller-token, unless the config names a token file. */
+/**
+ * systemd LoadCredential=controller-token, unless the config names a token file. The unit's blank
+ * SetCredential= default (no token installed) means "no bearer token": TLS client certificates only.
+ */
 export function tokenFileFrom(config: Config, env: NodeJS.ProcessEnv): string | undefined {
   if (config.controller.tokenFile) return config.controller.tokenFile;
-  return env.CREDENTIALS_DIRECTORY ? join(env.CREDENTIALS_DIRECTORY, 'controller-token') : undefined;
+  if (!env.CREDENTIALS_DIRECTORY) return undefined;
+  const file = join(env.CREDENTIALS_DIRECTORY, 'controller-token');
+  try {
+    return readFileSync(file, 'utf8').trim() === '' ? undefined : file;
+  } catch {
+    return undefined;
+  }
 }
 
 export class DaemonLink {

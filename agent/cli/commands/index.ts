@@ -17,15 +17,13 @@ import { statusCommand, healthCommand, attestCommand, evidenceCommand, tokenComm
 import { collateralCommands } from './collateral.js';
 import { controllerCommand } from './controller.js';
 
+/** In the order `cvm-agent --help` lists them: try it, run it, ask it, collect, verify, manage. */
 export const commands: Command[] = [
   demoCommand,
   runCommand, statusCommand, healthCommand, attestCommand, evidenceCommand, tokenCommand,
-  gpuList, gpuEvidence, gpuReady,
-  configCheck,
-  verifySnpCommand,
-  verifyGpuCommand,
-  snpReportCommand,
-  verifyAzureCommand, azureEvidenceCommand,
+  snpReportCommand, gpuList, gpuEvidence, gpuReady, azureEvidenceCommand,
+  verifySnpCommand, verifyGpuCommand, verifyAzureCommand,
   ...collateralCommands,
+  configCheck,
   controllerCommand,
 ];
