@@ -100,7 +100,7 @@ describe('InventoryCache', () => {
  * wraps every way to start a process (ChildProcess.prototype.spawn, under spawn/exec/execFile/fork,
  * and the *Sync functions), imports the inventory module, clears the record (the TypeScript loader
  * may start esbuild while importing), collects, and prints what was started. A positive control in
- * the same child calls si.time(), which does execSync on Linux, to prove the wrappers catch it.
+ * the same child calls execSync('date') (what systeminformation's time() does on Linux) to prove the wrappers catch it.
  */
 describe('collectInventory spawns no process', () => {
   const preload = `
@@ -117,16 +117,16 @@ syncBuiltinESMExports();
 `;
   const script = `
 import { collectInventory, currentInventory } from ${JSON.stringify(join(repoRoot, 'agent', 'inventory.ts'))};
-import si from 'systeminformation';
+import { execSync } from 'node:child_process';
 globalThis.__spawned.length = 0;
 const inv = await collectInventory({ agentVersion: 'spawn-test' });
 currentInventory();
 const during = globalThis.__spawned.slice();
-await si.time();
+execSync('date');
 console.log(JSON.stringify({ during, control: globalThis.__spawned.slice(during.length), hostname: inv.host.hostname }));
 `;
 
-  it('records no spawn during collection, while the same harness does catch si.time()', async () => {
+  it('records no spawn during collection, while the same harness does catch an execSync', async () => {
     const preloadPath = join(dir, 'spawn-recorder.cjs');
     writeFileSync(preloadPath, preload);
     const { stdout } = await promisify(execFile)(process.execPath, ['--require', preloadPath, '--import', 'tsx', '--input-type=module', '--eval', script], { cwd: repoRoot, timeout: 30_000 });
