@@ -139,7 +139,10 @@ export class Outbox {
       while (n < this.live.length && this.live[n]!.event.seq <= upTo) n++;
       for (const l of this.live.splice(0, n)) this.liveBytes -= l.bytes;
       this.deadLines += n;
-      if (this.fh) {
+      if (!this.closed) {
+        // The handle is closed by every compaction: reopen it, or this ack would not reach the file
+        // until the next append (and a restarted agent would resend what the controller already has).
+        this.fh ??= await open(this.path, 'a', 0o600);
         await this.fh.write(`${JSON.stringify(this.marker())}\n`);
         this.deadLines++;
       }
