@@ -144,6 +144,8 @@ export class AgentRegistry {
     if (ev.kind === 'dropped') {
       const d = ev.data as { from?: unknown; to?: unknown };
       if (Number.isSafeInteger(d.from) && Number.isSafeInteger(d.to) && (d.from as number) <= (d.to as number)) {
+        // The agent declares why the seqs are absent: they are no longer "missing", only dropped.
+        rec.gaps = subtractRange(rec.gaps, d.from as number, d.to as number);
         this.addGap(rec, { from: d.from as number, to: d.to as number, reason: 'dropped-by-agent' });
       }
     }
@@ -177,6 +179,9 @@ export class AgentRegistry {
 
   /** Persist one agent's record (atomic replace; writes to one agent are serialised). */
   persist(agentId: string): Promise<void> {
+    // After close() a late handler must not overwrite what a new instance may already have loaded;
+    // rejecting also keeps its events unacked, so the agent resends them.
+    if (this.closed) return Promise.reject(new Error('controller registry is closed'));
     if (!this.stateDir) return Promise.resolve();
     const dir = this.stateDir;
     const prev = this.writes.get(agentId) ?? Promise.resolve();
@@ -191,4 +196,23 @@ export class AgentRegistry {
   async flush(): Promise<void> {
     await Promise.allSettled([...this.writes.values()]);
   }
+
+  private closed = false;
+
+  /** Refuse further writes, then wait for the pending ones (controller shutdown). */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.flush();
+  }
+}
+
+/** Remove [from, to] from the "missing" gaps (splitting one that straddles it); declared drops stay. */
+export function subtractRange(gaps: AgentRecord['gaps'], from: number, to: number): AgentRecord['gaps'] {
+  return gaps.flatMap((g) => {
+    if (g.reason !== 'missing' || g.to < from || g.from > to) return [g];
+    const rest: AgentRecord['gaps'] = [];
+    if (g.from < from) rest.push({ from: g.from, to: from - 1, reason: 'missing' });
+    if (g.to > to) rest.push({ from: to + 1, to: g.to, reason: 'missing' });
+    return rest;
+  });
 }

@@ -118,7 +118,7 @@ export class Controller {
       this.server.close(() => resolve());
       this.server.closeAllConnections?.();
     });
-    await this.registry.flush();
+    await this.registry.close();
   }
 
   // ---- agent link
