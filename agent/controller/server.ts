@@ -112,7 +112,10 @@ export class Controller {
   }
 
   async close(): Promise<void> {
-    for (const s of [...this.sessions.values(), ...this.anonymous]) s.close(1001, 'controller shutting down');
+    const sessions = [...this.sessions.values(), ...this.anonymous];
+    for (const s of sessions) s.close(1001, 'controller shutting down');
+    // Let in-flight handlers finish their state write (bounded), then refuse any later write.
+    await Promise.race([Promise.all(sessions.map((s) => s.drained())), new Promise((r) => setTimeout(r, 2000).unref())]);
     this.wss.close();
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());

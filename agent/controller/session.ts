@@ -149,6 +149,11 @@ export class LinkSession {
       });
   }
 
+  /** Resolves once the message being handled (if any) is done: its state persisted, its ack sent. */
+  drained(): Promise<void> {
+    return this.queue.then(() => undefined, () => undefined);
+  }
+
   private async dispatch(msg: HelloMessage | EvidenceMessage | EventMessage | { type: 'error'; code: string; message: string; challengeId?: string }): Promise<void> {
     if (this.closed) return;
     const now = this.deps.now();
