@@ -25,6 +25,7 @@ import { AgentMetrics } from '../metrics.js';
 import { collectInventory, currentInventory } from '../inventory.js';
 import { createAgentKey, type AgentKey } from '../link/agent-key.js';
 import { DaemonLink } from './link.js';
+import { CollateralSummarizer } from './collateral-summary.js';
 
 export interface DaemonOptions {
   configPath?: string;
@@ -77,6 +78,7 @@ export class Daemon {
   readonly startedAt = new Date();
   private key!: AgentKey;
   private link!: DaemonLink;
+  private collateral!: CollateralSummarizer;
   socketActivated = false;
 
   constructor(private readonly opts: DaemonOptions = {}) {
@@ -107,6 +109,7 @@ export class Daemon {
     this.sources = await openSources(this.config, policy);
     this.log.info({ tee: this.sources.kind, cpuSource: this.sources.cpu.source, gpus: Boolean(this.sources.gpus), simulated: this.sources.simulated, policy: policy.id }, this.sources.simulated ? 'SIMULATED TEE: evidence is signed by test roots and trusted only because tee is "simulated"' : 'evidence sources ready');
     this.key = await createAgentKey();
+    this.collateral = new CollateralSummarizer(this.config.collateral.dir, this.config.collateral.online);
     this.history = new ResultHistory({ stateDir: this.config.state.dir, size: this.config.state.historySize, onEvent: (e) => this.log.warn({ event: e }, 'history') });
     await this.history.load();
     this.attestor = this.newAttestor();
@@ -296,6 +299,8 @@ export class Daemon {
       secret: async (name) => this.link.secrets.get(name),
       metrics: async () => {
         this.metrics.setLinkUp(this.link.status().state === 'up');
+        const c = await this.collateral.get();
+        for (const [kind, n] of Object.entries(c.kinds)) this.metrics.setCollateralStale(kind, n.stale + n.expired > 0);
         return this.metrics.render();
       },
     };
@@ -316,6 +321,7 @@ export class Daemon {
       teePubKey: this.teePubKey,
       socketActivated: this.socketActivated,
       link: this.link.status(),
+      collateral: this.sources.simulated ? undefined : this.collateral.get(),
       inventory: (async () => collectInventory({ agentVersion: VERSION }))(),
     };
   }

@@ -62,6 +62,7 @@ export async function describeStatus(d: Daemon) {
     consecutiveFailures: v.failures,
     gpus: { present: Boolean(v.sources.gpus), readyState: last ? last.gpuReady.set : false, readyReason: last ? last.gpuReady.reason : 'no attestation yet' },
     controller: v.link,
+    collateral: v.collateral ? await v.collateral : { simulated: 'the simulated TEE brings its own collateral' },
     api: { socket: v.config.api.socket, socketActivated: v.socketActivated },
     agentKey: { kty: v.teePubKey.kty, crv: v.teePubKey.crv, x: v.teePubKey.x, y: v.teePubKey.y },
     recent: v.history.map((h) => ({ id: h.id, at: h.finishedAt, reason: h.reason, status: h.status })),

@@ -221,6 +221,7 @@ devices: { sevGuest: /dev/sev-guest, nvmlLibrary: ${fakesDir}/libnvidia-ml.so.1 
 gpus: { enabled: "on" }
 api: { socket: ${socket} }
 state: { dir: ${dir}/state }
+collateral: { dir: ${dir}/cache }
 schedule: { cron: "0 0 1 1 *", jitterSec: 0 }
 `,
     );
@@ -253,6 +254,7 @@ schedule: { cron: "0 0 1 1 *", jitterSec: 0 }
       expect(status.gpus.readyState).toBe(false);
       expect(status.consecutiveFailures).toBeGreaterThanOrEqual(1);
       expect(status.nextAttestation.reason).toBe('retry');
+      expect(status.collateral).toMatchObject({ dir: `${dir}/cache`, online: false });
     } finally {
       d.child.kill('SIGTERM');
       await d.exit;
