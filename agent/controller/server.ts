@@ -47,6 +47,8 @@ export class Controller {
   private readonly anonymous = new Set<LinkSession>();
   private readonly wss: WebSocketServer;
   private server!: Server;
+  private closing = false;
+  private readonly upgraded = new Set<Duplex>();
 
   private constructor(
     private readonly resolved: ResolvedController,
@@ -112,10 +114,14 @@ export class Controller {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     const sessions = [...this.sessions.values(), ...this.anonymous];
     for (const s of sessions) s.close(1001, 'controller shutting down');
     // Let in-flight handlers finish their state write (bounded), then refuse any later write.
     await Promise.race([Promise.all(sessions.map((s) => s.drained())), new Promise((r) => setTimeout(r, 2000).unref())]);
+    // Peers that did not finish the close handshake, and upgrades caught half-way, are cut now.
+    for (const ws of this.wss.clients) ws.terminate();
+    for (const socket of this.upgraded) socket.destroy();
     this.wss.close();
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
@@ -135,6 +141,10 @@ export class Controller {
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => undefined);
+    if (this.closing) return this.reject(socket, 503, 'the controller is shutting down', `${req.socket.remoteAddress ?? '?'}`);
+    // Tracked until closed: an upgrade still in progress at shutdown must not keep the server open.
+    this.upgraded.add(socket);
+    socket.once('close', () => this.upgraded.delete(socket));
     const peer = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`;
     const path = (req.url ?? '').split('?')[0];
     if (path !== LINK_PATH) return this.reject(socket, 404, `the agent link is at ${LINK_PATH}`, peer);

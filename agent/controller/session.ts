@@ -43,12 +43,20 @@ const HANDSHAKE_TIMEOUT_MS = 10_000;
 /** Events held while their signing key is not yet attested (the first verdict usually follows within seconds). */
 const MAX_PENDING_EVENTS = 1024;
 
+/** At most this many queued messages share one state write and ack. */
+const MAX_BATCH = 64;
+
 export class LinkSession {
   agentId: string | undefined;
   private hello: HelloMessage | undefined;
   private readonly book: ChallengeBook;
   private readonly bucket: TokenBucket;
   private queue: Promise<void> = Promise.resolve();
+  /** Messages received and not yet handled (including the one being handled). */
+  private backlog = 0;
+  private unsaved = false;
+  private unacked = false;
+  private batched = 0;
   private pending: EventMessage[] = [];
   private timers: NodeJS.Timeout[] = [];
   private closed = false;
@@ -141,12 +149,38 @@ export class LinkSession {
     }
     const msg = decoded.message;
     // One message at a time, in order; a handler failure is logged and closes the link, never the process.
+    this.backlog++;
     this.queue = this.queue
-      .then(() => this.dispatch(msg))
+      .then(async () => {
+        await this.dispatch(msg);
+        await this.flushEvents();
+      })
       .catch((err: unknown) => {
         this.deps.log.error({ agentId: this.agentId, err: err instanceof Error ? err.message : String(err) }, 'internal error handling an agent message');
         this.refuse('internal-error', 'the controller failed to handle this message; see its log', CLOSE.GOING_AWAY);
+      })
+      .finally(() => {
+        this.backlog--;
       });
+  }
+
+  /**
+   * Persist recorded events and ack them once per burst: while more messages are already queued,
+   * the write waits for the last of them (an event is acked only after it is on disk, so a crash
+   * in between just makes the agent resend it).
+   */
+  private async flushEvents(): Promise<void> {
+    // Bounded: a continuous stream still gets a write and an ack every MAX_BATCH messages.
+    if (this.agentId === undefined || (this.backlog > 1 && ++this.batched < MAX_BATCH)) return;
+    this.batched = 0;
+    if (this.unsaved) {
+      this.unsaved = false;
+      await this.deps.registry.persist(this.agentId);
+    }
+    if (this.unacked) {
+      this.unacked = false;
+      this.send({ type: 'ack', seq: this.deps.registry.get(this.agentId).lastSeq });
+    }
   }
 
   /** Resolves once the message being handled (if any) is done: its state persisted, its ack sent. */
@@ -278,7 +312,7 @@ export class LinkSession {
       acked = true;
       this.deps.log.debug({ agentId, seq: ev.seq, kind: ev.kind, what }, 'event');
     }
-    if (stored) await registry.persist(agentId);
-    if (acked) this.send({ type: 'ack', seq: registry.get(agentId).lastSeq });
+    if (stored) this.unsaved = true;
+    if (acked) this.unacked = true;
   }
 }

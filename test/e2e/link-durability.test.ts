@@ -214,7 +214,9 @@ describe('controller link durability (real agent link <-> real reference control
       expect(a.instance).toBeGreaterThan(first);
       expect(a.seq, `seq ${a.seq} re-applied by instance ${a.instance} although acked before kill ${a.instance - 1}`).toBeGreaterThan(ackedAtKill[a.instance - 1]!);
     }
-    expect(reapplied).toBeLessThanOrEqual(KILLS * 2); // at most the event(s) in flight at each crash
+    // At most the unsaved batch at each crash: the controller writes and acks once per burst of up to 64 queued
+    // messages (agent/controller/session.ts MAX_BATCH), so a crash can lose that much in-memory progress, never an ack.
+    expect(reapplied).toBeLessThanOrEqual(KILLS * 64);
     console.log(`[durability a/SIGKILL] ${N} events, ${KILLS} SIGKILLs, ${h.link.status().counters.connects} connects, ${reapplied} re-applied after a crash (never one already acked), ${cc.applied.filter((a) => a.what === 'duplicate').length} duplicates recognised`);
   }, 120_000);
 
