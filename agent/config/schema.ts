@@ -3,9 +3,8 @@
  * `loadConfig` validates against the schema below and fills defaults; errors name the key.
  * docs/config.md documents every key; keep the two in step.
  */
-import { parseDocument } from 'yaml';
-import { ConfigError } from '../errors.js';
-import { bool, dict, int, list, obj, oneOf, str, type Schema } from './validate.js';
+import { readYaml } from './yaml.js';
+import { bool, dict, int, list, obj, oneOf, problemsError, str, type Schema } from './validate.js';
 
 const absPath = str({ pattern: /^\//, hint: 'an absolute path' });
 const cronExpr = str({ pattern: /^(\S+\s+){4,5}\S+$/, hint: 'a cron expression with 5 or 6 fields' });
@@ -106,24 +105,14 @@ function merge(defaults: Record<string, unknown>, raw: Record<string, unknown>):
 
 /** Parse and validate config text; throws ConfigError listing every problem found. */
 export function parseConfig(text: string, source = 'config'): Config {
-  if (text.length > 1024 * 1024) throw new ConfigError(`${source}: larger than 1 MiB`);
-  let doc: unknown;
-  try {
-    // Warnings (unknown tags, ...) are errors in a security daemon's config: nothing is ignored silently.
-    const parsed = parseDocument(text, { prettyErrors: true, logLevel: 'silent' });
-    const problems = [...parsed.errors, ...parsed.warnings];
-    if (problems.length > 0) throw problems[0];
-    doc = parsed.toJS({ maxAliasCount: 100 });
-  } catch (err) {
-    throw new ConfigError(`${source}: not valid YAML: ${(err as Error).message}`, { cause: err });
-  }
+  const doc = readYaml(text, source);
   const errors: string[] = [];
   const raw = configSchema.check(doc ?? {}, '', errors);
   if (raw && raw.schedule?.retry && (raw.schedule.retry.initialSec ?? 0) > (raw.schedule.retry.maxSec ?? Infinity)) {
     errors.push('schedule.retry: initialSec must not exceed maxSec');
   }
   if (errors.length > 0 || !raw) {
-    throw new ConfigError(`${source}: ${errors.length} problem${errors.length === 1 ? '' : 's'}:\n  - ${errors.join('\n  - ')}`);
+    throw problemsError(source, errors);
   }
   return merge(DEFAULTS as unknown as Record<string, unknown>, raw as Record<string, unknown>) as unknown as Config;
 }

@@ -3,6 +3,8 @@
  * errors with the dotted key path, so "schedule.jitterSec: must be an integer between 0 and 3600"
  * tells the operator exactly what to fix. Unknown keys are errors (typos must not pass silently).
  */
+import { ConfigError } from '../errors.js';
+
 export interface Schema<T> {
   /** Human description of what is expected, used in error messages. */
   describe: string;
@@ -122,3 +124,8 @@ export const obj = <S extends Shape>(shape: S): Schema<Out<S>> => ({
     return out as Out<S>;
   },
 });
+
+/** One ConfigError listing every problem, so an operator fixes a file in one pass. */
+export function problemsError(source: string, errors: readonly string[]): ConfigError {
+  return new ConfigError(`${source}: ${errors.length} problem${errors.length === 1 ? '' : 's'}:\n  - ${errors.join('\n  - ')}`);
+}

@@ -7,9 +7,9 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { parseDocument } from 'yaml';
+import { readYaml } from '../config/yaml.js';
 import { ConfigError } from '../errors.js';
-import { bool, int, list, obj, oneOf, str, type Schema } from '../config/validate.js';
+import { bool, int, list, obj, oneOf, problemsError, str, type Schema } from '../config/validate.js';
 import { parseSnpPolicy, snpPolicyFrom, type SnpPolicy } from '../appraise/snp-policy.js';
 import { gpuPolicyFrom, parseGpuPolicy, type GpuPolicy } from '../appraise/gpu-policy.js';
 
@@ -93,21 +93,12 @@ export const CONTROLLER_DEFAULTS = {
 
 /** Parse and validate config text; relative paths resolve against `baseDir`. Throws ConfigError listing every problem. */
 export function parseControllerConfig(text: string, source = 'controller config', baseDir = '.'): ControllerConfig {
-  if (text.length > 1024 * 1024) throw new ConfigError(`${source}: larger than 1 MiB`);
-  let doc: unknown;
-  try {
-    const parsed = parseDocument(text, { prettyErrors: true, logLevel: 'silent', uniqueKeys: true });
-    const problems = [...parsed.errors, ...parsed.warnings];
-    if (problems.length > 0) throw problems[0];
-    doc = parsed.toJS({ maxAliasCount: 100 });
-  } catch (err) {
-    throw new ConfigError(`${source}: not valid YAML: ${(err as Error).message}`, { cause: err });
-  }
+  const doc = readYaml(text, source);
   const errors: string[] = [];
   const raw = controllerSchema.check(doc ?? {}, '', errors);
   if (raw) crossChecks(raw, errors);
   if (errors.length > 0 || !raw) {
-    throw new ConfigError(`${source}: ${errors.length} problem${errors.length === 1 ? '' : 's'}:\n  - ${errors.join('\n  - ')}`);
+    throw problemsError(source, errors);
   }
   const p = (x: string | undefined) => (x === undefined ? undefined : isAbsolute(x) ? x : resolve(baseDir, x));
   const d = CONTROLLER_DEFAULTS;

@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { CvmError } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import type { AgentKey } from './agent-key.js';
-import { eventBytes, signEvent } from './events.js';
+import { signEvent } from './events.js';
 import { validateMessage, type EventKind, type EventMessage } from './protocol.js';
 
 export const OUTBOX_FILE = 'outbox.jsonl';

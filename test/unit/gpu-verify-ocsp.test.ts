@@ -7,11 +7,11 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createHash, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import fc from 'fast-check';
 import { FC_RUNS } from '../helpers/paths.js';
 import { oid, sequence, tlv } from '../../agent/util/der-writer.js';
-import { buildOcspResponse } from '../../agent/evidence/simulated/ocsp-sim.js';
+import { buildOcspResponse, type OcspResponseSpec } from '../../agent/evidence/simulated/ocsp-sim.js';
 import { buildCertificate, keyUsage, type NameSpec } from '../../agent/util/x509-builder.js';
 import { buildSimulatedReport, loadOrCreateSimGpuIdentity, simulatedRoots, type SimGpuIdentity } from '../../agent/evidence/simulated/gpu-sim.js';
 import { parsePemChain, type ParsedCert } from '../../agent/verify/nvidia/chain.js';
@@ -23,18 +23,8 @@ import { ParseError } from '../../agent/errors.js';
 const NOW = new Date('2026-01-10T12:00:00Z');
 const HOUR = 3600_000;
 
-interface OcspSpec {
-  cert: ParsedCert;
-  issuer: ParsedCert;
-  signerKey: KeyObject;
-  responderName: Uint8Array;
-  status?: 'good' | 'revoked' | 'unknown';
-  reason?: number;
-  thisUpdate?: Date;
-  nextUpdate?: Date | null;
-  hash?: 'sha1' | 'sha384';
-  certs?: Buffer[];
-}
+/** The shared builder's spec, with the dates defaulting to around NOW. */
+type OcspSpec = Omit<OcspResponseSpec, 'thisUpdate' | 'nextUpdate'> & { thisUpdate?: Date; nextUpdate?: Date | null };
 
 /** Test defaults (around NOW) over the shared builder the simulation uses too. */
 function buildOcsp(s: OcspSpec): Buffer {
