@@ -77,8 +77,12 @@ function gpuEntry(g: GpuEvidence): GpuBundleEntry {
   };
 }
 
+/** Cycles bound to callers' nonces that may wait behind the running one; more are refused (ERR_BUSY). */
+export const MAX_QUEUED_CYCLES = 8;
+
 export class Attestor {
   private running: { promise: Promise<CycleResult>; hasOwnNonce: boolean } | undefined;
+  private queued = 0;
   private queue: Promise<unknown> = Promise.resolve();
   private lastResult: CycleResult | undefined;
   private readonly now: () => Date;
@@ -98,8 +102,16 @@ export class Attestor {
   /** Run a cycle. Without a nonce, join a cycle that is already running (its nonce is the agent's own). */
   run(opts: { nonce?: Uint8Array; reason: CycleReason }): Promise<CycleResult> {
     if (!opts.nonce && this.running && !this.running.hasOwnNonce) return this.running.promise;
+    // Every nonce-bound request costs a full cycle: bound the queue so a flood of callers cannot grow it without limit.
+    if (this.queued >= MAX_QUEUED_CYCLES) {
+      return Promise.reject(new CvmError('ERR_BUSY', `${this.queued} attestation cycles are already waiting; retry later`));
+    }
     const nonce = opts.nonce ? Buffer.from(opts.nonce) : randomBytes(32);
-    const promise = this.queue.then(() => this.cycle(nonce, opts.reason));
+    this.queued++;
+    const promise = this.queue.then(() => {
+      this.queued--;
+      return this.cycle(nonce, opts.reason);
+    });
     const entry = { promise, hasOwnNonce: opts.nonce !== undefined };
     this.queue = promise.catch(() => undefined);
     this.running = entry;

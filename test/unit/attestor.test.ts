@@ -3,7 +3,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Attestor, type AttestorDeps } from '../../agent/attest/attestor.js';
+import { Attestor, MAX_QUEUED_CYCLES, type AttestorDeps } from '../../agent/attest/attestor.js';
 import { openSimulation, type Simulation } from '../../agent/attest/simulation.js';
 import { verifyBundle } from '../../agent/attest/verify-bundle.js';
 import { parseBundle } from '../../agent/attest/bundle.js';
@@ -114,6 +114,17 @@ describe('Attestor', () => {
     expect(r3.id).not.toBe(r1.id);
     expect(r3.nonce).toBe('01'.repeat(16));
     expect(Date.parse(r3.startedAt)).toBeGreaterThanOrEqual(Date.parse(r1.finishedAt));
+  });
+
+  it('refuses nonce-bound requests beyond the queue bound with a typed error instead of queueing without limit', async () => {
+    const gpus = new FlakyGpus(sim.gpus!);
+    gpus.delayMs = 100;
+    const a = new Attestor(deps(gpus));
+    const accepted = Array.from({ length: MAX_QUEUED_CYCLES }, (_, i) => a.run({ reason: 'api', nonce: Buffer.alloc(16, i + 1) }));
+    await expect(a.run({ reason: 'api', nonce: Buffer.alloc(16, 99) })).rejects.toMatchObject({ code: 'ERR_BUSY' });
+    const results = await Promise.all(accepted);
+    expect(results.every((r) => r.ok)).toBe(true);
+    expect((await a.run({ reason: 'api', nonce: Buffer.alloc(16, 100) })).ok).toBe(true);
   });
 
   it('times out a step that hangs and reports which one', async () => {
