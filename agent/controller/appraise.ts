@@ -14,12 +14,16 @@ import type { SnpPolicy } from '../appraise/snp-policy.js';
 import type { GpuPolicy } from '../appraise/gpu-policy.js';
 import type { PublicJwk } from '../binding.js';
 import type { SimulationRoots } from './simulation.js';
+import { gatherCollateral } from '../collateral/resolve.js';
+import type { CollateralStore } from '../collateral/store.js';
 
 export interface AppraisalContext {
   snpPolicy?: SnpPolicy;
   gpuPolicy?: GpuPolicy;
   /** Present only when simulation.trust is true. */
   simulation?: SimulationRoots;
+  /** Collateral cache for real evidence (config collateral.dir), fetching only when online. */
+  collateral?: { store: CollateralStore; online: boolean; timeoutMs: number };
   policyId: string;
   build: string;
 }
@@ -64,6 +68,12 @@ export async function appraiseEvidence(
     if (ctx.snpPolicy) opts.snpPolicy = ctx.snpPolicy;
     if (ctx.gpuPolicy) opts.gpuPolicy = ctx.gpuPolicy;
     let simProblem: string | undefined;
+    if (ctx.collateral && !bundle.simulated) {
+      const c = await gatherCollateral(ctx.collateral.store, bundle, { at, online: ctx.collateral.online, timeoutMs: ctx.collateral.timeoutMs });
+      opts.cpuCollateral = c.cpuCollateral;
+      opts.gpuCollateral = c.gpuCollateral;
+      opts.collateralChecks = c.collateralChecks;
+    }
     if (ctx.simulation) {
       try {
         const t = await ctx.simulation.trust(at, bundle.gpus.length > 0);

@@ -36,6 +36,7 @@ export const controllerSchema = obj({
   secrets: list(obj({ name: str({ pattern: /^[A-Za-z0-9._-]{1,128}$/, hint: 'a secret name of letters, digits, ".", "_" or "-"' }), file: path, value: str(), agents: list(agentId) }), 1000),
   releaseSecretsOn: oneOf(['affirming', 'warning'] as const),
   simulation: obj({ trust: bool(), dir: path }),
+  collateral: obj({ dir: path, online: bool(), timeoutMs: int(100, 120_000) }),
   stateDir: path,
   limits: obj({
     messagesPerSec: int(1, 10_000),
@@ -77,6 +78,8 @@ export interface ControllerConfig {
   secrets: SecretEntry[];
   releaseSecretsOn: ReleaseRule;
   simulation: { trust: boolean; dir?: string };
+  /** Collateral cache for real-hardware evidence (VCEK/VLEK, CRLs, RIMs, OCSP); see docs/collateral.md. */
+  collateral?: { dir: string; online: boolean; timeoutMs: number };
   stateDir?: string;
   limits: { messagesPerSec: number; burst: number; maxConnections: number };
   logLevel: string;
@@ -127,6 +130,7 @@ export function parseControllerConfig(text: string, source = 'controller config'
   if (raw.tls) cfg.tls = { cert: p(raw.tls.cert)!, key: p(raw.tls.key)!, ...(raw.tls.clientCa ? { clientCa: p(raw.tls.clientCa)! } : {}), requireClientCert: raw.tls.requireClientCert ?? false };
   if (raw.signingKey) cfg.signingKey = p(raw.signingKey)!;
   if (raw.stateDir) cfg.stateDir = p(raw.stateDir)!;
+  if (raw.collateral?.dir) cfg.collateral = { dir: p(raw.collateral.dir)!, online: raw.collateral.online ?? false, timeoutMs: raw.collateral.timeoutMs ?? 10_000 };
   return cfg;
 }
 

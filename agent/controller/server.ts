@@ -18,6 +18,7 @@ import { checkBearer } from './auth.js';
 import { AgentRegistry } from './registry.js';
 import { LinkSession } from './session.js';
 import { SimulationRoots } from './simulation.js';
+import { CollateralStore } from '../collateral/store.js';
 import { TokenSigner } from './signer.js';
 import { AGENT_ID, type ResolvedController } from './config.js';
 import { CSP, FLEET_CSS, FLEET_HTML, FLEET_JS } from './web/page.js';
@@ -189,6 +190,7 @@ export class Controller {
         ...(this.resolved.snpPolicy ? { snpPolicy: this.resolved.snpPolicy } : {}),
         ...(this.resolved.gpuPolicy ? { gpuPolicy: this.resolved.gpuPolicy } : {}),
         ...(cfg.simulation.trust && cfg.simulation.dir ? { simulation: new SimulationRoots(cfg.simulation.dir) } : {}),
+        ...(cfg.collateral ? { collateral: { store: new CollateralStore(cfg.collateral.dir), online: cfg.collateral.online, timeoutMs: cfg.collateral.timeoutMs } } : {}),
         policyId: `cvm-agent-controller/${cfg.policy.snp || cfg.policy.gpu ? 'configured' : 'default'}`,
         build: CONTROLLER_BUILD,
       },
