@@ -61,6 +61,20 @@ function message(type: string, description: string, properties: Record<string, S
 
 export const EVENT_KINDS = ['status', 'attestation', 'gpu-ready', 'error', 'dropped'] as const;
 
+/** `error`, the same shape in both directions: a stable code, a message, and the challenge it concerns. */
+function errorMessage(description: string): Schema {
+  return message(
+    'error',
+    description,
+    {
+      code: { type: 'string', minLength: 1, maxLength: 64, pattern: '^[a-z0-9-]+$' },
+      message: { type: 'string', maxLength: 4096 },
+      challengeId: ident(128),
+    },
+    ['code', 'message'],
+  );
+}
+
 /** agent -> controller */
 export const AGENT_SCHEMAS = {
   hello: message(
@@ -122,16 +136,7 @@ export const AGENT_SCHEMAS = {
     },
     ['seq', 'at', 'kind', 'data', 'sig'],
   ),
-  error: message(
-    'error',
-    'The agent could not serve a request (e.g. a challenge): stable code, human-readable message.',
-    {
-      code: { type: 'string', minLength: 1, maxLength: 64, pattern: '^[a-z0-9-]+$' },
-      message: { type: 'string', maxLength: 4096 },
-      challengeId: ident(128),
-    },
-    ['code', 'message'],
-  ),
+  error: errorMessage('The agent could not serve a request (e.g. a challenge): stable code, human-readable message.'),
 } satisfies Record<string, Schema>;
 
 /** controller -> agent */
@@ -180,16 +185,7 @@ export const CONTROLLER_SCHEMAS = {
   ack: message('ack', 'Every event with seq <= `seq` is stored by the controller; the agent drops them from its outbox. 0 acknowledges nothing.', {
     seq: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
   }, ['seq']),
-  error: message(
-    'error',
-    'The controller refused something (bad evidence, expired challenge): stable code, human-readable message.',
-    {
-      code: { type: 'string', minLength: 1, maxLength: 64, pattern: '^[a-z0-9-]+$' },
-      message: { type: 'string', maxLength: 4096 },
-      challengeId: ident(128),
-    },
-    ['code', 'message'],
-  ),
+  error: errorMessage('The controller refused something (bad evidence, expired challenge): stable code, human-readable message.'),
 } satisfies Record<string, Schema>;
 
 for (const s of [...Object.values(AGENT_SCHEMAS), ...Object.values(CONTROLLER_SCHEMAS)]) assertSupported(s);
