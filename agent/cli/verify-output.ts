@@ -8,6 +8,7 @@ import { resolve } from 'node:path';
 import { ParseError, UsageError } from '../errors.js';
 import type { Check, TrustStatus, VerificationResult } from '../verify/checks.js';
 import { parseCrl } from '../verify/snp/crl.js';
+import { DEFAULT_SNP_POLICY, parseSnpPolicy, type SnpPolicy } from '../appraise/snp-policy.js';
 import { EXIT, type CliIO } from './command.js';
 
 /** Read a whole input file relative to the CLI's cwd; an unreadable file is a usage error (exit 2). */
@@ -54,6 +55,11 @@ export function loadCrlFiles(files: readonly string[] | undefined, io: CliIO): B
 const MARK = (c: Check) => (!c.ok ? '✘' : c.warning ? '⚠' : '✔');
 
 /** The human table: a headline "<title>: STATUS — n checks, …" and one aligned line per check. */
+/** `--policy FILE` for the SEV-SNP verifiers: the file's policy, else the defaults. */
+export function loadSnpPolicyOption(file: string | undefined, io: CliIO): SnpPolicy {
+  return file === undefined ? { ...DEFAULT_SNP_POLICY } : parseSnpPolicy(readInput(file, io, 'policy file').toString('utf8'));
+}
+
 export function formatChecks(title: string, status: string, simulated: boolean, checks: Check[]): string {
   const width = Math.max(...checks.map((c) => c.name.length));
   const lines = checks.map((c) => `${MARK(c)} ${c.name.padEnd(width)}  ${c.detail}`);

@@ -6,8 +6,7 @@
 import { UsageError } from '../../errors.js';
 import { hexToBytes } from '../../util/bytes.js';
 import { parseOptions, type CliIO, type Command } from '../command.js';
-import { loadCrlFiles, parseAt, printResult, readInput } from '../verify-output.js';
-import { DEFAULT_SNP_POLICY, parseSnpPolicy, type SnpPolicy } from '../../appraise/snp-policy.js';
+import { loadCrlFiles, loadSnpPolicyOption, parseAt, printResult, readInput } from '../verify-output.js';
 import { certificatesFromBytes, classifyCertificates } from '../../verify/snp/cert-input.js';
 import { isImdsCertificationJson, parseAzureEvidence, parseImdsCertification } from '../../verify/azure/evidence-formats.js';
 import { verifyAzureEvidence } from '../../verify/azure/verify.js';
@@ -87,8 +86,7 @@ async function run(argv: string[], io: CliIO): Promise<number> {
   const certificates = (values.cert ?? []).flatMap((f) => certificatesFromFile(readInput(f, io, 'certificate file'), f));
   classifyCertificates([...evidence.certificates, ...certificates]); // malformed DER → ParseError → exit 2
   const crls = loadCrlFiles(values.crl, io);
-  let policy: SnpPolicy = { ...DEFAULT_SNP_POLICY };
-  if (values.policy !== undefined) policy = parseSnpPolicy(readInput(values.policy, io, 'policy file').toString('utf8'));
+  const policy = loadSnpPolicyOption(values.policy, io);
 
   const result = verifyAzureEvidence(evidence, { at, policy, certificates, crls, ...(nonce ? { nonce } : {}) });
   return printResult(io, result, 'Azure SEV-SNP vTPM attestation', values.json);

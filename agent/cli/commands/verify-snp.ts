@@ -5,8 +5,7 @@
 import { ParseError, UsageError } from '../../errors.js';
 import { hexToBytes } from '../../util/bytes.js';
 import { parseOptions, type CliIO, type Command } from '../command.js';
-import { loadCrlFiles, parseAt, printResult, readInput } from '../verify-output.js';
-import { DEFAULT_SNP_POLICY, parseSnpPolicy, type SnpPolicy } from '../../appraise/snp-policy.js';
+import { loadCrlFiles, loadSnpPolicyOption, parseAt, printResult, readInput } from '../verify-output.js';
 import { parseSnpReport, SNP_REPORT_SIZE } from '../../verify/snp/abi/index.js';
 import { certificatesFromBytes, classifyCertificates } from '../../verify/snp/cert-input.js';
 import { verifySnpAttestation } from '../../verify/snp/verify.js';
@@ -104,8 +103,7 @@ async function run(argv: string[], io: CliIO): Promise<number> {
     if (expectedReportData.length === 0 || expectedReportData.length > 64) throw new UsageError(`--report-data must be 1..64 bytes, got ${expectedReportData.length}`);
   }
   const at = parseAt(values.at);
-  let policy: SnpPolicy = { ...DEFAULT_SNP_POLICY };
-  if (values.policy !== undefined) policy = parseSnpPolicy(readInput(values.policy, io, 'policy file').toString('utf8'));
+  let policy = loadSnpPolicyOption(values.policy, io);
   if (values['allow-debug']) policy = { ...policy, allowDebug: true };
 
   const simulatedRoots = values['sim-roots'] === undefined ? undefined : [simRootsFrom(readInput(values['sim-roots'], io, 'simulated roots file'))];
