@@ -39,7 +39,12 @@ function ear(devices: Record<string, 'ok' | 'warn' | 'fail'>, simulated = false)
 
 describe('AgentMetrics', () => {
   it('starts with explicit zeros, process metrics under cvm_, and nothing in the global registry', async () => {
-    const s = await scrape(new AgentMetrics());
+    const metrics = new AgentMetrics();
+    // prom-client counts process CPU from when the metrics were created: spend some, so the counter
+    // cannot legitimately read 0 (it did on a fast scrape, with getrusage's tick granularity).
+    const until = performance.now() + 30;
+    while (performance.now() < until) Math.sqrt(Math.random());
+    const s = await scrape(metrics);
     expect(s.get('cvm_attestation_cycles_total{result="affirming"}')).toBe(0);
     expect(s.get('cvm_attestation_cycles_total{result="error"}')).toBe(0);
     expect(s.get('cvm_last_success_timestamp_seconds')).toBe(0);
