@@ -50,6 +50,9 @@ function isAlive(path: string): Promise<boolean> {
   });
 }
 
+/** sockaddr_un.sun_path is 108 bytes on Linux (unix(7)), one of them the terminating NUL. */
+export const MAX_SOCKET_PATH_BYTES = 107;
+
 export async function listenUnix(
   server: Server,
   opts: { path: string; gid?: number; env?: NodeJS.ProcessEnv },
@@ -58,6 +61,11 @@ export async function listenUnix(
   if (activation) {
     await listenOn(server, { fd: activation.fds[0]! });
     return { activated: true, path: opts.path };
+  }
+  // Node truncates a longer path silently and would listen somewhere else entirely.
+  const bytes = Buffer.byteLength(opts.path);
+  if (bytes > MAX_SOCKET_PATH_BYTES) {
+    throw new CvmError('ERR_SOCKET_PATH', `socket path ${opts.path} is ${bytes} bytes; a Unix socket path must be at most ${MAX_SOCKET_PATH_BYTES} bytes`);
   }
   try {
     const st = await lstat(opts.path);
