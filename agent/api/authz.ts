@@ -1,7 +1,8 @@
 /**
  * Who may call what on the local socket. The socket's 0660 mode already limits access to root and the
- * cvm-agent group; the table narrows it per endpoint by the peer's SO_PEERCRED uid/gid. Pure: the
- * table and the credentials in, a decision out. Names are resolved to ids once, at config load.
+ * cvm-agent group; the table narrows it per endpoint by the peer's kernel credentials: SO_PEERCRED
+ * uid and primary gid, and the supplementary groups from SO_PEERGROUPS. Pure: the table and the
+ * credentials in, a decision out. Names are resolved to ids once, at config load.
  */
 export type Endpoint = 'health' | 'status' | 'attest' | 'evidence' | 'token' | 'secrets' | 'metrics';
 export const ENDPOINTS: readonly Endpoint[] = ['health', 'status', 'attest', 'evidence', 'token', 'secrets', 'metrics'];
@@ -10,9 +11,11 @@ export interface PeerCredentials {
   pid: number;
   uid: number;
   gid: number;
+  /** Supplementary groups (SO_PEERGROUPS); absent when unavailable, and then only `gid` is matched. */
+  groups?: readonly number[];
 }
 
-/** Resolved rule: numeric ids; `undefined` lists mean "anyone who can open the socket". */
+/** Resolved rule: numeric ids. A peer is allowed when its uid, its gid or any supplementary group is listed. */
 export interface Rule {
   uids?: number[];
   gids?: number[];
@@ -40,7 +43,10 @@ export function authorize(endpoint: Endpoint, peer: PeerCredentials | undefined,
   if (peer.uid === 0 && endpoint !== 'secrets') return { allowed: true, reason: 'root' };
   if (rule.uids?.includes(peer.uid)) return { allowed: true, reason: `uid ${peer.uid} is allow-listed` };
   if (rule.gids?.includes(peer.gid)) return { allowed: true, reason: `gid ${peer.gid} is allow-listed` };
-  return { allowed: false, reason: `uid ${peer.uid} / gid ${peer.gid} is not allow-listed for ${endpoint}` };
+  const supplementary = peer.groups?.find((g) => rule.gids?.includes(g));
+  if (supplementary !== undefined) return { allowed: true, reason: `supplementary group ${supplementary} is allow-listed` };
+  const groups = peer.groups === undefined ? ' (supplementary groups unknown)' : peer.groups.length ? ` / groups ${peer.groups.slice(0, 16).join(',')}${peer.groups.length > 16 ? ',...' : ''}` : '';
+  return { allowed: false, reason: `uid ${peer.uid} / gid ${peer.gid}${groups} is not allow-listed for ${endpoint}` };
 }
 
 /** Parse /etc/passwd or /etc/group text into name -> id. */

@@ -2,10 +2,12 @@
  * Typed wrapper over the addon's systemd/socket helpers (native/src/system.c):
  *  - sdNotify: one datagram to $NOTIFY_SOCKET (READY=1, STATUS=..., WATCHDOG=1, STOPPING=1);
  *    Node has no AF_UNIX datagram sockets (reference node-daemon.md §2.1).
- *  - peerCredentials: SO_PEERCRED of an accepted Unix-socket connection (node-daemon.md §3);
- *    treat the pid as advisory (PID reuse), uid/gid as authoritative.
+ *  - peerCredentials: SO_PEERCRED of an accepted Unix-socket connection, plus the peer's
+ *    supplementary groups from SO_PEERGROUPS (Linux 4.13+); treat the pid as advisory (PID reuse),
+ *    uid/gid/groups as authoritative (the kernel records them at connect()).
  */
 import type { Socket } from 'node:net';
+import { constants } from 'node:os';
 import { DeviceError, UsageError } from '../errors.js';
 import { loadNative } from './index.js';
 
@@ -13,11 +15,15 @@ export interface PeerCredentials {
   pid: number;
   uid: number;
   gid: number;
+  /** Supplementary groups (SO_PEERGROUPS); absent when they could not be read. */
+  groups?: number[];
 }
 
 interface RawSystemAddon {
   sdNotify(message: string, socketPath?: string): boolean;
   peerCredentials(fd: number): PeerCredentials;
+  /** Absent from an addon built before SO_PEERGROUPS support. */
+  peerGroups?(fd: number): number[];
 }
 
 function addon(): RawSystemAddon {
@@ -63,16 +69,68 @@ export function formatNotify(fields: Record<string, string | number>): string {
     .join('\n');
 }
 
-/** Peer credentials of an accepted Unix-socket connection (or a raw fd). */
-export function peerCredentials(socket: Socket | number): PeerCredentials {
+function fdOf(socket: Socket | number, code: string): number {
   // net.Socket exposes its fd only on the internal handle (undocumented, tested on Node 20).
   const fd = typeof socket === 'number' ? socket : (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
   if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0) {
-    throw new DeviceError('ERR_PEERCRED', 'the connection has no usable file descriptor (not a Unix socket, or already closed)');
+    throw new DeviceError(code, 'the connection has no usable file descriptor (not a Unix socket, or already closed)');
   }
+  return fd;
+}
+
+/** Peer credentials (SO_PEERCRED) of an accepted Unix-socket connection (or a raw fd); no groups. */
+export function peerCredentials(socket: Socket | number): PeerCredentials {
+  const fd = fdOf(socket, 'ERR_PEERCRED');
   try {
     return addon().peerCredentials(fd);
   } catch (err) {
     throw typed(err, 'ERR_PEERCRED');
   }
+}
+
+/** The peer's supplementary groups (SO_PEERGROUPS). Throws a DeviceError when they cannot be read. */
+export function peerGroups(socket: Socket | number): number[] {
+  const fd = fdOf(socket, 'ERR_PEERGROUPS');
+  const raw = addon();
+  if (typeof raw.peerGroups !== 'function') {
+    throw new DeviceError('ERR_NATIVE_UNAVAILABLE', 'the native addon predates SO_PEERGROUPS support (rebuild with "npm run build:native")');
+  }
+  try {
+    return raw.peerGroups(fd);
+  } catch (err) {
+    throw typed(err, 'ERR_PEERGROUPS');
+  }
+}
+
+/**
+ * What the daemon uses per connection: SO_PEERCRED plus SO_PEERGROUPS. Fails closed: without
+ * SO_PEERCRED the answer is undefined (restricted endpoints then deny). Without SO_PEERGROUPS (an
+ * old addon or a kernel before 4.13) group rules match the primary gid only, which can only deny
+ * more, and `onGroupsUnavailable` is called once so the log says why.
+ */
+export function createPeerCredentialReader(
+  onGroupsUnavailable: (reason: string) => void = () => undefined,
+  impl: { peerCredentials(socket: Socket): PeerCredentials; peerGroups(socket: Socket): number[] } = { peerCredentials, peerGroups },
+): (socket: Socket) => PeerCredentials | undefined {
+  let groupsWork = true;
+  return (socket) => {
+    let cred: PeerCredentials;
+    try {
+      cred = impl.peerCredentials(socket);
+    } catch {
+      return undefined;
+    }
+    if (!groupsWork) return cred;
+    try {
+      return { ...cred, groups: impl.peerGroups(socket) };
+    } catch (err) {
+      // EBADF/ENOTCONN concern this connection only; anything else (ENOPROTOOPT, an old addon) is permanent.
+      const errno = (err as { details?: { errno?: number } }).details?.errno;
+      if (errno !== constants.errno.EBADF && errno !== constants.errno.ENOTCONN) {
+        groupsWork = false;
+        onGroupsUnavailable((err as Error).message);
+      }
+      return cred;
+    }
+  };
 }

@@ -1,5 +1,5 @@
 /* systemd notification and Unix-socket peer credentials: two things Node cannot do with core APIs
- * (no AF_UNIX datagrams, no SO_PEERCRED; reference node-daemon.md §2.1, §3).
+ * (no AF_UNIX datagrams, no SO_PEERCRED / SO_PEERGROUPS).
  *
  * Both are short non-blocking syscalls, so they run synchronously on the JS thread: a watchdog ping
  * must come from the main thread anyway, so that a blocked event loop trips the watchdog.
@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -17,6 +18,15 @@
 #include "parts.h"
 
 #define NOTIFY_MAX (64 * 1024)
+
+/* SO_PEERGROUPS: Linux 4.13 (commit 28b5ba2aa0f5), asm-generic/socket.h value. */
+#ifndef SO_PEERGROUPS
+#define SO_PEERGROUPS 59
+#endif
+/* Upper bound on supplementary groups: the kernel's NGROUPS_MAX (include/uapi/linux/limits.h). */
+#define PEER_GROUPS_MAX 65536
+/* First try: enough for almost every process, so the usual case is one syscall. */
+#define PEER_GROUPS_FIRST 64
 
 static void throw_errno(napi_env env, const char *code, const char *what, int err) {
   char msg[256];
@@ -146,10 +156,71 @@ static napi_value peer_credentials(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* peerGroups(fd: number) -> number[]: the supplementary groups of the process that connected, as
+ * they were at connect() time (SO_PEERGROUPS, socket(7)). The kernel answers ERANGE with the size it
+ * needs when the buffer is too small, so the second try fits; the loop is bounded all the same.
+ * ENOPROTOOPT: a kernel older than 4.13. */
+static napi_value peer_groups(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CVM_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd = -1;
+  napi_valuetype t = napi_undefined;
+  if (argc >= 1) napi_typeof(env, argv[0], &t);
+  if (t != napi_number || napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG", "fd must be a number");
+    return NULL;
+  }
+  size_t cap = PEER_GROUPS_FIRST;
+  gid_t *groups = NULL;
+  socklen_t len = 0;
+  for (int attempt = 0; attempt < 4; attempt++) {
+    gid_t *next = realloc(groups, cap * sizeof(gid_t));
+    if (!next) {
+      free(groups);
+      napi_throw_error(env, "ERR_NO_MEMORY", "out of memory");
+      return NULL;
+    }
+    groups = next;
+    len = (socklen_t)(cap * sizeof(gid_t));
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == 0) break;
+    int err = errno;
+    if (err != ERANGE || attempt == 3) {
+      free(groups);
+      throw_errno(env, "ERR_PEERGROUPS", "getsockopt(SO_PEERGROUPS)", err);
+      return NULL;
+    }
+    /* len now holds the size the kernel needs. */
+    size_t need = len / sizeof(gid_t);
+    if (need > PEER_GROUPS_MAX) {
+      free(groups);
+      throw_errno(env, "ERR_PEERGROUPS", "getsockopt(SO_PEERGROUPS): more groups than NGROUPS_MAX", E2BIG);
+      return NULL;
+    }
+    cap = need > cap ? need : cap * 2;
+  }
+  size_t count = len / sizeof(gid_t);
+  napi_value result;
+  if (napi_create_array_with_length(env, count, &result) != napi_ok) {
+    free(groups);
+    return NULL;
+  }
+  for (size_t i = 0; i < count; i++) {
+    napi_value v;
+    if (napi_create_uint32(env, groups[i], &v) != napi_ok || napi_set_element(env, result, (uint32_t)i, v) != napi_ok) {
+      free(groups);
+      return NULL;
+    }
+  }
+  free(groups);
+  return result;
+}
+
 napi_status system_register(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"sdNotify", NULL, sd_notify, NULL, NULL, NULL, napi_enumerable, NULL},
       {"peerCredentials", NULL, peer_credentials, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"peerGroups", NULL, peer_groups, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   return napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

@@ -116,7 +116,28 @@ describe('peerCredentials', () => {
   it('a non-socket or invalid fd is a typed error', async () => {
     const r = await fixture(['badfd', join(repoRoot, 'package.json')]);
     expect(r.file).toMatchObject({ name: 'DeviceError', code: 'ERR_PEERCRED', details: { errno: 88 } }); // ENOTSOCK
+    expect(r.groupsFile).toMatchObject({ name: 'DeviceError', code: 'ERR_PEERGROUPS', details: { errno: 88 } });
     expect(r.negative).toMatchObject({ code: 'ERR_PEERCRED' });
+    expect(r.groupsNegative).toMatchObject({ code: 'ERR_PEERGROUPS' });
     expect(r.raw).toMatchObject({ code: 'ERR_PEERCRED' });
+  });
+});
+
+describe('peerGroups (SO_PEERGROUPS)', () => {
+  it("reports the connecting process's supplementary groups", async () => {
+    const r = await fixture(['peergroups', join(dir, 'groups.sock'), JSON.stringify([2000, 3000, 4000])]);
+    expect([...r.groups].sort()).toEqual([2000, 3000, 4000]);
+    expect(r.creds).toMatchObject({ uid: 1001, gid: 1001 });
+  });
+
+  it('reports no groups for a process that has none', async () => {
+    const r = await fixture(['peergroups', join(dir, 'nogroups.sock'), '[]']);
+    expect(r.groups).toEqual([]);
+  });
+
+  it('reads more groups than its first buffer holds (the ERANGE retry)', async () => {
+    const many = Array.from({ length: 1000 }, (_, i) => 10_000 + i);
+    const r = await fixture(['peergroups', join(dir, 'many.sock'), JSON.stringify(many)]);
+    expect([...r.groups].sort((a: number, b: number) => a - b)).toEqual(many);
   });
 });

@@ -2,7 +2,7 @@
 import { EXIT, parseOptions, type Command } from '../command.js';
 import { Daemon } from '../../daemon/daemon.js';
 import { createLogger } from '../../log.js';
-import { sdNotify, peerCredentials } from '../../native/system.js';
+import { sdNotify, createPeerCredentialReader } from '../../native/system.js';
 import { DEFAULT_CONFIG_PATH } from '../../config/load.js';
 
 export const runCommand: Command = {
@@ -28,13 +28,11 @@ Exit codes: 0 stopped by a signal, 2 invalid configuration, 4 no TEE/GPU interfa
       ...(values.config ? { configPath: values.config } : {}),
       logger,
       notify: (fields) => sdNotify(fields),
-      peerCredentials: (socket) => {
-        try {
-          return peerCredentials(socket);
-        } catch {
-          return undefined; // restricted endpoints then deny (fail closed)
-        }
-      },
+      // Without SO_PEERCRED restricted endpoints deny (fail closed); without SO_PEERGROUPS group rules
+      // match the primary gid only.
+      peerCredentials: createPeerCredentialReader((reason) =>
+        logger.warn({ reason }, 'supplementary groups (SO_PEERGROUPS) unavailable: API group rules match the primary gid only'),
+      ),
     });
     process.on('uncaughtException', (err) => {
       logger.fatal({ err: err.stack ?? err.message }, 'uncaught exception: exiting for systemd to restart');
