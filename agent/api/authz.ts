@@ -24,10 +24,15 @@ export interface Rule {
 export type AuthorizationTable = Partial<Record<Endpoint, Rule>>;
 
 /**
- * Defaults: anyone who can open the socket may read health/status/metrics, ask for evidence, run an
- * attestation and read the token; secrets are released to nobody until allow-listed explicitly.
+ * Defaults, for endpoints the config does not name (a configured rule replaces the default):
+ * - health, status, attest (without a caller nonce), token, metrics: anyone who can open the socket;
+ * - evidence, and attest with a caller nonce: root and the agent's own user only. Evidence bound to a
+ *   nonce the caller chose lets any socket peer relay a controller's challenge and answer it as this
+ *   VM (docs/config.md, "API authorization"), so it is not for every member of the socket group;
+ * - secrets: nobody until allow-listed (not even root).
  */
 export const DEFAULT_TABLE: AuthorizationTable = {
+  evidence: { uids: [], gids: [] },
   secrets: { uids: [], gids: [] },
 };
 
@@ -36,11 +41,20 @@ export interface Decision {
   reason: string;
 }
 
-export function authorize(endpoint: Endpoint, peer: PeerCredentials | undefined, table: AuthorizationTable): Decision {
+const ownUid = (): number => process.getuid?.() ?? -1;
+
+/**
+ * `selfUid` is the agent's own uid: it owns the socket, the state directory and the process, so it
+ * is trusted like root (for everything but secrets, which only an allow-list releases).
+ */
+export function authorize(endpoint: Endpoint, peer: PeerCredentials | undefined, table: AuthorizationTable, selfUid: number = ownUid()): Decision {
   const rule = table[endpoint] ?? DEFAULT_TABLE[endpoint];
   if (!rule) return { allowed: true, reason: 'open to every peer that can connect' };
   if (!peer) return { allowed: false, reason: 'peer credentials unavailable, and this endpoint is restricted' };
-  if (peer.uid === 0 && endpoint !== 'secrets') return { allowed: true, reason: 'root' };
+  if (endpoint !== 'secrets') {
+    if (peer.uid === 0) return { allowed: true, reason: 'root' };
+    if (peer.uid === selfUid) return { allowed: true, reason: "the agent's own user" };
+  }
   if (rule.uids?.includes(peer.uid)) return { allowed: true, reason: `uid ${peer.uid} is allow-listed` };
   if (rule.gids?.includes(peer.gid)) return { allowed: true, reason: `gid ${peer.gid} is allow-listed` };
   const supplementary = peer.groups?.find((g) => rule.gids?.includes(g));

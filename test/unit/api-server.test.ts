@@ -4,8 +4,10 @@ import { createServer as createNetServer, type Server } from 'node:net';
 import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createApiServer, type ApiService } from '../../agent/api/server.js';
+import fc from 'fast-check';
+import { createApiServer, parseTarget, type ApiService } from '../../agent/api/server.js';
 import { listenUnix, takeActivationFds } from '../../agent/api/listen.js';
+import { FC_RUNS } from '../helpers/paths.js';
 import { authorize, parseIdDatabase, resolveTable } from '../../agent/api/authz.js';
 
 function call(socketPath: string, method: string, path: string, body?: string): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
@@ -128,10 +130,66 @@ describe('authorization table', () => {
     expect(authorize('secrets', { pid: 1, uid: 0, gid: 0 }, {}).allowed).toBe(false);
   });
 
+  it('matches gids against the primary gid and every supplementary group, and says which', () => {
+    const table = { status: { gids: [50] } };
+    expect(authorize('status', { pid: 1, uid: 7, gid: 7, groups: [49, 50] }, table, 99)).toEqual({ allowed: true, reason: 'supplementary group 50 is allow-listed' });
+    expect(authorize('status', { pid: 1, uid: 7, gid: 50, groups: [] }, table, 99).reason).toBe('gid 50 is allow-listed');
+    expect(authorize('status', { pid: 1, uid: 7, gid: 7, groups: [49] }, table, 99)).toEqual({ allowed: false, reason: 'uid 7 / gid 7 / groups 49 is not allow-listed for status' });
+    expect(authorize('status', { pid: 1, uid: 7, gid: 7 }, table, 99).reason).toContain('supplementary groups unknown');
+    // A uid rule says nothing about groups.
+    expect(authorize('secrets', { pid: 1, uid: 7, gid: 7, groups: [1234] }, { secrets: { uids: [1234] } }, 99).allowed).toBe(false);
+  });
+
+  it('defaults evidence to root and the agent user; a caller nonce on attest needs the same', async () => {
+    expect(authorize('evidence', { pid: 1, uid: 7, gid: 7, groups: [] }, {}, 99).allowed).toBe(false);
+    expect(authorize('evidence', { pid: 1, uid: 99, gid: 7, groups: [] }, {}, 99).allowed).toBe(true);
+    expect(authorize('attest', { pid: 1, uid: 7, gid: 7, groups: [] }, {}, 99).allowed).toBe(true);
+    const path = await start({ pid: 1, uid: 4321, gid: 51 });
+    expect((await call(path, 'GET', '/v1/evidence?nonce=00112233445566778899')).status).toBe(403);
+    const withNonce = await call(path, 'POST', '/v1/attest', '{"nonce":"0011223344556677"}');
+    expect(withNonce.status).toBe(403);
+    expect(JSON.parse(withNonce.body).detail).toMatch(/^a caller nonce needs the evidence authorization: uid 4321/);
+    expect(JSON.parse((await call(path, 'POST', '/v1/attest', '{}')).body)).toEqual({ nonce: null });
+    const granted = await start({ pid: 1, uid: 4321, gid: 51 }, { evidence: { gids: [51] } });
+    expect((await call(granted, 'GET', '/v1/evidence?nonce=00112233445566778899')).status).toBe(200);
+    expect((await call(granted, 'POST', '/v1/attest', '{"nonce":"0011223344556677"}')).status).toBe(200);
+  });
+
   it('takes socket-activation fds only when LISTEN_PID is ours, and consumes the variables', () => {
     const env: NodeJS.ProcessEnv = { LISTEN_FDS: '1', LISTEN_PID: String(process.pid), LISTEN_FDNAMES: 'api' };
     expect(takeActivationFds(env)).toEqual({ fds: [3], names: ['api'] });
     expect(env.LISTEN_FDS).toBeUndefined();
     expect(takeActivationFds({ LISTEN_FDS: '1', LISTEN_PID: '1' })).toBeUndefined();
+  });
+});
+
+describe('request targets (RFC 9112 origin-form only)', () => {
+  it('accepts paths with an optional query, and splits them without decoding the path', () => {
+    expect(parseTarget('/v1/health')).toMatchObject({ pathname: '/v1/health' });
+    const t = parseTarget('/v1/evidence?nonce=ab&x=%41');
+    expect(t.pathname).toBe('/v1/evidence');
+    expect(t.searchParams.get('nonce')).toBe('ab');
+    expect(t.searchParams.get('x')).toBe('A');
+    expect(parseTarget('/v1/secrets/%2e%2e').pathname).toBe('/v1/secrets/%2e%2e'); // never matches a route
+    expect(parseTarget("/a:b@c!$&'()*+,;=-._~/?/?").pathname).toBe("/a:b@c!$&'()*+,;=-._~/");
+  });
+
+  it.each(['http://[', 'http://a:99999/x', '//[/x', 'http://localhost/v1/health', '*', 'localhost:80', '', 'v1/health', '/v1/health#frag', '/a b', '/%zz', '/%4', '/\\', '/v1?%', '/\u00e9', '/\u0000'])('refuses %j with a 400 problem', (target) => {
+    expect(() => parseTarget(target)).toThrow(expect.objectContaining({ status: 400, slug: 'bad-target' }));
+  });
+
+  it('never throws anything but a 400 for any string, and what it accepts starts with "/"', () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.string(), fc.stringMatching(/^[/?%:@a-z0-9[\]#.]{0,40}$/)), (raw) => {
+        try {
+          const t = parseTarget(raw);
+          expect(t.pathname.startsWith('/')).toBe(true);
+          expect(raw.startsWith(t.pathname)).toBe(true);
+        } catch (err) {
+          expect(err).toMatchObject({ status: 400, slug: 'bad-target' });
+        }
+      }),
+      { numRuns: Math.min(FC_RUNS, 10_000) },
+    );
   });
 });

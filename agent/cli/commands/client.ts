@@ -118,7 +118,8 @@ export const attestCommand: Command = {
   usage: `Usage: cvm-agent attest [--nonce HEX] [--bundle] [--socket PATH]
 
 Asks the running agent for a cycle now. With --nonce (8-64 bytes of hex) the evidence is bound to
-your nonce; without it a running cycle is joined.
+your nonce; without it a running cycle is joined. A --nonce needs the evidence authorization (by
+default root and the agent's own user only: docs/config.md, "API authorization").
 
 Options:
   --nonce HEX    bind the cycle to this nonce
@@ -144,6 +145,8 @@ export const evidenceCommand: Command = {
 
 Prints (or writes to FILE) the evidence bundle: SNP report or Azure HCL report + vTPM quote, every
 GPU's SPDM report and certificate chain, and the agent's public key, all bound to your nonce.
+By default only root and the agent's own user may ask (api.authorization.evidence): evidence for a
+nonce you choose can answer someone else's challenge as this VM (docs/config.md, "API authorization").
 
 ${SOCKET_HELP}
 
