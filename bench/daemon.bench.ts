@@ -8,7 +8,7 @@
  */
 import { spawn } from 'node:child_process';
 import { request, Agent } from 'node:http';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -69,8 +69,10 @@ export default async function (): Promise<BenchRow[]> {
   const dir = mkdtempSync(join(tmpdir(), 'cvm-bench-daemon-'));
   const socket = join(dir, 'api.sock');
   const config = join(dir, 'config.yaml');
-  writeFileSync(config, `tee: simulated\nsimulation: { gpus: 8, dir: ${dir}/sim }\napi: { socket: ${socket} }\nstate: { dir: ${dir}/state }\nschedule: { cron: "* * * * *", jitterSec: 0 }\nlog: { level: warn }\n`);
+  writeFileSync(config, `tee: simulated\nsimulation: { gpus: 8, dir: ${dir}/sim/simulation }\napi: { socket: ${socket} }\nstate: { dir: ${dir}/state }\nschedule: { cron: "* * * * *", jitterSec: 0 }\nlog: { level: warn }\n`);
   // Create the simulated roots once, so start-up timing measures the agent, not RSA key generation.
+  // The demo keeps what a --dir already held (the simulation directory made here), and removes the rest.
+  mkdirSync(join(dir, 'sim', 'simulation'), { recursive: true });
   const [bin0, ...pre0] = cliCommand();
   await new Promise<void>((resolve) => spawn(bin0!, [...pre0, 'demo', '--gpus', '8', '--dir', join(dir, 'sim'), '--json'], { stdio: 'ignore' }).on('exit', () => resolve()));
 

@@ -6,6 +6,8 @@ import { describe, expect, it } from 'vitest';
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { createInterface } from 'node:readline';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { CLI } from '../helpers/daemon-process.js';
 import { repoRoot } from '../helpers/paths.js';
 
@@ -24,6 +26,7 @@ describe('cvm-agent demo', () => {
     expect(Object.keys(r.token.claims.submods)).toEqual(['cpu0', 'gpu0', 'gpu1', 'gpu2']);
     expect(r.secret).toMatchObject({ name: 'model-key', bytes: 32, matches: true });
     expect(stdout).not.toMatch(/"d":/); // no private key material anywhere in the output
+    expect(existsSync(r.dir)).toBe(false); // nor the token and the secret left on disk
   }, 120_000);
 
   it('prints a readable summary, and with --follow keeps both running and serves the fleet page until SIGINT', async () => {
@@ -41,6 +44,8 @@ describe('cvm-agent demo', () => {
       });
     });
     const text = lines.join('\n');
+    const dir = text.match(/simulated TEE in (\S+)\/simulation/)![1]!;
+    expect(existsSync(join(dir, 'model.key'))).toBe(true);
     expect(text).toContain('Attestation result (SIMULATED): AFFIRMING');
     expect(text).toMatch(/Secret "model-key" released .* matches what the controller holds/);
     const agents = (await (await fetch(`${fleet}v1/agents`)).json()) as { agents: { id: string; status: string; connected: boolean }[] };
@@ -50,5 +55,6 @@ describe('cvm-agent demo', () => {
     child.kill('SIGINT');
     const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
     expect(code).toBe(0);
+    expect(existsSync(dir)).toBe(false);
   }, 120_000);
 });
