@@ -23,7 +23,7 @@ export interface Applied {
   seq: number;
   kind: string;
   data: unknown;
-  what: 'stored' | 'duplicate';
+  what: 'stored' | 'duplicate' | 'conflict' | 'out-of-order';
 }
 
 export interface RestartableControllerOptions {
