@@ -288,8 +288,13 @@ export class Controller {
  */
 export function credentialLabel(req: IncomingMessage, hasClientCert: boolean): string {
   const token = bearerToken(req.headers.authorization);
-  if (token !== undefined) return `token:${createHash('sha256').update(tokenDigest(token)).digest('hex').slice(0, 32)}`;
+  if (token !== undefined) return tokenCredentialLabel(token);
   const cert = hasClientCert ? (req.socket as Partial<TLSSocket>).getPeerCertificate?.() : undefined;
   if (cert?.fingerprint256) return `cert:${cert.fingerprint256.replaceAll(':', '').toLowerCase()}`;
   return 'anonymous';
+}
+
+/** A bearer token's label: a hash of its SHA-256 digest (the digest itself is what the config holds). */
+export function tokenCredentialLabel(token: string): string {
+  return `token:${createHash('sha256').update(tokenDigest(token)).digest('hex').slice(0, 32)}`;
 }
