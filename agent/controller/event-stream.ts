@@ -188,6 +188,8 @@ export class EventStream {
       if (h) {
         const c = await this.checkHeld(rec, h);
         if ('wait' in c) break;
+        // Another link of this agent (one being superseded) may have moved on meanwhile: look again.
+        if (registry.get(agentId).lastSeq + 1 !== next) continue;
         this.take(next);
         if ('bad' in c) {
           out.problems.push({ code: 'bad-event-signature', message: `event ${next} rejected: ${c.bad}` });
@@ -208,6 +210,7 @@ export class EventStream {
       if (!d) break;
       const c = await this.checkHeld(rec, d);
       if ('wait' in c) break;
+      if (registry.get(agentId).lastSeq + 1 !== next) continue;
       const to = (d.ev.data as { to: number }).to;
       if ('bad' in c) {
         this.take(d.ev.seq);

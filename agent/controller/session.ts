@@ -80,6 +80,7 @@ export class LinkSession {
   private pausedForBacklog = false;
   private pauseTimer: NodeJS.Timeout | undefined;
   private readPaused = false;
+  private pausedSincePing = false;
 
   constructor(
     private readonly ws: WebSocket,
@@ -106,7 +107,8 @@ export class LinkSession {
     this.timers.push(setInterval(() => {
       // Dead-peer detection: no pong since the last ping -> terminate (node-daemon.md §4). While we
       // are the ones not reading, a pong cannot arrive: not the peer's fault.
-      if (this.readPaused) this.alive = true;
+      if (this.readPaused || this.pausedSincePing) this.alive = true;
+      this.pausedSincePing = false;
       if (!this.alive) {
         deps.log.warn({ agentId: this.agentId, peer }, 'agent missed a heartbeat; terminating the link');
         ws.terminate();
@@ -182,6 +184,7 @@ export class LinkSession {
     if (this.pausedForBacklog || rateWait > 0) {
       if (!this.readPaused) {
         this.readPaused = true;
+        this.pausedSincePing = true;
         this.ws.pause();
       }
       if (rateWait > 0 && !this.pauseTimer) {
