@@ -217,7 +217,9 @@ export class EventStream {
         out.problems.push({ code: 'bad-event-signature', message: `event ${d.ev.seq} rejected: ${c.bad}` });
         continue;
       }
-      // The declaring event itself stays held: it is stored in its own place.
+      // The agent counts the declaration as settled once we ack past its range, and sends the
+      // dropped event again in its own place: do not keep this copy (it would outgrow the window).
+      this.take(d.ev.seq);
       if ('unverifiable' in c) {
         registry.declareGap(agentId, to, 'unverifiable', `declared dropped by event ${d.ev.seq}, whose ${UNVERIFIABLE}`);
       } else {

@@ -152,7 +152,8 @@ export class ControllerLink {
   private cursor = 1;
   /** Flow control (docs/protocol.md "Flow control"): event messages sent and not yet acked. */
   private window = { events: DEFAULT_WINDOW, bytes: DEFAULT_WINDOW_BYTES };
-  private inFlight: Array<{ seq: number; bytes: number }> = [];
+  /** `settles`: the ack that frees it (its seq; for a dropped event sent ahead, the end of its range). */
+  private inFlight: Array<{ settles: number; bytes: number }> = [];
   private inFlightBytes = 0;
   /** `dropped` events already sent ahead of a hole on this connection. */
   private readonly declared = new Set<number>();
@@ -620,11 +621,11 @@ export class ControllerLink {
     });
   }
 
-  /** An ack covers every in-flight event at or below it. */
+  /** An ack frees every in-flight event it covers. */
   private settle(upTo: number): void {
-    if (!this.inFlight.some((f) => f.seq <= upTo)) return;
+    if (!this.inFlight.some((f) => f.settles <= upTo)) return;
     this.inFlight = this.inFlight.filter((f) => {
-      if (f.seq > upTo) return true;
+      if (f.settles > upTo) return true;
       this.inFlightBytes -= f.bytes;
       return false;
     });
@@ -678,7 +679,9 @@ export class ControllerLink {
         return;
       }
       ws.send(text);
-      this.inFlight.push({ seq: e.seq, bytes });
+      // A declaration sent ahead is done once the controller acks past its range (it then drops
+      // its copy and stores the dropped event when it comes again in its own place).
+      this.inFlight.push({ settles: declares ?? e.seq, bytes });
       this.inFlightBytes += bytes;
       this.counters.eventsSent++;
       if (declares !== undefined) {

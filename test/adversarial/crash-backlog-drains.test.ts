@@ -94,4 +94,41 @@ describe('crash: a 10,000-event backlog after a controller outage', () => {
     expect(status.state).toBe('up');
     console.log(`[backlog] ${N} events drained after the outage on one connection (${status.counters.connects - connectsBefore} attempts while it was down), max ${maxInFlight} in flight (window ${status.window.events})`);
   }, 600_000);
+
+  it('drains with holes to declare even through a window of one event (declarations never clog the window)', async () => {
+    const MAX = 20;
+    const tokenFile = join(tmp, 'token-w1');
+    writeFileSync(tokenFile, `${TOKEN}\n`);
+    const rc = await RestartableController.create({ stateDir: join(tmp, 'state-w1'), simDir: sim.dir, limits: { messagesPerSec: 20, burst: 60, window: 1 } });
+    cleanup.push(() => rc.stop());
+    await rc.start();
+    let h!: Harness;
+    h = await makeHarness(rc.wsUrl, {
+      agentId: 'vm-window-1',
+      tokenFile,
+      maxEvents: MAX,
+      handlers: { onChallenge: async (nonce) => ({ bundle: await makeBundle(sim, nonce, h.key.publicJwk), localResult: {} }) },
+    });
+    cleanup.push(() => h.close());
+    h.link.start();
+    await until(() => h.calls.verdicts.length > 0, 30_000, 'the agent key attested');
+    await rc.stop();
+    // The outbox overflows several times while the controller is gone: several holes, each declared.
+    for (let i = 1; i <= 10 * MAX; i++) await h.outbox.append('status', { i });
+    const lastSeq = h.outbox.lastSeq;
+    await rc.start();
+    await until(() => h.outbox.lastAcked === lastSeq, 60_000, () => `drained; ${JSON.stringify(h.link.status())}`);
+    expect(h.link.status().window.events).toBe(1);
+    const view = await rc.getJson<{ lastSeq: number; gapRanges: Array<{ from: number; to: number; reason: string }> }>('/v1/agents/vm-window-1');
+    expect(view.lastSeq).toBe(lastSeq);
+    expect(view.gapRanges.length).toBeGreaterThan(0);
+    expect(view.gapRanges.every((g) => g.reason === 'dropped-by-agent')).toBe(true);
+    expect(view.gapRanges[0]!.from).toBe(1);
+    // Stored and declared together cover every seq exactly once.
+    const stored = new Set(rc.applied.filter((a) => a.what === 'stored').map((a) => a.seq));
+    for (let s = 1; s <= lastSeq; s++) {
+      const declared = view.gapRanges.some((g) => g.from <= s && s <= g.to);
+      expect(stored.has(s) !== declared, `seq ${s}`).toBe(true);
+    }
+  }, 120_000);
 });

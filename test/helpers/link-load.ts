@@ -34,7 +34,7 @@ export interface RestartableControllerOptions {
   /** Fixed port; by default a free one picked once and reused for every start. */
   port?: number;
   /** Per-connection message limits (default: generous ones, so the numbers measure the link itself); 'defaults': the controller's own defaults. */
-  limits?: { messagesPerSec: number; burst: number; maxConnections?: number; eventsPerSec?: number } | 'defaults';
+  limits?: { messagesPerSec: number; burst: number; maxConnections?: number; eventsPerSec?: number; window?: number } | 'defaults';
   challengeIntervalSec?: number;
   logLevel?: 'silent' | 'debug' | 'info' | 'warn';
 }
@@ -58,7 +58,7 @@ export function controllerYaml(o: RestartableControllerOptions & { port: number 
     `    - sha256: ${tokenDigest(TOKEN).toString('hex')}`,
     ...(limits === 'defaults'
       ? []
-      : [`limits: {messagesPerSec: ${limits.messagesPerSec}, burst: ${limits.burst}, maxConnections: ${limits.maxConnections ?? 1000}${limits.eventsPerSec ? `, eventsPerSec: ${limits.eventsPerSec}` : ''}}`]),
+      : [`limits: {messagesPerSec: ${limits.messagesPerSec}, burst: ${limits.burst}, maxConnections: ${limits.maxConnections ?? 1000}${limits.eventsPerSec ? `, eventsPerSec: ${limits.eventsPerSec}` : ''}${limits.window ? `, window: ${limits.window}` : ''}}`]),
     `challengeIntervalSec: ${o.challengeIntervalSec ?? 3600}`,
     `log: {level: ${o.logLevel ?? 'silent'}}`,
     ...(o.simDir ? [`simulation: {trust: true, dir: ${o.simDir}}`, 'releaseSecretsOn: warning'] : []),
