@@ -119,6 +119,7 @@ export class EventStream {
   private async old(rec: AgentRecord, ev: EventMessage, now: Date, out: StreamOutcome): Promise<void> {
     const { registry, agentId } = this.o;
     const what = registry.recordEvent(agentId, { seq: ev.seq, at: ev.at, kind: ev.kind, data: ev.data }, now);
+    this.o.log.debug({ agentId, seq: ev.seq, kind: ev.kind, what }, 'event');
     if (what !== 'conflict') {
       // Ack again: the agent resends what it thinks we may have missed (a lost ack).
       out.ack = true;
