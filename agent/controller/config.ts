@@ -42,6 +42,11 @@ export const controllerSchema = obj({
     messagesPerSec: int(1, 10_000),
     burst: int(1, 100_000),
     maxConnections: int(1, 100_000),
+    eventsPerSec: int(1, 100_000),
+    window: int(1, 65_535),
+    heldBytesPerAgent: int(1024 * 1024, 1024 * 1024 * 1024),
+    heldBytesTotal: int(1024 * 1024, 64 * 1024 * 1024 * 1024),
+    agentsPerCredential: int(1, 1_000_000),
   }),
   log: obj({ level: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const) }),
 });
@@ -81,8 +86,25 @@ export interface ControllerConfig {
   /** Collateral cache for real-hardware evidence (VCEK/VLEK, CRLs, RIMs, OCSP); see docs/collateral.md. */
   collateral?: { dir: string; online: boolean; timeoutMs: number };
   stateDir?: string;
-  limits: { messagesPerSec: number; burst: number; maxConnections: number };
+  limits: ControllerLimits;
   logLevel: string;
+}
+
+export interface ControllerLimits {
+  /** Per-link rate of non-event messages (token bucket); over it the controller stops reading for a while. */
+  messagesPerSec: number;
+  burst: number;
+  maxConnections: number;
+  /** Per-link rate of event messages (bucket depth: `window`); over it the controller stops reading for a while. */
+  eventsPerSec: number;
+  /** Ack window announced in welcome: event messages an agent may have unacknowledged. */
+  window: number;
+  /** Bytes of events held per agent while they wait for their turn or their key (welcome.windowBytes). */
+  heldBytesPerAgent: number;
+  /** Bytes of held events over all links together. */
+  heldBytesTotal: number;
+  /** Distinct agent ids one credential (token, client certificate) may speak for. */
+  agentsPerCredential: number;
 }
 
 export const CONTROLLER_DEFAULTS = {
@@ -91,7 +113,16 @@ export const CONTROLLER_DEFAULTS = {
   tokenTtlSec: 300,
   challengeIntervalSec: 600,
   challengeTtlSec: 60,
-  limits: { messagesPerSec: 20, burst: 60, maxConnections: 1000 },
+  limits: {
+    messagesPerSec: 20,
+    burst: 60,
+    maxConnections: 1000,
+    eventsPerSec: 1000,
+    window: 256,
+    heldBytesPerAgent: 8 * 1024 * 1024,
+    heldBytesTotal: 256 * 1024 * 1024,
+    agentsPerCredential: 1000,
+  },
 } as const;
 
 /** Parse and validate config text; relative paths resolve against `baseDir`. Throws ConfigError listing every problem. */
@@ -151,6 +182,10 @@ function crossChecks(raw: RawControllerConfig, errors: string[]): void {
   if (raw.simulation?.trust && !raw.simulation.dir) errors.push('simulation.dir: required when simulation.trust is true (the directory holding the simulated test roots)');
   if (raw.limits?.burst !== undefined && raw.limits.messagesPerSec !== undefined && raw.limits.burst < raw.limits.messagesPerSec) {
     errors.push('limits.burst: must be at least limits.messagesPerSec');
+  }
+  const perAgent = raw.limits?.heldBytesPerAgent ?? CONTROLLER_DEFAULTS.limits.heldBytesPerAgent;
+  if ((raw.limits?.heldBytesTotal ?? CONTROLLER_DEFAULTS.limits.heldBytesTotal) < perAgent) {
+    errors.push('limits.heldBytesTotal: must be at least limits.heldBytesPerAgent');
   }
 }
 

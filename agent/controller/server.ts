@@ -14,13 +14,15 @@ import type { AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
 import type { Logger } from 'pino';
 import { MAX_MESSAGE_BYTES, PROTOCOL } from '../link/protocol.js';
-import { checkBearer } from './auth.js';
+import { createHash } from 'node:crypto';
+import { bearerToken, checkBearer } from './auth.js';
 import { AgentRegistry } from './registry.js';
 import { LinkSession } from './session.js';
 import { SimulationRoots } from './simulation.js';
 import { CollateralStore } from '../collateral/store.js';
 import { TokenSigner } from './signer.js';
-import { AGENT_ID, type ResolvedController } from './config.js';
+import { AGENT_ID, tokenDigest, type ResolvedController } from './config.js';
+import type { HeldBudget } from './event-stream.js';
 import { CSP, FLEET_CSS, FLEET_HTML, FLEET_JS } from './web/page.js';
 
 export const LINK_PATH = '/v1/link';
@@ -50,6 +52,8 @@ export class Controller {
   private server!: Server;
   private closing = false;
   private readonly upgraded = new Set<Duplex>();
+  /** Bytes of events held by all links together (limits.heldBytesTotal). */
+  readonly heldBudget: HeldBudget;
 
   private constructor(
     private readonly resolved: ResolvedController,
@@ -57,6 +61,7 @@ export class Controller {
     private readonly opts: ControllerOptions,
   ) {
     this.registry = new AgentRegistry(resolved.config.stateDir);
+    this.heldBudget = { used: 0, max: resolved.config.limits.heldBytesTotal };
     this.wss = new WebSocketServer({
       noServer: true,
       maxPayload: MAX_MESSAGE_BYTES,
@@ -169,7 +174,7 @@ export class Controller {
       return this.reject(socket, 503, 'too many agent connections', peer);
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => {
-      const session = new LinkSession(ws, this.sessionDeps(), boundAgentId, peer);
+      const session = new LinkSession(ws, this.sessionDeps(), boundAgentId, peer, credentialLabel(req, hasClientCert));
       this.anonymous.add(session);
       ws.on('close', () => this.anonymous.delete(session));
     });
@@ -201,6 +206,7 @@ export class Controller {
       challengeIntervalSec: cfg.challengeIntervalSec,
       heartbeatSec: this.opts.heartbeatSec ?? 30,
       limits: cfg.limits,
+      heldBudget: this.heldBudget,
       log: this.opts.log,
       now: () => this.now(),
       claim: (agentId: string, session: LinkSession) => {
@@ -266,6 +272,7 @@ export class Controller {
         version: r.version ?? null,
         inventory: r.inventory ?? null,
         gapRanges: r.gaps,
+        alarmList: r.alarms ?? [],
         attestedKeys: r.attestedKeys.map((k) => ({ jkt: k.jkt, at: k.at })),
         lastVerdict: r.lastVerdict ?? null,
         recentEvents: r.recentEvents,
@@ -273,4 +280,21 @@ export class Controller {
     }
     return this.problem(res, 404, 'not found');
   }
+}
+
+/**
+ * A stable, non-secret name for the credential a link authenticated with (limits.agentsPerCredential):
+ * the bearer token by a hash of its digest, else the client certificate by its fingerprint.
+ */
+export function credentialLabel(req: IncomingMessage, hasClientCert: boolean): string {
+  const token = bearerToken(req.headers.authorization);
+  if (token !== undefined) return tokenCredentialLabel(token);
+  const cert = hasClientCert ? (req.socket as Partial<TLSSocket>).getPeerCertificate?.() : undefined;
+  if (cert?.fingerprint256) return `cert:${cert.fingerprint256.replaceAll(':', '').toLowerCase()}`;
+  return 'anonymous';
+}
+
+/** A bearer token's label: a hash of its SHA-256 digest (the digest itself is what the config holds). */
+export function tokenCredentialLabel(token: string): string {
+  return `token:${createHash('sha256').update(tokenDigest(token)).digest('hex').slice(0, 32)}`;
 }

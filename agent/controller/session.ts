@@ -1,8 +1,12 @@
 /**
- * One agent connection on the controller side: hello -> welcome (version negotiation, resumeFrom),
- * challenges (on connect and every challengeIntervalSec), evidence -> appraisal -> verdict (signed
- * EAR + secrets sealed to the verified key), events (signature checked with an ATTESTED key, de-duplicated by
- * seq, acked after they are persisted). Messages are handled one at a time in arrival order.
+ * One agent connection on the controller side: hello -> welcome (version negotiation, resumeFrom,
+ * ack window), challenges (on connect and every challengeIntervalSec), evidence -> appraisal ->
+ * verdict (signed EAR + secrets sealed to the verified key), events (strict seq order, signature
+ * checked with an ATTESTED key, acked after they are persisted: ./event-stream.ts). Messages are
+ * handled one at a time in arrival order.
+ * Backpressure, not refusal: over the message rates, or with too much queued, the session stops
+ * reading the socket for a while (TCP then slows the agent down) instead of closing. Every close
+ * first writes and acks what was stored.
  * Nothing an agent sends can throw out of here: bad input is answered with an error message and,
  * when it breaks the protocol, a close code (agent/link/protocol.ts CLOSE).
  */
@@ -12,14 +16,14 @@ import {
   CLOSE, decodeMessage, describeOffer, encodeMessage, negotiateVersion, SUPPORTED_VERSIONS,
   type ControllerMessage, type EventMessage, type EvidenceMessage, type HelloMessage,
 } from '../link/protocol.js';
-import { checkEventSignature, eventKeyId } from '../link/events.js';
 import { ChallengeBook, type Challenge } from './challenges.js';
 import { TokenBucket } from './rate-limit.js';
+import { EventStream, type HeldBudget, type StreamOutcome } from './event-stream.js';
 import { appraiseEvidence, deviceStatuses, type AppraisalContext } from './appraise.js';
 import { releaseDecision, sealSecrets, secretsFor, type ConfiguredSecret } from './secrets.js';
-import type { AgentRegistry } from './registry.js';
+import { boundedInventory, keyThumbprint, type AgentRegistry } from './registry.js';
 import type { TokenSigner } from './signer.js';
-import { AGENT_ID, type ReleaseRule } from './config.js';
+import { AGENT_ID, type ControllerLimits, type ReleaseRule } from './config.js';
 
 export interface SessionDeps {
   registry: AgentRegistry;
@@ -31,7 +35,9 @@ export interface SessionDeps {
   challengeTtlSec: number;
   challengeIntervalSec: number;
   heartbeatSec: number;
-  limits: { messagesPerSec: number; burst: number };
+  limits: ControllerLimits;
+  /** Bytes of held events over all sessions (limits.heldBytesTotal). */
+  heldBudget: HeldBudget;
   log: Logger;
   now: () => Date;
   /** Called when a hello names an agent that already has a live session (the old one is closed). */
@@ -40,27 +46,41 @@ export interface SessionDeps {
 }
 
 const HANDSHAKE_TIMEOUT_MS = 10_000;
-/** Events held while their signing key is not yet attested (the first verdict usually follows within seconds). */
-const MAX_PENDING_EVENTS = 1024;
 
 /** At most this many queued messages share one state write and ack. */
 const MAX_BATCH = 64;
+/** Stop reading the socket while this much is received and not yet handled (resume at half). */
+const MAX_QUEUED_MESSAGES = 512;
+const MAX_QUEUED_BYTES = 8 * 1024 * 1024;
+/** A close waits this long for the state write and ack of what was stored. */
+const CLOSE_FLUSH_MS = 2000;
 
 export class LinkSession {
   agentId: string | undefined;
   private hello: HelloMessage | undefined;
   private readonly book: ChallengeBook;
   private readonly bucket: TokenBucket;
+  private readonly eventBucket: TokenBucket;
   private queue: Promise<void> = Promise.resolve();
-  /** Messages received and not yet handled (including the one being handled). */
+  /** Messages received and not yet handled (including the one being handled), and their bytes. */
   private backlog = 0;
+  private backlogBytes = 0;
   private unsaved = false;
   private unacked = false;
   private batched = 0;
-  private pending: EventMessage[] = [];
+  private stream: EventStream | undefined;
   private timers: NodeJS.Timeout[] = [];
+  /** No more input is handled (a close is under way). */
+  private closing = false;
+  /** The close frame was sent: nothing more is sent. */
   private closed = false;
   private alive = true;
+  /** Reading is paused: until this time for the rates, and while the queue is too long. */
+  private pausedUntil = 0;
+  private pausedForBacklog = false;
+  private pauseTimer: NodeJS.Timeout | undefined;
+  private readPaused = false;
+  private pausedSincePing = false;
 
   constructor(
     private readonly ws: WebSocket,
@@ -68,9 +88,13 @@ export class LinkSession {
     /** Agent id the bearer token is bound to, if any. */
     private readonly boundAgentId: string | undefined,
     readonly peer: string,
+    /** Label of the credential this link authenticated with (never the secret): ids per credential are bounded. */
+    private readonly credential = 'anonymous',
   ) {
     this.book = new ChallengeBook(deps.challengeTtlSec * 1000);
     this.bucket = new TokenBucket(deps.limits.messagesPerSec, deps.limits.burst, deps.now().getTime());
+    // An agent may send its whole window at once.
+    this.eventBucket = new TokenBucket(deps.limits.eventsPerSec, Math.max(deps.limits.window, 1), deps.now().getTime());
     ws.on('message', (data, isBinary) => this.onRaw(data as Buffer | Buffer[], isBinary));
     ws.on('close', () => this.onClose());
     ws.on('error', (err) => deps.log.warn({ peer, agentId: this.agentId, err: err.message }, 'link socket error'));
@@ -81,7 +105,10 @@ export class LinkSession {
       if (!this.hello) this.close(CLOSE.HANDSHAKE_TIMEOUT, 'no hello within 10 s');
     }, HANDSHAKE_TIMEOUT_MS));
     this.timers.push(setInterval(() => {
-      // Dead-peer detection: no pong since the last ping -> terminate (node-daemon.md §4).
+      // Dead-peer detection: no pong since the last ping -> terminate (node-daemon.md §4). While we
+      // are the ones not reading, a pong cannot arrive: not the peer's fault.
+      if (this.readPaused || this.pausedSincePing) this.alive = true;
+      this.pausedSincePing = false;
       if (!this.alive) {
         deps.log.warn({ agentId: this.agentId, peer }, 'agent missed a heartbeat; terminating the link');
         ws.terminate();
@@ -92,25 +119,46 @@ export class LinkSession {
     }, deps.heartbeatSec * 1000));
   }
 
+  /**
+   * Close the link, after writing and acking what was stored (bounded by CLOSE_FLUSH_MS): otherwise
+   * the agent would resend, after every close, events this controller already has.
+   */
   close(code: number, reason: string): void {
-    if (this.closed) return;
-    this.closed = true;
+    if (this.closing) return;
+    this.closing = true;
     this.clearTimers();
-    try {
-      this.ws.close(code, reason.slice(0, 120));
-    } catch {
-      this.ws.terminate();
-    }
+    this.resumeReading();
+    const finish = () => {
+      if (this.closed) return;
+      this.closed = true;
+      try {
+        this.ws.close(code, reason.slice(0, 120));
+      } catch {
+        this.ws.terminate();
+      }
+    };
+    const guard = setTimeout(finish, CLOSE_FLUSH_MS);
+    this.queue = this.queue
+      .then(() => this.flushEvents(true))
+      .catch((err: unknown) => this.deps.log.warn({ agentId: this.agentId, err: err instanceof Error ? err.message : String(err) }, 'state not written before closing the link (the agent resends)'))
+      .finally(() => {
+        clearTimeout(guard);
+        finish();
+      });
   }
 
   private clearTimers(): void {
     for (const t of this.timers) clearTimeout(t);
     this.timers = [];
+    if (this.pauseTimer) clearTimeout(this.pauseTimer);
+    this.pauseTimer = undefined;
   }
 
   private onClose(): void {
+    this.closing = true;
     this.closed = true;
     this.clearTimers();
+    this.stream?.release();
     if (this.agentId) {
       this.deps.release(this.agentId, this);
       this.deps.log.info({ agentId: this.agentId }, 'agent disconnected');
@@ -128,12 +176,37 @@ export class LinkSession {
     if (closeCode !== undefined) this.close(closeCode, message);
   }
 
-  private onRaw(data: Buffer | Buffer[], isBinary: boolean): void {
-    if (this.closed) return;
-    if (!this.bucket.take(this.deps.now().getTime())) {
-      this.refuse('rate-limited', `more than ${this.deps.limits.messagesPerSec} messages per second (burst ${this.deps.limits.burst})`, CLOSE.POLICY);
+  /** Stop reading the socket (TCP flow control then holds the agent back); see resumeReading. */
+  private updateReading(): void {
+    if (this.closing) return;
+    const now = this.deps.now().getTime();
+    const rateWait = this.pausedUntil - now;
+    if (this.pausedForBacklog || rateWait > 0) {
+      if (!this.readPaused) {
+        this.readPaused = true;
+        this.pausedSincePing = true;
+        this.ws.pause();
+      }
+      if (rateWait > 0 && !this.pauseTimer) {
+        this.pauseTimer = setTimeout(() => {
+          this.pauseTimer = undefined;
+          this.updateReading();
+        }, rateWait);
+      }
       return;
     }
+    this.resumeReading();
+  }
+
+  private resumeReading(): void {
+    if (!this.readPaused) return;
+    this.readPaused = false;
+    this.ws.resume();
+  }
+
+  private onRaw(data: Buffer | Buffer[], isBinary: boolean): void {
+    if (this.closing) return;
+    const size = Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : data.length;
     if (isBinary) {
       this.refuse('bad-message', 'binary frames are not part of the protocol; send JSON text', CLOSE.PROTOCOL_ERROR);
       return;
@@ -148,11 +221,18 @@ export class LinkSession {
       return;
     }
     const msg = decoded.message;
+    // Over the rate: not a refusal, a pause in reading (the message that arrived is still handled).
+    const now = this.deps.now().getTime();
+    const wait = (msg.type === 'event' ? this.eventBucket : this.bucket).pauseAfter(now);
+    if (wait > 0) this.pausedUntil = Math.max(this.pausedUntil, now + wait);
     // One message at a time, in order; a handler failure is logged and closes the link, never the process.
     this.backlog++;
+    this.backlogBytes += size;
+    if (this.backlog > MAX_QUEUED_MESSAGES || this.backlogBytes > MAX_QUEUED_BYTES) this.pausedForBacklog = true;
+    this.updateReading();
     this.queue = this.queue
       .then(async () => {
-        await this.dispatch(msg);
+        await this.dispatch(msg, size);
         await this.flushEvents();
       })
       .catch((err: unknown) => {
@@ -161,6 +241,11 @@ export class LinkSession {
       })
       .finally(() => {
         this.backlog--;
+        this.backlogBytes -= size;
+        if (this.pausedForBacklog && this.backlog <= MAX_QUEUED_MESSAGES / 2 && this.backlogBytes <= MAX_QUEUED_BYTES / 2) {
+          this.pausedForBacklog = false;
+          this.updateReading();
+        }
       });
   }
 
@@ -169,9 +254,9 @@ export class LinkSession {
    * the write waits for the last of them (an event is acked only after it is on disk, so a crash
    * in between just makes the agent resend it).
    */
-  private async flushEvents(): Promise<void> {
+  private async flushEvents(force = false): Promise<void> {
     // Bounded: a continuous stream still gets a write and an ack every MAX_BATCH messages.
-    if (this.agentId === undefined || (this.backlog > 1 && ++this.batched < MAX_BATCH)) return;
+    if (this.agentId === undefined || (!force && this.backlog > 1 && ++this.batched < MAX_BATCH)) return;
     this.batched = 0;
     if (this.unsaved) {
       this.unsaved = false;
@@ -183,27 +268,34 @@ export class LinkSession {
     }
   }
 
+  /** Apply what the event stream did: mark the write and the ack, report problems, close if asked. */
+  private applyOutcome(out: StreamOutcome): void {
+    if (out.changed) this.unsaved = true;
+    if (out.ack) this.unacked = true;
+    for (const p of out.problems) this.refuse(p.code, p.message);
+    if (out.close) this.refuse(out.close.code === CLOSE.TRY_AGAIN_LATER ? 'busy' : 'window-exceeded', out.close.reason, out.close.code);
+  }
+
   /** Resolves once the message being handled (if any) is done: its state persisted, its ack sent. */
   drained(): Promise<void> {
     return this.queue.then(() => undefined, () => undefined);
   }
 
-  private async dispatch(msg: HelloMessage | EvidenceMessage | EventMessage | { type: 'error'; code: string; message: string; challengeId?: string }): Promise<void> {
-    if (this.closed) return;
+  private async dispatch(msg: HelloMessage | EvidenceMessage | EventMessage | { type: 'error'; code: string; message: string; challengeId?: string }, size: number): Promise<void> {
+    if (this.closing) return;
     const now = this.deps.now();
     if (msg.type === 'hello') return this.onHello(msg, now);
     if (!this.hello || !this.agentId) return this.refuse('hello-required', `"${msg.type}" before hello`, CLOSE.PROTOCOL_ERROR);
     this.deps.registry.touch(this.agentId, now);
     if (msg.type === 'evidence') return this.onEvidence(msg, now);
     if (msg.type === 'event') {
-      this.pending.push(msg);
-      if (this.pending.length > MAX_PENDING_EVENTS) this.pending.shift(); // not acked: the agent resends it after a reconnect
-      return this.drainEvents(now);
+      if (this.stream) this.applyOutcome(await this.stream.receive(msg, size, now));
+      return;
     }
     this.deps.log.warn({ agentId: this.agentId, code: msg.code, challengeId: msg.challengeId }, `agent error: ${msg.message}`);
   }
 
-  private onHello(msg: HelloMessage, now: Date): void {
+  private async onHello(msg: HelloMessage, now: Date): Promise<void> {
     if (this.hello) return this.refuse('unexpected-hello', 'hello was already received on this connection', CLOSE.PROTOCOL_ERROR);
     if (!AGENT_ID.test(msg.agentId)) return this.refuse('bad-agent-id', 'agentId must be 1..128 of letters, digits, ".", "_", ":", "@", "-" (and not "." or "..")', CLOSE.PROTOCOL_ERROR);
     if (this.boundAgentId !== undefined && msg.agentId !== this.boundAgentId) {
@@ -213,15 +305,38 @@ export class LinkSession {
     if (version === undefined) {
       return this.refuse('version-mismatch', `no common protocol version: agent offers ${describeOffer(msg.protocol)}, controller speaks ${describeOffer(SUPPORTED_VERSIONS)}`, CLOSE.VERSION_MISMATCH);
     }
+    const limits = this.deps.limits;
+    const sessionKid = await keyThumbprint(msg.teePubKey);
+    if (this.closing) return;
+    if (!this.deps.registry.admit(this.credential, msg.agentId, limits.agentsPerCredential)) {
+      return this.refuse('too-many-agents', `this credential already speaks for ${limits.agentsPerCredential} agent ids (limits.agentsPerCredential); "${msg.agentId}" is refused`, CLOSE.FORBIDDEN);
+    }
+    this.stream = new EventStream({
+      agentId: msg.agentId,
+      sessionKid,
+      registry: this.deps.registry,
+      maxHeld: limits.window,
+      maxHeldBytes: limits.heldBytesPerAgent,
+      budget: this.deps.heldBudget,
+      log: this.deps.log,
+    });
     this.hello = msg;
     this.agentId = msg.agentId;
     this.deps.claim(msg.agentId, this);
     const rec = this.deps.registry.get(msg.agentId);
     rec.version = msg.version;
-    rec.inventory = msg.inventory;
+    rec.inventory = boundedInventory(msg.inventory);
     this.deps.registry.touch(msg.agentId, now);
     this.deps.log.info({ agentId: msg.agentId, version: msg.version, protocol: version, peer: this.peer, resumeFrom: msg.resumeFrom, lastSeq: rec.lastSeq }, 'agent connected');
-    this.send({ type: 'welcome', protocol: version, heartbeatSec: this.deps.heartbeatSec, attestIntervalSec: this.deps.challengeIntervalSec, resumeFrom: rec.lastSeq + 1 });
+    this.send({
+      type: 'welcome',
+      protocol: version,
+      heartbeatSec: this.deps.heartbeatSec,
+      attestIntervalSec: this.deps.challengeIntervalSec,
+      resumeFrom: rec.lastSeq + 1,
+      window: limits.window,
+      windowBytes: limits.heldBytesPerAgent,
+    });
     this.challenge(now);
     this.timers.push(setInterval(() => this.challenge(this.deps.now()), this.deps.challengeIntervalSec * 1000));
   }
@@ -254,7 +369,10 @@ export class LinkSession {
       ...(appraisal.verifiedKey ? { confirmationKey: appraisal.verifiedKey } : {}),
     });
     const rec = registry.get(agentId);
-    if (appraisal.verifiedKey) await registry.rememberKey(agentId, appraisal.verifiedKey, now);
+    if (appraisal.verifiedKey) {
+      await registry.rememberKey(agentId, appraisal.verifiedKey, now);
+      if (this.stream) this.stream.keyAttestedHere = true;
+    }
     rec.lastVerdict = {
       challengeId: msg.challengeId,
       at: now.toISOString(),
@@ -279,40 +397,8 @@ export class LinkSession {
     await this.drainEvents(now);
   }
 
-  /**
-   * Handle held events in seq order. An event whose signing key (JWS kid) is not an attested key of
-   * this agent waits (and so does everything after it, to keep seq order) until a verdict attests it.
-   */
+  /** After a verdict: held events may now verify (their key was attested) or be declared unverifiable. */
   private async drainEvents(now: Date): Promise<void> {
-    const agentId = this.agentId!;
-    const registry = this.deps.registry;
-    let stored = false;
-    let acked = false;
-    while (this.pending.length > 0) {
-      const ev = this.pending[0]!;
-      const keys = registry.get(agentId).attestedKeys;
-      const kid = eventKeyId(ev);
-      const key = kid === undefined ? undefined : keys.find((k) => k.jkt === kid);
-      if (!key) {
-        if (kid === undefined) {
-          this.pending.shift();
-          this.refuse('bad-event-signature', `event ${ev.seq}: the signature has no readable kid`);
-          continue;
-        }
-        break; // key not attested (yet)
-      }
-      this.pending.shift();
-      const check = await checkEventSignature(ev, key.jwk);
-      if (!check.ok) {
-        this.refuse('bad-event-signature', `event ${ev.seq} rejected: ${check.reason}`);
-        continue;
-      }
-      const what = registry.recordEvent(agentId, { seq: ev.seq, at: ev.at, kind: ev.kind, data: ev.data }, now);
-      if (what === 'stored') stored = true;
-      acked = true;
-      this.deps.log.debug({ agentId, seq: ev.seq, kind: ev.kind, what }, 'event');
-    }
-    if (stored) this.unsaved = true;
-    if (acked) this.unacked = true;
+    if (this.stream) this.applyOutcome(await this.stream.drain(now));
   }
 }

@@ -18,8 +18,8 @@ import type { AgentKey } from './agent-key.js';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js';
 import type { Outbox } from './outbox.js';
 import {
-  CLOSE, MAX_MESSAGE_BYTES, PROTOCOL, SUPPORTED_VERSIONS, decodeMessage, encodeMessage,
-  type AgentMessage, type ChallengeMessage, type ControllerMessage, type VerdictMessage, type WelcomeMessage,
+  CLOSE, DEFAULT_WINDOW, DEFAULT_WINDOW_BYTES, MAX_MESSAGE_BYTES, PROTOCOL, SUPPORTED_VERSIONS, decodeMessage, encodeMessage,
+  type AgentMessage, type EventMessage, type ChallengeMessage, type ControllerMessage, type VerdictMessage, type WelcomeMessage,
 } from './protocol.js';
 import { storeSecrets, type SecretStore } from './secrets.js';
 
@@ -40,6 +40,9 @@ export interface LinkStatus {
   /** Next event seq to send on this connection. */
   sendCursor: number;
   lastAckedSeq: number;
+  /** Event messages sent on this connection and not yet acknowledged, and the window that bounds them. */
+  inFlight: number;
+  window: { events: number; bytes: number };
   bufferedAmount: number;
   counters: { connects: number; disconnects: number; malformed: number; unknown: number; eventsSent: number; challenges: number };
 }
@@ -145,8 +148,18 @@ export class ControllerLink {
   private reconnectAt: number | undefined;
   private connectedSince: number | undefined;
   private welcome: WelcomeMessage | undefined;
+  /** Every seq below it was sent (or declared gone) on this connection; acks are clamped below it. */
   private cursor = 1;
-  private lastSent = 0;
+  /** Flow control (docs/protocol.md "Flow control"): event messages sent and not yet acked. */
+  private window = { events: DEFAULT_WINDOW, bytes: DEFAULT_WINDOW_BYTES };
+  /** `settles`: the ack that frees it (its seq; for a dropped event sent ahead, the end of its range). */
+  private inFlight: Array<{ settles: number; bytes: number }> = [];
+  private inFlightBytes = 0;
+  /** `dropped` events already sent ahead of a hole on this connection. */
+  private readonly declared = new Set<number>();
+  /** A `dropped` event for acked seqs the controller lost is being appended: send nothing meanwhile. */
+  private declaring = false;
+  private holeWarned = false;
   private connTimers = new Set<NodeJS.Timeout>();
   private reconnectTimer: NodeJS.Timeout | undefined;
   private lastPong = 0;
@@ -188,6 +201,8 @@ export class ControllerLink {
       attempt: this.attempt,
       sendCursor: this.cursor,
       lastAckedSeq: this.o.outbox.lastAcked,
+      inFlight: this.inFlight.length,
+      window: { ...this.window },
       bufferedAmount: this.ws?.bufferedAmount ?? 0,
       counters: { ...this.counters },
     };
@@ -463,8 +478,10 @@ export class ControllerLink {
         return void this.onVerdict(ws, m);
       case 'ack': {
         // Never more than we sent on this link: a controller cannot make us forget unsent events.
-        const upTo = Math.min(m.seq, this.lastSent);
+        const upTo = Math.min(m.seq, this.cursor - 1);
+        this.settle(upTo);
         void this.o.outbox.ack(upTo).catch((err: Error) => this.o.log.error({ err: err.message }, 'outbox ack failed'));
+        this.schedulePump();
         return;
       }
       case 'error':
@@ -508,8 +525,12 @@ export class ControllerLink {
       }
     }
     this.cursor = from;
-    this.lastSent = from - 1;
-    this.o.log.info({ protocol: w.protocol, heartbeatSec: w.heartbeatSec, resumeFrom: from }, 'controller link up');
+    this.window = { events: w.window ?? DEFAULT_WINDOW, bytes: w.windowBytes ?? DEFAULT_WINDOW_BYTES };
+    this.inFlight = [];
+    this.inFlightBytes = 0;
+    this.declared.clear();
+    this.holeWarned = false;
+    this.o.log.info({ protocol: w.protocol, heartbeatSec: w.heartbeatSec, resumeFrom: from, window: this.window }, 'controller link up');
     try {
       this.o.handlers.onWelcome?.(w);
     } catch (err) {
@@ -600,13 +621,54 @@ export class ControllerLink {
     });
   }
 
-  /** Send outbox events from the cursor while the socket drains; poll when over the watermark. */
+  /** An ack frees every in-flight event it covers. */
+  private settle(upTo: number): void {
+    if (!this.inFlight.some((f) => f.settles <= upTo)) return;
+    this.inFlight = this.inFlight.filter((f) => {
+      if (f.settles > upTo) return true;
+      this.inFlightBytes -= f.bytes;
+      return false;
+    });
+  }
+
+  /**
+   * Send outbox events from the cursor, in seq order, while the window has room and the socket
+   * drains (poll when over the watermark); more is sent as acks arrive. A hole below the next held
+   * event (events dropped by the bound, or acked earlier and lost by the controller) is declared
+   * first: the controller accepts only the seq after its last one (docs/protocol.md "Gaps").
+   */
   private pump(): void {
     const ws = this.ws;
     if (!ws || this.state !== 'up' || ws.readyState !== WebSocket.OPEN || this.closingReason) return;
+    const box = this.o.outbox;
     for (;;) {
-      const e = this.o.outbox.next(this.cursor);
-      if (!e) return;
+      if (this.declaring) return;
+      const next = box.next(this.cursor);
+      if (!next) return;
+      let e: EventMessage = next;
+      let declares: number | undefined;
+      if (next.seq > this.cursor) {
+        const d = box.declarationFor(this.cursor);
+        if (d) {
+          const to = (d.data as { to: number }).to;
+          if (this.declared.has(d.seq)) {
+            this.cursor = to + 1;
+            continue;
+          }
+          e = d;
+          declares = to;
+        } else if (this.cursor <= box.lastAcked) {
+          this.declareAcked(this.cursor, Math.min(box.lastAcked, next.seq - 1));
+          return;
+        } else if (!this.holeWarned) {
+          // Not expected (every drop is declared); the controller holds what follows until it is.
+          this.holeWarned = true;
+          this.o.log.warn({ from: this.cursor, to: next.seq - 1 }, 'controller link: events missing from the outbox without a dropped event');
+        }
+      }
+      const text = JSON.stringify(e);
+      const bytes = Buffer.byteLength(text);
+      if (this.inFlight.length >= this.window.events || (this.inFlight.length > 0 && this.inFlightBytes + bytes > this.window.bytes)) return;
       if (ws.bufferedAmount > this.o.highWatermarkBytes) {
         if (!this.drainPoll) {
           this.drainPoll = this.connTimer(() => {
@@ -616,11 +678,40 @@ export class ControllerLink {
         }
         return;
       }
-      ws.send(JSON.stringify(e));
-      this.cursor = e.seq + 1;
-      this.lastSent = e.seq;
+      ws.send(text);
+      // A declaration sent ahead is done once the controller acks past its range (it then drops
+      // its copy and stores the dropped event when it comes again in its own place).
+      this.inFlight.push({ settles: declares ?? e.seq, bytes });
+      this.inFlightBytes += bytes;
       this.counters.eventsSent++;
+      if (declares !== undefined) {
+        // The dropped event itself is sent again in its own place (the controller stores it there).
+        this.declared.add(e.seq);
+        this.cursor = declares + 1;
+      } else this.cursor = e.seq + 1;
     }
+  }
+
+  /**
+   * The controller wants seqs this agent already had acknowledged and no longer holds (its state was
+   * reset or restored from a backup): say so with a signed `dropped` event, sent ahead like any drop.
+   */
+  private declareAcked(from: number, to: number): void {
+    this.declaring = true;
+    this.o.log.warn({ from, to }, 'controller link: the controller no longer has events it acknowledged; declaring them with a signed dropped event');
+    this.o.outbox
+      .append('dropped', { from, to, count: to - from + 1, reason: 'acknowledged earlier; no longer held by the agent' })
+      .then(
+        () => {
+          this.declaring = false;
+          this.schedulePump();
+        },
+        (err: Error) => {
+          // Retried at the next append, ack or reconnect (not in a loop against a failing disk).
+          this.declaring = false;
+          this.o.log.error({ err: err.message }, 'controller link: could not append the dropped event');
+        },
+      );
   }
   private drainPoll: NodeJS.Timeout | undefined;
 }

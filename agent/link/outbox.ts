@@ -160,6 +160,22 @@ export class Outbox {
     return this.live[this.indexOf(seq)]?.event;
   }
 
+  /**
+   * The live `dropped` event that declares `seq` gone (data.from <= seq <= data.to, written after
+   * it), reaching furthest; the link sends it before the events above a hole so the controller,
+   * which accepts only the next seq, can move past the hole (docs/protocol.md "Gaps").
+   */
+  declarationFor(seq: number): EventMessage | undefined {
+    let best: EventMessage | undefined;
+    for (const { event } of this.live) {
+      if (event.kind !== 'dropped' || event.seq <= seq) continue;
+      const { from, to } = event.data as { from?: unknown; to?: unknown };
+      if (!Number.isSafeInteger(from) || !Number.isSafeInteger(to) || (from as number) > seq || (to as number) < seq || (to as number) >= event.seq) continue;
+      if (!best || (to as number) > ((best.data as { to: number }).to)) best = event;
+    }
+    return best;
+  }
+
   async close(): Promise<void> {
     await this.enqueue(async () => {
       this.closed = true;

@@ -29,9 +29,18 @@ export const CLOSE = {
   VERSION_MISMATCH: 4001,
   /** The peer did not complete hello/welcome in time. */
   HANDSHAKE_TIMEOUT: 4002,
+  /** The controller is overloaded (IANA WebSocket close code 1013, Try Again Later); reconnect with backoff. */
+  TRY_AGAIN_LATER: 1013,
   /** The agent is not allowed (unknown id, revoked). */
   FORBIDDEN: 4003,
 } as const;
+
+/**
+ * Event window an agent applies when `welcome` announces none (a controller from before flow
+ * control): a controller that enforces a burst limit of 60 messages never sees more than this.
+ */
+export const DEFAULT_WINDOW = 32;
+export const DEFAULT_WINDOW_BYTES = 16 * 1024 * 1024;
 
 export type EventKind = (typeof EVENT_KINDS)[number];
 export { EVENT_KINDS };
@@ -86,6 +95,10 @@ export interface WelcomeMessage {
   attestIntervalSec?: number;
   /** The first event seq the controller wants; the agent resends from max(this, its oldest held). */
   resumeFrom?: number;
+  /** Flow control: at most this many event messages unacknowledged on the connection. */
+  window?: number;
+  /** Flow control: at most this many bytes of unacknowledged event messages (one event always fits). */
+  windowBytes?: number;
 }
 export interface ChallengeMessage {
   type: 'challenge';

@@ -131,7 +131,7 @@ export const AGENT_SCHEMAS = {
       seq,
       at: dateTime,
       kind: { enum: EVENT_KINDS },
-      data: freeObject('kind-specific; for "dropped": {from, to, count}'),
+      data: freeObject('kind-specific; for "dropped": {from, to, count, reason?}'),
       sig: compactJws(16 * 1024 + 2 * 1024 * 1024),
     },
     ['seq', 'at', 'kind', 'data', 'sig'],
@@ -143,12 +143,14 @@ export const AGENT_SCHEMAS = {
 export const CONTROLLER_SCHEMAS = {
   welcome: message(
     'welcome',
-    'Answer to hello: the chosen protocol version, the heartbeat, the attestation interval, and optionally the first event seq the controller wants (resend from there).',
+    'Answer to hello: the chosen protocol version, the heartbeat, the attestation interval, optionally the first event seq the controller wants (resend from there), and the event window (flow control).',
     {
       protocol: protocolVersion,
       heartbeatSec: { type: 'integer', minimum: 1, maximum: 3600 },
       attestIntervalSec: { type: 'integer', minimum: 1, maximum: 7 * 86400 },
       resumeFrom: seq,
+      window: { type: 'integer', minimum: 1, maximum: 65535, description: 'flow control: at most this many event messages unacknowledged on the connection' },
+      windowBytes: { type: 'integer', minimum: 1024 * 1024, maximum: 1024 * 1024 * 1024, description: 'flow control: at most this many bytes of unacknowledged event messages (one event is always allowed)' },
     },
     ['protocol', 'heartbeatSec'],
   ),

@@ -23,7 +23,7 @@ export interface Applied {
   seq: number;
   kind: string;
   data: unknown;
-  what: 'stored' | 'duplicate';
+  what: 'stored' | 'duplicate' | 'conflict' | 'out-of-order';
 }
 
 export interface RestartableControllerOptions {
@@ -33,8 +33,8 @@ export interface RestartableControllerOptions {
   simDir?: string;
   /** Fixed port; by default a free one picked once and reused for every start. */
   port?: number;
-  /** Per-connection message limits; the defaults (20/s, burst 60) would close a link that streams events. */
-  limits?: { messagesPerSec: number; burst: number; maxConnections?: number };
+  /** Per-connection message limits (default: generous ones, so the numbers measure the link itself); 'defaults': the controller's own defaults. */
+  limits?: { messagesPerSec: number; burst: number; maxConnections?: number; eventsPerSec?: number; window?: number } | 'defaults';
   challengeIntervalSec?: number;
   logLevel?: 'silent' | 'debug' | 'info' | 'warn';
 }
@@ -49,14 +49,16 @@ export async function freePort(): Promise<number> {
 }
 
 export function controllerYaml(o: RestartableControllerOptions & { port: number }): string {
-  const limits = o.limits ?? { messagesPerSec: 10_000, burst: 100_000 };
+  const limits = o.limits ?? { messagesPerSec: 10_000, burst: 100_000, eventsPerSec: 100_000 };
   return [
     `listen: {host: 127.0.0.1, port: ${o.port}}`,
     ...(o.stateDir ? [`stateDir: ${o.stateDir}`] : []),
     'agents:',
     '  tokens:',
     `    - sha256: ${tokenDigest(TOKEN).toString('hex')}`,
-    `limits: {messagesPerSec: ${limits.messagesPerSec}, burst: ${limits.burst}, maxConnections: ${limits.maxConnections ?? 1000}}`,
+    ...(limits === 'defaults'
+      ? []
+      : [`limits: {messagesPerSec: ${limits.messagesPerSec}, burst: ${limits.burst}, maxConnections: ${limits.maxConnections ?? 1000}${limits.eventsPerSec ? `, eventsPerSec: ${limits.eventsPerSec}` : ''}${limits.window ? `, window: ${limits.window}` : ''}}`]),
     `challengeIntervalSec: ${o.challengeIntervalSec ?? 3600}`,
     `log: {level: ${o.logLevel ?? 'silent'}}`,
     ...(o.simDir ? [`simulation: {trust: true, dir: ${o.simDir}}`, 'releaseSecretsOn: warning'] : []),
