@@ -18,6 +18,9 @@
  *   FAKE_NVML_CC_<i>=on|off          per-GPU CC mode (default: FAKE_NVML_CC): a GPU with CC off has
  *                                    no protected memory and refuses attestation reports
  *                                    (NOT_SUPPORTED)
+ *   FAKE_NVML_OVERRIDES=file         KEY=VALUE lines that override these variables, re-read at every
+ *                                    lookup, so a test can change the "hardware" of a running
+ *                                    process (turn CC off on a GPU, make a GPU vanish, fix it again)
  *   FAKE_NVML_GATE_FILE=file         nvmlInit_v2 blocks until this file exists (a driver that is
  *                                    still loading; start-up tests)
  *   FAKE_NVML_FAIL=fn[@i]:code,...   make fn (optionally only for GPU i) return code
@@ -59,8 +62,35 @@ static int init_count;
 static unsigned int ready_state;
 static int ready_loaded;
 
+/* Lookups through FAKE_NVML_OVERRIDES first. Returned strings live in a per-thread ring of buffers
+ * (NVML calls run on several libuv threads at once); a few lookups per expression are safe. */
+static const char *fake_getenv(const char *name) {
+  static __thread char ring[8][512];
+  static __thread unsigned int next;
+  const char *path = getenv("FAKE_NVML_OVERRIDES");
+  if (path != NULL && path[0] != '\0') {
+    FILE *f = fopen(path, "r");
+    if (f != NULL) {
+      char line[640];
+      size_t n = strlen(name);
+      const char *found = NULL;
+      char *buf = ring[next++ % 8];
+      while (fgets(line, sizeof line, f) != NULL) {
+        if (strncmp(line, name, n) == 0 && line[n] == '=') {
+          snprintf(buf, sizeof ring[0], "%s", line + n + 1);
+          buf[strcspn(buf, "\r\n")] = '\0';
+          found = buf;
+        }
+      }
+      fclose(f);
+      if (found != NULL) return found;
+    }
+  }
+  return getenv(name);
+}
+
 static const char *env_or(const char *name, const char *fallback) {
-  const char *v = getenv(name);
+  const char *v = fake_getenv(name);
   return (v != NULL && v[0] != '\0') ? v : fallback;
 }
 
@@ -73,7 +103,7 @@ static unsigned int gpu_count(void) {
 
 /* FAKE_NVML_DELAY_FN="fnA,fnB" limits the delay to those functions (default: every call). */
 static int delay_applies(const char *fn) {
-  const char *only = getenv("FAKE_NVML_DELAY_FN");
+  const char *only = fake_getenv("FAKE_NVML_DELAY_FN");
   if (only == NULL || only[0] == '\0') return 1;
   size_t n = strlen(fn);
   for (const char *p = strstr(only, fn); p != NULL; p = strstr(p + 1, fn)) {
@@ -93,7 +123,7 @@ static void maybe_delay(const char *fn) {
 
 /* FAKE_NVML_FAIL="fnA:3,fnB@1:999": returns the injected code for fn (and GPU index, -1 = system call). */
 static nvmlReturn_t injected(const char *fn, int index) {
-  const char *spec = getenv("FAKE_NVML_FAIL");
+  const char *spec = fake_getenv("FAKE_NVML_FAIL");
   if (spec == NULL) return OK;
   size_t fn_len = strlen(fn);
   const char *p = spec;
@@ -175,10 +205,10 @@ __attribute__((unused)) static char *read_file(const char *path, size_t *size) {
 __attribute__((unused)) static const char *per_gpu_path(const char *base, int index) {
   char name[64];
   snprintf(name, sizeof name, "FAKE_NVML_%s_%d", base, index);
-  const char *v = getenv(name);
+  const char *v = fake_getenv(name);
   if (v != NULL && v[0] != '\0') return v;
   snprintf(name, sizeof name, "FAKE_NVML_%s", base);
-  v = getenv(name);
+  v = fake_getenv(name);
   return (v != NULL && v[0] != '\0') ? v : NULL;
 }
 
@@ -221,7 +251,7 @@ __attribute__((unused)) static void append_line(const char *path, const char *li
 /* ---------------- initialisation and errors ---------------- */
 
 static void wait_for_gate(void) {
-  const char *gate = getenv("FAKE_NVML_GATE_FILE");
+  const char *gate = fake_getenv("FAKE_NVML_GATE_FILE");
   if (gate == NULL || gate[0] == '\0') return;
   for (;;) {
     FILE *f = fopen(gate, "r");
@@ -402,7 +432,7 @@ static unsigned int cc_on(void) { return strcmp(env_or("FAKE_NVML_CC", "on"), "o
 static unsigned int gpu_cc_on(int index) {
   char name[64];
   snprintf(name, sizeof name, "FAKE_NVML_CC_%d", index);
-  const char *v = getenv(name);
+  const char *v = fake_getenv(name);
   if (v == NULL || v[0] == '\0') return cc_on();
   return strcmp(v, "on") == 0;
 }
@@ -411,7 +441,7 @@ static unsigned int ppcie(void) { return strtoul(env_or("FAKE_NVML_MULTIGPU", "0
 static unsigned int gpu_attestable(int index) {
   char name[64];
   snprintf(name, sizeof name, "FAKE_NVML_CC_%d", index);
-  const char *v = getenv(name);
+  const char *v = fake_getenv(name);
   if (v != NULL && v[0] != '\0') return strcmp(v, "on") == 0;
   return cc_on() || ppcie();
 }
@@ -425,7 +455,7 @@ static unsigned int all_cc_on(void) {
 /* The ready state: in FAKE_NVML_STATE_FILE when set (shared by every process, like the driver's),
  * else in this process. Callers hold mu. */
 static unsigned int load_ready(void) {
-  const char *path = getenv("FAKE_NVML_STATE_FILE");
+  const char *path = fake_getenv("FAKE_NVML_STATE_FILE");
   if (path == NULL || path[0] == '\0') return ready_state;
   FILE *f = fopen(path, "r");
   if (f == NULL) return (unsigned int)strtol(env_or("FAKE_NVML_READY", "0"), NULL, 10) ? 1 : 0;
@@ -435,7 +465,7 @@ static unsigned int load_ready(void) {
 }
 static int store_ready(unsigned int value) {
   ready_state = value;
-  const char *path = getenv("FAKE_NVML_STATE_FILE");
+  const char *path = fake_getenv("FAKE_NVML_STATE_FILE");
   if (path == NULL || path[0] == '\0') return 0;
   char tmp[4096];
   snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
@@ -505,7 +535,7 @@ EXPORT nvmlReturn_t nvmlSystemSetConfComputeGpusReadyState(unsigned int acceptin
   int stored = store_ready(accepting);
   pthread_mutex_unlock(&mu);
   if (stored != 0) return UNKNOWN;
-  const char *log = getenv("FAKE_NVML_READY_LOG");
+  const char *log = fake_getenv("FAKE_NVML_READY_LOG");
   if (log != NULL && log[0] != '\0') append_line(log, accepting ? "1\n" : "0\n");
   return OK;
 }
@@ -522,7 +552,7 @@ EXPORT nvmlReturn_t nvmlDeviceGetConfComputeGpuAttestationReport(nvmlDevice_t de
   ENTER_DEVICE("nvmlDeviceGetConfComputeGpuAttestationReport", device);
   if (report == NULL) return INVALID_ARGUMENT;
   if (!gpu_attestable(idx_)) return NOT_SUPPORTED;
-  const char *log = getenv("FAKE_NVML_NONCE_LOG");
+  const char *log = fake_getenv("FAKE_NVML_NONCE_LOG");
   if (log != NULL && log[0] != '\0') {
     char line[96];
     int n = snprintf(line, sizeof line, "%d ", idx_);
