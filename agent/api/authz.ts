@@ -3,8 +3,8 @@
  * cvm-agent group; the table narrows it per endpoint by the peer's SO_PEERCRED uid/gid. Pure: the
  * table and the credentials in, a decision out. Names are resolved to ids once, at config load.
  */
-export type Endpoint = 'health' | 'status' | 'attest' | 'evidence' | 'token' | 'secrets' | 'metrics';
-export const ENDPOINTS: readonly Endpoint[] = ['health', 'status', 'attest', 'evidence', 'token', 'secrets', 'metrics'];
+export type Endpoint = 'health' | 'status' | 'attest' | 'evidence' | 'token' | 'secrets' | 'metrics' | 'events';
+export const ENDPOINTS: readonly Endpoint[] = ['health', 'status', 'attest', 'evidence', 'token', 'secrets', 'metrics', 'events'];
 
 export interface PeerCredentials {
   pid: number;
