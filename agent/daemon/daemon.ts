@@ -338,9 +338,10 @@ export class Daemon {
     if (passing(v.status)) void this.consequences.clear('controllerContraindicated', `controller verdict ${v.status.toUpperCase()} for challenge ${v.challengeId}`);
     else void this.consequences.activate('controllerContraindicated', `controller verdict ${v.status.toUpperCase()} for challenge ${v.challengeId}; the controller withholds secrets`);
     void this.consequences.clear('tokenExpired', `a new controller token arrived (valid until ${this.verdict.expiresAt})`);
-    // Secrets released while trust is lost (another trigger still holds) are dropped at once.
+    // Secrets released while drop-secrets is already in force (another trigger still holds) are dropped at
+    // once; when this verdict itself triggered, the queued action drops them and says so.
     const hold = this.consequences.holds('drop-secrets');
-    if (hold && this.link.secrets.size > 0) {
+    if (hold && this.consequences.inForce()['drop-secrets'] && this.link.secrets.size > 0) {
       const n = this.link.secrets.size;
       this.link.secrets.clear();
       this.log.warn({ trigger: hold.trigger, secrets: n }, 'secrets released while trust is lost were dropped');
