@@ -52,7 +52,62 @@ export interface ConsequenceEffects {
   units: UnitControl;
   /** Each transition, after it happened (log, metrics, trust history, event stream). */
   record(t: TrustTransition): void;
+  /** The state to keep across restarts, after every change (written to the state directory). */
+  persist?(state: ConsequenceState): void;
   now?: () => Date;
+}
+
+/**
+ * What must survive a restart: lost trust stays lost until what clears it happens, and units the
+ * agent stopped are started again on recovery even if the agent restarted in between.
+ */
+export interface ConsequenceState {
+  version: 1;
+  active: { trigger: Trigger; since: string; detail: string }[];
+  applied: { action: TrustActionName; at: string }[];
+  stoppedUnits: string[];
+  startedUnits: string[];
+}
+
+const MAX_UNITS = 128;
+
+/** Strict reading of a persisted state (the state directory is not trusted); throws on anything odd. */
+export function parseConsequenceState(v: unknown): ConsequenceState {
+  const obj = (x: unknown, keys: string[], where: string): Record<string, unknown> => {
+    if (typeof x !== 'object' || x === null || Array.isArray(x)) throw new Error(`${where}: expected an object`);
+    for (const k of Object.keys(x)) if (!keys.includes(k)) throw new Error(`${where}: unexpected key ${JSON.stringify(k.slice(0, 32))}`);
+    return x as Record<string, unknown>;
+  };
+  const arr = (x: unknown, where: string, max: number): unknown[] => {
+    if (!Array.isArray(x) || x.length > max) throw new Error(`${where}: expected an array of at most ${max}`);
+    return x;
+  };
+  const time = (x: unknown, where: string): string => {
+    if (typeof x !== 'string' || x.length > 64 || !Number.isFinite(Date.parse(x))) throw new Error(`${where}: expected a timestamp`);
+    return x;
+  };
+  const unit = (x: unknown, where: string): string => {
+    if (typeof x !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9:_.@\\-]{0,200}\.[a-z]+$/.test(x)) throw new Error(`${where}: expected a unit name`);
+    return x;
+  };
+  const o = obj(v, ['version', 'active', 'applied', 'stoppedUnits', 'startedUnits'], 'state');
+  if (o.version !== 1) throw new Error('state.version: expected 1');
+  return {
+    version: 1,
+    active: arr(o.active, 'state.active', TRIGGERS.length).map((a, i) => {
+      const x = obj(a, ['trigger', 'since', 'detail'], `state.active[${i}]`);
+      if (!(TRIGGERS as readonly string[]).includes(x.trigger as string)) throw new Error(`state.active[${i}].trigger: unknown`);
+      if (typeof x.detail !== 'string' || x.detail.length > 4096) throw new Error(`state.active[${i}].detail: expected a string`);
+      return { trigger: x.trigger as Trigger, since: time(x.since, `state.active[${i}].since`), detail: x.detail };
+    }),
+    applied: arr(o.applied, 'state.applied', ACTIONS.length).map((a, i) => {
+      const x = obj(a, ['action', 'at'], `state.applied[${i}]`);
+      if (!(ACTIONS as readonly string[]).includes(x.action as string)) throw new Error(`state.applied[${i}].action: unknown`);
+      return { action: x.action as TrustActionName, at: time(x.at, `state.applied[${i}].at`) };
+    }),
+    stoppedUnits: arr(o.stoppedUnits, 'state.stoppedUnits', MAX_UNITS).map((u, i) => unit(u, `state.stoppedUnits[${i}]`)),
+    startedUnits: arr(o.startedUnits, 'state.startedUnits', MAX_UNITS).map((u, i) => unit(u, `state.startedUnits[${i}]`)),
+  };
 }
 
 export interface ActiveTrigger {
@@ -78,6 +133,34 @@ export class Consequences {
     this.now = effects.now ?? (() => new Date());
   }
 
+  state(): ConsequenceState {
+    return {
+      version: 1,
+      active: [...this.active].map(([trigger, a]) => ({ trigger, since: a.since.toISOString(), detail: a.detail })),
+      applied: [...this.applied].map(([action, at]) => ({ action, at: at.toISOString() })),
+      stoppedUnits: [...this.stoppedUnits],
+      startedUnits: [...this.startedUnits],
+    };
+  }
+
+  /**
+   * After a restart: the triggers that were active stay active (until what clears them happens),
+   * actions in force stay in force, and the units acted on are remembered. `keep` drops triggers
+   * that can no longer clear (e.g. controller triggers when no controller is configured any more);
+   * call reconcileNow() afterwards to undo what nothing needs.
+   */
+  restore(s: ConsequenceState, keep: (t: Trigger) => boolean = () => true): void {
+    for (const a of s.active) if (keep(a.trigger)) this.active.set(a.trigger, { since: new Date(a.since), detail: a.detail });
+    for (const a of s.applied) this.applied.set(a.action, new Date(a.at));
+    for (const u of s.stoppedUnits) this.stoppedUnits.add(u);
+    for (const u of s.startedUnits) this.startedUnits.add(u);
+  }
+
+  /** Apply/undo whatever the current triggers and policy call for (after a restore). */
+  reconcileNow(cause: Trigger = 'cycleFailed'): Promise<void> {
+    return this.enqueue(() => this.reconcile(cause));
+  }
+
   /** A reload's new policy: actions now needed are applied, actions no longer needed are undone. */
   setPolicy(policy: ConsequencePolicy): Promise<void> {
     return this.enqueue(async () => {
@@ -99,6 +182,7 @@ export class Consequences {
     }
     this.active.set(trigger, { since: this.now(), detail });
     this.emit({ kind: 'trigger', trigger, detail });
+    this.persist();
     return this.enqueue(() => this.reconcile(trigger));
   }
 
@@ -106,6 +190,7 @@ export class Consequences {
   clear(trigger: Trigger, detail: string): Promise<void> {
     if (!this.active.delete(trigger)) return this.queue;
     this.emit({ kind: 'recovery', trigger, detail });
+    this.persist();
     return this.enqueue(() => this.reconcile(trigger));
   }
 
@@ -136,8 +221,23 @@ export class Consequences {
     return this.queue;
   }
 
+  private persist(): void {
+    try {
+      this.effects.persist?.(this.state());
+    } catch {
+      // Persisting must never stop a consequence from being carried out.
+    }
+  }
+
   private enqueue(fn: () => Promise<void>): Promise<void> {
-    const next = this.queue.then(fn, fn);
+    const run = async () => {
+      try {
+        await fn();
+      } finally {
+        this.persist();
+      }
+    };
+    const next = this.queue.then(run, run);
     this.queue = next.catch(() => undefined);
     return next;
   }

@@ -34,7 +34,13 @@ import { createAgentKey, type AgentKey } from '../link/agent-key.js';
 import { DaemonLink, cycleEventData } from './link.js';
 import { CollateralSummarizer, type CollateralSummary } from './collateral-summary.js';
 import { applyGpuReadyState } from '../evidence/gpu-ready.js';
-import { Consequences, type ConsequencePolicy, type TrustTransition, type Trigger } from './consequences.js';
+import { Consequences, parseConsequenceState, type ConsequencePolicy, type ConsequenceState, type TrustTransition, type Trigger } from './consequences.js';
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { writeFileAtomic } from '../util/atomic-file.js';
+
+/** <state.dir>/consequences.json: triggers in force, actions applied, units acted on. */
+export const CONSEQUENCES_FILE = 'consequences.json';
 import { evaluateHealth, failureReasons, trustView, type Health, type VerdictState } from './health.js';
 import { systemctlUnits, type UnitControl } from './unit-control.js';
 
@@ -157,7 +163,9 @@ export class Daemon {
       regateGpus: (clearedAt) => this.regateGpus(clearedAt),
       units: this.unitControl(),
       record: (t) => this.onTransition(t),
+      persist: (state) => this.persistConsequences(state),
     });
+    await this.restoreConsequences();
     this.attestor = this.newAttestor();
     this.link = await DaemonLink.open({
       config: this.config,
@@ -194,6 +202,8 @@ export class Daemon {
     this.startWatchdog();
     this.armStaleTimer();
     this.metrics.setTrusted(false);
+    // Whatever was carried over from before a restart and is no longer needed is undone now.
+    void this.consequences.reconcileNow();
     this.notify({ READY: 1, STATUS: this.statusLine(), MAINPID: process.pid });
   }
 
@@ -232,6 +242,46 @@ export class Daemon {
       },
       setReadyState: (ready: boolean) => gpus.setReadyState(ready),
     };
+  }
+
+  private consequencesFile(): string {
+    return join(this.config.state.dir, CONSEQUENCES_FILE);
+  }
+
+  /** One write at a time, each atomic: the file always holds a complete state. */
+  private persistConsequences(state: ConsequenceState): void {
+    const body = `${JSON.stringify(state)}\n`;
+    this.persisting = this.persisting
+      .then(() => writeFileAtomic(this.consequencesFile(), body, 0o600))
+      .catch((err: Error) => this.log.error({ err: err.message }, 'could not persist the consequences state'));
+  }
+  private persisting: Promise<void> = Promise.resolve();
+
+  /** Lost trust survives a restart: restore the triggers, actions and units from before it. */
+  private async restoreConsequences(): Promise<void> {
+    let text: string;
+    try {
+      if ((await stat(this.consequencesFile())).size > 256 * 1024) throw new Error('larger than 256 KiB');
+      text = await readFile(this.consequencesFile(), 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.error({ err: (err as Error).message }, 'consequences state unreadable: starting without it');
+      return;
+    }
+    let state: ConsequenceState;
+    try {
+      state = parseConsequenceState(JSON.parse(text));
+    } catch (err) {
+      this.log.error({ err: (err as Error).message, file: this.consequencesFile() }, 'consequences state invalid: starting without it');
+      return;
+    }
+    // Controller triggers can only clear with a controller; without one configured they would hold forever.
+    const keep = (t: Trigger) => Boolean(this.config.controller.url) || (t !== 'controllerContraindicated' && t !== 'tokenExpired');
+    this.consequences.restore(state, keep);
+    const active = this.consequences.list();
+    for (const t of active) this.metrics.setTriggerActive(t.trigger, true);
+    if (active.length || state.stoppedUnits.length || state.startedUnits.length) {
+      this.log.warn({ triggers: active.map((t) => t.trigger), stoppedUnits: state.stoppedUnits, startedUnits: state.startedUnits }, 'trust state carried over from before the restart');
+    }
   }
 
   private unitControl(): UnitControl {
@@ -435,6 +485,7 @@ export class Daemon {
       maxAgeSec: this.maxAgeSec,
       verdict: this.verdict,
       collateral: this.lastCollateral,
+      active: this.consequences?.list() ?? [],
     });
   }
 
@@ -549,7 +600,7 @@ export class Daemon {
         this.server.closeIdleConnections();
       });
       const deadline = new Promise<void>((resolve) => setTimeout(resolve, deadlineMs).unref());
-      await Promise.race([Promise.all([closed, this.history?.flushed(), this.trustLog?.flushed()]), deadline]);
+      await Promise.race([Promise.all([closed, this.history?.flushed(), this.trustLog?.flushed(), this.persisting]), deadline]);
       this.server?.closeAllConnections();
       this.log.info('stopped');
       await new Promise<void>((resolve) => this.log.flush(() => resolve()));

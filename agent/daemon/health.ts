@@ -36,6 +36,8 @@ export interface HealthInputs {
   maxAgeSec: number;
   verdict: VerdictState | undefined;
   collateral: CollateralSummary | undefined;
+  /** Triggers in force; after a restart they carry lost trust over until what clears them happens. */
+  active?: readonly ActiveTrigger[];
 }
 
 /** "gpu1: error: ...", "cpu0: snp.policy.debug: ..." for every device that did not pass. */
@@ -59,6 +61,11 @@ export function evaluateHealth(i: HealthInputs): Health {
     failing.push(`controller verdict ${i.verdict.status.toUpperCase()} at ${i.verdict.receivedAt} (challenge ${i.verdict.challengeId})`);
   } else if (i.verdict && Date.parse(i.verdict.expiresAt) <= i.now.getTime()) {
     degraded.push(`the controller's token expired at ${i.verdict.expiresAt}; waiting for a new verdict`);
+  }
+  // Carried over from before a restart: nothing in this process's own state says it yet.
+  for (const t of i.active ?? []) {
+    if (t.trigger === 'cycleFailed' && !last) failing.push(`the last attestation before the restart failed (${t.detail}); waiting for a passing cycle`);
+    if (t.trigger === 'controllerContraindicated' && !i.verdict) failing.push(`${t.detail} (since ${t.since}); waiting for a new controller verdict`);
   }
   const since = i.lastSuccessAt ?? i.startedAt;
   const ageSec = (i.now.getTime() - since.getTime()) / 1000;

@@ -4,7 +4,7 @@
  * the agent acted, failures recorded, and the ready state restored only through the re-gate.
  */
 import { describe, expect, it } from 'vitest';
-import { Consequences, type ConsequencePolicy, type TrustTransition } from '../../agent/daemon/consequences.js';
+import { Consequences, parseConsequenceState, type ConsequencePolicy, type TrustTransition } from '../../agent/daemon/consequences.js';
 import type { UnitControl } from '../../agent/daemon/unit-control.js';
 
 const ALL = ['drop-secrets', 'withhold-token', 'clear-gpu-ready', 'units'] as const;
@@ -146,5 +146,40 @@ describe('Consequences', () => {
     expect(h.log.filter((t) => t.kind !== 'action').map((t) => `${t.kind}:${t.detail}`)).toEqual(['trigger:a', 'recovery:b', 'trigger:c']);
     expect(h.c.isActive('cycleFailed')).toBe(true);
     expect(h.ready()).toBe(false);
+  });
+
+  it('state() round-trips through parseConsequenceState and restore(); restored actions are not re-applied', async () => {
+    const h = harness();
+    await h.c.activate('cycleFailed', 'x');
+    const saved = parseConsequenceState(JSON.parse(JSON.stringify(h.c.state())));
+    expect(saved.active.map((a) => a.trigger)).toEqual(['cycleFailed']);
+    expect(saved.stoppedUnits).toEqual(['inference.service']);
+    const next = harness();
+    next.c.restore(saved);
+    await next.c.reconcileNow();
+    expect(next.log).toEqual([]); // nothing applied twice
+    expect(next.c.holds('withhold-token')?.trigger).toBe('cycleFailed');
+    await next.c.clear('cycleFailed', 'ok');
+    expect(next.calls).toEqual(['start inference.service']);
+  });
+
+  it('restore() can drop triggers that can no longer clear; what nothing needs is then undone', async () => {
+    const h = harness();
+    await h.c.activate('controllerContraindicated', 'x');
+    const next = harness();
+    next.c.restore(h.c.state(), (t) => t !== 'controllerContraindicated');
+    await next.c.reconcileNow();
+    expect(actions(next.log, 'undo')).toEqual(['drop-secrets:done', 'withhold-token:done', 'clear-gpu-ready:done', 'units:done']);
+    expect(next.calls).toEqual(['start inference.service']);
+  });
+
+  it('parseConsequenceState refuses anything unexpected', () => {
+    const ok = { version: 1, active: [], applied: [], stoppedUnits: [], startedUnits: [] };
+    expect(parseConsequenceState(ok)).toEqual(ok);
+    expect(() => parseConsequenceState({ ...ok, version: 2 })).toThrow(/version/);
+    expect(() => parseConsequenceState({ ...ok, extra: 1 })).toThrow(/unexpected key/);
+    expect(() => parseConsequenceState({ ...ok, active: [{ trigger: 'reboot', since: '2026-01-01T00:00:00Z', detail: '' }] })).toThrow(/unknown/);
+    expect(() => parseConsequenceState({ ...ok, applied: [{ action: 'rm', at: '2026-01-01T00:00:00Z' }] })).toThrow(/unknown/);
+    expect(() => parseConsequenceState({ ...ok, startedUnits: ['-x.service'] })).toThrow(/unit name/);
   });
 });
