@@ -106,8 +106,11 @@ export const statusCommand: Command = {
   summary: 'show the running agent\'s status (a table on a terminal, JSON otherwise)',
   usage: `Usage: cvm-agent status [--json] [--socket PATH]
 
-Shows TEE kind, health, last and next attestation, the verdict per device, GPU ready state and the
-controller link of the running agent.
+Shows first whether the VM is trusted right now and why (or why not), what is enforced because of
+it (secrets, token, GPU ready state, units), then TEE kind, health, last and next attestation, the
+verdict per device (affirming, warning, contraindicated, or error when the device was unavailable),
+the GPU ready state as last read from the driver, the controller link and verdict, and the recent
+trust history.
 
 Options:
   --json         print JSON (the default when stdout is not a terminal)
@@ -128,8 +131,12 @@ ${EXIT_HELP}`,
 
 export const healthCommand: Command = {
   path: ['health'],
-  summary: 'print ok | degraded | failing and why (for scripts and probes)',
+  summary: 'print ok | degraded | failing and why (for scripts, probes and ExecCondition=)',
   usage: `Usage: cvm-agent health [--json] [--socket PATH]
+
+failing: the last cycle failed or the controller's verdict is not affirming. degraded: no result
+yet, the last success is older than health.maxAgeSec, the controller token expired, collateral is
+expiring, or the last cycle passed with warnings. ok: none of these (docs/config.md "Health and trust").
 
 Options:
   --json         print the health object as JSON
