@@ -202,6 +202,8 @@ export class Daemon {
     this.startWatchdog();
     this.armStaleTimer();
     this.metrics.setTrusted(false);
+    // Unknown until first read from the driver, not a guessed 0.
+    if (this.sources.gpus) this.metrics.setGpuReady(null);
     // Whatever was carried over from before a restart and is no longer needed is undone now.
     void this.consequences.reconcileNow();
     this.notify({ READY: 1, STATUS: this.statusLine(), MAINPID: process.pid });
