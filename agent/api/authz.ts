@@ -4,8 +4,8 @@
  * uid and primary gid, and the supplementary groups from SO_PEERGROUPS. Pure: the table and the
  * credentials in, a decision out. Names are resolved to ids once, at config load.
  */
-export type Endpoint = 'health' | 'status' | 'attest' | 'evidence' | 'token' | 'secrets' | 'metrics';
-export const ENDPOINTS: readonly Endpoint[] = ['health', 'status', 'attest', 'evidence', 'token', 'secrets', 'metrics'];
+export type Endpoint = 'health' | 'status' | 'attest' | 'evidence' | 'token' | 'secrets' | 'metrics' | 'events';
+export const ENDPOINTS: readonly Endpoint[] = ['health', 'status', 'attest', 'evidence', 'token', 'secrets', 'metrics', 'events'];
 
 export interface PeerCredentials {
   pid: number;

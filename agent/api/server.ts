@@ -23,6 +23,8 @@ export interface ApiService {
   token(): Promise<{ token: string; expiresAt: string } | undefined>;
   secret(name: string): Promise<Uint8Array | undefined>;
   metrics(): Promise<{ contentType: string; body: string }>;
+  /** GET /v1/events (agent/api/events-stream.ts): takes over the response; throws CvmError to refuse. */
+  events?(req: IncomingMessage, res: ServerResponse): void;
 }
 
 export interface ApiOptions {
@@ -184,6 +186,13 @@ const routes: Route[] = [
       if (!value) throw new HttpError(404, 'no-secret', 'secret not released', `no secret "${match[1]}" was released to this attested VM`);
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': value.length, 'cache-control': 'no-store' });
       res.end(Buffer.from(value));
+    },
+  },
+  {
+    method: 'GET', pattern: /^\/v1\/events$/, endpoint: 'events',
+    async handle(s, req, res) {
+      if (!s.events) throw new HttpError(404, 'not-found', 'no event stream');
+      s.events(req, res);
     },
   },
   {

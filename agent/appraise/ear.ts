@@ -20,6 +20,12 @@ export interface EarSubmod {
   'cvm.checks': Check[];
   'cvm.simulated'?: true;
   'cvm.claims'?: unknown;
+  /**
+   * Our extension: the device (or its library) was unavailable, so there is no evidence to appraise.
+   * The submod's status is then "none" (AR4SI: no claim can be made), never "contraindicated",
+   * which would say the evidence showed a bad state.
+   */
+  'cvm.error'?: { code: string; message: string };
 }
 
 export interface Ear {
@@ -55,8 +61,15 @@ export function trustVector(checks: readonly Check[]): Partial<Record<TrustDimen
   return vector;
 }
 
+/**
+ * The overall tier. By AR4SI value "none" (0) sorts below "affirming", but a device that could not be
+ * appraised must never let the whole attester read as affirming: contraindicated wins, then none,
+ * then warning.
+ */
 function worst(statuses: TrustStatus[]): TrustStatus {
   if (statuses.length === 0) return 'none';
+  if (statuses.includes('contraindicated')) return 'contraindicated';
+  if (statuses.includes('none')) return 'none';
   return statuses.reduce((a, b) => (TIER[b] > TIER[a] ? b : a));
 }
 
@@ -65,6 +78,8 @@ export interface DeviceResult {
   id: string;
   policyId: string;
   result: VerificationResult<unknown>;
+  /** Set when the device or its library was unavailable (result.status is then "none"). */
+  error?: { code: string; message: string };
 }
 
 export function buildEar(devices: readonly DeviceResult[], opts: { at: Date; nonce?: Uint8Array; build: string; includeClaims?: boolean }): Ear {
@@ -72,12 +87,14 @@ export function buildEar(devices: readonly DeviceResult[], opts: { at: Date; non
   for (const d of devices) {
     const submod: EarSubmod = {
       'ear.status': d.result.status,
-      'ear.trustworthiness-vector': trustVector(d.result.checks),
+      // No evidence, no claim: an unavailable device has an empty trust vector.
+      'ear.trustworthiness-vector': d.error ? {} : trustVector(d.result.checks),
       'ear.appraisal-policy-id': d.policyId,
       'cvm.checks': d.result.checks,
     };
     if (d.result.simulated) submod['cvm.simulated'] = true;
     if (opts.includeClaims) submod['cvm.claims'] = d.result.claims;
+    if (d.error) submod['cvm.error'] = { code: d.error.code, message: d.error.message };
     submods[d.id] = submod;
   }
   const ear: Ear = {

@@ -11,6 +11,7 @@ import type { SimulatedSnpDevice } from '../evidence/simulated/snp-sim.js';
 import { simulatedOcspResponses } from '../evidence/simulated/ocsp-sim.js';
 import { DEFAULT_GPU_POLICY, type GpuPolicy } from '../appraise/gpu-policy.js';
 import type { BundleVerifyOptions } from './verify-bundle.js';
+import type { GpuDriverFacts } from '../evidence/gpu-nvml.js';
 
 export type SimulationVerifyOptions = Required<Pick<BundleVerifyOptions, 'simulation' | 'gpuCollateral' | 'cpuCollateral' | 'gpuPolicy'>>;
 
@@ -47,13 +48,16 @@ export interface Simulation {
   verifyOptions(at: Date): SimulationVerifyOptions;
 }
 
-/** Open (creating on first use) the simulated CPU and `gpuCount` GPUs in `dir`. */
-export async function openSimulation(dir: string, gpuCount: number): Promise<Simulation> {
+/**
+ * Open (creating on first use) the simulated CPU and `gpuCount` GPUs in `dir`. With `driver`, the
+ * GPUs' presence, CC mode and ready state come from that driver (NVML) instead of memory.
+ */
+export async function openSimulation(dir: string, gpuCount: number, opts: { driver?: GpuDriverFacts } = {}): Promise<Simulation> {
   const cpu = await SimulatedCpuSource.open(dir);
   const identity = gpuCount > 0 ? await loadOrCreateSimGpuIdentity(dir, gpuCount) : undefined;
   return {
     cpu,
-    gpus: identity ? new SimulatedGpuSource(identity, gpuCount) : undefined,
+    gpus: identity ? new SimulatedGpuSource(identity, gpuCount, undefined, opts.driver) : undefined,
     verifyOptions: simulationTrust(cpu.device, identity),
   };
 }

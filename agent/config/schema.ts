@@ -9,13 +9,20 @@ import { bool, dict, int, list, obj, oneOf, problemsError, str, type Schema } fr
 const absPath = str({ pattern: /^\//, hint: 'an absolute path' });
 const cronExpr = str({ pattern: /^(\S+\s+){4,5}\S+$/, hint: 'a cron expression with 5 or 6 fields' });
 const principal = list(str({ pattern: /^([a-z_][a-z0-9_-]*[$]?|\d+)$/, hint: 'a user/group name or numeric id' }));
-const endpointNames = /^(health|status|attest|evidence|token|secrets|metrics)$/;
+const endpointNames = /^(health|status|attest|evidence|token|secrets|metrics|events)$/;
+/** What a trust-loss trigger does (agent/daemon/consequences.ts; docs/config.md "Consequences"). */
+const trustAction = oneOf(['drop-secrets', 'withhold-token', 'clear-gpu-ready', 'units'] as const);
+const actionList = list(trustAction, 4);
+// systemd unit names (systemd.unit(5)): a plain name with an explicit type suffix, so nothing that
+// could read as a systemctl option or a glob reaches the command line.
+const unitName = str({ pattern: /^[A-Za-z0-9][A-Za-z0-9:_.@\\-]{0,200}\.(service|target|socket|timer|path|mount|scope|slice)$/, hint: 'a systemd unit name such as "inference.service"' });
 
 export const configSchema = obj({
   tee: oneOf(['auto', 'snp', 'tsm', 'azure', 'simulated'] as const),
   simulation: obj({
     gpus: int(0, 16),
     dir: absPath,
+    nvml: bool(),
   }),
   devices: obj({
     sevGuest: absPath,
@@ -38,7 +45,23 @@ export const configSchema = obj({
     socket: absPath,
     maxRequestBytes: int(256, 1 << 20),
     requestTimeoutMs: int(100, 600_000),
-    authorization: dict(obj({ uids: principal, gids: principal }), endpointNames, 'an endpoint name (health, status, attest, evidence, token, secrets, metrics)'),
+    authorization: dict(obj({ uids: principal, gids: principal }), endpointNames, 'an endpoint name (health, status, attest, evidence, token, secrets, metrics, events)'),
+    events: obj({
+      maxSubscribers: int(1, 1024),
+      maxBufferedBytes: int(4096, 16 << 20),
+      heartbeatSec: int(1, 3600),
+    }),
+  }),
+  health: obj({
+    maxAgeSec: int(1, 366 * 86_400),
+  }),
+  consequences: obj({
+    cycleFailed: actionList,
+    controllerContraindicated: actionList,
+    tokenExpired: actionList,
+    attestationStale: actionList,
+    units: obj({ stop: list(unitName, 64), start: list(unitName, 64), timeoutSec: int(1, 600) }),
+    systemctl: absPath,
   }),
   controller: obj({
     url: str({ pattern: /^wss?:\/\//, hint: 'a ws:// or wss:// URL' }),
@@ -66,13 +89,15 @@ export const configSchema = obj({
   }),
 });
 
+export type TrustActionName = 'drop-secrets' | 'withhold-token' | 'clear-gpu-ready' | 'units';
+
 type Parsed<S> = S extends Schema<infer T> ? T : never;
 export type RawConfig = Parsed<typeof configSchema>;
 
 /** Defaults: what a production install needs with an empty file. */
 export const DEFAULTS = {
   tee: 'auto',
-  simulation: { gpus: 2, dir: '/var/lib/cvm-agent/simulation' },
+  simulation: { gpus: 2, dir: '/var/lib/cvm-agent/simulation', nvml: false },
   devices: { sevGuest: '/dev/sev-guest', tsmRoot: '/sys/kernel/config/tsm/report', tpm: '/dev/tpmrm0', nvmlLibrary: undefined as string | undefined },
   gpus: { enabled: 'auto', setReadyState: true },
   schedule: { cron: '*/10 * * * *', jitterSec: 30, attestAtStart: true, stepTimeoutSec: 60, retry: { initialSec: 5, maxSec: 300 } },
@@ -81,6 +106,23 @@ export const DEFAULTS = {
     maxRequestBytes: 16 * 1024,
     requestTimeoutMs: 30_000,
     authorization: {} as Record<string, { uids?: string[]; gids?: string[] }>,
+    events: { maxSubscribers: 32, maxBufferedBytes: 256 * 1024, heartbeatSec: 15 },
+  },
+  /** maxAgeSec unset: 2 x the schedule's longest interval + retry.maxSec + jitterSec (agent/daemon/health.ts). */
+  health: { maxAgeSec: undefined as number | undefined },
+  /**
+   * Fail closed: losing trust locally, from the controller, or by staleness withdraws everything the
+   * agent controls. An expired controller token only stops the token being served, because with
+   * the reference controller's defaults (tokenTtlSec 300 < challengeIntervalSec 600) tokens lapse
+   * between challenges in normal operation. docs/config.md "Consequences".
+   */
+  consequences: {
+    cycleFailed: ['drop-secrets', 'withhold-token', 'clear-gpu-ready', 'units'] as TrustActionName[],
+    controllerContraindicated: ['drop-secrets', 'withhold-token', 'clear-gpu-ready', 'units'] as TrustActionName[],
+    tokenExpired: ['withhold-token'] as TrustActionName[],
+    attestationStale: ['drop-secrets', 'withhold-token', 'clear-gpu-ready', 'units'] as TrustActionName[],
+    units: { stop: [] as string[], start: [] as string[], timeoutSec: 60 },
+    systemctl: '/usr/bin/systemctl',
   },
   controller: { url: undefined as string | undefined, agentId: undefined as string | undefined, tokenFile: undefined as string | undefined, caFile: undefined as string | undefined, certFile: undefined as string | undefined, keyFile: undefined as string | undefined },
   collateral: { dir: '/var/cache/cvm-agent', online: false, timeoutMs: 10_000 },

@@ -25,6 +25,8 @@ export interface DaemonLinkDeps {
   attest: (reason: 'controller', nonce?: Uint8Array) => Promise<CycleResult>;
   inventory?: () => Record<string, unknown>;
   env: NodeJS.ProcessEnv;
+  /** A controller verdict was accepted (the daemon's trust state and consequences follow it). */
+  onVerdict?: (v: { challengeId: string; status: string; expiresAt: Date; secrets: string[] }) => void;
 }
 
 /** Summary of a cycle as carried in events: statuses and failed check names, never evidence or secrets. */
@@ -141,6 +143,7 @@ export class DaemonLink {
       if (nonce && claims.eat_nonce !== undefined && claims.eat_nonce !== nonce) throw new Error('the token\'s eat_nonce is not the nonce of the challenge we answered');
       this.token = { token, expiresAt: new Date(claims.exp * 1000), challengeId };
       this.deps.log.info({ challengeId, expiresAt: this.token.expiresAt.toISOString(), status: claims['ear.status'], secrets: this.secrets.names() }, 'controller verdict received');
+      this.deps.onVerdict?.({ challengeId, status: typeof claims['ear.status'] === 'string' ? claims['ear.status'] : 'none', expiresAt: this.token.expiresAt, secrets: this.secrets.names() });
     } catch (err) {
       this.deps.log.warn({ challengeId, err: (err as Error).message }, 'controller verdict rejected');
     }

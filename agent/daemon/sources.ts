@@ -8,7 +8,7 @@ import { openSimulation } from '../attest/simulation.js';
 import { verifyBundle, type BundleVerifyOptions } from '../attest/verify-bundle.js';
 import type { EvidenceBundle } from '../attest/bundle.js';
 import type { BundleResult } from '../attest/verify-bundle.js';
-import { NvmlGpuSource, type GpuSource } from '../evidence/gpu-nvml.js';
+import { NvmlGpuSource, nvmlDriverFacts, type GpuDriverFacts, type GpuSource } from '../evidence/gpu-nvml.js';
 import { nvmlInfo } from '../native/nvml.js';
 import { defaultPolicy, parsePolicyFile, type AppraisalPolicy } from '../appraise/policy.js';
 import type { Config } from '../config/schema.js';
@@ -35,8 +35,15 @@ export async function loadPolicy(config: Config): Promise<AppraisalPolicy> {
 }
 
 export async function openSources(config: Config, policy: AppraisalPolicy): Promise<Sources> {
+  if (config.devices.nvmlLibrary) process.env.CVM_NVML_LIBRARY = config.devices.nvmlLibrary;
   if (config.tee === 'simulated') {
-    const sim = await openSimulation(config.simulation.dir, config.simulation.gpus);
+    let driver: GpuDriverFacts | undefined;
+    if (config.simulation.nvml && config.gpus.enabled !== 'off' && config.simulation.gpus > 0) {
+      driver = nvmlDriverFacts;
+      // Only to say which driver answers; an unavailable library is a per-cycle device error, not a start error.
+      await nvmlInfo().catch(() => undefined);
+    }
+    const sim = await openSimulation(config.simulation.dir, config.simulation.gpus, driver ? { driver } : {});
     const gpus = config.gpus.enabled === 'off' ? undefined : sim.gpus;
     return {
       kind: 'simulated',
@@ -65,7 +72,6 @@ export async function openSources(config: Config, policy: AppraisalPolicy): Prom
   }
   let gpus: GpuSource | undefined;
   if (config.gpus.enabled !== 'off') {
-    if (config.devices.nvmlLibrary) process.env.CVM_NVML_LIBRARY = config.devices.nvmlLibrary;
     const info = await nvmlInfo().catch(() => ({ available: false as const, reason: 'NVML not available' }));
     if (info.available && info.deviceCount > 0) gpus = new NvmlGpuSource();
     else if (config.gpus.enabled === 'on') throw new DeviceError('ERR_NO_GPU', `gpus.enabled is "on" but ${info.available ? 'NVML lists no GPU' : info.reason}`);

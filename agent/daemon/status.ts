@@ -1,22 +1,18 @@
 /**
- * What `GET /v1/health` and `GET /v1/status` answer (DESIGN.md "Local API"). Pure functions of the
- * daemon's state, so the CLI table and the JSON never disagree.
+ * What `GET /v1/status` answers (DESIGN.md "Local API"): a pure view of the daemon's state, so the
+ * CLI table and the JSON never disagree. `trust` says first whether the VM is trusted right now and
+ * why; `gpus.readyState` is what the driver last reported (read after every cycle and every
+ * consequence), never what the agent meant to set.
  */
 import type { CycleResult } from '../attest/attestor.js';
 import type { Daemon } from './daemon.js';
+import { evaluateHealth, type Health } from './health.js';
 
-export interface Health {
-  status: 'ok' | 'degraded' | 'failing';
-  reasons: string[];
-}
+export type { Health } from './health.js';
 
+/** Health from the last cycle alone (no controller, staleness or collateral inputs). */
 export function healthOf(last: CycleResult | undefined, startedAt: Date): Health {
-  if (!last) return { status: 'degraded', reasons: [`no attestation has completed since the agent started at ${startedAt.toISOString()}`] };
-  const failed = Object.entries(last.ear.submods).flatMap(([id, s]) => s['cvm.checks'].filter((c) => !c.ok).map((c) => `${id}: ${c.name}: ${c.detail}`));
-  if (!last.ok) return { status: 'failing', reasons: last.error ? [`last attestation failed: ${last.error}`, ...failed] : failed };
-  const warnings = Object.entries(last.ear.submods).flatMap(([id, s]) => s['cvm.checks'].filter((c) => c.warning).map((c) => `${id}: ${c.name}: ${c.detail}`));
-  if (last.status === 'warning') return { status: 'degraded', reasons: warnings };
-  return { status: 'ok', reasons: [] };
+  return evaluateHealth({ now: new Date(), startedAt, last, lastSuccessAt: last?.ok ? new Date(last.finishedAt) : undefined, maxAgeSec: Number.MAX_SAFE_INTEGER, verdict: undefined, collateral: undefined });
 }
 
 export async function describeStatus(d: Daemon) {
@@ -33,7 +29,8 @@ export async function describeStatus(d: Daemon) {
     startedAt: v.startedAt.toISOString(),
     uptimeSec: Math.round((Date.now() - v.startedAt.getTime()) / 1000),
     tee: { kind: v.sources.kind, source: v.sources.cpu.source, simulated: v.sources.simulated },
-    health: healthOf(last, v.startedAt),
+    trust: { ...v.trust, history: v.trustHistory },
+    health: v.trust.health,
     policy: v.sources.policy.id,
     lastAttestation: last
       ? {
@@ -41,16 +38,18 @@ export async function describeStatus(d: Daemon) {
           reason: last.reason,
           at: last.finishedAt,
           durationMs: last.durationMs,
-          status: last.status,
+          status: last.status === 'none' ? 'error' : last.status,
           simulated: last.simulated,
           devices: Object.fromEntries(
             Object.entries(last.ear.submods).map(([id, s]) => [
               id,
               {
-                status: s['ear.status'],
+                // "error": the device or its library was unavailable; "contraindicated": its evidence showed a bad state.
+                status: s['cvm.error'] ? 'error' : s['ear.status'],
                 trustVector: s['ear.trustworthiness-vector'],
                 failed: s['cvm.checks'].filter((c) => !c.ok).map((c) => ({ name: c.name, detail: c.detail })),
                 warnings: s['cvm.checks'].filter((c) => c.warning).map((c) => ({ name: c.name, detail: c.detail })),
+                ...(s['cvm.error'] ? { error: s['cvm.error'] } : {}),
               },
             ]),
           ),
@@ -60,8 +59,15 @@ export async function describeStatus(d: Daemon) {
     attesting: v.running,
     nextAttestation: v.next ? { at: v.next.at.toISOString(), reason: v.next.reason } : null,
     consecutiveFailures: v.failures,
-    gpus: { present: Boolean(v.sources.gpus), readyState: last ? last.gpuReady.set : false, readyReason: last ? last.gpuReady.reason : 'no attestation yet' },
-    controller: v.link,
+    gpus: {
+      present: Boolean(v.sources.gpus),
+      // Read from the driver; null when it could not be read (readError says why) or before the first read.
+      readyState: v.gpuReadyRead ? v.gpuReadyRead.ready : null,
+      ...(v.gpuReadyRead ? { readAt: v.gpuReadyRead.at, readBy: v.gpuReadyRead.source } : {}),
+      ...(v.gpuReadyRead?.error ? { readError: v.gpuReadyRead.error } : {}),
+      readyReason: last ? last.gpuReady.reason : 'no attestation yet',
+    },
+    controller: { ...v.link, verdict: v.trust.controllerVerdict },
     collateral: v.collateral ? await v.collateral : { simulated: 'the simulated TEE brings its own collateral' },
     api: { socket: v.config.api.socket, socketActivated: v.socketActivated },
     agentKey: { kty: v.teePubKey.kty, crv: v.teePubKey.crv, x: v.teePubKey.x, y: v.teePubKey.y },

@@ -71,14 +71,54 @@ export interface GpuEvidence {
   cc: GpuCcState;
 }
 
+/** One GPU's part of a collection: its evidence, or why it has none (attributed to that GPU). */
+export type GpuCollectOutcome = { index: number; evidence: GpuEvidence } | { index: number; error: Error };
+
 /** What the agent needs from any GPU source (NVML here, simulated GPUs elsewhere). */
 export interface GpuSource {
   list(): Promise<GpuInfo[]>;
   systemState(): Promise<GpuSystemState>;
   collect(nonce: Uint8Array): Promise<GpuEvidence[]>;
+  /**
+   * Like collect, but one GPU failing (CC off on that GPU, the GPU lost) does not hide the others:
+   * each GPU gets its evidence or its own error. Throws only when no GPU can be asked at all.
+   */
+  collectSettled?(nonce: Uint8Array): Promise<GpuCollectOutcome[]>;
   getReadyState(): Promise<boolean>;
   setReadyState(ready: boolean): Promise<void>;
 }
+
+/**
+ * Why one GPU cannot be attested because of its CC mode, or undefined. System-wide: neither CC nor
+ * protected-PCIe is on (the reference clients refuse then). Per GPU: NVML reports no protected
+ * memory for it, i.e. that GPU is not in CC mode even though the system is.
+ */
+export function deviceCcOff(cc: GpuCcState, d: Pick<NvmlDevice, 'index' | 'ccProtectedMemory'>): string | undefined {
+  if (!cc.ccEnabled && cc.multiGpuMode !== 'protected-pcie') return `GPU ${d.index}: confidential computing is off (ccFeature disabled and not in protected-PCIe mode)`;
+  if (cc.ccEnabled && d.ccProtectedMemory !== undefined && d.ccProtectedMemory.protectedKib === 0) return `GPU ${d.index}: CC mode is off on this GPU (NVML reports no protected memory)`;
+  return undefined;
+}
+
+/** The driver's view through NVML, for sources whose evidence comes from elsewhere (simulation.nvml). */
+export interface GpuDriverFacts {
+  systemCc(): Promise<GpuCcState>;
+  devices(): Promise<NvmlDevice[]>;
+  getReadyState(): Promise<boolean>;
+  setReadyState(ready: boolean): Promise<void>;
+}
+
+export const nvmlDriverFacts: GpuDriverFacts = {
+  systemCc: async () => {
+    await requireNvml();
+    return decodeCcState(await nvmlSystemCc());
+  },
+  devices: async () => {
+    await requireNvml();
+    return nvmlDevices();
+  },
+  getReadyState: () => nvmlGetReadyState(),
+  setReadyState: (ready) => nvmlSetReadyState(ready),
+};
 
 const ENVIRONMENTS = ['unavailable', 'sim', 'prod'] as const;
 const MULTI_GPU = ['none', 'protected-pcie', 'nvle'] as const;
@@ -158,6 +198,25 @@ export class NvmlGpuSource implements GpuSource {
     const devices = await nvmlDevices();
     const nonceCopy = Buffer.from(nonce);
     return Promise.all(devices.map((d) => this.collectOne(d, info.driverVersion, nonceCopy, cc)));
+  }
+
+  async collectSettled(nonce: Uint8Array): Promise<GpuCollectOutcome[]> {
+    if (!(nonce instanceof Uint8Array) || nonce.length !== NVML_NONCE_SIZE) {
+      throw new UsageError(`GPU nonce must be exactly ${NVML_NONCE_SIZE} bytes`);
+    }
+    const info = await requireNvml();
+    const cc = decodeCcState(await nvmlSystemCc());
+    const devices = await nvmlDevices();
+    const nonceCopy = Buffer.from(nonce);
+    return Promise.all(devices.map(async (d): Promise<GpuCollectOutcome> => {
+      const off = deviceCcOff(cc, d);
+      if (off) return { index: d.index, error: new DeviceError('ERR_GPU_CC_OFF', off, { index: d.index }) };
+      try {
+        return { index: d.index, evidence: await this.collectOne(d, info.driverVersion, nonceCopy, cc) };
+      } catch (err) {
+        return { index: d.index, error: err instanceof Error ? err : new Error(String(err)) };
+      }
+    }));
   }
 
   private async collectOne(d: NvmlDevice, driverVersion: string, nonce: Buffer, cc: GpuCcState): Promise<GpuEvidence> {

@@ -82,7 +82,7 @@ function validateCheck(v: unknown, where: string): Check {
 }
 
 function validateSubmod(v: unknown, where: string): EarSubmod {
-  const o = object(v, where, ['ear.status', 'ear.trustworthiness-vector', 'ear.appraisal-policy-id', 'cvm.checks', 'cvm.simulated', 'cvm.claims']);
+  const o = object(v, where, ['ear.status', 'ear.trustworthiness-vector', 'ear.appraisal-policy-id', 'cvm.checks', 'cvm.simulated', 'cvm.claims', 'cvm.error']);
   const tv = object(o['ear.trustworthiness-vector'], `${where}.ear.trustworthiness-vector`, ['instance-identity', 'configuration', 'executables', 'hardware']);
   const vector: EarSubmod['ear.trustworthiness-vector'] = {};
   for (const [dim, value] of Object.entries(tv)) {
@@ -103,6 +103,10 @@ function validateSubmod(v: unknown, where: string): EarSubmod {
   if (o['cvm.simulated'] !== undefined) {
     if (o['cvm.simulated'] !== true) throw new ParseError(`${where}.cvm.simulated: expected true when present`);
     submod['cvm.simulated'] = true;
+  }
+  if (o['cvm.error'] !== undefined) {
+    const e = object(o['cvm.error'], `${where}.cvm.error`, ['code', 'message']);
+    submod['cvm.error'] = { code: str(e.code, `${where}.cvm.error.code`, 64), message: str(e.message, `${where}.cvm.error.message`, MAX_TEXT) };
   }
   // Claims are verifier output kept for display only; re-serialising keeps them plain JSON data.
   if (o['cvm.claims'] !== undefined) submod['cvm.claims'] = o['cvm.claims'];

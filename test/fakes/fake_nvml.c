@@ -9,6 +9,20 @@
  *   FAKE_NVML_ENV=prod|sim|none      environment (default prod)
  *   FAKE_NVML_MULTIGPU=0|1|2         multiGpuMode (default 0)
  *   FAKE_NVML_READY=0|1              initial ready state (default 0)
+ *   FAKE_NVML_STATE_FILE=file        the ready state lives in this file ("0"/"1"), read at every
+ *                                    get and written at every set, so it outlives the process the
+ *                                    way the driver's state does (unset: per-process memory)
+ *   FAKE_NVML_READY_ONE_WAY=1        the driver treats ready as terminal: once set, clearing it
+ *                                    returns INVALID_ARGUMENT (what nvtrust reports as "terminal
+ *                                    state has been reached. Please reboot the system")
+ *   FAKE_NVML_CC_<i>=on|off          per-GPU CC mode (default: FAKE_NVML_CC): a GPU with CC off has
+ *                                    no protected memory and refuses attestation reports
+ *                                    (NOT_SUPPORTED)
+ *   FAKE_NVML_OVERRIDES=file         KEY=VALUE lines that override these variables, re-read at every
+ *                                    lookup, so a test can change the "hardware" of a running
+ *                                    process (turn CC off on a GPU, make a GPU vanish, fix it again)
+ *   FAKE_NVML_GATE_FILE=file         nvmlInit_v2 blocks until this file exists (a driver that is
+ *                                    still loading; start-up tests)
  *   FAKE_NVML_FAIL=fn[@i]:code,...   make fn (optionally only for GPU i) return code
  *   FAKE_NVML_DELAY_MS=ms            every call sleeps this long (slow-driver tests)
  *   FAKE_NVML_DELAY_FN=fn,...        only these functions sleep
@@ -16,6 +30,10 @@
  *   FAKE_NVML_NONCE_LOG=file         each attestation report call appends "<i> <nonce hex>\n"
  *   FAKE_NVML_LIE_SIZE=1             report sizes larger than the struct buffers (bounds tests)
  *   FAKE_NVML_DRIVER / FAKE_NVML_VBIOS / FAKE_NVML_ARCH  driver, VBIOS strings and architecture number
+ * Driver rules for the ready state (modelled): setting it to 1 needs CC on for the system and
+ * every GPU (else NOT_SUPPORTED); clearing it is allowed unless FAKE_NVML_READY_ONE_WAY=1; values
+ * other than 0/1 are INVALID_ARGUMENT. Clearing only stops NEW work from being accepted; the fake,
+ * like the driver, has nothing to say about work that already runs.
  * Built twice: out/libnvidia-ml.so.1 and, with -DNO_CC, out/libnvidia-ml-nocc.so.1 (no CC symbols,
  * like a pre-R535 driver). Never shipped. */
 #include <errno.h>
@@ -24,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -43,8 +62,35 @@ static int init_count;
 static unsigned int ready_state;
 static int ready_loaded;
 
+/* Lookups through FAKE_NVML_OVERRIDES first. Returned strings live in a per-thread ring of buffers
+ * (NVML calls run on several libuv threads at once); a few lookups per expression are safe. */
+static const char *fake_getenv(const char *name) {
+  static __thread char ring[8][512];
+  static __thread unsigned int next;
+  const char *path = getenv("FAKE_NVML_OVERRIDES");
+  if (path != NULL && path[0] != '\0') {
+    FILE *f = fopen(path, "r");
+    if (f != NULL) {
+      char line[640];
+      size_t n = strlen(name);
+      const char *found = NULL;
+      char *buf = ring[next++ % 8];
+      while (fgets(line, sizeof line, f) != NULL) {
+        if (strncmp(line, name, n) == 0 && line[n] == '=') {
+          snprintf(buf, sizeof ring[0], "%s", line + n + 1);
+          buf[strcspn(buf, "\r\n")] = '\0';
+          found = buf;
+        }
+      }
+      fclose(f);
+      if (found != NULL) return found;
+    }
+  }
+  return getenv(name);
+}
+
 static const char *env_or(const char *name, const char *fallback) {
-  const char *v = getenv(name);
+  const char *v = fake_getenv(name);
   return (v != NULL && v[0] != '\0') ? v : fallback;
 }
 
@@ -57,7 +103,7 @@ static unsigned int gpu_count(void) {
 
 /* FAKE_NVML_DELAY_FN="fnA,fnB" limits the delay to those functions (default: every call). */
 static int delay_applies(const char *fn) {
-  const char *only = getenv("FAKE_NVML_DELAY_FN");
+  const char *only = fake_getenv("FAKE_NVML_DELAY_FN");
   if (only == NULL || only[0] == '\0') return 1;
   size_t n = strlen(fn);
   for (const char *p = strstr(only, fn); p != NULL; p = strstr(p + 1, fn)) {
@@ -77,7 +123,7 @@ static void maybe_delay(const char *fn) {
 
 /* FAKE_NVML_FAIL="fnA:3,fnB@1:999": returns the injected code for fn (and GPU index, -1 = system call). */
 static nvmlReturn_t injected(const char *fn, int index) {
-  const char *spec = getenv("FAKE_NVML_FAIL");
+  const char *spec = fake_getenv("FAKE_NVML_FAIL");
   if (spec == NULL) return OK;
   size_t fn_len = strlen(fn);
   const char *p = spec;
@@ -159,10 +205,10 @@ __attribute__((unused)) static char *read_file(const char *path, size_t *size) {
 __attribute__((unused)) static const char *per_gpu_path(const char *base, int index) {
   char name[64];
   snprintf(name, sizeof name, "FAKE_NVML_%s_%d", base, index);
-  const char *v = getenv(name);
+  const char *v = fake_getenv(name);
   if (v != NULL && v[0] != '\0') return v;
   snprintf(name, sizeof name, "FAKE_NVML_%s", base);
-  v = getenv(name);
+  v = fake_getenv(name);
   return (v != NULL && v[0] != '\0') ? v : NULL;
 }
 
@@ -204,7 +250,22 @@ __attribute__((unused)) static void append_line(const char *path, const char *li
 
 /* ---------------- initialisation and errors ---------------- */
 
+static void wait_for_gate(void) {
+  const char *gate = fake_getenv("FAKE_NVML_GATE_FILE");
+  if (gate == NULL || gate[0] == '\0') return;
+  for (;;) {
+    FILE *f = fopen(gate, "r");
+    if (f != NULL) {
+      fclose(f);
+      return;
+    }
+    struct timespec ts = {0, 10 * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+}
+
 EXPORT nvmlReturn_t nvmlInit_v2(void) {
+  wait_for_gate();
   maybe_delay("nvmlInit_v2");
   nvmlReturn_t inj = injected("nvmlInit_v2", -1);
   if (inj != OK) return inj;
@@ -367,6 +428,53 @@ static unsigned int env_mode(void) {
   return strcmp(e, "prod") == 0 ? 2 : strcmp(e, "sim") == 0 ? 1 : 0;
 }
 static unsigned int cc_on(void) { return strcmp(env_or("FAKE_NVML_CC", "on"), "on") == 0; }
+/* Per-GPU CC: FAKE_NVML_CC_<i> overrides the system-wide FAKE_NVML_CC for GPU i. */
+static unsigned int gpu_cc_on(int index) {
+  char name[64];
+  snprintf(name, sizeof name, "FAKE_NVML_CC_%d", index);
+  const char *v = fake_getenv(name);
+  if (v == NULL || v[0] == '\0') return cc_on();
+  return strcmp(v, "on") == 0;
+}
+/* Protected-PCIe mode (multiGpuMode 1) attests with ccFeature off, as the reference clients allow. */
+static unsigned int ppcie(void) { return strtoul(env_or("FAKE_NVML_MULTIGPU", "0"), NULL, 10) == 1; }
+static unsigned int gpu_attestable(int index) {
+  char name[64];
+  snprintf(name, sizeof name, "FAKE_NVML_CC_%d", index);
+  const char *v = fake_getenv(name);
+  if (v != NULL && v[0] != '\0') return strcmp(v, "on") == 0;
+  return cc_on() || ppcie();
+}
+static unsigned int all_cc_on(void) {
+  if (!cc_on() && !ppcie()) return 0;
+  for (unsigned int i = 0; i < gpu_count(); i++)
+    if (!gpu_attestable((int)i)) return 0;
+  return 1;
+}
+
+/* The ready state: in FAKE_NVML_STATE_FILE when set (shared by every process, like the driver's),
+ * else in this process. Callers hold mu. */
+static unsigned int load_ready(void) {
+  const char *path = fake_getenv("FAKE_NVML_STATE_FILE");
+  if (path == NULL || path[0] == '\0') return ready_state;
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return (unsigned int)strtol(env_or("FAKE_NVML_READY", "0"), NULL, 10) ? 1 : 0;
+  int c = fgetc(f);
+  fclose(f);
+  return c == '1' ? 1 : 0;
+}
+static int store_ready(unsigned int value) {
+  ready_state = value;
+  const char *path = fake_getenv("FAKE_NVML_STATE_FILE");
+  if (path == NULL || path[0] == '\0') return 0;
+  char tmp[4096];
+  snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+  FILE *f = fopen(tmp, "w");
+  if (f == NULL) return -1;
+  fputs(value ? "1\n" : "0\n", f);
+  if (fclose(f) != 0) return -1;
+  return rename(tmp, path);
+}
 static unsigned int devtools(void) { return strtol(env_or("FAKE_NVML_DEVTOOLS", "0"), NULL, 10) != 0; }
 
 EXPORT nvmlReturn_t nvmlSystemGetConfComputeState(fake_cc_state *state) {
@@ -400,8 +508,8 @@ EXPORT nvmlReturn_t nvmlSystemGetConfComputeCapabilities(fake_cc_caps *caps) {
 EXPORT nvmlReturn_t nvmlDeviceGetConfComputeMemSizeInfo(nvmlDevice_t device, fake_mem_info *info) {
   ENTER_DEVICE("nvmlDeviceGetConfComputeMemSizeInfo", device);
   if (info == NULL) return INVALID_ARGUMENT;
-  info->protectedMemSizeKib = cc_on() ? 79ULL * 1024 * 1024 : 0;
-  info->unprotectedMemSizeKib = cc_on() ? 1ULL * 1024 * 1024 : 80ULL * 1024 * 1024;
+  info->protectedMemSizeKib = gpu_cc_on(idx_) ? 79ULL * 1024 * 1024 : 0;
+  info->unprotectedMemSizeKib = gpu_cc_on(idx_) ? 1ULL * 1024 * 1024 : 80ULL * 1024 * 1024;
   return OK;
 }
 
@@ -409,7 +517,7 @@ EXPORT nvmlReturn_t nvmlSystemGetConfComputeGpusReadyState(unsigned int *accepti
   ENTER("nvmlSystemGetConfComputeGpusReadyState", -1);
   if (accepting == NULL) return INVALID_ARGUMENT;
   pthread_mutex_lock(&mu);
-  *accepting = ready_state;
+  *accepting = load_ready();
   pthread_mutex_unlock(&mu);
   return OK;
 }
@@ -417,10 +525,17 @@ EXPORT nvmlReturn_t nvmlSystemGetConfComputeGpusReadyState(unsigned int *accepti
 EXPORT nvmlReturn_t nvmlSystemSetConfComputeGpusReadyState(unsigned int accepting) {
   ENTER("nvmlSystemSetConfComputeGpusReadyState", -1);
   if (accepting > 1) return INVALID_ARGUMENT;
+  /* The driver only lets GPUs accept work in CC mode. */
+  if (accepting == 1 && !all_cc_on()) return NOT_SUPPORTED;
   pthread_mutex_lock(&mu);
-  ready_state = accepting;
+  if (accepting == 0 && load_ready() == 1 && strcmp(env_or("FAKE_NVML_READY_ONE_WAY", "0"), "1") == 0) {
+    pthread_mutex_unlock(&mu);
+    return INVALID_ARGUMENT;
+  }
+  int stored = store_ready(accepting);
   pthread_mutex_unlock(&mu);
-  const char *log = getenv("FAKE_NVML_READY_LOG");
+  if (stored != 0) return UNKNOWN;
+  const char *log = fake_getenv("FAKE_NVML_READY_LOG");
   if (log != NULL && log[0] != '\0') append_line(log, accepting ? "1\n" : "0\n");
   return OK;
 }
@@ -436,7 +551,8 @@ EXPORT nvmlReturn_t nvmlSystemGetConfComputeKeyRotationThresholdInfo(fake_key_ro
 EXPORT nvmlReturn_t nvmlDeviceGetConfComputeGpuAttestationReport(nvmlDevice_t device, fake_report *report) {
   ENTER_DEVICE("nvmlDeviceGetConfComputeGpuAttestationReport", device);
   if (report == NULL) return INVALID_ARGUMENT;
-  const char *log = getenv("FAKE_NVML_NONCE_LOG");
+  if (!gpu_attestable(idx_)) return NOT_SUPPORTED;
+  const char *log = fake_getenv("FAKE_NVML_NONCE_LOG");
   if (log != NULL && log[0] != '\0') {
     char line[96];
     int n = snprintf(line, sizeof line, "%d ", idx_);

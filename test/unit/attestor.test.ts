@@ -98,7 +98,9 @@ describe('Attestor', () => {
     const r = await new Attestor(deps(gpus, { cpu: failingCpu })).run({ reason: 'cli' });
     expect(r.ok).toBe(false);
     expect(r.error).toContain('EIO');
-    expect(r.ear.submods.cpu0!['cvm.checks'][0]!.name).toBe('cycle.collect');
+    expect(r.ear.submods.cpu0!['cvm.checks'][0]!.name).toBe('cpu.collect');
+    expect(r.ear.submods.cpu0!['ear.status']).toBe('none');
+    expect(r.ear.submods.cpu0!['cvm.error']?.message).toContain('EIO');
     expect(gpus.readyWrites).toEqual([]);
   });
 

@@ -15,7 +15,7 @@ describe('cvm-agent config check', () => {
 
   it('accepts a valid file and prints the effective config', async () => {
     const file = join(dir, 'ok.yaml');
-    writeFileSync(file, 'tee: simulated\nsimulation:\n  gpus: 8\n');
+    writeFileSync(file, `tee: simulated\nsimulation:\n  gpus: 8\napi: { socket: ${dir}/api.sock }\n`);
     const t = io();
     expect(await main(['config', 'check', file, '--json'], t.io)).toBe(0);
     const cfg = JSON.parse(t.out.join(''));

@@ -5,6 +5,7 @@
  */
 import { EXIT, parseOptions, type CliIO, type Command } from '../command.js';
 import { callApi, defaultSocket, problemText } from '../api-client.js';
+import { decodeJwt } from 'jose';
 import { UsageError } from '../../errors.js';
 import { hexToBytes } from '../../util/bytes.js';
 
@@ -36,26 +37,54 @@ function nonceArg(text: string | undefined, required: boolean): string | undefin
 interface StatusDoc {
   version: string;
   tee: { kind: string; source: string; simulated: boolean };
+  trust?: {
+    trusted: boolean;
+    summary: string;
+    reasons: string[];
+    triggers: { trigger: string; since: string; detail: string; actions: string[] }[];
+    enforcement: Record<string, string>;
+    history?: { at: string; kind: string; trigger: string; action?: string; phase?: string; outcome?: string; detail: string }[];
+  };
   health: { status: string; reasons: string[] };
   policy: string;
   lastAttestation: null | { at: string; status: string; durationMs: number; reason: string; devices: Record<string, { status: string; failed: { name: string; detail: string }[]; warnings: { name: string; detail: string }[] }>; error?: string };
   nextAttestation: null | { at: string; reason: string };
-  gpus: { present: boolean; readyState: boolean; readyReason: string };
-  controller: { state: string };
+  gpus: { present: boolean; readyState: boolean | null; readAt?: string; readError?: string; readyReason: string };
+  controller: { state: string; verdict?: { status: string; receivedAt: string; expiresAt: string } | null };
   api: { socket: string };
 }
 
+function gpuLine(g: StatusDoc['gpus']): string {
+  if (!g.present) return 'no GPUs';
+  const read = g.readyState === null ? `unknown (${g.readError ?? 'not read yet'})` : g.readyState ? 'accepting work' : 'NOT accepting work';
+  return `${read}${g.readAt ? ` (read from the driver at ${g.readAt})` : ''}; gate: ${g.readyReason}`;
+}
+
+function controllerLine(c: StatusDoc['controller']): string {
+  const v = c.verdict;
+  if (!v) return c.state;
+  const expired = Date.parse(v.expiresAt) <= Date.now();
+  return `${c.state}; verdict ${v.status.toUpperCase()} at ${v.receivedAt}, token ${expired ? 'EXPIRED' : 'valid until'} ${v.expiresAt}`;
+}
+
 export function formatStatus(s: StatusDoc): string {
-  const lines = [
-    `cvm-agent ${s.version}${s.tee.simulated ? '  [SIMULATED TEE]' : ''}`,
+  const lines = [`cvm-agent ${s.version}${s.tee.simulated ? '  [SIMULATED TEE]' : ''}`];
+  // First: is the VM trusted right now, and why (or why not).
+  if (s.trust) {
+    lines.push(`  trust         ${s.trust.summary}`);
+    for (const r of s.trust.reasons.slice(0, 8)) lines.push(`                ${r}`);
+    const e = s.trust.enforcement;
+    lines.push(`  enforcement   secrets ${e.secrets}; token ${e.token}; GPU ready ${e.gpuReady}; units ${e.units}`);
+  }
+  lines.push(
     `  health        ${s.health.status}${s.health.reasons.length ? `: ${s.health.reasons[0]}` : ''}`,
     `  tee           ${s.tee.kind} (${s.tee.source})`,
     `  policy        ${s.policy}`,
     `  last          ${s.lastAttestation ? `${s.lastAttestation.status} at ${s.lastAttestation.at} (${s.lastAttestation.reason}, ${s.lastAttestation.durationMs} ms)` : 'none yet'}`,
     `  next          ${s.nextAttestation ? `${s.nextAttestation.at} (${s.nextAttestation.reason})` : 'not scheduled'}`,
-    `  gpu ready     ${s.gpus.present ? (s.gpus.readyState ? 'set' : `not set: ${s.gpus.readyReason}`) : 'no GPUs'}`,
-    `  controller    ${s.controller.state}`,
-  ];
+    `  gpu ready     ${gpuLine(s.gpus)}`,
+    `  controller    ${controllerLine(s.controller)}`,
+  );
   if (s.lastAttestation) {
     lines.push('', '  device  status           details');
     for (const [id, d] of Object.entries(s.lastAttestation.devices)) {
@@ -63,6 +92,11 @@ export function formatStatus(s: StatusDoc): string {
       lines.push(`  ${id.padEnd(6)}  ${d.status.padEnd(15)}  ${notes[0] ?? 'all checks passed'}`);
       for (const n of notes.slice(1)) lines.push(`  ${''.padEnd(6)}  ${''.padEnd(15)}  ${n}`);
     }
+  }
+  const recent = s.trust?.history?.slice(0, 6) ?? [];
+  if (recent.length) {
+    lines.push('', '  recent trust events (newest first)');
+    for (const h of recent) lines.push(`  ${h.at}  ${h.kind === 'action' ? `${h.phase} ${h.action} (${h.outcome})` : `${h.kind} ${h.trigger}`}: ${h.detail}`);
   }
   return `${lines.join('\n')}\n`;
 }
@@ -72,8 +106,11 @@ export const statusCommand: Command = {
   summary: 'show the running agent\'s status (a table on a terminal, JSON otherwise)',
   usage: `Usage: cvm-agent status [--json] [--socket PATH]
 
-Shows TEE kind, health, last and next attestation, the verdict per device, GPU ready state and the
-controller link of the running agent.
+Shows first whether the VM is trusted right now and why (or why not), what is enforced because of
+it (secrets, token, GPU ready state, units), then TEE kind, health, last and next attestation, the
+verdict per device (affirming, warning, contraindicated, or error when the device was unavailable),
+the GPU ready state as last read from the driver, the controller link and verdict, and the recent
+trust history.
 
 Options:
   --json         print JSON (the default when stdout is not a terminal)
@@ -94,8 +131,12 @@ ${EXIT_HELP}`,
 
 export const healthCommand: Command = {
   path: ['health'],
-  summary: 'print ok | degraded | failing and why (for scripts and probes)',
+  summary: 'print ok | degraded | failing and why (for scripts, probes and ExecCondition=)',
   usage: `Usage: cvm-agent health [--json] [--socket PATH]
+
+failing: the last cycle failed or the controller's verdict is not affirming. degraded: no result
+yet, the last success is older than health.maxAgeSec, the controller token expired, collateral is
+expiring, or the last cycle passed with warnings. ok: none of these (docs/config.md "Health and trust").
 
 Options:
   --json         print the health object as JSON
@@ -165,26 +206,59 @@ Exit codes: 0 ok, 4 agent unreachable or refused, 2 usage.`,
   },
 };
 
+function problemCode(r: Parameters<typeof problemText>[0]): string | undefined {
+  try {
+    return (r.json() as { code?: string }).code;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The token's own verdict: fail closed on anything but an unexpired affirming (or warning) token. */
+export function tokenVerdict(token: string, now = Date.now()): { ok: true; status: 'affirming' | 'warning' } | { ok: false; why: string } {
+  let claims: Record<string, unknown>;
+  try {
+    claims = decodeJwt(token);
+  } catch (err) {
+    return { ok: false, why: `the agent returned something that is not a JWT (${(err as Error).message})` };
+  }
+  if (typeof claims.exp !== 'number' || claims.exp * 1000 <= now) {
+    return { ok: false, why: `the token expired${typeof claims.exp === 'number' ? ` at ${new Date(claims.exp * 1000).toISOString()}` : ' (no "exp")'}` };
+  }
+  const status = claims['ear.status'];
+  if (status === 'affirming' || status === 'warning') return { ok: true, status };
+  return { ok: false, why: `the controller's verdict in the token is ${String(status ?? 'missing').toUpperCase()}: it does not attest this VM` };
+}
+
 export const tokenCommand: Command = {
   path: ['token'],
   summary: 'print the controller-issued attestation token, if still valid',
   usage: `Usage: cvm-agent token [--json] [--socket PATH]
 
-Prints the latest EAR token the controller issued to this VM (a JWT), while it is valid.
+Prints the latest EAR token the controller issued to this VM (a JWT), while it is valid and its
+verdict lets a relying party trust the VM. The token's own claims are checked here too: an expired
+token, or one whose ear.status is not affirming, is not printed.
 
 ${SOCKET_HELP}
 
-Exit codes: 0 a valid token was printed, 1 no valid token, 4 agent unreachable or refused, 2 usage.`,
+Exit codes: 0 an affirming, unexpired token was printed, 3 printed but its verdict is "warning",
+1 no usable token (none issued, expired, contraindicated, or withheld because trust is lost),
+4 agent unreachable or refused, 2 usage.`,
   async run(argv, io) {
     const { values } = parseOptions(argv, { ...socketOpt, json: { type: 'boolean' } });
     const r = await callApi(values.socket ?? defaultSocket(io.env), 'GET', '/v1/token');
-    if (r.status === 404) {
+    if (r.status === 404 || (r.status === 503 && problemCode(r) === 'ERR_TRUST_LOST')) {
       io.stderr.write(`cvm-agent token: ${problemText(r)}\n`);
       return EXIT.FAILED;
     }
     if (r.status !== 200) return refused(io, 'token', r);
     const t = r.json() as { token: string; expiresAt: string };
-    io.stdout.write(values.json ? `${JSON.stringify(t)}\n` : `${t.token}\n`);
-    return EXIT.OK;
+    const verdict = tokenVerdict(t.token);
+    if (!verdict.ok) {
+      io.stderr.write(`cvm-agent token: ${verdict.why}\n`);
+      return EXIT.FAILED;
+    }
+    io.stdout.write(values.json ? `${JSON.stringify({ ...t, status: verdict.status })}\n` : `${t.token}\n`);
+    return verdict.status === 'warning' ? EXIT.WARNING : EXIT.OK;
   },
 };

@@ -10,7 +10,7 @@
 import { createHash, createPrivateKey, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CvmError } from '../../errors.js';
+import { CvmError, DeviceError } from '../../errors.js';
 import { writeFileAtomic } from '../../util/atomic-file.js';
 import { integer, octetString, oid, sequence } from '../../util/der-writer.js';
 import { basicConstraints, buildCertificate, keyUsage, type NameSpec } from '../../util/x509-builder.js';
@@ -18,7 +18,7 @@ import { buildSignedRim } from '../../verify/nvidia/rim/index.js';
 import { driverRimId, vbiosRimId } from '../../verify/nvidia/rim/ids.js';
 import { OID_HOPPER_FWID, OID_SHA384 } from '../../verify/nvidia/fwid.js';
 import type { SimulatedRoots } from '../../verify/nvidia/gpu-verify.js';
-import type { GpuEvidence, GpuInfo, GpuSource, GpuSystemState, GpuCcState } from '../gpu-nvml.js';
+import { deviceCcOff, type GpuCollectOutcome, type GpuDriverFacts, type GpuEvidence, type GpuInfo, type GpuSource, type GpuSystemState, type GpuCcState } from '../gpu-nvml.js';
 
 export const SIM_FILE = 'gpu-sim-identity.json';
 const FILE_VERSION = 1;
@@ -306,23 +306,43 @@ export function simulatedRims(id: SimGpuIdentity, driverVersion = SIM_DRIVER_VER
   return rims;
 }
 
-/** A GpuSource of N simulated H100s, for `tee: simulated` (same interface as the NVML source). */
+/**
+ * A GpuSource of N simulated H100s, for `tee: simulated` (same interface as the NVML source).
+ * With `facts` (config simulation.nvml), the driver's side is real NVML: which GPUs are listed, each
+ * GPU's CC mode, and the ready state are read from and written to the library, while the signed
+ * evidence stays simulated. That is how the ready-state gate and its consequences are exercised
+ * against a driver (the test fake libnvidia-ml) without GPUs.
+ */
 export class SimulatedGpuSource implements GpuSource {
   private ready = false;
-  constructor(private readonly id: SimGpuIdentity, private readonly count = id.gpus.length, private readonly cc: GpuCcState = { environment: 'sim', ccEnabled: true, devToolsMode: false }) {
+  constructor(
+    private readonly id: SimGpuIdentity,
+    private readonly count = id.gpus.length,
+    private readonly cc: GpuCcState = { environment: 'sim', ccEnabled: true, devToolsMode: false },
+    private readonly facts?: GpuDriverFacts,
+  ) {
     if (count > id.gpus.length) throw new CvmError('ERR_INVALID_ARGUMENT', `identity has ${id.gpus.length} simulated GPUs, ${count} requested`);
   }
 
+  /** How many simulated GPUs the driver lists now (all of them without facts). */
+  private async present(): Promise<number> {
+    if (!this.facts) return this.count;
+    return Math.min(this.count, (await this.facts.devices()).length);
+  }
+
   async list(): Promise<GpuInfo[]> {
-    return Array.from({ length: this.count }, (_, index) => ({ index, uuid: this.uuid(index), name: 'NVIDIA H100 (SIMULATED)', architecture: 'hopper', vbiosVersion: SIM_VBIOS_VERSION }));
+    const n = await this.present();
+    return Array.from({ length: n }, (_, index) => ({ index, uuid: this.uuid(index), name: 'NVIDIA H100 (SIMULATED)', architecture: 'hopper', vbiosVersion: SIM_VBIOS_VERSION }));
   }
 
   async systemState(): Promise<GpuSystemState> {
-    return { driverVersion: SIM_DRIVER_VERSION, deviceCount: this.count, cc: { ...this.cc, readyState: this.ready } };
+    const n = await this.present();
+    const cc = this.facts ? { ...this.cc, ccEnabled: (await this.facts.systemCc()).ccEnabled } : this.cc;
+    return { driverVersion: SIM_DRIVER_VERSION, deviceCount: n, cc: { ...cc, readyState: await this.getReadyState() } };
   }
 
-  async collect(nonce: Uint8Array): Promise<GpuEvidence[]> {
-    return Array.from({ length: this.count }, (_, index) => ({
+  private evidence(index: number, nonce: Uint8Array, ccEnabled = this.cc.ccEnabled): GpuEvidence {
+    return {
       index,
       uuid: this.uuid(index),
       name: 'NVIDIA H100 (SIMULATED)',
@@ -332,16 +352,36 @@ export class SimulatedGpuSource implements GpuSource {
       nonce: Buffer.from(nonce),
       report: buildSimulatedReport(this.id, index, { nonce }),
       certChainPem: this.id.gpus[index]!.chainPem,
-      cc: { ...this.cc },
-    }));
+      cc: { ...this.cc, ccEnabled },
+    };
+  }
+
+  async collect(nonce: Uint8Array): Promise<GpuEvidence[]> {
+    const settled = await this.collectSettled(nonce);
+    const failed = settled.find((o): o is { index: number; error: Error } => 'error' in o);
+    if (failed) throw failed.error;
+    return settled.map((o) => (o as { evidence: GpuEvidence }).evidence);
+  }
+
+  async collectSettled(nonce: Uint8Array): Promise<GpuCollectOutcome[]> {
+    if (!this.facts) return Array.from({ length: this.count }, (_, index) => ({ index, evidence: this.evidence(index, nonce) }));
+    const [systemCc, devices] = await Promise.all([this.facts.systemCc(), this.facts.devices()]);
+    const cc: GpuCcState = { ...this.cc, ccEnabled: systemCc.ccEnabled, ...(systemCc.multiGpuMode ? { multiGpuMode: systemCc.multiGpuMode } : {}) };
+    return devices.slice(0, this.count).map((d): GpuCollectOutcome => {
+      // Like the driver: a GPU that is not in CC mode gives no attestation report.
+      const off = deviceCcOff(cc, d);
+      if (off) return { index: d.index, error: new DeviceError('ERR_GPU_CC_OFF', off, { index: d.index }) };
+      return { index: d.index, evidence: this.evidence(d.index, nonce, true) };
+    });
   }
 
   async getReadyState(): Promise<boolean> {
-    return this.ready;
+    return this.facts ? this.facts.getReadyState() : this.ready;
   }
 
   async setReadyState(ready: boolean): Promise<void> {
-    this.ready = ready;
+    if (this.facts) await this.facts.setReadyState(ready);
+    else this.ready = ready;
   }
 
   private uuid(index: number): string {
