@@ -190,9 +190,9 @@ const routes: Route[] = [
   },
   {
     method: 'GET', pattern: /^\/v1\/events$/, endpoint: 'events',
-    async handle(s, req, res) {
-      if (!s.events) throw new HttpError(404, 'not-found', 'no event stream');
-      s.events(req, res);
+    async handle({ service, req, res }) {
+      if (!service.events) throw new HttpError(404, 'not-found', 'no event stream');
+      service.events(req, res);
     },
   },
   {
