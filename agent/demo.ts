@@ -93,12 +93,15 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
 
   const socket = join(dir, 'api.sock');
   const uid = process.getuid?.() ?? 0;
+  // Loopback ws:// (controller.insecure), so the agent pins the controller's token key to authenticate verdicts.
+  const tokenKey = join(dir, 'controller-token-key.jwk');
+  await writeFile(tokenKey, JSON.stringify(controller.signer.jwks()), { mode: 0o644 });
   await writeFile(
     join(dir, 'agent.yaml'),
     [
       'tee: simulated',
       `simulation: {gpus: ${opts.gpus}, dir: ${simDir}}`,
-      `controller: {url: "${wsUrl}", agentId: ${AGENT_ID}, tokenFile: ${join(dir, 'agent.token')}}`,
+      `controller: {url: "${wsUrl}", insecure: true, tokenKey: ${tokenKey}, agentId: ${AGENT_ID}, tokenFile: ${join(dir, 'agent.token')}}`,
       `api: {socket: ${socket}, authorization: {secrets: {uids: ["${uid}"]}}}`,
       `state: {dir: ${join(dir, 'state')}}`,
       'schedule: {cron: "0 0 1 1 *", jitterSec: 0, attestAtStart: true}',

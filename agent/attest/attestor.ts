@@ -1,6 +1,6 @@
 /**
  * One attestation cycle (DESIGN.md "Binding"; issue: orchestration):
- *   nonce -> gpuNonce -> every GPU report (in parallel) -> REPORT_DATA over them -> CPU report
+ *   (nonce, agent id, agent key) -> gpuNonce -> every GPU report (in parallel) -> REPORT_DATA over them -> CPU report
  *   -> verify the whole bundle -> EAR -> GPU ready state only if the CPU and every GPU passed.
  * The CPU report has to come after the GPU reports because REPORT_DATA hashes them; the CPU is
  * collected while nothing else waits on it. One cycle at a time: callers without their own nonce
@@ -40,6 +40,8 @@ export interface CycleResult {
 
 export interface AttestorDeps {
   teePubKey: PublicJwk;
+  /** This agent's id, bound into every report next to the nonce and the key (agent/binding.ts). */
+  agentId: string;
   cpu: CpuSource;
   /** Absent when GPUs are disabled or none exist. */
   gpus?: GpuSource;
@@ -134,13 +136,14 @@ export class Attestor {
       if (deps.gpus) {
         const gpus = deps.gpus;
         expectedGpus = (await withTimeout(gpus.list(), deps.stepTimeoutMs, 'GPU enumeration')).length;
-        if (expectedGpus > 0) gpuEvidence = await withTimeout(gpus.collect(gpuNonce(nonce, deps.teePubKey)), deps.stepTimeoutMs, 'GPU evidence collection');
+        if (expectedGpus > 0) gpuEvidence = await withTimeout(gpus.collect(gpuNonce(nonce, deps.teePubKey, deps.agentId)), deps.stepTimeoutMs, 'GPU evidence collection');
       }
       gpuEvidence.sort((a, b) => a.index - b.index);
-      const reportData = cpuReportData(nonce, deps.teePubKey, gpuEvidence.map((g) => g.report));
+      const reportData = cpuReportData(nonce, deps.teePubKey, deps.agentId, gpuEvidence.map((g) => g.report));
       const cpu = await withTimeout(deps.cpu.collect(reportData), deps.stepTimeoutMs, 'CPU evidence collection');
       bundle = {
         version: BUNDLE_VERSION,
+        agentId: deps.agentId,
         nonce,
         teePubKey: deps.teePubKey,
         simulated: deps.cpu.simulated,

@@ -5,6 +5,12 @@
  * seq, acked after they are persisted). Messages are handled one at a time in arrival order.
  * Nothing an agent sends can throw out of here: bad input is answered with an error message and,
  * when it breaks the protocol, a close code (agent/link/protocol.ts CLOSE).
+ *
+ * Identity (docs/controller.md "Agent identity"): the hello's agent id must be allowed by the link's
+ * credential; evidence must be bound to that id and carry a proof signed by the session key over the
+ * challenge (possession of the attested key in THIS session) or it gets no verdict; secrets restricted
+ * to ids go only to sessions whose credential proves the id; a second session for an id replaces the
+ * first only when it proves the same identity (see Controller.admit).
  */
 import type { WebSocket } from 'ws';
 import type { Logger } from 'pino';
@@ -13,13 +19,16 @@ import {
   type ControllerMessage, type EventMessage, type EvidenceMessage, type HelloMessage,
 } from '../link/protocol.js';
 import { checkEventSignature, eventKeyId } from '../link/events.js';
+import { checkEvidenceProof } from '../link/proof.js';
+import { credentialFor, type Credential } from './auth.js';
 import { ChallengeBook, type Challenge } from './challenges.js';
 import { TokenBucket } from './rate-limit.js';
 import { appraiseEvidence, deviceStatuses, type AppraisalContext } from './appraise.js';
-import { releaseDecision, sealSecrets, secretsFor, type ConfiguredSecret } from './secrets.js';
+import { releaseDecision, sealSecrets, secretDigests, secretsFor, type ConfiguredSecret } from './secrets.js';
 import type { AgentRegistry } from './registry.js';
 import type { TokenSigner } from './signer.js';
 import { AGENT_ID, type ReleaseRule } from './config.js';
+import type { PublicJwk } from '../binding.js';
 
 export interface SessionDeps {
   registry: AgentRegistry;
@@ -34,12 +43,26 @@ export interface SessionDeps {
   limits: { messagesPerSec: number; burst: number };
   log: Logger;
   now: () => Date;
-  /** Called when a hello names an agent that already has a live session (the old one is closed). */
-  claim: (agentId: string, session: LinkSession) => void;
+  /** Agent ids some configured token is bound to: an unbound credential may not use them. */
+  boundIds: ReadonlySet<string>;
+  /** Token signing keys sent in welcome (agents trust them only over TLS with a pinned CA/SPKI). */
+  tokenKeys: { keys: PublicJwk[] };
+  /**
+   * Register `session` as the live session of `agentId`: 'claimed' (it is, any earlier one is closed),
+   * 'contender' (an attested session of the same identity is live: this one replaces it once its own
+   * evidence attests a key in this session, see promote) or 'refused' (another identity holds the id).
+   */
+  admit: (agentId: string, session: LinkSession) => 'claimed' | 'contender' | 'refused';
+  /** A contender proved an attested key for the agent in its session: it replaces the live session. */
+  promote: (agentId: string, session: LinkSession) => void;
+  /** Resolves once `agentId` has no live session, or after `ms`. */
+  released: (agentId: string, ms: number) => Promise<void>;
   release: (agentId: string, session: LinkSession) => void;
 }
 
 const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** How long a hello waits for an earlier session of the same id to go (a reconnect racing its own close). */
+const ADMIT_WAIT_MS = 5_000;
 /** Events held while their signing key is not yet attested (the first verdict usually follows within seconds). */
 const MAX_PENDING_EVENTS = 1024;
 
@@ -48,6 +71,12 @@ const MAX_BATCH = 64;
 
 export class LinkSession {
   agentId: string | undefined;
+  /** The link's credential proves agentId (a token bound to it, a client certificate naming it). */
+  boundToId = false;
+  /** Evidence with a valid proof of possession verified in this session (its key is attested). */
+  attested = false;
+  /** Registered as the agent's live session (a contender is not, until it is promoted). */
+  private claimed = false;
   private hello: HelloMessage | undefined;
   private readonly book: ChallengeBook;
   private readonly bucket: TokenBucket;
@@ -65,8 +94,8 @@ export class LinkSession {
   constructor(
     private readonly ws: WebSocket,
     private readonly deps: SessionDeps,
-    /** Agent id the bearer token is bound to, if any. */
-    private readonly boundAgentId: string | undefined,
+    /** What authenticated this link (bound token id, client certificate names). */
+    private readonly credential: Credential,
     readonly peer: string,
   ) {
     this.book = new ChallengeBook(deps.challengeTtlSec * 1000);
@@ -90,6 +119,10 @@ export class LinkSession {
       this.alive = false;
       ws.ping();
     }, deps.heartbeatSec * 1000));
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
   }
 
   close(code: number, reason: string): void {
@@ -193,37 +226,67 @@ export class LinkSession {
     const now = this.deps.now();
     if (msg.type === 'hello') return this.onHello(msg, now);
     if (!this.hello || !this.agentId) return this.refuse('hello-required', `"${msg.type}" before hello`, CLOSE.PROTOCOL_ERROR);
+    // A contender takes the slot as soon as the earlier session is gone.
+    if (!this.claimed) this.tryClaim(now);
     this.deps.registry.touch(this.agentId, now);
     if (msg.type === 'evidence') return this.onEvidence(msg, now);
     if (msg.type === 'event') {
       this.pending.push(msg);
       if (this.pending.length > MAX_PENDING_EVENTS) this.pending.shift(); // not acked: the agent resends it after a reconnect
-      return this.drainEvents(now);
+      // A contender's events wait until it is the agent's live session (one event stream per agent).
+      return this.claimed ? this.drainEvents(now) : undefined;
     }
     this.deps.log.warn({ agentId: this.agentId, code: msg.code, challengeId: msg.challengeId }, `agent error: ${msg.message}`);
   }
 
-  private onHello(msg: HelloMessage, now: Date): void {
+  private async onHello(msg: HelloMessage, now: Date): Promise<void> {
     if (this.hello) return this.refuse('unexpected-hello', 'hello was already received on this connection', CLOSE.PROTOCOL_ERROR);
     if (!AGENT_ID.test(msg.agentId)) return this.refuse('bad-agent-id', 'agentId must be 1..128 of letters, digits, ".", "_", ":", "@", "-" (and not "." or "..")', CLOSE.PROTOCOL_ERROR);
-    if (this.boundAgentId !== undefined && msg.agentId !== this.boundAgentId) {
-      return this.refuse('forbidden', `this bearer token is bound to another agent id than "${msg.agentId}"`, CLOSE.FORBIDDEN);
+    const cred = credentialFor(this.credential, msg.agentId);
+    if (!cred.ok) return this.refuse('forbidden', cred.reason, CLOSE.FORBIDDEN);
+    if (!cred.bound && this.deps.boundIds.has(msg.agentId)) {
+      return this.refuse('forbidden', `agent id "${msg.agentId}" has a token bound to it; a credential not bound to it cannot use it`, CLOSE.FORBIDDEN);
     }
     const version = negotiateVersion(msg.protocol);
     if (version === undefined) {
       return this.refuse('version-mismatch', `no common protocol version: agent offers ${describeOffer(msg.protocol)}, controller speaks ${describeOffer(SUPPORTED_VERSIONS)}`, CLOSE.VERSION_MISMATCH);
     }
+    this.boundToId = cred.bound;
+    let admitted = this.deps.admit(msg.agentId, this);
+    if (admitted === 'refused') {
+      // Often the same agent reconnecting before its old connection's close was seen: give that a moment.
+      await this.deps.released(msg.agentId, ADMIT_WAIT_MS);
+      if (this.closed) return;
+      admitted = this.deps.admit(msg.agentId, this);
+    }
+    if (admitted === 'refused') {
+      return this.refuse(
+        'agent-connected',
+        `agent "${msg.agentId}" is connected on another link; a second session replaces it only with a credential bound to this id${this.boundToId ? '' : ' (this one is not)'} and, once the first is attested, by attesting in the new session`,
+        CLOSE.FORBIDDEN,
+      );
+    }
     this.hello = msg;
     this.agentId = msg.agentId;
-    this.deps.claim(msg.agentId, this);
+    if (admitted === 'claimed') this.onClaimed(now);
     const rec = this.deps.registry.get(msg.agentId);
-    rec.version = msg.version;
-    rec.inventory = msg.inventory;
-    this.deps.registry.touch(msg.agentId, now);
-    this.deps.log.info({ agentId: msg.agentId, version: msg.version, protocol: version, peer: this.peer, resumeFrom: msg.resumeFrom, lastSeq: rec.lastSeq }, 'agent connected');
-    this.send({ type: 'welcome', protocol: version, heartbeatSec: this.deps.heartbeatSec, attestIntervalSec: this.deps.challengeIntervalSec, resumeFrom: rec.lastSeq + 1 });
+    this.deps.log.info({ agentId: msg.agentId, version: msg.version, protocol: version, peer: this.peer, resumeFrom: msg.resumeFrom, lastSeq: rec.lastSeq, bound: this.boundToId, contender: admitted === 'contender' }, 'agent connected');
+    this.send({ type: 'welcome', protocol: version, heartbeatSec: this.deps.heartbeatSec, attestIntervalSec: this.deps.challengeIntervalSec, resumeFrom: rec.lastSeq + 1, tokenKeys: this.deps.tokenKeys });
     this.challenge(now);
     this.timers.push(setInterval(() => this.challenge(this.deps.now()), this.deps.challengeIntervalSec * 1000));
+  }
+
+  /** This session became the agent's live one: record what its hello said. */
+  private onClaimed(now: Date): void {
+    this.claimed = true;
+    const rec = this.deps.registry.get(this.agentId!);
+    rec.version = this.hello!.version;
+    rec.inventory = this.hello!.inventory;
+    this.deps.registry.touch(this.agentId!, now);
+  }
+
+  private tryClaim(now: Date): void {
+    if (this.deps.admit(this.agentId!, this) === 'claimed') this.onClaimed(now);
   }
 
   /** Issue a fresh challenge (also used by the server's "challenge now"). */
@@ -243,18 +306,35 @@ export class LinkSession {
       await registry.persist(agentId);
       return this.refuse(taken.code, taken.message, undefined, msg.challengeId);
     }
-    const appraisal = await appraiseEvidence(msg.bundle, taken.challenge.nonce, now, this.deps.appraisal, this.hello!.teePubKey);
+    // Possession of the session key, over the challenge issued on this connection: without it the
+    // bundle may be another VM's evidence relayed through its local API. No verdict at all then.
+    const proof = await checkEvidenceProof(msg.proof, this.hello!.teePubKey, { agentId, challengeId: msg.challengeId, nonce: taken.challenge.nonce.toString('hex') });
+    if (!proof.ok) {
+      if (registry.has(agentId)) registry.get(agentId).lastRejection = { at: now.toISOString(), code: 'bad-proof', message: proof.reason };
+      return this.refuse('bad-proof', `evidence for challenge ${msg.challengeId} has no valid proof of possession of the hello key: ${proof.reason}; no verdict`, CLOSE.FORBIDDEN, msg.challengeId);
+    }
+    const appraisal = await appraiseEvidence(msg.bundle, taken.challenge.nonce, now, this.deps.appraisal, this.hello!.teePubKey, agentId);
     const devices = Object.entries(deviceStatuses(appraisal)).map(([id, status]) => ({ id, status }));
     // Secrets only to a key proven by this very bundle, and only when every device earns it.
     const decision = appraisal.verifiedKey ? releaseDecision(devices, this.deps.releaseSecretsOn) : { release: false, reason: `secrets withheld: the evidence did not verify (${appraisal.status})` };
-    const secrets = decision.release && appraisal.verifiedKey ? await sealSecrets(secretsFor(agentId, this.deps.secrets), appraisal.verifiedKey) : [];
+    const secrets = decision.release && appraisal.verifiedKey ? await sealSecrets(secretsFor(agentId, this.deps.secrets, this.boundToId), appraisal.verifiedKey) : [];
     const { token, expiresAt } = await this.deps.signer.sign(appraisal.ear, {
       subject: agentId,
       ttlSec: this.deps.tokenTtlSec,
       ...(appraisal.verifiedKey ? { confirmationKey: appraisal.verifiedKey } : {}),
+      // The agent accepts only JWEs whose hash the signed token lists (agent/link/verdict.ts).
+      ...(secrets.length > 0 ? { claims: { 'cvm.secrets': secretDigests(secrets) } } : {}),
     });
     const rec = registry.get(agentId);
-    if (appraisal.verifiedKey) await registry.rememberKey(agentId, appraisal.verifiedKey, now);
+    if (appraisal.verifiedKey) {
+      await registry.rememberKey(agentId, appraisal.verifiedKey, now);
+      this.attested = true;
+      // A contender that attested its key in its own session replaces the live session.
+      if (!this.claimed) {
+        this.deps.promote(agentId, this);
+        this.onClaimed(now);
+      }
+    }
     rec.lastVerdict = {
       challengeId: msg.challengeId,
       at: now.toISOString(),
@@ -276,7 +356,7 @@ export class LinkSession {
       `verdict ${appraisal.status.toUpperCase()}${appraisal.simulated ? ' (SIMULATED)' : ''}: ${decision.reason}`,
     );
     this.send({ type: 'verdict', challengeId: msg.challengeId, token, ...(secrets.length > 0 ? { secrets } : {}) });
-    await this.drainEvents(now);
+    if (this.claimed) await this.drainEvents(now);
   }
 
   /**

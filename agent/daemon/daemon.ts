@@ -5,13 +5,14 @@
  * $CACHE_DIRECTORY when the config leaves them at their defaults.
  */
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { createApiServer, RawJson, type ApiService } from '../api/server.js';
 import { listenUnix } from '../api/listen.js';
 import { parseIdDatabase, resolveTable, type AuthorizationTable } from '../api/authz.js';
 import { Attestor, type CycleResult } from '../attest/attestor.js';
-import type { PublicJwk } from '../binding.js';
+import { AGENT_ID, type PublicJwk } from '../binding.js';
 import { DEFAULTS, type Config } from '../config/schema.js';
 import { loadConfigFile } from '../config/load.js';
 import { ConfigError } from '../errors.js';
@@ -61,8 +62,17 @@ export function authorizationFrom(config: Config): AuthorizationTable {
   return table;
 }
 
+/** This agent's id (bound into every report): controller.agentId, else the host name. */
+export function agentIdFrom(config: Config): string {
+  const id = config.controller.agentId ?? hostname();
+  if (!AGENT_ID.test(id)) throw new ConfigError(`controller.agentId: the host name "${id.slice(0, 128)}" is not a usable agent id (1..128 of letters, digits, ".", "_", ":", "@", "-"); set controller.agentId`);
+  return id;
+}
+
 export class Daemon {
   config!: Config;
+  /** Bound into every attestation next to the nonce and the agent key (agent/binding.ts). */
+  agentId!: string;
   readonly log: Logger;
   private readonly env: NodeJS.ProcessEnv;
   private sources!: Sources;
@@ -105,6 +115,7 @@ export class Daemon {
     this.log.level = this.config.log.level;
     this.log.info({ config: path, found }, found ? 'configuration loaded' : 'no configuration file, using defaults');
     Object.assign(this.authz, authorizationFrom(this.config));
+    this.agentId = agentIdFrom(this.config);
     const policy = await loadPolicy(this.config);
     this.sources = await openSources(this.config, policy);
     this.log.info({ tee: this.sources.kind, cpuSource: this.sources.cpu.source, gpus: Boolean(this.sources.gpus), simulated: this.sources.simulated, policy: policy.id }, this.sources.simulated ? 'SIMULATED TEE: evidence is signed by test roots and trusted only because tee is "simulated"' : 'evidence sources ready');
@@ -115,6 +126,7 @@ export class Daemon {
     this.attestor = this.newAttestor();
     this.link = await DaemonLink.open({
       config: this.config,
+      agentId: this.agentId,
       key: this.key,
       version: VERSION,
       log: this.log,
@@ -146,6 +158,7 @@ export class Daemon {
   private newAttestor(): Attestor {
     return new Attestor({
       teePubKey: this.teePubKey,
+      agentId: this.agentId,
       cpu: this.sources.cpu,
       ...(this.sources.gpus ? { gpus: this.sources.gpus } : {}),
       // Through `this.sources`, so a reload's new policy applies to the next cycle without a new attestor.
@@ -224,7 +237,7 @@ export class Daemon {
       const next = applySystemdDirectories(config, this.env);
       const authz = authorizationFrom(next);
       const policy = await loadPolicy(next);
-      const restartNeeded = (['api.socket', 'tee', 'state.dir', 'simulation.dir', 'simulation.gpus', 'gpus.setReadyState', 'schedule.stepTimeoutSec', 'controller.url'] as const).filter((k) => {
+      const restartNeeded = (['api.socket', 'tee', 'state.dir', 'simulation.dir', 'simulation.gpus', 'gpus.setReadyState', 'schedule.stepTimeoutSec', 'controller.url', 'controller.agentId', 'controller.tokenKey', 'controller.insecure'] as const).filter((k) => {
         const [a, b] = k.split('.') as [keyof Config, string | undefined];
         const x = b ? (this.config[a] as Record<string, unknown>)[b] : this.config[a];
         const y = b ? (next[a] as Record<string, unknown>)[b] : next[a];

@@ -13,6 +13,7 @@ import { ControllerLink, type LinkHandlers, type LinkOptions } from '../../agent
 import { Outbox } from '../../agent/link/outbox.js';
 import { SecretStore } from '../../agent/link/secrets.js';
 import { vector } from './paths.js';
+import { defaultIssuer } from './token-issuer.js';
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { basicConstraints, buildCertificate, keyUsage } from '../../agent/util/x509-builder.js';
 import { implicit, sequence as derSequence } from '../../agent/util/der-writer.js';
@@ -180,9 +181,10 @@ export class TestController {
 
 // ---- agent side: a ControllerLink harness with fast backoff and a real evidence bundle ----------
 
-export function realBundle(nonce: Buffer, key: AgentKey): Record<string, unknown> {
+export function realBundle(nonce: Buffer, key: AgentKey, agentId = 'vm-test-1'): Record<string, unknown> {
   const b: EvidenceBundle = {
     version: 1,
+    agentId,
     nonce,
     teePubKey: key.publicJwk,
     simulated: false,
@@ -214,7 +216,7 @@ export async function makeHarness(url: string, over: Omit<Partial<LinkOptions>, 
   const handlers: LinkHandlers = {
     onChallenge: async (nonce, id) => {
       calls.challenges.push({ nonce, id });
-      return { bundle: realBundle(nonce, key), localResult: { eat_profile: 'tag:github.com,2023:veraison/ear', 'ear.status': 'affirming' } };
+      return { bundle: realBundle(nonce, key, over.agentId ?? 'vm-test-1'), localResult: { eat_profile: 'tag:github.com,2023:veraison/ear', 'ear.status': 'affirming' } };
     },
     onAttestRequest: async () => {
       calls.attests++;
@@ -227,6 +229,9 @@ export async function makeHarness(url: string, over: Omit<Partial<LinkOptions>, 
   const { handlers: _h, dir: _d, key: _k, maxEvents: _m, ...rest } = over;
   const link = new ControllerLink({
     url,
+    // Test controllers listen on loopback; verdicts are checked against the default test issuer's key.
+    insecure: /^ws:\/\//i.test(url),
+    tokenKeys: [(await defaultIssuer()).publicJwk],
     agentId: 'vm-test-1',
     agentVersion: '0.1.0',
     key,

@@ -37,8 +37,9 @@ describe('ControllerLink <-> reference controller', () => {
     h = await makeHarness(ctl.controller.address().wsUrl, {
       agentId: 'e2e-vm',
       tokenFile: join(tokenDir, 'token'),
+      tokenKeys: [ctl.controller.signer.publicJwk],
       handlers: {
-        onChallenge: async (nonce) => ({ bundle: await makeBundle(sim, nonce, key.publicJwk), localResult: {} }),
+        onChallenge: async (nonce) => ({ bundle: await makeBundle(sim, nonce, key.publicJwk, 'e2e-vm'), localResult: {} }),
       },
     });
     key = h.key;
