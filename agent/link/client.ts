@@ -539,8 +539,9 @@ export class ControllerLink {
         } catch (err) {
           this.o.log.warn({ err: (err as Error).message }, 'controller link: ignoring unusable welcome.tokenKeys');
         }
-      } else if (!this.o.tokenKeys?.length) {
-        this.o.log.warn({}, 'controller link: ignoring welcome.tokenKeys: the channel does not authenticate the controller (no pinned CA or SPKI)');
+      } else {
+        // Anything on an unauthenticated path could have written them; the pinned tokenKeys decide.
+        this.o.log.debug({}, 'controller link: ignoring welcome.tokenKeys: the channel does not authenticate the controller (no pinned CA or SPKI)');
       }
     }
     this.state = 'up';

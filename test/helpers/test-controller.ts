@@ -267,7 +267,8 @@ export interface TestPki {
   client: { certPem: string; keyPem: string };
 }
 
-export function makeTestPki(cn = 'cvm-test'): TestPki {
+/** `clientCn` is the client certificate's subject CN (the reference controller reads agent ids from it). */
+export function makeTestPki(cn = 'cvm-test', clientCn = `${cn} agent`): TestPki {
   const pem = (der: Buffer) => `-----BEGIN CERTIFICATE-----\n${der.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n?$/, '\n')}-----END CERTIFICATE-----\n`;
   const now = Date.now();
   const validity = { notBefore: new Date(now - 3600_000), notAfter: new Date(now + 86400_000) };
@@ -286,6 +287,6 @@ export function makeTestPki(cn = 'cvm-test'): TestPki {
     return { certPem: pem(der), keyPem: k.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, spkiSha256: createHash('sha256').update(k.publicKey.export({ type: 'spki', format: 'der' })).digest('base64') };
   };
   const server = leaf(2, `${cn} controller`, true);
-  const client = leaf(3, `${cn} agent`, false);
+  const client = leaf(3, clientCn, false);
   return { caPem: pem(caDer), server, client: { certPem: client.certPem, keyPem: client.keyPem } };
 }

@@ -107,9 +107,10 @@ export class FakeAgent {
     w.forEach((f) => f());
   }
 
-  static async connect(url: string, opts: { token?: string; key?: AgentKey; protocols?: string[] } = {}): Promise<FakeAgent> {
+  static async connect(url: string, opts: { token?: string | null; key?: AgentKey; protocols?: string[]; tls?: { ca: string; cert: string; key: string } } = {}): Promise<FakeAgent> {
     const key = opts.key ?? (await createAgentKey()); // before the socket exists: 'open' must not fire unobserved
-    const ws = new WebSocket(url, opts.protocols ?? [PROTOCOL], { headers: { authorization: `Bearer ${opts.token ?? TOKEN}` }, perMessageDeflate: false });
+    const headers: Record<string, string> = opts.token === null ? {} : { authorization: `Bearer ${opts.token ?? TOKEN}` };
+    const ws = new WebSocket(url, opts.protocols ?? [PROTOCOL], { headers, perMessageDeflate: false, ...(opts.tls ?? {}) });
     const agent = new FakeAgent(ws, key);
     await once(ws, 'open');
     return agent;
