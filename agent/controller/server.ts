@@ -264,6 +264,7 @@ export class Controller {
         resolve();
       };
       const t = setTimeout(done, ms);
+      t.unref(); // never what keeps a stopping controller alive
       set.add(done);
     });
   }
