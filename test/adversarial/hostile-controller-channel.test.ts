@@ -5,7 +5,7 @@
  * ws:// anything on the path could offer its own key and sign its own verdicts. Issue 9, item 3.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -66,6 +66,10 @@ describe('hostile path: ws:// and where the token key comes from', () => {
     await expect(loadTokenKeys(join(keyDir, 'private.jwk'))).rejects.toThrow(/PRIVATE key/);
     await expect(loadTokenKeys(join(keyDir, 'p256.jwk'))).rejects.toThrow(/EC P-384/);
     await expect(loadTokenKeys(join(keyDir, 'controller.jwk'))).resolves.toHaveLength(1);
+    // The public half as PEM (what `openssl ec -pubout` gives) is the same key.
+    writeFileSync(join(keyDir, 'public.pem'), createPublicKey(privateKey).export({ type: 'spki', format: 'pem' }));
+    const [fromPem] = await loadTokenKeys(join(keyDir, 'public.pem'));
+    expect(fromPem).toMatchObject({ kty: 'EC', crv: 'P-384', x: (privateKey.export({ format: 'jwk' }) as { x: string }).x });
   });
 
   it('a token key offered in welcome over ws:// is ignored: a verdict signed with it is refused and nothing is stored', async () => {
