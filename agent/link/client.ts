@@ -384,7 +384,8 @@ export class ControllerLink {
     else if (code !== CLOSE.NORMAL || wasUp) {
       if (code !== 1006 || !this.lastError) this.lastError = `connection closed (code ${code}${reason ? `: ${reason}` : ''})`;
     }
-    if (code === CLOSE.VERSION_MISMATCH) this.penalty = Math.max(this.penalty, 3);
+    // Neither a version mismatch nor a refused identity (4003) fixes itself within a second: back off harder.
+    if (code === CLOSE.VERSION_MISMATCH || code === CLOSE.FORBIDDEN) this.penalty = Math.max(this.penalty, 3);
     this.closingReason = undefined;
     this.connectedSince = undefined;
     this.welcome = undefined;
