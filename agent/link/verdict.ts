@@ -12,7 +12,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
-import { createLocalJWKSet, exportJWK, importSPKI, jwtVerify, type JWK, type JWTPayload } from 'jose';
+import { errors as joseErrors, exportJWK, importJWK, importSPKI, jwtVerify, type JWK, type JWTPayload } from 'jose';
 import { ConfigError, CvmError } from '../errors.js';
 import type { VerdictMessage } from './protocol.js';
 
@@ -100,18 +100,26 @@ export interface VerifiedVerdict {
 /** Verify a verdict's token and secret envelopes; throws VerdictError with the reason. Stores nothing. */
 export async function verifyVerdict(v: VerdictMessage, keys: readonly JWK[], exp: VerdictExpectation): Promise<VerifiedVerdict> {
   if (keys.length === 0) throw new VerdictError('no controller token key is trusted: set controller.tokenKey, or use wss:// with controller.caFile');
-  let payload: JWTPayload;
-  try {
-    ({ payload } = await jwtVerify(v.token, createLocalJWKSet({ keys: keys as JWK[] }), {
-      algorithms: TOKEN_ALGORITHMS,
-      subject: exp.agentId,
-      requiredClaims: ['exp', 'iat', 'sub', 'eat_nonce'],
-      clockTolerance: CLOCK_TOLERANCE_SEC,
-      currentDate: exp.now,
-    }));
-  } catch (err) {
-    throw new VerdictError(`token rejected: ${(err as Error).message}`, { cause: err });
+  // Every trusted key is tried (at most 8), not only one whose `kid` matches the header: a key pinned
+  // from a PEM file has no kid, and a kid is a hint, not an authenticator.
+  let payload: JWTPayload | undefined;
+  for (const jwk of keys) {
+    const { kty, crv, x, y } = jwk;
+    try {
+      ({ payload } = await jwtVerify(v.token, await importJWK({ kty, crv, x, y }, 'ES384'), {
+        algorithms: TOKEN_ALGORITHMS,
+        subject: exp.agentId,
+        requiredClaims: ['exp', 'iat', 'sub', 'eat_nonce'],
+        clockTolerance: CLOCK_TOLERANCE_SEC,
+        currentDate: exp.now,
+      }));
+      break;
+    } catch (err) {
+      if (err instanceof joseErrors.JWSSignatureVerificationFailed) continue;
+      throw new VerdictError(`token rejected: ${(err as Error).message}`, { cause: err });
+    }
   }
+  if (!payload) throw new VerdictError('token rejected: its signature does not verify under any trusted controller token key');
   const claims = payload as JWTPayload & Record<string, unknown>;
   if (claims.eat_nonce !== exp.nonce.toString('base64url')) throw new VerdictError('token rejected: its eat_nonce is not the nonce of the challenge this agent answered');
   const cnf = claims.cnf as { jkt?: unknown } | undefined;
