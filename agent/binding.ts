@@ -1,8 +1,11 @@
 /**
- * One fresh nonce binds the CPU report, every GPU report and the agent key (DESIGN.md "Binding"):
- *   gpuNonce   = SHA-256(JCS({nonce, teePubKey}))                                  (32 bytes, NVML's nonce size)
- *   reportData = SHA-512(JCS({nonce, teePubKey, gpus: [SHA-384(report_i) hex, in GPU index order]}))  (64 bytes)
- * The nonce is carried as lowercase hex. A verifier recomputes both from the evidence bundle.
+ * One fresh nonce binds the agent id, the agent key, the CPU report and every GPU report (DESIGN.md
+ * "Binding"):
+ *   gpuNonce   = SHA-256(JCS({agentId, nonce, teePubKey}))                                 (32 bytes, NVML's nonce size)
+ *   reportData = SHA-512(JCS({agentId, nonce, teePubKey, gpus: [SHA-384(report_i) hex, in GPU index order]}))  (64 bytes)
+ * The nonce is carried as lowercase hex. A verifier recomputes both from the evidence bundle and
+ * checks the bundle's agentId against the id it expects (the controller: the session's agent id), so
+ * evidence produced for one agent id cannot be presented under another.
  */
 import { createHash } from 'node:crypto';
 import { canonicalize } from './util/jcs.js';
@@ -16,19 +19,26 @@ export interface PublicJwk {
   [key: string]: unknown;
 }
 
+/**
+ * Agent ids: 1..128 of letters, digits, ".", "_", ":", "@", "-" (never "." or ".."): they become file
+ * names in the controller's stateDir and are bound into evidence.
+ */
+export const AGENT_ID = /^(?!\.{1,2}$)[A-Za-z0-9._:@-]{1,128}$/;
+
 /** Only the public members of an EC key, in case a caller hands in a private JWK. */
 function publicMembers(jwk: PublicJwk): PublicJwk {
   const { kty, crv, x, y } = jwk;
   return { kty, crv, x, y };
 }
 
-export function gpuNonce(nonce: Uint8Array, teePubKey: PublicJwk): Buffer {
-  const doc = { nonce: bytesToHex(nonce), teePubKey: publicMembers(teePubKey) };
+export function gpuNonce(nonce: Uint8Array, teePubKey: PublicJwk, agentId: string): Buffer {
+  const doc = { agentId, nonce: bytesToHex(nonce), teePubKey: publicMembers(teePubKey) };
   return createHash('sha256').update(canonicalize(doc)).digest();
 }
 
-export function cpuReportData(nonce: Uint8Array, teePubKey: PublicJwk, gpuReports: readonly Uint8Array[]): Buffer {
+export function cpuReportData(nonce: Uint8Array, teePubKey: PublicJwk, agentId: string, gpuReports: readonly Uint8Array[]): Buffer {
   const doc = {
+    agentId,
     nonce: bytesToHex(nonce),
     teePubKey: publicMembers(teePubKey),
     gpus: gpuReports.map((r) => createHash('sha384').update(r).digest('hex')),

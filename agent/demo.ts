@@ -183,12 +183,15 @@ async function demoIn(ws: DemoWorkspace, opts: DemoOptions): Promise<DemoResult>
 
   const socket = ws.path('api.sock');
   const uid = process.getuid?.() ?? 0;
+  // Loopback ws:// (controller.insecure), so the agent pins the controller's token key to authenticate verdicts.
+  const tokenKey = join(dir, 'controller-token-key.jwk');
+  await writeFile(tokenKey, JSON.stringify(controller.signer.jwks()), { mode: 0o644 });
   await writeFile(
     ws.path('agent.yaml', true),
     [
       'tee: simulated',
       `simulation: {gpus: ${opts.gpus}, dir: ${simDir}}`,
-      `controller: {url: "${wsUrl}", agentId: ${AGENT_ID}, tokenFile: ${join(dir, 'agent.token')}}`,
+      `controller: {url: "${wsUrl}", insecure: true, tokenKey: ${tokenKey}, agentId: ${AGENT_ID}, tokenFile: ${join(dir, 'agent.token')}}`,
       `api: {socket: ${socket}, authorization: {secrets: {uids: ["${uid}"]}}}`,
       `state: {dir: ${ws.path('state')}}`,
       'schedule: {cron: "0 0 1 1 *", jitterSec: 0, attestAtStart: true}',

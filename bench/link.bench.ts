@@ -23,7 +23,7 @@ import { DEFAULT_BACKOFF, type BackoffOptions } from '../agent/link/backoff.js';
 import { Outbox } from '../agent/link/outbox.js';
 import { makeHarness, type Harness } from '../test/helpers/test-controller.js';
 import { makeBundle, openSim, type Sim } from '../test/unit/controller-fixture.js';
-import { ChildController, percentile, RestartableController, sleep, TOKEN, until } from '../test/helpers/link-load.js';
+import { ChildController, CONTROLLER_TOKEN_KEY, percentile, RestartableController, sleep, TOKEN, until } from '../test/helpers/link-load.js';
 
 const STORM_AGENTS = Number(process.env.BENCH_LINK_AGENTS ?? 500);
 
@@ -46,10 +46,11 @@ async function attestedHarness(rc: RestartableController, sim: Sim, tokenFile: s
   h = await makeHarness(rc.wsUrl, {
     agentId,
     tokenFile,
+    tokenKeys: [CONTROLLER_TOKEN_KEY],
     // The backoff attempt resets after the link stayed up this long: each restart below then starts from
     // attempt 0, as after a controller that had been up for a while (the default is 60 s).
     ...(backoff ? { backoff, resetAfterMs: 200 } : {}),
-    handlers: { onChallenge: async (nonce) => ({ bundle: await makeBundle(sim, nonce, h.key.publicJwk), localResult: {} }) },
+    handlers: { onChallenge: async (nonce) => ({ bundle: await makeBundle(sim, nonce, h.key.publicJwk, agentId), localResult: {} }) },
   });
   h.link.start();
   await until(() => h.calls.verdicts.length > 0, 20_000, 'a first verdict');
@@ -199,6 +200,8 @@ async function stormBench(dir: string, tokenFile: string, jitter: boolean): Prom
       welcomes.push(mine);
       links.push(new ControllerLink({
         url,
+        insecure: true,
+        tokenKeys: [CONTROLLER_TOKEN_KEY],
         agentId: `storm-${String(i).padStart(4, '0')}`,
         agentVersion: 'bench',
         key,

@@ -1,6 +1,6 @@
 /**
  * One attestation cycle (DESIGN.md "Binding"; issue: orchestration):
- *   nonce -> gpuNonce -> every GPU report (in parallel) -> REPORT_DATA over them -> CPU report
+ *   (nonce, agent id, agent key) -> gpuNonce -> every GPU report (in parallel) -> REPORT_DATA over them -> CPU report
  *   -> verify the whole bundle -> EAR -> GPU ready state only if the CPU and every GPU passed.
  * The CPU report has to come after the GPU reports because REPORT_DATA hashes them; the CPU is
  * collected while nothing else waits on it. One cycle at a time: callers without their own nonce
@@ -73,6 +73,8 @@ export interface ReadyStateRead {
 
 export interface AttestorDeps {
   teePubKey: PublicJwk;
+  /** This agent's id, bound into every report next to the nonce and the key (agent/binding.ts). */
+  agentId: string;
   cpu: CpuSource;
   /** Absent when GPUs are disabled or none exist. */
   gpus?: GpuSource;
@@ -202,8 +204,8 @@ export class Attestor {
         if (listed > 0) {
           try {
             const outcomes: GpuCollectOutcome[] = gpus.collectSettled
-              ? await withTimeout(gpus.collectSettled(gpuNonce(nonce, deps.teePubKey)), deps.stepTimeoutMs, 'GPU evidence collection')
-              : (await withTimeout(gpus.collect(gpuNonce(nonce, deps.teePubKey)), deps.stepTimeoutMs, 'GPU evidence collection')).map((e) => ({ index: e.index, evidence: e }));
+              ? await withTimeout(gpus.collectSettled(gpuNonce(nonce, deps.teePubKey, deps.agentId)), deps.stepTimeoutMs, 'GPU evidence collection')
+              : (await withTimeout(gpus.collect(gpuNonce(nonce, deps.teePubKey, deps.agentId)), deps.stepTimeoutMs, 'GPU evidence collection')).map((e) => ({ index: e.index, evidence: e }));
             for (const o of outcomes) {
               if ('evidence' in o) gpuEvidence.push(o.evidence);
               else {
@@ -219,7 +221,7 @@ export class Attestor {
       }
     }
     gpuEvidence = gpuEvidence.filter((g) => !gpuResults.has(g.index)).sort((a, b) => a.index - b.index);
-    const reportData = cpuReportData(nonce, deps.teePubKey, gpuEvidence.map((g) => g.report));
+    const reportData = cpuReportData(nonce, deps.teePubKey, deps.agentId, gpuEvidence.map((g) => g.report));
     let cpu: EvidenceBundle['cpu'] | undefined;
     try {
       cpu = await withTimeout(deps.cpu.collect(reportData), deps.stepTimeoutMs, 'CPU evidence collection');
@@ -232,7 +234,7 @@ export class Attestor {
       }
     }
     if (cpu) {
-      bundle = { version: BUNDLE_VERSION, nonce, teePubKey: deps.teePubKey, simulated, cpu, gpus: gpuEvidence.map(gpuEntry) };
+      bundle = { version: BUNDLE_VERSION, agentId: deps.agentId, nonce, teePubKey: deps.teePubKey, simulated, cpu, gpus: gpuEvidence.map(gpuEntry) };
       try {
         devices = (await withTimeout(Promise.resolve(deps.verify(bundle, this.now())), deps.stepTimeoutMs, 'verification')).devices;
       } catch (err) {

@@ -4,7 +4,7 @@
  * base64. `parseBundle` treats its input as hostile: size-limited, every field type-checked.
  */
 import { ParseError } from '../errors.js';
-import type { PublicJwk } from '../binding.js';
+import { AGENT_ID, type PublicJwk } from '../binding.js';
 
 export const BUNDLE_VERSION = 1;
 export const MAX_BUNDLE_BYTES = 4 * 1024 * 1024;
@@ -32,6 +32,8 @@ export interface GpuBundleEntry {
 
 export interface EvidenceBundle {
   version: typeof BUNDLE_VERSION;
+  /** The agent id bound into the reports with the nonce and the key (agent/binding.ts). */
+  agentId: string;
   nonce: Buffer;
   teePubKey: PublicJwk;
   simulated: boolean;
@@ -44,6 +46,7 @@ const b64 = (b: Uint8Array) => Buffer.from(b).toString('base64');
 export function bundleToJson(b: EvidenceBundle): Record<string, unknown> {
   return {
     version: b.version,
+    agentId: b.agentId,
     nonce: b.nonce.toString('hex'),
     teePubKey: b.teePubKey,
     simulated: b.simulated,
@@ -91,6 +94,8 @@ export function parseBundle(input: string | Buffer | unknown): EvidenceBundle {
   }
   const o = obj(doc, '(top)');
   if (o.version !== BUNDLE_VERSION) fail('version', `must be ${BUNDLE_VERSION}`);
+  const agentId = str(o.agentId, 'agentId', 128);
+  if (!AGENT_ID.test(agentId)) fail('agentId', 'must be 1..128 of letters, digits, ".", "_", ":", "@", "-"');
   const nonceHex = str(o.nonce, 'nonce', 256);
   if (!/^([0-9a-f]{2}){8,64}$/.test(nonceHex)) fail('nonce', 'must be 8..64 bytes of lowercase hex');
   const jwk = obj(o.teePubKey, 'teePubKey');
@@ -136,5 +141,5 @@ export function parseBundle(input: string | Buffer | unknown): EvidenceBundle {
   });
   const indices = gpus.map((g) => g.index);
   if (new Set(indices).size !== indices.length) fail('gpus', 'has duplicate indices');
-  return { version: BUNDLE_VERSION, nonce: Buffer.from(nonceHex, 'hex'), teePubKey: jwk as PublicJwk, simulated: o.simulated, cpu, gpus: gpus.sort((a, b) => a.index - b.index) };
+  return { version: BUNDLE_VERSION, agentId, nonce: Buffer.from(nonceHex, 'hex'), teePubKey: jwk as PublicJwk, simulated: o.simulated, cpu, gpus: gpus.sort((a, b) => a.index - b.index) };
 }

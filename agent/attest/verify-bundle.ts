@@ -1,6 +1,6 @@
 /**
  * Verify a whole evidence bundle: recompute the binding (DESIGN.md "Binding") from the verifier's own
- * nonce and the bundle's teePubKey, then verify the CPU report against the expected REPORT_DATA and
+ * nonce, the bundle's agentId (checked against the id the verifier expects, when it has one) and teePubKey, then verify the CPU report against the expected REPORT_DATA and
  * every GPU report against the expected GPU nonce. Pure: bundle + collateral + time in, one result
  * per device out. Used by the agent's own cycle and by the reference controller.
  */
@@ -21,6 +21,8 @@ export interface BundleVerifyOptions {
   at: Date;
   /** The nonce the verifier chose (a challenge) — never taken from the bundle itself when given. */
   expectedNonce?: Uint8Array;
+  /** The agent id the verifier expects (the controller: the session's agent id); the bundle's must equal it. */
+  expectedAgentId?: string;
   snpPolicy?: SnpPolicy;
   gpuPolicy?: GpuPolicy;
   /** Extra DER certificates (VCEK from collateral) and CRLs for the CPU. */
@@ -55,12 +57,20 @@ export function verifyBundle(bundle: EvidenceBundle, opts: BundleVerifyOptions):
         : fail('binding.nonce', 'the bundle carries a different nonce than the one the verifier issued (replay or a stale bundle)'),
     );
   }
+  if (opts.expectedAgentId !== undefined) {
+    bindingChecks.push(
+      bundle.agentId === opts.expectedAgentId
+        ? pass('binding.agent-id', `the bundle is bound to agent id "${bundle.agentId}"`)
+        : fail('binding.agent-id', `the bundle is bound to agent id "${bundle.agentId}", not "${opts.expectedAgentId}" (evidence of another agent, relayed or replayed)`),
+    );
+  }
   if (bundle.simulated && !opts.simulation) {
     bindingChecks.push(fail('binding.simulated', 'the bundle is SIMULATED evidence and simulation is not enabled on this verifier'));
   }
   const nonce = opts.expectedNonce ?? bundle.nonce;
-  const expectedGpuNonce = gpuNonce(nonce, bundle.teePubKey);
-  const expectedReportData = cpuReportData(nonce, bundle.teePubKey, bundle.gpus.map((g) => g.report));
+  // Recomputed from the bundle's own agentId: a bundle whose agentId was edited no longer matches its reports.
+  const expectedGpuNonce = gpuNonce(nonce, bundle.teePubKey, bundle.agentId);
+  const expectedReportData = cpuReportData(nonce, bundle.teePubKey, bundle.agentId, bundle.gpus.map((g) => g.report));
 
   const devices: DeviceResult[] = [];
   if (bundle.cpu.kind === 'snp') {

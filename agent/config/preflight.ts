@@ -4,15 +4,20 @@
  * schema (schema.ts) it checks what only the environment can tell: the cron expression with
  * node-cron's own parser (the one the scheduler uses), user and group names in the authorization
  * table resolved from /etc/passwd and /etc/group (read, never a spawned getent), every referenced
- * file read and parsed (policy.file, controller CA/certificate/key/token, the NVML library path),
+ * file read and parsed (policy.file, controller CA/certificate/key/token/token key, the NVML library path),
+ * the agent id (controller.agentId or the host name),
  * the API socket's directory, and the systemctl binary when units are to be stopped or started.
  * Every problem is collected, so one run lists them all.
  */
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { constants } from 'node:fs';
+import { hostname } from 'node:os';
 import { access, readFile, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import cron from 'node-cron';
+import { AGENT_ID } from '../binding.js';
+import { ConfigError } from '../errors.js';
+import { loadTokenKeys } from '../link/verdict.js';
 import { parseIdDatabase, resolveTable, type AuthorizationTable } from '../api/authz.js';
 import type { AppraisalPolicy } from '../appraise/policy.js';
 import { loadPolicy } from '../daemon/sources.js';
@@ -27,6 +32,15 @@ export interface ValidatedConfig {
   policy: AppraisalPolicy;
   /** The staleness bound in force (health.maxAgeSec or its default). */
   maxAgeSec: number;
+  /** This agent's id, bound into every report (agentIdFrom). */
+  agentId: string;
+}
+
+/** This agent's id (bound into every report): controller.agentId, else the host name. */
+export function agentIdFrom(config: Config): string {
+  const id = config.controller.agentId ?? hostname();
+  if (!AGENT_ID.test(id)) throw new ConfigError(`controller.agentId: the host name "${id.slice(0, 128)}" is not a usable agent id (1..128 of letters, digits, ".", "_", ":", "@", "-"); set controller.agentId`);
+  return id;
 }
 
 /** systemd's directories override the built-in defaults, never an explicit config value. */
@@ -103,6 +117,13 @@ async function checkControllerFiles(c: Config['controller'], problems: string[])
   }
   if (Boolean(c.certFile) !== Boolean(c.keyFile)) problems.push('controller: certFile and keyFile go together (the TLS client certificate and its key)');
   if (c.tokenFile) await readText(c.tokenFile, 'controller.tokenFile', problems);
+  if (c.tokenKey) {
+    try {
+      await loadTokenKeys(c.tokenKey);
+    } catch (err) {
+      problems.push((err as Error).message);
+    }
+  }
 }
 
 async function isDirectory(path: string): Promise<string | undefined> {
@@ -116,6 +137,12 @@ async function isDirectory(path: string): Promise<string | undefined> {
 /** Everything beyond the schema; throws one ConfigError listing every problem. */
 export async function validateConfig(config: Config, env: NodeJS.ProcessEnv = process.env, source = 'config'): Promise<ValidatedConfig> {
   const problems: string[] = cronProblems(config.schedule.cron);
+  let agentId = '';
+  try {
+    agentId = agentIdFrom(config);
+  } catch (err) {
+    problems.push((err as Error).message);
+  }
   const { table, errors } = await resolveAuthorization(config);
   problems.push(...errors);
   let policy: AppraisalPolicy | undefined;
@@ -149,7 +176,7 @@ export async function validateConfig(config: Config, env: NodeJS.ProcessEnv = pr
   let maxAgeSec = config.health.maxAgeSec ?? 0;
   if (problems.length === 0) maxAgeSec = maxAttestationAgeSec(config);
   if (problems.length > 0 || !policy) throw problemsError(source, problems);
-  return { config, authz: table, policy, maxAgeSec };
+  return { config, authz: table, policy, maxAgeSec, agentId };
 }
 
 /** Read, parse, apply systemd's directories, validate: what config check, run and SIGHUP share. */

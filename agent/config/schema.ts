@@ -70,6 +70,8 @@ export const configSchema = obj({
     caFile: absPath,
     certFile: absPath,
     keyFile: absPath,
+    tokenKey: absPath,
+    insecure: bool(),
   }),
   collateral: obj({
     dir: absPath,
@@ -124,7 +126,16 @@ export const DEFAULTS = {
     units: { stop: [] as string[], start: [] as string[], timeoutSec: 60 },
     systemctl: '/usr/bin/systemctl',
   },
-  controller: { url: undefined as string | undefined, agentId: undefined as string | undefined, tokenFile: undefined as string | undefined, caFile: undefined as string | undefined, certFile: undefined as string | undefined, keyFile: undefined as string | undefined },
+  controller: {
+    url: undefined as string | undefined,
+    agentId: undefined as string | undefined,
+    tokenFile: undefined as string | undefined,
+    caFile: undefined as string | undefined,
+    certFile: undefined as string | undefined,
+    keyFile: undefined as string | undefined,
+    tokenKey: undefined as string | undefined,
+    insecure: false,
+  },
   collateral: { dir: '/var/cache/cvm-agent', online: false, timeoutMs: 10_000 },
   policy: { file: undefined as string | undefined, allowDebug: false },
   state: { dir: '/var/lib/cvm-agent', historySize: 100 },
@@ -152,6 +163,13 @@ export function parseConfig(text: string, source = 'config'): Config {
   const raw = configSchema.check(doc ?? {}, '', errors);
   if (raw && raw.schedule?.retry && (raw.schedule.retry.initialSec ?? 0) > (raw.schedule.retry.maxSec ?? Infinity)) {
     errors.push('schedule.retry: initialSec must not exceed maxSec');
+  }
+  const c = raw?.controller;
+  if (c?.url !== undefined) {
+    // Fail closed at load: a link whose verdicts cannot be authenticated must not start.
+    const plain = /^ws:\/\//i.test(c.url);
+    if (plain && c.insecure !== true) errors.push('controller.url: ws:// is unencrypted and unauthenticated; use wss:// (or set controller.insecure: true, for loopback tests and demos only)');
+    if (!c.tokenKey && (plain || !c.caFile)) errors.push('controller.tokenKey: required to authenticate verdicts (the controller\'s public token key, PEM or JWK/JWKS), unless the url is wss:// with controller.caFile (the key then comes in welcome)');
   }
   if (errors.length > 0 || !raw) {
     throw problemsError(source, errors);

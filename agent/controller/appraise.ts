@@ -1,7 +1,7 @@
 /**
  * The controller's appraisal of one evidence message: parse the bundle as hostile input, verify it
- * with the shared verifyBundle (binding recomputed from the CHALLENGE nonce and the bundle's
- * teePubKey; every device verified against the policy), and build the EAR. Never throws for bad
+ * with the shared verifyBundle (binding recomputed from the CHALLENGE nonce, the bundle's agent id
+ * — which must be the session's — and teePubKey; every device verified against the policy), and build the EAR. Never throws for bad
  * evidence: every problem is a failed named check, so the agent is told why.
  */
 import { timingSafeEqual } from 'node:crypto';
@@ -54,6 +54,8 @@ export async function appraiseEvidence(
   at: Date,
   ctx: AppraisalContext,
   helloKey?: PublicJwk,
+  /** The session's agent id: the bundle must be bound to it (binding.agent-id). */
+  agentId?: string,
 ): Promise<Appraisal> {
   let devices: DeviceResult[];
   let bundle: EvidenceBundle | undefined;
@@ -64,7 +66,7 @@ export async function appraiseEvidence(
     devices = single('bundle', [fail('bundle.parse', `${err.message}; send bundleToJson(EvidenceBundle)`)], ctx);
   }
   if (bundle) {
-    const opts: BundleVerifyOptions = { at, expectedNonce: nonce, policyId: ctx.policyId };
+    const opts: BundleVerifyOptions = { at, expectedNonce: nonce, policyId: ctx.policyId, ...(agentId !== undefined ? { expectedAgentId: agentId } : {}) };
     if (ctx.snpPolicy) opts.snpPolicy = ctx.snpPolicy;
     if (ctx.gpuPolicy) opts.gpuPolicy = ctx.gpuPolicy;
     let simProblem: string | undefined;

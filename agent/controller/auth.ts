@@ -41,3 +41,38 @@ export function checkBearer(header: string | string[] | undefined, accepted: rea
   if (!match) return { ok: false, reason: 'bearer token not accepted' };
   return match.agentId === undefined ? { ok: true } : { ok: true, agentId: match.agentId };
 }
+
+/**
+ * What authenticated a link, as far as agent identity goes. A bearer token may be bound to one agent
+ * id (agents.tokens[].agentId); a client certificate from tls.clientCa names agent ids in its subject
+ * CN and its DNS subjectAltNames. An unbound (fleet) token names no id: its holder is "an agent of the
+ * fleet", and the id it says in hello is a label, not an identity.
+ */
+export interface Credential {
+  tokenAgentId?: string;
+  /** Present when a client certificate from tls.clientCa authenticated the connection. */
+  certAgentIds?: string[];
+}
+
+export type CredentialCheck = { ok: true; bound: boolean } | { ok: false; reason: string };
+
+/** May a session with this credential use `agentId`, and does the credential prove that id (bound)? */
+export function credentialFor(cred: Credential, agentId: string): CredentialCheck {
+  if (cred.tokenAgentId !== undefined && cred.tokenAgentId !== agentId) {
+    return { ok: false, reason: `this bearer token is bound to another agent id than "${agentId}"` };
+  }
+  if (cred.certAgentIds !== undefined && !cred.certAgentIds.includes(agentId)) {
+    return { ok: false, reason: `the client certificate does not name agent id "${agentId}" (it names ${cred.certAgentIds.map((n) => `"${n.slice(0, 64)}"`).join(', ') || 'none'} in its CN and DNS subjectAltNames)` };
+  }
+  return { ok: true, bound: cred.tokenAgentId === agentId || (cred.certAgentIds?.includes(agentId) ?? false) };
+}
+
+/** The agent ids a client certificate names: subject CN and DNS subjectAltNames (RFC 5280 §4.2.1.6). */
+export function certificateAgentIds(cert: { subject?: Record<string, unknown> | null; subjectaltname?: string } | undefined): string[] {
+  if (!cert) return [];
+  const ids: string[] = [];
+  const cn = cert.subject?.CN;
+  for (const v of Array.isArray(cn) ? cn : [cn]) if (typeof v === 'string') ids.push(v);
+  for (const part of (cert.subjectaltname ?? '').split(', ')) if (part.startsWith('DNS:')) ids.push(part.slice(4));
+  return [...new Set(ids)];
+}

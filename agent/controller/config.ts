@@ -12,9 +12,10 @@ import { ConfigError } from '../errors.js';
 import { bool, int, list, obj, oneOf, problemsError, str, type Schema } from '../config/validate.js';
 import { parseSnpPolicy, snpPolicyFrom, type SnpPolicy } from '../appraise/snp-policy.js';
 import { gpuPolicyFrom, parseGpuPolicy, type GpuPolicy } from '../appraise/gpu-policy.js';
+import { AGENT_ID } from '../binding.js';
 
 /** Agent ids become file names in stateDir: keep them to a safe alphabet (and never "." / ".."). */
-export const AGENT_ID = /^(?!\.{1,2}$)[A-Za-z0-9._:@-]{1,128}$/;
+export { AGENT_ID };
 const agentId = str({ pattern: AGENT_ID, hint: 'an agent id of letters, digits, ".", "_", ":", "@" or "-" (1..128)' });
 const path = str({ hint: 'a file path' });
 const sha256Hex = str({ pattern: /^[0-9a-fA-F]{64}$/, hint: 'the SHA-256 of the token as 64 hex digits' });
@@ -177,6 +178,16 @@ function crossChecks(raw: RawControllerConfig, errors: string[]): void {
     else names.add(s.name);
     if ((s.file === undefined) === (s.value === undefined)) errors.push(`secrets[${i}]: needs exactly one of file or value`);
   });
+  // A secret restricted to agent ids goes only to sessions whose credential proves the id. An unbound
+  // (fleet) token proves none, yet lets its holder say any id in hello: refuse the combination.
+  const unbound = (raw.agents?.tokens ?? []).findIndex((t) => t.agentId === undefined);
+  const restricted = (raw.secrets ?? []).findIndex((s) => s.agents !== undefined);
+  if (unbound >= 0 && restricted >= 0) {
+    errors.push(
+      `secrets[${restricted}].agents: restricts a secret to agent ids, but agents.tokens[${unbound}] is not bound to an agent id, so its holder could claim any id; ` +
+        'give every token an agentId (or use client certificates that name the agent), or drop the allow-list',
+    );
+  }
   if (raw.tls && (raw.tls.cert === undefined || raw.tls.key === undefined)) errors.push('tls: needs both cert and key');
   if (raw.tls?.requireClientCert && !raw.tls.clientCa) errors.push('tls.requireClientCert: needs tls.clientCa (the CA that issues agent certificates)');
   if (raw.simulation?.trust && !raw.simulation.dir) errors.push('simulation.dir: required when simulation.trust is true (the directory holding the simulated test roots)');

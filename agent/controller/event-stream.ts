@@ -16,6 +16,8 @@
  *    agent that sends more than its window broke flow control and the link is closed (1008); when
  *    all links together hold `heldBytesTotal`, a new hold closes the link with 1013 (try again
  *    later). Acks for what was stored go out before either close (the session flushes first).
+ *  - A stream that is not live (a contender session, not yet the agent's live one) only holds, within
+ *    the same bounds: one stream per agent stores at a time. Once live it drains what it held.
  */
 import type { Logger } from 'pino';
 import { checkEventSignature, eventKeyId } from '../link/events.js';
@@ -61,6 +63,8 @@ export interface EventStreamOptions {
   maxHeldBytes: number;
   budget: HeldBudget;
   log: Logger;
+  /** False for a contender session: hold, store nothing, until `live` is set (default true). */
+  live?: boolean;
 }
 
 export class EventStream {
@@ -68,8 +72,12 @@ export class EventStream {
   private heldBytes = 0;
   /** This link's own key was attested by evidence on this link (see the file comment). */
   keyAttestedHere = false;
+  /** Stores (the link is the agent's live session); see the file comment. */
+  live: boolean;
 
-  constructor(private readonly o: EventStreamOptions) {}
+  constructor(private readonly o: EventStreamOptions) {
+    this.live = o.live ?? true;
+  }
 
   get heldCount(): number {
     return this.held.size;
@@ -88,7 +96,9 @@ export class EventStream {
     const out = this.outcome();
     const rec = registry.get(agentId);
     if (ev.seq <= rec.lastSeq) {
-      await this.old(rec, ev, now, out);
+      // Not live: another link owns the stream (and its alarms); acks are cumulative, so the ack sent
+      // when this link goes live covers this seq.
+      if (this.live) await this.old(rec, ev, now, out);
       return out;
     }
     const hash = eventHash(ev);
@@ -181,6 +191,7 @@ export class EventStream {
    * attested).
    */
   async drain(now: Date, out: StreamOutcome = this.outcome()): Promise<StreamOutcome> {
+    if (!this.live) return out;
     const { registry, agentId, log } = this.o;
     for (;;) {
       const rec = registry.get(agentId);

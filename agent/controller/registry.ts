@@ -185,14 +185,23 @@ export class AgentRegistry {
 
   /**
    * May `credential` speak for `agentId`? At most `cap` distinct ids per credential: the ids of
-   * records it proved a key for, plus those connected with it now. Records the session's credential.
+   * records it proved a key for, plus those connected with it now. Changes nothing (see admit).
    */
+  mayAdmit(credential: string, agentId: string, cap: number): boolean {
+    const ids = this.idsByCredential.get(credential);
+    return ids === undefined || ids.has(agentId) || ids.size < cap;
+  }
+
+  /** mayAdmit, and when it may, count `agentId` for `credential` (an admitted session). */
   admit(credential: string, agentId: string, cap: number): boolean {
-    const ids = this.idsOf(credential);
-    if (!ids.has(agentId) && ids.size >= cap) return false;
-    ids.add(agentId);
-    this.liveCredential.set(agentId, credential);
+    if (!this.mayAdmit(credential, agentId, cap)) return false;
+    this.idsOf(credential).add(agentId);
     return true;
+  }
+
+  /** The credential of the agent's live session (the one its next verified key is recorded under). */
+  setLiveCredential(agentId: string, credential: string): void {
+    this.liveCredential.set(agentId, credential);
   }
 
   /** How many agent ids `credential` speaks for now. */

@@ -11,6 +11,7 @@ import { CompactEncrypt, importJWK, type JWK } from 'jose';
 import type { TrustStatus } from '../verify/checks.js';
 import type { PublicJwk } from '../binding.js';
 import type { ReleaseRule } from './config.js';
+import { secretDigest } from '../link/verdict.js';
 
 export const SECRET_ALG = 'ECDH-ES+A256KW';
 export const SECRET_ENC = 'A256GCM';
@@ -36,9 +37,18 @@ export interface ConfiguredSecret {
   agents?: string[];
 }
 
-/** The secrets configured for this agent id (no allow-list = every attested agent). */
-export function secretsFor(agentId: string, secrets: readonly ConfiguredSecret[]): ConfiguredSecret[] {
-  return secrets.filter((s) => s.agents === undefined || s.agents.includes(agentId));
+/**
+ * The secrets configured for this agent id (no allow-list = every attested agent). A secret with an
+ * allow-list goes only to a session whose credential proves the id (`credentialBound`: a token bound
+ * to it, or a client certificate naming it): an id said in hello under a fleet token proves nothing.
+ */
+export function secretsFor(agentId: string, secrets: readonly ConfiguredSecret[], credentialBound: boolean): ConfiguredSecret[] {
+  return secrets.filter((s) => s.agents === undefined || (credentialBound && s.agents.includes(agentId)));
+}
+
+/** The token claim that authenticates the released JWEs to the agent (agent/link/verdict.ts). */
+export function secretDigests(sealed: readonly { name: string; jwe: string }[]): Record<string, string> {
+  return Object.fromEntries(sealed.map((s) => [s.name, secretDigest(s.jwe)]));
 }
 
 export async function sealSecrets(secrets: readonly ConfiguredSecret[], teePubKey: PublicJwk): Promise<{ name: string; jwe: string }[]> {

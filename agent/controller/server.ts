@@ -15,7 +15,7 @@ import { WebSocketServer } from 'ws';
 import type { Logger } from 'pino';
 import { MAX_MESSAGE_BYTES, PROTOCOL } from '../link/protocol.js';
 import { createHash } from 'node:crypto';
-import { bearerToken, checkBearer } from './auth.js';
+import { bearerToken, certificateAgentIds, checkBearer, type Credential } from './auth.js';
 import { AgentRegistry } from './registry.js';
 import { LinkSession } from './session.js';
 import { SimulationRoots } from './simulation.js';
@@ -23,6 +23,7 @@ import { CollateralStore } from '../collateral/store.js';
 import { TokenSigner } from './signer.js';
 import { AGENT_ID, tokenDigest, type ResolvedController } from './config.js';
 import type { HeldBudget } from './event-stream.js';
+import type { PublicJwk } from '../binding.js';
 import { CSP, FLEET_CSS, FLEET_HTML, FLEET_JS } from './web/page.js';
 
 export const LINK_PATH = '/v1/link';
@@ -48,6 +49,10 @@ export class Controller {
   readonly registry: AgentRegistry;
   private readonly sessions = new Map<string, LinkSession>();
   private readonly anonymous = new Set<LinkSession>();
+  /** Waiting for an agent id's live session to go (see SessionDeps.released). */
+  private readonly releaseWaiters = new Map<string, Set<() => void>>();
+  /** Sessions that were an agent's live session (registry.setConnected counted them). */
+  private readonly counted = new WeakSet<LinkSession>();
   private readonly wss: WebSocketServer;
   private server!: Server;
   private closing = false;
@@ -160,11 +165,13 @@ export class Controller {
     if (this.resolved.tls?.ca && typeof tlsSocket.getPeerCertificate === 'function' && !tlsSocket.authorized && Object.keys(tlsSocket.getPeerCertificate() ?? {}).length > 0) {
       return this.reject(socket, 401, 'client certificate not issued by tls.clientCa', peer);
     }
-    let boundAgentId: string | undefined;
+    const credential: Credential = {};
+    // A client certificate from tls.clientCa names the agent ids it may use (CN, DNS subjectAltNames).
+    if (hasClientCert) credential.certAgentIds = certificateAgentIds(tlsSocket.getPeerCertificate?.());
     if (this.resolved.tokens.length > 0) {
       const auth = checkBearer(req.headers.authorization, this.resolved.tokens);
       if (!auth.ok) return this.reject(socket, 401, auth.reason, peer);
-      boundAgentId = auth.agentId;
+      if (auth.agentId !== undefined) credential.tokenAgentId = auth.agentId;
     } else if (!hasClientCert) {
       return this.reject(socket, 401, 'no agent credentials are configured (agents.tokens or tls.clientCa with requireClientCert)', peer);
     }
@@ -174,7 +181,7 @@ export class Controller {
       return this.reject(socket, 503, 'too many agent connections', peer);
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => {
-      const session = new LinkSession(ws, this.sessionDeps(), boundAgentId, peer, credentialLabel(req, hasClientCert));
+      const session = new LinkSession(ws, this.sessionDeps(), credential, peer, credentialLabel(req, hasClientCert));
       this.anonymous.add(session);
       ws.on('close', () => this.anonymous.delete(session));
     });
@@ -209,18 +216,70 @@ export class Controller {
       heldBudget: this.heldBudget,
       log: this.opts.log,
       now: () => this.now(),
-      claim: (agentId: string, session: LinkSession) => {
-        const old = this.sessions.get(agentId);
-        this.anonymous.delete(session);
-        this.sessions.set(agentId, session);
-        this.registry.setConnected(agentId, true);
-        if (old && old !== session) old.close(1008, 'superseded by a newer connection of the same agent');
-      },
+      boundIds: new Set(this.resolved.tokens.flatMap((t) => (t.agentId === undefined ? [] : [t.agentId]))),
+      tokenKeys: this.signer.jwks() as { keys: PublicJwk[] },
+      admit: (agentId: string, session: LinkSession) => this.admit(agentId, session),
+      promote: (agentId: string, session: LinkSession) => this.take(agentId, session),
+      released: (agentId: string, ms: number) => this.released(agentId, ms),
       release: (agentId: string, session: LinkSession) => {
-        if (this.sessions.get(agentId) === session) this.sessions.delete(agentId);
-        this.registry.setConnected(agentId, false);
+        // A superseded session still counts as connected until its own close (its state write may be under way).
+        if (this.counted.delete(session)) this.registry.setConnected(agentId, false);
+        if (this.sessions.get(agentId) !== session) return; // a contender or a refused link: the live one stays
+        this.sessions.delete(agentId);
+        const waiters = this.releaseWaiters.get(agentId);
+        this.releaseWaiters.delete(agentId);
+        for (const w of waiters ?? []) w();
       },
     };
+  }
+
+  /**
+   * A second session for an agent id replaces the first only when it proves the same identity: its
+   * credential is bound to the id like the first one's, and, when the first session is attested, it
+   * has attested a key for the agent in its own session (then it is promoted). Otherwise it is refused,
+   * and the first keeps running: an id said under a fleet token cannot evict anybody.
+   */
+  private admit(agentId: string, session: LinkSession): 'claimed' | 'contender' | 'refused' {
+    const old = this.sessions.get(agentId);
+    if (old === session) return 'claimed';
+    if (old && !old.isClosed) {
+      if (!(old.boundToId && session.boundToId)) return 'refused';
+      if (old.attested) return 'contender';
+    }
+    this.take(agentId, session);
+    return 'claimed';
+  }
+
+  private take(agentId: string, session: LinkSession): void {
+    const old = this.sessions.get(agentId);
+    this.anonymous.delete(session);
+    this.sessions.set(agentId, session);
+    // Counted once per session that was ever live, uncounted when it closes (see release).
+    if (!this.counted.has(session)) {
+      this.counted.add(session);
+      this.registry.setConnected(agentId, true);
+    }
+    if (old && old !== session) {
+      this.anonymous.add(old); // until its close completes, still counted and closed at shutdown
+      old.close(1008, 'superseded by a newer connection of the same agent');
+    }
+  }
+
+  private released(agentId: string, ms: number): Promise<void> {
+    const live = this.sessions.get(agentId);
+    if (!live || live.isClosed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const set = this.releaseWaiters.get(agentId) ?? new Set<() => void>();
+      this.releaseWaiters.set(agentId, set);
+      const done = () => {
+        clearTimeout(t);
+        set.delete(done);
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      t.unref(); // never what keeps a stopping controller alive
+      set.add(done);
+    });
   }
 
   // ---- HTTP: fleet API and page

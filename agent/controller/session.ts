@@ -9,6 +9,13 @@
  * first writes and acks what was stored.
  * Nothing an agent sends can throw out of here: bad input is answered with an error message and,
  * when it breaks the protocol, a close code (agent/link/protocol.ts CLOSE).
+ *
+ * Identity (docs/controller.md "Agent identity"): the hello's agent id must be allowed by the link's
+ * credential; evidence must be bound to that id and carry a proof signed by the session key over the
+ * challenge (possession of the attested key in THIS session) or it gets no verdict; secrets restricted
+ * to ids go only to sessions whose credential proves the id; a second session for an id replaces the
+ * first only when it proves the same identity (see Controller.admit). A contender's events are held
+ * (within the same window and byte bounds) and stored only once it is the agent's live session.
  */
 import type { WebSocket } from 'ws';
 import type { Logger } from 'pino';
@@ -16,14 +23,17 @@ import {
   CLOSE, decodeMessage, describeOffer, encodeMessage, negotiateVersion, SUPPORTED_VERSIONS,
   type ControllerMessage, type EventMessage, type EvidenceMessage, type HelloMessage,
 } from '../link/protocol.js';
+import { checkEvidenceProof } from '../link/proof.js';
+import { credentialFor, type Credential } from './auth.js';
 import { ChallengeBook, type Challenge } from './challenges.js';
 import { TokenBucket } from './rate-limit.js';
 import { EventStream, type HeldBudget, type StreamOutcome } from './event-stream.js';
 import { appraiseEvidence, deviceStatuses, type AppraisalContext } from './appraise.js';
-import { releaseDecision, sealSecrets, secretsFor, type ConfiguredSecret } from './secrets.js';
+import { releaseDecision, sealSecrets, secretDigests, secretsFor, type ConfiguredSecret } from './secrets.js';
 import { boundedInventory, keyThumbprint, type AgentRegistry } from './registry.js';
 import type { TokenSigner } from './signer.js';
 import { AGENT_ID, type ControllerLimits, type ReleaseRule } from './config.js';
+import type { PublicJwk } from '../binding.js';
 
 export interface SessionDeps {
   registry: AgentRegistry;
@@ -40,12 +50,26 @@ export interface SessionDeps {
   heldBudget: HeldBudget;
   log: Logger;
   now: () => Date;
-  /** Called when a hello names an agent that already has a live session (the old one is closed). */
-  claim: (agentId: string, session: LinkSession) => void;
+  /** Agent ids some configured token is bound to: an unbound credential may not use them. */
+  boundIds: ReadonlySet<string>;
+  /** Token signing keys sent in welcome (agents trust them only over TLS with a pinned CA/SPKI). */
+  tokenKeys: { keys: PublicJwk[] };
+  /**
+   * Register `session` as the live session of `agentId`: 'claimed' (it is, any earlier one is closed),
+   * 'contender' (an attested session of the same identity is live: this one replaces it once its own
+   * evidence attests a key in this session, see promote) or 'refused' (another identity holds the id).
+   */
+  admit: (agentId: string, session: LinkSession) => 'claimed' | 'contender' | 'refused';
+  /** A contender proved an attested key for the agent in its session: it replaces the live session. */
+  promote: (agentId: string, session: LinkSession) => void;
+  /** Resolves once `agentId` has no live session, or after `ms`. */
+  released: (agentId: string, ms: number) => Promise<void>;
   release: (agentId: string, session: LinkSession) => void;
 }
 
 const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** How long a hello waits for an earlier session of the same id to go (a reconnect racing its own close). */
+const ADMIT_WAIT_MS = 5_000;
 
 /** At most this many queued messages share one state write and ack. */
 const MAX_BATCH = 64;
@@ -57,6 +81,12 @@ const CLOSE_FLUSH_MS = 2000;
 
 export class LinkSession {
   agentId: string | undefined;
+  /** The link's credential proves agentId (a token bound to it, a client certificate naming it). */
+  boundToId = false;
+  /** Evidence with a valid proof of possession verified in this session (its key is attested). */
+  attested = false;
+  /** Registered as the agent's live session (a contender is not, until it is promoted). */
+  private claimed = false;
   private hello: HelloMessage | undefined;
   private readonly book: ChallengeBook;
   private readonly bucket: TokenBucket;
@@ -85,11 +115,11 @@ export class LinkSession {
   constructor(
     private readonly ws: WebSocket,
     private readonly deps: SessionDeps,
-    /** Agent id the bearer token is bound to, if any. */
-    private readonly boundAgentId: string | undefined,
+    /** What authenticated this link (bound token id, client certificate names). */
+    private readonly credential: Credential,
     readonly peer: string,
     /** Label of the credential this link authenticated with (never the secret): ids per credential are bounded. */
-    private readonly credential = 'anonymous',
+    private readonly credentialLabel = 'anonymous',
   ) {
     this.book = new ChallengeBook(deps.challengeTtlSec * 1000);
     this.bucket = new TokenBucket(deps.limits.messagesPerSec, deps.limits.burst, deps.now().getTime());
@@ -117,6 +147,11 @@ export class LinkSession {
       this.alive = false;
       ws.ping();
     }, deps.heartbeatSec * 1000));
+  }
+
+  /** A close is under way or done: the session handles no more input and is on its way out. */
+  get isClosed(): boolean {
+    return this.closing;
   }
 
   /**
@@ -286,9 +321,12 @@ export class LinkSession {
     const now = this.deps.now();
     if (msg.type === 'hello') return this.onHello(msg, now);
     if (!this.hello || !this.agentId) return this.refuse('hello-required', `"${msg.type}" before hello`, CLOSE.PROTOCOL_ERROR);
+    // A contender takes the slot as soon as the earlier session is gone (and stores what it held).
+    if (!this.claimed && this.tryClaim(now)) await this.drainEvents(now);
     this.deps.registry.touch(this.agentId, now);
     if (msg.type === 'evidence') return this.onEvidence(msg, now);
     if (msg.type === 'event') {
+      // A contender's stream only holds (bounded): one event stream per agent is stored at a time.
       if (this.stream) this.applyOutcome(await this.stream.receive(msg, size, now));
       return;
     }
@@ -298,8 +336,10 @@ export class LinkSession {
   private async onHello(msg: HelloMessage, now: Date): Promise<void> {
     if (this.hello) return this.refuse('unexpected-hello', 'hello was already received on this connection', CLOSE.PROTOCOL_ERROR);
     if (!AGENT_ID.test(msg.agentId)) return this.refuse('bad-agent-id', 'agentId must be 1..128 of letters, digits, ".", "_", ":", "@", "-" (and not "." or "..")', CLOSE.PROTOCOL_ERROR);
-    if (this.boundAgentId !== undefined && msg.agentId !== this.boundAgentId) {
-      return this.refuse('forbidden', `this bearer token is bound to another agent id than "${msg.agentId}"`, CLOSE.FORBIDDEN);
+    const cred = credentialFor(this.credential, msg.agentId);
+    if (!cred.ok) return this.refuse('forbidden', cred.reason, CLOSE.FORBIDDEN);
+    if (!cred.bound && this.deps.boundIds.has(msg.agentId)) {
+      return this.refuse('forbidden', `agent id "${msg.agentId}" has a token bound to it; a credential not bound to it cannot use it`, CLOSE.FORBIDDEN);
     }
     const version = negotiateVersion(msg.protocol);
     if (version === undefined) {
@@ -308,26 +348,44 @@ export class LinkSession {
     const limits = this.deps.limits;
     const sessionKid = await keyThumbprint(msg.teePubKey);
     if (this.closing) return;
-    if (!this.deps.registry.admit(this.credential, msg.agentId, limits.agentsPerCredential)) {
-      return this.refuse('too-many-agents', `this credential already speaks for ${limits.agentsPerCredential} agent ids (limits.agentsPerCredential); "${msg.agentId}" is refused`, CLOSE.FORBIDDEN);
+    this.boundToId = cred.bound;
+    const registry = this.deps.registry;
+    const tooMany = () =>
+      this.refuse('too-many-agents', `this credential already speaks for ${limits.agentsPerCredential} agent ids (limits.agentsPerCredential); "${msg.agentId}" is refused`, CLOSE.FORBIDDEN);
+    // The per-credential cap is checked right before each admission (no await in between), and the id
+    // is counted for the credential only once the session is admitted: a refused link takes no place.
+    if (!registry.mayAdmit(this.credentialLabel, msg.agentId, limits.agentsPerCredential)) return tooMany();
+    let admitted = this.deps.admit(msg.agentId, this);
+    if (admitted === 'refused') {
+      // Often the same agent reconnecting before its old connection's close was seen: give that a moment.
+      await this.deps.released(msg.agentId, ADMIT_WAIT_MS);
+      if (this.closing) return;
+      if (!registry.mayAdmit(this.credentialLabel, msg.agentId, limits.agentsPerCredential)) return tooMany();
+      admitted = this.deps.admit(msg.agentId, this);
     }
+    if (admitted === 'refused') {
+      return this.refuse(
+        'agent-connected',
+        `agent "${msg.agentId}" is connected on another link; a second session replaces it only with a credential bound to this id${this.boundToId ? '' : ' (this one is not)'} and, once the first is attested, by attesting in the new session`,
+        CLOSE.FORBIDDEN,
+      );
+    }
+    registry.admit(this.credentialLabel, msg.agentId, limits.agentsPerCredential);
     this.stream = new EventStream({
       agentId: msg.agentId,
       sessionKid,
-      registry: this.deps.registry,
+      registry,
       maxHeld: limits.window,
       maxHeldBytes: limits.heldBytesPerAgent,
       budget: this.deps.heldBudget,
       log: this.deps.log,
+      live: false,
     });
     this.hello = msg;
     this.agentId = msg.agentId;
-    this.deps.claim(msg.agentId, this);
-    const rec = this.deps.registry.get(msg.agentId);
-    rec.version = msg.version;
-    rec.inventory = boundedInventory(msg.inventory);
-    this.deps.registry.touch(msg.agentId, now);
-    this.deps.log.info({ agentId: msg.agentId, version: msg.version, protocol: version, peer: this.peer, resumeFrom: msg.resumeFrom, lastSeq: rec.lastSeq }, 'agent connected');
+    if (admitted === 'claimed') this.onClaimed(now, false);
+    const rec = registry.get(msg.agentId);
+    this.deps.log.info({ agentId: msg.agentId, version: msg.version, protocol: version, peer: this.peer, resumeFrom: msg.resumeFrom, lastSeq: rec.lastSeq, bound: this.boundToId, contender: admitted === 'contender' }, 'agent connected');
     this.send({
       type: 'welcome',
       protocol: version,
@@ -336,9 +394,38 @@ export class LinkSession {
       resumeFrom: rec.lastSeq + 1,
       window: limits.window,
       windowBytes: limits.heldBytesPerAgent,
+      tokenKeys: this.deps.tokenKeys,
     });
     this.challenge(now);
     this.timers.push(setInterval(() => this.challenge(this.deps.now()), this.deps.challengeIntervalSec * 1000));
+  }
+
+  /**
+   * This session became the agent's live one: record what its hello said, and let its event stream
+   * store. A promoted contender acks what is stored by then, so events it sent that another link
+   * stored meanwhile leave the agent's window (written first: the ack must not run ahead of the disk).
+   */
+  private onClaimed(now: Date, promoted: boolean): void {
+    this.claimed = true;
+    const agentId = this.agentId!;
+    const registry = this.deps.registry;
+    registry.setLiveCredential(agentId, this.credentialLabel);
+    const rec = registry.get(agentId);
+    rec.version = this.hello!.version;
+    rec.inventory = boundedInventory(this.hello!.inventory);
+    registry.touch(agentId, now);
+    if (this.stream) this.stream.live = true;
+    if (promoted) {
+      this.unsaved = true;
+      this.unacked = true;
+    }
+  }
+
+  /** A contender whose earlier session is gone takes the slot; true when it did. */
+  private tryClaim(now: Date): boolean {
+    if (this.deps.admit(this.agentId!, this) !== 'claimed') return false;
+    this.onClaimed(now, true);
+    return true;
   }
 
   /** Issue a fresh challenge (also used by the server's "challenge now"). */
@@ -358,20 +445,35 @@ export class LinkSession {
       await registry.persist(agentId);
       return this.refuse(taken.code, taken.message, undefined, msg.challengeId);
     }
-    const appraisal = await appraiseEvidence(msg.bundle, taken.challenge.nonce, now, this.deps.appraisal, this.hello!.teePubKey);
+    // Possession of the session key, over the challenge issued on this connection: without it the
+    // bundle may be another VM's evidence relayed through its local API. No verdict at all then.
+    const proof = await checkEvidenceProof(msg.proof, this.hello!.teePubKey, { agentId, challengeId: msg.challengeId, nonce: taken.challenge.nonce.toString('hex') });
+    if (!proof.ok) {
+      if (registry.has(agentId)) registry.get(agentId).lastRejection = { at: now.toISOString(), code: 'bad-proof', message: proof.reason };
+      return this.refuse('bad-proof', `evidence for challenge ${msg.challengeId} has no valid proof of possession of the hello key: ${proof.reason}; no verdict`, CLOSE.FORBIDDEN, msg.challengeId);
+    }
+    const appraisal = await appraiseEvidence(msg.bundle, taken.challenge.nonce, now, this.deps.appraisal, this.hello!.teePubKey, agentId);
     const devices = Object.entries(deviceStatuses(appraisal)).map(([id, status]) => ({ id, status }));
     // Secrets only to a key proven by this very bundle, and only when every device earns it.
     const decision = appraisal.verifiedKey ? releaseDecision(devices, this.deps.releaseSecretsOn) : { release: false, reason: `secrets withheld: the evidence did not verify (${appraisal.status})` };
-    const secrets = decision.release && appraisal.verifiedKey ? await sealSecrets(secretsFor(agentId, this.deps.secrets), appraisal.verifiedKey) : [];
+    const secrets = decision.release && appraisal.verifiedKey ? await sealSecrets(secretsFor(agentId, this.deps.secrets, this.boundToId), appraisal.verifiedKey) : [];
     const { token, expiresAt } = await this.deps.signer.sign(appraisal.ear, {
       subject: agentId,
       ttlSec: this.deps.tokenTtlSec,
       ...(appraisal.verifiedKey ? { confirmationKey: appraisal.verifiedKey } : {}),
+      // The agent accepts only JWEs whose hash the signed token lists (agent/link/verdict.ts).
+      ...(secrets.length > 0 ? { claims: { 'cvm.secrets': secretDigests(secrets) } } : {}),
     });
     const rec = registry.get(agentId);
     if (appraisal.verifiedKey) {
       await registry.rememberKey(agentId, appraisal.verifiedKey, now);
       if (this.stream) this.stream.keyAttestedHere = true;
+      this.attested = true;
+      // A contender that attested its key in its own session replaces the live session.
+      if (!this.claimed) {
+        this.deps.promote(agentId, this);
+        this.onClaimed(now, true);
+      }
     }
     rec.lastVerdict = {
       challengeId: msg.challengeId,
@@ -394,7 +496,7 @@ export class LinkSession {
       `verdict ${appraisal.status.toUpperCase()}${appraisal.simulated ? ' (SIMULATED)' : ''}: ${decision.reason}`,
     );
     this.send({ type: 'verdict', challengeId: msg.challengeId, token, ...(secrets.length > 0 ? { secrets } : {}) });
-    await this.drainEvents(now);
+    if (this.claimed) await this.drainEvents(now);
   }
 
   /** After a verdict: held events may now verify (their key was attested) or be declared unverifiable. */

@@ -18,6 +18,8 @@ export interface SignOptions {
   ttlSec: number;
   /** When given, the token is bound to this key (RFC 7800 cnf, jkt = RFC 7638 SHA-256 thumbprint). */
   confirmationKey?: PublicJwk;
+  /** Extra private claims (e.g. cvm.secrets); they cannot override the registered ones set here. */
+  claims?: Record<string, unknown>;
 }
 
 export class TokenSigner {
@@ -60,7 +62,7 @@ export class TokenSigner {
   /** Sign an EAR: its iat is kept; exp = iat + ttl; a random jti identifies the token. */
   async sign(ear: Ear, opts: SignOptions): Promise<{ token: string; expiresAt: Date }> {
     const exp = ear.iat + opts.ttlSec;
-    const claims: Record<string, unknown> = { ...ear };
+    const claims: Record<string, unknown> = { ...opts.claims, ...ear };
     if (opts.confirmationKey) {
       const { kty, crv, x, y } = opts.confirmationKey;
       claims.cnf = { jkt: await calculateJwkThumbprint({ kty, crv, x, y } as JWK, 'sha256') };

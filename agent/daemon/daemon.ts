@@ -20,6 +20,8 @@ import { Attestor, readReadyState, type CycleResult, type ReadyStateRead } from 
 import type { PublicJwk } from '../binding.js';
 import type { Config } from '../config/schema.js';
 import { loadValidatedConfig } from '../config/preflight.js';
+/** Kept importable from here: the id the daemon binds into evidence (agent/config/preflight.ts). */
+export { agentIdFrom } from '../config/preflight.js';
 import { ConfigError, CvmError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
 import { Scheduler } from '../schedule.js';
@@ -31,7 +33,7 @@ import { describeStatus } from './status.js';
 import { AgentMetrics } from '../metrics.js';
 import { collectInventory, currentInventory } from '../inventory.js';
 import { createAgentKey, type AgentKey } from '../link/agent-key.js';
-import { DaemonLink, cycleEventData } from './link.js';
+import { DaemonLink, cycleEventData, type VerdictNote } from './link.js';
 import { CollateralSummarizer, type CollateralSummary } from './collateral-summary.js';
 import { applyGpuReadyState } from '../evidence/gpu-ready.js';
 import { Consequences, parseConsequenceState, type ConsequencePolicy, type ConsequenceState, type TrustTransition, type Trigger } from './consequences.js';
@@ -71,6 +73,8 @@ export type GpuReadyView = ReadyStateRead & { source: 'cycle' | 'consequence' };
 
 export class Daemon {
   config!: Config;
+  /** Bound into every attestation next to the nonce and the agent key (agent/binding.ts). */
+  agentId!: string;
   readonly log: Logger;
   private readonly env: NodeJS.ProcessEnv;
   private sources!: Sources;
@@ -125,6 +129,7 @@ export class Daemon {
     this.log.level = this.config.log.level;
     this.log.info({ config: v.path, found: v.found }, v.found ? 'configuration loaded' : 'no configuration file, using defaults');
     Object.assign(this.authz, v.authz);
+    this.agentId = v.agentId;
     try {
       await this.startValidated(v.policy);
     } catch (err) {
@@ -169,6 +174,7 @@ export class Daemon {
     this.attestor = this.newAttestor();
     this.link = await DaemonLink.open({
       config: this.config,
+      agentId: this.agentId,
       key: this.key,
       version: VERSION,
       log: this.log,
@@ -314,6 +320,7 @@ export class Daemon {
   private newAttestor(): Attestor {
     return new Attestor({
       teePubKey: this.teePubKey,
+      agentId: this.agentId,
       cpu: this.sources.cpu,
       ...(this.sources.gpus ? { gpus: this.sources.gpus } : {}),
       // Through `this.sources`, so a reload's new policy applies to the next cycle without a new attestor.
@@ -384,12 +391,18 @@ export class Daemon {
     this.notify({ STATUS: this.statusLine() });
   }
 
-  /** The controller's verdict: contraindicated (or none) triggers, affirming/warning clears. */
-  private onVerdict(v: { challengeId: string; status: string; expiresAt: Date; secrets: string[] }): void {
+  /**
+   * The controller's authenticated verdict (agent/link/verdict.ts; a rejected one never arrives here):
+   * contraindicated (or none), or one that does not attest this agent's key, triggers; an affirming or
+   * warning verdict for this key clears.
+   */
+  private onVerdict(v: VerdictNote): void {
     this.verdict = { status: v.status, challengeId: v.challengeId, receivedAt: new Date().toISOString(), expiresAt: v.expiresAt.toISOString() };
-    if (passing(v.status)) void this.consequences.clear('controllerContraindicated', `controller verdict ${v.status.toUpperCase()} for challenge ${v.challengeId}`);
+    if (passing(v.status) && v.keyBound) void this.consequences.clear('controllerContraindicated', `controller verdict ${v.status.toUpperCase()} for challenge ${v.challengeId}`);
+    else if (!v.keyBound) void this.consequences.activate('controllerContraindicated', `controller verdict ${v.status.toUpperCase()} for challenge ${v.challengeId} does not attest this agent's key; no token is served and the controller withholds secrets`);
     else void this.consequences.activate('controllerContraindicated', `controller verdict ${v.status.toUpperCase()} for challenge ${v.challengeId}; the controller withholds secrets`);
-    void this.consequences.clear('tokenExpired', `a new controller token arrived (valid until ${this.verdict.expiresAt})`);
+    // Only a token this agent serves counts as a new token (a verdict without cnf.jkt is not served).
+    if (v.keyBound) void this.consequences.clear('tokenExpired', `a new controller token arrived (valid until ${this.verdict.expiresAt})`);
     // Secrets released while drop-secrets is already in force (another trigger still holds) are dropped at
     // once; when this verdict itself triggered, the queued action drops them and says so.
     const hold = this.consequences.holds('drop-secrets');
@@ -398,7 +411,7 @@ export class Daemon {
       this.link.secrets.clear();
       this.log.warn({ trigger: hold.trigger, secrets: n }, 'secrets released while trust is lost were dropped');
     }
-    this.armTokenTimer(v.expiresAt);
+    if (v.keyBound) this.armTokenTimer(v.expiresAt);
     this.stateVersion++;
     this.metrics.setTrusted(this.trust().trusted);
     this.publishState();
@@ -553,7 +566,7 @@ export class Daemon {
     try {
       const v = await loadValidatedConfig(this.opts.configPath, this.env);
       const next = v.config;
-      const restartNeeded = (['api.socket', 'tee', 'state.dir', 'simulation.dir', 'simulation.gpus', 'simulation.nvml', 'gpus.setReadyState', 'schedule.stepTimeoutSec', 'controller.url'] as const).filter((k) => {
+      const restartNeeded = (['api.socket', 'tee', 'state.dir', 'simulation.dir', 'simulation.gpus', 'simulation.nvml', 'gpus.setReadyState', 'schedule.stepTimeoutSec', 'controller.url', 'controller.agentId', 'controller.tokenKey', 'controller.insecure'] as const).filter((k) => {
         const [a, b] = k.split('.') as [keyof Config, string | undefined];
         const x = b ? (this.config[a] as Record<string, unknown>)[b] : this.config[a];
         const y = b ? (next[a] as Record<string, unknown>)[b] : next[a];

@@ -7,8 +7,8 @@
 import { readFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { decodeJwt } from 'jose';
 import { ControllerLink, type LinkStatus } from '../link/client.js';
+import { loadTokenKeys, type VerifiedVerdict } from '../link/verdict.js';
 import { Outbox } from '../link/outbox.js';
 import { SecretStore } from '../link/secrets.js';
 import type { AgentKey } from '../link/agent-key.js';
@@ -19,14 +19,27 @@ import { ConfigError } from '../errors.js';
 
 export interface DaemonLinkDeps {
   config: Config;
+  /** This agent's id: said in hello, bound into evidence, the `sub` its tokens must carry. */
+  agentId: string;
   key: AgentKey;
   version: string;
   log: Logger;
   attest: (reason: 'controller', nonce?: Uint8Array) => Promise<CycleResult>;
   inventory?: () => Record<string, unknown>;
   env: NodeJS.ProcessEnv;
-  /** A controller verdict was accepted (the daemon's trust state and consequences follow it). */
-  onVerdict?: (v: { challengeId: string; status: string; expiresAt: Date; secrets: string[] }) => void;
+  /**
+   * An authenticated controller verdict arrived (the daemon's trust state and consequences follow it).
+   * keyBound false: it attests nothing about this agent's key, so no token is served from it.
+   */
+  onVerdict?: (v: VerdictNote) => void;
+}
+
+export interface VerdictNote {
+  challengeId: string;
+  status: string;
+  expiresAt: Date;
+  secrets: string[];
+  keyBound: boolean;
 }
 
 /** Summary of a cycle as carried in events: statuses and failed check names, never evidence or secrets. */
@@ -69,7 +82,6 @@ export function tokenFileFrom(config: Config, env: NodeJS.ProcessEnv): string | 
 
 export class DaemonLink {
   private token: { token: string; expiresAt: Date; challengeId: string } | undefined;
-  private readonly pending = new Map<string, string>();
   private lastGpuReady: boolean | undefined;
   private lastStatus: string | undefined;
 
@@ -90,9 +102,12 @@ export class DaemonLink {
     if (config.controller.url) {
       const [ca, cert, keyPem] = await Promise.all([readOptional(config.controller.caFile), readOptional(config.controller.certFile), readOptional(config.controller.keyFile)]);
       const tokenFile = tokenFileFrom(config, deps.env);
+      const tokenKeys = config.controller.tokenKey ? await loadTokenKeys(config.controller.tokenKey) : undefined;
       link = new ControllerLink({
         url: config.controller.url,
-        agentId: config.controller.agentId ?? (await import('node:os')).hostname(),
+        insecure: config.controller.insecure,
+        ...(tokenKeys ? { tokenKeys } : {}),
+        agentId: deps.agentId,
         agentVersion: deps.version,
         key,
         outbox,
@@ -103,16 +118,15 @@ export class DaemonLink {
         capabilities: ['snp', 'azure-snp-vtpm', 'nvidia-gpu', 'events', 'secrets'],
         log: log.child({ component: 'link' }),
         handlers: {
-          onChallenge: async (nonce, id) => {
+          onChallenge: async (nonce) => {
             const r = await deps.attest('controller', nonce);
             if (!r.bundle) throw new Error(`attestation failed: ${r.error ?? 'no evidence'}`);
-            holder.self?.pending.set(id, nonce.toString('base64url'));
             return { bundle: r.bundle, localResult: r.ear as unknown as Record<string, unknown> };
           },
           onAttestRequest: async () => {
             await deps.attest('controller');
           },
-          onVerdict: (verdict) => holder.self?.acceptVerdict(verdict.challengeId, verdict.token),
+          onVerdict: (verdict, _names, verified) => holder.self?.acceptVerdict(verdict.challengeId, verdict.token, verified),
         },
       });
     }
@@ -133,20 +147,23 @@ export class DaemonLink {
     return this.link ? { configured: true, ...this.link.status() } : { configured: false, state: 'none' };
   }
 
-  /** Keep the controller's EAR token while it is valid and answers a challenge we answered. */
-  private acceptVerdict(challengeId: string, token: string): void {
-    try {
-      const claims = decodeJwt(token);
-      const nonce = this.pending.get(challengeId);
-      this.pending.delete(challengeId);
-      if (!claims.exp || claims.exp * 1000 <= Date.now()) throw new Error('the token has no future "exp"');
-      if (nonce && claims.eat_nonce !== undefined && claims.eat_nonce !== nonce) throw new Error('the token\'s eat_nonce is not the nonce of the challenge we answered');
-      this.token = { token, expiresAt: new Date(claims.exp * 1000), challengeId };
-      this.deps.log.info({ challengeId, expiresAt: this.token.expiresAt.toISOString(), status: claims['ear.status'], secrets: this.secrets.names() }, 'controller verdict received');
-      this.deps.onVerdict?.({ challengeId, status: typeof claims['ear.status'] === 'string' ? claims['ear.status'] : 'none', expiresAt: this.token.expiresAt, secrets: this.secrets.names() });
-    } catch (err) {
-      this.deps.log.warn({ challengeId, err: (err as Error).message }, 'controller verdict rejected');
+  /**
+   * Keep the controller's EAR token while it is valid. The link has already authenticated it (signature
+   * under the controller's token key, sub, eat_nonce of a challenge we answered, cnf.jkt). A verdict
+   * that does not confirm our key (contraindicated) is not served, and replaces any earlier token:
+   * the controller no longer vouches for this agent. Only such authenticated verdicts reach the
+   * daemon's trust state (onVerdict); a rejected one never gets here.
+   */
+  private acceptVerdict(challengeId: string, token: string, verified: VerifiedVerdict): void {
+    if (!verified.keyBound) {
+      this.token = undefined;
+      this.deps.log.warn({ challengeId, status: verified.status }, 'controller verdict does not attest this agent\'s key: no token is served');
+      this.deps.onVerdict?.({ challengeId, status: verified.status, expiresAt: verified.expiresAt, secrets: this.secrets.names(), keyBound: false });
+      return;
     }
+    this.token = { token, expiresAt: verified.expiresAt, challengeId };
+    this.deps.log.info({ challengeId, expiresAt: this.token.expiresAt.toISOString(), status: verified.status, secrets: this.secrets.names() }, 'controller verdict received');
+    this.deps.onVerdict?.({ challengeId, status: verified.status, expiresAt: verified.expiresAt, secrets: this.secrets.names(), keyBound: true });
   }
 
   currentToken(): { token: string; expiresAt: string } | undefined {

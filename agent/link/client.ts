@@ -6,12 +6,16 @@
  * Trust model: the controller is authenticated (bearer token and/or client certificate from us,
  * pinned CA / SPKI from it), but its messages are still treated as hostile input: size-limited by
  * ws `maxPayload`, schema-checked, rate-limited. Nothing it sends can throw out of a listener: the
- * worst outcome is a logged disconnect and a reconnect with backoff.
+ * worst outcome is a logged disconnect and a reconnect with backoff. A verdict changes state only
+ * once it is authenticated (./verdict.ts): it answers a challenge this agent answered on this
+ * connection (once), its token verifies under a trusted controller token key, and every secret is
+ * listed in the token. `ws://` is refused unless the caller opts in with `insecure: true`.
  */
 import { createHash, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { checkServerIdentity as tlsCheckServerIdentity, type ConnectionOptions, type PeerCertificate } from 'node:tls';
 import WebSocket from 'ws';
+import type { JWK } from 'jose';
 import { ConfigError, CvmError } from '../errors.js';
 import type { IncomingMessage } from 'node:http';
 import type { AgentKey } from './agent-key.js';
@@ -22,6 +26,11 @@ import {
   type AgentMessage, type EventMessage, type ChallengeMessage, type ControllerMessage, type VerdictMessage, type WelcomeMessage,
 } from './protocol.js';
 import { storeSecrets, type SecretStore } from './secrets.js';
+import { signEvidenceProof } from './proof.js';
+import { publicTokenKeys, VerdictError, verifyVerdict, type VerifiedVerdict } from './verdict.js';
+
+/** Challenges answered on one connection and still waiting for their verdict; the oldest is forgotten beyond this. */
+const MAX_ANSWERED = 16;
 
 export type LinkState = 'connecting' | 'up' | 'down' | 'stopped';
 
@@ -59,8 +68,12 @@ export interface LinkHandlers {
   onChallenge(nonce: Buffer, id: string, expiresAt: Date): Promise<ChallengeAnswer>;
   /** The controller asks for a cycle now; results travel as events. */
   onAttestRequest(): Promise<void>;
-  /** A verdict arrived; secrets (if any) are already decrypted into the SecretStore under these names. */
-  onVerdict(verdict: VerdictMessage, secretNames: string[]): void | Promise<void>;
+  /**
+   * An authenticated verdict arrived (see ./verdict.ts for what was checked); secrets (if any) are
+   * already decrypted into the SecretStore under these names. `verified.keyBound` is false for a
+   * verdict that attests nothing about this agent's key (e.g. contraindicated): its token must not be served.
+   */
+  onVerdict(verdict: VerdictMessage, secretNames: string[], verified: VerifiedVerdict): void | Promise<void>;
   onWelcome?(welcome: WelcomeMessage): void;
 }
 
@@ -86,8 +99,15 @@ export interface LinkTlsOptions {
 }
 
 export interface LinkOptions {
-  /** ws:// or wss:// */
+  /** wss://, or ws:// only together with `insecure: true` */
   url: string;
+  /** Allow an unencrypted, unauthenticated ws:// URL (loopback tests and demos); a warning is logged at every start. */
+  insecure?: boolean;
+  /**
+   * Public keys (EC P-384 JWKs) the controller signs verdict tokens with (controller.tokenKey). Without
+   * them only a `welcome.tokenKeys` JWKS received over wss:// with a pinned CA or SPKI is trusted.
+   */
+  tokenKeys?: JWK[];
   agentId: string;
   agentVersion: string;
   key: AgentKey;
@@ -140,7 +160,11 @@ export function makeServerIdentityCheck(pins: readonly string[] | undefined) {
 }
 
 export class ControllerLink {
-  private readonly o: Required<Omit<LinkOptions, 'tokenFile' | 'tls' | 'secretStore' | 'inventory'>> & Pick<LinkOptions, 'tokenFile' | 'tls' | 'secretStore' | 'inventory'>;
+  private readonly o: Required<Omit<LinkOptions, 'tokenFile' | 'tls' | 'secretStore' | 'inventory' | 'tokenKeys'>> & Pick<LinkOptions, 'tokenFile' | 'tls' | 'secretStore' | 'inventory' | 'tokenKeys'>;
+  /** Challenge id -> nonce of the challenges answered on the current connection, awaiting a verdict. */
+  private answered = new Map<string, Buffer>();
+  /** welcome.tokenKeys, kept only when the channel authenticates the controller (wss:// + pinned CA/SPKI). */
+  private welcomeTokenKeys: JWK[] | undefined;
   private ws: WebSocket | undefined;
   private state: LinkState = 'down';
   private lastError: string | undefined;
@@ -176,6 +200,12 @@ export class ControllerLink {
 
   constructor(opts: LinkOptions) {
     if (!/^wss?:\/\//i.test(opts.url)) throw new ConfigError(`controller url must be ws:// or wss:// (got ${opts.url})`);
+    if (/^ws:\/\//i.test(opts.url) && opts.insecure !== true) {
+      throw new ConfigError(`controller url ${opts.url} is ws://: unencrypted, and anything on the path could read evidence and inject messages; use wss:// (or set controller.insecure: true, for loopback tests and demos only)`);
+    }
+    if (!opts.tokenKeys?.length && !ControllerLink.channelAuthenticates(opts)) {
+      throw new ConfigError('controller verdicts could not be authenticated: set controller.tokenKey (the controller\'s public token key), or use wss:// with controller.caFile so the key can come in welcome');
+    }
     this.o = {
       capabilities: ['evidence-bundle-v1', 'events', 'secrets-jwe'],
       handshakeTimeoutMs: 10_000,
@@ -189,8 +219,14 @@ export class ControllerLink {
       log: silent,
       random: Math.random,
       now: Date.now,
+      insecure: false,
       ...opts,
     };
+  }
+
+  /** wss:// with a pinned CA or SPKI pins: what the controller sends in welcome comes from the controller. */
+  private static channelAuthenticates(opts: Pick<LinkOptions, 'url' | 'tls'>): boolean {
+    return /^wss:\/\//i.test(opts.url) && (opts.tls?.ca !== undefined || (opts.tls?.pinnedSpkiSha256?.length ?? 0) > 0);
   }
 
   status(): LinkStatus {
@@ -220,6 +256,9 @@ export class ControllerLink {
   start(): void {
     if (this.state === 'stopped') throw new CvmError('ERR_LINK_STOPPED', 'a stopped ControllerLink cannot be restarted; create a new one');
     if (this.ws || this.reconnectTimer) return;
+    if (/^ws:\/\//i.test(this.o.url)) {
+      this.o.log.warn({ url: this.o.url }, 'controller link is NOT encrypted or authenticated (ws://, controller.insecure: true): use it on loopback only; verdicts are still checked against the pinned controller.tokenKey');
+    }
     this.unsubscribe ??= this.o.outbox.subscribe(() => this.schedulePump());
     void this.connect();
   }
@@ -250,6 +289,8 @@ export class ControllerLink {
     if (this.state === 'stopped') return;
     this.state = 'connecting';
     this.welcome = undefined;
+    this.answered.clear();
+    this.welcomeTokenKeys = undefined;
     this.malformed = 0;
     this.penalty = 0;
     const headers: Record<string, string> = {};
@@ -358,10 +399,14 @@ export class ControllerLink {
     else if (code !== CLOSE.NORMAL || wasUp) {
       if (code !== 1006 || !this.lastError) this.lastError = `connection closed (code ${code}${reason ? `: ${reason}` : ''})`;
     }
-    if (code === CLOSE.VERSION_MISMATCH) this.penalty = Math.max(this.penalty, 3);
+    // Neither a version mismatch nor a refused identity (4003) fixes itself within a second: back off harder.
+    if (code === CLOSE.VERSION_MISMATCH || code === CLOSE.FORBIDDEN) this.penalty = Math.max(this.penalty, 3);
     this.closingReason = undefined;
     this.connectedSince = undefined;
     this.welcome = undefined;
+    // A verdict is accepted only on the connection whose challenge it answers.
+    this.answered.clear();
+    this.welcomeTokenKeys = undefined;
     this.counters.disconnects++;
     for (const w of this.closedWaiters.splice(0)) w();
     if (this.state === 'stopped') return;
@@ -505,6 +550,18 @@ export class ControllerLink {
       this.welcomeTimer = undefined;
     }
     this.welcome = w;
+    if (w.tokenKeys) {
+      if (ControllerLink.channelAuthenticates(this.o)) {
+        try {
+          this.welcomeTokenKeys = publicTokenKeys(w.tokenKeys, 'welcome.tokenKeys');
+        } catch (err) {
+          this.o.log.warn({ err: (err as Error).message }, 'controller link: ignoring unusable welcome.tokenKeys');
+        }
+      } else {
+        // Anything on an unauthenticated path could have written them; the pinned tokenKeys decide.
+        this.o.log.debug({}, 'controller link: ignoring welcome.tokenKeys: the channel does not authenticate the controller (no pinned CA or SPKI)');
+      }
+    }
     this.state = 'up';
     this.lastError = undefined;
     this.connectedSince = this.o.now();
@@ -557,7 +614,12 @@ export class ControllerLink {
         this.sendIfCurrent(ws, { type: 'error', code: 'challenge-expired', message: `evidence for ${c.id} was ready after ${c.expiresAt}`, challengeId: c.id });
         return;
       }
-      this.sendIfCurrent(ws, { type: 'evidence', challengeId: c.id, bundle: answer.bundle, localResult: answer.localResult });
+      const proof = await signEvidenceProof({ agentId: this.o.agentId, challengeId: c.id, nonce: c.nonce }, this.o.key);
+      if (this.sendIfCurrent(ws, { type: 'evidence', challengeId: c.id, bundle: answer.bundle, localResult: answer.localResult, proof })) {
+        this.answered.delete(c.id);
+        this.answered.set(c.id, Buffer.from(c.nonce, 'hex'));
+        while (this.answered.size > MAX_ANSWERED) this.answered.delete(this.answered.keys().next().value as string);
+      }
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       this.o.log.error({ challengeId: c.id, err: message }, 'attestation for a controller challenge failed');
@@ -580,13 +642,19 @@ export class ControllerLink {
   }
 
   private async onVerdict(ws: WebSocket, v: VerdictMessage): Promise<void> {
+    // Taken synchronously, before any await: a second verdict for the same challenge finds nothing.
+    const nonce = this.answered.get(v.challengeId);
+    this.answered.delete(v.challengeId);
     try {
+      if (!nonce) throw new VerdictError(`verdict for challenge ${v.challengeId}, which this agent did not answer on this connection (unsolicited or replayed)`);
+      const keys = this.o.tokenKeys?.length ? this.o.tokenKeys : (this.welcomeTokenKeys ?? []);
+      const verified = await verifyVerdict(v, keys, { agentId: this.o.agentId, nonce, keyThumbprint: this.o.key.kid, now: new Date(this.o.now()) });
       let names: string[] = [];
       if (v.secrets && v.secrets.length > 0) {
         if (!this.o.secretStore) throw new Error('secrets released but this agent has no secret store');
         names = await storeSecrets(v.secrets, this.o.key, this.o.secretStore, { challengeId: v.challengeId, at: new Date(this.o.now()) });
       }
-      await this.o.handlers.onVerdict(v, names);
+      await this.o.handlers.onVerdict(v, names, verified);
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       this.o.log.error({ challengeId: v.challengeId, err: message }, 'verdict could not be applied');
@@ -608,8 +676,8 @@ export class ControllerLink {
     return true;
   }
 
-  private sendIfCurrent(ws: WebSocket, m: AgentMessage): void {
-    if (this.ws === ws && ws.readyState === WebSocket.OPEN && !this.closingReason) this.send(ws, m);
+  private sendIfCurrent(ws: WebSocket, m: AgentMessage): boolean {
+    return this.ws === ws && ws.readyState === WebSocket.OPEN && !this.closingReason && this.send(ws, m);
   }
 
   private schedulePump(): void {

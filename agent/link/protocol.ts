@@ -68,6 +68,8 @@ export interface EvidenceMessage {
   bundle: Record<string, unknown>;
   /** The agent's EAR (agent/appraise/ear.ts); advisory. */
   localResult: Record<string, unknown>;
+  /** Compact JWS by the bundle's teePubKey over JCS({agentId, challengeId, nonce}) (./proof.ts): possession of the key in this session. */
+  proof: string;
 }
 export interface EventMessage {
   type: 'event';
@@ -99,6 +101,8 @@ export interface WelcomeMessage {
   window?: number;
   /** Flow control: at most this many bytes of unacknowledged event messages (one event always fits). */
   windowBytes?: number;
+  /** JWKS of the controller's token signing keys; trusted by the agent only over wss:// with a pinned CA or SPKI. */
+  tokenKeys?: { keys: PublicJwk[] };
 }
 export interface ChallengeMessage {
   type: 'challenge';
@@ -118,7 +122,7 @@ export interface SecretEnvelope {
 export interface VerdictMessage {
   type: 'verdict';
   challengeId: string;
-  /** EAR as a JWT signed by the controller. */
+  /** EAR as a JWT signed by the controller: sub, eat_nonce, cnf.jkt and cvm.secrets authenticate the verdict (./verdict.ts). */
   token: string;
   secrets?: SecretEnvelope[];
 }

@@ -30,9 +30,9 @@ const freeObject = (description: string, maxProperties = 256): Schema => ({ type
 
 const protocolVersion: Schema = { type: 'integer', minimum: 1, maximum: 65535 };
 
-const publicJwk: Schema = {
+const publicJwk = (description: string): Schema => ({
   type: 'object',
-  description: 'The agent key (teePubKey): EC P-384 public JWK; private members are rejected.',
+  description,
   required: ['kty', 'crv', 'x', 'y'],
   properties: {
     kty: { const: 'EC' },
@@ -44,7 +44,8 @@ const publicJwk: Schema = {
     use: { type: 'string', maxLength: 16 },
   },
   additionalProperties: false,
-};
+});
+const agentKey = publicJwk('The agent key (teePubKey): EC P-384 public JWK; private members are rejected.');
 
 function message(type: string, description: string, properties: Record<string, Schema>, required: string[]): Schema {
   return {
@@ -94,7 +95,7 @@ export const AGENT_SCHEMAS = {
           { type: 'array', minItems: 1, maxItems: 32, items: protocolVersion },
         ],
       },
-      teePubKey: publicJwk,
+      teePubKey: agentKey,
       inventory: freeObject('TEE kind, CPU, GPUs (index, arch, driver), host name: for display and policy selection'),
       capabilities: { type: 'array', maxItems: 64, items: { type: 'string', minLength: 1, maxLength: 64 } },
       resumeFrom: seq,
@@ -103,17 +104,18 @@ export const AGENT_SCHEMAS = {
   ),
   evidence: message(
     'evidence',
-    'Answer to a challenge: the evidence bundle bound to the challenge nonce (agent/attest/bundle.ts) and the agent\'s own EAR.',
+    'Answer to a challenge: the evidence bundle bound to the challenge nonce and the agent id (agent/attest/bundle.ts), the agent\'s own EAR, and `proof`: a compact ES384 JWS by the bundle\'s teePubKey (typ cvm-evidence-proof+jws) over JCS({agentId, challengeId, nonce}) (agent/link/proof.ts).',
     {
       challengeId: ident(128),
       bundle: {
         type: 'object',
         description: 'bundleToJson(EvidenceBundle); parse and check with parseBundle()',
-        required: ['version', 'nonce', 'teePubKey', 'simulated', 'cpu', 'gpus'],
+        required: ['version', 'agentId', 'nonce', 'teePubKey', 'simulated', 'cpu', 'gpus'],
         properties: {
           version: { const: 1 },
+          agentId: ident(128),
           nonce: { type: 'string', pattern: '^([0-9a-f]{2}){8,64}$' },
-          teePubKey: publicJwk,
+          teePubKey: agentKey,
           simulated: { type: 'boolean' },
           cpu: { type: 'object' },
           gpus: { type: 'array', maxItems: 64 },
@@ -121,8 +123,9 @@ export const AGENT_SCHEMAS = {
         additionalProperties: false,
       },
       localResult: freeObject('EAR (agent/appraise/ear.ts) as computed by the agent; advisory only'),
+      proof: compactJws(4096),
     },
-    ['challengeId', 'bundle', 'localResult'],
+    ['challengeId', 'bundle', 'localResult', 'proof'],
   ),
   event: message(
     'event',
@@ -143,7 +146,7 @@ export const AGENT_SCHEMAS = {
 export const CONTROLLER_SCHEMAS = {
   welcome: message(
     'welcome',
-    'Answer to hello: the chosen protocol version, the heartbeat, the attestation interval, optionally the first event seq the controller wants (resend from there), and the event window (flow control).',
+    'Answer to hello: the chosen protocol version, the heartbeat, the attestation interval, optionally the first event seq the controller wants (resend from there), the event window (flow control), and optionally the JWKS of the keys that sign its tokens (the agent trusts it only over wss:// with a pinned CA or SPKI).',
     {
       protocol: protocolVersion,
       heartbeatSec: { type: 'integer', minimum: 1, maximum: 3600 },
@@ -151,6 +154,12 @@ export const CONTROLLER_SCHEMAS = {
       resumeFrom: seq,
       window: { type: 'integer', minimum: 1, maximum: 65535, description: 'flow control: at most this many event messages unacknowledged on the connection' },
       windowBytes: { type: 'integer', minimum: 1024 * 1024, maximum: 1024 * 1024 * 1024, description: 'flow control: at most this many bytes of unacknowledged event messages (one event is always allowed)' },
+      tokenKeys: {
+        type: 'object',
+        required: ['keys'],
+        properties: { keys: { type: 'array', minItems: 1, maxItems: 8, items: publicJwk('A controller token signing key: EC P-384 public JWK (ES384).') } },
+        additionalProperties: false,
+      },
     },
     ['protocol', 'heartbeatSec'],
   ),
@@ -167,7 +176,7 @@ export const CONTROLLER_SCHEMAS = {
   attest: message('attest', 'Run an attestation cycle now (results arrive as an "attestation" event).', {}, []),
   verdict: message(
     'verdict',
-    'The controller\'s appraisal of an evidence message: a signed EAR token and the secrets released to this agent, each a compact JWE (ECDH-ES+A256KW, A256GCM) to teePubKey.',
+    'The controller\'s appraisal of an evidence message: a signed EAR token (ES384; sub = agent id, eat_nonce = the challenge nonce, cnf.jkt = the attested agent key, cvm.secrets = {name: base64url SHA-256 of each JWE}) and the secrets released to this agent, each a compact JWE (ECDH-ES+A256KW, A256GCM) to teePubKey.',
     {
       challengeId: ident(128),
       token: compactJws(256 * 1024),

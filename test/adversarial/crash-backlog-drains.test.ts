@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { makeBundle, openSim, type Sim } from '../unit/controller-fixture.js';
 import { makeHarness, type Harness } from '../helpers/test-controller.js';
 import { CONTROLLER_DEFAULTS } from '../../agent/controller/config.js';
-import { RestartableController, TOKEN, until } from '../helpers/link-load.js';
+import { CONTROLLER_TOKEN_KEY, RestartableController, TOKEN, until } from '../helpers/link-load.js';
 
 let sim: Sim;
 let tmp: string;
@@ -46,8 +46,9 @@ describe('crash: a 10,000-event backlog after a controller outage', () => {
     h = await makeHarness(rc.wsUrl, {
       agentId: 'vm-backlog',
       tokenFile,
+      tokenKeys: [CONTROLLER_TOKEN_KEY], // the restartable controller's verdicts verify under its fixed key
       maxEvents: 2 * N, // the outbox keeps the whole backlog (its own bound is tested elsewhere)
-      handlers: { onChallenge: async (nonce) => ({ bundle: await makeBundle(sim, nonce, h.key.publicJwk), localResult: {} }) },
+      handlers: { onChallenge: async (nonce) => ({ bundle: await makeBundle(sim, nonce, h.key.publicJwk, 'vm-backlog'), localResult: {} }) },
     });
     cleanup.push(() => h.close());
     h.link.start();
@@ -106,8 +107,9 @@ describe('crash: a 10,000-event backlog after a controller outage', () => {
     h = await makeHarness(rc.wsUrl, {
       agentId: 'vm-window-1',
       tokenFile,
+      tokenKeys: [CONTROLLER_TOKEN_KEY], // the restartable controller's verdicts verify under its fixed key
       maxEvents: MAX,
-      handlers: { onChallenge: async (nonce) => ({ bundle: await makeBundle(sim, nonce, h.key.publicJwk), localResult: {} }) },
+      handlers: { onChallenge: async (nonce) => ({ bundle: await makeBundle(sim, nonce, h.key.publicJwk, 'vm-window-1'), localResult: {} }) },
     });
     cleanup.push(() => h.close());
     h.link.start();

@@ -21,7 +21,7 @@ import { createInterface } from 'node:readline';
 import { makeBundle, openSim, type Sim } from '../unit/controller-fixture.js';
 import { makeHarness, type Harness } from '../helpers/test-controller.js';
 import { repoRoot } from '../helpers/paths.js';
-import { RestartableController, TOKEN, until } from '../helpers/link-load.js';
+import { CONTROLLER_TOKEN_KEY, RestartableController, TOKEN, until } from '../helpers/link-load.js';
 import type { LinkStatus } from '../../agent/link/client.js';
 
 let sim: Sim;
@@ -52,7 +52,7 @@ interface Child {
 function startChild(url: string, outboxDir: string, agentId: string, events: number): Child {
   const proc = spawn(process.execPath, ['--import', 'tsx', join(repoRoot, 'test', 'fixtures', 'link-agent.ts')], {
     cwd: repoRoot,
-    env: { ...process.env, LINK_URL: url, TOKEN_FILE: tokenFile, OUTBOX_DIR: outboxDir, AGENT_ID: agentId, EVENTS: String(events) },
+    env: { ...process.env, LINK_URL: url, TOKEN_FILE: tokenFile, OUTBOX_DIR: outboxDir, AGENT_ID: agentId, EVENTS: String(events), TOKEN_KEY: JSON.stringify(CONTROLLER_TOKEN_KEY) },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const c: Child = { proc, appended: 0 };
@@ -79,8 +79,9 @@ async function nextProcess(url: string, outboxDir: string, agentId: string): Pro
   h = await makeHarness(url, {
     agentId,
     tokenFile,
+    tokenKeys: [CONTROLLER_TOKEN_KEY], // the restartable controller's verdicts verify under its fixed key
     dir: outboxDir,
-    handlers: { onChallenge: async (nonce) => ({ bundle: await makeBundle(sim, nonce, h.key.publicJwk), localResult: {} }) },
+    handlers: { onChallenge: async (nonce) => ({ bundle: await makeBundle(sim, nonce, h.key.publicJwk, agentId), localResult: {} }) },
   });
   cleanup.push(() => h.close());
   return h;

@@ -114,7 +114,7 @@ describe('hostile agent: controller resources', () => {
 
     // Evidence that does not verify: a verdict, but the id stays unproven (nothing written).
     const ch = await agents[0]!.next('challenge');
-    agents[0]!.send({ type: 'evidence', challengeId: ch.id, bundle: { version: 1, nonce: ch.nonce, teePubKey: agents[0]!.key.publicJwk, simulated: true, cpu: { kind: 'snp', report: 1 }, gpus: [] }, localResult: {} });
+    await agents[0]!.answer(ch, { version: 1, agentId: 'id-1', nonce: ch.nonce, teePubKey: agents[0]!.key.publicJwk, simulated: true, cpu: { kind: 'snp', report: 1 }, gpus: [] });
     await agents[0]!.next('verdict');
     expect(readdirSync(c.stateDir).filter((f) => f.startsWith('id-'))).toEqual([]);
 
@@ -153,7 +153,8 @@ describe('hostile agent: controller resources', () => {
     expect(view.inventory).toEqual({ omitted: expect.stringMatching(/inventory of \d+ bytes is over the 16384-byte limit/) });
     // Once attested the record is written: it stays small.
     const ch = await a.next('challenge');
-    a.send({ type: 'evidence', challengeId: ch.id, bundle: await makeBundle(sim, Buffer.from(ch.nonce, 'hex'), a.key.publicJwk), localResult: {} });
+    a.agentId = 'vm-inventory'; // said in the raw hello above: what the evidence proof signs
+    await a.answer(ch, await makeBundle(sim, Buffer.from(ch.nonce, 'hex'), a.key.publicJwk, 'vm-inventory'));
     await a.next('verdict');
     await until(() => readdirSync(c.stateDir).includes('vm-inventory.json'), 5000, 'record written');
     expect(statSync(join(c.stateDir, 'vm-inventory.json')).size).toBeLessThan(64 * 1024);

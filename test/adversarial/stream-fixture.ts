@@ -21,7 +21,7 @@ export async function attestedAgent(sim: Sim, c: ControllerUnderTest, agentId: s
   a.hello(agentId);
   await a.next('welcome');
   const ch = await a.next('challenge');
-  a.send({ type: 'evidence', challengeId: ch.id, bundle: await makeBundle(sim, Buffer.from(ch.nonce, 'hex'), a.key.publicJwk), localResult: {} });
+  await a.answer(ch, await makeBundle(sim, Buffer.from(ch.nonce, 'hex'), a.key.publicJwk, agentId));
   await a.next('verdict');
   return a;
 }

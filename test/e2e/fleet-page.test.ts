@@ -41,18 +41,18 @@ beforeAll(async () => {
   const good = await FakeAgent.connect(ctl.controller.address().wsUrl);
   good.hello('gpu-node-a');
   const c1 = await good.next('challenge');
-  good.send({ type: 'evidence', challengeId: c1.id, bundle: await makeBundle(sim, Buffer.from(c1.nonce, 'hex'), good.key.publicJwk), localResult: {} });
+  await good.answer(c1, await makeBundle(sim, Buffer.from(c1.nonce, 'hex'), good.key.publicJwk, 'gpu-node-a'));
   await good.next('verdict');
   // ...and one whose evidence was tampered with.
   const bad = await FakeAgent.connect(ctl.controller.address().wsUrl);
   bad.hello('gpu-node-b');
   const c2 = await bad.next('challenge');
-  const bundle = await makeBundle(sim, Buffer.from(c2.nonce, 'hex'), bad.key.publicJwk);
+  const bundle = await makeBundle(sim, Buffer.from(c2.nonce, 'hex'), bad.key.publicJwk, 'gpu-node-b');
   const cpu = bundle.cpu as { report: string };
   const r = Buffer.from(cpu.report, 'base64');
   r[0x90]! ^= 1;
   cpu.report = r.toString('base64');
-  bad.send({ type: 'evidence', challengeId: c2.id, bundle, localResult: {} });
+  await bad.answer(c2, bundle);
   await bad.next('verdict');
   agents.push(good, bad);
 }, 120_000);

@@ -22,7 +22,7 @@ import { makeBundle, openSim, type Sim } from '../unit/controller-fixture.js';
 import { makeHarness, type Harness } from '../helpers/test-controller.js';
 import { OUTBOX_FILE } from '../../agent/link/outbox.js';
 import type { AgentRecord } from '../../agent/controller/registry.js';
-import { ChildController, RestartableController, sleep, TOKEN, until } from '../helpers/link-load.js';
+import { ChildController, CONTROLLER_TOKEN_KEY, RestartableController, sleep, TOKEN, until } from '../helpers/link-load.js';
 
 let sim: Sim;
 let tmp: string;
@@ -48,8 +48,9 @@ async function attestedAgent(rc: { wsUrl: string }, agentId: string, extra: { ma
   h = await makeHarness(rc.wsUrl, {
     agentId,
     tokenFile,
+    tokenKeys: [CONTROLLER_TOKEN_KEY],
     ...extra,
-    handlers: { onChallenge: async (nonce) => ({ bundle: await makeBundle(sim, nonce, h.key.publicJwk), localResult: {} }) },
+    handlers: { onChallenge: async (nonce) => ({ bundle: await makeBundle(sim, nonce, h.key.publicJwk, agentId), localResult: {} }) },
   });
   cleanup.push(() => h.close());
   h.link.start();

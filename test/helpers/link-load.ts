@@ -6,8 +6,11 @@
  * bench/link.bench.ts.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { JWK } from 'jose';
 import { createServer, type AddressInfo } from 'node:net';
 import pino from 'pino';
 import { repoRoot } from './paths.js';
@@ -16,6 +19,18 @@ import { Controller } from '../../agent/controller/server.js';
 import { TOKEN } from '../unit/controller-fixture.js';
 
 export { TOKEN };
+
+/**
+ * One token signing key for every controller instance of this process (signingKey), so a restarted
+ * controller signs verdicts the agent still accepts: agents pin CONTROLLER_TOKEN_KEY (LinkOptions.tokenKeys).
+ */
+const signing = (() => {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-384' });
+  const file = join(mkdtempSync(join(tmpdir(), 'cvm-ctl-signing-')), 'signing.pem');
+  writeFileSync(file, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+  return { file, publicJwk: publicKey.export({ format: 'jwk' }) as JWK };
+})();
+export const CONTROLLER_TOKEN_KEY: JWK = signing.publicJwk;
 
 export interface Applied {
   /** Which controller instance (0 = first start) handled it. */
@@ -60,6 +75,7 @@ export function controllerYaml(o: RestartableControllerOptions & { port: number 
       ? []
       : [`limits: {messagesPerSec: ${limits.messagesPerSec}, burst: ${limits.burst}, maxConnections: ${limits.maxConnections ?? 1000}${limits.eventsPerSec ? `, eventsPerSec: ${limits.eventsPerSec}` : ''}${limits.window ? `, window: ${limits.window}` : ''}}`]),
     `challengeIntervalSec: ${o.challengeIntervalSec ?? 3600}`,
+    `signingKey: ${signing.file}`,
     `log: {level: ${o.logLevel ?? 'silent'}}`,
     ...(o.simDir ? [`simulation: {trust: true, dir: ${o.simDir}}`, 'releaseSecretsOn: warning'] : []),
     '',

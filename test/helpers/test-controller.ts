@@ -13,6 +13,7 @@ import { ControllerLink, type LinkHandlers, type LinkOptions } from '../../agent
 import { Outbox } from '../../agent/link/outbox.js';
 import { SecretStore } from '../../agent/link/secrets.js';
 import { vector } from './paths.js';
+import { defaultIssuer } from './token-issuer.js';
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { basicConstraints, buildCertificate, keyUsage } from '../../agent/util/x509-builder.js';
 import { implicit, sequence as derSequence } from '../../agent/util/der-writer.js';
@@ -180,9 +181,10 @@ export class TestController {
 
 // ---- agent side: a ControllerLink harness with fast backoff and a real evidence bundle ----------
 
-export function realBundle(nonce: Buffer, key: AgentKey): Record<string, unknown> {
+export function realBundle(nonce: Buffer, key: AgentKey, agentId = 'vm-test-1'): Record<string, unknown> {
   const b: EvidenceBundle = {
     version: 1,
+    agentId,
     nonce,
     teePubKey: key.publicJwk,
     simulated: false,
@@ -214,7 +216,7 @@ export async function makeHarness(url: string, over: Omit<Partial<LinkOptions>, 
   const handlers: LinkHandlers = {
     onChallenge: async (nonce, id) => {
       calls.challenges.push({ nonce, id });
-      return { bundle: realBundle(nonce, key), localResult: { eat_profile: 'tag:github.com,2023:veraison/ear', 'ear.status': 'affirming' } };
+      return { bundle: realBundle(nonce, key, over.agentId ?? 'vm-test-1'), localResult: { eat_profile: 'tag:github.com,2023:veraison/ear', 'ear.status': 'affirming' } };
     },
     onAttestRequest: async () => {
       calls.attests++;
@@ -227,6 +229,9 @@ export async function makeHarness(url: string, over: Omit<Partial<LinkOptions>, 
   const { handlers: _h, dir: _d, key: _k, maxEvents: _m, ...rest } = over;
   const link = new ControllerLink({
     url,
+    // Test controllers listen on loopback; verdicts are checked against the default test issuer's key.
+    insecure: /^ws:\/\//i.test(url),
+    tokenKeys: [(await defaultIssuer()).publicJwk],
     agentId: 'vm-test-1',
     agentVersion: '0.1.0',
     key,
@@ -262,7 +267,8 @@ export interface TestPki {
   client: { certPem: string; keyPem: string };
 }
 
-export function makeTestPki(cn = 'cvm-test'): TestPki {
+/** `clientCn` is the client certificate's subject CN (the reference controller reads agent ids from it). */
+export function makeTestPki(cn = 'cvm-test', clientCn = `${cn} agent`): TestPki {
   const pem = (der: Buffer) => `-----BEGIN CERTIFICATE-----\n${der.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n?$/, '\n')}-----END CERTIFICATE-----\n`;
   const now = Date.now();
   const validity = { notBefore: new Date(now - 3600_000), notAfter: new Date(now + 86400_000) };
@@ -281,6 +287,6 @@ export function makeTestPki(cn = 'cvm-test'): TestPki {
     return { certPem: pem(der), keyPem: k.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, spkiSha256: createHash('sha256').update(k.publicKey.export({ type: 'spki', format: 'der' })).digest('base64') };
   };
   const server = leaf(2, `${cn} controller`, true);
-  const client = leaf(3, `${cn} agent`, false);
+  const client = leaf(3, clientCn, false);
   return { caPem: pem(caDer), server, client: { certPem: client.certPem, keyPem: client.keyPem } };
 }

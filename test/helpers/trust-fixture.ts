@@ -145,7 +145,10 @@ export async function startController(opts: { simDir: string; contraindicate?: b
   const agentToken = randomBytes(24).toString('base64url');
   writeFileSync(join(dir, 'agent.token'), agentToken, { mode: 0o600 });
   writeFileSync(join(dir, 'model.key'), randomBytes(32), { mode: 0o600 });
-  writeFileSync(join(dir, 'signing.pem'), generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  const signing = generateKeyPairSync('ec', { namedCurve: 'P-384' });
+  writeFileSync(join(dir, 'signing.pem'), signing.privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  // The agent pins the controller's public token key (controller.tokenKey): verdicts must verify under it.
+  writeFileSync(join(dir, 'token-key.pem'), signing.publicKey.export({ type: 'spki', format: 'pem' }));
   // A launch measurement no simulated guest has: this controller contraindicates every agent.
   writeFileSync(join(dir, 'strict-snp.yaml'), `measurements: ["${'ab'.repeat(48)}"]\n`);
   const yaml = (port: number, contraindicate: boolean) => [
@@ -181,7 +184,8 @@ export async function startController(opts: { simDir: string; contraindicate?: b
   };
   fx.port = fx.controller.address().port;
   fx.wsUrl = fx.controller.address().wsUrl;
-  fx.agentYaml = `controller: { url: "${fx.wsUrl}", agentId: trust-vm, tokenFile: ${join(dir, 'agent.token')} }`;
+  // Loopback ws:// (controller.insecure) with the token key pinned, as the agent requires for ws://.
+  fx.agentYaml = `controller: { url: "${fx.wsUrl}", insecure: true, tokenKey: ${join(dir, 'token-key.pem')}, agentId: trust-vm, tokenFile: ${join(dir, 'agent.token')} }`;
   return fx;
 }
 

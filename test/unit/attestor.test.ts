@@ -43,6 +43,7 @@ class FlakyGpus implements GpuSource {
 function deps(gpus: GpuSource, over: Partial<AttestorDeps> = {}): AttestorDeps {
   return {
     teePubKey,
+    agentId: 'attestor-test',
     cpu: sim.cpu,
     gpus,
     verify: (bundle, at) => verifyBundle(bundle, { at, ...sim.verifyOptions(at) }),

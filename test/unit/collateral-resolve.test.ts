@@ -46,7 +46,7 @@ const gpu = (index: number): GpuBundleEntry => ({
 const teePubKey = generateKeyPairSync('ec', { namedCurve: 'P-384' }).publicKey.export({ format: 'jwk' }) as PublicJwk;
 function bundle(over: Partial<EvidenceBundle> = {}): EvidenceBundle {
   return {
-    version: 1, nonce: Buffer.alloc(32, 7), teePubKey, simulated: false,
+    version: 1, agentId: 'vm-1', nonce: Buffer.alloc(32, 7), teePubKey, simulated: false,
     cpu: { kind: 'snp', source: 'sev-guest', report: milanReport, certificates: [] },
     gpus: [], ...over,
   };

@@ -19,6 +19,7 @@ const nonce = Buffer.alloc(32, 5);
 const key = generateKeyPairSync('ec', { namedCurve: 'P-384' }).publicKey.export({ format: 'jwk' }) as PublicJwk;
 const bundle = bundleToJson({
   version: 1,
+  agentId: 'vm-1',
   nonce,
   teePubKey: { kty: key.kty, crv: key.crv, x: key.x, y: key.y },
   simulated: false,

@@ -15,6 +15,7 @@ import { bundleToJson, type EvidenceBundle } from '../../agent/attest/bundle.js'
 import { cpuReportData, gpuNonce, type PublicJwk } from '../../agent/binding.js';
 import { createAgentKey, type AgentKey } from '../../agent/link/agent-key.js';
 import { PROTOCOL, type ControllerMessage, type AgentMessage } from '../../agent/link/protocol.js';
+import { signEvidenceProof } from '../../agent/link/proof.js';
 import { parseControllerConfig, resolveControllerConfig, tokenDigest } from '../../agent/controller/config.js';
 import { Controller } from '../../agent/controller/server.js';
 
@@ -34,13 +35,17 @@ export async function openSim(): Promise<Sim> {
   return { dir, snp, gpus: new SimulatedGpuSource(id, 2) };
 }
 
-/** A bundle bound to `nonce` and `key` exactly as the agent builds it (DESIGN.md "Binding"). */
-export async function makeBundle(sim: Sim, nonce: Buffer, key: PublicJwk, opts: { announceKey?: PublicJwk; devToolsMode?: boolean } = {}): Promise<Record<string, unknown>> {
-  const gpus = await sim.gpus.collect(gpuNonce(nonce, key));
-  const rd = cpuReportData(nonce, key, gpus.map((g) => g.report));
+/**
+ * A bundle bound to `nonce`, `key` and `agentId` exactly as the agent builds it (DESIGN.md "Binding").
+ * `announceKey` / `announceAgentId` put another key / id in the bundle than the reports are bound to.
+ */
+export async function makeBundle(sim: Sim, nonce: Buffer, key: PublicJwk, agentId: string, opts: { announceKey?: PublicJwk; announceAgentId?: string; devToolsMode?: boolean } = {}): Promise<Record<string, unknown>> {
+  const gpus = await sim.gpus.collect(gpuNonce(nonce, key, agentId));
+  const rd = cpuReportData(nonce, key, agentId, gpus.map((g) => g.report));
   const snp = await sim.snp.getExtReport(rd);
   const bundle: EvidenceBundle = {
     version: 1,
+    agentId: opts.announceAgentId ?? agentId,
     nonce,
     teePubKey: opts.announceKey ?? key,
     simulated: true,
@@ -57,9 +62,15 @@ export interface ControllerUnderTest {
   stateDir: string;
 }
 
-export async function startController(sim: Sim, yaml: string, stateDir = mkdtempSync(join(tmpdir(), 'ctl-state-'))): Promise<ControllerUnderTest> {
+/**
+ * The default credentials: TOKEN, an unbound (fleet) token, and "bound-token", bound to agent id
+ * "bound-agent"; one secret for every attested agent. Pass `credentials` to replace the agents and
+ * secrets sections (a config may not restrict secrets by id while it accepts an unbound token).
+ */
+export async function startController(sim: Sim, yaml: string, stateDir = mkdtempSync(join(tmpdir(), 'ctl-state-')), credentials?: string): Promise<ControllerUnderTest> {
+  const defaults = `agents:\n  tokens:\n    - sha256: ${tokenDigest(TOKEN).toString('hex')}\n    - agentId: bound-agent\n      sha256: ${tokenDigest('bound-token').toString('hex')}\nsecrets:\n  - name: model-key\n    value: ${SECRET_VALUE}\n`;
   const cfg = parseControllerConfig(
-    `listen: {host: 127.0.0.1, port: 0}\nstateDir: ${stateDir}\nagents:\n  tokens:\n    - sha256: ${tokenDigest(TOKEN).toString('hex')}\n    - agentId: bound-agent\n      sha256: ${tokenDigest('bound-token').toString('hex')}\nsecrets:\n  - name: model-key\n    value: ${SECRET_VALUE}\n  - name: other-agent-key\n    value: nope\n    agents: [someone-else]\n${yaml.replaceAll('SIMDIR', sim.dir)}`,
+    `listen: {host: 127.0.0.1, port: 0}\nstateDir: ${stateDir}\n${credentials ?? defaults}${yaml.replaceAll('SIMDIR', sim.dir)}`,
     'test config',
   );
   const resolved = await resolveControllerConfig(cfg);
@@ -75,6 +86,9 @@ export class FakeAgent {
   readonly inbox: ControllerMessage[] = [];
   private waiters: (() => void)[] = [];
   closed: { code: number; reason: string } | undefined;
+
+  /** The id said in hello (what the evidence proof signs by default). */
+  agentId = '';
 
   private constructor(readonly ws: WebSocket, readonly key: AgentKey) {
     ws.on('message', (d) => {
@@ -93,9 +107,10 @@ export class FakeAgent {
     w.forEach((f) => f());
   }
 
-  static async connect(url: string, opts: { token?: string; key?: AgentKey; protocols?: string[] } = {}): Promise<FakeAgent> {
+  static async connect(url: string, opts: { token?: string | null; key?: AgentKey; protocols?: string[]; tls?: { ca: string; cert: string; key: string } } = {}): Promise<FakeAgent> {
     const key = opts.key ?? (await createAgentKey()); // before the socket exists: 'open' must not fire unobserved
-    const ws = new WebSocket(url, opts.protocols ?? [PROTOCOL], { headers: { authorization: `Bearer ${opts.token ?? TOKEN}` }, perMessageDeflate: false });
+    const headers: Record<string, string> = opts.token === null ? {} : { authorization: `Bearer ${opts.token ?? TOKEN}` };
+    const ws = new WebSocket(url, opts.protocols ?? [PROTOCOL], { headers, perMessageDeflate: false, ...(opts.tls ?? {}) });
     const agent = new FakeAgent(ws, key);
     await once(ws, 'open');
     return agent;
@@ -105,8 +120,19 @@ export class FakeAgent {
     this.ws.send(typeof m === 'string' ? m : JSON.stringify(m));
   }
 
-  hello(agentId: string, resumeFrom = 1): void {
-    this.send({ type: 'hello', agentId, version: 'test', protocol: { min: 1, max: 1 }, teePubKey: this.key.publicJwk, inventory: {}, capabilities: [], resumeFrom });
+  hello(agentId: string, resumeFrom = 1, teePubKey = this.key.publicJwk): void {
+    this.agentId = agentId;
+    this.send({ type: 'hello', agentId, version: 'test', protocol: { min: 1, max: 1 }, teePubKey, inventory: {}, capabilities: [], resumeFrom });
+  }
+
+  /**
+   * Answer a challenge with `bundle` and a proof of possession (agent/link/proof.ts) signed by this
+   * agent's key over {agentId, challengeId, nonce}, unless `opts` says otherwise.
+   */
+  async answer(challenge: { id: string; nonce: string | Buffer }, bundle: Record<string, unknown>, opts: { proofKey?: AgentKey; proofAgentId?: string; proof?: string } = {}): Promise<void> {
+    const nonce = typeof challenge.nonce === 'string' ? challenge.nonce : challenge.nonce.toString('hex');
+    const proof = opts.proof ?? (await signEvidenceProof({ agentId: opts.proofAgentId ?? this.agentId, challengeId: challenge.id, nonce }, opts.proofKey ?? this.key));
+    this.send({ type: 'evidence', challengeId: challenge.id, bundle, localResult: {}, proof });
   }
 
   /** The next message of `type` (removed from the inbox); rejects on close or timeout. */

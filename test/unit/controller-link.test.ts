@@ -44,8 +44,8 @@ async function attestOnce(c: ControllerUnderTest, agentId: string, agent?: FakeA
   if (!agent) a.hello(agentId);
   const welcome = agent ? undefined : await a.next('welcome');
   const challenge = await a.next('challenge');
-  const bundle = await makeBundle(sim, Buffer.from(challenge.nonce, 'hex'), a.key.publicJwk, bundleOpts);
-  a.send({ type: 'evidence', challengeId: challenge.id, bundle, localResult: {} });
+  const bundle = await makeBundle(sim, Buffer.from(challenge.nonce, 'hex'), a.key.publicJwk, agentId, bundleOpts);
+  await a.answer(challenge, bundle);
   const verdict = await a.next('verdict');
   return { agent: a, welcome, challenge, bundle, verdict };
 }
@@ -77,7 +77,7 @@ describe('controller: attested agent with simulation trusted', () => {
     // Simulated evidence with its simulated collateral (CRL, RIMs, OCSP) appraises as affirming; it says SIMULATED.
     expect(payload['ear.status']).toBe('affirming');
 
-    expect(verdict.secrets?.map((s) => s.name)).toEqual(['model-key']); // not the secret allow-listed for another agent
+    expect(verdict.secrets?.map((s) => s.name)).toEqual(['model-key']);
     const { plaintext, protectedHeader: jweHeader } = await compactDecrypt(verdict.secrets![0]!.jwe, agent.key.agreementKey);
     expect(jweHeader).toMatchObject({ alg: 'ECDH-ES+A256KW', enc: 'A256GCM' });
     expect(Buffer.from(plaintext).toString()).toBe(SECRET_VALUE);
@@ -149,7 +149,7 @@ describe('controller: refusals', () => {
 
   it('a replayed answer to an already answered challenge is rejected', async () => {
     const { agent, challenge, bundle } = await attestOnce(trusted, 'vm-replay');
-    agent.send({ type: 'evidence', challengeId: challenge.id, bundle, localResult: {} });
+    await agent.answer(challenge, bundle);
     const err = await agent.next('error');
     expect(err).toMatchObject({ code: 'replayed-challenge', challengeId: challenge.id });
     const detail = await json(trusted, '/v1/agents/vm-replay');
@@ -161,10 +161,10 @@ describe('controller: refusals', () => {
     const a = await FakeAgent.connect(url(trusted));
     a.hello('vm-late');
     const challenge = await a.next('challenge');
-    const bundle = await makeBundle(sim, Buffer.from(challenge.nonce, 'hex'), a.key.publicJwk);
+    const bundle = await makeBundle(sim, Buffer.from(challenge.nonce, 'hex'), a.key.publicJwk, 'vm-late');
     trusted.clock.offsetMs = 31_000; // challengeTtlSec is 30
     try {
-      a.send({ type: 'evidence', challengeId: challenge.id, bundle, localResult: {} });
+      await a.answer(challenge, bundle);
       expect(await a.next('error')).toMatchObject({ code: 'expired-challenge' });
     } finally {
       trusted.clock.offsetMs = 0;
@@ -176,12 +176,12 @@ describe('controller: refusals', () => {
     const a = await FakeAgent.connect(url(trusted));
     a.hello('vm-tamper');
     const c1 = await a.next('challenge');
-    const bundle = await makeBundle(sim, Buffer.from(c1.nonce, 'hex'), a.key.publicJwk);
+    const bundle = await makeBundle(sim, Buffer.from(c1.nonce, 'hex'), a.key.publicJwk, 'vm-tamper');
     const cpu = bundle.cpu as { report: string };
     const report = Buffer.from(cpu.report, 'base64');
     report[0x90]! ^= 0x01; // MEASUREMENT (signed region)
     cpu.report = report.toString('base64');
-    a.send({ type: 'evidence', challengeId: c1.id, bundle, localResult: {} });
+    await a.answer(c1, bundle);
     const v1 = await a.next('verdict');
     expect(v1.secrets).toBeUndefined();
     const p1 = (await claimsOf(trusted, v1.token)).payload;
@@ -192,8 +192,8 @@ describe('controller: refusals', () => {
     const mitm = await createAgentKey();
     const c2 = trusted.controller.challengeNow('vm-tamper')!;
     await a.next('challenge');
-    const swapped = await makeBundle(sim, c2.nonce, a.key.publicJwk, { announceKey: mitm.publicJwk });
-    a.send({ type: 'evidence', challengeId: c2.id, bundle: swapped, localResult: {} });
+    const swapped = await makeBundle(sim, c2.nonce, a.key.publicJwk, 'vm-tamper', { announceKey: mitm.publicJwk });
+    await a.answer(c2, swapped);
     const v2 = await a.next('verdict');
     expect(v2.secrets).toBeUndefined();
     const p2 = (await claimsOf(trusted, v2.token)).payload;
@@ -219,7 +219,7 @@ describe('controller: events', () => {
     await new Promise((r) => setTimeout(r, 200));
     expect(a.inbox.some((m) => m.type === 'ack')).toBe(false);
     const challenge = await a.next('challenge');
-    a.send({ type: 'evidence', challengeId: challenge.id, bundle: await makeBundle(sim, Buffer.from(challenge.nonce, 'hex'), a.key.publicJwk), localResult: {} });
+    await a.answer(challenge, await makeBundle(sim, Buffer.from(challenge.nonce, 'hex'), a.key.publicJwk, 'vm-events'));
     await a.next('verdict');
     expect(await a.next('ack')).toEqual({ type: 'ack', seq: 1 });
 
@@ -277,7 +277,7 @@ describe('controller: malformed input never crashes it', () => {
     const cases: { send: (a: FakeAgent) => void; code: number }[] = [
       { send: (a) => a.send('this is not json'), code: CLOSE.PROTOCOL_ERROR },
       { send: (a) => a.send({ type: 'hello', agentId: '../../etc/passwd' }), code: CLOSE.PROTOCOL_ERROR },
-      { send: (a) => a.send({ type: 'evidence', challengeId: 'x', bundle: {}, localResult: {} }), code: CLOSE.PROTOCOL_ERROR },
+      { send: (a) => a.send({ type: 'evidence', challengeId: 'x', bundle: {}, localResult: {}, proof: 'a.b.c' }), code: CLOSE.PROTOCOL_ERROR },
       { send: (a) => a.ws.send(Buffer.from([0, 1, 2, 3]), { binary: true }), code: CLOSE.PROTOCOL_ERROR },
       { send: (a) => a.send('x'.repeat(MAX_MESSAGE_BYTES + 10)), code: CLOSE.TOO_BIG },
     ];
@@ -298,7 +298,7 @@ describe('controller: malformed input never crashes it', () => {
     const a = await FakeAgent.connect(url(trusted));
     a.hello('vm-hostile');
     const ch = await a.next('challenge');
-    a.send({ type: 'evidence', challengeId: ch.id, bundle: { version: 1, nonce: ch.nonce, teePubKey: a.key.publicJwk, simulated: true, cpu: { kind: 'snp', report: 12 }, gpus: [] }, localResult: {} });
+    await a.answer(ch, { version: 1, agentId: 'vm-hostile', nonce: ch.nonce, teePubKey: a.key.publicJwk, simulated: true, cpu: { kind: 'snp', report: 12 }, gpus: [] });
     const v = await a.next('verdict');
     expect((await claimsOf(trusted, v.token)).payload.submods.bundle['cvm.checks'][0].name).toBe('bundle.parse');
     a.close();

@@ -39,22 +39,30 @@ describe('nonce binding', () => {
   const jwk = generateKeyPairSync('ec', { namedCurve: 'P-384' }).publicKey.export({ format: 'jwk' }) as PublicJwk;
   const nonce = Buffer.alloc(32, 7);
 
-  it('derives a 32-byte GPU nonce from the canonical {nonce, teePubKey}', () => {
-    const expected = createHash('sha256').update(canonicalize({ nonce: nonce.toString('hex'), teePubKey: { crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y } })).digest();
-    expect(gpuNonce(nonce, jwk)).toEqual(expected);
-    expect(gpuNonce(nonce, jwk)).toHaveLength(32);
+  it('derives a 32-byte GPU nonce from the canonical {agentId, nonce, teePubKey}', () => {
+    const expected = createHash('sha256').update(canonicalize({ agentId: 'vm-a', nonce: nonce.toString('hex'), teePubKey: { crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y } })).digest();
+    expect(gpuNonce(nonce, jwk, 'vm-a')).toEqual(expected);
+    expect(gpuNonce(nonce, jwk, 'vm-a')).toHaveLength(32);
   });
 
   it('ignores private members, so a private JWK cannot leak into the binding', () => {
-    expect(gpuNonce(nonce, { ...jwk, d: 'secret' })).toEqual(gpuNonce(nonce, jwk));
+    expect(gpuNonce(nonce, { ...jwk, d: 'secret' }, 'vm-a')).toEqual(gpuNonce(nonce, jwk, 'vm-a'));
   });
 
   it('binds GPU reports in index order into 64 bytes of REPORT_DATA', () => {
     const a = Buffer.from('report-a');
     const b = Buffer.from('report-b');
-    const rd = cpuReportData(nonce, jwk, [a, b]);
+    const rd = cpuReportData(nonce, jwk, 'vm-a', [a, b]);
     expect(rd).toHaveLength(64);
-    expect(rd).not.toEqual(cpuReportData(nonce, jwk, [b, a]));
-    expect(rd).not.toEqual(cpuReportData(Buffer.alloc(32, 8), jwk, [a, b]));
+    expect(rd).not.toEqual(cpuReportData(nonce, jwk, 'vm-a', [b, a]));
+    expect(rd).not.toEqual(cpuReportData(Buffer.alloc(32, 8), jwk, 'vm-a', [a, b]));
+  });
+
+  it('binds the agent id: the same nonce, key and reports under another id give other values', () => {
+    const reports = [Buffer.from('report-a')];
+    expect(cpuReportData(nonce, jwk, 'vm-a', reports)).not.toEqual(cpuReportData(nonce, jwk, 'vm-b', reports));
+    expect(gpuNonce(nonce, jwk, 'vm-a')).not.toEqual(gpuNonce(nonce, jwk, 'vm-b'));
+    const expected = createHash('sha512').update(canonicalize({ agentId: 'vm-a', nonce: nonce.toString('hex'), teePubKey: { crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y }, gpus: [createHash('sha384').update(reports[0]!).digest('hex')] })).digest();
+    expect(cpuReportData(nonce, jwk, 'vm-a', reports)).toEqual(expected);
   });
 });

@@ -2,22 +2,18 @@ import { describe, expect, it } from 'vitest';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CompactEncrypt, importJWK } from 'jose';
+import { randomBytes } from 'node:crypto';
 import { parseBundle } from '../../agent/attest/bundle.js';
 import { createAgentKey } from '../../agent/link/agent-key.js';
 import { ControllerLink } from '../../agent/link/client.js';
 import { verifyEventSignature } from '../../agent/link/events.js';
-import { CLOSE, PROTOCOL, type HelloMessage } from '../../agent/link/protocol.js';
+import { CLOSE, PROTOCOL } from '../../agent/link/protocol.js';
 import { makeHarness, TestController } from '../helpers/test-controller.js';
 import { linkFixture, linkUp as up, resumeAtFirstGap } from '../helpers/link-fixture.js';
 import { ConfigError } from '../../agent/errors.js';
+import { defaultIssuer } from '../helpers/token-issuer.js';
 
 const { cleanup, setup } = linkFixture();
-
-async function encryptTo(hello: HelloMessage, text: string): Promise<string> {
-  const pub = await importJWK(hello.teePubKey as never, 'ECDH-ES+A256KW');
-  return new CompactEncrypt(new TextEncoder().encode(text)).setProtectedHeader({ alg: 'ECDH-ES+A256KW', enc: 'A256GCM' }).encrypt(pub);
-}
 
 describe('ControllerLink: session', () => {
   it('says hello with the agent key and resume point, and goes up on welcome', async () => {
@@ -93,23 +89,32 @@ describe('ControllerLink: session', () => {
     expect(h.link.status().state).toBe('up');
   });
 
-  it('runs a cycle on attest and stores a verdict: token handed over, secrets decrypted in memory', async () => {
+  it('runs a cycle on attest, and stores a verdict for a challenge it answered: token handed over, secrets decrypted in memory', async () => {
     const { controller, h } = await setup();
     h.link.start();
     await controller.waitFor(up(h));
     controller.send({ type: 'attest' });
     await controller.waitFor(() => h.calls.attests === 1, 5000, 'attest');
     const hello = controller.hellos[0]!;
-    const token = 'eyJhbGciOiJFUzM4NCJ9.eyJlYXIuc3RhdHVzIjoiYWZmaXJtaW5nIn0.c2ln';
-    controller.send({ type: 'verdict', challengeId: 'ch-9', token, secrets: [{ name: 'model-key', jwe: await encryptTo(hello, 'k3y-material') }] });
+    const issuer = await defaultIssuer();
+    const answer = async (id: string) => {
+      const nonce = randomBytes(32).toString('hex');
+      controller.send({ type: 'challenge', id, nonce, expiresAt: new Date(Date.now() + 30_000).toISOString() });
+      await controller.waitFor(() => controller.received.some((m) => m.type === 'evidence' && m.challengeId === id), 5000, `evidence for ${id}`);
+      return nonce;
+    };
+    const n9 = await answer('ch-9');
+    const v9 = await issuer.verdict({ agentId: 'vm-test-1', challengeId: 'ch-9', nonce: n9, jkt: h.key.kid, teePubKey: hello.teePubKey, secrets: { 'model-key': 'k3y-material' } });
+    controller.send(v9);
     await controller.waitFor(() => h.calls.verdicts.length === 1, 5000, 'verdict');
-    expect(h.calls.verdicts[0]).toEqual({ token, names: ['model-key'] });
+    expect(h.calls.verdicts[0]).toEqual({ token: v9.token, names: ['model-key'] });
     expect(Buffer.from(h.secrets.get('model-key')!).toString()).toBe('k3y-material');
     expect(JSON.stringify(h.logs)).not.toContain('k3y-material');
-    // A secret for another key: rejected with an error message, nothing stored, link stays up.
+    // A secret for another key, listed in the token: rejected with an error message, nothing stored, link stays up.
+    const n10 = await answer('ch-10');
     const otherKey = await createAgentKey();
-    const foreign = await encryptTo({ ...hello, teePubKey: otherKey.publicJwk }, 'nope');
-    controller.send({ type: 'verdict', challengeId: 'ch-10', token, secrets: [{ name: 'other', jwe: foreign }] });
+    const v10 = await issuer.verdict({ agentId: 'vm-test-1', challengeId: 'ch-10', nonce: n10, jkt: h.key.kid, teePubKey: otherKey.publicJwk, secrets: { other: 'nope' } });
+    controller.send(v10);
     await controller.waitFor(() => controller.received.some((m) => m.type === 'error' && m.challengeId === 'ch-10'), 5000, 'verdict-rejected');
     expect(controller.received.find((m) => m.type === 'error' && m.challengeId === 'ch-10')).toMatchObject({ code: 'verdict-rejected' });
     expect(h.secrets.has('other')).toBe(false);

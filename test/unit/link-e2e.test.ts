@@ -37,8 +37,10 @@ describe('ControllerLink <-> reference controller', () => {
     h = await makeHarness(ctl.controller.address().wsUrl, {
       agentId: 'e2e-vm',
       tokenFile: join(tokenDir, 'token'),
+      // Pinned without its kid, as a key read from a PEM file is: the controller's kid header must not matter.
+      tokenKeys: [{ kty: 'EC', crv: 'P-384', x: ctl.controller.signer.publicJwk.x!, y: ctl.controller.signer.publicJwk.y! }],
       handlers: {
-        onChallenge: async (nonce) => ({ bundle: await makeBundle(sim, nonce, key.publicJwk), localResult: {} }),
+        onChallenge: async (nonce) => ({ bundle: await makeBundle(sim, nonce, key.publicJwk, 'e2e-vm'), localResult: {} }),
       },
     });
     key = h.key;

@@ -19,13 +19,14 @@ const jwe = 'eyJhbGciOiJFQ0RILUVTK0EyNTZLVyJ9.a2V5.aXY.Y3Q.dGFn';
 const goodAgent: AgentMessage[] = [
   { type: 'hello', agentId: 'vm-1', version: '0.1.0', protocol: { min: 1, max: 1 }, teePubKey: jwk, inventory: { tee: 'snp' }, capabilities: ['events'], resumeFrom: 1 },
   { type: 'hello', agentId: 'vm-1', version: '0.1.0', protocol: [1, 2], teePubKey: jwk, inventory: {}, capabilities: [], resumeFrom: 42 },
-  { type: 'evidence', challengeId: 'c-1', bundle: { version: 1, nonce: '00'.repeat(32), teePubKey: jwk, simulated: true, cpu: {}, gpus: [] }, localResult: { 'ear.status': 'affirming' } },
+  { type: 'evidence', challengeId: 'c-1', bundle: { version: 1, agentId: 'vm-1', nonce: '00'.repeat(32), teePubKey: jwk, simulated: true, cpu: {}, gpus: [] }, localResult: { 'ear.status': 'affirming' }, proof: jws },
   { type: 'event', seq: 1, at: '2025-06-01T12:00:00.000Z', kind: 'status', data: { up: true }, sig: jws },
   { type: 'error', code: 'attestation-failed', message: 'no /dev/sev-guest', challengeId: 'c-1' },
 ];
 const goodController: ControllerMessage[] = [
   { type: 'welcome', protocol: 1, heartbeatSec: 30 },
   { type: 'welcome', protocol: 1, heartbeatSec: 30, attestIntervalSec: 600, resumeFrom: 7 },
+  { type: 'welcome', protocol: 1, heartbeatSec: 30, tokenKeys: { keys: [{ ...jwk, kid: 'k1', alg: 'ES384', use: 'sig' }] } },
   { type: 'challenge', id: 'c-1', nonce: 'ab'.repeat(32), expiresAt: '2025-06-01T12:05:00Z' },
   { type: 'attest' },
   { type: 'verdict', challengeId: 'c-1', token: jws, secrets: [{ name: 'model-key', jwe }] },

@@ -185,7 +185,8 @@ export const evidenceCommand: Command = {
   usage: `Usage: cvm-agent evidence --nonce HEX [--out FILE] [--socket PATH]
 
 Prints (or writes to FILE) the evidence bundle: SNP report or Azure HCL report + vTPM quote, every
-GPU's SPDM report and certificate chain, and the agent's public key, all bound to your nonce.
+GPU's SPDM report and certificate chain, the agent's public key and its agent id, all bound to your
+nonce (a verifier recomputes the binding from the bundle's agentId and must check that id itself).
 By default only root and the agent's own user may ask (api.authorization.evidence): evidence for a
 nonce you choose can answer someone else's challenge as this VM (docs/config.md, "API authorization").
 
