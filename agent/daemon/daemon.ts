@@ -4,7 +4,7 @@
  * and exits 0 within 5 s. Paths come from systemd's $STATE_DIRECTORY / $RUNTIME_DIRECTORY /
  * $CACHE_DIRECTORY when the config leaves them at their defaults.
  */
-import { readFileSync } from 'node:fs';
+import { readBoundedTextSync } from '../util/bounded-read.js';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { createApiServer, RawJson, type ApiService } from '../api/server.js';
@@ -49,7 +49,7 @@ export function applySystemdDirectories(config: Config, env: NodeJS.ProcessEnv):
 
 function readIdDb(path: string): Map<string, number> {
   try {
-    return parseIdDatabase(readFileSync(path, 'utf8'));
+    return parseIdDatabase(readBoundedTextSync(path, 'idDatabase'));
   } catch {
     return new Map();
   }

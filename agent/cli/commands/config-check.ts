@@ -1,6 +1,7 @@
 /** `cvm-agent config check [FILE]`: validate a config file and print the effective configuration. */
 import { EXIT, parseOptions, type Command } from '../command.js';
 import { loadConfigFile, DEFAULT_CONFIG_PATH } from '../../config/load.js';
+import { loadPolicyFile } from '../../appraise/policy.js';
 
 export const configCheck: Command = {
   path: ['config', 'check'],
@@ -8,7 +9,8 @@ export const configCheck: Command = {
   usage: `Usage: cvm-agent config check [FILE] [--json]
 
 Validates FILE (default ${DEFAULT_CONFIG_PATH}) against the schema (see docs/config.md) and prints
-the effective configuration with defaults filled in. Every problem is listed with its key.
+the effective configuration with defaults filled in. Every problem is listed with its key. The
+policy file named by policy.file is read and validated too (as the daemon does at start and reload).
 
 Options:
   --json      print the effective configuration as JSON (default: YAML-like summary)
@@ -22,6 +24,8 @@ Exit codes: 0 valid, 2 invalid or unreadable.`,
       return EXIT.USAGE;
     }
     const { config, path, found } = await loadConfigFile(positionals[0]);
+    // The daemon refuses to start (or reload) on a bad policy file: so does the check.
+    if (config.policy.file) await loadPolicyFile(config.policy.file);
     if (values.json) {
       io.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
     } else {

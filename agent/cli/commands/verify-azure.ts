@@ -82,8 +82,8 @@ async function run(argv: string[], io: CliIO): Promise<number> {
   if (!values.evidence) throw new UsageError('--evidence FILE is required');
   const nonce = parseNonce(values.nonce, values['nonce-text']);
   const at = parseAt(values.at);
-  const evidence = parseAzureEvidence(readInput(values.evidence, io, 'evidence file').toString('utf8'));
-  const certificates = (values.cert ?? []).flatMap((f) => certificatesFromFile(readInput(f, io, 'certificate file'), f));
+  const evidence = parseAzureEvidence(readInput(values.evidence, io, 'evidence file', 'azureEvidence').toString('utf8'));
+  const certificates = (values.cert ?? []).flatMap((f) => certificatesFromFile(readInput(f, io, 'certificate file', 'certificate'), f));
   classifyCertificates([...evidence.certificates, ...certificates]); // malformed DER → ParseError → exit 2
   const crls = loadCrlFiles(values.crl, io);
   const policy = loadSnpPolicyOption(values.policy, io);

@@ -3,9 +3,10 @@
  * NVIDIA's serialized evidence JSON with any number of GPUs), with RIMs from files or a directory and
  * OCSP responses from files. Thin edge: read files, call the pure verifier, print, map to exit codes.
  */
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { UsageError } from '../../errors.js';
+import { InputFileError, readBoundedSync } from '../../util/bounded-read.js';
 import { parseOptions, type CliIO, type Command } from '../command.js';
 import { exitForStatus, parseAt, readInput } from '../verify-output.js';
 import { DEFAULT_GPU_POLICY, parseGpuPolicy } from '../../appraise/gpu-policy.js';
@@ -52,7 +53,6 @@ Exit codes:
   3  verified with warnings only (e.g. revocation not checked)
 `;
 
-const MAX_RIM_FILE = 4 * 1024 * 1024;
 const MAX_RIM_DIR_FILES = 2000;
 
 /** RIM id for a file name: NV_GPU_<...>[.xml|.swidtag], or nvtrust's <project>_<sku>_<chip>_<ver>_PROD.swidtag. */
@@ -76,10 +76,13 @@ function loadRimDir(dir: string, io: CliIO): Map<string, string> {
   for (const name of names.slice(0, MAX_RIM_DIR_FILES)) {
     const id = rimIdFromFileName(name);
     if (!id) continue;
-    const file = join(path, name);
-    const st = statSync(file, { throwIfNoEntry: false });
-    if (!st?.isFile() || st.size > MAX_RIM_FILE) continue;
-    byId.set(id, readFileSync(file, 'utf8'));
+    try {
+      byId.set(id, readBoundedSync(join(path, name), 'rim').toString('utf8'));
+    } catch (err) {
+      // Not a regular file or over the RIM cap: not a RIM (a missing RIM then fails naming its id).
+      if (err instanceof InputFileError || (err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw new UsageError(`cannot read RIM "${join(dir, name)}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
   }
   return byId;
 }
@@ -159,14 +162,14 @@ async function run(argv: string[], io: CliIO): Promise<number> {
   const options: GpuVerifyOptions = { at: parseAt(values.at), skip, policy: DEFAULT_GPU_POLICY };
   const nonce = parseNonce(values.nonce);
   if (nonce) options.expectedNonce = nonce;
-  if (values.policy !== undefined) options.policy = parseGpuPolicy(readInput(values.policy, io, 'policy').toString('utf8'));
+  if (values.policy !== undefined) options.policy = parseGpuPolicy(readInput(values.policy, io, 'policy', 'policy').toString('utf8'), `GPU policy "${values.policy}"`);
 
   const rims: NonNullable<GpuVerifyOptions['rims']> = {};
-  if (values['driver-rim'] !== undefined) rims.driver = readInput(values['driver-rim'], io, 'driver RIM').toString('utf8');
-  if (values['vbios-rim'] !== undefined) rims.vbios = readInput(values['vbios-rim'], io, 'VBIOS RIM').toString('utf8');
+  if (values['driver-rim'] !== undefined) rims.driver = readInput(values['driver-rim'], io, 'driver RIM', 'rim').toString('utf8');
+  if (values['vbios-rim'] !== undefined) rims.vbios = readInput(values['vbios-rim'], io, 'VBIOS RIM', 'rim').toString('utf8');
   if (values['rim-dir'] !== undefined) rims.byId = loadRimDir(values['rim-dir'], io);
   options.rims = rims;
-  if (values.ocsp) options.ocsp = values.ocsp.map((f) => ocspBytes(readInput(f, io, 'OCSP response')));
+  if (values.ocsp) options.ocsp = values.ocsp.map((f) => ocspBytes(readInput(f, io, 'OCSP response', 'ocsp')));
   if (values['sim-dir'] !== undefined) {
     try {
       options.simulatedRoots = simulatedRoots(await loadSimGpuIdentity(resolve(io.cwd, values['sim-dir'])));
@@ -177,9 +180,9 @@ async function run(argv: string[], io: CliIO): Promise<number> {
 
   let list: GpuEvidenceInput[];
   if (values.evidence !== undefined) {
-    list = parseGpuEvidenceJson(readInput(values.evidence, io, 'evidence'));
+    list = parseGpuEvidenceJson(readInput(values.evidence, io, 'evidence', 'gpuEvidence'));
   } else {
-    list = [{ report: reportBytesFromFile(readInput(values.report!, io, 'report')), certChainPem: readInput(values.chain!, io, 'certificate chain').toString('latin1') }];
+    list = [{ report: reportBytesFromFile(readInput(values.report!, io, 'report', 'gpuReport')), certChainPem: readInput(values.chain!, io, 'certificate chain', 'certificate').toString('latin1') }];
   }
 
   const result = await verifyGpus(list, options);

@@ -78,11 +78,11 @@ async function run(argv: string[], io: CliIO): Promise<number> {
   });
   if (!values.report) throw new UsageError('--report FILE is required');
 
-  const report = decodeReportFile(readInput(values.report, io, 'report'));
+  const report = decodeReportFile(readInput(values.report, io, 'report', 'snpReport'));
   parseSnpReport(report); // malformed report → ParseError → exit 2 (the verifier would only fail a check)
 
   const certificates = (values.cert ?? []).flatMap((f) => {
-    const bytes = readInput(f, io, 'certificate file');
+    const bytes = readInput(f, io, 'certificate file', 'certificate');
     try {
       return certificatesFromBytes(bytes, `certificate file "${f}"`);
     } catch (err) {
@@ -106,7 +106,7 @@ async function run(argv: string[], io: CliIO): Promise<number> {
   let policy = loadSnpPolicyOption(values.policy, io);
   if (values['allow-debug']) policy = { ...policy, allowDebug: true };
 
-  const simulatedRoots = values['sim-roots'] === undefined ? undefined : [simRootsFrom(readInput(values['sim-roots'], io, 'simulated roots file'))];
+  const simulatedRoots = values['sim-roots'] === undefined ? undefined : [simRootsFrom(readInput(values['sim-roots'], io, 'simulated roots file', 'certificate'))];
   const result = verifySnpAttestation({ report, certificates, crls }, {
     at, policy, ...(expectedReportData ? { expectedReportData } : {}), ...(simulatedRoots ? { simulatedRoots } : {}),
   });
