@@ -127,14 +127,16 @@ policy: { file: ${policy} }
   it('SIGHUP with a policy.file emptied in place is rejected; the running policy stays', async () => {
     const policy = file('live-policy.yaml');
     writeFileSync(policy, 'id: live-1\nsnp: { vmpl: [0] }\n');
-    // READY=1 comes after start() and its signal handlers: SIGHUP before that would be the default action.
+    // SIGHUP right after READY=1, as `systemctl reload` may send it: it must reload, not kill (run.ts).
     const notify = await NotifyReceiver.start(file('notify.sock'));
     const d = startDaemon(['--config', daemonConfig('reload', policy)], { NOTIFY_SOCKET: notify.path });
     try {
       await notify.waitFor((m) => m.includes('READY=1'), 90_000);
       writeFileSync(policy, '# emptied by mistake\n');
       d.child.kill('SIGHUP');
-      const rejected = await d.waitForLog((l) => l.msg === 'reload rejected: keeping the running configuration', 60_000);
+      const rejected = await d.waitForLog((l) => l.msg === 'reload rejected: keeping the running configuration', 60_000).catch((e: Error) => {
+        throw new Error(`daemon exit code ${d.child.exitCode}, signal ${d.child.signalCode}: ${e.message}`);
+      });
       expect(rejected.err).toMatch(/policy\.file .*live-policy\.yaml: empty/);
       expect(d.logs.some((l) => l.msg === 'configuration reloaded')).toBe(false);
       expect(d.child.exitCode).toBeNull();

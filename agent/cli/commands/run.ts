@@ -41,8 +41,19 @@ Exit codes: 0 stopped by a signal, 2 invalid configuration, 4 no TEE/GPU interfa
       logger.flush();
       process.exit(70);
     });
+    // Installed before start(): READY=1 is sent at the end of start(), and a SIGHUP that follows it at
+    // once (systemctl reload) must reload, not kill the process by the default action. One that
+    // arrives before start() has returned is applied right after it.
+    let started = false;
+    let reloadPending = false;
+    process.on('SIGHUP', () => {
+      if (started) void daemon.reload();
+      else reloadPending = true;
+    });
     try {
       await daemon.start();
+      started = true;
+      if (reloadPending) void daemon.reload();
     } catch (err) {
       logger.fatal({ err: (err as Error).message }, 'could not start');
       await new Promise<void>((r) => logger.flush(() => r()));
@@ -57,7 +68,6 @@ Exit codes: 0 stopped by a signal, 2 invalid configuration, 4 no TEE/GPU interfa
       };
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.once('SIGINT', () => stop('SIGINT'));
-      process.on('SIGHUP', () => void daemon.reload());
     });
     return EXIT.OK;
   },
