@@ -38,7 +38,8 @@ Options:
                       Without any, the result is at best "warning" (revocation not checked).
   --skip WHAT         rim | revocation: skip those checks explicitly (they then show as warnings). Repeatable.
   --at ISO8601        verification time for certificate validity (default: now)
-  --policy FILE       GPU appraisal policy, YAML or JSON (see agent/appraise/gpu-policy.ts)
+  --policy FILE       GPU appraisal policy, a YAML or JSON mapping (see agent/appraise/gpu-policy.ts;
+                      an empty file is an error, {} means the defaults)
   --sim-dir DIR       ALSO trust the simulated GPU roots stored in DIR; results then say SIMULATED.
                       For the demo and tests only — never for real evidence.
   --json              print {ok, status, simulated, gpus: [{index, ok, status, claims, checks}], checks}
@@ -49,7 +50,7 @@ A missing RIM is a failure naming the RIM id unless --skip rim is given.
 Exit codes:
   0  verified, every check passed (affirming)
   1  a check failed (contraindicated)
-  2  usage error or unreadable/malformed input
+  2  usage error or unreadable/malformed input (also a file over its size limit, docs/config.md)
   3  verified with warnings only (e.g. revocation not checked)
 `;
 
