@@ -14,7 +14,8 @@
  * cpuCurrentSpeed() (shell fallback) and versions() (dozens of tools) all exec or execSync.
  * GPUs come from NVML through the addon, not from here.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { readBoundedTextSync } from './util/bounded-read.js';
 import os from 'node:os';
 import { VERSION } from './cli/version.js';
 
@@ -78,7 +79,7 @@ export function parseMeminfo(text: string): { totalBytes: number | null; availab
 
 function readSmall(path: string): string | undefined {
   try {
-    return readFileSync(path, 'utf8').slice(0, MAX_TEXT_BYTES);
+    return readBoundedTextSync(path, 'systemText').slice(0, MAX_TEXT_BYTES);
   } catch {
     return undefined;
   }

@@ -5,8 +5,8 @@
  * CC state is checked as named checks gpu.cc.mode / gpu.cc.devtools / gpu.cc.environment.
  * Validated strictly at load: unknown keys and wrong types are ConfigErrors naming the key.
  */
-import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../errors.js';
+import { policyYamlToJs } from './snp-policy.js';
 
 export type GpuArchName = 'hopper' | 'blackwell';
 /** nvmlConfComputeSystemState_t.environment (§1.3): 0 UNAVAILABLE, 1 SIM, 2 PROD. */
@@ -100,13 +100,7 @@ export function gpuPolicyFrom(value: unknown, prefix = ''): GpuPolicy {
   return policy;
 }
 
-/** Parse a policy file (YAML or JSON). Empty text = defaults. */
-export function parseGpuPolicy(text: string): GpuPolicy {
-  let value: unknown;
-  try {
-    value = parseYaml(text, { strict: true, uniqueKeys: true });
-  } catch (err) {
-    throw new ConfigError(`GPU policy: not valid YAML/JSON: ${(err as Error).message}`, { cause: err });
-  }
-  return gpuPolicyFrom(value);
+/** Parse a policy file (YAML or JSON): a mapping; empty or comment-only is an error (write {} for the defaults). */
+export function parseGpuPolicy(text: string, source = 'GPU policy'): GpuPolicy {
+  return gpuPolicyFrom(policyYamlToJs(text, source));
 }

@@ -6,7 +6,8 @@
  *   snp: { minTcb: {snp: 23}, measurements: [...] }   # docs/policy-snp.md
  *   gpu: { allowDevtools: false, environments: [prod] }  # GpuPolicy keys
  */
-import { ConfigError } from '../errors.js';
+import { ConfigError, CvmError } from '../errors.js';
+import { readBoundedText } from '../util/bounded-read.js';
 import { policyYamlToJs, snpPolicyFrom, type SnpPolicy } from './snp-policy.js';
 import { gpuPolicyFrom, type GpuPolicy } from './gpu-policy.js';
 
@@ -26,10 +27,9 @@ export function defaultPolicy(): AppraisalPolicy {
   return { id: DEFAULT_POLICY_ID, snp: snpPolicyFrom(undefined), gpu: gpuPolicyFrom(undefined) };
 }
 
+/** The policy text: a mapping (empty, comment-only, null, a scalar or a list is a ConfigError). */
 export function parsePolicyFile(text: string, source = 'policy'): AppraisalPolicy {
-  const doc = policyYamlToJs(text, source) ?? {};
-  if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`${source}: must be a mapping with id, snp and gpu keys`);
-  const o = doc as Record<string, unknown>;
+  const o = policyYamlToJs(text, source);
   const unknown = Object.keys(o).filter((k) => !['id', 'snp', 'gpu'].includes(k));
   // The flat file `cvm-agent verify snp --policy` reads is a common mix-up: say exactly how to convert it.
   const flat = unknown.filter((k) => FLAT_SNP_KEYS.includes(k) || FLAT_GPU_KEYS.includes(k));
@@ -39,4 +39,21 @@ export function parsePolicyFile(text: string, source = 'policy'): AppraisalPolic
   for (const k of unknown) throw new ConfigError(`${source}: unknown key "${k}" (allowed: id, snp, gpu)`);
   if (o.id !== undefined && (typeof o.id !== 'string' || !/^[\w./:-]{1,128}$/.test(o.id))) throw new ConfigError(`${source}: "id" must be a short identifier`);
   return { id: (o.id as string | undefined) ?? DEFAULT_POLICY_ID, snp: snpPolicyFrom(o.snp, 'snp.'), gpu: gpuPolicyFrom(o.gpu, 'gpu.') };
+}
+
+/**
+ * Read and parse the configured policy file (config `policy.file`): the daemon at start and reload,
+ * and `config check`. Bounded like every input (util/bounded-read.ts); every failure is a ConfigError
+ * naming the key and the file.
+ */
+export async function loadPolicyFile(file: string): Promise<AppraisalPolicy> {
+  const source = `policy.file ${file}`;
+  let text: string;
+  try {
+    text = await readBoundedText(file, 'policy');
+  } catch (err) {
+    if (err instanceof CvmError) throw new ConfigError(`policy.file ${err.message}`, { cause: err });
+    throw new ConfigError(`${source}: cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+  }
+  return parsePolicyFile(text, source);
 }

@@ -4,8 +4,9 @@
  * Validated strictly at load: unknown keys and wrong types are ConfigErrors naming the key, so a typo
  * can never silently disable a check. Keys are documented in docs/policy-snp.md.
  */
-import { parseDocument, visit, isScalar, isSeq, type Scalar } from 'yaml';
+import { visit, isScalar, isSeq, type Scalar } from 'yaml';
 import { ConfigError } from '../errors.js';
+import { parseYamlDocument, requireMapping, yamlDocumentToJs } from '../config/yaml.js';
 
 export interface SnpMinTcb {
   bootloader?: number;
@@ -156,20 +157,21 @@ function keepHexAsText(scalar: Scalar): void {
   if (typeof scalar.value !== 'string' && typeof scalar.source === 'string') scalar.value = scalar.source;
 }
 
-/** Parse a policy file (YAML or JSON; JSON is YAML). Empty text = defaults. */
-export function parseSnpPolicy(text: string): SnpPolicy {
-  return snpPolicyFrom(policyYamlToJs(text, 'SNP policy'));
+/**
+ * Parse a policy file (YAML or JSON; JSON is YAML). The file must hold a mapping: an empty or
+ * comment-only file is an error, not "no allow-lists" (write {} for every default).
+ */
+export function parseSnpPolicy(text: string, source = 'SNP policy'): SnpPolicy {
+  return snpPolicyFrom(policyYamlToJs(text, source));
 }
 
 /**
- * YAML/JSON policy text to plain JS, with digest-valued keys kept as their source text (see
- * keepHexAsText). Shared by the SNP policy file and the combined policy file (agent/appraise/policy.ts).
+ * YAML/JSON policy text to a plain JS mapping, with digest-valued keys kept as their source text (see
+ * keepHexAsText). Size, aliases and YAML errors are bounded as for the config (config/yaml.ts), and
+ * anything but a mapping is a ConfigError. Shared by the SNP, GPU and combined policy files.
  */
-export function policyYamlToJs(text: string, what: string): unknown {
-  const doc = parseDocument(text, { strict: true, uniqueKeys: true, keepSourceTokens: true });
-  if (doc.errors.length > 0) {
-    throw new ConfigError(`${what}: not valid YAML/JSON: ${doc.errors[0]!.message}`, { cause: doc.errors[0] });
-  }
+export function policyYamlToJs(text: string, what: string): Record<string, unknown> {
+  const doc = parseYamlDocument(text, what, { keepSourceTokens: true });
   visit(doc, {
     Pair(_, pair) {
       if (!isScalar(pair.key) || !HEX_KEYS.has(String(pair.key.value))) return;
@@ -177,5 +179,5 @@ export function policyYamlToJs(text: string, what: string): unknown {
       else if (isSeq(pair.value)) for (const item of pair.value.items) if (isScalar(item)) keepHexAsText(item);
     },
   });
-  return doc.toJS();
+  return requireMapping(doc, yamlDocumentToJs(doc, what), what);
 }

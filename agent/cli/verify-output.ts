@@ -3,19 +3,24 @@
  * CRL files, and turning a list of named checks into the text table, the --json checks and the exit
  * code. One place, so the verify commands keep one contract (README "exit codes").
  */
-import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ParseError, UsageError } from '../errors.js';
 import type { Check, TrustStatus, VerificationResult } from '../verify/checks.js';
 import { parseCrl } from '../verify/snp/crl.js';
 import { DEFAULT_SNP_POLICY, parseSnpPolicy, type SnpPolicy } from '../appraise/snp-policy.js';
 import { EXIT, type CliIO } from './command.js';
+import { InputFileError, readBoundedSync, type InputKind } from '../util/bounded-read.js';
 
-/** Read a whole input file relative to the CLI's cwd; an unreadable file is a usage error (exit 2). */
-export function readInput(file: string, io: CliIO, what: string): Buffer {
+/**
+ * Read a whole input file relative to the CLI's cwd, capped by its kind before any byte is read
+ * (util/bounded-read.ts; pipes and devices are read to at most the cap). An unreadable file is a usage
+ * error, an oversized one or a directory a one-line ParseError: both exit 2.
+ */
+export function readInput(file: string, io: CliIO, what: string, kind: InputKind): Buffer {
   try {
-    return readFileSync(resolve(io.cwd, file));
+    return readBoundedSync(resolve(io.cwd, file), kind, { streams: true });
   } catch (err) {
+    if (err instanceof InputFileError) throw new ParseError(`${what} "${file}": ${err.reason}`, undefined, { cause: err });
     throw new UsageError(`cannot read ${what} "${file}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
 }
@@ -40,7 +45,7 @@ export function decodeCrlFile(bytes: Buffer): Buffer[] {
 
 /** Every --crl FILE, decoded and parsed up front so a malformed CRL is a usage error (exit 2), not a failed check. */
 export function loadCrlFiles(files: readonly string[] | undefined, io: CliIO): Buffer[] {
-  const crls = (files ?? []).flatMap((f) => decodeCrlFile(readInput(f, io, 'CRL file')));
+  const crls = (files ?? []).flatMap((f) => decodeCrlFile(readInput(f, io, 'CRL file', 'crl')));
   crls.forEach((c, i) => {
     try {
       parseCrl(c);
@@ -54,11 +59,15 @@ export function loadCrlFiles(files: readonly string[] | undefined, io: CliIO): B
 
 const MARK = (c: Check) => (!c.ok ? '✘' : c.warning ? '⚠' : '✔');
 
-/** The human table: a headline "<title>: STATUS — n checks, …" and one aligned line per check. */
-/** `--policy FILE` for the SEV-SNP verifiers: the file's policy, else the defaults. */
+/**
+ * `--policy FILE` for the SEV-SNP verifiers: the file's policy, else the defaults. A given file must
+ * hold a mapping (an empty or comment-only file is an error, exit 2, not "no allow-lists").
+ */
 export function loadSnpPolicyOption(file: string | undefined, io: CliIO): SnpPolicy {
-  return file === undefined ? { ...DEFAULT_SNP_POLICY } : parseSnpPolicy(readInput(file, io, 'policy file').toString('utf8'));
+  return file === undefined ? { ...DEFAULT_SNP_POLICY } : parseSnpPolicy(readInput(file, io, 'policy file', 'policy').toString('utf8'), `SNP policy "${file}"`);
 }
+
+/** The human table: a headline "<title>: STATUS — n checks, …" and one aligned line per check. */
 
 export function formatChecks(title: string, status: string, simulated: boolean, checks: Check[]): string {
   const width = Math.max(...checks.map((c) => c.name.length));

@@ -5,10 +5,11 @@
  * only calls the network when the caller turned online fetching on.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
+import { mkdir, readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join, relative, sep } from 'node:path';
 import { CollateralError, CvmError } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
+import { InputFileError, readBounded, type InputKind } from '../util/bounded-read.js';
 import type { SnpProduct } from '../verify/snp/abi/index.js';
 import { classify, type ClassifyHint, type ClassifiedWithOrigin } from './classify.js';
 import { freshness, type FreshnessOptions } from './freshness.js';
@@ -16,6 +17,27 @@ import { checkKey, describeKey, keyPath } from './keys.js';
 import type { ClassifiedItem, CollateralKey, CollateralMeta, Freshness, KdsChain, StoredEntry } from './types.js';
 
 export const META_SUFFIX = '.meta.json';
+
+/** The read cap for a cache entry, by what its key says it holds (util/bounded-read.ts). */
+function capFor(key: CollateralKey): InputKind {
+  switch (key.kind) {
+    case 'crl': return 'crl';
+    case 'rim': return 'rim';
+    case 'ocsp': return 'ocsp';
+    default: return 'certificate';
+  }
+}
+
+/** A cache entry's bytes; over its cap or not a regular file is a CollateralError, I/O errors propagate as is (ENOENT). */
+async function readCached(file: string, key: CollateralKey): Promise<Buffer> {
+  try {
+    return await readBounded(file, capFor(key));
+  } catch (err) {
+    if (err instanceof InputFileError) throw new CollateralError(`cache file ${err.message}; remove it or re-import it`, { cause: err });
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw err;
+    throw new CollateralError(`cannot read ${file}: ${(err as Error).message}`, { cause: err });
+  }
+}
 export const DEFAULT_COLLATERAL_DIR = '/var/cache/cvm-agent';
 
 /** --dir, else systemd's $CACHE_DIRECTORY (first of a colon-separated list), else /var/cache/cvm-agent. */
@@ -117,10 +139,10 @@ export class CollateralStore {
     const file = this.fileFor(key);
     let data: Buffer;
     try {
-      data = await readFile(file);
+      data = await readCached(file, key);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw new CollateralError(`cannot read ${file}: ${(err as Error).message}`, { cause: err });
+      throw err;
     }
     return this.entryFrom(file, data, keyPath(key));
   }
@@ -128,8 +150,9 @@ export class CollateralStore {
   private async entryFrom(file: string, data: Buffer, path: string): Promise<StoredEntry> {
     let meta: CollateralMeta | undefined;
     try {
-      meta = parseMeta(JSON.parse(await readFile(file + META_SUFFIX, 'utf8')));
+      meta = parseMeta(JSON.parse((await readBounded(file + META_SUFFIX, 'collateralMeta')).toString('utf8')));
     } catch (err) {
+      // A sidecar over its cap (InputFileError, a CvmError) is as unusable as a garbled one.
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT' && !(err instanceof SyntaxError) && !(err instanceof CvmError)) throw err;
       meta = undefined;
     }
@@ -166,7 +189,7 @@ export class CollateralStore {
       const rel = relative(this.dir, file).split(sep).join('/');
       try {
         const key = keyFromPath(rel);
-        entries.push(await this.entryFrom(file, await readFile(file), keyPath(key)));
+        entries.push(await this.entryFrom(file, await readCached(file, key), keyPath(key)));
       } catch (err) {
         if (!(err instanceof CvmError)) throw err;
         problems.push(`${rel}: ${err.message}`);

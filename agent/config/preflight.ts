@@ -12,12 +12,13 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { constants } from 'node:fs';
 import { hostname } from 'node:os';
-import { access, readFile, stat } from 'node:fs/promises';
+import { access, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import cron from 'node-cron';
 import { AGENT_ID } from '../binding.js';
 import { ConfigError } from '../errors.js';
 import { loadTokenKeys } from '../link/verdict.js';
+import { InputFileError, readBoundedText, type InputKind } from '../util/bounded-read.js';
 import { parseIdDatabase, resolveTable, type AuthorizationTable } from '../api/authz.js';
 import type { AppraisalPolicy } from '../appraise/policy.js';
 import { loadPolicy } from '../daemon/sources.js';
@@ -56,7 +57,7 @@ export function applySystemdDirectories(config: Config, env: NodeJS.ProcessEnv):
 
 async function readIdDb(path: string): Promise<Map<string, number>> {
   try {
-    return parseIdDatabase(await readFile(path, 'utf8'));
+    return parseIdDatabase(await readBoundedText(path, 'idDatabase'));
   } catch {
     return new Map();
   }
@@ -78,18 +79,19 @@ export function cronProblems(expr: string): string[] {
 
 const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 
-async function readText(path: string, key: string, problems: string[]): Promise<string | undefined> {
+async function readText(path: string, key: string, kind: InputKind, problems: string[]): Promise<string | undefined> {
   try {
-    return await readFile(path, 'utf8');
+    return await readBoundedText(path, kind);
   } catch (err) {
-    problems.push(`${key}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    // A file over its size limit or of the wrong type says so itself (InputFileError: "<path>: why").
+    problems.push(err instanceof InputFileError ? `${key}: ${err.message}` : `${key}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     return undefined;
   }
 }
 
 async function checkCertificates(path: string | undefined, key: string, problems: string[]): Promise<void> {
   if (!path) return;
-  const text = await readText(path, key, problems);
+  const text = await readText(path, key, 'certificate', problems);
   if (text === undefined) return;
   const blocks = text.match(PEM_CERT) ?? [];
   if (blocks.length === 0) return void problems.push(`${key}: ${path} holds no PEM certificate`);
@@ -106,7 +108,7 @@ async function checkControllerFiles(c: Config['controller'], problems: string[])
   await checkCertificates(c.caFile, 'controller.caFile', problems);
   await checkCertificates(c.certFile, 'controller.certFile', problems);
   if (c.keyFile) {
-    const text = await readText(c.keyFile, 'controller.keyFile', problems);
+    const text = await readText(c.keyFile, 'controller.keyFile', 'privateKey', problems);
     if (text !== undefined) {
       try {
         createPrivateKey(text);
@@ -116,7 +118,7 @@ async function checkControllerFiles(c: Config['controller'], problems: string[])
     }
   }
   if (Boolean(c.certFile) !== Boolean(c.keyFile)) problems.push('controller: certFile and keyFile go together (the TLS client certificate and its key)');
-  if (c.tokenFile) await readText(c.tokenFile, 'controller.tokenFile', problems);
+  if (c.tokenFile) await readText(c.tokenFile, 'controller.tokenFile', 'token', problems);
   if (c.tokenKey) {
     try {
       await loadTokenKeys(c.tokenKey);
@@ -149,7 +151,9 @@ export async function validateConfig(config: Config, env: NodeJS.ProcessEnv = pr
   try {
     policy = await loadPolicy(config);
   } catch (err) {
-    problems.push(`policy.file: ${(err as Error).message}`);
+    // loadPolicyFile's errors already start with "policy.file <path>".
+    const msg = (err as Error).message;
+    problems.push(msg.startsWith('policy.file') ? msg : `policy.file: ${msg}`);
   }
   await checkControllerFiles(config.controller, problems);
   // Under socket activation systemd owns the socket; otherwise its directory must exist (the agent does not create it).

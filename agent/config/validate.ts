@@ -2,6 +2,8 @@
  * A tiny declarative validator for the YAML config: each schema node checks one value and reports
  * errors with the dotted key path, so "schedule.jitterSec: must be an integer between 0 and 3600"
  * tells the operator exactly what to fix. Unknown keys are errors (typos must not pass silently).
+ * Keys are looked up as own properties only, so "__proto__", "constructor" or "toString" in a file
+ * are unknown keys like any other, never a path into Object.prototype.
  */
 import { ConfigError } from '../errors.js';
 
@@ -87,7 +89,7 @@ export const dict = <T>(value: Schema<T>, keyPattern: RegExp, keyHint: string): 
     }
     const out: Record<string, T> = {};
     for (const [k, x] of Object.entries(v)) {
-      if (!keyPattern.test(k)) {
+      if (!keyPattern.test(k) || k === '__proto__') {
         errors.push(`${path}.${k}: "${k}" is not ${keyHint}`);
         continue;
       }
@@ -111,7 +113,7 @@ export const obj = <S extends Shape>(shape: S): Schema<Out<S>> => ({
     }
     const out: Record<string, unknown> = {};
     for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
-      const child = shape[k];
+      const child = Object.hasOwn(shape, k) ? shape[k] : undefined;
       const childPath = path === '' ? k : `${path}.${k}`;
       if (!child) {
         errors.push(`${childPath}: unknown key (known keys: ${Object.keys(shape).join(', ')})`);
@@ -125,7 +127,12 @@ export const obj = <S extends Shape>(shape: S): Schema<Out<S>> => ({
   },
 });
 
-/** One ConfigError listing every problem, so an operator fixes a file in one pass. */
+/** Problems listed in one error; a hostile file with 60,000 unknown keys gets a short message. */
+export const MAX_LISTED_PROBLEMS = 50;
+
+/** One ConfigError listing every problem (up to MAX_LISTED_PROBLEMS), so an operator fixes a file in one pass. */
 export function problemsError(source: string, errors: readonly string[]): ConfigError {
-  return new ConfigError(`${source}: ${errors.length} problem${errors.length === 1 ? '' : 's'}:\n  - ${errors.join('\n  - ')}`);
+  const listed = errors.slice(0, MAX_LISTED_PROBLEMS);
+  const more = errors.length > listed.length ? `\n  - ... and ${errors.length - listed.length} more` : '';
+  return new ConfigError(`${source}: ${errors.length} problem${errors.length === 1 ? '' : 's'}:\n  - ${listed.join('\n  - ')}${more}`);
 }

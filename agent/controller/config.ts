@@ -5,7 +5,7 @@
  * file I/O (token files, policies, TLS material, signing key, secret files) at the edge.
  */
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { InputFileError, readBounded, type InputKind } from '../util/bounded-read.js';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { readYaml } from '../config/yaml.js';
 import { ConfigError } from '../errors.js';
@@ -212,10 +212,12 @@ export interface ResolvedController {
   secrets: { name: string; value: Buffer; agents?: string[] }[];
 }
 
-async function readText(file: string, what: string): Promise<Buffer> {
+/** A file the config names, capped by its kind before it is read (util/bounded-read.ts); any failure is a ConfigError naming the key. */
+async function readText(file: string, what: string, kind: InputKind): Promise<Buffer> {
   try {
-    return await readFile(file);
+    return await readBounded(file, kind);
   } catch (err) {
+    if (err instanceof InputFileError) throw new ConfigError(`${what}: ${err.message}`, { cause: err });
     throw new ConfigError(`${what}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
   }
 }
@@ -228,30 +230,30 @@ export function tokenDigest(token: string | Buffer): Buffer {
 export async function resolveControllerConfig(config: ControllerConfig): Promise<ResolvedController> {
   const tokens = await Promise.all(
     config.tokens.map(async (t, i) => {
-      const sha256 = t.sha256 ? Buffer.from(t.sha256, 'hex') : tokenDigest((await readText(t.file!, `agents.tokens[${i}].file`)).toString('utf8').trim());
+      const sha256 = t.sha256 ? Buffer.from(t.sha256, 'hex') : tokenDigest((await readText(t.file!, `agents.tokens[${i}].file`, 'token')).toString('utf8').trim());
       return { ...(t.agentId ? { agentId: t.agentId } : {}), sha256 };
     }),
   );
   const out: ResolvedController = { config, tokens, secrets: [] };
   if (config.policy.snp) {
-    const text = (await readText(config.policy.snp, 'policy.snp')).toString('utf8');
+    const text = (await readText(config.policy.snp, 'policy.snp', 'policy')).toString('utf8');
     out.snpPolicy = wrapPolicy(() => parseSnpPolicy(text), 'policy.snp', config.policy.snp);
   } else out.snpPolicy = snpPolicyFrom(undefined);
   if (config.policy.gpu) {
-    const text = (await readText(config.policy.gpu, 'policy.gpu')).toString('utf8');
+    const text = (await readText(config.policy.gpu, 'policy.gpu', 'policy')).toString('utf8');
     out.gpuPolicy = wrapPolicy(() => parseGpuPolicy(text), 'policy.gpu', config.policy.gpu);
   } else out.gpuPolicy = gpuPolicyFrom(undefined);
   if (config.tls) {
     out.tls = {
-      cert: await readText(config.tls.cert, 'tls.cert'),
-      key: await readText(config.tls.key, 'tls.key'),
-      ...(config.tls.clientCa ? { ca: await readText(config.tls.clientCa, 'tls.clientCa') } : {}),
+      cert: await readText(config.tls.cert, 'tls.cert', 'certificate'),
+      key: await readText(config.tls.key, 'tls.key', 'privateKey'),
+      ...(config.tls.clientCa ? { ca: await readText(config.tls.clientCa, 'tls.clientCa', 'certificate') } : {}),
       requireClientCert: config.tls.requireClientCert,
     };
   }
-  if (config.signingKey) out.signingKeyPem = (await readText(config.signingKey, 'signingKey')).toString('utf8');
+  if (config.signingKey) out.signingKeyPem = (await readText(config.signingKey, 'signingKey', 'privateKey')).toString('utf8');
   for (const [i, s] of config.secrets.entries()) {
-    const value = s.file ? await readText(s.file, `secrets[${i}].file`) : Buffer.from(s.value ?? '', 'utf8');
+    const value = s.file ? await readText(s.file, `secrets[${i}].file`, 'secret') : Buffer.from(s.value ?? '', 'utf8');
     out.secrets.push({ name: s.name, value, ...(s.agents ? { agents: s.agents } : {}) });
   }
   return out;
@@ -268,6 +270,6 @@ function wrapPolicy<T>(parse: () => T, key: string, file: string): T {
 /** Read, parse and resolve a config file (relative paths inside it resolve against its directory). */
 export async function loadControllerConfig(file: string | undefined): Promise<ResolvedController> {
   if (file === undefined) return resolveControllerConfig(parseControllerConfig('', 'controller config (defaults)'));
-  const text = (await readText(file, 'controller config')).toString('utf8');
+  const text = (await readText(file, 'controller config', 'config')).toString('utf8');
   return resolveControllerConfig(parseControllerConfig(text, file, dirname(resolve(file))));
 }

@@ -10,7 +10,8 @@
  * recentEvents, gaps, hashes and alarms are bounded per record.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir } from 'node:fs/promises';
+import { readBoundedText } from '../util/bounded-read.js';
 import { join } from 'node:path';
 import { calculateJwkThumbprint, type JWK } from 'jose';
 import { writeFileAtomic } from '../util/atomic-file.js';
@@ -147,7 +148,7 @@ export class AgentRegistry {
       const id = name.slice(0, -5);
       if (!AGENT_ID.test(id)) continue;
       try {
-        const rec = JSON.parse(await readFile(join(this.stateDir, name), 'utf8')) as AgentRecord;
+        const rec = JSON.parse(await readBoundedText(join(this.stateDir, name), 'agentRecord')) as AgentRecord;
         if (rec.agentId !== id || !Number.isSafeInteger(rec.lastSeq) || rec.lastSeq < 0 || !Array.isArray(rec.gaps) || !Array.isArray(rec.attestedKeys) || !Array.isArray(rec.recentEvents)) {
           throw new Error('not an agent record');
         }

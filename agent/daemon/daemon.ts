@@ -37,7 +37,7 @@ import { DaemonLink, cycleEventData, type VerdictNote } from './link.js';
 import { CollateralSummarizer, type CollateralSummary } from './collateral-summary.js';
 import { applyGpuReadyState } from '../evidence/gpu-ready.js';
 import { Consequences, parseConsequenceState, type ConsequencePolicy, type ConsequenceState, type TrustTransition, type Trigger } from './consequences.js';
-import { readFile, stat } from 'node:fs/promises';
+import { readBoundedText } from '../util/bounded-read.js';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../util/atomic-file.js';
 
@@ -269,8 +269,7 @@ export class Daemon {
   private async restoreConsequences(): Promise<void> {
     let text: string;
     try {
-      if ((await stat(this.consequencesFile())).size > 256 * 1024) throw new Error('larger than 256 KiB');
-      text = await readFile(this.consequencesFile(), 'utf8');
+      text = await readBoundedText(this.consequencesFile(), 'consequences');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.error({ err: (err as Error).message }, 'consequences state unreadable: starting without it');
       return;

@@ -4,8 +4,6 @@
  * token until it expires, keeps released secrets in memory only, and turns what happens in the
  * agent into signed, gap-free events in the on-disk outbox.
  */
-import { readFile } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ControllerLink, type LinkStatus } from '../link/client.js';
 import { loadTokenKeys, type VerifiedVerdict } from '../link/verdict.js';
@@ -16,6 +14,7 @@ import type { CycleResult } from '../attest/attestor.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import { ConfigError } from '../errors.js';
+import { InputFileError, readBoundedText, readBoundedTextSync, type InputKind } from '../util/bounded-read.js';
 
 export interface DaemonLinkDeps {
   config: Config;
@@ -56,12 +55,12 @@ export function cycleEventData(r: CycleResult): Record<string, unknown> {
   };
 }
 
-async function readOptional(path: string | undefined): Promise<string | undefined> {
+async function readOptional(path: string | undefined, kind: InputKind): Promise<string | undefined> {
   if (!path) return undefined;
   try {
-    return await readFile(path, 'utf8');
+    return await readBoundedText(path, kind);
   } catch (err) {
-    throw new ConfigError(`controller: cannot read ${path}: ${(err as Error).message}`);
+    throw new ConfigError(err instanceof InputFileError ? `controller: ${err.message}` : `controller: cannot read ${path}: ${(err as Error).message}`);
   }
 }
 
@@ -74,7 +73,7 @@ export function tokenFileFrom(config: Config, env: NodeJS.ProcessEnv): string | 
   if (!env.CREDENTIALS_DIRECTORY) return undefined;
   const file = join(env.CREDENTIALS_DIRECTORY, 'controller-token');
   try {
-    return readFileSync(file, 'utf8').trim() === '' ? undefined : file;
+    return readBoundedTextSync(file, 'token').trim() === '' ? undefined : file;
   } catch {
     return undefined;
   }
@@ -100,7 +99,7 @@ export class DaemonLink {
     const secrets = new SecretStore();
     let link: ControllerLink | undefined;
     if (config.controller.url) {
-      const [ca, cert, keyPem] = await Promise.all([readOptional(config.controller.caFile), readOptional(config.controller.certFile), readOptional(config.controller.keyFile)]);
+      const [ca, cert, keyPem] = await Promise.all([readOptional(config.controller.caFile, 'certificate'), readOptional(config.controller.certFile, 'certificate'), readOptional(config.controller.keyFile, 'privateKey')]);
       const tokenFile = tokenFileFrom(config, deps.env);
       const tokenKeys = config.controller.tokenKey ? await loadTokenKeys(config.controller.tokenKey) : undefined;
       link = new ControllerLink({

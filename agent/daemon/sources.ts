@@ -2,7 +2,6 @@
  * From config to evidence sources: the CPU source (`tee`), the GPU source (`gpus.enabled`), and the
  * verifier closure. Simulation trust is created here, and only for `tee: simulated`.
  */
-import { readFile } from 'node:fs/promises';
 import { AzureVtpmSource, detectCpuSource, SevGuestSource, TsmSource, type CpuSource } from '../attest/cpu-sources.js';
 import { openSimulation } from '../attest/simulation.js';
 import { verifyBundle, type BundleVerifyOptions } from '../attest/verify-bundle.js';
@@ -10,9 +9,9 @@ import type { EvidenceBundle } from '../attest/bundle.js';
 import type { BundleResult } from '../attest/verify-bundle.js';
 import { NvmlGpuSource, nvmlDriverFacts, type GpuDriverFacts, type GpuSource } from '../evidence/gpu-nvml.js';
 import { nvmlInfo } from '../native/nvml.js';
-import { defaultPolicy, parsePolicyFile, type AppraisalPolicy } from '../appraise/policy.js';
+import { defaultPolicy, loadPolicyFile, type AppraisalPolicy } from '../appraise/policy.js';
 import type { Config } from '../config/schema.js';
-import { ConfigError, DeviceError } from '../errors.js';
+import { DeviceError } from '../errors.js';
 import { existsSync } from 'node:fs';
 import { CollateralStore } from '../collateral/store.js';
 import { gatherCollateral } from '../collateral/resolve.js';
@@ -27,7 +26,7 @@ export interface Sources {
 }
 
 export async function loadPolicy(config: Config): Promise<AppraisalPolicy> {
-  const base = config.policy.file ? parsePolicyFile(await readFile(config.policy.file, 'utf8').catch((err: Error) => { throw new ConfigError(`policy.file ${config.policy.file}: ${err.message}`); }), config.policy.file) : defaultPolicy();
+  const base = config.policy.file ? await loadPolicyFile(config.policy.file) : defaultPolicy();
   if (config.policy.allowDebug) base.snp = { ...base.snp, allowDebug: true };
   // In the guest NVML always reports the CC state: require it (offline verifiers may not have it).
   base.gpu = { ...base.gpu, requireCcState: true };

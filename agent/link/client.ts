@@ -12,11 +12,11 @@
  * listed in the token. `ws://` is refused unless the caller opts in with `insecure: true`.
  */
 import { createHash, X509Certificate } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { checkServerIdentity as tlsCheckServerIdentity, type ConnectionOptions, type PeerCertificate } from 'node:tls';
 import WebSocket from 'ws';
 import type { JWK } from 'jose';
 import { ConfigError, CvmError } from '../errors.js';
+import { readBoundedText } from '../util/bounded-read.js';
 import type { IncomingMessage } from 'node:http';
 import type { AgentKey } from './agent-key.js';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js';
@@ -296,7 +296,8 @@ export class ControllerLink {
     const headers: Record<string, string> = {};
     if (this.o.tokenFile) {
       try {
-        const token = (await readFile(this.o.tokenFile, 'utf8')).trim();
+        // Re-read at every connect (a rotated credential applies at once), within the token file cap.
+        const token = (await readBoundedText(this.o.tokenFile, 'token')).trim();
         if (!token || /[\r\n]/.test(token)) throw new Error('the token file is empty or has more than one line');
         headers.Authorization = `Bearer ${token}`;
       } catch (err) {

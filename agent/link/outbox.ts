@@ -17,11 +17,14 @@
  * OLDEST live events are dropped down to 3/4 of the bounds (so drops come in batches) and a signed
  * `dropped` event {from, to, count} is appended, so the controller sees that the gap is deliberate.
  * A dropped `dropped` event folds its range into the new one.
+ * The file is bounded too: it is also rewritten once its dead lines reach maxBytes, so it never holds
+ * more than about 3 x maxBytes (fileLimit, the cap it is read with at load).
  */
-import { mkdir, open, readFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CvmError } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
+import { readBoundedText } from '../util/bounded-read.js';
 import type { AgentKey } from './agent-key.js';
 import { signEvent } from './events.js';
 import { validateMessage, type EventKind, type EventMessage } from './protocol.js';
@@ -29,6 +32,17 @@ import { validateMessage, type EventKind, type EventMessage } from './protocol.j
 export const OUTBOX_FILE = 'outbox.jsonl';
 /** One event's data, serialized, at most this (an event must always fit in one link message). */
 export const MAX_EVENT_DATA_BYTES = 256 * 1024;
+/** One event line at most: its data plus the envelope and signature. */
+const MAX_LINE_BYTES = MAX_EVENT_DATA_BYTES + 4096;
+
+/**
+ * The most outbox.jsonl can hold with these bounds: live events (maxBytes, plus the one that just went
+ * over), dead lines (compacted once they reach maxBytes; one ack can add all live bytes at once), a
+ * newline per line and marker lines (fewer than max(256, maxEvents) between rewrites), with room to spare.
+ */
+export function outboxFileLimit(maxEvents: number, maxBytes: number): number {
+  return 4 * (maxBytes + MAX_LINE_BYTES) + 128 * (Math.max(256, maxEvents) + 2) + 64 * 1024;
+}
 
 export interface OutboxOptions {
   /** Directory for outbox.jsonl (the daemon's StateDirectory). Created (0700) if missing. */
@@ -61,6 +75,8 @@ export class Outbox {
   private droppedThrough = 0;
   private last = 0;
   private deadLines = 0;
+  /** Bytes of dead lines (acked events, old markers) in the file since the last rewrite. */
+  private deadBytes = 0;
   private fh: FileHandle | undefined;
   /** Serializes every mutation: seq assignment, drops and file writes happen in one order. */
   private queue: Promise<unknown> = Promise.resolve();
@@ -76,6 +92,11 @@ export class Outbox {
     this.log = opts.log ?? (() => undefined);
     if (!(this.maxEvents >= 4)) throw new CvmError('ERR_CONFIG', 'outbox: maxEvents must be at least 4');
     if (!(this.maxBytes >= 4 * (MAX_EVENT_DATA_BYTES + 4096))) throw new CvmError('ERR_CONFIG', `outbox: maxBytes must be at least ${4 * (MAX_EVENT_DATA_BYTES + 4096)}`);
+  }
+
+  /** The cap outbox.jsonl is read with (outboxFileLimit of this outbox's bounds). */
+  get fileLimit(): number {
+    return outboxFileLimit(this.maxEvents, this.maxBytes);
   }
 
   static async open(opts: OutboxOptions): Promise<Outbox> {
@@ -137,14 +158,19 @@ export class Outbox {
       this.acked = upTo;
       let n = 0;
       while (n < this.live.length && this.live[n]!.event.seq <= upTo) n++;
-      for (const l of this.live.splice(0, n)) this.liveBytes -= l.bytes;
+      for (const l of this.live.splice(0, n)) {
+        this.liveBytes -= l.bytes;
+        this.deadBytes += l.bytes + 1;
+      }
       this.deadLines += n;
       if (!this.closed) {
         // The handle is closed by every compaction: reopen it, or this ack would not reach the file
         // until the next append (and a restarted agent would resend what the controller already has).
         this.fh ??= await open(this.path, 'a', 0o600);
-        await this.fh.write(`${JSON.stringify(this.marker())}\n`);
+        const marker = `${JSON.stringify(this.marker())}\n`;
+        await this.fh.write(marker);
         this.deadLines++;
+        this.deadBytes += Buffer.byteLength(marker);
       }
       await this.maybeCompact();
     });
@@ -257,18 +283,21 @@ export class Outbox {
   }
 
   private async maybeCompact(force = false): Promise<void> {
-    if (!force && this.deadLines < Math.max(256, this.live.length)) return;
+    if (!force && this.deadLines < Math.max(256, this.live.length) && this.deadBytes < this.maxBytes) return;
     await this.fh?.close();
     this.fh = undefined;
     const lines = [JSON.stringify(this.marker()), ...this.live.map((l) => JSON.stringify(l.event))];
     await writeFileAtomic(this.path, `${lines.join('\n')}\n`, 0o600);
     this.deadLines = 0;
+    this.deadBytes = 0;
   }
 
   private async load(): Promise<void> {
     let text: string;
     try {
-      text = await readFile(this.path, 'utf8');
+      // Capped by what this outbox can have written; a bigger file (or a FIFO) is refused, never read
+      // whole: the agent cannot start without knowing its last seq (a reused seq would be a conflict).
+      text = await readBoundedText(this.path, 'outbox', { maxBytes: this.fileLimit });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw new CvmError('ERR_OUTBOX_IO', `outbox: cannot read ${this.path}: ${(err as Error).message}`, { cause: err });

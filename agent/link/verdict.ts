@@ -11,9 +11,9 @@
  *     SHA-256 of the compact JWE, and the claim lists nothing that did not arrive.
  */
 import { createHash } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
 import { errors as joseErrors, exportJWK, importJWK, importSPKI, jwtVerify, type JWK, type JWTPayload } from 'jose';
 import { ConfigError, CvmError } from '../errors.js';
+import { InputFileError, readBoundedText } from '../util/bounded-read.js';
 import type { VerdictMessage } from './protocol.js';
 
 export const TOKEN_ALGORITHMS = ['ES384'];
@@ -21,7 +21,6 @@ export const TOKEN_ALGORITHMS = ['ES384'];
 export const SECRETS_CLAIM = 'cvm.secrets';
 /** Tolerated clock difference between the VM and the controller when checking exp/iat. */
 export const CLOCK_TOLERANCE_SEC = 60;
-const MAX_KEY_FILE_BYTES = 64 * 1024;
 const MAX_TOKEN_KEYS = 8;
 
 export function secretDigest(jwe: string): string {
@@ -53,11 +52,9 @@ export function publicTokenKeys(doc: unknown, source: string): JWK[] {
 export async function loadTokenKeys(file: string): Promise<JWK[]> {
   let text: string;
   try {
-    const st = await stat(file);
-    if (!st.isFile()) throw new Error('not a regular file');
-    if (st.size > MAX_KEY_FILE_BYTES) throw new Error(`larger than ${MAX_KEY_FILE_BYTES} bytes`);
-    text = await readFile(file, 'utf8');
+    text = await readBoundedText(file, 'publicKey');
   } catch (err) {
+    if (err instanceof InputFileError) throw new ConfigError(`controller.tokenKey: ${err.message}`, { cause: err });
     throw new ConfigError(`controller.tokenKey: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
   }
   const source = `controller.tokenKey (${file})`;

@@ -5,14 +5,14 @@
  * flight with later entries coalesced; read back strictly (the state directory is not trusted: a
  * file that does not validate is moved aside and the log starts empty).
  */
-import { readFile, rename, stat } from 'node:fs/promises';
+import { rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../util/atomic-file.js';
+import { readBoundedText } from '../util/bounded-read.js';
 
 export const TRUST_LOG_FILE = 'trust-log.json';
 export const TRUST_LOG_ENTRIES = 256;
 const MAX_DETAIL = 1024;
-const MAX_FILE_BYTES = 2 * 1024 * 1024;
 
 export interface TrustLogEntry {
   id: number;
@@ -68,8 +68,7 @@ export class TrustLog {
   async load(): Promise<void> {
     let text: string;
     try {
-      if ((await stat(this.path)).size > MAX_FILE_BYTES) throw new Error(`larger than ${MAX_FILE_BYTES} bytes`);
-      text = await readFile(this.path, 'utf8');
+      text = await readBoundedText(this.path, 'trustLog');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
       return this.setAside((err as Error).message);

@@ -4,8 +4,9 @@ import { ConfigError } from '../../agent/errors.js';
 import { DEFAULT_SNP_POLICY, parseSnpPolicy, snpPolicyFrom } from '../../agent/appraise/snp-policy.js';
 
 describe('parseSnpPolicy', () => {
-  it('empty text gives the safe defaults', () => {
-    const p = parseSnpPolicy('');
+  it('an empty mapping ({}) gives the safe defaults; an empty file is an error, not "no allow-lists"', () => {
+    expect(() => parseSnpPolicy('')).toThrow(/empty .*must be a mapping/);
+    const p = parseSnpPolicy('{}');
     expect(p).toEqual({ allowDebug: false, allowMigrationAgent: false, allowSmt: true, vmpl: [0], minTcb: {}, measurements: [], idKeyDigests: [], authorKeyDigests: [], minGuestSvn: 0 });
     expect(DEFAULT_SNP_POLICY.allowDebug).toBe(false);
     expect(Object.isFrozen(DEFAULT_SNP_POLICY)).toBe(true);
@@ -61,7 +62,11 @@ minGuestSvn: 4
     ['minFirmware: { major: 1 }', /"minFirmware": needs major and minor/],
     ['minFirmware: { major: 1, minor: 2, patch: 3 }', /"minFirmware.patch": unknown key/],
     ['minGuestSvn: -1', /"minGuestSvn"/],
-    ['- 1\n- 2', /expected a mapping, got array/],
+    ['- 1\n- 2', /must be a mapping of keys, got a list/],
+    ['# only a comment\n', /empty \(only comments or whitespace\)/],
+    ['~', /must be a mapping of keys, got null/],
+    ['0x1234', /must be a mapping of keys, got a number/],
+    ['just text', /must be a mapping of keys, got a string/],
     ['allowDebug: true\nallowDebug: false', /not valid YAML/],
     ['{ unclosed', /not valid YAML/],
   ];

@@ -2,17 +2,15 @@
  * `cvm-agent collateral import|list|export`: manage the offline collateral cache (agent/collateral/).
  * Thin edge: read files, classify + store, print; the store and classifier do the work.
  */
-import { mkdir, readFile, readdir, stat } from 'node:fs/promises';
+import { mkdir, readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { CollateralError, CvmError, ParseError, UsageError } from '../../errors.js';
 import { writeFileAtomic } from '../../util/atomic-file.js';
+import { InputFileError, readBounded } from '../../util/bounded-read.js';
 import {
   buildBundle, CollateralStore, defaultCollateralDir, describeKey, freshness, META_SUFFIX, type StoredEntry,
 } from '../../collateral/index.js';
 import { EXIT, parseOptions, type CliIO, type Command } from '../command.js';
-
-/** One input file is read whole; bundles are the largest legitimate input. */
-const MAX_INPUT_BYTES = 64 * 1024 * 1024;
 
 const dirHelp = `  --dir DIR        the cache directory (default: $CACHE_DIRECTORY, else /var/cache/cvm-agent)`;
 
@@ -81,7 +79,7 @@ async function expand(path: string, display: string, depth = 0): Promise<Input[]
     else if (d.isFile()) {
       const input: Input = { file: p, display: join(display, d.name) };
       try {
-        const m = JSON.parse(await readFile(p + META_SUFFIX, 'utf8')) as { source?: unknown; fetchedAt?: unknown };
+        const m = JSON.parse((await readBounded(p + META_SUFFIX, 'collateralMeta')).toString('utf8')) as { source?: unknown; fetchedAt?: unknown };
         if (typeof m.source === 'string' && typeof m.fetchedAt === 'string' && !Number.isNaN(Date.parse(m.fetchedAt))) input.origin = { source: m.source, fetchedAt: m.fetchedAt };
       } catch {
         // no usable sidecar: treat as a fresh import
@@ -114,9 +112,7 @@ const collateralImport: Command = {
       }
       for (const input of inputs) {
         try {
-          const st = await stat(input.file);
-          if (st.size > MAX_INPUT_BYTES) throw new ParseError(`file of ${st.size} bytes is larger than ${MAX_INPUT_BYTES}`);
-          const bytes = await readFile(input.file);
+          const bytes = await readBounded(input.file, 'collateral', { streams: true });
           const origin = input.origin ?? { source: `import:${basename(input.file)}`, fetchedAt: new Date().toISOString() };
           const entries = await store.putBytes(bytes, origin, { fileName: basename(input.file), ...(values['rim-id'] !== undefined ? { rimId: values['rim-id'] } : {}) });
           for (const e of entries) io.stdout.write(`${input.display}: stored ${describeKey(e.meta.key)} -> ${e.file}\n`);
@@ -124,7 +120,7 @@ const collateralImport: Command = {
         } catch (err) {
           if (err instanceof ParseError || err instanceof CollateralError) {
             unrecognized++;
-            io.stderr.write(`cvm-agent collateral import: ${input.display}: not imported: ${err.message}\n`);
+            io.stderr.write(`cvm-agent collateral import: ${input.display}: not imported: ${err instanceof InputFileError ? err.reason : err.message}\n`);
           } else if ((err as NodeJS.ErrnoException).code !== undefined || err instanceof CvmError) {
             failed++;
             io.stderr.write(`cvm-agent collateral import: ${input.display}: ${(err as Error).message}\n`);

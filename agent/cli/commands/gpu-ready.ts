@@ -4,9 +4,9 @@
  * each one, and hands the verdicts to applyGpuReadyState, which writes only if all passed.
  */
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { UsageError } from '../../errors.js';
+import { ParseError, UsageError } from '../../errors.js';
+import { InputFileError, readBoundedText } from '../../util/bounded-read.js';
 import { verifyGpuEvidence } from '../../verify/nvidia/gpu-verify.js';
 import { EXIT, parseOptions, type Command } from '../command.js';
 import { NvmlGpuSource, type GpuEvidence, type GpuSource } from '../../evidence/gpu-nvml.js';
@@ -32,8 +32,9 @@ async function readRim(cwd: string, file: string | undefined, what: string): Pro
   if (file === undefined) return undefined;
   const path = resolve(cwd, file);
   try {
-    return await readFile(path, 'utf8');
+    return await readBoundedText(path, 'rim', { streams: true });
   } catch (err) {
+    if (err instanceof InputFileError) throw new ParseError(`the ${what} RIM ${err.message}`, undefined, { cause: err });
     throw new UsageError(`cannot read the ${what} RIM ${path}: ${(err as Error).message}`, { cause: err });
   }
 }

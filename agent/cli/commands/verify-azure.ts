@@ -32,7 +32,8 @@ Options:
                       ({"vcekCert", "certificateChain"}). Repeatable. Added to certificates in the evidence.
   --crl FILE          AMD KDS CRL (DER or PEM). Repeatable. Without one, revocation is a warning.
   --at ISO8601        verification time for certificate validity (default: now)
-  --policy FILE       SNP appraisal policy (YAML/JSON); VMPL is always 0 on Azure (the paravisor's level)
+  --policy FILE       SNP appraisal policy, a YAML or JSON mapping ({} means the defaults); VMPL is
+                      always 0 on Azure (the paravisor's level)
   --json              print one JSON object {ok, status, simulated, report, checks}
   -h, --help          show this help
 
@@ -41,7 +42,7 @@ Without a nonce the quote's freshness is not checked and the result is at best "
 Exit codes:
   0  verified, every check passed (affirming)
   1  a check failed (contraindicated)
-  2  usage error or unreadable/malformed input
+  2  usage error or unreadable/malformed input (also a file over its size limit, docs/config.md)
   3  verified with warnings only (e.g. no nonce, revocation not checked)
 `;
 
@@ -82,8 +83,8 @@ async function run(argv: string[], io: CliIO): Promise<number> {
   if (!values.evidence) throw new UsageError('--evidence FILE is required');
   const nonce = parseNonce(values.nonce, values['nonce-text']);
   const at = parseAt(values.at);
-  const evidence = parseAzureEvidence(readInput(values.evidence, io, 'evidence file').toString('utf8'));
-  const certificates = (values.cert ?? []).flatMap((f) => certificatesFromFile(readInput(f, io, 'certificate file'), f));
+  const evidence = parseAzureEvidence(readInput(values.evidence, io, 'evidence file', 'azureEvidence').toString('utf8'));
+  const certificates = (values.cert ?? []).flatMap((f) => certificatesFromFile(readInput(f, io, 'certificate file', 'certificate'), f));
   classifyCertificates([...evidence.certificates, ...certificates]); // malformed DER → ParseError → exit 2
   const crls = loadCrlFiles(values.crl, io);
   const policy = loadSnpPolicyOption(values.policy, io);

@@ -3,9 +3,10 @@
  * NVIDIA's serialized evidence JSON with any number of GPUs), with RIMs from files or a directory and
  * OCSP responses from files. Thin edge: read files, call the pure verifier, print, map to exit codes.
  */
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { UsageError } from '../../errors.js';
+import { InputFileError, readBoundedSync } from '../../util/bounded-read.js';
 import { parseOptions, type CliIO, type Command } from '../command.js';
 import { exitForStatus, parseAt, readInput } from '../verify-output.js';
 import { DEFAULT_GPU_POLICY, parseGpuPolicy } from '../../appraise/gpu-policy.js';
@@ -37,7 +38,8 @@ Options:
                       Without any, the result is at best "warning" (revocation not checked).
   --skip WHAT         rim | revocation: skip those checks explicitly (they then show as warnings). Repeatable.
   --at ISO8601        verification time for certificate validity (default: now)
-  --policy FILE       GPU appraisal policy, YAML or JSON (see agent/appraise/gpu-policy.ts)
+  --policy FILE       GPU appraisal policy, a YAML or JSON mapping (see agent/appraise/gpu-policy.ts;
+                      an empty file is an error, {} means the defaults)
   --sim-dir DIR       ALSO trust the simulated GPU roots stored in DIR; results then say SIMULATED.
                       For the demo and tests only — never for real evidence.
   --json              print {ok, status, simulated, gpus: [{index, ok, status, claims, checks}], checks}
@@ -48,11 +50,10 @@ A missing RIM is a failure naming the RIM id unless --skip rim is given.
 Exit codes:
   0  verified, every check passed (affirming)
   1  a check failed (contraindicated)
-  2  usage error or unreadable/malformed input
+  2  usage error or unreadable/malformed input (also a file over its size limit, docs/config.md)
   3  verified with warnings only (e.g. revocation not checked)
 `;
 
-const MAX_RIM_FILE = 4 * 1024 * 1024;
 const MAX_RIM_DIR_FILES = 2000;
 
 /** RIM id for a file name: NV_GPU_<...>[.xml|.swidtag], or nvtrust's <project>_<sku>_<chip>_<ver>_PROD.swidtag. */
@@ -76,10 +77,13 @@ function loadRimDir(dir: string, io: CliIO): Map<string, string> {
   for (const name of names.slice(0, MAX_RIM_DIR_FILES)) {
     const id = rimIdFromFileName(name);
     if (!id) continue;
-    const file = join(path, name);
-    const st = statSync(file, { throwIfNoEntry: false });
-    if (!st?.isFile() || st.size > MAX_RIM_FILE) continue;
-    byId.set(id, readFileSync(file, 'utf8'));
+    try {
+      byId.set(id, readBoundedSync(join(path, name), 'rim').toString('utf8'));
+    } catch (err) {
+      // Not a regular file or over the RIM cap: not a RIM (a missing RIM then fails naming its id).
+      if (err instanceof InputFileError || (err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw new UsageError(`cannot read RIM "${join(dir, name)}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
   }
   return byId;
 }
@@ -159,14 +163,14 @@ async function run(argv: string[], io: CliIO): Promise<number> {
   const options: GpuVerifyOptions = { at: parseAt(values.at), skip, policy: DEFAULT_GPU_POLICY };
   const nonce = parseNonce(values.nonce);
   if (nonce) options.expectedNonce = nonce;
-  if (values.policy !== undefined) options.policy = parseGpuPolicy(readInput(values.policy, io, 'policy').toString('utf8'));
+  if (values.policy !== undefined) options.policy = parseGpuPolicy(readInput(values.policy, io, 'policy', 'policy').toString('utf8'), `GPU policy "${values.policy}"`);
 
   const rims: NonNullable<GpuVerifyOptions['rims']> = {};
-  if (values['driver-rim'] !== undefined) rims.driver = readInput(values['driver-rim'], io, 'driver RIM').toString('utf8');
-  if (values['vbios-rim'] !== undefined) rims.vbios = readInput(values['vbios-rim'], io, 'VBIOS RIM').toString('utf8');
+  if (values['driver-rim'] !== undefined) rims.driver = readInput(values['driver-rim'], io, 'driver RIM', 'rim').toString('utf8');
+  if (values['vbios-rim'] !== undefined) rims.vbios = readInput(values['vbios-rim'], io, 'VBIOS RIM', 'rim').toString('utf8');
   if (values['rim-dir'] !== undefined) rims.byId = loadRimDir(values['rim-dir'], io);
   options.rims = rims;
-  if (values.ocsp) options.ocsp = values.ocsp.map((f) => ocspBytes(readInput(f, io, 'OCSP response')));
+  if (values.ocsp) options.ocsp = values.ocsp.map((f) => ocspBytes(readInput(f, io, 'OCSP response', 'ocsp')));
   if (values['sim-dir'] !== undefined) {
     try {
       options.simulatedRoots = simulatedRoots(await loadSimGpuIdentity(resolve(io.cwd, values['sim-dir'])));
@@ -177,9 +181,9 @@ async function run(argv: string[], io: CliIO): Promise<number> {
 
   let list: GpuEvidenceInput[];
   if (values.evidence !== undefined) {
-    list = parseGpuEvidenceJson(readInput(values.evidence, io, 'evidence'));
+    list = parseGpuEvidenceJson(readInput(values.evidence, io, 'evidence', 'gpuEvidence'));
   } else {
-    list = [{ report: reportBytesFromFile(readInput(values.report!, io, 'report')), certChainPem: readInput(values.chain!, io, 'certificate chain').toString('latin1') }];
+    list = [{ report: reportBytesFromFile(readInput(values.report!, io, 'report', 'gpuReport')), certChainPem: readInput(values.chain!, io, 'certificate chain', 'certificate').toString('latin1') }];
   }
 
   const result = await verifyGpus(list, options);

@@ -27,8 +27,9 @@ Options:
                       Without a CRL the result is at best "warning" (revocation not checked).
   --report-data HEX   expected REPORT_DATA (up to 64 bytes; shorter values are zero-padded)
   --at ISO8601        verification time for certificate/CRL validity (default: now)
-  --policy FILE       SNP appraisal policy, YAML or JSON (see docs/policy-snp.md); default: debug and
-                      migration agent rejected, VMPL 0 required
+  --policy FILE       SNP appraisal policy, a YAML or JSON mapping (see docs/policy-snp.md; an empty
+                      file is an error, {} means the defaults); default: debug and migration agent
+                      rejected, VMPL 0 required
   --allow-debug       accept POLICY.DEBUG=1 guests (development only)
   --sim-roots FILE    ALSO trust these simulator roots (PEM/DER with ARK-<P> and SEV-<P>); results
                       then say SIMULATED. For the demo and tests only — never for real evidence.
@@ -38,7 +39,7 @@ Options:
 Exit codes:
   0  verified, every check passed (affirming)
   1  a check failed (contraindicated)
-  2  usage error or unreadable/malformed input
+  2  usage error or unreadable/malformed input (also a file over its size limit, docs/config.md)
   3  verified with warnings only (e.g. revocation not checked)
 `;
 
@@ -78,11 +79,11 @@ async function run(argv: string[], io: CliIO): Promise<number> {
   });
   if (!values.report) throw new UsageError('--report FILE is required');
 
-  const report = decodeReportFile(readInput(values.report, io, 'report'));
+  const report = decodeReportFile(readInput(values.report, io, 'report', 'snpReport'));
   parseSnpReport(report); // malformed report → ParseError → exit 2 (the verifier would only fail a check)
 
   const certificates = (values.cert ?? []).flatMap((f) => {
-    const bytes = readInput(f, io, 'certificate file');
+    const bytes = readInput(f, io, 'certificate file', 'certificate');
     try {
       return certificatesFromBytes(bytes, `certificate file "${f}"`);
     } catch (err) {
@@ -106,7 +107,7 @@ async function run(argv: string[], io: CliIO): Promise<number> {
   let policy = loadSnpPolicyOption(values.policy, io);
   if (values['allow-debug']) policy = { ...policy, allowDebug: true };
 
-  const simulatedRoots = values['sim-roots'] === undefined ? undefined : [simRootsFrom(readInput(values['sim-roots'], io, 'simulated roots file'))];
+  const simulatedRoots = values['sim-roots'] === undefined ? undefined : [simRootsFrom(readInput(values['sim-roots'], io, 'simulated roots file', 'certificate'))];
   const result = verifySnpAttestation({ report, certificates, crls }, {
     at, policy, ...(expectedReportData ? { expectedReportData } : {}), ...(simulatedRoots ? { simulatedRoots } : {}),
   });

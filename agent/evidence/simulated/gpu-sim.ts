@@ -8,7 +8,8 @@
  * i.e. unless simulation is explicitly enabled; results then say simulated.
  */
 import { createHash, createPrivateKey, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
+import { readBoundedText } from '../../util/bounded-read.js';
 import { join } from 'node:path';
 import { CvmError, DeviceError } from '../../errors.js';
 import { writeFileAtomic } from '../../util/atomic-file.js';
@@ -132,7 +133,7 @@ export async function loadOrCreateSimGpuIdentity(dir: string, gpuCount = 1, crea
   const path = join(dir, SIM_FILE);
   let stored: StoredIdentity | undefined;
   try {
-    stored = JSON.parse(await readFile(path, 'utf8')) as StoredIdentity;
+    stored = JSON.parse(await readBoundedText(path, 'simulationState')) as StoredIdentity;
     if (stored.version !== FILE_VERSION) stored = undefined;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new CvmError('ERR_SIMULATION', `cannot read simulated GPU identity ${path}: ${(err as Error).message}`, { cause: err });

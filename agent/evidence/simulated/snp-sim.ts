@@ -12,7 +12,8 @@
  * into roles by CN (snp.md §4.1).
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPair, randomBytes, sign, X509Certificate, type KeyObject } from 'node:crypto';
-import { chmod, link, mkdir, readFile, stat, unlink, writeFile } from 'node:fs/promises';
+import { chmod, link, mkdir, stat, unlink, writeFile } from 'node:fs/promises';
+import { readBoundedText } from '../../util/bounded-read.js';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ConfigError, CvmError } from '../../errors.js';
@@ -256,14 +257,14 @@ export class SimulatedSnpDevice {
       const st = await stat(dir);
       if (!st.isDirectory()) throw new ConfigError(`simulated SNP state path ${dir} is not a directory`);
       if ((st.mode & 0o077) !== 0) await chmod(dir, 0o700); // private keys live here
-      text = await readFile(path, 'utf8').catch((err: NodeJS.ErrnoException) => {
+      text = await readBoundedText(path, 'simulationState').catch((err: NodeJS.ErrnoException) => {
         if (err.code === 'ENOENT') return undefined;
         throw err;
       });
       if (text === undefined) {
         const state = await createState(opts.now ?? new Date());
         const data = JSON.stringify(state, null, 2);
-        text = (await publishOnce(path, data)) ? data : await readFile(path, 'utf8');
+        text = (await publishOnce(path, data)) ? data : await readBoundedText(path, 'simulationState');
       }
     } catch (err) {
       if (err instanceof CvmError) throw err;
