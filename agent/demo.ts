@@ -184,7 +184,7 @@ async function demoIn(ws: DemoWorkspace, opts: DemoOptions): Promise<DemoResult>
   const socket = ws.path('api.sock');
   const uid = process.getuid?.() ?? 0;
   // Loopback ws:// (controller.insecure), so the agent pins the controller's token key to authenticate verdicts.
-  const tokenKey = join(dir, 'controller-token-key.jwk');
+  const tokenKey = ws.path('controller-token-key.jwk', true);
   await writeFile(tokenKey, JSON.stringify(controller.signer.jwks()), { mode: 0o644 });
   await writeFile(
     ws.path('agent.yaml', true),
