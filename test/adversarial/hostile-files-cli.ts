@@ -98,6 +98,23 @@ export function expectOneLineRefusal(r: CliRun, pattern: RegExp): void {
   expect(lines[0]).toMatch(pattern);
 }
 
+/**
+ * `config check` refusing a file the config names: it runs the daemon's whole validation
+ * (agent/config/preflight.ts) and lists every problem, one per line under a header, so a config whose
+ * only problem is that file gives exit 2, "<config>: 1 problem:", and one "  - " line matching `pattern`.
+ */
+export function expectConfigCheckProblem(r: CliRun, pattern: RegExp): void {
+  const detail = JSON.stringify({ code: r.code, signal: r.signal, killed: r.killed, stderr: r.stderr.slice(0, 2000) });
+  expect(r.killed, `child was killed at the harness limit: ${detail}`).toBe(false);
+  expect(r.code, detail).toBe(2);
+  expect(r.stderr).not.toMatch(/internal error|\n\s+at /);
+  const lines = r.stderr.trimEnd().split('\n');
+  expect(lines, detail).toHaveLength(2);
+  expect(lines[0], detail).toMatch(/^cvm-agent config check: .*: 1 problem:$/);
+  expect(lines[1], detail).toMatch(/^  - /);
+  expect(lines[1]!.slice(4)).toMatch(pattern);
+}
+
 /** The configured problems list of a config error: exit 2, the listed problems, no stack trace. */
 export function expectConfigProblems(r: CliRun, patterns: RegExp[]): void {
   const detail = JSON.stringify({ code: r.code, signal: r.signal, killed: r.killed, stderr: r.stderr.slice(0, 2000) });

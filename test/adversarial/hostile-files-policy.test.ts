@@ -7,13 +7,13 @@
  * for the controller. `{}` stays the explicit way to ask for every default.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { vectorsDir } from '../helpers/paths.js';
 import { startDaemon } from '../helpers/daemon-process.js';
 import { NotifyReceiver } from '../helpers/notify-receiver.js';
-import { cleanupProbe, cli, expectOneLineRefusal } from './hostile-files-cli.js';
+import { cleanupProbe, cli, expectConfigCheckProblem, expectOneLineRefusal } from './hostile-files-cli.js';
 
 const snp = (f: string) => join(vectorsDir, 'snp', f);
 const REPORT = snp('trustee_snp_test-report.bin');
@@ -84,6 +84,8 @@ describe('the daemon: policy.file', () => {
   function daemonConfig(name: string, policy: string): string {
     const d = file(`daemon-${name}`);
     const cfg = file(`daemon-${name}.yaml`);
+    // The API socket's directory must exist (the daemon does not create it; config check says so).
+    mkdirSync(d, { recursive: true });
     writeFileSync(
       cfg,
       `tee: simulated
@@ -101,7 +103,7 @@ policy: { file: ${policy} }
   for (const name of ['empty', 'comment-only', 'scalar']) {
     it(`config check refuses a ${name} policy.file`, async () => {
       const r = await cli(['config', 'check', daemonConfig(`check-${name}`, file(`${name}.yaml`))]);
-      expectOneLineRefusal(r, /^cvm-agent config check: policy\.file .*\.yaml: (empty|must be a mapping)/);
+      expectConfigCheckProblem(r, /^policy\.file .*\.yaml: (empty|must be a mapping)/);
     }, 120_000);
   }
 
@@ -116,8 +118,9 @@ policy: { file: ${policy} }
       // A daemon that starts anyway would run forever: stop waiting (and kill it) well before the test limit.
       const exit = await Promise.race([d.exit, new Promise<{ code: string }>((r) => setTimeout(() => r({ code: 'still running' }), 90_000).unref())]);
       expect(exit.code).toBe(2);
-      const fatal = d.logs.find((l) => l.msg === 'could not start');
-      expect(fatal?.err).toMatch(/policy\.file .*comment-only\.yaml: empty \(only comments or whitespace\)/);
+      // One line on stderr (cli/commands/run.ts), naming the file and why.
+      const fatal = d.logs.find((l) => typeof l.stderr === 'string' && l.stderr.startsWith('cvm-agent run: could not start:'));
+      expect(fatal?.stderr).toMatch(/policy\.file .*comment-only\.yaml: empty \(only comments or whitespace\)/);
       expect(JSON.stringify(d.logs)).not.toMatch(/local API listening/);
     } finally {
       d.child.kill('SIGKILL');

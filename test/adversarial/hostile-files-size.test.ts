@@ -12,7 +12,7 @@ import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, truncateSync, writ
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { vectorsDir } from '../helpers/paths.js';
-import { cleanupProbe, cli, expectOneLineRefusal, expectSmallRss, runNode, RSS_MARGIN_KIB } from './hostile-files-cli.js';
+import { cleanupProbe, cli, expectConfigCheckProblem, expectOneLineRefusal, expectSmallRss, runNode, RSS_MARGIN_KIB } from './hostile-files-cli.js';
 
 const snp = (f: string) => join(vectorsDir, 'snp', f);
 const REPORT = snp('trustee_snp_test-report.bin');
@@ -85,9 +85,9 @@ describe('a 200 MB sparse file is refused on its size, before it is read', () =>
 
   it('config check: a 200 MB policy.file (the daemon start/reload path)', async () => {
     const cfg = join(dir, 'big-policy.yaml');
-    writeFileSync(cfg, `policy:\n  file: ${big}\n`);
+    writeFileSync(cfg, `api:\n  socket: ${dir}/api.sock\npolicy:\n  file: ${big}\n`);
     const r = await cli(['config', 'check', cfg]);
-    expectOneLineRefusal(r, /policy\.file .*big\.bin: 209715200 bytes, over the 1 MiB limit for policy files/);
+    expectConfigCheckProblem(r, /policy\.file .*big\.bin: 209715200 bytes, over the 1 MiB limit for policy files/);
     expectSmallRss(r, baselineKiB);
   }, 120_000);
 
@@ -126,8 +126,8 @@ describe('endless streams are read to at most the cap', () => {
     execFileSync('mkfifo', [fifo]);
     expectOneLineRefusal(await cli(['config', 'check', fifo]), /silent\.fifo: is a FIFO or pipe, expected a regular file/);
     const cfg = join(dir, 'fifo-policy.yaml');
-    writeFileSync(cfg, `policy:\n  file: ${fifo}\n`);
-    expectOneLineRefusal(await cli(['config', 'check', cfg]), /policy\.file .*silent\.fifo: is a FIFO or pipe/);
+    writeFileSync(cfg, `api:\n  socket: ${dir}/api.sock\npolicy:\n  file: ${fifo}\n`);
+    expectConfigCheckProblem(await cli(['config', 'check', cfg]), /policy\.file .*silent\.fifo: is a FIFO or pipe/);
     expectOneLineRefusal(await cli(['config', 'check', '/dev/zero']), /\/dev\/zero: is a character device, expected a regular file/);
   }, 120_000);
 

@@ -16,7 +16,7 @@ import { parseControllerConfig } from '../../agent/controller/config.js';
 import { parseSnpPolicy } from '../../agent/appraise/snp-policy.js';
 import { parseGpuPolicy } from '../../agent/appraise/gpu-policy.js';
 import { parsePolicyFile } from '../../agent/appraise/policy.js';
-import { cleanupProbe, cli, expectConfigProblems, expectOneLineRefusal, expectSmallRss } from './hostile-files-cli.js';
+import { cleanupProbe, cli, expectConfigCheckProblem, expectConfigProblems, expectOneLineRefusal, expectSmallRss } from './hostile-files-cli.js';
 
 const snp = (f: string) => join(vectorsDir, 'snp', f);
 const REPORT = snp('trustee_snp_test-report.bin');
@@ -69,8 +69,8 @@ describe('alias bomb ("billion laughs")', () => {
     expectOneLineRefusal(c, /config-bomb\.yaml: not valid YAML: too many YAML aliases/);
     expectSmallRss(c, baselineKiB);
     const policy = file('policy-bomb.yaml', aliasBomb('id'));
-    const p = await cli(['config', 'check', file('uses-bomb.yaml', `policy:\n  file: ${policy}\n`)]);
-    expectOneLineRefusal(p, /policy\.file .*policy-bomb\.yaml: not valid YAML: too many YAML aliases/);
+    const p = await cli(['config', 'check', file('uses-bomb.yaml', `api:\n  socket: ${dir}/api.sock\npolicy:\n  file: ${policy}\n`)]);
+    expectConfigCheckProblem(p, /policy\.file .*policy-bomb\.yaml: not valid YAML: too many YAML aliases/);
   }, 120_000);
 
   it('as the controller config and its policy.snp', async () => {

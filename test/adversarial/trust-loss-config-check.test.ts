@@ -52,7 +52,7 @@ writeFileSync(join(dir, 'not-a-cert.pem'), 'this is not a certificate\n');
 const BAD: Array<[string, string, RegExp, string?]> = [
   ['unknown-user', '', /api\.authorization\.status\.uids: unknown user "no-such-user-x9"/, '{ status: { uids: ["no-such-user-x9"] } }'],
   ['unknown-group', '', /api\.authorization\.secrets\.gids: unknown group "no-such-group-x9"/, '{ secrets: { gids: ["no-such-group-x9"] } }'],
-  ['missing-policy', `policy: { file: ${dir}/nope-policy.yaml }\n`, /policy\.file: .*nope-policy\.yaml/],
+  ['missing-policy', `policy: { file: ${dir}/nope-policy.yaml }\n`, /policy\.file .*nope-policy\.yaml: cannot read: ENOENT/],
   ['flat-policy', `policy: { file: ${dir}/flat.policy.yaml }\n`, /flat "verify --policy" file .*"allowDebug".*needs sections/],
   ['missing-ca', `controller: { url: "wss://127.0.0.1:1/v1/link", caFile: ${dir}/nope-ca.pem }\n`, /controller\.caFile: cannot read .*nope-ca\.pem: ENOENT/],
   ['garbage-ca', `controller: { url: "wss://127.0.0.1:1/v1/link", caFile: ${dir}/not-a-cert.pem }\n`, /controller\.caFile: .*holds no PEM certificate/],
