@@ -21,6 +21,8 @@ export interface ApiService {
   attest(nonce: Uint8Array | undefined): Promise<unknown>;
   evidence(nonce: Uint8Array): Promise<unknown>;
   token(): Promise<{ token: string; expiresAt: string } | undefined>;
+  /** Why token() has none, when the service knows better than "none issued or expired". */
+  noTokenReason?(): string | undefined;
   secret(name: string): Promise<Uint8Array | undefined>;
   metrics(): Promise<{ contentType: string; body: string }>;
   /** GET /v1/events (agent/api/events-stream.ts): takes over the response; throws CvmError to refuse. */
@@ -175,7 +177,7 @@ const routes: Route[] = [
     method: 'GET', pattern: /^\/v1\/token$/, endpoint: 'token',
     async handle({ service, res }) {
       const t = await service.token();
-      if (!t) throw new HttpError(404, 'no-token', 'no valid controller token', 'the controller has not issued a token, or it expired');
+      if (!t) throw new HttpError(404, 'no-token', 'no valid controller token', service.noTokenReason?.() ?? 'the controller has not issued a token, or it expired');
       sendJson(res, 200, t);
     },
   },

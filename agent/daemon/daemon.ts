@@ -654,6 +654,7 @@ export class Daemon {
         this.withheld('withhold-token', 'the controller token is');
         return this.link.currentToken();
       },
+      noTokenReason: () => this.link.noTokenReason(),
       secret: async (name) => {
         this.withheld('drop-secrets', 'secrets are');
         return this.link.secrets.get(name);

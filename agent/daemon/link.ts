@@ -81,6 +81,8 @@ export function tokenFileFrom(config: Config, env: NodeJS.ProcessEnv): string | 
 
 export class DaemonLink {
   private token: { token: string; expiresAt: Date; challengeId: string } | undefined;
+  /** Set while the latest authenticated verdict attested nothing about our key (its token is not served). */
+  private unboundVerdict: string | undefined;
   private lastGpuReady: boolean | undefined;
   private lastStatus: string | undefined;
 
@@ -156,13 +158,20 @@ export class DaemonLink {
   private acceptVerdict(challengeId: string, token: string, verified: VerifiedVerdict): void {
     if (!verified.keyBound) {
       this.token = undefined;
+      this.unboundVerdict = `the controller's latest verdict (${verified.status.toUpperCase()}, challenge ${challengeId}) does not attest this agent's key: its token is not served`;
       this.deps.log.warn({ challengeId, status: verified.status }, 'controller verdict does not attest this agent\'s key: no token is served');
       this.deps.onVerdict?.({ challengeId, status: verified.status, expiresAt: verified.expiresAt, secrets: this.secrets.names(), keyBound: false });
       return;
     }
     this.token = { token, expiresAt: verified.expiresAt, challengeId };
+    this.unboundVerdict = undefined;
     this.deps.log.info({ challengeId, expiresAt: this.token.expiresAt.toISOString(), status: verified.status, secrets: this.secrets.names() }, 'controller verdict received');
     this.deps.onVerdict?.({ challengeId, status: verified.status, expiresAt: verified.expiresAt, secrets: this.secrets.names(), keyBound: true });
+  }
+
+  /** Why there is no token to serve, when the reason is a verdict that did not attest our key. */
+  noTokenReason(): string | undefined {
+    return this.token ? undefined : this.unboundVerdict;
   }
 
   currentToken(): { token: string; expiresAt: string } | undefined {

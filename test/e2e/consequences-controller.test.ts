@@ -99,18 +99,21 @@ describe('consequences of a CONTRAINDICATED controller verdict', () => {
     expect(agent.systemctlCalls().slice(-2)).toEqual(['start -- inference.service', 'stop -- quarantine.service']);
   }, 120_000);
 
-  it('with no actions configured, the contraindicated token is served but `cvm-agent token` exits 1', async () => {
+  it('with no actions configured, the contraindicated verdict still serves no token (it does not attest this agent\'s key) and `cvm-agent token` exits 1 saying why', async () => {
     writeFileSync(agent.config, `${readFileSync(agent.config, 'utf8')}\n`.replace('consequences:\n', 'consequences:\n  controllerContraindicated: []\n'));
     agent.daemon.child.kill('SIGHUP');
     await agent.daemon.waitForLog((l) => l.msg === 'configuration reloaded');
     await ctl.restart({ contraindicate: true });
     await until('the contraindicated verdict', async () => (await agent.api('GET', '/v1/status')).json().controller.verdict?.status === 'contraindicated', 90_000);
+    // Not withheld by a consequence (none configured): the verdict's token has no cnf.jkt, so it
+    // vouches for no key and is never served (docs/protocol.md "Verdict and secret authentication").
     const served = await agent.api('GET', '/v1/token');
-    expect(served.status).toBe(200);
+    expect(served.status).toBe(404);
+    expect(served.json().detail).toMatch(/latest verdict \(CONTRAINDICATED, challenge .*\) does not attest this agent's key/);
     const t = io();
     expect(await main(['token'], { ...t.io, env: { CVM_AGENT_SOCKET: agent.socket } })).toBe(1);
     expect(t.out.join('')).toBe('');
-    expect(t.err.join('')).toMatch(/verdict in the token is CONTRAINDICATED/);
+    expect(t.err.join('')).toMatch(/CONTRAINDICATED.*does not attest this agent's key/);
     expect((await agent.api('GET', '/v1/health')).json().status).toBe('failing');
   }, 120_000);
 });
