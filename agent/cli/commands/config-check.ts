@@ -11,8 +11,9 @@ export const configCheck: Command = {
 Validates FILE (default ${DEFAULT_CONFIG_PATH}) with the same checks "cvm-agent run" and SIGHUP
 run, so "valid" means the daemon will start with it: the schema (see docs/config.md), the cron
 expression (node-cron's parser), user and group names in api.authorization (from /etc/passwd and
-/etc/group), every referenced file read and parsed (policy.file with its id/snp/gpu sections,
-controller.caFile/certFile/keyFile/tokenFile, devices.nvmlLibrary), the directory of api.socket, and
+/etc/group), every referenced file read within its size limit and parsed (policy.file with its
+id/snp/gpu sections, controller.caFile/certFile/keyFile/tokenFile/tokenKey, devices.nvmlLibrary),
+the agent id (controller.agentId or the host name), the directory of api.socket, and
 consequences.systemctl when units are listed. Prints the effective configuration with defaults
 filled in, and the staleness bound in force. Every problem is listed with its key. Run it as the
 user the daemon runs as (cvm-agent) for file permissions to match.
