@@ -92,7 +92,8 @@ describe('systemd unit files', () => {
     expect(value(service, S, 'Type')).toBe('notify');
     expect(value(service, S, 'NotifyAccess')).toBe('main');
     expect(value(service, S, 'ExecStart')).toBe('/usr/bin/cvm-agent run');
-    expect(value(service, S, 'ExecReload')).toBe('/bin/kill -HUP $MAINPID');
+    // No /bin/kill (procps): the shell's builtin, with MAINPID from systemd's environment.
+    expect(value(service, S, 'ExecReload')).toBe(`/bin/sh -c 'kill -HUP "$$MAINPID"'`);
     expect(value(service, S, 'WatchdogSec')).toBe('30s');
     expect(value(service, S, 'Restart')).toBe('on-failure');
     expect(value(service, S, 'RestartSec')).toBeDefined();

@@ -4,6 +4,7 @@ import { Daemon } from '../../daemon/daemon.js';
 import { createLogger } from '../../log.js';
 import { sdNotify, peerCredentials } from '../../native/system.js';
 import { DEFAULT_CONFIG_PATH } from '../../config/load.js';
+import { installTestHooks } from '../../daemon/test-hooks.js';
 
 export const runCommand: Command = {
   path: ['run'],
@@ -24,6 +25,7 @@ Exit codes: 0 stopped by a signal, 2 invalid configuration, 4 no TEE/GPU interfa
   async run(argv) {
     const { values } = parseOptions(argv, { config: { type: 'string' } });
     const logger = createLogger(process.env.CVM_AGENT_LOG_LEVEL ?? 'info');
+    installTestHooks(process.env, logger);
     const daemon = new Daemon({
       ...(values.config ? { configPath: values.config } : {}),
       logger,

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Boots systemd as PID 1 of new PID, mount, cgroup, UTS, IPC and network namespaces, with ROOT (an
+# overlay of the cached root file system, test/system/rootfs.sh) as its root. Runs in the
+# foreground until that systemd exits or is killed; test/system/harness.ts starts it, finds the
+# container's PID 1 as this process's child, and enters it with nsenter.
+#   boot.sh ROOT CGROUP_NAME
+# CGROUP_NAME: a fresh cgroup created for this boot (and removed by the harness afterwards). systemd
+# needs a cgroup tree it owns: on a cgroup v1 host (these machines), a named "systemd" hierarchy
+# (and the "devices" controller, which DeviceAllow= uses), on a v2 host the unified hierarchy; in
+# both cases mounted inside a cgroup namespace rooted at CGROUP_NAME.
+set -euo pipefail
+root=$1
+cg=$2
+[ -x "$root/sbin/init" ] || { echo "boot.sh: $root/sbin/init is missing" >&2; exit 1; }
+
+if [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ]; then
+  cgmode=v2
+  mkdir "/sys/fs/cgroup/$cg"
+  echo $$ > "/sys/fs/cgroup/$cg/cgroup.procs"
+else
+  cgmode=v1
+  [ -d /sys/fs/cgroup/systemd ] || { mkdir -p /sys/fs/cgroup/systemd; mount -t cgroup -o none,name=systemd cgroup /sys/fs/cgroup/systemd; }
+  for h in systemd devices; do
+    mkdir "/sys/fs/cgroup/$h/$cg"
+    echo $$ > "/sys/fs/cgroup/$h/$cg/cgroup.procs"
+  done
+fi
+
+# Everything below runs inside the new namespaces; the mounts vanish with them.
+exec unshare --pid --mount --cgroup --uts --ipc --net --fork --propagation private bash -c '
+set -euo pipefail
+root=$1 cgmode=$2
+mount --bind "$root" "$root"
+mount -t proc -o nosuid,nodev,noexec proc "$root/proc"
+mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$root/sys"
+if [ "$cgmode" = v2 ]; then
+  mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 "$root/sys/fs/cgroup"
+else
+  mount -t tmpfs -o mode=755,nosuid,nodev,noexec tmpfs "$root/sys/fs/cgroup"
+  mkdir "$root/sys/fs/cgroup/systemd" "$root/sys/fs/cgroup/devices"
+  mount -t cgroup -o none,name=systemd,nosuid,nodev,noexec cgroup "$root/sys/fs/cgroup/systemd"
+  mount -t cgroup -o devices,nosuid,nodev,noexec cgroup "$root/sys/fs/cgroup/devices"
+fi
+# A private /dev with the usual pseudo devices (what systemd-nspawn gives a container).
+mount -t tmpfs -o mode=755,nosuid tmpfs "$root/dev"
+for d in null zero full random urandom tty; do
+  touch "$root/dev/$d"
+  mount --bind "/dev/$d" "$root/dev/$d"
+done
+mkdir "$root/dev/pts" "$root/dev/shm"
+mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts "$root/dev/pts"
+ln -s pts/ptmx "$root/dev/ptmx"
+mount -t tmpfs -o mode=755,nosuid,nodev tmpfs "$root/run"
+# container= tells systemd (and systemd-detect-virt) that it runs in a container.
+exec env -i container=cvm-agent-boot-test TERM=dumb /usr/sbin/chroot "$root" /sbin/init
+' boot "$root" "$cgmode"
