@@ -9,11 +9,10 @@
  * RestartSec=5s), never expected durations.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { repoRoot } from '../helpers/paths.js';
+import { join } from 'node:path';
+import { stageCheckout } from '../helpers/checkout.js';
 import { hostRun, Machine, rootfs, waitFor } from './harness.js';
 
 const START_BOUND_MS = 90_000; // TimeoutStartSec=60s, plus the time to notice
@@ -30,31 +29,11 @@ const TEST_DROPIN = '[Service]\nEnvironment=CVM_AGENT_TEST_HOOKS=1\n';
 const work = mkdtempSync(join(tmpdir(), 'cvm-boot-test-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-/**
- * A clean copy of this checkout (tracked and new files, no build output) plus the built addon, as a
- * release build starts from. npm pack's prepack rebuilds dist/ there, so the repository's own dist/
- * (which other tests run concurrently) is never rewritten under them.
- */
-function stageCheckout(): string {
-  const dir = join(work, 'checkout');
-  const files = hostRun('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard']).stdout.split('\0').filter(Boolean);
-  for (const f of files) {
-    if (f === 'node_modules') continue;
-    mkdirSync(dirname(join(dir, f)), { recursive: true });
-    try { copyFileSync(join(repoRoot, f), join(dir, f)); } catch { /* deleted in the work tree */ }
-  }
-  spawnSync('chmod', ['--reference', join(repoRoot, 'systemd', 'install.sh'), join(dir, 'systemd', 'install.sh')]);
-  mkdirSync(join(dir, 'build', 'Release'), { recursive: true });
-  copyFileSync(join(repoRoot, 'build', 'Release', 'cvm_native.node'), join(dir, 'build', 'Release', 'cvm_native.node'));
-  symlinkSync(join(repoRoot, 'node_modules'), join(dir, 'node_modules'));
-  return dir;
-}
-
 let checkout = '';
 let lower = '';
 beforeAll(() => {
   lower = rootfs();
-  checkout = stageCheckout();
+  checkout = stageCheckout(join(work, 'checkout'));
 }, 1_800_000);
 
 interface Status { recent: { id: number }[]; api: { socketActivated: boolean }; tee: { simulated: boolean } }
@@ -76,12 +55,34 @@ const running = (m: Machine) => (): Record<string, string> | undefined => {
   return s.ActiveState === 'active' && s.SubState === 'running' && /^SIMULATED affirming at /.test(s.StatusText ?? '') ? s : undefined;
 };
 
+type Step = (name: string, fn: () => void | Promise<void>, timeoutMs?: number) => void;
+
+/**
+ * The steps of one describe run in order on one machine, each building on the last: after a
+ * failure the later ones fail at once (naming the first failure) instead of waiting out their
+ * bounds. A failure carries the unit's status and the journal's tail.
+ */
+function steps(m: () => Machine | undefined): Step {
+  let broken: string | undefined;
+  return (name, fn, timeoutMs = 120_000) => it(name, async () => {
+    if (broken) throw new Error(`not run: the earlier step "${broken}" failed`);
+    try {
+      await fn();
+    } catch (err) {
+      broken = name;
+      const machine = m();
+      if (machine) (err as Error).message += `\n--- in the booted system ---\n${machine.diagnostics()}`;
+      throw err;
+    }
+  }, timeoutMs);
+}
+
 /** Everything item 3 of the issue asks of a running install; `m()` is the booted machine. */
-function serviceBehaviour(m: () => Machine): void {
+function serviceBehaviour(m: () => Machine, it: Step): void {
   it('configure, enable both units, start the socket: it listens and the agent is not running yet', () => {
-    m().ok(['install', '-m', '0640', '-o', 'root', '-g', 'cvm-agent', '/dev/stdin', '/etc/cvm-agent/config.yaml'], { input: CONFIG });
-    m().ok(['mkdir', '-p', '/etc/systemd/system/cvm-agent.service.d']);
-    m().ok(['install', '-m', '0644', '/dev/stdin', '/etc/systemd/system/cvm-agent.service.d/boot-test.conf'], { input: TEST_DROPIN });
+    m().writeFile('/root/config.yaml', CONFIG);
+    m().ok(['install', '-m', '0640', '-o', 'root', '-g', 'cvm-agent', '/root/config.yaml', '/etc/cvm-agent/config.yaml']);
+    m().writeFile('/etc/systemd/system/cvm-agent.service.d/boot-test.conf', TEST_DROPIN);
     m().ok(['systemctl', 'daemon-reload']);
     m().ok(['systemctl', 'enable', 'cvm-agent.socket', 'cvm-agent.service']);
     m().ok(['systemctl', 'start', 'cvm-agent.socket']);
@@ -108,7 +109,8 @@ function serviceBehaviour(m: () => Machine): void {
     const before = m().show('cvm-agent.service', 'MainPID').MainPID;
     const debugBefore = agentLines(m()).filter((e) => e.MESSAGE?.includes('"msg":"api request"'));
     expect(debugBefore).toEqual([]); // log.level info: no access lines
-    m().ok(['install', '-m', '0640', '-o', 'root', '-g', 'cvm-agent', '/dev/stdin', '/etc/cvm-agent/config.yaml'], { input: CONFIG_RELOADED });
+    m().writeFile('/root/config.yaml', CONFIG_RELOADED);
+    m().ok(['install', '-m', '0640', '-o', 'root', '-g', 'cvm-agent', '/root/config.yaml', '/etc/cvm-agent/config.yaml']);
     m().ok(['systemctl', 'reload', 'cvm-agent.service']);
     await waitFor('"configuration reloaded" in the journal', START_BOUND_MS,
       () => (agentLines(m()).some((e) => e.MESSAGE?.includes('"msg":"configuration reloaded"')) ? true : undefined));
@@ -152,7 +154,7 @@ function serviceBehaviour(m: () => Machine): void {
       const ids = r.status === 0 ? (JSON.parse(r.stdout) as { records: { id: number }[] }).records.map((x) => x.id) : [];
       return ids.length > 0 ? ids : undefined;
     });
-    m().ok(['bash', '-c', 'kill -9 "$1"', 'kill', s0.MainPID!]);
+    m().kill('KILL', s0.MainPID);
     const s1 = await waitFor('a restarted agent', RESTART_BOUND_MS, () => {
       const s = running(m())();
       return s && s.MainPID !== s0.MainPID ? s : undefined;
@@ -165,7 +167,7 @@ function serviceBehaviour(m: () => Machine): void {
 
   it('a blocked event loop trips the watchdog: SIGABRT, then a restart', async () => {
     const s0 = m().show('cvm-agent.service', 'MainPID', 'NRestarts');
-    m().ok(['bash', '-c', 'kill -USR2 "$1"', 'kill', s0.MainPID!]); // test hook: block the event loop
+    m().kill('USR2', s0.MainPID); // test hook: block the event loop
     const s1 = await waitFor('the watchdog restart', WATCHDOG_BOUND_MS, () => {
       const s = running(m())();
       return s && s.MainPID !== s0.MainPID ? s : undefined;
@@ -189,6 +191,7 @@ function serviceBehaviour(m: () => Machine): void {
 
 describe.sequential('boot test: npm tarball + systemd/install.sh', () => {
   let m: Machine;
+  const it = steps(() => m);
   afterAll(() => m?.destroy());
 
   beforeAll(async () => {
@@ -216,7 +219,7 @@ describe.sequential('boot test: npm tarball + systemd/install.sh', () => {
     expect(m.exec(['test', '-e', '/usr/local/lib/node_modules/cvm-agent/build']).status).not.toBe(0);
   });
 
-  serviceBehaviour(() => m);
+  serviceBehaviour(() => m, it);
 
   it('install.sh --uninstall stops and disables the units and removes the installed files', () => {
     m.ok(['systemctl', 'start', 'cvm-agent.service']);
@@ -232,6 +235,7 @@ describe.sequential('boot test: npm tarball + systemd/install.sh', () => {
 
 describe.sequential('boot test: the .deb (install, upgrade, purge)', () => {
   let m: Machine;
+  const it = steps(() => m);
   let deb1 = '';
   let deb2 = '';
   afterAll(() => m?.destroy());
@@ -260,7 +264,7 @@ describe.sequential('boot test: the .deb (install, upgrade, purge)', () => {
     expect(m.ok(['dpkg', '--audit']).out).toBe('');
   });
 
-  serviceBehaviour(() => m);
+  serviceBehaviour(() => m, it);
 
   it('dpkg -i of a higher version upgrades in place: the running agent restarts on the new files, state kept', async () => {
     m.ok(['systemctl', 'start', 'cvm-agent.service']);

@@ -6,10 +6,11 @@
  */
 import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import {
-  closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync,
+  chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync,
+  writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { repoRoot } from '../helpers/paths.js';
 
 const systemDir = join(repoRoot, 'test', 'system');
@@ -116,7 +117,9 @@ export class Machine {
   /** Runs a command inside the booted system (all its namespaces, its root), as root, with a clean environment. */
   exec(argv: string[], opts: { timeoutMs?: number; input?: string } = {}): Run {
     if (!this.initPid) throw new Error('the machine is not booted');
-    return toRun(spawnSync('nsenter', ['-t', String(this.initPid), '-a', '-r', '-w',
+    // setsid: the command gets its own session and process group, so that nothing run inside
+    // (a `kill 0`, a terminal signal) can reach the test runner's process group on the host.
+    return toRun(spawnSync('setsid', ['--wait', 'nsenter', '-t', String(this.initPid), '-a', '-r', '-w',
       'env', '-i', `PATH=${GUEST_PATH}`, 'LANG=C.UTF-8', 'HOME=/root', 'SYSTEMD_PAGER=', 'SYSTEMD_COLORS=0', ...argv], {
       encoding: 'utf8', timeout: opts.timeoutMs ?? 120_000, maxBuffer: 64 * 1024 * 1024,
       ...(opts.input !== undefined ? { input: opts.input } : {}),
@@ -133,6 +136,24 @@ export class Machine {
   /** A bash script inside the booted system; must succeed. */
   sh(script: string, opts: { timeoutMs?: number } = {}): Run {
     return this.ok(['bash', '-euo', 'pipefail', '-c', script], opts);
+  }
+
+  /**
+   * Sends a signal to a process of the guest by its PID there (MainPID), with bash's kill builtin
+   * (the image has no procps). Refuses anything but a real process id: `kill 0` or `kill -1` would
+   * signal whole process groups.
+   */
+  kill(signal: 'KILL' | 'USR2' | 'TERM' | 'HUP', pid: string | undefined): void {
+    if (!/^\d+$/.test(pid ?? '') || Number(pid) <= 1) throw new Error(`refusing to send SIG${signal} to pid "${pid}"`);
+    this.ok(['bash', '-c', `kill -${signal} "$1"`, 'kill', pid!]);
+  }
+
+  /** Writes a file into the guest's file system from the host (root-owned, `mode`). */
+  writeFile(guestPath: string, content: string, mode = 0o644): void {
+    const p = join(this.root, guestPath);
+    mkdirSync(dirname(p), { recursive: true });
+    writeFileSync(p, content, { mode });
+    chmodSync(p, mode);
   }
 
   /** `systemctl show UNIT -p ...` as a record. */
