@@ -278,7 +278,8 @@ describe.sequential('boot test: the .deb (install, upgrade, purge)', () => {
     });
     expect(s1.ActiveState).toBe('active');
     expect(agentStatus(m).recent.map((r) => r.id)).toEqual(expect.arrayContaining(before));
-    expect(m.show('cvm-agent.socket', 'SubState').SubState).toBe('listening');
+    // "running": the socket is up and held by the running agent.
+    expect(m.show('cvm-agent.socket', 'ActiveState', 'SubState')).toEqual({ ActiveState: 'active', SubState: 'running' });
     expect(m.exec(['systemctl', 'is-enabled', 'cvm-agent.service']).stdout.trim()).toBe('enabled');
     expect(m.ok(['dpkg', '--audit']).out).toBe('');
   }, START_BOUND_MS + RESTART_BOUND_MS + 60_000);
