@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Boots systemd as PID 1 of new PID, mount, cgroup, UTS, IPC and network namespaces, with ROOT (an
+# Boots systemd as PID 1 of new PID, mount, cgroup, UTS and IPC namespaces, with ROOT (an
 # overlay of the cached root file system, test/system/rootfs.sh) as its root. Runs in the
 # foreground until that systemd exits or is killed; test/system/harness.ts starts it, finds the
 # container's PID 1 as this process's child, and enters it with nsenter.
@@ -8,6 +8,9 @@
 # needs a cgroup tree it owns: on a cgroup v1 host (these machines), a named "systemd" hierarchy
 # (and the "devices" controller, which DeviceAllow= uses), on a v2 host the unified hierarchy; in
 # both cases mounted inside a cgroup namespace rooted at CGROUP_NAME.
+# The network is the host's (as with systemd-nspawn without --private-network): the guest's
+# `npm install -g` fetches dependencies like an operator's would. Nothing in the guest listens on
+# the network; the agent's API is a Unix socket inside ROOT.
 set -euo pipefail
 root=$1
 cg=$2
@@ -27,7 +30,7 @@ else
 fi
 
 # Everything below runs inside the new namespaces; the mounts vanish with them.
-exec unshare --pid --mount --cgroup --uts --ipc --net --fork --propagation private bash -c '
+exec unshare --pid --mount --cgroup --uts --ipc --fork --propagation private bash -c '
 set -euo pipefail
 root=$1 cgmode=$2
 mount --bind "$root" "$root"

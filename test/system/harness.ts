@@ -92,6 +92,11 @@ export class Machine {
 
   /** Starts systemd as PID 1 and waits until it reports the system running (or degraded). */
   async boot(): Promise<void> {
+    // Its own host name (its own UTS namespace), resolvable, so sudo and friends stay quiet.
+    this.writeFile('/etc/hostname', 'cvm-boot-test\n');
+    this.writeFile('/etc/hosts', '127.0.0.1 localhost\n127.0.1.1 cvm-boot-test\n::1 localhost\n');
+    // The host's network (boot.sh): use its resolver too.
+    this.writeFile('/etc/resolv.conf', readFileSync('/etc/resolv.conf', 'utf8'));
     const logFd = openSync(this.log, 'a');
     const child = spawn(BOOT_SCRIPT, [this.root, this.cgroup], { detached: true, stdio: ['ignore', logFd, logFd] });
     closeSync(logFd);

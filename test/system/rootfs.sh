@@ -12,9 +12,10 @@ umask 022
 readonly SUITE=bookworm
 readonly MIRROR="${CVM_AGENT_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 # systemd + systemd-sysv: PID 1 and its tools; dbus: systemctl/journalctl talk to PID 1 over it for
-# some verbs (systemd-analyze security of a loaded unit). Deliberately NOT procps (no /bin/kill), no
-# udev, no node: the units must not depend on them, and the test brings Node itself.
-readonly INCLUDE=systemd,systemd-sysv,dbus
+# some verbs (systemd-analyze security of a loaded unit); sudo: the documented commands are run as
+# written. Deliberately NOT procps (no /bin/kill), no udev, no node: the units and the package must
+# not depend on them (the npm layout's test brings Node and npm itself, as an operator would).
+readonly INCLUDE=systemd,systemd-sysv,dbus,sudo
 readonly CACHE_DIR="${CVM_AGENT_CI_CACHE:-/var/cache/cvm-agent-ci}"
 
 self_hash=$( { cat "${BASH_SOURCE[0]}"; printf '%s\n' "$SUITE" "$MIRROR" "$INCLUDE"; } | sha256sum | cut -c1-16)
