@@ -27,6 +27,13 @@ else
     mkdir "/sys/fs/cgroup/$h/$cg"
     echo $$ > "/sys/fs/cgroup/$h/$cg/cgroup.procs"
   done
+  # A hybrid host also has the unified hierarchy: systemd uses it to track processes, so it gets
+  # a cgroup of its own there too (else systemd would build its tree at the host's v2 root).
+  if [ "$(stat -fc %T /sys/fs/cgroup/unified 2>/dev/null)" = cgroup2fs ]; then
+    cgmode=hybrid
+    mkdir "/sys/fs/cgroup/unified/$cg"
+    echo $$ > "/sys/fs/cgroup/unified/$cg/cgroup.procs"
+  fi
 fi
 
 # Everything below runs inside the new namespaces; the mounts vanish with them.
@@ -43,6 +50,10 @@ else
   mkdir "$root/sys/fs/cgroup/systemd" "$root/sys/fs/cgroup/devices"
   mount -t cgroup -o none,name=systemd,nosuid,nodev,noexec cgroup "$root/sys/fs/cgroup/systemd"
   mount -t cgroup -o devices,nosuid,nodev,noexec cgroup "$root/sys/fs/cgroup/devices"
+  if [ "$cgmode" = hybrid ]; then
+    mkdir "$root/sys/fs/cgroup/unified"
+    mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 "$root/sys/fs/cgroup/unified"
+  fi
 fi
 # A private /dev with the usual pseudo devices (what systemd-nspawn gives a container).
 mount -t tmpfs -o mode=755,nosuid tmpfs "$root/dev"
@@ -54,6 +65,16 @@ mkdir "$root/dev/pts" "$root/dev/shm"
 mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts "$root/dev/pts"
 ln -s pts/ptmx "$root/dev/ptmx"
 mount -t tmpfs -o mode=755,nosuid,nodev tmpfs "$root/run"
+# pivot_root, not chroot: systemd makes "/" a shared mount and moves mounts across namespaces
+# (credentials, PrivateTmp=), which needs "/" to be the root of this mount namespace. The old root
+# ends up on top of the new one and is detached at once.
+cd "$root"
+pivot_root . .
+umount -l .
+cd /
+# What a container manager does (systemd-nspawn too): systemd skips it in a container, and its
+# units need it, e.g. credentials, which a helper mounts and moves across mount namespaces.
+mount --make-rshared /
 # container= tells systemd (and systemd-detect-virt) that it runs in a container.
-exec env -i container=cvm-agent-boot-test TERM=dumb /usr/sbin/chroot "$root" /sbin/init
+exec /usr/bin/env -i container=cvm-agent-boot-test TERM=dumb /sbin/init
 ' boot "$root" "$cgmode"

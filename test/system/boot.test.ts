@@ -13,7 +13,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it as vitestIt } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, symlinkSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { stageCheckout } from '../helpers/checkout.js';
@@ -50,10 +50,10 @@ function hostOp(cmd: string, cwd: string): Run {
 }
 
 /** Runs a documented command in the booted system (bash, as root, in `cwd`); its exit status must be in `ok`. */
-function op(m: Machine, cmd: string, opts: { cwd?: string; env?: Record<string, string>; ok?: number[] } = {}): Run {
+function op(m: Machine, cmd: string, opts: { cwd?: string; env?: Record<string, string>; ok?: number[]; timeoutMs?: number } = {}): Run {
   ranLog.push(cmd);
   const env = Object.entries(opts.env ?? {}).map(([k, v]) => `export ${k}=${JSON.stringify(v)}; `).join('');
-  const r = m.exec(['bash', '-euo', 'pipefail', '-c', `${env}cd ${opts.cwd ?? '/root'} && ${cmd}`]);
+  const r = m.exec(['bash', '-euo', 'pipefail', '-c', `${env}cd ${opts.cwd ?? '/root'} && ${cmd}`], { timeoutMs: opts.timeoutMs ?? 120_000 });
   if (!(opts.ok ?? [0]).includes(r.status ?? -1)) throw new Error(`in the booted system: ${cmd} exited ${r.status}:\n${r.out.slice(-4000)}`);
   return r;
 }
@@ -131,7 +131,7 @@ function serviceBehaviour(m: () => Machine, it: Step): void {
 
   it('the first request activates the agent, which reaches active (running) with READY and a STATUS line', async () => {
     const first = op(m(), 'cvm-agent status', { ok: [0, 3] }); // answered through the socket systemd holds
-    expect(first.stdout).toMatch(/SIMULATED/);
+    expect(first.stdout).toMatch(/simulated/i);
     // Type=notify: "active (running)" only after READY=1; StatusText is the agent's STATUS=.
     const s = await waitFor('cvm-agent.service active (running) with STATUS', START_BOUND_MS, running(m()));
     expect(s.StatusText).toMatch(/^SIMULATED affirming at \S+; next schedule /);
@@ -204,8 +204,14 @@ function serviceBehaviour(m: () => Machine, it: Step): void {
     op(m(), 'sudo install -m 0600 -o root -g root /dev/stdin /etc/cvm-agent/controller-token <<< "$TOKEN"', { env: { TOKEN } });
     op(m(), 'sudo systemctl restart cvm-agent');
     await waitFor('the agent after the restart', RESTART_BOUND_MS, running(m()));
-    const cred = '/run/credentials/cvm-agent.service/controller-token';
-    expect(m().ok(['cat', cred]).stdout.trim()).toBe(TOKEN);
+    // The unit has its own mount namespace (PrivateMounts=, ProtectSystem=...): systemd mounts the
+    // credentials there, so read them as the agent sees them.
+    const credential = () => {
+      const pid = m().show('cvm-agent.service', 'MainPID').MainPID!;
+      expect(Number(pid)).toBeGreaterThan(1);
+      return m().ok(['nsenter', '-t', pid, '-m', 'cat', '/run/credentials/cvm-agent.service/controller-token']).stdout.trim();
+    };
+    expect(credential()).toBe(TOKEN);
     // Encrypted at rest: a different token, so the credential shows which file systemd used.
     m().writeFile('/root/token.txt', `${TOKEN}-encrypted\n`, 0o600);
     op(m(), 'sudo systemd-creds encrypt --name=controller-token token.txt /etc/cvm-agent/controller-token.cred');
@@ -214,7 +220,7 @@ function serviceBehaviour(m: () => Machine, it: Step): void {
     op(m(), 'sudo systemctl daemon-reload');
     op(m(), 'sudo systemctl restart cvm-agent');
     await waitFor('the agent after the restart', RESTART_BOUND_MS, running(m()));
-    expect(m().ok(['cat', cred]).stdout.trim()).toBe(`${TOKEN}-encrypted`);
+    expect(credential()).toBe(`${TOKEN}-encrypted`);
     expect(m().ok(['cat', '/etc/cvm-agent/controller-token.cred']).stdout).not.toContain(TOKEN);
   }, RESTART_BOUND_MS * 2 + 60_000);
 
@@ -273,11 +279,21 @@ describe.sequential('boot test: npm tarball + systemd/install.sh', () => {
     cpSync(npmDir, join(m.root, 'usr', 'local', 'lib', 'node_modules', 'npm'), { recursive: true });
     symlinkSync('../lib/node_modules/npm/bin/npm-cli.js', join(m.root, 'usr', 'local', 'bin', 'npm'));
     copyFileSync(join(checkout, tgz), join(m.root, 'root', tgz));
+    // The guest's npm reaches the registry the way this machine's does: same registry, and the CA
+    // file this machine's npm is configured with (on these machines, for a TLS-inspecting egress).
+    const npmConfig = (key: string) => spawnSync('npm', ['config', 'get', key], { encoding: 'utf8' }).stdout.trim();
+    let npmrc = `registry=${npmConfig('registry')}\nupdate-notifier=false\nfund=false\naudit=false\n`;
+    const cafile = npmConfig('cafile');
+    if (cafile && cafile !== 'null' && existsSync(cafile)) {
+      m.writeFile(cafile, readFileSync(cafile, 'utf8'));
+      npmrc += `cafile=${cafile}\n`;
+    }
+    m.writeFile('/usr/local/etc/npmrc', npmrc);
     await m.boot();
   }, 900_000);
 
   it('npm install -g of the tarball, then install.sh: the package is used in place, nothing starts', () => {
-    op(m, 'sudo npm install -g ./cvm-agent-*.tgz');
+    op(m, 'sudo npm install -g ./cvm-agent-*.tgz', { timeoutMs: 600_000 });
     const r = op(m, 'sudo "$(npm root -g)/cvm-agent/systemd/install.sh"');
     expect(r.stdout).toContain('package: using /usr/local/lib/node_modules/cvm-agent in place (npm global install)');
     expect(r.stdout).toContain('+ systemd-sysusers /usr/lib/sysusers.d/cvm-agent.conf');

@@ -193,7 +193,7 @@ export class Machine {
       const until = Date.now() + 30_000;
       while (existsSync(`/proc/${this.bootPid}`) && Date.now() < until) spawnSync('sleep', ['0.2']);
     }
-    for (const h of ['systemd', 'devices', '']) removeCgroup(join('/sys/fs/cgroup', h, this.cgroup));
+    for (const h of ['systemd', 'devices', 'unified', '']) removeCgroup(join('/sys/fs/cgroup', h, this.cgroup));
     if (this.mounted) {
       spawnSync('umount', [this.root]);
       this.mounted = false;

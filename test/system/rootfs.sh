@@ -47,10 +47,9 @@ debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$work" "$MIRROR" >&
 rm -rf "$work/var/cache/apt/archives/"*.deb "$work/var/lib/apt/lists/"*
 # Empty: every boot gets a fresh, transient machine id instead of one baked into the cache.
 : > "$work/etc/machine-id"
-# Older caches (other hashes) are no longer used.
-for old in "$CACHE_DIR"/rootfs-*; do
-  [ "$old" = "$rootfs" ] || [ "$old" = "$work" ] || rm -rf "$old"
-done
+# Trees of other versions of this script are left alone: another checkout may be booting one right
+# now (it is an overlay's lower layer). Reclaim the space with rm -rf /var/cache/cvm-agent-ci/rootfs-*
+# when no test runs.
 touch "$work/.complete"
 mv "$work" "$rootfs"
 printf '%s\n' "$rootfs"
