@@ -16,31 +16,48 @@ readonly DOC_FILE=/usr/share/doc/cvm-agent/systemd.md
 # Where systemd, when it runs as PID 1, keeps its runtime state (the sd_booted() test). Tests point
 # it elsewhere to see what a dry run would do on a systemd host.
 readonly SYSTEMD_RUNDIR="${CVM_AGENT_SYSTEMD_RUNDIR:-/run/systemd/system}"
+# Where udevd keeps its control socket; without it (no udev, or a container) the rules are only
+# installed, and take effect when udev next starts.
+readonly UDEV_RUNDIR="${CVM_AGENT_UDEV_RUNDIR:-/run/udev}"
+# What a copy of the package holds: the "files" of package.json (what `npm pack` puts in the tarball,
+# and so what `npm install -g` installs) plus package.json and the production node_modules. The unit
+# test checks that this list and package.json agree.
+readonly PACKAGE_FILES=(bin dist prebuilds systemd docs binding.gyp native/src README.md)
 
 usage() {
   cat <<'EOF'
-Usage: install.sh [--prefix DIR] [--dry-run] [--uninstall] [--help]
+Usage: install.sh [--prefix DIR] [--no-package] [--dry-run] [--uninstall] [--help]
 Exit status: 0 done, 1 failed, 2 bad arguments.
 
 Installs cvm-agent as a systemd service:
   - the package: used in place when it was installed with `npm install -g` (it then sits in
-    .../lib/node_modules/cvm-agent), otherwise copied to /opt/cvm-agent
+    .../lib/node_modules/cvm-agent) and only root can change it, otherwise copied to
+    /opt/cvm-agent (the same files as the npm install: package.json "files" + node_modules)
   - /usr/bin/cvm-agent -> <package>/bin/cvm-agent.js
   - /usr/lib/systemd/system/cvm-agent.{service,socket}
   - /usr/lib/sysusers.d/cvm-agent.conf, /usr/lib/tmpfiles.d/cvm-agent.conf
   - /usr/lib/udev/rules.d/60-cvm-agent.rules, /usr/share/doc/cvm-agent/systemd.md
 Then, when systemd runs as PID 1 and DIR is /: systemd-sysusers, systemd-tmpfiles --create,
-udevadm control --reload + trigger, systemctl daemon-reload. It never enables or starts the units.
+udevadm control --reload + trigger (when udevd runs), systemctl daemon-reload. It never enables
+or starts the units.
+
+A package used in place is refused when it, anything in it, or any directory above it is not
+owned by root or is writable by group or others (a root-owned sticky directory such as /tmp
+excepted): the service would run code that someone else can change.
 
 Options:
   --prefix DIR   install below DIR instead of / (staging an image or a package); nothing is
                  activated then, and links point to the final paths (without DIR)
+  --no-package   install the units and the sysusers/tmpfiles/udev files only: the package and
+                 /usr/bin/cvm-agent come from elsewhere (the .deb, see docs/systemd.md)
   --dry-run      print what would be done, change nothing
   --uninstall    stop and disable the units and remove the installed files; keeps the user,
                  /etc/cvm-agent, /var/lib/cvm-agent and /var/cache/cvm-agent
   --help         show this help
 
-Build the package first: npm ci && npm run build && npm prune --omit=dev
+Install from a tarball (npm pack builds dist/ and prebuilds/):
+  npm install -g ./cvm-agent-VERSION.tgz && "$(npm root -g)/cvm-agent/systemd/install.sh"
+or from a checkout: npm ci && npm run build && npm prune --omit=dev && systemd/install.sh
 EOF
 }
 
@@ -51,6 +68,7 @@ note() { printf '%s\n' "$*"; }
 prefix=/
 dry_run=0
 action=install
+with_package=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --prefix)
@@ -59,6 +77,7 @@ while [ $# -gt 0 ]; do
     --prefix=*)
       prefix=${1#--prefix=}; [ -n "$prefix" ] || usage_error "--prefix needs a directory"; shift ;;
     --dry-run) dry_run=1; shift ;;
+    --no-package) with_package=0; shift ;;
     --uninstall) action=uninstall; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage_error "unknown argument: $1" ;;
@@ -92,6 +111,7 @@ script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 src_pkg=$(cd "$script_dir/.." && pwd -P)
 
 systemd_is_pid1() { [ -d "$SYSTEMD_RUNDIR" ]; }
+udevd_is_running() { command -v udevadm >/dev/null 2>&1 && [ -e "$UDEV_RUNDIR/control" ]; }
 
 # Activation only makes sense on the live system this script runs on.
 can_activate() {
@@ -111,15 +131,34 @@ is_cvm_agent_package() {
   [ -f "$1/package.json" ] && grep -Eq '"name"[[:space:]]*:[[:space:]]*"cvm-agent"' "$1/package.json"
 }
 
+# node-gyp-build's name for this machine's prebuilds/ directory (process.platform-process.arch).
+node_tuple() {
+  case "$(uname -m)" in
+    x86_64) echo linux-x64 ;;
+    aarch64) echo linux-arm64 ;;
+    *) echo "linux-$(uname -m)" ;;
+  esac
+}
+
+# The addon as the installed package carries it: prebuilds/ from `npm pack`, or a local build.
+addon_source() {
+  local f
+  for f in "$src_pkg/prebuilds/$(node_tuple)"/*.node; do
+    if [ -f "$f" ]; then printf '%s\n' "$f"; return 0; fi
+  done
+  if [ -f "$src_pkg/build/Release/cvm_native.node" ]; then
+    printf '%s\n' "$src_pkg/build/Release/cvm_native.node"; return 0
+  fi
+  return 1
+}
+
 check_source_package() {
   is_cvm_agent_package "$src_pkg" || die "$src_pkg is not the cvm-agent package (no package.json named cvm-agent)"
   [ -f "$src_pkg/bin/cvm-agent.js" ] || die "$src_pkg/bin/cvm-agent.js is missing"
   [ -f "$src_pkg/dist/cli/main.js" ] || die "$src_pkg/dist is not built: run npm run build first"
-  for f in cvm-agent.service cvm-agent.socket cvm-agent.sysusers cvm-agent.tmpfiles 60-cvm-agent.rules; do
-    [ -f "$script_dir/$f" ] || die "$script_dir/$f is missing"
-  done
-  if [ ! -f "$src_pkg/build/Release/cvm_native.node" ]; then
-    note "warning: build/Release/cvm_native.node is missing: device access (SNP, NVML, sd_notify) will be unavailable"
+  check_unit_files
+  if ! addon_source >/dev/null; then
+    note "warning: no native addon (prebuilds/$(node_tuple)/*.node or build/Release/cvm_native.node): device access (SNP, NVML, sd_notify) will be unavailable"
   fi
   if [ ! -d "$src_pkg/node_modules" ]; then
     note "warning: $src_pkg/node_modules is missing: run npm ci --omit=dev (or npm prune --omit=dev) first"
@@ -127,6 +166,45 @@ check_source_package() {
   if ! command -v node >/dev/null 2>&1; then
     note "warning: node is not on PATH: the unit runs /usr/bin/cvm-agent through '#!/usr/bin/env node' (Node >= 20.19)"
   fi
+}
+
+check_unit_files() {
+  local f
+  for f in cvm-agent.service cvm-agent.socket cvm-agent.sysusers cvm-agent.tmpfiles 60-cvm-agent.rules; do
+    [ -f "$script_dir/$f" ] || die "$script_dir/$f is missing"
+  done
+}
+
+# The service runs the package's code, and install.sh runs as root: a package used in place must be
+# changeable by root only. Refuses (exit 1) when the package directory, anything in it, or any
+# directory above it is not owned by root or is writable by group or others. A root-owned sticky
+# directory above it (/tmp) is accepted: others cannot rename or remove root's entries there.
+# Symbolic links in the package must stay inside it (npm's .bin links do).
+check_root_only() { # package-dir
+  local dir=$1 p mode uid bad target
+  p=$dir
+  while :; do
+    read -r mode uid < <(stat -c '%a %u' -- "$p") || die "cannot stat $p"
+    if [ "$uid" -ne 0 ]; then
+      die "refusing to use $dir in place: $p is owned by uid $uid, not root (reinstall it as root)"
+    fi
+    if [ $((8#$mode & 8#022)) -ne 0 ] && { [ "$p" = "$dir" ] || [ $((8#$mode & 8#1000)) -eq 0 ]; }; then
+      die "refusing to use $dir in place: $p is writable by group or others (mode $mode; chmod go-w it)"
+    fi
+    [ "$p" = / ] && break
+    p=$(dirname -- "$p")
+  done
+  bad=$(find "$dir" ! -uid 0 -print -quit)
+  [ -z "$bad" ] || die "refusing to use $dir in place: $bad is not owned by root (reinstall the package as root)"
+  bad=$(find "$dir" ! -type l -perm /022 -print -quit)
+  [ -z "$bad" ] || die "refusing to use $dir in place: $bad is writable by group or others (reinstall with umask 022, or chmod -R go-w $dir)"
+  while IFS= read -r -d '' p; do
+    target=$(readlink -f -- "$p" || true)
+    case "$target" in
+      "$dir"/*) ;;
+      *) die "refusing to use $dir in place: $p links outside the package (to ${target:-nothing})" ;;
+    esac
+  done < <(find "$dir" -type l -print0)
 }
 
 # npm -g puts packages in <npm prefix>/lib/node_modules/<name>: use that copy where it is, unless
@@ -143,11 +221,13 @@ package_in_place() {
 
 install_package() {
   if [ "$src_pkg" = "$(dest "$OPT_DIR")" ]; then
+    check_root_only "$src_pkg"
     pkg_final=$OPT_DIR
     note "package: using $src_pkg in place (already installed there)"
     return
   fi
   if package_in_place; then
+    check_root_only "$src_pkg"
     pkg_final=$src_pkg
     note "package: using $src_pkg in place (npm global install)"
     return
@@ -160,15 +240,21 @@ install_package() {
   note "package: copying $src_pkg to $target"
   run rm -rf "$staging" "$old"
   run mkdir -p "$staging"
-  local item
-  for item in package.json package-lock.json README.md LICENSE bin dist node_modules docs systemd; do
+  local item addon
+  run cp "$src_pkg/package.json" "$staging/"
+  for item in "${PACKAGE_FILES[@]}" node_modules; do
+    # prebuilds: below, exactly the one addon for this machine.
+    [ "$item" != prebuilds ] || continue
     if [ -e "$src_pkg/$item" ]; then
-      run cp -R "$src_pkg/$item" "$staging/"
+      run mkdir -p "$(dirname "$staging/$item")"
+      # -L: node_modules may be a link to a shared tree (a git worktree); the copy holds the files.
+      run cp -RL "$src_pkg/$item" "$staging/$item"
     fi
   done
-  if [ -f "$src_pkg/build/Release/cvm_native.node" ]; then
-    run mkdir -p "$staging/build/Release"
-    run cp "$src_pkg/build/Release/cvm_native.node" "$staging/build/Release/"
+  # The addon goes where `npm pack` puts it, so both layouts load it the same way (no build/ needed).
+  if addon=$(addon_source); then
+    run mkdir -p "$staging/prebuilds/$(node_tuple)"
+    run cp "$addon" "$staging/prebuilds/$(node_tuple)/node.napi.glibc.node"
   fi
   run chmod 0755 "$staging/bin/cvm-agent.js"
   # Swap in the new tree so a failed copy never leaves a half-installed package behind.
@@ -188,10 +274,15 @@ do_install() {
   if [ "$root_mode" -eq 1 ] && [ "$dry_run" -eq 0 ] && [ "$(id -u)" -ne 0 ]; then
     die "installing to / needs root (or use --prefix DIR / --dry-run)"
   fi
-  check_source_package
-  install_package
-  run mkdir -p "$(dest "$(dirname "$BIN_LINK")")"
-  run ln -sfn "$pkg_final/bin/cvm-agent.js" "$(dest "$BIN_LINK")"
+  if [ "$with_package" -eq 1 ]; then
+    check_source_package
+    install_package
+    run mkdir -p "$(dest "$(dirname "$BIN_LINK")")"
+    run ln -sfn "$pkg_final/bin/cvm-agent.js" "$(dest "$BIN_LINK")"
+  else
+    check_unit_files
+    note "package: not installed (--no-package)"
+  fi
   install_file 0644 "$script_dir/cvm-agent.service" "$UNIT_DIR/cvm-agent.service"
   install_file 0644 "$script_dir/cvm-agent.socket" "$UNIT_DIR/cvm-agent.socket"
   install_file 0644 "$script_dir/cvm-agent.sysusers" "$SYSUSERS_FILE"
@@ -204,13 +295,17 @@ do_install() {
   if can_activate; then
     run systemd-sysusers "$SYSUSERS_FILE"
     run systemd-tmpfiles --create "$TMPFILES_FILE"
-    run udevadm control --reload
-    run udevadm trigger --action=change --subsystem-match=misc --sysname-match=sev-guest
-    run udevadm trigger --action=change --subsystem-match=tpmrm
+    if udevd_is_running; then
+      run udevadm control --reload
+      run udevadm trigger --action=change --subsystem-match=misc --sysname-match=sev-guest
+      run udevadm trigger --action=change --subsystem-match=tpmrm
+    else
+      note "skip: udev (udevd is not running: $UDEV_RUNDIR/control is missing); the rule applies when it starts"
+    fi
     run systemctl daemon-reload
   fi
   note "next: put the controller token in /etc/cvm-agent/controller-token (root:root 0600) if you use one,"
-  note "      then: systemctl enable --now cvm-agent.socket cvm-agent.service"
+  note "      then: systemctl enable cvm-agent.socket cvm-agent.service && systemctl start cvm-agent.socket"
 }
 
 remove_path() { # final-path
@@ -258,7 +353,7 @@ do_uninstall() {
     note "keep: $opt (this script runs from it; remove it by hand)"
   fi
   if can_activate; then
-    run udevadm control --reload
+    if udevd_is_running; then run udevadm control --reload; fi
     run systemctl daemon-reload
   fi
   note "kept: user/groups cvm-agent, cvm-agent-tee; /etc/${NAME}, /var/lib/${NAME}, /var/cache/${NAME}"

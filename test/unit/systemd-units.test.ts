@@ -92,7 +92,8 @@ describe('systemd unit files', () => {
     expect(value(service, S, 'Type')).toBe('notify');
     expect(value(service, S, 'NotifyAccess')).toBe('main');
     expect(value(service, S, 'ExecStart')).toBe('/usr/bin/cvm-agent run');
-    expect(value(service, S, 'ExecReload')).toBe('/bin/kill -HUP $MAINPID');
+    // No /bin/kill (procps): the shell's builtin, with MAINPID from systemd's environment.
+    expect(value(service, S, 'ExecReload')).toBe(`/bin/sh -c 'kill -HUP "$$MAINPID"'`);
     expect(value(service, S, 'WatchdogSec')).toBe('30s');
     expect(value(service, S, 'Restart')).toBe('on-failure');
     expect(value(service, S, 'RestartSec')).toBeDefined();
@@ -351,7 +352,7 @@ describe('install.sh', () => {
   it('--help prints usage; a bad argument exits 2', () => {
     const help = run(installScript, ['--help']);
     expect(help.status).toBe(0);
-    expect(help.stdout).toMatch(/^Usage: install\.sh \[--prefix DIR\] \[--dry-run\] \[--uninstall\] \[--help\]/);
+    expect(help.stdout).toMatch(/^Usage: install\.sh \[--prefix DIR\] \[--no-package\] \[--dry-run\] \[--uninstall\] \[--help\]/);
     const bad = run(installScript, ['--frobnicate']);
     expect(bad.status).toBe(2);
     expect(bad.stderr).toContain('unknown argument: --frobnicate');
@@ -382,10 +383,19 @@ describe('install.sh', () => {
     expect(r.out).not.toMatch(/would run: (systemctl|systemd-sysusers|udevadm)/);
   });
 
+  /** A udevadm on PATH and a udev run directory with a control node: udevd "is running". */
+  function fakeUdev(): NodeJS.ProcessEnv {
+    const bin = tempDir('udev-bin');
+    writeFileSync(join(bin, 'udevadm'), '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+    const rundir = tempDir('run-udev');
+    writeFileSync(join(rundir, 'control'), '');
+    return { PATH: `${bin}:${process.env.PATH}`, CVM_AGENT_UDEV_RUNDIR: rundir };
+  }
+
   it('--dry-run on / with systemd as PID 1 would create users, dirs, reload udev and systemd', () => {
     const pkg = makePackage(tempDir('src'));
     const fakeRunDir = tempDir('run-systemd'); // stands in for /run/systemd/system
-    const r = run(script(pkg), ['--dry-run'], { ...process.env, CVM_AGENT_SYSTEMD_RUNDIR: fakeRunDir });
+    const r = run(script(pkg), ['--dry-run'], { ...process.env, CVM_AGENT_SYSTEMD_RUNDIR: fakeRunDir, ...fakeUdev() });
     expect(r.status, r.out).toBe(0);
     const lines = r.stdout.split('\n');
     expect(lines).toContain('would run: install -D -m 0644 ' + `${pkg}/systemd/cvm-agent.service /usr/lib/systemd/system/cvm-agent.service`);
@@ -398,6 +408,57 @@ describe('install.sh', () => {
       'would run: udevadm trigger --action=change --subsystem-match=tpmrm',
       'would run: systemctl daemon-reload',
     ]);
+  });
+
+  it('without a running udevd (a container, an image build) the rule is installed and udevadm is not run', () => {
+    const pkg = makePackage(tempDir('src'));
+    const fakeRunDir = tempDir('run-systemd');
+    const r = run(script(pkg), ['--dry-run'], {
+      ...process.env, CVM_AGENT_SYSTEMD_RUNDIR: fakeRunDir, CVM_AGENT_UDEV_RUNDIR: join(tempDir('no-udev'), 'absent'),
+    });
+    expect(r.status, r.out).toBe(0);
+    expect(r.stdout).toContain('would run: install -D -m 0644 ' + `${pkg}/systemd/60-cvm-agent.rules /usr/lib/udev/rules.d/60-cvm-agent.rules`);
+    expect(r.stdout).toMatch(/^skip: udev \(udevd is not running: .*\/absent\/control is missing\)/m);
+    expect(r.stdout).not.toContain('would run: udevadm');
+    expect(r.stdout).toContain('would run: systemctl daemon-reload');
+  });
+
+  it('copies exactly what npm pack ships (package.json "files") plus node_modules, with the addon in prebuilds/', () => {
+    const files = (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { files: string[] }).files
+      .map((f) => f.replace(/\/$/, ''));
+    const inScript = /^readonly PACKAGE_FILES=\(([^)]*)\)$/m.exec(readFileSync(installScript, 'utf8'))?.[1]?.split(/\s+/);
+    expect(inScript).toEqual(files);
+
+    const pkg = makePackage(tempDir('src'));
+    mkdirSync(join(pkg, 'build', 'Release'), { recursive: true });
+    writeFileSync(join(pkg, 'build', 'Release', 'cvm_native.node'), 'addon');
+    mkdirSync(join(pkg, 'node_modules', 'dep'), { recursive: true });
+    writeFileSync(join(pkg, 'node_modules', 'dep', 'index.js'), '');
+    mkdirSync(join(pkg, 'test'));
+    writeFileSync(join(pkg, 'test', 'not-shipped.ts'), '');
+    const prefix = tempDir('prefix');
+    const r = run(script(pkg), ['--prefix', prefix]);
+    expect(r.status, r.out).toBe(0);
+    const opt = join(prefix, 'opt', 'cvm-agent');
+    const tuple = `${process.platform}-${process.arch}`;
+    expect(readdirSync(opt).sort()).toEqual(['bin', 'dist', 'docs', 'node_modules', 'package.json', 'prebuilds', 'systemd']);
+    expect(readFileSync(join(opt, 'prebuilds', tuple, 'node.napi.glibc.node'), 'utf8')).toBe('addon');
+    expect(existsSync(join(opt, 'build'))).toBe(false); // no build files needed at run time
+    expect(existsSync(join(opt, 'node_modules', 'dep', 'index.js'))).toBe(true);
+  });
+
+  it('--no-package installs the units and system files only (the .deb brings the package)', () => {
+    const pkg = makePackage(tempDir('src'));
+    const prefix = tempDir('prefix');
+    const r = run(script(pkg), ['--prefix', prefix, '--no-package']);
+    expect(r.status, r.out).toBe(0);
+    expect(r.stdout).toContain('package: not installed (--no-package)');
+    expect(existsSync(join(prefix, 'opt'))).toBe(false);
+    expect(existsSync(join(prefix, 'usr', 'bin'))).toBe(false);
+    for (const f of ['usr/lib/systemd/system/cvm-agent.service', 'usr/lib/systemd/system/cvm-agent.socket',
+      'usr/lib/sysusers.d/cvm-agent.conf', 'usr/lib/tmpfiles.d/cvm-agent.conf', 'usr/lib/udev/rules.d/60-cvm-agent.rules']) {
+      expect(existsSync(join(prefix, f)), f).toBe(true);
+    }
   });
 
   it('installs into a prefix, is idempotent, and --uninstall removes what it installed', () => {

@@ -14,6 +14,7 @@ function startExitCode(err: unknown): number {
   if (err instanceof CvmError) return EXIT.FAILED;
   return EXIT.INTERNAL;
 }
+import { installTestHooks } from '../../daemon/test-hooks.js';
 
 export const runCommand: Command = {
   path: ['run'],
@@ -39,6 +40,7 @@ Exit codes: 0 stopped by a signal, 2 invalid configuration, 4 no TEE/GPU interfa
   async run(argv, io) {
     const { values } = parseOptions(argv, { config: { type: 'string' } });
     const logger = createLogger(process.env.CVM_AGENT_LOG_LEVEL ?? 'info');
+    installTestHooks(process.env, logger);
     let daemon: Daemon | undefined;
     let started = false;
     let reloadPending = false;
