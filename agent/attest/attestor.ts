@@ -14,12 +14,12 @@
  * the agent meant them to do.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { cpuReportData, gpuNonce, type PublicJwk } from '../binding.js';
+import { cpuReportData, gpuNonce, type PublicJwk } from '../formats/nonce-binding.js';
 import { buildEar, type DeviceResult, type Ear } from '../appraise/ear.js';
-import { fail, resultOf, type VerificationResult } from '../verify/checks.js';
+import { fail, resultOf, type VerificationResult } from '../formats/checks.js';
 import { applyGpuReadyState, type ReadyStateOutcome } from '../evidence/gpu-ready.js';
 import type { GpuCollectOutcome, GpuEvidence, GpuSource } from '../evidence/gpu-nvml.js';
-import { BUNDLE_VERSION, bundleToJson, type EvidenceBundle, type GpuBundleEntry } from './bundle.js';
+import { BUNDLE_VERSION, bundleToJson, type EvidenceBundle, type GpuBundleEntry } from '../formats/evidence-bundle.js';
 import type { CpuSource } from './cpu-sources.js';
 import type { BundleResult } from './verify-bundle.js';
 import { CvmError } from '../errors.js';
@@ -73,7 +73,7 @@ export interface ReadyStateRead {
 
 export interface AttestorDeps {
   teePubKey: PublicJwk;
-  /** This agent's id, bound into every report next to the nonce and the key (agent/binding.ts). */
+  /** This agent's id, bound into every report next to the nonce and the key (agent/formats/nonce-binding.ts). */
   agentId: string;
   cpu: CpuSource;
   /** Absent when GPUs are disabled or none exist. */

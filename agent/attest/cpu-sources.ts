@@ -4,11 +4,11 @@
  * has one; otherwise the verifier takes the VCEK from collateral.
  */
 import { existsSync } from 'node:fs';
-import { parseCertTable } from '../verify/snp/abi/index.js';
+import { parseCertTable } from '../formats/snp-abi/index.js';
 import { SnpDeviceAttester } from '../evidence/snp-device.js';
 import { ConfigfsTsmAttester } from '../evidence/configfs-tsm.js';
 import { SimulatedSnpDevice } from '../evidence/simulated/snp-sim.js';
-import type { CpuEvidence } from './bundle.js';
+import type { CpuEvidence } from '../formats/evidence-bundle.js';
 import { isAllZero } from '../util/bytes.js';
 import { TpmClient } from '../evidence/tpm/client.js';
 import { DeviceTransport } from '../evidence/tpm/transport.js';

@@ -15,7 +15,7 @@ import { hostname } from 'node:os';
 import { access, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import cron from 'node-cron';
-import { AGENT_ID } from '../binding.js';
+import { AGENT_ID } from '../formats/nonce-binding.js';
 import { ConfigError } from '../errors.js';
 import { loadTokenKeys } from '../link/verdict.js';
 import { InputFileError, readBoundedText, type InputKind } from '../util/bounded-read.js';

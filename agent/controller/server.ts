@@ -23,7 +23,7 @@ import { CollateralStore } from '../collateral/store.js';
 import { TokenSigner } from './signer.js';
 import { AGENT_ID, tokenDigest, type ResolvedController } from './config.js';
 import type { HeldBudget } from './event-stream.js';
-import type { PublicJwk } from '../binding.js';
+import type { PublicJwk } from '../formats/nonce-binding.js';
 import { CSP, FLEET_CSS, FLEET_HTML, FLEET_JS } from './web/page.js';
 
 export const LINK_PATH = '/v1/link';

@@ -17,7 +17,7 @@ import { listenUnix } from '../api/listen.js';
 import type { AuthorizationTable } from '../api/authz.js';
 import { EventHub } from '../api/events-stream.js';
 import { Attestor, readReadyState, type CycleResult, type ReadyStateRead } from '../attest/attestor.js';
-import type { PublicJwk } from '../binding.js';
+import type { PublicJwk } from '../formats/nonce-binding.js';
 import type { Config } from '../config/schema.js';
 import { loadValidatedConfig } from '../config/preflight.js';
 /** Kept importable from here: the id the daemon binds into evidence (agent/config/preflight.ts). */
@@ -73,7 +73,7 @@ export type GpuReadyView = ReadyStateRead & { source: 'cycle' | 'consequence' };
 
 export class Daemon {
   config!: Config;
-  /** Bound into every attestation next to the nonce and the agent key (agent/binding.ts). */
+  /** Bound into every attestation next to the nonce and the agent key (agent/formats/nonce-binding.ts). */
   agentId!: string;
   readonly log: Logger;
   private readonly env: NodeJS.ProcessEnv;

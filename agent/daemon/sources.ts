@@ -5,7 +5,7 @@
 import { AzureVtpmSource, detectCpuSource, SevGuestSource, TsmSource, type CpuSource } from '../attest/cpu-sources.js';
 import { openSimulation } from '../attest/simulation.js';
 import { verifyBundle, type BundleVerifyOptions } from '../attest/verify-bundle.js';
-import type { EvidenceBundle } from '../attest/bundle.js';
+import type { EvidenceBundle } from '../formats/evidence-bundle.js';
 import type { BundleResult } from '../attest/verify-bundle.js';
 import { NvmlGpuSource, nvmlDriverFacts, type GpuDriverFacts, type GpuSource } from '../evidence/gpu-nvml.js';
 import { nvmlInfo } from '../native/nvml.js';

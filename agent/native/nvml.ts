@@ -5,7 +5,7 @@
  * DeviceError ERR_NVML_UNAVAILABLE.
  */
 import { DeviceError, UsageError, CvmError } from '../errors.js';
-import { nvmlHint } from '../evidence/nvml-errors.js';
+import { nvmlHint } from './nvml-errors.js';
 import { loadNative, type NativeAddon } from './index.js';
 
 /** NVML_CC_GPU_CEC_NONCE_SIZE (nvidia-gpu.md §1.3). */

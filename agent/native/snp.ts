@@ -3,7 +3,7 @@
  * turns the addon's coded Errors into DeviceErrors whose details carry the decoded firmware/VMM codes.
  */
 import { CvmError, DeviceError, UsageError } from '../errors.js';
-import { decodeExitInfo2, decodeReportStatus } from '../evidence/snp-errors.js';
+import { decodeExitInfo2, decodeReportStatus } from './snp-errors.js';
 import { loadNative } from './index.js';
 
 export interface SnpExtResult {

@@ -6,9 +6,9 @@ import { join } from 'node:path';
 import { Attestor, MAX_QUEUED_CYCLES, type AttestorDeps } from '../../agent/attest/attestor.js';
 import { openSimulation, type Simulation } from '../../agent/attest/simulation.js';
 import { verifyBundle } from '../../agent/attest/verify-bundle.js';
-import { parseBundle } from '../../agent/attest/bundle.js';
+import { parseBundle } from '../../agent/formats/evidence-bundle.js';
 import type { GpuEvidence, GpuSource } from '../../agent/evidence/gpu-nvml.js';
-import type { PublicJwk } from '../../agent/binding.js';
+import type { PublicJwk } from '../../agent/formats/nonce-binding.js';
 
 let sim: Simulation;
 const teePubKey = generateKeyPairSync('ec', { namedCurve: 'P-384' }).publicKey.export({ format: 'jwk' }) as PublicJwk;

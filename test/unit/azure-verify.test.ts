@@ -6,12 +6,12 @@
 import { describe, expect, it } from 'vitest';
 import { createPublicKey } from 'node:crypto';
 import { vector } from '../helpers/paths.js';
-import { parseAzureEvidence, parseImdsCertification, expectationsFor, qualifyingDataFor, type AzureEvidence } from '../../agent/verify/azure/evidence-formats.js';
+import { parseAzureEvidence, parseImdsCertification, expectationsFor, qualifyingDataFor, type AzureEvidence } from '../../agent/formats/azure/evidence-formats.js';
 import { verifyAzureEvidence } from '../../agent/verify/azure/verify.js';
 import { verifyQuote, verifyQuoteSignature } from '../../agent/verify/azure/quote.js';
-import { parseHclReport } from '../../agent/verify/azure/hcl.js';
+import { parseHclReport } from '../../agent/formats/azure/hcl.js';
 import { ParseError } from '../../agent/errors.js';
-import type { Check } from '../../agent/verify/checks.js';
+import type { Check } from '../../agent/formats/checks.js';
 
 const AT = new Date('2025-06-01T00:00:00Z');
 const V2_NONCE = Buffer.from('982f5c6e45df0ed3f10b6f60b02f0c8390e281300f3805e2279c16168cd6ae9aa398f647caa2338748cd0fd9f5f819ef', 'hex');

@@ -10,9 +10,9 @@ import { join } from 'node:path';
 import { generateKeyPairSync } from 'node:crypto';
 import { appraiseEvidence } from '../../agent/controller/appraise.js';
 import { CollateralStore } from '../../agent/collateral/store.js';
-import { bundleToJson } from '../../agent/attest/bundle.js';
+import { bundleToJson } from '../../agent/formats/evidence-bundle.js';
 import { parseControllerConfig } from '../../agent/controller/config.js';
-import type { PublicJwk } from '../../agent/binding.js';
+import type { PublicJwk } from '../../agent/formats/nonce-binding.js';
 import { vector } from '../helpers/paths.js';
 
 const nonce = Buffer.alloc(32, 5);

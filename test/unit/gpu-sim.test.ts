@@ -13,7 +13,7 @@ import {
 import { verifyGpuEvidence, type GpuVerifyOptions } from '../../agent/verify/nvidia/gpu-verify.js';
 import { verifyGpus } from '../../agent/verify/nvidia/multi-gpu.js';
 import { parseGpuReport } from '../../agent/verify/nvidia/report.js';
-import type { Check } from '../../agent/verify/checks.js';
+import type { Check } from '../../agent/formats/checks.js';
 
 const check = (checks: Check[], name: string) => checks.find((c) => c.name === name)!;
 const nonce = Buffer.alloc(32, 0x5a);

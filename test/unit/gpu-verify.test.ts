@@ -13,7 +13,7 @@ import { verifyGpus } from '../../agent/verify/nvidia/multi-gpu.js';
 import { compareMeasurementsDetailed, parseRim, type Rim } from '../../agent/verify/nvidia/rim/index.js';
 import { nvidiaDeviceRoot, NVIDIA_DEVICE_ROOT_SHA256 } from '../../agent/roots/nvidia-device.js';
 import { gpuPolicyFrom } from '../../agent/appraise/gpu-policy.js';
-import type { Check } from '../../agent/verify/checks.js';
+import type { Check } from '../../agent/formats/checks.js';
 
 const N = 'nvidia/nvtrust/hopper-545-complete';
 const AT_2024 = new Date('2024-06-01T00:00:00Z');

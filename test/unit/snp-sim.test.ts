@@ -23,7 +23,7 @@ import {
   parseCertTable,
   parseSnpReport,
   signatureP1363,
-} from '../../agent/verify/snp/abi/index.js';
+} from '../../agent/formats/snp-abi/index.js';
 import { vector } from '../helpers/paths.js';
 
 const root = mkdtempSync(join(tmpdir(), 'snp-sim-test-'));

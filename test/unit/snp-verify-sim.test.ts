@@ -9,7 +9,7 @@ import { buildCrl } from '../../agent/util/x509-builder.js';
 import { makeSimSnpChain, amdName, type SimSnpChain as Sim } from '../helpers/snp-sim-chain.js';
 import { verifySnpAttestation } from '../../agent/verify/snp/verify.js';
 import { checkRevocation, parseCrl } from '../../agent/verify/snp/crl.js';
-import type { Check, VerificationResult } from '../../agent/verify/checks.js';
+import type { Check, VerificationResult } from '../../agent/formats/checks.js';
 
 const AT = new Date('2026-03-01T00:00:00Z');
 const check = (res: VerificationResult<unknown>, name: string): Check => res.checks.find((x) => x.name === name)!;

@@ -14,7 +14,7 @@ import { DEFAULT_SNP_POLICY, type SnpPolicy } from '../../agent/appraise/snp-pol
 import { pinnedAmdRoots, pinnedArkFingerprints, productLine } from '../../agent/roots/amd.js';
 import { EMBEDDED_AMD_ROOTS } from '../../agent/roots/amd/certs.js';
 import { hexToBytes } from '../../agent/util/bytes.js';
-import type { Check, VerificationResult } from '../../agent/verify/checks.js';
+import type { Check, VerificationResult } from '../../agent/formats/checks.js';
 
 const AT = new Date('2025-06-01T00:00:00Z'); // inside every VCEK's and the VLEK's validity
 const pem = (f: string) => pemCertificates(vector(`snp/${f}`).toString('latin1'));

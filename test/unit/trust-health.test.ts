@@ -15,7 +15,7 @@ import { parsePolicyFile } from '../../agent/appraise/policy.js';
 import { tokenVerdict } from '../../agent/cli/commands/client.js';
 import { TrustLog } from '../../agent/state/trust-log.js';
 import { buildEar } from '../../agent/appraise/ear.js';
-import { fail, pass, resultOf } from '../../agent/verify/checks.js';
+import { fail, pass, resultOf } from '../../agent/formats/checks.js';
 import type { CycleResult } from '../../agent/attest/attestor.js';
 
 function cycle(ok: boolean, at: Date, opts: { warn?: boolean; error?: boolean } = {}): CycleResult {

@@ -8,7 +8,7 @@ import { hexToBytes } from '../../util/bytes.js';
 import { parseOptions, type CliIO, type Command } from '../command.js';
 import { loadCrlFiles, loadSnpPolicyOption, parseAt, printResult, readInput } from '../verify-output.js';
 import { certificatesFromBytes, classifyCertificates } from '../../verify/snp/cert-input.js';
-import { isImdsCertificationJson, parseAzureEvidence, parseImdsCertification } from '../../verify/azure/evidence-formats.js';
+import { isImdsCertificationJson, parseAzureEvidence, parseImdsCertification } from '../../formats/azure/evidence-formats.js';
 import { verifyAzureEvidence } from '../../verify/azure/verify.js';
 
 const usage = `Usage: cvm-agent verify azure --evidence FILE [--nonce HEX | --nonce-text TEXT] [--cert FILE]...

@@ -15,7 +15,7 @@ import { parseGpuEvidenceJson } from '../../verify/nvidia/evidence-json.js';
 import { verifyGpus, type MultiGpuResult } from '../../verify/nvidia/multi-gpu.js';
 import type { GpuEvidenceInput, GpuSkip, GpuVerifyOptions } from '../../verify/nvidia/gpu-verify.js';
 import { loadSimGpuIdentity, simulatedRoots } from '../../evidence/simulated/gpu-sim.js';
-import type { Check } from '../../verify/checks.js';
+import type { Check } from '../../formats/checks.js';
 
 const usage = `Usage: cvm-agent verify gpu (--report FILE --chain FILE | --evidence FILE) [--nonce HEX]
                          [--driver-rim FILE] [--vbios-rim FILE] [--rim-dir DIR] [--ocsp FILE]...

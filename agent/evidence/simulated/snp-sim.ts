@@ -19,8 +19,8 @@ import { promisify } from 'node:util';
 import { ConfigError, CvmError } from '../../errors.js';
 import { ia5String, integer } from '../../util/der-writer.js';
 import { basicConstraints, buildCertificate, buildCrl, crlDistributionPoint, keyUsage, type NameSpec } from '../../util/x509-builder.js';
-import { AMD_OID, SNP_SIGNED_END, encodeTcb, serializeCertTable, serializeSnpReport, signatureFromP1363 } from '../../verify/snp/abi/index.js';
-import type { TcbParts } from '../../verify/snp/abi/index.js';
+import { AMD_OID, SNP_SIGNED_END, encodeTcb, serializeCertTable, serializeSnpReport, signatureFromP1363 } from '../../formats/snp-abi/index.js';
+import type { TcbParts } from '../../formats/snp-abi/index.js';
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 

@@ -5,9 +5,9 @@
  */
 import { createHash, timingSafeEqual, verify as cryptoVerify, constants, type KeyObject } from 'node:crypto';
 import { ParseError } from '../../errors.js';
-import { fail, pass, warn, type Check } from '../checks.js';
-import { HASH_NAMES, TPM_ALG, TPM_ST } from '../../evidence/tpm/constants.js';
-import { parseAttest, parseSignature, type TpmSignature, type TpmsAttest } from '../../evidence/tpm/structures.js';
+import { fail, pass, warn, type Check } from '../../formats/checks.js';
+import { HASH_NAMES, TPM_ALG, TPM_ST } from '../../formats/tpm/constants.js';
+import { parseAttest, parseSignature, type TpmSignature, type TpmsAttest } from '../../formats/tpm/structures.js';
 
 /** The signature as shipped: a TPMT_SIGNATURE, or the bare RSA signature bytes (CoCo attester, az-cvm-vtpm). */
 export type QuoteSignature = { format: 'tpmt'; bytes: Buffer } | { format: 'raw'; bytes: Buffer };

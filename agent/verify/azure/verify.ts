@@ -11,15 +11,15 @@
  * The AK is only as trustworthy as the SNP signature and step 2: every check must pass.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { fail, pass, resultOf, type Check, type VerificationResult } from '../checks.js';
+import { fail, pass, resultOf, type Check, type VerificationResult } from '../../formats/checks.js';
 import { verifySnpAttestation, type SnpClaims } from '../snp/verify.js';
 import { DEFAULT_SNP_POLICY, type SnpPolicy } from '../../appraise/snp-policy.js';
 import type { SimulatedRootsInput } from '../../roots/amd.js';
 import { isAllZero } from '../../util/bytes.js';
-import { parseHclReport, type HclReport } from './hcl.js';
-import { findKey } from './runtime-claims.js';
+import { parseHclReport, type HclReport } from '../../formats/azure/hcl.js';
+import { findKey } from '../../formats/azure/runtime-claims.js';
 import { verifyQuote, type QuoteClaims } from './quote.js';
-import { expectationsFor, USER_DATA_SIZE, type AzureEvidence, type AzureEvidenceFormat } from './evidence-formats.js';
+import { expectationsFor, USER_DATA_SIZE, type AzureEvidence, type AzureEvidenceFormat } from '../../formats/azure/evidence-formats.js';
 
 /** REPORT_DATA offset/size in the SNP ATTESTATION_REPORT (reference/snp.md §2, offset 0x50). */
 const REPORT_DATA_OFFSET = 0x50;

@@ -7,7 +7,7 @@
 import { createHash, verify as cryptoVerify } from 'node:crypto';
 import { ParseError } from '../../errors.js';
 import { bytesToHex, timingSafeEqual } from '../../util/bytes.js';
-import { fail, pass, warn, resultOf, type Check, type VerificationResult } from '../checks.js';
+import { fail, pass, warn, resultOf, type Check, type VerificationResult } from '../../formats/checks.js';
 import { nvidiaDeviceRoot } from '../../roots/nvidia-device.js';
 import { DEFAULT_GPU_POLICY, type GpuPolicy } from '../../appraise/gpu-policy.js';
 import { parseGpuReport, type GpuReport } from './report.js';

@@ -5,7 +5,7 @@
  * would otherwise count as two GPUs), and all GPUs must report one mode (nvtrust §2.1 step 9).
  * The overall result is the AND over every GPU and the cross-GPU checks.
  */
-import { fail, pass, statusOf, type Check, type TrustStatus, type VerificationResult } from '../checks.js';
+import { fail, pass, statusOf, type Check, type TrustStatus, type VerificationResult } from '../../formats/checks.js';
 import type { GpuClaims } from './claims.js';
 import { verifyGpuEvidence, type GpuEvidenceInput, type GpuVerifyOptions } from './gpu-verify.js';
 

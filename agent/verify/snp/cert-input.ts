@@ -6,7 +6,7 @@
  */
 import { ParseError } from '../../errors.js';
 import { parseDer } from '../../util/der.js';
-import { parseCertTable } from './abi/index.js';
+import { parseCertTable } from '../../formats/snp-abi/index.js';
 import { parseCertificateCached, type ParsedCert } from './x509.js';
 
 export type CertRole = 'vcek' | 'vlek' | 'ask' | 'asvk' | 'ark' | 'unknown';

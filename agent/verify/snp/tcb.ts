@@ -4,8 +4,8 @@
  * and the policy minimum. REPORTED, not CURRENT: a host may have loaded newer microcode since the key
  * was derived (the trustee vector has CURRENT ucode 206, REPORTED 115, and verifies) — §4.2.
  */
-import { fail, pass, type Check } from '../checks.js';
-import { decodeTcb, tcbLayoutFor, type AmdCertExtensions, type SnpProduct, type TcbVersion } from './abi/index.js';
+import { fail, pass, type Check } from '../../formats/checks.js';
+import { decodeTcb, tcbLayoutFor, type AmdCertExtensions, type SnpProduct, type TcbVersion } from '../../formats/snp-abi/index.js';
 import type { SnpMinTcb } from '../../appraise/snp-policy.js';
 
 const COMPONENTS = ['bootloader', 'tee', 'snp', 'microcode', 'fmc'] as const;

@@ -3,7 +3,7 @@
  * product identification. snp.md §3.4 (virtee/sev from_legacy_bytes/from_turin_bytes;
  * tinfoilsh/go-sev-guest kds.ToTCBParts) and §3.1 (virtee/sev identify_cpu).
  */
-import { CvmError, ParseError } from '../../../errors.js';
+import { CvmError, ParseError } from '../../errors.js';
 import type { SnpProduct, TcbLayout, TcbVersion } from './types.js';
 
 const U64_MAX = (1n << 64n) - 1n;

@@ -11,8 +11,8 @@
  */
 import { createHash } from 'node:crypto';
 import { ParseError } from '../../errors.js';
-import { pemCertificates } from '../snp/cert-input.js';
-import type { TpmQuoteEvidence } from './quote.js';
+import { pemCertificates } from '../../verify/snp/cert-input.js';
+import type { TpmQuoteEvidence } from '../../verify/azure/quote.js';
 
 export const BUNDLE_KIND = 'azure-snp-vtpm';
 export const BUNDLE_VERSION = 1;
