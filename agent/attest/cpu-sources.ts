@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { parseCertTable } from '../formats/snp-abi/index.js';
 import { SnpDeviceAttester } from '../evidence/snp-device.js';
 import { ConfigfsTsmAttester } from '../evidence/configfs-tsm.js';
-import { SimulatedSnpDevice } from '../evidence/simulated/snp-sim.js';
+import { SimulatedSnpDevice } from '../simulation/snp-sim.js';
 import type { CpuEvidence } from '../formats/evidence-bundle.js';
 import { isAllZero } from '../util/bytes.js';
 import { TpmClient } from '../evidence/tpm/client.js';

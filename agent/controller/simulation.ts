@@ -8,9 +8,9 @@
  */
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SimulatedSnpDevice } from '../evidence/simulated/snp-sim.js';
-import { loadSimGpuIdentity, SIM_FILE as GPU_SIM_FILE, type SimGpuIdentity } from '../evidence/simulated/gpu-sim.js';
-import { simulationTrust, type SimulationVerifyOptions } from '../attest/simulation.js';
+import { SimulatedSnpDevice } from '../simulation/snp-sim.js';
+import { loadSimGpuIdentity, SIM_FILE as GPU_SIM_FILE, type SimGpuIdentity } from '../simulation/gpu-sim.js';
+import { simulationTrust, type SimulationVerifyOptions } from '../simulation/open.js';
 
 /** snp-sim.ts keeps its state in this file (not exported there); checked first so open() never creates roots. */
 export const SNP_SIM_FILE = 'snp-sim-state.json';

@@ -1,6 +1,6 @@
 /**
  * The daemon (`cvm-agent run`): config -> evidence sources -> attestor + schedule -> local API ->
- * sd_notify. Start-up validates everything first (agent/config/preflight.ts, the same checks as
+ * sd_notify. Start-up validates everything first (agent/daemon/preflight.ts, the same checks as
  * `config check` and SIGHUP) and either comes up completely or undoes what it started and fails.
  * Reload on SIGHUP is atomic: the new config, policy and schedule are all built before anything is
  * swapped, so an invalid file changes nothing and the old schedule keeps running. SIGTERM drains and
@@ -19,19 +19,19 @@ import { EventHub } from '../api/events-stream.js';
 import { Attestor, readReadyState, type CycleResult, type ReadyStateRead } from '../attest/attestor.js';
 import type { PublicJwk } from '../formats/nonce-binding.js';
 import type { Config } from '../config/schema.js';
-import { loadValidatedConfig } from '../config/preflight.js';
-/** Kept importable from here: the id the daemon binds into evidence (agent/config/preflight.ts). */
-export { agentIdFrom } from '../config/preflight.js';
+import { loadValidatedConfig } from './preflight.js';
+/** Kept importable from here: the id the daemon binds into evidence (agent/daemon/preflight.ts). */
+export { agentIdFrom } from './preflight.js';
 import { ConfigError, CvmError } from '../errors.js';
-import { createLogger, type Logger } from '../log.js';
-import { Scheduler } from '../schedule.js';
+import { createLogger, type Logger } from '../util/log.js';
+import { Scheduler } from './schedule.js';
 import { ResultHistory } from '../state/history.js';
 import { TrustLog } from '../state/trust-log.js';
 import { openSources, type Sources } from './sources.js';
-import { VERSION } from '../cli/version.js';
+import { VERSION } from '../util/version.js';
 import { describeStatus } from './status.js';
-import { AgentMetrics } from '../metrics.js';
-import { collectInventory, currentInventory } from '../inventory.js';
+import { AgentMetrics } from './metrics.js';
+import { collectInventory, currentInventory } from './inventory.js';
 import { createAgentKey, type AgentKey } from '../link/agent-key.js';
 import { DaemonLink, cycleEventData, type VerdictNote } from './link.js';
 import { CollateralSummarizer, type CollateralSummary } from './collateral-summary.js';
@@ -46,7 +46,7 @@ export const CONSEQUENCES_FILE = 'consequences.json';
 import { evaluateHealth, failureReasons, trustView, type Health, type VerdictState } from './health.js';
 import { systemctlUnits, type UnitControl } from './unit-control.js';
 
-export { applySystemdDirectories } from '../config/preflight.js';
+export { applySystemdDirectories } from './preflight.js';
 
 export interface DaemonOptions {
   configPath?: string;

@@ -3,7 +3,7 @@
  * verifier closure. Simulation trust is created here, and only for `tee: simulated`.
  */
 import { AzureVtpmSource, detectCpuSource, SevGuestSource, TsmSource, type CpuSource } from '../attest/cpu-sources.js';
-import { openSimulation } from '../attest/simulation.js';
+import { openSimulation } from '../simulation/open.js';
 import { verifyBundle, type BundleVerifyOptions } from '../attest/verify-bundle.js';
 import type { EvidenceBundle } from '../formats/evidence-bundle.js';
 import type { BundleResult } from '../attest/verify-bundle.js';

@@ -15,7 +15,7 @@ import { AZURE, TPM_ALG, TPM_CC, TPM_ECC, TPM_RH, TPMA_NV, TPMA_OBJECT } from '.
 import { publicKeyObject, type TpmPublic } from '../../agent/formats/tpm/structures.js';
 import type { TpmTransport } from '../../agent/evidence/tpm/transport.js';
 import { buildHclReport } from '../../agent/formats/azure/hcl.js';
-import type { SimulatedSnpDevice } from '../../agent/evidence/simulated/snp-sim.js';
+import type { SimulatedSnpDevice } from '../../agent/simulation/snp-sim.js';
 
 export interface Swtpm {
   address: SocketAddress;

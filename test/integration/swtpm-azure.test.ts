@@ -24,7 +24,7 @@ import { parseAzureEvidence, type AzureEvidence } from '../../agent/formats/azur
 import { verifyAzureEvidence, type AzureVerifyOptions } from '../../agent/verify/azure/verify.js';
 import { verifyQuoteSignature } from '../../agent/verify/azure/quote.js';
 import { parseHclReport } from '../../agent/formats/azure/hcl.js';
-import { SimulatedSnpDevice } from '../../agent/evidence/simulated/snp-sim.js';
+import { SimulatedSnpDevice } from '../../agent/simulation/snp-sim.js';
 import { main } from '../../agent/cli/main.js';
 import type { Check } from '../../agent/formats/checks.js';
 import { ECC_AK_TEMPLATE, FakeParavisorTransport, provisionAzureVtpm, provisionKey, startSwtpm, type Swtpm } from '../helpers/swtpm.js';

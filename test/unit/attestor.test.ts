@@ -4,7 +4,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Attestor, MAX_QUEUED_CYCLES, type AttestorDeps } from '../../agent/attest/attestor.js';
-import { openSimulation, type Simulation } from '../../agent/attest/simulation.js';
+import { openSimulation, type Simulation } from '../../agent/simulation/open.js';
 import { verifyBundle } from '../../agent/attest/verify-bundle.js';
 import { parseBundle } from '../../agent/formats/evidence-bundle.js';
 import type { GpuEvidence, GpuSource } from '../../agent/evidence/gpu-nvml.js';

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { sign } from 'node:crypto';
 import {
   buildSimulatedReport, loadOrCreateSimGpuIdentity, loadSimGpuIdentity, simulatedRims, simulatedRoots, SimulatedGpuSource, SIM_FILE, type SimGpuIdentity,
-} from '../../agent/evidence/simulated/gpu-sim.js';
+} from '../../agent/simulation/gpu-sim.js';
 import { verifyGpuEvidence, type GpuVerifyOptions } from '../../agent/verify/nvidia/gpu-verify.js';
 import { verifyGpus } from '../../agent/verify/nvidia/multi-gpu.js';
 import { parseGpuReport } from '../../agent/verify/nvidia/report.js';

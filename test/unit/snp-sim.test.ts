@@ -16,7 +16,7 @@ import {
   SIM_TCB,
   SimulatedSnpDevice,
   type SimExtReport,
-} from '../../agent/evidence/simulated/snp-sim.js';
+} from '../../agent/simulation/snp-sim.js';
 import {
   SNP_SIGNED_END,
   parseAmdCertExtensions,

@@ -129,12 +129,12 @@ describe('revocation', () => {
   });
 });
 
-describe("the project's simulated SNP device (agent/evidence/simulated/snp-sim.ts)", () => {
+describe("the project's simulated SNP device (agent/simulation/snp-sim.ts)", () => {
   it('its reports verify only with its roots, affirming with its CRL, for report versions 2, 3 and 5', async () => {
     const { mkdtempSync, rmSync } = await import('node:fs');
     const { tmpdir } = await import('node:os');
     const { join } = await import('node:path');
-    const { SimulatedSnpDevice } = await import('../../agent/evidence/simulated/snp-sim.js');
+    const { SimulatedSnpDevice } = await import('../../agent/simulation/snp-sim.js');
     const { certificatesFromBytes } = await import('../../agent/verify/snp/cert-input.js');
     const dir = mkdtempSync(join(tmpdir(), 'snp-sim-verify-'));
     try {

@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cronIntervalSec, evaluateHealth, maxAttestationAgeSec, trustView, type HealthInputs } from '../../agent/daemon/health.js';
-import { cronProblems, oneLine } from '../../agent/config/preflight.js';
+import { cronProblems, oneLine } from '../../agent/daemon/preflight.js';
 import { parseConfig } from '../../agent/config/schema.js';
 import { parsePolicyFile } from '../../agent/appraise/policy.js';
 import { tokenVerdict } from '../../agent/cli/commands/client.js';

@@ -62,9 +62,9 @@ interface Evidence {
 }
 
 /** The simulator is imported on demand so the real paths never load it (or its test roots). */
-async function loadSimulator(): Promise<typeof import('../../evidence/simulated/snp-sim.js')> {
+async function loadSimulator(): Promise<typeof import('../../simulation/snp-sim.js')> {
   try {
-    return await import('../../evidence/simulated/snp-sim.js');
+    return await import('../../simulation/snp-sim.js');
   } catch (err) {
     throw new DeviceError('ERR_SIM_UNAVAILABLE', `the simulated SEV-SNP device is not available in this build: ${(err as Error).message}`, {}, { cause: err });
   }

@@ -14,7 +14,7 @@ import { reportBytesFromFile } from '../../verify/nvidia/report.js';
 import { parseGpuEvidenceJson } from '../../verify/nvidia/evidence-json.js';
 import { verifyGpus, type MultiGpuResult } from '../../verify/nvidia/multi-gpu.js';
 import type { GpuEvidenceInput, GpuSkip, GpuVerifyOptions } from '../../verify/nvidia/gpu-verify.js';
-import { loadSimGpuIdentity, simulatedRoots } from '../../evidence/simulated/gpu-sim.js';
+import { loadSimGpuIdentity, simulatedRoots } from '../../simulation/gpu-sim.js';
 import type { Check } from '../../formats/checks.js';
 
 const usage = `Usage: cvm-agent verify gpu (--report FILE --chain FILE | --evidence FILE) [--nonce HEX]

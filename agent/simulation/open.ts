@@ -5,12 +5,12 @@
  * reached only when simulation is explicitly enabled (`tee: simulated`, `cvm-agent demo`, a
  * controller with `simulation.trust: true`); every result then carries simulated = true.
  */
-import { SimulatedCpuSource } from './cpu-sources.js';
-import { loadOrCreateSimGpuIdentity, simulatedRims, simulatedRoots, SimulatedGpuSource, type SimGpuIdentity } from '../evidence/simulated/gpu-sim.js';
-import type { SimulatedSnpDevice } from '../evidence/simulated/snp-sim.js';
-import { simulatedOcspResponses } from '../evidence/simulated/ocsp-sim.js';
+import { SimulatedCpuSource } from '../attest/cpu-sources.js';
+import { loadOrCreateSimGpuIdentity, simulatedRims, simulatedRoots, SimulatedGpuSource, type SimGpuIdentity } from './gpu-sim.js';
+import type { SimulatedSnpDevice } from './snp-sim.js';
+import { simulatedOcspResponses } from './ocsp-sim.js';
 import { DEFAULT_GPU_POLICY, type GpuPolicy } from '../appraise/gpu-policy.js';
-import type { BundleVerifyOptions } from './verify-bundle.js';
+import type { BundleVerifyOptions } from '../attest/verify-bundle.js';
 import type { GpuDriverFacts } from '../evidence/gpu-nvml.js';
 
 export type SimulationVerifyOptions = Required<Pick<BundleVerifyOptions, 'simulation' | 'gpuCollateral' | 'cpuCollateral' | 'gpuPolicy'>>;

@@ -21,11 +21,11 @@ import { loadTokenKeys } from '../link/verdict.js';
 import { InputFileError, readBoundedText, type InputKind } from '../util/bounded-read.js';
 import { parseIdDatabase, resolveTable, type AuthorizationTable } from '../api/authz.js';
 import type { AppraisalPolicy } from '../appraise/policy.js';
-import { loadPolicy } from '../daemon/sources.js';
-import { maxAttestationAgeSec } from '../daemon/health.js';
-import { loadConfigFile } from './load.js';
-import { DEFAULTS, type Config } from './schema.js';
-import { problemsError } from './validate.js';
+import { loadPolicy } from './sources.js';
+import { maxAttestationAgeSec } from './health.js';
+import { loadConfigFile } from '../config/load.js';
+import { DEFAULTS, type Config } from '../config/schema.js';
+import { problemsError } from '../config/validate.js';
 
 export interface ValidatedConfig {
   config: Config;
