@@ -116,7 +116,7 @@ for (const name of ['execSync', 'execFileSync', 'spawnSync']) {
 syncBuiltinESMExports();
 `;
   const script = `
-import { collectInventory, currentInventory } from ${JSON.stringify(join(repoRoot, 'agent', 'inventory.ts'))};
+import { collectInventory, currentInventory } from ${JSON.stringify(join(repoRoot, 'agent', 'daemon', 'inventory.ts'))};
 import { execSync } from 'node:child_process';
 globalThis.__spawned.length = 0;
 const inv = await collectInventory({ agentVersion: 'spawn-test' });
