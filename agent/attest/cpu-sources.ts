@@ -7,7 +7,6 @@ import { existsSync } from 'node:fs';
 import { parseCertTable } from '../formats/snp-abi/index.js';
 import { SnpDeviceAttester } from '../evidence/snp-device.js';
 import { ConfigfsTsmAttester } from '../evidence/configfs-tsm.js';
-import { SimulatedSnpDevice } from '../simulation/snp-sim.js';
 import type { CpuEvidence } from '../formats/evidence-bundle.js';
 import { isAllZero } from '../util/bytes.js';
 import { TpmClient } from '../evidence/tpm/client.js';
@@ -21,7 +20,7 @@ export interface CpuSource {
 }
 
 /** VCEK/VLEK (and ASK/ARK) DER from a cert table; an empty or all-zero table means "none supplied". */
-function certsFromTable(table: Buffer | undefined): Buffer[] {
+export function certsFromTable(table: Buffer | undefined): Buffer[] {
   if (!table || table.length === 0 || isAllZero(table)) return [];
   return parseCertTable(table)
     .filter((e) => e.kind === 'vcek' || e.kind === 'vlek' || e.kind === 'ask' || e.kind === 'asvk' || e.kind === 'ark')
@@ -50,19 +49,6 @@ export class TsmSource implements CpuSource {
   }
   async collect(reportData: Buffer): Promise<CpuEvidence> {
     const r = await this.#attester.getReport(reportData, { withCerts: true });
-    return { kind: 'snp', source: this.source, report: r.report, certificates: certsFromTable(r.certTable) };
-  }
-}
-
-export class SimulatedCpuSource implements CpuSource {
-  readonly source = 'simulated' as const;
-  readonly simulated = true;
-  private constructor(readonly device: SimulatedSnpDevice) {}
-  static async open(dir: string): Promise<SimulatedCpuSource> {
-    return new SimulatedCpuSource(await SimulatedSnpDevice.open(dir));
-  }
-  async collect(reportData: Buffer): Promise<CpuEvidence> {
-    const r = await this.device.getExtReport(reportData);
     return { kind: 'snp', source: this.source, report: r.report, certificates: certsFromTable(r.certTable) };
   }
 }

@@ -3,7 +3,6 @@
  * verifier closure. Simulation trust is created here, and only for `tee: simulated`.
  */
 import { AzureVtpmSource, detectCpuSource, SevGuestSource, TsmSource, type CpuSource } from '../attest/cpu-sources.js';
-import { openSimulation } from '../simulation/open.js';
 import { verifyBundle, type BundleVerifyOptions } from '../attest/verify-bundle.js';
 import type { EvidenceBundle } from '../formats/evidence-bundle.js';
 import type { BundleResult } from '../attest/verify-bundle.js';
@@ -42,6 +41,8 @@ export async function openSources(config: Config, policy: AppraisalPolicy): Prom
       // Only to say which driver answers; an unavailable library is a per-cycle device error, not a start error.
       await nvmlInfo().catch(() => undefined);
     }
+    // Loaded only in simulation mode: production start-up never evaluates the simulated TEE.
+    const { openSimulation } = await import('../simulation/open.js');
     const sim = await openSimulation(config.simulation.dir, config.simulation.gpus, driver ? { driver } : {});
     const gpus = config.gpus.enabled === 'off' ? undefined : sim.gpus;
     return {

@@ -14,7 +14,6 @@ import { reportBytesFromFile } from '../../verify/nvidia/report.js';
 import { parseGpuEvidenceJson } from '../../verify/nvidia/evidence-json.js';
 import { verifyGpus, type MultiGpuResult } from '../../verify/nvidia/multi-gpu.js';
 import type { GpuEvidenceInput, GpuSkip, GpuVerifyOptions } from '../../verify/nvidia/gpu-verify.js';
-import { loadSimGpuIdentity, simulatedRoots } from '../../simulation/gpu-sim.js';
 import type { Check } from '../../formats/checks.js';
 
 const usage = `Usage: cvm-agent verify gpu (--report FILE --chain FILE | --evidence FILE) [--nonce HEX]
@@ -172,6 +171,8 @@ async function run(argv: string[], io: CliIO): Promise<number> {
   options.rims = rims;
   if (values.ocsp) options.ocsp = values.ocsp.map((f) => ocspBytes(readInput(f, io, 'OCSP response', 'ocsp')));
   if (values['sim-dir'] !== undefined) {
+    // Loaded only with --sim-dir: the simulated roots never reach a production verification.
+    const { loadSimGpuIdentity, simulatedRoots } = await import('../../simulation/gpu-sim.js');
     try {
       options.simulatedRoots = simulatedRoots(await loadSimGpuIdentity(resolve(io.cwd, values['sim-dir'])));
     } catch (err) {
