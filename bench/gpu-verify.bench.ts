@@ -16,7 +16,7 @@ import { DSIG_NS, parseRim } from '../agent/verify/nvidia/rim/index.js';
 import { verifyGpuEvidence, type GpuEvidenceInput, type GpuVerifyOptions } from '../agent/verify/nvidia/gpu-verify.js';
 import { verifyGpus } from '../agent/verify/nvidia/multi-gpu.js';
 import { parseGpuReport, reportBytesFromFile } from '../agent/verify/nvidia/report.js';
-import { buildSimulatedReport, loadOrCreateSimGpuIdentity, simulatedRims, simulatedRoots } from '../agent/evidence/simulated/gpu-sim.js';
+import { buildSimulatedReport, loadOrCreateSimGpuIdentity, simulatedRims, simulatedRoots } from '../agent/simulation/gpu-sim.js';
 import { nvidiaRimRoot } from '../agent/roots/nvidia-rim.js';
 import { nvidiaDeviceRoot } from '../agent/roots/nvidia-device.js';
 import { medianMs, type BenchRow } from './lib.js';
