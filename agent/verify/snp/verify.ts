@@ -17,7 +17,7 @@ import { checkChain, intermediateOf, parsedRoot, selectRoots, allowedAlgs, type 
 import { checkRevocation, parseCrl, type ParsedCrl } from './crl.js';
 import { verifyReportSignature } from './signature.js';
 import { checkVcekTcb, tcbFor } from './tcb.js';
-import { policyChecks } from './policy-checks.js';
+import { policyChecks } from '../../appraise/snp-checks.js';
 import { snpClaims, type SnpClaims } from './claims.js';
 
 export interface SnpVerifyInput {

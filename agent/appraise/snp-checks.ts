@@ -3,11 +3,11 @@
  * check per policy key, in the spirit of go-sev-guest validate.SnpAttestation (reference/snp.md §4.4).
  * Pure: report + policy + established product in, checks out.
  */
-import { fail, pass, type Check } from '../../formats/checks.js';
-import { bytesToHex } from '../../util/bytes.js';
-import type { SnpPolicy } from '../../appraise/snp-policy.js';
-import type { SnpProduct, SnpReport } from '../../formats/snp-abi/index.js';
-import { checkMinTcb } from './tcb.js';
+import { fail, pass, type Check } from '../formats/checks.js';
+import { bytesToHex } from '../util/bytes.js';
+import type { SnpPolicy } from './snp-policy.js';
+import type { SnpProduct, SnpReport } from '../formats/snp-abi/index.js';
+import { checkMinTcb } from '../verify/snp/tcb.js';
 
 const fw = (v: { major: number; minor: number; build?: number }) => `${v.major}.${v.minor}${v.build === undefined ? '' : `.${v.build}`}`;
 
