@@ -5,9 +5,10 @@
  */
 import { fail, pass, type Check } from '../formats/checks.js';
 import { bytesToHex } from '../util/bytes.js';
-import type { SnpPolicy } from './snp-policy.js';
-import type { SnpProduct, SnpReport } from '../formats/snp-abi/index.js';
-import { checkMinTcb } from '../verify/snp/tcb.js';
+import type { SnpMinTcb, SnpPolicy } from './snp-policy.js';
+import { formatTcb, tcbFor, type SnpProduct, type SnpReport } from '../formats/snp-abi/index.js';
+
+const COMPONENTS = ['bootloader', 'tee', 'snp', 'microcode', 'fmc'] as const;
 
 const fw = (v: { major: number; minor: number; build?: number }) => `${v.major}.${v.minor}${v.build === undefined ? '' : `.${v.build}`}`;
 
@@ -88,4 +89,19 @@ export function policyChecks(r: SnpReport, policy: SnpPolicy, product: SnpProduc
       : fail('snp.policy.guest-svn', `GUEST_SVN ${r.guestSvn} is below the policy minimum ${policy.minGuestSvn}`),
   );
   return checks;
+}
+
+/** "snp.policy.min-tcb": every configured component of REPORTED_TCB at or above the minimum. */
+export function checkMinTcb(min: SnpMinTcb, reportedRaw: bigint, product: SnpProduct): Check {
+  const name = 'snp.policy.min-tcb';
+  const reported = tcbFor(reportedRaw, product);
+  const set = COMPONENTS.filter((c) => min[c] !== undefined);
+  if (set.length === 0) return pass(name, `no minimum TCB configured; REPORTED_TCB ${formatTcb(reported)}`);
+  if (min.fmc !== undefined && product !== 'Turin') return fail(name, `policy sets minTcb.fmc but ${product} has no FMC SPL`);
+  const low = set.filter((c) => (reported[c] ?? 0) < min[c]!);
+  const want = set.map((c) => `${c}>=${min[c]}`).join(' ');
+  if (low.length > 0) {
+    return fail(name, `REPORTED_TCB below policy minimum in ${low.map((c) => `${c} (${reported[c] ?? 0} < ${min[c]})`).join(', ')}: ${formatTcb(reported)}; update host firmware/microcode`);
+  }
+  return pass(name, `REPORTED_TCB ${formatTcb(reported)} meets ${want}`);
 }

@@ -18,8 +18,7 @@
 import { CvmError, CollateralError } from '../errors.js';
 import { isAllZero } from '../util/bytes.js';
 import { fail, pass, warn, type Check } from '../formats/checks.js';
-import { parseSnpReport, type SnpProduct, type SnpReport } from '../formats/snp-abi/index.js';
-import { tcbFor } from '../verify/snp/tcb.js';
+import { parseSnpReport, tcbFor, type SnpProduct, type SnpReport } from '../formats/snp-abi/index.js';
 import { parseHclReport } from '../formats/azure/hcl.js';
 import { parseGpuReport } from '../verify/nvidia/report.js';
 import { parsePemChain, type ParsedCert } from '../verify/nvidia/chain.js';

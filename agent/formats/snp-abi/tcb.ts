@@ -95,3 +95,13 @@ export function productFromName(productName: string): SnpProduct | undefined {
   const base = productName.split('-')[0];
   return base === 'Milan' || base === 'Genoa' || base === 'Turin' ? base : undefined;
 }
+
+export function formatTcb(t: TcbVersion): string {
+  const base = `bl=${t.bootloader} tee=${t.tee} snp=${t.snp} ucode=${t.microcode}`;
+  return `${t.layout === 'turin' ? `fmc=${t.fmc ?? 0} ` : ''}${base} (0x${t.raw.toString(16).padStart(16, '0')})`;
+}
+
+/** Re-decode a raw TCB with the layout of the product established by the verifier (CPUID or the VCEK productName). */
+export function tcbFor(raw: bigint, product: SnpProduct): TcbVersion {
+  return decodeTcb(raw, tcbLayoutFor(product));
+}

@@ -11,12 +11,12 @@ import { bytesToHex, isAllZero } from '../../util/bytes.js';
 import { fail, pass, warn, resultOf, type Check, type VerificationResult } from '../../formats/checks.js';
 import { DEFAULT_SNP_POLICY, type SnpPolicy } from '../../appraise/snp-policy.js';
 import { pinnedAmdRoots, productLine, simulatedAmdRoots, type AmdProductRoots, type SimulatedRootsInput } from '../../roots/amd.js';
-import { parseAmdCertExtensions, parseSnpReport, SNP_SIG_ALGO_ECDSA_P384_SHA384, type AmdCertExtensions, type SnpProduct, type SnpReport } from '../../formats/snp-abi/index.js';
+import { parseAmdCertExtensions, parseSnpReport, tcbFor, SNP_SIG_ALGO_ECDSA_P384_SHA384, type AmdCertExtensions, type SnpProduct, type SnpReport } from '../../formats/snp-abi/index.js';
 import { classifyCertificates, type SuppliedCert } from './cert-input.js';
 import { checkChain, intermediateOf, parsedRoot, selectRoots, allowedAlgs, type LeafKind } from './chain.js';
 import { checkRevocation, parseCrl, type ParsedCrl } from './crl.js';
 import { verifyReportSignature } from './signature.js';
-import { checkVcekTcb, tcbFor } from './tcb.js';
+import { checkVcekTcb } from './tcb.js';
 import { policyChecks } from '../../appraise/snp-checks.js';
 import { snpClaims, type SnpClaims } from './claims.js';
 
