@@ -1,7 +1,8 @@
 /**
  * Appraisal of a parsed report against an SnpPolicy (agent/appraise/snp-policy.ts): one named
  * check per policy key, in the spirit of go-sev-guest validate.SnpAttestation (reference/snp.md §4.4).
- * Pure: report + policy + established product in, checks out.
+ * Pure: report + policy + established product in, checks out. Never imports the verifiers: the
+ * report comes from agent/verify/snp/verify.ts verifySnpReport via agent/attest/verify-and-appraise.ts.
  */
 import { fail, pass, type Check } from '../formats/checks.js';
 import { bytesToHex } from '../util/bytes.js';
@@ -20,7 +21,7 @@ function allowList(name: string, field: string, actual: Uint8Array, allowed: rea
     : fail(name, `${field} ${hex} is not in the ${key} allow-list (${allowed.length} entr${allowed.length === 1 ? 'y' : 'ies'}); add it to the policy if this image is trusted`);
 }
 
-export function policyChecks(r: SnpReport, policy: SnpPolicy, product: SnpProduct | undefined): Check[] {
+export function snpPolicyChecks(r: SnpReport, policy: SnpPolicy, product: SnpProduct | undefined): Check[] {
   const checks: Check[] = [];
   const p = r.policy;
 

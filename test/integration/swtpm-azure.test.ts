@@ -21,7 +21,7 @@ import { AZURE, TPM_ALG, TPM_PT, TPMA_NV } from '../../agent/formats/tpm/constan
 import { publicKeyObject, parseAttest, type TpmPublic } from '../../agent/formats/tpm/structures.js';
 import { collectAzureEvidence, isAzureCvm, readHclReport } from '../../agent/evidence/azure-vtpm.js';
 import { parseAzureEvidence, type AzureEvidence } from '../../agent/formats/azure/evidence-formats.js';
-import { verifyAzureEvidence, type AzureVerifyOptions } from '../../agent/verify/azure/verify.js';
+import { verifyAzureEvidence, type AzureVerifyOptions } from '../../agent/attest/verify-and-appraise.js';
 import { verifyQuoteSignature } from '../../agent/verify/azure/quote.js';
 import { parseHclReport } from '../../agent/formats/azure/hcl.js';
 import { SimulatedSnpDevice } from '../../agent/simulation/snp-sim.js';

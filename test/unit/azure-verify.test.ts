@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { createPublicKey } from 'node:crypto';
 import { vector } from '../helpers/paths.js';
 import { parseAzureEvidence, parseImdsCertification, expectationsFor, qualifyingDataFor, type AzureEvidence } from '../../agent/formats/azure/evidence-formats.js';
-import { verifyAzureEvidence } from '../../agent/verify/azure/verify.js';
+import { verifyAzureEvidence } from '../../agent/attest/verify-and-appraise.js';
 import { verifyQuote, verifyQuoteSignature } from '../../agent/verify/azure/quote.js';
 import { parseHclReport } from '../../agent/formats/azure/hcl.js';
 import { ParseError } from '../../agent/errors.js';

@@ -10,8 +10,7 @@ import { sign } from 'node:crypto';
 import {
   buildSimulatedReport, loadOrCreateSimGpuIdentity, loadSimGpuIdentity, simulatedRims, simulatedRoots, SimulatedGpuSource, SIM_FILE, type SimGpuIdentity,
 } from '../../agent/simulation/gpu-sim.js';
-import { verifyGpuEvidence, type GpuVerifyOptions } from '../../agent/verify/nvidia/gpu-verify.js';
-import { verifyGpus } from '../../agent/verify/nvidia/multi-gpu.js';
+import { verifyGpuEvidence, type GpuVerifyOptions, verifyGpus } from '../../agent/attest/verify-and-appraise.js';
 import { parseGpuReport } from '../../agent/verify/nvidia/report.js';
 import type { Check } from '../../agent/formats/checks.js';
 

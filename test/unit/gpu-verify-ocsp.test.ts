@@ -16,7 +16,8 @@ import { buildCertificate, keyUsage, type NameSpec } from '../../agent/util/x509
 import { buildSimulatedReport, loadOrCreateSimGpuIdentity, simulatedRoots, type SimGpuIdentity } from '../../agent/simulation/gpu-sim.js';
 import { parsePemChain, type ParsedCert } from '../../agent/verify/nvidia/chain.js';
 import { parseOcspResponse } from '../../agent/verify/nvidia/ocsp.js';
-import { verifyGpuEvidence, type GpuEvidenceInput, type GpuVerifyOptions } from '../../agent/verify/nvidia/gpu-verify.js';
+import type { GpuEvidenceInput } from '../../agent/verify/nvidia/gpu-verify.js';
+import { verifyGpuEvidence, type GpuVerifyOptions } from '../../agent/attest/verify-and-appraise.js';
 import { gpuPolicyFrom } from '../../agent/appraise/gpu-policy.js';
 import { ParseError } from '../../agent/errors.js';
 

@@ -6,10 +6,10 @@
 import { describe, expect, it } from 'vitest';
 import { X509Certificate } from 'node:crypto';
 import { vector } from '../helpers/paths.js';
-import { verifyGpuEvidence, type GpuEvidenceInput, type GpuVerifyOptions } from '../../agent/verify/nvidia/gpu-verify.js';
+import type { GpuEvidenceInput } from '../../agent/verify/nvidia/gpu-verify.js';
+import { verifyGpuEvidence, type GpuVerifyOptions, verifyGpus } from '../../agent/attest/verify-and-appraise.js';
 import { parseGpuReport, reportBytesFromFile } from '../../agent/verify/nvidia/report.js';
 import { parseGpuEvidenceJson } from '../../agent/verify/nvidia/evidence-json.js';
-import { verifyGpus } from '../../agent/verify/nvidia/multi-gpu.js';
 import { compareMeasurementsDetailed, parseRim, type Rim } from '../../agent/verify/nvidia/rim/index.js';
 import { nvidiaDeviceRoot, NVIDIA_DEVICE_ROOT_SHA256 } from '../../agent/roots/nvidia-device.js';
 import { gpuPolicyFrom } from '../../agent/appraise/gpu-policy.js';

@@ -7,7 +7,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { generateKeyPairSync } from 'node:crypto';
 import { buildCrl } from '../../agent/util/x509-builder.js';
 import { makeSimSnpChain, amdName, type SimSnpChain as Sim } from '../helpers/snp-sim-chain.js';
-import { verifySnpAttestation } from '../../agent/verify/snp/verify.js';
+import { verifySnpAttestation } from '../../agent/attest/verify-and-appraise.js';
 import { checkRevocation, parseCrl } from '../../agent/verify/snp/crl.js';
 import type { Check, VerificationResult } from '../../agent/formats/checks.js';
 

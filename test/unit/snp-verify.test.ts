@@ -6,7 +6,8 @@
 import { describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import { vector } from '../helpers/paths.js';
-import { verifySnpAttestation, type SnpVerifyInput, type SnpVerifyOptions } from '../../agent/verify/snp/verify.js';
+import type { SnpVerifyInput } from '../../agent/verify/snp/verify.js';
+import { verifySnpAttestation, type SnpVerifyOptions } from '../../agent/attest/verify-and-appraise.js';
 import { verifyReportSignature, reportSignatureP1363 } from '../../agent/verify/snp/signature.js';
 import { parseCertificate } from '../../agent/verify/snp/x509.js';
 import { pemCertificates } from '../../agent/verify/snp/cert-input.js';

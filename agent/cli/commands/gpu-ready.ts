@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import { ParseError, UsageError } from '../../errors.js';
 import { InputFileError, readBoundedText } from '../../util/bounded-read.js';
-import { verifyGpuEvidence } from '../../verify/nvidia/gpu-verify.js';
+import { verifyGpuEvidence } from '../../attest/verify-and-appraise.js';
 import { EXIT, parseOptions, type Command } from '../command.js';
 import { NvmlGpuSource, type GpuEvidence, type GpuSource } from '../../evidence/gpu-nvml.js';
 import { applyGpuReadyState, type GpuVerdict } from '../../evidence/gpu-ready.js';

@@ -8,7 +8,7 @@ import { parseOptions, type CliIO, type Command } from '../command.js';
 import { loadCrlFiles, loadSnpPolicyOption, parseAt, printResult, readInput } from '../verify-output.js';
 import { parseSnpReport, SNP_REPORT_SIZE } from '../../formats/snp-abi/index.js';
 import { certificatesFromBytes, classifyCertificates } from '../../verify/snp/cert-input.js';
-import { verifySnpAttestation } from '../../verify/snp/verify.js';
+import { verifySnpAttestation } from '../../attest/verify-and-appraise.js';
 import type { SimulatedRootsInput } from '../../roots/amd.js';
 
 const usage = `Usage: cvm-agent verify snp --report FILE [--cert FILE]... [--crl FILE]... [--report-data HEX]
