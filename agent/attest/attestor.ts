@@ -17,7 +17,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { cpuReportData, gpuNonce, type PublicJwk } from '../formats/nonce-binding.js';
 import { buildEar, type DeviceResult, type Ear } from '../appraise/ear.js';
 import { fail, resultOf, type VerificationResult } from '../formats/checks.js';
-import { applyGpuReadyState, type ReadyStateOutcome } from '../evidence/gpu-ready.js';
+import { applyGpuReadyState, type ReadyStateOutcome } from './gpu-ready.js';
 import type { GpuCollectOutcome, GpuEvidence, GpuSource } from '../evidence/gpu-nvml.js';
 import { BUNDLE_VERSION, bundleToJson, type EvidenceBundle, type GpuBundleEntry } from '../formats/evidence-bundle.js';
 import type { CpuSource } from './cpu-sources.js';

@@ -35,7 +35,7 @@ import { collectInventory, currentInventory } from './inventory.js';
 import { createAgentKey, type AgentKey } from '../link/agent-key.js';
 import { DaemonLink, cycleEventData, type VerdictNote } from './link.js';
 import { CollateralSummarizer, type CollateralSummary } from './collateral-summary.js';
-import { applyGpuReadyState } from '../evidence/gpu-ready.js';
+import { applyGpuReadyState } from '../attest/gpu-ready.js';
 import { Consequences, parseConsequenceState, type ConsequencePolicy, type ConsequenceState, type TrustTransition, type Trigger } from './consequences.js';
 import { readBoundedText } from '../util/bounded-read.js';
 import { join } from 'node:path';

@@ -10,7 +10,7 @@ import { InputFileError, readBoundedText } from '../../util/bounded-read.js';
 import { verifyGpuEvidence } from '../../attest/verify-and-appraise.js';
 import { EXIT, parseOptions, type Command } from '../command.js';
 import { NvmlGpuSource, type GpuEvidence, type GpuSource } from '../../evidence/gpu-nvml.js';
-import { applyGpuReadyState, type GpuVerdict } from '../../evidence/gpu-ready.js';
+import { applyGpuReadyState, type GpuVerdict } from '../../attest/gpu-ready.js';
 import { NVML_NONCE_SIZE } from '../../native/nvml.js';
 
 /** Verifies one GPU's evidence against the nonce it was requested with. */
