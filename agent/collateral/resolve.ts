@@ -316,7 +316,7 @@ async function findVlek(g: Gatherer, r: SnpReport): Promise<Lookup> {
 
 // ---------------------------------------------------------------------------------------------- GPU
 
-/** RIM ids from the report's opaque data, exactly as verifyGpuEvidence names them (gpu-verify.ts step 9). */
+/** RIM ids from the report's opaque data, exactly as verifyGpuReport names them (gpu-verify.ts step 9). */
 function rimIds(entry: GpuBundleEntry, certs: ParsedCert[] | undefined): { ids: string[]; problems: string[] } {
   const ids: string[] = [];
   const problems: string[] = [];

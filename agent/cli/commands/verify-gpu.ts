@@ -12,7 +12,7 @@ import { exitForStatus, parseAt, readInput } from '../verify-output.js';
 import { DEFAULT_GPU_POLICY, parseGpuPolicy } from '../../appraise/gpu-policy.js';
 import { reportBytesFromFile } from '../../verify/nvidia/report.js';
 import { parseGpuEvidenceJson } from '../../verify/nvidia/evidence-json.js';
-import { type MultiGpuResult } from '../../verify/nvidia/multi-gpu.js';
+import type { MultiGpuResult } from '../../verify/nvidia/multi-gpu.js';
 import { verifyGpus, type GpuVerifyOptions } from '../../attest/verify-and-appraise.js';
 import type { GpuEvidenceInput, GpuSkip } from '../../verify/nvidia/gpu-verify.js';
 import type { Check } from '../../formats/checks.js';
