@@ -1,2 +1,4 @@
-/** The agent's version, reported in EAR verifier-id, hello messages and --version. */
-export const VERSION = '0.1.0';
+import { packageVersion } from './package-version.js';
+
+/** The agent's version (package.json), reported in EAR verifier-id, hello messages and --version. */
+export const VERSION = packageVersion();
