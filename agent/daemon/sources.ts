@@ -7,7 +7,7 @@ import { verifyBundle, type BundleVerifyOptions } from '../attest/verify-bundle.
 import type { EvidenceBundle } from '../formats/evidence-bundle.js';
 import type { BundleResult } from '../attest/verify-bundle.js';
 import { NvmlGpuSource, nvmlDriverFacts, type GpuDriverFacts, type GpuSource } from '../evidence/gpu-nvml.js';
-import { nvmlInfo } from '../native/nvml.js';
+import { nvmlInfo, setNvmlLibrary } from '../native/nvml.js';
 import { defaultPolicy, loadPolicyFile, type AppraisalPolicy } from '../appraise/policy.js';
 import type { Config } from '../config/schema.js';
 import { DeviceError } from '../errors.js';
@@ -33,7 +33,7 @@ export async function loadPolicy(config: Config): Promise<AppraisalPolicy> {
 }
 
 export async function openSources(config: Config, policy: AppraisalPolicy): Promise<Sources> {
-  if (config.devices.nvmlLibrary) process.env.CVM_NVML_LIBRARY = config.devices.nvmlLibrary;
+  if (config.devices.nvmlLibrary) setNvmlLibrary(config.devices.nvmlLibrary);
   if (config.tee === 'simulated') {
     let driver: GpuDriverFacts | undefined;
     if (config.simulation.nvml && config.gpus.enabled !== 'off' && config.simulation.gpus > 0) {
