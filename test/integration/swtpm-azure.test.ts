@@ -28,6 +28,7 @@ import { SimulatedSnpDevice } from '../../agent/simulation/snp-sim.js';
 import { main } from '../../agent/cli/main.js';
 import type { Check } from '../../agent/formats/checks.js';
 import { ECC_AK_TEMPLATE, FakeParavisorTransport, provisionAzureVtpm, provisionKey, startSwtpm, type Swtpm } from '../helpers/swtpm.js';
+import { findCheck } from '../helpers/checks.js';
 
 const FOREIGN_AK = 0x81000004;
 
@@ -72,7 +73,6 @@ const simOptions = (nonce?: Buffer): AzureVerifyOptions => {
   const at = new Date();
   return { at, simulatedRoots: [sim.roots()], crls: [sim.crl(at)], ...(nonce ? { nonce } : {}) };
 };
-const byName = (checks: Check[], name: string) => checks.find((c) => c.name === name);
 
 describe('Azure vTPM evidence over swtpm', () => {
   it('the TPM client basics work against libtpms', async () => {
@@ -110,10 +110,10 @@ describe('Azure vTPM evidence over swtpm', () => {
     const problems = r.checks.filter((c) => !c.ok || (c.warning && c.name !== 'snp.simulated'));
     expect(problems, JSON.stringify(problems, null, 1)).toEqual([]);
     for (const n of ['azure.hcl.report-data', 'azure.quote.signature', 'azure.quote.nonce', 'azure.quote.pcr-digest', 'azure.user-data', 'snp.signature', 'snp.policy.vmpl']) {
-      expect(byName(r.checks, n)?.ok, n).toBe(true);
+      expect(findCheck(r.checks, n)?.ok, n).toBe(true);
     }
     expect(r.simulated).toBe(true);
-    expect(byName(r.checks, 'snp.simulated')?.detail).toContain('SIMULATED'); // flagged on the result and by a check
+    expect(findCheck(r.checks, 'snp.simulated')?.detail).toContain('SIMULATED'); // flagged on the result and by a check
     expect(r.status).toBe('affirming');
     expect(r.ok).toBe(true);
 
