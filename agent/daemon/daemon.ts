@@ -16,7 +16,7 @@ import { createApiServer, RawJson, type ApiService } from '../api/server.js';
 import { listenUnix } from '../api/listen.js';
 import type { AuthorizationTable } from '../api/authz.js';
 import { EventHub } from '../api/events-stream.js';
-import { Attestor, readReadyState, type CycleResult, type ReadyStateRead } from '../attest/attestor.js';
+import { Attestor, readReadyState, type CycleResult, type ReadyStateRead } from '../attest/attestation-cycle.js';
 import type { PublicJwk } from '../formats/nonce-binding.js';
 import type { Config } from '../config/schema.js';
 import { loadValidatedConfig } from './preflight.js';

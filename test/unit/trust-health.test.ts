@@ -16,7 +16,7 @@ import { tokenVerdict } from '../../agent/cli/commands/client.js';
 import { TrustLog } from '../../agent/state/trust-log.js';
 import { buildEar } from '../../agent/appraise/ear.js';
 import { fail, pass, resultOf } from '../../agent/formats/checks.js';
-import type { CycleResult } from '../../agent/attest/attestor.js';
+import type { CycleResult } from '../../agent/attest/attestation-cycle.js';
 
 function cycle(ok: boolean, at: Date, opts: { warn?: boolean; error?: boolean } = {}): CycleResult {
   const checks = ok ? [pass('snp.signature', 'ok'), ...(opts.warn ? [{ name: 'snp.revocation', ok: true, warning: true, detail: 'no CRL' }] : [])] : [fail('gpu.cc.mode', 'CC mode is off')];

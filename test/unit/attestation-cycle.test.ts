@@ -3,7 +3,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Attestor, MAX_QUEUED_CYCLES, type AttestorDeps } from '../../agent/attest/attestor.js';
+import { Attestor, MAX_QUEUED_CYCLES, type AttestorDeps } from '../../agent/attest/attestation-cycle.js';
 import { openSimulation, type Simulation } from '../../agent/simulation/open.js';
 import { verifyBundle } from '../../agent/attest/verify-bundle.js';
 import { parseBundle } from '../../agent/formats/evidence-bundle.js';
