@@ -72,7 +72,7 @@ export interface ReadyStateRead {
   error?: string;
 }
 
-export interface AttestorDeps {
+export interface AttestationCycleDeps {
   teePubKey: PublicJwk;
   /** This agent's id, bound into every report next to the nonce and the key (agent/formats/nonce-binding.ts). */
   agentId: string;
@@ -127,7 +127,7 @@ export async function readReadyState(target: { getReadyState(): Promise<boolean>
 /** Cycles bound to callers' nonces that may wait behind the running one; more are refused (ERR_BUSY). */
 export const MAX_QUEUED_CYCLES = 8;
 
-export class Attestor {
+export class AttestationCycle {
   private running: { promise: Promise<CycleResult>; hasOwnNonce: boolean } | undefined;
   private queued = 0;
   private queue: Promise<unknown> = Promise.resolve();
@@ -136,7 +136,7 @@ export class Attestor {
   private knownGpus = 0;
   private readonly now: () => Date;
 
-  constructor(private readonly deps: AttestorDeps) {
+  constructor(private readonly deps: AttestationCycleDeps) {
     this.now = deps.now ?? (() => new Date());
   }
 

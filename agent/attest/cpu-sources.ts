@@ -5,8 +5,8 @@
  */
 import { existsSync } from 'node:fs';
 import { parseCertTable } from '../formats/snp-abi/index.js';
-import { SnpDeviceAttester } from '../evidence/snp-device.js';
-import { ConfigfsTsmAttester } from '../evidence/configfs-tsm.js';
+import { SnpDeviceCollector } from '../evidence/snp-device.js';
+import { ConfigfsTsmCollector } from '../evidence/configfs-tsm.js';
 import type { CpuEvidence } from '../formats/evidence-bundle.js';
 import { isAllZero } from '../util/bytes.js';
 import { TpmClient } from '../evidence/tpm/client.js';
@@ -30,12 +30,12 @@ export function certsFromTable(table: Buffer | undefined): Buffer[] {
 export class SevGuestSource implements CpuSource {
   readonly source = 'sev-guest' as const;
   readonly simulated = false;
-  readonly #attester: SnpDeviceAttester;
+  readonly #collector: SnpDeviceCollector;
   constructor(devicePath: string) {
-    this.#attester = new SnpDeviceAttester({ devicePath });
+    this.#collector = new SnpDeviceCollector({ devicePath });
   }
   async collect(reportData: Buffer): Promise<CpuEvidence> {
-    const { report, certTable } = await this.#attester.getExtReport(reportData, 0);
+    const { report, certTable } = await this.#collector.getExtReport(reportData, 0);
     return { kind: 'snp', source: this.source, report, certificates: certsFromTable(certTable) };
   }
 }
@@ -43,12 +43,12 @@ export class SevGuestSource implements CpuSource {
 export class TsmSource implements CpuSource {
   readonly source = 'configfs-tsm' as const;
   readonly simulated = false;
-  readonly #attester: ConfigfsTsmAttester;
+  readonly #collector: ConfigfsTsmCollector;
   constructor(root: string) {
-    this.#attester = new ConfigfsTsmAttester({ root });
+    this.#collector = new ConfigfsTsmCollector({ root });
   }
   async collect(reportData: Buffer): Promise<CpuEvidence> {
-    const r = await this.#attester.getReport(reportData, { withCerts: true });
+    const r = await this.#collector.getReport(reportData, { withCerts: true });
     return { kind: 'snp', source: this.source, report: r.report, certificates: certsFromTable(r.certTable) };
   }
 }

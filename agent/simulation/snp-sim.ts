@@ -302,7 +302,7 @@ export class SimulatedSnpDevice {
 
   /**
    * A signed report carrying `reportData` (64 bytes). The second argument may be a VMPL number
-   * (the shape of SnpDeviceAttester.getReport) or options.
+   * (the shape of SnpDeviceCollector.getReport) or options.
    */
   async getReport(reportData: Uint8Array, opts: SimReportOptions | number = {}): Promise<SimReport> {
     const o = typeof opts === 'number' ? { vmpl: opts } : opts;

@@ -28,9 +28,9 @@ describe('check-layers', () => {
   });
 
   it('rejects an upward import and names the file, the import and the layers', () => {
-    const { violations } = checkLayers(new Map([['formats/x.ts', "import { Attestor } from '../attest/attestor.js';"]]), none);
+    const { violations } = checkLayers(new Map([['formats/x.ts', "import { AttestationCycle } from '../attest/attestation-cycle.js';"]]), none);
     expect(violations).toHaveLength(1);
-    expect(violations[0]).toMatchObject({ file: 'formats/x.ts', specifier: '../attest/attestor.js', from: 'formats', to: 'attest' });
+    expect(violations[0]).toMatchObject({ file: 'formats/x.ts', specifier: '../attest/attestation-cycle.js', from: 'formats', to: 'attest' });
     expect(violations[0]!.reason).toMatch(/^upward import: formats \(layer \d+\) must not import attest \(layer \d+\)$/);
   });
 

@@ -1,5 +1,5 @@
 /**
- * A small TPM 2.0 client: the handful of commands the Azure vTPM attester needs, over any
+ * A small TPM 2.0 client: the handful of commands the Azure vTPM collector needs, over any
  * TpmTransport. No tpm2-tss: commands are marshalled in commands.ts. Errors: TpmError (the TPM
  * refused, with the decoded response code), ParseError (malformed response), DeviceError (I/O).
  */
