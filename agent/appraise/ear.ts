@@ -6,7 +6,7 @@
  * Trust-vector values follow AR4SI / EAR (reference/agents.md §1b): 0 no claim, 2 affirming,
  * 32 warning, 96 contraindicated, 99 cryptographic validation failed.
  */
-import type { Check, TrustStatus, VerificationResult } from '../verify/checks.js';
+import type { Check, TrustStatus, VerificationResult } from '../formats/checks.js';
 
 export const EAR_PROFILE = 'tag:github.com,2023:veraison/ear';
 

@@ -4,11 +4,10 @@
  * has one; otherwise the verifier takes the VCEK from collateral.
  */
 import { existsSync } from 'node:fs';
-import { parseCertTable } from '../verify/snp/abi/index.js';
-import { SnpDeviceAttester } from '../evidence/snp-device.js';
-import { ConfigfsTsmAttester } from '../evidence/configfs-tsm.js';
-import { SimulatedSnpDevice } from '../evidence/simulated/snp-sim.js';
-import type { CpuEvidence } from './bundle.js';
+import { parseCertTable } from '../formats/snp-abi/index.js';
+import { SnpDeviceCollector } from '../evidence/snp-device.js';
+import { ConfigfsTsmCollector } from '../evidence/configfs-tsm.js';
+import type { CpuEvidence } from '../formats/evidence-bundle.js';
 import { isAllZero } from '../util/bytes.js';
 import { TpmClient } from '../evidence/tpm/client.js';
 import { DeviceTransport } from '../evidence/tpm/transport.js';
@@ -21,7 +20,7 @@ export interface CpuSource {
 }
 
 /** VCEK/VLEK (and ASK/ARK) DER from a cert table; an empty or all-zero table means "none supplied". */
-function certsFromTable(table: Buffer | undefined): Buffer[] {
+export function certsFromTable(table: Buffer | undefined): Buffer[] {
   if (!table || table.length === 0 || isAllZero(table)) return [];
   return parseCertTable(table)
     .filter((e) => e.kind === 'vcek' || e.kind === 'vlek' || e.kind === 'ask' || e.kind === 'asvk' || e.kind === 'ark')
@@ -31,12 +30,12 @@ function certsFromTable(table: Buffer | undefined): Buffer[] {
 export class SevGuestSource implements CpuSource {
   readonly source = 'sev-guest' as const;
   readonly simulated = false;
-  readonly #attester: SnpDeviceAttester;
+  readonly #collector: SnpDeviceCollector;
   constructor(devicePath: string) {
-    this.#attester = new SnpDeviceAttester({ devicePath });
+    this.#collector = new SnpDeviceCollector({ devicePath });
   }
   async collect(reportData: Buffer): Promise<CpuEvidence> {
-    const { report, certTable } = await this.#attester.getExtReport(reportData, 0);
+    const { report, certTable } = await this.#collector.getExtReport(reportData, 0);
     return { kind: 'snp', source: this.source, report, certificates: certsFromTable(certTable) };
   }
 }
@@ -44,25 +43,12 @@ export class SevGuestSource implements CpuSource {
 export class TsmSource implements CpuSource {
   readonly source = 'configfs-tsm' as const;
   readonly simulated = false;
-  readonly #attester: ConfigfsTsmAttester;
+  readonly #collector: ConfigfsTsmCollector;
   constructor(root: string) {
-    this.#attester = new ConfigfsTsmAttester({ root });
+    this.#collector = new ConfigfsTsmCollector({ root });
   }
   async collect(reportData: Buffer): Promise<CpuEvidence> {
-    const r = await this.#attester.getReport(reportData, { withCerts: true });
-    return { kind: 'snp', source: this.source, report: r.report, certificates: certsFromTable(r.certTable) };
-  }
-}
-
-export class SimulatedCpuSource implements CpuSource {
-  readonly source = 'simulated' as const;
-  readonly simulated = true;
-  private constructor(readonly device: SimulatedSnpDevice) {}
-  static async open(dir: string): Promise<SimulatedCpuSource> {
-    return new SimulatedCpuSource(await SimulatedSnpDevice.open(dir));
-  }
-  async collect(reportData: Buffer): Promise<CpuEvidence> {
-    const r = await this.device.getExtReport(reportData);
+    const r = await this.#collector.getReport(reportData, { withCerts: true });
     return { kind: 'snp', source: this.source, report: r.report, certificates: certsFromTable(r.certTable) };
   }
 }

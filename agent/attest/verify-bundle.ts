@@ -5,15 +5,13 @@
  * per device out. Used by the agent's own cycle and by the reference controller.
  */
 import { timingSafeEqual } from 'node:crypto';
-import { cpuReportData, gpuNonce } from '../binding.js';
-import { fail, pass, resultOf, type Check, type VerificationResult } from '../verify/checks.js';
-import { verifySnpAttestation, type SnpVerifyOptions } from '../verify/snp/verify.js';
-import { verifyGpuEvidence, type GpuVerifyOptions } from '../verify/nvidia/gpu-verify.js';
+import { cpuReportData, gpuNonce } from '../formats/nonce-binding.js';
+import { fail, pass, resultOf, type Check, type VerificationResult } from '../formats/checks.js';
+import { verifySnpAttestation, type SnpVerifyOptions, verifyGpuEvidence, type GpuVerifyOptions, verifyAzureEvidence, type AzureVerifyOptions } from './verify-and-appraise.js';
 import type { SnpPolicy } from '../appraise/snp-policy.js';
 import type { GpuPolicy } from '../appraise/gpu-policy.js';
-import type { EvidenceBundle } from './bundle.js';
-import { verifyAzureEvidence, type AzureVerifyOptions } from '../verify/azure/verify.js';
-import { parseAzureEvidence, BUNDLE_KIND as AZURE_KIND, BUNDLE_VERSION as AZURE_VERSION } from '../verify/azure/evidence-formats.js';
+import type { EvidenceBundle } from '../formats/evidence-bundle.js';
+import { parseAzureEvidence, BUNDLE_KIND as AZURE_KIND, BUNDLE_VERSION as AZURE_VERSION } from '../formats/azure/evidence-formats.js';
 import { ParseError } from '../errors.js';
 import type { DeviceResult } from '../appraise/ear.js';
 

@@ -5,8 +5,8 @@
 import { CvmError, UsageError, DeviceError, ParseError, ConfigError, CollateralError } from '../errors.js';
 import { EXIT, type CliIO, type Command } from './command.js';
 
-export { VERSION } from './version.js';
-import { VERSION } from './version.js';
+export { VERSION } from '../util/version.js';
+import { VERSION } from '../util/version.js';
 
 /**
  * The daemon loads only what it runs: `run` skips the full command table (the verifier CLIs, the

@@ -5,7 +5,7 @@
  */
 import { resolve } from 'node:path';
 import { ParseError, UsageError } from '../errors.js';
-import type { Check, TrustStatus, VerificationResult } from '../verify/checks.js';
+import type { Check, TrustStatus, VerificationResult } from '../formats/checks.js';
 import { parseCrl } from '../verify/snp/crl.js';
 import { DEFAULT_SNP_POLICY, parseSnpPolicy, type SnpPolicy } from '../appraise/snp-policy.js';
 import { EXIT, type CliIO } from './command.js';

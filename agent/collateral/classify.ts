@@ -9,7 +9,7 @@
  */
 import { ParseError } from '../errors.js';
 import { children, childrenAtLeast, decodeOid, decodeString, expectTag, parseDer, TAG } from '../util/der.js';
-import { encodeTcb, parseAmdCertExtensions, productFromName, tcbLayoutFor, type SnpProduct } from '../verify/snp/abi/index.js';
+import { encodeTcb, parseAmdCertExtensions, productFromName, tcbLayoutFor, type SnpProduct } from '../formats/snp-abi/index.js';
 import { pemCertificates, roleOf } from '../verify/snp/cert-input.js';
 import { parseCertificate, type ParsedCert } from '../verify/snp/x509.js';
 import { parseCrl } from '../verify/snp/crl.js';

@@ -4,7 +4,7 @@
  * can never name a path outside the store (no '/', no '..', no absolute paths).
  */
 import { CollateralError } from '../errors.js';
-import type { SnpProduct } from '../verify/snp/abi/index.js';
+import type { SnpProduct } from '../formats/snp-abi/index.js';
 import type { CollateralKey, CollateralKind, KdsChain } from './types.js';
 
 export const PRODUCTS: readonly SnpProduct[] = ['Milan', 'Genoa', 'Turin'];

@@ -17,15 +17,14 @@
  */
 import { CvmError, CollateralError } from '../errors.js';
 import { isAllZero } from '../util/bytes.js';
-import { fail, pass, warn, type Check } from '../verify/checks.js';
-import { parseSnpReport, type SnpProduct, type SnpReport } from '../verify/snp/abi/index.js';
-import { tcbFor } from '../verify/snp/tcb.js';
-import { parseHclReport } from '../verify/azure/hcl.js';
+import { fail, pass, warn, type Check } from '../formats/checks.js';
+import { parseSnpReport, tcbFor, type SnpProduct, type SnpReport } from '../formats/snp-abi/index.js';
+import { parseHclReport } from '../formats/azure/hcl.js';
 import { parseGpuReport } from '../verify/nvidia/report.js';
 import { parsePemChain, type ParsedCert } from '../verify/nvidia/chain.js';
 import { archFromChain, normaliseArch } from '../verify/nvidia/gpu-verify.js';
 import { driverRimId, vbiosRimId } from '../verify/nvidia/rim/ids.js';
-import type { EvidenceBundle, GpuBundleEntry } from '../attest/bundle.js';
+import type { EvidenceBundle, GpuBundleEntry } from '../formats/evidence-bundle.js';
 import { classify } from './classify.js';
 import type { FreshnessOptions } from './freshness.js';
 import { describeKey, keyPath, PRODUCTS } from './keys.js';
@@ -317,7 +316,7 @@ async function findVlek(g: Gatherer, r: SnpReport): Promise<Lookup> {
 
 // ---------------------------------------------------------------------------------------------- GPU
 
-/** RIM ids from the report's opaque data, exactly as verifyGpuEvidence names them (gpu-verify.ts step 9). */
+/** RIM ids from the report's opaque data, exactly as verifyGpuReport names them (gpu-verify.ts step 9). */
 function rimIds(entry: GpuBundleEntry, certs: ParsedCert[] | undefined): { ids: string[]; problems: string[] } {
   const ids: string[] = [];
   const problems: string[] = [];

@@ -10,7 +10,7 @@ import { basename, dirname, join, relative, sep } from 'node:path';
 import { CollateralError, CvmError } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { InputFileError, readBounded, type InputKind } from '../util/bounded-read.js';
-import type { SnpProduct } from '../verify/snp/abi/index.js';
+import type { SnpProduct } from '../formats/snp-abi/index.js';
 import { classify, type ClassifyHint, type ClassifiedWithOrigin } from './classify.js';
 import { freshness, type FreshnessOptions } from './freshness.js';
 import { checkKey, describeKey, keyPath } from './keys.js';

@@ -3,7 +3,7 @@
  * responses), the key that names each item, and the metadata sidecar written next to it.
  * DESIGN.md "collateral" layer: offline-first, staleness explicit.
  */
-import type { SnpProduct } from '../verify/snp/abi/index.js';
+import type { SnpProduct } from '../formats/snp-abi/index.js';
 
 export type CollateralKind = 'vcek' | 'vlek' | 'ask' | 'asvk' | 'ark' | 'crl' | 'rim' | 'ocsp';
 export const COLLATERAL_KINDS: readonly CollateralKind[] = ['vcek', 'vlek', 'ask', 'asvk', 'ark', 'crl', 'rim', 'ocsp'];

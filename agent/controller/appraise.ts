@@ -5,14 +5,14 @@
  * evidence: every problem is a failed named check, so the agent is told why.
  */
 import { timingSafeEqual } from 'node:crypto';
-import { parseBundle, type EvidenceBundle } from '../attest/bundle.js';
+import { parseBundle, type EvidenceBundle } from '../formats/evidence-bundle.js';
 import { verifyBundle, type BundleVerifyOptions } from '../attest/verify-bundle.js';
 import { buildEar, type DeviceResult, type Ear } from '../appraise/ear.js';
-import { fail, pass, resultOf, statusOf, type Check, type TrustStatus } from '../verify/checks.js';
+import { fail, pass, resultOf, statusOf, type Check, type TrustStatus } from '../formats/checks.js';
 import { CvmError } from '../errors.js';
 import type { SnpPolicy } from '../appraise/snp-policy.js';
 import type { GpuPolicy } from '../appraise/gpu-policy.js';
-import type { PublicJwk } from '../binding.js';
+import type { PublicJwk } from '../formats/nonce-binding.js';
 import type { SimulationRoots } from './simulation.js';
 import { gatherCollateral } from '../collateral/resolve.js';
 import type { CollateralStore } from '../collateral/store.js';

@@ -12,7 +12,7 @@ import { ConfigError } from '../errors.js';
 import { bool, int, list, obj, oneOf, problemsError, str, type Schema } from '../config/validate.js';
 import { parseSnpPolicy, snpPolicyFrom, type SnpPolicy } from '../appraise/snp-policy.js';
 import { gpuPolicyFrom, parseGpuPolicy, type GpuPolicy } from '../appraise/gpu-policy.js';
-import { AGENT_ID } from '../binding.js';
+import { AGENT_ID } from '../formats/nonce-binding.js';
 
 /** Agent ids become file names in stateDir: keep them to a safe alphabet (and never "." / ".."). */
 export { AGENT_ID };

@@ -16,9 +16,9 @@ import { join } from 'node:path';
 import { calculateJwkThumbprint, type JWK } from 'jose';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { canonicalize } from '../util/jcs.js';
-import type { TrustStatus } from '../verify/checks.js';
+import type { TrustStatus } from '../formats/checks.js';
 import type { Ear } from '../appraise/ear.js';
-import type { PublicJwk } from '../binding.js';
+import type { PublicJwk } from '../formats/nonce-binding.js';
 import { AGENT_ID } from './config.js';
 
 export const RECENT_EVENTS = 50;

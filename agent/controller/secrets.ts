@@ -8,8 +8,8 @@
  * A contraindicated or `none` device, or no device at all, never releases anything.
  */
 import { CompactEncrypt, importJWK, type JWK } from 'jose';
-import type { TrustStatus } from '../verify/checks.js';
-import type { PublicJwk } from '../binding.js';
+import type { TrustStatus } from '../formats/checks.js';
+import type { PublicJwk } from '../formats/nonce-binding.js';
 import type { ReleaseRule } from './config.js';
 import { secretDigest } from '../link/verdict.js';
 

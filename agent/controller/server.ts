@@ -23,11 +23,12 @@ import { CollateralStore } from '../collateral/store.js';
 import { TokenSigner } from './signer.js';
 import { AGENT_ID, tokenDigest, type ResolvedController } from './config.js';
 import type { HeldBudget } from './event-stream.js';
-import type { PublicJwk } from '../binding.js';
+import type { PublicJwk } from '../formats/nonce-binding.js';
 import { CSP, FLEET_CSS, FLEET_HTML, FLEET_JS } from './web/page.js';
+import { packageVersion } from '../util/package-version.js';
 
 export const LINK_PATH = '/v1/link';
-export const CONTROLLER_BUILD = 'cvm-agent-controller/0.1.0';
+export const CONTROLLER_BUILD = `cvm-agent-controller/${packageVersion()}`;
 
 export interface ControllerOptions {
   log: Logger;

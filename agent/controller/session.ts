@@ -33,7 +33,7 @@ import { releaseDecision, sealSecrets, secretDigests, secretsFor, type Configure
 import { boundedInventory, keyThumbprint, type AgentRegistry } from './registry.js';
 import type { TokenSigner } from './signer.js';
 import { AGENT_ID, type ControllerLimits, type ReleaseRule } from './config.js';
-import type { PublicJwk } from '../binding.js';
+import type { PublicJwk } from '../formats/nonce-binding.js';
 
 export interface SessionDeps {
   registry: AgentRegistry;

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importPKCS8, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { ConfigError } from '../errors.js';
 import type { Ear } from '../appraise/ear.js';
-import type { PublicJwk } from '../binding.js';
+import type { PublicJwk } from '../formats/nonce-binding.js';
 
 export const TOKEN_ALG = 'ES384';
 export const TOKEN_ISSUER = 'cvm-agent-controller';

@@ -8,9 +8,11 @@
  */
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SimulatedSnpDevice } from '../evidence/simulated/snp-sim.js';
-import { loadSimGpuIdentity, SIM_FILE as GPU_SIM_FILE, type SimGpuIdentity } from '../evidence/simulated/gpu-sim.js';
-import { simulationTrust, type SimulationVerifyOptions } from '../attest/simulation.js';
+// Type-only at load time: the simulation modules are imported in trust(), i.e. only when a configured
+// `simulation.trust` is actually used for an appraisal.
+import type { SimulatedSnpDevice } from '../simulation/snp-sim.js';
+import type { SimGpuIdentity } from '../simulation/gpu-sim.js';
+import type { SimulationVerifyOptions } from '../simulation/open.js';
 
 /** snp-sim.ts keeps its state in this file (not exported there); checked first so open() never creates roots. */
 export const SNP_SIM_FILE = 'snp-sim-state.json';
@@ -33,13 +35,16 @@ export class SimulationRoots {
       if (!(await exists(join(this.dir, SNP_SIM_FILE)))) {
         throw new Error(`no simulated SNP roots in ${this.dir} (${SNP_SIM_FILE}); start the simulated agent with simulation.dir pointing there first`);
       }
+      const { SimulatedSnpDevice } = await import('../simulation/snp-sim.js');
       this.snp = await SimulatedSnpDevice.open(this.dir);
     }
+    const { loadSimGpuIdentity, SIM_FILE: GPU_SIM_FILE } = await import('../simulation/gpu-sim.js');
     if (!this.gpu && (await exists(join(this.dir, GPU_SIM_FILE)))) {
       this.gpu = await loadSimGpuIdentity(this.dir);
       this.options = undefined;
     }
     if (needGpus && !this.gpu) throw new Error(`no simulated GPU roots in ${this.dir} (${GPU_SIM_FILE}); the bundle has GPUs`);
+    const { simulationTrust } = await import('../simulation/open.js');
     this.options ??= simulationTrust(this.snp, this.gpu);
     return this.options(at);
   }

@@ -1,6 +1,6 @@
 /**
- * The daemon (`cvm-agent run`): config -> evidence sources -> attestor + schedule -> local API ->
- * sd_notify. Start-up validates everything first (agent/config/preflight.ts, the same checks as
+ * The daemon (`cvm-agent run`): config -> evidence sources -> attestation cycle + schedule -> local API ->
+ * sd_notify. Start-up validates everything first (agent/daemon/preflight.ts, the same checks as
  * `config check` and SIGHUP) and either comes up completely or undoes what it started and fails.
  * Reload on SIGHUP is atomic: the new config, policy and schedule are all built before anything is
  * swapped, so an invalid file changes nothing and the old schedule keeps running. SIGTERM drains and
@@ -16,26 +16,26 @@ import { createApiServer, RawJson, type ApiService } from '../api/server.js';
 import { listenUnix } from '../api/listen.js';
 import type { AuthorizationTable } from '../api/authz.js';
 import { EventHub } from '../api/events-stream.js';
-import { Attestor, readReadyState, type CycleResult, type ReadyStateRead } from '../attest/attestor.js';
-import type { PublicJwk } from '../binding.js';
+import { AttestationCycle, readReadyState, type CycleResult, type ReadyStateRead } from '../attest/attestation-cycle.js';
+import type { PublicJwk } from '../formats/nonce-binding.js';
 import type { Config } from '../config/schema.js';
-import { loadValidatedConfig } from '../config/preflight.js';
-/** Kept importable from here: the id the daemon binds into evidence (agent/config/preflight.ts). */
-export { agentIdFrom } from '../config/preflight.js';
+import { loadValidatedConfig } from './preflight.js';
+/** Kept importable from here: the id the daemon binds into evidence (agent/daemon/preflight.ts). */
+export { agentIdFrom } from './preflight.js';
 import { ConfigError, CvmError } from '../errors.js';
-import { createLogger, type Logger } from '../log.js';
-import { Scheduler } from '../schedule.js';
+import { createLogger, type Logger } from '../util/log.js';
+import { Scheduler } from './schedule.js';
 import { ResultHistory } from '../state/history.js';
 import { TrustLog } from '../state/trust-log.js';
 import { openSources, type Sources } from './sources.js';
-import { VERSION } from '../cli/version.js';
+import { VERSION } from '../util/version.js';
 import { describeStatus } from './status.js';
-import { AgentMetrics } from '../metrics.js';
-import { collectInventory, currentInventory } from '../inventory.js';
+import { AgentMetrics } from './metrics.js';
+import { collectInventory, currentInventory } from './inventory.js';
 import { createAgentKey, type AgentKey } from '../link/agent-key.js';
 import { DaemonLink, cycleEventData, type VerdictNote } from './link.js';
 import { CollateralSummarizer, type CollateralSummary } from './collateral-summary.js';
-import { applyGpuReadyState } from '../evidence/gpu-ready.js';
+import { applyGpuReadyState } from '../attest/gpu-ready.js';
 import { Consequences, parseConsequenceState, type ConsequencePolicy, type ConsequenceState, type TrustTransition, type Trigger } from './consequences.js';
 import { readBoundedText } from '../util/bounded-read.js';
 import { join } from 'node:path';
@@ -46,7 +46,7 @@ export const CONSEQUENCES_FILE = 'consequences.json';
 import { evaluateHealth, failureReasons, trustView, type Health, type VerdictState } from './health.js';
 import { systemctlUnits, type UnitControl } from './unit-control.js';
 
-export { applySystemdDirectories } from '../config/preflight.js';
+export { applySystemdDirectories } from './preflight.js';
 
 export interface DaemonOptions {
   configPath?: string;
@@ -73,12 +73,12 @@ export type GpuReadyView = ReadyStateRead & { source: 'cycle' | 'consequence' };
 
 export class Daemon {
   config!: Config;
-  /** Bound into every attestation next to the nonce and the agent key (agent/binding.ts). */
+  /** Bound into every attestation next to the nonce and the agent key (agent/formats/nonce-binding.ts). */
   agentId!: string;
   readonly log: Logger;
   private readonly env: NodeJS.ProcessEnv;
   private sources!: Sources;
-  private attestor!: Attestor;
+  private cycle!: AttestationCycle;
   private scheduler!: Scheduler;
   private history!: ResultHistory;
   private trustLog!: TrustLog;
@@ -171,7 +171,7 @@ export class Daemon {
       persist: (state) => this.persistConsequences(state),
     });
     await this.restoreConsequences();
-    this.attestor = this.newAttestor();
+    this.cycle = this.newAttestationCycle();
     this.link = await DaemonLink.open({
       config: this.config,
       agentId: this.agentId,
@@ -304,7 +304,7 @@ export class Daemon {
 
   /** Recovery of clear-gpu-ready: only on a full cycle that started after the clear and passed. */
   private async regateGpus(clearedAt: Date): Promise<{ set: boolean; reason: string }> {
-    const last = this.attestor.last();
+    const last = this.cycle.last();
     const gpus = this.sources.gpus;
     if (!gpus) return { set: false, reason: 'no GPUs' };
     if (!last || !last.ok || Date.parse(last.startedAt) < clearedAt.getTime()) {
@@ -316,13 +316,13 @@ export class Daemon {
     return { set: outcome.set, reason: outcome.set ? `GPU ready state set again after cycle ${last.id} passed` : outcome.reason };
   }
 
-  private newAttestor(): Attestor {
-    return new Attestor({
+  private newAttestationCycle(): AttestationCycle {
+    return new AttestationCycle({
       teePubKey: this.teePubKey,
       agentId: this.agentId,
       cpu: this.sources.cpu,
       ...(this.sources.gpus ? { gpus: this.sources.gpus } : {}),
-      // Through `this.sources`, so a reload's new policy applies to the next cycle without a new attestor.
+      // Through `this.sources`, so a reload's new policy applies to the next cycle without a new attestation cycle.
       verify: (bundle, at) => this.sources.verify(bundle, at),
       setReadyState: this.config.gpus.setReadyState,
       // While a consequence keeps the ready state cleared, a passing cycle does not set it; recovery does.
@@ -349,7 +349,7 @@ export class Daemon {
 
   /** Run (or join) a cycle, record it, log one line, update status and metrics. */
   async attest(reason: CycleResult['reason'], nonce?: Uint8Array): Promise<CycleResult> {
-    const result = await this.attestor.run(nonce ? { reason, nonce } : { reason });
+    const result = await this.cycle.run(nonce ? { reason, nonce } : { reason });
     if (!this.recorded.has(result.id)) {
       this.recorded.add(result.id);
       if (this.recorded.size > 64) this.recorded.delete(this.recorded.values().next().value!);
@@ -494,7 +494,7 @@ export class Daemon {
     return evaluateHealth({
       now,
       startedAt: this.startedAt,
-      last: this.attestor?.last(),
+      last: this.cycle?.last(),
       lastSuccessAt: this.lastSuccessAt,
       maxAgeSec: this.maxAgeSec,
       verdict: this.verdict,
@@ -509,13 +509,13 @@ export class Daemon {
   }
 
   trust() {
-    return trustView(this.attestor?.last(), this.consequences?.list() ?? [], this.healthNow());
+    return trustView(this.cycle?.last(), this.consequences?.list() ?? [], this.healthNow());
   }
 
   /** What /v1/events sends first and on every change, and what status shows under "trust". */
   trustSnapshot() {
     const health = this.healthNow();
-    const t = trustView(this.attestor?.last(), this.consequences.list(), health);
+    const t = trustView(this.cycle?.last(), this.consequences.list(), health);
     const holds = (a: Parameters<Consequences['holds']>[0]) => this.consequences.holds(a);
     const units = this.consequences.unitsActedOn();
     return {
@@ -539,7 +539,7 @@ export class Daemon {
   }
 
   statusLine(): string {
-    const last = this.attestor?.last();
+    const last = this.cycle?.last();
     const sim = this.sources?.simulated ? 'SIMULATED ' : '';
     if (!last) return `${sim}starting: no attestation yet`;
     const next = this.scheduler?.nextRun();
@@ -678,8 +678,8 @@ export class Daemon {
       startedAt: this.startedAt,
       sources: this.sources,
       config: this.config,
-      last: this.attestor.last(),
-      running: this.attestor.isRunning(),
+      last: this.cycle.last(),
+      running: this.cycle.isRunning(),
       next: this.scheduler.nextRun(),
       failures: this.scheduler.consecutiveFailures(),
       history: this.history.list(10),

@@ -11,7 +11,7 @@
  * "Trusted" is stricter than "not failing": the last cycle passed and no trigger is active.
  */
 import cron from 'node-cron';
-import type { CycleResult } from '../attest/attestor.js';
+import type { CycleResult } from '../attest/attestation-cycle.js';
 import type { Config } from '../config/schema.js';
 import type { CollateralSummary } from './collateral-summary.js';
 import type { ActiveTrigger } from './consequences.js';

@@ -10,9 +10,9 @@ import { loadTokenKeys, type VerifiedVerdict } from '../link/verdict.js';
 import { Outbox } from '../link/outbox.js';
 import { SecretStore } from '../link/secrets.js';
 import type { AgentKey } from '../link/agent-key.js';
-import type { CycleResult } from '../attest/attestor.js';
+import type { CycleResult } from '../attest/attestation-cycle.js';
 import type { Config } from '../config/schema.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../util/log.js';
 import { ConfigError } from '../errors.js';
 import { InputFileError, readBoundedText, readBoundedTextSync, type InputKind } from '../util/bounded-read.js';
 

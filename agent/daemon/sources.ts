@@ -3,12 +3,11 @@
  * verifier closure. Simulation trust is created here, and only for `tee: simulated`.
  */
 import { AzureVtpmSource, detectCpuSource, SevGuestSource, TsmSource, type CpuSource } from '../attest/cpu-sources.js';
-import { openSimulation } from '../attest/simulation.js';
 import { verifyBundle, type BundleVerifyOptions } from '../attest/verify-bundle.js';
-import type { EvidenceBundle } from '../attest/bundle.js';
+import type { EvidenceBundle } from '../formats/evidence-bundle.js';
 import type { BundleResult } from '../attest/verify-bundle.js';
 import { NvmlGpuSource, nvmlDriverFacts, type GpuDriverFacts, type GpuSource } from '../evidence/gpu-nvml.js';
-import { nvmlInfo } from '../native/nvml.js';
+import { nvmlInfo, setNvmlLibrary } from '../native/nvml.js';
 import { defaultPolicy, loadPolicyFile, type AppraisalPolicy } from '../appraise/policy.js';
 import type { Config } from '../config/schema.js';
 import { DeviceError } from '../errors.js';
@@ -34,7 +33,7 @@ export async function loadPolicy(config: Config): Promise<AppraisalPolicy> {
 }
 
 export async function openSources(config: Config, policy: AppraisalPolicy): Promise<Sources> {
-  if (config.devices.nvmlLibrary) process.env.CVM_NVML_LIBRARY = config.devices.nvmlLibrary;
+  if (config.devices.nvmlLibrary) setNvmlLibrary(config.devices.nvmlLibrary);
   if (config.tee === 'simulated') {
     let driver: GpuDriverFacts | undefined;
     if (config.simulation.nvml && config.gpus.enabled !== 'off' && config.simulation.gpus > 0) {
@@ -42,6 +41,8 @@ export async function openSources(config: Config, policy: AppraisalPolicy): Prom
       // Only to say which driver answers; an unavailable library is a per-cycle device error, not a start error.
       await nvmlInfo().catch(() => undefined);
     }
+    // Loaded only in simulation mode: production start-up never evaluates the simulated TEE.
+    const { openSimulation } = await import('../simulation/open.js');
     const sim = await openSimulation(config.simulation.dir, config.simulation.gpus, driver ? { driver } : {});
     const gpus = config.gpus.enabled === 'off' ? undefined : sim.gpus;
     return {

@@ -4,7 +4,7 @@
  * why; `gpus.readyState` is what the driver last reported (read after every cycle and every
  * consequence), never what the agent meant to set.
  */
-import type { CycleResult } from '../attest/attestor.js';
+import type { CycleResult } from '../attest/attestation-cycle.js';
 import type { Daemon } from './daemon.js';
 import { evaluateHealth, type Health } from './health.js';
 

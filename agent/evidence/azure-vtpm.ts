@@ -7,12 +7,12 @@
 import { createHash } from 'node:crypto';
 import { DeviceError, ParseError } from '../errors.js';
 import { TpmClient, ALL_PCRS } from './tpm/client.js';
-import { TpmError } from './tpm/response-codes.js';
-import { AZURE, TPM_ALG, TPMA_NV } from './tpm/constants.js';
-import { parseAttest, writeSignature } from './tpm/structures.js';
-import { TpmWriter } from './tpm/marshal.js';
-import { parseHclReport, HCL_SIGNATURE } from '../verify/azure/hcl.js';
-import { encodeBundle, qualifyingDataFor, userDataFor, USER_DATA_SIZE, type AzureBundle } from '../verify/azure/evidence-formats.js';
+import { TpmError } from '../formats/tpm/response-codes.js';
+import { AZURE, TPM_ALG, TPMA_NV } from '../formats/tpm/constants.js';
+import { parseAttest, writeSignature } from '../formats/tpm/structures.js';
+import { TpmWriter } from '../formats/tpm/marshal.js';
+import { parseHclReport, HCL_SIGNATURE } from '../formats/azure/hcl.js';
+import { encodeBundle, qualifyingDataFor, userDataFor, USER_DATA_SIZE, type AzureBundle } from '../formats/azure/evidence-formats.js';
 
 export interface AzureCollectOptions {
   /** 1..64 bytes bound into the HCL user data and (hashed) into the quote; none = boot-time report, empty extraData. */

@@ -1,5 +1,5 @@
 /**
- * SEV-SNP attester over configfs-tsm (Linux >= 6.7): /sys/kernel/config/tsm/report/<name>/.
+ * SEV-SNP evidence collector over configfs-tsm (Linux >= 6.7): /sys/kernel/config/tsm/report/<name>/.
  * Produces raw evidence (report, optional cert table); never verifies.
  *
  * Procedure (reference snp.md §2; Documentation/ABI/testing/configfs-tsm-report):
@@ -22,7 +22,7 @@ const SNP_REPORT_SIZE = 1184;
 /** Kernel cap on outblob/auxblob (TSM_REPORT_OUTBLOB_MAX = 32 KiB; newer series up to 16 MiB). */
 const MAX_BLOB = 16 * 1024 * 1024;
 
-/** The file operations the attester needs; a seam so tests can emulate configfs semantics. */
+/** The file operations the collector needs; a seam so tests can emulate configfs semantics. */
 export interface TsmFileSystem {
   mkdir(path: string): Promise<unknown>;
   rmdir(path: string): Promise<unknown>;
@@ -58,7 +58,7 @@ export interface TsmReport {
   generation: number;
 }
 
-export class ConfigfsTsmAttester {
+export class ConfigfsTsmCollector {
   readonly root: string;
   readonly #fs: TsmFileSystem;
 

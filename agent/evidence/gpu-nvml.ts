@@ -17,7 +17,7 @@ import {
   type NvmlDevice,
   type NvmlSystemCc,
 } from '../native/nvml.js';
-import { isNvmlNotSupported } from './nvml-errors.js';
+import { isNvmlNotSupported } from '../native/nvml-errors.js';
 
 export type GpuArchitecture = 'hopper' | 'blackwell' | 'ampere' | 'ada' | 'unknown' | (string & {});
 

@@ -1,10 +1,10 @@
 /**
- * SEV-SNP attester over the legacy /dev/sev-guest ioctls. Produces raw evidence (report bytes and
+ * SEV-SNP evidence collector over the legacy /dev/sev-guest ioctls. Produces raw evidence (report bytes and
  * the host's certificate table); never verifies.
  *
  * Two safety rules from the driver (reference snp.md §0, §1.3):
  *  - one request at a time (serialised here in JS, and again in C), and
- *  - after ENOTTY the VMPCK is gone until reboot: the attester latches and fails every later call at
+ *  - after ENOTTY the VMPCK is gone until reboot: the collector latches and fails every later call at
  *    once, without touching the device, because retrying is pointless and a failed guest request is
  *    exactly what wipes a key.
  */
@@ -14,7 +14,7 @@ import { nativeSnpBinding, type SnpDeviceBinding } from '../native/snp.js';
 export const SNP_REPORT_DATA_SIZE = 64;
 export const SNP_DEFAULT_DEVICE = '/dev/sev-guest';
 
-export interface SnpDeviceAttesterOptions {
+export interface SnpDeviceCollectorOptions {
   devicePath?: string;
   /** OS boundary; defaults to the native addon. */
   binding?: SnpDeviceBinding;
@@ -30,13 +30,13 @@ export interface SnpDeviceExtReport {
   certTable: Buffer;
 }
 
-export class SnpDeviceAttester {
+export class SnpDeviceCollector {
   readonly devicePath: string;
   readonly #binding: SnpDeviceBinding;
   #queue: Promise<unknown> = Promise.resolve();
   #latched: DeviceError | undefined;
 
-  constructor(options: SnpDeviceAttesterOptions = {}) {
+  constructor(options: SnpDeviceCollectorOptions = {}) {
     this.devicePath = options.devicePath ?? SNP_DEFAULT_DEVICE;
     this.#binding = options.binding ?? nativeSnpBinding();
   }

@@ -11,7 +11,7 @@
  */
 import { webcrypto } from 'node:crypto';
 import { calculateJwkThumbprint, exportJWK } from 'jose';
-import type { PublicJwk } from '../binding.js';
+import type { PublicJwk } from '../formats/nonce-binding.js';
 
 const subtle = webcrypto.subtle;
 type CryptoKey = webcrypto.CryptoKey;

@@ -9,7 +9,7 @@
  */
 import { CompactSign, compactVerify, decodeProtectedHeader, importJWK, calculateJwkThumbprint } from 'jose';
 import { canonicalize } from '../util/jcs.js';
-import type { PublicJwk } from '../binding.js';
+import type { PublicJwk } from '../formats/nonce-binding.js';
 import type { AgentKey } from './agent-key.js';
 import type { EventKind, EventMessage } from './protocol.js';
 

@@ -10,7 +10,7 @@
  */
 import { CompactSign, calculateJwkThumbprint, compactVerify, decodeProtectedHeader, importJWK } from 'jose';
 import { canonicalize } from '../util/jcs.js';
-import type { PublicJwk } from '../binding.js';
+import type { PublicJwk } from '../formats/nonce-binding.js';
 import type { AgentKey } from './agent-key.js';
 
 export const EVIDENCE_PROOF_TYP = 'cvm-evidence-proof+jws';

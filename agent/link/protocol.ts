@@ -3,7 +3,7 @@
  * constants, message types, version negotiation, and a decoder that never throws.
  * The wire format is documented in docs/protocol.md; the schemas are ./schemas.ts.
  */
-import type { PublicJwk } from '../binding.js';
+import type { PublicJwk } from '../formats/nonce-binding.js';
 import { CvmError } from '../errors.js';
 import { validate, type Schema } from './json-schema.js';
 import { AGENT_SCHEMAS, CONTROLLER_SCHEMAS, EVENT_KINDS } from './schemas.js';

@@ -104,7 +104,7 @@ export const AGENT_SCHEMAS = {
   ),
   evidence: message(
     'evidence',
-    'Answer to a challenge: the evidence bundle bound to the challenge nonce and the agent id (agent/attest/bundle.ts), the agent\'s own EAR, and `proof`: a compact ES384 JWS by the bundle\'s teePubKey (typ cvm-evidence-proof+jws) over JCS({agentId, challengeId, nonce}) (agent/link/proof.ts).',
+    'Answer to a challenge: the evidence bundle bound to the challenge nonce and the agent id (agent/formats/evidence-bundle.ts), the agent\'s own EAR, and `proof`: a compact ES384 JWS by the bundle\'s teePubKey (typ cvm-evidence-proof+jws) over JCS({agentId, challengeId, nonce}) (agent/link/proof.ts).',
     {
       challengeId: ident(128),
       bundle: {

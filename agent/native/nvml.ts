@@ -5,7 +5,7 @@
  * DeviceError ERR_NVML_UNAVAILABLE.
  */
 import { DeviceError, UsageError, CvmError } from '../errors.js';
-import { nvmlHint } from '../evidence/nvml-errors.js';
+import { nvmlHint } from './nvml-errors.js';
 import { loadNative, type NativeAddon } from './index.js';
 
 /** NVML_CC_GPU_CEC_NONCE_SIZE (nvidia-gpu.md §1.3). */
@@ -88,8 +88,36 @@ export function toNvmlError(err: unknown): Error {
 
 type AddonFn = (...args: unknown[]) => Promise<unknown>;
 
+/** devices.nvmlLibrary, once setNvmlLibrary() was called; otherwise CVM_NVML_LIBRARY (the CLI's override). */
+let libraryPath: string | undefined;
+let libraryChosen = false;
+let librarySent = false;
+
+/**
+ * Which libnvidia-ml to load (devices.nvmlLibrary; undefined: the loader's default name). It takes
+ * effect only before the first NVML call: the loaded library stays for the life of the process.
+ */
+export function setNvmlLibrary(path: string | undefined): void {
+  libraryPath = path;
+  libraryChosen = true;
+  librarySent = false;
+}
+
+/** Hand the library path to the addon as an argument, before its first NVML call. */
+function sendLibraryPath(addon: NativeAddon): void {
+  if (librarySent) return;
+  const set = addon.nvmlSetLibrary;
+  if (typeof set !== 'function') {
+    throw new DeviceError('ERR_NATIVE_UNAVAILABLE', 'the native addon has no nvmlSetLibrary(); rebuild it with "npm run build:native"');
+  }
+  const path = libraryChosen ? libraryPath : process.env.CVM_NVML_LIBRARY;
+  (set as (p: string | null) => boolean)(path ? path : null);
+  librarySent = true;
+}
+
 function addonFn(name: string): AddonFn {
   const addon: NativeAddon = loadNative();
+  sendLibraryPath(addon);
   const fn = addon[name];
   if (typeof fn !== 'function') {
     throw new DeviceError('ERR_NATIVE_UNAVAILABLE', `the native addon has no ${name}(); rebuild it with "npm run build:native"`);

@@ -3,7 +3,7 @@
  * turns the addon's coded Errors into DeviceErrors whose details carry the decoded firmware/VMM codes.
  */
 import { CvmError, DeviceError, UsageError } from '../errors.js';
-import { decodeExitInfo2, decodeReportStatus } from '../evidence/snp-errors.js';
+import { decodeExitInfo2, decodeReportStatus } from './snp-errors.js';
 import { loadNative } from './index.js';
 
 export interface SnpExtResult {
@@ -12,7 +12,7 @@ export interface SnpExtResult {
   certs: Buffer;
 }
 
-/** The OS boundary the SNP attester needs; injectable so the attester can be tested without the addon. */
+/** The OS boundary the SNP collector needs; injectable so the collector can be tested without the addon. */
 export interface SnpDeviceBinding {
   getReport(devicePath: string, reportData: Uint8Array, vmpl: number): Promise<Buffer>;
   getExtReport(devicePath: string, reportData: Uint8Array, vmpl: number): Promise<SnpExtResult>;

@@ -7,7 +7,7 @@
  */
 import { EAR_PROFILE, type Ear, type EarSubmod } from '../appraise/ear.js';
 import { ParseError } from '../errors.js';
-import type { Check, TrustStatus } from '../verify/checks.js';
+import type { Check, TrustStatus } from '../formats/checks.js';
 
 export interface CycleError {
   code: string;

@@ -119,9 +119,17 @@ static void *find_versioned(const char *v2, const char *legacy, const char **use
   return sym;
 }
 
+/* The library path given by nvmlSetLibrary() (devices.nvmlLibrary); empty: the loader's default name.
+ * Frozen once the library is loaded: the dlopen'ed library stays for the life of the process. */
+static pthread_mutex_t path_mu = PTHREAD_MUTEX_INITIALIZER;
+static char lib_path_arg[4096];
+static int path_frozen;
+
 static void load_library(void) {
-  const char *override = getenv("CVM_NVML_LIBRARY");
-  lib.path = (override != NULL && override[0] != '\0') ? override : "libnvidia-ml.so.1";
+  pthread_mutex_lock(&path_mu);
+  path_frozen = 1;
+  pthread_mutex_unlock(&path_mu);
+  lib.path = lib_path_arg[0] != '\0' ? lib_path_arg : "libnvidia-ml.so.1";
   lib.handle = dlopen(lib.path, RTLD_NOW | RTLD_LOCAL);
   if (lib.handle == NULL) {
     const char *err = dlerror();
@@ -694,8 +702,46 @@ static napi_value js_set_ready(napi_env env, napi_callback_info info) {
   return queue(env, job, "nvmlSetReadyState");
 }
 
+/* nvmlSetLibrary(path: string | null): which libnvidia-ml the first NVML call dlopens (null: the
+ * default name). Returns false, changing nothing, once the library is loaded. */
+static napi_value js_set_library(napi_env env, napi_callback_info info) {
+  GET_ARGS(1);
+  napi_valuetype t = napi_undefined;
+  if (argc > 0) napi_typeof(env, argv[0], &t);
+  if (t != napi_string && t != napi_null && t != napi_undefined) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "NVML library path must be a string or null");
+    return NULL;
+  }
+  char path[sizeof lib_path_arg];
+  size_t len = 0;
+  path[0] = '\0';
+  if (t == napi_string) {
+    CVM_CALL(env, napi_get_value_string_utf8(env, argv[0], NULL, 0, &len));
+    if (len == 0 || len >= sizeof path) {
+      napi_throw_range_error(env, "ERR_INVALID_ARG_VALUE", "NVML library path must be 1 to 4095 bytes");
+      return NULL;
+    }
+    CVM_CALL(env, napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len));
+    if (strlen(path) != len) {
+      napi_throw_range_error(env, "ERR_INVALID_ARG_VALUE", "NVML library path must not contain NUL");
+      return NULL;
+    }
+  }
+  bool applied = false;
+  pthread_mutex_lock(&path_mu);
+  if (!path_frozen) {
+    memcpy(lib_path_arg, path, len + 1);
+    applied = true;
+  }
+  pthread_mutex_unlock(&path_mu);
+  napi_value result;
+  CVM_CALL(env, napi_get_boolean(env, applied, &result));
+  return result;
+}
+
 napi_status nvml_register(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
+      {"nvmlSetLibrary", NULL, js_set_library, NULL, NULL, NULL, napi_enumerable, NULL},
       {"nvmlInfo", NULL, js_info, NULL, NULL, NULL, napi_enumerable, NULL},
       {"nvmlDevices", NULL, js_devices, NULL, NULL, NULL, napi_enumerable, NULL},
       {"nvmlSystemCc", NULL, js_system_cc, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -10,7 +10,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
 import { createLocalJWKSet, jwtVerify } from 'jose';
-import type { PublicJwk } from '../../agent/binding.js';
+import type { PublicJwk } from '../../agent/formats/nonce-binding.js';
 import { appraiseEvidence } from '../../agent/controller/appraise.js';
 import { SimulationRoots } from '../../agent/controller/simulation.js';
 import { CLOSE } from '../../agent/link/protocol.js';

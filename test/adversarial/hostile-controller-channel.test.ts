@@ -9,7 +9,7 @@ import { createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openSimulation } from '../../agent/attest/simulation.js';
+import { openSimulation } from '../../agent/simulation/open.js';
 import { parseConfig } from '../../agent/config/schema.js';
 import { ControllerLink } from '../../agent/link/client.js';
 import { ConfigError } from '../../agent/errors.js';

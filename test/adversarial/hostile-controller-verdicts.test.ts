@@ -13,7 +13,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { calculateJwkThumbprint, SignJWT } from 'jose';
-import { openSimulation } from '../../agent/attest/simulation.js';
+import { openSimulation } from '../../agent/simulation/open.js';
 import { TestController } from '../helpers/test-controller.js';
 import { startAgentDaemon, type AgentDaemon } from '../helpers/agent-daemon.js';
 import { sealTo, TokenIssuer } from '../helpers/token-issuer.js';

@@ -6,7 +6,7 @@
 import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { buildCertificate, buildCrl, basicConstraints, type NameSpec } from '../../agent/util/x509-builder.js';
 import { ia5String, integer } from '../../agent/util/der-writer.js';
-import { AMD_OID, encodeTcb, serializeSnpReport, signatureFromP1363, SNP_SIGNED_END } from '../../agent/verify/snp/abi/index.js';
+import { AMD_OID, encodeTcb, serializeSnpReport, signatureFromP1363, SNP_SIGNED_END } from '../../agent/formats/snp-abi/index.js';
 import type { SimulatedRootsInput } from '../../agent/roots/amd.js';
 
 export const amdName = (CN: string): NameSpec => ({ OU: 'Engineering', C: 'US', L: 'Santa Clara', ST: 'CA', O: 'Advanced Micro Devices', CN });

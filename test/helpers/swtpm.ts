@@ -11,11 +11,11 @@ import { join } from 'node:path';
 import type { SocketAddress } from '../../agent/evidence/tpm/transport.js';
 import { createHash } from 'node:crypto';
 import { TpmClient } from '../../agent/evidence/tpm/client.js';
-import { AZURE, TPM_ALG, TPM_CC, TPM_ECC, TPM_RH, TPMA_NV, TPMA_OBJECT } from '../../agent/evidence/tpm/constants.js';
-import { publicKeyObject, type TpmPublic } from '../../agent/evidence/tpm/structures.js';
+import { AZURE, TPM_ALG, TPM_CC, TPM_ECC, TPM_RH, TPMA_NV, TPMA_OBJECT } from '../../agent/formats/tpm/constants.js';
+import { publicKeyObject, type TpmPublic } from '../../agent/formats/tpm/structures.js';
 import type { TpmTransport } from '../../agent/evidence/tpm/transport.js';
-import { buildHclReport } from '../../agent/verify/azure/hcl.js';
-import type { SimulatedSnpDevice } from '../../agent/evidence/simulated/snp-sim.js';
+import { buildHclReport } from '../../agent/formats/azure/hcl.js';
+import type { SimulatedSnpDevice } from '../../agent/simulation/snp-sim.js';
 
 export interface Swtpm {
   address: SocketAddress;

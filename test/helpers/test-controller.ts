@@ -7,7 +7,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { bundleToJson, type EvidenceBundle } from '../../agent/attest/bundle.js';
+import { bundleToJson, type EvidenceBundle } from '../../agent/formats/evidence-bundle.js';
 import { createAgentKey, type AgentKey } from '../../agent/link/agent-key.js';
 import { ControllerLink, type LinkHandlers, type LinkOptions } from '../../agent/link/client.js';
 import { Outbox } from '../../agent/link/outbox.js';

@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { CompactEncrypt, exportJWK, generateKeyPair, importJWK, SignJWT, type CryptoKey, type JWK } from 'jose';
-import type { PublicJwk } from '../../agent/binding.js';
+import type { PublicJwk } from '../../agent/formats/nonce-binding.js';
 import type { VerdictMessage } from '../../agent/link/protocol.js';
 import { SECRETS_CLAIM, secretDigest } from '../../agent/link/verdict.js';
 

@@ -14,7 +14,7 @@ import { startDaemon, type DaemonProcess } from './daemon-process.js';
 import { fakesDir } from './paths.js';
 import { callApi } from '../../agent/cli/api-client.js';
 import { Controller } from '../../agent/controller/server.js';
-import { openSimulation } from '../../agent/attest/simulation.js';
+import { openSimulation } from '../../agent/simulation/open.js';
 import { parseControllerConfig, resolveControllerConfig, tokenDigest } from '../../agent/controller/config.js';
 
 export const FAKE_NVML = join(fakesDir, 'libnvidia-ml.so.1');

@@ -16,18 +16,19 @@ import { randomBytes, X509Certificate } from 'node:crypto';
 import { DeviceError } from '../../agent/errors.js';
 import { TpmClient } from '../../agent/evidence/tpm/client.js';
 import { SocketTransport } from '../../agent/evidence/tpm/transport.js';
-import { TpmError } from '../../agent/evidence/tpm/response-codes.js';
-import { AZURE, TPM_ALG, TPM_PT, TPMA_NV } from '../../agent/evidence/tpm/constants.js';
-import { publicKeyObject, parseAttest, type TpmPublic } from '../../agent/evidence/tpm/structures.js';
+import { TpmError } from '../../agent/formats/tpm/response-codes.js';
+import { AZURE, TPM_ALG, TPM_PT, TPMA_NV } from '../../agent/formats/tpm/constants.js';
+import { publicKeyObject, parseAttest, type TpmPublic } from '../../agent/formats/tpm/structures.js';
 import { collectAzureEvidence, isAzureCvm, readHclReport } from '../../agent/evidence/azure-vtpm.js';
-import { parseAzureEvidence, type AzureEvidence } from '../../agent/verify/azure/evidence-formats.js';
-import { verifyAzureEvidence, type AzureVerifyOptions } from '../../agent/verify/azure/verify.js';
+import { parseAzureEvidence, type AzureEvidence } from '../../agent/formats/azure/evidence-formats.js';
+import { verifyAzureEvidence, type AzureVerifyOptions } from '../../agent/attest/verify-and-appraise.js';
 import { verifyQuoteSignature } from '../../agent/verify/azure/quote.js';
-import { parseHclReport } from '../../agent/verify/azure/hcl.js';
-import { SimulatedSnpDevice } from '../../agent/evidence/simulated/snp-sim.js';
+import { parseHclReport } from '../../agent/formats/azure/hcl.js';
+import { SimulatedSnpDevice } from '../../agent/simulation/snp-sim.js';
 import { main } from '../../agent/cli/main.js';
-import type { Check } from '../../agent/verify/checks.js';
+import type { Check } from '../../agent/formats/checks.js';
 import { ECC_AK_TEMPLATE, FakeParavisorTransport, provisionAzureVtpm, provisionKey, startSwtpm, type Swtpm } from '../helpers/swtpm.js';
+import { findCheck } from '../helpers/checks.js';
 
 const FOREIGN_AK = 0x81000004;
 
@@ -72,7 +73,6 @@ const simOptions = (nonce?: Buffer): AzureVerifyOptions => {
   const at = new Date();
   return { at, simulatedRoots: [sim.roots()], crls: [sim.crl(at)], ...(nonce ? { nonce } : {}) };
 };
-const byName = (checks: Check[], name: string) => checks.find((c) => c.name === name);
 
 describe('Azure vTPM evidence over swtpm', () => {
   it('the TPM client basics work against libtpms', async () => {
@@ -110,10 +110,10 @@ describe('Azure vTPM evidence over swtpm', () => {
     const problems = r.checks.filter((c) => !c.ok || (c.warning && c.name !== 'snp.simulated'));
     expect(problems, JSON.stringify(problems, null, 1)).toEqual([]);
     for (const n of ['azure.hcl.report-data', 'azure.quote.signature', 'azure.quote.nonce', 'azure.quote.pcr-digest', 'azure.user-data', 'snp.signature', 'snp.policy.vmpl']) {
-      expect(byName(r.checks, n)?.ok, n).toBe(true);
+      expect(findCheck(r.checks, n)?.ok, n).toBe(true);
     }
     expect(r.simulated).toBe(true);
-    expect(byName(r.checks, 'snp.simulated')?.detail).toContain('SIMULATED'); // flagged on the result and by a check
+    expect(findCheck(r.checks, 'snp.simulated')?.detail).toContain('SIMULATED'); // flagged on the result and by a check
     expect(r.status).toBe('affirming');
     expect(r.ok).toBe(true);
 

@@ -7,7 +7,7 @@ import { describe, it, expect, beforeAll } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { probe, assertBuilt, FAKE_NVML_NOCC, REPORT_550, CHAIN_550, REPORT_535 } from './nvml-helpers.js';
+import { probe, assertBuilt, FAKE_NVML, FAKE_NVML_NOCC, REPORT_550, CHAIN_550, REPORT_535 } from './nvml-helpers.js';
 import { vector } from '../helpers/paths.js';
 
 const reportHex = (rel: string) => vector(rel).toString('utf8').replace(/\s+/g, '').toLowerCase();
@@ -49,6 +49,26 @@ describe('NVML library presence', () => {
   it('reports driver, NVML version and device count from the library', async () => {
     const r = await probe('info', {}, { FAKE_NVML_GPUS: '3', FAKE_NVML_DRIVER: '570.86.10' });
     expect(r.value).toMatchObject({ available: true, driverVersion: '570.86.10', nvmlVersion: '12.570.86.10', deviceCount: 3 });
+  });
+});
+
+describe('NVML library path from config', () => {
+  it('devices.nvmlLibrary reaches the addon as an argument and wins over CVM_NVML_LIBRARY', async () => {
+    const r = await probe('configuredInfo', { library: FAKE_NVML }, {}, '/nonexistent/libnvidia-ml.so.1');
+    expect(r.value).toMatchObject({ available: true, library: FAKE_NVML });
+  });
+
+  it('the addon does not read CVM_NVML_LIBRARY itself: with no path given it loads the default name', async () => {
+    const r = await probe('rawAddonInfo', {}, {}, FAKE_NVML);
+    expect(r.ok).toBe(true);
+    expect(r.value.library).toBe('libnvidia-ml.so.1');
+  });
+
+  it('a path given after the library is loaded is refused (false) and the loaded library stays', async () => {
+    const r = await probe('configuredAfterLoad', { library: '/nonexistent/libnvidia-ml.so.1' }, {}, FAKE_NVML);
+    expect(r.value.first).toMatchObject({ available: true, library: FAKE_NVML });
+    expect(r.value.applied).toBe(false);
+    expect(r.value.second).toMatchObject({ available: true, library: FAKE_NVML });
   });
 });
 

@@ -1,5 +1,5 @@
 /**
- * The SEV-SNP addon (native/src/snp.c) and SnpDeviceAttester, exercised in child processes against
+ * The SEV-SNP addon (native/src/snp.c) and SnpDeviceCollector, exercised in child processes against
  * the LD_PRELOAD /dev/sev-guest shim (test/fakes/sevguest_shim.c) fed with real report vectors.
  */
 import { describe, it, expect, beforeAll } from 'vitest';

@@ -6,28 +6,24 @@
 import { describe, expect, it } from 'vitest';
 import { createPublicKey } from 'node:crypto';
 import { vector } from '../helpers/paths.js';
-import { parseAzureEvidence, parseImdsCertification, expectationsFor, qualifyingDataFor, type AzureEvidence } from '../../agent/verify/azure/evidence-formats.js';
-import { verifyAzureEvidence } from '../../agent/verify/azure/verify.js';
+import { parseAzureEvidence, parseImdsCertification, expectationsFor, qualifyingDataFor, type AzureEvidence } from '../../agent/formats/azure/evidence-formats.js';
+import { verifyAzureEvidence } from '../../agent/attest/verify-and-appraise.js';
 import { verifyQuote, verifyQuoteSignature } from '../../agent/verify/azure/quote.js';
-import { parseHclReport } from '../../agent/verify/azure/hcl.js';
+import { parseHclReport } from '../../agent/formats/azure/hcl.js';
 import { ParseError } from '../../agent/errors.js';
-import type { Check } from '../../agent/verify/checks.js';
+import type { Check } from '../../agent/formats/checks.js';
+import { findCheck } from '../helpers/checks.js';
 
 const AT = new Date('2025-06-01T00:00:00Z');
 const V2_NONCE = Buffer.from('982f5c6e45df0ed3f10b6f60b02f0c8390e281300f3805e2279c16168cd6ae9aa398f647caa2338748cd0fd9f5f819ef', 'hex');
 const GENOA_NONCE = Buffer.from('0218488bae25d2509232bf676f1a66a30d7372add909109b36016ef136f2938ca05475f8b46094de6b64270ea35d950f', 'hex');
 
 const load = (f: string) => parseAzureEvidence(vector(`snp/${f}`).toString('utf8'));
-const check = (checks: Check[], name: string) => {
-  const c = checks.find((x) => x.name === name);
-  expect(c, `check ${name} present`).toBeDefined();
-  return c!;
-};
 /** Everything except revocation (no CRL in the vectors) passes. */
 function expectAllPassButRevocation(checks: Check[]) {
   const bad = checks.filter((c) => (!c.ok || c.warning) && c.name !== 'snp.revocation');
   expect(bad, JSON.stringify(bad, null, 1)).toEqual([]);
-  const rev = check(checks, 'snp.revocation');
+  const rev = findCheck(checks, 'snp.revocation');
   expect(rev.warning === true || !rev.ok).toBe(true);
 }
 
@@ -42,7 +38,7 @@ describe('verifyAzureEvidence on real evidence', () => {
       const ev = load(file);
       const r = verifyAzureEvidence(ev, { at: AT, nonce });
       for (const n of ['azure.hcl.parse', 'azure.hcl.report-data', 'azure.quote.signature', 'azure.quote.nonce', 'azure.quote.pcr-digest', 'snp.signature', 'snp.chain.ask', 'snp.chain.ark', 'snp.policy.vmpl', 'snp.tcb.vcek-match']) {
-        expect(check(r.checks, n).ok, `${n}: ${check(r.checks, n).detail}`).toBe(true);
+        expect(findCheck(r.checks, n).ok, `${n}: ${findCheck(r.checks, n).detail}`).toBe(true);
       }
       expectAllPassButRevocation(r.checks);
       expect(r.simulated).toBe(false);
@@ -53,7 +49,7 @@ describe('verifyAzureEvidence on real evidence', () => {
 
   it('v2 checks the runtime user-data against the nonce', () => {
     const r = verifyAzureEvidence(load('trustee_az-snp-vtpm_evidence-v2.json'), { at: AT, nonce: V2_NONCE });
-    expect(check(r.checks, 'azure.user-data').ok).toBe(true);
+    expect(findCheck(r.checks, 'azure.user-data').ok).toBe(true);
   });
 
   it('Genoa evidence is recognised as such and its SNP report is a Genoa v3 report', () => {
@@ -61,21 +57,21 @@ describe('verifyAzureEvidence on real evidence', () => {
     expect(ev.format).toBe('trustee-genoa');
     const r = verifyAzureEvidence(ev, { at: AT, nonce: GENOA_NONCE });
     expect(r.claims?.hcl.version).toBe(2);
-    expect(check(r.checks, 'snp.product').detail).toContain('Genoa');
+    expect(findCheck(r.checks, 'snp.product').detail).toContain('Genoa');
   });
 
   it('a wrong nonce fails azure.quote.nonce only', () => {
     const r = verifyAzureEvidence(load('trustee_az-snp-vtpm_evidence-v1.json'), { at: AT, nonce: Buffer.from('challengf') });
-    const c = check(r.checks, 'azure.quote.nonce');
+    const c = findCheck(r.checks, 'azure.quote.nonce');
     expect(c.ok).toBe(false);
     expect(c.detail).toMatch(/extraData .* != the nonce/);
-    expect(check(r.checks, 'azure.quote.signature').ok).toBe(true);
+    expect(findCheck(r.checks, 'azure.quote.signature').ok).toBe(true);
     expect(r.status).toBe('contraindicated');
   });
 
   it('without a nonce, freshness is a warning, not a pass', () => {
     const r = verifyAzureEvidence(load('trustee_az-snp-vtpm_evidence-v1.json'), { at: AT });
-    const c = check(r.checks, 'azure.quote.nonce');
+    const c = findCheck(r.checks, 'azure.quote.nonce');
     expect(c.ok && c.warning).toBe(true);
     expect(r.checks.some((x) => x.name === 'azure.user-data')).toBe(false);
   });
@@ -85,10 +81,10 @@ describe('verifyAzureEvidence on real evidence', () => {
     // v1's report has zero user-data: swap it in, keep v2's quote
     const v1 = load('trustee_az-snp-vtpm_evidence-v1.json');
     const r = verifyAzureEvidence({ ...ev, hclReport: v1.hclReport, certificates: v1.certificates }, { at: AT, nonce: V2_NONCE });
-    expect(check(r.checks, 'azure.user-data').ok).toBe(false);
+    expect(findCheck(r.checks, 'azure.user-data').ok).toBe(false);
     // and v1's AK did not sign v2's quote
-    expect(check(r.checks, 'azure.quote.signature').ok).toBe(false);
-    expect(check(r.checks, 'azure.quote.signature').detail).toMatch(/not made by the vTPM AK/);
+    expect(findCheck(r.checks, 'azure.quote.signature').ok).toBe(false);
+    expect(findCheck(r.checks, 'azure.quote.signature').detail).toMatch(/not made by the vTPM AK/);
   });
 
   it('a tampered PCR value fails azure.quote.pcr-digest', () => {
@@ -96,16 +92,16 @@ describe('verifyAzureEvidence on real evidence', () => {
     const pcrs = ev.quote.pcrs.map((p) => Buffer.from(p));
     pcrs[7]![0]! ^= 1;
     const r = verifyAzureEvidence({ ...ev, quote: { ...ev.quote, pcrs } }, { at: AT, nonce: Buffer.from('challenge') });
-    const c = check(r.checks, 'azure.quote.pcr-digest');
+    const c = findCheck(r.checks, 'azure.quote.pcr-digest');
     expect(c.ok).toBe(false);
     expect(c.detail).toMatch(/PCR values were altered/);
-    expect(check(r.checks, 'azure.quote.signature').ok).toBe(true);
+    expect(findCheck(r.checks, 'azure.quote.signature').ok).toBe(true);
   });
 
   it('a missing PCR value fails azure.quote.pcr-digest', () => {
     const ev = load('trustee_az-snp-vtpm_evidence-v1.json');
     const r = verifyAzureEvidence({ ...ev, quote: { ...ev.quote, pcrs: ev.quote.pcrs.slice(1) } }, { at: AT, nonce: Buffer.from('challenge') });
-    expect(check(r.checks, 'azure.quote.pcr-digest').detail).toMatch(/selects 24 PCRs but the evidence carries 23/);
+    expect(findCheck(r.checks, 'azure.quote.pcr-digest').detail).toMatch(/selects 24 PCRs but the evidence carries 23/);
   });
 
   it('a tampered quote message fails the signature', () => {
@@ -113,8 +109,8 @@ describe('verifyAzureEvidence on real evidence', () => {
     const message = Buffer.from(ev.quote.message);
     message[message.length - 1]! ^= 0x80; // last byte of pcrDigest
     const r = verifyAzureEvidence({ ...ev, quote: { ...ev.quote, message } }, { at: AT, nonce: Buffer.from('challenge') });
-    expect(check(r.checks, 'azure.quote.signature').ok).toBe(false);
-    expect(check(r.checks, 'azure.quote.pcr-digest').ok).toBe(false);
+    expect(findCheck(r.checks, 'azure.quote.signature').ok).toBe(false);
+    expect(findCheck(r.checks, 'azure.quote.pcr-digest').ok).toBe(false);
   });
 
   it('tampered runtime claims break the REPORT_DATA binding (and the SNP report still verifies)', () => {
@@ -127,13 +123,13 @@ describe('verifyAzureEvidence on real evidence', () => {
     const vm = hcl2.indexOf('26F8BC30');
     hcl2.write('36F8BC30', vm, 'latin1'); // still valid JSON, different vmUniqueId
     const r = verifyAzureEvidence({ ...ev, hclReport: hcl2 }, { at: AT, nonce: Buffer.from('challenge') });
-    const c = check(r.checks, 'azure.hcl.report-data');
+    const c = findCheck(r.checks, 'azure.hcl.report-data');
     expect(c.ok).toBe(false);
     expect(c.detail).toMatch(/not the ones the SNP report vouches for/);
-    expect(check(r.checks, 'snp.signature').ok).toBe(true);
+    expect(findCheck(r.checks, 'snp.signature').ok).toBe(true);
     // the malformed-JSON variant fails parsing instead
     const r2 = verifyAzureEvidence({ ...ev, hclReport: hcl }, { at: AT });
-    expect(check(r2.checks, 'azure.hcl.parse').ok).toBe(false);
+    expect(findCheck(r2.checks, 'azure.hcl.parse').ok).toBe(false);
     expect(r2.status).toBe('contraindicated');
   });
 
@@ -142,13 +138,13 @@ describe('verifyAzureEvidence on real evidence', () => {
     const hcl = Buffer.from(ev.hclReport);
     hcl[0x20 + 0x90]! ^= 1; // MEASUREMENT byte inside the signed area
     const r = verifyAzureEvidence({ ...ev, hclReport: hcl }, { at: AT, nonce: Buffer.from('challenge') });
-    expect(check(r.checks, 'snp.signature').ok).toBe(false);
+    expect(findCheck(r.checks, 'snp.signature').ok).toBe(false);
   });
 
   it('without a VCEK the SNP part fails closed', () => {
     const ev = load('trustee_az-snp-vtpm_evidence-v1.json');
     const r = verifyAzureEvidence({ ...ev, certificates: [] }, { at: AT, nonce: Buffer.from('challenge') });
-    expect(check(r.checks, 'snp.cert.endorsement-key').ok).toBe(false);
+    expect(findCheck(r.checks, 'snp.cert.endorsement-key').ok).toBe(false);
     expect(r.ok).toBe(false);
   });
 
@@ -178,8 +174,8 @@ describe('azure_hcl-report-snp.bin with azure_certs.pem (VCEK of another chip)',
       certificates: pemCerts(vector('snp/azure_certs.pem').toString()),
     };
     const r = verifyAzureEvidence(ev, { at: AT });
-    expect(check(r.checks, 'azure.hcl.report-data').ok).toBe(true);
-    const sig = check(r.checks, 'snp.signature');
+    expect(findCheck(r.checks, 'azure.hcl.report-data').ok).toBe(true);
+    const sig = findCheck(r.checks, 'snp.signature');
     expect(sig.ok).toBe(false);
     expect(sig.detail).toMatch(/does not verify with the supplied VCEK.*VCEK belongs to another chip/);
     expect(r.status).toBe('contraindicated');

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { main } from '../../agent/cli/main.js';
 import { vectorsDir } from '../helpers/paths.js';
 import { rimIdFromFileName } from '../../agent/cli/commands/verify-gpu.js';
-import { buildSimulatedReport, loadOrCreateSimGpuIdentity, simulatedRims } from '../../agent/evidence/simulated/gpu-sim.js';
+import { buildSimulatedReport, loadOrCreateSimGpuIdentity, simulatedRims } from '../../agent/simulation/gpu-sim.js';
 
 async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';

@@ -7,7 +7,7 @@ import {
   CollateralStore, CollateralFetchError, httpRequest, fetchVcek, fetchCertChain, fetchCrl, fetchImdsCertification, fetchRim, fetchOcsp,
   ocspKey, parseRetryAfter, classify, type CollateralKey,
 } from '../../agent/collateral/index.js';
-import { parseAmdCertExtensions } from '../../agent/verify/snp/abi/index.js';
+import { parseAmdCertExtensions } from '../../agent/formats/snp-abi/index.js';
 import { parseOcspResponse, findSingleResponse } from '../../agent/verify/nvidia/ocsp.js';
 import { parseCertificate as parseNvCert } from '../../agent/verify/nvidia/chain.js';
 import { buildCrl } from '../../agent/util/x509-builder.js';

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CvmError, CollateralError, ParseError } from '../../agent/errors.js';
 import { classify, CollateralStore, freshness, keyPath, checkKey, keyFromPath, buildBundle, parseBundle } from '../../agent/collateral/index.js';
-import { parseAmdCertExtensions, parseSnpReport } from '../../agent/verify/snp/abi/index.js';
+import { parseAmdCertExtensions, parseSnpReport } from '../../agent/formats/snp-abi/index.js';
 import { buildCrl } from '../../agent/util/x509-builder.js';
 import { makeSimSnpChain, amdName } from '../helpers/snp-sim-chain.js';
 import { buildGoodOcspResponse, certIdOfRequest } from '../helpers/fake-collateral-server.js';

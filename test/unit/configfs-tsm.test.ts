@@ -1,5 +1,5 @@
 /**
- * ConfigfsTsmAttester against a temporary directory that behaves like configfs-tsm: a small emulator
+ * ConfigfsTsmCollector against a temporary directory that behaves like configfs-tsm: a small emulator
  * (FakeConfigfs) keeps per-item state the way drivers/virt/coco/guest/report.c does (generation bumped
  * on every write, outblob generated from inblob/privlevel) and mirrors the files into the temp dir.
  */
@@ -7,7 +7,7 @@ import { describe, it, expect, beforeEach, afterEach } from 'vitest';
 import { mkdtempSync, mkdirSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import { ConfigfsTsmAttester, type TsmFileSystem } from '../../agent/evidence/configfs-tsm.js';
+import { ConfigfsTsmCollector, type TsmFileSystem } from '../../agent/evidence/configfs-tsm.js';
 import { DeviceError, ParseError, UsageError } from '../../agent/errors.js';
 import { vector } from '../helpers/paths.js';
 
@@ -122,9 +122,9 @@ beforeEach(() => {
 });
 afterEach(() => rmSync(root, { recursive: true, force: true }));
 
-describe('ConfigfsTsmAttester', () => {
+describe('ConfigfsTsmCollector', () => {
   it('returns the outblob report carrying our report data, then removes the item', async () => {
-    const a = new ConfigfsTsmAttester({ root, fs: fake });
+    const a = new ConfigfsTsmCollector({ root, fs: fake });
     const rd = Buffer.from(Array.from({ length: 64 }, (_, i) => 255 - i));
     const r = await a.getReport(rd);
     expect(r.report.length).toBe(1184);
@@ -140,7 +140,7 @@ describe('ConfigfsTsmAttester', () => {
   });
 
   it('writes privlevel and reads auxblob when asked', async () => {
-    const a = new ConfigfsTsmAttester({ root, fs: fake });
+    const a = new ConfigfsTsmCollector({ root, fs: fake });
     const r = await a.getReport(data(3), { vmpl: 2, withCerts: true });
     expect(r.report.readUInt32LE(0x30)).toBe(2);
     expect(r.certTable?.equals(CERTS)).toBe(true);
@@ -151,12 +151,12 @@ describe('ConfigfsTsmAttester', () => {
 
   it('an empty auxblob (host supplied no certs) is returned as an empty table', async () => {
     fake.certs = Buffer.alloc(0);
-    const r = await new ConfigfsTsmAttester({ root, fs: fake }).getReport(data(0), { withCerts: true });
+    const r = await new ConfigfsTsmCollector({ root, fs: fake }).getReport(data(0), { withCerts: true });
     expect(r.certTable?.length).toBe(0);
   });
 
   it('uses a fresh, unique item per request', async () => {
-    const a = new ConfigfsTsmAttester({ root, fs: fake });
+    const a = new ConfigfsTsmCollector({ root, fs: fake });
     await Promise.all([a.getReport(data(1)), a.getReport(data(2))]);
     const made = fake.ops.filter((o) => o.startsWith('mkdir')).map((o) => o.slice(6));
     expect(new Set(made).size).toBe(2);
@@ -167,7 +167,7 @@ describe('ConfigfsTsmAttester', () => {
     fake.onOutblob = (item) => {
       item.generation += 1; // someone else wrote inblob between our write and our read
     };
-    const a = new ConfigfsTsmAttester({ root, fs: fake });
+    const a = new ConfigfsTsmCollector({ root, fs: fake });
     const err = await a.getReport(data(1)).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(DeviceError);
     expect((err as DeviceError).code).toBe('ERR_TSM_RACE');
@@ -177,7 +177,7 @@ describe('ConfigfsTsmAttester', () => {
 
   it('rejects a provider other than sev_guest (e.g. TDX) and cleans up', async () => {
     fake.provider = 'tdx_guest\n';
-    const err = await new ConfigfsTsmAttester({ root, fs: fake }).getReport(data(1)).catch((e: unknown) => e);
+    const err = await new ConfigfsTsmCollector({ root, fs: fake }).getReport(data(1)).catch((e: unknown) => e);
     expect((err as DeviceError).code).toBe('ERR_TSM_PROVIDER');
     expect((err as Error).message).toMatch(/tdx_guest/);
     expect(fake.ops).not.toContain('read outblob');
@@ -186,7 +186,7 @@ describe('ConfigfsTsmAttester', () => {
 
   it('maps outblob failures (firmware refused) to ERR_TSM_REPORT and cleans up', async () => {
     fake.failures.set('read:outblob', 'ENXIO');
-    const err = await new ConfigfsTsmAttester({ root, fs: fake }).getReport(data(1)).catch((e: unknown) => e);
+    const err = await new ConfigfsTsmCollector({ root, fs: fake }).getReport(data(1)).catch((e: unknown) => e);
     expect((err as DeviceError).code).toBe('ERR_TSM_REPORT');
     expect((err as DeviceError).details).toMatchObject({ errno: 'ENXIO' });
     expect(readdirSync(root)).toEqual([]);
@@ -194,18 +194,18 @@ describe('ConfigfsTsmAttester', () => {
 
   it('maps a refused privlevel (below the floor) to ERR_TSM_PRIVLEVEL', async () => {
     fake.privlevelFloor = 1;
-    const err = await new ConfigfsTsmAttester({ root, fs: fake }).getReport(data(1), { vmpl: 0 }).catch((e: unknown) => e);
+    const err = await new ConfigfsTsmCollector({ root, fs: fake }).getReport(data(1), { vmpl: 0 }).catch((e: unknown) => e);
     expect((err as DeviceError).code).toBe('ERR_TSM_PRIVLEVEL');
     expect(readdirSync(root)).toEqual([]);
   });
 
   it('mkdir errors: missing root -> ERR_TSM_ABSENT, ENXIO -> ERR_TSM_NO_PROVIDER, EACCES -> ERR_TSM_ACCESS', async () => {
-    const missing = new ConfigfsTsmAttester({ root: join(root, 'nope'), fs: fake });
+    const missing = new ConfigfsTsmCollector({ root: join(root, 'nope'), fs: fake });
     await expect(missing.getReport(data(0))).rejects.toMatchObject({ code: 'ERR_TSM_ABSENT' });
     fake.failures.set('mkdir:', 'ENXIO');
-    await expect(new ConfigfsTsmAttester({ root, fs: fake }).getReport(data(0))).rejects.toMatchObject({ code: 'ERR_TSM_NO_PROVIDER' });
+    await expect(new ConfigfsTsmCollector({ root, fs: fake }).getReport(data(0))).rejects.toMatchObject({ code: 'ERR_TSM_NO_PROVIDER' });
     fake.failures.set('mkdir:', 'EACCES');
-    await expect(new ConfigfsTsmAttester({ root, fs: fake }).getReport(data(0))).rejects.toMatchObject({ code: 'ERR_TSM_ACCESS' });
+    await expect(new ConfigfsTsmCollector({ root, fs: fake }).getReport(data(0))).rejects.toMatchObject({ code: 'ERR_TSM_ACCESS' });
   });
 
   it('a malformed generation is a ParseError', async () => {
@@ -215,7 +215,7 @@ describe('ConfigfsTsmAttester', () => {
       writeFile: (p, d) => fake.writeFile(p, d),
       readFile: async (p) => (p.endsWith('generation') ? Buffer.from('many\n') : fake.readFile(p)),
     };
-    await expect(new ConfigfsTsmAttester({ root, fs }).getReport(data(0))).rejects.toBeInstanceOf(ParseError);
+    await expect(new ConfigfsTsmCollector({ root, fs }).getReport(data(0))).rejects.toBeInstanceOf(ParseError);
     expect(readdirSync(root)).toEqual([]);
   });
 
@@ -226,30 +226,30 @@ describe('ConfigfsTsmAttester', () => {
       writeFile: (p, d) => fake.writeFile(p, d),
       readFile: async (p) => (p.endsWith('outblob') ? Buffer.alloc(1000) : fake.readFile(p)),
     };
-    await expect(new ConfigfsTsmAttester({ root, fs }).getReport(data(0))).rejects.toMatchObject({ code: 'ERR_TSM_OUTBLOB_SIZE' });
+    await expect(new ConfigfsTsmCollector({ root, fs }).getReport(data(0))).rejects.toMatchObject({ code: 'ERR_TSM_OUTBLOB_SIZE' });
   });
 
   it('a failing rmdir does not mask a good report', async () => {
     fake.rmdirError = 'EBUSY';
-    const r = await new ConfigfsTsmAttester({ root, fs: fake }).getReport(data(9));
+    const r = await new ConfigfsTsmCollector({ root, fs: fake }).getReport(data(9));
     expect(r.report[0x50]).toBe(9);
   });
 
   it('checks its inputs before touching the file system', async () => {
-    const a = new ConfigfsTsmAttester({ root, fs: fake });
+    const a = new ConfigfsTsmCollector({ root, fs: fake });
     await expect(a.getReport(Buffer.alloc(63))).rejects.toBeInstanceOf(UsageError);
     await expect(a.getReport(data(0), { vmpl: 4 })).rejects.toBeInstanceOf(UsageError);
     expect(fake.ops).toEqual([]);
   });
 });
 
-describe('ConfigfsTsmAttester on the real file system', () => {
+describe('ConfigfsTsmCollector on the real file system', () => {
   it('a missing root is ERR_TSM_ABSENT', async () => {
-    await expect(new ConfigfsTsmAttester({ root: join(root, 'missing') }).getReport(data(0))).rejects.toMatchObject({ code: 'ERR_TSM_ABSENT' });
+    await expect(new ConfigfsTsmCollector({ root: join(root, 'missing') }).getReport(data(0))).rejects.toMatchObject({ code: 'ERR_TSM_ABSENT' });
   });
 
   it('a plain directory (not configfs) fails with a typed error and the item is removed', async () => {
-    const err = await new ConfigfsTsmAttester({ root }).getReport(data(0)).catch((e: unknown) => e);
+    const err = await new ConfigfsTsmCollector({ root }).getReport(data(0)).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(DeviceError);
     expect((err as DeviceError).code).toBe('ERR_TSM_IO');
     expect((err as DeviceError).details).toMatchObject({ errno: 'ENOENT' });
@@ -257,6 +257,6 @@ describe('ConfigfsTsmAttester on the real file system', () => {
   });
 
   it('defaults to /sys/kernel/config/tsm/report', () => {
-    expect(new ConfigfsTsmAttester().root).toBe('/sys/kernel/config/tsm/report');
+    expect(new ConfigfsTsmCollector().root).toBe('/sys/kernel/config/tsm/report');
   });
 });

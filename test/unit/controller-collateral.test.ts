@@ -10,10 +10,11 @@ import { join } from 'node:path';
 import { generateKeyPairSync } from 'node:crypto';
 import { appraiseEvidence } from '../../agent/controller/appraise.js';
 import { CollateralStore } from '../../agent/collateral/store.js';
-import { bundleToJson } from '../../agent/attest/bundle.js';
+import { bundleToJson } from '../../agent/formats/evidence-bundle.js';
 import { parseControllerConfig } from '../../agent/controller/config.js';
-import type { PublicJwk } from '../../agent/binding.js';
+import type { PublicJwk } from '../../agent/formats/nonce-binding.js';
 import { vector } from '../helpers/paths.js';
+import { findCheck } from '../helpers/checks.js';
 
 const nonce = Buffer.alloc(32, 5);
 const key = generateKeyPairSync('ec', { namedCurve: 'P-384' }).publicKey.export({ format: 'jwk' }) as PublicJwk;
@@ -27,7 +28,7 @@ const bundle = bundleToJson({
   gpus: [],
 });
 const at = new Date('2025-06-01T00:00:00Z');
-const check = (a: Awaited<ReturnType<typeof appraiseEvidence>>, name: string) => a.devices[0]!.result.checks.find((c) => c.name === name);
+const check = (a: Awaited<ReturnType<typeof appraiseEvidence>>, name: string) => findCheck(a.devices[0]!.result, name);
 
 describe('controller collateral', () => {
   it('takes the VCEK from the cache: signature and chain verify, the binding still fails for a foreign report', async () => {

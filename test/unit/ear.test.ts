@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { buildEar, dimensionOf, trustVector } from '../../agent/appraise/ear.js';
-import { fail, pass, resultOf, warn } from '../../agent/verify/checks.js';
+import { fail, pass, resultOf, warn } from '../../agent/formats/checks.js';
 
 describe('EAR', () => {
   it('maps named checks to trust dimensions', () => {

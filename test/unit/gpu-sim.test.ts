@@ -9,13 +9,11 @@ import { join } from 'node:path';
 import { sign } from 'node:crypto';
 import {
   buildSimulatedReport, loadOrCreateSimGpuIdentity, loadSimGpuIdentity, simulatedRims, simulatedRoots, SimulatedGpuSource, SIM_FILE, type SimGpuIdentity,
-} from '../../agent/evidence/simulated/gpu-sim.js';
-import { verifyGpuEvidence, type GpuVerifyOptions } from '../../agent/verify/nvidia/gpu-verify.js';
-import { verifyGpus } from '../../agent/verify/nvidia/multi-gpu.js';
+} from '../../agent/simulation/gpu-sim.js';
+import { verifyGpuEvidence, type GpuVerifyOptions, verifyGpus } from '../../agent/attest/verify-and-appraise.js';
 import { parseGpuReport } from '../../agent/verify/nvidia/report.js';
-import type { Check } from '../../agent/verify/checks.js';
+import { findCheck } from '../helpers/checks.js';
 
-const check = (checks: Check[], name: string) => checks.find((c) => c.name === name)!;
 const nonce = Buffer.alloc(32, 0x5a);
 let dir: string;
 let id: SimGpuIdentity;
@@ -52,11 +50,11 @@ describe('simulated reports', () => {
     expect(parsed.opaque.vbiosVersion).toBe('96.00.9F.00.01');
     const r = verifyGpuEvidence({ report, certChainPem: id.gpus[0]!.chainPem, arch: 'HOPPER', nvml: { driverVersion: '550.90.07', vbiosVersion: '96.00.9F.00.01', cc: { ccEnabled: true, devToolsMode: false, environment: 'sim' } } }, opts);
     for (const c of r.checks) if (!['gpu.revocation', 'gpu.simulated'].includes(c.name)) expect(c, `${c.name}: ${c.detail}`).toMatchObject({ ok: true });
-    expect(check(r.checks, 'gpu.simulated')).toMatchObject({ ok: true });
-    expect(check(r.checks, 'gpu.simulated')?.warning).toBeUndefined();
+    expect(findCheck(r.checks, 'gpu.simulated')).toMatchObject({ ok: true });
+    expect(findCheck(r.checks, 'gpu.simulated')?.warning).toBeUndefined();
     expect(r.simulated).toBe(true);
-    expect(check(r.checks, 'gpu.fwid').detail).toContain('equals');
-    expect(check(r.checks, 'gpu.measurements').detail).toMatch(/all 32 active golden measurements match.*index 35 skipped/);
+    expect(findCheck(r.checks, 'gpu.fwid').detail).toContain('equals');
+    expect(findCheck(r.checks, 'gpu.measurements').detail).toMatch(/all 32 active golden measurements match.*index 35 skipped/);
     expect(r.ok).toBe(true);
     expect(r.simulated).toBe(true);
     expect(r.status).toBe('warning');
@@ -67,15 +65,15 @@ describe('simulated reports', () => {
     const r = verifyGpuEvidence({ report, certChainPem: id.gpus[0]!.chainPem }, { ...opts, simulatedRoots: undefined });
     expect(r.ok).toBe(false);
     expect(r.simulated).toBe(false);
-    expect(check(r.checks, 'gpu.chain.root')).toMatchObject({ ok: false, detail: expect.stringContaining('not the pinned NVIDIA Device Identity CA') });
-    expect(check(r.checks, 'gpu.rim.driver').ok).toBe(false); // simulated RIMs are not trusted either
+    expect(findCheck(r.checks, 'gpu.chain.root')).toMatchObject({ ok: false, detail: expect.stringContaining('not the pinned NVIDIA Device Identity CA') });
+    expect(findCheck(r.checks, 'gpu.rim.driver').ok).toBe(false); // simulated RIMs are not trusted either
   });
 
   it('a tampered measurement is reported by index', () => {
     const report = buildSimulatedReport(id, 1, { nonce, tamperRimIndices: [9] });
     const r = verifyGpuEvidence({ report, certChainPem: id.gpus[1]!.chainPem }, opts);
     expect(r.ok).toBe(false);
-    expect(check(r.checks, 'gpu.measurements').detail).toMatch(/vbios RIM index 9/);
+    expect(findCheck(r.checks, 'gpu.measurements').detail).toMatch(/vbios RIM index 9/);
     expect(r.claims?.mismatchedMeasurements.map((m) => [m.index, m.source])).toEqual([[9, 'vbios']]);
     expect(r.claims?.measres).toBe('fail');
   });
@@ -83,8 +81,8 @@ describe('simulated reports', () => {
   it('a report signed by GPU 0 does not verify with GPU 1 chain; an FWID mismatch is named', () => {
     const report = buildSimulatedReport(id, 0, { nonce });
     const r = verifyGpuEvidence({ report, certChainPem: id.gpus[1]!.chainPem }, opts);
-    expect(check(r.checks, 'gpu.signature').ok).toBe(false);
-    expect(check(r.checks, 'gpu.fwid').ok).toBe(false);
+    expect(findCheck(r.checks, 'gpu.signature').ok).toBe(false);
+    expect(findCheck(r.checks, 'gpu.fwid').ok).toBe(false);
     // Re-sign a report whose FWID field is GPU 1's with GPU 0's key: signature fine, FWID wrong.
     const parsed = parseGpuReport(report);
     const signed = Buffer.from(parsed.signedBytes);
@@ -92,8 +90,8 @@ describe('simulated reports', () => {
     id.gpus[1]!.fwid.copy(signed, fwidAt);
     const forged = Buffer.concat([signed, sign('sha384', signed, { key: id.gpus[0]!.leaf.key, dsaEncoding: 'ieee-p1363' })]);
     const f = verifyGpuEvidence({ report: forged, certChainPem: id.gpus[0]!.chainPem }, opts);
-    expect(check(f.checks, 'gpu.signature').ok).toBe(true);
-    expect(check(f.checks, 'gpu.fwid')).toMatchObject({ ok: false, detail: expect.stringContaining('differs from the AK certificate') });
+    expect(findCheck(f.checks, 'gpu.signature').ok).toBe(true);
+    expect(findCheck(f.checks, 'gpu.fwid')).toMatchObject({ ok: false, detail: expect.stringContaining('differs from the AK certificate') });
   });
 
   it('8 simulated GPUs verify together; different modes are rejected', async () => {

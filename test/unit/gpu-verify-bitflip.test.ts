@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { vector } from '../helpers/paths.js';
-import { verifyGpuEvidence } from '../../agent/verify/nvidia/gpu-verify.js';
+import { verifyGpuEvidence } from '../../agent/attest/verify-and-appraise.js';
 import { reportBytesFromFile } from '../../agent/verify/nvidia/report.js';
 
 const dir = 'nvidia/nvtrust/hopper-550';

@@ -11,12 +11,13 @@ import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import fc from 'fast-check';
 import { FC_RUNS } from '../helpers/paths.js';
 import { oid, sequence, tlv } from '../../agent/util/der-writer.js';
-import { buildOcspResponse, type OcspResponseSpec } from '../../agent/evidence/simulated/ocsp-sim.js';
+import { buildOcspResponse, type OcspResponseSpec } from '../../agent/simulation/ocsp-sim.js';
 import { buildCertificate, keyUsage, type NameSpec } from '../../agent/util/x509-builder.js';
-import { buildSimulatedReport, loadOrCreateSimGpuIdentity, simulatedRoots, type SimGpuIdentity } from '../../agent/evidence/simulated/gpu-sim.js';
+import { buildSimulatedReport, loadOrCreateSimGpuIdentity, simulatedRoots, type SimGpuIdentity } from '../../agent/simulation/gpu-sim.js';
 import { parsePemChain, type ParsedCert } from '../../agent/verify/nvidia/chain.js';
 import { parseOcspResponse } from '../../agent/verify/nvidia/ocsp.js';
-import { verifyGpuEvidence, type GpuEvidenceInput, type GpuVerifyOptions } from '../../agent/verify/nvidia/gpu-verify.js';
+import type { GpuEvidenceInput } from '../../agent/verify/nvidia/gpu-verify.js';
+import { verifyGpuEvidence, type GpuVerifyOptions } from '../../agent/attest/verify-and-appraise.js';
 import { gpuPolicyFrom } from '../../agent/appraise/gpu-policy.js';
 import { ParseError } from '../../agent/errors.js';
 

@@ -6,24 +6,19 @@
 import { describe, expect, it } from 'vitest';
 import { X509Certificate } from 'node:crypto';
 import { vector } from '../helpers/paths.js';
-import { verifyGpuEvidence, type GpuEvidenceInput, type GpuVerifyOptions } from '../../agent/verify/nvidia/gpu-verify.js';
+import type { GpuEvidenceInput } from '../../agent/verify/nvidia/gpu-verify.js';
+import { verifyGpuEvidence, type GpuVerifyOptions, verifyGpus } from '../../agent/attest/verify-and-appraise.js';
 import { parseGpuReport, reportBytesFromFile } from '../../agent/verify/nvidia/report.js';
 import { parseGpuEvidenceJson } from '../../agent/verify/nvidia/evidence-json.js';
-import { verifyGpus } from '../../agent/verify/nvidia/multi-gpu.js';
 import { compareMeasurementsDetailed, parseRim, type Rim } from '../../agent/verify/nvidia/rim/index.js';
 import { nvidiaDeviceRoot, NVIDIA_DEVICE_ROOT_SHA256 } from '../../agent/roots/nvidia-device.js';
 import { gpuPolicyFrom } from '../../agent/appraise/gpu-policy.js';
-import type { Check } from '../../agent/verify/checks.js';
+import { findCheck } from '../helpers/checks.js';
 
 const N = 'nvidia/nvtrust/hopper-545-complete';
 const AT_2024 = new Date('2024-06-01T00:00:00Z');
 const text = (p: string) => vector(p).toString('utf8');
 const report = (p: string) => reportBytesFromFile(vector(p));
-const check = (checks: Check[], name: string): Check => {
-  const c = checks.find((x) => x.name === name);
-  if (!c) throw new Error(`no check ${name} in ${checks.map((x) => x.name).join(', ')}`);
-  return c;
-};
 
 const ev545: GpuEvidenceInput = { report: report(`${N}/attestationReport.txt`), certChainPem: text(`${N}/gpuAkCertChain.txt`) };
 const nonce545 = Buffer.from('4cff7f5380ead8fad8ec2c531c110aca4302a88f603792801a8ca29ee151af2e', 'hex');
@@ -51,14 +46,14 @@ describe('the complete 545 set verifies end to end (pinned 2024-06-01, offline)'
     expect(r.checks.map((c) => c.name)).toEqual(EXPECTED_NAMES);
     for (const c of r.checks) if (c.name !== 'gpu.revocation') expect(c, c.name).toMatchObject({ ok: true });
     expect(r.checks.filter((c) => c.warning).map((c) => c.name)).toEqual(['gpu.revocation']);
-    expect(check(r.checks, 'gpu.revocation').detail).toMatch(/revocation not checked/);
+    expect(findCheck(r.checks, 'gpu.revocation').detail).toMatch(/revocation not checked/);
     expect(r.ok).toBe(true);
     expect(r.status).toBe('warning');
     expect(r.simulated).toBe(false);
   });
 
   it('compares all golden measurements, skipping index 35 because NVDEC0 is disabled', () => {
-    expect(check(r.checks, 'gpu.measurements').detail).toMatch(/all 32 active golden measurements match.*index 35 skipped/);
+    expect(findCheck(r.checks, 'gpu.measurements').detail).toMatch(/all 32 active golden measurements match.*index 35 skipped/);
   });
 
   it('produces the claims NVIDIA would', () => {
@@ -83,16 +78,16 @@ describe('the complete 545 set verifies end to end (pinned 2024-06-01, offline)'
   it('finds RIMs by id in a collection', () => {
     const byId = new Map([['NV_GPU_DRIVER_GH100_545.00', rims545.driver], ['NV_GPU_VBIOS_1010_0200_882_96005E0001', rims545.vbios]]);
     const viaId = verifyGpuEvidence(ev545, { at: AT_2024, expectedNonce: nonce545, rims: { byId } });
-    expect(check(viaId.checks, 'gpu.measurements').ok).toBe(true);
+    expect(findCheck(viaId.checks, 'gpu.measurements').ok).toBe(true);
     expect(viaId.ok).toBe(true);
   });
 
   it('a missing RIM is a failure naming the RIM id', () => {
     const noRims = verifyGpuEvidence(ev545, { at: AT_2024, expectedNonce: nonce545 });
     expect(noRims.ok).toBe(false);
-    expect(check(noRims.checks, 'gpu.rim.driver')).toMatchObject({ ok: false, detail: expect.stringContaining('NV_GPU_DRIVER_GH100_545.00 not found') });
-    expect(check(noRims.checks, 'gpu.rim.vbios')).toMatchObject({ ok: false, detail: expect.stringContaining('NV_GPU_VBIOS_1010_0200_882_96005E0001 not found') });
-    expect(check(noRims.checks, 'gpu.measurements').ok).toBe(false);
+    expect(findCheck(noRims.checks, 'gpu.rim.driver')).toMatchObject({ ok: false, detail: expect.stringContaining('NV_GPU_DRIVER_GH100_545.00 not found') });
+    expect(findCheck(noRims.checks, 'gpu.rim.vbios')).toMatchObject({ ok: false, detail: expect.stringContaining('NV_GPU_VBIOS_1010_0200_882_96005E0001 not found') });
+    expect(findCheck(noRims.checks, 'gpu.measurements').ok).toBe(false);
     expect(noRims.claims?.measres).toBe('fail');
     expect(noRims.claims?.secboot).toBeNull();
   });
@@ -100,21 +95,21 @@ describe('the complete 545 set verifies end to end (pinned 2024-06-01, offline)'
   it('skip=rim turns RIM checks into visible warnings', () => {
     const skipped = verifyGpuEvidence(ev545, { at: AT_2024, expectedNonce: nonce545, skip: new Set(['rim']) });
     expect(skipped.ok).toBe(true);
-    for (const n of ['gpu.rim.driver', 'gpu.rim.vbios', 'gpu.measurements']) expect(check(skipped.checks, n)).toMatchObject({ ok: true, warning: true });
+    for (const n of ['gpu.rim.driver', 'gpu.rim.vbios', 'gpu.measurements']) expect(findCheck(skipped.checks, n)).toMatchObject({ ok: true, warning: true });
     expect(skipped.claims?.measres).toBe('not-checked');
   });
 
   it('fails after the RIM signer certificates expired (2025-06-26)', () => {
     const late = verifyGpuEvidence(ev545, { ...full545, at: new Date('2025-07-01T00:00:00Z') });
     expect(late.ok).toBe(false);
-    expect(check(late.checks, 'gpu.rim.driver').detail).toMatch(/rim\.chain\.validity: .*expired/);
-    expect(check(late.checks, 'gpu.rim.vbios').detail).toMatch(/expired/);
-    expect(check(late.checks, 'gpu.chain').ok).toBe(true); // device chain runs to 9999
+    expect(findCheck(late.checks, 'gpu.rim.driver').detail).toMatch(/rim\.chain\.validity: .*expired/);
+    expect(findCheck(late.checks, 'gpu.rim.vbios').detail).toMatch(/expired/);
+    expect(findCheck(late.checks, 'gpu.chain').ok).toBe(true); // device chain runs to 9999
   });
 
   it('rejects a RIM for another version', () => {
     const swapped = verifyGpuEvidence(ev545, { ...full545, rims: { driver: rims545.vbios, vbios: rims545.driver } });
-    expect(check(swapped.checks, 'gpu.rim.driver').detail).toMatch(/the RIM is for version 96\.00\.5E\.00\.01, the report says 545\.00/);
+    expect(findCheck(swapped.checks, 'gpu.rim.driver').detail).toMatch(/the RIM is for version 96\.00\.5E\.00\.01, the report says 545\.00/);
   });
 });
 
@@ -125,9 +120,9 @@ describe('the 535 set: VBIOS part matches the genuine PROD RIM', () => {
 
   it('VBIOS RIM verifies; missing driver RIM fails naming NV_GPU_DRIVER_GH100_535.86.09', () => {
     const r = verifyGpuEvidence(ev, { at: AT_2024, expectedNonce: Buffer.from('27a328247bf7935c993341cf587be6f05986ccce4fe7ba2c54100bd616a58f66', 'hex'), rims: { vbios: vbiosXml } });
-    expect(check(r.checks, 'gpu.rim.vbios').ok).toBe(true);
-    expect(check(r.checks, 'gpu.rim.driver').detail).toContain('NV_GPU_DRIVER_GH100_535.86.09 not found');
-    for (const n of ['gpu.signature', 'gpu.chain', 'gpu.chain.root', 'gpu.nonce']) expect(check(r.checks, n).ok).toBe(true);
+    expect(findCheck(r.checks, 'gpu.rim.vbios').ok).toBe(true);
+    expect(findCheck(r.checks, 'gpu.rim.driver').detail).toContain('NV_GPU_DRIVER_GH100_535.86.09 not found');
+    for (const n of ['gpu.signature', 'gpu.chain', 'gpu.chain.root', 'gpu.nonce']) expect(findCheck(r.checks, n).ok).toBe(true);
   });
 
   it('every active VBIOS golden value matches the report', () => {
@@ -157,7 +152,7 @@ describe('every other real report passes signature + chain + nonce', () => {
       const entry = index.files[rep.slice('nvidia/'.length)]!;
       const parsed = entry.parsed!;
       const r = verifyGpuEvidence({ report: report(rep), certChainPem: text(chain), arch: 'HOPPER' }, { at: new Date(), expectedNonce: Buffer.from(parsed.request.nonce, 'hex'), skip: new Set(['rim']) });
-      for (const n of ['gpu.report.parse', 'gpu.signature', 'gpu.chain', 'gpu.chain.root', 'gpu.nonce', 'gpu.fwid', 'gpu.arch']) expect(check(r.checks, n), n).toMatchObject({ ok: true });
+      for (const n of ['gpu.report.parse', 'gpu.signature', 'gpu.chain', 'gpu.chain.root', 'gpu.nonce', 'gpu.fwid', 'gpu.arch']) expect(findCheck(r.checks, n), n).toMatchObject({ ok: true });
       expect(r.ok).toBe(true);
       expect(r.claims?.vbiosRimId).toBe(parsed.expected_vbios_rim_id);
       expect(r.claims?.driverVersion).toBe(parsed.opaque.driver_version);
@@ -167,7 +162,7 @@ describe('every other real report passes signature + chain + nonce', () => {
   it('550 and 580 carry an FWID that equals the AK certificate FWID', () => {
     for (const dir of ['nvidia/nvtrust/hopper-550', 'nvidia/attestation-sdk/hopper-580-golden-parse']) {
       const r = verifyGpuEvidence({ report: report(`${dir}/hopperAttestationReport.txt`), certChainPem: text(`${dir}/hopperCertChain.txt`) }, { at: new Date(), skip: new Set(['rim']) });
-      expect(check(r.checks, 'gpu.fwid').detail).toMatch(/equals the AK certificate's \(2\.23\.133\.5\.4\.1\)/);
+      expect(findCheck(r.checks, 'gpu.fwid').detail).toMatch(/equals the AK certificate's \(2\.23\.133\.5\.4\.1\)/);
     }
   });
 
@@ -178,11 +173,11 @@ describe('every other real report passes signature + chain + nonce', () => {
       expect(entries.length).toBe(expected.length);
       for (const [i, e] of entries.entries()) {
         const r = verifyGpuEvidence(e, { at: new Date(), expectedNonce: Buffer.from(expected[i]!.nonce, 'hex') });
-        for (const n of ['gpu.report.parse', 'gpu.signature', 'gpu.chain', 'gpu.chain.root', 'gpu.nonce', 'gpu.fwid', 'gpu.arch']) expect(check(r.checks, n), `${file}[${i}] ${n}`).toMatchObject({ ok: true });
+        for (const n of ['gpu.report.parse', 'gpu.signature', 'gpu.chain', 'gpu.chain.root', 'gpu.nonce', 'gpu.fwid', 'gpu.arch']) expect(findCheck(r.checks, n), `${file}[${i}] ${n}`).toMatchObject({ ok: true });
         expect(r.claims?.ueid).toBe(expected[i]!.ueid);
         expect(r.claims?.driverVersion).toBe(expected[i]!.driver_version);
         expect(r.claims?.vbiosRimId).toBe(expected[i]!.expected_vbios_rim_id);
-        expect(check(r.checks, 'gpu.rim.vbios').detail).toContain(`${expected[i]!.expected_vbios_rim_id} not found`);
+        expect(findCheck(r.checks, 'gpu.rim.vbios').detail).toContain(`${expected[i]!.expected_vbios_rim_id} not found`);
       }
       const all = await verifyGpus(entries, { at: new Date(), expectedNonce: Buffer.from(expected[0]!.nonce, 'hex'), skip: new Set(['rim']) });
       expect(all.ok).toBe(true);
@@ -196,18 +191,18 @@ describe('negative vectors fail with the right reason', () => {
   it('attestation-sdk hopperAttestationReportInvalidSignature.txt does not verify against the 535 chain', () => {
     const r = verifyGpuEvidence({ report: report('nvidia/attestation-sdk/negative/hopperAttestationReportInvalidSignature.txt'), certChainPem: text('nvidia/attestation-sdk/hopper-535/hopperCertChain.txt') }, { at: AT_2024, skip: new Set(['rim']) });
     expect(r.ok).toBe(false);
-    expect(check(r.checks, 'gpu.signature')).toMatchObject({ ok: false, detail: expect.stringMatching(/does not verify with the AK/) });
-    expect(check(r.checks, 'gpu.report.parse').ok).toBe(true);
+    expect(findCheck(r.checks, 'gpu.signature')).toMatchObject({ ok: false, detail: expect.stringMatching(/does not verify with the AK/) });
+    expect(findCheck(r.checks, 'gpu.report.parse').ok).toBe(true);
   });
 
   it('go-nvtrust invalidCertChain.txt (BROM missing) breaks the chain', () => {
     const r = verifyGpuEvidence({ ...ev545, certChainPem: text('nvidia/go-nvtrust/invalidCertChain.txt') }, full545);
     expect(r.ok).toBe(false);
-    const c = check(r.checks, 'gpu.chain');
+    const c = findCheck(r.checks, 'gpu.chain');
     expect(c.ok).toBe(false);
     expect(c.detail).toContain('expected 5 certificates, got 4');
     expect(c.detail).toContain('certificate 0 (GH100 A01 GSP FMC LF) is not signed by certificate 1 (NVIDIA GH100 Provisioner ICA 1)');
-    expect(check(r.checks, 'gpu.signature').ok).toBe(true); // the leaf is genuine; the chain is what is broken
+    expect(findCheck(r.checks, 'gpu.signature').ok).toBe(true); // the leaf is genuine; the chain is what is broken
   });
 
   it('a chain ending in another root fails gpu.chain.root', () => {
@@ -215,13 +210,13 @@ describe('negative vectors fail with the right reason', () => {
     const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g)!;
     const forged = [...blocks.slice(0, 4), text('nvidia/attestation-sdk/negative/incorrect_rim_root.crt')].join('\n');
     const r = verifyGpuEvidence({ ...ev545, certChainPem: forged }, full545);
-    expect(check(r.checks, 'gpu.chain.root')).toMatchObject({ ok: false, detail: expect.stringContaining('not the pinned NVIDIA Device Identity CA') });
+    expect(findCheck(r.checks, 'gpu.chain.root')).toMatchObject({ ok: false, detail: expect.stringContaining('not the pinned NVIDIA Device Identity CA') });
   });
 
   it('a report with the wrong chain fails the signature and the FWID', () => {
     const r = verifyGpuEvidence({ report: report('nvidia/nvtrust/hopper-550/hopperAttestationReport.txt'), certChainPem: text('nvidia/attestation-sdk/hopper-580-golden-parse/hopperCertChain.txt') }, { at: AT_2024, skip: new Set(['rim']) });
-    expect(check(r.checks, 'gpu.signature').ok).toBe(false);
-    expect(check(r.checks, 'gpu.fwid')).toMatchObject({ ok: false, detail: expect.stringContaining('differs from the AK certificate') });
+    expect(findCheck(r.checks, 'gpu.signature').ok).toBe(false);
+    expect(findCheck(r.checks, 'gpu.fwid')).toMatchObject({ ok: false, detail: expect.stringContaining('differs from the AK certificate') });
   });
 
   it.each([
@@ -231,24 +226,24 @@ describe('negative vectors fail with the right reason', () => {
     ['NV_GPU_DRIVER_GH100_570.124.03_expired.xml', /rim\.signature\.reference/],
   ])('driver RIM negative/%s is rejected', (file, reason) => {
     const r = verifyGpuEvidence(ev545, { ...full545, at: new Date('2025-03-01T00:00:00Z'), rims: { ...rims545, driver: text(`nvidia/attestation-sdk/negative/${file}`) } });
-    const c = check(r.checks, 'gpu.rim.driver');
+    const c = findCheck(r.checks, 'gpu.rim.driver');
     expect(c.ok).toBe(false);
     expect(c.detail).toMatch(reason);
-    expect(check(r.checks, 'gpu.measurements').detail).toMatch(/not compared/);
+    expect(findCheck(r.checks, 'gpu.measurements').detail).toMatch(/not compared/);
     expect(r.ok).toBe(false);
   });
 
   it('a wrong nonce is a stale report', () => {
     const r = verifyGpuEvidence(ev545, { ...full545, expectedNonce: Buffer.alloc(32, 1) });
-    expect(check(r.checks, 'gpu.nonce')).toMatchObject({ ok: false, detail: expect.stringContaining('stale or replayed') });
+    expect(findCheck(r.checks, 'gpu.nonce')).toMatchObject({ ok: false, detail: expect.stringContaining('stale or replayed') });
     expect(verifyGpuEvidence(ev545, { ...full545, expectedNonce: Buffer.alloc(16) }).ok).toBe(false);
   });
 
   it('without an expected nonce the freshness gap is a warning, or a failure under requireNonce', () => {
     const r = verifyGpuEvidence(ev545, { ...full545, expectedNonce: undefined });
-    expect(check(r.checks, 'gpu.nonce')).toMatchObject({ ok: true, warning: true });
+    expect(findCheck(r.checks, 'gpu.nonce')).toMatchObject({ ok: true, warning: true });
     const strict = verifyGpuEvidence(ev545, { ...full545, expectedNonce: undefined, policy: gpuPolicyFrom({ requireNonce: true }) });
-    expect(check(strict.checks, 'gpu.nonce').ok).toBe(false);
+    expect(findCheck(strict.checks, 'gpu.nonce').ok).toBe(false);
   });
 
   it('a malformed report or chain is a failed check, not an exception', () => {
@@ -256,8 +251,8 @@ describe('negative vectors fail with the right reason', () => {
     expect(bad.checks).toEqual([expect.objectContaining({ name: 'gpu.report.parse', ok: false })]);
     expect(bad.claims).toBeUndefined();
     const noChain = verifyGpuEvidence({ ...ev545, certChainPem: 'garbage' }, full545);
-    expect(check(noChain.checks, 'gpu.chain')).toMatchObject({ ok: false, detail: expect.stringContaining('certificate chain is unreadable') });
-    expect(check(noChain.checks, 'gpu.signature').ok).toBe(false);
+    expect(findCheck(noChain.checks, 'gpu.chain')).toMatchObject({ ok: false, detail: expect.stringContaining('certificate chain is unreadable') });
+    expect(findCheck(noChain.checks, 'gpu.signature').ok).toBe(false);
   });
 });
 
@@ -265,38 +260,38 @@ describe('NVML consistency and CC state', () => {
   const base: GpuVerifyOptions = { ...full545 };
   it('driver and VBIOS versions must equal what NVML says (VBIOS case-insensitively)', () => {
     const ok = verifyGpuEvidence({ ...ev545, nvml: { driverVersion: '545.00', vbiosVersion: '96.00.5e.00.01' } }, base);
-    expect(check(ok.checks, 'gpu.driver-version').detail).toContain('as NVML reports');
-    expect(check(ok.checks, 'gpu.vbios-version').ok).toBe(true);
+    expect(findCheck(ok.checks, 'gpu.driver-version').detail).toContain('as NVML reports');
+    expect(findCheck(ok.checks, 'gpu.vbios-version').ok).toBe(true);
     const bad = verifyGpuEvidence({ ...ev545, nvml: { driverVersion: '550.00', vbiosVersion: '96.00.5E.00.02' } }, base);
-    expect(check(bad.checks, 'gpu.driver-version')).toMatchObject({ ok: false, detail: expect.stringContaining('NVML says 550.00') });
-    expect(check(bad.checks, 'gpu.vbios-version').ok).toBe(false);
+    expect(findCheck(bad.checks, 'gpu.driver-version')).toMatchObject({ ok: false, detail: expect.stringContaining('NVML says 550.00') });
+    expect(findCheck(bad.checks, 'gpu.vbios-version').ok).toBe(false);
   });
 
   it('policy allow-lists of versions', () => {
     const r = verifyGpuEvidence(ev545, { ...base, policy: gpuPolicyFrom({ driverVersions: ['550.90.07'] }) });
-    expect(check(r.checks, 'gpu.driver-version').detail).toContain("not in the policy's allowed list");
+    expect(findCheck(r.checks, 'gpu.driver-version').detail).toContain("not in the policy's allowed list");
   });
 
   it('CC on, devtools off, production environment', () => {
     const good = verifyGpuEvidence({ ...ev545, nvml: { cc: { ccEnabled: true, devToolsMode: false, environment: 'prod' } } }, base);
-    for (const n of ['gpu.cc.mode', 'gpu.cc.devtools', 'gpu.cc.environment']) expect(check(good.checks, n)).toMatchObject({ ok: true });
+    for (const n of ['gpu.cc.mode', 'gpu.cc.devtools', 'gpu.cc.environment']) expect(findCheck(good.checks, n)).toMatchObject({ ok: true });
     expect(good.claims?.cc).toEqual({ ccEnabled: true, devToolsMode: false, environment: 'prod' });
     const bad = verifyGpuEvidence({ ...ev545, nvml: { cc: { ccEnabled: false, devToolsMode: true, environment: 'sim' } } }, base);
-    for (const n of ['gpu.cc.mode', 'gpu.cc.devtools', 'gpu.cc.environment']) expect(check(bad.checks, n), n).toMatchObject({ ok: false });
+    for (const n of ['gpu.cc.mode', 'gpu.cc.devtools', 'gpu.cc.environment']) expect(findCheck(bad.checks, n), n).toMatchObject({ ok: false });
     const relaxed = verifyGpuEvidence({ ...ev545, nvml: { cc: { ccEnabled: true, devToolsMode: true, environment: 'sim' } } }, { ...base, policy: gpuPolicyFrom({ allowDevtools: true, environments: ['prod', 'sim'] }) });
-    expect(check(relaxed.checks, 'gpu.cc.devtools')).toMatchObject({ ok: true, warning: true });
-    expect(check(relaxed.checks, 'gpu.cc.environment').ok).toBe(true);
+    expect(findCheck(relaxed.checks, 'gpu.cc.devtools')).toMatchObject({ ok: true, warning: true });
+    expect(findCheck(relaxed.checks, 'gpu.cc.environment').ok).toBe(true);
   });
 
   it('a missing CC state fails only when the policy requires it', () => {
     expect(verifyGpuEvidence(ev545, base).checks.some((c) => c.name.startsWith('gpu.cc.'))).toBe(false);
     const strict = verifyGpuEvidence(ev545, { ...base, policy: gpuPolicyFrom({ requireCcState: true }) });
-    expect(check(strict.checks, 'gpu.cc.mode').ok).toBe(false);
+    expect(findCheck(strict.checks, 'gpu.cc.mode').ok).toBe(false);
   });
 
   it('architecture must match the chain and the policy', () => {
-    expect(check(verifyGpuEvidence({ ...ev545, arch: 'BLACKWELL' }, base).checks, 'gpu.arch').detail).toContain('the device chain is hopper');
-    expect(check(verifyGpuEvidence(ev545, { ...base, policy: gpuPolicyFrom({ architectures: ['blackwell'] }) }).checks, 'gpu.arch').ok).toBe(false);
+    expect(findCheck(verifyGpuEvidence({ ...ev545, arch: 'BLACKWELL' }, base).checks, 'gpu.arch').detail).toContain('the device chain is hopper');
+    expect(findCheck(verifyGpuEvidence(ev545, { ...base, policy: gpuPolicyFrom({ architectures: ['blackwell'] }) }).checks, 'gpu.arch').ok).toBe(false);
   });
 
   it('rejects bad policy keys', () => {

@@ -7,8 +7,8 @@ import fc from 'fast-check';
 import { FC_RUNS, vector } from '../helpers/paths.js';
 import { onlyTypedErrors } from '../helpers/props.js';
 import { ParseError } from '../../agent/errors.js';
-import { buildHclReport, parseHclReport } from '../../agent/verify/azure/hcl.js';
-import { parseAzureEvidence } from '../../agent/verify/azure/evidence-formats.js';
+import { buildHclReport, parseHclReport } from '../../agent/formats/azure/hcl.js';
+import { parseAzureEvidence } from '../../agent/formats/azure/evidence-formats.js';
 
 const real = vector('snp/trustee_az-snp-vtpm_hcl-report.bin');
 /** Mutations concentrated on the header, IGVM request data and the claims JSON. */

@@ -6,8 +6,8 @@ import { describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import { vector } from '../helpers/paths.js';
 import { ParseError } from '../../agent/errors.js';
-import { buildHclReport, parseHclReport, TDX_MESSAGE } from '../../agent/verify/azure/hcl.js';
-import { findKey, parseRuntimeClaims } from '../../agent/verify/azure/runtime-claims.js';
+import { buildHclReport, parseHclReport, TDX_MESSAGE } from '../../agent/formats/azure/hcl.js';
+import { findKey, parseRuntimeClaims } from '../../agent/formats/azure/runtime-claims.js';
 
 const hclFromJson = (f: string, field: 'hcl_report' | 'report') => {
   const doc = JSON.parse(vector(`snp/${f}`).toString());

@@ -4,8 +4,8 @@ import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { InventoryCache, collectInventory, currentInventory, parseMeminfo, parseOsRelease, readInventory, type Inventory, type InventoryOptions } from '../../agent/inventory.js';
-import { VERSION } from '../../agent/cli/version.js';
+import { InventoryCache, collectInventory, currentInventory, parseMeminfo, parseOsRelease, readInventory, type Inventory, type InventoryOptions } from '../../agent/daemon/inventory.js';
+import { VERSION } from '../../agent/util/version.js';
 import { repoRoot } from '../helpers/paths.js';
 
 let dir: string;
@@ -116,7 +116,7 @@ for (const name of ['execSync', 'execFileSync', 'spawnSync']) {
 syncBuiltinESMExports();
 `;
   const script = `
-import { collectInventory, currentInventory } from ${JSON.stringify(join(repoRoot, 'agent', 'inventory.ts'))};
+import { collectInventory, currentInventory } from ${JSON.stringify(join(repoRoot, 'agent', 'daemon', 'inventory.ts'))};
 import { execSync } from 'node:child_process';
 globalThis.__spawned.length = 0;
 const inv = await collectInventory({ agentVersion: 'spawn-test' });

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { canonicalize } from '../../agent/util/jcs.js';
-import { cpuReportData, gpuNonce, type PublicJwk } from '../../agent/binding.js';
+import { cpuReportData, gpuNonce, type PublicJwk } from '../../agent/formats/nonce-binding.js';
 import { ParseError } from '../../agent/errors.js';
 
 describe('JCS (RFC 8785)', () => {

@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { parseBundle } from '../../agent/attest/bundle.js';
+import { parseBundle } from '../../agent/formats/evidence-bundle.js';
 import { createAgentKey } from '../../agent/link/agent-key.js';
 import { ControllerLink } from '../../agent/link/client.js';
 import { verifyEventSignature } from '../../agent/link/events.js';

@@ -1,8 +1,8 @@
 import { register as globalRegistry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { buildEar, type Ear } from '../../agent/appraise/ear.js';
-import { AgentMetrics } from '../../agent/metrics.js';
-import { fail, pass, resultOf, warn } from '../../agent/verify/checks.js';
+import { AgentMetrics } from '../../agent/daemon/metrics.js';
+import { fail, pass, resultOf, warn } from '../../agent/formats/checks.js';
 
 /** Prometheus text exposition -> { 'name{a="x",b="y"}': value }, checking every line's syntax. */
 function parseExposition(body: string): Map<string, number> {

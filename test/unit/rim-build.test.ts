@@ -2,7 +2,7 @@ import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { basicConstraints, buildCertificate, keyUsage, type NameSpec } from '../../agent/util/x509-builder.js';
 import { CvmError } from '../../agent/errors.js';
-import type { Check } from '../../agent/verify/checks.js';
+import type { Check } from '../../agent/formats/checks.js';
 import { parseGpuReport, reportBytesFromFile } from '../../agent/verify/nvidia/report.js';
 import { buildSignedRim, compareMeasurements, parseRim, verifyRimSignature } from '../../agent/verify/nvidia/rim/index.js';
 import { vector } from '../helpers/paths.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Check } from '../../agent/verify/checks.js';
+import type { Check } from '../../agent/formats/checks.js';
 import { parseGpuReport, reportBytesFromFile } from '../../agent/verify/nvidia/report.js';
 import { checkRimVersion, compareMeasurements, compareMeasurementsDetailed, parseRim, type Rim } from '../../agent/verify/nvidia/rim/index.js';
 import { vector } from '../helpers/paths.js';

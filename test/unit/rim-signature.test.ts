@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { ParseError } from '../../agent/errors.js';
 import { NVIDIA_RIM_ROOT_SHA256, nvidiaRimRoot } from '../../agent/roots/nvidia-rim.js';
-import type { Check } from '../../agent/verify/checks.js';
+import type { Check } from '../../agent/formats/checks.js';
 import { parseRim, verifyRim, verifyRimChain, verifyRimSignature } from '../../agent/verify/nvidia/rim/index.js';
 import { vector, vectorsDir } from '../helpers/paths.js';
 

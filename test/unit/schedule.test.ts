@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { retryDelayMs, Scheduler } from '../../agent/schedule.js';
+import { retryDelayMs, Scheduler } from '../../agent/daemon/schedule.js';
 
 const schedulers: Scheduler[] = [];
 afterEach(async () => {

@@ -11,7 +11,7 @@ import {
   parseCertTable,
   parseSnpReport,
   serializeSnpReport,
-} from '../../agent/verify/snp/abi/index.js';
+} from '../../agent/formats/snp-abi/index.js';
 import { FC_RUNS, vector } from '../helpers/paths.js';
 import { onlyTypedErrors } from '../helpers/props.js';
 

@@ -21,7 +21,7 @@ import {
   signatureP1363,
   tcbLayoutFor,
   type SnpReport,
-} from '../../agent/verify/snp/abi/index.js';
+} from '../../agent/formats/snp-abi/index.js';
 import { vector } from '../helpers/paths.js';
 
 const snp = (name: string) => vector(`snp/${name}`);

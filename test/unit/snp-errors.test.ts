@@ -1,7 +1,7 @@
 /** Decoding of SEV-SNP guest-request errors and the typed errors the native wrapper builds. */
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
-import { decodeExitInfo2, decodeFirmwareError, decodeVmmError, decodeReportStatus } from '../../agent/evidence/snp-errors.js';
+import { decodeExitInfo2, decodeFirmwareError, decodeVmmError, decodeReportStatus } from '../../agent/native/snp-errors.js';
 import { toSnpError } from '../../agent/native/snp.js';
 import { DeviceError, UsageError } from '../../agent/errors.js';
 import { FC_RUNS } from '../helpers/paths.js';

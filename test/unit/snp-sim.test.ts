@@ -16,14 +16,14 @@ import {
   SIM_TCB,
   SimulatedSnpDevice,
   type SimExtReport,
-} from '../../agent/evidence/simulated/snp-sim.js';
+} from '../../agent/simulation/snp-sim.js';
 import {
   SNP_SIGNED_END,
   parseAmdCertExtensions,
   parseCertTable,
   parseSnpReport,
   signatureP1363,
-} from '../../agent/verify/snp/abi/index.js';
+} from '../../agent/formats/snp-abi/index.js';
 import { vector } from '../helpers/paths.js';
 
 const root = mkdtempSync(join(tmpdir(), 'snp-sim-test-'));

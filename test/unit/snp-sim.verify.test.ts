@@ -7,8 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SimulatedSnpDevice, type SimExtReport } from '../../agent/evidence/simulated/snp-sim.js';
-import { verifySnpAttestation } from '../../agent/verify/snp/verify.js';
+import { SimulatedSnpDevice, type SimExtReport } from '../../agent/simulation/snp-sim.js';
+import { verifySnpAttestation } from '../../agent/attest/verify-and-appraise.js';
 
 const root = mkdtempSync(join(tmpdir(), 'snp-sim-verify-'));
 let sim: SimulatedSnpDevice;

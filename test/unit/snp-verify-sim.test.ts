@@ -7,12 +7,12 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { generateKeyPairSync } from 'node:crypto';
 import { buildCrl } from '../../agent/util/x509-builder.js';
 import { makeSimSnpChain, amdName, type SimSnpChain as Sim } from '../helpers/snp-sim-chain.js';
-import { verifySnpAttestation } from '../../agent/verify/snp/verify.js';
+import { verifySnpAttestation } from '../../agent/attest/verify-and-appraise.js';
 import { checkRevocation, parseCrl } from '../../agent/verify/snp/crl.js';
-import type { Check, VerificationResult } from '../../agent/verify/checks.js';
+import type { VerificationResult } from '../../agent/formats/checks.js';
+import { findCheck } from '../helpers/checks.js';
 
 const AT = new Date('2026-03-01T00:00:00Z');
-const check = (res: VerificationResult<unknown>, name: string): Check => res.checks.find((x) => x.name === name)!;
 const failedNames = (res: VerificationResult<unknown>) => res.checks.filter((c) => !c.ok).map((c) => c.name);
 const warnNames = (res: VerificationResult<unknown>) => res.checks.filter((c) => c.ok && c.warning).map((c) => c.name);
 
@@ -29,8 +29,8 @@ describe('simulated roots', () => {
     const res = verifySnpAttestation({ report: sim.report, certificates: [sim.vcek] }, { at: AT });
     expect(res.ok).toBe(false);
     expect(res.simulated).toBe(false);
-    expect(check(res, 'snp.chain.ask').ok).toBe(false);
-    expect(check(res, 'snp.chain.ask').detail).toMatch(/not signed by the pinned SEV-Genoa/);
+    expect(findCheck(res, 'snp.chain.ask').ok).toBe(false);
+    expect(findCheck(res, 'snp.chain.ask').detail).toMatch(/not signed by the pinned SEV-Genoa/);
   });
 
   it('verify when enabled, and the result says SIMULATED', () => {
@@ -39,19 +39,19 @@ describe('simulated roots', () => {
     expect(res.simulated).toBe(true);
     expect(res.status).toBe('warning');
     expect(warnNames(res)).toEqual(['snp.revocation']);
-    expect(check(res, 'snp.simulated').detail).toMatch(/^SIMULATED/);
-    expect(check(res, 'snp.chain.ask').detail).toMatch(/simulated SEV-Genoa/);
+    expect(findCheck(res, 'snp.simulated').detail).toMatch(/^SIMULATED/);
+    expect(findCheck(res, 'snp.chain.ask').detail).toMatch(/simulated SEV-Genoa/);
   });
 
   it('a fresh CRL signed by the sim ARK makes the result affirming (still flagged simulated)', () => {
     const res = verifySnpAttestation({ report: sim.report, certificates: [sim.vcek, sim.ask, sim.ark], crls: [crl()] }, { at: AT, simulatedRoots: [sim.roots] });
     expect(failedNames(res)).toEqual([]);
-    expect(check(res, 'snp.revocation').warning).toBeUndefined();
-    expect(check(res, 'snp.revocation').detail).toMatch(/not revoked/);
+    expect(findCheck(res, 'snp.revocation').warning).toBeUndefined();
+    expect(findCheck(res, 'snp.revocation').detail).toMatch(/not revoked/);
     expect(warnNames(res)).toEqual([]);
     expect(res.status).toBe('affirming');
     expect(res.simulated).toBe(true);
-    expect(check(res, 'snp.simulated').detail).toMatch(/^SIMULATED/);
+    expect(findCheck(res, 'snp.simulated').detail).toMatch(/^SIMULATED/);
   });
 
   it('real AMD reports still verify against the pinned roots when sim roots are enabled', async () => {
@@ -76,38 +76,38 @@ describe('revocation', () => {
   it('revoked VCEK serial', () => {
     const res = run([crl({ revoked: [{ serial: sim.vcekSerial, date: new Date('2026-01-20T00:00:00Z') }] })]);
     expect(failedNames(res)).toEqual(['snp.revocation']);
-    expect(check(res, 'snp.revocation').detail).toMatch(/VCEK serial 0x1234 is REVOKED/);
+    expect(findCheck(res, 'snp.revocation').detail).toMatch(/VCEK serial 0x1234 is REVOKED/);
   });
 
   it('revoked ASK serial', () => {
     const res = run([crl({ revoked: [{ serial: sim.askSerial, date: new Date('2026-01-20T00:00:00Z') }] })]);
     expect(failedNames(res)).toEqual(['snp.revocation']);
-    expect(check(res, 'snp.revocation').detail).toMatch(/ASK SEV-Genoa serial 0x20001 is REVOKED/);
+    expect(findCheck(res, 'snp.revocation').detail).toMatch(/ASK SEV-Genoa serial 0x20001 is REVOKED/);
   });
 
   it('expired (stale) CRL', () => {
     const res = run([crl({ thisUpdate: new Date('2025-12-01T00:00:00Z'), nextUpdate: new Date('2026-01-01T00:00:00Z') })]);
     expect(failedNames(res)).toEqual(['snp.revocation']);
-    expect(check(res, 'snp.revocation').detail).toMatch(/stale/);
+    expect(findCheck(res, 'snp.revocation').detail).toMatch(/stale/);
   });
 
   it('CRL from the future', () => {
     const res = run([crl({ thisUpdate: new Date('2026-03-02T00:00:00Z'), nextUpdate: new Date('2026-05-01T00:00:00Z') })]);
-    expect(check(res, 'snp.revocation').detail).toMatch(/not yet valid/);
+    expect(findCheck(res, 'snp.revocation').detail).toMatch(/not yet valid/);
   });
 
   it('CRL naming the ARK but signed by another key', () => {
     const other = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
     const res = run([crl({ issuerKey: other })]);
     expect(failedNames(res)).toEqual(['snp.revocation']);
-    expect(check(res, 'snp.revocation').detail).toMatch(/not signed by the pinned ARK-Genoa key/);
+    expect(findCheck(res, 'snp.revocation').detail).toMatch(/not signed by the pinned ARK-Genoa key/);
   });
 
   it('CRL with a non-PSS algorithm from an AMD root is rejected', () => {
     const ecKey = generateKeyPairSync('ec', { namedCurve: 'secp384r1' }).privateKey;
     const res = verifySnpAttestation({ report: sim.report, certificates: [sim.vcek], crls: [crl({ issuerKey: ecKey, signature: 'ecdsa-sha384' })] }, { at: AT, simulatedRoots: [sim.roots] });
     // simulated roots may use ECDSA, but the signature is still not the ARK's:
-    expect(check(res, 'snp.revocation').ok).toBe(false);
+    expect(findCheck(res, 'snp.revocation').ok).toBe(false);
     const parsed = parseCrl(crl({ issuerKey: ecKey, signature: 'ecdsa-sha384' }));
     const pinnedOnly = checkRevocation([parsed], { name: 'ARK-Genoa', subjectDer: parsed.issuerDer, publicKey: ecKey, allowedAlgs: ['rsa-pss-sha384'], crlUrl: 'x' }, [], AT);
     expect(pinnedOnly.ok).toBe(false);
@@ -117,8 +117,8 @@ describe('revocation', () => {
   it('a CRL from another issuer is ignored: revocation stays a warning', () => {
     const otherArk = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
     const res = run([crl({ issuer: amdName('ARK-Milan'), issuerKey: otherArk })]);
-    expect(check(res, 'snp.revocation').warning).toBe(true);
-    expect(check(res, 'snp.revocation').detail).toMatch(/none issued by ARK-Genoa/);
+    expect(findCheck(res, 'snp.revocation').warning).toBe(true);
+    expect(findCheck(res, 'snp.revocation').detail).toMatch(/none issued by ARK-Genoa/);
   });
 
   it('parses the revoked serials and times', () => {
@@ -129,12 +129,12 @@ describe('revocation', () => {
   });
 });
 
-describe("the project's simulated SNP device (agent/evidence/simulated/snp-sim.ts)", () => {
+describe("the project's simulated SNP device (agent/simulation/snp-sim.ts)", () => {
   it('its reports verify only with its roots, affirming with its CRL, for report versions 2, 3 and 5', async () => {
     const { mkdtempSync, rmSync } = await import('node:fs');
     const { tmpdir } = await import('node:os');
     const { join } = await import('node:path');
-    const { SimulatedSnpDevice } = await import('../../agent/evidence/simulated/snp-sim.js');
+    const { SimulatedSnpDevice } = await import('../../agent/simulation/snp-sim.js');
     const { certificatesFromBytes } = await import('../../agent/verify/snp/cert-input.js');
     const dir = mkdtempSync(join(tmpdir(), 'snp-sim-verify-'));
     try {

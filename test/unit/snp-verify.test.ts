@@ -6,7 +6,8 @@
 import { describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import { vector } from '../helpers/paths.js';
-import { verifySnpAttestation, type SnpVerifyInput, type SnpVerifyOptions } from '../../agent/verify/snp/verify.js';
+import type { SnpVerifyInput } from '../../agent/verify/snp/verify.js';
+import { verifySnpAttestation, type SnpVerifyOptions } from '../../agent/attest/verify-and-appraise.js';
 import { verifyReportSignature, reportSignatureP1363 } from '../../agent/verify/snp/signature.js';
 import { parseCertificate } from '../../agent/verify/snp/x509.js';
 import { pemCertificates } from '../../agent/verify/snp/cert-input.js';
@@ -14,7 +15,8 @@ import { DEFAULT_SNP_POLICY, type SnpPolicy } from '../../agent/appraise/snp-pol
 import { pinnedAmdRoots, pinnedArkFingerprints, productLine } from '../../agent/roots/amd.js';
 import { EMBEDDED_AMD_ROOTS } from '../../agent/roots/amd/certs.js';
 import { hexToBytes } from '../../agent/util/bytes.js';
-import type { Check, VerificationResult } from '../../agent/verify/checks.js';
+import type { VerificationResult } from '../../agent/formats/checks.js';
+import { findCheck } from '../helpers/checks.js';
 
 const AT = new Date('2025-06-01T00:00:00Z'); // inside every VCEK's and the VLEK's validity
 const pem = (f: string) => pemCertificates(vector(`snp/${f}`).toString('latin1'));
@@ -45,11 +47,6 @@ const CASES: Case[] = [
 ];
 
 const verify = (input: SnpVerifyInput, opts: Partial<SnpVerifyOptions> = {}) => verifySnpAttestation(input, { at: AT, ...opts });
-const check = (res: VerificationResult<unknown>, name: string): Check => {
-  const c = res.checks.find((x) => x.name === name);
-  if (!c) throw new Error(`no check ${name} in ${res.checks.map((x) => x.name).join(', ')}`);
-  return c;
-};
 const failedNames = (res: VerificationResult<unknown>) => res.checks.filter((c) => !c.ok).map((c) => c.name);
 
 describe('pinned AMD roots', () => {
@@ -110,14 +107,14 @@ describe('real reports verify', () => {
       // No CRL supplied: revocation is the only caveat.
       expect(res.status).toBe('warning');
       expect(res.checks.filter((x) => x.warning).map((x) => x.name)).toEqual(['snp.revocation']);
-      expect(check(res, 'snp.revocation').detail).toMatch(/^revocation not checked: no CRL in collateral/);
+      expect(findCheck(res, 'snp.revocation').detail).toMatch(/^revocation not checked: no CRL in collateral/);
       expect(res.simulated).toBe(false);
       expect(res.claims?.product).toBe(c.product);
       expect(res.claims?.signer.key).toBe(c.signer);
       for (const n of ['snp.signature', 'snp.chain.ask', 'snp.chain.ark', 'snp.cert.validity', 'snp.tcb.vcek-match', 'snp.chip-id', 'snp.product', 'snp.reserved', 'snp.signature.algo', 'snp.cert.endorsement-key']) {
-        expect(check(res, n).ok).toBe(true);
+        expect(findCheck(res, n).ok).toBe(true);
       }
-      expect(check(res, 'snp.tcb.vcek-match').detail).toMatch(/REPORTED_TCB/);
+      expect(findCheck(res, 'snp.tcb.vcek-match').detail).toMatch(/REPORTED_TCB/);
     });
   }
 
@@ -132,25 +129,25 @@ describe('real reports verify', () => {
     const res = verify({ report: CASES[2]!.report, certificates: CASES[2]!.certs });
     expect(res.claims!.currentTcb.microcode).toBe(206);
     expect(res.claims!.reportedTcb.microcode).toBe(115);
-    expect(check(res, 'snp.tcb.vcek-match').ok).toBe(true);
+    expect(findCheck(res, 'snp.tcb.vcek-match').ok).toBe(true);
   });
 
   it('VLEK report needs VMPL 1 allowed by policy (snp.policy.vmpl)', () => {
     const res = verify({ report: CASES[3]!.report, certificates: CASES[3]!.certs });
     expect(failedNames(res)).toEqual(['snp.policy.vmpl']);
-    expect(check(res, 'snp.chip-id').detail).toMatch(/VLEK/);
+    expect(findCheck(res, 'snp.chip-id').detail).toMatch(/VLEK/);
   });
 
   it('supplied ASK/ARK equal to the pinned ones are accepted (trustee bundle with ASVK)', () => {
     const res = verify({ report: CASES[2]!.report, certificates: [...CASES[2]!.certs, ...pem('trustee_milan_ask_ark_asvk.pem')] });
     expect(failedNames(res)).toEqual([]);
-    expect(check(res, 'snp.chain.ark').detail).toMatch(/matches/);
+    expect(findCheck(res, 'snp.chain.ark').detail).toMatch(/matches/);
   });
 
   it('checks expected REPORT_DATA', () => {
     const c = CASES[0]!;
     const good = verify({ report: c.report, certificates: c.certs }, { policy: c.policy!, expectedReportData: Buffer.from([1, 2, 3, 4, 5]) });
-    expect(check(good, 'snp.report-data').ok).toBe(true);
+    expect(findCheck(good, 'snp.report-data').ok).toBe(true);
     const bad = verify({ report: c.report, certificates: c.certs }, { policy: c.policy!, expectedReportData: Buffer.from([1, 2, 3, 4, 6]) });
     expect(failedNames(bad)).toEqual(['snp.report-data']);
   });
@@ -207,7 +204,7 @@ describe('every single-bit flip of the signed region is rejected', () => {
       buf[byte]! ^= 1 << bit;
       const res = verify({ report: buf, certificates: c.certs });
       expect(res.ok).toBe(false);
-      expect(check(res, 'snp.signature').ok).toBe(false);
+      expect(findCheck(res, 'snp.signature').ok).toBe(false);
     }
   });
 });
@@ -217,13 +214,13 @@ describe('negative: keys, roots, products, validity', () => {
     const res = verify({ report: CASES[2]!.report, certificates: pem('azure_certs.pem') });
     expect(res.status).toBe('contraindicated');
     expect(failedNames(res)).toEqual(expect.arrayContaining(['snp.signature', 'snp.chip-id']));
-    expect(check(res, 'snp.chain.ask').ok).toBe(true); // it is a genuine AMD VCEK, just not this chip's
+    expect(findCheck(res, 'snp.chain.ask').ok).toBe(true); // it is a genuine AMD VCEK, just not this chip's
   });
 
   it('Genoa ARK passed for a Milan report is rejected (snp.chain.ark)', () => {
     const res = verify({ report: CASES[2]!.report, certificates: [...CASES[2]!.certs, pem('ask_ark_genoa.pem')[1]!] });
     expect(failedNames(res)).toEqual(['snp.chain.ark']);
-    expect(check(res, 'snp.chain.ark').detail).toMatch(/ARK-Genoa.*not the pinned ARK-Milan/);
+    expect(findCheck(res, 'snp.chain.ark').detail).toMatch(/ARK-Genoa.*not the pinned ARK-Milan/);
   });
 
   it('Genoa ASK passed for a Milan report is rejected (snp.chain.ask)', () => {
@@ -243,11 +240,11 @@ describe('negative: keys, roots, products, validity', () => {
 
   it('a Turin VCEK offered for a Milan report: product mismatch on v3, chain fails on v2', () => {
     const v3 = verify({ report: CASES[6]!.report, certificates: [vector('snp/virtee_vcek_turin.der')] });
-    expect(check(v3, 'snp.product').ok).toBe(false);
-    expect(check(v3, 'snp.product').detail).toMatch(/Milan.*"Turin"/);
+    expect(findCheck(v3, 'snp.product').ok).toBe(false);
+    expect(findCheck(v3, 'snp.product').detail).toMatch(/Milan.*"Turin"/);
     expect(v3.ok).toBe(false);
     const genoaOnMilan = verify({ report: CASES[6]!.report, certificates: pemCertificates(genoaEvidence.vcek) });
-    expect(check(genoaOnMilan, 'snp.product').ok).toBe(false);
+    expect(findCheck(genoaOnMilan, 'snp.product').ok).toBe(false);
     const v2 = verify({ report: CASES[2]!.report, certificates: [vector('snp/virtee_vcek_turin.der')] });
     expect(v2.ok).toBe(false);
     expect(failedNames(v2)).toEqual(expect.arrayContaining(['snp.signature', 'snp.tcb.vcek-match']));
@@ -258,29 +255,29 @@ describe('negative: keys, roots, products, validity', () => {
     for (const at of [new Date('2024-12-01T00:00:00Z'), new Date('2025-12-11T00:00:00Z')]) {
       const res = verify({ report: c.report, certificates: c.certs }, { at, policy: c.policy! });
       expect(failedNames(res)).toEqual(['snp.cert.validity']);
-      expect(check(res, 'snp.cert.validity').detail).toMatch(/SEV-VLEK is (expired|not yet valid)/);
+      expect(findCheck(res, 'snp.cert.validity').detail).toMatch(/SEV-VLEK is (expired|not yet valid)/);
     }
   });
 
   it('VCEK supplied for a VLEK-signed report (and vice versa) fails snp.cert.endorsement-key', () => {
     const a = verify({ report: CASES[3]!.report, certificates: CASES[2]!.certs }, { policy: CASES[3]!.policy! });
-    expect(check(a, 'snp.cert.endorsement-key').ok).toBe(false);
-    expect(check(a, 'snp.cert.endorsement-key').detail).toMatch(/VLEK signed this report.*a VCEK was supplied instead/);
+    expect(findCheck(a, 'snp.cert.endorsement-key').ok).toBe(false);
+    expect(findCheck(a, 'snp.cert.endorsement-key').detail).toMatch(/VLEK signed this report.*a VCEK was supplied instead/);
     const b = verify({ report: CASES[2]!.report, certificates: CASES[3]!.certs });
-    expect(check(b, 'snp.cert.endorsement-key').ok).toBe(false);
+    expect(findCheck(b, 'snp.cert.endorsement-key').ok).toBe(false);
   });
 
   it('no certificate at all: fails closed and says where to fetch the VCEK', () => {
     const res = verify({ report: CASES[6]!.report });
     expect(res.ok).toBe(false);
-    expect(check(res, 'snp.cert.endorsement-key').detail).toMatch(/kdsintf\.amd\.com\/vcek\/v1\/Milan\/[0-9a-f]{128}\?blSPL=/);
-    expect(check(res, 'snp.signature').ok).toBe(false);
+    expect(findCheck(res, 'snp.cert.endorsement-key').detail).toMatch(/kdsintf\.amd\.com\/vcek\/v1\/Milan\/[0-9a-f]{128}\?blSPL=/);
+    expect(findCheck(res, 'snp.signature').ok).toBe(false);
   });
 
   it('synthetic (not AMD-signed) VCEKs are rejected by the chain', () => {
     for (const f of ['trustee_snp_test-vcek-invalid-legacy.der', 'trustee_snp_test-vcek-invalid-new.der']) {
       const res = verify({ report: CASES[2]!.report, certificates: [vector(`snp/${f}`)] });
-      expect(check(res, 'snp.chain.ask').ok).toBe(false);
+      expect(findCheck(res, 'snp.chain.ask').ok).toBe(false);
     }
   });
 
@@ -288,14 +285,14 @@ describe('negative: keys, roots, products, validity', () => {
     const c = CASES[2]!;
     const algo = Buffer.from(c.report);
     algo.writeUInt32LE(0, 0x34);
-    expect(check(verify({ report: algo, certificates: c.certs }), 'snp.signature.algo').ok).toBe(false);
+    expect(findCheck(verify({ report: algo, certificates: c.certs }), 'snp.signature.algo').ok).toBe(false);
     const reserved = Buffer.from(c.report);
     reserved[0x330] = 1; // outside the signed region: only the MBZ rule catches it
     const r2 = verify({ report: reserved, certificates: c.certs });
     expect(failedNames(r2)).toEqual(['snp.reserved']);
     const none = Buffer.from(c.report);
     none.writeUInt32LE(7 << 2, 0x48);
-    expect(check(verify({ report: none, certificates: c.certs }), 'snp.cert.endorsement-key').ok).toBe(false);
+    expect(findCheck(verify({ report: none, certificates: c.certs }), 'snp.cert.endorsement-key').ok).toBe(false);
   });
 
   it('truncated, oversized and garbage reports fail snp.report.parse without throwing', () => {
@@ -311,9 +308,9 @@ describe('negative: keys, roots, products, validity', () => {
   it('garbage certificates and CRLs fail named checks', () => {
     const c = CASES[2]!;
     const res = verify({ report: c.report, certificates: [Buffer.from('30030201', 'hex')] });
-    expect(check(res, 'snp.cert.endorsement-key').detail).toMatch(/certificates unusable/);
+    expect(findCheck(res, 'snp.cert.endorsement-key').detail).toMatch(/certificates unusable/);
     const res2 = verify({ report: c.report, certificates: c.certs, crls: [Buffer.from('not a crl')] });
-    expect(check(res2, 'snp.revocation').ok).toBe(false);
+    expect(findCheck(res2, 'snp.revocation').ok).toBe(false);
   });
 });
 
@@ -351,7 +348,7 @@ describe('policy checks fail by name on real reports', () => {
     expect(failedNames(verify({ report: CASES[2]!.report, certificates: CASES[2]!.certs }, { policy: policy({ allowSmt: false }) }))).toEqual(['snp.policy.smt']);
     const genoa = verify({ report: c.report, certificates: c.certs }, { policy: policy({ allowSmt: false }) });
     expect(claims.platformInfo.smtEnabled).toBe(false);
-    expect(check(genoa, 'snp.policy.smt').ok).toBe(claims.policy.smt ? false : true);
+    expect(findCheck(genoa, 'snp.policy.smt').ok).toBe(claims.policy.smt ? false : true);
   });
 
   it('migration agent and reserved bit 17 (policy bits re-signed only via the signature: flips fail both)', () => {

@@ -7,7 +7,7 @@ import { buildEar, type Ear } from '../../agent/appraise/ear.js';
 import { CvmError, ParseError } from '../../agent/errors.js';
 import { ResultHistory, type HistoryEvent, type NewCycleRecord } from '../../agent/state/history.js';
 import { validateHistoryDocument, validateRecord } from '../../agent/state/record.js';
-import { fail, pass, resultOf } from '../../agent/verify/checks.js';
+import { fail, pass, resultOf } from '../../agent/formats/checks.js';
 import { FC_RUNS } from '../helpers/paths.js';
 
 function ear(ok = true): Ear {

@@ -7,12 +7,12 @@ import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { vector } from '../helpers/paths.js';
 import { ParseError } from '../../agent/errors.js';
 import * as cmd from '../../agent/evidence/tpm/commands.js';
-import { TpmReader, TpmWriter } from '../../agent/evidence/tpm/marshal.js';
-import { decodeRc, TpmError } from '../../agent/evidence/tpm/response-codes.js';
-import { TPM_ALG, TPM_ECC, TPM_RH, TPM_ST, AZURE, TPMA_OBJECT } from '../../agent/evidence/tpm/constants.js';
+import { TpmReader, TpmWriter } from '../../agent/formats/tpm/marshal.js';
+import { decodeRc, TpmError } from '../../agent/formats/tpm/response-codes.js';
+import { TPM_ALG, TPM_ECC, TPM_RH, TPM_ST, AZURE, TPMA_OBJECT } from '../../agent/formats/tpm/constants.js';
 import {
   parseAttest, parsePublic, parseSignature, publicKeyObject, readPcrSelection, writePcrSelection, writePublic, writeSignature, type TpmPublic,
-} from '../../agent/evidence/tpm/structures.js';
+} from '../../agent/formats/tpm/structures.js';
 import { parseTransportSpec } from '../../agent/evidence/tpm/transport.js';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');

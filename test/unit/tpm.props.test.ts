@@ -7,9 +7,9 @@ import fc from 'fast-check';
 import { FC_RUNS, vector } from '../helpers/paths.js';
 import { onlyTypedErrors } from '../helpers/props.js';
 import * as cmd from '../../agent/evidence/tpm/commands.js';
-import { TpmWriter } from '../../agent/evidence/tpm/marshal.js';
-import { parseAttest, parsePublic, parseSignature } from '../../agent/evidence/tpm/structures.js';
-import { TPM_ALG, TPM_RH, TPM_ST } from '../../agent/evidence/tpm/constants.js';
+import { TpmWriter } from '../../agent/formats/tpm/marshal.js';
+import { parseAttest, parsePublic, parseSignature } from '../../agent/formats/tpm/structures.js';
+import { TPM_ALG, TPM_RH, TPM_ST } from '../../agent/formats/tpm/constants.js';
 
 const commands: cmd.TpmCommand<unknown>[] = [
   cmd.getCapability(6, 0x12c, 1),

@@ -9,14 +9,14 @@ import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cronIntervalSec, evaluateHealth, maxAttestationAgeSec, trustView, type HealthInputs } from '../../agent/daemon/health.js';
-import { cronProblems, oneLine } from '../../agent/config/preflight.js';
+import { cronProblems, oneLine } from '../../agent/daemon/preflight.js';
 import { parseConfig } from '../../agent/config/schema.js';
 import { parsePolicyFile } from '../../agent/appraise/policy.js';
 import { tokenVerdict } from '../../agent/cli/commands/client.js';
 import { TrustLog } from '../../agent/state/trust-log.js';
 import { buildEar } from '../../agent/appraise/ear.js';
-import { fail, pass, resultOf } from '../../agent/verify/checks.js';
-import type { CycleResult } from '../../agent/attest/attestor.js';
+import { fail, pass, resultOf } from '../../agent/formats/checks.js';
+import type { CycleResult } from '../../agent/attest/attestation-cycle.js';
 
 function cycle(ok: boolean, at: Date, opts: { warn?: boolean; error?: boolean } = {}): CycleResult {
   const checks = ok ? [pass('snp.signature', 'ok'), ...(opts.warn ? [{ name: 'snp.revocation', ok: true, warning: true, detail: 'no CRL' }] : [])] : [fail('gpu.cc.mode', 'CC mode is off')];

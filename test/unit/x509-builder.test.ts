@@ -31,7 +31,7 @@ import {
   subjectKeyIdentifier,
   type NameSpec,
 } from '../../agent/util/x509-builder.js';
-import { AMD_OID, parseAmdCertExtensions } from '../../agent/verify/snp/abi/index.js';
+import { AMD_OID, parseAmdCertExtensions } from '../../agent/formats/snp-abi/index.js';
 import { FC_RUNS, vector } from '../helpers/paths.js';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');

@@ -1,7 +1,7 @@
 /** `cvm-agent config check [FILE]`: validate a config file exactly as `run` does, and print the effective configuration. */
 import { EXIT, parseOptions, type Command } from '../command.js';
 import { DEFAULT_CONFIG_PATH } from '../../config/load.js';
-import { loadValidatedConfig } from '../../config/preflight.js';
+import { loadValidatedConfig } from '../../daemon/preflight.js';
 
 export const configCheck: Command = {
   path: ['config', 'check'],

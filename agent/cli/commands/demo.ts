@@ -1,7 +1,7 @@
 /** `cvm-agent demo`: the reference controller and an agent on the simulated TEE, end to end on loopback. */
 import { EXIT, parseOptions, type Command } from '../command.js';
 import { CvmError, UsageError } from '../../errors.js';
-import { DemoWorkspace, formatDemoSummary, runDemo } from '../../demo.js';
+import { DemoWorkspace, formatDemoSummary, runDemo } from '../demo-stack.js';
 
 export const demoCommand: Command = {
   path: ['demo'],

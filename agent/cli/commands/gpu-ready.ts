@@ -1,16 +1,19 @@
 /**
  * `cvm-agent gpu ready [--set] [--json]`: show the GPU ready state, or set it after attesting
- * every GPU. --set never writes unconditionally: it collects fresh evidence from all GPUs, verifies
- * each one, and hands the verdicts to applyGpuReadyState, which writes only if all passed.
+ * every GPU. --set never writes unconditionally: it collects fresh evidence from all GPUs, verifies and
+ * appraises each one as the attestation cycle does (attest/verify-and-appraise.ts verifyGpuEvidence), and
+ * hands the verdicts to applyGpuReadyState, which writes only if the shared ready-state decision
+ * (appraise/gpu-ready.ts) allows it.
  */
 import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import { ParseError, UsageError } from '../../errors.js';
 import { InputFileError, readBoundedText } from '../../util/bounded-read.js';
-import { verifyGpuEvidence } from '../../verify/nvidia/gpu-verify.js';
+import { verifyGpuEvidence } from '../../attest/verify-and-appraise.js';
 import { EXIT, parseOptions, type Command } from '../command.js';
 import { NvmlGpuSource, type GpuEvidence, type GpuSource } from '../../evidence/gpu-nvml.js';
-import { applyGpuReadyState, type GpuVerdict } from '../../evidence/gpu-ready.js';
+import { applyGpuReadyState } from '../../attest/gpu-ready.js';
+import type { GpuVerdict } from '../../appraise/gpu-ready.js';
 import { NVML_NONCE_SIZE } from '../../native/nvml.js';
 
 /** Verifies one GPU's evidence against the nonce it was requested with. */

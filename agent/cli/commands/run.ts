@@ -1,10 +1,10 @@
 /** `cvm-agent run`: the daemon in the foreground (what systemd's ExecStart runs). */
 import { EXIT, parseOptions, type Command } from '../command.js';
 import { Daemon } from '../../daemon/daemon.js';
-import { createLogger } from '../../log.js';
+import { createLogger } from '../../util/log.js';
 import { sdNotify, createPeerCredentialReader } from '../../native/system.js';
 import { DEFAULT_CONFIG_PATH } from '../../config/load.js';
-import { oneLine } from '../../config/preflight.js';
+import { oneLine } from '../../daemon/preflight.js';
 import { CollateralError, ConfigError, CvmError, DeviceError, ParseError, UsageError } from '../../errors.js';
 
 /** The exit code for a failed start, as for every command (README "Exit codes"). */

@@ -8,8 +8,8 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { EXIT, parseOptions, type CliIO, type Command } from '../command.js';
 import { DeviceError, UsageError } from '../../errors.js';
-import { SnpDeviceAttester, SNP_DEFAULT_DEVICE } from '../../evidence/snp-device.js';
-import { ConfigfsTsmAttester, TSM_DEFAULT_ROOT } from '../../evidence/configfs-tsm.js';
+import { SnpDeviceCollector, SNP_DEFAULT_DEVICE } from '../../evidence/snp-device.js';
+import { ConfigfsTsmCollector, TSM_DEFAULT_ROOT } from '../../evidence/configfs-tsm.js';
 
 export type SnpSource = 'device' | 'tsm' | 'simulated';
 const SOURCES = ['auto', 'device', 'tsm', 'simulated'] as const;
@@ -62,9 +62,9 @@ interface Evidence {
 }
 
 /** The simulator is imported on demand so the real paths never load it (or its test roots). */
-async function loadSimulator(): Promise<typeof import('../../evidence/simulated/snp-sim.js')> {
+async function loadSimulator(): Promise<typeof import('../../simulation/snp-sim.js')> {
   try {
-    return await import('../../evidence/simulated/snp-sim.js');
+    return await import('../../simulation/snp-sim.js');
   } catch (err) {
     throw new DeviceError('ERR_SIM_UNAVAILABLE', `the simulated SEV-SNP device is not available in this build: ${(err as Error).message}`, {}, { cause: err });
   }
@@ -73,11 +73,11 @@ async function loadSimulator(): Promise<typeof import('../../evidence/simulated/
 async function collect(source: SnpSource, opts: { reportData: Buffer; vmpl: number; ext: boolean; devicePath: string; tsmRoot: string; simDir: string }): Promise<Evidence> {
   switch (source) {
     case 'device': {
-      const attester = new SnpDeviceAttester({ devicePath: opts.devicePath });
-      return opts.ext ? attester.getExtReport(opts.reportData, opts.vmpl) : attester.getReport(opts.reportData, opts.vmpl);
+      const collector = new SnpDeviceCollector({ devicePath: opts.devicePath });
+      return opts.ext ? collector.getExtReport(opts.reportData, opts.vmpl) : collector.getReport(opts.reportData, opts.vmpl);
     }
     case 'tsm': {
-      const r = await new ConfigfsTsmAttester({ root: opts.tsmRoot }).getReport(opts.reportData, { vmpl: opts.vmpl, withCerts: opts.ext });
+      const r = await new ConfigfsTsmCollector({ root: opts.tsmRoot }).getReport(opts.reportData, { vmpl: opts.vmpl, withCerts: opts.ext });
       return r.certTable === undefined ? { report: r.report } : { report: r.report, certTable: r.certTable };
     }
     case 'simulated': {

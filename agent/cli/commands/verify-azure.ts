@@ -8,8 +8,8 @@ import { hexToBytes } from '../../util/bytes.js';
 import { parseOptions, type CliIO, type Command } from '../command.js';
 import { loadCrlFiles, loadSnpPolicyOption, parseAt, printResult, readInput } from '../verify-output.js';
 import { certificatesFromBytes, classifyCertificates } from '../../verify/snp/cert-input.js';
-import { isImdsCertificationJson, parseAzureEvidence, parseImdsCertification } from '../../verify/azure/evidence-formats.js';
-import { verifyAzureEvidence } from '../../verify/azure/verify.js';
+import { isImdsCertificationJson, parseAzureEvidence, parseImdsCertification } from '../../formats/azure/evidence-formats.js';
+import { verifyAzureEvidence } from '../../attest/verify-and-appraise.js';
 
 const usage = `Usage: cvm-agent verify azure --evidence FILE [--nonce HEX | --nonce-text TEXT] [--cert FILE]...
                            [--crl FILE]... [--at ISO8601] [--policy FILE] [--json]

@@ -12,10 +12,10 @@ import { exitForStatus, parseAt, readInput } from '../verify-output.js';
 import { DEFAULT_GPU_POLICY, parseGpuPolicy } from '../../appraise/gpu-policy.js';
 import { reportBytesFromFile } from '../../verify/nvidia/report.js';
 import { parseGpuEvidenceJson } from '../../verify/nvidia/evidence-json.js';
-import { verifyGpus, type MultiGpuResult } from '../../verify/nvidia/multi-gpu.js';
-import type { GpuEvidenceInput, GpuSkip, GpuVerifyOptions } from '../../verify/nvidia/gpu-verify.js';
-import { loadSimGpuIdentity, simulatedRoots } from '../../evidence/simulated/gpu-sim.js';
-import type { Check } from '../../verify/checks.js';
+import type { MultiGpuResult } from '../../verify/nvidia/multi-gpu.js';
+import { verifyGpus, type GpuVerifyOptions } from '../../attest/verify-and-appraise.js';
+import type { GpuEvidenceInput, GpuSkip } from '../../verify/nvidia/gpu-verify.js';
+import type { Check } from '../../formats/checks.js';
 
 const usage = `Usage: cvm-agent verify gpu (--report FILE --chain FILE | --evidence FILE) [--nonce HEX]
                          [--driver-rim FILE] [--vbios-rim FILE] [--rim-dir DIR] [--ocsp FILE]...
@@ -172,6 +172,8 @@ async function run(argv: string[], io: CliIO): Promise<number> {
   options.rims = rims;
   if (values.ocsp) options.ocsp = values.ocsp.map((f) => ocspBytes(readInput(f, io, 'OCSP response', 'ocsp')));
   if (values['sim-dir'] !== undefined) {
+    // Loaded only with --sim-dir: the simulated roots never reach a production verification.
+    const { loadSimGpuIdentity, simulatedRoots } = await import('../../simulation/gpu-sim.js');
     try {
       options.simulatedRoots = simulatedRoots(await loadSimGpuIdentity(resolve(io.cwd, values['sim-dir'])));
     } catch (err) {

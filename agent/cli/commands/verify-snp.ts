@@ -6,9 +6,9 @@ import { ParseError, UsageError } from '../../errors.js';
 import { hexToBytes } from '../../util/bytes.js';
 import { parseOptions, type CliIO, type Command } from '../command.js';
 import { loadCrlFiles, loadSnpPolicyOption, parseAt, printResult, readInput } from '../verify-output.js';
-import { parseSnpReport, SNP_REPORT_SIZE } from '../../verify/snp/abi/index.js';
+import { parseSnpReport, SNP_REPORT_SIZE } from '../../formats/snp-abi/index.js';
 import { certificatesFromBytes, classifyCertificates } from '../../verify/snp/cert-input.js';
-import { verifySnpAttestation } from '../../verify/snp/verify.js';
+import { verifySnpAttestation } from '../../attest/verify-and-appraise.js';
 import type { SimulatedRootsInput } from '../../roots/amd.js';
 
 const usage = `Usage: cvm-agent verify snp --report FILE [--cert FILE]... [--crl FILE]... [--report-data HEX]

@@ -4,7 +4,7 @@
  * and CRLs. The KDS rate-limits (~1 request per 10 s reported, §4.3), so callers cache (store.getOrFetch).
  */
 import { CollateralError } from '../../errors.js';
-import type { SnpProduct, TcbParts } from '../../verify/snp/abi/index.js';
+import type { SnpProduct, TcbParts } from '../../formats/snp-abi/index.js';
 import { checkProduct } from '../keys.js';
 import type { KdsChain } from '../types.js';
 import type { Fetched } from '../store.js';

@@ -1,14 +1,14 @@
 /**
- * A small TPM 2.0 client: the handful of commands the Azure vTPM attester needs, over any
+ * A small TPM 2.0 client: the handful of commands the Azure vTPM collector needs, over any
  * TpmTransport. No tpm2-tss: commands are marshalled in commands.ts. Errors: TpmError (the TPM
  * refused, with the decoded response code), ParseError (malformed response), DeviceError (I/O).
  */
 import { ParseError } from '../../errors.js';
 import * as cmd from './commands.js';
-import { TpmError } from './response-codes.js';
-import { TPM_ALG, TPM_CAP, TPM_PT, TPM_RH, TPM_SU } from './constants.js';
+import { TpmError } from '../../formats/tpm/response-codes.js';
+import { TPM_ALG, TPM_CAP, TPM_PT, TPM_RH, TPM_SU } from '../../formats/tpm/constants.js';
 import type { TpmTransport } from './transport.js';
-import type { NvPublic, PcrSelection, TpmPublic, TpmScheme } from './structures.js';
+import type { NvPublic, PcrSelection, TpmPublic, TpmScheme } from '../../formats/tpm/structures.js';
 
 /** Fallback NV chunk size when GetCapability does not say (TPM_PT_NV_BUFFER_MAX is 1024 on most TPMs). */
 export const DEFAULT_NV_BUFFER_MAX = 1024;

@@ -4,13 +4,13 @@
  * bytes. Authorization uses the password pseudo-session TPM_RS_PW (Part 1 §19.8.4).
  */
 import { ParseError } from '../../errors.js';
-import { TpmReader, TpmWriter } from './marshal.js';
-import { TpmError } from './response-codes.js';
-import { HEADER_SIZE, MAX_MESSAGE_SIZE, TPM_CC, TPM_RS_PW, TPM_ST, TPM_ALG } from './constants.js';
+import { TpmReader, TpmWriter } from '../../formats/tpm/marshal.js';
+import { TpmError } from '../../formats/tpm/response-codes.js';
+import { HEADER_SIZE, MAX_MESSAGE_SIZE, TPM_CC, TPM_RS_PW, TPM_ST, TPM_ALG } from '../../formats/tpm/constants.js';
 import {
   readNvPublic, writeNvPublic, readPcrSelection, writePcrSelection, writePublic, readSignature,
   parsePublic, type NvPublic, type PcrSelection, type TpmPublic, type TpmSignature, type TpmScheme,
-} from './structures.js';
+} from '../../formats/tpm/structures.js';
 
 export interface TpmCommand<T> {
   /** Command name without the TPM2_ prefix, for errors. */

@@ -6,7 +6,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { DeviceError, UsageError } from '../../errors.js';
-import { HEADER_SIZE, MAX_MESSAGE_SIZE } from './constants.js';
+import { HEADER_SIZE, MAX_MESSAGE_SIZE } from '../../formats/tpm/constants.js';
 
 export interface TpmTransport {
   /** Send one marshalled command and resolve with the complete response bytes. */

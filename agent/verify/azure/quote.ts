@@ -5,20 +5,13 @@
  */
 import { createHash, timingSafeEqual, verify as cryptoVerify, constants, type KeyObject } from 'node:crypto';
 import { ParseError } from '../../errors.js';
-import { fail, pass, warn, type Check } from '../checks.js';
-import { HASH_NAMES, TPM_ALG, TPM_ST } from '../../evidence/tpm/constants.js';
-import { parseAttest, parseSignature, type TpmSignature, type TpmsAttest } from '../../evidence/tpm/structures.js';
+import { fail, pass, warn, type Check } from '../../formats/checks.js';
+import { HASH_NAMES, TPM_ALG, TPM_ST } from '../../formats/tpm/constants.js';
+import { parseAttest, parseSignature, type TpmSignature, type TpmsAttest } from '../../formats/tpm/structures.js';
+import type { QuoteSignature, TpmQuoteEvidence } from '../../formats/azure/evidence-formats.js';
 
-/** The signature as shipped: a TPMT_SIGNATURE, or the bare RSA signature bytes (CoCo attester, az-cvm-vtpm). */
-export type QuoteSignature = { format: 'tpmt'; bytes: Buffer } | { format: 'raw'; bytes: Buffer };
-
-export interface TpmQuoteEvidence {
-  /** TPMS_ATTEST bytes, exactly as signed. */
-  message: Buffer;
-  signature: QuoteSignature;
-  /** Values of the selected PCRs in ascending index order (SHA-256 bank). */
-  pcrs: Buffer[];
-}
+// The quote as shipped is a format shared with the collector; it lives on the formats floor.
+export type { QuoteSignature, TpmQuoteEvidence } from '../../formats/azure/evidence-formats.js';
 
 export interface QuoteClaims {
   extraData: string;

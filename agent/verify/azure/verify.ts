@@ -6,26 +6,27 @@
  *   3. the TPM quote verifies under HCLAkPub from those claims (azure.quote.signature);
  *   4. quote extraData == the expected nonce (azure.quote.nonce) and the PCR digest (azure.quote.pcr-digest);
  *   5. runtime user-data == the expected binding (azure.user-data), when one is expected;
- *   6. the SNP report by the SEV-SNP verifier (snp.*: VCEK chain to pinned roots, signature, TCB,
- *      policy with VMPL 0, the paravisor's level).
+ *   6. the SNP report by the SEV-SNP verifier (snp.*: VCEK chain to pinned roots, signature, TCB).
+ * The SNP policy (with VMPL 0, the paravisor's level) is appraisal: agent/attest/verify-and-appraise.ts
+ * verifyAzureEvidence appends it from the parsed SNP report this returns.
  * The AK is only as trustworthy as the SNP signature and step 2: every check must pass.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { fail, pass, resultOf, type Check, type VerificationResult } from '../checks.js';
-import { verifySnpAttestation, type SnpClaims } from '../snp/verify.js';
-import { DEFAULT_SNP_POLICY, type SnpPolicy } from '../../appraise/snp-policy.js';
+import { fail, pass, resultOf, type Check, type VerificationResult } from '../../formats/checks.js';
+import { verifySnpReport, type SnpClaims } from '../snp/verify.js';
+import type { SnpProduct, SnpReport } from '../../formats/snp-abi/index.js';
 import type { SimulatedRootsInput } from '../../roots/amd.js';
 import { isAllZero } from '../../util/bytes.js';
-import { parseHclReport, type HclReport } from './hcl.js';
-import { findKey } from './runtime-claims.js';
+import { parseHclReport, type HclReport } from '../../formats/azure/hcl.js';
+import { findKey } from '../../formats/azure/runtime-claims.js';
 import { verifyQuote, type QuoteClaims } from './quote.js';
-import { expectationsFor, USER_DATA_SIZE, type AzureEvidence, type AzureEvidenceFormat } from './evidence-formats.js';
+import { expectationsFor, USER_DATA_SIZE, type AzureEvidence, type AzureEvidenceFormat } from '../../formats/azure/evidence-formats.js';
 
 /** REPORT_DATA offset/size in the SNP ATTESTATION_REPORT (reference/snp.md §2, offset 0x50). */
 const REPORT_DATA_OFFSET = 0x50;
 const REPORT_DATA_SIZE = 64;
 
-export interface AzureVerifyOptions {
+export interface AzureReportVerifyOptions {
   /** Verification time for certificates (never read from the clock here). */
   at: Date;
   /** The verifier's nonce; its meaning per evidence format is in evidence-formats.ts expectationsFor(). */
@@ -33,8 +34,6 @@ export interface AzureVerifyOptions {
   /** Extra DER certificates (VCEK / ASK / ARK), e.g. from IMDS THIM or --cert. */
   certificates?: Uint8Array[];
   crls?: Uint8Array[];
-  /** SNP appraisal policy; VMPL is always forced to [0] (the paravisor's level, trustee HCL_VMPL_VALUE). */
-  policy?: SnpPolicy;
   /** Simulated AMD roots, trusted only when passed (simulation explicitly enabled). */
   simulatedRoots?: SimulatedRootsInput[];
 }
@@ -50,6 +49,12 @@ export interface AzureClaims {
   };
   quote: QuoteClaims | undefined;
   snp: SnpClaims | undefined;
+}
+
+/** The verification result plus the parsed SNP report and product, for the SNP appraisal. */
+export interface AzureReportVerification extends VerificationResult<AzureClaims> {
+  snpReport?: SnpReport;
+  snpProduct?: SnpProduct;
 }
 
 const eq = (a: Uint8Array, b: Uint8Array) => a.length === b.length && timingSafeEqual(a, b);
@@ -83,7 +88,7 @@ export function checkUserData(userData: Buffer | undefined, expected: Uint8Array
   return pass(name, `runtime user-data carries the expected ${expected.length}-byte binding`);
 }
 
-export function verifyAzureEvidence(evidence: AzureEvidence, options: AzureVerifyOptions): VerificationResult<AzureClaims> {
+export function verifyAzureReport(evidence: AzureEvidence, options: AzureReportVerifyOptions): AzureReportVerification {
   const checks: Check[] = [];
   let hcl: HclReport;
   try {
@@ -108,9 +113,9 @@ export function verifyAzureEvidence(evidence: AzureEvidence, options: AzureVerif
 
   if (expect.userData) checks.push(checkUserData(hcl.runtimeClaims.userData, expect.userData));
 
-  const snp = verifySnpAttestation(
+  const snp = verifySnpReport(
     { report: hcl.snpReport, certificates: [...evidence.certificates, ...(options.certificates ?? [])], ...(options.crls ? { crls: options.crls } : {}) },
-    { at: options.at, policy: { ...(options.policy ?? DEFAULT_SNP_POLICY), vmpl: [0] }, ...(options.simulatedRoots ? { simulatedRoots: options.simulatedRoots } : {}) },
+    { at: options.at, ...(options.simulatedRoots ? { simulatedRoots: options.simulatedRoots } : {}) },
   );
   checks.push(...snp.checks);
 
@@ -126,5 +131,8 @@ export function verifyAzureEvidence(evidence: AzureEvidence, options: AzureVerif
     quote: q.claims,
     snp: snp.claims,
   };
-  return resultOf(checks, claims, snp.simulated);
+  const result: AzureReportVerification = resultOf(checks, claims, snp.simulated);
+  if (snp.report) result.snpReport = snp.report;
+  if (snp.product) result.snpProduct = snp.product;
+  return result;
 }

@@ -8,7 +8,7 @@
  */
 import { X509Certificate, createHash, type KeyObject } from 'node:crypto';
 import { ParseError } from '../../errors.js';
-import { fail, pass, type Check } from '../checks.js';
+import { fail, pass, type Check } from '../../formats/checks.js';
 import { childrenAtLeast, decodeInteger, decodeTime, encodedOf, expectTag, parseDer, TAG, valueOf, certificateExtensions, children, decodeBitString } from '../../util/der.js';
 
 /** Device chains are 5 long on Hopper and Blackwell (MAX_CERT_CHAIN_LENGTH = 5). */

@@ -2,14 +2,15 @@
  * Verify one NVIDIA GPU's attestation evidence (report + device chain + optional NVML state, RIMs, OCSP).
  * Pure: bytes + collateral + time in, named checks + claims out; no I/O (reference/nvidia-gpu.md §2.1,
  * with the C++ SDK's stricter choices from §2.3 and §8). Fail closed: a check that cannot be evaluated
- * fails or warns with a reason, never passes silently.
+ * fails or warns with a reason, never passes silently. No policy: the architecture allow-list, the
+ * requireNonce rule, the driver/VBIOS allow-lists and the NVML CC-state rules are appraisal
+ * (agent/appraise/gpu-checks.ts), composed with this by agent/attest/verify-and-appraise.ts.
  */
 import { createHash, verify as cryptoVerify } from 'node:crypto';
 import { ParseError } from '../../errors.js';
 import { bytesToHex, timingSafeEqual } from '../../util/bytes.js';
-import { fail, pass, warn, resultOf, type Check, type VerificationResult } from '../checks.js';
+import { fail, pass, warn, resultOf, type Check, type VerificationResult } from '../../formats/checks.js';
 import { nvidiaDeviceRoot } from '../../roots/nvidia-device.js';
-import { DEFAULT_GPU_POLICY, type GpuPolicy } from '../../appraise/gpu-policy.js';
 import { parseGpuReport, type GpuReport } from './report.js';
 import { parseCertificate, parsePemChain, verifyDeviceChain, type ParsedCert } from './chain.js';
 import { leafFwid } from './fwid.js';
@@ -48,7 +49,7 @@ export interface SimulatedRoots {
 
 export type GpuSkip = 'rim' | 'revocation';
 
-export interface GpuVerifyOptions {
+export interface GpuReportVerifyOptions {
   at: Date;
   expectedNonce?: Uint8Array;
   /** RIM XML: explicit driver/VBIOS files, or a collection by RIM id. */
@@ -56,7 +57,10 @@ export interface GpuVerifyOptions {
   skip?: ReadonlySet<GpuSkip>;
   /** DER OCSP responses (collateral) for the device chain. */
   ocsp?: readonly Uint8Array[];
-  policy?: GpuPolicy;
+  /** Accept OCSP responses up to this many seconds past nextUpdate. Default 0. */
+  ocspGraceSeconds?: number;
+  /** Tolerate OCSP "revoked: certificateHold" as a warning (nvtrust --allow_hold_cert). Default false. */
+  allowHoldCert?: boolean;
   /** Trust the simulation roots (only when simulation is explicitly enabled). */
   simulatedRoots?: SimulatedRoots;
 }
@@ -112,8 +116,7 @@ function rimCheck(name: string, kind: string, id: string, xml: string | undefine
 }
 
 /** Verify one GPU. Never throws for bad evidence: malformed input becomes a failed named check. */
-export function verifyGpuEvidence(evidence: GpuEvidenceInput, options: GpuVerifyOptions): VerificationResult<GpuClaims> {
-  const policy = options.policy ?? DEFAULT_GPU_POLICY;
+export function verifyGpuReport(evidence: GpuEvidenceInput, options: GpuReportVerifyOptions): VerificationResult<GpuClaims> {
   const at = options.at;
   const skip = options.skip ?? new Set<GpuSkip>();
   const checks: Check[] = [];
@@ -200,45 +203,29 @@ export function verifyGpuEvidence(evidence: GpuEvidenceInput, options: GpuVerify
     checks.push(fail('gpu.fwid', `report FWID ${bytesToHex(o.fwid)} differs from the AK certificate's ${bytesToHex(leafFw.fwid)} (${leafFw.source}): the report is not from the firmware the AK was issued to`));
   } else checks.push(pass('gpu.fwid', `report FWID equals the AK certificate's (${leafFw.source})`));
 
-  // 5. Architecture.
+  // 5. Architecture (the allowed list is appraisal).
   const chainArch = certs ? archFromChain(certs) : undefined;
   const claimedArch = normaliseArch(evidence.arch);
   if (!chainArch) checks.push(fail('gpu.arch', `cannot tell the architecture from the chain (${certs?.slice(0, 2).map((c) => c.cn).join(', ') ?? 'no chain'}); expected GH100 (Hopper) or GB1xx (Blackwell)`));
   else if (claimedArch !== undefined && claimedArch !== chainArch) checks.push(fail('gpu.arch', `evidence says ${evidence.arch} but the device chain is ${chainArch}`));
-  else if (!policy.architectures.includes(chainArch)) checks.push(fail('gpu.arch', `${chainArch} is not an allowed architecture (policy: ${policy.architectures.join(', ')})`));
   else checks.push(pass('gpu.arch', `${chainArch} (from the device chain${claimedArch ? ', matches the evidence' : ''})`));
 
   // 6. Nonce: the requester nonce at report offset 4 (§8 item 7: not the responder nonce).
   if (options.expectedNonce === undefined) {
     const msg = 'no expected nonce given: freshness of the report was not checked';
-    checks.push(policy.requireNonce ? fail('gpu.nonce', msg) : warn('gpu.nonce', msg));
+    checks.push(warn('gpu.nonce', msg)); // the policy may make this a failure (requireNonce)
   } else if (options.expectedNonce.length !== report.request.nonce.length || !timingSafeEqual(options.expectedNonce, report.request.nonce)) {
     checks.push(fail('gpu.nonce', `report nonce ${bytesToHex(report.request.nonce)} differs from the expected ${bytesToHex(options.expectedNonce)}: stale or replayed report`));
   } else checks.push(pass('gpu.nonce', 'the report nonce equals the expected nonce'));
 
-  // 7. Driver / VBIOS versions: report vs NVML, and policy allow-lists.
+  // 7. Driver / VBIOS versions: report vs NVML (the allow-lists are appraisal).
   const driverVersion = o.driverVersion;
   const vbiosVersion = o.vbiosVersion;
-  checks.push(versionCheck('gpu.driver-version', 'driver', driverVersion, evidence.nvml?.driverVersion, policy.driverVersions, false));
-  checks.push(versionCheck('gpu.vbios-version', 'VBIOS', vbiosVersion, evidence.nvml?.vbiosVersion, policy.vbiosVersions, true));
+  checks.push(versionCheck('gpu.driver-version', 'driver', driverVersion, evidence.nvml?.driverVersion, false));
+  checks.push(versionCheck('gpu.vbios-version', 'VBIOS', vbiosVersion, evidence.nvml?.vbiosVersion, true));
 
-  // 8. CC state from NVML.
+  // 8. The NVML CC state is not signed by the GPU: its rules are appraisal (gpu.cc.*).
   const cc = evidence.nvml?.cc;
-  if (!cc) {
-    if (policy.requireCcState) checks.push(fail('gpu.cc.mode', 'NVML confidential-computing state not supplied, and the policy requires it'));
-  } else {
-    checks.push(cc.ccEnabled || !policy.requireCcMode
-      ? (cc.ccEnabled ? pass('gpu.cc.mode', 'CC mode is on') : warn('gpu.cc.mode', 'CC mode is off (allowed by policy requireCcMode: false)'))
-      : fail('gpu.cc.mode', 'CC mode is off: the GPU does not protect guest data; enable CC mode on the host'));
-    checks.push(!cc.devToolsMode
-      ? pass('gpu.cc.devtools', 'devtools mode is off')
-      : policy.allowDevtools ? warn('gpu.cc.devtools', 'devtools mode is on (allowed by policy allowDevtools)') : fail('gpu.cc.devtools', 'devtools mode is on: the GPU is debuggable; disable it or set allowDevtools in the GPU policy'));
-    // A simulated GPU (already flagged gpu.simulated) honestly reports the "sim" environment.
-    const envOk = policy.environments.includes(cc.environment as 'prod') || (simulated && cc.environment === 'sim');
-    checks.push(envOk
-      ? pass('gpu.cc.environment', `CC environment ${cc.environment}`)
-      : fail('gpu.cc.environment', `CC environment "${cc.environment}" is not allowed (policy: ${policy.environments.join(', ')})`));
-  }
 
   // 9. RIMs and golden measurements.
   const arch: GpuArch | undefined = chainArch;
@@ -295,7 +282,7 @@ export function verifyGpuEvidence(evidence: GpuEvidenceInput, options: GpuVerify
     covered.forEach((c) => revocation.push({ index: c.index, subject: c.cert.cn, state: 'not-checked' }));
     checks.push(warn('gpu.revocation', 'revocation not checked: no OCSP responses supplied for the device chain (fetch them with the collateral cache, or pass --ocsp)'));
   } else {
-    checks.push(revocationCheck(options.ocsp, covered, at, policy, revocation));
+    checks.push(revocationCheck(options.ocsp, covered, at, { graceSeconds: options.ocspGraceSeconds ?? 0, allowHold: options.allowHoldCert === true }, revocation));
   }
 
   if (simulated) checks.push(pass('gpu.simulated', 'SIMULATED: GPU evidence is signed by a software test root, trusted only because simulation is enabled'));
@@ -333,14 +320,11 @@ export function verifyGpuEvidence(evidence: GpuEvidenceInput, options: GpuVerify
   return resultOf(checks, claims, simulated);
 }
 
-function versionCheck(name: string, what: string, reported: string | undefined, nvml: string | undefined, allowed: readonly string[], caseInsensitive: boolean): Check {
+function versionCheck(name: string, what: string, reported: string | undefined, nvml: string | undefined, caseInsensitive: boolean): Check {
   if (reported === undefined) return fail(name, `the report has no ${what} version field`);
   const norm = (s: string) => (caseInsensitive ? s.toUpperCase() : s);
   if (nvml !== undefined && norm(nvml.trim()) !== norm(reported)) {
     return fail(name, `the report says ${what} ${reported} but NVML says ${nvml}: the report is not from this GPU/driver`);
-  }
-  if (allowed.length > 0 && !allowed.map(norm).includes(norm(reported))) {
-    return fail(name, `${what} ${reported} is not in the policy's allowed list (${allowed.join(', ')})`);
   }
   return pass(name, nvml !== undefined ? `${what} ${reported}, as NVML reports` : `${what} ${reported} (no NVML value given to compare)`);
 }
@@ -349,7 +333,7 @@ function revocationCheck(
   ocsp: readonly Uint8Array[],
   covered: { cert: ParsedCert; issuer: ParsedCert; index: number }[],
   at: Date,
-  policy: GpuPolicy,
+  tolerance: { graceSeconds: number; allowHold: boolean },
   out: GpuClaims['revocation'],
 ): Check {
   let responses: OcspResponse[];
@@ -365,12 +349,12 @@ function revocationCheck(
   const warnings: string[] = [];
   const goods: string[] = [];
   for (const c of covered) {
-    const r = certRevocationStatus(c.cert, c.issuer, responses, at, policy.ocspGraceSeconds);
+    const r = certRevocationStatus(c.cert, c.issuer, responses, at, tolerance.graceSeconds);
     out.push({ index: c.index, subject: c.cert.cn, state: r.state });
     const line = `certificate ${c.index} (${c.cert.cn}): ${r.detail}`;
     if (r.state === 'good') goods.push(line);
     else if (r.state === 'missing') warnings.push(line);
-    else if (r.state === 'hold' && policy.allowHoldCert) warnings.push(`${line}; tolerated by policy allowHoldCert`);
+    else if (r.state === 'hold' && tolerance.allowHold) warnings.push(`${line}; tolerated by policy allowHoldCert`);
     else failures.push(line);
   }
   if (failures.length > 0) return fail('gpu.revocation', failures.join('; '));

@@ -1,13 +1,12 @@
 /**
- * Verify several GPUs of one machine. Each GPU is verified independently (in parallel; the crypto is
- * synchronous node:crypto, so this mostly overlaps nothing but keeps the API ready for async checks),
- * then cross-GPU checks run: the same GPU must not appear twice (a replayed or duplicated report
- * would otherwise count as two GPUs), and all GPUs must report one mode (nvtrust §2.1 step 9).
+ * Several GPUs of one machine. Each GPU is verified (and appraised) independently, by
+ * agent/attest/verify-and-appraise.ts verifyGpus; then these cross-GPU checks run: the same GPU must
+ * not appear twice (a replayed or duplicated report would otherwise count as two GPUs), and all GPUs
+ * must report one mode (nvtrust §2.1 step 9).
  * The overall result is the AND over every GPU and the cross-GPU checks.
  */
-import { fail, pass, statusOf, type Check, type TrustStatus, type VerificationResult } from '../checks.js';
+import { fail, pass, statusOf, type Check, type TrustStatus, type VerificationResult } from '../../formats/checks.js';
 import type { GpuClaims } from './claims.js';
-import { verifyGpuEvidence, type GpuEvidenceInput, type GpuVerifyOptions } from './gpu-verify.js';
 
 export interface MultiGpuResult {
   ok: boolean;
@@ -18,10 +17,10 @@ export interface MultiGpuResult {
   checks: Check[];
 }
 
-export async function verifyGpus(list: readonly GpuEvidenceInput[], options: GpuVerifyOptions): Promise<MultiGpuResult> {
-  const perGpu = await Promise.all(list.map(async (ev, i) => verifyGpuEvidence({ ...ev, index: ev.index ?? i }, options)));
+/** The per-GPU results (in evidence order) with the cross-GPU checks and the overall verdict. */
+export function crossGpuResult(perGpu: VerificationResult<GpuClaims>[]): MultiGpuResult {
   const checks: Check[] = [];
-  checks.push(list.length > 0 ? pass('gpus.count', `${list.length} GPU(s) verified`) : fail('gpus.count', 'no GPU evidence to verify'));
+  checks.push(perGpu.length > 0 ? pass('gpus.count', `${perGpu.length} GPU(s) verified`) : fail('gpus.count', 'no GPU evidence to verify'));
 
   const seen = new Map<string, number>();
   const dups: string[] = [];

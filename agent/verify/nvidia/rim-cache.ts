@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { ParseError } from '../../errors.js';
 import { nvidiaRimRoot } from '../../roots/nvidia-rim.js';
 import { verifyRim, certValidity, type Rim } from './rim/index.js';
-import type { Check } from '../checks.js';
+import type { Check } from '../../formats/checks.js';
 
 export interface RimVerification {
   checks: Check[];

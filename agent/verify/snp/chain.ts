@@ -4,7 +4,7 @@
  * A supplied ASK/ASVK/ARK is allowed only if it is byte-identical to the pinned one for the product.
  * Every AMD signature must be RSASSA-PSS SHA-384/MGF1-SHA-384/salt 48 — decoded, not byte-compared.
  */
-import { fail, pass, type Check } from '../checks.js';
+import { fail, pass, type Check } from '../../formats/checks.js';
 import type { AmdProductRoots, RootCert } from '../../roots/amd.js';
 import { bytesEqual, describeSigAlg, parseCertificate, verifyCertSignature, type ParsedCert, type SigAlg } from './x509.js';
 

@@ -4,8 +4,7 @@
  * "report" and what the appraisal/EAR layer reads.
  */
 import { bytesToHex } from '../../util/bytes.js';
-import type { SnpProduct, SnpReport, TcbVersion } from './abi/index.js';
-import { tcbFor } from './tcb.js';
+import { tcbFor, type SnpProduct, type SnpReport, type TcbVersion } from '../../formats/snp-abi/index.js';
 
 export interface TcbClaims {
   raw: string;

@@ -13,7 +13,7 @@ import { ParseError } from '../../errors.js';
 import {
   parseDer, children, childrenAtLeast, expectTag, decodeInteger, decodeTime, encodedOf, TAG,
 } from '../../util/der.js';
-import { fail, pass, warn, type Check } from '../checks.js';
+import { fail, pass, warn, type Check } from '../../formats/checks.js';
 import { decodeSigAlg, sameSigAlg, signedParts, verifyWithAlg, bytesEqual, describeSigAlg, type SigAlg, type SignedParts } from './x509.js';
 
 export interface ParsedCrl extends SignedParts {

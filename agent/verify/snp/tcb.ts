@@ -1,20 +1,13 @@
 /**
  * TCB comparisons: the VCEK/VLEK's SPL extensions against the report's REPORTED_TCB (the TCB the key
- * was derived for), decoded with the product's byte layout (Turin puts FMC first, reference/snp.md §3.4),
- * and the policy minimum. REPORTED, not CURRENT: a host may have loaded newer microcode since the key
+ * was derived for), decoded with the product's byte layout (Turin puts FMC first, reference/snp.md §3.4).
+ * The policy minimum (snp.policy.min-tcb) is appraisal: agent/appraise/snp-checks.ts. REPORTED, not CURRENT: a host may have loaded newer microcode since the key
  * was derived (the trustee vector has CURRENT ucode 206, REPORTED 115, and verifies) — §4.2.
  */
-import { fail, pass, type Check } from '../checks.js';
-import { decodeTcb, tcbLayoutFor, type AmdCertExtensions, type SnpProduct, type TcbVersion } from './abi/index.js';
-import type { SnpMinTcb } from '../../appraise/snp-policy.js';
+import { fail, pass, type Check } from '../../formats/checks.js';
+import { formatTcb, tcbFor, tcbLayoutFor, type AmdCertExtensions, type SnpProduct } from '../../formats/snp-abi/index.js';
 
-const COMPONENTS = ['bootloader', 'tee', 'snp', 'microcode', 'fmc'] as const;
-type Component = (typeof COMPONENTS)[number];
-
-export function formatTcb(t: TcbVersion): string {
-  const base = `bl=${t.bootloader} tee=${t.tee} snp=${t.snp} ucode=${t.microcode}`;
-  return `${t.layout === 'turin' ? `fmc=${t.fmc ?? 0} ` : ''}${base} (0x${t.raw.toString(16).padStart(16, '0')})`;
-}
+type Component = 'bootloader' | 'tee' | 'snp' | 'microcode' | 'fmc';
 
 function certSpls(ext: AmdCertExtensions): Record<Component, number | undefined> {
   return { bootloader: ext.blSpl, tee: ext.teeSpl, snp: ext.snpSpl, microcode: ext.ucodeSpl, fmc: ext.fmcSpl };
@@ -23,11 +16,6 @@ function certSpls(ext: AmdCertExtensions): Record<Component, number | undefined>
 function formatCertTcb(ext: AmdCertExtensions, product: SnpProduct): string {
   const s = `bl=${ext.blSpl} tee=${ext.teeSpl} snp=${ext.snpSpl} ucode=${ext.ucodeSpl}`;
   return product === 'Turin' ? `fmc=${ext.fmcSpl ?? 'absent'} ${s}` : s;
-}
-
-/** Re-decode a raw TCB with the layout of the product established by the verifier. */
-export function tcbFor(raw: bigint, product: SnpProduct): TcbVersion {
-  return decodeTcb(raw, tcbLayoutFor(product));
 }
 
 /**
@@ -55,19 +43,4 @@ export function checkVcekTcb(ext: AmdCertExtensions, reportedRaw: bigint, curren
     return fail(name, `${keyName} TCB is above CURRENT_TCB (${above.join(', ')}): ${keyName} ${formatCertTcb(ext, product)}; CURRENT_TCB ${formatTcb(current)}`);
   }
   return pass(name, `${both} (layout ${tcbLayoutFor(product)})`);
-}
-
-/** "snp.policy.min-tcb": every configured component of REPORTED_TCB at or above the minimum. */
-export function checkMinTcb(min: SnpMinTcb, reportedRaw: bigint, product: SnpProduct): Check {
-  const name = 'snp.policy.min-tcb';
-  const reported = tcbFor(reportedRaw, product);
-  const set = COMPONENTS.filter((c) => min[c] !== undefined);
-  if (set.length === 0) return pass(name, `no minimum TCB configured; REPORTED_TCB ${formatTcb(reported)}`);
-  if (min.fmc !== undefined && product !== 'Turin') return fail(name, `policy sets minTcb.fmc but ${product} has no FMC SPL`);
-  const low = set.filter((c) => (reported[c] ?? 0) < min[c]!);
-  const want = set.map((c) => `${c}>=${min[c]}`).join(' ');
-  if (low.length > 0) {
-    return fail(name, `REPORTED_TCB below policy minimum in ${low.map((c) => `${c} (${reported[c] ?? 0} < ${min[c]})`).join(', ')}: ${formatTcb(reported)}; update host firmware/microcode`);
-  }
-  return pass(name, `REPORTED_TCB ${formatTcb(reported)} meets ${want}`);
 }

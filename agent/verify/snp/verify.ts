@@ -1,23 +1,23 @@
 /**
  * verifySnpAttestation: the whole SEV-SNP verification of one report, pure (bytes + collateral +
  * time in, named checks + claims out; no I/O, no clock reads). It composes the one-job modules:
- * abi (parse), signature, cert-input (classify), chain (pinned roots), crl, tcb, policy-checks, claims.
+ * abi (parse), signature, cert-input (classify), chain (pinned roots), crl, tcb, claims. No policy: the
+ * appraisal (agent/appraise/snp-checks.ts) runs on the parsed report this returns, and
+ * agent/attest/verify-and-appraise.ts verifySnpAttestation composes the two.
  * Fail closed: every check the verifier could not perform is reported as failed, never skipped.
  * Check list and rationale: reference/snp.md §3, §4.1, §4.2, §4.4.
  */
 import { timingSafeEqual } from 'node:crypto';
 import { ParseError } from '../../errors.js';
 import { bytesToHex, isAllZero } from '../../util/bytes.js';
-import { fail, pass, warn, resultOf, type Check, type VerificationResult } from '../checks.js';
-import { DEFAULT_SNP_POLICY, type SnpPolicy } from '../../appraise/snp-policy.js';
+import { fail, pass, warn, resultOf, type Check, type VerificationResult } from '../../formats/checks.js';
 import { pinnedAmdRoots, productLine, simulatedAmdRoots, type AmdProductRoots, type SimulatedRootsInput } from '../../roots/amd.js';
-import { parseAmdCertExtensions, parseSnpReport, SNP_SIG_ALGO_ECDSA_P384_SHA384, type AmdCertExtensions, type SnpProduct, type SnpReport } from './abi/index.js';
+import { parseAmdCertExtensions, parseSnpReport, tcbFor, SNP_SIG_ALGO_ECDSA_P384_SHA384, type AmdCertExtensions, type SnpProduct, type SnpReport } from '../../formats/snp-abi/index.js';
 import { classifyCertificates, type SuppliedCert } from './cert-input.js';
 import { checkChain, intermediateOf, parsedRoot, selectRoots, allowedAlgs, type LeafKind } from './chain.js';
 import { checkRevocation, parseCrl, type ParsedCrl } from './crl.js';
 import { verifyReportSignature } from './signature.js';
-import { checkVcekTcb, tcbFor } from './tcb.js';
-import { policyChecks } from './policy-checks.js';
+import { checkVcekTcb } from './tcb.js';
 import { snpClaims, type SnpClaims } from './claims.js';
 
 export interface SnpVerifyInput {
@@ -29,17 +29,23 @@ export interface SnpVerifyInput {
   crls?: Uint8Array[];
 }
 
-export interface SnpVerifyOptions {
+export interface SnpReportVerifyOptions {
   /** Verification time (certificate validity, CRL freshness). Never read from the clock here. */
   at: Date;
   /** Expected REPORT_DATA (up to 64 bytes; shorter values are zero-padded to 64). */
   expectedReportData?: Uint8Array;
-  policy?: SnpPolicy;
   /** Simulator roots, trusted only because the caller passes them; results then say simulated. */
   simulatedRoots?: SimulatedRootsInput[];
 }
 
 export type { SnpClaims };
+
+/** The verification result plus what the appraisal needs: the parsed report and the established product. */
+export interface SnpReportVerification extends VerificationResult<SnpClaims> {
+  /** Absent when the report did not parse (then there is nothing to appraise). */
+  report?: SnpReport;
+  product?: SnpProduct;
+}
 
 const LEAF_LABEL: Record<LeafKind, string> = { vcek: 'VCEK', vlek: 'VLEK' };
 
@@ -91,10 +97,9 @@ function checkChipId(r: SnpReport, kind: LeafKind, ext: AmdCertExtensions, produ
     : fail(name, `CHIP_ID ${bytesToHex(r.chipId).slice(0, 32)}… differs from the VCEK hwID ${bytesToHex(ext.hwId).slice(0, 32)}…: this VCEK belongs to another chip`);
 }
 
-export function verifySnpAttestation(input: SnpVerifyInput, options: SnpVerifyOptions): VerificationResult<SnpClaims> {
+export function verifySnpReport(input: SnpVerifyInput, options: SnpReportVerifyOptions): SnpReportVerification {
   const checks: Check[] = [];
   const at = options.at;
-  const policy = options.policy ?? DEFAULT_SNP_POLICY;
 
   // --- the report itself
   let r: SnpReport;
@@ -271,7 +276,10 @@ export function verifySnpAttestation(input: SnpVerifyInput, options: SnpVerifyOp
   // Simulation is flagged on the result (simulated: true) and by this check's detail; it does not by
   // itself downgrade the status, so a simulated fleet can exercise the full affirming path end to end.
   if (simulated) checks.push(pass('snp.simulated', 'SIMULATED: signed by simulator test roots, trusted only because simulation is enabled; not evidence of real hardware'));
-  checks.push(...policyChecks(r, policy, product));
 
-  return resultOf(checks, snpClaims(r, { ...(product ? { product } : {}), ...(ext ? { productName: ext.productName } : {}), ...(ext?.cspId ? { cspId: ext.cspId } : {}) }), simulated);
+  return withReport(resultOf(checks, snpClaims(r, { ...(product ? { product } : {}), ...(ext ? { productName: ext.productName } : {}), ...(ext?.cspId ? { cspId: ext.cspId } : {}) }), simulated), r, product);
+}
+
+function withReport(result: VerificationResult<SnpClaims>, report: SnpReport, product: SnpProduct | undefined): SnpReportVerification {
+  return product ? { ...result, report, product } : { ...result, report };
 }

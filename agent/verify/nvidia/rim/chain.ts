@@ -7,7 +7,7 @@
  */
 import { X509Certificate, type KeyObject } from 'node:crypto';
 import { certificateExtensions, childrenAtLeast, decodeTime, expectTag, parseDer, TAG, valueOf } from '../../../util/der.js';
-import { fail, pass, type Check } from '../../checks.js';
+import { fail, pass, type Check } from '../../../formats/checks.js';
 
 export interface RimAnchor {
   der: Buffer;

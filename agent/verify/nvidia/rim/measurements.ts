@@ -9,7 +9,7 @@
  * Pure: maps and RIM models in, checks (and mismatch records) out.
  */
 import { bytesToHex } from '../../../util/bytes.js';
-import { fail, pass, type Check } from '../../checks.js';
+import { fail, pass, type Check } from '../../../formats/checks.js';
 import type { Rim, RimMeasurement } from './types.js';
 
 /** NVDEC0 status values in opaque field 11 (§3.3). */

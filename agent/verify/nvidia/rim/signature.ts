@@ -12,7 +12,7 @@ import { ParseError } from '../../../errors.js';
 import { attr, childElements, parseXml, textOf, type XmlDocument, type XmlElement } from '../../../util/xml.js';
 import { C14N11, canonicalizeDocument, canonicalizeSubset } from '../../../util/xml-c14n.js';
 import { nvidiaRimRoot } from '../../../roots/nvidia-rim.js';
-import { fail, pass, type Check } from '../../checks.js';
+import { fail, pass, type Check } from '../../../formats/checks.js';
 import { verifyRimChain, type RimAnchor } from './chain.js';
 import { DSIG_NS, decodeBase64, rimFromDocument } from './parse.js';
 import type { Rim } from './types.js';

@@ -4,7 +4,7 @@
  * nvtrust only warns but then requires it in check_status(); the C++ SDK makes it a hard error, and so
  * do we. VBIOS versions compare case-insensitively (nvtrust lower-cases both sides).
  */
-import { fail, pass, type Check } from '../../checks.js';
+import { fail, pass, type Check } from '../../../formats/checks.js';
 import type { Rim } from './types.js';
 
 export function checkRimVersion(rim: Rim, kind: 'driver' | 'vbios', reportVersion: string): Check {

@@ -8,8 +8,8 @@
  * evidence produced for one agent id cannot be presented under another.
  */
 import { createHash } from 'node:crypto';
-import { canonicalize } from './util/jcs.js';
-import { bytesToHex } from './util/bytes.js';
+import { canonicalize } from '../util/jcs.js';
+import { bytesToHex } from '../util/bytes.js';
 
 export interface PublicJwk {
   kty: string;

@@ -1,13 +1,15 @@
 /**
  * Appraisal of a parsed report against an SnpPolicy (agent/appraise/snp-policy.ts): one named
  * check per policy key, in the spirit of go-sev-guest validate.SnpAttestation (reference/snp.md §4.4).
- * Pure: report + policy + established product in, checks out.
+ * Pure: report + policy + established product in, checks out. Never imports the verifiers: the
+ * report comes from agent/verify/snp/verify.ts verifySnpReport via agent/attest/verify-and-appraise.ts.
  */
-import { fail, pass, type Check } from '../checks.js';
-import { bytesToHex } from '../../util/bytes.js';
-import type { SnpPolicy } from '../../appraise/snp-policy.js';
-import type { SnpProduct, SnpReport } from './abi/index.js';
-import { checkMinTcb } from './tcb.js';
+import { fail, pass, type Check } from '../formats/checks.js';
+import { bytesToHex } from '../util/bytes.js';
+import type { SnpMinTcb, SnpPolicy } from './snp-policy.js';
+import { formatTcb, tcbFor, type SnpProduct, type SnpReport } from '../formats/snp-abi/index.js';
+
+const COMPONENTS = ['bootloader', 'tee', 'snp', 'microcode', 'fmc'] as const;
 
 const fw = (v: { major: number; minor: number; build?: number }) => `${v.major}.${v.minor}${v.build === undefined ? '' : `.${v.build}`}`;
 
@@ -19,7 +21,7 @@ function allowList(name: string, field: string, actual: Uint8Array, allowed: rea
     : fail(name, `${field} ${hex} is not in the ${key} allow-list (${allowed.length} entr${allowed.length === 1 ? 'y' : 'ies'}); add it to the policy if this image is trusted`);
 }
 
-export function policyChecks(r: SnpReport, policy: SnpPolicy, product: SnpProduct | undefined): Check[] {
+export function snpPolicyChecks(r: SnpReport, policy: SnpPolicy, product: SnpProduct | undefined): Check[] {
   const checks: Check[] = [];
   const p = r.policy;
 
@@ -88,4 +90,19 @@ export function policyChecks(r: SnpReport, policy: SnpPolicy, product: SnpProduc
       : fail('snp.policy.guest-svn', `GUEST_SVN ${r.guestSvn} is below the policy minimum ${policy.minGuestSvn}`),
   );
   return checks;
+}
+
+/** "snp.policy.min-tcb": every configured component of REPORTED_TCB at or above the minimum. */
+export function checkMinTcb(min: SnpMinTcb, reportedRaw: bigint, product: SnpProduct): Check {
+  const name = 'snp.policy.min-tcb';
+  const reported = tcbFor(reportedRaw, product);
+  const set = COMPONENTS.filter((c) => min[c] !== undefined);
+  if (set.length === 0) return pass(name, `no minimum TCB configured; REPORTED_TCB ${formatTcb(reported)}`);
+  if (min.fmc !== undefined && product !== 'Turin') return fail(name, `policy sets minTcb.fmc but ${product} has no FMC SPL`);
+  const low = set.filter((c) => (reported[c] ?? 0) < min[c]!);
+  const want = set.map((c) => `${c}>=${min[c]}`).join(' ');
+  if (low.length > 0) {
+    return fail(name, `REPORTED_TCB below policy minimum in ${low.map((c) => `${c} (${reported[c] ?? 0} < ${min[c]})`).join(', ')}: ${formatTcb(reported)}; update host firmware/microcode`);
+  }
+  return pass(name, `REPORTED_TCB ${formatTcb(reported)} meets ${want}`);
 }

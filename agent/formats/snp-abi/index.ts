@@ -20,7 +20,7 @@ export {
   decodeSignerInfo,
   reservedRanges,
 } from './report.js';
-export { decodeTcb, encodeTcb, tcbLayoutFor, tcbLayoutForFamily, productFromCpuid, productFromName, type TcbParts } from './tcb.js';
+export { decodeTcb, encodeTcb, formatTcb, tcbFor, tcbLayoutFor, tcbLayoutForFamily, productFromCpuid, productFromName, type TcbParts } from './tcb.js';
 export {
   CERT_TABLE_ENTRY_SIZE,
   CERT_TABLE_GUIDS,

@@ -3,7 +3,7 @@
  * product identification. snp.md §3.4 (virtee/sev from_legacy_bytes/from_turin_bytes;
  * tinfoilsh/go-sev-guest kds.ToTCBParts) and §3.1 (virtee/sev identify_cpu).
  */
-import { CvmError, ParseError } from '../../../errors.js';
+import { CvmError, ParseError } from '../../errors.js';
 import type { SnpProduct, TcbLayout, TcbVersion } from './types.js';
 
 const U64_MAX = (1n << 64n) - 1n;
@@ -94,4 +94,14 @@ export function tcbLayoutForFamily(family: number): TcbLayout {
 export function productFromName(productName: string): SnpProduct | undefined {
   const base = productName.split('-')[0];
   return base === 'Milan' || base === 'Genoa' || base === 'Turin' ? base : undefined;
+}
+
+export function formatTcb(t: TcbVersion): string {
+  const base = `bl=${t.bootloader} tee=${t.tee} snp=${t.snp} ucode=${t.microcode}`;
+  return `${t.layout === 'turin' ? `fmc=${t.fmc ?? 0} ` : ''}${base} (0x${t.raw.toString(16).padStart(16, '0')})`;
+}
+
+/** Re-decode a raw TCB with the layout of the product established by the verifier (CPUID or the VCEK productName). */
+export function tcbFor(raw: bigint, product: SnpProduct): TcbVersion {
+  return decodeTcb(raw, tcbLayoutFor(product));
 }

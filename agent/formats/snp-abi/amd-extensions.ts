@@ -3,7 +3,7 @@
  * tinfoilsh/go-sev-guest kds.go for …3.9 fmcSPL, trustee get_oid_octets for hwID). Node's
  * X509Certificate does not expose custom extensions, hence this parser over util/der.ts.
  */
-import { ParseError } from '../../../errors.js';
+import { ParseError } from '../../errors.js';
 import {
   TAG,
   certificateExtensions,
@@ -13,7 +13,7 @@ import {
   readNode,
   valueOf,
   type DerNode,
-} from '../../../util/der.js';
+} from '../../util/der.js';
 import { productFromName } from './tcb.js';
 import type { AmdCertExtensions } from './types.js';
 

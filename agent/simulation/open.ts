@@ -5,12 +5,13 @@
  * reached only when simulation is explicitly enabled (`tee: simulated`, `cvm-agent demo`, a
  * controller with `simulation.trust: true`); every result then carries simulated = true.
  */
-import { SimulatedCpuSource } from './cpu-sources.js';
-import { loadOrCreateSimGpuIdentity, simulatedRims, simulatedRoots, SimulatedGpuSource, type SimGpuIdentity } from '../evidence/simulated/gpu-sim.js';
-import type { SimulatedSnpDevice } from '../evidence/simulated/snp-sim.js';
-import { simulatedOcspResponses } from '../evidence/simulated/ocsp-sim.js';
+import { certsFromTable, type CpuSource } from '../attest/cpu-sources.js';
+import type { CpuEvidence } from '../formats/evidence-bundle.js';
+import { loadOrCreateSimGpuIdentity, simulatedRims, simulatedRoots, SimulatedGpuSource, type SimGpuIdentity } from './gpu-sim.js';
+import { SimulatedSnpDevice } from './snp-sim.js';
+import { simulatedOcspResponses } from './ocsp-sim.js';
 import { DEFAULT_GPU_POLICY, type GpuPolicy } from '../appraise/gpu-policy.js';
-import type { BundleVerifyOptions } from './verify-bundle.js';
+import type { BundleVerifyOptions } from '../attest/verify-bundle.js';
 import type { GpuDriverFacts } from '../evidence/gpu-nvml.js';
 
 export type SimulationVerifyOptions = Required<Pick<BundleVerifyOptions, 'simulation' | 'gpuCollateral' | 'cpuCollateral' | 'gpuPolicy'>>;
@@ -60,4 +61,18 @@ export async function openSimulation(dir: string, gpuCount: number, opts: { driv
     gpus: identity ? new SimulatedGpuSource(identity, gpuCount, undefined, opts.driver) : undefined,
     verifyOptions: simulationTrust(cpu.device, identity),
   };
+}
+
+/** The simulated SNP device as a CPU evidence source (the production sources live in attest/cpu-sources.ts). */
+export class SimulatedCpuSource implements CpuSource {
+  readonly source = 'simulated' as const;
+  readonly simulated = true;
+  private constructor(readonly device: SimulatedSnpDevice) {}
+  static async open(dir: string): Promise<SimulatedCpuSource> {
+    return new SimulatedCpuSource(await SimulatedSnpDevice.open(dir));
+  }
+  async collect(reportData: Buffer): Promise<CpuEvidence> {
+    const r = await this.device.getExtReport(reportData);
+    return { kind: 'snp', source: this.source, report: r.report, certificates: certsFromTable(r.certTable) };
+  }
 }

@@ -13,14 +13,14 @@
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPair, randomBytes, sign, X509Certificate, type KeyObject } from 'node:crypto';
 import { chmod, link, mkdir, stat, unlink, writeFile } from 'node:fs/promises';
-import { readBoundedText } from '../../util/bounded-read.js';
+import { readBoundedText } from '../util/bounded-read.js';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { ConfigError, CvmError } from '../../errors.js';
-import { ia5String, integer } from '../../util/der-writer.js';
-import { basicConstraints, buildCertificate, buildCrl, crlDistributionPoint, keyUsage, type NameSpec } from '../../util/x509-builder.js';
-import { AMD_OID, SNP_SIGNED_END, encodeTcb, serializeCertTable, serializeSnpReport, signatureFromP1363 } from '../../verify/snp/abi/index.js';
-import type { TcbParts } from '../../verify/snp/abi/index.js';
+import { ConfigError, CvmError } from '../errors.js';
+import { ia5String, integer } from '../util/der-writer.js';
+import { basicConstraints, buildCertificate, buildCrl, crlDistributionPoint, keyUsage, type NameSpec } from '../util/x509-builder.js';
+import { AMD_OID, SNP_SIGNED_END, encodeTcb, serializeCertTable, serializeSnpReport, signatureFromP1363 } from '../formats/snp-abi/index.js';
+import type { TcbParts } from '../formats/snp-abi/index.js';
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 
@@ -302,7 +302,7 @@ export class SimulatedSnpDevice {
 
   /**
    * A signed report carrying `reportData` (64 bytes). The second argument may be a VMPL number
-   * (the shape of SnpDeviceAttester.getReport) or options.
+   * (the shape of SnpDeviceCollector.getReport) or options.
    */
   async getReport(reportData: Uint8Array, opts: SimReportOptions | number = {}): Promise<SimReport> {
     const o = typeof opts === 'number' ? { vmpl: opts } : opts;

@@ -3,8 +3,8 @@
  * Offsets: shared/reference/snp.md §3 table (AMD SEV-SNP ABI #56860 ATTESTATION_REPORT, as encoded by
  * go-sev-guest abi/abi.go ReportToProto/ReportToAbiBytes and virtee/sev snp.rs). Pure: bytes in, data out.
  */
-import { CvmError, ParseError } from '../../../errors.js';
-import { isAllZero, readUintLE } from '../../../util/bytes.js';
+import { CvmError, ParseError } from '../../errors.js';
+import { isAllZero, readUintLE } from '../../util/bytes.js';
 import { decodeTcb, productFromCpuid, tcbLayoutForFamily } from './tcb.js';
 import type {
   SigningKeyName,

@@ -4,7 +4,7 @@
  * base64. `parseBundle` treats its input as hostile: size-limited, every field type-checked.
  */
 import { ParseError } from '../errors.js';
-import { AGENT_ID, type PublicJwk } from '../binding.js';
+import { AGENT_ID, type PublicJwk } from './nonce-binding.js';
 
 export const BUNDLE_VERSION = 1;
 export const MAX_BUNDLE_BYTES = 4 * 1024 * 1024;
@@ -32,7 +32,7 @@ export interface GpuBundleEntry {
 
 export interface EvidenceBundle {
   version: typeof BUNDLE_VERSION;
-  /** The agent id bound into the reports with the nonce and the key (agent/binding.ts). */
+  /** The agent id bound into the reports with the nonce and the key (agent/formats/nonce-binding.ts). */
   agentId: string;
   nonce: Buffer;
   teePubKey: PublicJwk;

@@ -3,12 +3,12 @@ import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Attestor, MAX_QUEUED_CYCLES, type AttestorDeps } from '../../agent/attest/attestor.js';
-import { openSimulation, type Simulation } from '../../agent/attest/simulation.js';
+import { AttestationCycle, MAX_QUEUED_CYCLES, type AttestationCycleDeps } from '../../agent/attest/attestation-cycle.js';
+import { openSimulation, type Simulation } from '../../agent/simulation/open.js';
 import { verifyBundle } from '../../agent/attest/verify-bundle.js';
-import { parseBundle } from '../../agent/attest/bundle.js';
+import { parseBundle } from '../../agent/formats/evidence-bundle.js';
 import type { GpuEvidence, GpuSource } from '../../agent/evidence/gpu-nvml.js';
-import type { PublicJwk } from '../../agent/binding.js';
+import type { PublicJwk } from '../../agent/formats/nonce-binding.js';
 
 let sim: Simulation;
 const teePubKey = generateKeyPairSync('ec', { namedCurve: 'P-384' }).publicKey.export({ format: 'jwk' }) as PublicJwk;
@@ -40,7 +40,7 @@ class FlakyGpus implements GpuSource {
   async setReadyState(v: boolean) { this.readyWrites.push(v); this.ready = v; }
 }
 
-function deps(gpus: GpuSource, over: Partial<AttestorDeps> = {}): AttestorDeps {
+function deps(gpus: GpuSource, over: Partial<AttestationCycleDeps> = {}): AttestationCycleDeps {
   return {
     teePubKey,
     agentId: 'attestor-test',
@@ -54,10 +54,10 @@ function deps(gpus: GpuSource, over: Partial<AttestorDeps> = {}): AttestorDeps {
   };
 }
 
-describe('Attestor', () => {
+describe('AttestationCycle', () => {
   it('attests CPU and GPUs bound to one nonce, then sets the ready state', async () => {
     const gpus = new FlakyGpus(sim.gpus!);
-    const a = new Attestor(deps(gpus));
+    const a = new AttestationCycle(deps(gpus));
     const r = await a.run({ reason: 'cli', nonce: Buffer.alloc(32, 9) });
     expect(r.ok).toBe(true);
     expect(r.simulated).toBe(true);
@@ -75,7 +75,7 @@ describe('Attestor', () => {
 
   it('a GPU failing mid-life degrades the result with the reason, keeps the ready state unset, and recovers', async () => {
     const gpus = new FlakyGpus(sim.gpus!);
-    const a = new Attestor(deps(gpus));
+    const a = new AttestationCycle(deps(gpus));
     gpus.breakIndex = 1;
     const bad = await a.run({ reason: 'schedule' });
     expect(bad.ok).toBe(false);
@@ -96,7 +96,7 @@ describe('Attestor', () => {
   it('never sets the ready state when the CPU fails, even if every GPU passes', async () => {
     const gpus = new FlakyGpus(sim.gpus!);
     const failingCpu = { source: 'simulated' as const, simulated: true, collect: async () => { throw new Error('sev-guest: EIO'); } };
-    const r = await new Attestor(deps(gpus, { cpu: failingCpu })).run({ reason: 'cli' });
+    const r = await new AttestationCycle(deps(gpus, { cpu: failingCpu })).run({ reason: 'cli' });
     expect(r.ok).toBe(false);
     expect(r.error).toContain('EIO');
     expect(r.ear.submods.cpu0!['cvm.checks'][0]!.name).toBe('cpu.collect');
@@ -108,7 +108,7 @@ describe('Attestor', () => {
   it('shares a running cycle with callers that bring no nonce, and queues callers that do', async () => {
     const gpus = new FlakyGpus(sim.gpus!);
     gpus.delayMs = 200;
-    const a = new Attestor(deps(gpus));
+    const a = new AttestationCycle(deps(gpus));
     const p1 = a.run({ reason: 'schedule' });
     const p2 = a.run({ reason: 'api' });
     const p3 = a.run({ reason: 'api', nonce: Buffer.alloc(16, 1) });
@@ -122,7 +122,7 @@ describe('Attestor', () => {
   it('refuses nonce-bound requests beyond the queue bound with a typed error instead of queueing without limit', async () => {
     const gpus = new FlakyGpus(sim.gpus!);
     gpus.delayMs = 100;
-    const a = new Attestor(deps(gpus));
+    const a = new AttestationCycle(deps(gpus));
     const accepted = Array.from({ length: MAX_QUEUED_CYCLES }, (_, i) => a.run({ reason: 'api', nonce: Buffer.alloc(16, i + 1) }));
     await expect(a.run({ reason: 'api', nonce: Buffer.alloc(16, 99) })).rejects.toMatchObject({ code: 'ERR_BUSY' });
     const results = await Promise.all(accepted);
@@ -133,7 +133,7 @@ describe('Attestor', () => {
   it('times out a step that hangs and reports which one', async () => {
     const gpus = new FlakyGpus(sim.gpus!);
     gpus.delayMs = 2000;
-    const r = await new Attestor(deps(gpus, { stepTimeoutMs: 100 })).run({ reason: 'cli' });
+    const r = await new AttestationCycle(deps(gpus, { stepTimeoutMs: 100 })).run({ reason: 'cli' });
     expect(r.ok).toBe(false);
     expect(r.error).toBe('GPU evidence collection did not finish within 100 ms');
   });

@@ -1,6 +1,6 @@
-/** SnpDeviceAttester's JS-side rules (serialisation, VMPCK latch, input checks) with an injected binding. */
+/** SnpDeviceCollector's JS-side rules (serialisation, VMPCK latch, input checks) with an injected binding. */
 import { describe, it, expect } from 'vitest';
-import { SnpDeviceAttester } from '../../agent/evidence/snp-device.js';
+import { SnpDeviceCollector } from '../../agent/evidence/snp-device.js';
 import type { SnpDeviceBinding } from '../../agent/native/snp.js';
 import { DeviceError, UsageError } from '../../agent/errors.js';
 
@@ -29,10 +29,10 @@ function fakeBinding(behaviour: (call: number) => 'ok' | 'enotty' | 'eio') {
   return { binding, calls, maxInFlight: () => maxInFlight };
 }
 
-describe('SnpDeviceAttester', () => {
+describe('SnpDeviceCollector', () => {
   it('runs one request at a time, in order', async () => {
     const f = fakeBinding(() => 'ok');
-    const a = new SnpDeviceAttester({ binding: f.binding });
+    const a = new SnpDeviceCollector({ binding: f.binding });
     const results = await Promise.all([1, 2, 3, 4, 5].map((n) => a.getReport(Buffer.alloc(64, n))));
     expect(f.maxInFlight()).toBe(1);
     expect(f.calls.map((c) => c.data[0])).toEqual([1, 2, 3, 4, 5]);
@@ -41,7 +41,7 @@ describe('SnpDeviceAttester', () => {
 
   it('a failure does not block later requests (except the VMPCK latch)', async () => {
     const f = fakeBinding((n) => (n === 0 ? 'eio' : 'ok'));
-    const a = new SnpDeviceAttester({ binding: f.binding });
+    const a = new SnpDeviceCollector({ binding: f.binding });
     const [first, second] = await Promise.allSettled([a.getReport(Buffer.alloc(64)), a.getReport(Buffer.alloc(64, 9))]);
     expect(first.status).toBe('rejected');
     expect(second.status).toBe('fulfilled');
@@ -50,7 +50,7 @@ describe('SnpDeviceAttester', () => {
 
   it('latches after ERR_SNP_VMPCK_DISABLED, also for requests already queued', async () => {
     const f = fakeBinding(() => 'enotty');
-    const a = new SnpDeviceAttester({ binding: f.binding });
+    const a = new SnpDeviceCollector({ binding: f.binding });
     const settled = await Promise.allSettled([a.getReport(Buffer.alloc(64)), a.getExtReport(Buffer.alloc(64)), a.getReport(Buffer.alloc(64))]);
     expect(f.calls).toHaveLength(1);
     for (const s of settled) {
@@ -64,7 +64,7 @@ describe('SnpDeviceAttester', () => {
 
   it('copies the report data so later mutation cannot change a queued request', async () => {
     const f = fakeBinding(() => 'ok');
-    const a = new SnpDeviceAttester({ binding: f.binding });
+    const a = new SnpDeviceCollector({ binding: f.binding });
     const buf = Buffer.alloc(64, 1);
     const p1 = a.getReport(Buffer.alloc(64, 7));
     const p2 = a.getReport(buf);
@@ -75,7 +75,7 @@ describe('SnpDeviceAttester', () => {
 
   it('rejects bad inputs with UsageError and never calls the device', async () => {
     const f = fakeBinding(() => 'ok');
-    const a = new SnpDeviceAttester({ binding: f.binding });
+    const a = new SnpDeviceCollector({ binding: f.binding });
     await expect(a.getReport(Buffer.alloc(32))).rejects.toBeInstanceOf(UsageError);
     await expect(a.getReport(Buffer.alloc(65))).rejects.toBeInstanceOf(UsageError);
     await expect(a.getReport('x'.repeat(64) as never)).rejects.toBeInstanceOf(UsageError);
@@ -86,6 +86,6 @@ describe('SnpDeviceAttester', () => {
   });
 
   it('defaults to /dev/sev-guest', () => {
-    expect(new SnpDeviceAttester({ binding: fakeBinding(() => 'ok').binding }).devicePath).toBe('/dev/sev-guest');
+    expect(new SnpDeviceCollector({ binding: fakeBinding(() => 'ok').binding }).devicePath).toBe('/dev/sev-guest');
   });
 });

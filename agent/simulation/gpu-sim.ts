@@ -9,17 +9,17 @@
  */
 import { createHash, createPrivateKey, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
-import { readBoundedText } from '../../util/bounded-read.js';
+import { readBoundedText } from '../util/bounded-read.js';
 import { join } from 'node:path';
-import { CvmError, DeviceError } from '../../errors.js';
-import { writeFileAtomic } from '../../util/atomic-file.js';
-import { integer, octetString, oid, sequence } from '../../util/der-writer.js';
-import { basicConstraints, buildCertificate, keyUsage, type NameSpec } from '../../util/x509-builder.js';
-import { buildSignedRim } from '../../verify/nvidia/rim/index.js';
-import { driverRimId, vbiosRimId } from '../../verify/nvidia/rim/ids.js';
-import { OID_HOPPER_FWID, OID_SHA384 } from '../../verify/nvidia/fwid.js';
-import type { SimulatedRoots } from '../../verify/nvidia/gpu-verify.js';
-import { deviceCcOff, type GpuCollectOutcome, type GpuDriverFacts, type GpuEvidence, type GpuInfo, type GpuSource, type GpuSystemState, type GpuCcState } from '../gpu-nvml.js';
+import { CvmError, DeviceError } from '../errors.js';
+import { writeFileAtomic } from '../util/atomic-file.js';
+import { integer, octetString, oid, sequence } from '../util/der-writer.js';
+import { basicConstraints, buildCertificate, keyUsage, type NameSpec } from '../util/x509-builder.js';
+import { buildSignedRim } from '../verify/nvidia/rim/index.js';
+import { driverRimId, vbiosRimId } from '../verify/nvidia/rim/ids.js';
+import { OID_HOPPER_FWID, OID_SHA384 } from '../verify/nvidia/fwid.js';
+import type { SimulatedRoots } from '../verify/nvidia/gpu-verify.js';
+import { deviceCcOff, type GpuCollectOutcome, type GpuDriverFacts, type GpuEvidence, type GpuInfo, type GpuSource, type GpuSystemState, type GpuCcState } from '../evidence/gpu-nvml.js';
 
 export const SIM_FILE = 'gpu-sim-identity.json';
 const FILE_VERSION = 1;

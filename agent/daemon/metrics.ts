@@ -7,8 +7,8 @@
  * turned into a new series.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { Ear } from './appraise/ear.js';
-import type { TrustStatus } from './verify/checks.js';
+import type { Ear } from '../appraise/ear.js';
+import type { TrustStatus } from '../formats/checks.js';
 
 export const STATUSES: readonly TrustStatus[] = ['affirming', 'warning', 'contraindicated', 'none'];
 /** Per device: an EAR tier, or "error" when the device or its library was unavailable (cvm.error). */

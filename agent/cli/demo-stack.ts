@@ -12,13 +12,13 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pino from 'pino';
 import { decodeJwt } from 'jose';
-import { openSimulation } from './attest/simulation.js';
-import { Daemon } from './daemon/daemon.js';
-import { Controller } from './controller/server.js';
-import { parseControllerConfig, resolveControllerConfig, tokenDigest } from './controller/config.js';
-import { callApi } from './cli/api-client.js';
-import { createPeerCredentialReader } from './native/system.js';
-import { CvmError } from './errors.js';
+import { openSimulation } from '../simulation/open.js';
+import { Daemon } from '../daemon/daemon.js';
+import { Controller } from '../controller/server.js';
+import { parseControllerConfig, resolveControllerConfig, tokenDigest } from '../controller/config.js';
+import { callApi } from './api-client.js';
+import { createPeerCredentialReader } from '../native/system.js';
+import { CvmError } from '../errors.js';
 
 /**
  * Everything the demo creates, so that every exit path removes it: the directory holds the agent's

@@ -14,12 +14,13 @@
  * the agent meant them to do.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { cpuReportData, gpuNonce, type PublicJwk } from '../binding.js';
+import { cpuReportData, gpuNonce, type PublicJwk } from '../formats/nonce-binding.js';
 import { buildEar, type DeviceResult, type Ear } from '../appraise/ear.js';
-import { fail, resultOf, type VerificationResult } from '../verify/checks.js';
-import { applyGpuReadyState, type ReadyStateOutcome } from '../evidence/gpu-ready.js';
+import { fail, resultOf, type VerificationResult } from '../formats/checks.js';
+import { applyGpuReadyState, type ReadyStateOutcome } from './gpu-ready.js';
+import { cycleReadyBlocker } from '../appraise/gpu-ready.js';
 import type { GpuCollectOutcome, GpuEvidence, GpuSource } from '../evidence/gpu-nvml.js';
-import { BUNDLE_VERSION, bundleToJson, type EvidenceBundle, type GpuBundleEntry } from './bundle.js';
+import { BUNDLE_VERSION, bundleToJson, type EvidenceBundle, type GpuBundleEntry } from '../formats/evidence-bundle.js';
 import type { CpuSource } from './cpu-sources.js';
 import type { BundleResult } from './verify-bundle.js';
 import { CvmError } from '../errors.js';
@@ -71,9 +72,9 @@ export interface ReadyStateRead {
   error?: string;
 }
 
-export interface AttestorDeps {
+export interface AttestationCycleDeps {
   teePubKey: PublicJwk;
-  /** This agent's id, bound into every report next to the nonce and the key (agent/binding.ts). */
+  /** This agent's id, bound into every report next to the nonce and the key (agent/formats/nonce-binding.ts). */
   agentId: string;
   cpu: CpuSource;
   /** Absent when GPUs are disabled or none exist. */
@@ -126,7 +127,7 @@ export async function readReadyState(target: { getReadyState(): Promise<boolean>
 /** Cycles bound to callers' nonces that may wait behind the running one; more are refused (ERR_BUSY). */
 export const MAX_QUEUED_CYCLES = 8;
 
-export class Attestor {
+export class AttestationCycle {
   private running: { promise: Promise<CycleResult>; hasOwnNonce: boolean } | undefined;
   private queued = 0;
   private queue: Promise<unknown> = Promise.resolve();
@@ -135,7 +136,7 @@ export class Attestor {
   private knownGpus = 0;
   private readonly now: () => Date;
 
-  constructor(private readonly deps: AttestorDeps) {
+  constructor(private readonly deps: AttestationCycleDeps) {
     this.now = deps.now ?? (() => new Date());
   }
 
@@ -255,12 +256,9 @@ export class Attestor {
     const cpuOk = devices.find((d) => d.id === 'cpu0')?.result.ok === true;
     const gpuVerdicts = devices.filter((d) => d.id.startsWith('gpu')).map((d) => ({ index: Number(d.id.slice(3)), ok: d.result.ok, detail: d.result.checks.find((c) => !c.ok)?.detail ?? '' }));
     const hold = deps.readyHold?.();
-    let gpuReady: CycleResult['gpuReady'];
-    if (!deps.gpus || gpuCount === 0) gpuReady = { set: false, wrote: false, reason: 'no GPUs to gate' };
-    else if (!deps.setReadyState) gpuReady = { set: false, wrote: false, reason: 'setting the GPU ready state is disabled in the config' };
-    else if (!cpuOk) gpuReady = { set: false, wrote: false, reason: 'GPU ready state not set: the CPU attestation did not pass' };
-    else if (hold !== undefined && devices.every((d) => d.result.ok)) gpuReady = { set: false, wrote: false, reason: `GPU ready state not set: ${hold}` };
-    else gpuReady = await applyGpuReadyState(deps.gpus, gpuVerdicts, gpuCount);
+    // The decision is pure policy (appraise/gpu-ready.ts, as for `gpu ready --set`); only a "yes" touches the driver.
+    const blocked = cycleReadyBlocker({ gpus: Boolean(deps.gpus), enabled: Boolean(deps.setReadyState), cpuOk, allPassed: devices.every((d) => d.result.ok), hold }, gpuVerdicts, gpuCount);
+    const gpuReady: CycleResult['gpuReady'] = blocked !== undefined || !deps.gpus ? { set: false, wrote: false, reason: blocked ?? 'no GPUs to gate' } : await applyGpuReadyState(deps.gpus, gpuVerdicts, gpuCount);
     let gpuReadyRead: ReadyStateRead | undefined;
     if (deps.gpus && (gpuCount > 0 || this.knownGpus > 0)) gpuReadyRead = await readReadyState(deps.gpus, deps.stepTimeoutMs, this.now);
 

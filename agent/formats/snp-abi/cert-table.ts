@@ -9,8 +9,8 @@
  * GUIDs are accepted in both byte orders (RFC 4122 and Microsoft/EFI mixed-endian), snp.md §1.4
  * (go-sev-guest#157, microsoft/CCF PR #8116).
  */
-import { CvmError, ParseError } from '../../../errors.js';
-import { isAllZero } from '../../../util/bytes.js';
+import { CvmError, ParseError } from '../../errors.js';
+import { isAllZero } from '../../util/bytes.js';
 import type { CertTableEntry, CertTableKind } from './types.js';
 
 export const CERT_TABLE_ENTRY_SIZE = 24;

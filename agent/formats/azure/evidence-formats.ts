@@ -11,8 +11,18 @@
  */
 import { createHash } from 'node:crypto';
 import { ParseError } from '../../errors.js';
-import { pemCertificates } from '../snp/cert-input.js';
-import type { TpmQuoteEvidence } from './quote.js';
+import { pemCertificates } from '../pem.js';
+
+/** The signature as shipped: a TPMT_SIGNATURE, or the bare RSA signature bytes (CoCo attester, az-cvm-vtpm). */
+export type QuoteSignature = { format: 'tpmt'; bytes: Buffer } | { format: 'raw'; bytes: Buffer };
+
+export interface TpmQuoteEvidence {
+  /** TPMS_ATTEST bytes, exactly as signed. */
+  message: Buffer;
+  signature: QuoteSignature;
+  /** Values of the selected PCRs in ascending index order (SHA-256 bank). */
+  pcrs: Buffer[];
+}
 
 export const BUNDLE_KIND = 'azure-snp-vtpm';
 export const BUNDLE_VERSION = 1;

@@ -4,8 +4,8 @@
  * certificate's issuer (the simulated CAs); trusted only where the simulated roots are.
  */
 import { createHash, sign, type KeyObject } from 'node:crypto';
-import { bitString, explicit, generalizedTime, integer, nullValue, octetString, oid, sequence, tlv } from '../../util/der-writer.js';
-import { parsePemChain, type ParsedCert } from '../../verify/nvidia/chain.js';
+import { bitString, explicit, generalizedTime, integer, nullValue, octetString, oid, sequence, tlv } from '../util/der-writer.js';
+import { parsePemChain, type ParsedCert } from '../verify/nvidia/chain.js';
 import type { SimGpuIdentity } from './gpu-sim.js';
 
 const HASH_OIDS = { sha1: '1.3.14.3.2.26', sha384: '2.16.840.1.101.3.4.2.2' } as const;

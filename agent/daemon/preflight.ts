@@ -15,17 +15,17 @@ import { hostname } from 'node:os';
 import { access, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import cron from 'node-cron';
-import { AGENT_ID } from '../binding.js';
+import { AGENT_ID } from '../formats/nonce-binding.js';
 import { ConfigError } from '../errors.js';
 import { loadTokenKeys } from '../link/verdict.js';
 import { InputFileError, readBoundedText, type InputKind } from '../util/bounded-read.js';
 import { parseIdDatabase, resolveTable, type AuthorizationTable } from '../api/authz.js';
 import type { AppraisalPolicy } from '../appraise/policy.js';
-import { loadPolicy } from '../daemon/sources.js';
-import { maxAttestationAgeSec } from '../daemon/health.js';
-import { loadConfigFile } from './load.js';
-import { DEFAULTS, type Config } from './schema.js';
-import { problemsError } from './validate.js';
+import { loadPolicy } from './sources.js';
+import { maxAttestationAgeSec } from './health.js';
+import { loadConfigFile } from '../config/load.js';
+import { DEFAULTS, type Config } from '../config/schema.js';
+import { problemsError } from '../config/validate.js';
 
 export interface ValidatedConfig {
   config: Config;

@@ -3,14 +3,10 @@
  * was expected has a verdict, each index exactly once, and all of them passed. Anything else leaves
  * the flag alone and says why. Setting it may be one-way per boot (nvidia-gpu.md §1.4 "Ready-state
  * quirks"), so this never tries to clear it and never sets it unconditionally; like nvtrust's CLI it
- * reads the state first and writes only when not ready yet (§1.5 step 6).
+ * reads the state first and writes only when not ready yet (§1.5 step 6). The decision itself is pure
+ * policy (agent/appraise/gpu-ready.ts), shared by the cycle and `cvm-agent gpu ready --set`.
  */
-export interface GpuVerdict {
-  index: number;
-  /** Only the boolean true counts as a pass. */
-  ok: boolean;
-  detail?: string;
-}
+import { readyStateBlocker, type GpuVerdict } from '../appraise/gpu-ready.js';
 
 export interface ReadyStateTarget {
   getReadyState(): Promise<boolean>;
@@ -25,33 +21,6 @@ export interface ReadyStateOutcome {
   reason: string;
   /** The device error, when reading or writing the flag failed. */
   error?: Error;
-}
-
-/** Why the verdicts do not allow marking the GPUs ready, or undefined when they do. */
-export function readyStateBlocker(verdicts: readonly GpuVerdict[], expectedCount: number): string | undefined {
-  if (!Number.isInteger(expectedCount) || expectedCount < 1) {
-    return `expected GPU count must be a positive integer, got ${String(expectedCount)}`;
-  }
-  if (verdicts.length !== expectedCount) {
-    return `got ${verdicts.length} GPU verdict(s) for ${expectedCount} GPU(s): every GPU must be verified`;
-  }
-  const seen = new Set<number>();
-  for (const v of verdicts) {
-    if (!Number.isInteger(v.index) || v.index < 0 || v.index >= expectedCount) {
-      return `verdict for unknown GPU index ${String(v.index)} (expected 0..${expectedCount - 1})`;
-    }
-    if (seen.has(v.index)) return `two verdicts for GPU ${v.index}`;
-    seen.add(v.index);
-  }
-  const failed = verdicts.filter((v) => v.ok !== true);
-  if (failed.length > 0) {
-    const list = failed
-      .sort((a, b) => a.index - b.index)
-      .map((v) => (v.detail ? `GPU ${v.index} (${v.detail})` : `GPU ${v.index}`))
-      .join(', ');
-    return `verification failed for ${list}`;
-  }
-  return undefined;
 }
 
 export async function applyGpuReadyState(
