@@ -5,7 +5,7 @@
  * test can watch systemd's watchdog (WatchdogSec=) abort and restart the agent. Without it SIGUSR2
  * keeps Node's default action, and nothing here is installed.
  */
-import type { Logger } from '../log.js';
+import type { Logger } from '../util/log.js';
 
 export const TEST_HOOKS_ENV = 'CVM_AGENT_TEST_HOOKS';
 

@@ -11,7 +11,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { isJournalStream, SYSLOG_PRIORITY, withSyslogPrefix } from '../../agent/log.js';
+import { isJournalStream, SYSLOG_PRIORITY, withSyslogPrefix } from '../../agent/util/log.js';
 import { repoRoot } from '../helpers/paths.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cvm-log-'));

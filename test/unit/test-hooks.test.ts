@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { Writable } from 'node:stream';
 import { installTestHooks } from '../../agent/daemon/test-hooks.js';
-import { createLogger } from '../../agent/log.js';
+import { createLogger } from '../../agent/util/log.js';
 
 function logger() {
   const lines: string[] = [];
