@@ -8,7 +8,7 @@ import { createServer, STATUS_CODES, type IncomingMessage, type Server, type Ser
 import type { Socket } from 'node:net';
 import { authorize, type AuthorizationTable, type Endpoint, type PeerCredentials } from './authz.js';
 import { problem, sendJson, sendProblem } from './problem.js';
-import { CvmError } from '../errors.js';
+import { CvmError, InternalError } from '../errors.js';
 
 /** A JSON body serialized once and reused (hot endpoints cache it between state changes). */
 export class RawJson {
@@ -319,7 +319,7 @@ async function dispatch(service: ApiService, req: IncomingMessage, res: ServerRe
     // request on this connection: close it after the answer instead.
     if (!req.complete && !res.headersSent) res.setHeader('connection', 'close');
     if (err instanceof HttpError) sendProblem(res, problem(err.status, err.slug, err.title, err.detail));
-    else if (err instanceof CvmError) sendProblem(res, problem(503, 'unavailable', 'the agent could not complete the request', err.message, { code: err.code }));
+    else if (err instanceof CvmError && !(err instanceof InternalError)) sendProblem(res, problem(503, 'unavailable', 'the agent could not complete the request', err.message, { code: err.code }));
     else {
       opts.onError?.(err, pathname);
       sendProblem(res, problem(500, 'internal', 'internal error', 'see the agent log'));

@@ -13,7 +13,7 @@ import type { AgentKey } from '../link/agent-key.js';
 import type { CycleResult } from '../attest/attestor.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
-import { ConfigError } from '../errors.js';
+import { ConfigError, CvmError } from '../errors.js';
 import { InputFileError, readBoundedText, readBoundedTextSync, type InputKind } from '../util/bounded-read.js';
 
 export interface DaemonLinkDeps {
@@ -119,7 +119,7 @@ export class DaemonLink {
         handlers: {
           onChallenge: async (nonce) => {
             const r = await deps.attest('controller', nonce);
-            if (!r.bundle) throw new Error(`attestation failed: ${r.error ?? 'no evidence'}`);
+            if (!r.bundle) throw new CvmError('ERR_CYCLE', `attestation failed: ${r.error ?? 'no evidence'}`);
             return { bundle: r.bundle, localResult: r.ear as unknown as Record<string, unknown> };
           },
           onAttestRequest: async () => {
