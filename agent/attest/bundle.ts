@@ -5,6 +5,7 @@
  */
 import { ParseError } from '../errors.js';
 import { AGENT_ID, type PublicJwk } from '../binding.js';
+import { nonceFromHex, WIRE_NONCE } from '../util/nonce-hex.js';
 
 export const BUNDLE_VERSION = 1;
 export const MAX_BUNDLE_BYTES = 4 * 1024 * 1024;
@@ -97,7 +98,7 @@ export function parseBundle(input: string | Buffer | unknown): EvidenceBundle {
   const agentId = str(o.agentId, 'agentId', 128);
   if (!AGENT_ID.test(agentId)) fail('agentId', 'must be 1..128 of letters, digits, ".", "_", ":", "@", "-"');
   const nonceHex = str(o.nonce, 'nonce', 256);
-  if (!/^([0-9a-f]{2}){8,64}$/.test(nonceHex)) fail('nonce', 'must be 8..64 bytes of lowercase hex');
+  if (!nonceFromHex(nonceHex, { ...WIRE_NONCE, lowercase: true })) fail('nonce', 'must be 8..64 bytes of lowercase hex');
   const jwk = obj(o.teePubKey, 'teePubKey');
   if (jwk.kty !== 'EC' || jwk.crv !== 'P-384' || typeof jwk.x !== 'string' || typeof jwk.y !== 'string') fail('teePubKey', 'must be an EC P-384 public JWK');
   if ('d' in jwk) fail('teePubKey', 'must not contain private key material');
