@@ -18,6 +18,7 @@ import { parseRim, certValidity } from '../verify/nvidia/rim/index.js';
 import { isBundleJson, parseBundle } from './bundle.js';
 import { checkChain, checkRimId, keyPath, PRODUCTS } from './keys.js';
 import type { ClassifiedItem, CollateralKey, KdsChain, ValidityInfo } from './types.js';
+import { driverRimIdForProduct } from '../verify/nvidia/rim/ids.js';
 
 /** One collateral object is small (a RIM is tens of KB); bundles have their own cap. */
 export const MAX_ITEM_BYTES = 1024 * 1024;
@@ -168,10 +169,8 @@ function rimIdFor(name: string, version: string, hint: ClassifyHint): string {
   };
   if (hint.rimId !== undefined) return check(hint.rimId, 'given');
   if (!vbios && DRIVER_VERSION.test(version)) {
-    // nvidia-gpu.md §4.2: Hopper NV_GPU_DRIVER_GH100_<v>, Blackwell NV_GPU_CC_DRIVER_<chip>_<v>.
-    const chip = name.toUpperCase();
-    if (!/^[A-Z0-9]{2,16}$/.test(chip)) throw new ParseError(`RIM: unexpected product name "${name.slice(0, 20)}"`);
-    return check(chip === 'GH100' ? `NV_GPU_DRIVER_GH100_${version}` : `NV_GPU_CC_DRIVER_${chip}_${version}`, 'from the content');
+    // The one driver RIM id scheme (rim/ids.ts): Hopper NV_GPU_DRIVER_GH100_<v>, Blackwell NV_GPU_CC_DRIVER_<chip>_<v>.
+    return check(driverRimIdForProduct(name, version), 'from the content');
   }
   const base = (hint.fileName ?? '').replace(/\.(xml|swidtag)$/i, '');
   let m = /^(NV_GPU_VBIOS_[0-9A-Za-z]{1,16}_[0-9A-Za-z]{1,16}_[0-9A-Za-z]{1,16}_[0-9A-Fa-f]{10})(?:_.*)?$/.exec(base);
