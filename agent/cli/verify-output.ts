@@ -5,7 +5,7 @@
  */
 import { resolve } from 'node:path';
 import { ParseError, UsageError } from '../errors.js';
-import type { Check, TrustStatus, VerificationResult } from '../verify/checks.js';
+import { failedChecks, type Check, type TrustStatus, type VerificationResult } from '../verify/checks.js';
 import { parseCrl } from '../verify/snp/crl.js';
 import { DEFAULT_SNP_POLICY, parseSnpPolicy, type SnpPolicy } from '../appraise/snp-policy.js';
 import { EXIT, type CliIO } from './command.js';
@@ -72,7 +72,7 @@ export function loadSnpPolicyOption(file: string | undefined, io: CliIO): SnpPol
 export function formatChecks(title: string, status: string, simulated: boolean, checks: Check[]): string {
   const width = Math.max(...checks.map((c) => c.name.length));
   const lines = checks.map((c) => `${MARK(c)} ${c.name.padEnd(width)}  ${c.detail}`);
-  const failed = checks.filter((c) => !c.ok).length;
+  const failed = failedChecks(checks).length;
   const warned = checks.filter((c) => c.ok && c.warning).length;
   const head = `${title}: ${status.toUpperCase()}${simulated ? ' (SIMULATED)' : ''} — ${checks.length} checks, ${failed} failed, ${warned} warning(s)`;
   return `${head}\n${lines.join('\n')}\n`;

@@ -15,6 +15,7 @@ import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import { ConfigError, CvmError } from '../errors.js';
 import { InputFileError, readBoundedText, readBoundedTextSync, type InputKind } from '../util/bounded-read.js';
+import { failedChecks } from '../verify/checks.js';
 
 export interface DaemonLinkDeps {
   config: Config;
@@ -49,7 +50,7 @@ export function cycleEventData(r: CycleResult): Record<string, unknown> {
     status: r.status,
     simulated: r.simulated,
     durationMs: r.durationMs,
-    devices: Object.fromEntries(Object.entries(r.ear.submods).map(([id, s]) => [id, { status: s['ear.status'], failed: s['cvm.checks'].filter((c) => !c.ok).map((c) => c.name) }])),
+    devices: Object.fromEntries(Object.entries(r.ear.submods).map(([id, s]) => [id, { status: s['ear.status'], failed: failedChecks(s['cvm.checks']).map((c) => c.name) }])),
     gpuReady: r.gpuReady.set,
     ...(r.error ? { error: r.error } : {}),
   };

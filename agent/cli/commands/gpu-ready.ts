@@ -12,6 +12,7 @@ import { EXIT, parseOptions, type Command } from '../command.js';
 import { NvmlGpuSource, type GpuEvidence, type GpuSource } from '../../evidence/gpu-nvml.js';
 import { applyGpuReadyState, type GpuVerdict } from '../../evidence/gpu-ready.js';
 import { NVML_NONCE_SIZE } from '../../native/nvml.js';
+import { failureLines } from '../../verify/checks.js';
 
 /** Verifies one GPU's evidence against the nonce it was requested with. */
 export type GpuVerifier = (evidence: GpuEvidence, nonce: Buffer) => Promise<{ ok: boolean; detail?: string }>;
@@ -57,7 +58,7 @@ export async function defaultGpuVerifier(options: GpuVerifierOptions): Promise<G
       },
       { at: new Date(), expectedNonce: nonce, rims },
     );
-    const failed = result.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}`);
+    const failed = failureLines(result.checks);
     return { ok: result.ok, detail: failed.length > 0 ? failed.join('; ') : result.status };
   };
 }
