@@ -10,6 +10,7 @@ import { X509Certificate, createHash, type KeyObject } from 'node:crypto';
 import { ParseError } from '../../errors.js';
 import { fail, pass, type Check } from '../checks.js';
 import { childrenAtLeast, decodeInteger, decodeTime, encodedOf, expectTag, parseDer, TAG, valueOf, certificateExtensions, children, decodeBitString } from '../../util/der.js';
+import { pemBlocksStrict } from '../../util/pem.js';
 
 /** Device chains are 5 long on Hopper and Blackwell (MAX_CERT_CHAIN_LENGTH = 5). */
 export const GPU_CHAIN_LENGTH = 5;
@@ -97,21 +98,7 @@ function basicConstraintsCa(ext: Map<string, { value: Uint8Array }>): boolean {
 /** Split PEM text into DER certificates; anything but whitespace/NULs between blocks is an error. */
 export function splitPemCertificates(pem: string): Buffer[] {
   if (pem.length > MAX_CHAIN_PEM_LENGTH) throw new ParseError(`certificate chain: ${pem.length} characters exceeds ${MAX_CHAIN_PEM_LENGTH}`);
-  const re = /-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]*?)-----END CERTIFICATE-----/g;
-  const out: Buffer[] = [];
-  let last = 0;
-  let m: RegExpExecArray | null;
-  while ((m = re.exec(pem)) !== null) {
-    if (!/^[\s\0]*$/.test(pem.slice(last, m.index))) throw new ParseError('certificate chain: unexpected text between PEM blocks', m.index);
-    const b64 = m[1]!.replace(/\s+/g, '');
-    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64) || b64.length % 4 !== 0) throw new ParseError('certificate chain: bad base64 in PEM block', m.index);
-    out.push(Buffer.from(b64, 'base64'));
-    if (out.length > MAX_CERTS) throw new ParseError(`certificate chain: more than ${MAX_CERTS} certificates`);
-    last = m.index + m[0].length;
-  }
-  if (!/^[\s\0]*$/.test(pem.slice(last))) throw new ParseError('certificate chain: unexpected text after the last PEM block', last);
-  if (out.length === 0) throw new ParseError('certificate chain: no PEM certificates found');
-  return out;
+  return pemBlocksStrict(pem, 'CERTIFICATE', { what: 'certificate chain', noun: 'certificates', maxBlocks: MAX_CERTS });
 }
 
 const chainCache = new Map<string, ParsedCert[]>();

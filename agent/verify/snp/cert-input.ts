@@ -8,6 +8,7 @@ import { ParseError } from '../../errors.js';
 import { parseDer } from '../../util/der.js';
 import { parseCertTable } from './abi/index.js';
 import { parseCertificateCached, type ParsedCert } from './x509.js';
+import { pemBlocks } from '../../util/pem.js';
 
 export type CertRole = 'vcek' | 'vlek' | 'ask' | 'asvk' | 'ark' | 'unknown';
 
@@ -46,14 +47,8 @@ export function classifyCertificates(ders: readonly Uint8Array[]): SuppliedCert[
   });
 }
 
-const PEM_RE = /-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]*?)-----END CERTIFICATE-----/g;
-
 /** All CERTIFICATE blocks of a PEM text (other block types are ignored). */
-export function pemCertificates(text: string): Buffer[] {
-  const out: Buffer[] = [];
-  for (const m of text.matchAll(PEM_RE)) out.push(Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64'));
-  return out;
-}
+export const pemCertificates = (text: string): Buffer[] => pemBlocks(text, 'CERTIFICATE');
 
 /**
  * Certificates from one file: PEM (one or more), a single DER certificate, or a GHCB certificate
