@@ -11,6 +11,7 @@ import { ParseError } from '../../errors.js';
 import { fail, pass, type Check } from '../checks.js';
 import { childrenAtLeast, decodeInteger, decodeTime, encodedOf, expectTag, parseDer, TAG, valueOf, certificateExtensions, children, decodeBitString } from '../../util/der.js';
 import { pemBlocksStrict } from '../../util/pem.js';
+import { BoundedCache } from '../../util/bounded-cache.js';
 
 /** Device chains are 5 long on Hopper and Blackwell (MAX_CERT_CHAIN_LENGTH = 5). */
 export const GPU_CHAIN_LENGTH = 5;
@@ -38,7 +39,8 @@ export interface ParsedCert {
   isCa: boolean;
 }
 
-const certCache = new Map<string, ParsedCert>();
+// Bounded in bytes: a parsed certificate keeps its DER plus decoded fields (counted as twice the DER).
+const certCache = new BoundedCache<ParsedCert>({ maxEntries: 4096, maxBytes: 16 * 1024 * 1024 });
 
 /** Parse one DER certificate (strict DER walk for the fields, node:crypto for keys/signatures). */
 export function parseCertificate(der: Uint8Array): ParsedCert {
@@ -81,8 +83,7 @@ export function parseCertificate(der: Uint8Array): ParsedCert {
     extensions,
     isCa: basicConstraintsCa(extensions),
   };
-  if (certCache.size > 4096) certCache.clear();
-  certCache.set(key, parsed);
+  certCache.set(key, parsed, 2 * der.byteLength);
   return parsed;
 }
 
@@ -101,7 +102,7 @@ export function splitPemCertificates(pem: string): Buffer[] {
   return pemBlocksStrict(pem, 'CERTIFICATE', { what: 'certificate chain', noun: 'certificates', maxBlocks: MAX_CERTS });
 }
 
-const chainCache = new Map<string, ParsedCert[]>();
+const chainCache = new BoundedCache<ParsedCert[]>({ maxEntries: 1024, maxBytes: 16 * 1024 * 1024 });
 
 /** Parse a PEM chain (memoised by its text). */
 export function parsePemChain(pem: string): ParsedCert[] {
@@ -115,12 +116,12 @@ export function parsePemChain(pem: string): ParsedCert[] {
       throw err;
     }
   });
-  if (chainCache.size > 1024) chainCache.clear();
-  chainCache.set(pem, certs);
+  // The certificates themselves are counted by certCache; here the PEM key and the array.
+  chainCache.set(pem, certs, 64 * certs.length);
   return certs;
 }
 
-const linkCache = new Map<string, boolean>();
+const linkCache = new BoundedCache<boolean>({ maxEntries: 4096, maxBytes: 1024 * 1024 });
 
 /** Is `child` signed by `issuer`'s key with matching names? Memoised (pure). */
 export function isIssuedBy(child: ParsedCert, issuer: ParsedCert): boolean {
@@ -135,8 +136,7 @@ export function isIssuedBy(child: ParsedCert, issuer: ParsedCert): boolean {
       ok = false;
     }
   }
-  if (linkCache.size > 4096) linkCache.clear();
-  linkCache.set(key, ok);
+  linkCache.set(key, ok, 8);
   return ok;
 }
 
