@@ -20,6 +20,7 @@
 import type { TrustActionName } from '../config/schema.js';
 import type { UnitControl } from './unit-control.js';
 import { ParseError } from '../errors.js';
+import { jsonReader } from '../util/json-fields.js';
 
 export const TRIGGERS = ['cycleFailed', 'controllerContraindicated', 'tokenExpired', 'attestationStale'] as const;
 export type Trigger = (typeof TRIGGERS)[number];
@@ -74,15 +75,14 @@ const MAX_UNITS = 128;
 
 /** Strict reading of a persisted state (the state directory is not trusted); throws on anything odd. */
 export function parseConsequenceState(v: unknown): ConsequenceState {
-  const obj = (x: unknown, keys: string[], where: string): Record<string, unknown> => {
-    if (typeof x !== 'object' || x === null || Array.isArray(x)) throw new ParseError(`${where}: expected an object`);
-    for (const k of Object.keys(x)) if (!keys.includes(k)) throw new ParseError(`${where}: unexpected key ${JSON.stringify(k.slice(0, 32))}`);
-    return x as Record<string, unknown>;
-  };
-  const arr = (x: unknown, where: string, max: number): unknown[] => {
-    if (!Array.isArray(x) || x.length > max) throw new ParseError(`${where}: expected an array of at most ${max}`);
-    return x;
-  };
+  const read = jsonReader((where, problem) => { throw new ParseError(`${where}: ${problem}`); }, {
+    object: 'expected an object',
+    string: 'expected a string',
+    array: (max) => `expected an array of at most ${max}`,
+    unexpectedKey: (k) => `unexpected key ${JSON.stringify(k.slice(0, 32))}`,
+  });
+  const obj = (x: unknown, keys: string[], where: string): Record<string, unknown> => read.obj(x, where, keys);
+  const arr = (x: unknown, where: string, max: number): unknown[] => read.arr(x, where, max);
   const time = (x: unknown, where: string): string => {
     if (typeof x !== 'string' || x.length > 64 || !Number.isFinite(Date.parse(x))) throw new ParseError(`${where}: expected a timestamp`);
     return x;
