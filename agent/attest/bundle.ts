@@ -7,6 +7,7 @@ import { ParseError } from '../errors.js';
 import { AGENT_ID, type PublicJwk } from '../binding.js';
 import { nonceFromHex, WIRE_NONCE } from '../util/nonce-hex.js';
 import { jsonReader } from '../util/json-fields.js';
+import type { GpuEvidence } from '../evidence/gpu-nvml.js';
 
 export const BUNDLE_VERSION = 1;
 export const MAX_BUNDLE_BYTES = 4 * 1024 * 1024;
@@ -24,12 +25,27 @@ export interface CpuEvidence {
   quote?: { message: Buffer; signature: Buffer; pcrs: Buffer[] };
 }
 
+/**
+ * The one GPU evidence record: what a bundle carries per GPU and what verifyGpuEvidence takes
+ * (a GpuEvidenceInput), built from a collected GpuEvidence by gpuRecordOf only.
+ */
 export interface GpuBundleEntry {
   index: number;
   arch: string;
   report: Buffer;
   certChainPem: string;
   nvml: { driverVersion?: string; vbiosVersion?: string; cc?: { ccEnabled: boolean; devToolsMode: boolean; environment: string } };
+}
+
+/** The one mapper from collected evidence to the record (NVML's unsigned facts kept for consistency checks). */
+export function gpuRecordOf(g: GpuEvidence): GpuBundleEntry {
+  return {
+    index: g.index,
+    arch: g.architecture,
+    report: g.report,
+    certChainPem: g.certChainPem,
+    nvml: { driverVersion: g.driverVersion, vbiosVersion: g.vbiosVersion, cc: { ccEnabled: g.cc.ccEnabled, devToolsMode: g.cc.devToolsMode, environment: g.cc.environment } },
+  };
 }
 
 export interface EvidenceBundle {

@@ -13,6 +13,7 @@ import { NvmlGpuSource, type GpuEvidence, type GpuSource } from '../../evidence/
 import { applyGpuReadyState, type GpuVerdict } from '../../evidence/gpu-ready.js';
 import { NVML_NONCE_SIZE } from '../../native/nvml.js';
 import { failureLines } from '../../verify/checks.js';
+import { gpuRecordOf } from '../../attest/bundle.js';
 
 /** Verifies one GPU's evidence against the nonce it was requested with. */
 export type GpuVerifier = (evidence: GpuEvidence, nonce: Buffer) => Promise<{ ok: boolean; detail?: string }>;
@@ -48,16 +49,7 @@ export async function defaultGpuVerifier(options: GpuVerifierOptions): Promise<G
   if (driver !== undefined) rims.driver = driver;
   if (vbios !== undefined) rims.vbios = vbios;
   return async (evidence, nonce) => {
-    const result = verifyGpuEvidence(
-      {
-        index: evidence.index,
-        report: evidence.report,
-        certChainPem: evidence.certChainPem,
-        arch: evidence.architecture,
-        nvml: { driverVersion: evidence.driverVersion, vbiosVersion: evidence.vbiosVersion, cc: evidence.cc },
-      },
-      { at: new Date(), expectedNonce: nonce, rims },
-    );
+    const result = verifyGpuEvidence(gpuRecordOf(evidence), { at: new Date(), expectedNonce: nonce, rims });
     const failed = failureLines(result.checks);
     return { ok: result.ok, detail: failed.length > 0 ? failed.join('; ') : result.status };
   };
