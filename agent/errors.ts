@@ -80,6 +80,57 @@ export class CollateralError extends CvmError {
   }
 }
 
+/**
+ * A file refused by its size or type (never an I/O error: those propagate as the fs error, with its
+ * `code`, for the caller to word). A ParseError, so the CLI prints it on one line with exit 2.
+ */
+export class InputFileError extends ParseError {
+  constructor(
+    readonly path: string,
+    /** Why, without the path: "is a directory, expected a regular file", "… over the 1 MiB limit …". */
+    readonly reason: string,
+  ) {
+    super(`${path}: ${reason}`);
+    this.name = 'InputFileError';
+  }
+}
+
+export type FetchFailure = 'timeout' | 'rate-limited' | 'not-found' | 'http' | 'network' | 'too-large' | 'invalid';
+
+/** A collateral fetch that failed, with why (for metrics and branching) and the URL. */
+export class CollateralFetchError extends CollateralError {
+  readonly reason: FetchFailure;
+  readonly url: string;
+  readonly status: number | undefined;
+  constructor(reason: FetchFailure, url: string, message: string, status?: number, options?: { cause?: unknown }) {
+    super(message, options);
+    this.reason = reason;
+    this.url = url;
+    this.status = status;
+  }
+}
+
+/** A controller verdict this agent must not apply (unsolicited, replayed, badly signed). */
+export class VerdictError extends CvmError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_VERDICT', message, options);
+  }
+}
+
+/** An embedded root certificate does not match its pinned digest (a corrupted build). */
+export class RootIntegrityError extends CvmError {
+  constructor(message: string) {
+    super('ERR_ROOT_INTEGRITY', message);
+  }
+}
+
+/** A step of the attestation cycle ran past its time limit. */
+export class StepTimeoutError extends CvmError {
+  constructor(step: string, ms: number) {
+    super('ERR_STEP_TIMEOUT', `${step} did not finish within ${ms} ms`);
+  }
+}
+
 /** A bug or broken invariant inside the agent (CLI exit code 70), not bad input or a failed check. */
 export class InternalError extends CvmError {
   constructor(message: string, options?: { cause?: unknown }) {

@@ -22,7 +22,7 @@ import type { GpuCollectOutcome, GpuEvidence, GpuSource } from '../evidence/gpu-
 import { BUNDLE_VERSION, bundleToJson, type EvidenceBundle, gpuRecordOf } from './bundle.js';
 import type { CpuSource } from './cpu-sources.js';
 import type { BundleResult } from './verify-bundle.js';
-import { CvmError } from '../errors.js';
+import { CvmError, StepTimeoutError } from '../errors.js';
 
 const POLICY_ID = 'cvm-agent/default';
 
@@ -88,11 +88,7 @@ export interface AttestorDeps {
   now?: () => Date;
 }
 
-export class StepTimeoutError extends CvmError {
-  constructor(step: string, ms: number) {
-    super('ERR_STEP_TIMEOUT', `${step} did not finish within ${ms} ms`);
-  }
-}
+export { StepTimeoutError };
 
 function withTimeout<T>(p: Promise<T>, ms: number, step: string): Promise<T> {
   let timer: NodeJS.Timeout;
