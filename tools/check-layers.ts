@@ -13,11 +13,12 @@ import { fileURLToPath } from 'node:url';
 /** Lowest first. Root-level files other than these are a violation: every line's layer is in its path. */
 export const LAYERS: readonly (readonly string[])[] = [
   ['errors.ts'], // the error classes every layer throws
-  ['util'], // pure helpers (bytes, DER, JCS, XML, bounded reads, log, version)
+  ['util'], // pure helpers (bytes, DER, PEM, JCS, XML, bounded reads, bounded cache, log, version)
   ['formats', 'roots', 'config'], // bytes <-> structures, pinned trust anchors, agent config schema
   ['native'], // the Node-API addon and its error mapping (OS boundary)
   ['evidence', 'verify', 'appraise'], // collectors, verifiers (signatures/chains), policy
-  ['attest', 'collateral', 'state', 'link', 'api'], // the cycle, collateral store, history, link, local API
+  ['collateral'], // collateral store and fetchers (below the verifier factory in attest/, which gathers from it)
+  ['attest', 'state', 'link', 'api'], // the cycle and the verifier factory, history, link, local API
   ['simulation'], // simulated TEE; reached from above only when simulation is enabled
   ['daemon', 'controller'], // the two processes
   ['cli'], // commands and the demo stack

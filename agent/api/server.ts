@@ -8,7 +8,8 @@ import { createServer, STATUS_CODES, type IncomingMessage, type Server, type Ser
 import type { Socket } from 'node:net';
 import { authorize, type AuthorizationTable, type Endpoint, type PeerCredentials } from './authz.js';
 import { problem, sendJson, sendProblem } from './problem.js';
-import { CvmError } from '../errors.js';
+import { CvmError, InternalError } from '../errors.js';
+import { nonceFromHex, WIRE_NONCE } from '../util/nonce-hex.js';
 
 /** A JSON body serialized once and reused (hot endpoints cache it between state changes). */
 export class RawJson {
@@ -43,7 +44,6 @@ export interface ApiOptions {
   maxConnections?: number;
 }
 
-const NONCE_HEX = /^[0-9a-fA-F]{16,128}$/;
 const peers = new WeakMap<Socket, PeerCredentials | undefined>();
 
 function parseNonce(text: unknown, required: boolean): Uint8Array | undefined {
@@ -51,10 +51,9 @@ function parseNonce(text: unknown, required: boolean): Uint8Array | undefined {
     if (required) throw new HttpError(400, 'nonce-required', 'nonce required', 'pass ?nonce=<16..64 bytes as hex>');
     return undefined;
   }
-  if (typeof text !== 'string' || !NONCE_HEX.test(text) || text.length % 2 !== 0) {
-    throw new HttpError(400, 'bad-nonce', 'invalid nonce', 'the nonce must be 8 to 64 bytes, hex encoded');
-  }
-  return Buffer.from(text, 'hex');
+  const nonce = nonceFromHex(text, WIRE_NONCE);
+  if (!nonce) throw new HttpError(400, 'bad-nonce', 'invalid nonce', 'the nonce must be 8 to 64 bytes, hex encoded');
+  return nonce;
 }
 
 class HttpError extends Error {
@@ -321,7 +320,7 @@ async function dispatch(service: ApiService, req: IncomingMessage, res: ServerRe
     // request on this connection: close it after the answer instead.
     if (!req.complete && !res.headersSent) res.setHeader('connection', 'close');
     if (err instanceof HttpError) sendProblem(res, problem(err.status, err.slug, err.title, err.detail));
-    else if (err instanceof CvmError) sendProblem(res, problem(503, 'unavailable', 'the agent could not complete the request', err.message, { code: err.code }));
+    else if (err instanceof CvmError && !(err instanceof InternalError)) sendProblem(res, problem(503, 'unavailable', 'the agent could not complete the request', err.message, { code: err.code }));
     else {
       opts.onError?.(err, pathname);
       sendProblem(res, problem(500, 'internal', 'internal error', 'see the agent log'));

@@ -19,11 +19,11 @@ import { buildEar, type DeviceResult, type Ear } from '../appraise/ear.js';
 import { fail, resultOf, type VerificationResult } from '../formats/checks.js';
 import { applyGpuReadyState, type ReadyStateOutcome } from './gpu-ready.js';
 import { cycleReadyBlocker } from '../appraise/gpu-ready.js';
-import type { GpuCollectOutcome, GpuEvidence, GpuSource } from '../evidence/gpu-nvml.js';
-import { BUNDLE_VERSION, bundleToJson, type EvidenceBundle, type GpuBundleEntry } from '../formats/evidence-bundle.js';
+import { gpuRecordOf, type GpuCollectOutcome, type GpuEvidence, type GpuSource } from '../evidence/gpu-nvml.js';
+import { BUNDLE_VERSION, bundleToJson, type EvidenceBundle } from '../formats/evidence-bundle.js';
 import type { CpuSource } from './cpu-sources.js';
 import type { BundleResult } from './verify-bundle.js';
-import { CvmError } from '../errors.js';
+import { CvmError, StepTimeoutError } from '../errors.js';
 
 const POLICY_ID = 'cvm-agent/default';
 
@@ -89,11 +89,7 @@ export interface AttestationCycleDeps {
   now?: () => Date;
 }
 
-export class StepTimeoutError extends CvmError {
-  constructor(step: string, ms: number) {
-    super('ERR_STEP_TIMEOUT', `${step} did not finish within ${ms} ms`);
-  }
-}
+export { StepTimeoutError };
 
 function withTimeout<T>(p: Promise<T>, ms: number, step: string): Promise<T> {
   let timer: NodeJS.Timeout;
@@ -104,16 +100,6 @@ function withTimeout<T>(p: Promise<T>, ms: number, step: string): Promise<T> {
 }
 
 const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
-
-function gpuEntry(g: GpuEvidence): GpuBundleEntry {
-  return {
-    index: g.index,
-    arch: g.architecture,
-    report: g.report,
-    certChainPem: g.certChainPem,
-    nvml: { driverVersion: g.driverVersion, vbiosVersion: g.vbiosVersion, cc: { ccEnabled: g.cc.ccEnabled, devToolsMode: g.cc.devToolsMode, environment: g.cc.environment } },
-  };
-}
 
 /** Read the ready state from the driver; never throws (null with the reason when unreadable). */
 export async function readReadyState(target: { getReadyState(): Promise<boolean> }, timeoutMs: number, now: () => Date = () => new Date()): Promise<ReadyStateRead> {
@@ -235,7 +221,7 @@ export class AttestationCycle {
       }
     }
     if (cpu) {
-      bundle = { version: BUNDLE_VERSION, agentId: deps.agentId, nonce, teePubKey: deps.teePubKey, simulated, cpu, gpus: gpuEvidence.map(gpuEntry) };
+      bundle = { version: BUNDLE_VERSION, agentId: deps.agentId, nonce, teePubKey: deps.teePubKey, simulated, cpu, gpus: gpuEvidence.map(gpuRecordOf) };
       try {
         devices = (await withTimeout(Promise.resolve(deps.verify(bundle, this.now())), deps.stepTimeoutMs, 'verification')).devices;
       } catch (err) {

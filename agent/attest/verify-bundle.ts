@@ -89,7 +89,7 @@ export function verifyBundle(bundle: EvidenceBundle, opts: BundleVerifyOptions):
     if (opts.gpuCollateral?.ocsp) gOpts.ocsp = opts.gpuCollateral.ocsp;
     if (opts.gpuCollateral?.skip) gOpts.skip = opts.gpuCollateral.skip;
     if (opts.simulation) gOpts.simulatedRoots = opts.simulation.gpuRoots;
-    const r = verifyGpuEvidence({ report: g.report, certChainPem: g.certChainPem, arch: g.arch, nvml: g.nvml, index: g.index }, gOpts);
+    const r = verifyGpuEvidence(g, gOpts);
     devices.push({ id: `gpu${g.index}`, policyId, result: withCheck(r, [...bindingChecks, ...(opts.collateralChecks?.gpu?.[g.index] ?? [])]) });
   }
   return { ok: devices.every((d) => d.result.ok), devices };

@@ -2,7 +2,7 @@
  * cvm-agent command-line entry: dispatches to commands by their leading words, prints --help,
  * and maps typed errors to exit codes (2 usage/unreadable input, 4 device unavailable, 70 internal).
  */
-import { CvmError, UsageError, DeviceError, ParseError, ConfigError, CollateralError } from '../errors.js';
+import { CvmError, UsageError, DeviceError, ParseError, ConfigError, CollateralError, InternalError } from '../errors.js';
 import { EXIT, type CliIO, type Command } from './command.js';
 
 export { VERSION } from '../util/version.js';
@@ -87,7 +87,7 @@ function reportError(err: unknown, command: Command, io: CliIO): number {
     io.stderr.write(`${name}: ${err.message} [${err.code}]\n`);
     return EXIT.UNAVAILABLE;
   }
-  if (err instanceof CvmError) {
+  if (err instanceof CvmError && !(err instanceof InternalError)) {
     io.stderr.write(`${name}: ${err.message} [${err.code}]\n`);
     return EXIT.FAILED;
   }

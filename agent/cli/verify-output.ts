@@ -5,11 +5,12 @@
  */
 import { resolve } from 'node:path';
 import { ParseError, UsageError } from '../errors.js';
-import type { Check, TrustStatus, VerificationResult } from '../formats/checks.js';
+import { failedChecks, type Check, type TrustStatus, type VerificationResult } from '../formats/checks.js';
 import { parseCrl } from '../verify/snp/crl.js';
 import { DEFAULT_SNP_POLICY, parseSnpPolicy, type SnpPolicy } from '../appraise/snp-policy.js';
 import { EXIT, type CliIO } from './command.js';
 import { InputFileError, readBoundedSync, type InputKind } from '../util/bounded-read.js';
+import { pemBlocks } from '../util/pem.js';
 
 /**
  * Read a whole input file relative to the CLI's cwd, capped by its kind before any byte is read
@@ -38,7 +39,7 @@ export function parseAt(text: string | undefined): Date {
 export function decodeCrlFile(bytes: Buffer): Buffer[] {
   const text = bytes.subarray(0, 64).toString('latin1').trimStart();
   if (!text.startsWith('-----BEGIN')) return [bytes];
-  const out = [...bytes.toString('latin1').matchAll(/-----BEGIN X509 CRL-----([A-Za-z0-9+/=\s]*?)-----END X509 CRL-----/g)].map((m) => Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64'));
+  const out = pemBlocks(bytes.toString('latin1'), 'X509 CRL');
   if (out.length === 0) throw new ParseError('CRL file: PEM without an X509 CRL block');
   return out;
 }
@@ -72,7 +73,7 @@ export function loadSnpPolicyOption(file: string | undefined, io: CliIO): SnpPol
 export function formatChecks(title: string, status: string, simulated: boolean, checks: Check[]): string {
   const width = Math.max(...checks.map((c) => c.name.length));
   const lines = checks.map((c) => `${MARK(c)} ${c.name.padEnd(width)}  ${c.detail}`);
-  const failed = checks.filter((c) => !c.ok).length;
+  const failed = failedChecks(checks).length;
   const warned = checks.filter((c) => c.ok && c.warning).length;
   const head = `${title}: ${status.toUpperCase()}${simulated ? ' (SIMULATED)' : ''} — ${checks.length} checks, ${failed} failed, ${warned} warning(s)`;
   return `${head}\n${lines.join('\n')}\n`;

@@ -18,6 +18,8 @@ import { parseRim, certValidity } from '../verify/nvidia/rim/index.js';
 import { isBundleJson, parseBundle } from './bundle.js';
 import { checkChain, checkRimId, keyPath, PRODUCTS } from './keys.js';
 import type { ClassifiedItem, CollateralKey, KdsChain, ValidityInfo } from './types.js';
+import { driverRimIdForProduct } from '../verify/nvidia/rim/ids.js';
+import { derToPem, pemBlocks } from '../util/pem.js';
 
 /** One collateral object is small (a RIM is tens of KB); bundles have their own cap. */
 export const MAX_ITEM_BYTES = 1024 * 1024;
@@ -39,10 +41,7 @@ export interface ClassifiedWithOrigin extends ClassifiedItem {
 const OID_CN = '2.5.4.3';
 const iso = (d: Date): string => d.toISOString();
 
-export function derToPem(der: Uint8Array, label = 'CERTIFICATE'): string {
-  const b64 = Buffer.from(der).toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '');
-  return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
-}
+export { derToPem };
 
 function commonNameOf(nameDer: Uint8Array): string {
   for (const rdn of children(expectTag(parseDer(nameDer), TAG.SEQUENCE, 'Name'))) {
@@ -168,10 +167,8 @@ function rimIdFor(name: string, version: string, hint: ClassifyHint): string {
   };
   if (hint.rimId !== undefined) return check(hint.rimId, 'given');
   if (!vbios && DRIVER_VERSION.test(version)) {
-    // nvidia-gpu.md §4.2: Hopper NV_GPU_DRIVER_GH100_<v>, Blackwell NV_GPU_CC_DRIVER_<chip>_<v>.
-    const chip = name.toUpperCase();
-    if (!/^[A-Z0-9]{2,16}$/.test(chip)) throw new ParseError(`RIM: unexpected product name "${name.slice(0, 20)}"`);
-    return check(chip === 'GH100' ? `NV_GPU_DRIVER_GH100_${version}` : `NV_GPU_CC_DRIVER_${chip}_${version}`, 'from the content');
+    // The one driver RIM id scheme (rim/ids.ts): Hopper NV_GPU_DRIVER_GH100_<v>, Blackwell NV_GPU_CC_DRIVER_<chip>_<v>.
+    return check(driverRimIdForProduct(name, version), 'from the content');
   }
   const base = (hint.fileName ?? '').replace(/\.(xml|swidtag)$/i, '');
   let m = /^(NV_GPU_VBIOS_[0-9A-Za-z]{1,16}_[0-9A-Za-z]{1,16}_[0-9A-Za-z]{1,16}_[0-9A-Fa-f]{10})(?:_.*)?$/.exec(base);
@@ -202,11 +199,9 @@ function classifyRim(xml: string, hint: ClassifyHint): ClassifiedItem {
   return { key: { kind: 'rim', id }, data: Buffer.from(xml, 'utf8'), validity, description: `RIM ${rim.name} ${rim.colloquialVersion}` };
 }
 
-const PEM_CRL = /-----BEGIN X509 CRL-----([A-Za-z0-9+/=\s]*?)-----END X509 CRL-----/g;
-
 function classifyPem(text: string, hint: ClassifyHint): ClassifiedItem[] {
   const out: ClassifiedItem[] = pemCertificates(text).map((der) => classifyCertificate(der));
-  for (const m of text.matchAll(PEM_CRL)) out.push(classifyCrl(Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64'), hint));
+  for (const der of pemBlocks(text, 'X509 CRL')) out.push(classifyCrl(der, hint));
   if (out.length === 0) throw new ParseError('PEM without any CERTIFICATE or X509 CRL block');
   return out;
 }

@@ -15,6 +15,7 @@ import { classify, type ClassifyHint, type ClassifiedWithOrigin } from './classi
 import { freshness, type FreshnessOptions } from './freshness.js';
 import { checkKey, describeKey, keyPath } from './keys.js';
 import type { ClassifiedItem, CollateralKey, CollateralMeta, Freshness, KdsChain, StoredEntry } from './types.js';
+import { KDS_BASE_URL, kdsCertChainPath, kdsCrlPath, kdsUrl } from '../util/kds-url.js';
 
 export const META_SUFFIX = '.meta.json';
 
@@ -237,11 +238,11 @@ function itemOrigin(item: ClassifiedWithOrigin, fallback: Origin): Origin {
 
 function suggestion(key: CollateralKey): string {
   switch (key.kind) {
-    case 'vcek': return `https://kdsintf.amd.com/vcek/v1/${key.product}/<hwID>?blSPL=…, or the Azure IMDS THIM endpoint`;
+    case 'vcek': return `${KDS_BASE_URL}/vcek/v1/${key.product}/<hwID>?blSPL=…, or the Azure IMDS THIM endpoint`;
     case 'vlek': return 'the SNP extended report certificate table (VLEKs are not public)';
-    case 'ask': case 'ark': return `https://kdsintf.amd.com/vcek/v1/${key.product}/cert_chain`;
-    case 'asvk': return `https://kdsintf.amd.com/vlek/v1/${key.product}/cert_chain`;
-    case 'crl': return `https://kdsintf.amd.com/${key.chain}/v1/${key.product}/crl`;
+    case 'ask': case 'ark': return kdsUrl(kdsCertChainPath(key.product, 'vcek'));
+    case 'asvk': return kdsUrl(kdsCertChainPath(key.product, 'vlek'));
+    case 'crl': return kdsUrl(kdsCrlPath(key.product, key.chain));
     case 'rim': return `https://rim.attestation.nvidia.com/v1/rim/${key.id}`;
     case 'ocsp': return 'the issuer\'s OCSP responder, e.g. http://ocsp.ndis.nvidia.com';
   }

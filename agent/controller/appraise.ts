@@ -1,12 +1,12 @@
 /**
  * The controller's appraisal of one evidence message: parse the bundle as hostile input, verify it
- * with the shared verifyBundle (binding recomputed from the CHALLENGE nonce, the bundle's agent id
+ * with the shared verifier factory (attest/verifier.ts; binding recomputed from the CHALLENGE nonce, the bundle's agent id
  * — which must be the session's — and teePubKey; every device verified against the policy), and build the EAR. Never throws for bad
  * evidence: every problem is a failed named check, so the agent is told why.
  */
 import { timingSafeEqual } from 'node:crypto';
 import { parseBundle, type EvidenceBundle } from '../formats/evidence-bundle.js';
-import { verifyBundle, type BundleVerifyOptions } from '../attest/verify-bundle.js';
+import { createVerifier, type VerifyExtras } from '../attest/verifier.js';
 import { buildEar, type DeviceResult, type Ear } from '../appraise/ear.js';
 import { fail, pass, resultOf, statusOf, type Check, type TrustStatus } from '../formats/checks.js';
 import { CvmError } from '../errors.js';
@@ -14,7 +14,6 @@ import type { SnpPolicy } from '../appraise/snp-policy.js';
 import type { GpuPolicy } from '../appraise/gpu-policy.js';
 import type { PublicJwk } from '../formats/nonce-binding.js';
 import type { SimulationRoots } from './simulation.js';
-import { gatherCollateral } from '../collateral/resolve.js';
 import type { CollateralStore } from '../collateral/store.js';
 
 export interface AppraisalContext {
@@ -66,22 +65,15 @@ export async function appraiseEvidence(
     devices = single('bundle', [fail('bundle.parse', `${err.message}; send bundleToJson(EvidenceBundle)`)], ctx);
   }
   if (bundle) {
-    const opts: BundleVerifyOptions = { at, expectedNonce: nonce, policyId: ctx.policyId, ...(agentId !== undefined ? { expectedAgentId: agentId } : {}) };
-    if (ctx.snpPolicy) opts.snpPolicy = ctx.snpPolicy;
-    if (ctx.gpuPolicy) opts.gpuPolicy = ctx.gpuPolicy;
+    // The same verifier factory as the daemon's; the challenge binding and simulation trust are per call.
+    const extras: VerifyExtras = { expectedNonce: nonce, ...(agentId !== undefined ? { expectedAgentId: agentId } : {}) };
     let simProblem: string | undefined;
-    if (ctx.collateral && !bundle.simulated) {
-      const c = await gatherCollateral(ctx.collateral.store, bundle, { at, online: ctx.collateral.online, timeoutMs: ctx.collateral.timeoutMs });
-      opts.cpuCollateral = c.cpuCollateral;
-      opts.gpuCollateral = c.gpuCollateral;
-      opts.collateralChecks = c.collateralChecks;
-    }
     if (ctx.simulation) {
       try {
         const t = await ctx.simulation.trust(at, bundle.gpus.length > 0);
-        opts.simulation = t.simulation;
-        opts.cpuCollateral = t.cpuCollateral;
-        opts.gpuCollateral = t.gpuCollateral;
+        extras.simulation = t.simulation;
+        extras.cpuCollateral = t.cpuCollateral;
+        extras.gpuCollateral = t.gpuCollateral;
       } catch (err) {
         simProblem = (err as Error).message;
       }
@@ -89,7 +81,13 @@ export async function appraiseEvidence(
     if (simProblem !== undefined) {
       devices = single('cpu0', [fail('controller.simulation', `simulation is trusted but its roots are unusable: ${simProblem}`)], ctx);
     } else {
-      devices = verifyBundle(bundle, opts).devices;
+      const verifier = createVerifier({
+        policyId: ctx.policyId,
+        ...(ctx.snpPolicy ? { snpPolicy: ctx.snpPolicy } : {}),
+        ...(ctx.gpuPolicy ? { gpuPolicy: ctx.gpuPolicy } : {}),
+        ...(ctx.collateral ? { collateral: ctx.collateral } : {}),
+      });
+      devices = (await verifier(bundle, at, extras)).devices;
       if (helloKey) {
         // The key the agent announced in hello is the one its events are signed with: it must be the attested one.
         const keyCheck = same(publicJwkBytes(helloKey), publicJwkBytes(bundle.teePubKey))

@@ -20,6 +20,7 @@ import type { TrustStatus } from '../formats/checks.js';
 import type { Ear } from '../appraise/ear.js';
 import type { PublicJwk } from '../formats/nonce-binding.js';
 import { AGENT_ID } from './config.js';
+import { ParseError } from '../errors.js';
 
 export const RECENT_EVENTS = 50;
 export const MAX_GAPS = 100;
@@ -150,7 +151,7 @@ export class AgentRegistry {
       try {
         const rec = JSON.parse(await readBoundedText(join(this.stateDir, name), 'agentRecord')) as AgentRecord;
         if (rec.agentId !== id || !Number.isSafeInteger(rec.lastSeq) || rec.lastSeq < 0 || !Array.isArray(rec.gaps) || !Array.isArray(rec.attestedKeys) || !Array.isArray(rec.recentEvents)) {
-          throw new Error('not an agent record');
+          throw new ParseError('not an agent record');
         }
         this.agents.set(id, rec);
         if (typeof rec.credential === 'string') this.idsOf(rec.credential).add(id);

@@ -34,6 +34,7 @@ import { boundedInventory, keyThumbprint, type AgentRegistry } from './registry.
 import type { TokenSigner } from './signer.js';
 import { AGENT_ID, type ControllerLimits, type ReleaseRule } from './config.js';
 import type { PublicJwk } from '../formats/nonce-binding.js';
+import { failedChecks } from '../formats/checks.js';
 
 export interface SessionDeps {
   registry: AgentRegistry;
@@ -487,7 +488,7 @@ export class LinkSession {
       ear: appraisal.ear,
     };
     if (appraisal.status === 'contraindicated' || appraisal.status === 'none') {
-      const failed = appraisal.devices.flatMap((d) => d.result.checks.filter((c) => !c.ok).map((c) => `${d.id} ${c.name}`));
+      const failed = appraisal.devices.flatMap((d) => failedChecks(d.result.checks).map((c) => `${d.id} ${c.name}`));
       rec.lastRejection = { at: now.toISOString(), code: 'evidence-rejected', message: `failed checks: ${failed.slice(0, 8).join(', ') || '(none recorded)'}` };
     }
     await registry.persist(agentId);

@@ -43,7 +43,7 @@ export class TokenSigner {
         // Extractable only so that the public half can be derived; the private JWK is never kept or exported.
         const key = await importPKCS8(pem, TOKEN_ALG, { extractable: true });
         const { d: _d, ...pub } = await exportJWK(key);
-        if (pub.kty !== 'EC' || pub.crv !== 'P-384') throw new Error(`key is ${pub.kty} ${pub.crv ?? ''}, expected EC P-384`);
+        if (pub.kty !== 'EC' || pub.crv !== 'P-384') throw new ConfigError(`key is ${pub.kty} ${pub.crv ?? ''}, expected EC P-384`);
         privateKey = await importPKCS8(pem, TOKEN_ALG, { extractable: false });
         publicJwk = pub;
       } catch (err) {

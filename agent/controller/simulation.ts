@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import type { SimulatedSnpDevice } from '../simulation/snp-sim.js';
 import type { SimGpuIdentity } from '../simulation/gpu-sim.js';
 import type { SimulationVerifyOptions } from '../simulation/open.js';
+import { CvmError } from '../errors.js';
 
 /** snp-sim.ts keeps its state in this file (not exported there); checked first so open() never creates roots. */
 export const SNP_SIM_FILE = 'snp-sim-state.json';
@@ -33,7 +34,7 @@ export class SimulationRoots {
   async trust(at: Date, needGpus: boolean): Promise<SimulationTrust> {
     if (!this.snp) {
       if (!(await exists(join(this.dir, SNP_SIM_FILE)))) {
-        throw new Error(`no simulated SNP roots in ${this.dir} (${SNP_SIM_FILE}); start the simulated agent with simulation.dir pointing there first`);
+        throw new CvmError('ERR_SIMULATION', `no simulated SNP roots in ${this.dir} (${SNP_SIM_FILE}); start the simulated agent with simulation.dir pointing there first`);
       }
       const { SimulatedSnpDevice } = await import('../simulation/snp-sim.js');
       this.snp = await SimulatedSnpDevice.open(this.dir);
@@ -43,7 +44,7 @@ export class SimulationRoots {
       this.gpu = await loadSimGpuIdentity(this.dir);
       this.options = undefined;
     }
-    if (needGpus && !this.gpu) throw new Error(`no simulated GPU roots in ${this.dir} (${GPU_SIM_FILE}); the bundle has GPUs`);
+    if (needGpus && !this.gpu) throw new CvmError('ERR_SIMULATION', `no simulated GPU roots in ${this.dir} (${GPU_SIM_FILE}); the bundle has GPUs`);
     const { simulationTrust } = await import('../simulation/open.js');
     this.options ??= simulationTrust(this.snp, this.gpu);
     return this.options(at);

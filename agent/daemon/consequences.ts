@@ -19,6 +19,8 @@
  */
 import type { TrustActionName } from '../config/schema.js';
 import type { UnitControl } from './unit-control.js';
+import { ParseError } from '../errors.js';
+import { jsonReader } from '../util/json-fields.js';
 
 export const TRIGGERS = ['cycleFailed', 'controllerContraindicated', 'tokenExpired', 'attestationStale'] as const;
 export type Trigger = (typeof TRIGGERS)[number];
@@ -73,36 +75,35 @@ const MAX_UNITS = 128;
 
 /** Strict reading of a persisted state (the state directory is not trusted); throws on anything odd. */
 export function parseConsequenceState(v: unknown): ConsequenceState {
-  const obj = (x: unknown, keys: string[], where: string): Record<string, unknown> => {
-    if (typeof x !== 'object' || x === null || Array.isArray(x)) throw new Error(`${where}: expected an object`);
-    for (const k of Object.keys(x)) if (!keys.includes(k)) throw new Error(`${where}: unexpected key ${JSON.stringify(k.slice(0, 32))}`);
-    return x as Record<string, unknown>;
-  };
-  const arr = (x: unknown, where: string, max: number): unknown[] => {
-    if (!Array.isArray(x) || x.length > max) throw new Error(`${where}: expected an array of at most ${max}`);
-    return x;
-  };
+  const read = jsonReader((where, problem) => { throw new ParseError(`${where}: ${problem}`); }, {
+    object: 'expected an object',
+    string: 'expected a string',
+    array: (max) => `expected an array of at most ${max}`,
+    unexpectedKey: (k) => `unexpected key ${JSON.stringify(k.slice(0, 32))}`,
+  });
+  const obj = (x: unknown, keys: string[], where: string): Record<string, unknown> => read.obj(x, where, keys);
+  const arr = (x: unknown, where: string, max: number): unknown[] => read.arr(x, where, max);
   const time = (x: unknown, where: string): string => {
-    if (typeof x !== 'string' || x.length > 64 || !Number.isFinite(Date.parse(x))) throw new Error(`${where}: expected a timestamp`);
+    if (typeof x !== 'string' || x.length > 64 || !Number.isFinite(Date.parse(x))) throw new ParseError(`${where}: expected a timestamp`);
     return x;
   };
   const unit = (x: unknown, where: string): string => {
-    if (typeof x !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9:_.@\\-]{0,200}\.[a-z]+$/.test(x)) throw new Error(`${where}: expected a unit name`);
+    if (typeof x !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9:_.@\\-]{0,200}\.[a-z]+$/.test(x)) throw new ParseError(`${where}: expected a unit name`);
     return x;
   };
   const o = obj(v, ['version', 'active', 'applied', 'stoppedUnits', 'startedUnits'], 'state');
-  if (o.version !== 1) throw new Error('state.version: expected 1');
+  if (o.version !== 1) throw new ParseError('state.version: expected 1');
   return {
     version: 1,
     active: arr(o.active, 'state.active', TRIGGERS.length).map((a, i) => {
       const x = obj(a, ['trigger', 'since', 'detail'], `state.active[${i}]`);
-      if (!(TRIGGERS as readonly string[]).includes(x.trigger as string)) throw new Error(`state.active[${i}].trigger: unknown`);
-      if (typeof x.detail !== 'string' || x.detail.length > 4096) throw new Error(`state.active[${i}].detail: expected a string`);
+      if (!(TRIGGERS as readonly string[]).includes(x.trigger as string)) throw new ParseError(`state.active[${i}].trigger: unknown`);
+      if (typeof x.detail !== 'string' || x.detail.length > 4096) throw new ParseError(`state.active[${i}].detail: expected a string`);
       return { trigger: x.trigger as Trigger, since: time(x.since, `state.active[${i}].since`), detail: x.detail };
     }),
     applied: arr(o.applied, 'state.applied', ACTIONS.length).map((a, i) => {
       const x = obj(a, ['action', 'at'], `state.applied[${i}]`);
-      if (!(ACTIONS as readonly string[]).includes(x.action as string)) throw new Error(`state.applied[${i}].action: unknown`);
+      if (!(ACTIONS as readonly string[]).includes(x.action as string)) throw new ParseError(`state.applied[${i}].action: unknown`);
       return { action: x.action as TrustActionName, at: time(x.at, `state.applied[${i}].at`) };
     }),
     stoppedUnits: arr(o.stoppedUnits, 'state.stoppedUnits', MAX_UNITS).map((u, i) => unit(u, `state.stoppedUnits[${i}]`)),

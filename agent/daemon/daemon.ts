@@ -45,6 +45,7 @@ import { writeFileAtomic } from '../util/atomic-file.js';
 export const CONSEQUENCES_FILE = 'consequences.json';
 import { evaluateHealth, failureReasons, trustView, type Health, type VerdictState } from './health.js';
 import { systemctlUnits, type UnitControl } from './unit-control.js';
+import { failureLines } from '../formats/checks.js';
 
 export { applySystemdDirectories } from './preflight.js';
 
@@ -365,7 +366,7 @@ export class Daemon {
     this.stateVersion++;
     const outcome = r.status === 'none' ? 'error' : r.status;
     const devices = Object.fromEntries(Object.entries(r.ear.submods).map(([id, s]) => [id, s['cvm.error'] ? 'error' : s['ear.status']]));
-    const failed = Object.values(r.ear.submods).flatMap((s) => s['cvm.checks'].filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}`));
+    const failed = Object.values(r.ear.submods).flatMap((s) => failureLines(s['cvm.checks']));
     const line = { cycle: r.id, reason: r.reason, status: outcome, simulated: r.simulated, devices, durationMs: r.durationMs, gpuReady: r.gpuReady.set, ...(r.gpuReadyRead ? { gpuReadyRead: r.gpuReadyRead.ready } : {}), ...(failed.length ? { failed } : {}), ...(r.error ? { error: r.error } : {}) };
     if (r.ok) this.log.info(line, `attestation ${outcome}${r.simulated ? ' (SIMULATED)' : ''}`);
     else this.log.error(line, `attestation ${outcome}${r.simulated ? ' (SIMULATED)' : ''}`);

@@ -15,6 +15,7 @@ import type { CycleResult } from '../attest/attestation-cycle.js';
 import type { Config } from '../config/schema.js';
 import type { CollateralSummary } from './collateral-summary.js';
 import type { ActiveTrigger } from './consequences.js';
+import { failureLines } from '../formats/checks.js';
 
 export interface Health {
   status: 'ok' | 'degraded' | 'failing';
@@ -43,9 +44,8 @@ export interface HealthInputs {
 /** "gpu1: error: ...", "cpu0: snp.policy.debug: ..." for every device that did not pass. */
 export function failureReasons(last: CycleResult): string[] {
   return Object.entries(last.ear.submods).flatMap(([id, s]) => {
-    const failed = s['cvm.checks'].filter((c) => !c.ok);
     if (s['cvm.error']) return [`${id}: error (${s['cvm.error'].code}): ${s['cvm.error'].message}`];
-    return failed.map((c) => `${id}: ${c.name}: ${c.detail}`);
+    return failureLines(s['cvm.checks'], `${id}: `);
   });
 }
 

@@ -13,8 +13,9 @@ import type { AgentKey } from '../link/agent-key.js';
 import type { CycleResult } from '../attest/attestation-cycle.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../util/log.js';
-import { ConfigError } from '../errors.js';
+import { ConfigError, CvmError } from '../errors.js';
 import { InputFileError, readBoundedText, readBoundedTextSync, type InputKind } from '../util/bounded-read.js';
+import { failedChecks } from '../formats/checks.js';
 
 export interface DaemonLinkDeps {
   config: Config;
@@ -49,7 +50,7 @@ export function cycleEventData(r: CycleResult): Record<string, unknown> {
     status: r.status,
     simulated: r.simulated,
     durationMs: r.durationMs,
-    devices: Object.fromEntries(Object.entries(r.ear.submods).map(([id, s]) => [id, { status: s['ear.status'], failed: s['cvm.checks'].filter((c) => !c.ok).map((c) => c.name) }])),
+    devices: Object.fromEntries(Object.entries(r.ear.submods).map(([id, s]) => [id, { status: s['ear.status'], failed: failedChecks(s['cvm.checks']).map((c) => c.name) }])),
     gpuReady: r.gpuReady.set,
     ...(r.error ? { error: r.error } : {}),
   };
@@ -121,7 +122,7 @@ export class DaemonLink {
         handlers: {
           onChallenge: async (nonce) => {
             const r = await deps.attest('controller', nonce);
-            if (!r.bundle) throw new Error(`attestation failed: ${r.error ?? 'no evidence'}`);
+            if (!r.bundle) throw new CvmError('ERR_CYCLE', `attestation failed: ${r.error ?? 'no evidence'}`);
             return { bundle: r.bundle, localResult: r.ear as unknown as Record<string, unknown> };
           },
           onAttestRequest: async () => {

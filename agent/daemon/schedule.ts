@@ -4,6 +4,7 @@
  * The next planned run is always known, for status.
  */
 import cron, { type ScheduledTask } from 'node-cron';
+import { ConfigError } from '../errors.js';
 
 export interface ScheduleOptions {
   cron: string;
@@ -36,7 +37,7 @@ export class Scheduler {
   private readonly random: () => number;
 
   constructor(private opts: ScheduleOptions) {
-    if (!cron.validate(opts.cron)) throw new Error(`invalid cron expression "${opts.cron}"`);
+    if (!cron.validate(opts.cron)) throw new ConfigError(`invalid cron expression "${opts.cron}"`);
     this.random = opts.random ?? Math.random;
   }
 

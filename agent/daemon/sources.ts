@@ -3,7 +3,7 @@
  * verifier closure. Simulation trust is created here, and only for `tee: simulated`.
  */
 import { AzureVtpmSource, detectCpuSource, SevGuestSource, TsmSource, type CpuSource } from '../attest/cpu-sources.js';
-import { verifyBundle, type BundleVerifyOptions } from '../attest/verify-bundle.js';
+import { createVerifier, type VerifierConfig } from '../attest/verifier.js';
 import type { EvidenceBundle } from '../formats/evidence-bundle.js';
 import type { BundleResult } from '../attest/verify-bundle.js';
 import { NvmlGpuSource, nvmlDriverFacts, type GpuDriverFacts, type GpuSource } from '../evidence/gpu-nvml.js';
@@ -13,7 +13,6 @@ import type { Config } from '../config/schema.js';
 import { DeviceError } from '../errors.js';
 import { existsSync } from 'node:fs';
 import { CollateralStore } from '../collateral/store.js';
-import { gatherCollateral } from '../collateral/resolve.js';
 
 export interface Sources {
   kind: 'snp' | 'tsm' | 'azure' | 'simulated';
@@ -45,6 +44,8 @@ export async function openSources(config: Config, policy: AppraisalPolicy): Prom
     const { openSimulation } = await import('../simulation/open.js');
     const sim = await openSimulation(config.simulation.dir, config.simulation.gpus, driver ? { driver } : {});
     const gpus = config.gpus.enabled === 'off' ? undefined : sim.gpus;
+    // Simulated GPUs are in the "sim" environment; the simulation's own gpuPolicy is not used.
+    const verifier = createVerifier({ snpPolicy: policy.snp, gpuPolicy: { ...policy.gpu, environments: ['sim'] }, policyId: `${policy.id}+simulated` });
     return {
       kind: 'simulated',
       cpu: sim.cpu,
@@ -52,8 +53,8 @@ export async function openSources(config: Config, policy: AppraisalPolicy): Prom
       simulated: true,
       policy,
       verify: (bundle, at) => {
-        const s = sim.verifyOptions(at);
-        return verifyBundle(bundle, { at, ...s, snpPolicy: policy.snp, gpuPolicy: { ...policy.gpu, environments: ['sim'] }, policyId: `${policy.id}+simulated` });
+        const { gpuPolicy: _simPolicy, ...trust } = sim.verifyOptions(at);
+        return verifier(bundle, at, trust);
       },
     };
   }
@@ -76,7 +77,7 @@ export async function openSources(config: Config, policy: AppraisalPolicy): Prom
     if (info.available && info.deviceCount > 0) gpus = new NvmlGpuSource();
     else if (config.gpus.enabled === 'on') throw new DeviceError('ERR_NO_GPU', `gpus.enabled is "on" but ${info.available ? 'NVML lists no GPU' : info.reason}`);
   }
-  const verifyOpts: Omit<BundleVerifyOptions, 'at'> = { snpPolicy: policy.snp, gpuPolicy: policy.gpu, policyId: policy.id };
+  const verifyOpts: VerifierConfig = { snpPolicy: policy.snp, gpuPolicy: policy.gpu, policyId: policy.id };
   return { kind, cpu, gpus, simulated: false, policy, verify: collateralVerifier(config.collateral, verifyOpts) };
 }
 
@@ -84,10 +85,7 @@ export async function openSources(config: Config, policy: AppraisalPolicy): Prom
  * The real (non-simulated) verifier: collateral from the cache at config.collateral.dir (fetched only
  * when collateral.online is true), then verifyBundle. One store for the life of the daemon.
  */
-export function collateralVerifier(collateral: Config['collateral'], verifyOpts: Omit<BundleVerifyOptions, 'at'>): (bundle: EvidenceBundle, at: Date) => Promise<BundleResult> {
-  const store = new CollateralStore(collateral.dir);
-  return async (bundle, at) => {
-    const got = await gatherCollateral(store, bundle, { at, online: collateral.online, timeoutMs: collateral.timeoutMs });
-    return verifyBundle(bundle, { at, ...verifyOpts, ...got });
-  };
+export function collateralVerifier(collateral: Config['collateral'], verifyOpts: Omit<VerifierConfig, 'collateral'>): (bundle: EvidenceBundle, at: Date) => Promise<BundleResult> {
+  const verifier = createVerifier({ ...verifyOpts, collateral: { store: new CollateralStore(collateral.dir), online: collateral.online, timeoutMs: collateral.timeoutMs } });
+  return (bundle, at) => verifier(bundle, at);
 }

@@ -7,6 +7,7 @@
 import type { CycleResult } from '../attest/attestation-cycle.js';
 import type { Daemon } from './daemon.js';
 import { evaluateHealth, type Health } from './health.js';
+import { failedChecks } from '../formats/checks.js';
 
 export type { Health } from './health.js';
 
@@ -47,7 +48,7 @@ export async function describeStatus(d: Daemon) {
                 // "error": the device or its library was unavailable; "contraindicated": its evidence showed a bad state.
                 status: s['cvm.error'] ? 'error' : s['ear.status'],
                 trustVector: s['ear.trustworthiness-vector'],
-                failed: s['cvm.checks'].filter((c) => !c.ok).map((c) => ({ name: c.name, detail: c.detail })),
+                failed: failedChecks(s['cvm.checks']).map((c) => ({ name: c.name, detail: c.detail })),
                 warnings: s['cvm.checks'].filter((c) => c.warning).map((c) => ({ name: c.name, detail: c.detail })),
                 ...(s['cvm.error'] ? { error: s['cvm.error'] } : {}),
               },

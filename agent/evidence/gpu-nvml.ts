@@ -18,6 +18,7 @@ import {
   type NvmlSystemCc,
 } from '../native/nvml.js';
 import { isNvmlNotSupported } from '../native/nvml-errors.js';
+import type { GpuBundleEntry } from '../formats/evidence-bundle.js';
 
 export type GpuArchitecture = 'hopper' | 'blackwell' | 'ampere' | 'ada' | 'unknown' | (string & {});
 
@@ -69,6 +70,17 @@ export interface GpuEvidence {
   /** NVML attestationCertChain text (5 PEM certs, leaf first). */
   certChainPem: string;
   cc: GpuCcState;
+}
+
+/** The one mapper from collected evidence to the record (NVML's unsigned facts kept for consistency checks). */
+export function gpuRecordOf(g: GpuEvidence): GpuBundleEntry {
+  return {
+    index: g.index,
+    arch: g.architecture,
+    report: g.report,
+    certChainPem: g.certChainPem,
+    nvml: { driverVersion: g.driverVersion, vbiosVersion: g.vbiosVersion, cc: { ccEnabled: g.cc.ccEnabled, devToolsMode: g.cc.devToolsMode, environment: g.cc.environment } },
+  };
 }
 
 /** One GPU's part of a collection: its evidence, or why it has none (attributed to that GPU). */

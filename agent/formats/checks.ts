@@ -19,6 +19,16 @@ export const pass = (name: string, detail: string): Check => ({ name, ok: true, 
 export const fail = (name: string, detail: string): Check => ({ name, ok: false, detail });
 export const warn = (name: string, detail: string): Check => ({ name, ok: true, warning: true, detail });
 
+/** The checks that failed, in their order. */
+export function failedChecks<C extends Check>(checks: readonly C[]): C[] {
+  return checks.filter((c) => !c.ok);
+}
+
+/** The one human summary of failed checks: "<prefix><name>: <detail>" per failed check. */
+export function failureLines(checks: readonly Check[], prefix = ''): string[] {
+  return failedChecks(checks).map((c) => `${prefix}${c.name}: ${c.detail}`);
+}
+
 /** Fail closed: any failed check contraindicates; any warning downgrades; nothing checked = none. */
 export function statusOf(checks: readonly Check[]): TrustStatus {
   if (checks.length === 0) return 'none';

@@ -5,6 +5,8 @@
  */
 import { ParseError } from '../errors.js';
 import { AGENT_ID, type PublicJwk } from './nonce-binding.js';
+import { nonceFromHex, WIRE_NONCE } from '../util/nonce-hex.js';
+import { jsonReader } from '../util/json-fields.js';
 
 export const BUNDLE_VERSION = 1;
 export const MAX_BUNDLE_BYTES = 4 * 1024 * 1024;
@@ -22,6 +24,10 @@ export interface CpuEvidence {
   quote?: { message: Buffer; signature: Buffer; pcrs: Buffer[] };
 }
 
+/**
+ * The one GPU evidence record: what a bundle carries per GPU and what verifyGpuEvidence takes
+ * (a GpuEvidenceInput), built from a collected GpuEvidence by gpuRecordOf (evidence/gpu-nvml.ts) only.
+ */
 export interface GpuBundleEntry {
   index: number;
   arch: string;
@@ -64,23 +70,15 @@ export function bundleToJson(b: EvidenceBundle): Record<string, unknown> {
 function fail(path: string, what: string): never {
   throw new ParseError(`evidence bundle: ${path} ${what}`);
 }
-function obj(v: unknown, path: string): Record<string, unknown> {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(path, 'must be an object');
-  return v as Record<string, unknown>;
-}
-function str(v: unknown, path: string, max = 1 << 22): string {
-  if (typeof v !== 'string' || v.length > max) fail(path, 'must be a string');
-  return v;
-}
+const read = jsonReader(fail, { object: 'must be an object', string: 'must be a string', array: (max) => `must be an array of at most ${max}`, unexpectedKey: () => 'has an unexpected key' });
+const obj = (v: unknown, path: string): Record<string, unknown> => read.obj(v, path);
+const str = (v: unknown, path: string, max = 1 << 22): string => read.str(v, path, max);
 function base64(v: unknown, path: string): Buffer {
   const s = str(v, path);
   if (!/^[A-Za-z0-9+/]*={0,2}$/.test(s)) fail(path, 'must be base64');
   return Buffer.from(s, 'base64');
 }
-function arr(v: unknown, path: string, max: number): unknown[] {
-  if (!Array.isArray(v) || v.length > max) fail(path, `must be an array of at most ${max}`);
-  return v;
-}
+const arr = (v: unknown, path: string, max: number): unknown[] => read.arr(v, path, max);
 
 export function parseBundle(input: string | Buffer | unknown): EvidenceBundle {
   let doc: unknown = input;
@@ -97,7 +95,7 @@ export function parseBundle(input: string | Buffer | unknown): EvidenceBundle {
   const agentId = str(o.agentId, 'agentId', 128);
   if (!AGENT_ID.test(agentId)) fail('agentId', 'must be 1..128 of letters, digits, ".", "_", ":", "@", "-"');
   const nonceHex = str(o.nonce, 'nonce', 256);
-  if (!/^([0-9a-f]{2}){8,64}$/.test(nonceHex)) fail('nonce', 'must be 8..64 bytes of lowercase hex');
+  if (!nonceFromHex(nonceHex, { ...WIRE_NONCE, lowercase: true })) fail('nonce', 'must be 8..64 bytes of lowercase hex');
   const jwk = obj(o.teePubKey, 'teePubKey');
   if (jwk.kty !== 'EC' || jwk.crv !== 'P-384' || typeof jwk.x !== 'string' || typeof jwk.y !== 'string') fail('teePubKey', 'must be an EC P-384 public JWK');
   if ('d' in jwk) fail('teePubKey', 'must not contain private key material');

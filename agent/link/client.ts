@@ -298,7 +298,7 @@ export class ControllerLink {
       try {
         // Re-read at every connect (a rotated credential applies at once), within the token file cap.
         const token = (await readBoundedText(this.o.tokenFile, 'token')).trim();
-        if (!token || /[\r\n]/.test(token)) throw new Error('the token file is empty or has more than one line');
+        if (!token || /[\r\n]/.test(token)) throw new ConfigError('the token file is empty or has more than one line');
         headers.Authorization = `Bearer ${token}`;
       } catch (err) {
         this.lastError = `cannot read the bearer token file ${this.o.tokenFile}: ${(err as Error).message}`;
@@ -652,7 +652,7 @@ export class ControllerLink {
       const verified = await verifyVerdict(v, keys, { agentId: this.o.agentId, nonce, keyThumbprint: this.o.key.kid, now: new Date(this.o.now()) });
       let names: string[] = [];
       if (v.secrets && v.secrets.length > 0) {
-        if (!this.o.secretStore) throw new Error('secrets released but this agent has no secret store');
+        if (!this.o.secretStore) throw new CvmError('ERR_SECRET', 'secrets released but this agent has no secret store');
         names = await storeSecrets(v.secrets, this.o.key, this.o.secretStore, { challengeId: v.challengeId, at: new Date(this.o.now()) });
       }
       await this.o.handlers.onVerdict(v, names, verified);

@@ -10,6 +10,7 @@
  * Lengths count UTF-16 code units (JSON Schema counts code points): never laxer than the spec.
  * Never throws on any input value; an unsupported keyword in a schema throws at module load (tests).
  */
+import { InternalError } from '../errors.js';
 
 export type JsonType = 'object' | 'array' | 'string' | 'integer' | 'number' | 'boolean' | 'null';
 
@@ -45,7 +46,7 @@ const KNOWN = new Set<string>([
 
 /** Throws if a schema uses a keyword this interpreter would silently ignore (an ignored keyword fails open). */
 export function assertSupported(schema: Schema, path = '#'): void {
-  for (const k of Object.keys(schema)) if (!KNOWN.has(k)) throw new Error(`schema ${path}: unsupported keyword ${k}`);
+  for (const k of Object.keys(schema)) if (!KNOWN.has(k)) throw new InternalError(`schema ${path}: unsupported keyword ${k}`);
   for (const [k, s] of Object.entries(schema.properties ?? {})) assertSupported(s, `${path}/properties/${k}`);
   if (typeof schema.additionalProperties === 'object') assertSupported(schema.additionalProperties, `${path}/additionalProperties`);
   if (schema.items) assertSupported(schema.items, `${path}/items`);

@@ -8,6 +8,7 @@
  */
 import type { Schema } from './json-schema.js';
 import { assertSupported } from './json-schema.js';
+import { NONCE_HEX_PATTERN } from '../util/nonce-hex.js';
 
 const SCHEMA_URI = 'https://json-schema.org/draft/2020-12/schema';
 const ID_BASE = 'urn:cvm-agent:link:v1:';
@@ -114,7 +115,7 @@ export const AGENT_SCHEMAS = {
         properties: {
           version: { const: 1 },
           agentId: ident(128),
-          nonce: { type: 'string', pattern: '^([0-9a-f]{2}){8,64}$' },
+          nonce: { type: 'string', pattern: NONCE_HEX_PATTERN },
           teePubKey: agentKey,
           simulated: { type: 'boolean' },
           cpu: { type: 'object' },
@@ -168,7 +169,7 @@ export const CONTROLLER_SCHEMAS = {
     'Run an attestation cycle bound to `nonce` (lowercase hex, 8..64 bytes) and answer with evidence before `expiresAt`.',
     {
       id: ident(128),
-      nonce: { type: 'string', pattern: '^([0-9a-f]{2}){8,64}$' },
+      nonce: { type: 'string', pattern: NONCE_HEX_PATTERN },
       expiresAt: dateTime,
     },
     ['id', 'nonce', 'expiresAt'],

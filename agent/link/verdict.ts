@@ -12,7 +12,7 @@
  */
 import { createHash } from 'node:crypto';
 import { errors as joseErrors, exportJWK, importJWK, importSPKI, jwtVerify, type JWK, type JWTPayload } from 'jose';
-import { ConfigError, CvmError } from '../errors.js';
+import { ConfigError, VerdictError } from '../errors.js';
 import { InputFileError, readBoundedText } from '../util/bounded-read.js';
 import type { VerdictMessage } from './protocol.js';
 
@@ -27,11 +27,7 @@ export function secretDigest(jwe: string): string {
   return createHash('sha256').update(jwe, 'ascii').digest('base64url');
 }
 
-export class VerdictError extends CvmError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('ERR_VERDICT', message, options);
-  }
-}
+export { VerdictError };
 
 /** Public EC P-384 JWKs only: a private key, another curve or another type is refused with the reason. */
 export function publicTokenKeys(doc: unknown, source: string): JWK[] {

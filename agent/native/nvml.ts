@@ -4,7 +4,7 @@
  * branch on the NVML code. No NVML library: nvmlInfo() resolves {available:false}, other calls throw
  * DeviceError ERR_NVML_UNAVAILABLE.
  */
-import { DeviceError, UsageError, CvmError } from '../errors.js';
+import { DeviceError, UsageError, CvmError, isErrorCode } from '../errors.js';
 import { nvmlHint } from './nvml-errors.js';
 import { loadNative, type NativeAddon } from './index.js';
 
@@ -75,9 +75,9 @@ interface RawNvmlError extends Error {
 export function toNvmlError(err: unknown): Error {
   if (err instanceof CvmError) return err;
   const raw = err as RawNvmlError;
-  const code = typeof raw?.code === 'string' ? raw.code : 'ERR_NVML';
+  const code = isErrorCode(raw?.code) ? raw.code : 'ERR_NVML';
   const message = raw?.message ?? String(err);
-  if (code.startsWith('ERR_INVALID_ARG')) return new UsageError(message, { cause: err });
+  if (code === 'ERR_INVALID_ARGUMENT') return new UsageError(message, { cause: err });
   const details: Record<string, unknown> = {};
   if (typeof raw.nvmlReturn === 'number') details.nvmlReturn = raw.nvmlReturn;
   if (typeof raw.nvmlName === 'string') details.nvmlName = raw.nvmlName;

@@ -2,7 +2,7 @@
  * Typed wrapper over the addon's SEV-SNP functions (native/src/snp.c): narrows the raw surface and
  * turns the addon's coded Errors into DeviceErrors whose details carry the decoded firmware/VMM codes.
  */
-import { CvmError, DeviceError, UsageError } from '../errors.js';
+import { CvmError, DeviceError, UsageError, isErrorCode } from '../errors.js';
 import { decodeExitInfo2, decodeReportStatus } from './snp-errors.js';
 import { loadNative } from './index.js';
 
@@ -44,7 +44,7 @@ const VMPCK_REASON =
 export function toSnpError(err: unknown, devicePath: string): CvmError {
   if (err instanceof CvmError) return err;
   const e = (err ?? {}) as { code?: unknown; message?: unknown; [k: string]: unknown };
-  const code = typeof e.code === 'string' ? e.code : 'ERR_SNP_IOCTL';
+  const code = isErrorCode(e.code) ? e.code : 'ERR_SNP_IOCTL';
   const raw = typeof e.message === 'string' ? e.message : String(err);
   const details: Record<string, unknown> = { devicePath };
   for (const key of ['errno', 'syscall', 'exitinfo2', 'attempts', 'status', 'reportSize', 'certsLength', 'limit']) {
@@ -52,7 +52,7 @@ export function toSnpError(err: unknown, devicePath: string): CvmError {
   }
   const opts = { cause: err };
   switch (code) {
-    case 'ERR_INVALID_ARG':
+    case 'ERR_INVALID_ARGUMENT':
       return new UsageError(raw, opts);
     case 'ERR_SNP_DEVICE_ABSENT':
       return new DeviceError(code, `no SEV-SNP guest device: ${raw} (not an SEV-SNP guest, or the sev-guest module is not loaded)`, details, opts);
@@ -78,7 +78,7 @@ export function toSnpError(err: unknown, devicePath: string): CvmError {
       return new DeviceError(code, `firmware refused the report: ${status ? `${status.name} (0x${status.code.toString(16)}): ${status.reason}` : raw}`, details, opts);
     }
     default:
-      return new DeviceError(code.startsWith('ERR_') ? code : 'ERR_SNP_IOCTL', raw, details, opts);
+      return new DeviceError(code, raw, details, opts);
   }
 }
 

@@ -8,7 +8,7 @@
  */
 import type { Socket } from 'node:net';
 import { constants } from 'node:os';
-import { DeviceError, UsageError } from '../errors.js';
+import { DeviceError, UsageError, isErrorCode, type ErrorCode } from '../errors.js';
 import { loadNative } from './index.js';
 
 export interface PeerCredentials {
@@ -34,11 +34,11 @@ function addon(): RawSystemAddon {
   return raw as RawSystemAddon;
 }
 
-function typed(err: unknown, fallbackCode: string): Error {
+function typed(err: unknown, fallbackCode: ErrorCode): Error {
   const e = err as { code?: unknown; message?: unknown; errno?: unknown };
-  const code = typeof e?.code === 'string' ? e.code : fallbackCode;
+  const code = isErrorCode(e?.code) ? e.code : fallbackCode;
   const message = typeof e?.message === 'string' ? e.message : String(err);
-  if (code === 'ERR_INVALID_ARG') return new UsageError(message, { cause: err });
+  if (code === 'ERR_INVALID_ARGUMENT') return new UsageError(message, { cause: err });
   return new DeviceError(code, message, typeof e?.errno === 'number' ? { errno: e.errno } : {}, { cause: err });
 }
 
@@ -69,7 +69,7 @@ export function formatNotify(fields: Record<string, string | number>): string {
     .join('\n');
 }
 
-function fdOf(socket: Socket | number, code: string): number {
+function fdOf(socket: Socket | number, code: ErrorCode): number {
   // net.Socket exposes its fd only on the internal handle (undocumented, tested on Node 20).
   const fd = typeof socket === 'number' ? socket : (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
   if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0) {

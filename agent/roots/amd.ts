@@ -8,7 +8,7 @@
  * fails loudly instead of silently pinning something else.
  */
 import { X509Certificate, createHash, type KeyObject } from 'node:crypto';
-import { ConfigError, CvmError } from '../errors.js';
+import { ConfigError, RootIntegrityError } from '../errors.js';
 import { EMBEDDED_AMD_ROOTS, type EmbeddedCert } from './amd/certs.js';
 import { loadPinnedPem } from './pinned.js';
 
@@ -43,11 +43,7 @@ export interface SimulatedRootsInput {
   simulated: true;
 }
 
-export class RootIntegrityError extends CvmError {
-  constructor(message: string) {
-    super('ERR_ROOT_INTEGRITY', message);
-  }
-}
+export { RootIntegrityError };
 
 function loadEmbedded(cert: EmbeddedCert, what: string): RootCert {
   const { der, x509, sha256 } = loadPinnedPem(cert.pem, cert.sha256, (got) => new RootIntegrityError(`embedded AMD ${what} certificate is corrupted: SHA-256 ${got}, expected ${cert.sha256}`));

@@ -20,6 +20,7 @@ import { driverRimId, vbiosRimId } from '../verify/nvidia/rim/ids.js';
 import { OID_HOPPER_FWID, OID_SHA384 } from '../verify/nvidia/fwid.js';
 import type { SimulatedRoots } from '../verify/nvidia/gpu-verify.js';
 import { deviceCcOff, type GpuCollectOutcome, type GpuDriverFacts, type GpuEvidence, type GpuInfo, type GpuSource, type GpuSystemState, type GpuCcState } from '../evidence/gpu-nvml.js';
+import { derToPem } from '../util/pem.js';
 
 export const SIM_FILE = 'gpu-sim-identity.json';
 const FILE_VERSION = 1;
@@ -53,10 +54,9 @@ export interface SimGpuIdentity {
 interface StoredCert { certPem: string; keyPem: string }
 interface StoredIdentity { version: number; root: StoredCert; identity: StoredCert; ica: StoredCert; rimRoot: StoredCert; rimSigner: StoredCert; gpus: { brom: StoredCert; leaf: StoredCert; fwid: string }[] }
 
-const pem = (der: Buffer): string => `-----BEGIN CERTIFICATE-----\n${(der.toString('base64').match(/.{1,64}/g) ?? []).join('\n')}\n-----END CERTIFICATE-----\n`;
 const fromPem = (text: string): Buffer => Buffer.from(text.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, ''), 'base64');
 const p384 = (): { privateKey: KeyObject; publicKey: KeyObject } => generateKeyPairSync('ec', { namedCurve: 'P-384' });
-const store = (c: SimCert): StoredCert => ({ certPem: pem(c.der), keyPem: c.key.export({ type: 'pkcs8', format: 'pem' }).toString() });
+const store = (c: SimCert): StoredCert => ({ certPem: derToPem(c.der), keyPem: c.key.export({ type: 'pkcs8', format: 'pem' }).toString() });
 const load = (s: StoredCert): SimCert => ({ der: fromPem(s.certPem), key: createPrivateKey(s.keyPem) });
 
 function issue(subject: NameSpec, issuer: { name: NameSpec; key: KeyObject }, ca: boolean, serial: bigint, extra: { oid: string; value: Uint8Array }[] = []): SimCert & { name: NameSpec } {
@@ -120,7 +120,7 @@ function newGpu(ica: { name: NameSpec; key: KeyObject }, index: number, salt: Bu
 }
 
 function withChainPem(id: Omit<SimGpuIdentity, 'gpus'> & { gpus: SimGpuChain[] }): SimGpuIdentity {
-  for (const g of id.gpus) g.chainPem = [g.leaf.der, g.brom.der, id.ica.der, id.identity.der, id.root.der].map(pem).join('');
+  for (const g of id.gpus) g.chainPem = [g.leaf.der, g.brom.der, id.ica.der, id.identity.der, id.root.der].map((der) => derToPem(der)).join('');
   return id;
 }
 

@@ -21,6 +21,7 @@ import { ia5String, integer } from '../util/der-writer.js';
 import { basicConstraints, buildCertificate, buildCrl, crlDistributionPoint, keyUsage, type NameSpec } from '../util/x509-builder.js';
 import { AMD_OID, SNP_SIGNED_END, encodeTcb, serializeCertTable, serializeSnpReport, signatureFromP1363 } from '../formats/snp-abi/index.js';
 import type { TcbParts } from '../formats/snp-abi/index.js';
+import { kdsCrlPath, kdsUrl } from '../util/kds-url.js';
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 
@@ -121,7 +122,7 @@ async function createState(now: Date): Promise<SimState> {
   ]);
   const chipId = randomBytes(64);
   const notBefore = new Date(Math.floor(now.getTime() / 1000) * 1000 - 24 * 3600 * 1000);
-  const crlDp = crlDistributionPoint(`https://kdsintf.amd.com/vcek/v1/${SIM_PRODUCT}/crl`);
+  const crlDp = crlDistributionPoint(kdsUrl(kdsCrlPath(SIM_PRODUCT, 'vcek')));
   const arkDer = buildCertificate({
     serial: 0x20000, // AMD: ARK serials 0x10000/0x20000/0x30000 (snp.md §4.1)
     issuer: simName(`ARK-${SIM_PRODUCT}`),

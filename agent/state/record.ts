@@ -8,6 +8,7 @@
 import { EAR_PROFILE, type Ear, type EarSubmod } from '../appraise/ear.js';
 import { ParseError } from '../errors.js';
 import type { Check, TrustStatus } from '../formats/checks.js';
+import { isJsonObject, jsonReader } from '../util/json-fields.js';
 
 export interface CycleError {
   code: string;
@@ -39,23 +40,16 @@ const MAX_CHECKS = 4096;
 
 type Obj = Record<string, unknown>;
 
-function isObject(v: unknown): v is Obj {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function object(v: unknown, where: string, allowed: readonly string[]): Obj {
-  if (!isObject(v)) throw new ParseError(`${where}: expected an object`);
-  for (const key of Object.keys(v)) {
-    if (!allowed.includes(key)) throw new ParseError(`${where}: unexpected key ${JSON.stringify(key.slice(0, 64))}`);
-  }
-  return v;
-}
-
-function str(v: unknown, where: string, max = MAX_SHORT): string {
-  if (typeof v !== 'string') throw new ParseError(`${where}: expected a string`);
-  if (v.length > max) throw new ParseError(`${where}: longer than ${max} characters`);
-  return v;
-}
+const isObject = isJsonObject;
+const read = jsonReader((where, problem) => { throw new ParseError(`${where}: ${problem}`); }, {
+  object: 'expected an object',
+  string: 'expected a string',
+  tooLong: (max) => `longer than ${max} characters`,
+  array: (max) => `expected an array of at most ${max}`,
+  unexpectedKey: (key) => `unexpected key ${JSON.stringify(key.slice(0, 64))}`,
+});
+const object = (v: unknown, where: string, allowed: readonly string[]): Obj => read.obj(v, where, allowed);
+const str = (v: unknown, where: string, max = MAX_SHORT): string => read.str(v, where, max);
 
 function status(v: unknown, where: string): TrustStatus {
   if (typeof v !== 'string' || !(STATUSES as readonly string[]).includes(v)) {

@@ -9,6 +9,7 @@ import { rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { readBoundedText } from '../util/bounded-read.js';
+import { ParseError } from '../errors.js';
 
 export const TRUST_LOG_FILE = 'trust-log.json';
 export const TRUST_LOG_ENTRIES = 256;
@@ -75,13 +76,13 @@ export class TrustLog {
     }
     try {
       const doc = JSON.parse(text) as { version?: unknown; entries?: unknown };
-      if (doc.version !== 1 || !Array.isArray(doc.entries)) throw new Error('not a version 1 trust log');
+      if (doc.version !== 1 || !Array.isArray(doc.entries)) throw new ParseError('not a version 1 trust log');
       const entries = doc.entries.map((e, i) => {
         const v = validEntry(e);
-        if (!v) throw new Error(`entry ${i} does not validate`);
+        if (!v) throw new ParseError(`entry ${i} does not validate`);
         return v;
       });
-      for (let i = 1; i < entries.length; i++) if (entries[i]!.id <= entries[i - 1]!.id) throw new Error(`entry ${i}: ids must grow`);
+      for (let i = 1; i < entries.length; i++) if (entries[i]!.id <= entries[i - 1]!.id) throw new ParseError(`entry ${i}: ids must grow`);
       this.entries = entries.slice(-this.size);
       this.lastId = this.entries.at(-1)?.id ?? 0;
     } catch (err) {

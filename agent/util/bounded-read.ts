@@ -11,7 +11,7 @@
  */
 import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { ParseError } from '../errors.js';
+import { InputFileError } from '../errors.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -79,20 +79,7 @@ export function formatBytes(n: number): string {
   return `${n} bytes`;
 }
 
-/**
- * A file refused by its size or type (never an I/O error: those propagate as the fs error, with its
- * `code`, for the caller to word). A ParseError, so the CLI prints it on one line with exit 2.
- */
-export class InputFileError extends ParseError {
-  constructor(
-    readonly path: string,
-    /** Why, without the path: "is a directory, expected a regular file", "… over the 1 MiB limit …". */
-    readonly reason: string,
-  ) {
-    super(`${path}: ${reason}`);
-    this.name = 'InputFileError';
-  }
-}
+export { InputFileError };
 
 export interface BoundedReadOptions {
   /** A cap other than the kind's default, for a file whose bound follows from its writer's own settings. */

@@ -631,7 +631,7 @@ static int arg_index(napi_env env, napi_value *argv, size_t argc, size_t pos, un
   if (argc > pos) napi_typeof(env, argv[pos], &t);
   if (t == napi_number) napi_get_value_double(env, argv[pos], &d);
   if (t != napi_number || d < 0 || d >= MAX_DEVICES || d != (double)(unsigned int)d) {
-    napi_throw_range_error(env, "ERR_INVALID_ARG_VALUE", "GPU index must be an integer from 0 to 255");
+    napi_throw_range_error(env, "ERR_INVALID_ARGUMENT", "GPU index must be an integer from 0 to 255");
     return 0;
   }
   *out = (unsigned int)d;
@@ -666,7 +666,7 @@ static napi_value js_report(napi_env env, napi_callback_info info) {
   if (argc > 1) napi_is_buffer(env, argv[1], &is_buffer);
   if (is_buffer) CVM_CALL(env, napi_get_buffer_info(env, argv[1], &data, &len));
   if (!is_buffer || len != NVML_CC_GPU_CEC_NONCE_SIZE) {
-    napi_throw_range_error(env, "ERR_INVALID_ARG_VALUE", "nonce must be a Buffer of exactly 32 bytes (NVML_CC_GPU_CEC_NONCE_SIZE)");
+    napi_throw_range_error(env, "ERR_INVALID_ARGUMENT", "nonce must be a Buffer of exactly 32 bytes (NVML_CC_GPU_CEC_NONCE_SIZE)");
     return NULL;
   }
   nvml_job *job = new_job(env, OP_REPORT);
@@ -692,7 +692,7 @@ static napi_value js_set_ready(napi_env env, napi_callback_info info) {
   bool value = false;
   if (argc > 0) napi_typeof(env, argv[0], &t);
   if (t != napi_boolean) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "ready state must be a boolean");
+    napi_throw_type_error(env, "ERR_INVALID_ARGUMENT", "ready state must be a boolean");
     return NULL;
   }
   CVM_CALL(env, napi_get_value_bool(env, argv[0], &value));

@@ -334,7 +334,7 @@ static napi_value snp_start(napi_env env, napi_callback_info info, int extended)
   napi_value argv[3];
   CVM_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc != 3) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG", "expected (devicePath, reportData, vmpl)");
+    napi_throw_type_error(env, "ERR_INVALID_ARGUMENT", "expected (devicePath, reportData, vmpl)");
     return NULL;
   }
   snp_job *job = calloc(1, sizeof *job);
@@ -347,7 +347,7 @@ static napi_value snp_start(napi_env env, napi_callback_info info, int extended)
   if (napi_get_value_string_utf8(env, argv[0], job->path, sizeof job->path, &path_len) != napi_ok ||
       path_len == 0 || path_len >= sizeof job->path - 1 || strlen(job->path) != path_len) {
     free(job);
-    napi_throw_type_error(env, "ERR_INVALID_ARG", "devicePath must be a non-empty string without NUL");
+    napi_throw_type_error(env, "ERR_INVALID_ARGUMENT", "devicePath must be a non-empty string without NUL");
     return NULL;
   }
   bool is_typed = false;
@@ -358,14 +358,14 @@ static napi_value snp_start(napi_env env, napi_callback_info info, int extended)
   if (!is_typed || napi_get_typedarray_info(env, argv[1], &type, &length, &bytes, NULL, NULL) != napi_ok ||
       type != napi_uint8_array || length != SNP_REPORT_USER_DATA_SIZE) {
     free(job);
-    napi_throw_type_error(env, "ERR_INVALID_ARG", "reportData must be a Uint8Array of exactly 64 bytes");
+    napi_throw_type_error(env, "ERR_INVALID_ARGUMENT", "reportData must be a Uint8Array of exactly 64 bytes");
     return NULL;
   }
   memcpy(job->user_data, bytes, SNP_REPORT_USER_DATA_SIZE);
   uint32_t vmpl = 0;
   if (napi_get_value_uint32(env, argv[2], &vmpl) != napi_ok || vmpl > 3) {
     free(job);
-    napi_throw_type_error(env, "ERR_INVALID_ARG", "vmpl must be an integer 0..3");
+    napi_throw_type_error(env, "ERR_INVALID_ARGUMENT", "vmpl must be an integer 0..3");
     return NULL;
   }
   job->vmpl = vmpl;

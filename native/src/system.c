@@ -44,7 +44,7 @@ static int get_string(napi_env env, napi_value v, char *buf, size_t size, size_t
   if (t != napi_string || napi_get_value_string_utf8(env, v, buf, size, len) != napi_ok || *len >= size - 1) {
     char msg[96];
     snprintf(msg, sizeof msg, "%s must be a string shorter than %zu bytes", name, size - 1);
-    napi_throw_type_error(env, "ERR_INVALID_ARG", msg);
+    napi_throw_type_error(env, "ERR_INVALID_ARGUMENT", msg);
     return -1;
   }
   return 1;
@@ -58,7 +58,7 @@ static napi_value sd_notify(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   CVM_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 1) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG", "expected (message, socketPath?)");
+    napi_throw_type_error(env, "ERR_INVALID_ARGUMENT", "expected (message, socketPath?)");
     return NULL;
   }
   char *message = malloc(NOTIFY_MAX + 1);
@@ -70,7 +70,7 @@ static napi_value sd_notify(napi_env env, napi_callback_info info) {
   int has = get_string(env, argv[0], message, NOTIFY_MAX + 1, &msg_len, "message");
   if (has <= 0) {
     free(message);
-    if (has == 0) napi_throw_type_error(env, "ERR_INVALID_ARG", "message must be a string");
+    if (has == 0) napi_throw_type_error(env, "ERR_INVALID_ARGUMENT", "message must be a string");
     return NULL;
   }
   char path_buf[sizeof(((struct sockaddr_un *)0)->sun_path) + 1];
@@ -138,7 +138,7 @@ static napi_value peer_credentials(napi_env env, napi_callback_info info) {
   napi_valuetype t = napi_undefined;
   if (argc >= 1) napi_typeof(env, argv[0], &t);
   if (t != napi_number || napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG", "fd must be a number");
+    napi_throw_type_error(env, "ERR_INVALID_ARGUMENT", "fd must be a number");
     return NULL;
   }
   struct ucred cred;
@@ -168,7 +168,7 @@ static napi_value peer_groups(napi_env env, napi_callback_info info) {
   napi_valuetype t = napi_undefined;
   if (argc >= 1) napi_typeof(env, argv[0], &t);
   if (t != napi_number || napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG", "fd must be a number");
+    napi_throw_type_error(env, "ERR_INVALID_ARGUMENT", "fd must be a number");
     return NULL;
   }
   size_t cap = PEER_GROUPS_FIRST;

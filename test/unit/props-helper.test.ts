@@ -7,7 +7,7 @@ describe('onlyTypedErrors', () => {
   it('holds when fn returns or throws a CvmError (any subclass by default)', () => {
     expect(onlyTypedErrors(() => 1)).toBe(true);
     expect(onlyTypedErrors(() => { throw new ParseError('bad'); })).toBe(true);
-    expect(onlyTypedErrors(() => { throw new CvmError('ERR_X', 'x'); })).toBe(true);
+    expect(onlyTypedErrors(() => { throw new CvmError('ERR_STATE', 'x'); })).toBe(true);
   });
 
   it('rethrows raw errors, and typed errors outside the allowed class', () => {

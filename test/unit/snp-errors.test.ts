@@ -81,7 +81,7 @@ describe('toSnpError', () => {
   });
 
   it('argument errors become UsageError; anything unknown stays a DeviceError', () => {
-    expect(toSnpError(native('ERR_INVALID_ARG'), '/x')).toBeInstanceOf(UsageError);
+    expect(toSnpError(native('ERR_INVALID_ARGUMENT'), '/x')).toBeInstanceOf(UsageError);
     const odd = toSnpError('boom', '/x');
     expect(odd).toBeInstanceOf(DeviceError);
     expect(odd.code).toBe('ERR_SNP_IOCTL');

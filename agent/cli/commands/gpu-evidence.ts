@@ -2,19 +2,18 @@
 import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import { UsageError } from '../../errors.js';
-import { hexToBytes } from '../../util/bytes.js';
 import { writeFileAtomic } from '../../util/atomic-file.js';
 import { EXIT, parseOptions, type Command } from '../command.js';
 import { NvmlGpuSource, toNvidiaEvidenceJson } from '../../evidence/gpu-nvml.js';
 import { NVML_NONCE_SIZE } from '../../native/nvml.js';
+import { nonceFromHex } from '../../util/nonce-hex.js';
 
 /** Parses the --nonce value: exactly 64 hex digits (32 bytes, NVML_CC_GPU_CEC_NONCE_SIZE). */
 export function parseGpuNonce(text: string | undefined): Buffer {
   if (text === undefined) return randomBytes(NVML_NONCE_SIZE);
-  if (!/^[0-9a-fA-F]{64}$/.test(text)) {
-    throw new UsageError(`--nonce must be ${NVML_NONCE_SIZE} bytes as ${NVML_NONCE_SIZE * 2} hex digits`);
-  }
-  return hexToBytes(text, '--nonce');
+  const nonce = nonceFromHex(text, { minBytes: NVML_NONCE_SIZE, maxBytes: NVML_NONCE_SIZE });
+  if (!nonce) throw new UsageError(`--nonce must be ${NVML_NONCE_SIZE} bytes as ${NVML_NONCE_SIZE * 2} hex digits`);
+  return nonce;
 }
 
 export const gpuEvidence: Command = {

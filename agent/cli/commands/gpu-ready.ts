@@ -11,10 +11,11 @@ import { ParseError, UsageError } from '../../errors.js';
 import { InputFileError, readBoundedText } from '../../util/bounded-read.js';
 import { verifyGpuEvidence } from '../../attest/verify-and-appraise.js';
 import { EXIT, parseOptions, type Command } from '../command.js';
-import { NvmlGpuSource, type GpuEvidence, type GpuSource } from '../../evidence/gpu-nvml.js';
+import { gpuRecordOf, NvmlGpuSource, type GpuEvidence, type GpuSource } from '../../evidence/gpu-nvml.js';
 import { applyGpuReadyState } from '../../attest/gpu-ready.js';
 import type { GpuVerdict } from '../../appraise/gpu-ready.js';
 import { NVML_NONCE_SIZE } from '../../native/nvml.js';
+import { failureLines } from '../../formats/checks.js';
 
 /** Verifies one GPU's evidence against the nonce it was requested with. */
 export type GpuVerifier = (evidence: GpuEvidence, nonce: Buffer) => Promise<{ ok: boolean; detail?: string }>;
@@ -50,17 +51,8 @@ export async function defaultGpuVerifier(options: GpuVerifierOptions): Promise<G
   if (driver !== undefined) rims.driver = driver;
   if (vbios !== undefined) rims.vbios = vbios;
   return async (evidence, nonce) => {
-    const result = verifyGpuEvidence(
-      {
-        index: evidence.index,
-        report: evidence.report,
-        certChainPem: evidence.certChainPem,
-        arch: evidence.architecture,
-        nvml: { driverVersion: evidence.driverVersion, vbiosVersion: evidence.vbiosVersion, cc: evidence.cc },
-      },
-      { at: new Date(), expectedNonce: nonce, rims },
-    );
-    const failed = result.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}`);
+    const result = verifyGpuEvidence(gpuRecordOf(evidence), { at: new Date(), expectedNonce: nonce, rims });
+    const failed = failureLines(result.checks);
     return { ok: result.ok, detail: failed.length > 0 ? failed.join('; ') : result.status };
   };
 }

@@ -5,13 +5,13 @@ import { createLogger } from '../../util/log.js';
 import { sdNotify, createPeerCredentialReader } from '../../native/system.js';
 import { DEFAULT_CONFIG_PATH } from '../../config/load.js';
 import { oneLine } from '../../daemon/preflight.js';
-import { CollateralError, ConfigError, CvmError, DeviceError, ParseError, UsageError } from '../../errors.js';
+import { CollateralError, ConfigError, CvmError, DeviceError, InternalError, ParseError, UsageError } from '../../errors.js';
 
 /** The exit code for a failed start, as for every command (README "Exit codes"). */
 function startExitCode(err: unknown): number {
   if (err instanceof UsageError || err instanceof ConfigError || err instanceof ParseError || err instanceof CollateralError) return EXIT.USAGE;
   if (err instanceof DeviceError) return EXIT.UNAVAILABLE;
-  if (err instanceof CvmError) return EXIT.FAILED;
+  if (err instanceof CvmError && !(err instanceof InternalError)) return EXIT.FAILED;
   return EXIT.INTERNAL;
 }
 import { installTestHooks } from '../../daemon/test-hooks.js';
@@ -94,7 +94,7 @@ Exit codes: 0 stopped by a signal, 2 invalid configuration, 4 no TEE/GPU interfa
       // One line an operator can act on; the stack only at debug level.
       logger.debug({ err: (err as Error)?.stack ?? String(err) }, 'start failed');
       const code = startExitCode(err);
-      io.stderr.write(`cvm-agent run: could not start: ${oneLine(err)}${err instanceof CvmError ? '' : ' (internal error)'}\n`);
+      io.stderr.write(`cvm-agent run: could not start: ${oneLine(err)}${err instanceof CvmError && !(err instanceof InternalError) ? '' : ' (internal error)'}\n`);
       await new Promise<void>((r) => logger.flush(() => r()));
       // Whatever the start left behind (a timer, a handle) must not keep a half-started process alive.
       setTimeout(() => process.exit(code), 500).unref();

@@ -16,6 +16,7 @@ import type { MultiGpuResult } from '../../verify/nvidia/multi-gpu.js';
 import { verifyGpus, type GpuVerifyOptions } from '../../attest/verify-and-appraise.js';
 import type { GpuEvidenceInput, GpuSkip } from '../../verify/nvidia/gpu-verify.js';
 import type { Check } from '../../formats/checks.js';
+import { GPU_NONCE_BYTES, nonceFromHex } from '../../util/nonce-hex.js';
 
 const usage = `Usage: cvm-agent verify gpu (--report FILE --chain FILE | --evidence FILE) [--nonce HEX]
                          [--driver-rim FILE] [--vbios-rim FILE] [--rim-dir DIR] [--ocsp FILE]...
@@ -90,9 +91,9 @@ function loadRimDir(dir: string, io: CliIO): Map<string, string> {
 
 function parseNonce(value: string | undefined): Buffer | undefined {
   if (value === undefined) return undefined;
-  const s = value.trim().replace(/^0x/i, '');
-  if (!/^[0-9a-fA-F]{64}$/.test(s)) throw new UsageError('--nonce: expected 64 hex digits (32 bytes)');
-  return Buffer.from(s, 'hex');
+  const nonce = nonceFromHex(value, { minBytes: GPU_NONCE_BYTES, maxBytes: GPU_NONCE_BYTES, trim: true, prefix: 'any-case' });
+  if (!nonce) throw new UsageError('--nonce: expected 64 hex digits (32 bytes)');
+  return nonce;
 }
 
 /** DER OCSP response, or base64 of one (as some tools store them). */

@@ -5,7 +5,7 @@
  * §7 item 1), a response size limit enforced while streaming, and typed errors that say what failed
  * and what to do instead.
  */
-import { CollateralError } from '../../errors.js';
+import { CollateralError, CollateralFetchError, type FetchFailure } from '../../errors.js';
 
 export interface HttpOptions {
   /** Deadline for the whole request including retries and waits (ms). Default 10 s (nvtrust uses 10 s for RIM/OCSP, nvidia-gpu.md §2.1). */
@@ -23,20 +23,7 @@ export interface HttpOptions {
   signal?: AbortSignal;
 }
 
-export type FetchFailure = 'timeout' | 'rate-limited' | 'not-found' | 'http' | 'network' | 'too-large' | 'invalid';
-
-/** A fetch that failed, with why (for metrics and branching) and the URL. */
-export class CollateralFetchError extends CollateralError {
-  readonly reason: FetchFailure;
-  readonly url: string;
-  readonly status: number | undefined;
-  constructor(reason: FetchFailure, url: string, message: string, status?: number, options?: { cause?: unknown }) {
-    super(message, options);
-    this.reason = reason;
-    this.url = url;
-    this.status = status;
-  }
-}
+export { CollateralFetchError, type FetchFailure };
 
 export interface HttpRequest {
   url: string;

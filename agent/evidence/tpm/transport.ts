@@ -49,7 +49,7 @@ export class DeviceTransport implements TpmTransport {
     return this.queue.run(async () => {
       try {
         const { bytesWritten } = await this.fh.write(command, 0, command.length, null);
-        if (bytesWritten !== command.length) throw new Error(`short write (${bytesWritten} of ${command.length} bytes)`);
+        if (bytesWritten !== command.length) throw new DeviceError('ERR_TPM_IO', `short write (${bytesWritten} of ${command.length} bytes)`);
         const buf = Buffer.alloc(MAX_MESSAGE_SIZE);
         const { bytesRead } = await this.fh.read(buf, 0, buf.length, null);
         return buf.subarray(0, bytesRead);

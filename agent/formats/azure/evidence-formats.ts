@@ -11,7 +11,7 @@
  */
 import { createHash } from 'node:crypto';
 import { ParseError } from '../../errors.js';
-import { pemCertificates } from '../pem.js';
+import { pemCertificates } from '../../util/pem.js';
 
 /** The signature as shipped: a TPMT_SIGNATURE, or the bare RSA signature bytes (CoCo attester, az-cvm-vtpm). */
 export type QuoteSignature = { format: 'tpmt'; bytes: Buffer } | { format: 'raw'; bytes: Buffer };

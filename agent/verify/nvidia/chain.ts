@@ -10,6 +10,8 @@ import { X509Certificate, createHash, type KeyObject } from 'node:crypto';
 import { ParseError } from '../../errors.js';
 import { fail, pass, type Check } from '../../formats/checks.js';
 import { childrenAtLeast, decodeInteger, decodeTime, encodedOf, expectTag, parseDer, TAG, valueOf, certificateExtensions, children, decodeBitString } from '../../util/der.js';
+import { pemBlocksStrict } from '../../util/pem.js';
+import { BoundedCache } from '../../util/bounded-cache.js';
 
 /** Device chains are 5 long on Hopper and Blackwell (MAX_CERT_CHAIN_LENGTH = 5). */
 export const GPU_CHAIN_LENGTH = 5;
@@ -37,7 +39,8 @@ export interface ParsedCert {
   isCa: boolean;
 }
 
-const certCache = new Map<string, ParsedCert>();
+// Bounded in bytes: a parsed certificate keeps its DER plus decoded fields (counted as twice the DER).
+const certCache = new BoundedCache<ParsedCert>({ maxEntries: 4096, maxBytes: 16 * 1024 * 1024 });
 
 /** Parse one DER certificate (strict DER walk for the fields, node:crypto for keys/signatures). */
 export function parseCertificate(der: Uint8Array): ParsedCert {
@@ -80,8 +83,7 @@ export function parseCertificate(der: Uint8Array): ParsedCert {
     extensions,
     isCa: basicConstraintsCa(extensions),
   };
-  if (certCache.size > 4096) certCache.clear();
-  certCache.set(key, parsed);
+  certCache.set(key, parsed, 2 * der.byteLength);
   return parsed;
 }
 
@@ -97,24 +99,10 @@ function basicConstraintsCa(ext: Map<string, { value: Uint8Array }>): boolean {
 /** Split PEM text into DER certificates; anything but whitespace/NULs between blocks is an error. */
 export function splitPemCertificates(pem: string): Buffer[] {
   if (pem.length > MAX_CHAIN_PEM_LENGTH) throw new ParseError(`certificate chain: ${pem.length} characters exceeds ${MAX_CHAIN_PEM_LENGTH}`);
-  const re = /-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]*?)-----END CERTIFICATE-----/g;
-  const out: Buffer[] = [];
-  let last = 0;
-  let m: RegExpExecArray | null;
-  while ((m = re.exec(pem)) !== null) {
-    if (!/^[\s\0]*$/.test(pem.slice(last, m.index))) throw new ParseError('certificate chain: unexpected text between PEM blocks', m.index);
-    const b64 = m[1]!.replace(/\s+/g, '');
-    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64) || b64.length % 4 !== 0) throw new ParseError('certificate chain: bad base64 in PEM block', m.index);
-    out.push(Buffer.from(b64, 'base64'));
-    if (out.length > MAX_CERTS) throw new ParseError(`certificate chain: more than ${MAX_CERTS} certificates`);
-    last = m.index + m[0].length;
-  }
-  if (!/^[\s\0]*$/.test(pem.slice(last))) throw new ParseError('certificate chain: unexpected text after the last PEM block', last);
-  if (out.length === 0) throw new ParseError('certificate chain: no PEM certificates found');
-  return out;
+  return pemBlocksStrict(pem, 'CERTIFICATE', { what: 'certificate chain', noun: 'certificates', maxBlocks: MAX_CERTS });
 }
 
-const chainCache = new Map<string, ParsedCert[]>();
+const chainCache = new BoundedCache<ParsedCert[]>({ maxEntries: 1024, maxBytes: 16 * 1024 * 1024 });
 
 /** Parse a PEM chain (memoised by its text). */
 export function parsePemChain(pem: string): ParsedCert[] {
@@ -128,12 +116,12 @@ export function parsePemChain(pem: string): ParsedCert[] {
       throw err;
     }
   });
-  if (chainCache.size > 1024) chainCache.clear();
-  chainCache.set(pem, certs);
+  // The certificates themselves are counted by certCache; here the PEM key and the array.
+  chainCache.set(pem, certs, 64 * certs.length);
   return certs;
 }
 
-const linkCache = new Map<string, boolean>();
+const linkCache = new BoundedCache<boolean>({ maxEntries: 4096, maxBytes: 1024 * 1024 });
 
 /** Is `child` signed by `issuer`'s key with matching names? Memoised (pure). */
 export function isIssuedBy(child: ParsedCert, issuer: ParsedCert): boolean {
@@ -148,8 +136,7 @@ export function isIssuedBy(child: ParsedCert, issuer: ParsedCert): boolean {
       ok = false;
     }
   }
-  if (linkCache.size > 4096) linkCache.clear();
-  linkCache.set(key, ok);
+  linkCache.set(key, ok, 8);
   return ok;
 }
 

@@ -8,6 +8,7 @@ import { ParseError } from '../../errors.js';
 import { MAX_REPORT_LENGTH } from './report.js';
 import { MAX_CHAIN_PEM_LENGTH } from './chain.js';
 import type { GpuEvidenceInput } from './gpu-verify.js';
+import { GPU_NONCE_BYTES, nonceFromHex } from '../../util/nonce-hex.js';
 
 /** 64 GPUs × (8 KiB report + 64 KiB chain), base64-inflated, is far below this. */
 export const MAX_EVIDENCE_JSON_LENGTH = 8 * 1024 * 1024;
@@ -56,8 +57,9 @@ export function parseGpuEvidenceJson(input: string | Uint8Array): SerializedGpuE
     const pem = strictBase64(e.certificate, `${where} "certificate"`, MAX_CHAIN_PEM_LENGTH);
     const out: SerializedGpuEvidence = { index, arch: e.arch, report, certChainPem: pem.toString('latin1') };
     if (e.nonce !== undefined && e.nonce !== null) {
-      if (typeof e.nonce !== 'string' || !/^(0x)?[0-9a-fA-F]{64}$/.test(e.nonce)) throw new ParseError(`${where}: "nonce" must be 64 hex digits`);
-      out.nonce = Buffer.from(e.nonce.replace(/^0x/, ''), 'hex');
+      const nonce = nonceFromHex(e.nonce, { minBytes: GPU_NONCE_BYTES, maxBytes: GPU_NONCE_BYTES, prefix: 'lower' });
+      if (!nonce) throw new ParseError(`${where}: "nonce" must be 64 hex digits`);
+      out.nonce = nonce;
     }
     return out;
   });

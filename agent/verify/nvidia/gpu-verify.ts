@@ -9,7 +9,7 @@
 import { createHash, verify as cryptoVerify } from 'node:crypto';
 import { ParseError } from '../../errors.js';
 import { bytesToHex, timingSafeEqual } from '../../util/bytes.js';
-import { fail, pass, warn, resultOf, type Check, type VerificationResult } from '../../formats/checks.js';
+import { fail, failureLines, pass, warn, resultOf, type Check, type VerificationResult } from '../../formats/checks.js';
 import { nvidiaDeviceRoot } from '../../roots/nvidia-device.js';
 import { parseGpuReport, type GpuReport } from './report.js';
 import { parseCertificate, parsePemChain, verifyDeviceChain, type ParsedCert } from './chain.js';
@@ -100,9 +100,8 @@ function rimCheck(name: string, kind: string, id: string, xml: string | undefine
   }
   const v = verifyRimCached(xml, at, extraRoots);
   if (v.parseError !== undefined) return { check: fail(name, `${kind} RIM for ${id} is not readable XML: ${v.parseError}`) };
-  const bad = v.checks.filter((c) => !c.ok);
   const warnings = v.checks.filter((c) => c.ok && c.warning);
-  const problems = bad.map((c) => `${c.name}: ${c.detail}`);
+  const problems = failureLines(v.checks);
   const rim = v.rim;
   if (rim && expectedVersion !== undefined) {
     const same = caseInsensitive ? rim.colloquialVersion.toUpperCase() === expectedVersion.toUpperCase() : rim.colloquialVersion === expectedVersion;

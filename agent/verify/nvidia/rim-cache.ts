@@ -9,6 +9,7 @@ import { ParseError } from '../../errors.js';
 import { nvidiaRimRoot } from '../../roots/nvidia-rim.js';
 import { verifyRim, certValidity, type Rim } from './rim/index.js';
 import type { Check } from '../../formats/checks.js';
+import { BoundedCache } from '../../util/bounded-cache.js';
 
 export interface RimVerification {
   checks: Check[];
@@ -22,8 +23,8 @@ interface Entry extends RimVerification {
   until: number;
 }
 
-const cache = new Map<string, Entry>();
-const MAX_ENTRIES = 256;
+// Bounded in bytes too: an entry keeps the modelled RIM, counted as twice its XML.
+const cache = new BoundedCache<Entry>({ maxEntries: 256, maxBytes: 32 * 1024 * 1024 });
 
 function windowOf(ders: readonly Uint8Array[]): { from: number; until: number } | undefined {
   let from = -Infinity;
@@ -57,8 +58,7 @@ export function verifyRimCached(xml: string, at: Date, extraRoots: readonly Buff
   }
   const win = result.rim ? windowOf([...result.rim.signerCerts, nvidiaRimRoot().der, ...extraRoots]) : undefined;
   if (win && win.from <= t && t <= win.until) {
-    if (cache.size >= MAX_ENTRIES) cache.clear();
-    cache.set(key, { ...result, ...win });
+    cache.set(key, { ...result, ...win }, 2 * xml.length);
   }
   return result;
 }

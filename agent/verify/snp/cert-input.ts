@@ -8,7 +8,7 @@ import { ParseError } from '../../errors.js';
 import { parseDer } from '../../util/der.js';
 import { parseCertTable } from '../../formats/snp-abi/index.js';
 import { parseCertificateCached, type ParsedCert } from './x509.js';
-import { pemCertificates } from '../../formats/pem.js';
+import { pemCertificates } from '../../util/pem.js';
 
 export type CertRole = 'vcek' | 'vlek' | 'ask' | 'asvk' | 'ark' | 'unknown';
 
@@ -47,7 +47,7 @@ export function classifyCertificates(ders: readonly Uint8Array[]): SuppliedCert[
   });
 }
 
-export { pemCertificates } from '../../formats/pem.js';
+export { pemCertificates } from '../../util/pem.js';
 
 /**
  * Certificates from one file: PEM (one or more), a single DER certificate, or a GHCB certificate

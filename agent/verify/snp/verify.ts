@@ -19,6 +19,7 @@ import { checkRevocation, parseCrl, type ParsedCrl } from './crl.js';
 import { verifyReportSignature } from './signature.js';
 import { checkVcekTcb } from './tcb.js';
 import { snpClaims, type SnpClaims } from './claims.js';
+import { kdsCrlPath, kdsUrl } from '../../util/kds-url.js';
 
 export interface SnpVerifyInput {
   /** The 1184-byte ATTESTATION_REPORT. */
@@ -250,7 +251,7 @@ export function verifySnpReport(input: SnpVerifyInput, options: SnpReportVerifyO
   else if (roots && leaf && kind) {
     const ark = parsedRoot(roots.ark);
     const ca = intermediateOf(roots, kind);
-    checks.push(checkRevocation(crls, { name: ark.subjectCn || `ARK-${roots.product}`, subjectDer: ark.subjectDer, publicKey: roots.ark.publicKey, allowedAlgs: allowedAlgs(roots), crlUrl: `https://kdsintf.amd.com/${kind}/v1/${roots.product}/crl` }, [
+    checks.push(checkRevocation(crls, { name: ark.subjectCn || `ARK-${roots.product}`, subjectDer: ark.subjectDer, publicKey: roots.ark.publicKey, allowedAlgs: allowedAlgs(roots), crlUrl: kdsUrl(kdsCrlPath(roots.product, kind)) }, [
       { label: LEAF_LABEL[kind], serial: leaf.cert.serial },
       ...(ca ? [{ label: `${kind === 'vcek' ? 'ASK' : 'ASVK'} ${parsedRoot(ca).subjectCn}`, serial: parsedRoot(ca).serial }] : []),
     ], at));

@@ -10,6 +10,7 @@ import {
   parseDer, children, childrenAtLeast, expectTag, decodeOid, decodeInteger, decodeTime, decodeString,
   decodeBitString, encodedOf, TAG, type DerNode,
 } from '../../util/der.js';
+import { BoundedCache } from '../../util/bounded-cache.js';
 
 const OID = {
   rsassaPss: '1.2.840.113549.1.1.10',
@@ -175,21 +176,16 @@ export function parseCertificate(der: Uint8Array): ParsedCert {
 
 // Certificates (VCEKs especially) repeat across verifications of the same machine and are immutable:
 // keep a few parsed ones (with their imported key, the costliest step) keyed by their exact DER bytes.
-const CACHE_SIZE = 32;
-const certCache = new Map<string, ParsedCert>();
+const certCache = new BoundedCache<ParsedCert>({ maxEntries: 32, maxBytes: 32 * 64 * 1024 });
 
 /** parseCertificate with a small LRU keyed by the full DER (a private copy is parsed, so callers may reuse buffers). */
 export function parseCertificateCached(der: Uint8Array): ParsedCert {
   const key = Buffer.from(der.buffer, der.byteOffset, der.byteLength).toString('latin1');
   const hit = certCache.get(key);
-  if (hit) {
-    certCache.delete(key);
-    certCache.set(key, hit);
-    return hit;
-  }
+  if (hit) return hit;
   const cert = parseCertificate(Buffer.from(der));
-  certCache.set(key, cert);
-  if (certCache.size > CACHE_SIZE) certCache.delete(certCache.keys().next().value!);
+  // The parsed form holds the DER (and slices of it) plus a key: count the DER twice.
+  certCache.set(key, cert, 2 * der.byteLength);
   return cert;
 }
 

@@ -29,6 +29,19 @@ export function driverRimId(driverVersion: string, arch: GpuArch, chipInfo?: str
   throw new ParseError(`RIM id: unsupported GPU architecture "${String(arch)}"`);
 }
 
+/**
+ * Driver RIM id from a RIM's own product name (its SoftwareIdentity name, e.g. "GH100"), for RIM files
+ * imported without an id: the same scheme as driverRimId. Hopper driver RIMs are always named for
+ * GH100; a Blackwell RIM's product is the CHIP_INFO its GPUs report. Any other product has no known
+ * scheme, so no id is invented for it (the caller must be given one).
+ */
+export function driverRimIdForProduct(product: string, driverVersion: string): string {
+  const chip = stripNul(product).trim().toUpperCase();
+  if (chip === 'GH100') return driverRimId(driverVersion, 'hopper');
+  if (/^GB[0-9][0-9A-Z_-]{0,30}$/.test(chip)) return driverRimId(driverVersion, 'blackwell', chip);
+  throw new ParseError(`RIM: product "${chip.slice(0, 20)}" has no known driver RIM id scheme (Hopper GH100, Blackwell GB…)`);
+}
+
 export interface VbiosRimIdInput {
   /** Opaque field 17 PROJECT, e.g. "1010" or "G520". */
   project: string;

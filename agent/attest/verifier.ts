@@ -1,0 +1,39 @@
+/**
+ * The one verifier factory, used by the daemon (its own evidence, every cycle) and by the controller
+ * (an agent's evidence, per challenge): policies and policy id fixed at creation; collateral from the
+ * cache (fetched only when online) for real evidence; per-call extras (the challenge binding, the
+ * simulation trust of the moment) applied last. Then verifyBundle.
+ */
+import { gatherCollateral } from '../collateral/resolve.js';
+import type { CollateralStore } from '../collateral/store.js';
+import type { GpuPolicy } from '../appraise/gpu-policy.js';
+import type { SnpPolicy } from '../appraise/snp-policy.js';
+import type { EvidenceBundle } from '../formats/evidence-bundle.js';
+import { verifyBundle, type BundleResult, type BundleVerifyOptions } from './verify-bundle.js';
+
+export interface VerifierConfig {
+  snpPolicy?: SnpPolicy;
+  gpuPolicy?: GpuPolicy;
+  /** The policy id reported in the EAR (verifyBundle's default when absent). */
+  policyId?: string;
+  /** Collateral for real (non-simulated) bundles: the cache, and whether it may fetch. */
+  collateral?: { store: CollateralStore; online: boolean; timeoutMs: number };
+}
+
+/** Options that vary per verification (binding expectations, simulation trust at `at`). */
+export type VerifyExtras = Partial<Omit<BundleVerifyOptions, 'at' | 'snpPolicy' | 'gpuPolicy' | 'policyId'>>;
+
+export type BundleVerifier = (bundle: EvidenceBundle, at: Date, extras?: VerifyExtras) => Promise<BundleResult>;
+
+export function createVerifier(c: VerifierConfig): BundleVerifier {
+  return async (bundle, at, extras = {}) => {
+    let opts: BundleVerifyOptions = { at };
+    if (c.policyId !== undefined) opts.policyId = c.policyId;
+    if (c.snpPolicy) opts.snpPolicy = c.snpPolicy;
+    if (c.gpuPolicy) opts.gpuPolicy = c.gpuPolicy;
+    if (c.collateral && !bundle.simulated) {
+      opts = { ...opts, ...(await gatherCollateral(c.collateral.store, bundle, { at, online: c.collateral.online, timeoutMs: c.collateral.timeoutMs })) };
+    }
+    return verifyBundle(bundle, { ...opts, ...extras });
+  };
+}

@@ -1,0 +1,55 @@
+/**
+ * The one PEM toolkit (RFC 7468 textual encoding): DER -> PEM, and PEM -> DER blocks of one label,
+ * either lax (every block of the label, anything else ignored: bundles, IMDS answers, KDS cert_chain)
+ * or strict (nothing but white space/NULs between blocks, canonical base64, a bounded count: device
+ * evidence such as a GPU certificate chain).
+ */
+import { ParseError } from '../errors.js';
+
+/** RFC 7468 §2: base64 in lines of 64 characters between BEGIN/END lines of the label. */
+export function derToPem(der: Uint8Array, label = 'CERTIFICATE'): string {
+  const b64 = Buffer.from(der).toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '');
+  return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
+}
+
+const blockRe = (label: string): RegExp => new RegExp(`-----BEGIN ${label}-----([A-Za-z0-9+/=\\s]*?)-----END ${label}-----`, 'g');
+
+/** Lax: the DER of every `label` block in `text`; other blocks and text around them are ignored. */
+export function pemBlocks(text: string, label = 'CERTIFICATE'): Buffer[] {
+  const out: Buffer[] = [];
+  for (const m of text.matchAll(blockRe(label))) out.push(Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64'));
+  return out;
+}
+
+/** All CERTIFICATE blocks of a PEM text (other block types are ignored). */
+export function pemCertificates(text: string): Buffer[] {
+  return pemBlocks(text, 'CERTIFICATE');
+}
+
+export interface StrictPemOptions {
+  /** For messages, e.g. "certificate chain". */
+  what: string;
+  /** Plural noun of the blocks, for messages, e.g. "certificates". */
+  noun: string;
+  /** At most this many blocks. */
+  maxBlocks: number;
+}
+
+/** Strict: only `label` blocks separated by white space/NULs, canonical base64, 1..maxBlocks of them. */
+export function pemBlocksStrict(text: string, label: string, o: StrictPemOptions): Buffer[] {
+  const re = blockRe(label);
+  const out: Buffer[] = [];
+  let last = 0;
+  let m: RegExpExecArray | null;
+  while ((m = re.exec(text)) !== null) {
+    if (!/^[\s\0]*$/.test(text.slice(last, m.index))) throw new ParseError(`${o.what}: unexpected text between PEM blocks`, m.index);
+    const b64 = m[1]!.replace(/\s+/g, '');
+    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64) || b64.length % 4 !== 0) throw new ParseError(`${o.what}: bad base64 in PEM block`, m.index);
+    out.push(Buffer.from(b64, 'base64'));
+    if (out.length > o.maxBlocks) throw new ParseError(`${o.what}: more than ${o.maxBlocks} ${o.noun}`);
+    last = m.index + m[0].length;
+  }
+  if (!/^[\s\0]*$/.test(text.slice(last))) throw new ParseError(`${o.what}: unexpected text after the last PEM block`, last);
+  if (out.length === 0) throw new ParseError(`${o.what}: no PEM ${o.noun} found`);
+  return out;
+}
