@@ -8,7 +8,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Attestor } from '../../agent/attest/attestor.js';
+import { AttestationCycle } from '../../agent/attest/attestation-cycle.js';
 import { openSimulation, type Simulation } from '../../agent/simulation/open.js';
 import { createVerifier } from '../../agent/attest/verifier.js';
 import { verifyBundle } from '../../agent/attest/verify-bundle.js';
@@ -23,7 +23,7 @@ const NONCE = Buffer.alloc(32, 7);
 beforeAll(async () => {
   sim = await openSimulation(mkdtempSync(join(tmpdir(), 'cvm-verifier-')), 1);
   const teePubKey = generateKeyPairSync('ec', { namedCurve: 'P-384' }).publicKey.export({ format: 'jwk' }) as PublicJwk;
-  const r = await new Attestor({
+  const r = await new AttestationCycle({
     teePubKey, agentId: 'verifier-test', cpu: sim.cpu, gpus: sim.gpus, build: 'test', setReadyState: false, stepTimeoutMs: 30_000,
     verify: (b, at) => verifyBundle(b, { at, ...sim.verifyOptions(at) }),
   }).run({ reason: 'cli', nonce: NONCE });
