@@ -13,7 +13,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { fail, pass, resultOf, type Check, type VerificationResult } from '../../formats/checks.js';
-import { verifySnpReport, type SnpClaims } from '../snp/verify.js';
+import { verifySnpReport, type SnpClaims, type SnpReportVerification } from '../snp/verify.js';
 import type { SnpProduct, SnpReport } from '../../formats/snp-abi/index.js';
 import type { SimulatedRootsInput } from '../../roots/amd.js';
 import { isAllZero } from '../../util/bytes.js';
@@ -89,38 +89,67 @@ export function checkUserData(userData: Buffer | undefined, expected: Uint8Array
 }
 
 export function verifyAzureReport(evidence: AzureEvidence, options: AzureReportVerifyOptions): AzureReportVerification {
-  const checks: Check[] = [];
+  const parsed = checkHclParses(evidence.hclReport);
+  if (!parsed.hcl) return resultOf<AzureClaims>([parsed.check], undefined);
+  const hcl = parsed.hcl;
+  const checks: Check[] = [parsed.check, checkReportDataBinding(hcl)];
+
+  const expected = expectedBindings(evidence.format, options.nonce);
+  if (!expected.expect) return resultOf<AzureClaims>([...checks, expected.check], undefined);
+  const expect = expected.expect;
+
+  const q = checkQuote(hcl, evidence.quote, expect);
+  checks.push(...q.checks);
+  if (expect.userData) checks.push(checkUserData(hcl.runtimeClaims.userData, expect.userData));
+  const snp = verifyEmbeddedSnpReport(hcl, evidence, options);
+  checks.push(...snp.checks);
+
+  const result: AzureReportVerification = resultOf(checks, azureClaims(evidence.format, hcl, q.claims, snp.claims), snp.simulated);
+  if (snp.report) result.snpReport = snp.report;
+  if (snp.product) result.snpProduct = snp.product;
+  return result;
+}
+
+/** The HCL report parses (azure.hcl.parse). */
+function checkHclParses(bytes: AzureEvidence['hclReport']): { check: Check; hcl?: HclReport } {
   let hcl: HclReport;
   try {
-    hcl = parseHclReport(evidence.hclReport);
+    hcl = parseHclReport(bytes);
   } catch (err) {
-    return resultOf<AzureClaims>([fail('azure.hcl.parse', `${(err as Error).message}`)], undefined);
+    return { check: fail('azure.hcl.parse', `${(err as Error).message}`) };
   }
-  checks.push(pass('azure.hcl.parse', `HCL report v${hcl.version}, SEV-SNP, ${hcl.runtimeClaimsBytes.length}-byte runtime claims hashed with ${hcl.hashAlg.toUpperCase()}`));
-  checks.push(checkReportDataBinding(hcl));
+  return { check: pass('azure.hcl.parse', `HCL report v${hcl.version}, SEV-SNP, ${hcl.runtimeClaimsBytes.length}-byte runtime claims hashed with ${hcl.hashAlg.toUpperCase()}`), hcl };
+}
 
-  let expect;
+type Expectations = ReturnType<typeof expectationsFor>;
+
+/** What this evidence format binds the nonce to; a nonce the format cannot carry fails azure.quote.nonce. */
+function expectedBindings(format: AzureEvidenceFormat, nonce: Uint8Array | undefined): { expect: Expectations; check?: undefined } | { expect?: undefined; check: Check } {
   try {
-    expect = expectationsFor(evidence.format, options.nonce);
+    return { expect: expectationsFor(format, nonce) };
   } catch (err) {
-    return resultOf<AzureClaims>([...checks, fail('azure.quote.nonce', (err as Error).message)], undefined);
+    return { check: fail('azure.quote.nonce', (err as Error).message) };
   }
+}
 
+/** The TPM quote verifies under HCLAkPub from the runtime claims, with the expected nonce. */
+function checkQuote(hcl: HclReport, quote: AzureEvidence['quote'], expect: Expectations): ReturnType<typeof verifyQuote> {
   const ak = findKey(hcl.runtimeClaims, 'HCLAkPub');
   const akProblem = !ak ? 'the runtime claims have no HCLAkPub key' : ak.key ? undefined : `HCLAkPub is unusable: ${ak.problem}`;
-  const q = verifyQuote(evidence.quote, ak?.key, akProblem, { ...(expect.quoteNonce ? { nonce: expect.quoteNonce } : {}), ...(expect.quoteNonceLabel ? { nonceLabel: expect.quoteNonceLabel } : {}) });
-  checks.push(...q.checks);
+  return verifyQuote(quote, ak?.key, akProblem, { ...(expect.quoteNonce ? { nonce: expect.quoteNonce } : {}), ...(expect.quoteNonceLabel ? { nonceLabel: expect.quoteNonceLabel } : {}) });
+}
 
-  if (expect.userData) checks.push(checkUserData(hcl.runtimeClaims.userData, expect.userData));
-
-  const snp = verifySnpReport(
+/** The SNP report inside the HCL report, by the SEV-SNP verifier (snp.*). */
+function verifyEmbeddedSnpReport(hcl: HclReport, evidence: AzureEvidence, options: AzureReportVerifyOptions): SnpReportVerification {
+  return verifySnpReport(
     { report: hcl.snpReport, certificates: [...evidence.certificates, ...(options.certificates ?? [])], ...(options.crls ? { crls: options.crls } : {}) },
     { at: options.at, ...(options.simulatedRoots ? { simulatedRoots: options.simulatedRoots } : {}) },
   );
-  checks.push(...snp.checks);
+}
 
-  const claims: AzureClaims = {
-    format: evidence.format,
+function azureClaims(format: AzureEvidenceFormat, hcl: HclReport, quote: QuoteClaims | undefined, snp: SnpClaims | undefined): AzureClaims {
+  return {
+    format,
     hcl: {
       version: hcl.version,
       hashAlg: hcl.hashAlg,
@@ -128,11 +157,7 @@ export function verifyAzureReport(evidence: AzureEvidence, options: AzureReportV
       userData: hcl.runtimeClaims.userData?.toString('hex'),
       keys: hcl.runtimeClaims.keys.map((k) => k.kid),
     },
-    quote: q.claims,
-    snp: snp.claims,
+    quote,
+    snp,
   };
-  const result: AzureReportVerification = resultOf(checks, claims, snp.simulated);
-  if (snp.report) result.snpReport = snp.report;
-  if (snp.product) result.snpProduct = snp.product;
-  return result;
 }

@@ -118,26 +118,65 @@ function rimCheck(name: string, kind: string, id: string, xml: string | undefine
 export function verifyGpuReport(evidence: GpuEvidenceInput, options: GpuReportVerifyOptions): VerificationResult<GpuClaims> {
   const at = options.at;
   const skip = options.skip ?? new Set<GpuSkip>();
-  const checks: Check[] = [];
   const label = evidence.index === undefined ? 'GPU' : `GPU ${evidence.index}`;
 
-  // 1. Report structure.
-  let report: GpuReport;
+  const parsed = checkReportParses(evidence.report, label);
+  if (!parsed.report) return resultOf<GpuClaims>([parsed.check], undefined, false);
+  const report = parsed.report;
+  const o = report.opaque;
+  const checks: Check[] = [parsed.check];
+
+  const chain = checkDeviceChain(evidence.certChainPem, options.simulatedRoots, at, label);
+  checks.push(...chain.checks);
+  const certs = chain.certs;
+  const leaf = certs?.[0];
+  checks.push(checkReportSignature(report, leaf));
+  checks.push(checkFwid(o.fwid, leaf));
+  const arch = certs ? archFromChain(certs) : undefined;
+  checks.push(checkArch(certs, arch, evidence.arch));
+  checks.push(checkNonce(report, options.expectedNonce));
+  // Driver / VBIOS versions: report vs NVML (the allow-lists are appraisal).
+  checks.push(versionCheck('gpu.driver-version', 'driver', o.driverVersion, evidence.nvml?.driverVersion, false));
+  checks.push(versionCheck('gpu.vbios-version', 'VBIOS', o.vbiosVersion, evidence.nvml?.vbiosVersion, true));
+  // The NVML CC state is not signed by the GPU: its rules are appraisal (gpu.cc.*).
+
+  const ids = rimIds(report, arch);
+  const golden = checkGoldenMeasurements(report, ids, options, skip.has('rim'), chain.simulated);
+  checks.push(...golden.checks);
+  const revocation = checkChainRevocation(chain.verified, options, skip.has('revocation'));
+  checks.push(revocation.check);
+  if (chain.simulated) checks.push(pass('gpu.simulated', 'SIMULATED: GPU evidence is signed by a software test root, trusted only because simulation is enabled'));
+
+  return resultOf(checks, gpuClaims(report, { arch, certs, ids, golden, revocation: revocation.states, earliestNotAfter: chain.earliestNotAfter, cc: evidence.nvml?.cc }), chain.simulated);
+}
+
+/** Report structure: the SPDM GET_MEASUREMENTS request/response parses. */
+function checkReportParses(bytes: Uint8Array, label: string): { check: Check; report?: GpuReport } {
   try {
-    report = parseGpuReport(evidence.report);
-    checks.push(pass('gpu.report.parse', `${label}: SPDM 1.1 GET_MEASUREMENTS/MEASUREMENTS, ${report.response.numberOfBlocks} blocks, ${report.opaque.fields.length} opaque fields, ${report.bytes.length} bytes`));
+    const report = parseGpuReport(bytes);
+    return { check: pass('gpu.report.parse', `${label}: SPDM 1.1 GET_MEASUREMENTS/MEASUREMENTS, ${report.response.numberOfBlocks} blocks, ${report.opaque.fields.length} opaque fields, ${report.bytes.length} bytes`), report };
   } catch (err) {
     if (!(err instanceof ParseError)) throw err;
-    checks.push(fail('gpu.report.parse', `${label}: the attestation report is malformed: ${err.message}`));
-    return resultOf<GpuClaims>(checks, undefined, false);
+    return { check: fail('gpu.report.parse', `${label}: the attestation report is malformed: ${err.message}`) };
   }
-  const o = report.opaque;
+}
 
-  // 2. Device chain (parse, anchor, links, validity).
+interface DeviceChainStep {
+  checks: Check[];
+  /** The supplied chain, leaf first; absent when unreadable. */
+  certs?: ParsedCert[];
+  verified: ParsedCert[];
+  earliestNotAfter?: Date;
+  /** The chain ends in the simulated root (trusted only because the caller passed it). */
+  simulated: boolean;
+}
+
+/** Device chain: parse, anchor (pinned or explicitly enabled simulated root), links, validity. */
+function checkDeviceChain(pem: string, simulatedRoots: SimulatedRoots | undefined, at: Date, label: string): DeviceChainStep {
   let certs: ParsedCert[] | undefined;
   let chainError: string | undefined;
   try {
-    certs = parsePemChain(evidence.certChainPem);
+    certs = parsePemChain(pem);
   } catch (err) {
     if (!(err instanceof ParseError)) throw err;
     chainError = err.message;
@@ -145,44 +184,44 @@ export function verifyGpuReport(evidence: GpuEvidenceInput, options: GpuReportVe
   let simulated = false;
   let anchor = parseCertificate(nvidiaDeviceRoot().der);
   let anchorName = DEVICE_ROOT_NAME;
-  if (options.simulatedRoots?.simulated === true && certs) {
-    const sim = parseCertificate(options.simulatedRoots.deviceRoot);
+  if (simulatedRoots?.simulated === true && certs) {
+    const sim = parseCertificate(simulatedRoots.deviceRoot);
     if (certs[certs.length - 1]?.sha256 === sim.sha256) {
       anchor = sim;
       anchorName = SIM_ROOT_NAME;
       simulated = true;
     }
   }
-  let verifiedChain: ParsedCert[] = [];
-  let earliestNotAfter: Date | undefined;
   if (!certs) {
-    checks.push(fail('gpu.chain', `${label}: the device certificate chain is unreadable: ${chainError}`));
-    checks.push(fail('gpu.chain.root', 'not evaluated: no readable certificate chain'));
-  } else {
-    const cr = verifyDeviceChain(certs, anchor, at, anchorName);
-    checks.push(cr.chain, cr.root);
-    verifiedChain = cr.verified;
-    earliestNotAfter = cr.earliestNotAfter;
+    return {
+      checks: [fail('gpu.chain', `${label}: the device certificate chain is unreadable: ${chainError}`), fail('gpu.chain.root', 'not evaluated: no readable certificate chain')],
+      verified: [],
+      simulated,
+    };
   }
-  const leaf = certs?.[0];
+  const cr = verifyDeviceChain(certs, anchor, at, anchorName);
+  return { checks: [cr.chain, cr.root], certs, verified: cr.verified, ...(cr.earliestNotAfter ? { earliestNotAfter: cr.earliestNotAfter } : {}), simulated };
+}
 
-  // 3. Report signature: ECDSA P-384 / SHA-384 over request ‖ response[:-96], raw r‖s (§3.1).
-  if (!leaf) checks.push(fail('gpu.signature', 'not evaluated: no attestation key (AK) certificate'));
-  else if (leaf.publicKey.asymmetricKeyType !== 'ec' || leaf.publicKey.asymmetricKeyDetails?.namedCurve !== 'secp384r1') {
-    checks.push(fail('gpu.signature', `the AK certificate "${leaf.cn}" does not hold an EC P-384 key`));
-  } else {
-    let ok = false;
-    try {
-      ok = cryptoVerify('sha384', report.signedBytes, { key: leaf.publicKey, dsaEncoding: 'ieee-p1363' }, report.signature);
-    } catch {
-      ok = false;
-    }
-    checks.push(ok
-      ? pass('gpu.signature', `ECDSA P-384 signature over the ${report.signedBytes.length} signed bytes verifies with the AK "${leaf.cn}"`)
-      : fail('gpu.signature', `the report signature does not verify with the AK certificate "${leaf.cn}": the report was altered or belongs to another GPU`));
+/** Report signature: ECDSA P-384 / SHA-384 over request ‖ response[:-96], raw r‖s (§3.1). */
+function checkReportSignature(report: GpuReport, leaf: ParsedCert | undefined): Check {
+  if (!leaf) return fail('gpu.signature', 'not evaluated: no attestation key (AK) certificate');
+  if (leaf.publicKey.asymmetricKeyType !== 'ec' || leaf.publicKey.asymmetricKeyDetails?.namedCurve !== 'secp384r1') {
+    return fail('gpu.signature', `the AK certificate "${leaf.cn}" does not hold an EC P-384 key`);
   }
+  let ok = false;
+  try {
+    ok = cryptoVerify('sha384', report.signedBytes, { key: leaf.publicKey, dsaEncoding: 'ieee-p1363' }, report.signature);
+  } catch {
+    ok = false;
+  }
+  return ok
+    ? pass('gpu.signature', `ECDSA P-384 signature over the ${report.signedBytes.length} signed bytes verifies with the AK "${leaf.cn}"`)
+    : fail('gpu.signature', `the report signature does not verify with the AK certificate "${leaf.cn}": the report was altered or belongs to another GPU`);
+}
 
-  // 4. FWID: report opaque field 20 == leaf extension (only when the report carries one, §2.1 step 3).
+/** FWID: report opaque field 20 == leaf extension (only when the report carries one, §2.1 step 3). */
+function checkFwid(reportFwid: Uint8Array | undefined, leaf: ParsedCert | undefined): Check {
   let leafFw: { fwid: Uint8Array; source: string } | undefined;
   let fwidError: string | undefined;
   if (leaf) {
@@ -193,113 +232,134 @@ export function verifyGpuReport(evidence: GpuEvidenceInput, options: GpuReportVe
       fwidError = err.message;
     }
   }
-  if (o.fwid === undefined) {
-    checks.push(pass('gpu.fwid', 'the report carries no FWID field (older firmware); nothing to compare'));
-  } else if (!leaf) checks.push(fail('gpu.fwid', 'not evaluated: no AK certificate'));
-  else if (fwidError !== undefined) checks.push(fail('gpu.fwid', `the AK certificate's FWID extension is malformed: ${fwidError}`));
-  else if (!leafFw) checks.push(fail('gpu.fwid', `the report has FWID ${bytesToHex(o.fwid)} but the AK certificate has no FWID extension`));
-  else if (leafFw.fwid.length !== o.fwid.length || !timingSafeEqual(leafFw.fwid, o.fwid)) {
-    checks.push(fail('gpu.fwid', `report FWID ${bytesToHex(o.fwid)} differs from the AK certificate's ${bytesToHex(leafFw.fwid)} (${leafFw.source}): the report is not from the firmware the AK was issued to`));
-  } else checks.push(pass('gpu.fwid', `report FWID equals the AK certificate's (${leafFw.source})`));
+  if (reportFwid === undefined) return pass('gpu.fwid', 'the report carries no FWID field (older firmware); nothing to compare');
+  if (!leaf) return fail('gpu.fwid', 'not evaluated: no AK certificate');
+  if (fwidError !== undefined) return fail('gpu.fwid', `the AK certificate's FWID extension is malformed: ${fwidError}`);
+  if (!leafFw) return fail('gpu.fwid', `the report has FWID ${bytesToHex(reportFwid)} but the AK certificate has no FWID extension`);
+  if (leafFw.fwid.length !== reportFwid.length || !timingSafeEqual(leafFw.fwid, reportFwid)) {
+    return fail('gpu.fwid', `report FWID ${bytesToHex(reportFwid)} differs from the AK certificate's ${bytesToHex(leafFw.fwid)} (${leafFw.source}): the report is not from the firmware the AK was issued to`);
+  }
+  return pass('gpu.fwid', `report FWID equals the AK certificate's (${leafFw.source})`);
+}
 
-  // 5. Architecture (the allowed list is appraisal).
-  const chainArch = certs ? archFromChain(certs) : undefined;
-  const claimedArch = normaliseArch(evidence.arch);
-  if (!chainArch) checks.push(fail('gpu.arch', `cannot tell the architecture from the chain (${certs?.slice(0, 2).map((c) => c.cn).join(', ') ?? 'no chain'}); expected GH100 (Hopper) or GB1xx (Blackwell)`));
-  else if (claimedArch !== undefined && claimedArch !== chainArch) checks.push(fail('gpu.arch', `evidence says ${evidence.arch} but the device chain is ${chainArch}`));
-  else checks.push(pass('gpu.arch', `${chainArch} (from the device chain${claimedArch ? ', matches the evidence' : ''})`));
+/** Architecture: the chain names one, and the evidence's claim (if any) agrees (the allowed list is appraisal). */
+function checkArch(certs: readonly ParsedCert[] | undefined, chainArch: GpuArch | undefined, evidenceArch: string | undefined): Check {
+  const claimedArch = normaliseArch(evidenceArch);
+  if (!chainArch) return fail('gpu.arch', `cannot tell the architecture from the chain (${certs?.slice(0, 2).map((c) => c.cn).join(', ') ?? 'no chain'}); expected GH100 (Hopper) or GB1xx (Blackwell)`);
+  if (claimedArch !== undefined && claimedArch !== chainArch) return fail('gpu.arch', `evidence says ${evidenceArch} but the device chain is ${chainArch}`);
+  return pass('gpu.arch', `${chainArch} (from the device chain${claimedArch ? ', matches the evidence' : ''})`);
+}
 
-  // 6. Nonce: the requester nonce at report offset 4 (§8 item 7: not the responder nonce).
-  if (options.expectedNonce === undefined) {
-    const msg = 'no expected nonce given: freshness of the report was not checked';
-    checks.push(warn('gpu.nonce', msg)); // the policy may make this a failure (requireNonce)
-  } else if (options.expectedNonce.length !== report.request.nonce.length || !timingSafeEqual(options.expectedNonce, report.request.nonce)) {
-    checks.push(fail('gpu.nonce', `report nonce ${bytesToHex(report.request.nonce)} differs from the expected ${bytesToHex(options.expectedNonce)}: stale or replayed report`));
-  } else checks.push(pass('gpu.nonce', 'the report nonce equals the expected nonce'));
+/** Nonce: the requester nonce at report offset 4 (§8 item 7: not the responder nonce). */
+function checkNonce(report: GpuReport, expectedNonce: Uint8Array | undefined): Check {
+  if (expectedNonce === undefined) {
+    return warn('gpu.nonce', 'no expected nonce given: freshness of the report was not checked'); // the policy may make this a failure (requireNonce)
+  }
+  if (expectedNonce.length !== report.request.nonce.length || !timingSafeEqual(expectedNonce, report.request.nonce)) {
+    return fail('gpu.nonce', `report nonce ${bytesToHex(report.request.nonce)} differs from the expected ${bytesToHex(expectedNonce)}: stale or replayed report`);
+  }
+  return pass('gpu.nonce', 'the report nonce equals the expected nonce');
+}
 
-  // 7. Driver / VBIOS versions: report vs NVML (the allow-lists are appraisal).
-  const driverVersion = o.driverVersion;
-  const vbiosVersion = o.vbiosVersion;
-  checks.push(versionCheck('gpu.driver-version', 'driver', driverVersion, evidence.nvml?.driverVersion, false));
-  checks.push(versionCheck('gpu.vbios-version', 'VBIOS', vbiosVersion, evidence.nvml?.vbiosVersion, true));
+interface RimIds {
+  driverId?: string;
+  vbiosId?: string;
+  /** Why an id could not be derived (a malformed field), when one could not. */
+  idError?: string;
+}
 
-  // 8. The NVML CC state is not signed by the GPU: its rules are appraisal (gpu.cc.*).
-  const cc = evidence.nvml?.cc;
-
-  // 9. RIMs and golden measurements.
-  const arch: GpuArch | undefined = chainArch;
-  let driverId: string | undefined;
-  let vbiosId: string | undefined;
-  let idError: string | undefined;
+/** The driver and VBIOS RIM ids the report's fields name. */
+function rimIds(report: GpuReport, arch: GpuArch | undefined): RimIds {
+  const o = report.opaque;
+  const ids: RimIds = {};
   try {
-    if (driverVersion !== undefined && arch) driverId = driverRimId(driverVersion, arch, o.chipInfo);
-    if (o.project !== undefined && o.projectSku !== undefined && o.chipSku !== undefined && vbiosVersion !== undefined) {
-      vbiosId = vbiosRimId({ project: o.project, projectSku: o.projectSku, chipSku: o.chipSku, vbiosVersion });
+    if (o.driverVersion !== undefined && arch) ids.driverId = driverRimId(o.driverVersion, arch, o.chipInfo);
+    if (o.project !== undefined && o.projectSku !== undefined && o.chipSku !== undefined && o.vbiosVersion !== undefined) {
+      ids.vbiosId = vbiosRimId({ project: o.project, projectSku: o.projectSku, chipSku: o.chipSku, vbiosVersion: o.vbiosVersion });
     }
   } catch (err) {
     if (!(err instanceof ParseError)) throw err;
-    idError = err.message;
+    ids.idError = err.message;
   }
-  let measres: GpuClaims['measres'] = 'not-checked';
-  let mismatches: MeasurementMismatch[] = [];
-  let oemid: string | undefined;
-  if (skip.has('rim')) {
+  return ids;
+}
+
+interface GoldenStep {
+  checks: Check[];
+  measres: GpuClaims['measres'];
+  mismatches: MeasurementMismatch[];
+  oemid?: string;
+}
+
+/** RIMs and golden measurements: both RIMs verify, then the report's measurements match them. */
+function checkGoldenMeasurements(report: GpuReport, ids: RimIds, options: GpuReportVerifyOptions, skipped: boolean, simulated: boolean): GoldenStep {
+  if (skipped) {
     const why = 'skipped by request (--skip rim): golden measurements NOT compared';
-    checks.push(warn('gpu.rim.driver', why), warn('gpu.rim.vbios', why), warn('gpu.measurements', why));
-  } else {
-    const extraRoots = simulated && options.simulatedRoots?.rimRoot ? [options.simulatedRoots.rimRoot] : [];
-    const d = driverId === undefined
-      ? { check: fail('gpu.rim.driver', `cannot name the driver RIM: ${idError ?? 'the report has no driver version or the architecture is unknown'}`) }
-      : rimCheck('gpu.rim.driver', 'driver', driverId, options.rims?.driver ?? options.rims?.byId?.get(driverId), driverVersion, at, extraRoots, false);
-    const v = vbiosId === undefined
-      ? { check: fail('gpu.rim.vbios', `cannot name the VBIOS RIM: ${idError ?? 'the report lacks PROJECT / PROJECT_SKU / CHIP_SKU / VBIOS_VERSION'}`) }
-      : rimCheck('gpu.rim.vbios', 'VBIOS', vbiosId, options.rims?.vbios ?? options.rims?.byId?.get(vbiosId), vbiosVersion, at, extraRoots, true);
-    checks.push(d.check, v.check);
-    oemid = d.rim?.manufacturerId;
-    if (d.check.ok && v.check.ok && d.rim && v.rim) {
-      const cmp = compareMeasurementsDetailed(report.measurements, d.rim, v.rim, o.nvdec0Status === undefined ? {} : { nvdec0Status: o.nvdec0Status });
-      mismatches = cmp.mismatches;
-      const bad = cmp.checks.filter((c) => !c.ok);
-      const summary = cmp.checks.find((c) => c.name === 'rim.measurements');
-      measres = bad.length === 0 ? 'success' : 'fail';
-      checks.push(bad.length === 0
-        ? pass('gpu.measurements', summary?.detail ?? `all ${cmp.compared} golden measurements match`)
-        : fail('gpu.measurements', bad.map((c) => c.detail).join('; ')));
-    } else {
-      measres = 'fail';
-      checks.push(fail('gpu.measurements', 'not compared: golden values need both the driver RIM and the VBIOS RIM to verify (see gpu.rim.driver / gpu.rim.vbios)'));
-    }
+    return { checks: [warn('gpu.rim.driver', why), warn('gpu.rim.vbios', why), warn('gpu.measurements', why)], measres: 'not-checked', mismatches: [] };
   }
+  const o = report.opaque;
+  const { driverId, vbiosId, idError } = ids;
+  const extraRoots = simulated && options.simulatedRoots?.rimRoot ? [options.simulatedRoots.rimRoot] : [];
+  const d = driverId === undefined
+    ? { check: fail('gpu.rim.driver', `cannot name the driver RIM: ${idError ?? 'the report has no driver version or the architecture is unknown'}`) }
+    : rimCheck('gpu.rim.driver', 'driver', driverId, options.rims?.driver ?? options.rims?.byId?.get(driverId), o.driverVersion, options.at, extraRoots, false);
+  const v = vbiosId === undefined
+    ? { check: fail('gpu.rim.vbios', `cannot name the VBIOS RIM: ${idError ?? 'the report lacks PROJECT / PROJECT_SKU / CHIP_SKU / VBIOS_VERSION'}`) }
+    : rimCheck('gpu.rim.vbios', 'VBIOS', vbiosId, options.rims?.vbios ?? options.rims?.byId?.get(vbiosId), o.vbiosVersion, options.at, extraRoots, true);
+  const oemid = d.rim?.manufacturerId;
+  const step = (measurements: Check, measres: GpuClaims['measres'], mismatches: MeasurementMismatch[]): GoldenStep =>
+    ({ checks: [d.check, v.check, measurements], measres, mismatches, ...(oemid !== undefined ? { oemid } : {}) });
+  if (!(d.check.ok && v.check.ok && d.rim && v.rim)) {
+    return step(fail('gpu.measurements', 'not compared: golden values need both the driver RIM and the VBIOS RIM to verify (see gpu.rim.driver / gpu.rim.vbios)'), 'fail', []);
+  }
+  const cmp = compareMeasurementsDetailed(report.measurements, d.rim, v.rim, o.nvdec0Status === undefined ? {} : { nvdec0Status: o.nvdec0Status });
+  const bad = cmp.checks.filter((c) => !c.ok);
+  const summary = cmp.checks.find((c) => c.name === 'rim.measurements');
+  return bad.length === 0
+    ? step(pass('gpu.measurements', summary?.detail ?? `all ${cmp.compared} golden measurements match`), 'success', cmp.mismatches)
+    : step(fail('gpu.measurements', bad.map((c) => c.detail).join('; ')), 'fail', cmp.mismatches);
+}
 
-  // 10. Revocation of the device chain's intermediates (positions 1 .. n-2, §2.1 step 4).
-  const revocation: GpuClaims['revocation'] = [];
+/** Revocation of the device chain's intermediates (positions 1 .. n-2, §2.1 step 4). */
+function checkChainRevocation(verifiedChain: readonly ParsedCert[], options: GpuReportVerifyOptions, skipped: boolean): { check: Check; states: GpuClaims['revocation'] } {
+  const states: GpuClaims['revocation'] = [];
   const covered = verifiedChain.length >= 3 ? verifiedChain.slice(1, -1).map((c, i) => ({ cert: c, issuer: verifiedChain[i + 2]!, index: i + 1 })) : [];
-  if (skip.has('revocation')) {
-    covered.forEach((c) => revocation.push({ index: c.index, subject: c.cert.cn, state: 'not-checked' }));
-    checks.push(warn('gpu.revocation', 'revocation not checked (skipped by request, --skip revocation)'));
-  } else if (!options.ocsp || options.ocsp.length === 0) {
-    covered.forEach((c) => revocation.push({ index: c.index, subject: c.cert.cn, state: 'not-checked' }));
-    checks.push(warn('gpu.revocation', 'revocation not checked: no OCSP responses supplied for the device chain (fetch them with the collateral cache, or pass --ocsp)'));
-  } else {
-    checks.push(revocationCheck(options.ocsp, covered, at, { graceSeconds: options.ocspGraceSeconds ?? 0, allowHold: options.allowHoldCert === true }, revocation));
+  const notChecked = () => covered.forEach((c) => states.push({ index: c.index, subject: c.cert.cn, state: 'not-checked' }));
+  if (skipped) {
+    notChecked();
+    return { check: warn('gpu.revocation', 'revocation not checked (skipped by request, --skip revocation)'), states };
   }
+  if (!options.ocsp || options.ocsp.length === 0) {
+    notChecked();
+    return { check: warn('gpu.revocation', 'revocation not checked: no OCSP responses supplied for the device chain (fetch them with the collateral cache, or pass --ocsp)'), states };
+  }
+  const check = revocationCheck(options.ocsp, covered, options.at, { graceSeconds: options.ocspGraceSeconds ?? 0, allowHold: options.allowHoldCert === true }, states);
+  return { check, states };
+}
 
-  if (simulated) checks.push(pass('gpu.simulated', 'SIMULATED: GPU evidence is signed by a software test root, trusted only because simulation is enabled'));
-
+/** The claims: what the report, the chain and the steps established (optional fields only when known). */
+function gpuClaims(
+  report: GpuReport,
+  facts: { arch: GpuArch | undefined; certs: ParsedCert[] | undefined; ids: RimIds; golden: GoldenStep; revocation: GpuClaims['revocation']; earliestNotAfter: Date | undefined; cc: GpuCcStateInput | undefined },
+): GpuClaims {
+  const o = report.opaque;
+  const { arch, certs, ids, golden, earliestNotAfter, cc } = facts;
+  const measres = golden.measres;
+  const leaf = certs?.[0];
   const claims: GpuClaims = {
     nonce: bytesToHex(report.request.nonce),
     reportSha384: createHash('sha384').update(report.bytes).digest('hex'),
     measres,
     secboot: measres === 'success' ? true : null,
     dbgstat: measres === 'success' ? 'disabled' : null,
-    mismatchedMeasurements: mismatches,
-    revocation,
+    mismatchedMeasurements: golden.mismatches,
+    revocation: facts.revocation,
   };
   if (arch) claims.arch = arch;
   if (certs?.[1]) claims.hwmodel = certs[1].cn;
   if (leaf) claims.ueid = leaf.serial.toString(10);
-  if (driverVersion !== undefined) claims.driverVersion = driverVersion;
-  if (vbiosVersion !== undefined) claims.vbiosVersion = vbiosVersion;
+  if (o.driverVersion !== undefined) claims.driverVersion = o.driverVersion;
+  if (o.vbiosVersion !== undefined) claims.vbiosVersion = o.vbiosVersion;
   if (o.fwid) claims.fwid = bytesToHex(o.fwid);
   if (o.project !== undefined) claims.project = o.project;
   if (o.projectSku !== undefined) claims.projectSku = o.projectSku;
@@ -311,12 +371,12 @@ export function verifyGpuReport(evidence: GpuEvidenceInput, options: GpuReportVe
   if (o.opaqueDataVersion !== undefined) claims.opaqueDataVersion = o.opaqueDataVersion;
   if (o.featureFlag !== undefined) claims.featureFlag = o.featureFlag;
   if (o.switchPdis !== undefined) claims.switchPdis = o.switchPdis;
-  if (driverId) claims.driverRimId = driverId;
-  if (vbiosId) claims.vbiosRimId = vbiosId;
-  if (oemid !== undefined) claims.oemid = oemid;
+  if (ids.driverId) claims.driverRimId = ids.driverId;
+  if (ids.vbiosId) claims.vbiosRimId = ids.vbiosId;
+  if (golden.oemid !== undefined) claims.oemid = golden.oemid;
   if (earliestNotAfter) claims.certChainExpiration = earliestNotAfter.toISOString();
   if (cc) claims.cc = { ccEnabled: cc.ccEnabled, devToolsMode: cc.devToolsMode, environment: cc.environment };
-  return resultOf(checks, claims, simulated);
+  return claims;
 }
 
 function versionCheck(name: string, what: string, reported: string | undefined, nvml: string | undefined, caseInsensitive: boolean): Check {

@@ -99,186 +99,234 @@ function checkChipId(r: SnpReport, kind: LeafKind, ext: AmdCertExtensions, produ
 }
 
 export function verifySnpReport(input: SnpVerifyInput, options: SnpReportVerifyOptions): SnpReportVerification {
-  const checks: Check[] = [];
   const at = options.at;
 
-  // --- the report itself
-  let r: SnpReport;
-  try {
-    r = parseSnpReport(input.report);
-  } catch (err) {
-    if (!(err instanceof ParseError)) throw err;
-    return resultOf<SnpClaims>([fail('snp.report.parse', `${err.message}; expected a raw 1184-byte ATTESTATION_REPORT`)], undefined);
-  }
-  checks.push(pass('snp.report.parse', `report version ${r.version}, ${input.report.length} bytes`));
-  checks.push(
-    r.signatureAlgo === SNP_SIG_ALGO_ECDSA_P384_SHA384
-      ? pass('snp.signature.algo', 'SIGNATURE_ALGO 1 (ECDSA P-384 with SHA-384)')
-      : fail('snp.signature.algo', `SIGNATURE_ALGO ${r.signatureAlgo} is not 1 (ECDSA P-384 with SHA-384); unsupported or forged report`),
-  );
+  const parsed = checkReportParses(input.report);
+  if (!parsed.report) return resultOf<SnpClaims>([parsed.check], undefined);
+  const r = parsed.report;
+  const checks: Check[] = [parsed.check, checkSignatureAlgo(r)];
 
-  // --- collateral
-  let supplied: SuppliedCert[] = [];
-  let certError: string | undefined;
-  try {
-    supplied = classifyCertificates(input.certificates ?? []);
-  } catch (err) {
-    if (!(err instanceof ParseError)) throw err;
-    certError = err.message;
-  }
-  const crls: ParsedCrl[] = [];
-  let crlError: string | undefined;
-  (input.crls ?? []).forEach((der, i) => {
-    try {
-      crls.push(parseCrl(der));
-    } catch (err) {
-      if (!(err instanceof ParseError)) throw err;
-      crlError ??= `CRL #${i + 1} is malformed: ${err.message}`;
-    }
-  });
-
-  // --- endorsement key (VCEK vs VLEK per SIGNER_INFO)
-  const keyName = r.signerInfo.signingKeyName;
-  const kind: LeafKind | undefined = keyName === 'vcek' || keyName === 'vlek' ? keyName : undefined;
-  let leaf: SuppliedCert | undefined;
-  let ext: AmdCertExtensions | undefined;
-  {
-    const name = 'snp.cert.endorsement-key';
-    const unknown = supplied.find((s) => s.role === 'unknown');
-    if (certError) checks.push(fail(name, `certificates unusable: ${certError}`));
-    else if (!kind) checks.push(fail(name, `SIGNER_INFO.SIGNING_KEY=${r.signerInfo.signingKey} (${keyName}): the report is not signed by a VCEK or VLEK`));
-    else if (unknown) checks.push(fail(name, `certificate "${unknown.cert.subjectCn}" is not an AMD SEV certificate (expected SEV-VCEK/SEV-VLEK, SEV-<P>, SEV-VLEK-<P>, ARK-<P>)`));
-    else {
-      const leaves = supplied.filter((s) => s.role === kind);
-      const other = supplied.filter((s) => s.role === (kind === 'vcek' ? 'vlek' : 'vcek'));
-      if (leaves.length === 0) {
-        const hint = kind === 'vcek' && r.product ? `; fetch it from ${kdsVcekUrl(r, r.product)}` : kind === 'vlek' ? '; VLEKs come from the extended report certificate table' : '';
-        const instead = other.length > 0 ? ` (a ${LEAF_LABEL[other[0]!.role as LeafKind]} was supplied instead)` : '';
-        checks.push(fail(name, `SIGNER_INFO says a ${LEAF_LABEL[kind]} signed this report but none was supplied${instead}${hint}`));
-      } else if (leaves.length > 1 || other.length > 0) {
-        checks.push(fail(name, `ambiguous collateral: ${leaves.length + other.length} VCEK/VLEK certificates supplied; pass exactly one ${LEAF_LABEL[kind]}`));
-      } else {
-        leaf = leaves[0]!;
-        try {
-          ext = parseAmdCertExtensions(leaf.cert.der);
-        } catch (err) {
-          if (!(err instanceof ParseError)) throw err;
-          checks.push(fail(name, `${LEAF_LABEL[kind]} AMD extensions are malformed: ${err.message}`));
-        }
-        const problem = ext ? leafProblems(leaf, kind, ext) : 'n/a';
-        if (ext && problem) checks.push(fail(name, problem));
-        if (!ext || problem) leaf = undefined;
-        else {
-          checks.push(pass(name, `${LEAF_LABEL[kind]} (SIGNER_INFO.SIGNING_KEY=${r.signerInfo.signingKey}), productName "${ext.productName}"${ext.cspId ? `, CSP ${ext.cspId}` : ''}, serial 0x${leaf.cert.serial.toString(16)}`));
-        }
-      }
-    }
-  }
-  const notChecked = (what: string) => `not checked: ${what}`;
-  const noLeaf = notChecked(`no usable ${kind ? LEAF_LABEL[kind] : 'endorsement key'} (see snp.cert.endorsement-key)`);
-
-  // --- product line: CPUID (v3+) is authoritative, the VCEK productName must agree; v2 has only the VCEK
-  let product: SnpProduct | undefined;
-  {
-    const name = 'snp.product';
-    const certProduct = ext ? productLine(ext.productName) : undefined;
-    if (r.version >= 3) {
-      const cpu = r.cpuid!;
-      const cpuText = `CPUID family 0x${cpu.family.toString(16)} model 0x${cpu.model.toString(16)} stepping ${cpu.stepping}`;
-      if (!r.product) checks.push(fail(name, `${cpuText} is not a known SEV-SNP product (Milan, Genoa, Turin)`));
-      else if (ext && certProduct !== r.product) {
-        checks.push(fail(name, `report ${cpuText} is ${r.product} but the ${LEAF_LABEL[kind!]} productName is "${ext.productName}"; this certificate is for another product line`));
-      } else {
-        product = r.product;
-        checks.push(pass(name, `${product} from ${cpuText}${ext ? `; ${LEAF_LABEL[kind!]} productName "${ext.productName}" agrees` : ''}`));
-      }
-    } else if (!ext) {
-      checks.push(fail(name, `${notChecked('a version 2 report carries no CPUID and no VCEK productName is available')}`));
-    } else if (!certProduct) {
-      checks.push(fail(name, `version 2 report: product taken from the ${LEAF_LABEL[kind!]} productName "${ext.productName}", which is not a known product`));
-    } else {
-      product = certProduct;
-      checks.push(pass(name, `${product} from the ${LEAF_LABEL[kind!]} productName "${ext.productName}" (version 2 report has no CPUID)`));
-    }
-  }
-
-  // --- chain to pinned (or explicitly enabled simulated) roots
-  let roots: AmdProductRoots | undefined;
-  let simulated = false;
-  if (product) {
-    const pinned = pinnedAmdRoots(product);
-    const sims = (options.simulatedRoots ?? []).filter((s) => productLine(s.product) === product).map(simulatedAmdRoots);
-    roots = pinned;
-    let leafVerified = false;
-    if (leaf && kind) {
-      const selected = selectRoots(leaf.cert, kind, [pinned, ...sims]);
-      if (selected) {
-        roots = selected;
-        simulated = selected.simulated;
-        leafVerified = true;
-      } else if (sims.length > 0 && !intermediateOf(pinned, kind)) {
-        roots = sims[0]!;
-      }
-      checks.push(...checkChain({
-        leaf: leaf.cert,
-        kind,
-        suppliedIntermediates: supplied.filter((s) => s.role === (kind === 'vcek' ? 'ask' : 'asvk')).map((s) => s.cert),
-        suppliedArks: supplied.filter((s) => s.role === 'ark').map((s) => s.cert),
-        roots,
-        leafVerified,
-        at,
-      }));
-    } else {
-      for (const n of ['snp.chain.ask', 'snp.chain.ark', 'snp.cert.validity']) checks.push(fail(n, noLeaf));
-    }
-  } else {
-    for (const n of ['snp.chain.ask', 'snp.chain.ark', 'snp.cert.validity']) checks.push(fail(n, notChecked('the product line (and so the pinned roots) is unknown (see snp.product)')));
-  }
-
-  // --- the report signature
-  if (leaf) {
-    const ok = verifyReportSignature(r.raw, leaf.cert.publicKey());
-    const masked = r.signerInfo.maskChipKey ? ' (SIGNER_INFO.MASK_CHIP_KEY=1: the firmware was told not to sign with the chip key)' : '';
-    checks.push(
-      ok
-        ? pass('snp.signature', `ECDSA P-384/SHA-384 signature over bytes [0x0, 0x2A0) verifies with the ${LEAF_LABEL[kind!]}`)
-        : fail('snp.signature', `report signature does not verify with the supplied ${LEAF_LABEL[kind!]}${masked}: the report was altered or the ${LEAF_LABEL[kind!]} belongs to another chip/TCB`),
-    );
-  } else checks.push(fail('snp.signature', noLeaf));
-
-  // --- revocation (CRL signed by the ARK)
-  if (crlError) checks.push(fail('snp.revocation', crlError));
-  else if (roots && leaf && kind) {
-    const ark = parsedRoot(roots.ark);
-    const ca = intermediateOf(roots, kind);
-    checks.push(checkRevocation(crls, { name: ark.subjectCn || `ARK-${roots.product}`, subjectDer: ark.subjectDer, publicKey: roots.ark.publicKey, allowedAlgs: allowedAlgs(roots), crlUrl: kdsUrl(kdsCrlPath(roots.product, kind)) }, [
-      { label: LEAF_LABEL[kind], serial: leaf.cert.serial },
-      ...(ca ? [{ label: `${kind === 'vcek' ? 'ASK' : 'ASVK'} ${parsedRoot(ca).subjectCn}`, serial: parsedRoot(ca).serial }] : []),
-    ], at));
-  } else checks.push(fail('snp.revocation', leaf ? notChecked('unknown product line') : noLeaf));
-
-  // --- binding of the key to this report's TCB and chip
-  if (leaf && ext && kind && product) {
-    checks.push(checkVcekTcb(ext, r.reportedTcb.raw, r.currentTcb.raw, product, LEAF_LABEL[kind]));
-    checks.push(checkChipId(r, kind, ext, product));
-  } else {
-    const why = leaf ? notChecked('unknown product line (TCB layout)') : noLeaf;
-    checks.push(fail('snp.tcb.vcek-match', why), fail('snp.chip-id', why));
-  }
+  const collateral = readCollateral(input);
+  const endorsement = checkEndorsementKey(r, collateral);
+  checks.push(endorsement.check);
+  const { leaf, ext, kind } = endorsement;
+  const noLeaf = noLeafReason(kind);
+  const product = checkProduct(r, ext, kind);
+  checks.push(product.check);
+  const chain = checkChainToRoots(product.product, leaf, kind, collateral.supplied, options.simulatedRoots, at, noLeaf);
+  checks.push(...chain.checks);
+  checks.push(checkSignature(r, leaf, kind, noLeaf));
+  checks.push(checkLeafRevocation(collateral, chain.roots, leaf, kind, at, noLeaf));
+  checks.push(...checkKeyBinding(r, leaf, ext, kind, product.product, noLeaf));
 
   // --- report content
   const rd = checkReportData(r, options.expectedReportData);
   if (rd) checks.push(rd);
-  checks.push(
-    r.nonZeroReserved.length === 0
-      ? pass('snp.reserved', 'all must-be-zero fields are zero')
-      : fail('snp.reserved', `must-be-zero fields are set: ${r.nonZeroReserved.join(', ')}; the report is malformed or from unsupported firmware`),
-  );
+  checks.push(checkReserved(r));
   // Simulation is flagged on the result (simulated: true) and by this check's detail; it does not by
   // itself downgrade the status, so a simulated fleet can exercise the full affirming path end to end.
-  if (simulated) checks.push(pass('snp.simulated', 'SIMULATED: signed by simulator test roots, trusted only because simulation is enabled; not evidence of real hardware'));
+  if (chain.simulated) checks.push(pass('snp.simulated', 'SIMULATED: signed by simulator test roots, trusted only because simulation is enabled; not evidence of real hardware'));
 
-  return withReport(resultOf(checks, snpClaims(r, { ...(product ? { product } : {}), ...(ext ? { productName: ext.productName } : {}), ...(ext?.cspId ? { cspId: ext.cspId } : {}) }), simulated), r, product);
+  const p = product.product;
+  return withReport(resultOf(checks, snpClaims(r, { ...(p ? { product: p } : {}), ...(ext ? { productName: ext.productName } : {}), ...(ext?.cspId ? { cspId: ext.cspId } : {}) }), chain.simulated), r, p);
+}
+
+const notChecked = (what: string) => `not checked: ${what}`;
+
+/** Why a check that needs the endorsement key was not performed. */
+function noLeafReason(kind: LeafKind | undefined): string {
+  return notChecked(`no usable ${kind ? LEAF_LABEL[kind] : 'endorsement key'} (see snp.cert.endorsement-key)`);
+}
+
+/** The report itself: a raw ATTESTATION_REPORT that parses. */
+function checkReportParses(bytes: Uint8Array): { check: Check; report?: SnpReport } {
+  let r: SnpReport;
+  try {
+    r = parseSnpReport(bytes);
+  } catch (err) {
+    if (!(err instanceof ParseError)) throw err;
+    return { check: fail('snp.report.parse', `${err.message}; expected a raw 1184-byte ATTESTATION_REPORT`) };
+  }
+  return { check: pass('snp.report.parse', `report version ${r.version}, ${bytes.length} bytes`), report: r };
+}
+
+/** SIGNATURE_ALGO is the one algorithm SEV-SNP defines (ECDSA P-384 with SHA-384). */
+function checkSignatureAlgo(r: SnpReport): Check {
+  return r.signatureAlgo === SNP_SIG_ALGO_ECDSA_P384_SHA384
+    ? pass('snp.signature.algo', 'SIGNATURE_ALGO 1 (ECDSA P-384 with SHA-384)')
+    : fail('snp.signature.algo', `SIGNATURE_ALGO ${r.signatureAlgo} is not 1 (ECDSA P-384 with SHA-384); unsupported or forged report`);
+}
+
+interface Collateral {
+  supplied: SuppliedCert[];
+  /** Why the certificates are unusable, when they are. */
+  certError?: string;
+  crls: ParsedCrl[];
+  /** The first malformed CRL, when there is one. */
+  crlError?: string;
+}
+
+/** The supplied certificates classified and CRLs parsed; problems are kept for the checks that need them. */
+function readCollateral(input: SnpVerifyInput): Collateral {
+  const collateral: Collateral = { supplied: [], crls: [] };
+  try {
+    collateral.supplied = classifyCertificates(input.certificates ?? []);
+  } catch (err) {
+    if (!(err instanceof ParseError)) throw err;
+    collateral.certError = err.message;
+  }
+  (input.crls ?? []).forEach((der, i) => {
+    try {
+      collateral.crls.push(parseCrl(der));
+    } catch (err) {
+      if (!(err instanceof ParseError)) throw err;
+      collateral.crlError ??= `CRL #${i + 1} is malformed: ${err.message}`;
+    }
+  });
+  return collateral;
+}
+
+interface EndorsementStep {
+  check: Check;
+  /** What SIGNER_INFO says signed the report, when it is a VCEK or VLEK. */
+  kind?: LeafKind;
+  /** The one usable leaf certificate of that kind. */
+  leaf?: SuppliedCert;
+  /** Its AMD extensions; present whenever they parsed, even if the leaf is then rejected. */
+  ext?: AmdCertExtensions;
+}
+
+/** Endorsement key (VCEK vs VLEK per SIGNER_INFO): exactly one well-formed leaf of that kind was supplied. */
+function checkEndorsementKey(r: SnpReport, collateral: Collateral): EndorsementStep {
+  const name = 'snp.cert.endorsement-key';
+  const { supplied, certError } = collateral;
+  const keyName = r.signerInfo.signingKeyName;
+  const kind: LeafKind | undefined = keyName === 'vcek' || keyName === 'vlek' ? keyName : undefined;
+  const unknown = supplied.find((s) => s.role === 'unknown');
+  if (certError) return { check: fail(name, `certificates unusable: ${certError}`), ...(kind ? { kind } : {}) };
+  if (!kind) return { check: fail(name, `SIGNER_INFO.SIGNING_KEY=${r.signerInfo.signingKey} (${keyName}): the report is not signed by a VCEK or VLEK`) };
+  if (unknown) return { check: fail(name, `certificate "${unknown.cert.subjectCn}" is not an AMD SEV certificate (expected SEV-VCEK/SEV-VLEK, SEV-<P>, SEV-VLEK-<P>, ARK-<P>)`), kind };
+  const leaves = supplied.filter((s) => s.role === kind);
+  const other = supplied.filter((s) => s.role === (kind === 'vcek' ? 'vlek' : 'vcek'));
+  if (leaves.length === 0) {
+    const hint = kind === 'vcek' && r.product ? `; fetch it from ${kdsVcekUrl(r, r.product)}` : kind === 'vlek' ? '; VLEKs come from the extended report certificate table' : '';
+    const instead = other.length > 0 ? ` (a ${LEAF_LABEL[other[0]!.role as LeafKind]} was supplied instead)` : '';
+    return { check: fail(name, `SIGNER_INFO says a ${LEAF_LABEL[kind]} signed this report but none was supplied${instead}${hint}`), kind };
+  }
+  if (leaves.length > 1 || other.length > 0) {
+    return { check: fail(name, `ambiguous collateral: ${leaves.length + other.length} VCEK/VLEK certificates supplied; pass exactly one ${LEAF_LABEL[kind]}`), kind };
+  }
+  const leaf = leaves[0]!;
+  let ext: AmdCertExtensions;
+  try {
+    ext = parseAmdCertExtensions(leaf.cert.der);
+  } catch (err) {
+    if (!(err instanceof ParseError)) throw err;
+    return { check: fail(name, `${LEAF_LABEL[kind]} AMD extensions are malformed: ${err.message}`), kind };
+  }
+  const problem = leafProblems(leaf, kind, ext);
+  if (problem) return { check: fail(name, problem), kind, ext };
+  return {
+    check: pass(name, `${LEAF_LABEL[kind]} (SIGNER_INFO.SIGNING_KEY=${r.signerInfo.signingKey}), productName "${ext.productName}"${ext.cspId ? `, CSP ${ext.cspId}` : ''}, serial 0x${leaf.cert.serial.toString(16)}`),
+    kind,
+    leaf,
+    ext,
+  };
+}
+
+/** Product line: CPUID (v3+) is authoritative, the VCEK productName must agree; v2 has only the VCEK. */
+function checkProduct(r: SnpReport, ext: AmdCertExtensions | undefined, kind: LeafKind | undefined): { check: Check; product?: SnpProduct } {
+  const name = 'snp.product';
+  const certProduct = ext ? productLine(ext.productName) : undefined;
+  if (r.version >= 3) {
+    const cpu = r.cpuid!;
+    const cpuText = `CPUID family 0x${cpu.family.toString(16)} model 0x${cpu.model.toString(16)} stepping ${cpu.stepping}`;
+    if (!r.product) return { check: fail(name, `${cpuText} is not a known SEV-SNP product (Milan, Genoa, Turin)`) };
+    if (ext && certProduct !== r.product) {
+      return { check: fail(name, `report ${cpuText} is ${r.product} but the ${LEAF_LABEL[kind!]} productName is "${ext.productName}"; this certificate is for another product line`) };
+    }
+    const product = r.product;
+    return { check: pass(name, `${product} from ${cpuText}${ext ? `; ${LEAF_LABEL[kind!]} productName "${ext.productName}" agrees` : ''}`), product };
+  }
+  if (!ext) return { check: fail(name, `${notChecked('a version 2 report carries no CPUID and no VCEK productName is available')}`) };
+  if (!certProduct) return { check: fail(name, `version 2 report: product taken from the ${LEAF_LABEL[kind!]} productName "${ext.productName}", which is not a known product`) };
+  return { check: pass(name, `${certProduct} from the ${LEAF_LABEL[kind!]} productName "${ext.productName}" (version 2 report has no CPUID)`), product: certProduct };
+}
+
+/** Chain to the pinned (or explicitly enabled simulated) roots of the product line. */
+function checkChainToRoots(
+  product: SnpProduct | undefined,
+  leaf: SuppliedCert | undefined,
+  kind: LeafKind | undefined,
+  supplied: readonly SuppliedCert[],
+  simulatedRoots: SimulatedRootsInput[] | undefined,
+  at: Date,
+  noLeaf: string,
+): { checks: Check[]; roots?: AmdProductRoots; simulated: boolean } {
+  const names = ['snp.chain.ask', 'snp.chain.ark', 'snp.cert.validity'];
+  if (!product) return { checks: names.map((n) => fail(n, notChecked('the product line (and so the pinned roots) is unknown (see snp.product)'))), simulated: false };
+  const pinned = pinnedAmdRoots(product);
+  const sims = (simulatedRoots ?? []).filter((s) => productLine(s.product) === product).map(simulatedAmdRoots);
+  if (!leaf || !kind) return { checks: names.map((n) => fail(n, noLeaf)), roots: pinned, simulated: false };
+  let roots: AmdProductRoots = pinned;
+  let simulated = false;
+  let leafVerified = false;
+  const selected = selectRoots(leaf.cert, kind, [pinned, ...sims]);
+  if (selected) {
+    roots = selected;
+    simulated = selected.simulated;
+    leafVerified = true;
+  } else if (sims.length > 0 && !intermediateOf(pinned, kind)) {
+    roots = sims[0]!;
+  }
+  const checks = checkChain({
+    leaf: leaf.cert,
+    kind,
+    suppliedIntermediates: supplied.filter((s) => s.role === (kind === 'vcek' ? 'ask' : 'asvk')).map((s) => s.cert),
+    suppliedArks: supplied.filter((s) => s.role === 'ark').map((s) => s.cert),
+    roots,
+    leafVerified,
+    at,
+  });
+  return { checks, roots, simulated };
+}
+
+/** The report signature verifies with the endorsement key. */
+function checkSignature(r: SnpReport, leaf: SuppliedCert | undefined, kind: LeafKind | undefined, noLeaf: string): Check {
+  if (!leaf) return fail('snp.signature', noLeaf);
+  const ok = verifyReportSignature(r.raw, leaf.cert.publicKey());
+  const masked = r.signerInfo.maskChipKey ? ' (SIGNER_INFO.MASK_CHIP_KEY=1: the firmware was told not to sign with the chip key)' : '';
+  return ok
+    ? pass('snp.signature', `ECDSA P-384/SHA-384 signature over bytes [0x0, 0x2A0) verifies with the ${LEAF_LABEL[kind!]}`)
+    : fail('snp.signature', `report signature does not verify with the supplied ${LEAF_LABEL[kind!]}${masked}: the report was altered or the ${LEAF_LABEL[kind!]} belongs to another chip/TCB`);
+}
+
+/** Revocation: the leaf and its intermediate are not on the product's CRL (signed by the ARK). */
+function checkLeafRevocation(collateral: Collateral, roots: AmdProductRoots | undefined, leaf: SuppliedCert | undefined, kind: LeafKind | undefined, at: Date, noLeaf: string): Check {
+  if (collateral.crlError) return fail('snp.revocation', collateral.crlError);
+  if (!(roots && leaf && kind)) return fail('snp.revocation', leaf ? notChecked('unknown product line') : noLeaf);
+  const ark = parsedRoot(roots.ark);
+  const ca = intermediateOf(roots, kind);
+  return checkRevocation(collateral.crls, { name: ark.subjectCn || `ARK-${roots.product}`, subjectDer: ark.subjectDer, publicKey: roots.ark.publicKey, allowedAlgs: allowedAlgs(roots), crlUrl: kdsUrl(kdsCrlPath(roots.product, kind)) }, [
+    { label: LEAF_LABEL[kind], serial: leaf.cert.serial },
+    ...(ca ? [{ label: `${kind === 'vcek' ? 'ASK' : 'ASVK'} ${parsedRoot(ca).subjectCn}`, serial: parsedRoot(ca).serial }] : []),
+  ], at);
+}
+
+/** Binding of the key to this report's TCB and chip. */
+function checkKeyBinding(r: SnpReport, leaf: SuppliedCert | undefined, ext: AmdCertExtensions | undefined, kind: LeafKind | undefined, product: SnpProduct | undefined, noLeaf: string): Check[] {
+  if (leaf && ext && kind && product) {
+    return [checkVcekTcb(ext, r.reportedTcb.raw, r.currentTcb.raw, product, LEAF_LABEL[kind]), checkChipId(r, kind, ext, product)];
+  }
+  const why = leaf ? notChecked('unknown product line (TCB layout)') : noLeaf;
+  return [fail('snp.tcb.vcek-match', why), fail('snp.chip-id', why)];
+}
+
+/** Every must-be-zero field of the report is zero. */
+function checkReserved(r: SnpReport): Check {
+  return r.nonZeroReserved.length === 0
+    ? pass('snp.reserved', 'all must-be-zero fields are zero')
+    : fail('snp.reserved', `must-be-zero fields are set: ${r.nonZeroReserved.join(', ')}; the report is malformed or from unsupported firmware`);
 }
 
 function withReport(result: VerificationResult<SnpClaims>, report: SnpReport, product: SnpProduct | undefined): SnpReportVerification {
