@@ -709,7 +709,7 @@ static napi_value js_set_library(napi_env env, napi_callback_info info) {
   napi_valuetype t = napi_undefined;
   if (argc > 0) napi_typeof(env, argv[0], &t);
   if (t != napi_string && t != napi_null && t != napi_undefined) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "NVML library path must be a string or null");
+    napi_throw_type_error(env, "ERR_INVALID_ARGUMENT", "NVML library path must be a string or null");
     return NULL;
   }
   char path[sizeof lib_path_arg];
@@ -718,12 +718,12 @@ static napi_value js_set_library(napi_env env, napi_callback_info info) {
   if (t == napi_string) {
     CVM_CALL(env, napi_get_value_string_utf8(env, argv[0], NULL, 0, &len));
     if (len == 0 || len >= sizeof path) {
-      napi_throw_range_error(env, "ERR_INVALID_ARG_VALUE", "NVML library path must be 1 to 4095 bytes");
+      napi_throw_range_error(env, "ERR_INVALID_ARGUMENT", "NVML library path must be 1 to 4095 bytes");
       return NULL;
     }
     CVM_CALL(env, napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len));
     if (strlen(path) != len) {
-      napi_throw_range_error(env, "ERR_INVALID_ARG_VALUE", "NVML library path must not contain NUL");
+      napi_throw_range_error(env, "ERR_INVALID_ARGUMENT", "NVML library path must not contain NUL");
       return NULL;
     }
   }

@@ -49,7 +49,7 @@ describe('syslog priority prefix', () => {
 
 describe('createLogger, end to end in a child process', () => {
   const TSX = pathToFileURL(createRequire(join(repoRoot, 'package.json')).resolve('tsx')).href;
-  const LOG = pathToFileURL(join(repoRoot, 'agent', 'log.ts')).href;
+  const LOG = pathToFileURL(join(repoRoot, 'agent', 'util', 'log.ts')).href;
   const script = `const { createLogger } = await import(${JSON.stringify(LOG)});
 const l = createLogger('trace');
 l.trace('t'); l.debug('d'); l.info('i'); l.warn('w'); l.error('e'); l.fatal('f');
