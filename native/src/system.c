@@ -129,18 +129,28 @@ static napi_value sd_notify(napi_env env, napi_callback_info info) {
   return result;
 }
 
-/* peerCredentials(fd: number) -> {pid, uid, gid} of the process that connected (SO_PEERCRED). */
-static napi_value peer_credentials(napi_env env, napi_callback_info info) {
+/* The one argument of the peer-credential calls: a socket descriptor. False (with a TypeError
+ * pending) when it is missing or not a number. */
+static bool fd_argument(napi_env env, napi_callback_info info, int32_t *fd) {
   size_t argc = 1;
   napi_value argv[1];
-  CVM_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  int32_t fd = -1;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {
+    napi_throw_error(env, "ERR_NAPI", "napi_get_cb_info failed");
+    return false;
+  }
   napi_valuetype t = napi_undefined;
   if (argc >= 1) napi_typeof(env, argv[0], &t);
-  if (t != napi_number || napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
+  if (t != napi_number || napi_get_value_int32(env, argv[0], fd) != napi_ok) {
     napi_throw_type_error(env, "ERR_INVALID_ARGUMENT", "fd must be a number");
-    return NULL;
+    return false;
   }
+  return true;
+}
+
+/* peerCredentials(fd: number) -> {pid, uid, gid} of the process that connected (SO_PEERCRED). */
+static napi_value peer_credentials(napi_env env, napi_callback_info info) {
+  int32_t fd = -1;
+  if (!fd_argument(env, info, &fd)) return NULL;
   struct ucred cred;
   socklen_t len = sizeof cred;
   memset(&cred, 0, sizeof cred);
@@ -161,16 +171,8 @@ static napi_value peer_credentials(napi_env env, napi_callback_info info) {
  * needs when the buffer is too small, so the second try fits; the loop is bounded all the same.
  * ENOPROTOOPT: a kernel older than 4.13. */
 static napi_value peer_groups(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CVM_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t fd = -1;
-  napi_valuetype t = napi_undefined;
-  if (argc >= 1) napi_typeof(env, argv[0], &t);
-  if (t != napi_number || napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
-    napi_throw_type_error(env, "ERR_INVALID_ARGUMENT", "fd must be a number");
-    return NULL;
-  }
+  if (!fd_argument(env, info, &fd)) return NULL;
   size_t cap = PEER_GROUPS_FIRST;
   gid_t *groups = NULL;
   socklen_t len = 0;
