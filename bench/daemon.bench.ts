@@ -69,17 +69,25 @@ export default async function (): Promise<BenchRow[]> {
   const dir = mkdtempSync(join(tmpdir(), 'cvm-bench-daemon-'));
   const socket = join(dir, 'api.sock');
   const config = join(dir, 'config.yaml');
-  writeFileSync(config, `tee: simulated\nsimulation: { gpus: 8, dir: ${dir}/sim/simulation }\napi: { socket: ${socket} }\nstate: { dir: ${dir}/state }\nschedule: { cron: "* * * * *", jitterSec: 0 }\nlog: { level: warn }\n`);
+  writeFileSync(
+    config,
+    `tee: simulated\nsimulation: { gpus: 8, dir: ${dir}/sim/simulation }\napi: { socket: ${socket} }\nstate: { dir: ${dir}/state }\nschedule: { cron: "* * * * *", jitterSec: 0 }\nlog: { level: warn }\n`,
+  );
   // Create the simulated roots once, so start-up timing measures the agent, not RSA key generation.
   // The demo keeps what a --dir already held (the simulation directory made here), and removes the rest.
   mkdirSync(join(dir, 'sim', 'simulation'), { recursive: true });
   const [bin0, ...pre0] = cliCommand();
-  await new Promise<void>((resolve) => spawn(bin0!, [...pre0, 'demo', '--gpus', '8', '--dir', join(dir, 'sim'), '--json'], { stdio: 'ignore' }).on('exit', () => resolve()));
+  await new Promise<void>((resolve) =>
+    spawn(bin0!, [...pre0, 'demo', '--gpus', '8', '--dir', join(dir, 'sim'), '--json'], { stdio: 'ignore' }).on('exit', () => resolve()),
+  );
 
   const notify = await NotifyReceiver.start(join(dir, 'notify.sock'));
   const [bin, ...pre] = cliCommand();
   const t0 = performance.now();
-  const child = spawn(bin!, [...pre, 'run', '--config', config], { env: { ...process.env, NOTIFY_SOCKET: notify.path }, stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn(bin!, [...pre, 'run', '--config', config], {
+    env: { ...process.env, NOTIFY_SOCKET: notify.path },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
   try {
     await notify.waitFor((m) => m.includes('READY=1'), 60_000);
     const ready = performance.now() - t0;
@@ -100,11 +108,23 @@ export default async function (): Promise<BenchRow[]> {
     }
     const b = readStat(pid);
     const ticks = 100; // USER_HZ on Linux
-    const cpuPct = (((b.cpuTicks - a.cpuTicks) / ticks) / ((performance.now() - w0) / 1000)) * 100;
-    rows.push({ name: `idle RSS over ${IDLE_SEC} s, one-minute schedule (max)`, medianMs: Math.max(...samples) / 1e6, unit: 'MB', target: '< 80 MB', note: `${samples.length} samples` });
+    const cpuPct = ((b.cpuTicks - a.cpuTicks) / ticks / ((performance.now() - w0) / 1000)) * 100;
+    rows.push({
+      name: `idle RSS over ${IDLE_SEC} s, one-minute schedule (max)`,
+      medianMs: Math.max(...samples) / 1e6,
+      unit: 'MB',
+      target: '< 80 MB',
+      note: `${samples.length} samples`,
+    });
     rows.push({ name: `idle CPU over ${IDLE_SEC} s, one-minute schedule`, medianMs: cpuPct, unit: '%', target: '< 0.5 %', note: 'of one core' });
     // Throughput: the same bytes from a bare node:http server on a Unix socket.
-    const bodyRes = await new Promise<Buffer>((resolve) => request({ socketPath: socket, path: '/v1/status' }, (res) => { const c: Buffer[] = []; res.on('data', (d: Buffer) => c.push(d)); res.on('end', () => resolve(Buffer.concat(c))); }).end());
+    const bodyRes = await new Promise<Buffer>((resolve) =>
+      request({ socketPath: socket, path: '/v1/status' }, (res) => {
+        const c: Buffer[] = [];
+        res.on('data', (d: Buffer) => c.push(d));
+        res.on('end', () => resolve(Buffer.concat(c)));
+      }).end(),
+    );
     const bareSock = join(dir, 'bare.sock');
     // The baseline runs in its own process too, so neither server shares a core with the load generator.
     const bodyFile = join(dir, 'status.json');
@@ -134,7 +154,6 @@ export default async function (): Promise<BenchRow[]> {
       target: 'throughput >= 0.7x bare (ratio <= 1.43)',
       note: `${agentRps.toFixed(0)} req/s vs ${bareRps.toFixed(0)} req/s = ${(agentRps / bareRps).toFixed(2)}x; p99 ${med(agentRuns.map((r) => r.p99)).toFixed(2)} ms vs ${med(bareRuns.map((r) => r.p99)).toFixed(2)} ms; ${bodyRes.length} B body; median of ${runs}`,
     });
-
   } finally {
     child.kill('SIGTERM');
     notify.stop();

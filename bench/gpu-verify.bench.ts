@@ -61,12 +61,21 @@ export default async function gpuVerifyBench(): Promise<BenchRow[]> {
     const nonce = Buffer.alloc(32, 9);
     const rims = simulatedRims(id);
     const list = id.gpus.map((g, i) => ({ report: buildSimulatedReport(id, i, { nonce }), certChainPem: g.chainPem }));
-    const options: GpuVerifyOptions = { at: new Date(), expectedNonce: nonce, rims: { byId: rims.byId }, simulatedRoots: simulatedRoots(id), skip: new Set(['revocation']) };
+    const options: GpuVerifyOptions = {
+      at: new Date(),
+      expectedNonce: nonce,
+      rims: { byId: rims.byId },
+      simulatedRoots: simulatedRoots(id),
+      skip: new Set(['revocation']),
+    };
     const check = await verifyGpus(list, options);
     if (!check.ok || check.perGpu.some((r) => r.claims?.measres !== 'success')) throw new Error('simulated GPUs did not verify');
     const simRoot = new X509Certificate(id.root.der);
     const rimRoot = new X509Certificate(id.rimRoot.der);
-    const floor = [...list.flatMap((ev) => deviceFloor(ev, simRoot)), ...Array.from({ length: 8 }, () => [...rimFloor(rims.driver, rimRoot), ...rimFloor(rims.vbios, rimRoot)]).flat()];
+    const floor = [
+      ...list.flatMap((ev) => deviceFloor(ev, simRoot)),
+      ...Array.from({ length: 8 }, () => [...rimFloor(rims.driver, rimRoot), ...rimFloor(rims.vbios, rimRoot)]).flat(),
+    ];
     const floorMs = await medianMs(() => runAll(floor), { runs: 21, inner: 3 });
     const ms = await medianMs(() => verifyGpus(list, options), { runs: 21, inner: 3 });
     rows.push({
@@ -82,7 +91,10 @@ export default async function gpuVerifyBench(): Promise<BenchRow[]> {
 
   // 2. The real 545 set x8 (NVIDIA-signed report, chain and RIMs), verified per GPU.
   const d = join(import.meta.dirname, '..', 'test', 'vectors', 'nvidia', 'nvtrust', 'hopper-545-complete');
-  const ev: GpuEvidenceInput = { report: reportBytesFromFile(readFileSync(join(d, 'attestationReport.txt'))), certChainPem: readFileSync(join(d, 'gpuAkCertChain.txt'), 'latin1') };
+  const ev: GpuEvidenceInput = {
+    report: reportBytesFromFile(readFileSync(join(d, 'attestationReport.txt'))),
+    certChainPem: readFileSync(join(d, 'gpuAkCertChain.txt'), 'latin1'),
+  };
   const driver = readFileSync(join(d, 'Driver_RIM_test_no_gpu.swidtag'), 'utf8');
   const vbios = readFileSync(join(d, '1010_0200_882_96005E0001_test_no_gpu.swidtag'), 'utf8');
   const opts545: GpuVerifyOptions = {

@@ -122,7 +122,11 @@ async function streamBench(sim: Sim, dir: string, tokenFile: string): Promise<Be
       if (i >= 20) lat.push(ackedAt.get(e.seq)! - t);
     }
     lat.sort((a, b) => a - b);
-    rows.push({ name: 'event latency append -> ack, one at a time (p50)', medianMs: percentile(lat, 50), note: `p99 ${percentile(lat, 99).toFixed(2)} ms, max ${lat[lat.length - 1]!.toFixed(2)} ms; ${L} events (append includes sign + fsync)` });
+    rows.push({
+      name: 'event latency append -> ack, one at a time (p50)',
+      medianMs: percentile(lat, 50),
+      note: `p99 ${percentile(lat, 99).toFixed(2)} ms, max ${lat[lat.length - 1]!.toFixed(2)} ms; ${L} events (append includes sign + fsync)`,
+    });
     rows.push({ name: 'event latency append -> ack, one at a time (p99)', medianMs: percentile(lat, 99), note: `${L} events` });
   } finally {
     await h.close();
@@ -132,7 +136,15 @@ async function streamBench(sim: Sim, dir: string, tokenFile: string): Promise<Be
 }
 
 /** Controller stopped, down `downMs`, started again: time from "listening" to the ack of an event appended while down. */
-async function restartBench(sim: Sim, dir: string, tokenFile: string, backoff: BackoffOptions, label: string, restarts: number, downMs: number): Promise<BenchRow> {
+async function restartBench(
+  sim: Sim,
+  dir: string,
+  tokenFile: string,
+  backoff: BackoffOptions,
+  label: string,
+  restarts: number,
+  downMs: number,
+): Promise<BenchRow> {
   const rc = await RestartableController.create({ stateDir: join(dir, `ctl-restart-${backoff.baseMs}`), simDir: sim.dir });
   await rc.start();
   const h = await attestedHarness(rc, sim, tokenFile, `bench-restart-${backoff.baseMs}`, backoff);
@@ -148,7 +160,6 @@ async function restartBench(sim: Sim, dir: string, tokenFile: string, backoff: B
       await until(() => ackedAt.has(e.seq), 120_000, 'resumed stream', 1);
       samples.push(ackedAt.get(e.seq)! - up);
       await sleep(300); // past resetAfterMs
-
     }
   } finally {
     await h.close();
@@ -183,7 +194,10 @@ function peakPerWindow(times: number[], windowMs: number): number {
 async function stormBench(dir: string, tokenFile: string, jitter: boolean): Promise<{ rows: BenchRow[]; p90: number }> {
   const tag = jitter ? 'full jitter' : 'no jitter';
   // Log at info: its "controller listening" line tells us when it is back up. Default per-link limits.
-  const ctl = await ChildController.create({ stateDir: join(dir, `storm-state-${jitter ? 'j' : 'n'}`), logLevel: 'info', limits: { messagesPerSec: 20, burst: 60, maxConnections: 2000 } }, dir);
+  const ctl = await ChildController.create(
+    { stateDir: join(dir, `storm-state-${jitter ? 'j' : 'n'}`), logLevel: 'info', limits: { messagesPerSec: 20, burst: 60, maxConnections: 2000 } },
+    dir,
+  );
   await ctl.start();
   const links: ControllerLink[] = [];
   const boxes: Outbox[] = [];
@@ -198,34 +212,41 @@ async function stormBench(dir: string, tokenFile: string, jitter: boolean): Prom
       boxes.push(outbox);
       const mine: number[] = [];
       welcomes.push(mine);
-      links.push(new ControllerLink({
-        url,
-        insecure: true,
-        tokenKeys: [CONTROLLER_TOKEN_KEY],
-        agentId: `storm-${String(i).padStart(4, '0')}`,
-        agentVersion: 'bench',
-        key,
-        outbox,
-        tokenFile,
-        backoff: DEFAULT_BACKOFF,
-        // No jitter: every agent waits exactly the ceiling, as a naive exponential backoff would.
-        ...(jitter ? {} : { random: () => 0.999999 }),
-        handlers: {
-          // Attestation is not what is measured: answer challenges with an error, which is cheap for both sides.
-          onChallenge: async () => {
-            throw new Error('bench agent: no evidence');
+      links.push(
+        new ControllerLink({
+          url,
+          insecure: true,
+          tokenKeys: [CONTROLLER_TOKEN_KEY],
+          agentId: `storm-${String(i).padStart(4, '0')}`,
+          agentVersion: 'bench',
+          key,
+          outbox,
+          tokenFile,
+          backoff: DEFAULT_BACKOFF,
+          // No jitter: every agent waits exactly the ceiling, as a naive exponential backoff would.
+          ...(jitter ? {} : { random: () => 0.999999 }),
+          handlers: {
+            // Attestation is not what is measured: answer challenges with an error, which is cheap for both sides.
+            onChallenge: async () => {
+              throw new Error('bench agent: no evidence');
+            },
+            onAttestRequest: async () => undefined,
+            onVerdict: () => undefined,
+            onWelcome: () => {
+              mine.push(performance.now());
+            },
           },
-          onAttestRequest: async () => undefined,
-          onVerdict: () => undefined,
-          onWelcome: () => {
-            mine.push(performance.now());
-          },
-        },
-      }));
+        }),
+      );
     }
     const c0 = performance.now();
     for (const l of links) l.start();
-    await until(() => links.every((l) => l.status().state === 'up'), 120_000, () => `all ${STORM_AGENTS} links up (${links.filter((l) => l.status().state === 'up').length})`, 20);
+    await until(
+      () => links.every((l) => l.status().state === 'up'),
+      120_000,
+      () => `all ${STORM_AGENTS} links up (${links.filter((l) => l.status().state === 'up').length})`,
+      20,
+    );
     const coldMs = performance.now() - c0;
     await sleep(2000);
     const rss1 = rssBytes(ctl.pid!);
@@ -236,7 +257,12 @@ async function stormBench(dir: string, tokenFile: string, jitter: boolean): Prom
     await ctl.kill9();
     await ctl.start();
     const up = ctl.upAt;
-    await until(() => welcomes.every((w, i) => w.length > before[i]!), 180_000, () => `all agents back (${welcomes.filter((w, i) => w.length > before[i]!).length}/${STORM_AGENTS})`, 20);
+    await until(
+      () => welcomes.every((w, i) => w.length > before[i]!),
+      180_000,
+      () => `all agents back (${welcomes.filter((w, i) => w.length > before[i]!).length}/${STORM_AGENTS})`,
+      20,
+    );
     const back = welcomes.map((w, i) => w[before[i]!]!);
     const delays = back.map((t) => t - up).sort((a, b) => a - b);
     const attempts = links.reduce((n, l) => n + l.status().counters.connects, 0) - connects0;
@@ -253,7 +279,12 @@ async function stormBench(dir: string, tokenFile: string, jitter: boolean): Prom
       { name: `${STORM_AGENTS} agents, ${tag}: peak connections per second (1 s window)`, medianMs: peak1s, unit: 'conn/s' },
     ];
     if (jitter) {
-      rows.push({ name: `controller RSS per connected agent (${STORM_AGENTS} links)`, medianMs: (rss1 - rss0) / STORM_AGENTS / 1024, unit: 'KiB', note: `RSS ${(rss0 / 2 ** 20).toFixed(1)} MiB idle -> ${(rss1 / 2 ** 20).toFixed(1)} MiB with ${STORM_AGENTS} links (child process, /proc VmRSS); cold connect of all: ${coldMs.toFixed(0)} ms` });
+      rows.push({
+        name: `controller RSS per connected agent (${STORM_AGENTS} links)`,
+        medianMs: (rss1 - rss0) / STORM_AGENTS / 1024,
+        unit: 'KiB',
+        note: `RSS ${(rss0 / 2 ** 20).toFixed(1)} MiB idle -> ${(rss1 / 2 ** 20).toFixed(1)} MiB with ${STORM_AGENTS} links (child process, /proc VmRSS); cold connect of all: ${coldMs.toFixed(0)} ms`,
+      });
     }
     return { rows, p90: percentile(delays, 90) };
   } finally {

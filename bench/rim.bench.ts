@@ -26,13 +26,22 @@ export default async function rimBench(): Promise<BenchRow[]> {
   };
   const floorMs = await medianMs(floor, { runs: 31, inner: 20 });
   const oneMs = await medianMs(() => verifyRim(driver, { at }), { runs: 31, inner: 10 });
-  const bothMs = await medianMs(() => {
-    verifyRim(driver, { at });
-    verifyRim(vbios, { at });
-  }, { runs: 21, inner: 5 });
+  const bothMs = await medianMs(
+    () => {
+      verifyRim(driver, { at });
+      verifyRim(vbios, { at });
+    },
+    { runs: 21, inner: 5 },
+  );
   const c14nMs = await medianMs(() => canonicalizeDocument(parseXml(driver)), { runs: 31, inner: 20 });
   return [
-    { name: 'rim: verify one driver RIM (parse+c14n+digest+sig+chain)', medianMs: oneMs, baselineName: 'crypto floor (hash+sig+3 cert verifies)', baselineMs: floorMs, note: `${driver.length} chars` },
+    {
+      name: 'rim: verify one driver RIM (parse+c14n+digest+sig+chain)',
+      medianMs: oneMs,
+      baselineName: 'crypto floor (hash+sig+3 cert verifies)',
+      baselineMs: floorMs,
+      note: `${driver.length} chars`,
+    },
     { name: 'rim: verify driver + VBIOS RIMs', medianMs: bothMs, target: '< 18 ms (Python reference, §7)' },
     { name: 'rim: parse + C14N 1.1 only (driver RIM)', medianMs: c14nMs },
   ];

@@ -38,7 +38,13 @@ export default async function (): Promise<BenchRow[]> {
   };
   const full = () => {
     const res = verifySnpAttestation({ report, certificates: [vcekDer] }, { at });
-    if (!res.ok) throw new Error(`full verify failed: ${res.checks.filter((c) => !c.ok).map((c) => c.name).join(', ')}`);
+    if (!res.ok)
+      throw new Error(
+        `full verify failed: ${res.checks
+          .filter((c) => !c.ok)
+          .map((c) => c.name)
+          .join(', ')}`,
+      );
   };
   floor();
   full();
@@ -46,6 +52,13 @@ export default async function (): Promise<BenchRow[]> {
   const fullMs = await medianMs(full, { runs: 41, inner: 20 });
   return [
     { name: 'snp: raw crypto floor (1 ECDSA P-384 + 2 RSA-PSS-4096)', medianMs: floorMs, note: 'pre-imported keys, node:crypto' },
-    { name: 'snp: verifySnpAttestation (parse, chain, CRL-less, all checks)', medianMs: fullMs, baselineName: 'raw crypto floor', baselineMs: floorMs, target: '<= 1.3x', note: 'real trustee Milan report + VCEK' },
+    {
+      name: 'snp: verifySnpAttestation (parse, chain, CRL-less, all checks)',
+      medianMs: fullMs,
+      baselineName: 'raw crypto floor',
+      baselineMs: floorMs,
+      target: '<= 1.3x',
+      note: 'real trustee Milan report + VCEK',
+    },
   ];
 }

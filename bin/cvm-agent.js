@@ -3,6 +3,11 @@
 import { main } from '../dist/cli/main.js';
 
 main(process.argv.slice(2)).then(
-  (code) => { process.exitCode = code; },
-  (err) => { process.stderr.write(`cvm-agent: internal error: ${err?.stack ?? err}\n`); process.exitCode = 70; },
+  (code) => {
+    process.exitCode = code;
+  },
+  (err) => {
+    process.stderr.write(`cvm-agent: internal error: ${err?.stack ?? err}\n`);
+    process.exitCode = 70;
+  },
 );

@@ -59,18 +59,29 @@ export function importSpecifiers(source: string): string[] {
 }
 
 /** files: path relative to agent/ ('/'-separated) -> source text. */
-export function checkLayers(files: ReadonlyMap<string, string>, debt: ReadonlyMap<string, string> = ALLOWED_DEBT): { violations: Violation[]; staleDebt: string[] } {
+export function checkLayers(
+  files: ReadonlyMap<string, string>,
+  debt: ReadonlyMap<string, string> = ALLOWED_DEBT,
+): { violations: Violation[]; staleDebt: string[] } {
   const violations: Violation[] = [];
   const usedDebt = new Set<string>();
   for (const [file, source] of files) {
     const from = unitOf(file);
     const fromRank = rankOf.get(from);
     if (fromRank === undefined) {
-      violations.push({ file, specifier: '', from, to: from, reason: `"${from}" has no layer: move it into a layer folder or add the folder to LAYERS in tools/check-layers.ts` });
+      violations.push({
+        file,
+        specifier: '',
+        from,
+        to: from,
+        reason: `"${from}" has no layer: move it into a layer folder or add the folder to LAYERS in tools/check-layers.ts`,
+      });
       continue;
     }
     for (const specifier of importSpecifiers(source)) {
-      const target = normalize(join(dirname(file), specifier)).split(sep).join('/');
+      const target = normalize(join(dirname(file), specifier))
+        .split(sep)
+        .join('/');
       if (target.startsWith('..')) {
         violations.push({ file, specifier, from, to: '(outside agent/)', reason: 'agent code must not import from outside agent/' });
         continue;

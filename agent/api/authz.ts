@@ -59,7 +59,12 @@ export function authorize(endpoint: Endpoint, peer: PeerCredentials | undefined,
   if (rule.gids?.includes(peer.gid)) return { allowed: true, reason: `gid ${peer.gid} is allow-listed` };
   const supplementary = peer.groups?.find((g) => rule.gids?.includes(g));
   if (supplementary !== undefined) return { allowed: true, reason: `supplementary group ${supplementary} is allow-listed` };
-  const groups = peer.groups === undefined ? ' (supplementary groups unknown)' : peer.groups.length ? ` / groups ${peer.groups.slice(0, 16).join(',')}${peer.groups.length > 16 ? ',...' : ''}` : '';
+  const groups =
+    peer.groups === undefined
+      ? ' (supplementary groups unknown)'
+      : peer.groups.length
+        ? ` / groups ${peer.groups.slice(0, 16).join(',')}${peer.groups.length > 16 ? ',...' : ''}`
+        : '';
   return { allowed: false, reason: `uid ${peer.uid} / gid ${peer.gid}${groups} is not allow-listed for ${endpoint}` };
 }
 

@@ -53,10 +53,7 @@ function isAlive(path: string): Promise<boolean> {
 /** sockaddr_un.sun_path is 108 bytes on Linux (unix(7)), one of them the terminating NUL. */
 export const MAX_SOCKET_PATH_BYTES = 107;
 
-export async function listenUnix(
-  server: Server,
-  opts: { path: string; gid?: number; env?: NodeJS.ProcessEnv },
-): Promise<{ activated: boolean; path: string }> {
+export async function listenUnix(server: Server, opts: { path: string; gid?: number; env?: NodeJS.ProcessEnv }): Promise<{ activated: boolean; path: string }> {
   const activation = takeActivationFds(opts.env ?? process.env);
   if (activation) {
     await listenOn(server, { fd: activation.fds[0]! });

@@ -57,7 +57,12 @@ function parseNonce(text: unknown, required: boolean): Uint8Array | undefined {
 }
 
 class HttpError extends Error {
-  constructor(readonly status: number, readonly slug: string, readonly title: string, readonly detail?: string) {
+  constructor(
+    readonly status: number,
+    readonly slug: string,
+    readonly title: string,
+    readonly detail?: string,
+  ) {
     super(title);
   }
 }
@@ -110,7 +115,12 @@ const ORIGIN_FORM = /^(?:\/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})*)+(
 
 export function parseTarget(raw: string | undefined): Target {
   if (raw === undefined || !ORIGIN_FORM.test(raw)) {
-    throw new HttpError(400, 'bad-target', 'invalid request target', 'send an origin-form target: a path such as /v1/health, optionally with ?query, not a full URL');
+    throw new HttpError(
+      400,
+      'bad-target',
+      'invalid request target',
+      'send an origin-form target: a path such as /v1/health, optionally with ?query, not a full URL',
+    );
   }
   const q = raw.indexOf('?');
   // URLSearchParams never throws; malformed %-escapes stay literal and then fail validation.
@@ -136,14 +146,18 @@ interface Route {
 
 const routes: Route[] = [
   {
-    method: 'GET', pattern: /^\/v1\/health$/, endpoint: 'health',
+    method: 'GET',
+    pattern: /^\/v1\/health$/,
+    endpoint: 'health',
     async handle({ service, res }) {
       const h = await service.health();
       sendJson(res, h.status === 'failing' ? 503 : 200, h);
     },
   },
   {
-    method: 'GET', pattern: /^\/v1\/status$/, endpoint: 'status',
+    method: 'GET',
+    pattern: /^\/v1\/status$/,
+    endpoint: 'status',
     async handle({ service, res }) {
       const v = await service.status();
       if (v instanceof RawJson) {
@@ -153,7 +167,9 @@ const routes: Route[] = [
     },
   },
   {
-    method: 'POST', pattern: /^\/v1\/attest$/, endpoint: 'attest',
+    method: 'POST',
+    pattern: /^\/v1\/attest$/,
+    endpoint: 'attest',
     async handle({ service, req, res, peer, opts }) {
       const body = parseJsonBody(await readBody(req, opts.maxRequestBytes));
       for (const k of Object.keys(body)) if (k !== 'nonce') throw new HttpError(400, 'bad-request', `unknown field "${k}"`);
@@ -167,21 +183,28 @@ const routes: Route[] = [
     },
   },
   {
-    method: 'GET', pattern: /^\/v1\/evidence$/, endpoint: 'evidence',
+    method: 'GET',
+    pattern: /^\/v1\/evidence$/,
+    endpoint: 'evidence',
     async handle({ service, res, target }) {
       sendJson(res, 200, await service.evidence(parseNonce(target.searchParams.get('nonce'), true)!));
     },
   },
   {
-    method: 'GET', pattern: /^\/v1\/token$/, endpoint: 'token',
+    method: 'GET',
+    pattern: /^\/v1\/token$/,
+    endpoint: 'token',
     async handle({ service, res }) {
       const t = await service.token();
-      if (!t) throw new HttpError(404, 'no-token', 'no valid controller token', service.noTokenReason?.() ?? 'the controller has not issued a token, or it expired');
+      if (!t)
+        throw new HttpError(404, 'no-token', 'no valid controller token', service.noTokenReason?.() ?? 'the controller has not issued a token, or it expired');
       sendJson(res, 200, t);
     },
   },
   {
-    method: 'GET', pattern: /^\/v1\/secrets\/([A-Za-z0-9._-]{1,128})$/, endpoint: 'secrets',
+    method: 'GET',
+    pattern: /^\/v1\/secrets\/([A-Za-z0-9._-]{1,128})$/,
+    endpoint: 'secrets',
     async handle({ service, res, match }) {
       const value = await service.secret(match[1]!);
       if (!value) throw new HttpError(404, 'no-secret', 'secret not released', `no secret "${match[1]}" was released to this attested VM`);
@@ -190,14 +213,18 @@ const routes: Route[] = [
     },
   },
   {
-    method: 'GET', pattern: /^\/v1\/events$/, endpoint: 'events',
+    method: 'GET',
+    pattern: /^\/v1\/events$/,
+    endpoint: 'events',
     async handle({ service, req, res }) {
       if (!service.events) throw new HttpError(404, 'not-found', 'no event stream');
       service.events(req, res);
     },
   },
   {
-    method: 'GET', pattern: /^\/metrics$/, endpoint: 'metrics',
+    method: 'GET',
+    pattern: /^\/metrics$/,
+    endpoint: 'metrics',
     async handle({ service, res }) {
       const m = await service.metrics();
       res.writeHead(200, { 'content-type': m.contentType, 'content-length': Buffer.byteLength(m.body) });
@@ -259,7 +286,9 @@ export function createApiServer(service: ApiService, opts: ApiOptions): Server {
       const peer = peers.get(req.socket);
       req.on('error', () => undefined); // aborted by the peer: the body reader sees it as a rejection
       res.on('error', () => undefined);
-      res.on('finish', () => safely('access log', opts, () => opts.onAccess?.({ method: req.method ?? '', path, status: res.statusCode, peer, ms: performance.now() - started })));
+      res.on('finish', () =>
+        safely('access log', opts, () => opts.onAccess?.({ method: req.method ?? '', path, status: res.statusCode, peer, ms: performance.now() - started })),
+      );
       dispatch(service, req, res, peer, opts, (p) => (path = p)).catch(fail);
     } catch (err) {
       fail(err);
@@ -267,7 +296,9 @@ export function createApiServer(service: ApiService, opts: ApiOptions): Server {
   });
   const rawProblem = (socket: Socket, status: number, slug: string, title: string, detail?: string) => {
     const body = JSON.stringify(problem(status, slug, title, detail));
-    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/problem+json\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n${body}`);
+    socket.end(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/problem+json\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n${body}`,
+    );
   };
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     safely('clientError', opts, () => {
@@ -299,14 +330,22 @@ export function createApiServer(service: ApiService, opts: ApiOptions): Server {
   return server;
 }
 
-async function dispatch(service: ApiService, req: IncomingMessage, res: ServerResponse, peer: PeerCredentials | undefined, opts: ApiOptions, setPath: (p: string) => void) {
+async function dispatch(
+  service: ApiService,
+  req: IncomingMessage,
+  res: ServerResponse,
+  peer: PeerCredentials | undefined,
+  opts: ApiOptions,
+  setPath: (p: string) => void,
+) {
   let pathname = '(invalid target)';
   try {
     const target = parseTarget(req.url);
     pathname = target.pathname;
     setPath(pathname);
     const candidates = routes.filter((r) => r.pattern.test(pathname));
-    if (candidates.length === 0) throw new HttpError(404, 'not-found', 'no such endpoint', `${pathname.slice(0, 128)} is not part of the API (see README, "Local API")`);
+    if (candidates.length === 0)
+      throw new HttpError(404, 'not-found', 'no such endpoint', `${pathname.slice(0, 128)} is not part of the API (see README, "Local API")`);
     const route = candidates.find((r) => r.method === req.method);
     if (!route) {
       res.setHeader('allow', candidates.map((r) => r.method).join(', '));
@@ -320,7 +359,8 @@ async function dispatch(service: ApiService, req: IncomingMessage, res: ServerRe
     // request on this connection: close it after the answer instead.
     if (!req.complete && !res.headersSent) res.setHeader('connection', 'close');
     if (err instanceof HttpError) sendProblem(res, problem(err.status, err.slug, err.title, err.detail));
-    else if (err instanceof CvmError && !(err instanceof InternalError)) sendProblem(res, problem(503, 'unavailable', 'the agent could not complete the request', err.message, { code: err.code }));
+    else if (err instanceof CvmError && !(err instanceof InternalError))
+      sendProblem(res, problem(503, 'unavailable', 'the agent could not complete the request', err.message, { code: err.code }));
     else {
       opts.onError?.(err, pathname);
       sendProblem(res, problem(500, 'internal', 'internal error', 'see the agent log'));

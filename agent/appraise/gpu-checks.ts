@@ -32,24 +32,36 @@ function allowedVersion(check: Check, what: string, reported: string | undefined
   // Only a version the verifier accepted is appraised; its own failures (missing, NVML disagrees) stand.
   if (!check.ok || reported === undefined || allowed.length === 0) return check;
   const norm = (s: string) => (caseInsensitive ? s.toUpperCase() : s);
-  return allowed.map(norm).includes(norm(reported)) ? check : fail(check.name, `${what} ${reported} is not in the policy's allowed list (${allowed.join(', ')})`);
+  return allowed.map(norm).includes(norm(reported))
+    ? check
+    : fail(check.name, `${what} ${reported} is not in the policy's allowed list (${allowed.join(', ')})`);
 }
 
 /** The gpu.cc.* checks for NVML's CC state (none when it is absent and the policy does not require it). */
 export function gpuCcChecks(cc: GpuFacts['cc'], simulated: boolean, policy: GpuPolicy): Check[] {
   if (!cc) return policy.requireCcState ? [fail('gpu.cc.mode', 'NVML confidential-computing state not supplied, and the policy requires it')] : [];
   const checks: Check[] = [];
-  checks.push(cc.ccEnabled || !policy.requireCcMode
-    ? (cc.ccEnabled ? pass('gpu.cc.mode', 'CC mode is on') : warn('gpu.cc.mode', 'CC mode is off (allowed by policy requireCcMode: false)'))
-    : fail('gpu.cc.mode', 'CC mode is off: the GPU does not protect guest data; enable CC mode on the host'));
-  checks.push(!cc.devToolsMode
-    ? pass('gpu.cc.devtools', 'devtools mode is off')
-    : policy.allowDevtools ? warn('gpu.cc.devtools', 'devtools mode is on (allowed by policy allowDevtools)') : fail('gpu.cc.devtools', 'devtools mode is on: the GPU is debuggable; disable it or set allowDevtools in the GPU policy'));
+  checks.push(
+    cc.ccEnabled || !policy.requireCcMode
+      ? cc.ccEnabled
+        ? pass('gpu.cc.mode', 'CC mode is on')
+        : warn('gpu.cc.mode', 'CC mode is off (allowed by policy requireCcMode: false)')
+      : fail('gpu.cc.mode', 'CC mode is off: the GPU does not protect guest data; enable CC mode on the host'),
+  );
+  checks.push(
+    !cc.devToolsMode
+      ? pass('gpu.cc.devtools', 'devtools mode is off')
+      : policy.allowDevtools
+        ? warn('gpu.cc.devtools', 'devtools mode is on (allowed by policy allowDevtools)')
+        : fail('gpu.cc.devtools', 'devtools mode is on: the GPU is debuggable; disable it or set allowDevtools in the GPU policy'),
+  );
   // A simulated GPU (already flagged gpu.simulated) honestly reports the "sim" environment.
   const envOk = policy.environments.includes(cc.environment as 'prod') || (simulated && cc.environment === 'sim');
-  checks.push(envOk
-    ? pass('gpu.cc.environment', `CC environment ${cc.environment}`)
-    : fail('gpu.cc.environment', `CC environment "${cc.environment}" is not allowed (policy: ${policy.environments.join(', ')})`));
+  checks.push(
+    envOk
+      ? pass('gpu.cc.environment', `CC environment ${cc.environment}`)
+      : fail('gpu.cc.environment', `CC environment "${cc.environment}" is not allowed (policy: ${policy.environments.join(', ')})`),
+  );
   return checks;
 }
 

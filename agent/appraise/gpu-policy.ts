@@ -48,7 +48,18 @@ export const DEFAULT_GPU_POLICY: Readonly<GpuPolicy> = Object.freeze({
   requireNonce: false,
 }) as Readonly<GpuPolicy>;
 
-const KEYS = ['requireCcMode', 'allowDevtools', 'environments', 'requireCcState', 'architectures', 'driverVersions', 'vbiosVersions', 'allowHoldCert', 'ocspGraceSeconds', 'requireNonce'] as const;
+const KEYS = [
+  'requireCcMode',
+  'allowDevtools',
+  'environments',
+  'requireCcState',
+  'architectures',
+  'driverVersions',
+  'vbiosVersions',
+  'allowHoldCert',
+  'ocspGraceSeconds',
+  'requireNonce',
+] as const;
 const typeName = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v);
 
 function bool(v: unknown, key: string): boolean {
@@ -60,18 +71,27 @@ function stringList<T extends string>(v: unknown, key: string, allowed?: readonl
   const list = typeof v === 'string' ? [v] : v;
   if (!Array.isArray(list)) throw new ConfigError(`GPU policy key "${key}": expected a list of strings, got ${typeName(v)}`);
   return list.map((item, i) => {
-    if (typeof item !== 'string' || item.length === 0) throw new ConfigError(`GPU policy key "${key}[${i}]": expected a non-empty string, got ${typeName(item)}`);
+    if (typeof item !== 'string' || item.length === 0)
+      throw new ConfigError(`GPU policy key "${key}[${i}]": expected a non-empty string, got ${typeName(item)}`);
     const s = allowed ? item.toLowerCase() : item;
-    if (allowed && !(allowed as readonly string[]).includes(s)) throw new ConfigError(`GPU policy key "${key}[${i}]": "${item}" is not one of ${allowed.join(', ')}`);
+    if (allowed && !(allowed as readonly string[]).includes(s))
+      throw new ConfigError(`GPU policy key "${key}[${i}]": "${item}" is not one of ${allowed.join(', ')}`);
     return s as T;
   });
 }
 
 /** Validate an already-decoded policy object (e.g. the `gpu` section of the agent config). */
 export function gpuPolicyFrom(value: unknown, prefix = ''): GpuPolicy {
-  const policy: GpuPolicy = { ...DEFAULT_GPU_POLICY, environments: [...DEFAULT_GPU_POLICY.environments], architectures: [...DEFAULT_GPU_POLICY.architectures], driverVersions: [], vbiosVersions: [] };
+  const policy: GpuPolicy = {
+    ...DEFAULT_GPU_POLICY,
+    environments: [...DEFAULT_GPU_POLICY.environments],
+    architectures: [...DEFAULT_GPU_POLICY.architectures],
+    driverVersions: [],
+    vbiosVersions: [],
+  };
   if (value === null || value === undefined) return policy;
-  if (typeof value !== 'object' || Array.isArray(value)) throw new ConfigError(`GPU policy${prefix ? ` "${prefix}"` : ''}: expected a mapping, got ${typeName(value)}`);
+  if (typeof value !== 'object' || Array.isArray(value))
+    throw new ConfigError(`GPU policy${prefix ? ` "${prefix}"` : ''}: expected a mapping, got ${typeName(value)}`);
   const o = value as Record<string, unknown>;
   const k = (name: string) => `${prefix}${name}`;
   for (const key of Object.keys(o)) {

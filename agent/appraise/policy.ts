@@ -20,8 +20,31 @@ export interface AppraisalPolicy {
 export const DEFAULT_POLICY_ID = 'cvm-agent/default';
 
 /** Top-level keys of the flat per-verifier policy files (snp-policy.ts, gpu-policy.ts). */
-const FLAT_SNP_KEYS = ['allowDebug', 'allowMigrationAgent', 'allowSmt', 'vmpl', 'minTcb', 'measurements', 'hostData', 'idKeyDigests', 'authorKeyDigests', 'minFirmware', 'minGuestSvn'];
-const FLAT_GPU_KEYS = ['requireCcMode', 'allowDevtools', 'environments', 'requireCcState', 'architectures', 'driverVersions', 'vbiosVersions', 'allowHoldCert', 'ocspGraceSeconds', 'requireNonce'];
+const FLAT_SNP_KEYS = [
+  'allowDebug',
+  'allowMigrationAgent',
+  'allowSmt',
+  'vmpl',
+  'minTcb',
+  'measurements',
+  'hostData',
+  'idKeyDigests',
+  'authorKeyDigests',
+  'minFirmware',
+  'minGuestSvn',
+];
+const FLAT_GPU_KEYS = [
+  'requireCcMode',
+  'allowDevtools',
+  'environments',
+  'requireCcState',
+  'architectures',
+  'driverVersions',
+  'vbiosVersions',
+  'allowHoldCert',
+  'ocspGraceSeconds',
+  'requireNonce',
+];
 
 export function defaultPolicy(): AppraisalPolicy {
   return { id: DEFAULT_POLICY_ID, snp: snpPolicyFrom(undefined), gpu: gpuPolicyFrom(undefined) };
@@ -34,7 +57,9 @@ export function parsePolicyFile(text: string, source = 'policy'): AppraisalPolic
   // The flat file `cvm-agent verify snp --policy` reads is a common mix-up: say exactly how to convert it.
   const flat = unknown.filter((k) => FLAT_SNP_KEYS.includes(k) || FLAT_GPU_KEYS.includes(k));
   if (flat.length > 0) {
-    throw new ConfigError(`${source}: this is a flat "verify --policy" file (top-level ${flat.map((k) => `"${k}"`).join(', ')}); the daemon's policy.file needs sections: "id: <name>", then the SNP keys under "snp:" and the GPU keys under "gpu:" (docs/policy-snp.md)`);
+    throw new ConfigError(
+      `${source}: this is a flat "verify --policy" file (top-level ${flat.map((k) => `"${k}"`).join(', ')}); the daemon's policy.file needs sections: "id: <name>", then the SNP keys under "snp:" and the GPU keys under "gpu:" (docs/policy-snp.md)`,
+    );
   }
   for (const k of unknown) throw new ConfigError(`${source}: unknown key "${k}" (allowed: id, snp, gpu)`);
   if (o.id !== undefined && (typeof o.id !== 'string' || !/^[\w./:-]{1,128}$/.test(o.id))) throw new ConfigError(`${source}: "id" must be a short identifier`);

@@ -18,7 +18,10 @@ function allowList(name: string, field: string, actual: Uint8Array, allowed: rea
   if (allowed.length === 0) return pass(name, `${field} ${hex} (no allow-list configured: ${key} empty)`);
   return allowed.includes(hex)
     ? pass(name, `${field} ${hex} is in the allow-list (${allowed.length} entr${allowed.length === 1 ? 'y' : 'ies'})`)
-    : fail(name, `${field} ${hex} is not in the ${key} allow-list (${allowed.length} entr${allowed.length === 1 ? 'y' : 'ies'}); add it to the policy if this image is trusted`);
+    : fail(
+        name,
+        `${field} ${hex} is not in the ${key} allow-list (${allowed.length} entr${allowed.length === 1 ? 'y' : 'ies'}); add it to the policy if this image is trusted`,
+      );
 }
 
 export function snpPolicyChecks(r: SnpReport, policy: SnpPolicy, product: SnpProduct | undefined): Check[] {
@@ -27,7 +30,10 @@ export function snpPolicyChecks(r: SnpReport, policy: SnpPolicy, product: SnpPro
 
   checks.push(
     p.debug && !policy.allowDebug
-      ? fail('snp.policy.debug', 'guest POLICY.DEBUG=1: the host can read and modify guest memory; rejected (set allowDebug: true or --allow-debug only for development)')
+      ? fail(
+          'snp.policy.debug',
+          'guest POLICY.DEBUG=1: the host can read and modify guest memory; rejected (set allowDebug: true or --allow-debug only for development)',
+        )
       : pass('snp.policy.debug', p.debug ? 'POLICY.DEBUG=1 allowed by policy (development only)' : 'POLICY.DEBUG=0'),
   );
   checks.push(
@@ -43,7 +49,10 @@ export function snpPolicyChecks(r: SnpReport, policy: SnpPolicy, product: SnpPro
   checks.push(
     policy.vmpl.includes(r.vmpl)
       ? pass('snp.policy.vmpl', `VMPL ${r.vmpl} is allowed (${policy.vmpl.join(', ')})`)
-      : fail('snp.policy.vmpl', `report requested at VMPL ${r.vmpl}, policy allows ${policy.vmpl.join(', ')}; set vmpl in the policy if this is expected (e.g. under an SVSM/paravisor)`),
+      : fail(
+          'snp.policy.vmpl',
+          `report requested at VMPL ${r.vmpl}, policy allows ${policy.vmpl.join(', ')}; set vmpl in the policy if this is expected (e.g. under an SVSM/paravisor)`,
+        ),
   );
   checks.push(
     p.reservedBit17
@@ -102,7 +111,10 @@ export function checkMinTcb(min: SnpMinTcb, reportedRaw: bigint, product: SnpPro
   const low = set.filter((c) => (reported[c] ?? 0) < min[c]!);
   const want = set.map((c) => `${c}>=${min[c]}`).join(' ');
   if (low.length > 0) {
-    return fail(name, `REPORTED_TCB below policy minimum in ${low.map((c) => `${c} (${reported[c] ?? 0} < ${min[c]})`).join(', ')}: ${formatTcb(reported)}; update host firmware/microcode`);
+    return fail(
+      name,
+      `REPORTED_TCB below policy minimum in ${low.map((c) => `${c} (${reported[c] ?? 0} < ${min[c]})`).join(', ')}: ${formatTcb(reported)}; update host firmware/microcode`,
+    );
   }
   return pass(name, `REPORTED_TCB ${formatTcb(reported)} meets ${want}`);
 }

@@ -60,7 +60,19 @@ export const DEFAULT_SNP_POLICY: Readonly<SnpPolicy> = Object.freeze({
   minGuestSvn: 0,
 });
 
-const KEYS = ['allowDebug', 'allowMigrationAgent', 'allowSmt', 'vmpl', 'minTcb', 'measurements', 'hostData', 'idKeyDigests', 'authorKeyDigests', 'minFirmware', 'minGuestSvn'] as const;
+const KEYS = [
+  'allowDebug',
+  'allowMigrationAgent',
+  'allowSmt',
+  'vmpl',
+  'minTcb',
+  'measurements',
+  'hostData',
+  'idKeyDigests',
+  'authorKeyDigests',
+  'minFirmware',
+  'minGuestSvn',
+] as const;
 const TCB_KEYS = ['bootloader', 'tee', 'snp', 'microcode', 'fmc'] as const;
 
 const typeName = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v);
@@ -105,7 +117,8 @@ function firmware(v: unknown, key: string): FirmwareVersionMin {
     return m[3] === undefined ? parts : { ...parts, build: int(Number(m[3]), key, 255) };
   }
   const o = object(v, key);
-  for (const k of Object.keys(o)) if (!['major', 'minor', 'build'].includes(k)) throw new ConfigError(`SNP policy key "${key}.${k}": unknown key (allowed: major, minor, build)`);
+  for (const k of Object.keys(o))
+    if (!['major', 'minor', 'build'].includes(k)) throw new ConfigError(`SNP policy key "${key}.${k}": unknown key (allowed: major, minor, build)`);
   if (o.major === undefined || o.minor === undefined) throw new ConfigError(`SNP policy key "${key}": needs major and minor`);
   const parts = { major: int(o.major, `${key}.major`, 255), minor: int(o.minor, `${key}.minor`, 255) };
   return o.build === undefined ? parts : { ...parts, build: int(o.build, `${key}.build`, 255) };
@@ -138,7 +151,8 @@ export function snpPolicyFrom(value: unknown, prefix = ''): SnpPolicy {
   if (o.minTcb !== undefined) {
     const t = object(o.minTcb, k('minTcb'));
     for (const key of Object.keys(t)) {
-      if (!(TCB_KEYS as readonly string[]).includes(key)) throw new ConfigError(`SNP policy key "${k('minTcb')}.${key}": unknown key (allowed: ${TCB_KEYS.join(', ')})`);
+      if (!(TCB_KEYS as readonly string[]).includes(key))
+        throw new ConfigError(`SNP policy key "${k('minTcb')}.${key}": unknown key (allowed: ${TCB_KEYS.join(', ')})`);
       policy.minTcb[key as (typeof TCB_KEYS)[number]] = int(t[key], `${k('minTcb')}.${key}`, 255);
     }
   }

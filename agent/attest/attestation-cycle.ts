@@ -102,7 +102,11 @@ function withTimeout<T>(p: Promise<T>, ms: number, step: string): Promise<T> {
 const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
 /** Read the ready state from the driver; never throws (null with the reason when unreadable). */
-export async function readReadyState(target: { getReadyState(): Promise<boolean> }, timeoutMs: number, now: () => Date = () => new Date()): Promise<ReadyStateRead> {
+export async function readReadyState(
+  target: { getReadyState(): Promise<boolean> },
+  timeoutMs: number,
+  now: () => Date = () => new Date(),
+): Promise<ReadyStateRead> {
   try {
     return { ready: await withTimeout(target.getReadyState(), timeoutMs, 'reading the GPU ready state'), at: now().toISOString() };
   } catch (err) {
@@ -150,9 +154,11 @@ export class AttestationCycle {
     const entry = { promise, hasOwnNonce: opts.nonce !== undefined };
     this.queue = promise.catch(() => undefined);
     this.running = entry;
-    void promise.finally(() => {
-      if (this.running === entry) this.running = undefined;
-    }).catch(() => undefined);
+    void promise
+      .finally(() => {
+        if (this.running === entry) this.running = undefined;
+      })
+      .catch(() => undefined);
     return promise;
   }
 
@@ -184,7 +190,10 @@ export class AttestationCycle {
       if (listed !== undefined) {
         // A GPU attested before that NVML no longer lists is missing, not gone from the picture.
         for (let i = listed; i < this.knownGpus; i++) {
-          gpuResults.set(i, unavailable(`gpu${i}`, 'gpu.present', new CvmError('ERR_GPU_MISSING', `GPU ${i} was listed before but NVML no longer lists it`), simulated));
+          gpuResults.set(
+            i,
+            unavailable(`gpu${i}`, 'gpu.present', new CvmError('ERR_GPU_MISSING', `GPU ${i} was listed before but NVML no longer lists it`), simulated),
+          );
         }
         this.knownGpus = Math.max(this.knownGpus, listed);
         expectedGpus = listed;
@@ -192,7 +201,10 @@ export class AttestationCycle {
           try {
             const outcomes: GpuCollectOutcome[] = gpus.collectSettled
               ? await withTimeout(gpus.collectSettled(gpuNonce(nonce, deps.teePubKey, deps.agentId)), deps.stepTimeoutMs, 'GPU evidence collection')
-              : (await withTimeout(gpus.collect(gpuNonce(nonce, deps.teePubKey, deps.agentId)), deps.stepTimeoutMs, 'GPU evidence collection')).map((e) => ({ index: e.index, evidence: e }));
+              : (await withTimeout(gpus.collect(gpuNonce(nonce, deps.teePubKey, deps.agentId)), deps.stepTimeoutMs, 'GPU evidence collection')).map((e) => ({
+                  index: e.index,
+                  evidence: e,
+                }));
             for (const o of outcomes) {
               if ('evidence' in o) gpuEvidence.push(o.evidence);
               else {
@@ -208,7 +220,12 @@ export class AttestationCycle {
       }
     }
     gpuEvidence = gpuEvidence.filter((g) => !gpuResults.has(g.index)).sort((a, b) => a.index - b.index);
-    const reportData = cpuReportData(nonce, deps.teePubKey, deps.agentId, gpuEvidence.map((g) => g.report));
+    const reportData = cpuReportData(
+      nonce,
+      deps.teePubKey,
+      deps.agentId,
+      gpuEvidence.map((g) => g.report),
+    );
     let cpu: EvidenceBundle['cpu'] | undefined;
     try {
       cpu = await withTimeout(deps.cpu.collect(reportData), deps.stepTimeoutMs, 'CPU evidence collection');
@@ -217,7 +234,14 @@ export class AttestationCycle {
       devices.push(unavailable('cpu0', 'cpu.collect', err, simulated));
       // The CPU report is what binds the GPU reports to this nonce and key: without it they cannot be appraised.
       for (const g of gpuEvidence) {
-        devices.push(unavailable(`gpu${g.index}`, 'binding.cpu', new CvmError('ERR_NOT_APPRAISED', `not appraised: the CPU evidence that binds GPU ${g.index}'s report could not be collected`), simulated));
+        devices.push(
+          unavailable(
+            `gpu${g.index}`,
+            'binding.cpu',
+            new CvmError('ERR_NOT_APPRAISED', `not appraised: the CPU evidence that binds GPU ${g.index}'s report could not be collected`),
+            simulated,
+          ),
+        );
       }
     }
     if (cpu) {
@@ -226,13 +250,21 @@ export class AttestationCycle {
         devices = (await withTimeout(Promise.resolve(deps.verify(bundle, this.now())), deps.stepTimeoutMs, 'verification')).devices;
       } catch (err) {
         firstError(err);
-        devices = [unavailable('cpu0', 'cycle.verify', err, simulated), ...gpuEvidence.map((g) => unavailable(`gpu${g.index}`, 'cycle.verify', err, simulated))];
+        devices = [
+          unavailable('cpu0', 'cycle.verify', err, simulated),
+          ...gpuEvidence.map((g) => unavailable(`gpu${g.index}`, 'cycle.verify', err, simulated)),
+        ];
       }
     }
     for (const [i, d] of gpuResults) if (!devices.some((x) => x.id === `gpu${i}`)) devices.push(d);
     // A GPU that NVML lists but that produced neither evidence nor an error must fail, not vanish.
     for (let i = 0; i < expectedGpus; i++) {
-      if (!devices.some((d) => d.id === `gpu${i}`)) devices.push({ id: `gpu${i}`, policyId: POLICY_ID, result: resultOf([fail('gpu.collect', `GPU ${i} is listed by NVML but returned no evidence`)], undefined) });
+      if (!devices.some((d) => d.id === `gpu${i}`))
+        devices.push({
+          id: `gpu${i}`,
+          policyId: POLICY_ID,
+          result: resultOf([fail('gpu.collect', `GPU ${i} is listed by NVML but returned no evidence`)], undefined),
+        });
     }
     const order = (id: string) => (id.startsWith('cpu') ? -1 : Number(id.slice(3)));
     devices.sort((a, b) => order(a.id) - order(b.id));
@@ -240,11 +272,20 @@ export class AttestationCycle {
 
     const ear = buildEar(devices, { at: started, nonce, build: deps.build });
     const cpuOk = devices.find((d) => d.id === 'cpu0')?.result.ok === true;
-    const gpuVerdicts = devices.filter((d) => d.id.startsWith('gpu')).map((d) => ({ index: Number(d.id.slice(3)), ok: d.result.ok, detail: d.result.checks.find((c) => !c.ok)?.detail ?? '' }));
+    const gpuVerdicts = devices
+      .filter((d) => d.id.startsWith('gpu'))
+      .map((d) => ({ index: Number(d.id.slice(3)), ok: d.result.ok, detail: d.result.checks.find((c) => !c.ok)?.detail ?? '' }));
     const hold = deps.readyHold?.();
     // The decision is pure policy (appraise/gpu-ready.ts, as for `gpu ready --set`); only a "yes" touches the driver.
-    const blocked = cycleReadyBlocker({ gpus: Boolean(deps.gpus), enabled: Boolean(deps.setReadyState), cpuOk, allPassed: devices.every((d) => d.result.ok), hold }, gpuVerdicts, gpuCount);
-    const gpuReady: CycleResult['gpuReady'] = blocked !== undefined || !deps.gpus ? { set: false, wrote: false, reason: blocked ?? 'no GPUs to gate' } : await applyGpuReadyState(deps.gpus, gpuVerdicts, gpuCount);
+    const blocked = cycleReadyBlocker(
+      { gpus: Boolean(deps.gpus), enabled: Boolean(deps.setReadyState), cpuOk, allPassed: devices.every((d) => d.result.ok), hold },
+      gpuVerdicts,
+      gpuCount,
+    );
+    const gpuReady: CycleResult['gpuReady'] =
+      blocked !== undefined || !deps.gpus
+        ? { set: false, wrote: false, reason: blocked ?? 'no GPUs to gate' }
+        : await applyGpuReadyState(deps.gpus, gpuVerdicts, gpuCount);
     let gpuReadyRead: ReadyStateRead | undefined;
     if (deps.gpus && (gpuCount > 0 || this.knownGpus > 0)) gpuReadyRead = await readReadyState(deps.gpus, deps.stepTimeoutMs, this.now);
 

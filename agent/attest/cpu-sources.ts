@@ -60,7 +60,10 @@ export class TsmSource implements CpuSource {
 export class AzureVtpmSource implements CpuSource {
   readonly source = 'azure-vtpm' as const;
   readonly simulated: boolean;
-  constructor(private readonly openClient: () => Promise<TpmClient>, opts: { simulated?: boolean } = {}) {
+  constructor(
+    private readonly openClient: () => Promise<TpmClient>,
+    opts: { simulated?: boolean } = {},
+  ) {
     this.simulated = opts.simulated ?? false;
   }
   static forDevice(path: string): AzureVtpmSource {
@@ -75,7 +78,11 @@ export class AzureVtpmSource implements CpuSource {
         source: this.source,
         report: Buffer.from(b.hclReport, 'base64'),
         certificates: [],
-        quote: { message: Buffer.from(b.quote.message, 'hex'), signature: Buffer.from(b.quote.signature, 'hex'), pcrs: b.quote.pcrs.map((p) => Buffer.from(p, 'hex')) },
+        quote: {
+          message: Buffer.from(b.quote.message, 'hex'),
+          signature: Buffer.from(b.quote.signature, 'hex'),
+          pcrs: b.quote.pcrs.map((p) => Buffer.from(p, 'hex')),
+        },
       };
     } finally {
       await client.transport.close?.();

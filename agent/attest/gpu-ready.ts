@@ -23,11 +23,7 @@ export interface ReadyStateOutcome {
   error?: Error;
 }
 
-export async function applyGpuReadyState(
-  source: ReadyStateTarget,
-  verdicts: readonly GpuVerdict[],
-  expectedCount: number,
-): Promise<ReadyStateOutcome> {
+export async function applyGpuReadyState(source: ReadyStateTarget, verdicts: readonly GpuVerdict[], expectedCount: number): Promise<ReadyStateOutcome> {
   const blocker = readyStateBlocker(verdicts, expectedCount);
   if (blocker !== undefined) {
     return { set: false, wrote: false, reason: `GPU ready state not set: ${blocker}` };

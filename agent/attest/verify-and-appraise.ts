@@ -55,14 +55,18 @@ export function verifyGpuEvidence(evidence: GpuEvidenceInput, options: GpuVerify
   const { policy = DEFAULT_GPU_POLICY, ...verifyOptions } = options;
   const v = verifyGpuReport(evidence, { ...verifyOptions, ocspGraceSeconds: policy.ocspGraceSeconds, allowHoldCert: policy.allowHoldCert });
   if (!v.claims) return v; // the report did not parse: nothing to appraise
-  const checks = appraiseGpuChecks(v.checks, {
-    arch: v.claims.arch,
-    driverVersion: v.claims.driverVersion,
-    vbiosVersion: v.claims.vbiosVersion,
-    cc: evidence.nvml?.cc,
-    nonceGiven: options.expectedNonce !== undefined,
-    simulated: v.simulated,
-  }, policy);
+  const checks = appraiseGpuChecks(
+    v.checks,
+    {
+      arch: v.claims.arch,
+      driverVersion: v.claims.driverVersion,
+      vbiosVersion: v.claims.vbiosVersion,
+      cc: evidence.nvml?.cc,
+      nonceGiven: options.expectedNonce !== undefined,
+      simulated: v.simulated,
+    },
+    policy,
+  );
   return resultOf(checks, v.claims, v.simulated);
 }
 

@@ -7,7 +7,14 @@
 import { timingSafeEqual } from 'node:crypto';
 import { cpuReportData, gpuNonce } from '../formats/nonce-binding.js';
 import { fail, pass, resultOf, type Check, type VerificationResult } from '../formats/checks.js';
-import { verifySnpAttestation, type SnpVerifyOptions, verifyGpuEvidence, type GpuVerifyOptions, verifyAzureEvidence, type AzureVerifyOptions } from './verify-and-appraise.js';
+import {
+  verifySnpAttestation,
+  type SnpVerifyOptions,
+  verifyGpuEvidence,
+  type GpuVerifyOptions,
+  verifyAzureEvidence,
+  type AzureVerifyOptions,
+} from './verify-and-appraise.js';
 import type { SnpPolicy } from '../appraise/snp-policy.js';
 import type { GpuPolicy } from '../appraise/gpu-policy.js';
 import type { EvidenceBundle } from '../formats/evidence-bundle.js';
@@ -51,7 +58,7 @@ export function verifyBundle(bundle: EvidenceBundle, opts: BundleVerifyOptions):
   if (opts.expectedNonce) {
     bindingChecks.push(
       same(opts.expectedNonce, bundle.nonce)
-        ? pass('binding.nonce', 'the bundle answers the verifier\'s nonce')
+        ? pass('binding.nonce', "the bundle answers the verifier's nonce")
         : fail('binding.nonce', 'the bundle carries a different nonce than the one the verifier issued (replay or a stale bundle)'),
     );
   }
@@ -59,7 +66,10 @@ export function verifyBundle(bundle: EvidenceBundle, opts: BundleVerifyOptions):
     bindingChecks.push(
       bundle.agentId === opts.expectedAgentId
         ? pass('binding.agent-id', `the bundle is bound to agent id "${bundle.agentId}"`)
-        : fail('binding.agent-id', `the bundle is bound to agent id "${bundle.agentId}", not "${opts.expectedAgentId}" (evidence of another agent, relayed or replayed)`),
+        : fail(
+            'binding.agent-id',
+            `the bundle is bound to agent id "${bundle.agentId}", not "${opts.expectedAgentId}" (evidence of another agent, relayed or replayed)`,
+          ),
     );
   }
   if (bundle.simulated && !opts.simulation) {
@@ -68,7 +78,12 @@ export function verifyBundle(bundle: EvidenceBundle, opts: BundleVerifyOptions):
   const nonce = opts.expectedNonce ?? bundle.nonce;
   // Recomputed from the bundle's own agentId: a bundle whose agentId was edited no longer matches its reports.
   const expectedGpuNonce = gpuNonce(nonce, bundle.teePubKey, bundle.agentId);
-  const expectedReportData = cpuReportData(nonce, bundle.teePubKey, bundle.agentId, bundle.gpus.map((g) => g.report));
+  const expectedReportData = cpuReportData(
+    nonce,
+    bundle.teePubKey,
+    bundle.agentId,
+    bundle.gpus.map((g) => g.report),
+  );
 
   const devices: DeviceResult[] = [];
   if (bundle.cpu.kind === 'snp') {
@@ -79,7 +94,11 @@ export function verifyBundle(bundle: EvidenceBundle, opts: BundleVerifyOptions):
     const r = verifySnpAttestation({ report: bundle.cpu.report, certificates, crls: opts.cpuCollateral?.crls ?? [] }, snpOpts);
     devices.push({ id: 'cpu0', policyId, result: withCheck(r, [...bindingChecks, ...(opts.collateralChecks?.cpu ?? [])]) });
   } else {
-    devices.push({ id: 'cpu0', policyId, result: withCheck(verifyAzureCpu(bundle, expectedReportData, opts), [...bindingChecks, ...(opts.collateralChecks?.cpu ?? [])]) });
+    devices.push({
+      id: 'cpu0',
+      policyId,
+      result: withCheck(verifyAzureCpu(bundle, expectedReportData, opts), [...bindingChecks, ...(opts.collateralChecks?.cpu ?? [])]),
+    });
   }
 
   for (const g of bundle.gpus) {

@@ -41,7 +41,12 @@ export function callApi(socketPath: string, method: 'GET' | 'POST', path: string
     );
     req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
     req.on('error', (err: NodeJS.ErrnoException) => {
-      const hint = err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? ' (is the agent running? systemctl status cvm-agent)' : err.code === 'EACCES' ? ' (add yourself to the cvm-agent group)' : '';
+      const hint =
+        err.code === 'ENOENT' || err.code === 'ECONNREFUSED'
+          ? ' (is the agent running? systemctl status cvm-agent)'
+          : err.code === 'EACCES'
+            ? ' (add yourself to the cvm-agent group)'
+            : '';
       reject(new DeviceError('ERR_AGENT_UNREACHABLE', `cannot reach the agent at ${socketPath}: ${err.message}${hint}`));
     });
     req.end(payload);

@@ -218,7 +218,10 @@ async function demoIn(ws: DemoWorkspace, opts: DemoOptions): Promise<DemoResult>
   const status = (await callApi(socket, 'GET', '/v1/status')).json() as {
     health: { status: string };
     tee: { simulated: boolean };
-    lastAttestation: { status: string; devices: Record<string, { status: string; failed: { name: string; detail: string }[]; warnings: { name: string; detail: string }[] }> } | null;
+    lastAttestation: {
+      status: string;
+      devices: Record<string, { status: string; failed: { name: string; detail: string }[]; warnings: { name: string; detail: string }[] }>;
+    } | null;
     gpus: { readyState: boolean; readyReason: string };
   };
   log(`[5/5] token and secret read back through the local socket, as a workload would`);
@@ -228,14 +231,15 @@ async function demoIn(ws: DemoWorkspace, opts: DemoOptions): Promise<DemoResult>
     failed: d.failed.map((c) => `${c.name}: ${c.detail}`),
     warnings: d.warnings.map((c) => `${c.name}: ${c.detail}`),
   }));
-  const secret = secretRes.status === 200
-    ? {
-        name: SECRET_NAME,
-        bytes: secretRes.body.length,
-        sha256: createHash('sha256').update(secretRes.body).digest('hex'),
-        matches: secretRes.body.equals(secretValue),
-      }
-    : undefined;
+  const secret =
+    secretRes.status === 200
+      ? {
+          name: SECRET_NAME,
+          bytes: secretRes.body.length,
+          sha256: createHash('sha256').update(secretRes.body).digest('hex'),
+          matches: secretRes.body.equals(secretValue),
+        }
+      : undefined;
   return {
     ok: status.lastAttestation?.status === 'affirming' && secret?.matches === true,
     dir,
@@ -263,15 +267,20 @@ export function formatDemoSummary(r: DemoResult): string {
   lines.push('', `GPU ready state: ${r.gpuReady.set ? 'SET' : 'not set'} (${r.gpuReady.reason})`);
   if (r.token) {
     const c = r.token.claims as Record<string, any>;
-    const submods = Object.entries((c.submods ?? {}) as Record<string, Record<string, unknown>>).map(([k, v]) => `${k}=${String(v['ear.status'])}`).join(' ');
+    const submods = Object.entries((c.submods ?? {}) as Record<string, Record<string, unknown>>)
+      .map(([k, v]) => `${k}=${String(v['ear.status'])}`)
+      .join(' ');
     lines.push('', 'Controller token (EAR JWT, ES384), claims:');
     lines.push(`  iss ${c.iss}  sub ${c.sub}  iat ${new Date(c.iat * 1000).toISOString()}  exp ${r.token.expiresAt}`);
     lines.push(`  ear.status ${c['ear.status']}  submods ${submods}`);
     lines.push(`  eat_nonce ${c.eat_nonce}  cnf.jkt ${c.cnf?.jkt ?? '-'}`);
   }
-  lines.push('', r.secret
-    ? `Secret "${r.secret.name}" released to the attested key (JWE, ECDH-ES+A256KW) and read through the socket: ${r.secret.bytes} bytes, sha256 ${r.secret.sha256.slice(0, 16)}..., ${r.secret.matches ? 'matches what the controller holds' : 'DOES NOT MATCH'}`
-    : 'Secret: NOT released (the controller releases secrets only to affirming agents)');
+  lines.push(
+    '',
+    r.secret
+      ? `Secret "${r.secret.name}" released to the attested key (JWE, ECDH-ES+A256KW) and read through the socket: ${r.secret.bytes} bytes, sha256 ${r.secret.sha256.slice(0, 16)}..., ${r.secret.matches ? 'matches what the controller holds' : 'DOES NOT MATCH'}`
+      : 'Secret: NOT released (the controller releases secrets only to affirming agents)',
+  );
   lines.push('');
   return lines.join('\n');
 }

@@ -50,7 +50,8 @@ const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 export function parseBundle(value: unknown): BundleEntry[] {
   if (!isBundleJson(value)) throw new ParseError(`collateral bundle: "format" is not "${BUNDLE_FORMAT}"`);
   const o = value as Record<string, unknown>;
-  if (o.version !== BUNDLE_VERSION) throw new ParseError(`collateral bundle: unsupported version ${JSON.stringify(o.version)} (this agent reads version ${BUNDLE_VERSION})`);
+  if (o.version !== BUNDLE_VERSION)
+    throw new ParseError(`collateral bundle: unsupported version ${JSON.stringify(o.version)} (this agent reads version ${BUNDLE_VERSION})`);
   if (!Array.isArray(o.entries)) throw new ParseError('collateral bundle: "entries" is not an array');
   return o.entries.map((raw: unknown, i: number): BundleEntry => {
     const where = `collateral bundle entry ${i}`;
@@ -66,7 +67,8 @@ export function parseBundle(value: unknown): BundleEntry[] {
     } catch (err) {
       throw new ParseError(`${where}: ${(err as Error).message}`, undefined, { cause: err });
     }
-    const fetchedAt = typeof e.fetchedAt === 'string' && !Number.isNaN(Date.parse(e.fetchedAt)) ? new Date(e.fetchedAt).toISOString() : new Date(0).toISOString();
+    const fetchedAt =
+      typeof e.fetchedAt === 'string' && !Number.isNaN(Date.parse(e.fetchedAt)) ? new Date(e.fetchedAt).toISOString() : new Date(0).toISOString();
     const source = typeof e.source === 'string' ? e.source.slice(0, 512) : 'bundle';
     return { key, fetchedAt, source, sha256, data };
   });

@@ -55,7 +55,8 @@ function commonNameOf(nameDer: Uint8Array): string {
 
 function knownProduct(name: string | undefined, what: string): SnpProduct {
   const p = name === undefined ? undefined : productFromName(name);
-  if (p === undefined || !PRODUCTS.includes(p)) throw new ParseError(`${what}: unknown AMD product "${String(name).slice(0, 40)}" (expected Milan, Genoa or Turin)`);
+  if (p === undefined || !PRODUCTS.includes(p))
+    throw new ParseError(`${what}: unknown AMD product "${String(name).slice(0, 40)}" (expected Milan, Genoa or Turin)`);
   return p;
 }
 
@@ -77,7 +78,9 @@ function classifyCertificate(der: Uint8Array): ClassifiedItem {
     const tcb = encodeTcb(
       { bootloader: ext.blSpl, tee: ext.teeSpl, snp: ext.snpSpl, microcode: ext.ucodeSpl, ...(layout === 'turin' ? { fmc: ext.fmcSpl ?? 0 } : {}) },
       layout,
-    ).toString(16).padStart(16, '0');
+    )
+      .toString(16)
+      .padStart(16, '0');
     const tcbText = `bl ${ext.blSpl} tee ${ext.teeSpl} snp ${ext.snpSpl} ucode ${ext.ucodeSpl}${ext.fmcSpl !== undefined ? ` fmc ${ext.fmcSpl}` : ''}`;
     if (role === 'vcek') {
       if (ext.hwId === undefined) throw new ParseError('SEV-VCEK certificate has no hwID extension (1.3.6.1.4.1.3704.1.4)');
@@ -92,9 +95,16 @@ function classifyCertificate(der: Uint8Array): ClassifiedItem {
   }
   if (role === 'ask' || role === 'asvk' || role === 'ark') {
     const product = knownProduct(productName, `certificate "${cert.subjectCn}"`);
-    return { key: { kind: role, product }, data: Buffer.from(derToPem(der)), validity: certValidityInfo(cert), description: `${cert.subjectCn} (serial 0x${cert.serial.toString(16)})` };
+    return {
+      key: { kind: role, product },
+      data: Buffer.from(derToPem(der)),
+      validity: certValidityInfo(cert),
+      description: `${cert.subjectCn} (serial 0x${cert.serial.toString(16)})`,
+    };
   }
-  throw new ParseError(`certificate "${cert.subjectCn.slice(0, 60)}" is not AMD SEV collateral (expected CN SEV-VCEK, SEV-VLEK, SEV-<P>, SEV-VLEK-<P> or ARK-<P>)`);
+  throw new ParseError(
+    `certificate "${cert.subjectCn.slice(0, 60)}" is not AMD SEV collateral (expected CN SEV-VCEK, SEV-VLEK, SEV-<P>, SEV-VLEK-<P> or ARK-<P>)`,
+  );
 }
 
 function crlChainFrom(hint: ClassifyHint): KdsChain {
@@ -116,7 +126,8 @@ function classifyCrl(der: Uint8Array, hint: ClassifyHint): ClassifiedItem {
 
 function classifyOcsp(der: Uint8Array): ClassifiedItem {
   const resp = parseOcspResponse(der);
-  if (resp.responseStatus !== 0) throw new ParseError(`OCSP response status ${OCSP_RESPONSE_STATUS[resp.responseStatus] ?? resp.responseStatus}: nothing to cache`);
+  if (resp.responseStatus !== 0)
+    throw new ParseError(`OCSP response status ${OCSP_RESPONSE_STATUS[resp.responseStatus] ?? resp.responseStatus}: nothing to cache`);
   const single = resp.responses[0];
   if (!single) throw new ParseError('OCSP response without any SingleResponse');
   const serial = single.serial;
@@ -175,7 +186,9 @@ function rimIdFor(name: string, version: string, hint: ClassifyHint): string {
   if (m) return check(m[1]!.toUpperCase(), `from file name "${hint.fileName}"`);
   m = /^([0-9A-Za-z]{1,16})_([0-9A-Za-z]{1,16})_([0-9A-Za-z]{1,16})_([0-9A-Fa-f]{10})(?:_PROD|_test_no_gpu)?$/i.exec(base);
   if (m) return check(`NV_GPU_VBIOS_${m[1]}_${m[2]}_${m[3]}_${m[4]}`.toUpperCase(), `from file name "${hint.fileName}"`);
-  throw new ParseError(`RIM version ${version.slice(0, 40)}: its RIM id cannot be derived from the content; name the file NV_GPU_VBIOS_<project>_<sku>_<chip>_<version>.xml or pass --rim-id`);
+  throw new ParseError(
+    `RIM version ${version.slice(0, 40)}: its RIM id cannot be derived from the content; name the file NV_GPU_VBIOS_<project>_<sku>_<chip>_<version>.xml or pass --rim-id`,
+  );
 }
 
 function classifyRim(xml: string, hint: ClassifyHint): ClassifiedItem {
@@ -213,7 +226,8 @@ function classifyJson(value: unknown, hint: ClassifyHint): ClassifiedWithOrigin[
     return parseBundle(o).flatMap((e) => {
       const sub: ClassifyHint = e.key.kind === 'rim' ? { rimId: e.key.id } : e.key.kind === 'crl' ? { crlChain: e.key.chain } : {};
       const items = classifyOne(e.data, sub);
-      if (!items.some((it) => keyPath(it.key) === keyPath(e.key))) throw new ParseError(`collateral bundle: entry ${keyPath(e.key)} holds different collateral`);
+      if (!items.some((it) => keyPath(it.key) === keyPath(e.key)))
+        throw new ParseError(`collateral bundle: entry ${keyPath(e.key)} holds different collateral`);
       return items.map((it) => ({ ...it, origin: { fetchedAt: e.fetchedAt, source: e.source } }));
     });
   }
@@ -239,7 +253,10 @@ function classifyOne(bytes: Uint8Array, hint: ClassifyHint): ClassifiedWithOrigi
     if (bytes.length > MAX_ITEM_BYTES) throw new ParseError(`DER object of ${bytes.length} bytes exceeds ${MAX_ITEM_BYTES}`);
     return [classifyDer(buf, hint)];
   }
-  const text = buf.toString('utf8').replace(/^\uFEFF/, '').trimStart();
+  const text = buf
+    .toString('utf8')
+    .replace(/^\uFEFF/, '')
+    .trimStart();
   if (text.startsWith('{')) {
     let value: unknown;
     try {

@@ -28,7 +28,11 @@ function human(ms: number): string {
   return h >= 48 ? `${Math.floor(h / 24)} days` : h >= 1 ? `${Math.floor(h)} h` : `${Math.max(0, Math.floor(ms / 60_000))} min`;
 }
 
-export function freshness(meta: Pick<CollateralMeta, 'kind' | 'fetchedAt' | 'notBefore' | 'notAfter' | 'thisUpdate' | 'nextUpdate'>, at: Date, opts: FreshnessOptions = {}): Freshness {
+export function freshness(
+  meta: Pick<CollateralMeta, 'kind' | 'fetchedAt' | 'notBefore' | 'notAfter' | 'thisUpdate' | 'nextUpdate'>,
+  at: Date,
+  opts: FreshnessOptions = {},
+): Freshness {
   const t = at.getTime();
   const what = meta.kind === 'rim' ? 'RIM signer chain' : meta.kind === 'crl' ? 'CRL' : meta.kind === 'ocsp' ? 'OCSP response' : 'certificate';
   const refetch = 'fetch a current one or import it with "cvm-agent collateral import FILE"';
@@ -44,7 +48,10 @@ export function freshness(meta: Pick<CollateralMeta, 'kind' | 'fetchedAt' | 'not
   const fetchedAt = d(meta.fetchedAt);
   const maxAge = maxAgeFor(meta.kind, opts);
   if (maxAge !== undefined && fetchedAt && t - fetchedAt.getTime() > maxAge) {
-    return { state: 'stale', reason: `fetched ${human(t - fetchedAt.getTime())} ago (${fetchedAt.toISOString()}), older than the ${human(maxAge)} limit; ${refetch}` };
+    return {
+      state: 'stale',
+      reason: `fetched ${human(t - fetchedAt.getTime())} ago (${fetchedAt.toISOString()}), older than the ${human(maxAge)} limit; ${refetch}`,
+    };
   }
   const until = nextUpdate ?? notAfter;
   return { state: 'fresh', reason: until ? `valid until ${until.toISOString()}` : 'no expiry date' };

@@ -6,8 +6,16 @@ export { classify, derToPem, MAX_ITEM_BYTES, type ClassifyHint } from './classif
 export { freshness, type FreshnessOptions } from './freshness.js';
 export { buildBundle, parseBundle, BUNDLE_FORMAT } from './bundle.js';
 export {
-  CollateralStore, defaultCollateralDir, keyFromPath, DEFAULT_COLLATERAL_DIR, META_SUFFIX,
-  type Fetched, type GetOrFetchOptions, type CollateralResult, type ListResult, type Origin,
+  CollateralStore,
+  defaultCollateralDir,
+  keyFromPath,
+  DEFAULT_COLLATERAL_DIR,
+  META_SUFFIX,
+  type Fetched,
+  type GetOrFetchOptions,
+  type CollateralResult,
+  type ListResult,
+  type Origin,
 } from './store.js';
 export { httpRequest, CollateralFetchError, parseRetryAfter, type HttpOptions, type FetchFailure } from './fetch/http.js';
 export { fetchVcek, fetchCertChain, fetchCrl, vcekPath, KDS_BASE_URL, type KdsOptions } from './fetch/kds.js';

@@ -59,13 +59,22 @@ export function checkKey(k: unknown): CollateralKey {
   if (typeof k !== 'object' || k === null) bad('key', k);
   const o = k as Record<string, unknown>;
   switch (o.kind as CollateralKind) {
-    case 'vcek': return { kind: 'vcek', product: checkProduct(o.product), hwId: checkHwId(o.hwId), tcb: checkTcb(o.tcb) };
-    case 'vlek': return { kind: 'vlek', product: checkProduct(o.product), tcb: checkTcb(o.tcb) };
-    case 'ask': case 'asvk': case 'ark': return { kind: o.kind as 'ask' | 'asvk' | 'ark', product: checkProduct(o.product) };
-    case 'crl': return { kind: 'crl', product: checkProduct(o.product), chain: checkChain(o.chain) };
-    case 'rim': return { kind: 'rim', id: checkRimId(o.id) };
-    case 'ocsp': return { kind: 'ocsp', issuerKeyHash: checkKeyHash(o.issuerKeyHash), serial: checkSerial(o.serial) };
-    default: return bad('kind', o.kind);
+    case 'vcek':
+      return { kind: 'vcek', product: checkProduct(o.product), hwId: checkHwId(o.hwId), tcb: checkTcb(o.tcb) };
+    case 'vlek':
+      return { kind: 'vlek', product: checkProduct(o.product), tcb: checkTcb(o.tcb) };
+    case 'ask':
+    case 'asvk':
+    case 'ark':
+      return { kind: o.kind as 'ask' | 'asvk' | 'ark', product: checkProduct(o.product) };
+    case 'crl':
+      return { kind: 'crl', product: checkProduct(o.product), chain: checkChain(o.chain) };
+    case 'rim':
+      return { kind: 'rim', id: checkRimId(o.id) };
+    case 'ocsp':
+      return { kind: 'ocsp', issuerKeyHash: checkKeyHash(o.issuerKeyHash), serial: checkSerial(o.serial) };
+    default:
+      return bad('kind', o.kind);
   }
 }
 
@@ -77,26 +86,42 @@ export function checkKey(k: unknown): CollateralKey {
 export function keyPath(key: CollateralKey): string {
   const k = checkKey(key);
   switch (k.kind) {
-    case 'vcek': return `amd/${k.product}/vcek/${k.hwId}/${k.tcb}.der`;
-    case 'vlek': return `amd/${k.product}/vlek/${k.tcb}.der`;
-    case 'ask': case 'asvk': case 'ark': return `amd/${k.product}/${k.kind}.pem`;
-    case 'crl': return `amd/${k.product}/crl-${k.chain}.der`;
-    case 'rim': return `nvidia/rim/${k.id}.xml`;
-    case 'ocsp': return `nvidia/ocsp/${k.issuerKeyHash}-${k.serial}.der`;
+    case 'vcek':
+      return `amd/${k.product}/vcek/${k.hwId}/${k.tcb}.der`;
+    case 'vlek':
+      return `amd/${k.product}/vlek/${k.tcb}.der`;
+    case 'ask':
+    case 'asvk':
+    case 'ark':
+      return `amd/${k.product}/${k.kind}.pem`;
+    case 'crl':
+      return `amd/${k.product}/crl-${k.chain}.der`;
+    case 'rim':
+      return `nvidia/rim/${k.id}.xml`;
+    case 'ocsp':
+      return `nvidia/ocsp/${k.issuerKeyHash}-${k.serial}.der`;
   }
 }
 
 /** Short human label for messages and listings. */
 export function describeKey(key: CollateralKey): string {
   switch (key.kind) {
-    case 'vcek': return `VCEK ${key.product} hwID ${key.hwId.slice(0, 16)}${key.hwId.length > 16 ? '…' : ''} TCB ${key.tcb}`;
-    case 'vlek': return `VLEK ${key.product} TCB ${key.tcb}`;
-    case 'ask': return `ASK ${key.product}`;
-    case 'asvk': return `ASVK ${key.product}`;
-    case 'ark': return `ARK ${key.product}`;
-    case 'crl': return `CRL ${key.product} (${key.chain})`;
-    case 'rim': return `RIM ${key.id}`;
-    case 'ocsp': return `OCSP response for serial ${key.serial} (issuer key hash ${key.issuerKeyHash.slice(0, 16)}…)`;
+    case 'vcek':
+      return `VCEK ${key.product} hwID ${key.hwId.slice(0, 16)}${key.hwId.length > 16 ? '…' : ''} TCB ${key.tcb}`;
+    case 'vlek':
+      return `VLEK ${key.product} TCB ${key.tcb}`;
+    case 'ask':
+      return `ASK ${key.product}`;
+    case 'asvk':
+      return `ASVK ${key.product}`;
+    case 'ark':
+      return `ARK ${key.product}`;
+    case 'crl':
+      return `CRL ${key.product} (${key.chain})`;
+    case 'rim':
+      return `RIM ${key.id}`;
+    case 'ocsp':
+      return `OCSP response for serial ${key.serial} (issuer key hash ${key.issuerKeyHash.slice(0, 16)}…)`;
   }
 }
 

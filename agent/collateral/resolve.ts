@@ -95,15 +95,21 @@ function staleSince(r: CollateralResult, f: FreshnessOptions | undefined): strin
 function describeResult(r: CollateralResult, opts: GatherOptions, expiredNote: string): Lookup {
   const what = describeKey(r.entry.meta.key);
   const from = r.origin === 'network' ? `fetched from ${r.entry.meta.source}` : `from the cache (${r.entry.meta.source}, fetched ${r.entry.meta.fetchedAt})`;
-  const refresh = r.fetchError ? `; refreshing it failed: ${r.fetchError}` : opts.online ? '' : `; import a current copy with "cvm-agent collateral import FILE" ${ENABLE_ONLINE}`;
+  const refresh = r.fetchError
+    ? `; refreshing it failed: ${r.fetchError}`
+    : opts.online
+      ? ''
+      : `; import a current copy with "cvm-agent collateral import FILE" ${ENABLE_ONLINE}`;
   const base = { data: r.entry.data, key: r.entry.meta.key };
   switch (r.freshness.state) {
-    case 'fresh': return { ...base, level: 'pass', text: `${what} ${from}, ${r.freshness.reason}` };
+    case 'fresh':
+      return { ...base, level: 'pass', text: `${what} ${from}, ${r.freshness.reason}` };
     case 'stale': {
       const since = staleSince(r, opts.freshness);
       return { ...base, level: 'warn', text: `${what} is stale${since ? ` since ${since}` : ''} (${r.freshness.reason}); used ${from}${refresh}` };
     }
-    case 'expired': return { ...base, level: 'warn', text: `${what} is expired (${r.freshness.reason}); passed to the verifier, which ${expiredNote}; ${from}${refresh}` };
+    case 'expired':
+      return { ...base, level: 'warn', text: `${what} is expired (${r.freshness.reason}); passed to the verifier, which ${expiredNote}; ${from}${refresh}` };
   }
 }
 
@@ -120,9 +126,14 @@ class Gatherer {
   /** One lookup per cache key per gather, shared by every device that needs it (RIMs, OCSP of shared intermediates). */
   private readonly memo = new Map<string, Promise<Lookup>>();
 
-  constructor(readonly store: CollateralStore, readonly opts: GatherOptions) {}
+  constructor(
+    readonly store: CollateralStore,
+    readonly opts: GatherOptions,
+  ) {}
 
-  get online(): boolean { return this.opts.online === true; }
+  get online(): boolean {
+    return this.opts.online === true;
+  }
 
   http(): HttpOptions {
     return { ...this.opts.http, ...(this.opts.timeoutMs !== undefined ? { timeoutMs: this.opts.timeoutMs } : {}) };
@@ -140,7 +151,11 @@ class Gatherer {
 
   private async doLookup(spec: LookupSpec): Promise<Lookup> {
     try {
-      const r = await this.store.getOrFetch(spec.key, spec.fetch, { online: this.online, at: this.opts.at, ...(this.opts.freshness ? { freshness: this.opts.freshness } : {}) });
+      const r = await this.store.getOrFetch(spec.key, spec.fetch, {
+        online: this.online,
+        at: this.opts.at,
+        ...(this.opts.freshness ? { freshness: this.opts.freshness } : {}),
+      });
       return describeResult(r, this.opts, spec.expiredNote);
     } catch (err) {
       // Any failure (cache damage, network, a read-only cache dir) is reported, never thrown: the
@@ -248,7 +263,10 @@ async function vcekCandidates(g: Gatherer, r: SnpReport): Promise<SnpProduct[]> 
 
 async function findVcek(g: Gatherer, bundle: EvidenceBundle, r: SnpReport): Promise<Lookup> {
   if (isAllZero(r.chipId)) {
-    return { level: 'fail', text: 'the report is VCEK-signed but CHIP_ID is masked (all zero), so the VCEK cannot be looked up by chip; supply the VCEK with the evidence (extended report certificate table)' };
+    return {
+      level: 'fail',
+      text: 'the report is VCEK-signed but CHIP_ID is masked (all zero), so the VCEK cannot be looked up by chip; supply the VCEK with the evidence (extended report certificate table)',
+    };
   }
   const azure = bundle.cpu.kind === 'azure-snp-vtpm';
   const products = await vcekCandidates(g, r);
@@ -275,11 +293,16 @@ async function findVcek(g: Gatherer, bundle: EvidenceBundle, r: SnpReport): Prom
 
 /** Azure: the host's IMDS THIM endpoint first (it caches this VM's VCEK), then AMD KDS. */
 async function fetchVcekFor(g: Gatherer, product: SnpProduct, r: SnpReport, key: CollateralKey, azure: boolean): Promise<Fetched> {
-  const kds = () => fetchVcek(product, r.chipId, tcbFor(r.reportedTcb.raw, product), { ...g.http(), ...(g.opts.urls?.kds ? { baseUrl: g.opts.urls.kds } : {}) });
+  const kds = () =>
+    fetchVcek(product, r.chipId, tcbFor(r.reportedTcb.raw, product), { ...g.http(), ...(g.opts.urls?.kds ? { baseUrl: g.opts.urls.kds } : {}) });
   if (!azure) return kds();
   let imdsProblem: string;
   try {
-    const got = await fetchImdsCertification({ ...g.http(), timeoutMs: Math.min(g.opts.timeoutMs ?? 5_000, 5_000), ...(g.opts.urls?.imds ? { baseUrl: g.opts.urls.imds } : {}) });
+    const got = await fetchImdsCertification({
+      ...g.http(),
+      timeoutMs: Math.min(g.opts.timeoutMs ?? 5_000, 5_000),
+      ...(g.opts.urls?.imds ? { baseUrl: g.opts.urls.imds } : {}),
+    });
     if (classify(got.bytes).some((i) => keyPath(i.key) === keyPath(key))) return got;
     imdsProblem = `IMDS answered with a VCEK for another TCB or chip than ${describeKey(key)}`;
   } catch (err) {
@@ -300,7 +323,12 @@ async function findVlek(g: Gatherer, r: SnpReport): Promise<Lookup> {
     const res = await g.lookup({
       key: vlekKey(product, r),
       // The KDS hands out VLEKs only to cloud providers (docs/collateral.md "Not done yet").
-      fetch: () => Promise.reject(new CollateralError('VLEKs are not fetched (the KDS needs cloud-provider credentials); they come with the evidence (extended report certificate table)')),
+      fetch: () =>
+        Promise.reject(
+          new CollateralError(
+            'VLEKs are not fetched (the KDS needs cloud-provider credentials); they come with the evidence (extended report certificate table)',
+          ),
+        ),
       required: true,
       expiredNote: 'fails an expired certificate (snp.cert.validity)',
     });
@@ -360,34 +388,42 @@ async function gatherGpu(g: Gatherer, entry: GpuBundleEntry, byId: Map<string, s
   const rimKey = g.opts.nvidiaServiceKey ? { serviceKey: g.opts.nvidiaServiceKey } : {};
 
   const { ids } = rimIds(entry, certs);
-  const rims = await Promise.all(ids.map((id) => g.lookup({
-    key: { kind: 'rim', id },
-    fetch: () => fetchRim(id, { ...g.http(), ...rimKey, ...(g.opts.urls?.rim ? { baseUrl: g.opts.urls.rim } : {}) }),
-    required: true,
-    expiredNote: 'rejects a RIM whose signing chain has expired (gpu.rim.*)',
-  })));
-  rims.forEach((res, i) => { if (res.data) byId.set(ids[i]!, res.data.toString('utf8')); });
+  const rims = await Promise.all(
+    ids.map((id) =>
+      g.lookup({
+        key: { kind: 'rim', id },
+        fetch: () => fetchRim(id, { ...g.http(), ...rimKey, ...(g.opts.urls?.rim ? { baseUrl: g.opts.urls.rim } : {}) }),
+        required: true,
+        expiredNote: 'rejects a RIM whose signing chain has expired (gpu.rim.*)',
+      }),
+    ),
+  );
+  rims.forEach((res, i) => {
+    if (res.data) byId.set(ids[i]!, res.data.toString('utf8'));
+  });
   const rimCheck = combine('collateral.rim', rims);
   if (rimCheck) checks.push(rimCheck);
 
   // OCSP for the certificates the verifier checks: the chain's intermediates, positions 1 .. n-2
   // (nvidia-gpu.md §2.1 step 4; gpu-verify.ts step 10), each against the next certificate up.
   const pairs = certs && certs.length >= 3 ? certs.slice(1, -1).map((cert, i) => ({ cert, issuer: certs[i + 2]! })) : [];
-  const responses = await Promise.all(pairs.map(async ({ cert, issuer }): Promise<Lookup> => {
-    let key: CollateralKey;
-    try {
-      key = ocspKey(certIdFor(cert.der, issuer.der));
-    } catch (err) {
-      if (!(err instanceof CvmError)) throw err;
-      return { level: 'pass', text: `no OCSP lookup for "${cert.cn}": ${err.message} (gpu.chain reports the broken link)` };
-    }
-    return g.lookup({
-      key,
-      fetch: () => fetchOcsp(cert.der, issuer.der, { ...g.http(), ...rimKey, ...(g.opts.urls?.ocsp ? { url: g.opts.urls.ocsp } : {}) }),
-      required: false,
-      expiredNote: 'treats a response past its nextUpdate as unusable (gpu.revocation)',
-    });
-  }));
+  const responses = await Promise.all(
+    pairs.map(async ({ cert, issuer }): Promise<Lookup> => {
+      let key: CollateralKey;
+      try {
+        key = ocspKey(certIdFor(cert.der, issuer.der));
+      } catch (err) {
+        if (!(err instanceof CvmError)) throw err;
+        return { level: 'pass', text: `no OCSP lookup for "${cert.cn}": ${err.message} (gpu.chain reports the broken link)` };
+      }
+      return g.lookup({
+        key,
+        fetch: () => fetchOcsp(cert.der, issuer.der, { ...g.http(), ...rimKey, ...(g.opts.urls?.ocsp ? { url: g.opts.urls.ocsp } : {}) }),
+        required: false,
+        expiredNote: 'treats a response past its nextUpdate as unusable (gpu.revocation)',
+      });
+    }),
+  );
   for (const res of responses) if (res.data && res.key) ocsp.set(keyPath(res.key), res.data);
   const ocspCheck = combine('collateral.ocsp', responses);
   if (ocspCheck) checks.push(ocspCheck);
@@ -405,12 +441,11 @@ export async function gatherCollateral(store: CollateralStore, bundle: EvidenceB
   const g = new Gatherer(store, opts);
   const byId = new Map<string, string>();
   const ocsp = new Map<string, Buffer>();
-  const [cpu, gpuChecks] = await Promise.all([
-    gatherCpu(g, bundle),
-    Promise.all(bundle.gpus.map((e) => gatherGpu(g, e, byId, ocsp))),
-  ]);
+  const [cpu, gpuChecks] = await Promise.all([gatherCpu(g, bundle), Promise.all(bundle.gpus.map((e) => gatherGpu(g, e, byId, ocsp)))]);
   const gpu: Record<number, Check[]> = {};
-  bundle.gpus.forEach((e, i) => { gpu[e.index] = gpuChecks[i]!; });
+  bundle.gpus.forEach((e, i) => {
+    gpu[e.index] = gpuChecks[i]!;
+  });
   return {
     cpuCollateral: { certificates: cpu.certificates, crls: cpu.crls },
     gpuCollateral: { rims: { byId }, ocsp: [...ocsp.values()] },

@@ -22,10 +22,14 @@ export const META_SUFFIX = '.meta.json';
 /** The read cap for a cache entry, by what its key says it holds (util/bounded-read.ts). */
 function capFor(key: CollateralKey): InputKind {
   switch (key.kind) {
-    case 'crl': return 'crl';
-    case 'rim': return 'rim';
-    case 'ocsp': return 'ocsp';
-    default: return 'certificate';
+    case 'crl':
+      return 'crl';
+    case 'rim':
+      return 'rim';
+    case 'ocsp':
+      return 'ocsp';
+    default:
+      return 'certificate';
   }
 }
 
@@ -162,10 +166,26 @@ export class CollateralStore {
       const item = classify(data, { fileName: basename(file) }).find((i) => keyPath(i.key) === path);
       if (!item) throw new CollateralError(`cache file ${file} does not hold the collateral its path names; remove it or re-import it`);
       const { mtime } = await stat(file);
-      return { meta: { version: 1, kind: item.key.kind, key: item.key, path, fetchedAt: mtime.toISOString(), source: 'unknown (no metadata)', sha256: sha256(data), size: data.length, description: item.description, ...item.validity }, data, file };
+      return {
+        meta: {
+          version: 1,
+          kind: item.key.kind,
+          key: item.key,
+          path,
+          fetchedAt: mtime.toISOString(),
+          source: 'unknown (no metadata)',
+          sha256: sha256(data),
+          size: data.length,
+          description: item.description,
+          ...item.validity,
+        },
+        data,
+        file,
+      };
     }
     if (meta.path !== path) throw new CollateralError(`cache metadata ${file}${META_SUFFIX} names ${meta.path}; remove the entry and re-import it`);
-    if (meta.sha256 !== sha256(data)) throw new CollateralError(`cache entry ${path} is corrupt (sha256 differs from its metadata); re-import it with "cvm-agent collateral import FILE"`);
+    if (meta.sha256 !== sha256(data))
+      throw new CollateralError(`cache entry ${path} is corrupt (sha256 differs from its metadata); re-import it with "cvm-agent collateral import FILE"`);
     return { meta, data, file };
   }
 
@@ -175,11 +195,21 @@ export class CollateralStore {
     if (product === 'Turin' && h.length === 128) h = h.slice(0, 16);
     return this.get({ kind: 'vcek', product, hwId: h, tcb: hex(tcb, 16) });
   }
-  getVlek(product: SnpProduct, tcb: bigint | string) { return this.get({ kind: 'vlek', product, tcb: hex(tcb, 16) }); }
-  getCa(kind: 'ask' | 'asvk' | 'ark', product: SnpProduct) { return this.get({ kind, product }); }
-  getCrl(product: SnpProduct, chain: KdsChain) { return this.get({ kind: 'crl', product, chain }); }
-  getRim(id: string) { return this.get({ kind: 'rim', id }); }
-  getOcsp(issuerKeyHash: Uint8Array | string, serial: bigint | string) { return this.get({ kind: 'ocsp', issuerKeyHash: hex(issuerKeyHash), serial: hex(serial) }); }
+  getVlek(product: SnpProduct, tcb: bigint | string) {
+    return this.get({ kind: 'vlek', product, tcb: hex(tcb, 16) });
+  }
+  getCa(kind: 'ask' | 'asvk' | 'ark', product: SnpProduct) {
+    return this.get({ kind, product });
+  }
+  getCrl(product: SnpProduct, chain: KdsChain) {
+    return this.get({ kind: 'crl', product, chain });
+  }
+  getRim(id: string) {
+    return this.get({ kind: 'rim', id });
+  }
+  getOcsp(issuerKeyHash: Uint8Array | string, serial: bigint | string) {
+    return this.get({ kind: 'ocsp', issuerKeyHash: hex(issuerKeyHash), serial: hex(serial) });
+  }
 
   /** Every entry under the store, sorted by path; unreadable ones are reported, not fatal. */
   async list(): Promise<ListResult> {
@@ -217,13 +247,18 @@ export class CollateralStore {
     if (cachedResult && cachedResult.freshness.state === 'fresh') return cachedResult;
     if (!opts.online) {
       if (cachedResult) return cachedResult;
-      throw new CollateralError(`${describeKey(key)} is not in the collateral cache ${this.dir} and online fetching is off; obtain it (e.g. ${suggestion(key)}) and import it with "cvm-agent collateral import FILE --dir ${this.dir}"`);
+      throw new CollateralError(
+        `${describeKey(key)} is not in the collateral cache ${this.dir} and online fetching is off; obtain it (e.g. ${suggestion(key)}) and import it with "cvm-agent collateral import FILE --dir ${this.dir}"`,
+      );
     }
     try {
       const got = await fetch();
       const stored = await this.putBytes(got.bytes, { source: got.source, fetchedAt: new Date() }, got.hint);
       const entry = stored.find((e) => e.meta.path === keyPath(key));
-      if (!entry) throw new CollateralError(`${got.source} did not return ${describeKey(key)} (got ${stored.map((e) => describeKey(e.meta.key)).join(', ') || 'nothing usable'})`);
+      if (!entry)
+        throw new CollateralError(
+          `${got.source} did not return ${describeKey(key)} (got ${stored.map((e) => describeKey(e.meta.key)).join(', ') || 'nothing usable'})`,
+        );
       return { entry, freshness: freshness(entry.meta, at, opts.freshness), origin: 'network' };
     } catch (err) {
       if (cachedResult && err instanceof CvmError) return { ...cachedResult, fetchError: err.message };
@@ -238,13 +273,21 @@ function itemOrigin(item: ClassifiedWithOrigin, fallback: Origin): Origin {
 
 function suggestion(key: CollateralKey): string {
   switch (key.kind) {
-    case 'vcek': return `${KDS_BASE_URL}/vcek/v1/${key.product}/<hwID>?blSPL=…, or the Azure IMDS THIM endpoint`;
-    case 'vlek': return 'the SNP extended report certificate table (VLEKs are not public)';
-    case 'ask': case 'ark': return kdsUrl(kdsCertChainPath(key.product, 'vcek'));
-    case 'asvk': return kdsUrl(kdsCertChainPath(key.product, 'vlek'));
-    case 'crl': return kdsUrl(kdsCrlPath(key.product, key.chain));
-    case 'rim': return `https://rim.attestation.nvidia.com/v1/rim/${key.id}`;
-    case 'ocsp': return 'the issuer\'s OCSP responder, e.g. http://ocsp.ndis.nvidia.com';
+    case 'vcek':
+      return `${KDS_BASE_URL}/vcek/v1/${key.product}/<hwID>?blSPL=…, or the Azure IMDS THIM endpoint`;
+    case 'vlek':
+      return 'the SNP extended report certificate table (VLEKs are not public)';
+    case 'ask':
+    case 'ark':
+      return kdsUrl(kdsCertChainPath(key.product, 'vcek'));
+    case 'asvk':
+      return kdsUrl(kdsCertChainPath(key.product, 'vlek'));
+    case 'crl':
+      return kdsUrl(kdsCrlPath(key.product, key.chain));
+    case 'rim':
+      return `https://rim.attestation.nvidia.com/v1/rim/${key.id}`;
+    case 'ocsp':
+      return "the issuer's OCSP responder, e.g. http://ocsp.ndis.nvidia.com";
   }
 }
 
@@ -252,7 +295,9 @@ function suggestion(key: CollateralKey): string {
 export function keyFromPath(rel: string): CollateralKey {
   const p = rel.split('/');
   let m: RegExpExecArray | null;
-  const bad = (): never => { throw new CollateralError('not a collateral path of this store\'s layout'); };
+  const bad = (): never => {
+    throw new CollateralError("not a collateral path of this store's layout");
+  };
   if (p[0] === 'amd' && p.length >= 3) {
     const product = p[1];
     if (p.length === 5 && p[2] === 'vcek' && (m = /^([0-9a-f]{16})\.der$/.exec(p[4]!))) return checkKey({ kind: 'vcek', product, hwId: p[3], tcb: m[1] });
@@ -275,7 +320,16 @@ function parseMeta(v: unknown): CollateralMeta {
   const fetchedAt = str('fetchedAt');
   const sum = str('sha256');
   if (o.version !== 1 || fetchedAt === undefined || sum === undefined || typeof o.size !== 'number') throw new CollateralError('metadata is incomplete');
-  const meta: CollateralMeta = { version: 1, kind: key.kind, key, path: keyPath(key), fetchedAt, source: str('source') ?? 'unknown', sha256: sum, size: o.size };
+  const meta: CollateralMeta = {
+    version: 1,
+    kind: key.kind,
+    key,
+    path: keyPath(key),
+    fetchedAt,
+    source: str('source') ?? 'unknown',
+    sha256: sum,
+    size: o.size,
+  };
   for (const k of ['notBefore', 'notAfter', 'thisUpdate', 'nextUpdate', 'description'] as const) {
     const s = str(k);
     if (s !== undefined) meta[k] = s;

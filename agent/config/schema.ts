@@ -15,7 +15,10 @@ const trustAction = oneOf(['drop-secrets', 'withhold-token', 'clear-gpu-ready', 
 const actionList = list(trustAction, 4);
 // systemd unit names (systemd.unit(5)): a plain name with an explicit type suffix, so nothing that
 // could read as a systemctl option or a glob reaches the command line.
-const unitName = str({ pattern: /^[A-Za-z0-9][A-Za-z0-9:_.@\\-]{0,200}\.(service|target|socket|timer|path|mount|scope|slice)$/, hint: 'a systemd unit name such as "inference.service"' });
+const unitName = str({
+  pattern: /^[A-Za-z0-9][A-Za-z0-9:_.@\\-]{0,200}\.(service|target|socket|timer|path|mount|scope|slice)$/,
+  hint: 'a systemd unit name such as "inference.service"',
+});
 
 export const configSchema = obj({
   tee: oneOf(['auto', 'snp', 'tsm', 'azure', 'simulated'] as const),
@@ -45,7 +48,11 @@ export const configSchema = obj({
     socket: absPath,
     maxRequestBytes: int(256, 1 << 20),
     requestTimeoutMs: int(100, 600_000),
-    authorization: dict(obj({ uids: principal, gids: principal }), endpointNames, 'an endpoint name (health, status, attest, evidence, token, secrets, metrics, events)'),
+    authorization: dict(
+      obj({ uids: principal, gids: principal }),
+      endpointNames,
+      'an endpoint name (health, status, attest, evidence, token, secrets, metrics, events)',
+    ),
     events: obj({
       maxSubscribers: int(1, 1024),
       maxBufferedBytes: int(4096, 16 << 20),
@@ -142,16 +149,25 @@ export const DEFAULTS = {
   log: { level: 'info' },
 } as const;
 
-type Widen<T> = T extends string ? string : T extends number ? number : T extends boolean ? boolean : T extends object ? { -readonly [K in keyof T]: Widen<T[K]> } : T;
+type Widen<T> = T extends string
+  ? string
+  : T extends number
+    ? number
+    : T extends boolean
+      ? boolean
+      : T extends object
+        ? { -readonly [K in keyof T]: Widen<T[K]> }
+        : T;
 export type Config = Widen<typeof DEFAULTS>;
 
 function merge(defaults: Record<string, unknown>, raw: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = { ...defaults };
   for (const [k, v] of Object.entries(raw)) {
     const d = defaults[k];
-    out[k] = d && typeof d === 'object' && !Array.isArray(d) && v && typeof v === 'object' && !Array.isArray(v) && k !== 'authorization'
-      ? merge(d as Record<string, unknown>, v as Record<string, unknown>)
-      : v;
+    out[k] =
+      d && typeof d === 'object' && !Array.isArray(d) && v && typeof v === 'object' && !Array.isArray(v) && k !== 'authorization'
+        ? merge(d as Record<string, unknown>, v as Record<string, unknown>)
+        : v;
   }
   return out;
 }
@@ -168,8 +184,12 @@ export function parseConfig(text: string, source = 'config'): Config {
   if (c?.url !== undefined) {
     // Fail closed at load: a link whose verdicts cannot be authenticated must not start.
     const plain = /^ws:\/\//i.test(c.url);
-    if (plain && c.insecure !== true) errors.push('controller.url: ws:// is unencrypted and unauthenticated; use wss:// (or set controller.insecure: true, for loopback tests and demos only)');
-    if (!c.tokenKey && (plain || !c.caFile)) errors.push('controller.tokenKey: required to authenticate verdicts (the controller\'s public token key, PEM or JWK/JWKS), unless the url is wss:// with controller.caFile (the key then comes in welcome)');
+    if (plain && c.insecure !== true)
+      errors.push('controller.url: ws:// is unencrypted and unauthenticated; use wss:// (or set controller.insecure: true, for loopback tests and demos only)');
+    if (!c.tokenKey && (plain || !c.caFile))
+      errors.push(
+        "controller.tokenKey: required to authenticate verdicts (the controller's public token key, PEM or JWK/JWKS), unless the url is wss:// with controller.caFile (the key then comes in welcome)",
+      );
   }
   if (errors.length > 0 || !raw) {
     throw problemsError(source, errors);

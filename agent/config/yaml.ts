@@ -20,7 +20,12 @@ export const MAX_YAML_ALIASES = 100;
  * prettyErrors adds a source excerpt below the first line; the first line (with line and column) is
  * enough. Recursion exhausted by deep indentation is reported as what it is.
  */
-const oneLine = (s: string) => s.split('\n')[0]!.trim().replace(/:$/, '').replace(/^Maximum call stack size exceeded/, 'nested too deeply');
+const oneLine = (s: string) =>
+  s
+    .split('\n')[0]!
+    .trim()
+    .replace(/:$/, '')
+    .replace(/^Maximum call stack size exceeded/, 'nested too deeply');
 
 /**
  * Nesting the parser is asked to build. The yaml package keeps a stack entry per level, so 1 MiB of
@@ -69,7 +74,8 @@ function checkKeys(doc: Document.Parsed, lines: LineCounter, source: string): vo
       const seen = new Set<string>();
       for (const pair of map.items) {
         const key = pair.key;
-        if (!isScalar(key)) throw new ConfigError(`${source}: not valid YAML: a mapping key must be a plain value, not a collection${where(isNode(key) ? key : map)}`);
+        if (!isScalar(key))
+          throw new ConfigError(`${source}: not valid YAML: a mapping key must be a plain value, not a collection${where(isNode(key) ? key : map)}`);
         const name = key.value === null ? '' : String(key.value);
         if (seen.has(name)) throw new ConfigError(`${source}: not valid YAML: duplicate key "${name}"${where(key)}`);
         seen.add(name);
@@ -92,7 +98,8 @@ export function parseYamlDocument(text: string, source: string, options: { keepS
     throw new ConfigError(`${source}: not valid YAML: ${oneLine((err as Error).message)}`, { cause: err });
   }
   // A %YAML 1.1 directive would switch to YAML 1.1 rules (yes/no booleans, "<<" merge keys).
-  if (doc.directives?.yaml.explicit && doc.directives.yaml.version !== '1.2') throw new ConfigError(`${source}: YAML ${doc.directives.yaml.version} directive not accepted: files are YAML 1.2`);
+  if (doc.directives?.yaml.explicit && doc.directives.yaml.version !== '1.2')
+    throw new ConfigError(`${source}: YAML ${doc.directives.yaml.version} directive not accepted: files are YAML 1.2`);
   checkKeys(doc, lines, source);
   return doc;
 }
@@ -102,7 +109,10 @@ export function yamlDocumentToJs(doc: Document.Parsed, source: string): unknown 
   try {
     return doc.toJS({ maxAliasCount: MAX_YAML_ALIASES });
   } catch (err) {
-    const msg = err instanceof ReferenceError && /alias/i.test(err.message) ? `too many YAML aliases (more than ${MAX_YAML_ALIASES} expansions)` : oneLine((err as Error).message);
+    const msg =
+      err instanceof ReferenceError && /alias/i.test(err.message)
+        ? `too many YAML aliases (more than ${MAX_YAML_ALIASES} expansions)`
+        : oneLine((err as Error).message);
     throw new ConfigError(`${source}: not valid YAML: ${msg}`, { cause: err });
   }
 }
@@ -119,7 +129,9 @@ const typeName = (v: unknown): string => (v === null ? 'null' : Array.isArray(v)
  * way to ask for every default.
  */
 export function requireMapping(doc: Document.Parsed, value: unknown, source: string): Record<string, unknown> {
-  if (doc.contents === null) throw new ConfigError(`${source}: empty (only comments or whitespace): a policy must be a mapping of keys; write {} to mean every default`);
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ConfigError(`${source}: must be a mapping of keys, got ${typeName(value)}`);
+  if (doc.contents === null)
+    throw new ConfigError(`${source}: empty (only comments or whitespace): a policy must be a mapping of keys; write {} to mean every default`);
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new ConfigError(`${source}: must be a mapping of keys, got ${typeName(value)}`);
   return value as Record<string, unknown>;
 }

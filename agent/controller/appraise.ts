@@ -91,8 +91,8 @@ export async function appraiseEvidence(
       if (helloKey) {
         // The key the agent announced in hello is the one its events are signed with: it must be the attested one.
         const keyCheck = same(publicJwkBytes(helloKey), publicJwkBytes(bundle.teePubKey))
-          ? pass('link.tee-key', 'the bundle\'s teePubKey is the key the agent announced in hello')
-          : fail('link.tee-key', 'the bundle\'s teePubKey differs from the key announced in hello: evidence from another process or a swapped key');
+          ? pass('link.tee-key', "the bundle's teePubKey is the key the agent announced in hello")
+          : fail('link.tee-key', "the bundle's teePubKey differs from the key announced in hello: evidence from another process or a swapped key");
         devices = devices.map((d) => (d.id === 'cpu0' ? { ...d, result: resultOf([keyCheck, ...d.result.checks], d.result.claims, d.result.simulated) } : d));
       }
     }

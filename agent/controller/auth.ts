@@ -62,7 +62,10 @@ export function credentialFor(cred: Credential, agentId: string): CredentialChec
     return { ok: false, reason: `this bearer token is bound to another agent id than "${agentId}"` };
   }
   if (cred.certAgentIds !== undefined && !cred.certAgentIds.includes(agentId)) {
-    return { ok: false, reason: `the client certificate does not name agent id "${agentId}" (it names ${cred.certAgentIds.map((n) => `"${n.slice(0, 64)}"`).join(', ') || 'none'} in its CN and DNS subjectAltNames)` };
+    return {
+      ok: false,
+      reason: `the client certificate does not name agent id "${agentId}" (it names ${cred.certAgentIds.map((n) => `"${n.slice(0, 64)}"`).join(', ') || 'none'} in its CN and DNS subjectAltNames)`,
+    };
   }
   return { ok: true, bound: cred.tokenAgentId === agentId || (cred.certAgentIds?.includes(agentId) ?? false) };
 }

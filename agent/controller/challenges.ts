@@ -53,14 +53,20 @@ export class ChallengeBook {
     const c = this.open.get(id);
     if (!c) {
       const was = this.spent.get(id);
-      if (was === 'answered') return { ok: false, code: 'replayed-challenge', message: `challenge ${id} was already answered; evidence is accepted once per challenge` };
-      if (was === 'expired') return { ok: false, code: 'expired-challenge', message: `challenge ${id} expired before it was answered; wait for the next challenge` };
+      if (was === 'answered')
+        return { ok: false, code: 'replayed-challenge', message: `challenge ${id} was already answered; evidence is accepted once per challenge` };
+      if (was === 'expired')
+        return { ok: false, code: 'expired-challenge', message: `challenge ${id} expired before it was answered; wait for the next challenge` };
       return { ok: false, code: 'unknown-challenge', message: `challenge ${id} was not issued on this connection` };
     }
     this.open.delete(id);
     if (now.getTime() > c.expiresAt.getTime()) {
       this.remember(id, 'expired');
-      return { ok: false, code: 'expired-challenge', message: `challenge ${id} expired at ${c.expiresAt.toISOString()}; the answer came ${now.getTime() - c.expiresAt.getTime()} ms late` };
+      return {
+        ok: false,
+        code: 'expired-challenge',
+        message: `challenge ${id} expired at ${c.expiresAt.toISOString()}; the answer came ${now.getTime() - c.expiresAt.getTime()} ms late`,
+      };
     }
     this.remember(id, 'answered');
     return { ok: true, challenge: c };

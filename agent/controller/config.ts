@@ -34,7 +34,15 @@ export const controllerSchema = obj({
   tokenTtlSec: int(10, 86_400),
   challengeIntervalSec: int(5, 86_400),
   challengeTtlSec: int(1, 3600),
-  secrets: list(obj({ name: str({ pattern: /^[A-Za-z0-9._-]{1,128}$/, hint: 'a secret name of letters, digits, ".", "_" or "-"' }), file: path, value: str(), agents: list(agentId) }), 1000),
+  secrets: list(
+    obj({
+      name: str({ pattern: /^[A-Za-z0-9._-]{1,128}$/, hint: 'a secret name of letters, digits, ".", "_" or "-"' }),
+      file: path,
+      value: str(),
+      agents: list(agentId),
+    }),
+    1000,
+  ),
   releaseSecretsOn: oneOf(['affirming', 'warning'] as const),
   simulation: obj({ trust: bool(), dir: path }),
   collateral: obj({ dir: path, online: bool(), timeoutMs: int(100, 120_000) }),
@@ -159,10 +167,17 @@ export function parseControllerConfig(text: string, source = 'controller config'
     limits: { ...d.limits, ...raw.limits },
     logLevel: raw.log?.level ?? 'info',
   };
-  if (raw.tls) cfg.tls = { cert: p(raw.tls.cert)!, key: p(raw.tls.key)!, ...(raw.tls.clientCa ? { clientCa: p(raw.tls.clientCa)! } : {}), requireClientCert: raw.tls.requireClientCert ?? false };
+  if (raw.tls)
+    cfg.tls = {
+      cert: p(raw.tls.cert)!,
+      key: p(raw.tls.key)!,
+      ...(raw.tls.clientCa ? { clientCa: p(raw.tls.clientCa)! } : {}),
+      requireClientCert: raw.tls.requireClientCert ?? false,
+    };
   if (raw.signingKey) cfg.signingKey = p(raw.signingKey)!;
   if (raw.stateDir) cfg.stateDir = p(raw.stateDir)!;
-  if (raw.collateral?.dir) cfg.collateral = { dir: p(raw.collateral.dir)!, online: raw.collateral.online ?? false, timeoutMs: raw.collateral.timeoutMs ?? 10_000 };
+  if (raw.collateral?.dir)
+    cfg.collateral = { dir: p(raw.collateral.dir)!, online: raw.collateral.online ?? false, timeoutMs: raw.collateral.timeoutMs ?? 10_000 };
   return cfg;
 }
 
@@ -190,7 +205,8 @@ function crossChecks(raw: RawControllerConfig, errors: string[]): void {
   }
   if (raw.tls && (raw.tls.cert === undefined || raw.tls.key === undefined)) errors.push('tls: needs both cert and key');
   if (raw.tls?.requireClientCert && !raw.tls.clientCa) errors.push('tls.requireClientCert: needs tls.clientCa (the CA that issues agent certificates)');
-  if (raw.simulation?.trust && !raw.simulation.dir) errors.push('simulation.dir: required when simulation.trust is true (the directory holding the simulated test roots)');
+  if (raw.simulation?.trust && !raw.simulation.dir)
+    errors.push('simulation.dir: required when simulation.trust is true (the directory holding the simulated test roots)');
   if (raw.limits?.burst !== undefined && raw.limits.messagesPerSec !== undefined && raw.limits.burst < raw.limits.messagesPerSec) {
     errors.push('limits.burst: must be at least limits.messagesPerSec');
   }
@@ -224,13 +240,17 @@ async function readText(file: string, what: string, kind: InputKind): Promise<Bu
 
 /** Token files hold the token itself (one line); trailing whitespace is not part of it. */
 export function tokenDigest(token: string | Buffer): Buffer {
-  return createHash('sha256').update(typeof token === 'string' ? token : token.toString('utf8')).digest();
+  return createHash('sha256')
+    .update(typeof token === 'string' ? token : token.toString('utf8'))
+    .digest();
 }
 
 export async function resolveControllerConfig(config: ControllerConfig): Promise<ResolvedController> {
   const tokens = await Promise.all(
     config.tokens.map(async (t, i) => {
-      const sha256 = t.sha256 ? Buffer.from(t.sha256, 'hex') : tokenDigest((await readText(t.file!, `agents.tokens[${i}].file`, 'token')).toString('utf8').trim());
+      const sha256 = t.sha256
+        ? Buffer.from(t.sha256, 'hex')
+        : tokenDigest((await readText(t.file!, `agents.tokens[${i}].file`, 'token')).toString('utf8').trim());
       return { ...(t.agentId ? { agentId: t.agentId } : {}), sha256 };
     }),
   );

@@ -105,7 +105,8 @@ export class EventStream {
     const already = this.held.get(ev.seq);
     if (already) {
       // Sent twice on one link (e.g. a dropped event sent ahead, then in its place): keep the first.
-      if (already.hash !== hash) out.problems.push({ code: 'event-conflict', message: `event ${ev.seq}: a different event with this seq is already waiting; the first is kept` });
+      if (already.hash !== hash)
+        out.problems.push({ code: 'event-conflict', message: `event ${ev.seq}: a different event with this seq is already waiting; the first is kept` });
       return this.drain(now, out);
     }
     if (this.held.size >= this.o.maxHeld || this.heldBytes + bytes > this.o.maxHeldBytes) {

@@ -3,7 +3,11 @@ export class TokenBucket {
   private tokens: number;
   private last: number;
 
-  constructor(private readonly perSec: number, private readonly burst: number, nowMs: number) {
+  constructor(
+    private readonly perSec: number,
+    private readonly burst: number,
+    nowMs: number,
+  ) {
     this.tokens = burst;
     this.last = nowMs;
   }

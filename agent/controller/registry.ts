@@ -107,7 +107,11 @@ export interface AgentSummary {
 
 /** What an event is compared by: SHA-256 of JCS({seq, at, kind, data}), first 128 bits, base64url. */
 export function eventHash(ev: { seq: number; at: string; kind: string; data: unknown }): string {
-  return createHash('sha256').update(canonicalize({ seq: ev.seq, at: ev.at, kind: ev.kind, data: ev.data })).digest().subarray(0, 16).toString('base64url');
+  return createHash('sha256')
+    .update(canonicalize({ seq: ev.seq, at: ev.at, kind: ev.kind, data: ev.data }))
+    .digest()
+    .subarray(0, 16)
+    .toString('base64url');
 }
 
 /** hello.inventory as kept: itself when small, else a note (it is for display; the agent is not refused). */
@@ -150,7 +154,14 @@ export class AgentRegistry {
       if (!AGENT_ID.test(id)) continue;
       try {
         const rec = JSON.parse(await readBoundedText(join(this.stateDir, name), 'agentRecord')) as AgentRecord;
-        if (rec.agentId !== id || !Number.isSafeInteger(rec.lastSeq) || rec.lastSeq < 0 || !Array.isArray(rec.gaps) || !Array.isArray(rec.attestedKeys) || !Array.isArray(rec.recentEvents)) {
+        if (
+          rec.agentId !== id ||
+          !Number.isSafeInteger(rec.lastSeq) ||
+          rec.lastSeq < 0 ||
+          !Array.isArray(rec.gaps) ||
+          !Array.isArray(rec.attestedKeys) ||
+          !Array.isArray(rec.recentEvents)
+        ) {
           throw new ParseError('not an agent record');
         }
         this.agents.set(id, rec);
@@ -285,7 +296,10 @@ export class AgentRegistry {
     if (ev.seq !== rec.lastSeq + 1) return 'out-of-order';
     rec.lastSeq = ev.seq;
     this.pushHashes(rec, ev.seq, ev.seq, hash);
-    rec.recentEvents = [{ seq: ev.seq, at: ev.at, kind: ev.kind, data: boundedData(ev.data), receivedAt: now.toISOString() }, ...rec.recentEvents].slice(0, RECENT_EVENTS);
+    rec.recentEvents = [{ seq: ev.seq, at: ev.at, kind: ev.kind, data: boundedData(ev.data), receivedAt: now.toISOString() }, ...rec.recentEvents].slice(
+      0,
+      RECENT_EVENTS,
+    );
     return 'stored';
   }
 
@@ -342,9 +356,7 @@ export class AgentRegistry {
     if (!this.stateDir || this.provisional.has(agentId)) return Promise.resolve();
     const dir = this.stateDir;
     const prev = this.writes.get(agentId) ?? Promise.resolve();
-    const next = prev
-      .catch(() => undefined)
-      .then(() => writeFileAtomic(join(dir, `${agentId}.json`), `${JSON.stringify(this.get(agentId), null, 1)}\n`));
+    const next = prev.catch(() => undefined).then(() => writeFileAtomic(join(dir, `${agentId}.json`), `${JSON.stringify(this.get(agentId), null, 1)}\n`));
     this.writes.set(agentId, next);
     return next;
   }

@@ -26,7 +26,10 @@ export function releaseDecision(devices: readonly { id: string; status: TrustSta
   const allowed: TrustStatus[] = rule === 'affirming' ? ['affirming'] : ['affirming', 'warning'];
   const blocking = devices.filter((d) => !allowed.includes(d.status));
   if (blocking.length > 0) {
-    return { release: false, reason: `secrets withheld: ${blocking.map((d) => `${d.id} is ${d.status}`).join(', ')} (releaseSecretsOn: ${rule} requires ${allowed.join(' or ')})` };
+    return {
+      release: false,
+      reason: `secrets withheld: ${blocking.map((d) => `${d.id} is ${d.status}`).join(', ')} (releaseSecretsOn: ${rule} requires ${allowed.join(' or ')})`,
+    };
   }
   return { release: true, reason: `every device is ${allowed.join(' or ')}` };
 }

@@ -93,12 +93,15 @@ export class Controller {
     const tls = this.resolved.tls;
     const handler = (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res);
     this.server = tls
-      ? createHttpsServer({
-          cert: tls.cert,
-          key: tls.key,
-          minVersion: 'TLSv1.2',
-          ...(tls.ca ? { ca: tls.ca, requestCert: true, rejectUnauthorized: tls.requireClientCert } : {}),
-        }, handler)
+      ? createHttpsServer(
+          {
+            cert: tls.cert,
+            key: tls.key,
+            minVersion: 'TLSv1.2',
+            ...(tls.ca ? { ca: tls.ca, requestCert: true, rejectUnauthorized: tls.requireClientCert } : {}),
+          },
+          handler,
+        )
       : createHttpServer(handler);
     this.server.headersTimeout = 10_000;
     this.server.requestTimeout = 30_000;
@@ -117,7 +120,12 @@ export class Controller {
     const a = this.server.address() as AddressInfo;
     const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
     const tls = this.resolved.tls !== undefined;
-    return { host: a.address, port: a.port, url: `${tls ? 'https' : 'http'}://${host}:${a.port}`, wsUrl: `${tls ? 'wss' : 'ws'}://${host}:${a.port}${LINK_PATH}` };
+    return {
+      host: a.address,
+      port: a.port,
+      url: `${tls ? 'https' : 'http'}://${host}:${a.port}`,
+      wsUrl: `${tls ? 'wss' : 'ws'}://${host}:${a.port}${LINK_PATH}`,
+    };
   }
 
   /** Challenge a connected agent now (tests, operators). */
@@ -148,7 +156,9 @@ export class Controller {
     this.opts.log.warn({ peer, status }, `link upgrade refused: ${reason}`);
     const text = { 400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 503: 'Service Unavailable' }[status] ?? 'Error';
     const extra = status === 401 ? 'WWW-Authenticate: Bearer realm="cvm-agent"\r\n' : '';
-    socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain\r\n${extra}Content-Length: ${Buffer.byteLength(reason) + 1}\r\n\r\n${reason}\n`);
+    socket.end(
+      `HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain\r\n${extra}Content-Length: ${Buffer.byteLength(reason) + 1}\r\n\r\n${reason}\n`,
+    );
   }
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -163,7 +173,12 @@ export class Controller {
     // Authentication first, so an unauthenticated peer learns nothing else.
     const tlsSocket = req.socket as Partial<TLSSocket>;
     const hasClientCert = this.resolved.tls?.ca !== undefined && tlsSocket.authorized === true;
-    if (this.resolved.tls?.ca && typeof tlsSocket.getPeerCertificate === 'function' && !tlsSocket.authorized && Object.keys(tlsSocket.getPeerCertificate() ?? {}).length > 0) {
+    if (
+      this.resolved.tls?.ca &&
+      typeof tlsSocket.getPeerCertificate === 'function' &&
+      !tlsSocket.authorized &&
+      Object.keys(tlsSocket.getPeerCertificate() ?? {}).length > 0
+    ) {
       return this.reject(socket, 401, 'client certificate not issued by tls.clientCa', peer);
     }
     const credential: Credential = {};
@@ -203,7 +218,9 @@ export class Controller {
         ...(this.resolved.snpPolicy ? { snpPolicy: this.resolved.snpPolicy } : {}),
         ...(this.resolved.gpuPolicy ? { gpuPolicy: this.resolved.gpuPolicy } : {}),
         ...(cfg.simulation.trust && cfg.simulation.dir ? { simulation: new SimulationRoots(cfg.simulation.dir) } : {}),
-        ...(cfg.collateral ? { collateral: { store: new CollateralStore(cfg.collateral.dir), online: cfg.collateral.online, timeoutMs: cfg.collateral.timeoutMs } } : {}),
+        ...(cfg.collateral
+          ? { collateral: { store: new CollateralStore(cfg.collateral.dir), online: cfg.collateral.online, timeoutMs: cfg.collateral.timeoutMs } }
+          : {}),
         policyId: `cvm-agent-controller/${cfg.policy.snp || cfg.policy.gpu ? 'configured' : 'default'}`,
         build: CONTROLLER_BUILD,
       },

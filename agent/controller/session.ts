@@ -20,8 +20,16 @@
 import type { WebSocket } from 'ws';
 import type { Logger } from 'pino';
 import {
-  CLOSE, decodeMessage, describeOffer, encodeMessage, negotiateVersion, SUPPORTED_VERSIONS,
-  type ControllerMessage, type EventMessage, type EvidenceMessage, type HelloMessage,
+  CLOSE,
+  decodeMessage,
+  describeOffer,
+  encodeMessage,
+  negotiateVersion,
+  SUPPORTED_VERSIONS,
+  type ControllerMessage,
+  type EventMessage,
+  type EvidenceMessage,
+  type HelloMessage,
 } from '../link/protocol.js';
 import { checkEvidenceProof } from '../link/proof.js';
 import { credentialFor, type Credential } from './auth.js';
@@ -132,22 +140,26 @@ export class LinkSession {
     ws.on('pong', () => {
       this.alive = true;
     });
-    this.timers.push(setTimeout(() => {
-      if (!this.hello) this.close(CLOSE.HANDSHAKE_TIMEOUT, 'no hello within 10 s');
-    }, HANDSHAKE_TIMEOUT_MS));
-    this.timers.push(setInterval(() => {
-      // Dead-peer detection: no pong since the last ping -> terminate (node-daemon.md §4). While we
-      // are the ones not reading, a pong cannot arrive: not the peer's fault.
-      if (this.readPaused || this.pausedSincePing) this.alive = true;
-      this.pausedSincePing = false;
-      if (!this.alive) {
-        deps.log.warn({ agentId: this.agentId, peer }, 'agent missed a heartbeat; terminating the link');
-        ws.terminate();
-        return;
-      }
-      this.alive = false;
-      ws.ping();
-    }, deps.heartbeatSec * 1000));
+    this.timers.push(
+      setTimeout(() => {
+        if (!this.hello) this.close(CLOSE.HANDSHAKE_TIMEOUT, 'no hello within 10 s');
+      }, HANDSHAKE_TIMEOUT_MS),
+    );
+    this.timers.push(
+      setInterval(() => {
+        // Dead-peer detection: no pong since the last ping -> terminate (node-daemon.md §4). While we
+        // are the ones not reading, a pong cannot arrive: not the peer's fault.
+        if (this.readPaused || this.pausedSincePing) this.alive = true;
+        this.pausedSincePing = false;
+        if (!this.alive) {
+          deps.log.warn({ agentId: this.agentId, peer }, 'agent missed a heartbeat; terminating the link');
+          ws.terminate();
+          return;
+        }
+        this.alive = false;
+        ws.ping();
+      }, deps.heartbeatSec * 1000),
+    );
   }
 
   /** A close is under way or done: the session handles no more input and is on its way out. */
@@ -176,7 +188,12 @@ export class LinkSession {
     const guard = setTimeout(finish, CLOSE_FLUSH_MS);
     this.queue = this.queue
       .then(() => this.flushEvents(true))
-      .catch((err: unknown) => this.deps.log.warn({ agentId: this.agentId, err: err instanceof Error ? err.message : String(err) }, 'state not written before closing the link (the agent resends)'))
+      .catch((err: unknown) =>
+        this.deps.log.warn(
+          { agentId: this.agentId, err: err instanceof Error ? err.message : String(err) },
+          'state not written before closing the link (the agent resends)',
+        ),
+      )
       .finally(() => {
         clearTimeout(guard);
         finish();
@@ -314,10 +331,16 @@ export class LinkSession {
 
   /** Resolves once the message being handled (if any) is done: its state persisted, its ack sent. */
   drained(): Promise<void> {
-    return this.queue.then(() => undefined, () => undefined);
+    return this.queue.then(
+      () => undefined,
+      () => undefined,
+    );
   }
 
-  private async dispatch(msg: HelloMessage | EvidenceMessage | EventMessage | { type: 'error'; code: string; message: string; challengeId?: string }, size: number): Promise<void> {
+  private async dispatch(
+    msg: HelloMessage | EvidenceMessage | EventMessage | { type: 'error'; code: string; message: string; challengeId?: string },
+    size: number,
+  ): Promise<void> {
     if (this.closing) return;
     const now = this.deps.now();
     if (msg.type === 'hello') return this.onHello(msg, now);
@@ -336,7 +359,8 @@ export class LinkSession {
 
   private async onHello(msg: HelloMessage, now: Date): Promise<void> {
     if (this.hello) return this.refuse('unexpected-hello', 'hello was already received on this connection', CLOSE.PROTOCOL_ERROR);
-    if (!AGENT_ID.test(msg.agentId)) return this.refuse('bad-agent-id', 'agentId must be 1..128 of letters, digits, ".", "_", ":", "@", "-" (and not "." or "..")', CLOSE.PROTOCOL_ERROR);
+    if (!AGENT_ID.test(msg.agentId))
+      return this.refuse('bad-agent-id', 'agentId must be 1..128 of letters, digits, ".", "_", ":", "@", "-" (and not "." or "..")', CLOSE.PROTOCOL_ERROR);
     const cred = credentialFor(this.credential, msg.agentId);
     if (!cred.ok) return this.refuse('forbidden', cred.reason, CLOSE.FORBIDDEN);
     if (!cred.bound && this.deps.boundIds.has(msg.agentId)) {
@@ -344,7 +368,11 @@ export class LinkSession {
     }
     const version = negotiateVersion(msg.protocol);
     if (version === undefined) {
-      return this.refuse('version-mismatch', `no common protocol version: agent offers ${describeOffer(msg.protocol)}, controller speaks ${describeOffer(SUPPORTED_VERSIONS)}`, CLOSE.VERSION_MISMATCH);
+      return this.refuse(
+        'version-mismatch',
+        `no common protocol version: agent offers ${describeOffer(msg.protocol)}, controller speaks ${describeOffer(SUPPORTED_VERSIONS)}`,
+        CLOSE.VERSION_MISMATCH,
+      );
     }
     const limits = this.deps.limits;
     const sessionKid = await keyThumbprint(msg.teePubKey);
@@ -352,7 +380,11 @@ export class LinkSession {
     this.boundToId = cred.bound;
     const registry = this.deps.registry;
     const tooMany = () =>
-      this.refuse('too-many-agents', `this credential already speaks for ${limits.agentsPerCredential} agent ids (limits.agentsPerCredential); "${msg.agentId}" is refused`, CLOSE.FORBIDDEN);
+      this.refuse(
+        'too-many-agents',
+        `this credential already speaks for ${limits.agentsPerCredential} agent ids (limits.agentsPerCredential); "${msg.agentId}" is refused`,
+        CLOSE.FORBIDDEN,
+      );
     // The per-credential cap is checked right before each admission (no await in between), and the id
     // is counted for the credential only once the session is admitted: a refused link takes no place.
     if (!registry.mayAdmit(this.credentialLabel, msg.agentId, limits.agentsPerCredential)) return tooMany();
@@ -386,7 +418,19 @@ export class LinkSession {
     this.agentId = msg.agentId;
     if (admitted === 'claimed') this.onClaimed(now, false);
     const rec = registry.get(msg.agentId);
-    this.deps.log.info({ agentId: msg.agentId, version: msg.version, protocol: version, peer: this.peer, resumeFrom: msg.resumeFrom, lastSeq: rec.lastSeq, bound: this.boundToId, contender: admitted === 'contender' }, 'agent connected');
+    this.deps.log.info(
+      {
+        agentId: msg.agentId,
+        version: msg.version,
+        protocol: version,
+        peer: this.peer,
+        resumeFrom: msg.resumeFrom,
+        lastSeq: rec.lastSeq,
+        bound: this.boundToId,
+        contender: admitted === 'contender',
+      },
+      'agent connected',
+    );
     this.send({
       type: 'welcome',
       protocol: version,
@@ -448,16 +492,28 @@ export class LinkSession {
     }
     // Possession of the session key, over the challenge issued on this connection: without it the
     // bundle may be another VM's evidence relayed through its local API. No verdict at all then.
-    const proof = await checkEvidenceProof(msg.proof, this.hello!.teePubKey, { agentId, challengeId: msg.challengeId, nonce: taken.challenge.nonce.toString('hex') });
+    const proof = await checkEvidenceProof(msg.proof, this.hello!.teePubKey, {
+      agentId,
+      challengeId: msg.challengeId,
+      nonce: taken.challenge.nonce.toString('hex'),
+    });
     if (!proof.ok) {
       if (registry.has(agentId)) registry.get(agentId).lastRejection = { at: now.toISOString(), code: 'bad-proof', message: proof.reason };
-      return this.refuse('bad-proof', `evidence for challenge ${msg.challengeId} has no valid proof of possession of the hello key: ${proof.reason}; no verdict`, CLOSE.FORBIDDEN, msg.challengeId);
+      return this.refuse(
+        'bad-proof',
+        `evidence for challenge ${msg.challengeId} has no valid proof of possession of the hello key: ${proof.reason}; no verdict`,
+        CLOSE.FORBIDDEN,
+        msg.challengeId,
+      );
     }
     const appraisal = await appraiseEvidence(msg.bundle, taken.challenge.nonce, now, this.deps.appraisal, this.hello!.teePubKey, agentId);
     const devices = Object.entries(deviceStatuses(appraisal)).map(([id, status]) => ({ id, status }));
     // Secrets only to a key proven by this very bundle, and only when every device earns it.
-    const decision = appraisal.verifiedKey ? releaseDecision(devices, this.deps.releaseSecretsOn) : { release: false, reason: `secrets withheld: the evidence did not verify (${appraisal.status})` };
-    const secrets = decision.release && appraisal.verifiedKey ? await sealSecrets(secretsFor(agentId, this.deps.secrets, this.boundToId), appraisal.verifiedKey) : [];
+    const decision = appraisal.verifiedKey
+      ? releaseDecision(devices, this.deps.releaseSecretsOn)
+      : { release: false, reason: `secrets withheld: the evidence did not verify (${appraisal.status})` };
+    const secrets =
+      decision.release && appraisal.verifiedKey ? await sealSecrets(secretsFor(agentId, this.deps.secrets, this.boundToId), appraisal.verifiedKey) : [];
     const { token, expiresAt } = await this.deps.signer.sign(appraisal.ear, {
       subject: agentId,
       ttlSec: this.deps.tokenTtlSec,
@@ -493,7 +549,14 @@ export class LinkSession {
     }
     await registry.persist(agentId);
     this.deps.log.info(
-      { agentId, challengeId: msg.challengeId, status: appraisal.status, simulated: appraisal.simulated, devices: rec.lastVerdict.devices, secrets: rec.lastVerdict.secretsReleased },
+      {
+        agentId,
+        challengeId: msg.challengeId,
+        status: appraisal.status,
+        simulated: appraisal.simulated,
+        devices: rec.lastVerdict.devices,
+        secrets: rec.lastVerdict.secretsReleased,
+      },
       `verdict ${appraisal.status.toUpperCase()}${appraisal.simulated ? ' (SIMULATED)' : ''}: ${decision.reason}`,
     );
     this.send({ type: 'verdict', challengeId: msg.challengeId, token, ...(secrets.length > 0 ? { secrets } : {}) });

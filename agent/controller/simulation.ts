@@ -21,7 +21,11 @@ export const SNP_SIM_FILE = 'snp-sim-state.json';
 /** Simulated roots plus the collateral a simulated chain needs (CRL, RIMs, OCSP) and the "sim" GPU environment. */
 export type SimulationTrust = SimulationVerifyOptions;
 
-const exists = (p: string) => stat(p).then(() => true, () => false);
+const exists = (p: string) =>
+  stat(p).then(
+    () => true,
+    () => false,
+  );
 
 export class SimulationRoots {
   private snp: SimulatedSnpDevice | undefined;
@@ -34,7 +38,10 @@ export class SimulationRoots {
   async trust(at: Date, needGpus: boolean): Promise<SimulationTrust> {
     if (!this.snp) {
       if (!(await exists(join(this.dir, SNP_SIM_FILE)))) {
-        throw new CvmError('ERR_SIMULATION', `no simulated SNP roots in ${this.dir} (${SNP_SIM_FILE}); start the simulated agent with simulation.dir pointing there first`);
+        throw new CvmError(
+          'ERR_SIMULATION',
+          `no simulated SNP roots in ${this.dir} (${SNP_SIM_FILE}); start the simulated agent with simulation.dir pointing there first`,
+        );
       }
       const { SimulatedSnpDevice } = await import('../simulation/snp-sim.js');
       this.snp = await SimulatedSnpDevice.open(this.dir);

@@ -20,7 +20,11 @@ export class CollateralSummarizer {
   private cached: { at: number; value: CollateralSummary } | undefined;
   private running: Promise<CollateralSummary> | undefined;
 
-  constructor(private readonly dir: string, private readonly online: boolean, private readonly maxAgeMs = 60_000) {}
+  constructor(
+    private readonly dir: string,
+    private readonly online: boolean,
+    private readonly maxAgeMs = 60_000,
+  ) {}
 
   get(now = new Date()): Promise<CollateralSummary> {
     if (this.cached && now.getTime() - this.cached.at < this.maxAgeMs) return Promise.resolve(this.cached.value);

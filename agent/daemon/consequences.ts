@@ -75,12 +75,17 @@ const MAX_UNITS = 128;
 
 /** Strict reading of a persisted state (the state directory is not trusted); throws on anything odd. */
 export function parseConsequenceState(v: unknown): ConsequenceState {
-  const read = jsonReader((where, problem) => { throw new ParseError(`${where}: ${problem}`); }, {
-    object: 'expected an object',
-    string: 'expected a string',
-    array: (max) => `expected an array of at most ${max}`,
-    unexpectedKey: (k) => `unexpected key ${JSON.stringify(k.slice(0, 32))}`,
-  });
+  const read = jsonReader(
+    (where, problem) => {
+      throw new ParseError(`${where}: ${problem}`);
+    },
+    {
+      object: 'expected an object',
+      string: 'expected a string',
+      array: (max) => `expected an array of at most ${max}`,
+      unexpectedKey: (k) => `unexpected key ${JSON.stringify(k.slice(0, 32))}`,
+    },
+  );
   const obj = (x: unknown, keys: string[], where: string): Record<string, unknown> => read.obj(x, where, keys);
   const arr = (x: unknown, where: string, max: number): unknown[] => read.arr(x, where, max);
   const time = (x: unknown, where: string): string => {
@@ -130,7 +135,10 @@ export class Consequences {
   private queue: Promise<void> = Promise.resolve();
   private readonly now: () => Date;
 
-  constructor(private policy: ConsequencePolicy, private readonly effects: ConsequenceEffects) {
+  constructor(
+    private policy: ConsequencePolicy,
+    private readonly effects: ConsequenceEffects,
+  ) {
     this.now = effects.now ?? (() => new Date());
   }
 
@@ -279,7 +287,13 @@ export class Consequences {
     switch (action) {
       case 'drop-secrets': {
         const n = this.effects.dropSecrets();
-        return this.action(trigger, action, 'apply', 'done', `dropped ${n} released secret(s) from memory; /v1/secrets refuses until trust is restored and the controller releases them again`);
+        return this.action(
+          trigger,
+          action,
+          'apply',
+          'done',
+          `dropped ${n} released secret(s) from memory; /v1/secrets refuses until trust is restored and the controller releases them again`,
+        );
       }
       case 'withhold-token':
         return this.action(trigger, action, 'apply', 'done', '/v1/token no longer serves the controller token');
@@ -295,20 +309,40 @@ export class Consequences {
     if (!gpu) return this.action(trigger, 'clear-gpu-ready', 'apply', 'skipped', 'no GPU ready state to clear (no GPUs, or gpus.setReadyState is false)');
     try {
       if (!(await gpu.getReadyState())) {
-        return this.action(trigger, 'clear-gpu-ready', 'apply', 'done', 'the driver already reports the GPUs as not accepting new work; it will not be set until a full cycle passes');
+        return this.action(
+          trigger,
+          'clear-gpu-ready',
+          'apply',
+          'done',
+          'the driver already reports the GPUs as not accepting new work; it will not be set until a full cycle passes',
+        );
       }
       await gpu.setReadyState(false);
       const after = await gpu.getReadyState();
-      if (after) return this.action(trigger, 'clear-gpu-ready', 'apply', 'failed', 'the driver accepted the clear but still reports the GPUs as accepting work');
-      return this.action(trigger, 'clear-gpu-ready', 'apply', 'done', 'GPU ready state cleared through NVML: the GPUs refuse new work; work already running on them continues (the driver cannot stop it)');
+      if (after)
+        return this.action(trigger, 'clear-gpu-ready', 'apply', 'failed', 'the driver accepted the clear but still reports the GPUs as accepting work');
+      return this.action(
+        trigger,
+        'clear-gpu-ready',
+        'apply',
+        'done',
+        'GPU ready state cleared through NVML: the GPUs refuse new work; work already running on them continues (the driver cannot stop it)',
+      );
     } catch (err) {
-      return this.action(trigger, 'clear-gpu-ready', 'apply', 'failed', `the driver refused to clear the GPU ready state (${message(err)}): the GPUs keep accepting new work until the VM reboots; stop the workload (consequences.units)`);
+      return this.action(
+        trigger,
+        'clear-gpu-ready',
+        'apply',
+        'failed',
+        `the driver refused to clear the GPU ready state (${message(err)}): the GPUs keep accepting new work until the VM reboots; stop the workload (consequences.units)`,
+      );
     }
   }
 
   private async applyUnits(trigger: Trigger): Promise<void> {
     const { stop, start } = this.policy.units;
-    if (stop.length === 0 && start.length === 0) return this.action(trigger, 'units', 'apply', 'skipped', 'no units configured (consequences.units.stop/start)');
+    if (stop.length === 0 && start.length === 0)
+      return this.action(trigger, 'units', 'apply', 'skipped', 'no units configured (consequences.units.stop/start)');
     for (const unit of stop) {
       const r = await this.effects.units.run('stop', unit);
       if (r.ok) this.stoppedUnits.add(unit);
@@ -337,7 +371,8 @@ export class Consequences {
         }
       }
       case 'units': {
-        if (this.stoppedUnits.size === 0 && this.startedUnits.size === 0) return this.action(trigger, action, 'undo', 'skipped', 'no units were stopped or started by the agent');
+        if (this.stoppedUnits.size === 0 && this.startedUnits.size === 0)
+          return this.action(trigger, action, 'undo', 'skipped', 'no units were stopped or started by the agent');
         // Only what the agent itself stopped is started again (and vice versa).
         for (const unit of [...this.stoppedUnits]) {
           const r = await this.effects.units.run('start', unit);

@@ -61,7 +61,12 @@ export interface DaemonOptions {
 export function consequencePolicy(config: Config): ConsequencePolicy {
   const c = config.consequences;
   return {
-    triggers: { cycleFailed: c.cycleFailed, controllerContraindicated: c.controllerContraindicated, tokenExpired: c.tokenExpired, attestationStale: c.attestationStale } as ConsequencePolicy['triggers'],
+    triggers: {
+      cycleFailed: c.cycleFailed,
+      controllerContraindicated: c.controllerContraindicated,
+      tokenExpired: c.tokenExpired,
+      attestationStale: c.attestationStale,
+    } as ConsequencePolicy['triggers'],
     units: { stop: c.units.stop, start: c.units.start },
   };
 }
@@ -141,10 +146,17 @@ export class Daemon {
 
   private async startValidated(policy: Sources['policy']): Promise<void> {
     this.sources = await openSources(this.config, policy);
-    this.log.info({ tee: this.sources.kind, cpuSource: this.sources.cpu.source, gpus: Boolean(this.sources.gpus), simulated: this.sources.simulated, policy: policy.id }, this.sources.simulated ? 'SIMULATED TEE: evidence is signed by test roots and trusted only because tee is "simulated"' : 'evidence sources ready');
+    this.log.info(
+      { tee: this.sources.kind, cpuSource: this.sources.cpu.source, gpus: Boolean(this.sources.gpus), simulated: this.sources.simulated, policy: policy.id },
+      this.sources.simulated ? 'SIMULATED TEE: evidence is signed by test roots and trusted only because tee is "simulated"' : 'evidence sources ready',
+    );
     this.key = await createAgentKey();
     this.collateral = new CollateralSummarizer(this.config.collateral.dir, this.config.collateral.online);
-    this.history = new ResultHistory({ stateDir: this.config.state.dir, size: this.config.state.historySize, onEvent: (e) => this.log.warn({ event: e }, 'history') });
+    this.history = new ResultHistory({
+      stateDir: this.config.state.dir,
+      size: this.config.state.historySize,
+      onEvent: (e) => this.log.warn({ event: e }, 'history'),
+    });
     await this.history.load();
     this.trustLog = new TrustLog(this.config.state.dir, undefined, (msg) => this.log.warn(msg));
     await this.trustLog.load();
@@ -272,7 +284,8 @@ export class Daemon {
     try {
       text = await readBoundedText(this.consequencesFile(), 'consequences');
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.error({ err: (err as Error).message }, 'consequences state unreadable: starting without it');
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+        this.log.error({ err: (err as Error).message }, 'consequences state unreadable: starting without it');
       return;
     }
     let state: ConsequenceState;
@@ -288,13 +301,19 @@ export class Daemon {
     const active = this.consequences.list();
     for (const t of active) this.metrics.setTriggerActive(t.trigger, true);
     if (active.length || state.stoppedUnits.length || state.startedUnits.length) {
-      this.log.warn({ triggers: active.map((t) => t.trigger), stoppedUnits: state.stoppedUnits, startedUnits: state.startedUnits }, 'trust state carried over from before the restart');
+      this.log.warn(
+        { triggers: active.map((t) => t.trigger), stoppedUnits: state.stoppedUnits, startedUnits: state.startedUnits },
+        'trust state carried over from before the restart',
+      );
     }
   }
 
   private unitControl(): UnitControl {
     // Reads the config at each call, so a reload's systemctl path and timeout apply.
-    return { run: (verb, unit) => systemctlUnits({ systemctl: this.config.consequences.systemctl, timeoutMs: this.config.consequences.units.timeoutSec * 1000 }).run(verb, unit) };
+    return {
+      run: (verb, unit) =>
+        systemctlUnits({ systemctl: this.config.consequences.systemctl, timeoutMs: this.config.consequences.units.timeoutSec * 1000 }).run(verb, unit),
+    };
   }
 
   private noteGpuReady(r: GpuReadyView): void {
@@ -311,7 +330,9 @@ export class Daemon {
     if (!last || !last.ok || Date.parse(last.startedAt) < clearedAt.getTime()) {
       return { set: false, reason: 'the GPU ready state stays cleared until a full attestation cycle passes; the next passing cycle sets it' };
     }
-    const verdicts = Object.entries(last.ear.submods).filter(([id]) => id.startsWith('gpu')).map(([id, s]) => ({ index: Number(id.slice(3)), ok: passing(s['ear.status']) }));
+    const verdicts = Object.entries(last.ear.submods)
+      .filter(([id]) => id.startsWith('gpu'))
+      .map(([id, s]) => ({ index: Number(id.slice(3)), ok: passing(s['ear.status']) }));
     const outcome = verdicts.length === 0 ? { set: false, reason: 'no GPU in the last cycle' } : await applyGpuReadyState(gpus, verdicts, verdicts.length);
     this.noteGpuReady({ ...(await readReadyState(gpus, this.config.schedule.stepTimeoutSec * 1000)), source: 'consequence' });
     return { set: outcome.set, reason: outcome.set ? `GPU ready state set again after cycle ${last.id} passed` : outcome.reason };
@@ -367,20 +388,41 @@ export class Daemon {
     const outcome = r.status === 'none' ? 'error' : r.status;
     const devices = Object.fromEntries(Object.entries(r.ear.submods).map(([id, s]) => [id, s['cvm.error'] ? 'error' : s['ear.status']]));
     const failed = Object.values(r.ear.submods).flatMap((s) => failureLines(s['cvm.checks']));
-    const line = { cycle: r.id, reason: r.reason, status: outcome, simulated: r.simulated, devices, durationMs: r.durationMs, gpuReady: r.gpuReady.set, ...(r.gpuReadyRead ? { gpuReadyRead: r.gpuReadyRead.ready } : {}), ...(failed.length ? { failed } : {}), ...(r.error ? { error: r.error } : {}) };
+    const line = {
+      cycle: r.id,
+      reason: r.reason,
+      status: outcome,
+      simulated: r.simulated,
+      devices,
+      durationMs: r.durationMs,
+      gpuReady: r.gpuReady.set,
+      ...(r.gpuReadyRead ? { gpuReadyRead: r.gpuReadyRead.ready } : {}),
+      ...(failed.length ? { failed } : {}),
+      ...(r.error ? { error: r.error } : {}),
+    };
     if (r.ok) this.log.info(line, `attestation ${outcome}${r.simulated ? ' (SIMULATED)' : ''}`);
     else this.log.error(line, `attestation ${outcome}${r.simulated ? ' (SIMULATED)' : ''}`);
     this.metrics.recordCycle(r.ear, r.durationMs / 1000, r.ok);
     if (r.gpuReadyRead) this.noteGpuReady({ ...r.gpuReadyRead, source: 'cycle' });
     this.history
-      .append({ startedAt: r.startedAt, finishedAt: r.finishedAt, reason: r.reason, status: r.status, ear: r.ear, ...(r.error ? { error: { code: 'ERR_CYCLE', message: r.error.slice(0, 8000) } } : {}) })
+      .append({
+        startedAt: r.startedAt,
+        finishedAt: r.finishedAt,
+        reason: r.reason,
+        status: r.status,
+        ear: r.ear,
+        ...(r.error ? { error: { code: 'ERR_CYCLE', message: r.error.slice(0, 8000) } } : {}),
+      })
       .catch((err: Error) => this.log.error({ err: err.message }, 'could not persist the attestation result'));
     if (r.ok) {
       this.lastSuccessAt = new Date(r.finishedAt);
       void this.consequences.clear('cycleFailed', `cycle ${r.id} (${r.reason}) passed: ${r.status}`);
       void this.consequences.clear('attestationStale', `cycle ${r.id} passed at ${r.finishedAt}`);
     } else {
-      void this.consequences.activate('cycleFailed', `cycle ${r.id} (${r.reason}) at ${r.finishedAt}: ${failureReasons(r).slice(0, 4).join('; ') || r.error || r.status}`);
+      void this.consequences.activate(
+        'cycleFailed',
+        `cycle ${r.id} (${r.reason}) at ${r.finishedAt}: ${failureReasons(r).slice(0, 4).join('; ') || r.error || r.status}`,
+      );
     }
     this.armStaleTimer();
     this.metrics.setLinkUp(this.link.status().state === 'up');
@@ -398,9 +440,18 @@ export class Daemon {
    */
   private onVerdict(v: VerdictNote): void {
     this.verdict = { status: v.status, challengeId: v.challengeId, receivedAt: new Date().toISOString(), expiresAt: v.expiresAt.toISOString() };
-    if (passing(v.status) && v.keyBound) void this.consequences.clear('controllerContraindicated', `controller verdict ${v.status.toUpperCase()} for challenge ${v.challengeId}`);
-    else if (!v.keyBound) void this.consequences.activate('controllerContraindicated', `controller verdict ${v.status.toUpperCase()} for challenge ${v.challengeId} does not attest this agent's key; no token is served and the controller withholds secrets`);
-    else void this.consequences.activate('controllerContraindicated', `controller verdict ${v.status.toUpperCase()} for challenge ${v.challengeId}; the controller withholds secrets`);
+    if (passing(v.status) && v.keyBound)
+      void this.consequences.clear('controllerContraindicated', `controller verdict ${v.status.toUpperCase()} for challenge ${v.challengeId}`);
+    else if (!v.keyBound)
+      void this.consequences.activate(
+        'controllerContraindicated',
+        `controller verdict ${v.status.toUpperCase()} for challenge ${v.challengeId} does not attest this agent's key; no token is served and the controller withholds secrets`,
+      );
+    else
+      void this.consequences.activate(
+        'controllerContraindicated',
+        `controller verdict ${v.status.toUpperCase()} for challenge ${v.challengeId}; the controller withholds secrets`,
+      );
     // Only a token this agent serves counts as a new token (a verdict without cnf.jkt is not served).
     if (v.keyBound) void this.consequences.clear('tokenExpired', `a new controller token arrived (valid until ${this.verdict.expiresAt})`);
     // Secrets released while drop-secrets is already in force (another trigger still holds) are dropped at
@@ -452,9 +503,12 @@ export class Daemon {
         this.staleTimer.unref();
         return;
       }
-      void this.consequences.activate('attestationStale', this.lastSuccessAt
-        ? `no successful attestation since ${this.lastSuccessAt.toISOString()} (bound ${this.maxAgeSec} s)`
-        : `no successful attestation within ${this.maxAgeSec} s of the start`);
+      void this.consequences.activate(
+        'attestationStale',
+        this.lastSuccessAt
+          ? `no successful attestation since ${this.lastSuccessAt.toISOString()} (bound ${this.maxAgeSec} s)`
+          : `no successful attestation within ${this.maxAgeSec} s of the start`,
+      );
       this.stateVersion++;
       this.metrics.setTrusted(false);
       this.publishState();
@@ -530,7 +584,10 @@ export class Daemon {
         secrets: holds('drop-secrets') ? `withheld (${holds('drop-secrets')!.trigger})` : 'served to allow-listed callers',
         token: holds('withhold-token') ? `withheld (${holds('withhold-token')!.trigger})` : 'served while valid',
         gpuReady: holds('clear-gpu-ready') ? `held cleared (${holds('clear-gpu-ready')!.trigger})` : 'gated by the attestation cycle',
-        units: units.stopped.length || units.started.length ? `stopped: ${units.stopped.join(', ') || 'none'}; started: ${units.started.join(', ') || 'none'}` : 'untouched',
+        units:
+          units.stopped.length || units.started.length
+            ? `stopped: ${units.stopped.join(', ') || 'none'}; started: ${units.started.join(', ') || 'none'}`
+            : 'untouched',
       },
       gpuReady: this.gpuReadyRead ?? null,
       controllerVerdict: this.verdict ?? null,
@@ -566,16 +623,42 @@ export class Daemon {
     try {
       const v = await loadValidatedConfig(this.opts.configPath, this.env);
       const next = v.config;
-      const restartNeeded = (['api.socket', 'tee', 'state.dir', 'simulation.dir', 'simulation.gpus', 'simulation.nvml', 'gpus.setReadyState', 'schedule.stepTimeoutSec', 'controller.url', 'controller.agentId', 'controller.tokenKey', 'controller.insecure'] as const).filter((k) => {
+      const restartNeeded = (
+        [
+          'api.socket',
+          'tee',
+          'state.dir',
+          'simulation.dir',
+          'simulation.gpus',
+          'simulation.nvml',
+          'gpus.setReadyState',
+          'schedule.stepTimeoutSec',
+          'controller.url',
+          'controller.agentId',
+          'controller.tokenKey',
+          'controller.insecure',
+        ] as const
+      ).filter((k) => {
         const [a, b] = k.split('.') as [keyof Config, string | undefined];
         const x = b ? (this.config[a] as Record<string, unknown>)[b] : this.config[a];
         const y = b ? (next[a] as Record<string, unknown>)[b] : next[a];
         return JSON.stringify(x) !== JSON.stringify(y);
       });
-      const sources = { ...this.sources, policy: v.policy, verify: (await openSources({ ...next, tee: this.config.tee, simulation: this.config.simulation }, v.policy)).verify };
+      const sources = {
+        ...this.sources,
+        policy: v.policy,
+        verify: (await openSources({ ...next, tee: this.config.tee, simulation: this.config.simulation }, v.policy)).verify,
+      };
       const scheduler = this.newScheduler(next, false);
       // Everything validated and built: apply.
-      this.config = { ...next, api: { ...next.api, socket: this.config.api.socket }, tee: this.config.tee, state: { ...next.state, dir: this.config.state.dir }, simulation: this.config.simulation, gpus: { ...next.gpus, setReadyState: this.config.gpus.setReadyState } };
+      this.config = {
+        ...next,
+        api: { ...next.api, socket: this.config.api.socket },
+        tee: this.config.tee,
+        state: { ...next.state, dir: this.config.state.dir },
+        simulation: this.config.simulation,
+        gpus: { ...next.gpus, setReadyState: this.config.gpus.setReadyState },
+      };
       for (const k of Object.keys(this.authz)) delete this.authz[k as keyof AuthorizationTable];
       Object.assign(this.authz, v.authz);
       this.sources = sources;
@@ -585,7 +668,11 @@ export class Daemon {
       this.scheduler.start();
       this.maxAgeSec = v.maxAgeSec;
       this.armStaleTimer();
-      this.events.configure({ maxSubscribers: next.api.events.maxSubscribers, maxBufferedBytes: next.api.events.maxBufferedBytes, heartbeatMs: next.api.events.heartbeatSec * 1000 });
+      this.events.configure({
+        maxSubscribers: next.api.events.maxSubscribers,
+        maxBufferedBytes: next.api.events.maxBufferedBytes,
+        heartbeatMs: next.api.events.heartbeatSec * 1000,
+      });
       void this.consequences.setPolicy(consequencePolicy(this.config));
       if (restartNeeded.length) this.log.warn({ keys: restartNeeded }, 'these keys changed but take effect only after a restart');
       this.stateVersion++;
@@ -644,7 +731,16 @@ export class Daemon {
       },
       attest: async (nonce) => {
         const r = await this.attest('api', nonce);
-        return { ear: r.ear, bundle: r.bundle, ok: r.ok, status: r.status, simulated: r.simulated, nonce: r.nonce, gpuReady: r.gpuReady, ...(r.gpuReadyRead ? { gpuReadyRead: r.gpuReadyRead } : {}) };
+        return {
+          ear: r.ear,
+          bundle: r.bundle,
+          ok: r.ok,
+          status: r.status,
+          simulated: r.simulated,
+          nonce: r.nonce,
+          gpuReady: r.gpuReady,
+          ...(r.gpuReadyRead ? { gpuReadyRead: r.gpuReadyRead } : {}),
+        };
       },
       evidence: async (nonce) => {
         const r = await this.attest('api', nonce);

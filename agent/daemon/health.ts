@@ -70,9 +70,11 @@ export function evaluateHealth(i: HealthInputs): Health {
   const since = i.lastSuccessAt ?? i.startedAt;
   const ageSec = (i.now.getTime() - since.getTime()) / 1000;
   if (ageSec > i.maxAgeSec) {
-    degraded.push(i.lastSuccessAt
-      ? `the last successful attestation (${i.lastSuccessAt.toISOString()}) is older than the bound of ${i.maxAgeSec} s`
-      : `no successful attestation within ${i.maxAgeSec} s of the start`);
+    degraded.push(
+      i.lastSuccessAt
+        ? `the last successful attestation (${i.lastSuccessAt.toISOString()}) is older than the bound of ${i.maxAgeSec} s`
+        : `no successful attestation within ${i.maxAgeSec} s of the start`,
+    );
   }
   if (i.collateral) {
     for (const [kind, n] of Object.entries(i.collateral.kinds)) {
@@ -81,7 +83,9 @@ export function evaluateHealth(i: HealthInputs): Health {
     }
   }
   if (last?.ok && last.status === 'warning') {
-    degraded.push(...Object.entries(last.ear.submods).flatMap(([id, s]) => s['cvm.checks'].filter((c) => c.warning).map((c) => `${id}: ${c.name}: ${c.detail}`)));
+    degraded.push(
+      ...Object.entries(last.ear.submods).flatMap(([id, s]) => s['cvm.checks'].filter((c) => c.warning).map((c) => `${id}: ${c.name}: ${c.detail}`)),
+    );
   }
   if (failing.length) return { status: 'failing', reasons: [...failing, ...degraded] };
   if (degraded.length) return { status: 'degraded', reasons: degraded };

@@ -50,7 +50,9 @@ export function cycleEventData(r: CycleResult): Record<string, unknown> {
     status: r.status,
     simulated: r.simulated,
     durationMs: r.durationMs,
-    devices: Object.fromEntries(Object.entries(r.ear.submods).map(([id, s]) => [id, { status: s['ear.status'], failed: failedChecks(s['cvm.checks']).map((c) => c.name) }])),
+    devices: Object.fromEntries(
+      Object.entries(r.ear.submods).map(([id, s]) => [id, { status: s['ear.status'], failed: failedChecks(s['cvm.checks']).map((c) => c.name) }]),
+    ),
     gpuReady: r.gpuReady.set,
     ...(r.error ? { error: r.error } : {}),
   };
@@ -102,7 +104,11 @@ export class DaemonLink {
     const secrets = new SecretStore();
     let link: ControllerLink | undefined;
     if (config.controller.url) {
-      const [ca, cert, keyPem] = await Promise.all([readOptional(config.controller.caFile, 'certificate'), readOptional(config.controller.certFile, 'certificate'), readOptional(config.controller.keyFile, 'privateKey')]);
+      const [ca, cert, keyPem] = await Promise.all([
+        readOptional(config.controller.caFile, 'certificate'),
+        readOptional(config.controller.certFile, 'certificate'),
+        readOptional(config.controller.keyFile, 'privateKey'),
+      ]);
       const tokenFile = tokenFileFrom(config, deps.env);
       const tokenKeys = config.controller.tokenKey ? await loadTokenKeys(config.controller.tokenKey) : undefined;
       link = new ControllerLink({
@@ -160,13 +166,16 @@ export class DaemonLink {
     if (!verified.keyBound) {
       this.token = undefined;
       this.unboundVerdict = `the controller's latest verdict (${verified.status.toUpperCase()}, challenge ${challengeId}) does not attest this agent's key: its token is not served`;
-      this.deps.log.warn({ challengeId, status: verified.status }, 'controller verdict does not attest this agent\'s key: no token is served');
+      this.deps.log.warn({ challengeId, status: verified.status }, "controller verdict does not attest this agent's key: no token is served");
       this.deps.onVerdict?.({ challengeId, status: verified.status, expiresAt: verified.expiresAt, secrets: this.secrets.names(), keyBound: false });
       return;
     }
     this.token = { token, expiresAt: verified.expiresAt, challengeId };
     this.unboundVerdict = undefined;
-    this.deps.log.info({ challengeId, expiresAt: this.token.expiresAt.toISOString(), status: verified.status, secrets: this.secrets.names() }, 'controller verdict received');
+    this.deps.log.info(
+      { challengeId, expiresAt: this.token.expiresAt.toISOString(), status: verified.status, secrets: this.secrets.names() },
+      'controller verdict received',
+    );
     this.deps.onVerdict?.({ challengeId, status: verified.status, expiresAt: verified.expiresAt, secrets: this.secrets.names(), keyBound: true });
   }
 

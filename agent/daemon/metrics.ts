@@ -59,20 +59,47 @@ export class AgentMetrics {
       buckets: CYCLE_BUCKETS,
       registers,
     });
-    this.cycles = new Counter({ name: 'cvm_attestation_cycles_total', help: 'Attestation cycles run, by result (EAR tier or error).', labelNames: ['result'], registers });
+    this.cycles = new Counter({
+      name: 'cvm_attestation_cycles_total',
+      help: 'Attestation cycles run, by result (EAR tier or error).',
+      labelNames: ['result'],
+      registers,
+    });
     this.deviceStatus = new Gauge({
       name: 'cvm_device_status',
       help: 'Status per device from the latest cycle (an EAR tier, or error when the device or its library was unavailable): 1 for the current status, 0 for the others.',
       labelNames: ['device', 'status'],
       registers,
     });
-    this.lastSuccess = new Gauge({ name: 'cvm_last_success_timestamp_seconds', help: 'Unix time of the last cycle that ended affirming (0: never).', registers });
-    this.gpuReady = new Gauge({ name: 'cvm_gpu_ready_state', help: 'GPU ready state as last read from the driver (1 accepting work, 0 not, NaN unreadable).', registers });
+    this.lastSuccess = new Gauge({
+      name: 'cvm_last_success_timestamp_seconds',
+      help: 'Unix time of the last cycle that ended affirming (0: never).',
+      registers,
+    });
+    this.gpuReady = new Gauge({
+      name: 'cvm_gpu_ready_state',
+      help: 'GPU ready state as last read from the driver (1 accepting work, 0 not, NaN unreadable).',
+      registers,
+    });
     this.linkUp = new Gauge({ name: 'cvm_controller_link_up', help: 'WebSocket link to the controller established (1) or not (0).', registers });
-    this.collateralStale = new Gauge({ name: 'cvm_collateral_stale', help: 'Collateral past its refresh time (1) or fresh (0), by kind.', labelNames: ['kind'], registers });
+    this.collateralStale = new Gauge({
+      name: 'cvm_collateral_stale',
+      help: 'Collateral past its refresh time (1) or fresh (0), by kind.',
+      labelNames: ['kind'],
+      registers,
+    });
     this.simulated = new Gauge({ name: 'cvm_simulated', help: 'The latest result came from SIMULATED evidence (1) or real hardware (0).', registers });
-    this.trusted = new Gauge({ name: 'cvm_trusted', help: 'The VM counts as trusted now: the last cycle passed and no trust-loss trigger is active (1) or not (0).', registers });
-    this.triggerActive = new Gauge({ name: 'cvm_trust_trigger_active', help: 'Trust-loss trigger in force (1) or not (0).', labelNames: ['trigger'], registers });
+    this.trusted = new Gauge({
+      name: 'cvm_trusted',
+      help: 'The VM counts as trusted now: the last cycle passed and no trust-loss trigger is active (1) or not (0).',
+      registers,
+    });
+    this.triggerActive = new Gauge({
+      name: 'cvm_trust_trigger_active',
+      help: 'Trust-loss trigger in force (1) or not (0).',
+      labelNames: ['trigger'],
+      registers,
+    });
     this.trustActions = new Counter({
       name: 'cvm_trust_actions_total',
       help: 'Consequence actions taken (phase apply) or undone on recovery (phase undo), by trigger, action and outcome (done, failed, skipped).',
@@ -80,7 +107,11 @@ export class AgentMetrics {
       registers,
     });
     this.eventSubscribers = new Gauge({ name: 'cvm_events_subscribers', help: 'Clients holding GET /v1/events open.', registers });
-    this.eventsDropped = new Counter({ name: 'cvm_events_dropped_clients_total', help: 'Event subscribers disconnected because they did not keep up (buffer bound reached).', registers });
+    this.eventsDropped = new Counter({
+      name: 'cvm_events_dropped_clients_total',
+      help: 'Event subscribers disconnected because they did not keep up (buffer bound reached).',
+      registers,
+    });
     // Explicit zeros: a scrape right after start shows every series, not an absent one.
     for (const g of [this.lastSuccess, this.gpuReady, this.linkUp, this.simulated, this.trusted, this.eventSubscribers]) g.set(0);
     for (const trigger of TRIGGER_LABELS) this.triggerActive.set({ trigger }, 0);

@@ -40,7 +40,10 @@ export interface ValidatedConfig {
 /** This agent's id (bound into every report): controller.agentId, else the host name. */
 export function agentIdFrom(config: Config): string {
   const id = config.controller.agentId ?? hostname();
-  if (!AGENT_ID.test(id)) throw new ConfigError(`controller.agentId: the host name "${id.slice(0, 128)}" is not a usable agent id (1..128 of letters, digits, ".", "_", ":", "@", "-"); set controller.agentId`);
+  if (!AGENT_ID.test(id))
+    throw new ConfigError(
+      `controller.agentId: the host name "${id.slice(0, 128)}" is not a usable agent id (1..128 of letters, digits, ".", "_", ":", "@", "-"); set controller.agentId`,
+    );
   return id;
 }
 
@@ -84,7 +87,11 @@ async function readText(path: string, key: string, kind: InputKind, problems: st
     return await readBoundedText(path, kind);
   } catch (err) {
     // A file over its size limit or of the wrong type says so itself (InputFileError: "<path>: why").
-    problems.push(err instanceof InputFileError ? `${key}: ${err.message}` : `${key}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    problems.push(
+      err instanceof InputFileError
+        ? `${key}: ${err.message}`
+        : `${key}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
     return undefined;
   }
 }
@@ -164,16 +171,24 @@ export async function validateConfig(config: Config, env: NodeJS.ProcessEnv = pr
     if (bad) problems.push(`api.socket: the directory ${dir} ${bad}`);
   }
   if (config.devices.nvmlLibrary) {
-    const bad = await stat(config.devices.nvmlLibrary).then((s) => (s.isFile() ? undefined : 'is not a file'), (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? 'does not exist' : err.message));
+    const bad = await stat(config.devices.nvmlLibrary).then(
+      (s) => (s.isFile() ? undefined : 'is not a file'),
+      (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? 'does not exist' : err.message),
+    );
     if (bad) problems.push(`devices.nvmlLibrary: ${config.devices.nvmlLibrary} ${bad}`);
   }
   const units = config.consequences.units;
   if (units.stop.length + units.start.length > 0) {
     await access(config.consequences.systemctl, constants.X_OK).catch((err: NodeJS.ErrnoException) => {
-      problems.push(`consequences.systemctl: ${config.consequences.systemctl} is not executable (${err.code ?? err.message}), and consequences.units lists units to stop/start`);
+      problems.push(
+        `consequences.systemctl: ${config.consequences.systemctl} is not executable (${err.code ?? err.message}), and consequences.units lists units to stop/start`,
+      );
     });
   }
-  for (const [key, dir] of [['state.dir', config.state.dir], ['collateral.dir', config.collateral.dir]] as const) {
+  for (const [key, dir] of [
+    ['state.dir', config.state.dir],
+    ['collateral.dir', config.collateral.dir],
+  ] as const) {
     const bad = await isDirectory(dir);
     if (bad && bad !== 'does not exist') problems.push(`${key}: ${dir} ${bad}`);
   }
@@ -184,7 +199,10 @@ export async function validateConfig(config: Config, env: NodeJS.ProcessEnv = pr
 }
 
 /** Read, parse, apply systemd's directories, validate: what config check, run and SIGHUP share. */
-export async function loadValidatedConfig(path: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<ValidatedConfig & { path: string; found: boolean }> {
+export async function loadValidatedConfig(
+  path: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<ValidatedConfig & { path: string; found: boolean }> {
   const loaded = await loadConfigFile(path);
   const config = applySystemdDirectories(loaded.config, env);
   const v = await validateConfig(config, env, loaded.path);
@@ -194,6 +212,8 @@ export async function loadValidatedConfig(path: string | undefined, env: NodeJS.
 /** A ConfigError's problem list on one line (for a fatal start error: one line, no stack). */
 export function oneLine(err: unknown): string {
   const msg = err instanceof Error ? err.message : String(err);
-  return msg.replace(/:\n\s+- /, ': ').replace(/\n\s+- /g, '; ').replace(/\s*\n\s*/g, ' ');
+  return msg
+    .replace(/:\n\s+- /, ': ')
+    .replace(/\n\s+- /g, '; ')
+    .replace(/\s*\n\s*/g, ' ');
 }
-

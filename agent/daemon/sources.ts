@@ -61,21 +61,38 @@ export async function openSources(config: Config, policy: AppraisalPolicy): Prom
   let cpu: CpuSource | undefined;
   let kind: Sources['kind'];
   switch (config.tee) {
-    case 'snp': cpu = new SevGuestSource(config.devices.sevGuest); kind = 'snp'; break;
-    case 'tsm': cpu = new TsmSource(config.devices.tsmRoot); kind = 'tsm'; break;
-    case 'azure': cpu = AzureVtpmSource.forDevice(config.devices.tpm); kind = 'azure'; break;
+    case 'snp':
+      cpu = new SevGuestSource(config.devices.sevGuest);
+      kind = 'snp';
+      break;
+    case 'tsm':
+      cpu = new TsmSource(config.devices.tsmRoot);
+      kind = 'tsm';
+      break;
+    case 'azure':
+      cpu = AzureVtpmSource.forDevice(config.devices.tpm);
+      kind = 'azure';
+      break;
     default: {
       cpu = detectCpuSource(config.devices);
       kind = cpu instanceof TsmSource ? 'tsm' : 'snp';
-      if (!cpu && existsSync(config.devices.tpm)) { cpu = AzureVtpmSource.forDevice(config.devices.tpm); kind = 'azure'; }
-      if (!cpu) throw new DeviceError('ERR_NO_TEE', `no confidential-computing interface found (${config.devices.sevGuest}, ${config.devices.tsmRoot}, ${config.devices.tpm}); set "tee: simulated" to run the built-in simulated TEE`);
+      if (!cpu && existsSync(config.devices.tpm)) {
+        cpu = AzureVtpmSource.forDevice(config.devices.tpm);
+        kind = 'azure';
+      }
+      if (!cpu)
+        throw new DeviceError(
+          'ERR_NO_TEE',
+          `no confidential-computing interface found (${config.devices.sevGuest}, ${config.devices.tsmRoot}, ${config.devices.tpm}); set "tee: simulated" to run the built-in simulated TEE`,
+        );
     }
   }
   let gpus: GpuSource | undefined;
   if (config.gpus.enabled !== 'off') {
     const info = await nvmlInfo().catch(() => ({ available: false as const, reason: 'NVML not available' }));
     if (info.available && info.deviceCount > 0) gpus = new NvmlGpuSource();
-    else if (config.gpus.enabled === 'on') throw new DeviceError('ERR_NO_GPU', `gpus.enabled is "on" but ${info.available ? 'NVML lists no GPU' : info.reason}`);
+    else if (config.gpus.enabled === 'on')
+      throw new DeviceError('ERR_NO_GPU', `gpus.enabled is "on" but ${info.available ? 'NVML lists no GPU' : info.reason}`);
   }
   const verifyOpts: VerifierConfig = { snpPolicy: policy.snp, gpuPolicy: policy.gpu, policyId: policy.id };
   return { kind, cpu, gpus, simulated: false, policy, verify: collateralVerifier(config.collateral, verifyOpts) };
@@ -85,7 +102,13 @@ export async function openSources(config: Config, policy: AppraisalPolicy): Prom
  * The real (non-simulated) verifier: collateral from the cache at config.collateral.dir (fetched only
  * when collateral.online is true), then verifyBundle. One store for the life of the daemon.
  */
-export function collateralVerifier(collateral: Config['collateral'], verifyOpts: Omit<VerifierConfig, 'collateral'>): (bundle: EvidenceBundle, at: Date) => Promise<BundleResult> {
-  const verifier = createVerifier({ ...verifyOpts, collateral: { store: new CollateralStore(collateral.dir), online: collateral.online, timeoutMs: collateral.timeoutMs } });
+export function collateralVerifier(
+  collateral: Config['collateral'],
+  verifyOpts: Omit<VerifierConfig, 'collateral'>,
+): (bundle: EvidenceBundle, at: Date) => Promise<BundleResult> {
+  const verifier = createVerifier({
+    ...verifyOpts,
+    collateral: { store: new CollateralStore(collateral.dir), online: collateral.online, timeoutMs: collateral.timeoutMs },
+  });
   return (bundle, at) => verifier(bundle, at);
 }

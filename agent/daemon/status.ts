@@ -13,7 +13,15 @@ export type { Health } from './health.js';
 
 /** Health from the last cycle alone (no controller, staleness or collateral inputs). */
 export function healthOf(last: CycleResult | undefined, startedAt: Date): Health {
-  return evaluateHealth({ now: new Date(), startedAt, last, lastSuccessAt: last?.ok ? new Date(last.finishedAt) : undefined, maxAgeSec: Number.MAX_SAFE_INTEGER, verdict: undefined, collateral: undefined });
+  return evaluateHealth({
+    now: new Date(),
+    startedAt,
+    last,
+    lastSuccessAt: last?.ok ? new Date(last.finishedAt) : undefined,
+    maxAgeSec: Number.MAX_SAFE_INTEGER,
+    verdict: undefined,
+    collateral: undefined,
+  });
 }
 
 export async function describeStatus(d: Daemon) {

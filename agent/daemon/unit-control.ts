@@ -29,7 +29,12 @@ export function systemctlUnits(opts: { systemctl: string; timeoutMs: number }): 
           (err, _stdout, stderr) => {
             if (!err) return resolve({ ok: true, detail: `systemctl ${verb} ${unit}: done` });
             const e = err as NodeJS.ErrnoException & { killed?: boolean; code?: number | string };
-            const why = e.killed ? `no answer within ${opts.timeoutMs} ms` : String(stderr || e.message).trim().split('\n')[0]!.slice(0, 500);
+            const why = e.killed
+              ? `no answer within ${opts.timeoutMs} ms`
+              : String(stderr || e.message)
+                  .trim()
+                  .split('\n')[0]!
+                  .slice(0, 500);
             resolve({ ok: false, detail: `systemctl ${verb} ${unit} failed: ${why}` });
           },
         );

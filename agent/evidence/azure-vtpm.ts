@@ -39,7 +39,12 @@ export async function readHclReport(client: TpmClient): Promise<Buffer> {
     return await client.nvRead(AZURE.HCL_REPORT_INDEX);
   } catch (err) {
     if (err instanceof TpmError && err.rcName === 'TPM_RC_HANDLE') {
-      throw new DeviceError('ERR_AZURE_NO_HCL_REPORT', `vTPM NV index 0x${AZURE.HCL_REPORT_INDEX.toString(16)} (HCL report) is not defined: not an Azure confidential VM`, { index: AZURE.HCL_REPORT_INDEX }, { cause: err });
+      throw new DeviceError(
+        'ERR_AZURE_NO_HCL_REPORT',
+        `vTPM NV index 0x${AZURE.HCL_REPORT_INDEX.toString(16)} (HCL report) is not defined: not an Azure confidential VM`,
+        { index: AZURE.HCL_REPORT_INDEX },
+        { cause: err },
+      );
     }
     throw err;
   }
@@ -52,10 +57,19 @@ export async function writeUserData(client: TpmClient, userData: Uint8Array): Pr
   if (await client.nvExists(index)) {
     const pub = await client.nvReadPublic(index);
     if (pub.dataSize !== USER_DATA_SIZE) {
-      throw new DeviceError('ERR_AZURE_USER_DATA_INDEX', `NV index 0x${index.toString(16)} is ${pub.dataSize} bytes, expected ${USER_DATA_SIZE}`, { index, dataSize: pub.dataSize });
+      throw new DeviceError('ERR_AZURE_USER_DATA_INDEX', `NV index 0x${index.toString(16)} is ${pub.dataSize} bytes, expected ${USER_DATA_SIZE}`, {
+        index,
+        dataSize: pub.dataSize,
+      });
     }
   } else {
-    await client.nvDefineSpace({ nvIndex: index, nameAlg: TPM_ALG.SHA256, attributes: TPMA_NV.OWNERREAD | TPMA_NV.OWNERWRITE, authPolicy: Buffer.alloc(0), dataSize: USER_DATA_SIZE });
+    await client.nvDefineSpace({
+      nvIndex: index,
+      nameAlg: TPM_ALG.SHA256,
+      attributes: TPMA_NV.OWNERREAD | TPMA_NV.OWNERWRITE,
+      authPolicy: Buffer.alloc(0),
+      dataSize: USER_DATA_SIZE,
+    });
   }
   await client.nvWrite(index, userData);
 }
@@ -81,7 +95,11 @@ export async function waitForUserData(client: TpmClient, userData: Uint8Array, t
       last = `HCL report unreadable: ${err.message}`;
     }
     if (Date.now() >= deadline) {
-      throw new DeviceError('ERR_AZURE_USER_DATA_TIMEOUT', `the HCL report did not pick up the user data within ${timeoutMs} ms (${last}); the paravisor may not support report refresh`, { timeoutMs });
+      throw new DeviceError(
+        'ERR_AZURE_USER_DATA_TIMEOUT',
+        `the HCL report did not pick up the user data within ${timeoutMs} ms (${last}); the paravisor may not support report refresh`,
+        { timeoutMs },
+      );
     }
     await sleep(pollMs);
   }
@@ -91,7 +109,12 @@ export async function waitForUserData(client: TpmClient, userData: Uint8Array, t
  * Quote the SHA-256 PCRs and read their values. PCRs can be extended between the two commands, so
  * the values are checked against the quoted digest and the pair is retried (up to 3 times).
  */
-export async function quotePcrs(client: TpmClient, akHandle: number, qualifyingData: Uint8Array, pcrs: readonly number[]): Promise<{ message: Buffer; signature: Buffer; pcrValues: Buffer[] }> {
+export async function quotePcrs(
+  client: TpmClient,
+  akHandle: number,
+  qualifyingData: Uint8Array,
+  pcrs: readonly number[],
+): Promise<{ message: Buffer; signature: Buffer; pcrValues: Buffer[] }> {
   const selection = [{ hash: TPM_ALG.SHA256, pcrs: [...pcrs].sort((a, b) => a - b) }];
   for (let attempt = 1; ; attempt++) {
     const q = await client.quote(akHandle, qualifyingData, selection);
@@ -120,5 +143,11 @@ export async function collectAzureEvidence(client: TpmClient, opts: AzureCollect
     hclReport = await readHclReport(client);
   }
   const q = await quotePcrs(client, opts.akHandle ?? AZURE.AK_HANDLE, qualifyingData, opts.pcrs ?? ALL_PCRS);
-  return encodeBundle({ hclReport, quoteMessage: q.message, quoteSignature: q.signature, pcrs: q.pcrValues, ...(opts.certsPem ? { certsPem: opts.certsPem } : {}) });
+  return encodeBundle({
+    hclReport,
+    quoteMessage: q.message,
+    quoteSignature: q.signature,
+    pcrs: q.pcrValues,
+    ...(opts.certsPem ? { certsPem: opts.certsPem } : {}),
+  });
 }

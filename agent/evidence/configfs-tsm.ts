@@ -147,7 +147,12 @@ export class ConfigfsTsmCollector {
     const why = (err as Error)?.message ?? String(err);
     if (op === 'mkdir') {
       if (errno === 'ENOENT' || errno === 'ENOTDIR') {
-        return new DeviceError('ERR_TSM_ABSENT', `configfs-tsm is not available at ${this.root} (Linux >= 6.7 with configfs mounted at /sys/kernel/config is required)`, details, opts);
+        return new DeviceError(
+          'ERR_TSM_ABSENT',
+          `configfs-tsm is not available at ${this.root} (Linux >= 6.7 with configfs mounted at /sys/kernel/config is required)`,
+          details,
+          opts,
+        );
       }
       if (errno === 'ENXIO') {
         return new DeviceError('ERR_TSM_NO_PROVIDER', `configfs-tsm has no attestation provider registered (is the sev-guest module loaded?)`, details, opts);

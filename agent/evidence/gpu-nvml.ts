@@ -79,7 +79,11 @@ export function gpuRecordOf(g: GpuEvidence): GpuBundleEntry {
     arch: g.architecture,
     report: g.report,
     certChainPem: g.certChainPem,
-    nvml: { driverVersion: g.driverVersion, vbiosVersion: g.vbiosVersion, cc: { ccEnabled: g.cc.ccEnabled, devToolsMode: g.cc.devToolsMode, environment: g.cc.environment } },
+    nvml: {
+      driverVersion: g.driverVersion,
+      vbiosVersion: g.vbiosVersion,
+      cc: { ccEnabled: g.cc.ccEnabled, devToolsMode: g.cc.devToolsMode, environment: g.cc.environment },
+    },
   };
 }
 
@@ -106,8 +110,10 @@ export interface GpuSource {
  * memory for it, i.e. that GPU is not in CC mode even though the system is.
  */
 export function deviceCcOff(cc: GpuCcState, d: Pick<NvmlDevice, 'index' | 'ccProtectedMemory'>): string | undefined {
-  if (!cc.ccEnabled && cc.multiGpuMode !== 'protected-pcie') return `GPU ${d.index}: confidential computing is off (ccFeature disabled and not in protected-PCIe mode)`;
-  if (cc.ccEnabled && d.ccProtectedMemory !== undefined && d.ccProtectedMemory.protectedKib === 0) return `GPU ${d.index}: CC mode is off on this GPU (NVML reports no protected memory)`;
+  if (!cc.ccEnabled && cc.multiGpuMode !== 'protected-pcie')
+    return `GPU ${d.index}: confidential computing is off (ccFeature disabled and not in protected-PCIe mode)`;
+  if (cc.ccEnabled && d.ccProtectedMemory !== undefined && d.ccProtectedMemory.protectedKib === 0)
+    return `GPU ${d.index}: CC mode is off on this GPU (NVML reports no protected memory)`;
   return undefined;
 }
 
@@ -220,23 +226,29 @@ export class NvmlGpuSource implements GpuSource {
     const cc = decodeCcState(await nvmlSystemCc());
     const devices = await nvmlDevices();
     const nonceCopy = Buffer.from(nonce);
-    return Promise.all(devices.map(async (d): Promise<GpuCollectOutcome> => {
-      const off = deviceCcOff(cc, d);
-      if (off) return { index: d.index, error: new DeviceError('ERR_GPU_CC_OFF', off, { index: d.index }) };
-      try {
-        return { index: d.index, evidence: await this.collectOne(d, info.driverVersion, nonceCopy, cc) };
-      } catch (err) {
-        return { index: d.index, error: err instanceof Error ? err : new Error(String(err)) };
-      }
-    }));
+    return Promise.all(
+      devices.map(async (d): Promise<GpuCollectOutcome> => {
+        const off = deviceCcOff(cc, d);
+        if (off) return { index: d.index, error: new DeviceError('ERR_GPU_CC_OFF', off, { index: d.index }) };
+        try {
+          return { index: d.index, evidence: await this.collectOne(d, info.driverVersion, nonceCopy, cc) };
+        } catch (err) {
+          return { index: d.index, error: err instanceof Error ? err : new Error(String(err)) };
+        }
+      }),
+    );
   }
 
   private async collectOne(d: NvmlDevice, driverVersion: string, nonce: Buffer, cc: GpuCcState): Promise<GpuEvidence> {
     if (d.vbiosVersion === undefined) {
-      throw new DeviceError('ERR_NVML', `GPU ${d.index}: the VBIOS version is needed for attestation but NVML gave ${d.fieldErrors?.vbiosVersion ?? 'nothing'}`, {
-        function: 'nvmlDeviceGetVbiosVersion',
-        nvmlName: d.fieldErrors?.vbiosVersion,
-      });
+      throw new DeviceError(
+        'ERR_NVML',
+        `GPU ${d.index}: the VBIOS version is needed for attestation but NVML gave ${d.fieldErrors?.vbiosVersion ?? 'nothing'}`,
+        {
+          function: 'nvmlDeviceGetVbiosVersion',
+          nvmlName: d.fieldErrors?.vbiosVersion,
+        },
+      );
     }
     const [report, chain] = await Promise.all([nvmlAttestationReport(d.index, nonce), nvmlCertificateChain(d.index)]);
     return {

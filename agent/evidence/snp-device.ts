@@ -88,7 +88,9 @@ export class SnpDeviceCollector {
 /** Copies the report data so a caller mutating its buffer cannot change a queued request. */
 function checkInputs(reportData: Uint8Array, vmpl: number): Uint8Array {
   if (!(reportData instanceof Uint8Array) || reportData.length !== SNP_REPORT_DATA_SIZE) {
-    throw new UsageError(`report data must be exactly ${SNP_REPORT_DATA_SIZE} bytes (got ${reportData instanceof Uint8Array ? reportData.length : typeof reportData})`);
+    throw new UsageError(
+      `report data must be exactly ${SNP_REPORT_DATA_SIZE} bytes (got ${reportData instanceof Uint8Array ? reportData.length : typeof reportData})`,
+    );
   }
   if (!Number.isInteger(vmpl) || vmpl < 0 || vmpl > 3) {
     throw new UsageError(`vmpl must be an integer 0..3 (got ${String(vmpl)})`);

@@ -70,7 +70,12 @@ export function bundleToJson(b: EvidenceBundle): Record<string, unknown> {
 function fail(path: string, what: string): never {
   throw new ParseError(`evidence bundle: ${path} ${what}`);
 }
-const read = jsonReader(fail, { object: 'must be an object', string: 'must be a string', array: (max) => `must be an array of at most ${max}`, unexpectedKey: () => 'has an unexpected key' });
+const read = jsonReader(fail, {
+  object: 'must be an object',
+  string: 'must be a string',
+  array: (max) => `must be an array of at most ${max}`,
+  unexpectedKey: () => 'has an unexpected key',
+});
 const obj = (v: unknown, path: string): Record<string, unknown> => read.obj(v, path);
 const str = (v: unknown, path: string, max = 1 << 22): string => read.str(v, path, max);
 function base64(v: unknown, path: string): Buffer {
@@ -139,5 +144,13 @@ export function parseBundle(input: string | Buffer | unknown): EvidenceBundle {
   });
   const indices = gpus.map((g) => g.index);
   if (new Set(indices).size !== indices.length) fail('gpus', 'has duplicate indices');
-  return { version: BUNDLE_VERSION, agentId, nonce: Buffer.from(nonceHex, 'hex'), teePubKey: jwk as PublicJwk, simulated: o.simulated, cpu, gpus: gpus.sort((a, b) => a.index - b.index) };
+  return {
+    version: BUNDLE_VERSION,
+    agentId,
+    nonce: Buffer.from(nonceHex, 'hex'),
+    teePubKey: jwk as PublicJwk,
+    simulated: o.simulated,
+    cpu,
+    gpus: gpus.sort((a, b) => a.index - b.index),
+  };
 }

@@ -69,7 +69,12 @@ export class ChallengeHandler {
     try {
       const answer = await this.o.handlers.onChallenge(Buffer.from(c.nonce, 'hex'), c.id, expiresAt);
       if (this.o.now() > expiresAt.getTime()) {
-        this.conn.sendIfCurrent(ws, { type: 'error', code: 'challenge-expired', message: `evidence for ${c.id} was ready after ${c.expiresAt}`, challengeId: c.id });
+        this.conn.sendIfCurrent(ws, {
+          type: 'error',
+          code: 'challenge-expired',
+          message: `evidence for ${c.id} was ready after ${c.expiresAt}`,
+          challengeId: c.id,
+        });
         return;
       }
       const proof = await signEvidenceProof({ agentId: this.o.agentId, challengeId: c.id, nonce: c.nonce }, this.o.key);
@@ -104,7 +109,8 @@ export class ChallengeHandler {
     const nonce = this.answered.get(v.challengeId);
     this.answered.delete(v.challengeId);
     try {
-      if (!nonce) throw new VerdictError(`verdict for challenge ${v.challengeId}, which this agent did not answer on this connection (unsolicited or replayed)`);
+      if (!nonce)
+        throw new VerdictError(`verdict for challenge ${v.challengeId}, which this agent did not answer on this connection (unsolicited or replayed)`);
       const keys = this.o.tokenKeys?.length ? this.o.tokenKeys : (this.welcomeTokenKeys ?? []);
       const verified = await verifyVerdict(v, keys, { agentId: this.o.agentId, nonce, keyThumbprint: this.o.key.kid, now: new Date(this.o.now()) });
       let names: string[] = [];

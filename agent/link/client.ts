@@ -40,10 +40,14 @@ export class ControllerLink {
   constructor(opts: LinkOptions) {
     if (!/^wss?:\/\//i.test(opts.url)) throw new ConfigError(`controller url must be ws:// or wss:// (got ${opts.url})`);
     if (/^ws:\/\//i.test(opts.url) && opts.insecure !== true) {
-      throw new ConfigError(`controller url ${opts.url} is ws://: unencrypted, and anything on the path could read evidence and inject messages; use wss:// (or set controller.insecure: true, for loopback tests and demos only)`);
+      throw new ConfigError(
+        `controller url ${opts.url} is ws://: unencrypted, and anything on the path could read evidence and inject messages; use wss:// (or set controller.insecure: true, for loopback tests and demos only)`,
+      );
     }
     if (!opts.tokenKeys?.length && !channelAuthenticates(opts)) {
-      throw new ConfigError('controller verdicts could not be authenticated: set controller.tokenKey (the controller\'s public token key), or use wss:// with controller.caFile so the key can come in welcome');
+      throw new ConfigError(
+        "controller verdicts could not be authenticated: set controller.tokenKey (the controller's public token key), or use wss:// with controller.caFile so the key can come in welcome",
+      );
     }
     this.o = {
       capabilities: ['evidence-bundle-v1', 'events', 'secrets-jwe'],
@@ -109,7 +113,10 @@ export class ControllerLink {
     if (this.conn.state === 'stopped') throw new CvmError('ERR_LINK_STOPPED', 'a stopped ControllerLink cannot be restarted; create a new one');
     if (this.conn.active) return;
     if (/^ws:\/\//i.test(this.o.url)) {
-      this.o.log.warn({ url: this.o.url }, 'controller link is NOT encrypted or authenticated (ws://, controller.insecure: true): use it on loopback only; verdicts are still checked against the pinned controller.tokenKey');
+      this.o.log.warn(
+        { url: this.o.url },
+        'controller link is NOT encrypted or authenticated (ws://, controller.insecure: true): use it on loopback only; verdicts are still checked against the pinned controller.tokenKey',
+      );
     }
     this.unsubscribe ??= this.o.outbox.subscribe(() => this.pump.schedulePump());
     void this.conn.connect();

@@ -203,7 +203,11 @@ export class LinkConnection {
     this.lastPong = this.o.now();
     this.hooks.onOpen(ws);
     this.startHeartbeat(ws, this.o.heartbeatSec);
-    this.welcomeTimer = this.connTimer(() => this.disconnect(ws, CLOSE.HANDSHAKE_TIMEOUT, `no welcome within ${this.o.handshakeTimeoutMs} ms`), this.o.handshakeTimeoutMs, 'welcome');
+    this.welcomeTimer = this.connTimer(
+      () => this.disconnect(ws, CLOSE.HANDSHAKE_TIMEOUT, `no welcome within ${this.o.handshakeTimeoutMs} ms`),
+      this.o.handshakeTimeoutMs,
+      'welcome',
+    );
     this.send(ws, {
       type: 'hello',
       agentId: this.o.agentId,
@@ -233,9 +237,13 @@ export class LinkConnection {
     this._connectedSince = this.o.now();
     this.startHeartbeat(ws, heartbeatSec);
     // Reset the backoff only once the link proved stable (a flapping controller keeps backing off).
-    this.connTimer(() => {
-      this._attempt = 0;
-    }, this.o.resetAfterMs, 'reset-backoff');
+    this.connTimer(
+      () => {
+        this._attempt = 0;
+      },
+      this.o.resetAfterMs,
+      'reset-backoff',
+    );
   }
 
   private onClose(ws: WebSocket, code: number, reason: string): void {

@@ -63,7 +63,8 @@ export class InboundDispatcher {
       }
       this.counters.malformed++;
       this.o.log.warn({ error: decoded.error }, 'controller link: malformed message ignored');
-      if (++this.malformed > this.o.maxMalformed) this.conn.disconnect(ws, CLOSE.PROTOCOL_ERROR, `controller sent more than ${this.o.maxMalformed} malformed messages`);
+      if (++this.malformed > this.o.maxMalformed)
+        this.conn.disconnect(ws, CLOSE.PROTOCOL_ERROR, `controller sent more than ${this.o.maxMalformed} malformed messages`);
       return;
     }
     try {
@@ -104,7 +105,11 @@ export class InboundDispatcher {
       return;
     }
     if (w.protocol < SUPPORTED_VERSIONS.min || w.protocol > SUPPORTED_VERSIONS.max) {
-      this.conn.disconnect(ws, CLOSE.VERSION_MISMATCH, `controller chose protocol ${w.protocol}; this agent speaks ${SUPPORTED_VERSIONS.min}..${SUPPORTED_VERSIONS.max}`);
+      this.conn.disconnect(
+        ws,
+        CLOSE.VERSION_MISMATCH,
+        `controller chose protocol ${w.protocol}; this agent speaks ${SUPPORTED_VERSIONS.min}..${SUPPORTED_VERSIONS.max}`,
+      );
       return;
     }
     this.conn.acceptWelcome(w);

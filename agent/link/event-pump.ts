@@ -55,7 +55,10 @@ export class EventPump {
         // The controller already has everything below its resumeFrom.
         if (w.resumeFrom - 1 > box.lastAcked) void box.ack(w.resumeFrom - 1).catch(() => undefined);
       } else {
-        this.o.log.warn({ controller: w.resumeFrom, agent: box.resumeFrom }, 'controller resumeFrom is ahead of this agent (state reset?); resending what we hold');
+        this.o.log.warn(
+          { controller: w.resumeFrom, agent: box.resumeFrom },
+          'controller resumeFrom is ahead of this agent (state reset?); resending what we hold',
+        );
       }
     }
     this._cursor = from;
@@ -141,10 +144,14 @@ export class EventPump {
       if (this.inFlight.length >= this._window.events || (this.inFlight.length > 0 && this.inFlightBytes + bytes > this._window.bytes)) return;
       if (ws.bufferedAmount > this.o.highWatermarkBytes) {
         if (!this.drainPoll) {
-          this.drainPoll = this.conn.connTimer(() => {
-            this.drainPoll = undefined;
-            this.pump();
-          }, 50, 'drain');
+          this.drainPoll = this.conn.connTimer(
+            () => {
+              this.drainPoll = undefined;
+              this.pump();
+            },
+            50,
+            'drain',
+          );
         }
         return;
       }
@@ -169,18 +176,16 @@ export class EventPump {
   private declareAcked(from: number, to: number): void {
     this.declaring = true;
     this.o.log.warn({ from, to }, 'controller link: the controller no longer has events it acknowledged; declaring them with a signed dropped event');
-    this.o.outbox
-      .append('dropped', { from, to, count: to - from + 1, reason: 'acknowledged earlier; no longer held by the agent' })
-      .then(
-        () => {
-          this.declaring = false;
-          this.schedulePump();
-        },
-        (err: Error) => {
-          // Retried at the next append, ack or reconnect (not in a loop against a failing disk).
-          this.declaring = false;
-          this.o.log.error({ err: err.message }, 'controller link: could not append the dropped event');
-        },
-      );
+    this.o.outbox.append('dropped', { from, to, count: to - from + 1, reason: 'acknowledged earlier; no longer held by the agent' }).then(
+      () => {
+        this.declaring = false;
+        this.schedulePump();
+      },
+      (err: Error) => {
+        // Retried at the next append, ack or reconnect (not in a loop against a failing disk).
+        this.declaring = false;
+        this.o.log.error({ err: err.message }, 'controller link: could not append the dropped event');
+      },
+    );
   }
 }

@@ -39,9 +39,27 @@ export interface Schema {
 }
 
 const KNOWN = new Set<string>([
-  '$schema', '$id', 'title', 'description', 'type', 'const', 'enum', 'properties', 'required', 'additionalProperties',
-  'minProperties', 'maxProperties', 'items', 'minItems', 'maxItems', 'minLength', 'maxLength', 'pattern', 'minimum',
-  'maximum', 'anyOf',
+  '$schema',
+  '$id',
+  'title',
+  'description',
+  'type',
+  'const',
+  'enum',
+  'properties',
+  'required',
+  'additionalProperties',
+  'minProperties',
+  'maxProperties',
+  'items',
+  'minItems',
+  'maxItems',
+  'minLength',
+  'maxLength',
+  'pattern',
+  'minimum',
+  'maximum',
+  'anyOf',
 ]);
 
 /** Throws if a schema uses a keyword this interpreter would silently ignore (an ignored keyword fails open). */

@@ -91,7 +91,8 @@ export class Outbox {
     this.now = opts.now ?? (() => new Date());
     this.log = opts.log ?? (() => undefined);
     if (!(this.maxEvents >= 4)) throw new CvmError('ERR_CONFIG', 'outbox: maxEvents must be at least 4');
-    if (!(this.maxBytes >= 4 * (MAX_EVENT_DATA_BYTES + 4096))) throw new CvmError('ERR_CONFIG', `outbox: maxBytes must be at least ${4 * (MAX_EVENT_DATA_BYTES + 4096)}`);
+    if (!(this.maxBytes >= 4 * (MAX_EVENT_DATA_BYTES + 4096)))
+      throw new CvmError('ERR_CONFIG', `outbox: maxBytes must be at least ${4 * (MAX_EVENT_DATA_BYTES + 4096)}`);
   }
 
   /** The cap outbox.jsonl is read with (outboxFileLimit of this outbox's bounds). */
@@ -197,7 +198,7 @@ export class Outbox {
       if (event.kind !== 'dropped' || event.seq <= seq) continue;
       const { from, to } = event.data as { from?: unknown; to?: unknown };
       if (!Number.isSafeInteger(from) || !Number.isSafeInteger(to) || (from as number) > seq || (to as number) < seq || (to as number) >= event.seq) continue;
-      if (!best || (to as number) > ((best.data as { to: number }).to)) best = event;
+      if (!best || (to as number) > (best.data as { to: number }).to) best = event;
     }
     return best;
   }

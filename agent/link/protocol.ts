@@ -159,7 +159,8 @@ export function decodeMessage<D extends Direction>(raw: Buffer | ArrayBuffer | B
   try {
     let text: string;
     if (typeof raw === 'string') {
-      if (raw.length > MAX_MESSAGE_BYTES || Buffer.byteLength(raw, 'utf8') > MAX_MESSAGE_BYTES) return { ok: false, error: `message larger than ${MAX_MESSAGE_BYTES} bytes` };
+      if (raw.length > MAX_MESSAGE_BYTES || Buffer.byteLength(raw, 'utf8') > MAX_MESSAGE_BYTES)
+        return { ok: false, error: `message larger than ${MAX_MESSAGE_BYTES} bytes` };
       text = raw;
     } else {
       const buf = Array.isArray(raw) ? Buffer.concat(raw) : Buffer.isBuffer(raw) ? raw : Buffer.from(raw);

@@ -105,7 +105,7 @@ export const AGENT_SCHEMAS = {
   ),
   evidence: message(
     'evidence',
-    'Answer to a challenge: the evidence bundle bound to the challenge nonce and the agent id (agent/formats/evidence-bundle.ts), the agent\'s own EAR, and `proof`: a compact ES384 JWS by the bundle\'s teePubKey (typ cvm-evidence-proof+jws) over JCS({agentId, challengeId, nonce}) (agent/link/proof.ts).',
+    "Answer to a challenge: the evidence bundle bound to the challenge nonce and the agent id (agent/formats/evidence-bundle.ts), the agent's own EAR, and `proof`: a compact ES384 JWS by the bundle's teePubKey (typ cvm-evidence-proof+jws) over JCS({agentId, challengeId, nonce}) (agent/link/proof.ts).",
     {
       challengeId: ident(128),
       bundle: {
@@ -154,7 +154,12 @@ export const CONTROLLER_SCHEMAS = {
       attestIntervalSec: { type: 'integer', minimum: 1, maximum: 7 * 86400 },
       resumeFrom: seq,
       window: { type: 'integer', minimum: 1, maximum: 65535, description: 'flow control: at most this many event messages unacknowledged on the connection' },
-      windowBytes: { type: 'integer', minimum: 1024 * 1024, maximum: 1024 * 1024 * 1024, description: 'flow control: at most this many bytes of unacknowledged event messages (one event is always allowed)' },
+      windowBytes: {
+        type: 'integer',
+        minimum: 1024 * 1024,
+        maximum: 1024 * 1024 * 1024,
+        description: 'flow control: at most this many bytes of unacknowledged event messages (one event is always allowed)',
+      },
       tokenKeys: {
         type: 'object',
         required: ['keys'],
@@ -177,7 +182,7 @@ export const CONTROLLER_SCHEMAS = {
   attest: message('attest', 'Run an attestation cycle now (results arrive as an "attestation" event).', {}, []),
   verdict: message(
     'verdict',
-    'The controller\'s appraisal of an evidence message: a signed EAR token (ES384; sub = agent id, eat_nonce = the challenge nonce, cnf.jkt = the attested agent key, cvm.secrets = {name: base64url SHA-256 of each JWE}) and the secrets released to this agent, each a compact JWE (ECDH-ES+A256KW, A256GCM) to teePubKey.',
+    "The controller's appraisal of an evidence message: a signed EAR token (ES384; sub = agent id, eat_nonce = the challenge nonce, cnf.jkt = the attested agent key, cvm.secrets = {name: base64url SHA-256 of each JWE}) and the secrets released to this agent, each a compact JWE (ECDH-ES+A256KW, A256GCM) to teePubKey.",
     {
       challengeId: ident(128),
       token: compactJws(256 * 1024),
@@ -194,9 +199,14 @@ export const CONTROLLER_SCHEMAS = {
     },
     ['challengeId', 'token'],
   ),
-  ack: message('ack', 'Every event with seq <= `seq` is stored by the controller; the agent drops them from its outbox. 0 acknowledges nothing.', {
-    seq: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
-  }, ['seq']),
+  ack: message(
+    'ack',
+    'Every event with seq <= `seq` is stored by the controller; the agent drops them from its outbox. 0 acknowledges nothing.',
+    {
+      seq: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+    },
+    ['seq'],
+  ),
   error: errorMessage('The controller refused something (bad evidence, expired challenge): stable code, human-readable message.'),
 } satisfies Record<string, Schema>;
 

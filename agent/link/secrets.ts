@@ -86,7 +86,12 @@ export async function decryptSecret(envelope: SecretEnvelope, key: AgentKey): Pr
  * Decrypt every envelope; all or nothing (a half-applied release would be confusing), then store.
  * Returns the stored names.
  */
-export async function storeSecrets(envelopes: readonly SecretEnvelope[], key: AgentKey, store: SecretStore, meta: { challengeId?: string; at?: Date } = {}): Promise<string[]> {
+export async function storeSecrets(
+  envelopes: readonly SecretEnvelope[],
+  key: AgentKey,
+  store: SecretStore,
+  meta: { challengeId?: string; at?: Date } = {},
+): Promise<string[]> {
   const plain = await Promise.all(envelopes.map(async (e) => [e.name, await decryptSecret(e, key)] as const));
   for (const [name, value] of plain) {
     const m: { receivedAt?: Date; challengeId?: string } = {};

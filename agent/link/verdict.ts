@@ -114,24 +114,28 @@ export async function verifyVerdict(v: VerdictMessage, keys: readonly JWK[], exp
   }
   if (!payload) throw new VerdictError('token rejected: its signature does not verify under any trusted controller token key');
   const claims = payload as JWTPayload & Record<string, unknown>;
-  if (claims.eat_nonce !== exp.nonce.toString('base64url')) throw new VerdictError('token rejected: its eat_nonce is not the nonce of the challenge this agent answered');
+  if (claims.eat_nonce !== exp.nonce.toString('base64url'))
+    throw new VerdictError('token rejected: its eat_nonce is not the nonce of the challenge this agent answered');
   const cnf = claims.cnf as { jkt?: unknown } | undefined;
   if (cnf !== undefined && (typeof cnf !== 'object' || cnf === null || cnf.jkt !== exp.keyThumbprint)) {
-    throw new VerdictError('token rejected: its cnf.jkt is not the thumbprint of this agent\'s key');
+    throw new VerdictError("token rejected: its cnf.jkt is not the thumbprint of this agent's key");
   }
   const keyBound = cnf !== undefined;
   const secrets = v.secrets ?? [];
   const listed = claims[SECRETS_CLAIM];
-  if (listed !== undefined && (typeof listed !== 'object' || listed === null || Array.isArray(listed))) throw new VerdictError(`token rejected: ${SECRETS_CLAIM} must be an object`);
+  if (listed !== undefined && (typeof listed !== 'object' || listed === null || Array.isArray(listed)))
+    throw new VerdictError(`token rejected: ${SECRETS_CLAIM} must be an object`);
   const digests = new Map(Object.entries((listed ?? {}) as Record<string, unknown>));
-  if (secrets.length > 0 && !keyBound) throw new VerdictError('secrets rejected: the token does not confirm this agent\'s key (no cnf.jkt)');
+  if (secrets.length > 0 && !keyBound) throw new VerdictError("secrets rejected: the token does not confirm this agent's key (no cnf.jkt)");
   const seen = new Set<string>();
   for (const s of secrets) {
     if (seen.has(s.name)) throw new VerdictError(`secrets rejected: "${s.name}" arrived twice`);
     seen.add(s.name);
     const d = digests.get(s.name);
-    if (typeof d !== 'string' || d !== secretDigest(s.jwe)) throw new VerdictError(`secrets rejected: "${s.name}" is not authenticated by the token (${SECRETS_CLAIM} has no matching SHA-256 for it)`);
+    if (typeof d !== 'string' || d !== secretDigest(s.jwe))
+      throw new VerdictError(`secrets rejected: "${s.name}" is not authenticated by the token (${SECRETS_CLAIM} has no matching SHA-256 for it)`);
   }
-  for (const name of digests.keys()) if (!seen.has(name)) throw new VerdictError(`secrets rejected: the token lists "${name.slice(0, 128)}", which did not arrive`);
+  for (const name of digests.keys())
+    if (!seen.has(name)) throw new VerdictError(`secrets rejected: the token lists "${name.slice(0, 128)}", which did not arrive`);
   return { claims, expiresAt: new Date((claims.exp as number) * 1000), keyBound, status: String(claims['ear.status'] ?? 'unknown') };
 }

@@ -57,7 +57,15 @@ export interface NvmlCertificateChain {
 
 /** NVML_DEVICE_ARCH_* (nvml.h): 9 Hopper and 10 Blackwell are the CC-capable ones (§2.1 step 1). */
 const ARCHITECTURES: Readonly<Record<number, string>> = {
-  2: 'kepler', 3: 'maxwell', 4: 'pascal', 5: 'volta', 6: 'turing', 7: 'ampere', 8: 'ada', 9: 'hopper', 10: 'blackwell',
+  2: 'kepler',
+  3: 'maxwell',
+  4: 'pascal',
+  5: 'volta',
+  6: 'turing',
+  7: 'ampere',
+  8: 'ada',
+  9: 'hopper',
+  10: 'blackwell',
 };
 
 export function architectureName(arch: number | undefined): string {

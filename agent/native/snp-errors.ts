@@ -37,7 +37,7 @@ const FIRMWARE: ReadonlyMap<number, [string, string]> = new Map([
   [0x13, ['HWERROR_PLATFORM', 'a hardware error affected the platform (report to the host operator)']],
   [0x14, ['HWERROR_UNSAFE', 'a hardware error affected the platform and buffers are unsafe (report to the host operator)']],
   [0x15, ['UNSUPPORTED', 'the firmware does not support this feature']],
-  [0x16, ['INVALID_PARAM', 'invalid parameter: check the requested VMPL (must be >= the guest\'s own VMPL and <= 3) and reserved fields']],
+  [0x16, ['INVALID_PARAM', "invalid parameter: check the requested VMPL (must be >= the guest's own VMPL and <= 3) and reserved fields"]],
   [0x17, ['RESOURCE_LIMIT', 'the firmware ran out of a resource; retry later']],
   [0x18, ['SECURE_DATA_INVALID', 'part-specific secure data failed integrity checks (report to the host operator)']],
   [0x19, ['INVALID_PAGE_SIZE', 'RMP: invalid page size']],
@@ -70,7 +70,11 @@ export const EXITINFO2_NO_FW_CALL = 0xffff_ffff_ffff_ffffn;
 export function decodeFirmwareError(code: number): DecodedCode {
   const hit = FIRMWARE.get(code);
   if (hit) return { code, name: hit[0], reason: hit[1] };
-  return { code, name: `UNKNOWN_0x${code.toString(16)}`, reason: `unrecognised SEV firmware status 0x${code.toString(16)} (see the SEV-SNP ABI specification)` };
+  return {
+    code,
+    name: `UNKNOWN_0x${code.toString(16)}`,
+    reason: `unrecognised SEV firmware status 0x${code.toString(16)} (see the SEV-SNP ABI specification)`,
+  };
 }
 
 export function decodeVmmError(code: number): DecodedCode {
@@ -102,9 +106,10 @@ export function decodeExitInfo2(value: bigint | string | number): DecodedExitInf
   const vmm = Number(e >> 32n);
   const hex = `0x${e.toString(16).padStart(16, '0')}`;
   if (e === EXITINFO2_NO_FW_CALL || e === EXITINFO2_DRIVER_DEFAULT) {
-    const why = e === EXITINFO2_NO_FW_CALL
-      ? 'the request never reached the firmware (SEV_RET_NO_FW_CALL)'
-      : 'the driver failed before the firmware answered (exitinfo2 left at its 0xff default)';
+    const why =
+      e === EXITINFO2_NO_FW_CALL
+        ? 'the request never reached the firmware (SEV_RET_NO_FW_CALL)'
+        : 'the driver failed before the firmware answered (exitinfo2 left at its 0xff default)';
     return {
       exitinfo2: e,
       noFirmwareResult: true,

@@ -37,7 +37,7 @@ export const SNP_NATIVE_CODES = [
 ] as const;
 
 const VMPCK_REASON =
-  'VMPCK disabled, reboot required: the sev-guest driver wiped this VM\'s VMPCK after an earlier failed guest ' +
+  "VMPCK disabled, reboot required: the sev-guest driver wiped this VM's VMPCK after an earlier failed guest " +
   'request (it does so to prevent AES-GCM IV reuse), and every further request fails until the VM reboots';
 
 /** Maps an addon rejection to a typed error; never throws. */
@@ -61,7 +61,9 @@ export function toSnpError(err: unknown, devicePath: string): CvmError {
     case 'ERR_SNP_VMPCK_DISABLED':
       return new DeviceError(code, VMPCK_REASON, details, opts);
     case 'ERR_SNP_FIRMWARE': {
-      const decoded = decodeExitInfo2(typeof e.exitinfo2 === 'string' || typeof e.exitinfo2 === 'bigint' || typeof e.exitinfo2 === 'number' ? e.exitinfo2 : 0xff);
+      const decoded = decodeExitInfo2(
+        typeof e.exitinfo2 === 'string' || typeof e.exitinfo2 === 'bigint' || typeof e.exitinfo2 === 'number' ? e.exitinfo2 : 0xff,
+      );
       details.exitinfo2 = decoded.exitinfo2.toString();
       details.firmwareError = decoded.firmware;
       details.vmmError = decoded.vmm;
@@ -75,7 +77,12 @@ export function toSnpError(err: unknown, devicePath: string): CvmError {
     case 'ERR_SNP_REPORT_STATUS': {
       const status = typeof e.status === 'number' ? decodeReportStatus(e.status) : undefined;
       if (status) details.reportStatus = status;
-      return new DeviceError(code, `firmware refused the report: ${status ? `${status.name} (0x${status.code.toString(16)}): ${status.reason}` : raw}`, details, opts);
+      return new DeviceError(
+        code,
+        `firmware refused the report: ${status ? `${status.name} (0x${status.code.toString(16)}): ${status.reason}` : raw}`,
+        details,
+        opts,
+      );
     }
     default:
       return new DeviceError(code, raw, details, opts);

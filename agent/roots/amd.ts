@@ -46,7 +46,11 @@ export interface SimulatedRootsInput {
 export { RootIntegrityError };
 
 function loadEmbedded(cert: EmbeddedCert, what: string): RootCert {
-  const { der, x509, sha256 } = loadPinnedPem(cert.pem, cert.sha256, (got) => new RootIntegrityError(`embedded AMD ${what} certificate is corrupted: SHA-256 ${got}, expected ${cert.sha256}`));
+  const { der, x509, sha256 } = loadPinnedPem(
+    cert.pem,
+    cert.sha256,
+    (got) => new RootIntegrityError(`embedded AMD ${what} certificate is corrupted: SHA-256 ${got}, expected ${cert.sha256}`),
+  );
   return { der, x509, publicKey: x509.publicKey, sha256 };
 }
 
@@ -82,10 +86,16 @@ export function productLine(name: string | undefined): AmdProduct | undefined {
   if (!name) return undefined;
   const base = name.split('-')[0]!.trim().toLowerCase();
   switch (base) {
-    case 'milan': return 'Milan';
-    case 'genoa': case 'siena': case 'bergamo': return 'Genoa';
-    case 'turin': return 'Turin';
-    default: return undefined;
+    case 'milan':
+      return 'Milan';
+    case 'genoa':
+    case 'siena':
+    case 'bergamo':
+      return 'Genoa';
+    case 'turin':
+      return 'Turin';
+    default:
+      return undefined;
   }
 }
 

@@ -30,7 +30,11 @@ export function lazyPinnedRoot(name: string, pem: string, expectedSha256: string
   let cached: { der: Buffer; x509: X509Certificate } | undefined;
   return () => {
     if (cached) return cached;
-    const { der, x509 } = loadPinnedPem(pem, expectedSha256, (got) => new CvmError('ERR_PINNED_ROOT', `embedded ${name} has SHA-256 ${got}, expected ${expectedSha256}`));
+    const { der, x509 } = loadPinnedPem(
+      pem,
+      expectedSha256,
+      (got) => new CvmError('ERR_PINNED_ROOT', `embedded ${name} has SHA-256 ${got}, expected ${expectedSha256}`),
+    );
     cached = { der, x509 };
     return cached;
   };

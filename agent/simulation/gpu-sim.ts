@@ -19,7 +19,16 @@ import { buildSignedRim } from '../verify/nvidia/rim/index.js';
 import { driverRimId, vbiosRimId } from '../verify/nvidia/rim/ids.js';
 import { OID_HOPPER_FWID, OID_SHA384 } from '../verify/nvidia/fwid.js';
 import type { SimulatedRoots } from '../verify/nvidia/gpu-verify.js';
-import { deviceCcOff, type GpuCollectOutcome, type GpuDriverFacts, type GpuEvidence, type GpuInfo, type GpuSource, type GpuSystemState, type GpuCcState } from '../evidence/gpu-nvml.js';
+import {
+  deviceCcOff,
+  type GpuCollectOutcome,
+  type GpuDriverFacts,
+  type GpuEvidence,
+  type GpuInfo,
+  type GpuSource,
+  type GpuSystemState,
+  type GpuCcState,
+} from '../evidence/gpu-nvml.js';
 import { derToPem } from '../util/pem.js';
 
 export const SIM_FILE = 'gpu-sim-identity.json';
@@ -31,7 +40,10 @@ const NOT_AFTER = new Date('9999-12-31T23:59:59Z');
 export const SIM_DRIVER_RIM_INDICES = [7, ...Array.from({ length: 20 }, (_, i) => 21 + i)];
 export const SIM_VBIOS_RIM_INDICES = [0, 1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12];
 
-export interface SimCert { der: Buffer; key: KeyObject }
+export interface SimCert {
+  der: Buffer;
+  key: KeyObject;
+}
 
 export interface SimGpuChain {
   brom: SimCert;
@@ -51,15 +63,32 @@ export interface SimGpuIdentity {
   gpus: SimGpuChain[];
 }
 
-interface StoredCert { certPem: string; keyPem: string }
-interface StoredIdentity { version: number; root: StoredCert; identity: StoredCert; ica: StoredCert; rimRoot: StoredCert; rimSigner: StoredCert; gpus: { brom: StoredCert; leaf: StoredCert; fwid: string }[] }
+interface StoredCert {
+  certPem: string;
+  keyPem: string;
+}
+interface StoredIdentity {
+  version: number;
+  root: StoredCert;
+  identity: StoredCert;
+  ica: StoredCert;
+  rimRoot: StoredCert;
+  rimSigner: StoredCert;
+  gpus: { brom: StoredCert; leaf: StoredCert; fwid: string }[];
+}
 
 const fromPem = (text: string): Buffer => Buffer.from(text.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, ''), 'base64');
 const p384 = (): { privateKey: KeyObject; publicKey: KeyObject } => generateKeyPairSync('ec', { namedCurve: 'P-384' });
 const store = (c: SimCert): StoredCert => ({ certPem: derToPem(c.der), keyPem: c.key.export({ type: 'pkcs8', format: 'pem' }).toString() });
 const load = (s: StoredCert): SimCert => ({ der: fromPem(s.certPem), key: createPrivateKey(s.keyPem) });
 
-function issue(subject: NameSpec, issuer: { name: NameSpec; key: KeyObject }, ca: boolean, serial: bigint, extra: { oid: string; value: Uint8Array }[] = []): SimCert & { name: NameSpec } {
+function issue(
+  subject: NameSpec,
+  issuer: { name: NameSpec; key: KeyObject },
+  ca: boolean,
+  serial: bigint,
+  extra: { oid: string; value: Uint8Array }[] = [],
+): SimCert & { name: NameSpec } {
   const pair = p384();
   const der = buildCertificate({
     serial,
@@ -68,11 +97,7 @@ function issue(subject: NameSpec, issuer: { name: NameSpec; key: KeyObject }, ca
     notBefore: NOT_BEFORE,
     notAfter: NOT_AFTER,
     subjectPublicKey: pair.publicKey,
-    extensions: [
-      basicConstraints({ ca }),
-      keyUsage(ca ? ['keyCertSign', 'cRLSign'] : ['digitalSignature']),
-      ...extra,
-    ],
+    extensions: [basicConstraints({ ca }), keyUsage(ca ? ['keyCertSign', 'cRLSign'] : ['digitalSignature']), ...extra],
     issuerKey: issuer.key,
     signature: 'ecdsa-sha384',
   });
@@ -82,8 +107,15 @@ function issue(subject: NameSpec, issuer: { name: NameSpec; key: KeyObject }, ca
 function selfSigned(subject: NameSpec, serial: bigint): SimCert & { name: NameSpec } {
   const pair = p384();
   const der = buildCertificate({
-    serial, issuer: subject, subject, notBefore: NOT_BEFORE, notAfter: NOT_AFTER, subjectPublicKey: pair.publicKey,
-    extensions: [basicConstraints({ ca: true }), keyUsage(['keyCertSign', 'cRLSign'])], issuerKey: pair.privateKey, signature: 'ecdsa-sha384',
+    serial,
+    issuer: subject,
+    subject,
+    notBefore: NOT_BEFORE,
+    notAfter: NOT_AFTER,
+    subjectPublicKey: pair.publicKey,
+    extensions: [basicConstraints({ ca: true }), keyUsage(['keyCertSign', 'cRLSign'])],
+    issuerKey: pair.privateKey,
+    signature: 'ecdsa-sha384',
   });
   return { der, key: pair.privateKey, name: subject };
 }
@@ -96,7 +128,10 @@ const RIM_SIGNER_NAME: NameSpec = { CN: 'SIMULATED HCC RIM L4 Signer', O: 'NVIDI
 
 /** The Hopper FWID extension layout: SEQ { INTEGER 1, SubjectPublicKeyInfo, SEQ { sha384, OCTET STRING } } (fwid.ts). */
 function fwidExtension(leafPublic: KeyObject, fwid: Uint8Array): { oid: string; value: Buffer } {
-  return { oid: OID_HOPPER_FWID, value: sequence(integer(1), leafPublic.export({ type: 'spki', format: 'der' }), sequence(oid(OID_SHA384), octetString(fwid))) };
+  return {
+    oid: OID_HOPPER_FWID,
+    value: sequence(integer(1), leafPublic.export({ type: 'spki', format: 'der' }), sequence(oid(OID_SHA384), octetString(fwid))),
+  };
 }
 
 function newGpu(ica: { name: NameSpec; key: KeyObject }, index: number, salt: Buffer): SimGpuChain {
@@ -129,20 +164,29 @@ function withChainPem(id: Omit<SimGpuIdentity, 'gpus'> & { gpus: SimGpuChain[] }
  * use. The file holds private keys of TEST roots only; it is written 0600.
  */
 export async function loadOrCreateSimGpuIdentity(dir: string, gpuCount = 1, create = true): Promise<SimGpuIdentity> {
-  if (!Number.isInteger(gpuCount) || gpuCount < 1 || gpuCount > 64) throw new CvmError('ERR_INVALID_ARGUMENT', `simulated GPU count must be 1..64, got ${gpuCount}`);
+  if (!Number.isInteger(gpuCount) || gpuCount < 1 || gpuCount > 64)
+    throw new CvmError('ERR_INVALID_ARGUMENT', `simulated GPU count must be 1..64, got ${gpuCount}`);
   const path = join(dir, SIM_FILE);
   let stored: StoredIdentity | undefined;
   try {
     stored = JSON.parse(await readBoundedText(path, 'simulationState')) as StoredIdentity;
     if (stored.version !== FILE_VERSION) stored = undefined;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new CvmError('ERR_SIMULATION', `cannot read simulated GPU identity ${path}: ${(err as Error).message}`, { cause: err });
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+      throw new CvmError('ERR_SIMULATION', `cannot read simulated GPU identity ${path}: ${(err as Error).message}`, { cause: err });
   }
   if (!stored && !create) throw new CvmError('ERR_SIMULATION', `no simulated GPU identity in ${dir} (expected ${SIM_FILE})`);
   let id: SimGpuIdentity;
   let changed = false;
   if (stored) {
-    const base = { dir, root: load(stored.root), identity: load(stored.identity), ica: load(stored.ica), rimRoot: load(stored.rimRoot), rimSigner: load(stored.rimSigner) };
+    const base = {
+      dir,
+      root: load(stored.root),
+      identity: load(stored.identity),
+      ica: load(stored.ica),
+      rimRoot: load(stored.rimRoot),
+      rimSigner: load(stored.rimSigner),
+    };
     id = withChainPem({ ...base, gpus: stored.gpus.map((g) => ({ brom: load(g.brom), leaf: load(g.leaf), fwid: Buffer.from(g.fwid, 'hex'), chainPem: '' })) });
   } else {
     const root = selfSigned(ROOT_NAME, 1n);
@@ -162,7 +206,12 @@ export async function loadOrCreateSimGpuIdentity(dir: string, gpuCount = 1, crea
   if (changed) {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const out: StoredIdentity = {
-      version: FILE_VERSION, root: store(id.root), identity: store(id.identity), ica: store(id.ica), rimRoot: store(id.rimRoot), rimSigner: store(id.rimSigner),
+      version: FILE_VERSION,
+      root: store(id.root),
+      identity: store(id.identity),
+      ica: store(id.ica),
+      rimRoot: store(id.rimRoot),
+      rimSigner: store(id.rimSigner),
       gpus: id.gpus.map((g) => ({ brom: store(g.brom), leaf: store(g.leaf), fwid: g.fwid.toString('hex') })),
     };
     await writeFileAtomic(path, JSON.stringify(out, null, 1), 0o600);
@@ -202,7 +251,8 @@ export function simMeasurement(kind: 'driver' | 'vbios', rimIndex: number, versi
 /** §3.4 in reverse: "96.00.9F.00.01" → 8 bytes 00 9f 00 96 01 00 00 00. */
 function encodeVbiosVersion(v: string): Buffer {
   const parts = v.split('.');
-  if (parts.length !== 5 || parts.some((p) => !/^[0-9A-Fa-f]{2}$/.test(p))) throw new CvmError('ERR_INVALID_ARGUMENT', `VBIOS version "${v}" is not NN.NN.NN.NN.NN hex`);
+  if (parts.length !== 5 || parts.some((p) => !/^[0-9A-Fa-f]{2}$/.test(p)))
+    throw new CvmError('ERR_INVALID_ARGUMENT', `VBIOS version "${v}" is not NN.NN.NN.NN.NN hex`);
   const t = parts.join(''); // h[8:16] + h[6:8] of the reversed hex
   const h = `000000${t.slice(8, 10)}${t.slice(0, 8)}`;
   return Buffer.from(h, 'hex').reverse();
@@ -293,16 +343,39 @@ export function simulatedRims(id: SimGpuIdentity, driverVersion = SIM_DRIVER_VER
   if (hit) return hit;
   const signer = { key: id.rimSigner.key, chain: [id.rimSigner.der, id.rimRoot.der] };
   const driver = buildSignedRim({
-    kind: 'driver', version: driverVersion, signer,
-    measurements: SIM_DRIVER_RIM_INDICES.map((i) => ({ index: i, active: true, alternatives: [simMeasurement('driver', i, driverVersion)], name: `HashedMeasurement_${i}_SIM` })),
+    kind: 'driver',
+    version: driverVersion,
+    signer,
+    measurements: SIM_DRIVER_RIM_INDICES.map((i) => ({
+      index: i,
+      active: true,
+      alternatives: [simMeasurement('driver', i, driverVersion)],
+      name: `HashedMeasurement_${i}_SIM`,
+    })),
   });
   const vbios = buildSignedRim({
-    kind: 'vbios', version: vbiosVersion, signer,
-    measurements: SIM_VBIOS_RIM_INDICES.map((i) => ({ index: i, active: true, alternatives: [simMeasurement('vbios', i, vbiosVersion)], name: `HashedMeasurement_${i}_SIM` })),
+    kind: 'vbios',
+    version: vbiosVersion,
+    signer,
+    measurements: SIM_VBIOS_RIM_INDICES.map((i) => ({
+      index: i,
+      active: true,
+      alternatives: [simMeasurement('vbios', i, vbiosVersion)],
+      name: `HashedMeasurement_${i}_SIM`,
+    })),
   });
   const driverId = driverRimId(driverVersion, 'hopper');
   const vbiosId = vbiosRimId({ ...SIM_PROJECT, vbiosVersion });
-  const rims = { driverId, vbiosId, driver, vbios, byId: new Map([[driverId, driver], [vbiosId, vbios]]) };
+  const rims = {
+    driverId,
+    vbiosId,
+    driver,
+    vbios,
+    byId: new Map([
+      [driverId, driver],
+      [vbiosId, vbios],
+    ]),
+  };
   rimMemo.set(key, rims);
   return rims;
 }
@@ -333,7 +406,13 @@ export class SimulatedGpuSource implements GpuSource {
 
   async list(): Promise<GpuInfo[]> {
     const n = await this.present();
-    return Array.from({ length: n }, (_, index) => ({ index, uuid: this.uuid(index), name: 'NVIDIA H100 (SIMULATED)', architecture: 'hopper', vbiosVersion: SIM_VBIOS_VERSION }));
+    return Array.from({ length: n }, (_, index) => ({
+      index,
+      uuid: this.uuid(index),
+      name: 'NVIDIA H100 (SIMULATED)',
+      architecture: 'hopper',
+      vbiosVersion: SIM_VBIOS_VERSION,
+    }));
   }
 
   async systemState(): Promise<GpuSystemState> {

@@ -40,9 +40,12 @@ export function buildOcspResponse(s: OcspResponseSpec): Buffer {
   );
   const status = s.status ?? 'good';
   const revokedAt = s.revokedAt ?? new Date(s.thisUpdate.getTime() - 10 * HOUR);
-  const certStatus = status === 'good' ? tlv(0x80, Buffer.alloc(0))
-    : status === 'unknown' ? tlv(0x82, Buffer.alloc(0))
-    : tlv(0xa1, Buffer.concat([generalizedTime(revokedAt), ...(s.reason === undefined ? [] : [explicit(0, tlv(0x0a, Buffer.from([s.reason])))])]));
+  const certStatus =
+    status === 'good'
+      ? tlv(0x80, Buffer.alloc(0))
+      : status === 'unknown'
+        ? tlv(0x82, Buffer.alloc(0))
+        : tlv(0xa1, Buffer.concat([generalizedTime(revokedAt), ...(s.reason === undefined ? [] : [explicit(0, tlv(0x0a, Buffer.from([s.reason])))])]));
   const single = sequence(certId, certStatus, generalizedTime(s.thisUpdate), ...(s.nextUpdate ? [explicit(0, generalizedTime(s.nextUpdate))] : []));
   const tbs = sequence(explicit(1, s.responderName), generalizedTime(s.thisUpdate), sequence(single));
   const sig = sign('sha384', tbs, s.signerKey);
@@ -64,7 +67,17 @@ export function simulatedOcspResponses(id: SimGpuIdentity, at: Date): Buffer[] {
       const issuer = chain[i + 1]!;
       const key = `${Buffer.from(issuer.subjectDer).toString('hex')}:${cert.serial}`;
       if (out.has(key)) continue;
-      out.set(key, buildOcspResponse({ cert, issuer, signerKey: keys[i + 1]!, responderName: issuer.subjectDer, thisUpdate: new Date(at.getTime() - HOUR), nextUpdate: new Date(at.getTime() + 24 * HOUR) }));
+      out.set(
+        key,
+        buildOcspResponse({
+          cert,
+          issuer,
+          signerKey: keys[i + 1]!,
+          responderName: issuer.subjectDer,
+          thisUpdate: new Date(at.getTime() - HOUR),
+          nextUpdate: new Date(at.getTime() + 24 * HOUR),
+        }),
+      );
     }
   }
   return [...out.values()];

@@ -276,7 +276,9 @@ export class SimulatedSnpDevice {
       return new SimulatedSnpDevice(dir, state);
     } catch (err) {
       if (err instanceof CvmError) throw err;
-      throw new ConfigError(`simulated SNP state ${path} is unusable (${(err as Error).message}); delete the directory to recreate the test roots`, { cause: err });
+      throw new ConfigError(`simulated SNP state ${path} is unusable (${(err as Error).message}); delete the directory to recreate the test roots`, {
+        cause: err,
+      });
     }
   }
 
@@ -313,7 +315,14 @@ export class SimulatedSnpDevice {
   /** getReport plus the GHCB certificate table the host would supply (VCEK, ASK, ARK). */
   async getExtReport(reportData: Uint8Array, opts: SimReportOptions | number = {}): Promise<SimExtReport> {
     const r = await this.getReport(reportData, opts);
-    return { ...r, certTable: serializeCertTable([{ kind: 'vcek', data: r.vcek }, { kind: 'ask', data: r.ask }, { kind: 'ark', data: r.ark }]) };
+    return {
+      ...r,
+      certTable: serializeCertTable([
+        { kind: 'vcek', data: r.vcek },
+        { kind: 'ask', data: r.ask },
+        { kind: 'ark', data: r.ark },
+      ]),
+    };
   }
 
   #sign(reportData: Uint8Array, o: SimReportOptions): Buffer {

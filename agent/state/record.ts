@@ -41,13 +41,18 @@ const MAX_CHECKS = 4096;
 type Obj = Record<string, unknown>;
 
 const isObject = isJsonObject;
-const read = jsonReader((where, problem) => { throw new ParseError(`${where}: ${problem}`); }, {
-  object: 'expected an object',
-  string: 'expected a string',
-  tooLong: (max) => `longer than ${max} characters`,
-  array: (max) => `expected an array of at most ${max}`,
-  unexpectedKey: (key) => `unexpected key ${JSON.stringify(key.slice(0, 64))}`,
-});
+const read = jsonReader(
+  (where, problem) => {
+    throw new ParseError(`${where}: ${problem}`);
+  },
+  {
+    object: 'expected an object',
+    string: 'expected a string',
+    tooLong: (max) => `longer than ${max} characters`,
+    array: (max) => `expected an array of at most ${max}`,
+    unexpectedKey: (key) => `unexpected key ${JSON.stringify(key.slice(0, 64))}`,
+  },
+);
 const object = (v: unknown, where: string, allowed: readonly string[]): Obj => read.obj(v, where, allowed);
 const str = (v: unknown, where: string, max = MAX_SHORT): string => read.str(v, where, max);
 

@@ -61,7 +61,11 @@ export class TrustLog {
   private inFlight: Promise<void> | null = null;
   private queued: Promise<void> | null = null;
 
-  constructor(stateDir: string, private readonly size = TRUST_LOG_ENTRIES, private readonly onProblem: (msg: string) => void = () => undefined) {
+  constructor(
+    stateDir: string,
+    private readonly size = TRUST_LOG_ENTRIES,
+    private readonly onProblem: (msg: string) => void = () => undefined,
+  ) {
     this.path = join(stateDir, TRUST_LOG_FILE);
   }
 
@@ -115,10 +119,12 @@ export class TrustLog {
   private flush(): Promise<void> {
     if (this.queued) return this.queued;
     if (!this.inFlight) return this.startWrite();
-    this.queued = this.inFlight.catch(() => undefined).then(() => {
-      this.queued = null;
-      return this.startWrite();
-    });
+    this.queued = this.inFlight
+      .catch(() => undefined)
+      .then(() => {
+        this.queued = null;
+        return this.startWrite();
+      });
     return this.queued;
   }
 

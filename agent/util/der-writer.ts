@@ -25,8 +25,7 @@ export function tlv(tag: number, content: Uint8Array): Buffer {
 export const sequence = (...items: Uint8Array[]): Buffer => tlv(0x30, Buffer.concat(items));
 
 /** SET OF: DER orders the elements by their encodings (X.690 §11.6). */
-export const set = (...items: Uint8Array[]): Buffer =>
-  tlv(0x31, Buffer.concat([...items].map((i) => Buffer.from(i)).sort(Buffer.compare)));
+export const set = (...items: Uint8Array[]): Buffer => tlv(0x31, Buffer.concat([...items].map((i) => Buffer.from(i)).sort(Buffer.compare)));
 
 export const boolean = (v: boolean): Buffer => tlv(0x01, Buffer.from([v ? 0xff : 0x00]));
 export const nullValue = (): Buffer => Buffer.from([0x05, 0x00]);

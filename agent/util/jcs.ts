@@ -27,7 +27,9 @@ function encode(value: unknown, depth: number): string {
       if (Array.isArray(value)) return `[${value.map((v) => encode(v, depth + 1)).join(',')}]`;
       const obj = value as Record<string, unknown>;
       // Code-unit order, not locale order: plain < comparison on JS strings is exactly that.
-      const keys = Object.keys(obj).filter((k) => obj[k] !== undefined).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+      const keys = Object.keys(obj)
+        .filter((k) => obj[k] !== undefined)
+        .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
       return `{${keys.map((k) => `${JSON.stringify(k)}:${encode(obj[k], depth + 1)}`).join(',')}}`;
     }
     default:

@@ -11,13 +11,35 @@ import { fstatSync } from 'node:fs';
 import pino, { type DestinationStream, type Logger } from 'pino';
 
 export const REDACT_PATHS = [
-  'token', '*.token', 'bearer', '*.bearer', 'authorization', '*.authorization', 'headers.authorization',
-  'secret', '*.secret', 'secrets', '*.secrets', 'jwe', '*.jwe', 'privateKey', '*.privateKey', 'key', '*.key', 'd', '*.d',
+  'token',
+  '*.token',
+  'bearer',
+  '*.bearer',
+  'authorization',
+  '*.authorization',
+  'headers.authorization',
+  'secret',
+  '*.secret',
+  'secrets',
+  '*.secrets',
+  'jwe',
+  '*.jwe',
+  'privateKey',
+  '*.privateKey',
+  'key',
+  '*.key',
+  'd',
+  '*.d',
 ];
 
 /** pino level -> syslog priority (RFC 5424 §6.2.1): crit 2, err 3, warning 4, info 6, debug 7. */
 export const SYSLOG_PRIORITY: Readonly<Record<string, number>> = {
-  fatal: 2, error: 3, warn: 4, info: 6, debug: 7, trace: 7,
+  fatal: 2,
+  error: 3,
+  warn: 4,
+  info: 6,
+  debug: 7,
+  trace: 7,
 };
 
 /**

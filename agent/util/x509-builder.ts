@@ -114,10 +114,7 @@ export function signatureAlgorithm(scheme: SignatureScheme): Buffer {
   if (scheme === 'ecdsa-sha384') return sequence(oid(OIDS.ecdsaWithSha384)); // parameters absent (RFC 5758 §3.2)
   if (scheme === 'rsa-pss-sha384') {
     const sha384 = sequence(oid(OIDS.sha384), nullValue());
-    return sequence(
-      oid(OIDS.rsassaPss),
-      sequence(explicit(0, sha384), explicit(1, sequence(oid(OIDS.mgf1), sha384)), explicit(2, integer(48))),
-    );
+    return sequence(oid(OIDS.rsassaPss), sequence(explicit(0, sha384), explicit(1, sequence(oid(OIDS.mgf1), sha384)), explicit(2, integer(48))));
   }
   return invalid(`unsupported signature scheme "${String(scheme)}"`);
 }

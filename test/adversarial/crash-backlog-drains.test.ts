@@ -72,7 +72,11 @@ describe('crash: a 10,000-event backlog after a controller outage', () => {
     }, 2);
     cleanup.push(async () => clearInterval(sampler));
     await rc.start();
-    await until(() => h.outbox.lastAcked === lastSeq, 240_000, () => `the backlog drained; acked ${h.outbox.lastAcked} of ${lastSeq}, link ${JSON.stringify(h.link.status())}`);
+    await until(
+      () => h.outbox.lastAcked === lastSeq,
+      240_000,
+      () => `the backlog drained; acked ${h.outbox.lastAcked} of ${lastSeq}, link ${JSON.stringify(h.link.status())}`,
+    );
     clearInterval(sampler);
 
     // Every seq exactly once, in order, on the controller that came back.
@@ -93,7 +97,9 @@ describe('crash: a 10,000-event backlog after a controller outage', () => {
     expect(after.match(/"msg":"agent connected"/g)?.length).toBe(1);
     expect(after).not.toMatch(/agent disconnected|rate-limited|window-exceeded/);
     expect(status.state).toBe('up');
-    console.log(`[backlog] ${N} events drained after the outage on one connection (${status.counters.connects - connectsBefore} attempts while it was down), max ${maxInFlight} in flight (window ${status.window.events})`);
+    console.log(
+      `[backlog] ${N} events drained after the outage on one connection (${status.counters.connects - connectsBefore} attempts while it was down), max ${maxInFlight} in flight (window ${status.window.events})`,
+    );
   }, 600_000);
 
   it('drains with holes to declare even through a window of one event (declarations never clog the window)', async () => {
@@ -119,7 +125,11 @@ describe('crash: a 10,000-event backlog after a controller outage', () => {
     for (let i = 1; i <= 10 * MAX; i++) await h.outbox.append('status', { i });
     const lastSeq = h.outbox.lastSeq;
     await rc.start();
-    await until(() => h.outbox.lastAcked === lastSeq, 60_000, () => `drained; ${JSON.stringify(h.link.status())}`);
+    await until(
+      () => h.outbox.lastAcked === lastSeq,
+      60_000,
+      () => `drained; ${JSON.stringify(h.link.status())}`,
+    );
     expect(h.link.status().window.events).toBe(1);
     const view = await rc.getJson<{ lastSeq: number; gapRanges: Array<{ from: number; to: number; reason: string }> }>('/v1/agents/vm-window-1');
     expect(view.lastSeq).toBe(lastSeq);

@@ -52,7 +52,15 @@ interface Child {
 function startChild(url: string, outboxDir: string, agentId: string, events: number): Child {
   const proc = spawn(process.execPath, ['--import', 'tsx', join(repoRoot, 'test', 'fixtures', 'link-agent.ts')], {
     cwd: repoRoot,
-    env: { ...process.env, LINK_URL: url, TOKEN_FILE: tokenFile, OUTBOX_DIR: outboxDir, AGENT_ID: agentId, EVENTS: String(events), TOKEN_KEY: JSON.stringify(CONTROLLER_TOKEN_KEY) },
+    env: {
+      ...process.env,
+      LINK_URL: url,
+      TOKEN_FILE: tokenFile,
+      OUTBOX_DIR: outboxDir,
+      AGENT_ID: agentId,
+      EVENTS: String(events),
+      TOKEN_KEY: JSON.stringify(CONTROLLER_TOKEN_KEY),
+    },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const c: Child = { proc, appended: 0 };
@@ -105,7 +113,11 @@ async function trial(name: string, connectedWhenKilled: boolean): Promise<void> 
   await until(() => first.appended === K, 60_000, 'the first process appended its events');
   if (connectedWhenKilled) {
     // Its events reached the controller, which holds them: the key was announced but never attested.
-    await until(() => (first.status?.counters.eventsSent ?? 0) >= K, 30_000, () => `the first process sent its events; ${JSON.stringify(first.status)}`);
+    await until(
+      () => (first.status?.counters.eventsSent ?? 0) >= K,
+      30_000,
+      () => `the first process sent its events; ${JSON.stringify(first.status)}`,
+    );
     await until(() => rc.current!.heldBudget.used > 0, 10_000, 'the controller holds them');
     expect(first.status!.lastAckedSeq).toBe(0);
   }
@@ -118,7 +130,11 @@ async function trial(name: string, connectedWhenKilled: boolean): Promise<void> 
   second.link.start();
   await until(() => second.calls.verdicts.length > 0, 30_000, 'the new key attested');
   for (let i = 1; i <= 5; i++) await second.outbox.append('status', { run: 'second', i });
-  await until(() => second.outbox.lastAcked === K + 5, 30_000, () => `the stream moved on; ${JSON.stringify(second.link.status())}`);
+  await until(
+    () => second.outbox.lastAcked === K + 5,
+    30_000,
+    () => `the stream moved on; ${JSON.stringify(second.link.status())}`,
+  );
 
   const view = await rc.getJson<View>(`/v1/agents/${agentId}`);
   expect(view.lastSeq).toBe(K + 5);
@@ -138,7 +154,7 @@ describe('crash: kill -9 before the agent key is attested', () => {
     await trial('connected', true);
   }, 180_000);
 
-  it('the controller down for the first process\'s whole life: the same', async () => {
+  it("the controller down for the first process's whole life: the same", async () => {
     await trial('offline', false);
   }, 180_000);
 });

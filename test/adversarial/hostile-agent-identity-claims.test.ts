@@ -22,16 +22,17 @@ import { CLI } from '../helpers/daemon-process.js';
 import { repoRoot } from '../helpers/paths.js';
 
 const run = promisify(execFile);
-const bound = (tokenA: string, tokenB: string) => [
-  'agents:',
-  '  tokens:',
-  `    - {agentId: vm-a, sha256: ${tokenDigest(tokenA).toString('hex')}}`,
-  `    - {agentId: vm-b, sha256: ${tokenDigest(tokenB).toString('hex')}}`,
-  'secrets:',
-  '  - {name: fleet-key, value: for-every-attested-agent}',
-  '  - {name: vm-a-key, value: only-for-vm-a, agents: [vm-a]}',
-  '',
-].join('\n');
+const bound = (tokenA: string, tokenB: string) =>
+  [
+    'agents:',
+    '  tokens:',
+    `    - {agentId: vm-a, sha256: ${tokenDigest(tokenA).toString('hex')}}`,
+    `    - {agentId: vm-b, sha256: ${tokenDigest(tokenB).toString('hex')}}`,
+    'secrets:',
+    '  - {name: fleet-key, value: for-every-attested-agent}',
+    '  - {name: vm-a-key, value: only-for-vm-a, agents: [vm-a]}',
+    '',
+  ].join('\n');
 
 let sim: Sim;
 let boundCtl: ControllerUnderTest; // tokens bound to vm-a and vm-b, a secret restricted to vm-a
@@ -63,7 +64,9 @@ describe('hostile agent: claiming another agent id', () => {
   it('a controller config that restricts secrets by id while accepting a fleet token is refused at start, saying why', async () => {
     const yaml = `agents:\n  tokens:\n    - {sha256: ${tokenDigest(TOKEN).toString('hex')}}\n    - {agentId: vm-a, sha256: ${tokenDigest('token-a').toString('hex')}}\nsecrets:\n  - {name: open, value: x}\n  - {name: vm-a-key, value: y, agents: [vm-a]}\n`;
     expect(() => parseControllerConfig(yaml, 'ctl.yaml')).toThrow(ConfigError);
-    expect(() => parseControllerConfig(yaml, 'ctl.yaml')).toThrow(/secrets\[1\]\.agents: restricts a secret to agent ids, but agents\.tokens\[0\] is not bound to an agent id, so its holder could claim any id/);
+    expect(() => parseControllerConfig(yaml, 'ctl.yaml')).toThrow(
+      /secrets\[1\]\.agents: restricts a secret to agent ids, but agents\.tokens\[0\] is not bound to an agent id, so its holder could claim any id/,
+    );
     // The command refuses to start: exit 2 with the one-line reason, no stack trace.
     writeFileSync(join(tmp, 'ctl.yaml'), `listen: {host: 127.0.0.1, port: 0}\n${yaml}`);
     const r = await run(process.execPath, ['--import', 'tsx', CLI, 'controller', '--config', join(tmp, 'ctl.yaml')], { cwd: repoRoot, timeout: 60_000 }).then(
@@ -75,7 +78,7 @@ describe('hostile agent: claiming another agent id', () => {
     expect(r.stderr).not.toMatch(/\n\s+at /);
   }, 60_000);
 
-  it('vm-b\'s bound token saying agentId vm-a is refused before any challenge (4003), and gets nothing', async () => {
+  it("vm-b's bound token saying agentId vm-a is refused before any challenge (4003), and gets nothing", async () => {
     const a = await FakeAgent.connect(boundCtl.controller.address().wsUrl, { token: 'token-b' });
     a.hello('vm-a');
     const closed = await a.waitClosed();
@@ -104,7 +107,10 @@ describe('hostile agent: claiming another agent id', () => {
   });
 
   it('restricted secrets are released only to a credential that proves the id (defence in depth below the config check)', () => {
-    const secrets = [{ name: 'open', value: Buffer.from('o') }, { name: 'a-only', value: Buffer.from('a'), agents: ['vm-a'] }];
+    const secrets = [
+      { name: 'open', value: Buffer.from('o') },
+      { name: 'a-only', value: Buffer.from('a'), agents: ['vm-a'] },
+    ];
     expect(secretsFor('vm-a', secrets, false).map((s) => s.name)).toEqual(['open']);
     expect(secretsFor('vm-a', secrets, true).map((s) => s.name)).toEqual(['open', 'a-only']);
     expect(secretsFor('vm-b', secrets, true).map((s) => s.name)).toEqual(['open']);
@@ -128,7 +134,7 @@ describe('hostile agent: a client certificate names the ids it may use', () => {
     await tlsCtl?.controller.close();
   });
 
-  it('a certificate for vm-a saying agentId vm-c is refused (4003); saying vm-a it attests and gets vm-a\'s secret', async () => {
+  it("a certificate for vm-a saying agentId vm-c is refused (4003); saying vm-a it attests and gets vm-a's secret", async () => {
     const url = tlsCtl.controller.address().wsUrl;
     expect(url).toMatch(/^wss:/);
     const tls = { ca: pkiA.caPem, cert: pkiA.client.certPem, key: pkiA.client.keyPem };

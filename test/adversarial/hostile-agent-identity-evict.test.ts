@@ -66,7 +66,7 @@ async function stillLive(ctl: ControllerUnderTest, a: FakeAgent): Promise<void> 
   expect(view.connected).toBe(true);
 }
 
-describe('hostile agent: evicting another agent\'s session', () => {
+describe("hostile agent: evicting another agent's session", () => {
   it('with a fleet token: a second hello for an attested id is refused (4003) and the first session keeps running', async () => {
     const a = await connect(fleetCtl, 'vm-f', TOKEN);
     await a.next('welcome');
@@ -89,7 +89,7 @@ describe('hostile agent: evicting another agent\'s session', () => {
     a.close();
   }, 60_000);
 
-  it('with another agent\'s bound token: refused at once (4003), the first session keeps running', async () => {
+  it("with another agent's bound token: refused at once (4003), the first session keeps running", async () => {
     const a = await connect(boundCtl, 'vm-a', 'token-a');
     await a.next('welcome');
     await attestNext(a);
@@ -163,7 +163,12 @@ describe('hostile agent: evicting another agent\'s session', () => {
     const view = (await (await fetch(url)).json()) as { lastSeq: number; gapRanges: unknown[]; recentEvents: { seq: number; data: { from: string } }[] };
     expect(view.lastSeq).toBe(4);
     expect(view.gapRanges).toEqual([]);
-    expect(view.recentEvents.map((e) => [e.seq, e.data.from])).toEqual([[4, 'b'], [3, 'b'], [2, 'a'], [1, 'a']]);
+    expect(view.recentEvents.map((e) => [e.seq, e.data.from])).toEqual([
+      [4, 'b'],
+      [3, 'b'],
+      [2, 'a'],
+      [1, 'a'],
+    ]);
     b.close();
     await until(() => !boundCtl.controller.registry.isConnected('vm-e'), 10_000, 'vm-e disconnected');
     expect(boundCtl.controller.heldBudget.used).toBe(0);

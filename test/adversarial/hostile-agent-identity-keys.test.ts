@@ -91,7 +91,7 @@ describe('hostile agent: signing with a key it did not attest', () => {
     a.close();
   }, 60_000);
 
-  it('events signed by a key the agent never attested are never stored, while its attested key\'s are', async () => {
+  it("events signed by a key the agent never attested are never stored, while its attested key's are", async () => {
     const a = await FakeAgent.connect(url());
     a.hello('vm-k5');
     await a.next('welcome');

@@ -52,20 +52,34 @@ async function agentView(id: string): Promise<{ status: number; body: Record<str
   return { status: res.status, body: res.status === 200 ? ((await res.json()) as Record<string, any>) : undefined };
 }
 
-describe('hostile agent: relaying a challenge through another VM\'s /v1/evidence', () => {
-  it('control: the relayed evidence is genuine (affirming for the victim\'s own id, key and nonce)', async () => {
+describe("hostile agent: relaying a challenge through another VM's /v1/evidence", () => {
+  it("control: the relayed evidence is genuine (affirming for the victim's own id, key and nonce)", async () => {
     const nonce = Buffer.alloc(32, 0x5a);
     const bundle = await relay(nonce.toString('hex'));
     expect(bundle.agentId).toBe('victim-vm');
-    const a = await appraiseEvidence(bundle, nonce, new Date(), { policyId: 'p', build: 'b', simulation: new SimulationRoots(sim.dir) }, victimKey, 'victim-vm');
+    const a = await appraiseEvidence(
+      bundle,
+      nonce,
+      new Date(),
+      { policyId: 'p', build: 'b', simulation: new SimulationRoots(sim.dir) },
+      victimKey,
+      'victim-vm',
+    );
     expect(a.status).toBe('affirming');
     // The same bundle under another session id fails the agent-id binding.
-    const other = await appraiseEvidence(bundle, nonce, new Date(), { policyId: 'p', build: 'b', simulation: new SimulationRoots(sim.dir) }, victimKey, 'ghost');
+    const other = await appraiseEvidence(
+      bundle,
+      nonce,
+      new Date(),
+      { policyId: 'p', build: 'b', simulation: new SimulationRoots(sim.dir) },
+      victimKey,
+      'ghost',
+    );
     expect(other.status).toBe('contraindicated');
     expect(other.devices.find((d) => d.id === 'cpu0')!.result.checks.find((c) => c.name === 'binding.agent-id')?.ok).toBe(false);
   }, 60_000);
 
-  it('as a made-up id with the victim\'s key in hello: no proof of possession, so no verdict at all, and the link is closed', async () => {
+  it("as a made-up id with the victim's key in hello: no proof of possession, so no verdict at all, and the link is closed", async () => {
     const a = await FakeAgent.connect(url());
     a.hello('ghost', 1, victimKey);
     await a.next('welcome');
@@ -82,7 +96,7 @@ describe('hostile agent: relaying a challenge through another VM\'s /v1/evidence
     } else expect(view.status).toBe(404);
   }, 60_000);
 
-  it('as a made-up id with its own key and a valid proof: contraindicated (agent id and key not the evidence\'s), no cnf, no secrets', async () => {
+  it("as a made-up id with its own key and a valid proof: contraindicated (agent id and key not the evidence's), no cnf, no secrets", async () => {
     const a = await FakeAgent.connect(url());
     a.hello('ghost-2');
     const challenge = await a.next('challenge');

@@ -114,7 +114,15 @@ describe('hostile agent: controller resources', () => {
 
     // Evidence that does not verify: a verdict, but the id stays unproven (nothing written).
     const ch = await agents[0]!.next('challenge');
-    await agents[0]!.answer(ch, { version: 1, agentId: 'id-1', nonce: ch.nonce, teePubKey: agents[0]!.key.publicJwk, simulated: true, cpu: { kind: 'snp', report: 1 }, gpus: [] });
+    await agents[0]!.answer(ch, {
+      version: 1,
+      agentId: 'id-1',
+      nonce: ch.nonce,
+      teePubKey: agents[0]!.key.publicJwk,
+      simulated: true,
+      cpu: { kind: 'snp', report: 1 },
+      gpus: [],
+    });
     await agents[0]!.next('verdict');
     expect(readdirSync(c.stateDir).filter((f) => f.startsWith('id-'))).toEqual([]);
 
@@ -147,7 +155,16 @@ describe('hostile agent: controller resources', () => {
     const c = await controller('');
     const a = await FakeAgent.connect(wsUrl(c));
     const inventory = Object.fromEntries(Array.from({ length: 250 }, (_, i) => [`k${i}`, 'x'.repeat(3600)]));
-    a.send({ type: 'hello', agentId: 'vm-inventory', version: 'test', protocol: { min: 1, max: 1 }, teePubKey: a.key.publicJwk, inventory, capabilities: [], resumeFrom: 1 });
+    a.send({
+      type: 'hello',
+      agentId: 'vm-inventory',
+      version: 'test',
+      protocol: { min: 1, max: 1 },
+      teePubKey: a.key.publicJwk,
+      inventory,
+      capabilities: [],
+      resumeFrom: 1,
+    });
     await a.next('welcome');
     const view = await getJson(c, '/v1/agents/vm-inventory');
     expect(view.inventory).toEqual({ omitted: expect.stringMatching(/inventory of \d+ bytes is over the 16384-byte limit/) });

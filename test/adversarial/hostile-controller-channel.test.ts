@@ -41,7 +41,9 @@ afterAll(() => {
 
 describe('hostile path: ws:// and where the token key comes from', () => {
   it('ws:// without controller.insecure: the config is refused, the daemon does not start, the link cannot be built', async () => {
-    expect(() => parseConfig(`controller: {url: "ws://127.0.0.1:1/v1/link", tokenKey: ${join(keyDir, 'controller.jwk')}}`)).toThrow(/controller\.url: ws:\/\/ is unencrypted.*controller\.insecure: true/);
+    expect(() => parseConfig(`controller: {url: "ws://127.0.0.1:1/v1/link", tokenKey: ${join(keyDir, 'controller.jwk')}}`)).toThrow(
+      /controller\.url: ws:\/\/ is unencrypted.*controller\.insecure: true/,
+    );
     const controller = await TestController.start({});
     cleanup.push(() => controller.close());
     const d = await prepareAgentDaemon({ agentId: 'vm-plain', simDir, controller: { url: controller.url, tokenKey: join(keyDir, 'controller.jwk') } });
@@ -52,7 +54,9 @@ describe('hostile path: ws:// and where the token key comes from', () => {
   });
 
   it('controller.insecure: true without a pinned token key is refused too (nothing could authenticate a verdict)', async () => {
-    expect(() => parseConfig('controller: {url: "ws://127.0.0.1:1/v1/link", insecure: true}')).toThrow(/controller\.tokenKey: required to authenticate verdicts/);
+    expect(() => parseConfig('controller: {url: "ws://127.0.0.1:1/v1/link", insecure: true}')).toThrow(
+      /controller\.tokenKey: required to authenticate verdicts/,
+    );
     expect(() => parseConfig('controller: {url: "wss://ctl.example/v1/link"}')).toThrow(/controller\.tokenKey: required/);
     expect(() => new ControllerLink({ url: 'ws://127.0.0.1:1/', insecure: true } as never)).toThrow(/could not be authenticated/);
     // wss:// with a pinned CA may take the key from welcome instead.
@@ -84,7 +88,14 @@ describe('hostile path: ws:// and where the token key comes from', () => {
     h.link.start();
     await controller.waitFor(() => h.link.status().state === 'up', 10_000, 'link up');
     const c = await challenge(controller);
-    const v = await mitm.verdict({ agentId: 'vm-test-1', challengeId: c.id, nonce: c.nonce, jkt: h.key.kid, teePubKey: (controller.hellos[0] as HelloMessage).teePubKey, secrets: { 'model-key': 'mitm' } });
+    const v = await mitm.verdict({
+      agentId: 'vm-test-1',
+      challengeId: c.id,
+      nonce: c.nonce,
+      jkt: h.key.kid,
+      teePubKey: (controller.hellos[0] as HelloMessage).teePubKey,
+      secrets: { 'model-key': 'mitm' },
+    });
     controller.send(v);
     await controller.waitFor(() => controller.received.some((m) => m.type === 'error' && m.challengeId === c.id), 10_000, 'verdict-rejected');
     expect(controller.received.find((m) => m.type === 'error' && m.challengeId === c.id)).toMatchObject({ code: 'verdict-rejected' });

@@ -37,7 +37,7 @@ beforeAll(async () => {
   controller = await TestController.start({ onEvidence: (e) => evidence.push(e), attestIntervalSec: 3600 });
   agent = await startAgentDaemon({ agentId: AGENT, simDir, controller: { url: controller.url, insecure: true, tokenKey: join(keyDir, 'controller.jwk') } });
   // The welcome goes out before any challenge on the same socket, so the agent is up when they arrive.
-  await controller.waitFor(() => controller.hellos.length === 1 && controller.current !== undefined, 20_000, 'the agent\'s hello');
+  await controller.waitFor(() => controller.hellos.length === 1 && controller.current !== undefined, 20_000, "the agent's hello");
 }, 120_000);
 
 afterAll(async () => {
@@ -63,7 +63,11 @@ async function expectRejected(v: VerdictMessage | Record<string, unknown>, why: 
   const before = controller.received.length;
   controller.send(v);
   const id = (v as { challengeId: string }).challengeId;
-  await controller.waitFor(() => controller.received.slice(before).some((m) => m.type === 'error' && m.challengeId === id), 20_000, `verdict-rejected for ${id}`);
+  await controller.waitFor(
+    () => controller.received.slice(before).some((m) => m.type === 'error' && m.challengeId === id),
+    20_000,
+    `verdict-rejected for ${id}`,
+  );
   const err = controller.received.slice(before).find((m) => m.type === 'error' && m.challengeId === id) as ErrorMessage;
   expect(err.code).toBe('verdict-rejected');
   expect(err.message).toMatch(why);
@@ -95,7 +99,15 @@ async function agentKid(): Promise<string> {
 }
 
 async function good(c: { id: string; nonce: string }, over: Partial<Parameters<TokenIssuer['verdict']>[0]> = {}): Promise<VerdictMessage> {
-  return issuer.verdict({ agentId: AGENT, challengeId: c.id, nonce: c.nonce, jkt: await agentKid(), teePubKey: hello().teePubKey, secrets: { 'model-key': 'weights-key' }, ...over });
+  return issuer.verdict({
+    agentId: AGENT,
+    challengeId: c.id,
+    nonce: c.nonce,
+    jkt: await agentKid(),
+    teePubKey: hello().teePubKey,
+    secrets: { 'model-key': 'weights-key' },
+    ...over,
+  });
 }
 
 describe('hostile controller: verdicts that answer nothing the agent asked', () => {
@@ -118,7 +130,14 @@ describe('hostile controller: verdicts that answer nothing the agent asked', () 
 
     const c2 = await challenge();
     const rogue = await TokenIssuer.create();
-    const v2 = await rogue.verdict({ agentId: AGENT, challengeId: c2.id, nonce: c2.nonce, jkt: await agentKid(), teePubKey: hello().teePubKey, secrets: { 'model-key': 'weights-key' } });
+    const v2 = await rogue.verdict({
+      agentId: AGENT,
+      challengeId: c2.id,
+      nonce: c2.nonce,
+      jkt: await agentKid(),
+      teePubKey: hello().teePubKey,
+      secrets: { 'model-key': 'weights-key' },
+    });
     await expectRejected(v2, /token rejected/);
 
     const c3 = await challenge();
@@ -131,7 +150,9 @@ describe('hostile controller: verdicts that answer nothing the agent asked', () 
     // HS256 with the public key as the MAC key (algorithm confusion) is not ES384: refused.
     const c4 = await challenge();
     const hs = await new SignJWT({ sub: AGENT, eat_nonce: Buffer.from(c4.nonce, 'hex').toString('base64url'), cnf: { jkt: await agentKid() } })
-      .setProtectedHeader({ alg: 'HS256' }).setIssuedAt().setExpirationTime('5m')
+      .setProtectedHeader({ alg: 'HS256' })
+      .setIssuedAt()
+      .setExpirationTime('5m')
       .sign(new TextEncoder().encode(JSON.stringify(issuer.publicJwk)));
     await expectRejected({ type: 'verdict', challengeId: c4.id, token: hs }, /token rejected/);
     await expectNothingServed();
@@ -210,7 +231,7 @@ describe('hostile controller: verdicts that answer nothing the agent asked', () 
     await expectRejected(await good(c2), /did not answer on this connection/);
     await expectNoToken();
   }, 120_000);
-  it('only an authenticated verdict moves the agent\'s trust state: forged or unsolicited verdicts neither clear nor raise controllerContraindicated', async () => {
+  it("only an authenticated verdict moves the agent's trust state: forged or unsolicited verdicts neither clear nor raise controllerContraindicated", async () => {
     const active = () => agent.daemon.trustSnapshot().triggers.some((t) => t.trigger === 'controllerContraindicated');
     const settle = async (want: boolean, what: string) => {
       const deadline = Date.now() + 20_000;

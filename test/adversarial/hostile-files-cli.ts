@@ -36,7 +36,7 @@ function probe(): string {
     writeFileSync(
       join(probeDir, 'rss-probe.cjs'),
       "const { writeFileSync } = require('node:fs');\n" +
-        "const out = process.env.CVM_TEST_RSS_OUT;\n" +
+        'const out = process.env.CVM_TEST_RSS_OUT;\n' +
         "if (out) process.on('exit', () => writeFileSync(out, String(process.resourceUsage().maxRSS)));\n",
     );
   }
@@ -65,9 +65,16 @@ export function runNode(argv: string[], opts: { cwd?: string; env?: NodeJS.Proce
     let stdout = '';
     let stderr = '';
     let killed = false;
-    child.stdout.on('data', (d: Buffer) => { if (stdout.length < 1 << 20) stdout += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { if (stderr.length < 1 << 20) stderr += d.toString(); });
-    const timer = setTimeout(() => { killed = true; child.kill('SIGKILL'); }, opts.limitMs ?? 100_000);
+    child.stdout.on('data', (d: Buffer) => {
+      if (stdout.length < 1 << 20) stdout += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      if (stderr.length < 1 << 20) stderr += d.toString();
+    });
+    const timer = setTimeout(() => {
+      killed = true;
+      child.kill('SIGKILL');
+    }, opts.limitMs ?? 100_000);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       let maxRssKiB: number | undefined;

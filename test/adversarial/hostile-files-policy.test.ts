@@ -137,9 +137,11 @@ policy: { file: ${policy} }
       await notify.waitFor((m) => m.includes('READY=1'), 90_000);
       writeFileSync(policy, '# emptied by mistake\n');
       d.child.kill('SIGHUP');
-      const rejected = await d.waitForLog((l) => l.msg === 'reload rejected: keeping the running configuration', 60_000).catch((e: Error) => {
-        throw new Error(`daemon exit code ${d.child.exitCode}, signal ${d.child.signalCode}: ${e.message}`);
-      });
+      const rejected = await d
+        .waitForLog((l) => l.msg === 'reload rejected: keeping the running configuration', 60_000)
+        .catch((e: Error) => {
+          throw new Error(`daemon exit code ${d.child.exitCode}, signal ${d.child.signalCode}: ${e.message}`);
+        });
       expect(rejected.err).toMatch(/policy\.file .*live-policy\.yaml: empty/);
       expect(d.logs.some((l) => l.msg === 'configuration reloaded')).toBe(false);
       expect(d.child.exitCode).toBeNull();
@@ -152,7 +154,11 @@ policy: { file: ${policy} }
 });
 
 describe('the controller: policy.snp and policy.gpu', () => {
-  for (const [key, name] of [['snp', 'empty'], ['gpu', 'comment-only'], ['snp', 'list']] as const) {
+  for (const [key, name] of [
+    ['snp', 'empty'],
+    ['gpu', 'comment-only'],
+    ['snp', 'list'],
+  ] as const) {
     it(`a ${name} policy.${key} stops the controller at start (exit 2)`, async () => {
       const cfg = file(`ctl-${key}-${name}.yaml`);
       writeFileSync(cfg, `policy: { ${key}: ${name}.yaml }\n`);

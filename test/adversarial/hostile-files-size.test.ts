@@ -65,8 +65,16 @@ describe('a 200 MB sparse file is refused on its size, before it is read', () =>
     ['verify snp --report', () => ['verify', 'snp', '--report', big], /report ".*big\.bin": 209715200 bytes, over the 64 KiB limit for SEV-SNP reports/],
     ['verify snp --cert', () => ['verify', 'snp', '--report', REPORT, '--cert', big], /certificate file ".*big\.bin": 209715200 bytes, over the 1 MiB limit/],
     ['verify snp --crl', () => ['verify', 'snp', '--report', REPORT, '--cert', VCEK, '--crl', big], /CRL file ".*big\.bin": .*over the 1 MiB limit/],
-    ['verify snp --policy', () => ['verify', 'snp', '--report', REPORT, '--cert', VCEK, ...AT, '--policy', big], /policy file ".*big\.bin": .*over the 1 MiB limit for policy files/],
-    ['verify snp --sim-roots', () => ['verify', 'snp', '--report', REPORT, '--cert', VCEK, '--sim-roots', big], /simulated roots file ".*": .*over the 1 MiB limit/],
+    [
+      'verify snp --policy',
+      () => ['verify', 'snp', '--report', REPORT, '--cert', VCEK, ...AT, '--policy', big],
+      /policy file ".*big\.bin": .*over the 1 MiB limit for policy files/,
+    ],
+    [
+      'verify snp --sim-roots',
+      () => ['verify', 'snp', '--report', REPORT, '--cert', VCEK, '--sim-roots', big],
+      /simulated roots file ".*": .*over the 1 MiB limit/,
+    ],
     ['verify gpu --evidence', () => ['verify', 'gpu', '--evidence', big], /evidence ".*big\.bin": .*over the 8 MiB limit for GPU evidence files/],
     ['verify gpu --report/--chain', () => ['verify', 'gpu', '--report', big, '--chain', big], /over the 256 KiB limit for GPU attestation reports/],
     ['verify gpu --driver-rim', () => ['verify', 'gpu', '--evidence', big, '--driver-rim', big], /driver RIM ".*": .*over the 4 MiB limit for RIM files/],

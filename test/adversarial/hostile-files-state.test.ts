@@ -74,7 +74,10 @@ describe('the event outbox', () => {
     mkdirSync(b);
     writeFileSync(join(b, OUTBOX_FILE), '');
     truncateSync(join(b, OUTBOX_FILE), 1024 * 1024 * 1024);
-    await expect(Outbox.open({ dir: b, key })).rejects.toMatchObject({ code: 'ERR_OUTBOX_IO', message: expect.stringMatching(/1073741824 bytes, over the .* limit for event outbox files/) });
+    await expect(Outbox.open({ dir: b, key })).rejects.toMatchObject({
+      code: 'ERR_OUTBOX_IO',
+      message: expect.stringMatching(/1073741824 bytes, over the .* limit for event outbox files/),
+    });
   });
 
   it('acked events of the largest size never grow the file past the cap it is read with', async () => {

@@ -27,7 +27,12 @@ const AT = ['--at', '2025-06-01T00:00:00Z'];
 function aliasBomb(top = 'measurements'): string {
   const lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'];
   const names = 'abcdefghi';
-  for (let i = 1; i < names.length; i++) lines.push(`${names[i]}: &${names[i]} [${Array(9).fill(`*${names[i - 1]}`).join(',')}]`);
+  for (let i = 1; i < names.length; i++)
+    lines.push(
+      `${names[i]}: &${names[i]} [${Array(9)
+        .fill(`*${names[i - 1]}`)
+        .join(',')}]`,
+    );
   lines.push(`${top}: *i`);
   return `${lines.join('\n')}\n`;
 }
@@ -81,8 +86,14 @@ describe('alias bomb ("billion laughs")', () => {
     expectOneLineRefusal(p, /policy\.snp .*too many YAML aliases/);
   }, 120_000);
 
-  it('in-process: every YAML reader throws a ConfigError, never the parser\'s ReferenceError', () => {
-    for (const parse of [() => parseSnpPolicy(aliasBomb()), () => parseGpuPolicy(aliasBomb()), () => parsePolicyFile(aliasBomb()), () => parseConfig(aliasBomb()), () => parseControllerConfig(aliasBomb())]) {
+  it("in-process: every YAML reader throws a ConfigError, never the parser's ReferenceError", () => {
+    for (const parse of [
+      () => parseSnpPolicy(aliasBomb()),
+      () => parseGpuPolicy(aliasBomb()),
+      () => parsePolicyFile(aliasBomb()),
+      () => parseConfig(aliasBomb()),
+      () => parseControllerConfig(aliasBomb()),
+    ]) {
       expect(parse).toThrow(expect.objectContaining({ code: 'ERR_CONFIG', message: expect.stringMatching(/too many YAML aliases/) }));
     }
   });
@@ -130,33 +141,63 @@ describe('YAML rules cannot be switched or bent', () => {
 
 describe('__proto__, constructor, prototype: unknown keys, never a path into Object.prototype', () => {
   it('config check: top-level and nested keys are reported as unknown (exit 2), not a crash (exit 70)', async () => {
-    const r = await cli(['config', 'check', file('proto.yaml', [
-      '__proto__: { tee: simulated }',
-      'constructor: 1',
-      'prototype: {}',
-      'toString: x',
-      'hasOwnProperty: y',
-      'api:',
-      '  __proto__: { socket: /tmp/evil.sock }',
-      '  constructor: {}',
-      '  authorization:',
-      '    __proto__: { uids: ["0"] }',
-      'schedule: { retry: { constructor: 1 } }',
-      '',
-    ].join('\n'))]);
+    const r = await cli([
+      'config',
+      'check',
+      file(
+        'proto.yaml',
+        [
+          '__proto__: { tee: simulated }',
+          'constructor: 1',
+          'prototype: {}',
+          'toString: x',
+          'hasOwnProperty: y',
+          'api:',
+          '  __proto__: { socket: /tmp/evil.sock }',
+          '  constructor: {}',
+          '  authorization:',
+          '    __proto__: { uids: ["0"] }',
+          'schedule: { retry: { constructor: 1 } }',
+          '',
+        ].join('\n'),
+      ),
+    ]);
     expectConfigProblems(r, [
-      /__proto__: unknown key/, /constructor: unknown key/, /prototype: unknown key/, /toString: unknown key/, /hasOwnProperty: unknown key/,
-      /api\.__proto__: unknown key/, /api\.constructor: unknown key/, /api\.authorization\.__proto__: "__proto__" is not an endpoint name/, /schedule\.retry\.constructor: unknown key/,
+      /__proto__: unknown key/,
+      /constructor: unknown key/,
+      /prototype: unknown key/,
+      /toString: unknown key/,
+      /hasOwnProperty: unknown key/,
+      /api\.__proto__: unknown key/,
+      /api\.constructor: unknown key/,
+      /api\.authorization\.__proto__: "__proto__" is not an endpoint name/,
+      /schedule\.retry\.constructor: unknown key/,
     ]);
   }, 120_000);
 
   it('the controller config: the same keys are unknown keys (exit 2)', async () => {
-    const r = await cli(['controller', '--config', file('ctl-proto.yaml', '__proto__: { stateDir: /tmp }\nlimits: { constructor: 1 }\n'), '--listen', '127.0.0.1:0']);
+    const r = await cli([
+      'controller',
+      '--config',
+      file('ctl-proto.yaml', '__proto__: { stateDir: /tmp }\nlimits: { constructor: 1 }\n'),
+      '--listen',
+      '127.0.0.1:0',
+    ]);
     expectConfigProblems(r, [/__proto__: unknown key/, /limits\.constructor: unknown key/]);
   }, 120_000);
 
   it('policies: __proto__ cannot smuggle an allow-list or switch debug on', async () => {
-    const r = await cli(['verify', 'snp', '--report', REPORT, '--cert', VCEK, ...AT, '--policy', file('proto-policy.yaml', '__proto__: { allowDebug: true, measurements: [] }\n')]);
+    const r = await cli([
+      'verify',
+      'snp',
+      '--report',
+      REPORT,
+      '--cert',
+      VCEK,
+      ...AT,
+      '--policy',
+      file('proto-policy.yaml', '__proto__: { allowDebug: true, measurements: [] }\n'),
+    ]);
     expectOneLineRefusal(r, /"__proto__": unknown key/);
     expect(() => parseGpuPolicy('constructor: {}\n')).toThrow(/"constructor": unknown key/);
     expect(() => parsePolicyFile('snp: { prototype: 1 }\n')).toThrow(/"snp\.prototype": unknown key/);

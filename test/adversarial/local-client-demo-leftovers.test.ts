@@ -57,7 +57,13 @@ function demo(args: string[], tmp: string): Run {
       }
       return new Promise((resolve, reject) => {
         const t = setTimeout(() => reject(new Error(`no line matched ${re}: ${lines.join('\n')}`)), timeoutMs);
-        waiters.push({ re, resolve: (m) => { clearTimeout(t); resolve(m); } });
+        waiters.push({
+          re,
+          resolve: (m) => {
+            clearTimeout(t);
+            resolve(m);
+          },
+        });
       });
     },
   };

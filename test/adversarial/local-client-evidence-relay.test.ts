@@ -97,7 +97,7 @@ describe('evidence relay through the local API (cvm-agent run, simulated TEE)', 
 
 describe('the default evidence rule', () => {
   const member = { pid: 1, uid: 1001, gid: 999, groups: [999] };
-  it('is root and the agent\'s own user, not the socket group', () => {
+  it("is root and the agent's own user, not the socket group", () => {
     expect(authorize('evidence', member, {}, 998).allowed).toBe(false);
     expect(authorize('evidence', { ...member, uid: 998 }, {}, 998)).toEqual({ allowed: true, reason: "the agent's own user" });
     expect(authorize('evidence', { ...member, uid: 0 }, {}, 998).allowed).toBe(true);

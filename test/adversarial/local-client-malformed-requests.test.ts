@@ -47,7 +47,11 @@ const ATTACKS: Attack[] = [
   { name: 'headers of 64 KiB', bytes: rawRequest('GET', '/v1/health', { 'X-Pad': 'a'.repeat(64 * 1024) }), status: 431, slug: 'headers-too-large' },
   { name: 'a target of 16 KiB', bytes: GET(`/v1/health?${'a'.repeat(16 * 1024)}`), status: 431 },
   { name: 'a negative Content-Length', bytes: rawRequest('POST', '/v1/attest', { 'Content-Length': '-1' }), status: 400 },
-  { name: 'Content-Length and Transfer-Encoding together (smuggling)', bytes: rawRequest('POST', '/v1/attest', { 'Content-Length': '2', 'Transfer-Encoding': 'chunked' }, '{}'), status: 400 },
+  {
+    name: 'Content-Length and Transfer-Encoding together (smuggling)',
+    bytes: rawRequest('POST', '/v1/attest', { 'Content-Length': '2', 'Transfer-Encoding': 'chunked' }, '{}'),
+    status: 400,
+  },
   { name: 'a malformed chunk size', bytes: rawRequest('POST', '/v1/attest', { 'Transfer-Encoding': 'chunked' }, 'zz\r\n{}\r\n0\r\n\r\n'), status: 400 },
   { name: 'a declared body over the limit', bytes: rawRequest('POST', '/v1/attest', { 'Content-Length': String(1 << 30) }), status: 413 },
   { name: 'an unsupported Expect header', bytes: rawRequest('POST', '/v1/attest', { Expect: 'the-unexpected' }, '{}'), status: 417 },
@@ -56,7 +60,11 @@ const ATTACKS: Attack[] = [
   { name: 'a JSON body with a __proto__ key', bytes: rawRequest('POST', '/v1/attest', {}, '{"__proto__": {"nonce": "00"}}'), status: 400 },
   { name: 'pipelined bad and good requests', bytes: GET('http://[') + GET('/v1/health') + GET('//[/x') },
   { name: 'a connection dropped half-way through the headers', bytes: 'GET /v1/health HTTP/1.1\r\nHost: x\r\nX-A', abortAfterMs: 50 },
-  { name: 'a connection dropped half-way through a body', bytes: rawRequest('POST', '/v1/attest', { 'Content-Length': '4096' }, '{"nonce":"'), abortAfterMs: 50 },
+  {
+    name: 'a connection dropped half-way through a body',
+    bytes: rawRequest('POST', '/v1/attest', { 'Content-Length': '4096' }, '{"nonce":"'),
+    abortAfterMs: 50,
+  },
   { name: 'a connection dropped while its evidence is being produced', bytes: GET(`/v1/evidence?nonce=${'ab'.repeat(32)}`), abortAfterMs: 0 },
   { name: 'a connection dropped while an attestation runs', bytes: rawRequest('POST', '/v1/attest', {}, '{}'), abortAfterMs: 0 },
 ];
@@ -125,7 +133,15 @@ schedule: { cron: "0 0 1 1 *", jitterSec: 0 }
       s.on('error', () => undefined);
       held.push(s);
     }
-    await Promise.all(held.map((s) => new Promise<void>((r) => { s.once('connect', () => r()); s.once('close', () => r()); })));
+    await Promise.all(
+      held.map(
+        (s) =>
+          new Promise<void>((r) => {
+            s.once('connect', () => r());
+            s.once('close', () => r());
+          }),
+      ),
+    );
     for (const s of held) s.destroy();
     await stillServing();
   });
@@ -214,7 +230,15 @@ describe('the API server in this process (a throw here would end the test worker
       s.on('error', () => undefined);
       held.push(s);
     }
-    await Promise.all(held.map((s) => new Promise<void>((r) => { s.once('connect', () => r()); s.once('close', () => r()); })));
+    await Promise.all(
+      held.map(
+        (s) =>
+          new Promise<void>((r) => {
+            s.once('connect', () => r());
+            s.once('close', () => r());
+          }),
+      ),
+    );
     const count = await new Promise<number>((r) => server.getConnections((_e, n) => r(n)));
     expect(count).toBeLessThanOrEqual(8);
     for (const s of held) s.destroy();

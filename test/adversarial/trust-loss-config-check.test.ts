@@ -27,13 +27,16 @@ function config(name: string, extra: string, authorization = ''): string {
   const file = join(dir, `${name}.yaml`);
   const cron = extra.startsWith('CRON=') ? extra.slice(5) : '0 0 1 1 *';
   if (extra.startsWith('CRON=')) extra = '';
-  writeFileSync(file, `tee: simulated
+  writeFileSync(
+    file,
+    `tee: simulated
 simulation: { gpus: 1, dir: ${dir}/sim }
 api: { socket: ${dir}/${name}.sock${authorization ? `, authorization: ${authorization}` : ''} }
 state: { dir: ${dir}/state-${name} }
 collateral: { dir: ${dir}/cache }
 schedule: { cron: "${cron}", jitterSec: 0 }
-${extra}`);
+${extra}`,
+  );
   return file;
 }
 

@@ -23,8 +23,15 @@ afterEach(async () => {
   await Promise.all(servers.splice(0).map((s) => new Promise((r) => s.close(r))));
 });
 
-async function start(opts: { peer?: { pid: number; uid: number; gid: number }; table?: AuthorizationTable; maxSubscribers?: number; maxBufferedBytes?: number } = {}) {
-  const hub = new EventHub({ maxSubscribers: opts.maxSubscribers ?? 4, maxBufferedBytes: opts.maxBufferedBytes ?? 64 * 1024, heartbeatMs: 60_000, snapshot: () => ({ trusted: true }) });
+async function start(
+  opts: { peer?: { pid: number; uid: number; gid: number }; table?: AuthorizationTable; maxSubscribers?: number; maxBufferedBytes?: number } = {},
+) {
+  const hub = new EventHub({
+    maxSubscribers: opts.maxSubscribers ?? 4,
+    maxBufferedBytes: opts.maxBufferedBytes ?? 64 * 1024,
+    heartbeatMs: 60_000,
+    snapshot: () => ({ trusted: true }),
+  });
   hubs.push(hub);
   const service: ApiService = {
     health: async () => ({ status: 'ok', reasons: [] }),
@@ -37,7 +44,12 @@ async function start(opts: { peer?: { pid: number; uid: number; gid: number }; t
     events: (req, res) => hub.handle(req, res),
   };
   const path = join(mkdtempSync(join(tmpdir(), 'cvm-events-')), 'api.sock');
-  const server = createApiServer(service, { authorization: opts.table ?? {}, maxRequestBytes: 1024, requestTimeoutMs: 5000, peerCredentials: () => opts.peer ?? { pid: 1, uid: 1000, gid: 1000 } });
+  const server = createApiServer(service, {
+    authorization: opts.table ?? {},
+    maxRequestBytes: 1024,
+    requestTimeoutMs: 5000,
+    peerCredentials: () => opts.peer ?? { pid: 1, uid: 1000, gid: 1000 },
+  });
   servers.push(server as unknown as Server);
   await listenUnix(server, { path, env: {} });
   return { hub, path };

@@ -18,20 +18,27 @@ import { repoRoot } from '../helpers/paths.js';
 
 function simConfig(dir: string, cron: string, extra = ''): string {
   const file = join(dir, 'config.yaml');
-  writeFileSync(file, `tee: simulated
+  writeFileSync(
+    file,
+    `tee: simulated
 simulation: { gpus: 1, dir: ${dir}/sim }
 api: { socket: ${dir}/api.sock }
 state: { dir: ${dir}/state }
 collateral: { dir: ${dir}/cache }
 schedule: { cron: "${cron}", jitterSec: 0 }
-${extra}`);
+${extra}`,
+  );
   return file;
 }
 
 /** Runs `cvm-agent run` to completion; returns its exit code and stderr lines. */
 function runToExit(config: string, env: Record<string, string> = {}): Promise<{ code: number | null; stderr: string[]; stdout: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'run', '--config', config], { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'run', '--config', config], {
+      cwd: repoRoot,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stderr = '';
     let stdout = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -54,7 +61,11 @@ describe('reload with a cron node-cron rejects', () => {
       expect(String(rejected.err)).toMatch(/schedule\.cron: "99 \* \* \* \*" is not a valid cron expression \(minute/);
       const after = d.logs.length;
       // Still attesting on the old schedule after the rejected reload.
-      await until('a scheduled cycle after the rejected reload', () => d.logs.slice(after).some((l) => l.reason === 'schedule' && typeof l.cycle === 'string'), 60_000);
+      await until(
+        'a scheduled cycle after the rejected reload',
+        () => d.logs.slice(after).some((l) => l.reason === 'schedule' && typeof l.cycle === 'string'),
+        60_000,
+      );
       const status = (await callApi(join(dir, 'api.sock'), 'GET', '/v1/status')).json() as Record<string, any>;
       expect(status.nextAttestation).not.toBeNull();
       expect(status.health.status).toBe('ok');
@@ -99,7 +110,13 @@ describe('a fatal start error', () => {
     // As an unprivileged user (root ignores the mode); uid 65534 needs the tree readable.
     chmodSync(dir, 0o777);
     const r = await new Promise<{ code: number | null; stderr: string[] }>((resolve) => {
-      const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'run', '--config', config], { cwd: repoRoot, uid: 65534, gid: 65534, env: { ...process.env, HOME: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'run', '--config', config], {
+        cwd: repoRoot,
+        uid: 65534,
+        gid: 65534,
+        env: { ...process.env, HOME: dir },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let stderr = '';
       child.stderr.on('data', (x: Buffer) => (stderr += x.toString()));
       child.stdout.resume();
@@ -123,7 +140,9 @@ describe('signals during start-up', () => {
       const pid = d.child.pid!;
       // SigCgt bit 1 (SIGHUP): the process has a handler. Wait for it, then hammer it while starting.
       const caught = () => {
-        const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('SigCgt:'))!;
+        const line = readFileSync(`/proc/${pid}/status`, 'utf8')
+          .split('\n')
+          .find((l) => l.startsWith('SigCgt:'))!;
         return (BigInt(`0x${line.split(/\s+/)[1]}`) & 1n) === 1n;
       };
       await until('a SIGHUP handler installed', () => d.child.exitCode === null && caught(), 60_000);

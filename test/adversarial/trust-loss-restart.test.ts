@@ -15,7 +15,9 @@ describe('lost trust survives a restart', () => {
     const first = await startAgent({ dir, env: { FAKE_NVML_CC_1: 'off' } });
     try {
       await until('the unit stopped', () => first.systemctlCalls().includes('stop -- inference.service'), 90_000);
-      await until('state persisted', () => JSON.parse(readFileSync(join(dir, 'state', 'consequences.json'), 'utf8')).stoppedUnits.includes('inference.service'));
+      await until('state persisted', () =>
+        JSON.parse(readFileSync(join(dir, 'state', 'consequences.json'), 'utf8')).stoppedUnits.includes('inference.service'),
+      );
     } finally {
       await first.stop();
     }
@@ -37,7 +39,12 @@ describe('lost trust survives a restart', () => {
       await until('the unit started again', () => second.systemctlCalls().includes('start -- inference.service'));
       await until('trusted', async () => (await second.api('GET', '/v1/status')).json().trust.trusted === true);
       expect(readFileSync(second.readyFile, 'utf8').trim()).toBe('1');
-      expect(JSON.parse(readFileSync(join(dir, 'state', 'consequences.json'), 'utf8'))).toMatchObject({ active: [], applied: [], stoppedUnits: [], startedUnits: [] });
+      expect(JSON.parse(readFileSync(join(dir, 'state', 'consequences.json'), 'utf8'))).toMatchObject({
+        active: [],
+        applied: [],
+        stoppedUnits: [],
+        startedUnits: [],
+      });
     } finally {
       await second.stop();
     }
@@ -47,7 +54,10 @@ describe('lost trust survives a restart', () => {
     const dir = await agentDir();
     const { mkdirSync } = await import('node:fs');
     mkdirSync(join(dir, 'state'), { recursive: true });
-    writeFileSync(join(dir, 'state', 'consequences.json'), JSON.stringify({ version: 1, active: [], applied: [], stoppedUnits: ['--now; rm -rf /'], startedUnits: [] }));
+    writeFileSync(
+      join(dir, 'state', 'consequences.json'),
+      JSON.stringify({ version: 1, active: [], applied: [], stoppedUnits: ['--now; rm -rf /'], startedUnits: [] }),
+    );
     const agent = await startAgent({ dir });
     try {
       const refused = await agent.daemon.waitForLog((l) => l.msg === 'consequences state invalid: starting without it', 60_000);

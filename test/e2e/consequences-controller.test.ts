@@ -9,7 +9,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { agentDir, startAgent, startController, subscribe, until, type AgentFixture, type ControllerFixture, type Subscription } from '../helpers/trust-fixture.js';
+import {
+  agentDir,
+  startAgent,
+  startController,
+  subscribe,
+  until,
+  type AgentFixture,
+  type ControllerFixture,
+  type Subscription,
+} from '../helpers/trust-fixture.js';
 import { main } from '../../agent/cli/main.js';
 
 function io() {
@@ -99,12 +108,16 @@ describe('consequences of a CONTRAINDICATED controller verdict', () => {
     expect(agent.systemctlCalls().slice(-2)).toEqual(['start -- inference.service', 'stop -- quarantine.service']);
   }, 120_000);
 
-  it('with no actions configured, the contraindicated verdict still serves no token (it does not attest this agent\'s key) and `cvm-agent token` exits 1 saying why', async () => {
+  it("with no actions configured, the contraindicated verdict still serves no token (it does not attest this agent's key) and `cvm-agent token` exits 1 saying why", async () => {
     writeFileSync(agent.config, `${readFileSync(agent.config, 'utf8')}\n`.replace('consequences:\n', 'consequences:\n  controllerContraindicated: []\n'));
     agent.daemon.child.kill('SIGHUP');
     await agent.daemon.waitForLog((l) => l.msg === 'configuration reloaded');
     await ctl.restart({ contraindicate: true });
-    await until('the contraindicated verdict', async () => (await agent.api('GET', '/v1/status')).json().controller.verdict?.status === 'contraindicated', 90_000);
+    await until(
+      'the contraindicated verdict',
+      async () => (await agent.api('GET', '/v1/status')).json().controller.verdict?.status === 'contraindicated',
+      90_000,
+    );
     // Not withheld by a consequence (none configured): the verdict's token has no cnf.jkt, so it
     // vouches for no key and is never served (docs/protocol.md "Verdict and secret authentication").
     const served = await agent.api('GET', '/v1/token');

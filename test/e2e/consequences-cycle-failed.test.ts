@@ -10,7 +10,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { agentDir, startAgent, startController, subscribe, until, type AgentFixture, type ControllerFixture, type Subscription } from '../helpers/trust-fixture.js';
+import {
+  agentDir,
+  startAgent,
+  startController,
+  subscribe,
+  until,
+  type AgentFixture,
+  type ControllerFixture,
+  type Subscription,
+} from '../helpers/trust-fixture.js';
 import { main } from '../../agent/cli/main.js';
 
 function io() {
@@ -102,7 +111,9 @@ describe('consequences of a failed local cycle (CC off on gpu1)', () => {
     expect(status.gpus.readyState).toBe(false);
     expect(status.lastAttestation.devices.gpu1.status).toBe('contraindicated');
     expect(status.lastAttestation.devices.cpu0.status).toBe('affirming');
-    expect(status.trust.history.map((h: any) => h.action ?? h.kind)).toEqual(expect.arrayContaining(['trigger', 'drop-secrets', 'withhold-token', 'clear-gpu-ready', 'units']));
+    expect(status.trust.history.map((h: any) => h.action ?? h.kind)).toEqual(
+      expect.arrayContaining(['trigger', 'drop-secrets', 'withhold-token', 'clear-gpu-ready', 'units']),
+    );
     const table = io();
     expect(await main(['status', '--table'], { ...table.io, env: { CVM_AGENT_SOCKET: agent.socket } })).toBe(1);
     expect(table.out.join('')).toMatch(/trust\s+NOT TRUSTED: the last local attestation failed/);

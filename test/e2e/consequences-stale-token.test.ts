@@ -8,7 +8,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { agentDir, startAgent, startController, subscribe, until, type AgentFixture, type ControllerFixture, type Subscription } from '../helpers/trust-fixture.js';
+import {
+  agentDir,
+  startAgent,
+  startController,
+  subscribe,
+  until,
+  type AgentFixture,
+  type ControllerFixture,
+  type Subscription,
+} from '../helpers/trust-fixture.js';
 import { main } from '../../agent/cli/main.js';
 
 function io() {
@@ -40,7 +49,9 @@ describe('consequences of a stale attestation and an expired controller token', 
   it('no successful cycle within health.maxAgeSec: degraded, and the stale consequences apply', async () => {
     const t = await sub.waitFor((e) => e.event === 'trust' && e.data.kind === 'trigger' && e.data.trigger === 'attestationStale', 60_000);
     expect(t.data.detail).toMatch(/bound 4 s/);
-    await sub.waitFor((e) => e.event === 'trust' && e.data.trigger === 'attestationStale' && e.data.action === 'units' && /start quarantine.service/.test(e.data.detail));
+    await sub.waitFor(
+      (e) => e.event === 'trust' && e.data.trigger === 'attestationStale' && e.data.action === 'units' && /start quarantine.service/.test(e.data.detail),
+    );
     const health = (await agent.api('GET', '/v1/health')).json();
     expect(health.status).toBe('degraded');
     expect(health.reasons.join('\n')).toMatch(/is older than the bound of 4 s/);

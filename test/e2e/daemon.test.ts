@@ -177,11 +177,7 @@ describe('socket activation', () => {
     const dir = mkdtempSync(join(tmpdir(), 'cvm-activate-'));
     const socket = join(dir, 'api.sock');
     const config = writeConfig(dir);
-    const d = startDaemon(
-      ['--config', config],
-      {},
-      ['systemd-socket-activate', '-l', socket, '--fdname=api', process.execPath, '--import', 'tsx', CLI, 'run'],
-    );
+    const d = startDaemon(['--config', config], {}, ['systemd-socket-activate', '-l', socket, '--fdname=api', process.execPath, '--import', 'tsx', CLI, 'run']);
     try {
       // The socket exists before the daemon runs; the first connection starts it.
       for (let i = 0; i < 50 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 100));

@@ -25,8 +25,14 @@ let profile: string;
 /** Chromium flags from the task: no sandbox (root in CI containers), no GPU, no network beyond loopback. */
 function chromiumArgs(extra: string[]): string[] {
   return [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run',
-    '--disable-dev-shm-usage', `--user-data-dir=${profile}`, '--window-size=1200,800',
+    '--headless',
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-background-networking',
+    '--no-first-run',
+    '--disable-dev-shm-usage',
+    `--user-data-dir=${profile}`,
+    '--window-size=1200,800',
     // Let the page's fetch('/v1/agents') complete before the DOM/screenshot is taken.
     '--virtual-time-budget=5000',
     ...extra,

@@ -54,7 +54,11 @@ async function attestedAgent(rc: { wsUrl: string }, agentId: string, extra: { ma
   });
   cleanup.push(() => h.close());
   h.link.start();
-  await until(() => h.calls.verdicts.length > 0, 20_000, () => `a first verdict; link ${JSON.stringify(h.link.status())}`);
+  await until(
+    () => h.calls.verdicts.length > 0,
+    20_000,
+    () => `a first verdict; link ${JSON.stringify(h.link.status())}`,
+  );
   return h;
 }
 
@@ -107,7 +111,11 @@ describe('controller link durability (real agent link <-> real reference control
       await h.outbox.append('status', { i: appended });
     }
     await restarter;
-    await until(() => h.outbox.lastAcked === N, 30_000, () => `all ${N} events acked; outbox lastAcked ${h.outbox.lastAcked}, link ${JSON.stringify(h.link.status())}`);
+    await until(
+      () => h.outbox.lastAcked === N,
+      30_000,
+      () => `all ${N} events acked; outbox lastAcked ${h.outbox.lastAcked}, link ${JSON.stringify(h.link.status())}`,
+    );
 
     expect(restartsDone).toBe(RESTARTS);
     expect(rc.starts).toBe(RESTARTS + 1);
@@ -138,11 +146,16 @@ describe('controller link durability (real agent link <-> real reference control
     // Nothing left to resend: the on-disk outbox (what a restarted agent loads) marks everything acked.
     expect(h.outbox.size).toBe(0);
     await h.outbox.close(); // lets the queued ack marker reach the file (acks are written after lastAcked moves)
-    const lines = readFileSync(join(h.dir, OUTBOX_FILE), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { acked?: number; seq?: number });
+    const lines = readFileSync(join(h.dir, OUTBOX_FILE), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { acked?: number; seq?: number });
     const ackedOnDisk = Math.max(...lines.map((l) => l.acked ?? 0));
     expect(ackedOnDisk).toBe(N);
     expect(lines.filter((l) => (l.seq ?? 0) > ackedOnDisk)).toEqual([]);
-    console.log(`[durability a] ${N} events, ${RESTARTS} restarts, ${h.link.status().counters.connects} connects, ${duplicates} duplicate deliveries recognised, ${Date.now() - t0} ms`);
+    console.log(
+      `[durability a] ${N} events, ${RESTARTS} restarts, ${h.link.status().counters.connects} connects, ${duplicates} duplicate deliveries recognised, ${Date.now() - t0} ms`,
+    );
   }, 90_000);
 
   it('10 SIGKILLs of a controller process during 2,000 events: nothing lost, nothing acked is ever applied again', async () => {
@@ -182,7 +195,11 @@ describe('controller link durability (real agent link <-> real reference control
       await sleep(appended < allowed ? 4 : 10);
     }
     await killer;
-    await until(() => h.outbox.lastAcked === N, 30_000, () => `all ${N} events acked; lastAcked ${h.outbox.lastAcked}, link ${JSON.stringify(h.link.status())}`);
+    await until(
+      () => h.outbox.lastAcked === N,
+      30_000,
+      () => `all ${N} events acked; lastAcked ${h.outbox.lastAcked}, link ${JSON.stringify(h.link.status())}`,
+    );
     await cc.kill9(); // its log is complete once it is gone
     await sleep(100);
 
@@ -213,12 +230,16 @@ describe('controller link durability (real agent link <-> real reference control
       }
       reapplied++;
       expect(a.instance).toBeGreaterThan(first);
-      expect(a.seq, `seq ${a.seq} re-applied by instance ${a.instance} although acked before kill ${a.instance - 1}`).toBeGreaterThan(ackedAtKill[a.instance - 1]!);
+      expect(a.seq, `seq ${a.seq} re-applied by instance ${a.instance} although acked before kill ${a.instance - 1}`).toBeGreaterThan(
+        ackedAtKill[a.instance - 1]!,
+      );
     }
     // At most the unsaved batch at each crash: the controller writes and acks once per burst of up to 64 queued
     // messages (agent/controller/session.ts MAX_BATCH), so a crash can lose that much in-memory progress, never an ack.
     expect(reapplied).toBeLessThanOrEqual(KILLS * 64);
-    console.log(`[durability a/SIGKILL] ${N} events, ${KILLS} SIGKILLs, ${h.link.status().counters.connects} connects, ${reapplied} re-applied after a crash (never one already acked), ${cc.applied.filter((a) => a.what === 'duplicate').length} duplicates recognised`);
+    console.log(
+      `[durability a/SIGKILL] ${N} events, ${KILLS} SIGKILLs, ${h.link.status().counters.connects} connects, ${reapplied} re-applied after a crash (never one already acked), ${cc.applied.filter((a) => a.what === 'duplicate').length} duplicates recognised`,
+    );
   }, 120_000);
 
   it('controller down while the outbox overflows: bounded on disk, then an explicit dropped range and the newest events gap-free', async () => {
@@ -260,7 +281,11 @@ describe('controller link durability (real agent link <-> real reference control
     expect(lastSeq).toBeGreaterThan(BEFORE + WHILE_DOWN); // the dropped events took seqs too
 
     await rcSim.start();
-    await until(() => h.outbox.lastAcked === lastSeq, 20_000, () => `the outbox drained after the outage; ${JSON.stringify(h.link.status())}`);
+    await until(
+      () => h.outbox.lastAcked === lastSeq,
+      20_000,
+      () => `the outbox drained after the outage; ${JSON.stringify(h.link.status())}`,
+    );
 
     const afterOutage = rcSim.applied.filter((a) => a.instance === 1 && a.what === 'stored');
     const drops = afterOutage.filter((a) => a.kind === 'dropped').map((a) => ({ seq: a.seq, ...(a.data as { from: number; to: number; count: number }) }));
@@ -293,8 +318,14 @@ describe('controller link durability (real agent link <-> real reference control
     expect(view.lastSeq).toBe(lastSeq);
     const agentDrops = view.gapRanges.filter((g) => g.reason === 'dropped-by-agent');
     for (let s = BEFORE + 1; s <= lastSeq; s++) {
-      if (!storedSeqs.has(s)) expect(agentDrops.some((g) => g.from <= s && s <= g.to), `seq ${s} is recorded as dropped by the agent`).toBe(true);
+      if (!storedSeqs.has(s))
+        expect(
+          agentDrops.some((g) => g.from <= s && s <= g.to),
+          `seq ${s} is recorded as dropped by the agent`,
+        ).toBe(true);
     }
-    console.log(`[durability b] outbox max ${MAX}; ${WHILE_DOWN} appended while down; file peak ${maxFileBytes} B / ${maxFileEvents} event lines; delivered ${afterOutage.length} (${drops.length} dropped events: ${drops.map((d) => `${d.from}-${d.to}@${d.seq}`).join(', ')}); controller gaps ${JSON.stringify(view.gapRanges)}`);
+    console.log(
+      `[durability b] outbox max ${MAX}; ${WHILE_DOWN} appended while down; file peak ${maxFileBytes} B / ${maxFileEvents} event lines; delivered ${afterOutage.length} (${drops.length} dropped events: ${drops.map((d) => `${d.from}-${d.to}@${d.seq}`).join(', ')}); controller gaps ${JSON.stringify(view.gapRanges)}`,
+    );
   }, 90_000);
 });

@@ -43,7 +43,9 @@ export async function prepareAgentDaemon(o: AgentDaemonOptions): Promise<Omit<Ag
     [
       'tee: simulated',
       `simulation: {gpus: ${o.gpus ?? 0}, dir: ${o.simDir}}`,
-      `controller: {${Object.entries(controller).map(([k, v]) => `${k}: ${typeof v === 'string' ? JSON.stringify(v) : String(v)}`).join(', ')}}`,
+      `controller: {${Object.entries(controller)
+        .map(([k, v]) => `${k}: ${typeof v === 'string' ? JSON.stringify(v) : String(v)}`)
+        .join(', ')}}`,
       `api: {socket: ${socket}, authorization: {evidence: ${allow}, attest: ${allow}, token: ${allow}, secrets: ${allow}}}`,
       `state: {dir: ${join(dir, 'state')}}`,
       'schedule: {cron: "0 0 1 1 *", jitterSec: 0, attestAtStart: false}',

@@ -16,7 +16,11 @@ export function stageCheckout(dir: string, opts: { linkNodeModules?: boolean } =
     if (f === 'node_modules') continue; // a link in git worktrees
     const src = join(repoRoot, f);
     let st;
-    try { st = statSync(src); } catch { continue; } // deleted in the work tree
+    try {
+      st = statSync(src);
+    } catch {
+      continue;
+    } // deleted in the work tree
     if (!st.isFile()) continue;
     mkdirSync(dirname(join(dir, f)), { recursive: true });
     copyFileSync(src, join(dir, f));

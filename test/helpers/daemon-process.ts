@@ -40,7 +40,13 @@ export function startDaemon(args: string[], env: NodeJS.ProcessEnv, command: str
       if (hit) return Promise.resolve(hit);
       return new Promise((resolve, reject) => {
         const t = setTimeout(() => reject(new Error(`no log line matched within ${timeoutMs} ms; logs: ${JSON.stringify(logs).slice(0, 4000)}`)), timeoutMs);
-        waiters.push({ pred, resolve: (l) => { clearTimeout(t); resolve(l); } });
+        waiters.push({
+          pred,
+          resolve: (l) => {
+            clearTimeout(t);
+            resolve(l);
+          },
+        });
       });
     },
   };

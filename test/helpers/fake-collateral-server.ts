@@ -52,7 +52,9 @@ const OID_ECDSA_SHA384 = '1.2.840.10045.4.3.3';
 /** A signed BasicOCSPResponse saying "good" for the given CertID (RFC 6960 §4.2.1). */
 export function buildGoodOcspResponse(certIdDer: Uint8Array, thisUpdate: Date, nextUpdate: Date): Buffer {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'secp384r1' });
-  const keyHash = createHash('sha1').update(publicKey.export({ type: 'spki', format: 'der' })).digest();
+  const keyHash = createHash('sha1')
+    .update(publicKey.export({ type: 'spki', format: 'der' }))
+    .digest();
   const single = sequence(certIdDer, Buffer.from([0x80, 0x00]), generalizedTime(thisUpdate), explicit(0, generalizedTime(nextUpdate)));
   const tbs = sequence(explicit(2, octetString(keyHash)), generalizedTime(thisUpdate), sequence(single));
   const basic = sequence(tbs, sequence(oid(OID_ECDSA_SHA384)), bitString(sign('sha384', tbs, privateKey)));
@@ -112,7 +114,9 @@ export async function startFakeCollateralServer(opts: FakeCollateralServerOption
         const id = decodeURIComponent(rim[1]!);
         const xml = opts.rims[id];
         if (xml === undefined) return send(res, 404, JSON.stringify({ error: 'RIM not found' }));
-        return send(res, 200, JSON.stringify({ id, rim: Buffer.from(xml).toString('base64'), sha256: createHash('sha256').update(xml).digest('hex') }), { 'Content-Type': 'application/json' });
+        return send(res, 200, JSON.stringify({ id, rim: Buffer.from(xml).toString('base64'), sha256: createHash('sha256').update(xml).digest('hex') }), {
+          'Content-Type': 'application/json',
+        });
       }
       if (req.method === 'POST' && path === '/ocsp' && opts.ocsp) {
         if (req.headers['content-type'] !== 'application/ocsp-request') return send(res, 415, 'expected application/ocsp-request');
@@ -134,9 +138,10 @@ export async function startFakeCollateralServer(opts: FakeCollateralServerOption
   return {
     url: `http://127.0.0.1:${port}`,
     requests,
-    close: () => new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }

@@ -73,7 +73,9 @@ export function controllerYaml(o: RestartableControllerOptions & { port: number 
     `    - sha256: ${tokenDigest(TOKEN).toString('hex')}`,
     ...(limits === 'defaults'
       ? []
-      : [`limits: {messagesPerSec: ${limits.messagesPerSec}, burst: ${limits.burst}, maxConnections: ${limits.maxConnections ?? 1000}${limits.eventsPerSec ? `, eventsPerSec: ${limits.eventsPerSec}` : ''}${limits.window ? `, window: ${limits.window}` : ''}}`]),
+      : [
+          `limits: {messagesPerSec: ${limits.messagesPerSec}, burst: ${limits.burst}, maxConnections: ${limits.maxConnections ?? 1000}${limits.eventsPerSec ? `, eventsPerSec: ${limits.eventsPerSec}` : ''}${limits.window ? `, window: ${limits.window}` : ''}}`,
+        ]),
     `challengeIntervalSec: ${o.challengeIntervalSec ?? 3600}`,
     `signingKey: ${signing.file}`,
     `log: {level: ${o.logLevel ?? 'silent'}}`,
@@ -170,7 +172,10 @@ export class ChildController {
   upAt = 0;
   private readonly config: string;
 
-  private constructor(readonly opts: RestartableControllerOptions & { port: number }, dir: string) {
+  private constructor(
+    readonly opts: RestartableControllerOptions & { port: number },
+    dir: string,
+  ) {
     this.config = join(dir, `controller-${opts.port}.yaml`);
     writeFileSync(this.config, controllerYaml(opts));
   }
@@ -257,5 +262,8 @@ export function percentile(sorted: readonly number[], p: number): number {
 }
 
 export function median(values: readonly number[]): number {
-  return percentile([...values].sort((a, b) => a - b), 50);
+  return percentile(
+    [...values].sort((a, b) => a - b),
+    50,
+  );
 }

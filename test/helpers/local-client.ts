@@ -17,7 +17,11 @@ export interface RawAnswer {
  * Writes `bytes`, then half-closes (or, with `abortAfterMs`, destroys the socket after that long) and
  * collects whatever comes back until the server closes or `timeoutMs` passes.
  */
-export function sendRaw(socketPath: string, bytes: string | Buffer | (string | Buffer)[], opts: { abortAfterMs?: number; timeoutMs?: number; keepOpen?: boolean } = {}): Promise<RawAnswer> {
+export function sendRaw(
+  socketPath: string,
+  bytes: string | Buffer | (string | Buffer)[],
+  opts: { abortAfterMs?: number; timeoutMs?: number; keepOpen?: boolean } = {},
+): Promise<RawAnswer> {
   return new Promise((resolve, reject) => {
     const s = connect(socketPath);
     const chunks: Buffer[] = [];

@@ -20,7 +20,10 @@ while True:
 export class NotifyReceiver {
   readonly messages: string[] = [];
   private waiters: { pred: (m: string) => boolean; resolve: (m: string) => void }[] = [];
-  private constructor(readonly path: string, private readonly child: ChildProcess) {}
+  private constructor(
+    readonly path: string,
+    private readonly child: ChildProcess,
+  ) {}
 
   static async start(path: string): Promise<NotifyReceiver> {
     const child = spawn('python3', ['-c', RECEIVER, path], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -34,7 +37,12 @@ export class NotifyReceiver {
         r.waiters = r.waiters.filter((w) => (w.pred(msg) ? (w.resolve(msg), false) : true));
       });
     });
-    await Promise.race([ready, once(child, 'exit').then(() => { throw new Error('notify receiver exited'); })]);
+    await Promise.race([
+      ready,
+      once(child, 'exit').then(() => {
+        throw new Error('notify receiver exited');
+      }),
+    ]);
     return r;
   }
 
@@ -44,7 +52,13 @@ export class NotifyReceiver {
     if (hit) return Promise.resolve(hit);
     return new Promise((resolve, reject) => {
       const t = setTimeout(() => reject(new Error(`no notify message matched within ${timeoutMs} ms; got ${JSON.stringify(this.messages)}`)), timeoutMs);
-      this.waiters.push({ pred, resolve: (m) => { clearTimeout(t); resolve(m); } });
+      this.waiters.push({
+        pred,
+        resolve: (m) => {
+          clearTimeout(t);
+          resolve(m);
+        },
+      });
     });
   }
 

@@ -39,7 +39,10 @@ function freePort(): Promise<number> {
 function canConnect(address: SocketAddress): Promise<boolean> {
   return new Promise((resolve) => {
     const s = 'path' in address ? connect({ path: address.path }) : connect({ host: address.host, port: address.port });
-    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
     s.once('error', () => resolve(false));
   });
 }
@@ -61,7 +64,9 @@ export async function startSwtpm(kind: 'tcp' | 'unix' = 'unix'): Promise<Swtpm> 
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';
-  proc.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
+  proc.stderr?.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
   const stop = async () => {
     if (proc.exitCode === null && proc.signalCode === null) {
@@ -93,18 +98,36 @@ export async function startSwtpm(kind: 'tcp' | 'unix' = 'unix'): Promise<Swtpm> 
 // simulated roots), and FakeParavisorTransport watches for a successful NV_Write to 0x01400002 and
 // then rewrites 0x01400001 itself (optionally after a delay, to exercise the agent's polling).
 
-
 /** Azure's AK: RSA-2048 restricted signing key, RSASSA/SHA-256 (reference/snp.md §5.1). */
 export const RSA_AK_TEMPLATE: TpmPublic = {
-  type: 'rsa', nameAlg: TPM_ALG.SHA256,
-  objectAttributes: TPMA_OBJECT.fixedTPM | TPMA_OBJECT.fixedParent | TPMA_OBJECT.sensitiveDataOrigin | TPMA_OBJECT.userWithAuth | TPMA_OBJECT.noDA | TPMA_OBJECT.restricted | TPMA_OBJECT.sign,
-  authPolicy: Buffer.alloc(0), symmetric: { algorithm: TPM_ALG.NULL }, scheme: { scheme: TPM_ALG.RSASSA, hashAlg: TPM_ALG.SHA256 },
-  keyBits: 2048, exponent: 0, modulus: Buffer.alloc(0),
+  type: 'rsa',
+  nameAlg: TPM_ALG.SHA256,
+  objectAttributes:
+    TPMA_OBJECT.fixedTPM |
+    TPMA_OBJECT.fixedParent |
+    TPMA_OBJECT.sensitiveDataOrigin |
+    TPMA_OBJECT.userWithAuth |
+    TPMA_OBJECT.noDA |
+    TPMA_OBJECT.restricted |
+    TPMA_OBJECT.sign,
+  authPolicy: Buffer.alloc(0),
+  symmetric: { algorithm: TPM_ALG.NULL },
+  scheme: { scheme: TPM_ALG.RSASSA, hashAlg: TPM_ALG.SHA256 },
+  keyBits: 2048,
+  exponent: 0,
+  modulus: Buffer.alloc(0),
 };
 export const ECC_AK_TEMPLATE: TpmPublic = {
-  type: 'ecc', nameAlg: TPM_ALG.SHA256, objectAttributes: RSA_AK_TEMPLATE.objectAttributes,
-  authPolicy: Buffer.alloc(0), symmetric: { algorithm: TPM_ALG.NULL }, scheme: { scheme: TPM_ALG.ECDSA, hashAlg: TPM_ALG.SHA256 },
-  curveId: TPM_ECC.NIST_P256, kdf: { scheme: TPM_ALG.NULL }, x: Buffer.alloc(0), y: Buffer.alloc(0),
+  type: 'ecc',
+  nameAlg: TPM_ALG.SHA256,
+  objectAttributes: RSA_AK_TEMPLATE.objectAttributes,
+  authPolicy: Buffer.alloc(0),
+  symmetric: { algorithm: TPM_ALG.NULL },
+  scheme: { scheme: TPM_ALG.ECDSA, hashAlg: TPM_ALG.SHA256 },
+  curveId: TPM_ECC.NIST_P256,
+  kdf: { scheme: TPM_ALG.NULL },
+  x: Buffer.alloc(0),
+  y: Buffer.alloc(0),
 };
 
 /** Create a primary key from `template` in the owner hierarchy and persist it at `handle`. */
@@ -118,11 +141,13 @@ export async function provisionKey(client: TpmClient, template: TpmPublic, handl
 /** Runtime claims as the paravisor writes them (HCLAkPub JWK, vm-configuration, user-data uppercase hex). */
 export function runtimeClaimsFor(ak: TpmPublic, userData: Uint8Array = Buffer.alloc(64)): Buffer {
   const jwk = publicKeyObject(ak).export({ format: 'jwk' });
-  return Buffer.from(JSON.stringify({
-    keys: [{ kid: 'HCLAkPub', key_ops: ['sign'], ...jwk }],
-    'vm-configuration': { 'console-enabled': false, 'secure-boot': true, 'tpm-enabled': true, vmUniqueId: '00000000-0000-4000-8000-000000000001' },
-    'user-data': Buffer.from(userData).toString('hex').toUpperCase(),
-  }));
+  return Buffer.from(
+    JSON.stringify({
+      keys: [{ kid: 'HCLAkPub', key_ops: ['sign'], ...jwk }],
+      'vm-configuration': { 'console-enabled': false, 'secure-boot': true, 'tpm-enabled': true, vmUniqueId: '00000000-0000-4000-8000-000000000001' },
+      'user-data': Buffer.from(userData).toString('hex').toUpperCase(),
+    }),
+  );
 }
 
 export const HCL_NV_SIZE = 2048; // az-cvm-vtpm's dump is 2048 B; swtpm's TPM_PT_NV_INDEX_MAX is 2048
@@ -134,7 +159,13 @@ export async function writeHclReport(client: TpmClient, sim: SimulatedSnpDevice,
   const { report } = await sim.getReport(reportData, { vmpl: 0 });
   const hcl = buildHclReport(report, claims, { size: HCL_NV_SIZE });
   if (!(await client.nvExists(AZURE.HCL_REPORT_INDEX))) {
-    await client.nvDefineSpace({ nvIndex: AZURE.HCL_REPORT_INDEX, nameAlg: TPM_ALG.SHA256, attributes: TPMA_NV.OWNERREAD | TPMA_NV.OWNERWRITE, authPolicy: Buffer.alloc(0), dataSize: HCL_NV_SIZE });
+    await client.nvDefineSpace({
+      nvIndex: AZURE.HCL_REPORT_INDEX,
+      nameAlg: TPM_ALG.SHA256,
+      attributes: TPMA_NV.OWNERREAD | TPMA_NV.OWNERWRITE,
+      authPolicy: Buffer.alloc(0),
+      dataSize: HCL_NV_SIZE,
+    });
   }
   await client.nvWrite(AZURE.HCL_REPORT_INDEX, hcl);
   return hcl;
@@ -158,7 +189,12 @@ export class FakeParavisorTransport implements TpmTransport {
   private pending: Promise<void> = Promise.resolve();
   private readonly side: TpmClient;
 
-  constructor(private readonly inner: TpmTransport, private readonly sim: SimulatedSnpDevice, private readonly ak: TpmPublic, private readonly delayMs = 0) {
+  constructor(
+    private readonly inner: TpmTransport,
+    private readonly sim: SimulatedSnpDevice,
+    private readonly ak: TpmPublic,
+    private readonly delayMs = 0,
+  ) {
     this.description = `${inner.description} (+ emulated Azure paravisor)`;
     this.side = new TpmClient(inner);
   }

@@ -23,8 +23,19 @@ import type { TLSSocket } from 'node:tls';
 import type { AddressInfo, Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import {
-  CLOSE, MAX_MESSAGE_BYTES, PROTOCOL, decodeMessage, describeOffer, negotiateVersion,
-  type AgentMessage, type ControllerMessage, type EventMessage, type EvidenceMessage, type HelloMessage, type VersionOffer, type WelcomeMessage,
+  CLOSE,
+  MAX_MESSAGE_BYTES,
+  PROTOCOL,
+  decodeMessage,
+  describeOffer,
+  negotiateVersion,
+  type AgentMessage,
+  type ControllerMessage,
+  type EventMessage,
+  type EvidenceMessage,
+  type HelloMessage,
+  type VersionOffer,
+  type WelcomeMessage,
 } from '../../agent/link/protocol.js';
 
 export interface TestControllerOptions {
@@ -82,7 +93,10 @@ export class TestController {
   static async start(opts: TestControllerOptions = {}): Promise<TestController> {
     const handler = (_req: IncomingMessage, res: import('node:http').ServerResponse) => res.writeHead(426).end();
     const http: Server = opts.tls
-      ? (createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key, ca: opts.tls.ca, requestCert: opts.tls.requestCert ?? false, rejectUnauthorized: true }, handler) as unknown as Server)
+      ? (createHttpsServer(
+          { cert: opts.tls.cert, key: opts.tls.key, ca: opts.tls.ca, requestCert: opts.tls.requestCert ?? false, rejectUnauthorized: true },
+          handler,
+        ) as unknown as Server)
       : createServer(handler);
     await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
     return new TestController(http, opts);
@@ -115,10 +129,11 @@ export class TestController {
   uniqueSeqs(): number[] {
     const seen = new Set<number>();
     const out: number[] = [];
-    for (const e of this.events) if (!seen.has(e.seq)) {
-      seen.add(e.seq);
-      out.push(e.seq);
-    }
+    for (const e of this.events)
+      if (!seen.has(e.seq)) {
+        seen.add(e.seq);
+        out.push(e.seq);
+      }
     return out;
   }
 
@@ -205,7 +220,10 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function makeHarness(url: string, over: Omit<Partial<LinkOptions>, 'handlers'> & { handlers?: Partial<LinkHandlers>; dir?: string; key?: AgentKey; maxEvents?: number } = {}): Promise<Harness> {
+export async function makeHarness(
+  url: string,
+  over: Omit<Partial<LinkOptions>, 'handlers'> & { handlers?: Partial<LinkHandlers>; dir?: string; key?: AgentKey; maxEvents?: number } = {},
+): Promise<Harness> {
   const dir = over.dir ?? (await mkdtemp(join(tmpdir(), 'cvm-link-')));
   const key = over.key ?? (await createAgentKey());
   const outbox = await Outbox.open({ dir, key, ...(over.maxEvents ? { maxEvents: over.maxEvents } : {}) });
@@ -216,7 +234,10 @@ export async function makeHarness(url: string, over: Omit<Partial<LinkOptions>, 
   const handlers: LinkHandlers = {
     onChallenge: async (nonce, id) => {
       calls.challenges.push({ nonce, id });
-      return { bundle: realBundle(nonce, key, over.agentId ?? 'vm-test-1'), localResult: { eat_profile: 'tag:github.com,2023:veraison/ear', 'ear.status': 'affirming' } };
+      return {
+        bundle: realBundle(nonce, key, over.agentId ?? 'vm-test-1'),
+        localResult: { eat_profile: 'tag:github.com,2023:veraison/ear', 'ear.status': 'affirming' },
+      };
     },
     onAttestRequest: async () => {
       calls.attests++;
@@ -269,13 +290,23 @@ export interface TestPki {
 
 /** `clientCn` is the client certificate's subject CN (the reference controller reads agent ids from it). */
 export function makeTestPki(cn = 'cvm-test', clientCn = `${cn} agent`): TestPki {
-  const pem = (der: Buffer) => `-----BEGIN CERTIFICATE-----\n${der.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n?$/, '\n')}-----END CERTIFICATE-----\n`;
+  const pem = (der: Buffer) =>
+    `-----BEGIN CERTIFICATE-----\n${der
+      .toString('base64')
+      .replace(/(.{64})/g, '$1\n')
+      .replace(/\n?$/, '\n')}-----END CERTIFICATE-----\n`;
   const now = Date.now();
   const validity = { notBefore: new Date(now - 3600_000), notAfter: new Date(now + 86400_000) };
   const ca = generateKeyPairSync('ec', { namedCurve: 'P-384' });
   const caName = { CN: `${cn} CA` };
   const caDer = buildCertificate({
-    serial: 1, issuer: caName, subject: caName, ...validity, subjectPublicKey: ca.publicKey, issuerKey: ca.privateKey, signature: 'ecdsa-sha384',
+    serial: 1,
+    issuer: caName,
+    subject: caName,
+    ...validity,
+    subjectPublicKey: ca.publicKey,
+    issuerKey: ca.privateKey,
+    signature: 'ecdsa-sha384',
     extensions: [basicConstraints({ ca: true }), keyUsage(['keyCertSign', 'cRLSign'])],
   });
   const leaf = (serial: number, name: string, san: boolean) => {
@@ -283,8 +314,23 @@ export function makeTestPki(cn = 'cvm-test', clientCn = `${cn} agent`): TestPki 
     const extensions = [keyUsage(['digitalSignature'])];
     // subjectAltName (RFC 5280 §4.2.1.6): iPAddress [7] 127.0.0.1
     if (san) extensions.push({ oid: '2.5.29.17', value: derSequence(implicit(7, Buffer.from([127, 0, 0, 1]))) });
-    const der = buildCertificate({ serial, issuer: caName, subject: { CN: name }, ...validity, subjectPublicKey: k.publicKey, issuerKey: ca.privateKey, signature: 'ecdsa-sha384', extensions });
-    return { certPem: pem(der), keyPem: k.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, spkiSha256: createHash('sha256').update(k.publicKey.export({ type: 'spki', format: 'der' })).digest('base64') };
+    const der = buildCertificate({
+      serial,
+      issuer: caName,
+      subject: { CN: name },
+      ...validity,
+      subjectPublicKey: k.publicKey,
+      issuerKey: ca.privateKey,
+      signature: 'ecdsa-sha384',
+      extensions,
+    });
+    return {
+      certPem: pem(der),
+      keyPem: k.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+      spkiSha256: createHash('sha256')
+        .update(k.publicKey.export({ type: 'spki', format: 'der' }))
+        .digest('base64'),
+    };
   };
   const server = leaf(2, `${cn} controller`, true);
   const client = leaf(3, clientCn, false);

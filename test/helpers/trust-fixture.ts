@@ -25,9 +25,12 @@ export async function until<T>(what: string, fn: () => T | undefined | false | P
   let lastError: unknown;
   for (;;) {
     // A probe that throws (the agent not listening yet) counts as "not yet".
-    const v = await Promise.resolve().then(fn).catch((err: unknown) => ((lastError = err), undefined));
+    const v = await Promise.resolve()
+      .then(fn)
+      .catch((err: unknown) => ((lastError = err), undefined));
     if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`${what}: not reached within ${timeoutMs} ms${lastError ? ` (last error: ${(lastError as Error).message})` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(`${what}: not reached within ${timeoutMs} ms${lastError ? ` (last error: ${(lastError as Error).message})` : ''}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -70,7 +73,10 @@ ${extra}`,
 /** A fake systemctl: records its arguments, exits 0 (or FAIL_UNITS lists units it refuses). */
 function fakeSystemctl(dir: string): string {
   const path = join(dir, 'systemctl');
-  writeFileSync(path, `#!/bin/sh\n# $1=--no-ask-password $2=verb $3=-- $4=unit\necho "$2 $3 $4" >> ${dir}/systemctl.log\ncase " $(cat ${dir}/systemctl.fail 2>/dev/null) " in *" $4 "*) echo "Failed to $2 $4: Access denied" >&2; exit 1;; esac\nexit 0\n`);
+  writeFileSync(
+    path,
+    `#!/bin/sh\n# $1=--no-ask-password $2=verb $3=-- $4=unit\necho "$2 $3 $4" >> ${dir}/systemctl.log\ncase " $(cat ${dir}/systemctl.fail 2>/dev/null) " in *" $4 "*) echo "Failed to $2 $4: Access denied" >&2; exit 1;; esac\nexit 0\n`,
+  );
   chmodSync(path, 0o755);
   return path;
 }
@@ -83,7 +89,9 @@ export async function agentDir(gpus = 2): Promise<string> {
   return dir;
 }
 
-export async function startAgent(opts: { dir?: string; controllerYaml?: string; schedule?: string; extra?: string; env?: Record<string, string>; gpus?: number } = {}): Promise<AgentFixture> {
+export async function startAgent(
+  opts: { dir?: string; controllerYaml?: string; schedule?: string; extra?: string; env?: Record<string, string>; gpus?: number } = {},
+): Promise<AgentFixture> {
   const dir = opts.dir ?? (await agentDir(opts.gpus ?? 2));
   const systemctl = fakeSystemctl(dir);
   const readyFile = join(dir, 'nvml-ready');
@@ -115,7 +123,13 @@ ${opts.extra ?? ''}`,
     readyFile,
     readyWrites: () => (existsSync(join(dir, 'ready.log')) ? readFileSync(join(dir, 'ready.log'), 'utf8').split('\n').filter(Boolean) : []),
     systemctlCalls: () => (existsSync(join(dir, 'systemctl.log')) ? readFileSync(join(dir, 'systemctl.log'), 'utf8').split('\n').filter(Boolean) : []),
-    setHardware: (over) => writeFileSync(overrides, Object.entries(over).map(([k, v]) => `${k}=${v}\n`).join('')),
+    setHardware: (over) =>
+      writeFileSync(
+        overrides,
+        Object.entries(over)
+          .map(([k, v]) => `${k}=${v}\n`)
+          .join(''),
+      ),
     api: (method, path, body) => callApi(socket, method, path, body),
     async stop() {
       if (daemon.child.exitCode === null && daemon.child.signalCode === null) {
@@ -140,7 +154,12 @@ export interface ControllerFixture {
   close(): Promise<void>;
 }
 
-export async function startController(opts: { simDir: string; contraindicate?: boolean; tokenTtlSec?: number; challengeIntervalSec?: number }): Promise<ControllerFixture> {
+export async function startController(opts: {
+  simDir: string;
+  contraindicate?: boolean;
+  tokenTtlSec?: number;
+  challengeIntervalSec?: number;
+}): Promise<ControllerFixture> {
   const dir = mkdtempSync(join(tmpdir(), 'cvm-trust-ctl-'));
   const agentToken = randomBytes(24).toString('base64url');
   writeFileSync(join(dir, 'agent.token'), agentToken, { mode: 0o600 });
@@ -151,24 +170,26 @@ export async function startController(opts: { simDir: string; contraindicate?: b
   writeFileSync(join(dir, 'token-key.pem'), signing.publicKey.export({ type: 'spki', format: 'pem' }));
   // A launch measurement no simulated guest has: this controller contraindicates every agent.
   writeFileSync(join(dir, 'strict-snp.yaml'), `measurements: ["${'ab'.repeat(48)}"]\n`);
-  const yaml = (port: number, contraindicate: boolean) => [
-    `listen: {host: 127.0.0.1, port: ${port}}`,
-    'agents:',
-    '  tokens:',
-    `    - {agentId: trust-vm, sha256: ${tokenDigest(agentToken).toString('hex')}}`,
-    `simulation: {trust: true, dir: ${opts.simDir}}`,
-    'releaseSecretsOn: affirming',
-    'secrets:',
-    '  - {name: model-key, file: model.key, agents: [trust-vm]}',
-    `signingKey: signing.pem`,
-    `tokenTtlSec: ${opts.tokenTtlSec ?? 300}`,
-    `challengeIntervalSec: ${opts.challengeIntervalSec ?? 3600}`,
-    ...(contraindicate ? ['policy: {snp: strict-snp.yaml}'] : []),
-    `stateDir: ${join(dir, 'state')}`,
-    'log: {level: silent}',
-  ].join('\n');
+  const yaml = (port: number, contraindicate: boolean) =>
+    [
+      `listen: {host: 127.0.0.1, port: ${port}}`,
+      'agents:',
+      '  tokens:',
+      `    - {agentId: trust-vm, sha256: ${tokenDigest(agentToken).toString('hex')}}`,
+      `simulation: {trust: true, dir: ${opts.simDir}}`,
+      'releaseSecretsOn: affirming',
+      'secrets:',
+      '  - {name: model-key, file: model.key, agents: [trust-vm]}',
+      `signingKey: signing.pem`,
+      `tokenTtlSec: ${opts.tokenTtlSec ?? 300}`,
+      `challengeIntervalSec: ${opts.challengeIntervalSec ?? 3600}`,
+      ...(contraindicate ? ['policy: {snp: strict-snp.yaml}'] : []),
+      `stateDir: ${join(dir, 'state')}`,
+      'log: {level: silent}',
+    ].join('\n');
   const silent = pino({ level: 'silent' });
-  const boot = async (port: number, contraindicate: boolean) => Controller.start(await resolveControllerConfig(parseControllerConfig(yaml(port, contraindicate), 'trust controller', dir)), { log: silent });
+  const boot = async (port: number, contraindicate: boolean) =>
+    Controller.start(await resolveControllerConfig(parseControllerConfig(yaml(port, contraindicate), 'trust controller', dir)), { log: silent });
   const fx: ControllerFixture = {
     dir,
     agentToken,
@@ -245,8 +266,17 @@ export function subscribe(socket: string, headers: Record<string, string> = {}):
           const hit = events.find(pred);
           if (hit) return Promise.resolve(hit);
           return new Promise((res2, rej) => {
-            const t = setTimeout(() => rej(new Error(`no matching event within ${timeoutMs} ms; got ${JSON.stringify(events.map((x) => x.event))}`)), timeoutMs);
-            waiters.push({ pred, resolve: (e) => { clearTimeout(t); res2(e); } });
+            const t = setTimeout(
+              () => rej(new Error(`no matching event within ${timeoutMs} ms; got ${JSON.stringify(events.map((x) => x.event))}`)),
+              timeoutMs,
+            );
+            waiters.push({
+              pred,
+              resolve: (e) => {
+                clearTimeout(t);
+                res2(e);
+              },
+            });
           });
         },
         close: () => req.destroy(),

@@ -87,7 +87,13 @@ describe('Azure vTPM evidence over swtpm', () => {
       expect(err).toBeInstanceOf(TpmError);
       expect((err as TpmError).rcName).toBe('TPM_RC_HANDLE');
       // an index defined but never written
-      await c.nvDefineSpace({ nvIndex: 0x01400010, nameAlg: TPM_ALG.SHA256, attributes: TPMA_NV.OWNERREAD | TPMA_NV.OWNERWRITE, authPolicy: Buffer.alloc(0), dataSize: 8 });
+      await c.nvDefineSpace({
+        nvIndex: 0x01400010,
+        nameAlg: TPM_ALG.SHA256,
+        attributes: TPMA_NV.OWNERREAD | TPMA_NV.OWNERWRITE,
+        authPolicy: Buffer.alloc(0),
+        dataSize: 8,
+      });
       const uninit = await c.nvRead(0x01400010).catch((e: unknown) => e);
       expect((uninit as TpmError).rcName).toBe('TPM_RC_NV_UNINITIALIZED');
       await c.nvUndefineSpace(0x01400010);
@@ -109,7 +115,15 @@ describe('Azure vTPM evidence over swtpm', () => {
     const r = verifyAzureEvidence(ev, simOptions(binding));
     const problems = r.checks.filter((c) => !c.ok || (c.warning && c.name !== 'snp.simulated'));
     expect(problems, JSON.stringify(problems, null, 1)).toEqual([]);
-    for (const n of ['azure.hcl.report-data', 'azure.quote.signature', 'azure.quote.nonce', 'azure.quote.pcr-digest', 'azure.user-data', 'snp.signature', 'snp.policy.vmpl']) {
+    for (const n of [
+      'azure.hcl.report-data',
+      'azure.quote.signature',
+      'azure.quote.nonce',
+      'azure.quote.pcr-digest',
+      'azure.user-data',
+      'snp.signature',
+      'snp.policy.vmpl',
+    ]) {
       expect(findCheck(r.checks, n)?.ok, n).toBe(true);
     }
     expect(r.simulated).toBe(true);
@@ -140,7 +154,12 @@ describe('Azure vTPM evidence over swtpm', () => {
 
     it('a wrong nonce -> azure.quote.nonce and azure.user-data', () => {
       const r = verifyAzureEvidence(ev, simOptions(randomBytes(32)));
-      expect(r.checks.filter((c) => !c.ok).map((c) => c.name).sort()).toEqual(['azure.quote.nonce', 'azure.user-data']);
+      expect(
+        r.checks
+          .filter((c) => !c.ok)
+          .map((c) => c.name)
+          .sort(),
+      ).toEqual(['azure.quote.nonce', 'azure.user-data']);
     });
 
     it('a quote by a foreign AK (ECDSA P-256 key at 0x81000004) -> azure.quote.signature', async () => {

@@ -106,7 +106,11 @@ describe('devices and CC state', () => {
   it('CC on, production: state, versioned settings, capabilities and ready state', async () => {
     const r = await probe('system', {}, {});
     expect(r.value).toMatchObject({
-      environment: 2, ccFeature: 1, devToolsMode: 0, multiGpuMode: 0, readyState: 0,
+      environment: 2,
+      ccFeature: 1,
+      devToolsMode: 0,
+      multiGpuMode: 0,
+      readyState: 0,
       capabilities: { cpuCaps: 3, gpusCaps: 1 },
     });
     // nvmlSystemConfComputeSettings_v1 = sizeof | 1 << 24 = 0x01000014 (§1.2); the fake rejects any other.
@@ -168,9 +172,16 @@ describe('attestation report and certificate chain', () => {
     const t = tempDir();
     try {
       const log = join(t.dir, 'nonce.log');
-      const r = await probe('collect', { nonce: NONCE }, {
-        ...VECTORS, FAKE_NVML_GPUS: '8', FAKE_NVML_REPORT_FILE_5: REPORT_535, FAKE_NVML_NONCE_LOG: log,
-      });
+      const r = await probe(
+        'collect',
+        { nonce: NONCE },
+        {
+          ...VECTORS,
+          FAKE_NVML_GPUS: '8',
+          FAKE_NVML_REPORT_FILE_5: REPORT_535,
+          FAKE_NVML_NONCE_LOG: log,
+        },
+      );
       expect(r.ok).toBe(true);
       expect(r.value).toHaveLength(8);
       r.value.forEach((e: any, i: number) => {
@@ -210,7 +221,9 @@ describe('typed errors', () => {
   it('injected NOT_SUPPORTED surfaces as DeviceError with the NVML code name and function', async () => {
     const r = await probe('report', { index: 0, nonce: NONCE }, { FAKE_NVML_FAIL: 'nvmlDeviceGetConfComputeGpuAttestationReport:3' });
     expect(r).toMatchObject({
-      ok: false, name: 'DeviceError', code: 'ERR_NVML',
+      ok: false,
+      name: 'DeviceError',
+      code: 'ERR_NVML',
       details: { nvmlReturn: 3, nvmlName: 'NVML_ERROR_NOT_SUPPORTED', function: 'nvmlDeviceGetConfComputeGpuAttestationReport' },
     });
     expect(r.message).toMatch(/Not Supported \(NVML_ERROR_NOT_SUPPORTED, 3\)/);
@@ -223,7 +236,11 @@ describe('typed errors', () => {
   });
 
   it('one GPU failing fails collect with that error (no partial evidence)', async () => {
-    const r = await probe('collect', { nonce: NONCE }, { ...VECTORS, FAKE_NVML_GPUS: '4', FAKE_NVML_FAIL: 'nvmlDeviceGetConfComputeGpuAttestationReport@2:15' });
+    const r = await probe(
+      'collect',
+      { nonce: NONCE },
+      { ...VECTORS, FAKE_NVML_GPUS: '4', FAKE_NVML_FAIL: 'nvmlDeviceGetConfComputeGpuAttestationReport@2:15' },
+    );
     expect(r).toMatchObject({ ok: false, code: 'ERR_NVML', details: { nvmlName: 'NVML_ERROR_GPU_IS_LOST' } });
   });
 
@@ -237,7 +254,8 @@ describe('typed errors', () => {
     expect(info.value.available).toBe(true);
     const report = await probe('report', { index: 0, nonce: NONCE }, {}, FAKE_NVML_NOCC);
     expect(report).toMatchObject({
-      ok: false, code: 'ERR_NVML',
+      ok: false,
+      code: 'ERR_NVML',
       details: { nvmlName: 'NVML_ERROR_FUNCTION_NOT_FOUND', function: 'nvmlDeviceGetConfComputeGpuAttestationReport' },
     });
     expect(report.message).toContain('nvmlDeviceGetConfComputeGpuAttestationReport is not exported');
@@ -260,10 +278,15 @@ describe('threading', () => {
 
   it('per-GPU calls overlap on the thread pool', async () => {
     // 4 GPUs x (report + chain) at 400 ms each: >= 3.2 s one after another, ~0.8 s on 4 pool threads.
-    const r = await probe('parallel', {}, {
-      FAKE_NVML_GPUS: '4', FAKE_NVML_DELAY_MS: '400',
-      FAKE_NVML_DELAY_FN: 'nvmlDeviceGetConfComputeGpuAttestationReport,nvmlDeviceGetConfComputeGpuCertificate',
-    });
+    const r = await probe(
+      'parallel',
+      {},
+      {
+        FAKE_NVML_GPUS: '4',
+        FAKE_NVML_DELAY_MS: '400',
+        FAKE_NVML_DELAY_FN: 'nvmlDeviceGetConfComputeGpuAttestationReport,nvmlDeviceGetConfComputeGpuCertificate',
+      },
+    );
     expect(r).toMatchObject({ ok: true, count: 4 });
     expect(r.elapsedMs).toBeGreaterThanOrEqual(800);
     expect(r.elapsedMs).toBeLessThan(2800);
@@ -275,9 +298,17 @@ describe('ready state through the fake library', () => {
     const t = tempDir();
     try {
       const log = join(t.dir, 'ready.log');
-      const pass = await probe('readyGate', {
-        expectedCount: 2, verdicts: [{ index: 0, ok: true }, { index: 1, ok: true }],
-      }, { FAKE_NVML_GPUS: '2', FAKE_NVML_READY_LOG: log });
+      const pass = await probe(
+        'readyGate',
+        {
+          expectedCount: 2,
+          verdicts: [
+            { index: 0, ok: true },
+            { index: 1, ok: true },
+          ],
+        },
+        { FAKE_NVML_GPUS: '2', FAKE_NVML_READY_LOG: log },
+      );
       expect(pass.outcome).toMatchObject({ set: true, wrote: true });
       expect(pass.readyAfter).toBe(true);
       expect(readFileSync(log, 'utf8')).toBe('1\n');
@@ -291,7 +322,17 @@ describe('ready state through the fake library', () => {
     try {
       const log = join(t.dir, 'ready.log');
       const env = { FAKE_NVML_GPUS: '2', FAKE_NVML_READY_LOG: log };
-      const failed = await probe('readyGate', { expectedCount: 2, verdicts: [{ index: 0, ok: true }, { index: 1, ok: false }] }, env);
+      const failed = await probe(
+        'readyGate',
+        {
+          expectedCount: 2,
+          verdicts: [
+            { index: 0, ok: true },
+            { index: 1, ok: false },
+          ],
+        },
+        env,
+      );
       expect(failed.outcome).toMatchObject({ set: false, wrote: false });
       expect(failed.outcome.reason).toContain('GPU 1');
       expect(failed.readyAfter).toBe(false);
@@ -316,9 +357,13 @@ describe('ready state through the fake library', () => {
   });
 
   it('the driver refusing the write (no permission) is reported, not thrown', async () => {
-    const r = await probe('readyGate', { expectedCount: 1, verdicts: [{ index: 0, ok: true }] }, {
-      FAKE_NVML_FAIL: 'nvmlSystemSetConfComputeGpusReadyState:4',
-    });
+    const r = await probe(
+      'readyGate',
+      { expectedCount: 1, verdicts: [{ index: 0, ok: true }] },
+      {
+        FAKE_NVML_FAIL: 'nvmlSystemSetConfComputeGpusReadyState:4',
+      },
+    );
     expect(r.outcome).toMatchObject({ set: false, wrote: false, error: { code: 'ERR_NVML', details: { nvmlName: 'NVML_ERROR_NO_PERMISSION' } } });
     expect(r.outcome.reason).toContain('needs root');
   });

@@ -23,7 +23,9 @@ describe('cvm-agent gpu list', () => {
     const lines = r.stdout.trimEnd().split('\n');
     expect(lines[0]).toMatch(/^INDEX\s+NAME\s+UUID\s+ARCH\s+DRIVER\s+VBIOS\s+CC\s+DEVTOOLS\s+READY$/);
     expect(lines).toHaveLength(3);
-    expect(lines[2]).toMatch(/^1\s+NVIDIA H100 80GB HBM3\s+GPU-fa4e0000-0000-4000-8000-000000000001\s+hopper\s+550\.90\.07\s+96\.00\.9F\.00\.01\s+on \(prod\)\s+yes\s+no$/);
+    expect(lines[2]).toMatch(
+      /^1\s+NVIDIA H100 80GB HBM3\s+GPU-fa4e0000-0000-4000-8000-000000000001\s+hopper\s+550\.90\.07\s+96\.00\.9F\.00\.01\s+on \(prod\)\s+yes\s+no$/,
+    );
   });
 
   it('--json gives the system state and every GPU', async () => {
@@ -161,9 +163,16 @@ describe('cvm-agent gpu ready', () => {
     const dir = mkdtempSync(join(tmpdir(), 'gpu-ready-'));
     try {
       const log = join(dir, 'ready.log');
-      const r = await probe('cliReadySet', { goodReportHex: REPORT_550_HEX }, {
-        ...VECTORS, FAKE_NVML_GPUS: '4', FAKE_NVML_REPORT_FILE_3: REPORT_535, FAKE_NVML_READY_LOG: log,
-      });
+      const r = await probe(
+        'cliReadySet',
+        { goodReportHex: REPORT_550_HEX },
+        {
+          ...VECTORS,
+          FAKE_NVML_GPUS: '4',
+          FAKE_NVML_REPORT_FILE_3: REPORT_535,
+          FAKE_NVML_READY_LOG: log,
+        },
+      );
       expect(r.code).toBe(1);
       const out = JSON.parse(r.stdout);
       expect(out).toMatchObject({ set: false, wrote: false });

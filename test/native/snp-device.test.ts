@@ -81,7 +81,7 @@ beforeAll(() => {
 });
 
 describe('SNP_GET_REPORT through the shim', () => {
-  it('returns the 1184-byte report carrying the request\'s REPORT_DATA and VMPL', async () => {
+  it("returns the 1184-byte report carrying the request's REPORT_DATA and VMPL", async () => {
     const rd = Buffer.from(Array.from({ length: 64 }, (_, i) => i * 3));
     const out = await runAttester({ ops: [{ op: 'report', data: rd.toString('hex'), vmpl: 1 }] }, { SEVGUEST_SHIM_REPORT: REPORT_VECTOR });
     const [r] = out.results;
@@ -92,7 +92,7 @@ describe('SNP_GET_REPORT through the shim', () => {
     expect(ioctls(out.log)).toEqual(['ioctl GET_REPORT vmpl=1 -> ok']);
   });
 
-  it('serialises concurrent requests and keeps each request\'s data', async () => {
+  it("serialises concurrent requests and keeps each request's data", async () => {
     const ops = [1, 2, 3, 4].map((n) => ({ op: 'report', data: data(n).toString('hex'), vmpl: n % 4 }));
     const out = await runAttester({ concurrent: true, ops }, { SEVGUEST_SHIM_REPORT: REPORT_VECTOR });
     out.results.forEach((r, i) => {
@@ -103,7 +103,15 @@ describe('SNP_GET_REPORT through the shim', () => {
   });
 
   it('rejects report data that is not exactly 64 bytes before touching the device', async () => {
-    const out = await runAttester({ ops: [{ op: 'report', data: '00'.repeat(63) }, { op: 'report', data: '00'.repeat(65) }] }, {});
+    const out = await runAttester(
+      {
+        ops: [
+          { op: 'report', data: '00'.repeat(63) },
+          { op: 'report', data: '00'.repeat(65) },
+        ],
+      },
+      {},
+    );
     for (const r of out.results) {
       expect(r.ok).toBe(false);
       expect(r.code).toBe('ERR_USAGE');
@@ -123,10 +131,13 @@ describe('SNP_GET_REPORT through the shim', () => {
 describe('SNP_GET_EXT_REPORT through the shim', () => {
   it('queries the size, then returns the report and the host cert table', async () => {
     const rd = data(0x5a);
-    const out = await runAttester({ ops: [{ op: 'ext', data: rd.toString('hex') }] }, {
-      SEVGUEST_SHIM_REPORT: REPORT_VECTOR,
-      SEVGUEST_SHIM_CERTS: CERTS_VECTOR,
-    });
+    const out = await runAttester(
+      { ops: [{ op: 'ext', data: rd.toString('hex') }] },
+      {
+        SEVGUEST_SHIM_REPORT: REPORT_VECTOR,
+        SEVGUEST_SHIM_CERTS: CERTS_VECTOR,
+      },
+    );
     const [r] = out.results;
     expect(r?.ok, r?.message).toBe(true);
     expect(Buffer.from(r!.report!, 'hex').equals(expectedReport(rd, 0))).toBe(true);
@@ -142,18 +153,18 @@ describe('SNP_GET_EXT_REPORT through the shim', () => {
     ]);
     got.forEach((e, i) => expect(e.cert.equals(want[i]!.cert)).toBe(true));
     expect(got[0]!.cert[0]).toBe(0x30); // DER SEQUENCE
-    expect(ioctls(out.log)).toEqual([
-      'ioctl GET_EXT_REPORT certs_len=0 -> EIO INVALID_LEN need=8192',
-      'ioctl GET_EXT_REPORT certs_len=8192 vmpl=0 -> ok',
-    ]);
+    expect(ioctls(out.log)).toEqual(['ioctl GET_EXT_REPORT certs_len=0 -> EIO INVALID_LEN need=8192', 'ioctl GET_EXT_REPORT certs_len=8192 vmpl=0 -> ok']);
   });
 
   it('retries when the host asks for more than its first answer (bounded growth)', async () => {
-    const out = await runAttester({ ops: [{ op: 'ext', data: data(1).toString('hex') }] }, {
-      SEVGUEST_SHIM_REPORT: REPORT_VECTOR,
-      SEVGUEST_SHIM_CERTS: CERTS_VECTOR,
-      SEVGUEST_SHIM_GROW: '1',
-    });
+    const out = await runAttester(
+      { ops: [{ op: 'ext', data: data(1).toString('hex') }] },
+      {
+        SEVGUEST_SHIM_REPORT: REPORT_VECTOR,
+        SEVGUEST_SHIM_CERTS: CERTS_VECTOR,
+        SEVGUEST_SHIM_GROW: '1',
+      },
+    );
     const [r] = out.results;
     expect(r?.ok, r?.message).toBe(true);
     const table = Buffer.from(r!.certTable!, 'hex');
@@ -168,11 +179,14 @@ describe('SNP_GET_EXT_REPORT through the shim', () => {
   });
 
   it('gives up after three attempts when the demand keeps growing', async () => {
-    const out = await runAttester({ ops: [{ op: 'ext', data: data(1).toString('hex') }] }, {
-      SEVGUEST_SHIM_REPORT: REPORT_VECTOR,
-      SEVGUEST_SHIM_CERTS: CERTS_VECTOR,
-      SEVGUEST_SHIM_GROW: '10',
-    });
+    const out = await runAttester(
+      { ops: [{ op: 'ext', data: data(1).toString('hex') }] },
+      {
+        SEVGUEST_SHIM_REPORT: REPORT_VECTOR,
+        SEVGUEST_SHIM_CERTS: CERTS_VECTOR,
+        SEVGUEST_SHIM_GROW: '10',
+      },
+    );
     const [r] = out.results;
     expect(r?.code).toBe('ERR_SNP_CERTS_UNSTABLE');
     expect(r?.details?.attempts).toBe(3);
@@ -180,10 +194,13 @@ describe('SNP_GET_EXT_REPORT through the shim', () => {
   });
 
   it('refuses a size answer above the 64-page bound without another ioctl', async () => {
-    const out = await runAttester({ ops: [{ op: 'ext', data: data(1).toString('hex') }] }, {
-      SEVGUEST_SHIM_REPORT: REPORT_VECTOR,
-      SEVGUEST_SHIM_DEMAND_PAGES: '100',
-    });
+    const out = await runAttester(
+      { ops: [{ op: 'ext', data: data(1).toString('hex') }] },
+      {
+        SEVGUEST_SHIM_REPORT: REPORT_VECTOR,
+        SEVGUEST_SHIM_DEMAND_PAGES: '100',
+      },
+    );
     const [r] = out.results;
     expect(r?.code).toBe('ERR_SNP_CERTS_TOO_LARGE');
     expect(r?.details).toMatchObject({ certsLength: 100 * 4096, limit: 64 * 4096 });
@@ -202,10 +219,13 @@ describe('SNP_GET_EXT_REPORT through the shim', () => {
 
 describe('device errors', () => {
   it('EIO: decodes the firmware status from exitinfo2', async () => {
-    const out = await runAttester({ ops: [{ op: 'report', data: data(0).toString('hex'), vmpl: 0 }] }, {
-      SEVGUEST_SHIM_MODE: 'eio',
-      SEVGUEST_SHIM_EXITINFO2: '0x16',
-    });
+    const out = await runAttester(
+      { ops: [{ op: 'report', data: data(0).toString('hex'), vmpl: 0 }] },
+      {
+        SEVGUEST_SHIM_MODE: 'eio',
+        SEVGUEST_SHIM_EXITINFO2: '0x16',
+      },
+    );
     const [r] = out.results;
     expect(r?.name).toBe('DeviceError');
     expect(r?.code).toBe('ERR_SNP_FIRMWARE');
@@ -220,15 +240,21 @@ describe('device errors', () => {
   });
 
   it('EIO: decodes the VMM error in the high half and keeps 64-bit values exact', async () => {
-    const busy = await runAttester({ ops: [{ op: 'report', data: data(0).toString('hex') }] }, {
-      SEVGUEST_SHIM_MODE: 'eio',
-      SEVGUEST_SHIM_EXITINFO2: '0x200000000',
-    });
+    const busy = await runAttester(
+      { ops: [{ op: 'report', data: data(0).toString('hex') }] },
+      {
+        SEVGUEST_SHIM_MODE: 'eio',
+        SEVGUEST_SHIM_EXITINFO2: '0x200000000',
+      },
+    );
     expect(busy.results[0]?.details).toMatchObject({ exitinfo2: String(2n << 32n), vmmError: { code: 2, name: 'BUSY' }, firmwareError: { code: 0 } });
-    const noFw = await runAttester({ ops: [{ op: 'ext', data: data(0).toString('hex') }] }, {
-      SEVGUEST_SHIM_MODE: 'eio',
-      SEVGUEST_SHIM_EXITINFO2: '0xffffffffffffffff',
-    });
+    const noFw = await runAttester(
+      { ops: [{ op: 'ext', data: data(0).toString('hex') }] },
+      {
+        SEVGUEST_SHIM_MODE: 'eio',
+        SEVGUEST_SHIM_EXITINFO2: '0xffffffffffffffff',
+      },
+    );
     expect(noFw.results[0]?.details?.exitinfo2).toBe('18446744073709551615');
     expect(noFw.results[0]?.message).toMatch(/never reached the firmware/);
     // Not a "too small" answer: the extended path must not retry.
@@ -261,19 +287,33 @@ describe('device errors', () => {
   });
 
   it('another errno -> ERR_SNP_IOCTL with the errno, and no latch', async () => {
-    const out = await runAttester({ ops: [{ op: 'report', data: data(0).toString('hex') }, { op: 'report', data: data(0).toString('hex') }] }, { SEVGUEST_SHIM_MODE: 'einval' });
+    const out = await runAttester(
+      {
+        ops: [
+          { op: 'report', data: data(0).toString('hex') },
+          { op: 'report', data: data(0).toString('hex') },
+        ],
+      },
+      { SEVGUEST_SHIM_MODE: 'einval' },
+    );
     expect(out.results.map((r) => r.code)).toEqual(['ERR_SNP_IOCTL', 'ERR_SNP_IOCTL']);
     expect(out.results[0]?.details?.errno).toBe(22);
     expect(ioctls(out.log)).toHaveLength(2);
   });
 
   it('uses the configured device path', async () => {
-    const out = await runAttester({ devicePath: '/tmp/not-the-device', ops: [{ op: 'report', data: data(0).toString('hex') }] }, { SEVGUEST_SHIM_REPORT: REPORT_VECTOR });
+    const out = await runAttester(
+      { devicePath: '/tmp/not-the-device', ops: [{ op: 'report', data: data(0).toString('hex') }] },
+      { SEVGUEST_SHIM_REPORT: REPORT_VECTOR },
+    );
     expect(out.results[0]).toMatchObject({ code: 'ERR_SNP_DEVICE_ABSENT', details: { devicePath: '/tmp/not-the-device' } });
-    const moved = await runAttester({ devicePath: '/tmp/sev-guest-elsewhere', ops: [{ op: 'report', data: data(7).toString('hex') }] }, {
-      SEVGUEST_SHIM_REPORT: REPORT_VECTOR,
-      SEVGUEST_SHIM_PATH: '/tmp/sev-guest-elsewhere',
-    });
+    const moved = await runAttester(
+      { devicePath: '/tmp/sev-guest-elsewhere', ops: [{ op: 'report', data: data(7).toString('hex') }] },
+      {
+        SEVGUEST_SHIM_REPORT: REPORT_VECTOR,
+        SEVGUEST_SHIM_PATH: '/tmp/sev-guest-elsewhere',
+      },
+    );
     expect(moved.results[0]?.ok, moved.results[0]?.message).toBe(true);
   });
 });

@@ -66,16 +66,22 @@ describe('option parsing', () => {
 
   it('report data: any input yields 64 bytes or a UsageError, never anything else', () => {
     fc.assert(
-      fc.property(fc.oneof(fc.string(), fc.uint8Array({ maxLength: 80 }).map((b) => Buffer.from(b).toString('hex'))), (text) => {
-        try {
-          const out = parseReportData(text);
-          expect(out.length).toBe(64);
-          const hex = text.replace(/^0x/i, '');
-          expect(out.subarray(0, hex.length / 2).toString('hex')).toBe(hex.toLowerCase());
-        } catch (err) {
-          expect(err).toBeInstanceOf(UsageError);
-        }
-      }),
+      fc.property(
+        fc.oneof(
+          fc.string(),
+          fc.uint8Array({ maxLength: 80 }).map((b) => Buffer.from(b).toString('hex')),
+        ),
+        (text) => {
+          try {
+            const out = parseReportData(text);
+            expect(out.length).toBe(64);
+            const hex = text.replace(/^0x/i, '');
+            expect(out.subarray(0, hex.length / 2).toString('hex')).toBe(hex.toLowerCase());
+          } catch (err) {
+            expect(err).toBeInstanceOf(UsageError);
+          }
+        },
+      ),
       { numRuns: FC_RUNS },
     );
   });
@@ -129,7 +135,21 @@ describe('--source simulated', () => {
     const dir = mkdtempSync(join(tmpdir(), 'snp-cli-sim-'));
     try {
       const out = join(dir, 'sim.bin');
-      const r = await inProcess(['snp', 'report', '--source', 'simulated', '--sim-dir', join(dir, 'sim'), '--report-data', 'c0ffee', '--vmpl', '1', '--ext', '--out', out]);
+      const r = await inProcess([
+        'snp',
+        'report',
+        '--source',
+        'simulated',
+        '--sim-dir',
+        join(dir, 'sim'),
+        '--report-data',
+        'c0ffee',
+        '--vmpl',
+        '1',
+        '--ext',
+        '--out',
+        out,
+      ]);
       expect(r.code, r.stderr).toBe(0);
       expect(r.stderr).toMatch(/^SIMULATED/);
       const report = readFileSync(out);
@@ -158,10 +178,14 @@ describe('through the /dev/sev-guest shim (child process)', () => {
   it('--ext --out writes the raw report and FILE.certs', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'snp-cli-'));
     try {
-      const r = await cli(['snp', 'report', '--ext', '--out', 'r.bin', '--source', 'device', '--report-data', '01'], {
-        SEVGUEST_SHIM_REPORT: REPORT_VECTOR,
-        SEVGUEST_SHIM_CERTS: CERTS_VECTOR,
-      }, dir);
+      const r = await cli(
+        ['snp', 'report', '--ext', '--out', 'r.bin', '--source', 'device', '--report-data', '01'],
+        {
+          SEVGUEST_SHIM_REPORT: REPORT_VECTOR,
+          SEVGUEST_SHIM_CERTS: CERTS_VECTOR,
+        },
+        dir,
+      );
       expect(r.code, r.stderr).toBe(0);
       expect(r.stdout).toBe('');
       const rd = Buffer.alloc(64);

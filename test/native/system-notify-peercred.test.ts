@@ -105,7 +105,7 @@ describe('sdNotify', () => {
 });
 
 describe('peerCredentials', () => {
-  it('reports the connecting process\'s pid, uid and gid', async () => {
+  it("reports the connecting process's pid, uid and gid", async () => {
     const r = await fixture(['peercred', join(dir, 'api.sock')]);
     expect(r.creds.pid).toBe(r.clientPid);
     expect(r.creds.pid).not.toBe(r.selfPid);

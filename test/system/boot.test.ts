@@ -52,7 +52,9 @@ function hostOp(cmd: string, cwd: string): Run {
 /** Runs a documented command in the booted system (bash, as root, in `cwd`); its exit status must be in `ok`. */
 function op(m: Machine, cmd: string, opts: { cwd?: string; env?: Record<string, string>; ok?: number[]; timeoutMs?: number } = {}): Run {
   ranLog.push(cmd);
-  const env = Object.entries(opts.env ?? {}).map(([k, v]) => `export ${k}=${JSON.stringify(v)}; `).join('');
+  const env = Object.entries(opts.env ?? {})
+    .map(([k, v]) => `export ${k}=${JSON.stringify(v)}; `)
+    .join('');
   const r = m.exec(['bash', '-euo', 'pipefail', '-c', `${env}cd ${opts.cwd ?? '/root'} && ${cmd}`], { timeoutMs: opts.timeoutMs ?? 120_000 });
   if (!(opts.ok ?? [0]).includes(r.status ?? -1)) throw new Error(`in the booted system: ${cmd} exited ${r.status}:\n${r.out.slice(-4000)}`);
   return r;
@@ -76,20 +78,29 @@ type Step = (name: string, fn: () => void | Promise<void>, timeoutMs?: number) =
  */
 function steps(m: () => Machine | undefined): Step {
   let broken: string | undefined;
-  return (name, fn, timeoutMs = 120_000) => vitestIt(name, async () => {
-    if (broken) throw new Error(`not run: the earlier step "${broken}" failed`);
-    try {
-      await fn();
-    } catch (err) {
-      broken = name;
-      const machine = m();
-      if (machine) (err as Error).message += `\n--- in the booted system ---\n${machine.diagnostics()}`;
-      throw err;
-    }
-  }, timeoutMs);
+  return (name, fn, timeoutMs = 120_000) =>
+    vitestIt(
+      name,
+      async () => {
+        if (broken) throw new Error(`not run: the earlier step "${broken}" failed`);
+        try {
+          await fn();
+        } catch (err) {
+          broken = name;
+          const machine = m();
+          if (machine) (err as Error).message += `\n--- in the booted system ---\n${machine.diagnostics()}`;
+          throw err;
+        }
+      },
+      timeoutMs,
+    );
 }
 
-interface Status { recent: { id: number }[]; api: { socketActivated: boolean }; tee: { simulated: boolean } }
+interface Status {
+  recent: { id: number }[];
+  api: { socketActivated: boolean };
+  tee: { simulated: boolean };
+}
 
 function agentStatus(m: Machine): Status {
   const r = m.exec(['cvm-agent', 'status', '--json']);
@@ -129,24 +140,27 @@ function serviceBehaviour(m: () => Machine, it: Step): void {
     expect(m().ok(['systemctl', 'is-enabled', 'cvm-agent.service', 'cvm-agent.socket']).stdout.trim().split('\n')).toEqual(['enabled', 'enabled']);
   });
 
-  it('the first request activates the agent, which reaches active (running) with READY and a STATUS line', async () => {
-    const first = op(m(), 'cvm-agent status', { ok: [0, 3] }); // answered through the socket systemd holds
-    expect(first.stdout).toMatch(/simulated/i);
-    // Type=notify: "active (running)" only after READY=1; StatusText is the agent's STATUS=.
-    const s = await waitFor('cvm-agent.service active (running) with STATUS', START_BOUND_MS, running(m()));
-    expect(s.StatusText).toMatch(/^SIMULATED affirming at \S+; next schedule /);
-    expect(Number(s.NRestarts)).toBe(0);
-    const status = agentStatus(m());
-    expect(status.api.socketActivated).toBe(true);
-    expect(status.tee.simulated).toBe(true);
-    const listening = agentLines(m()).find((e) => e.MESSAGE?.includes('"msg":"local API listening"'));
-    expect(listening?.MESSAGE).toContain('"activated":true');
-    const shown = op(m(), 'systemctl status cvm-agent');
-    expect(shown.stdout).toMatch(/Active: active \(running\)/);
-    expect(shown.stdout).toMatch(/Status: "SIMULATED affirming at /);
-    expect(op(m(), 'systemctl show cvm-agent -p StatusText -p WatchdogTimestamp -p NRestarts -p Result').stdout)
-      .toMatch(/^Result=success$/m);
-  }, START_BOUND_MS + 30_000);
+  it(
+    'the first request activates the agent, which reaches active (running) with READY and a STATUS line',
+    async () => {
+      const first = op(m(), 'cvm-agent status', { ok: [0, 3] }); // answered through the socket systemd holds
+      expect(first.stdout).toMatch(/simulated/i);
+      // Type=notify: "active (running)" only after READY=1; StatusText is the agent's STATUS=.
+      const s = await waitFor('cvm-agent.service active (running) with STATUS', START_BOUND_MS, running(m()));
+      expect(s.StatusText).toMatch(/^SIMULATED affirming at \S+; next schedule /);
+      expect(Number(s.NRestarts)).toBe(0);
+      const status = agentStatus(m());
+      expect(status.api.socketActivated).toBe(true);
+      expect(status.tee.simulated).toBe(true);
+      const listening = agentLines(m()).find((e) => e.MESSAGE?.includes('"msg":"local API listening"'));
+      expect(listening?.MESSAGE).toContain('"activated":true');
+      const shown = op(m(), 'systemctl status cvm-agent');
+      expect(shown.stdout).toMatch(/Active: active \(running\)/);
+      expect(shown.stdout).toMatch(/Status: "SIMULATED affirming at /);
+      expect(op(m(), 'systemctl show cvm-agent -p StatusText -p WatchdogTimestamp -p NRestarts -p Result').stdout).toMatch(/^Result=success$/m);
+    },
+    START_BOUND_MS + 30_000,
+  );
 
   it('only root and members of group cvm-agent can reach the socket', () => {
     m().ok(['useradd', '--no-create-home', 'workload']);
@@ -157,23 +171,27 @@ function serviceBehaviour(m: () => Machine, it: Step): void {
     expect(op(m(), 'sudo -u workload cvm-agent health').stdout.trim()).toBe('ok');
   });
 
-  it('systemctl reload applies a config change without a restart (no /bin/kill needed)', async () => {
-    expect(m().exec(['test', '-e', '/bin/kill']).status).not.toBe(0); // procps is not installed
-    const before = m().show('cvm-agent.service', 'MainPID').MainPID;
-    expect(agentLines(m()).filter((e) => e.MESSAGE?.includes('"msg":"api request"'))).toEqual([]); // log.level info
-    m().writeFile('/root/config.yaml', CONFIG_RELOADED);
-    op(m(), 'sudo install -m 0640 -o root -g cvm-agent config.yaml /etc/cvm-agent/config.yaml');
-    op(m(), 'sudo systemctl reload cvm-agent');
-    await waitFor('"configuration reloaded" in the journal', START_BOUND_MS,
-      () => (agentLines(m()).some((e) => e.MESSAGE?.includes('"msg":"configuration reloaded"')) ? true : undefined));
-    agentStatus(m());
-    // log.level: debug took effect: the request above left an access line at debug level.
-    const debug = await waitFor('a debug access line', START_BOUND_MS,
-      () => agentLines(m()).find((e) => e.MESSAGE?.includes('"msg":"api request"')));
-    expect(debug.PRIORITY).toBe('7');
-    expect(m().show('cvm-agent.service', 'MainPID').MainPID).toBe(before);
-    expect(m().show('cvm-agent.service', 'ActiveState').ActiveState).toBe('active');
-  }, START_BOUND_MS * 2 + 30_000);
+  it(
+    'systemctl reload applies a config change without a restart (no /bin/kill needed)',
+    async () => {
+      expect(m().exec(['test', '-e', '/bin/kill']).status).not.toBe(0); // procps is not installed
+      const before = m().show('cvm-agent.service', 'MainPID').MainPID;
+      expect(agentLines(m()).filter((e) => e.MESSAGE?.includes('"msg":"api request"'))).toEqual([]); // log.level info
+      m().writeFile('/root/config.yaml', CONFIG_RELOADED);
+      op(m(), 'sudo install -m 0640 -o root -g cvm-agent config.yaml /etc/cvm-agent/config.yaml');
+      op(m(), 'sudo systemctl reload cvm-agent');
+      await waitFor('"configuration reloaded" in the journal', START_BOUND_MS, () =>
+        agentLines(m()).some((e) => e.MESSAGE?.includes('"msg":"configuration reloaded"')) ? true : undefined,
+      );
+      agentStatus(m());
+      // log.level: debug took effect: the request above left an access line at debug level.
+      const debug = await waitFor('a debug access line', START_BOUND_MS, () => agentLines(m()).find((e) => e.MESSAGE?.includes('"msg":"api request"')));
+      expect(debug.PRIORITY).toBe('7');
+      expect(m().show('cvm-agent.service', 'MainPID').MainPID).toBe(before);
+      expect(m().show('cvm-agent.service', 'ActiveState').ActiveState).toBe('active');
+    },
+    START_BOUND_MS * 2 + 30_000,
+  );
 
   it('journalctl -p warning shows the warning the agent logged, and only warnings and worse', () => {
     const shown = op(m(), 'journalctl -u cvm-agent -b -p warning');
@@ -200,55 +218,73 @@ function serviceBehaviour(m: () => Machine, it: Step): void {
     expect(exposure).toBeLessThanOrEqual(2.0);
   });
 
-  it('the controller token reaches the agent as a credential, plain and encrypted', async () => {
-    op(m(), 'sudo install -m 0600 -o root -g root /dev/stdin /etc/cvm-agent/controller-token <<< "$TOKEN"', { env: { TOKEN } });
-    op(m(), 'sudo systemctl restart cvm-agent');
-    await waitFor('the agent after the restart', RESTART_BOUND_MS, running(m()));
-    // The unit has its own mount namespace (PrivateMounts=, ProtectSystem=...): systemd mounts the
-    // credentials there, so read them as the agent sees them.
-    const credential = () => {
-      const pid = m().show('cvm-agent.service', 'MainPID').MainPID!;
-      expect(Number(pid)).toBeGreaterThan(1);
-      return m().ok(['nsenter', '-t', pid, '-m', 'cat', '/run/credentials/cvm-agent.service/controller-token']).stdout.trim();
-    };
-    expect(credential()).toBe(TOKEN);
-    // Encrypted at rest: a different token, so the credential shows which file systemd used.
-    m().writeFile('/root/token.txt', `${TOKEN}-encrypted\n`, 0o600);
-    op(m(), 'sudo systemd-creds encrypt --name=controller-token token.txt /etc/cvm-agent/controller-token.cred');
-    op(m(), 'sudo mkdir -p /etc/systemd/system/cvm-agent.service.d');
-    op(m(), "printf '[Service]\\nLoadCredential=\\nLoadCredentialEncrypted=controller-token:/etc/cvm-agent/controller-token.cred\\n' | sudo tee /etc/systemd/system/cvm-agent.service.d/credential.conf");
-    op(m(), 'sudo systemctl daemon-reload');
-    op(m(), 'sudo systemctl restart cvm-agent');
-    await waitFor('the agent after the restart', RESTART_BOUND_MS, running(m()));
-    expect(credential()).toBe(`${TOKEN}-encrypted`);
-    expect(m().ok(['cat', '/etc/cvm-agent/controller-token.cred']).stdout).not.toContain(TOKEN);
-  }, RESTART_BOUND_MS * 2 + 60_000);
+  it(
+    'the controller token reaches the agent as a credential, plain and encrypted',
+    async () => {
+      op(m(), 'sudo install -m 0600 -o root -g root /dev/stdin /etc/cvm-agent/controller-token <<< "$TOKEN"', { env: { TOKEN } });
+      op(m(), 'sudo systemctl restart cvm-agent');
+      await waitFor('the agent after the restart', RESTART_BOUND_MS, running(m()));
+      // The unit has its own mount namespace (PrivateMounts=, ProtectSystem=...): systemd mounts the
+      // credentials there, so read them as the agent sees them.
+      const credential = () => {
+        const pid = m().show('cvm-agent.service', 'MainPID').MainPID!;
+        expect(Number(pid)).toBeGreaterThan(1);
+        return m().ok(['nsenter', '-t', pid, '-m', 'cat', '/run/credentials/cvm-agent.service/controller-token']).stdout.trim();
+      };
+      expect(credential()).toBe(TOKEN);
+      // Encrypted at rest: a different token, so the credential shows which file systemd used.
+      m().writeFile('/root/token.txt', `${TOKEN}-encrypted\n`, 0o600);
+      op(m(), 'sudo systemd-creds encrypt --name=controller-token token.txt /etc/cvm-agent/controller-token.cred');
+      op(m(), 'sudo mkdir -p /etc/systemd/system/cvm-agent.service.d');
+      op(
+        m(),
+        "printf '[Service]\\nLoadCredential=\\nLoadCredentialEncrypted=controller-token:/etc/cvm-agent/controller-token.cred\\n' | sudo tee /etc/systemd/system/cvm-agent.service.d/credential.conf",
+      );
+      op(m(), 'sudo systemctl daemon-reload');
+      op(m(), 'sudo systemctl restart cvm-agent');
+      await waitFor('the agent after the restart', RESTART_BOUND_MS, running(m()));
+      expect(credential()).toBe(`${TOKEN}-encrypted`);
+      expect(m().ok(['cat', '/etc/cvm-agent/controller-token.cred']).stdout).not.toContain(TOKEN);
+    },
+    RESTART_BOUND_MS * 2 + 60_000,
+  );
 
-  it('kill -9 of the main process: systemd restarts the agent and its history survives', async () => {
-    const s0 = await waitFor('the agent running', START_BOUND_MS, running(m()));
-    // The last cycle is on disk before the kill (history.json is replaced atomically per cycle).
-    const persisted = await waitFor('a persisted history record', START_BOUND_MS, () => {
-      const r = m().exec(['cat', '/var/lib/cvm-agent/history.json']);
-      const ids = r.status === 0 ? (JSON.parse(r.stdout) as { records: { id: number }[] }).records.map((x) => x.id) : [];
-      return ids.length > 0 ? ids : undefined;
-    });
-    m().kill('KILL', s0.MainPID);
-    const s1 = await waitFor('a restarted agent', RESTART_BOUND_MS, restarted(m(), s0.MainPID));
-    expect(Number(s1.NRestarts)).toBe(Number(s0.NRestarts) + 1);
-    const ids = agentStatus(m()).recent.map((r) => r.id);
-    expect(ids).toEqual(expect.arrayContaining(persisted));
-    expect(Math.max(...ids)).toBeGreaterThan(Math.max(...persisted)); // and it attested again at start
-  }, RESTART_BOUND_MS + START_BOUND_MS * 2 + 30_000);
+  it(
+    'kill -9 of the main process: systemd restarts the agent and its history survives',
+    async () => {
+      const s0 = await waitFor('the agent running', START_BOUND_MS, running(m()));
+      // The last cycle is on disk before the kill (history.json is replaced atomically per cycle).
+      const persisted = await waitFor('a persisted history record', START_BOUND_MS, () => {
+        const r = m().exec(['cat', '/var/lib/cvm-agent/history.json']);
+        const ids = r.status === 0 ? (JSON.parse(r.stdout) as { records: { id: number }[] }).records.map((x) => x.id) : [];
+        return ids.length > 0 ? ids : undefined;
+      });
+      m().kill('KILL', s0.MainPID);
+      const s1 = await waitFor('a restarted agent', RESTART_BOUND_MS, restarted(m(), s0.MainPID));
+      expect(Number(s1.NRestarts)).toBe(Number(s0.NRestarts) + 1);
+      const ids = agentStatus(m()).recent.map((r) => r.id);
+      expect(ids).toEqual(expect.arrayContaining(persisted));
+      expect(Math.max(...ids)).toBeGreaterThan(Math.max(...persisted)); // and it attested again at start
+    },
+    RESTART_BOUND_MS + START_BOUND_MS * 2 + 30_000,
+  );
 
-  it('a blocked event loop trips the watchdog: SIGABRT, then a restart', async () => {
-    const s0 = m().show('cvm-agent.service', 'MainPID', 'NRestarts');
-    m().kill('USR2', s0.MainPID); // test hook: block the event loop
-    const s1 = await waitFor('the watchdog restart', WATCHDOG_BOUND_MS, restarted(m(), s0.MainPID), 1000);
-    expect(Number(s1.NRestarts)).toBe(Number(s0.NRestarts) + 1);
-    const pid1 = m().journal(['-u', 'cvm-agent.service']).filter((e) => e._PID === '1').map((e) => e.MESSAGE ?? '');
-    expect(pid1.some((msg) => msg.includes('Watchdog timeout'))).toBe(true);
-    expect(agentLines(m()).some((e) => e._PID === s0.MainPID && e.MESSAGE?.includes('SIGUSR2 (test hook)'))).toBe(true);
-  }, WATCHDOG_BOUND_MS + 30_000);
+  it(
+    'a blocked event loop trips the watchdog: SIGABRT, then a restart',
+    async () => {
+      const s0 = m().show('cvm-agent.service', 'MainPID', 'NRestarts');
+      m().kill('USR2', s0.MainPID); // test hook: block the event loop
+      const s1 = await waitFor('the watchdog restart', WATCHDOG_BOUND_MS, restarted(m(), s0.MainPID), 1000);
+      expect(Number(s1.NRestarts)).toBe(Number(s0.NRestarts) + 1);
+      const pid1 = m()
+        .journal(['-u', 'cvm-agent.service'])
+        .filter((e) => e._PID === '1')
+        .map((e) => e.MESSAGE ?? '');
+      expect(pid1.some((msg) => msg.includes('Watchdog timeout'))).toBe(true);
+      expect(agentLines(m()).some((e) => e._PID === s0.MainPID && e.MESSAGE?.includes('SIGUSR2 (test hook)'))).toBe(true);
+    },
+    WATCHDOG_BOUND_MS + 30_000,
+  );
 
   it('systemctl stop drains: the agent exits 0 on SIGTERM before TimeoutStopSec (no SIGKILL)', () => {
     const pid = m().show('cvm-agent.service', 'MainPID').MainPID;
@@ -330,7 +366,9 @@ describe.sequential('boot test: the .deb (install, upgrade, remove, purge)', () 
   beforeAll(async () => {
     hostOp('npm run package:deb', checkout);
     hostOp(`npm run package:deb -- --version "$(node -p 'require("./package.json").version')-2"`, checkout);
-    const debs = readdirSync(join(checkout, 'dist-pkg')).filter((f) => f.endsWith('.deb')).sort();
+    const debs = readdirSync(join(checkout, 'dist-pkg'))
+      .filter((f) => f.endsWith('.deb'))
+      .sort();
     expect(debs).toHaveLength(2);
     m = new Machine(lower, 'deb');
     copyFileSync(join(checkout, 'dist-pkg', debs[0]!), join(m.root, 'root', debs[0]!));
@@ -345,8 +383,10 @@ describe.sequential('boot test: the .deb (install, upgrade, remove, purge)', () 
     expect(r.out).not.toMatch(/warning|error/i);
     expect(m.ok(['dpkg-query', '-W', '-f', '${Status} ${Version}', 'cvm-agent']).stdout).toMatch(/^install ok installed \d+\.\d+\.\d+-1$/);
     expect(m.ok(['getent', 'passwd', 'cvm-agent']).stdout).toMatch(/^cvm-agent:x:\d+:\d+:.*:\/usr\/sbin\/nologin\n$/);
-    expect(m.ok(['stat', '-c', '%a %U:%G', '/etc/cvm-agent', '/run/cvm-agent']).stdout.trim().split('\n'))
-      .toEqual(['750 root:cvm-agent', '750 cvm-agent:cvm-agent']);
+    expect(m.ok(['stat', '-c', '%a %U:%G', '/etc/cvm-agent', '/run/cvm-agent']).stdout.trim().split('\n')).toEqual([
+      '750 root:cvm-agent',
+      '750 cvm-agent:cvm-agent',
+    ]);
     expect(m.exec(['systemctl', 'is-enabled', 'cvm-agent.service', 'cvm-agent.socket']).stdout.trim().split('\n')).toEqual(['disabled', 'disabled']);
     expect(m.exec(['systemctl', 'is-active', 'cvm-agent.service', 'cvm-agent.socket']).stdout.trim().split('\n')).toEqual(['inactive', 'inactive']);
     expect(m.ok(['cvm-agent', '--version']).stdout.trim()).toMatch(/^cvm-agent \d+\.\d+\.\d+/);
@@ -355,19 +395,23 @@ describe.sequential('boot test: the .deb (install, upgrade, remove, purge)', () 
 
   serviceBehaviour(() => m, it);
 
-  it('dpkg -i of a higher version upgrades in place: the running agent restarts on the new files, state kept', async () => {
-    m.ok(['systemctl', 'start', 'cvm-agent.service']);
-    const s0 = await waitFor('the agent running before the upgrade', START_BOUND_MS, running(m));
-    const before = agentStatus(m).recent.map((r) => r.id);
-    op(m, 'sudo dpkg -i ./cvm-agent_*.deb', { cwd: '/root/upgrade' });
-    expect(m.ok(['dpkg-query', '-W', '-f', '${Version}', 'cvm-agent']).stdout).toMatch(/-2$/);
-    await waitFor('the agent restarted by the upgrade', RESTART_BOUND_MS, restarted(m, s0.MainPID));
-    expect(agentStatus(m).recent.map((r) => r.id)).toEqual(expect.arrayContaining(before));
-    // "running": the socket is up and held by the running agent.
-    expect(m.show('cvm-agent.socket', 'ActiveState', 'SubState')).toEqual({ ActiveState: 'active', SubState: 'running' });
-    expect(m.exec(['systemctl', 'is-enabled', 'cvm-agent.service']).stdout.trim()).toBe('enabled');
-    expect(m.ok(['dpkg', '--audit']).out).toBe('');
-  }, START_BOUND_MS + RESTART_BOUND_MS + 60_000);
+  it(
+    'dpkg -i of a higher version upgrades in place: the running agent restarts on the new files, state kept',
+    async () => {
+      m.ok(['systemctl', 'start', 'cvm-agent.service']);
+      const s0 = await waitFor('the agent running before the upgrade', START_BOUND_MS, running(m));
+      const before = agentStatus(m).recent.map((r) => r.id);
+      op(m, 'sudo dpkg -i ./cvm-agent_*.deb', { cwd: '/root/upgrade' });
+      expect(m.ok(['dpkg-query', '-W', '-f', '${Version}', 'cvm-agent']).stdout).toMatch(/-2$/);
+      await waitFor('the agent restarted by the upgrade', RESTART_BOUND_MS, restarted(m, s0.MainPID));
+      expect(agentStatus(m).recent.map((r) => r.id)).toEqual(expect.arrayContaining(before));
+      // "running": the socket is up and held by the running agent.
+      expect(m.show('cvm-agent.socket', 'ActiveState', 'SubState')).toEqual({ ActiveState: 'active', SubState: 'running' });
+      expect(m.exec(['systemctl', 'is-enabled', 'cvm-agent.service']).stdout.trim()).toBe('enabled');
+      expect(m.ok(['dpkg', '--audit']).out).toBe('');
+    },
+    START_BOUND_MS + RESTART_BOUND_MS + 60_000,
+  );
 
   it('dpkg -r stops and disables the agent and removes the program; configuration and state stay', () => {
     op(m, 'sudo dpkg -r cvm-agent');
@@ -386,9 +430,17 @@ describe.sequential('boot test: the .deb (install, upgrade, remove, purge)', () 
   it('dpkg --purge removes the configuration, state and cache as well', () => {
     op(m, 'sudo dpkg --purge cvm-agent');
     expect(m.exec(['dpkg-query', '-W', '-f', '${Status}', 'cvm-agent']).stdout).not.toContain('installed');
-    for (const p of ['/usr/lib/cvm-agent', '/usr/bin/cvm-agent', '/usr/lib/systemd/system/cvm-agent.service',
-      '/usr/lib/sysusers.d/cvm-agent.conf', '/etc/cvm-agent', '/var/lib/cvm-agent', '/var/cache/cvm-agent', '/run/cvm-agent',
-      '/etc/systemd/system/sockets.target.wants/cvm-agent.socket']) {
+    for (const p of [
+      '/usr/lib/cvm-agent',
+      '/usr/bin/cvm-agent',
+      '/usr/lib/systemd/system/cvm-agent.service',
+      '/usr/lib/sysusers.d/cvm-agent.conf',
+      '/etc/cvm-agent',
+      '/var/lib/cvm-agent',
+      '/var/cache/cvm-agent',
+      '/run/cvm-agent',
+      '/etc/systemd/system/sockets.target.wants/cvm-agent.socket',
+    ]) {
       expect(m.exec(['test', '-e', p]).status, `${p} is left after purge`).not.toBe(0);
     }
     // No agent process left (the image has no procps: read /proc).
@@ -406,8 +458,13 @@ function bootTestBlocks(text: string, file: string): string[] {
   const lines = text.split('\n');
   for (let i = 0; i < lines.length; i++) {
     if (lines[i] !== '```sh') continue;
-    const marker = lines.slice(0, i).reverse().find((l) => l.trim() !== '');
-    expect(marker, `${file}:${i + 1}: a sh block without a <!-- boot test --> or <!-- test/... --> marker`).toMatch(/^<!-- (boot test|test\/\S+\.test\.ts) -->$/);
+    const marker = lines
+      .slice(0, i)
+      .reverse()
+      .find((l) => l.trim() !== '');
+    expect(marker, `${file}:${i + 1}: a sh block without a <!-- boot test --> or <!-- test/... --> marker`).toMatch(
+      /^<!-- (boot test|test\/\S+\.test\.ts) -->$/,
+    );
     const block: string[] = [];
     for (i++; lines[i] !== '```'; i++) block.push(lines[i]!);
     if (marker !== '<!-- boot test -->') continue;

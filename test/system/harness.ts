@@ -6,7 +6,17 @@
  */
 import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import {
-  chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync,
+  chmodSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  rmdirSync,
+  statSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,7 +29,12 @@ const BOOT_SCRIPT = join(systemDir, 'boot.sh');
 /** The PATH a root shell in the booted Debian has. */
 const GUEST_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
-export interface Run { status: number | null; stdout: string; stderr: string; out: string }
+export interface Run {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+  out: string;
+}
 
 function toRun(r: SpawnSyncReturns<string>, what: string): Run {
   if (r.error) throw new Error(`${what}: could not run: ${r.error.message}`);
@@ -30,10 +45,16 @@ function toRun(r: SpawnSyncReturns<string>, what: string): Run {
 
 /** Runs a host command; throws with its output when it does not exit 0. */
 export function hostRun(cmd: string, args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Run {
-  const r = toRun(spawnSync(cmd, args, {
-    encoding: 'utf8', timeout: opts.timeoutMs ?? 600_000, env: opts.env ?? process.env, cwd: opts.cwd ?? repoRoot,
-    maxBuffer: 64 * 1024 * 1024,
-  }), cmd);
+  const r = toRun(
+    spawnSync(cmd, args, {
+      encoding: 'utf8',
+      timeout: opts.timeoutMs ?? 600_000,
+      env: opts.env ?? process.env,
+      cwd: opts.cwd ?? repoRoot,
+      maxBuffer: 64 * 1024 * 1024,
+    }),
+    cmd,
+  );
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}:\n${r.out.slice(-4000)}`);
   return r;
 }
@@ -85,8 +106,7 @@ export class Machine {
     this.log = join(this.dir, 'boot.log');
     this.cgroup = `cvm-boot-${tag}-${process.pid}-${Date.now()}`;
     for (const d of ['upper', 'work', 'root']) mkdirSync(join(this.dir, d));
-    hostRun('mount', ['-t', 'overlay', 'overlay', '-o',
-      `lowerdir=${lower},upperdir=${join(this.dir, 'upper')},workdir=${join(this.dir, 'work')}`, this.root]);
+    hostRun('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${join(this.dir, 'upper')},workdir=${join(this.dir, 'work')}`, this.root]);
     this.mounted = true;
   }
 
@@ -103,12 +123,17 @@ export class Machine {
     child.unref();
     this.bootPid = child.pid!;
     // unshare --fork: the container's PID 1 is the only child of the unshare process.
-    this.initPid = await waitFor('the container init to start', 60_000, () => {
-      const kids = readFileSync(`/proc/${this.bootPid}/task/${this.bootPid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
-      if (kids.length !== 1) return undefined;
-      const comm = readFileSync(`/proc/${kids[0]}/comm`, 'utf8').trim();
-      return comm === 'systemd' ? Number(kids[0]) : undefined;
-    }, 200);
+    this.initPid = await waitFor(
+      'the container init to start',
+      60_000,
+      () => {
+        const kids = readFileSync(`/proc/${this.bootPid}/task/${this.bootPid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+        if (kids.length !== 1) return undefined;
+        const comm = readFileSync(`/proc/${kids[0]}/comm`, 'utf8').trim();
+        return comm === 'systemd' ? Number(kids[0]) : undefined;
+      },
+      200,
+    );
     const state = await waitFor('systemd to finish booting', 180_000, () => {
       const r = this.exec(['systemctl', 'is-system-running']);
       const s = r.stdout.trim();
@@ -124,11 +149,35 @@ export class Machine {
     if (!this.initPid) throw new Error('the machine is not booted');
     // setsid: the command gets its own session and process group, so that nothing run inside
     // (a `kill 0`, a terminal signal) can reach the test runner's process group on the host.
-    return toRun(spawnSync('setsid', ['--wait', 'nsenter', '-t', String(this.initPid), '-a', '-r', '-w',
-      'env', '-i', `PATH=${GUEST_PATH}`, 'LANG=C.UTF-8', 'HOME=/root', 'SYSTEMD_PAGER=', 'SYSTEMD_COLORS=0', ...argv], {
-      encoding: 'utf8', timeout: opts.timeoutMs ?? 120_000, maxBuffer: 64 * 1024 * 1024,
-      ...(opts.input !== undefined ? { input: opts.input } : {}),
-    }), argv.join(' '));
+    return toRun(
+      spawnSync(
+        'setsid',
+        [
+          '--wait',
+          'nsenter',
+          '-t',
+          String(this.initPid),
+          '-a',
+          '-r',
+          '-w',
+          'env',
+          '-i',
+          `PATH=${GUEST_PATH}`,
+          'LANG=C.UTF-8',
+          'HOME=/root',
+          'SYSTEMD_PAGER=',
+          'SYSTEMD_COLORS=0',
+          ...argv,
+        ],
+        {
+          encoding: 'utf8',
+          timeout: opts.timeoutMs ?? 120_000,
+          maxBuffer: 64 * 1024 * 1024,
+          ...(opts.input !== undefined ? { input: opts.input } : {}),
+        },
+      ),
+      argv.join(' '),
+    );
   }
 
   /** exec that must succeed. */
@@ -164,16 +213,25 @@ export class Machine {
   /** `systemctl show UNIT -p ...` as a record. */
   show(unit: string, ...props: string[]): Record<string, string> {
     const r = this.ok(['systemctl', 'show', unit, ...props.flatMap((p) => ['-p', p])]);
-    return Object.fromEntries(r.stdout.trim().split('\n').filter(Boolean).map((l) => {
-      const i = l.indexOf('=');
-      return [l.slice(0, i), l.slice(i + 1)];
-    }));
+    return Object.fromEntries(
+      r.stdout
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => {
+          const i = l.indexOf('=');
+          return [l.slice(0, i), l.slice(i + 1)];
+        }),
+    );
   }
 
   /** journalctl -o json lines as objects. */
   journal(args: string[]): Record<string, string>[] {
     const r = this.ok(['journalctl', '--no-pager', '-o', 'json', ...args]);
-    return r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, string>);
+    return r.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, string>);
   }
 
   /** What went wrong, for a failed assertion: the unit's status and the end of the journal. */
@@ -187,7 +245,11 @@ export class Machine {
   /** Kills the container (PID 1 of its namespace takes everything with it), unmounts, removes. */
   destroy(): void {
     if (this.initPid) {
-      try { process.kill(this.initPid, 'SIGKILL'); } catch { /* already gone */ }
+      try {
+        process.kill(this.initPid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
     }
     if (this.bootPid) {
       const until = Date.now() + 30_000;
@@ -209,5 +271,9 @@ function removeCgroup(dir: string): void {
   for (const e of readdirSync(dir, { withFileTypes: true })) {
     if (e.isDirectory()) removeCgroup(join(dir, e.name));
   }
-  try { rmdirSync(dir); } catch { /* still busy: left for the next run's host reboot */ }
+  try {
+    rmdirSync(dir);
+  } catch {
+    /* still busy: left for the next run's host reboot */
+  }
 }

@@ -109,7 +109,9 @@ describe('local API over a Unix socket', () => {
     expect((await call(stalePath, 'GET', '/v1/health')).status).toBe(200);
     const filePath = join(dir, 'file.sock');
     writeFileSync(filePath, 'not a socket');
-    await expect(listenUnix(createApiServer(service, { authorization: {}, maxRequestBytes: 1, requestTimeoutMs: 1000 }), { path: filePath, env: {} })).rejects.toThrow(/not a socket/);
+    await expect(
+      listenUnix(createApiServer(service, { authorization: {}, maxRequestBytes: 1, requestTimeoutMs: 1000 }), { path: filePath, env: {} }),
+    ).rejects.toThrow(/not a socket/);
   });
 });
 
@@ -132,9 +134,15 @@ describe('authorization table', () => {
 
   it('matches gids against the primary gid and every supplementary group, and says which', () => {
     const table = { status: { gids: [50] } };
-    expect(authorize('status', { pid: 1, uid: 7, gid: 7, groups: [49, 50] }, table, 99)).toEqual({ allowed: true, reason: 'supplementary group 50 is allow-listed' });
+    expect(authorize('status', { pid: 1, uid: 7, gid: 7, groups: [49, 50] }, table, 99)).toEqual({
+      allowed: true,
+      reason: 'supplementary group 50 is allow-listed',
+    });
     expect(authorize('status', { pid: 1, uid: 7, gid: 50, groups: [] }, table, 99).reason).toBe('gid 50 is allow-listed');
-    expect(authorize('status', { pid: 1, uid: 7, gid: 7, groups: [49] }, table, 99)).toEqual({ allowed: false, reason: 'uid 7 / gid 7 / groups 49 is not allow-listed for status' });
+    expect(authorize('status', { pid: 1, uid: 7, gid: 7, groups: [49] }, table, 99)).toEqual({
+      allowed: false,
+      reason: 'uid 7 / gid 7 / groups 49 is not allow-listed for status',
+    });
     expect(authorize('status', { pid: 1, uid: 7, gid: 7 }, table, 99).reason).toContain('supplementary groups unknown');
     // A uid rule says nothing about groups.
     expect(authorize('secrets', { pid: 1, uid: 7, gid: 7, groups: [1234] }, { secrets: { uids: [1234] } }, 99).allowed).toBe(false);
@@ -174,7 +182,24 @@ describe('request targets (RFC 9112 origin-form only)', () => {
     expect(parseTarget("/a:b@c!$&'()*+,;=-._~/?/?").pathname).toBe("/a:b@c!$&'()*+,;=-._~/");
   });
 
-  it.each(['http://[', 'http://a:99999/x', '//[/x', 'http://localhost/v1/health', '*', 'localhost:80', '', 'v1/health', '/v1/health#frag', '/a b', '/%zz', '/%4', '/\\', '/v1?%', '/\u00e9', '/\u0000'])('refuses %j with a 400 problem', (target) => {
+  it.each([
+    'http://[',
+    'http://a:99999/x',
+    '//[/x',
+    'http://localhost/v1/health',
+    '*',
+    'localhost:80',
+    '',
+    'v1/health',
+    '/v1/health#frag',
+    '/a b',
+    '/%zz',
+    '/%4',
+    '/\\',
+    '/v1?%',
+    '/\u00e9',
+    '/\u0000',
+  ])('refuses %j with a 400 problem', (target) => {
     expect(() => parseTarget(target)).toThrow(expect.objectContaining({ status: 400, slug: 'bad-target' }));
   });
 

@@ -24,8 +24,12 @@ class FlakyGpus implements GpuSource {
   readyWrites: boolean[] = [];
   ready = false;
   constructor(private inner: GpuSource) {}
-  list() { return this.inner.list(); }
-  systemState() { return this.inner.systemState(); }
+  list() {
+    return this.inner.list();
+  }
+  systemState() {
+    return this.inner.systemState();
+  }
   async collect(nonce: Uint8Array): Promise<GpuEvidence[]> {
     if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
     const ev = await this.inner.collect(nonce);
@@ -36,8 +40,13 @@ class FlakyGpus implements GpuSource {
     }
     return ev;
   }
-  async getReadyState() { return this.ready; }
-  async setReadyState(v: boolean) { this.readyWrites.push(v); this.ready = v; }
+  async getReadyState() {
+    return this.ready;
+  }
+  async setReadyState(v: boolean) {
+    this.readyWrites.push(v);
+    this.ready = v;
+  }
 }
 
 function deps(gpus: GpuSource, over: Partial<AttestationCycleDeps> = {}): AttestationCycleDeps {
@@ -95,7 +104,13 @@ describe('AttestationCycle', () => {
 
   it('never sets the ready state when the CPU fails, even if every GPU passes', async () => {
     const gpus = new FlakyGpus(sim.gpus!);
-    const failingCpu = { source: 'simulated' as const, simulated: true, collect: async () => { throw new Error('sev-guest: EIO'); } };
+    const failingCpu = {
+      source: 'simulated' as const,
+      simulated: true,
+      collect: async () => {
+        throw new Error('sev-guest: EIO');
+      },
+    };
     const r = await new AttestationCycle(deps(gpus, { cpu: failingCpu })).run({ reason: 'cli' });
     expect(r.ok).toBe(false);
     expect(r.error).toContain('EIO');

@@ -15,8 +15,12 @@ const v2 = join(vectorsDir, 'snp/trustee_az-snp-vtpm_evidence-v2.json');
 const genoa = join(vectorsDir, 'snp/trustee_az-snp-vtpm_evidence-genoa.json');
 let dir: string;
 
-beforeAll(() => { dir = mkdtempSync(join(tmpdir(), 'cvm-azure-cli-')); });
-afterAll(() => { rmSync(dir, { recursive: true, force: true }); });
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'cvm-azure-cli-'));
+});
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
 
 async function run(args: string[]) {
   const out: string[] = [];
@@ -38,8 +42,34 @@ describe('cvm-agent verify azure', () => {
   });
 
   it('v2 and Genoa with --nonce HEX verify; a wrong nonce exits 1', async () => {
-    expect((await run(['verify', 'azure', '--evidence', v2, '--nonce', '982f5c6e45df0ed3f10b6f60b02f0c8390e281300f3805e2279c16168cd6ae9aa398f647caa2338748cd0fd9f5f819ef', '--at', AT])).code).toBe(3);
-    expect((await run(['verify', 'azure', '--evidence', genoa, '--nonce', '0218488bae25d2509232bf676f1a66a30d7372add909109b36016ef136f2938ca05475f8b46094de6b64270ea35d950f', '--at', AT])).code).toBe(3);
+    expect(
+      (
+        await run([
+          'verify',
+          'azure',
+          '--evidence',
+          v2,
+          '--nonce',
+          '982f5c6e45df0ed3f10b6f60b02f0c8390e281300f3805e2279c16168cd6ae9aa398f647caa2338748cd0fd9f5f819ef',
+          '--at',
+          AT,
+        ])
+      ).code,
+    ).toBe(3);
+    expect(
+      (
+        await run([
+          'verify',
+          'azure',
+          '--evidence',
+          genoa,
+          '--nonce',
+          '0218488bae25d2509232bf676f1a66a30d7372add909109b36016ef136f2938ca05475f8b46094de6b64270ea35d950f',
+          '--at',
+          AT,
+        ])
+      ).code,
+    ).toBe(3);
     const bad = await run(['verify', 'azure', '--evidence', v1, '--nonce-text', 'other', '--at', AT]);
     expect(bad.code).toBe(1);
     expect(bad.out).toMatch(/CONTRAINDICATED/);

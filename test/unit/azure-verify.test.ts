@@ -6,7 +6,13 @@
 import { describe, expect, it } from 'vitest';
 import { createPublicKey } from 'node:crypto';
 import { vector } from '../helpers/paths.js';
-import { parseAzureEvidence, parseImdsCertification, expectationsFor, qualifyingDataFor, type AzureEvidence } from '../../agent/formats/azure/evidence-formats.js';
+import {
+  parseAzureEvidence,
+  parseImdsCertification,
+  expectationsFor,
+  qualifyingDataFor,
+  type AzureEvidence,
+} from '../../agent/formats/azure/evidence-formats.js';
 import { verifyAzureEvidence } from '../../agent/attest/verify-and-appraise.js';
 import { verifyQuote, verifyQuoteSignature } from '../../agent/verify/azure/quote.js';
 import { parseHclReport } from '../../agent/formats/azure/hcl.js';
@@ -37,7 +43,18 @@ describe('verifyAzureEvidence on real evidence', () => {
     it(`${label}: quote, PCR digest, binding, SNP signature and chain all pass`, () => {
       const ev = load(file);
       const r = verifyAzureEvidence(ev, { at: AT, nonce });
-      for (const n of ['azure.hcl.parse', 'azure.hcl.report-data', 'azure.quote.signature', 'azure.quote.nonce', 'azure.quote.pcr-digest', 'snp.signature', 'snp.chain.ask', 'snp.chain.ark', 'snp.policy.vmpl', 'snp.tcb.vcek-match']) {
+      for (const n of [
+        'azure.hcl.parse',
+        'azure.hcl.report-data',
+        'azure.quote.signature',
+        'azure.quote.nonce',
+        'azure.quote.pcr-digest',
+        'snp.signature',
+        'snp.chain.ask',
+        'snp.chain.ark',
+        'snp.policy.vmpl',
+        'snp.tcb.vcek-match',
+      ]) {
         expect(findCheck(r.checks, n).ok, `${n}: ${findCheck(r.checks, n).detail}`).toBe(true);
       }
       expectAllPassButRevocation(r.checks);
@@ -199,7 +216,8 @@ function decodeAzureQuoteBin(b: Buffer) {
   const pcrs = Array.from({ length: count }, (_, i) => b.subarray(p + 32 * i, p + 32 * (i + 1)));
   return { message, signature: { format: 'raw' as const, bytes: signature }, pcrs };
 }
-const pemCerts = (t: string) => [...t.matchAll(/-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g)].map((m) => Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64'));
+const pemCerts = (t: string) =>
+  [...t.matchAll(/-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g)].map((m) => Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64'));
 
 describe('azure_quote.bin with azure_akpub.pem', () => {
   const quote = decodeAzureQuoteBin(vector('snp/azure_quote.bin'));
@@ -207,7 +225,9 @@ describe('azure_quote.bin with azure_akpub.pem', () => {
   it('verifies (RSASSA-PKCS1-v1_5/SHA-256), nonce "challenge", PCR digest', () => {
     const v = verifyQuote(quote, ak, undefined, { nonce: Buffer.from('challenge') });
     expect(v.checks.map((c) => [c.name, c.ok])).toEqual([
-      ['azure.quote.signature', true], ['azure.quote.nonce', true], ['azure.quote.pcr-digest', true],
+      ['azure.quote.signature', true],
+      ['azure.quote.nonce', true],
+      ['azure.quote.pcr-digest', true],
     ]);
     expect(v.attest?.quote?.pcrSelect[0]?.pcrs).toEqual(Array.from({ length: 24 }, (_, i) => i));
   });
@@ -234,8 +254,16 @@ describe('evidence formats', () => {
   it('decodes CoCo v1/v2 and rejects unknown shapes with ParseError', () => {
     expect(load('trustee_az-snp-vtpm_evidence-v1.json').format).toBe('coco-v1');
     expect(load('trustee_az-snp-vtpm_evidence-v2.json').format).toBe('coco-v2');
-    for (const bad of ['[]', '{}', 'nope', '{"version":3,"tpm_quote":{}}', '{"kind":"x"}', '{"kind":"azure-snp-vtpm","version":1,"quote":{"message":"zz"}}',
-      '{"quote":{"message":[256],"pcrs":[],"signature":[]},"report":[1]}', '{"version":1,"tpm_quote":{"message":"00","signature":"00","pcrs":"x"},"hcl_report":"AA"}']) {
+    for (const bad of [
+      '[]',
+      '{}',
+      'nope',
+      '{"version":3,"tpm_quote":{}}',
+      '{"kind":"x"}',
+      '{"kind":"azure-snp-vtpm","version":1,"quote":{"message":"zz"}}',
+      '{"quote":{"message":[256],"pcrs":[],"signature":[]},"report":[1]}',
+      '{"version":1,"tpm_quote":{"message":"00","signature":"00","pcrs":"x"},"hcl_report":"AA"}',
+    ]) {
       expect(() => parseAzureEvidence(bad), bad).toThrow(ParseError);
     }
   });

@@ -20,7 +20,10 @@ beforeAll(() => {
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('readBoundedSync / readBounded', () => {
-  for (const [name, read] of [['sync', async (p: string, o = {}) => readBoundedSync(p, 'snpReport', o)], ['async', (p: string, o = {}) => readBounded(p, 'snpReport', o)]] as const) {
+  for (const [name, read] of [
+    ['sync', async (p: string, o = {}) => readBoundedSync(p, 'snpReport', o)],
+    ['async', (p: string, o = {}) => readBounded(p, 'snpReport', o)],
+  ] as const) {
     it(`${name}: a file of exactly the cap is read whole; one byte more is refused with its size`, async () => {
       expect((await read(join(dir, 'at-cap'))).length).toBe(CAP);
       expect((await read(join(dir, 'small'))).toString()).toBe('hello');

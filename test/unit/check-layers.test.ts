@@ -40,7 +40,13 @@ describe('check-layers', () => {
   });
 
   it('rejects a new root-level file and an import of one', () => {
-    const { violations } = checkLayers(new Map([['stray.ts', ''], ['daemon/d.ts', "import { x } from '../stray.js';"]]), none);
+    const { violations } = checkLayers(
+      new Map([
+        ['stray.ts', ''],
+        ['daemon/d.ts', "import { x } from '../stray.js';"],
+      ]),
+      none,
+    );
     expect(violations.map((v) => v.reason)).toEqual([expect.stringContaining('"stray.ts" has no layer'), expect.stringContaining('"stray.ts" has no layer')]);
   });
 
@@ -55,7 +61,10 @@ describe('check-layers', () => {
   });
 
   it('listed debt hides only its own edge, and a debt entry that no longer occurs is reported', () => {
-    const debt = new Map([['verify -> appraise', 'r'], ['link -> daemon', 'r']]);
+    const debt = new Map([
+      ['verify -> appraise', 'r'],
+      ['link -> daemon', 'r'],
+    ]);
     const files = new Map([['verify/v.ts', "import type { P } from '../appraise/p.js';\nimport { s } from '../simulation/s.js';"]]);
     const { violations, staleDebt } = checkLayers(files, debt);
     expect(violations.map((v) => v.to)).toEqual(['simulation']);

@@ -14,20 +14,47 @@ import { buildSimulatedReport, loadOrCreateSimGpuIdentity, simulatedRims } from 
 async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
-  const io = { stdout: { write: (s: string) => { out += s; } }, stderr: { write: (s: string) => { err += s; } }, env: {}, cwd: join(vectorsDir, 'nvidia') };
+  const io = {
+    stdout: {
+      write: (s: string) => {
+        out += s;
+      },
+    },
+    stderr: {
+      write: (s: string) => {
+        err += s;
+      },
+    },
+    env: {},
+    cwd: join(vectorsDir, 'nvidia'),
+  };
   const code = await main(['verify', 'gpu', ...args], io);
   return { code, out, err };
 }
 
 const C = 'nvtrust/hopper-545-complete';
-const base545 = ['--report', `${C}/attestationReport.txt`, '--chain', `${C}/gpuAkCertChain.txt`, '--nonce', '4cff7f5380ead8fad8ec2c531c110aca4302a88f603792801a8ca29ee151af2e', '--at', '2024-06-01T00:00:00Z'];
+const base545 = [
+  '--report',
+  `${C}/attestationReport.txt`,
+  '--chain',
+  `${C}/gpuAkCertChain.txt`,
+  '--nonce',
+  '4cff7f5380ead8fad8ec2c531c110aca4302a88f603792801a8ca29ee151af2e',
+  '--at',
+  '2024-06-01T00:00:00Z',
+];
 const rims545 = ['--driver-rim', `${C}/Driver_RIM_test_no_gpu.swidtag`, '--vbios-rim', `${C}/1010_0200_882_96005E0001_test_no_gpu.swidtag`];
 
 describe('cvm-agent verify gpu', () => {
   it('545 complete set: exit 3 (only revocation unchecked), JSON shape', async () => {
     const { code, out } = await run([...base545, ...rims545, '--json']);
     expect(code).toBe(3);
-    const j = JSON.parse(out) as { ok: boolean; status: string; simulated: boolean; gpus: { index: number; ok: boolean; status: string; claims: Record<string, unknown>; checks: { name: string; ok: boolean; detail: string }[] }[] };
+    const j = JSON.parse(out) as {
+      ok: boolean;
+      status: string;
+      simulated: boolean;
+      gpus: { index: number; ok: boolean; status: string; claims: Record<string, unknown>; checks: { name: string; ok: boolean; detail: string }[] }[];
+    };
     expect(Object.keys(j).sort()).toEqual(['checks', 'gpus', 'ok', 'simulated', 'status']);
     expect(j).toMatchObject({ ok: true, status: 'warning', simulated: false });
     expect(j.gpus.length).toBe(1);
@@ -70,7 +97,15 @@ describe('cvm-agent verify gpu', () => {
   });
 
   it('a bad signature fails with exit 1', async () => {
-    const { code, out } = await run(['--report', 'attestation-sdk/negative/hopperAttestationReportInvalidSignature.txt', '--chain', 'attestation-sdk/hopper-535/hopperCertChain.txt', '--skip', 'rim', '--json']);
+    const { code, out } = await run([
+      '--report',
+      'attestation-sdk/negative/hopperAttestationReportInvalidSignature.txt',
+      '--chain',
+      'attestation-sdk/hopper-535/hopperCertChain.txt',
+      '--skip',
+      'rim',
+      '--json',
+    ]);
     expect(code).toBe(1);
     const j = JSON.parse(out);
     expect(j.ok).toBe(false);
@@ -79,10 +114,23 @@ describe('cvm-agent verify gpu', () => {
   });
 
   it('--evidence verifies every entry of NVIDIA serialized evidence', async () => {
-    const { code, out } = await run(['--evidence', 'attestation-sdk/evidence-json/multi_gpu_hopper.json', '--nonce', 'e97b23a1718095a0e9e35edca810768c70a6a5a389b705e753b197912bc11576', '--skip', 'rim', '--json']);
+    const { code, out } = await run([
+      '--evidence',
+      'attestation-sdk/evidence-json/multi_gpu_hopper.json',
+      '--nonce',
+      'e97b23a1718095a0e9e35edca810768c70a6a5a389b705e753b197912bc11576',
+      '--skip',
+      'rim',
+      '--json',
+    ]);
     expect(code).toBe(3);
     const j = JSON.parse(out);
-    expect(j.gpus.map((g: { index: number; ok: boolean }) => [g.index, g.ok])).toEqual([[0, true], [1, true], [2, true], [3, true]]);
+    expect(j.gpus.map((g: { index: number; ok: boolean }) => [g.index, g.ok])).toEqual([
+      [0, true],
+      [1, true],
+      [2, true],
+      [3, true],
+    ]);
     const wrong = await run(['--evidence', 'attestation-sdk/evidence-json/multi_gpu_hopper.json', '--nonce', '00'.repeat(32), '--skip', 'rim']);
     expect(wrong.code).toBe(1);
   });

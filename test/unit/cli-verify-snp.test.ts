@@ -39,7 +39,8 @@ describe('cvm-agent verify snp', () => {
   it('--help lists options and exit codes', async () => {
     const r = await run(['--help']);
     expect(r.code).toBe(0);
-    for (const s of ['--report', '--cert', '--crl', '--report-data', '--at', '--policy', '--allow-debug', '--json', 'Exit codes', '3  verified with warnings']) expect(r.stdout).toContain(s);
+    for (const s of ['--report', '--cert', '--crl', '--report-data', '--at', '--policy', '--allow-debug', '--json', 'Exit codes', '3  verified with warnings'])
+      expect(r.stdout).toContain(s);
   });
 
   it('exit 3 (warnings only: no CRL) for a real report, readable table', async () => {
@@ -57,7 +58,14 @@ describe('cvm-agent verify snp', () => {
   });
 
   it('GHCB cert table as --cert (VCEK+ASK+ARK): chain accepted, signature of another chip rejected', async () => {
-    const r = await run(['--report', snp('trustee_snp_test-report.bin'), '--cert', snp('synthetic_certtable_gcp_milan_rfc4122_pagepadded.bin'), ...AT, '--json']);
+    const r = await run([
+      '--report',
+      snp('trustee_snp_test-report.bin'),
+      '--cert',
+      snp('synthetic_certtable_gcp_milan_rfc4122_pagepadded.bin'),
+      ...AT,
+      '--json',
+    ]);
     const out = JSON.parse(r.stdout);
     const by = Object.fromEntries(out.checks.map((c: { name: string }) => [c.name, c]));
     expect(by['snp.chain.ask'].ok).toBe(true);
@@ -67,7 +75,11 @@ describe('cvm-agent verify snp', () => {
   });
 
   it('cert table decoding: all three synthetic tables give VCEK, ASK, ARK', () => {
-    for (const f of ['synthetic_certtable_gcp_milan_rfc4122.bin', 'synthetic_certtable_gcp_milan_rfc4122_pagepadded.bin', 'synthetic_certtable_gcp_milan_mixedendian_guid.bin']) {
+    for (const f of [
+      'synthetic_certtable_gcp_milan_rfc4122.bin',
+      'synthetic_certtable_gcp_milan_rfc4122_pagepadded.bin',
+      'synthetic_certtable_gcp_milan_mixedendian_guid.bin',
+    ]) {
       const roles = classifyCertificates(certificatesFromBytes(vector(`snp/${f}`))).map((c) => c.role);
       expect(roles.sort()).toEqual(['ark', 'ask', 'vcek']);
     }
@@ -85,14 +97,19 @@ describe('cvm-agent verify snp', () => {
     const sim = makeSimSnpChain();
     writeFileSync(join(tmp, 'sim-report.bin'), sim.report);
     writeFileSync(join(tmp, 'sim-vcek.der'), sim.vcek);
-    writeFileSync(join(tmp, 'sim-roots.pem'), [sim.ark, sim.ask].map((d) => `-----BEGIN CERTIFICATE-----\n${d.toString('base64')}\n-----END CERTIFICATE-----\n`).join(''));
+    writeFileSync(
+      join(tmp, 'sim-roots.pem'),
+      [sim.ark, sim.ask].map((d) => `-----BEGIN CERTIFICATE-----\n${d.toString('base64')}\n-----END CERTIFICATE-----\n`).join(''),
+    );
     writeFileSync(join(tmp, 'sim.crl'), simCrl(sim));
     const simAt = ['--at', '2026-03-01T00:00:00Z'];
     const ok = await run(['--report', 'sim-report.bin', '--cert', 'sim-vcek.der', '--crl', 'sim.crl', '--sim-roots', 'sim-roots.pem', ...simAt]);
     expect(ok.stderr).toBe('');
     expect(ok.code).toBe(0);
     expect(ok.stdout).toMatch(/^SEV-SNP attestation: AFFIRMING \(SIMULATED\)/);
-    const json = JSON.parse((await run(['--report', 'sim-report.bin', '--cert', 'sim-vcek.der', '--crl', 'sim.crl', '--sim-roots', 'sim-roots.pem', ...simAt, '--json'])).stdout);
+    const json = JSON.parse(
+      (await run(['--report', 'sim-report.bin', '--cert', 'sim-vcek.der', '--crl', 'sim.crl', '--sim-roots', 'sim-roots.pem', ...simAt, '--json'])).stdout,
+    );
     expect(json).toMatchObject({ ok: true, status: 'affirming', simulated: true });
     // without --sim-roots the same evidence is not trusted
     const untrusted = await run(['--report', 'sim-report.bin', '--cert', 'sim-vcek.der', '--crl', 'sim.crl', ...simAt]);
@@ -101,7 +118,16 @@ describe('cvm-agent verify snp', () => {
   });
 
   it('VLEK report with a policy file allowing VMPL 1 → exit 3', async () => {
-    const r = await run(['--report', snp('trustee_snp_test-vlek-report.bin'), '--cert', snp('trustee_snp_test-vlek.der'), ...AT, '--policy', join(tmp, 'vlek-policy.yaml'), '--json']);
+    const r = await run([
+      '--report',
+      snp('trustee_snp_test-vlek-report.bin'),
+      '--cert',
+      snp('trustee_snp_test-vlek.der'),
+      ...AT,
+      '--policy',
+      join(tmp, 'vlek-policy.yaml'),
+      '--json',
+    ]);
     const out = JSON.parse(r.stdout);
     expect(out.status).toBe('warning');
     expect(r.code).toBe(3);
@@ -125,7 +151,16 @@ describe('cvm-agent verify snp', () => {
 
   it('exit 1: wrong VCEK; VLEK outside validity', async () => {
     expect((await run(['--report', snp('trustee_snp_test-report.bin'), '--cert', snp('azure_certs.pem'), ...AT])).code).toBe(1);
-    const vlek = await run(['--report', snp('trustee_snp_test-vlek-report.bin'), '--cert', snp('trustee_snp_test-vlek.der'), '--at', '2026-01-01T00:00:00Z', '--policy', join(tmp, 'vlek-policy.yaml')]);
+    const vlek = await run([
+      '--report',
+      snp('trustee_snp_test-vlek-report.bin'),
+      '--cert',
+      snp('trustee_snp_test-vlek.der'),
+      '--at',
+      '2026-01-01T00:00:00Z',
+      '--policy',
+      join(tmp, 'vlek-policy.yaml'),
+    ]);
     expect(vlek.code).toBe(1);
     expect(vlek.stdout).toMatch(/✘ snp\.cert\.validity/);
   });
@@ -164,18 +199,24 @@ describe('binary parsers throw only typed errors (fast-check)', () => {
   const vcek = vector('snp/trustee_snp_test-vcek.der');
 
   it('parseCertificate / certificatesFromBytes on arbitrary bytes', () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), (b) => {
-      typed(() => parseCertificate(b));
-      typed(() => certificatesFromBytes(b));
-      typed(() => parseCrl(b));
-    }), { numRuns: FC_RUNS });
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), (b) => {
+        typed(() => parseCertificate(b));
+        typed(() => certificatesFromBytes(b));
+        typed(() => parseCrl(b));
+      }),
+      { numRuns: FC_RUNS },
+    );
   });
 
   it('parseCertificate on mutated real VCEKs', () => {
-    fc.assert(fc.property(fc.nat(vcek.length - 1), fc.integer({ min: 1, max: 255 }), (i, x) => {
-      const b = Buffer.from(vcek);
-      b[i]! ^= x;
-      typed(() => classifyCertificates([b]));
-    }), { numRuns: FC_RUNS });
+    fc.assert(
+      fc.property(fc.nat(vcek.length - 1), fc.integer({ min: 1, max: 255 }), (i, x) => {
+        const b = Buffer.from(vcek);
+        b[i]! ^= x;
+        typed(() => classifyCertificates([b]));
+      }),
+      { numRuns: FC_RUNS },
+    );
   });
 });

@@ -7,8 +7,12 @@ import { main } from '../../agent/cli/main.js';
 import { vectorsDir } from '../helpers/paths.js';
 
 let work: string;
-beforeEach(() => { work = mkdtempSync(join(tmpdir(), 'cvm-collateral-cli-')); });
-afterEach(() => { rmSync(work, { recursive: true, force: true }); });
+beforeEach(() => {
+  work = mkdtempSync(join(tmpdir(), 'cvm-collateral-cli-'));
+});
+afterEach(() => {
+  rmSync(work, { recursive: true, force: true });
+});
 
 async function run(args: string[], env: NodeJS.ProcessEnv = {}) {
   let stdout = '';
@@ -20,10 +24,18 @@ async function run(args: string[], env: NodeJS.ProcessEnv = {}) {
 const v = (p: string) => join(vectorsDir, p);
 const fileSha = (file: string): string => createHash('sha256').update(readFileSync(file)).digest('hex');
 const ALL = [
-  v('snp/virtee_vcek_milan.der'), v('snp/virtee_vcek_turin.der'), v('snp/gosevguest_vcek.der'), v('snp/trustee_snp_test-vcek.der'),
-  v('snp/trustee_snp_test-vlek.der'), v('snp/trustee_az-snp-vtpm_vcek-genoa.pem'),
-  v('snp/ask_ark_milan.pem'), v('snp/ask_ark_milan_vlek.pem'), v('snp/ask_ark_genoa.pem'), v('snp/ask_ark_turin_vcek.pem'),
-  v('nvidia/attestation-sdk/rims/NV_GPU_DRIVER_GH100_550.144.03.xml'), v('nvidia/nvtrust/hopper-545-complete/1010_0200_882_96005E0001_test_no_gpu.swidtag'),
+  v('snp/virtee_vcek_milan.der'),
+  v('snp/virtee_vcek_turin.der'),
+  v('snp/gosevguest_vcek.der'),
+  v('snp/trustee_snp_test-vcek.der'),
+  v('snp/trustee_snp_test-vlek.der'),
+  v('snp/trustee_az-snp-vtpm_vcek-genoa.pem'),
+  v('snp/ask_ark_milan.pem'),
+  v('snp/ask_ark_milan_vlek.pem'),
+  v('snp/ask_ark_genoa.pem'),
+  v('snp/ask_ark_turin_vcek.pem'),
+  v('nvidia/attestation-sdk/rims/NV_GPU_DRIVER_GH100_550.144.03.xml'),
+  v('nvidia/nvtrust/hopper-545-complete/1010_0200_882_96005E0001_test_no_gpu.swidtag'),
 ];
 
 describe('cvm-agent collateral import', () => {
@@ -31,7 +43,9 @@ describe('cvm-agent collateral import', () => {
     const r = await run(['collateral', 'import', ...ALL, '--dir', 'cache']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    expect(r.stdout).toContain(`virtee_vcek_turin.der: stored VCEK Turin hwID 1e550a8ee5cf9f4d TCB 0900000000000000 -> ${join(work, 'cache/amd/Turin/vcek/1e550a8ee5cf9f4d/0900000000000000.der')}`);
+    expect(r.stdout).toContain(
+      `virtee_vcek_turin.der: stored VCEK Turin hwID 1e550a8ee5cf9f4d TCB 0900000000000000 -> ${join(work, 'cache/amd/Turin/vcek/1e550a8ee5cf9f4d/0900000000000000.der')}`,
+    );
     expect(r.stdout).toMatch(/ask_ark_milan_vlek.pem: stored ASVK Milan -> .*amd\/Milan\/asvk.pem/);
     expect(r.stdout).toMatch(/stored RIM NV_GPU_VBIOS_1010_0200_882_96005E0001 -> .*nvidia\/rim\/NV_GPU_VBIOS_1010_0200_882_96005E0001.xml/);
     expect(existsSync(join(work, 'cache/amd/Milan/vlek/d918000000000004.der'))).toBe(true);
@@ -39,7 +53,12 @@ describe('cvm-agent collateral import', () => {
     const list = await run(['collateral', 'list', '--dir', 'cache', '--json', '--at', '2025-06-01T00:00:00Z']);
     const rows = JSON.parse(list.stdout) as Array<{ kind: string; freshness: string; path: string; size: number }>;
     expect(rows.filter((x) => x.kind === 'vcek')).toHaveLength(5);
-    expect(rows.filter((x) => x.kind === 'ark').map((x) => x.path).sort()).toEqual(['amd/Genoa/ark.pem', 'amd/Milan/ark.pem', 'amd/Turin/ark.pem']);
+    expect(
+      rows
+        .filter((x) => x.kind === 'ark')
+        .map((x) => x.path)
+        .sort(),
+    ).toEqual(['amd/Genoa/ark.pem', 'amd/Milan/ark.pem', 'amd/Turin/ark.pem']);
     expect(rows.every((x) => x.size > 0)).toBe(true);
   });
 
@@ -120,7 +139,11 @@ describe('cvm-agent collateral export → import round trip', () => {
     const im = await run(['collateral', 'import', 'bundle.json', '--dir', 'dst']);
     expect(im.stderr).toBe('');
     expect(im.code).toBe(0);
-    const after = JSON.parse((await run(['collateral', 'list', '--dir', 'dst', '--json'])).stdout) as Array<{ path: string; fetchedAt: string; source: string }>;
+    const after = JSON.parse((await run(['collateral', 'list', '--dir', 'dst', '--json'])).stdout) as Array<{
+      path: string;
+      fetchedAt: string;
+      source: string;
+    }>;
     expect(after.map((r) => ({ path: r.path, fetchedAt: r.fetchedAt, source: r.source, sha256: fileSha(join(work, 'dst', r.path)) }))).toEqual(before);
   });
 
@@ -130,7 +153,11 @@ describe('cvm-agent collateral export → import round trip', () => {
     expect(existsSync(join(work, 'exported/amd/Milan/ark.pem.meta.json'))).toBe(true);
     const im = await run(['collateral', 'import', 'exported', '--dir', 'dst']);
     expect(im.code).toBe(0);
-    const after = JSON.parse((await run(['collateral', 'list', '--dir', 'dst', '--json'])).stdout) as Array<{ path: string; fetchedAt: string; source: string }>;
+    const after = JSON.parse((await run(['collateral', 'list', '--dir', 'dst', '--json'])).stdout) as Array<{
+      path: string;
+      fetchedAt: string;
+      source: string;
+    }>;
     expect(after.map((r) => ({ path: r.path, fetchedAt: r.fetchedAt, source: r.source, sha256: fileSha(join(work, 'dst', r.path)) }))).toEqual(before);
   });
 

@@ -4,8 +4,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CollateralError, ParseError } from '../../agent/errors.js';
 import {
-  CollateralStore, CollateralFetchError, httpRequest, fetchVcek, fetchCertChain, fetchCrl, fetchImdsCertification, fetchRim, fetchOcsp,
-  ocspKey, parseRetryAfter, classify, type CollateralKey,
+  CollateralStore,
+  CollateralFetchError,
+  httpRequest,
+  fetchVcek,
+  fetchCertChain,
+  fetchCrl,
+  fetchImdsCertification,
+  fetchRim,
+  fetchOcsp,
+  ocspKey,
+  parseRetryAfter,
+  classify,
+  type CollateralKey,
 } from '../../agent/collateral/index.js';
 import { parseAmdCertExtensions } from '../../agent/formats/snp-abi/index.js';
 import { parseOcspResponse, findSingleResponse } from '../../agent/verify/nvidia/ocsp.js';
@@ -22,10 +33,20 @@ const milanTcb = { bootloader: 3, tee: 0, snp: 8, microcode: 115 };
 const milanKey: CollateralKey = { kind: 'vcek', product: 'Milan', hwId: milanHw.toString('hex'), tcb: '7308000000000003' };
 const turinVcek = vector('snp/virtee_vcek_turin.der');
 const rimXml = vector('nvidia/attestation-sdk/rims/NV_GPU_DRIVER_GH100_550.144.03.xml').toString('utf8');
-const gpuChain = [...vector('nvidia/nvtrust/hopper-550/hopperCertChain.txt').toString().matchAll(/-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g)]
-  .map((m) => Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64'));
+const gpuChain = [
+  ...vector('nvidia/nvtrust/hopper-550/hopperCertChain.txt')
+    .toString()
+    .matchAll(/-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g),
+].map((m) => Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64'));
 const sim = makeSimSnpChain();
-const milanCrl = buildCrl({ issuer: amdName('ARK-Milan'), issuerKey: sim.arkKey, signature: 'rsa-pss-sha384', thisUpdate: new Date('2026-01-01Z'), nextUpdate: new Date('2026-02-01Z'), revoked: [{ serial: 0x10001, date: new Date('2025-12-01Z') }] });
+const milanCrl = buildCrl({
+  issuer: amdName('ARK-Milan'),
+  issuerKey: sim.arkKey,
+  signature: 'rsa-pss-sha384',
+  thisUpdate: new Date('2026-01-01Z'),
+  nextUpdate: new Date('2026-02-01Z'),
+  revoked: [{ serial: 0x10001, date: new Date('2025-12-01Z') }],
+});
 const azurePem = vector('snp/trustee_az-snp-vtpm_vcek.pem').toString();
 const azureBlocks = azurePem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----\n?/g)!;
 
@@ -37,7 +58,10 @@ beforeAll(async () => {
   server = await startFakeCollateralServer({
     routes: {
       // The KDS URL forms of reference/snp.md §4.3, written out independently of vcekPath().
-      [`/vcek/v1/Milan/${milanHw.toString('hex')}?blSPL=3&teeSPL=0&snpSPL=8&ucodeSPL=115`]: { body: milanVcek, headers: { 'Content-Type': 'application/pkix-cert' } },
+      [`/vcek/v1/Milan/${milanHw.toString('hex')}?blSPL=3&teeSPL=0&snpSPL=8&ucodeSPL=115`]: {
+        body: milanVcek,
+        headers: { 'Content-Type': 'application/pkix-cert' },
+      },
       '/vcek/v1/Turin/1e550a8ee5cf9f4d?fmcSPL=0&blSPL=0&teeSPL=0&snpSPL=0&ucodeSPL=9': { body: turinVcek },
       // A KDS that answers a VCEK query with somebody else's certificate.
       [`/vcek/v1/Milan/${'ee'.repeat(64)}?blSPL=3&teeSPL=0&snpSPL=8&ucodeSPL=115`]: { body: vector('snp/gosevguest_vcek.der') },
@@ -52,15 +76,25 @@ beforeAll(async () => {
     bigBytes: 3 * 1024 * 1024,
   });
 });
-afterAll(async () => { await server.close(); });
-beforeEach(() => { dir = mkdtempSync(join(tmpdir(), 'cvm-collateral-fetch-')); server.requests.length = 0; });
-afterEach(() => { rmSync(dir, { recursive: true, force: true }); });
+afterAll(async () => {
+  await server.close();
+});
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'cvm-collateral-fetch-'));
+  server.requests.length = 0;
+});
+afterEach(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
 
 describe('AMD KDS', () => {
   it('fetches the VCEK for product + hwID + TCB, honouring a 429 Retry-After once, then serves it from the cache', async () => {
     const store = new CollateralStore(dir);
     const t0 = Date.now();
-    const got = await store.getOrFetch(milanKey, () => fetchVcek('Milan', milanHw, milanTcb, { baseUrl: server.url, ...fast }), { online: true, at: new Date('2026-01-01Z') });
+    const got = await store.getOrFetch(milanKey, () => fetchVcek('Milan', milanHw, milanTcb, { baseUrl: server.url, ...fast }), {
+      online: true,
+      at: new Date('2026-01-01Z'),
+    });
     const elapsed = Date.now() - t0;
     expect(got.origin).toBe('network');
     expect(got.entry.data.equals(milanVcek)).toBe(true);
@@ -68,7 +102,10 @@ describe('AMD KDS', () => {
     expect(got.entry.meta.source).toBe(`${server.url}/vcek/v1/Milan/${milanHw.toString('hex')}?blSPL=3&teeSPL=0&snpSPL=8&ucodeSPL=115`);
     expect(server.requests.map((r) => r.method)).toEqual(['GET', 'GET']);
     expect(elapsed).toBeGreaterThanOrEqual(950); // waited the Retry-After second
-    const again = await store.getOrFetch(milanKey, () => fetchVcek('Milan', milanHw, milanTcb, { baseUrl: server.url }), { online: true, at: new Date('2026-01-01Z') });
+    const again = await store.getOrFetch(milanKey, () => fetchVcek('Milan', milanHw, milanTcb, { baseUrl: server.url }), {
+      online: true,
+      at: new Date('2026-01-01Z'),
+    });
     expect(again.origin).toBe('cache');
     expect(server.requests).toHaveLength(2);
   });
@@ -90,8 +127,9 @@ describe('AMD KDS', () => {
   it('a server answering with a different VCEK than asked for is refused', async () => {
     const store = new CollateralStore(dir);
     const key: CollateralKey = { kind: 'vcek', product: 'Milan', hwId: 'ee'.repeat(64), tcb: '7308000000000003' };
-    await expect(store.getOrFetch(key, () => fetchVcek('Milan', Buffer.alloc(64, 0xee), milanTcb, { baseUrl: server.url }), { online: true }))
-      .rejects.toThrow(/did not return VCEK Milan hwID eeeeeeee/);
+    await expect(store.getOrFetch(key, () => fetchVcek('Milan', Buffer.alloc(64, 0xee), milanTcb, { baseUrl: server.url }), { online: true })).rejects.toThrow(
+      /did not return VCEK Milan hwID eeeeeeee/,
+    );
   });
 
   it('cert_chain stores ASK and ARK; the vlek CRL is stored as crl-vlek', async () => {
@@ -99,7 +137,10 @@ describe('AMD KDS', () => {
     const ark = await store.getOrFetch({ kind: 'ark', product: 'Milan' }, () => fetchCertChain('Milan', 'vcek', { baseUrl: server.url }), { online: true });
     expect(ark.entry.meta.path).toBe('amd/Milan/ark.pem');
     expect((await store.getCa('ask', 'Milan'))?.meta.source).toBe(`${server.url}/vcek/v1/Milan/cert_chain`);
-    const crl = await store.getOrFetch({ kind: 'crl', product: 'Milan', chain: 'vlek' }, () => fetchCrl('Milan', 'vlek', { baseUrl: server.url }), { online: true, at: new Date('2026-01-15Z') });
+    const crl = await store.getOrFetch({ kind: 'crl', product: 'Milan', chain: 'vlek' }, () => fetchCrl('Milan', 'vlek', { baseUrl: server.url }), {
+      online: true,
+      at: new Date('2026-01-15Z'),
+    });
     expect(crl.entry.meta).toMatchObject({ path: 'amd/Milan/crl-vlek.der', nextUpdate: '2026-02-01T00:00:00.000Z' });
     expect(crl.freshness.state).toBe('fresh');
   });
@@ -121,7 +162,10 @@ describe('NVIDIA RIM service', () => {
   it('GET /v1/rim/<id> → base64 JSON → stored RIM XML', async () => {
     const store = new CollateralStore(dir);
     const key: CollateralKey = { kind: 'rim', id: 'NV_GPU_DRIVER_GH100_550.144.03' };
-    const got = await store.getOrFetch(key, () => fetchRim('NV_GPU_DRIVER_GH100_550.144.03', { baseUrl: server.url, serviceKey: 'k1' }), { online: true, at: new Date('2026-01-01Z') });
+    const got = await store.getOrFetch(key, () => fetchRim('NV_GPU_DRIVER_GH100_550.144.03', { baseUrl: server.url, serviceKey: 'k1' }), {
+      online: true,
+      at: new Date('2026-01-01Z'),
+    });
     expect(got.entry.data.toString('utf8')).toBe(rimXml);
     expect(got.entry.meta.path).toBe('nvidia/rim/NV_GPU_DRIVER_GH100_550.144.03.xml');
     expect(server.requests[0]!.headers.authorization).toBe('Bearer k1');
@@ -129,8 +173,13 @@ describe('NVIDIA RIM service', () => {
 
   it('a RIM served under an id that does not match its content is refused', async () => {
     const store = new CollateralStore(dir);
-    await expect(store.getOrFetch({ kind: 'rim', id: 'NV_GPU_DRIVER_GH100_550_144_03_WRONG' }, () => fetchRim('NV_GPU_DRIVER_GH100_550_144_03_WRONG', { baseUrl: server.url }), { online: true }))
-      .rejects.toThrow(ParseError);
+    await expect(
+      store.getOrFetch(
+        { kind: 'rim', id: 'NV_GPU_DRIVER_GH100_550_144_03_WRONG' },
+        () => fetchRim('NV_GPU_DRIVER_GH100_550_144_03_WRONG', { baseUrl: server.url }),
+        { online: true },
+      ),
+    ).rejects.toThrow(ParseError);
   });
 
   it('an unpublished RIM is a not-found error that names the known lag and the import command', async () => {
@@ -228,9 +277,16 @@ describe('offline-first', () => {
   it('with online fetching off nothing is fetched and a missing entry says how to import it', async () => {
     const store = new CollateralStore(dir);
     let called = 0;
-    const err = await store.getOrFetch(milanKey, () => { called++; return fetchVcek('Milan', milanHw, milanTcb, { baseUrl: server.url }); }).catch((e: unknown) => e);
+    const err = await store
+      .getOrFetch(milanKey, () => {
+        called++;
+        return fetchVcek('Milan', milanHw, milanTcb, { baseUrl: server.url });
+      })
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CollateralError);
-    expect((err as Error).message).toMatch(/not in the collateral cache .* online fetching is off.*kdsintf\.amd\.com\/vcek\/v1\/Milan.*cvm-agent collateral import FILE/);
+    expect((err as Error).message).toMatch(
+      /not in the collateral cache .* online fetching is off.*kdsintf\.amd\.com\/vcek\/v1\/Milan.*cvm-agent collateral import FILE/,
+    );
     expect(called).toBe(0);
     expect(server.requests).toHaveLength(0);
   });
@@ -238,7 +294,13 @@ describe('offline-first', () => {
   it('offline: an expired cached entry is returned with its expiry made explicit, without fetching', async () => {
     const store = new CollateralStore(dir);
     const [vlek] = await store.putBytes(vector('snp/trustee_snp_test-vlek.der'), { source: 'test' });
-    const got = await store.getOrFetch(vlek!.meta.key, () => { throw new Error('must not fetch'); }, { at: new Date('2026-01-01Z') });
+    const got = await store.getOrFetch(
+      vlek!.meta.key,
+      () => {
+        throw new Error('must not fetch');
+      },
+      { at: new Date('2026-01-01Z') },
+    );
     expect(got.origin).toBe('cache');
     expect(got.freshness.state).toBe('expired');
     expect(server.requests).toHaveLength(0);
@@ -247,7 +309,11 @@ describe('offline-first', () => {
   it('online: when a refresh fails the cached copy comes back with the error', async () => {
     const store = new CollateralStore(dir);
     const [vlek] = await store.putBytes(vector('snp/trustee_snp_test-vlek.der'), { source: 'test' });
-    const got = await store.getOrFetch(vlek!.meta.key, () => httpRequest({ url: `${server.url}/vlek/v1/Milan/none`, what: 'VLEK' }).then((r) => ({ bytes: r.body, source: 'x' })), { online: true, at: new Date('2026-01-01Z') });
+    const got = await store.getOrFetch(
+      vlek!.meta.key,
+      () => httpRequest({ url: `${server.url}/vlek/v1/Milan/none`, what: 'VLEK' }).then((r) => ({ bytes: r.body, source: 'x' })),
+      { online: true, at: new Date('2026-01-01Z') },
+    );
     expect(got.origin).toBe('cache');
     expect(got.freshness.state).toBe('expired');
     expect(got.fetchError).toMatch(/HTTP 404/);

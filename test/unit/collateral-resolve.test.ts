@@ -41,21 +41,31 @@ const VBIOS_ID = 'NV_GPU_VBIOS_1010_0200_882_96005E0001';
 const driverRim = vector(`${N}/Driver_RIM_test_no_gpu.swidtag`);
 const vbiosRim = vector(`${N}/1010_0200_882_96005E0001_test_no_gpu.swidtag`);
 const gpu = (index: number): GpuBundleEntry => ({
-  index, arch: 'HOPPER', report: reportBytesFromFile(vector(`${N}/attestationReport.txt`)), certChainPem: vector(`${N}/gpuAkCertChain.txt`).toString(), nvml: {},
+  index,
+  arch: 'HOPPER',
+  report: reportBytesFromFile(vector(`${N}/attestationReport.txt`)),
+  certChainPem: vector(`${N}/gpuAkCertChain.txt`).toString(),
+  nvml: {},
 });
 
 const teePubKey = generateKeyPairSync('ec', { namedCurve: 'P-384' }).publicKey.export({ format: 'jwk' }) as PublicJwk;
 function bundle(over: Partial<EvidenceBundle> = {}): EvidenceBundle {
   return {
-    version: 1, agentId: 'vm-1', nonce: Buffer.alloc(32, 7), teePubKey, simulated: false,
+    version: 1,
+    agentId: 'vm-1',
+    nonce: Buffer.alloc(32, 7),
+    teePubKey,
+    simulated: false,
     cpu: { kind: 'snp', source: 'sev-guest', report: milanReport, certificates: [] },
-    gpus: [], ...over,
+    gpus: [],
+    ...over,
   };
 }
 
 // A CRL named like the Milan ARK's but signed by a key of ours: the verifier must reject its signature.
 const fakeArk = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
-const milanCrl = (thisUpdate: Date, nextUpdate: Date) => buildCrl({ issuer: amdName('ARK-Milan'), issuerKey: fakeArk, signature: 'rsa-pss-sha384', thisUpdate, nextUpdate, revoked: [] });
+const milanCrl = (thisUpdate: Date, nextUpdate: Date) =>
+  buildCrl({ issuer: amdName('ARK-Milan'), issuerKey: fakeArk, signature: 'rsa-pss-sha384', thisUpdate, nextUpdate, revoked: [] });
 
 const level = (c: Check) => (!c.ok ? 'fail' : c.warning ? 'warn' : 'pass');
 
@@ -72,21 +82,27 @@ beforeAll(async () => {
       '/vcek/v1/Milan/crl': { body: milanCrl(new Date('2025-05-01Z'), new Date('2025-07-01Z')) },
     },
     imds: (() => {
-      const blocks = vector('snp/trustee_az-snp-vtpm_vcek.pem').toString().match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----\n?/g)!;
+      const blocks = vector('snp/trustee_az-snp-vtpm_vcek.pem')
+        .toString()
+        .match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----\n?/g)!;
       return { vcekCert: blocks[0], certificateChain: blocks.slice(1).join('') };
     })(),
     rims: { [DRIVER_ID]: driverRim.toString(), [VBIOS_ID]: vbiosRim.toString() },
     ocsp: { thisUpdate: new Date('2024-05-31T00:00:00Z'), nextUpdate: new Date('2024-06-07T00:00:00Z') },
   });
 });
-afterAll(async () => { await server.close(); });
+afterAll(async () => {
+  await server.close();
+});
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'cvm-collateral-resolve-'));
   store = new CollateralStore(dir);
   server.requests.length = 0;
   online = { at: AT_SNP, online: true, timeoutMs: 2_000, http: fast, urls: { kds: server.url, imds: server.url, rim: server.url, ocsp: `${server.url}/ocsp` } };
 });
-afterEach(() => { rmSync(dir, { recursive: true, force: true }); });
+afterEach(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
 
 describe('CPU: VCEK and CRL', () => {
   it('a bundle without certificates finds its VCEK in the cache (v2 report: product found by trying each) and verifies', async () => {
@@ -98,14 +114,25 @@ describe('CPU: VCEK and CRL', () => {
     const cpu = verifyBundle(b, { at: AT_SNP, ...got }).devices[0]!.result;
     expect(level(findCheck(cpu.checks, 'collateral.vcek'))).toBe('pass');
     expect(findCheck(cpu.checks, 'collateral.vcek').detail).toMatch(/^VCEK Milan .* from the cache \(import:trustee_snp_test-vcek\.der/);
-    for (const n of ['snp.cert.endorsement-key', 'snp.product', 'snp.chain.ask', 'snp.chain.ark', 'snp.cert.validity', 'snp.signature', 'snp.tcb.vcek-match', 'snp.chip-id']) {
+    for (const n of [
+      'snp.cert.endorsement-key',
+      'snp.product',
+      'snp.chain.ask',
+      'snp.chain.ark',
+      'snp.cert.validity',
+      'snp.signature',
+      'snp.tcb.vcek-match',
+      'snp.chip-id',
+    ]) {
       expect(findCheck(cpu.checks, n), n).toMatchObject({ ok: true });
     }
     expect(findCheck(cpu.checks, 'snp.product').detail).toContain('Milan');
     // No CRL cached: the verifier warns; collateral.crl does not add a second warning but names the fix.
     expect(level(findCheck(cpu.checks, 'snp.revocation'))).toBe('warn');
     expect(level(findCheck(cpu.checks, 'collateral.crl'))).toBe('pass');
-    expect(findCheck(cpu.checks, 'collateral.crl').detail).toMatch(/CRL Milan \(vcek\) is not in the collateral cache.*cvm-agent collateral import FILE.*collateral\.online/);
+    expect(findCheck(cpu.checks, 'collateral.crl').detail).toMatch(
+      /CRL Milan \(vcek\) is not in the collateral cache.*cvm-agent collateral import FILE.*collateral\.online/,
+    );
   });
 
   it('a cache miss offline is a collateral.vcek failure naming the import command, and snp.* fail closed', async () => {
@@ -130,8 +157,14 @@ describe('CPU: VCEK and CRL', () => {
     const b = bundle();
     const got = await gatherCollateral(store, b, online);
     expect(server.requests.map((q) => q.url).sort()).toEqual(['/vcek/v1/Milan/crl', vcekRoute].sort());
-    expect(findCheck(got.collateralChecks.cpu, 'collateral.vcek')).toMatchObject({ ok: true, detail: expect.stringContaining(`fetched from ${server.url}/vcek/v1/Milan/`) });
-    expect(findCheck(got.collateralChecks.cpu, 'collateral.crl')).toMatchObject({ ok: true, detail: expect.stringContaining(`fetched from ${server.url}/vcek/v1/Milan/crl`) });
+    expect(findCheck(got.collateralChecks.cpu, 'collateral.vcek')).toMatchObject({
+      ok: true,
+      detail: expect.stringContaining(`fetched from ${server.url}/vcek/v1/Milan/`),
+    });
+    expect(findCheck(got.collateralChecks.cpu, 'collateral.crl')).toMatchObject({
+      ok: true,
+      detail: expect.stringContaining(`fetched from ${server.url}/vcek/v1/Milan/crl`),
+    });
     const cpu = verifyBundle(b, { at: AT_SNP, ...got }).devices[0]!.result;
     expect(findCheck(cpu.checks, 'snp.signature').ok).toBe(true);
     // The CRL reached the verifier, which (rightly) rejects it: it is not signed by the pinned ARK.
@@ -197,14 +230,19 @@ describe('CPU: VCEK and CRL', () => {
   it('Azure (HCL report): online, the VCEK comes from IMDS THIM', async () => {
     const b = bundle({ cpu: { kind: 'azure-snp-vtpm', source: 'azure-vtpm', report: vector('snp/trustee_az-snp-vtpm_hcl-report.bin'), certificates: [] } });
     const got = await gatherCollateral(store, b, online);
-    expect(findCheck(got.collateralChecks.cpu, 'collateral.vcek')).toMatchObject({ ok: true, detail: expect.stringContaining('/metadata/THIM/amd/certification') });
+    expect(findCheck(got.collateralChecks.cpu, 'collateral.vcek')).toMatchObject({
+      ok: true,
+      detail: expect.stringContaining('/metadata/THIM/amd/certification'),
+    });
     expect(got.cpuCollateral.certificates).toHaveLength(1);
     expect(server.requests.find((q) => q.url.startsWith('/metadata/THIM'))?.headers.metadata).toBe('true');
     expect(server.requests.some((q) => q.url.startsWith('/vcek/v1/Milan/') && q.url.includes('SPL'))).toBe(false); // KDS not needed
   });
 
   it('the evidence that carries its VCEK is not looked up; the CRL still is', async () => {
-    const got = await gatherCollateral(store, bundle({ cpu: { kind: 'snp', source: 'sev-guest', report: milanReport, certificates: [milanVcek] } }), { at: AT_SNP });
+    const got = await gatherCollateral(store, bundle({ cpu: { kind: 'snp', source: 'sev-guest', report: milanReport, certificates: [milanVcek] } }), {
+      at: AT_SNP,
+    });
     expect(got.collateralChecks.cpu.map((c) => c.name)).toEqual(['collateral.crl']);
     expect(got.cpuCollateral.certificates).toHaveLength(0);
   });
@@ -213,7 +251,11 @@ describe('CPU: VCEK and CRL', () => {
 describe('GPU: RIMs and OCSP', () => {
   it('the 545 report with both RIMs imported under their ids: RIM checks and measurements pass at 2024-06-01', async () => {
     await store.putBytes(driverRim, { source: 'import:Driver_RIM_test_no_gpu.swidtag' }, { fileName: 'Driver_RIM_test_no_gpu.swidtag' });
-    await store.putBytes(vbiosRim, { source: 'import:1010_0200_882_96005E0001_test_no_gpu.swidtag' }, { fileName: '1010_0200_882_96005E0001_test_no_gpu.swidtag' });
+    await store.putBytes(
+      vbiosRim,
+      { source: 'import:1010_0200_882_96005E0001_test_no_gpu.swidtag' },
+      { fileName: '1010_0200_882_96005E0001_test_no_gpu.swidtag' },
+    );
     const b = bundle({ gpus: [gpu(0)] });
     const got = await gatherCollateral(store, b, { at: AT_GPU });
     expect([...got.gpuCollateral.rims.byId.keys()].sort()).toEqual([DRIVER_ID, VBIOS_ID]);
@@ -222,7 +264,8 @@ describe('GPU: RIMs and OCSP', () => {
     expect(level(rim)).toBe('pass');
     expect(rim.detail).toContain(DRIVER_ID);
     expect(rim.detail).toContain(VBIOS_ID);
-    for (const n of ['gpu.rim.driver', 'gpu.rim.vbios', 'gpu.measurements', 'gpu.signature', 'gpu.chain']) expect(findCheck(g0.checks, n), n).toMatchObject({ ok: true });
+    for (const n of ['gpu.rim.driver', 'gpu.rim.vbios', 'gpu.measurements', 'gpu.signature', 'gpu.chain'])
+      expect(findCheck(g0.checks, n), n).toMatchObject({ ok: true });
     // No OCSP cached: gpu.revocation warns, collateral.ocsp names the fix without a second warning.
     expect(level(findCheck(g0.checks, 'gpu.revocation'))).toBe('warn');
     expect(findCheck(g0.checks, 'collateral.ocsp')).toMatchObject({ ok: true, detail: expect.stringContaining('cvm-agent collateral import FILE') });
@@ -265,7 +308,12 @@ describe('GPU: RIMs and OCSP', () => {
       // The responses reached the verifier (which rejects the fake responder's signature).
       expect(findCheck(d.result.checks, 'gpu.revocation').detail).not.toContain('no OCSP responses supplied');
     }
-    expect((await store.list()).entries.map((e) => e.meta.kind).filter((k) => k === 'rim' || k === 'ocsp').sort()).toEqual(['ocsp', 'ocsp', 'ocsp', 'rim', 'rim']);
+    expect(
+      (await store.list()).entries
+        .map((e) => e.meta.kind)
+        .filter((k) => k === 'rim' || k === 'ocsp')
+        .sort(),
+    ).toEqual(['ocsp', 'ocsp', 'ocsp', 'rim', 'rim']);
 
     server.requests.length = 0;
     const cached = await gatherCollateral(store, b, { at: AT_GPU });
@@ -308,14 +356,28 @@ describe('hostile evidence', () => {
       return out;
     };
     const edits = fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 6 });
-    await fc.assert(fc.asyncProperty(edits, edits, fc.nat({ max: 40 }), fc.boolean(), fc.string({ maxLength: 20 }), async (cpuEdits, gpuEdits, cut, azure, junk) => {
-      const cpuReport = mutate(azure ? vector('snp/trustee_az-snp-vtpm_hcl-report.bin') : milanReport, cpuEdits, cut % 3 === 0 ? cut : 0);
-      const b = bundle({
-        cpu: { kind: azure ? 'azure-snp-vtpm' : 'snp', source: 'sev-guest', report: cpuReport, certificates: cut % 5 === 0 ? [mutate(milanVcek, cpuEdits, 0)] : [] },
-        gpus: [{ ...g, report: mutate(g.report, gpuEdits, cut % 2 === 0 ? cut : 0), certChainPem: cut % 7 === 0 ? g.certChainPem.slice(0, 900) + junk : g.certChainPem }],
-      });
-      const got = await gatherCollateral(empty, b, { at: AT_SNP });
-      for (const c of [...got.collateralChecks.cpu, ...got.collateralChecks.gpu[0]!]) expect(c.name).toMatch(/^collateral\.(vcek|crl|rim|ocsp)$/);
-    }), { numRuns: FC_RUNS });
+    await fc.assert(
+      fc.asyncProperty(edits, edits, fc.nat({ max: 40 }), fc.boolean(), fc.string({ maxLength: 20 }), async (cpuEdits, gpuEdits, cut, azure, junk) => {
+        const cpuReport = mutate(azure ? vector('snp/trustee_az-snp-vtpm_hcl-report.bin') : milanReport, cpuEdits, cut % 3 === 0 ? cut : 0);
+        const b = bundle({
+          cpu: {
+            kind: azure ? 'azure-snp-vtpm' : 'snp',
+            source: 'sev-guest',
+            report: cpuReport,
+            certificates: cut % 5 === 0 ? [mutate(milanVcek, cpuEdits, 0)] : [],
+          },
+          gpus: [
+            {
+              ...g,
+              report: mutate(g.report, gpuEdits, cut % 2 === 0 ? cut : 0),
+              certChainPem: cut % 7 === 0 ? g.certChainPem.slice(0, 900) + junk : g.certChainPem,
+            },
+          ],
+        });
+        const got = await gatherCollateral(empty, b, { at: AT_SNP });
+        for (const c of [...got.collateralChecks.cpu, ...got.collateralChecks.gpu[0]!]) expect(c.name).toMatch(/^collateral\.(vcek|crl|rim|ocsp)$/);
+      }),
+      { numRuns: FC_RUNS },
+    );
   }, 120_000);
 });

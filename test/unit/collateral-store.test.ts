@@ -14,8 +14,12 @@ import { buildOcspRequest } from '../../agent/collateral/fetch/ocsp.js';
 import { vector, vectorsDir, FC_RUNS } from '../helpers/paths.js';
 
 let dir: string;
-beforeEach(() => { dir = mkdtempSync(join(tmpdir(), 'cvm-collateral-')); });
-afterEach(() => { rmSync(dir, { recursive: true, force: true }); });
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'cvm-collateral-'));
+});
+afterEach(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
 
 const SNP = ['gosevguest_vcek.der', 'virtee_vcek_milan.der', 'virtee_vcek_turin.der', 'trustee_snp_test-vcek.der', 'trustee_az-snp-vtpm_vcek-genoa.pem'];
 
@@ -37,7 +41,12 @@ describe('classify: real vectors', () => {
     // virtee report (TCB 3/0/8/115) is signed by virtee_vcek_milan.der; its REPORTED_TCB raw u64 is the key.
     const report = parseSnpReport(Buffer.from(vector('snp/virtee_report_milan.hex').toString('latin1').trim(), 'hex'));
     const [item] = classify(vector('snp/virtee_vcek_milan.der'));
-    expect(item!.key).toEqual({ kind: 'vcek', product: 'Milan', hwId: Buffer.from(report.chipId).toString('hex'), tcb: report.reportedTcb.raw.toString(16).padStart(16, '0') });
+    expect(item!.key).toEqual({
+      kind: 'vcek',
+      product: 'Milan',
+      hwId: Buffer.from(report.chipId).toString('hex'),
+      tcb: report.reportedTcb.raw.toString(16).padStart(16, '0'),
+    });
   });
 
   it('Turin VCEK: 8-byte hwID and fmcSPL in the Turin TCB layout', () => {
@@ -52,9 +61,14 @@ describe('classify: real vectors', () => {
   });
 
   it.each([
-    ['ask_ark_milan.pem', ['ask', 'ark'], 'Milan'], ['ask_ark_genoa.pem', ['ask', 'ark'], 'Genoa'], ['ask_ark_turin_vcek.pem', ['ask', 'ark'], 'Turin'],
-    ['ask_ark_milan_vlek.pem', ['asvk', 'ark'], 'Milan'], ['ask_ark_genoa_vlek.pem', ['asvk', 'ark'], 'Genoa'], ['ask_ark_turin_vlek.pem', ['asvk', 'ark'], 'Turin'],
-    ['trustee_milan_ask_ark_asvk.pem', ['ask', 'ark', 'asvk'], 'Milan'], ['azure_certs.pem', ['vcek', 'ask', 'ark'], 'Milan'],
+    ['ask_ark_milan.pem', ['ask', 'ark'], 'Milan'],
+    ['ask_ark_genoa.pem', ['ask', 'ark'], 'Genoa'],
+    ['ask_ark_turin_vcek.pem', ['ask', 'ark'], 'Turin'],
+    ['ask_ark_milan_vlek.pem', ['asvk', 'ark'], 'Milan'],
+    ['ask_ark_genoa_vlek.pem', ['asvk', 'ark'], 'Genoa'],
+    ['ask_ark_turin_vlek.pem', ['asvk', 'ark'], 'Turin'],
+    ['trustee_milan_ask_ark_asvk.pem', ['ask', 'ark', 'asvk'], 'Milan'],
+    ['azure_certs.pem', ['vcek', 'ask', 'ark'], 'Milan'],
   ])('%s holds %j for %s', (f, kinds, product) => {
     const items = classify(vector(`snp/${f}`));
     expect(items.map((i) => i.key.kind)).toEqual(kinds);
@@ -85,7 +99,9 @@ describe('classify: real vectors', () => {
   });
 
   it('a RIM id that disagrees with the RIM version is refused', () => {
-    expect(() => classify(vector('nvidia/attestation-sdk/rims/NV_GPU_DRIVER_GH100_550.144.03.xml'), { rimId: 'NV_GPU_DRIVER_GH100_535.86.09' })).toThrow(/does not match the RIM's version 550.144.03/);
+    expect(() => classify(vector('nvidia/attestation-sdk/rims/NV_GPU_DRIVER_GH100_550.144.03.xml'), { rimId: 'NV_GPU_DRIVER_GH100_535.86.09' })).toThrow(
+      /does not match the RIM's version 550.144.03/,
+    );
   });
 
   it('a VBIOS RIM without a usable name asks for --rim-id', () => {
@@ -101,18 +117,34 @@ describe('classify: real vectors', () => {
 
   it('a KDS CRL (issuer ARK-<P>) is recognized; the chain comes from the file name', () => {
     const sim = makeSimSnpChain();
-    const crl = buildCrl({ issuer: amdName('ARK-Genoa'), issuerKey: sim.arkKey, signature: 'rsa-pss-sha384', thisUpdate: new Date('2026-01-01Z'), nextUpdate: new Date('2026-02-01Z'), revoked: [] });
+    const crl = buildCrl({
+      issuer: amdName('ARK-Genoa'),
+      issuerKey: sim.arkKey,
+      signature: 'rsa-pss-sha384',
+      thisUpdate: new Date('2026-01-01Z'),
+      nextUpdate: new Date('2026-02-01Z'),
+      revoked: [],
+    });
     expect(classify(crl)[0]!.key).toEqual({ kind: 'crl', product: 'Genoa', chain: 'vcek' });
     expect(classify(crl, { fileName: 'genoa-vlek.crl' })[0]!.key).toEqual({ kind: 'crl', product: 'Genoa', chain: 'vlek' });
     const pem = `-----BEGIN X509 CRL-----\n${crl.toString('base64')}\n-----END X509 CRL-----\n`;
     expect(classify(Buffer.from(pem))[0]!.validity).toEqual({ thisUpdate: '2026-01-01T00:00:00.000Z', nextUpdate: '2026-02-01T00:00:00.000Z' });
-    const foreign = buildCrl({ issuer: amdName('Some CA'), issuerKey: sim.arkKey, signature: 'rsa-pss-sha384', thisUpdate: new Date('2026-01-01Z'), nextUpdate: new Date('2026-02-01Z'), revoked: [] });
+    const foreign = buildCrl({
+      issuer: amdName('Some CA'),
+      issuerKey: sim.arkKey,
+      signature: 'rsa-pss-sha384',
+      thisUpdate: new Date('2026-01-01Z'),
+      nextUpdate: new Date('2026-02-01Z'),
+      revoked: [],
+    });
     expect(() => classify(foreign)).toThrow(/not an AMD KDS CRL/);
   });
 
   it('an OCSP response is keyed by its CertID issuerKeyHash and serial', () => {
     const chain = vector('nvidia/nvtrust/hopper-550/hopperCertChain.txt').toString();
-    const ders = [...chain.matchAll(/-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g)].map((m) => Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64'));
+    const ders = [...chain.matchAll(/-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g)].map((m) =>
+      Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64'),
+    );
     const req = buildOcspRequest({ cert: ders[1]!, issuer: ders[2]! });
     const resp = buildGoodOcspResponse(certIdOfRequest(req.der), new Date('2026-01-01Z'), new Date('2026-01-08Z'));
     const [item] = classify(resp);
@@ -131,21 +163,28 @@ describe('classify: real vectors', () => {
 
   it('property: arbitrary bytes never raise anything but typed errors', () => {
     const seeds = [vector('snp/virtee_vcek_milan.der'), vector('snp/trustee_snp_test-vlek.der')];
-    fc.assert(fc.property(
-      fc.oneof(
-        fc.uint8Array({ maxLength: 2048 }),
-        fc.tuple(fc.constantFrom(...seeds), fc.nat(), fc.integer({ min: 0, max: 255 })).map(([s, i, b]) => { const c = Uint8Array.from(s); c[i % c.length] = b; return c; }),
-        fc.tuple(fc.constantFrom(...seeds), fc.nat()).map(([s, n]) => s.subarray(0, n % s.length)),
-        fc.string().map((s) => Buffer.from(`{"vcekCert":${JSON.stringify(s)},"certificateChain":""}`)),
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.uint8Array({ maxLength: 2048 }),
+          fc.tuple(fc.constantFrom(...seeds), fc.nat(), fc.integer({ min: 0, max: 255 })).map(([s, i, b]) => {
+            const c = Uint8Array.from(s);
+            c[i % c.length] = b;
+            return c;
+          }),
+          fc.tuple(fc.constantFrom(...seeds), fc.nat()).map(([s, n]) => s.subarray(0, n % s.length)),
+          fc.string().map((s) => Buffer.from(`{"vcekCert":${JSON.stringify(s)},"certificateChain":""}`)),
+        ),
+        (bytes) => {
+          try {
+            classify(bytes, { fileName: 'x' });
+          } catch (err) {
+            if (!(err instanceof CvmError)) throw err;
+          }
+        },
       ),
-      (bytes) => {
-        try {
-          classify(bytes, { fileName: 'x' });
-        } catch (err) {
-          if (!(err instanceof CvmError)) throw err;
-        }
-      },
-    ), { numRuns: FC_RUNS });
+      { numRuns: FC_RUNS },
+    );
   });
 });
 
@@ -182,7 +221,9 @@ describe('keys and paths', () => {
   it('a bundle entry whose key tries to escape is refused before anything is written', () => {
     const data = vector('snp/virtee_vcek_milan.der');
     const bundle = JSON.parse(buildBundle([], new Date()));
-    bundle.entries = [{ key: { kind: 'rim', id: '../../../tmp/evil' }, fetchedAt: '2026-01-01Z', source: 'x', sha256: sha256(data), data: data.toString('base64') }];
+    bundle.entries = [
+      { key: { kind: 'rim', id: '../../../tmp/evil' }, fetchedAt: '2026-01-01Z', source: 'x', sha256: sha256(data), data: data.toString('base64') },
+    ];
     expect(() => parseBundle(bundle)).toThrow(/invalid collateral RIM id/);
   });
 });
@@ -196,7 +237,12 @@ describe('CollateralStore', () => {
     expect(stored.map((e) => e.meta.path)).toEqual(['amd/Milan/ask.pem', 'amd/Milan/ark.pem']);
     expect(existsSync(join(dir, 'amd/Milan/ask.pem.meta.json'))).toBe(true);
     const meta = JSON.parse(readFileSync(join(dir, 'amd/Milan/ark.pem.meta.json'), 'utf8'));
-    expect(meta).toMatchObject({ kind: 'ark', source: 'import:ask_ark_milan.pem', fetchedAt: '2026-01-02T03:04:05.000Z', notAfter: '2045-10-22T17:23:05.000Z' });
+    expect(meta).toMatchObject({
+      kind: 'ark',
+      source: 'import:ask_ark_milan.pem',
+      fetchedAt: '2026-01-02T03:04:05.000Z',
+      notAfter: '2045-10-22T17:23:05.000Z',
+    });
     expect(meta.sha256).toBe(sha256(readFileSync(join(dir, 'amd/Milan/ark.pem'))));
     const ark = await store.getCa('ark', 'Milan');
     expect(ark?.data.toString()).toContain('BEGIN CERTIFICATE');
@@ -263,7 +309,10 @@ describe('freshness', () => {
     const meta = { kind: 'vcek' as const, fetchedAt: '2026-01-01T00:00:00Z', notBefore: '2025-01-01T00:00:00Z', notAfter: '2030-01-01T00:00:00Z' };
     const at = new Date('2026-01-11T00:00:00Z');
     expect(freshness(meta, at).state).toBe('fresh');
-    expect(freshness(meta, at, { maxAgeMs: 7 * 86_400_000 })).toEqual({ state: 'stale', reason: expect.stringMatching(/fetched 10 days ago .* older than the 7 days limit/) });
+    expect(freshness(meta, at, { maxAgeMs: 7 * 86_400_000 })).toEqual({
+      state: 'stale',
+      reason: expect.stringMatching(/fetched 10 days ago .* older than the 7 days limit/),
+    });
     expect(freshness(meta, at, { maxAgeMs: { crl: 86_400_000 } }).state).toBe('fresh');
     expect(freshness(meta, at, { maxAgeMs: { vcek: 86_400_000 } }).state).toBe('stale');
   });

@@ -134,7 +134,13 @@ describe('ConfigfsTsmCollector', () => {
     expect(r.generation).toBe(1);
     expect(r.certTable).toBeUndefined();
     expect(fake.ops.map((o) => o.replace(/ cvm-agent-\S+$/, ''))).toEqual([
-      'mkdir', 'read generation', 'write inblob', 'read provider', 'read outblob', 'read generation', 'rmdir',
+      'mkdir',
+      'read generation',
+      'write inblob',
+      'read provider',
+      'read outblob',
+      'read generation',
+      'rmdir',
     ]);
     expect(readdirSync(root)).toEqual([]);
   });

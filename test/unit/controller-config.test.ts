@@ -42,10 +42,20 @@ describe('controller config', () => {
     expect(err).toBeInstanceOf(ConfigError);
     const msg = (err as Error).message;
     for (const key of [
-      'listen.port', 'tokenTtlSec', 'agents.tokens[0].sha256', 'agents.tokens[1].agentId', 'agents.tokens[2]: needs exactly one of sha256 or file',
-      'secrets[0]: needs exactly one of file or value', 'secrets[1].name: "s1" is listed twice', 'simulation.dir: required', 'tls: needs both cert and key',
-      'tls.requireClientCert: needs tls.clientCa', 'releaseSecretsOn', 'colour: unknown key',
-    ]) expect(msg).toContain(key);
+      'listen.port',
+      'tokenTtlSec',
+      'agents.tokens[0].sha256',
+      'agents.tokens[1].agentId',
+      'agents.tokens[2]: needs exactly one of sha256 or file',
+      'secrets[0]: needs exactly one of file or value',
+      'secrets[1].name: "s1" is listed twice',
+      'simulation.dir: required',
+      'tls: needs both cert and key',
+      'tls.requireClientCert: needs tls.clientCa',
+      'releaseSecretsOn',
+      'colour: unknown key',
+    ])
+      expect(msg).toContain(key);
   });
 
   it('rejects invalid YAML and duplicate keys', () => {
@@ -60,7 +70,10 @@ describe('controller config', () => {
     writeFileSync(join(dir, 'snp.yaml'), 'allowDebug: false\nvmpl: [0]\n');
     const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-384' });
     writeFileSync(join(dir, 'signing.pem'), privateKey.export({ type: 'pkcs8', format: 'pem' }));
-    writeFileSync(join(dir, 'ctl.yaml'), 'agents: {tokens: [{agentId: vm-1, file: agent.token}]}\npolicy: {snp: snp.yaml}\nsigningKey: signing.pem\nsecrets: [{name: k, file: secret.bin, agents: [vm-1]}]\n');
+    writeFileSync(
+      join(dir, 'ctl.yaml'),
+      'agents: {tokens: [{agentId: vm-1, file: agent.token}]}\npolicy: {snp: snp.yaml}\nsigningKey: signing.pem\nsecrets: [{name: k, file: secret.bin, agents: [vm-1]}]\n',
+    );
     const r = await loadControllerConfig(join(dir, 'ctl.yaml'));
     expect(r.tokens).toEqual([{ agentId: 'vm-1', sha256: tokenDigest('s3cret-token') }]);
     expect(JSON.stringify(r.tokens)).not.toContain('s3cret-token');
@@ -93,9 +106,18 @@ describe('bearer tokens', () => {
 
 describe('secret release rule', () => {
   it('affirming: every device affirming; warning: no device worse than warning; nothing for none/contraindicated/empty', () => {
-    const aff = [{ id: 'cpu0', status: 'affirming' as const }, { id: 'gpu0', status: 'affirming' as const }];
-    const warnGpu = [{ id: 'cpu0', status: 'affirming' as const }, { id: 'gpu0', status: 'warning' as const }];
-    const bad = [{ id: 'cpu0', status: 'affirming' as const }, { id: 'gpu0', status: 'contraindicated' as const }];
+    const aff = [
+      { id: 'cpu0', status: 'affirming' as const },
+      { id: 'gpu0', status: 'affirming' as const },
+    ];
+    const warnGpu = [
+      { id: 'cpu0', status: 'affirming' as const },
+      { id: 'gpu0', status: 'warning' as const },
+    ];
+    const bad = [
+      { id: 'cpu0', status: 'affirming' as const },
+      { id: 'gpu0', status: 'contraindicated' as const },
+    ];
     expect(releaseDecision(aff, 'affirming').release).toBe(true);
     expect(releaseDecision(warnGpu, 'affirming')).toMatchObject({ release: false, reason: expect.stringContaining('gpu0 is warning') });
     expect(releaseDecision(warnGpu, 'warning').release).toBe(true);

@@ -39,9 +39,20 @@ export async function openSim(): Promise<Sim> {
  * A bundle bound to `nonce`, `key` and `agentId` exactly as the agent builds it (DESIGN.md "Binding").
  * `announceKey` / `announceAgentId` put another key / id in the bundle than the reports are bound to.
  */
-export async function makeBundle(sim: Sim, nonce: Buffer, key: PublicJwk, agentId: string, opts: { announceKey?: PublicJwk; announceAgentId?: string; devToolsMode?: boolean } = {}): Promise<Record<string, unknown>> {
+export async function makeBundle(
+  sim: Sim,
+  nonce: Buffer,
+  key: PublicJwk,
+  agentId: string,
+  opts: { announceKey?: PublicJwk; announceAgentId?: string; devToolsMode?: boolean } = {},
+): Promise<Record<string, unknown>> {
   const gpus = await sim.gpus.collect(gpuNonce(nonce, key, agentId));
-  const rd = cpuReportData(nonce, key, agentId, gpus.map((g) => g.report));
+  const rd = cpuReportData(
+    nonce,
+    key,
+    agentId,
+    gpus.map((g) => g.report),
+  );
   const snp = await sim.snp.getExtReport(rd);
   const bundle: EvidenceBundle = {
     version: 1,
@@ -50,7 +61,13 @@ export async function makeBundle(sim: Sim, nonce: Buffer, key: PublicJwk, agentI
     teePubKey: opts.announceKey ?? key,
     simulated: true,
     cpu: { kind: 'snp', source: 'simulated', report: snp.report, certificates: [snp.vcek, snp.ask, snp.ark] },
-    gpus: gpus.map((g) => ({ index: g.index, arch: g.architecture, report: g.report, certChainPem: g.certChainPem, nvml: { driverVersion: g.driverVersion, vbiosVersion: g.vbiosVersion, cc: { ...g.cc, ...(opts.devToolsMode ? { devToolsMode: true } : {}) } } })),
+    gpus: gpus.map((g) => ({
+      index: g.index,
+      arch: g.architecture,
+      report: g.report,
+      certChainPem: g.certChainPem,
+      nvml: { driverVersion: g.driverVersion, vbiosVersion: g.vbiosVersion, cc: { ...g.cc, ...(opts.devToolsMode ? { devToolsMode: true } : {}) } },
+    })),
   };
   return bundleToJson(bundle);
 }
@@ -67,7 +84,12 @@ export interface ControllerUnderTest {
  * "bound-agent"; one secret for every attested agent. Pass `credentials` to replace the agents and
  * secrets sections (a config may not restrict secrets by id while it accepts an unbound token).
  */
-export async function startController(sim: Sim, yaml: string, stateDir = mkdtempSync(join(tmpdir(), 'ctl-state-')), credentials?: string): Promise<ControllerUnderTest> {
+export async function startController(
+  sim: Sim,
+  yaml: string,
+  stateDir = mkdtempSync(join(tmpdir(), 'ctl-state-')),
+  credentials?: string,
+): Promise<ControllerUnderTest> {
   const defaults = `agents:\n  tokens:\n    - sha256: ${tokenDigest(TOKEN).toString('hex')}\n    - agentId: bound-agent\n      sha256: ${tokenDigest('bound-token').toString('hex')}\nsecrets:\n  - name: model-key\n    value: ${SECRET_VALUE}\n`;
   const cfg = parseControllerConfig(
     `listen: {host: 127.0.0.1, port: 0}\nstateDir: ${stateDir}\n${credentials ?? defaults}${yaml.replaceAll('SIMDIR', sim.dir)}`,
@@ -90,7 +112,10 @@ export class FakeAgent {
   /** The id said in hello (what the evidence proof signs by default). */
   agentId = '';
 
-  private constructor(readonly ws: WebSocket, readonly key: AgentKey) {
+  private constructor(
+    readonly ws: WebSocket,
+    readonly key: AgentKey,
+  ) {
     ws.on('message', (d) => {
       this.inbox.push(JSON.parse(d.toString()) as ControllerMessage);
       this.wake();
@@ -107,7 +132,10 @@ export class FakeAgent {
     w.forEach((f) => f());
   }
 
-  static async connect(url: string, opts: { token?: string | null; key?: AgentKey; protocols?: string[]; tls?: { ca: string; cert: string; key: string } } = {}): Promise<FakeAgent> {
+  static async connect(
+    url: string,
+    opts: { token?: string | null; key?: AgentKey; protocols?: string[]; tls?: { ca: string; cert: string; key: string } } = {},
+  ): Promise<FakeAgent> {
     const key = opts.key ?? (await createAgentKey()); // before the socket exists: 'open' must not fire unobserved
     const headers: Record<string, string> = opts.token === null ? {} : { authorization: `Bearer ${opts.token ?? TOKEN}` };
     const ws = new WebSocket(url, opts.protocols ?? [PROTOCOL], { headers, perMessageDeflate: false, ...(opts.tls ?? {}) });
@@ -129,9 +157,14 @@ export class FakeAgent {
    * Answer a challenge with `bundle` and a proof of possession (agent/link/proof.ts) signed by this
    * agent's key over {agentId, challengeId, nonce}, unless `opts` says otherwise.
    */
-  async answer(challenge: { id: string; nonce: string | Buffer }, bundle: Record<string, unknown>, opts: { proofKey?: AgentKey; proofAgentId?: string; proof?: string } = {}): Promise<void> {
+  async answer(
+    challenge: { id: string; nonce: string | Buffer },
+    bundle: Record<string, unknown>,
+    opts: { proofKey?: AgentKey; proofAgentId?: string; proof?: string } = {},
+  ): Promise<void> {
     const nonce = typeof challenge.nonce === 'string' ? challenge.nonce : challenge.nonce.toString('hex');
-    const proof = opts.proof ?? (await signEvidenceProof({ agentId: opts.proofAgentId ?? this.agentId, challengeId: challenge.id, nonce }, opts.proofKey ?? this.key));
+    const proof =
+      opts.proof ?? (await signEvidenceProof({ agentId: opts.proofAgentId ?? this.agentId, challengeId: challenge.id, nonce }, opts.proofKey ?? this.key));
     this.send({ type: 'evidence', challengeId: challenge.id, bundle, localResult: {}, proof });
   }
 

@@ -83,7 +83,15 @@ describe('controller: attested agent with simulation trusted', () => {
     expect(Buffer.from(plaintext).toString()).toBe(SECRET_VALUE);
 
     const list = await json(trusted, '/v1/agents');
-    expect(list.agents).toContainEqual(expect.objectContaining({ id: 'vm-1', connected: true, status: 'affirming', simulated: true, devices: { cpu0: 'affirming', gpu0: 'affirming', gpu1: 'affirming' } }));
+    expect(list.agents).toContainEqual(
+      expect.objectContaining({
+        id: 'vm-1',
+        connected: true,
+        status: 'affirming',
+        simulated: true,
+        devices: { cpu0: 'affirming', gpu0: 'affirming', gpu1: 'affirming' },
+      }),
+    );
     const detail = await json(trusted, '/v1/agents/vm-1');
     expect(detail.lastVerdict.ear.submods.cpu0['cvm.checks'].some((c: any) => c.name === 'snp.report-data' && c.ok)).toBe(true);
     expect(detail.lastVerdict.secretsReleased).toEqual(['model-key']);
@@ -123,7 +131,11 @@ describe('controller: refusals', () => {
   it('a wrong or missing bearer token is refused with 401 before the upgrade; a missing subprotocol with 400', async () => {
     const status = (opts: { token?: string; protocols?: string[] }) =>
       new Promise<number>((resolve, reject) => {
-        const ws = new WebSocket(url(trusted), opts.protocols ?? [PROTOCOL], opts.token === undefined ? {} : { headers: { authorization: `Bearer ${opts.token}` } });
+        const ws = new WebSocket(
+          url(trusted),
+          opts.protocols ?? [PROTOCOL],
+          opts.token === undefined ? {} : { headers: { authorization: `Bearer ${opts.token}` } },
+        );
         ws.on('unexpected-response', (_req, res) => {
           resolve(res.statusCode ?? 0);
           ws.terminate();
@@ -298,7 +310,15 @@ describe('controller: malformed input never crashes it', () => {
     const a = await FakeAgent.connect(url(trusted));
     a.hello('vm-hostile');
     const ch = await a.next('challenge');
-    await a.answer(ch, { version: 1, agentId: 'vm-hostile', nonce: ch.nonce, teePubKey: a.key.publicJwk, simulated: true, cpu: { kind: 'snp', report: 12 }, gpus: [] });
+    await a.answer(ch, {
+      version: 1,
+      agentId: 'vm-hostile',
+      nonce: ch.nonce,
+      teePubKey: a.key.publicJwk,
+      simulated: true,
+      cpu: { kind: 'snp', report: 12 },
+      gpus: [],
+    });
     const v = await a.next('verdict');
     expect((await claimsOf(trusted, v.token)).payload.submods.bundle['cvm.checks'][0].name).toBe('bundle.parse');
     a.close();

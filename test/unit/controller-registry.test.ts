@@ -49,7 +49,7 @@ describe('controller registry: event gaps', () => {
     expect(r.recordEvent('a', { seq: HASH_WINDOW, at, kind: 'status', data: { other: true } }, now)).toBe('conflict');
   });
 
-  it('refuses writes after close, so a late handler cannot overwrite a newer instance\'s state (and acks nothing)', async () => {
+  it("refuses writes after close, so a late handler cannot overwrite a newer instance's state (and acks nothing)", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ctl-reg-'));
     const r = new AgentRegistry(dir);
     const now = new Date();

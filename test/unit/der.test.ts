@@ -57,7 +57,10 @@ describe('DER reader', () => {
         if (!(e instanceof ParseError)) throw e;
       }
     };
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), (b) => walk(b)), { numRuns: FC_RUNS });
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), (b) => walk(b)),
+      { numRuns: FC_RUNS },
+    );
     fc.assert(
       fc.property(fc.nat(vcek.length - 1), fc.integer({ min: 0, max: 255 }), (i, v) => {
         const m = Buffer.from(vcek);

@@ -51,9 +51,11 @@ describe('error codes', () => {
         const p = join(dir, e.name);
         if (e.isDirectory()) walk(p);
         else if (p.endsWith('.ts') && !browserScripts.has(relative(repoRoot(), p))) {
-          readFileSync(p, 'utf8').split('\n').forEach((line, i) => {
-            if (/\bthrow new Error\(/.test(line)) offenders.push(`${p}:${i + 1}`);
-          });
+          readFileSync(p, 'utf8')
+            .split('\n')
+            .forEach((line, i) => {
+              if (/\bthrow new Error\(/.test(line)) offenders.push(`${p}:${i + 1}`);
+            });
         }
       }
     };

@@ -7,7 +7,11 @@ import { DeviceError } from '../../agent/errors.js';
 
 class FakeTarget implements ReadyStateTarget {
   writes: boolean[] = [];
-  constructor(public ready = false, private failSet?: Error, private failGet?: Error) {}
+  constructor(
+    public ready = false,
+    private failSet?: Error,
+    private failGet?: Error,
+  ) {}
   async getReadyState(): Promise<boolean> {
     if (this.failGet) throw this.failGet;
     return this.ready;
@@ -49,8 +53,30 @@ describe('applyGpuReadyState', () => {
 
   it('duplicate or out-of-range indices: no write even if every verdict is ok', async () => {
     const t = new FakeTarget();
-    expect((await applyGpuReadyState(t, [{ index: 0, ok: true }, { index: 0, ok: true }], 2)).reason).toContain('two verdicts for GPU 0');
-    expect((await applyGpuReadyState(t, [{ index: 0, ok: true }, { index: 2, ok: true }], 2)).reason).toContain('unknown GPU index 2');
+    expect(
+      (
+        await applyGpuReadyState(
+          t,
+          [
+            { index: 0, ok: true },
+            { index: 0, ok: true },
+          ],
+          2,
+        )
+      ).reason,
+    ).toContain('two verdicts for GPU 0');
+    expect(
+      (
+        await applyGpuReadyState(
+          t,
+          [
+            { index: 0, ok: true },
+            { index: 2, ok: true },
+          ],
+          2,
+        )
+      ).reason,
+    ).toContain('unknown GPU index 2');
     expect((await applyGpuReadyState(t, [{ index: 0.5, ok: true }], 1)).set).toBe(false);
     expect(t.writes).toEqual([]);
   });

@@ -8,7 +8,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sign } from 'node:crypto';
 import {
-  buildSimulatedReport, loadOrCreateSimGpuIdentity, loadSimGpuIdentity, simulatedRims, simulatedRoots, SimulatedGpuSource, SIM_FILE, type SimGpuIdentity,
+  buildSimulatedReport,
+  loadOrCreateSimGpuIdentity,
+  loadSimGpuIdentity,
+  simulatedRims,
+  simulatedRoots,
+  SimulatedGpuSource,
+  SIM_FILE,
+  type SimGpuIdentity,
 } from '../../agent/simulation/gpu-sim.js';
 import { verifyGpuEvidence, type GpuVerifyOptions, verifyGpus } from '../../agent/attest/verify-and-appraise.js';
 import { parseGpuReport } from '../../agent/verify/nvidia/report.js';
@@ -48,7 +55,15 @@ describe('simulated reports', () => {
     const parsed = parseGpuReport(report);
     expect(parsed.response.numberOfBlocks).toBe(64);
     expect(parsed.opaque.vbiosVersion).toBe('96.00.9F.00.01');
-    const r = verifyGpuEvidence({ report, certChainPem: id.gpus[0]!.chainPem, arch: 'HOPPER', nvml: { driverVersion: '550.90.07', vbiosVersion: '96.00.9F.00.01', cc: { ccEnabled: true, devToolsMode: false, environment: 'sim' } } }, opts);
+    const r = verifyGpuEvidence(
+      {
+        report,
+        certChainPem: id.gpus[0]!.chainPem,
+        arch: 'HOPPER',
+        nvml: { driverVersion: '550.90.07', vbiosVersion: '96.00.9F.00.01', cc: { ccEnabled: true, devToolsMode: false, environment: 'sim' } },
+      },
+      opts,
+    );
     for (const c of r.checks) if (!['gpu.revocation', 'gpu.simulated'].includes(c.name)) expect(c, `${c.name}: ${c.detail}`).toMatchObject({ ok: true });
     expect(findCheck(r.checks, 'gpu.simulated')).toMatchObject({ ok: true });
     expect(findCheck(r.checks, 'gpu.simulated')?.warning).toBeUndefined();
@@ -101,10 +116,13 @@ describe('simulated reports', () => {
     expect(all.ok).toBe(true);
     expect(all.simulated).toBe(true);
     expect(all.perGpu.length).toBe(8);
-    const mixed = await verifyGpus([
-      { report: buildSimulatedReport(eight, 0, { nonce, featureFlag: 0 }), certChainPem: eight.gpus[0]!.chainPem },
-      { report: buildSimulatedReport(eight, 1, { nonce, featureFlag: 2 }), certChainPem: eight.gpus[1]!.chainPem },
-    ], opts);
+    const mixed = await verifyGpus(
+      [
+        { report: buildSimulatedReport(eight, 0, { nonce, featureFlag: 0 }), certChainPem: eight.gpus[0]!.chainPem },
+        { report: buildSimulatedReport(eight, 1, { nonce, featureFlag: 2 }), certChainPem: eight.gpus[1]!.chainPem },
+      ],
+      opts,
+    );
     expect(mixed.ok).toBe(false);
     expect(mixed.checks.find((c) => c.name === 'gpus.mode')?.ok).toBe(false);
   });
@@ -114,7 +132,15 @@ describe('simulated reports', () => {
     expect((await src.list()).length).toBe(2);
     expect((await src.systemState()).cc?.ccEnabled).toBe(true);
     const evs = await src.collect(nonce);
-    const res = await verifyGpus(evs.map((e) => ({ report: e.report, certChainPem: e.certChainPem, arch: e.architecture, nvml: { driverVersion: e.driverVersion, vbiosVersion: e.vbiosVersion, cc: e.cc } })), opts);
+    const res = await verifyGpus(
+      evs.map((e) => ({
+        report: e.report,
+        certChainPem: e.certChainPem,
+        arch: e.architecture,
+        nvml: { driverVersion: e.driverVersion, vbiosVersion: e.vbiosVersion, cc: e.cc },
+      })),
+      opts,
+    );
     expect(res.ok).toBe(true);
     expect(await src.getReadyState()).toBe(false);
     await src.setReadyState(true);

@@ -53,15 +53,30 @@ describe('serialized evidence JSON', () => {
   });
 
   it('arbitrary JSON values and strings never throw anything but ParseError', () => {
-    fc.assert(fc.property(fc.jsonValue(), (v) => onlyParseErrors(() => parseGpuEvidenceJson(JSON.stringify(v)))), { numRuns: FC_RUNS });
-    fc.assert(fc.property(fc.string({ maxLength: 200 }), (s) => onlyParseErrors(() => parseGpuEvidenceJson(s))), { numRuns: FC_RUNS });
+    fc.assert(
+      fc.property(fc.jsonValue(), (v) => onlyParseErrors(() => parseGpuEvidenceJson(JSON.stringify(v)))),
+      { numRuns: FC_RUNS },
+    );
+    fc.assert(
+      fc.property(fc.string({ maxLength: 200 }), (s) => onlyParseErrors(() => parseGpuEvidenceJson(s))),
+      { numRuns: FC_RUNS },
+    );
   });
 
   it('entries with arbitrary field values never throw anything but ParseError', () => {
-    const field = fc.oneof(fc.string({ maxLength: 40 }), fc.integer(), fc.constant(null), fc.base64String({ maxLength: 80 }), fc.array(fc.integer(), { maxLength: 3 }));
-    fc.assert(fc.property(fc.record({ arch: field, certificate: field, evidence: field, nonce: field }, { requiredKeys: [] }), (e) => {
-      onlyParseErrors(() => parseGpuEvidenceJson(JSON.stringify([e])));
-    }), { numRuns: FC_RUNS });
+    const field = fc.oneof(
+      fc.string({ maxLength: 40 }),
+      fc.integer(),
+      fc.constant(null),
+      fc.base64String({ maxLength: 80 }),
+      fc.array(fc.integer(), { maxLength: 3 }),
+    );
+    fc.assert(
+      fc.property(fc.record({ arch: field, certificate: field, evidence: field, nonce: field }, { requiredKeys: [] }), (e) => {
+        onlyParseErrors(() => parseGpuEvidenceJson(JSON.stringify([e])));
+      }),
+      { numRuns: FC_RUNS },
+    );
   });
 });
 
@@ -69,7 +84,13 @@ describe('PEM chain splitting', () => {
   const pem = vector('nvidia/nvtrust/hopper-550/hopperCertChain.txt').toString('latin1');
   it('splits the real chain, tolerating NUL padding as NVML leaves it', () => {
     expect(splitPemCertificates(`${pem}\0\0\0`).length).toBe(5);
-    expect(parsePemChain(pem).map((c) => c.cn)).toEqual(['GH100 A01 GSP FMC LF', 'GH100 A01 GSP BROM', 'NVIDIA GH100 Provisioner ICA 1', 'NVIDIA GH100 Identity', 'NVIDIA Device Identity CA']);
+    expect(parsePemChain(pem).map((c) => c.cn)).toEqual([
+      'GH100 A01 GSP FMC LF',
+      'GH100 A01 GSP BROM',
+      'NVIDIA GH100 Provisioner ICA 1',
+      'NVIDIA GH100 Identity',
+      'NVIDIA Device Identity CA',
+    ]);
   });
   it.each([
     ['text between blocks', pem.replace('-----END CERTIFICATE-----\n', '-----END CERTIFICATE-----\nhello\n'), /unexpected text between/],
@@ -81,10 +102,13 @@ describe('PEM chain splitting', () => {
     expect(() => parsePemChain(text)).toThrow(message);
   });
   it('mutated chains never throw anything but ParseError', () => {
-    fc.assert(fc.property(fc.nat(), fc.integer({ min: 32, max: 126 }), (pos, ch) => {
-      const s = pem.slice(0, pos % pem.length) + String.fromCharCode(ch) + pem.slice((pos % pem.length) + 1);
-      onlyParseErrors(() => parsePemChain(s));
-    }), { numRuns: FC_RUNS });
+    fc.assert(
+      fc.property(fc.nat(), fc.integer({ min: 32, max: 126 }), (pos, ch) => {
+        const s = pem.slice(0, pos % pem.length) + String.fromCharCode(ch) + pem.slice((pos % pem.length) + 1);
+        onlyParseErrors(() => parsePemChain(s));
+      }),
+      { numRuns: FC_RUNS },
+    );
   });
 });
 

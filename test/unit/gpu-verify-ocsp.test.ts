@@ -47,7 +47,9 @@ const ICA_NAME: NameSpec = { CN: 'SIMULATED NVIDIA GH100 Provisioner ICA 1', O: 
 
 /** Good responses for certs 1..3, signed by each issuer. */
 const allGood = (over: Partial<OcspSpec>[] = []): Buffer[] =>
-  [1, 2, 3].map((i, k) => buildOcsp({ cert: chain[i]!, issuer: chain[i + 1]!, signerKey: keys[i + 1]!, responderName: chain[i + 1]!.subjectDer, ...(over[k] ?? {}) }));
+  [1, 2, 3].map((i, k) =>
+    buildOcsp({ cert: chain[i]!, issuer: chain[i + 1]!, signerKey: keys[i + 1]!, responderName: chain[i + 1]!.subjectDer, ...(over[k] ?? {}) }),
+  );
 
 const rev = (opts: GpuVerifyOptions) => verifyGpuEvidence(ev, opts).checks.find((c) => c.name === 'gpu.revocation')!;
 
@@ -83,7 +85,11 @@ describe('OCSP revocation of the device chain', () => {
   it('certificateHold fails unless the policy allows hold', () => {
     const ocsp = allGood([{}, { status: 'revoked', reason: 6 }]);
     expect(rev({ ...base, ocsp }).ok).toBe(false);
-    expect(rev({ ...base, ocsp, policy: gpuPolicyFrom({ allowHoldCert: true }) })).toMatchObject({ ok: true, warning: true, detail: expect.stringContaining('tolerated by policy allowHoldCert') });
+    expect(rev({ ...base, ocsp, policy: gpuPolicyFrom({ allowHoldCert: true }) })).toMatchObject({
+      ok: true,
+      warning: true,
+      detail: expect.stringContaining('tolerated by policy allowHoldCert'),
+    });
   });
 
   it('unknown → fail', () => {
@@ -108,11 +114,18 @@ describe('OCSP revocation of the device chain', () => {
 
   it('a delegated responder needs OCSPSigning EKU and issuance by the CA', () => {
     const pair = generateKeyPairSync('ec', { namedCurve: 'P-384' });
-    const responder = (eku: boolean, issuerKey: KeyObject) => buildCertificate({
-      serial: 77n, issuer: ICA_NAME, subject: { CN: 'SIM OCSP responder' }, notBefore: new Date('2025-01-01T00:00:00Z'), notAfter: new Date('2027-01-01T00:00:00Z'),
-      subjectPublicKey: pair.publicKey, issuerKey, signature: 'ecdsa-sha384',
-      extensions: [keyUsage(['digitalSignature']), ...(eku ? [{ oid: '2.5.29.37', value: sequence(oid('1.3.6.1.5.5.7.3.9')) }] : [])],
-    });
+    const responder = (eku: boolean, issuerKey: KeyObject) =>
+      buildCertificate({
+        serial: 77n,
+        issuer: ICA_NAME,
+        subject: { CN: 'SIM OCSP responder' },
+        notBefore: new Date('2025-01-01T00:00:00Z'),
+        notAfter: new Date('2027-01-01T00:00:00Z'),
+        subjectPublicKey: pair.publicKey,
+        issuerKey,
+        signature: 'ecdsa-sha384',
+        extensions: [keyUsage(['digitalSignature']), ...(eku ? [{ oid: '2.5.29.37', value: sequence(oid('1.3.6.1.5.5.7.3.9')) }] : [])],
+      });
     const delegated = (cert: Buffer) => allGood([{ signerKey: pair.privateKey, responderName: parsePemChainFromDer(cert).subjectDer, certs: [cert] }]);
     expect(rev({ ...base, ocsp: delegated(responder(true, id.ica.key)) }).ok).toBe(true);
     expect(rev({ ...base, ocsp: delegated(responder(false, id.ica.key)) }).detail).toContain('lacks the OCSPSigning');
@@ -127,7 +140,10 @@ describe('OCSP revocation of the device chain', () => {
 
   it('no OCSP at all → warning "revocation not checked", never a silent pass; skip → warning', () => {
     expect(rev(base)).toMatchObject({ ok: true, warning: true, detail: expect.stringContaining('revocation not checked') });
-    expect(rev({ ...base, ocsp: allGood(), skip: new Set(['rim', 'revocation']) })).toMatchObject({ warning: true, detail: expect.stringContaining('skipped by request') });
+    expect(rev({ ...base, ocsp: allGood(), skip: new Set(['rim', 'revocation']) })).toMatchObject({
+      warning: true,
+      detail: expect.stringContaining('skipped by request'),
+    });
   });
 
   it('malformed OCSP → fail; non-successful status responses are ignored', () => {
@@ -139,23 +155,33 @@ describe('OCSP revocation of the device chain', () => {
 
   it('the OCSP parser never throws anything but ParseError', () => {
     const good = allGood()[0]!;
-    fc.assert(fc.property(fc.array(fc.record({ pos: fc.nat(), byte: fc.integer({ min: 0, max: 255 }) }), { minLength: 1, maxLength: 4 }), fc.option(fc.nat(), { nil: undefined }), (edits, cut) => {
-      let b = Buffer.from(good);
-      for (const e of edits) b[e.pos % b.length] = e.byte;
-      if (cut !== undefined) b = b.subarray(0, cut % (b.length + 1));
-      try {
-        parseOcspResponse(b);
-      } catch (err) {
-        if (!(err instanceof ParseError)) throw err;
-      }
-    }), { numRuns: FC_RUNS });
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), (b) => {
-      try {
-        parseOcspResponse(b);
-      } catch (err) {
-        if (!(err instanceof ParseError)) throw err;
-      }
-    }), { numRuns: FC_RUNS });
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ pos: fc.nat(), byte: fc.integer({ min: 0, max: 255 }) }), { minLength: 1, maxLength: 4 }),
+        fc.option(fc.nat(), { nil: undefined }),
+        (edits, cut) => {
+          let b = Buffer.from(good);
+          for (const e of edits) b[e.pos % b.length] = e.byte;
+          if (cut !== undefined) b = b.subarray(0, cut % (b.length + 1));
+          try {
+            parseOcspResponse(b);
+          } catch (err) {
+            if (!(err instanceof ParseError)) throw err;
+          }
+        },
+      ),
+      { numRuns: FC_RUNS },
+    );
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), (b) => {
+        try {
+          parseOcspResponse(b);
+        } catch (err) {
+          if (!(err instanceof ParseError)) throw err;
+        }
+      }),
+      { numRuns: FC_RUNS },
+    );
   });
 });
 

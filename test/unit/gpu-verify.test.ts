@@ -26,8 +26,19 @@ const rims545 = { driver: text(`${N}/Driver_RIM_test_no_gpu.swidtag`), vbios: te
 const full545: GpuVerifyOptions = { at: AT_2024, expectedNonce: nonce545, rims: rims545 };
 
 const EXPECTED_NAMES = [
-  'gpu.report.parse', 'gpu.chain', 'gpu.chain.root', 'gpu.signature', 'gpu.fwid', 'gpu.arch', 'gpu.nonce',
-  'gpu.driver-version', 'gpu.vbios-version', 'gpu.rim.driver', 'gpu.rim.vbios', 'gpu.measurements', 'gpu.revocation',
+  'gpu.report.parse',
+  'gpu.chain',
+  'gpu.chain.root',
+  'gpu.signature',
+  'gpu.fwid',
+  'gpu.arch',
+  'gpu.nonce',
+  'gpu.driver-version',
+  'gpu.vbios-version',
+  'gpu.rim.driver',
+  'gpu.rim.vbios',
+  'gpu.measurements',
+  'gpu.revocation',
 ];
 
 describe('pinned NVIDIA Device Identity root', () => {
@@ -76,7 +87,10 @@ describe('the complete 545 set verifies end to end (pinned 2024-06-01, offline)'
   });
 
   it('finds RIMs by id in a collection', () => {
-    const byId = new Map([['NV_GPU_DRIVER_GH100_545.00', rims545.driver], ['NV_GPU_VBIOS_1010_0200_882_96005E0001', rims545.vbios]]);
+    const byId = new Map([
+      ['NV_GPU_DRIVER_GH100_545.00', rims545.driver],
+      ['NV_GPU_VBIOS_1010_0200_882_96005E0001', rims545.vbios],
+    ]);
     const viaId = verifyGpuEvidence(ev545, { at: AT_2024, expectedNonce: nonce545, rims: { byId } });
     expect(findCheck(viaId.checks, 'gpu.measurements').ok).toBe(true);
     expect(viaId.ok).toBe(true);
@@ -86,7 +100,10 @@ describe('the complete 545 set verifies end to end (pinned 2024-06-01, offline)'
     const noRims = verifyGpuEvidence(ev545, { at: AT_2024, expectedNonce: nonce545 });
     expect(noRims.ok).toBe(false);
     expect(findCheck(noRims.checks, 'gpu.rim.driver')).toMatchObject({ ok: false, detail: expect.stringContaining('NV_GPU_DRIVER_GH100_545.00 not found') });
-    expect(findCheck(noRims.checks, 'gpu.rim.vbios')).toMatchObject({ ok: false, detail: expect.stringContaining('NV_GPU_VBIOS_1010_0200_882_96005E0001 not found') });
+    expect(findCheck(noRims.checks, 'gpu.rim.vbios')).toMatchObject({
+      ok: false,
+      detail: expect.stringContaining('NV_GPU_VBIOS_1010_0200_882_96005E0001 not found'),
+    });
     expect(findCheck(noRims.checks, 'gpu.measurements').ok).toBe(false);
     expect(noRims.claims?.measres).toBe('fail');
     expect(noRims.claims?.secboot).toBeNull();
@@ -114,12 +131,19 @@ describe('the complete 545 set verifies end to end (pinned 2024-06-01, offline)'
 });
 
 describe('the 535 set: VBIOS part matches the genuine PROD RIM', () => {
-  const ev: GpuEvidenceInput = { report: report('nvidia/attestation-sdk/hopper-535/hopperAttestationReport.txt'), certChainPem: text('nvidia/attestation-sdk/hopper-535/hopperCertChain.txt') };
+  const ev: GpuEvidenceInput = {
+    report: report('nvidia/attestation-sdk/hopper-535/hopperAttestationReport.txt'),
+    certChainPem: text('nvidia/attestation-sdk/hopper-535/hopperCertChain.txt'),
+  };
   const vbiosXml = text('nvidia/nvtrust/rims-vbios-samples/1010_0200_882_96005E0001_PROD.swidtag');
   const noDriver: Rim = { ...parseRim(vbiosXml), colloquialVersion: 'none', measurements: [] };
 
   it('VBIOS RIM verifies; missing driver RIM fails naming NV_GPU_DRIVER_GH100_535.86.09', () => {
-    const r = verifyGpuEvidence(ev, { at: AT_2024, expectedNonce: Buffer.from('27a328247bf7935c993341cf587be6f05986ccce4fe7ba2c54100bd616a58f66', 'hex'), rims: { vbios: vbiosXml } });
+    const r = verifyGpuEvidence(ev, {
+      at: AT_2024,
+      expectedNonce: Buffer.from('27a328247bf7935c993341cf587be6f05986ccce4fe7ba2c54100bd616a58f66', 'hex'),
+      rims: { vbios: vbiosXml },
+    });
     expect(findCheck(r.checks, 'gpu.rim.vbios').ok).toBe(true);
     expect(findCheck(r.checks, 'gpu.rim.driver').detail).toContain('NV_GPU_DRIVER_GH100_535.86.09 not found');
     for (const n of ['gpu.signature', 'gpu.chain', 'gpu.chain.root', 'gpu.nonce']) expect(findCheck(r.checks, n).ok).toBe(true);
@@ -138,7 +162,15 @@ describe('the 535 set: VBIOS part matches the genuine PROD RIM', () => {
   });
 });
 
-interface IndexFile { files: Record<string, { parsed?: { request: { nonce: string }; opaque: { driver_version: string }; expected_vbios_rim_id: string }; entries?: { nonce: string; ueid: string; expected_vbios_rim_id: string; driver_version: string }[] } & Record<string, unknown>> }
+interface IndexFile {
+  files: Record<
+    string,
+    {
+      parsed?: { request: { nonce: string }; opaque: { driver_version: string }; expected_vbios_rim_id: string };
+      entries?: { nonce: string; ueid: string; expected_vbios_rim_id: string; driver_version: string }[];
+    } & Record<string, unknown>
+  >;
+}
 const index = JSON.parse(text('nvidia/index.json')) as IndexFile;
 
 describe('every other real report passes signature + chain + nonce', () => {
@@ -151,8 +183,12 @@ describe('every other real report passes signature + chain + nonce', () => {
     it(rep, () => {
       const entry = index.files[rep.slice('nvidia/'.length)]!;
       const parsed = entry.parsed!;
-      const r = verifyGpuEvidence({ report: report(rep), certChainPem: text(chain), arch: 'HOPPER' }, { at: new Date(), expectedNonce: Buffer.from(parsed.request.nonce, 'hex'), skip: new Set(['rim']) });
-      for (const n of ['gpu.report.parse', 'gpu.signature', 'gpu.chain', 'gpu.chain.root', 'gpu.nonce', 'gpu.fwid', 'gpu.arch']) expect(findCheck(r.checks, n), n).toMatchObject({ ok: true });
+      const r = verifyGpuEvidence(
+        { report: report(rep), certChainPem: text(chain), arch: 'HOPPER' },
+        { at: new Date(), expectedNonce: Buffer.from(parsed.request.nonce, 'hex'), skip: new Set(['rim']) },
+      );
+      for (const n of ['gpu.report.parse', 'gpu.signature', 'gpu.chain', 'gpu.chain.root', 'gpu.nonce', 'gpu.fwid', 'gpu.arch'])
+        expect(findCheck(r.checks, n), n).toMatchObject({ ok: true });
       expect(r.ok).toBe(true);
       expect(r.claims?.vbiosRimId).toBe(parsed.expected_vbios_rim_id);
       expect(r.claims?.driverVersion).toBe(parsed.opaque.driver_version);
@@ -161,7 +197,10 @@ describe('every other real report passes signature + chain + nonce', () => {
 
   it('550 and 580 carry an FWID that equals the AK certificate FWID', () => {
     for (const dir of ['nvidia/nvtrust/hopper-550', 'nvidia/attestation-sdk/hopper-580-golden-parse']) {
-      const r = verifyGpuEvidence({ report: report(`${dir}/hopperAttestationReport.txt`), certChainPem: text(`${dir}/hopperCertChain.txt`) }, { at: new Date(), skip: new Set(['rim']) });
+      const r = verifyGpuEvidence(
+        { report: report(`${dir}/hopperAttestationReport.txt`), certChainPem: text(`${dir}/hopperCertChain.txt`) },
+        { at: new Date(), skip: new Set(['rim']) },
+      );
       expect(findCheck(r.checks, 'gpu.fwid').detail).toMatch(/equals the AK certificate's \(2\.23\.133\.5\.4\.1\)/);
     }
   });
@@ -173,7 +212,8 @@ describe('every other real report passes signature + chain + nonce', () => {
       expect(entries.length).toBe(expected.length);
       for (const [i, e] of entries.entries()) {
         const r = verifyGpuEvidence(e, { at: new Date(), expectedNonce: Buffer.from(expected[i]!.nonce, 'hex') });
-        for (const n of ['gpu.report.parse', 'gpu.signature', 'gpu.chain', 'gpu.chain.root', 'gpu.nonce', 'gpu.fwid', 'gpu.arch']) expect(findCheck(r.checks, n), `${file}[${i}] ${n}`).toMatchObject({ ok: true });
+        for (const n of ['gpu.report.parse', 'gpu.signature', 'gpu.chain', 'gpu.chain.root', 'gpu.nonce', 'gpu.fwid', 'gpu.arch'])
+          expect(findCheck(r.checks, n), `${file}[${i}] ${n}`).toMatchObject({ ok: true });
         expect(r.claims?.ueid).toBe(expected[i]!.ueid);
         expect(r.claims?.driverVersion).toBe(expected[i]!.driver_version);
         expect(r.claims?.vbiosRimId).toBe(expected[i]!.expected_vbios_rim_id);
@@ -182,14 +222,24 @@ describe('every other real report passes signature + chain + nonce', () => {
       const all = await verifyGpus(entries, { at: new Date(), expectedNonce: Buffer.from(expected[0]!.nonce, 'hex'), skip: new Set(['rim']) });
       expect(all.ok).toBe(true);
       expect(all.perGpu.length).toBe(expected.length);
-      expect(all.checks.map((c) => [c.name, c.ok])).toEqual([['gpus.count', true], ['gpus.unique', true], ['gpus.mode', true]]);
+      expect(all.checks.map((c) => [c.name, c.ok])).toEqual([
+        ['gpus.count', true],
+        ['gpus.unique', true],
+        ['gpus.mode', true],
+      ]);
     });
   }
 });
 
 describe('negative vectors fail with the right reason', () => {
   it('attestation-sdk hopperAttestationReportInvalidSignature.txt does not verify against the 535 chain', () => {
-    const r = verifyGpuEvidence({ report: report('nvidia/attestation-sdk/negative/hopperAttestationReportInvalidSignature.txt'), certChainPem: text('nvidia/attestation-sdk/hopper-535/hopperCertChain.txt') }, { at: AT_2024, skip: new Set(['rim']) });
+    const r = verifyGpuEvidence(
+      {
+        report: report('nvidia/attestation-sdk/negative/hopperAttestationReportInvalidSignature.txt'),
+        certChainPem: text('nvidia/attestation-sdk/hopper-535/hopperCertChain.txt'),
+      },
+      { at: AT_2024, skip: new Set(['rim']) },
+    );
     expect(r.ok).toBe(false);
     expect(findCheck(r.checks, 'gpu.signature')).toMatchObject({ ok: false, detail: expect.stringMatching(/does not verify with the AK/) });
     expect(findCheck(r.checks, 'gpu.report.parse').ok).toBe(true);
@@ -214,7 +264,13 @@ describe('negative vectors fail with the right reason', () => {
   });
 
   it('a report with the wrong chain fails the signature and the FWID', () => {
-    const r = verifyGpuEvidence({ report: report('nvidia/nvtrust/hopper-550/hopperAttestationReport.txt'), certChainPem: text('nvidia/attestation-sdk/hopper-580-golden-parse/hopperCertChain.txt') }, { at: AT_2024, skip: new Set(['rim']) });
+    const r = verifyGpuEvidence(
+      {
+        report: report('nvidia/nvtrust/hopper-550/hopperAttestationReport.txt'),
+        certChainPem: text('nvidia/attestation-sdk/hopper-580-golden-parse/hopperCertChain.txt'),
+      },
+      { at: AT_2024, skip: new Set(['rim']) },
+    );
     expect(findCheck(r.checks, 'gpu.signature').ok).toBe(false);
     expect(findCheck(r.checks, 'gpu.fwid')).toMatchObject({ ok: false, detail: expect.stringContaining('differs from the AK certificate') });
   });
@@ -225,7 +281,11 @@ describe('negative vectors fail with the right reason', () => {
     ['NV_GPU_DRIVER_GH100_535.86.09_measurement_mismatch.xml', /rim\.signature\.reference: the RIM content was modified/],
     ['NV_GPU_DRIVER_GH100_570.124.03_expired.xml', /rim\.signature\.reference/],
   ])('driver RIM negative/%s is rejected', (file, reason) => {
-    const r = verifyGpuEvidence(ev545, { ...full545, at: new Date('2025-03-01T00:00:00Z'), rims: { ...rims545, driver: text(`nvidia/attestation-sdk/negative/${file}`) } });
+    const r = verifyGpuEvidence(ev545, {
+      ...full545,
+      at: new Date('2025-03-01T00:00:00Z'),
+      rims: { ...rims545, driver: text(`nvidia/attestation-sdk/negative/${file}`) },
+    });
     const c = findCheck(r.checks, 'gpu.rim.driver');
     expect(c.ok).toBe(false);
     expect(c.detail).toMatch(reason);
@@ -278,7 +338,10 @@ describe('NVML consistency and CC state', () => {
     expect(good.claims?.cc).toEqual({ ccEnabled: true, devToolsMode: false, environment: 'prod' });
     const bad = verifyGpuEvidence({ ...ev545, nvml: { cc: { ccEnabled: false, devToolsMode: true, environment: 'sim' } } }, base);
     for (const n of ['gpu.cc.mode', 'gpu.cc.devtools', 'gpu.cc.environment']) expect(findCheck(bad.checks, n), n).toMatchObject({ ok: false });
-    const relaxed = verifyGpuEvidence({ ...ev545, nvml: { cc: { ccEnabled: true, devToolsMode: true, environment: 'sim' } } }, { ...base, policy: gpuPolicyFrom({ allowDevtools: true, environments: ['prod', 'sim'] }) });
+    const relaxed = verifyGpuEvidence(
+      { ...ev545, nvml: { cc: { ccEnabled: true, devToolsMode: true, environment: 'sim' } } },
+      { ...base, policy: gpuPolicyFrom({ allowDevtools: true, environments: ['prod', 'sim'] }) },
+    );
     expect(findCheck(relaxed.checks, 'gpu.cc.devtools')).toMatchObject({ ok: true, warning: true });
     expect(findCheck(relaxed.checks, 'gpu.cc.environment').ok).toBe(true);
   });
@@ -307,7 +370,10 @@ describe('multi-GPU', () => {
     expect(twice.perGpu.every((r) => r.ok)).toBe(true);
     expect(twice.ok).toBe(false);
     expect(twice.checks.find((c) => c.name === 'gpus.unique')?.detail).toContain('GPU 1 and GPU 0 are the same device');
-    const mixed = await verifyGpus([ev545, { ...ev545, report: report('nvidia/attestation-sdk/negative/hopperAttestationReportInvalidSignature.txt') }], full545);
+    const mixed = await verifyGpus(
+      [ev545, { ...ev545, report: report('nvidia/attestation-sdk/negative/hopperAttestationReportInvalidSignature.txt') }],
+      full545,
+    );
     expect(mixed.ok).toBe(false);
     expect(mixed.status).toBe('contraindicated');
     expect(await verifyGpus([], full545)).toMatchObject({ ok: false });

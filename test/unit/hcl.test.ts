@@ -52,7 +52,11 @@ describe('parseHclReport on real reports', () => {
 
 describe('parseHclReport on crafted reports', () => {
   const base = vector('snp/trustee_az-snp-vtpm_hcl-report.bin');
-  const mutate = (f: (b: Buffer) => void) => { const b = Buffer.from(base); f(b); return b; };
+  const mutate = (f: (b: Buffer) => void) => {
+    const b = Buffer.from(base);
+    f(b);
+    return b;
+  };
   const cases: [string, Buffer, RegExp][] = [
     ['too short', base.subarray(0, 0x4d3), /shorter than the fixed part/],
     ['bad signature', mutate((b) => b.write('HCLB', 0)), /not "HCLA"/],
@@ -72,7 +76,11 @@ describe('parseHclReport on crafted reports', () => {
   }
   it('builds and re-parses a report (as the simulator does), hash types 1-3', () => {
     const claims = Buffer.from(JSON.stringify({ keys: [], 'user-data': 'AB'.repeat(64) }));
-    for (const [t, alg] of [[1, 'sha256'], [2, 'sha384'], [3, 'sha512']] as const) {
+    for (const [t, alg] of [
+      [1, 'sha256'],
+      [2, 'sha384'],
+      [3, 'sha512'],
+    ] as const) {
       const h = parseHclReport(buildHclReport(Buffer.alloc(1184), claims, { size: 2048, hashType: t }));
       expect(h.hashAlg).toBe(alg);
       expect(h.runtimeClaims.userData).toEqual(Buffer.alloc(64, 0xab));
@@ -84,8 +92,19 @@ describe('parseHclReport on crafted reports', () => {
 describe('parseRuntimeClaims (hostile JSON)', () => {
   const p = (s: string) => parseRuntimeClaims(Buffer.from(s));
   it('rejects non-objects, invalid UTF-8 and wrong field types', () => {
-    for (const bad of ['[]', 'null', '"x"', '{"keys":{}}', '{"keys":[1]}', '{"keys":[{"kid":1,"kty":"RSA"}]}', '{"vm-configuration":[]}',
-      '{"user-data":5}', '{"user-data":"xyz"}', `{"user-data":"${'00'.repeat(65)}"}`, '{"keys":[' + '{"kid":"a","kty":"RSA"},'.repeat(16) + '{"kid":"a","kty":"RSA"}]}']) {
+    for (const bad of [
+      '[]',
+      'null',
+      '"x"',
+      '{"keys":{}}',
+      '{"keys":[1]}',
+      '{"keys":[{"kid":1,"kty":"RSA"}]}',
+      '{"vm-configuration":[]}',
+      '{"user-data":5}',
+      '{"user-data":"xyz"}',
+      `{"user-data":"${'00'.repeat(65)}"}`,
+      '{"keys":[' + '{"kid":"a","kty":"RSA"},'.repeat(16) + '{"kid":"a","kty":"RSA"}]}',
+    ]) {
       expect(() => p(bad), bad).toThrow(ParseError);
     }
     expect(() => parseRuntimeClaims(Buffer.from([0x7b, 0xff, 0x7d]))).toThrow(/UTF-8/);
@@ -105,11 +124,15 @@ describe('parseRuntimeClaims (hostile JSON)', () => {
     }
   });
   it('keeps unusable keys with a reason instead of failing, and ignores private members', () => {
-    const c = p(JSON.stringify({ keys: [
-      { kid: 'HCLAkPub', kty: 'RSA', n: 'AQAB' },
-      { kid: 'oct', kty: 'oct', k: 'AAAA' },
-      { kid: 'ec', kty: 'EC', crv: 'P-256', x: 'AAAA', y: 'AAAA' },
-    ] }));
+    const c = p(
+      JSON.stringify({
+        keys: [
+          { kid: 'HCLAkPub', kty: 'RSA', n: 'AQAB' },
+          { kid: 'oct', kty: 'oct', k: 'AAAA' },
+          { kid: 'ec', kty: 'EC', crv: 'P-256', x: 'AAAA', y: 'AAAA' },
+        ],
+      }),
+    );
     expect(c.keys[0]!.key).toBeUndefined();
     expect(c.keys[0]!.problem).toMatch(/without n or e/);
     expect(c.keys[1]!.problem).toMatch(/unsupported JWK kty/);

@@ -4,7 +4,16 @@ import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { InventoryCache, collectInventory, currentInventory, parseMeminfo, parseOsRelease, readInventory, type Inventory, type InventoryOptions } from '../../agent/daemon/inventory.js';
+import {
+  InventoryCache,
+  collectInventory,
+  currentInventory,
+  parseMeminfo,
+  parseOsRelease,
+  readInventory,
+  type Inventory,
+  type InventoryOptions,
+} from '../../agent/daemon/inventory.js';
 import { VERSION } from '../../agent/util/version.js';
 import { repoRoot } from '../helpers/paths.js';
 
@@ -16,7 +25,19 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('parseOsRelease', () => {
   it('reads quoted, single-quoted and bare values and ignores junk', () => {
-    const parsed = parseOsRelease(['# comment', 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"', "NAME='Debian'", 'ID=debian', 'VERSION_ID="12"', 'BAD LINE', 'lower=x', 'ESC="a \\"b\\" c"', ''].join('\n'));
+    const parsed = parseOsRelease(
+      [
+        '# comment',
+        'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"',
+        "NAME='Debian'",
+        'ID=debian',
+        'VERSION_ID="12"',
+        'BAD LINE',
+        'lower=x',
+        'ESC="a \\"b\\" c"',
+        '',
+      ].join('\n'),
+    );
     expect(parsed).toEqual({ PRETTY_NAME: 'Debian GNU/Linux 12 (bookworm)', NAME: 'Debian', ID: 'debian', VERSION_ID: '12', ESC: 'a "b" c' });
   });
 
@@ -29,7 +50,10 @@ describe('parseOsRelease', () => {
 
 describe('parseMeminfo', () => {
   it('takes MemTotal and MemAvailable in kB and returns bytes; absent or odd lines give null', () => {
-    expect(parseMeminfo('MemTotal:       16310000 kB\nMemFree:  1 kB\nMemAvailable:   12000000 kB\n')).toEqual({ totalBytes: 16310000 * 1024, availableBytes: 12000000 * 1024 });
+    expect(parseMeminfo('MemTotal:       16310000 kB\nMemFree:  1 kB\nMemAvailable:   12000000 kB\n')).toEqual({
+      totalBytes: 16310000 * 1024,
+      availableBytes: 12000000 * 1024,
+    });
     expect(parseMeminfo('MemTotal: lots\n')).toEqual({ totalBytes: null, availableBytes: null });
     expect(parseMeminfo('MemTotal: 99999999999999999 kB\n').totalBytes).toBeNull();
   });
@@ -129,7 +153,10 @@ console.log(JSON.stringify({ during, control: globalThis.__spawned.slice(during.
   it('records no spawn during collection, while the same harness does catch an execSync', async () => {
     const preloadPath = join(dir, 'spawn-recorder.cjs');
     writeFileSync(preloadPath, preload);
-    const { stdout } = await promisify(execFile)(process.execPath, ['--require', preloadPath, '--import', 'tsx', '--input-type=module', '--eval', script], { cwd: repoRoot, timeout: 30_000 });
+    const { stdout } = await promisify(execFile)(process.execPath, ['--require', preloadPath, '--import', 'tsx', '--input-type=module', '--eval', script], {
+      cwd: repoRoot,
+      timeout: 30_000,
+    });
     const out = JSON.parse(stdout.trim().split('\n').at(-1)!) as { during: string[]; control: string[]; hostname: string };
     expect(out.hostname).toBe(os.hostname());
     expect(out.during).toEqual([]);

@@ -8,7 +8,15 @@ import { ParseError } from '../../agent/errors.js';
 describe('JCS (RFC 8785)', () => {
   it('sorts keys by UTF-16 code units and drops whitespace', () => {
     // RFC 8785 §3.2.3 sorting example: code-unit order puts "\u20ac" (€) before "\ud83d\ude00" (😀) and "\r" first.
-    const input = { '\u20ac': 'Euro Sign', '\r': 'Carriage Return', '\ufb33': 'Hebrew Letter Dalet With Dagesh', '1': 'One', '\ud83d\ude00': 'Emoji: Grinning Face', '\u0080': 'Control', '\u00f6': 'Latin Small Letter O With Diaeresis' };
+    const input = {
+      '\u20ac': 'Euro Sign',
+      '\r': 'Carriage Return',
+      '\ufb33': 'Hebrew Letter Dalet With Dagesh',
+      '1': 'One',
+      '\ud83d\ude00': 'Emoji: Grinning Face',
+      '\u0080': 'Control',
+      '\u00f6': 'Latin Small Letter O With Diaeresis',
+    };
     const keys = Object.keys(JSON.parse(canonicalize(input)) as object);
     expect(canonicalize(input).startsWith('{"\\r":"Carriage Return","1":"One","\u0080":"Control","ö"')).toBe(true);
     expect(keys.indexOf('\u20ac')).toBeLessThan(keys.indexOf('\ud83d\ude00'));
@@ -40,7 +48,9 @@ describe('nonce binding', () => {
   const nonce = Buffer.alloc(32, 7);
 
   it('derives a 32-byte GPU nonce from the canonical {agentId, nonce, teePubKey}', () => {
-    const expected = createHash('sha256').update(canonicalize({ agentId: 'vm-a', nonce: nonce.toString('hex'), teePubKey: { crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y } })).digest();
+    const expected = createHash('sha256')
+      .update(canonicalize({ agentId: 'vm-a', nonce: nonce.toString('hex'), teePubKey: { crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y } }))
+      .digest();
     expect(gpuNonce(nonce, jwk, 'vm-a')).toEqual(expected);
     expect(gpuNonce(nonce, jwk, 'vm-a')).toHaveLength(32);
   });
@@ -62,7 +72,16 @@ describe('nonce binding', () => {
     const reports = [Buffer.from('report-a')];
     expect(cpuReportData(nonce, jwk, 'vm-a', reports)).not.toEqual(cpuReportData(nonce, jwk, 'vm-b', reports));
     expect(gpuNonce(nonce, jwk, 'vm-a')).not.toEqual(gpuNonce(nonce, jwk, 'vm-b'));
-    const expected = createHash('sha512').update(canonicalize({ agentId: 'vm-a', nonce: nonce.toString('hex'), teePubKey: { crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y }, gpus: [createHash('sha384').update(reports[0]!).digest('hex')] })).digest();
+    const expected = createHash('sha512')
+      .update(
+        canonicalize({
+          agentId: 'vm-a',
+          nonce: nonce.toString('hex'),
+          teePubKey: { crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y },
+          gpus: [createHash('sha384').update(reports[0]!).digest('hex')],
+        }),
+      )
+      .digest();
     expect(cpuReportData(nonce, jwk, 'vm-a', reports)).toEqual(expected);
   });
 });

@@ -6,9 +6,18 @@ import { parseBundle } from '../../agent/formats/evidence-bundle.js';
 import { parseConsequenceState } from '../../agent/daemon/consequences.js';
 import { validateEar } from '../../agent/state/record.js';
 
-const read = jsonReader((where, problem) => { throw new ParseError(`${where}: ${problem}`); }, {
-  object: 'expected an object', string: 'expected a string', tooLong: (m) => `longer than ${m}`, array: (m) => `at most ${m}`, unexpectedKey: (k) => `unexpected ${k}`,
-});
+const read = jsonReader(
+  (where, problem) => {
+    throw new ParseError(`${where}: ${problem}`);
+  },
+  {
+    object: 'expected an object',
+    string: 'expected a string',
+    tooLong: (m) => `longer than ${m}`,
+    array: (m) => `at most ${m}`,
+    unexpectedKey: (k) => `unexpected ${k}`,
+  },
+);
 
 describe('jsonReader', () => {
   it('checks types, bounds and allowed keys', () => {
@@ -33,7 +42,9 @@ describe('parsers on the reader keep their wording', () => {
   it('consequence state', () => {
     expect(() => parseConsequenceState('x')).toThrow('state: expected an object');
     expect(() => parseConsequenceState({ version: 1, extra: 1 })).toThrow('state: unexpected key "extra"');
-    expect(() => parseConsequenceState({ version: 1, active: 'no', applied: [], stoppedUnits: [], startedUnits: [] })).toThrow(/state.active: expected an array of at most \d+/);
+    expect(() => parseConsequenceState({ version: 1, active: 'no', applied: [], stoppedUnits: [], startedUnits: [] })).toThrow(
+      /state.active: expected an array of at most \d+/,
+    );
   });
   it('EAR record', () => {
     expect(() => validateEar(null)).toThrow('ear: expected an object');

@@ -71,13 +71,16 @@ describe('ControllerLink: session', () => {
   });
 
   it('answers expired challenges and failing cycles with typed errors', async () => {
-    const { controller, h } = await setup({}, {
-      handlers: {
-        onChallenge: async () => {
-          throw new Error('sev-guest: firmware busy');
+    const { controller, h } = await setup(
+      {},
+      {
+        handlers: {
+          onChallenge: async () => {
+            throw new Error('sev-guest: firmware busy');
+          },
         },
       },
-    });
+    );
     h.link.start();
     await controller.waitFor(up(h));
     controller.send({ type: 'challenge', id: 'old', nonce: 'ab'.repeat(16), expiresAt: '2020-01-01T00:00:00Z' });
@@ -104,7 +107,14 @@ describe('ControllerLink: session', () => {
       return nonce;
     };
     const n9 = await answer('ch-9');
-    const v9 = await issuer.verdict({ agentId: 'vm-test-1', challengeId: 'ch-9', nonce: n9, jkt: h.key.kid, teePubKey: hello.teePubKey, secrets: { 'model-key': 'k3y-material' } });
+    const v9 = await issuer.verdict({
+      agentId: 'vm-test-1',
+      challengeId: 'ch-9',
+      nonce: n9,
+      jkt: h.key.kid,
+      teePubKey: hello.teePubKey,
+      secrets: { 'model-key': 'k3y-material' },
+    });
     controller.send(v9);
     await controller.waitFor(() => h.calls.verdicts.length === 1, 5000, 'verdict');
     expect(h.calls.verdicts[0]).toEqual({ token: v9.token, names: ['model-key'] });
@@ -113,7 +123,14 @@ describe('ControllerLink: session', () => {
     // A secret for another key, listed in the token: rejected with an error message, nothing stored, link stays up.
     const n10 = await answer('ch-10');
     const otherKey = await createAgentKey();
-    const v10 = await issuer.verdict({ agentId: 'vm-test-1', challengeId: 'ch-10', nonce: n10, jkt: h.key.kid, teePubKey: otherKey.publicJwk, secrets: { other: 'nope' } });
+    const v10 = await issuer.verdict({
+      agentId: 'vm-test-1',
+      challengeId: 'ch-10',
+      nonce: n10,
+      jkt: h.key.kid,
+      teePubKey: otherKey.publicJwk,
+      secrets: { other: 'nope' },
+    });
     controller.send(v10);
     await controller.waitFor(() => controller.received.some((m) => m.type === 'error' && m.challengeId === 'ch-10'), 5000, 'verdict-rejected');
     expect(controller.received.find((m) => m.type === 'error' && m.challengeId === 'ch-10')).toMatchObject({ code: 'verdict-rejected' });

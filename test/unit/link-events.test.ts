@@ -39,7 +39,9 @@ describe('signed events', () => {
     expect(Buffer.from(eventSigningInput(e)).toString()).toBe(payload);
     expect(await verifyEventSignature(e, key.publicJwk)).toBe(true);
     // A re-serialised event (member order changed by a JSON round trip through another language) still verifies.
-    const reordered = JSON.parse(JSON.stringify({ sig: e.sig, data: { a: 'é', z: 1, gpus: [0, 1], status: 'affirming' }, kind: e.kind, at: e.at, seq: e.seq, type: 'event' }));
+    const reordered = JSON.parse(
+      JSON.stringify({ sig: e.sig, data: { a: 'é', z: 1, gpus: [0, 1], status: 'affirming' }, kind: e.kind, at: e.at, seq: e.seq, type: 'event' }),
+    );
     expect(await verifyEventSignature(reordered, key.publicJwk)).toBe(true);
   });
 
@@ -77,7 +79,15 @@ describe('secrets', () => {
     const store = new SecretStore();
     const jwe = await encryptTo(key, 'model-decryption-key-123');
     expect(validateMessage('controller->agent', { type: 'verdict', challengeId: 'c', token: 'a.b.c', secrets: [{ name: 'model', jwe }] }).ok).toBe(true);
-    const names = await storeSecrets([{ name: 'model', jwe }, { name: 'db', jwe: await encryptTo(key, 'pw') }], key, store, { challengeId: 'c' });
+    const names = await storeSecrets(
+      [
+        { name: 'model', jwe },
+        { name: 'db', jwe: await encryptTo(key, 'pw') },
+      ],
+      key,
+      store,
+      { challengeId: 'c' },
+    );
     expect(names).toEqual(['model', 'db']);
     expect(Buffer.from(store.get('model')!).toString()).toBe('model-decryption-key-123');
     expect(store.names()).toEqual(['db', 'model']);
@@ -92,7 +102,13 @@ describe('secrets', () => {
     const key = await createAgentKey();
     const store = new SecretStore();
     await storeSecrets([{ name: 'model', jwe: await encryptTo(key, 'TOP-SECRET-VALUE') }], key, store);
-    const views = [JSON.stringify(store), inspect(store), String(store), JSON.stringify({ nested: { store } }), inspect({ store }, { depth: 5, showHidden: true })];
+    const views = [
+      JSON.stringify(store),
+      inspect(store),
+      String(store),
+      JSON.stringify({ nested: { store } }),
+      inspect({ store }, { depth: 5, showHidden: true }),
+    ];
     for (const v of views) {
       expect(v).not.toContain('TOP-SECRET-VALUE');
       expect(v).not.toContain(Buffer.from('TOP-SECRET-VALUE').toString('base64'));
@@ -117,7 +133,16 @@ describe('secrets', () => {
     parts[3] = Buffer.from('jello').toString('base64url');
     await expect(decryptSecret({ name: 'd', jwe: parts.join('.') }, key)).rejects.toThrow(CvmError);
     // All or nothing: one bad envelope, nothing stored.
-    await expect(storeSecrets([{ name: 'ok', jwe: good }, { name: 'bad', jwe: toOther }], key, store)).rejects.toThrow(CvmError);
+    await expect(
+      storeSecrets(
+        [
+          { name: 'ok', jwe: good },
+          { name: 'bad', jwe: toOther },
+        ],
+        key,
+        store,
+      ),
+    ).rejects.toThrow(CvmError);
     expect(store.size).toBe(0);
     // An RSA recipient key format from a confused controller: still a typed error.
     const rsa = await generateKeyPair('RSA-OAEP-256', { extractable: true });

@@ -76,7 +76,8 @@ describe('ControllerLink against a hostile controller', () => {
       await gate;
       return { bundle: {}, localResult: {} };
     };
-    for (let i = 0; i < 20; i++) controller.send({ type: 'challenge', id: `c${i}`, nonce: 'ab'.repeat(16), expiresAt: new Date(Date.now() + 60_000).toISOString() });
+    for (let i = 0; i < 20; i++)
+      controller.send({ type: 'challenge', id: `c${i}`, nonce: 'ab'.repeat(16), expiresAt: new Date(Date.now() + 60_000).toISOString() });
     await controller.waitFor(() => controller.received.filter((m) => m.type === 'error' && m.code === 'busy').length === 18, 5000, 'busy answers');
     release();
   });

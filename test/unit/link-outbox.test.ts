@@ -104,7 +104,13 @@ describe('outbox', () => {
     const logs: string[] = [];
     const b = await Outbox.open({ dir, key, log: (m) => logs.push(m) });
     const seqs = b.from(0).map((e) => [e.seq, e.kind]);
-    expect(seqs).toEqual([[1, 'status'], [2, 'status'], [4, 'status'], [5, 'status'], [6, 'dropped']]);
+    expect(seqs).toEqual([
+      [1, 'status'],
+      [2, 'status'],
+      [4, 'status'],
+      [5, 'status'],
+      [6, 'dropped'],
+    ]);
     expect(b.from(6)[0]!.data).toEqual({ from: 3, to: 3, count: 1, reason: 'unreadable in the outbox file' });
     expect(logs.some((l) => /unreadable/.test(l))).toBe(true);
     await b.close();
@@ -172,7 +178,10 @@ describe('outbox', () => {
 
 describe('missingRanges', () => {
   it('finds the holes in a sorted seq list', () => {
-    expect(missingRanges(1, 10, [1, 2, 5, 6, 10])).toEqual([[3, 4], [7, 9]]);
+    expect(missingRanges(1, 10, [1, 2, 5, 6, 10])).toEqual([
+      [3, 4],
+      [7, 9],
+    ]);
     expect(missingRanges(1, 3, [])).toEqual([[1, 3]]);
     expect(missingRanges(4, 3, [])).toEqual([]);
     expect(missingRanges(1, 3, [1, 2, 3])).toEqual([]);

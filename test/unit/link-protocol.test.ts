@@ -4,8 +4,16 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CvmError } from '../../agent/errors.js';
 import {
-  CLOSE, MAX_MESSAGE_BYTES, PROTOCOL, PROTOCOL_VERSION, decodeMessage, encodeMessage, negotiateVersion, validateMessage,
-  type AgentMessage, type ControllerMessage,
+  CLOSE,
+  MAX_MESSAGE_BYTES,
+  PROTOCOL,
+  PROTOCOL_VERSION,
+  decodeMessage,
+  encodeMessage,
+  negotiateVersion,
+  validateMessage,
+  type AgentMessage,
+  type ControllerMessage,
 } from '../../agent/link/protocol.js';
 import { AGENT_SCHEMAS, CONTROLLER_SCHEMAS, renderSchemasMarkdown } from '../../agent/link/schemas.js';
 import { validate } from '../../agent/link/json-schema.js';
@@ -17,9 +25,24 @@ const jws = 'eyJhbGciOiJFUzM4NCJ9.eyJhIjoxfQ.c2ln';
 const jwe = 'eyJhbGciOiJFQ0RILUVTK0EyNTZLVyJ9.a2V5.aXY.Y3Q.dGFn';
 
 const goodAgent: AgentMessage[] = [
-  { type: 'hello', agentId: 'vm-1', version: '0.1.0', protocol: { min: 1, max: 1 }, teePubKey: jwk, inventory: { tee: 'snp' }, capabilities: ['events'], resumeFrom: 1 },
+  {
+    type: 'hello',
+    agentId: 'vm-1',
+    version: '0.1.0',
+    protocol: { min: 1, max: 1 },
+    teePubKey: jwk,
+    inventory: { tee: 'snp' },
+    capabilities: ['events'],
+    resumeFrom: 1,
+  },
   { type: 'hello', agentId: 'vm-1', version: '0.1.0', protocol: [1, 2], teePubKey: jwk, inventory: {}, capabilities: [], resumeFrom: 42 },
-  { type: 'evidence', challengeId: 'c-1', bundle: { version: 1, agentId: 'vm-1', nonce: '00'.repeat(32), teePubKey: jwk, simulated: true, cpu: {}, gpus: [] }, localResult: { 'ear.status': 'affirming' }, proof: jws },
+  {
+    type: 'evidence',
+    challengeId: 'c-1',
+    bundle: { version: 1, agentId: 'vm-1', nonce: '00'.repeat(32), teePubKey: jwk, simulated: true, cpu: {}, gpus: [] },
+    localResult: { 'ear.status': 'affirming' },
+    proof: jws,
+  },
   { type: 'event', seq: 1, at: '2025-06-01T12:00:00.000Z', kind: 'status', data: { up: true }, sig: jws },
   { type: 'error', code: 'attestation-failed', message: 'no /dev/sev-guest', challengeId: 'c-1' },
 ];
@@ -130,9 +153,17 @@ describe('decodeMessage', () => {
   });
   it('never throws on arbitrary JSON shaped like messages (property)', () => {
     const types = fc.constantFrom('hello', 'welcome', 'challenge', 'attest', 'verdict', 'ack', 'error', 'event', 'evidence', 'x');
-    const doc = fc.record({ type: types }, { requiredKeys: [] }).chain((base) =>
-      fc.dictionary(fc.constantFrom('seq', 'id', 'nonce', 'expiresAt', 'protocol', 'heartbeatSec', 'secrets', 'token', 'challengeId', 'data', 'kind', 'teePubKey'), fc.jsonValue({ maxDepth: 3 }), { maxKeys: 6 }).map((extra) => ({ ...extra, ...base })),
-    );
+    const doc = fc
+      .record({ type: types }, { requiredKeys: [] })
+      .chain((base) =>
+        fc
+          .dictionary(
+            fc.constantFrom('seq', 'id', 'nonce', 'expiresAt', 'protocol', 'heartbeatSec', 'secrets', 'token', 'challengeId', 'data', 'kind', 'teePubKey'),
+            fc.jsonValue({ maxDepth: 3 }),
+            { maxKeys: 6 },
+          )
+          .map((extra) => ({ ...extra, ...base })),
+      );
     fc.assert(
       fc.property(doc, fc.constantFrom('agent->controller', 'controller->agent'), (d, dir) => {
         const r = decodeMessage(JSON.stringify(d), dir as 'controller->agent');

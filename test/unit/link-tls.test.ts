@@ -36,9 +36,11 @@ describe('ControllerLink over TLS', () => {
     expect(controller.url).toMatch(/^wss:\/\//);
     const before = controller.hellos.length;
     const h = await harness({ ca: pki.caPem, cert: pki.client.certPem, key: pki.client.keyPem, pinnedSpkiSha256: [pki.server.spkiSha256] });
-    await controller.waitFor(() => h.link.status().state === 'up', 5000, 'link up over wss').catch((e) => {
-      throw new Error(`${e.message}: ${h.link.status().lastError}`);
-    });
+    await controller
+      .waitFor(() => h.link.status().state === 'up', 5000, 'link up over wss')
+      .catch((e) => {
+        throw new Error(`${e.message}: ${h.link.status().lastError}`);
+      });
     expect(controller.hellos.length).toBe(before + 1);
     expect(controller.clientCertCNs).toContain('cvm agent');
   });

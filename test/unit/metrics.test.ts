@@ -31,7 +31,11 @@ function ear(devices: Record<string, 'ok' | 'warn' | 'fail'>, simulated = false)
     Object.entries(devices).map(([id, v]) => ({
       id,
       policyId: 'p',
-      result: resultOf([v === 'ok' ? pass('x.signature', 'ok') : v === 'warn' ? warn('x.revocation', 'CRL not checked') : fail('x.tcb', 'TCB too old')], {}, simulated),
+      result: resultOf(
+        [v === 'ok' ? pass('x.signature', 'ok') : v === 'warn' ? warn('x.revocation', 'CRL not checked') : fail('x.tcb', 'TCB too old')],
+        {},
+        simulated,
+      ),
     })),
     { at: new Date(0), build: 't' },
   );
@@ -102,7 +106,7 @@ describe('AgentMetrics', () => {
     m.setCollateralStale('vcek', false);
     m.setCollateralStale('crl', true);
     m.setCollateralStale('x"} 1\ninjected', true);
-    m.recordCycle(ear({ 'cpu0': 'ok' }), Number.NaN, true);
+    m.recordCycle(ear({ cpu0: 'ok' }), Number.NaN, true);
     let s = await scrape(m);
     expect(s.get('cvm_gpu_ready_state')).toBe(1);
     expect(s.get('cvm_controller_link_up')).toBe(1);

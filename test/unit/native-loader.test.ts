@@ -33,7 +33,11 @@ describe('packageRoot', () => {
     mkdirSync(other, { recursive: true });
     writeFileSync(join(dir, 'elsewhere', 'package.json'), JSON.stringify({ name: 'not-cvm-agent' }));
     let err: unknown;
-    try { packageRoot(other); } catch (e) { err = e; }
+    try {
+      packageRoot(other);
+    } catch (e) {
+      err = e;
+    }
     expect(err).toBeInstanceOf(DeviceError);
     expect((err as DeviceError).code).toBe('ERR_NATIVE_UNAVAILABLE');
     expect((err as Error).message).toMatch(/cannot locate the cvm-agent package root/);

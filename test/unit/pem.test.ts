@@ -7,7 +7,7 @@ import { derToPem, pemBlocks, pemBlocksStrict } from '../../agent/util/pem.js';
 const strict = (t: string) => pemBlocksStrict(t, 'CERTIFICATE', { what: 'certificate chain', noun: 'certificates', maxBlocks: 2 });
 
 describe('PEM', () => {
-  it('derToPem writes 64-character lines (the simulator\'s old writer gave the same text)', () => {
+  it("derToPem writes 64-character lines (the simulator's old writer gave the same text)", () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 300 }), (b) => {
         const der = Buffer.from(b);

@@ -12,7 +12,11 @@ const byName = (checks: Check[]) => Object.fromEntries(checks.map((c) => [c.name
 
 /** A simulated RIM signing chain root → CA → leaf, like NVIDIA's (P-384, ecdsa-with-SHA384). */
 function simulatedChain(validTo = new Date('2030-01-01T00:00:00Z'), leafUsage: 'digitalSignature' | 'keyAgreement' = 'digitalSignature') {
-  const names: NameSpec[] = [{ CN: 'SIMULATED CoRIM Root', O: 'cvm-agent' }, { CN: 'SIMULATED Reference Value CA', O: 'cvm-agent' }, { CN: 'SIMULATED RIM Signer', O: 'cvm-agent' }];
+  const names: NameSpec[] = [
+    { CN: 'SIMULATED CoRIM Root', O: 'cvm-agent' },
+    { CN: 'SIMULATED Reference Value CA', O: 'cvm-agent' },
+    { CN: 'SIMULATED RIM Signer', O: 'cvm-agent' },
+  ];
   const keys = [p384(), p384(), p384()];
   const notBefore = new Date('2024-01-01T00:00:00Z');
   const cert = (i: number, issuer: number, ca: boolean, serial: number) =>
@@ -65,7 +69,12 @@ describe('buildSignedRim (simulated GPUs)', () => {
   });
 
   it('verifies without the root in KeyInfo too', () => {
-    const xml = buildSignedRim({ kind: 'vbios', version: '96.00.5E.00.01', measurements: [{ index: 0, alternatives: [Buffer.alloc(48, 1)] }], signer: { key: sim.leafKey, chain: [sim.leaf, sim.ca] } });
+    const xml = buildSignedRim({
+      kind: 'vbios',
+      version: '96.00.5E.00.01',
+      measurements: [{ index: 0, alternatives: [Buffer.alloc(48, 1)] }],
+      signer: { key: sim.leafKey, chain: [sim.leaf, sim.ca] },
+    });
     expect(verifyRimSignature(xml, { at, extraRoots: [sim.root] }).every((c) => c.ok)).toBe(true);
   });
 
@@ -95,13 +104,23 @@ describe('buildSignedRim (simulated GPUs)', () => {
 
   it('an expired simulated signer fails validity', () => {
     const old = simulatedChain(new Date('2025-01-01T00:00:00Z'));
-    const xml = buildSignedRim({ kind: 'driver', version: '1.0', measurements: [{ index: 7, alternatives: [Buffer.alloc(48)] }], signer: { key: old.leafKey, chain: [old.leaf, old.ca] } });
+    const xml = buildSignedRim({
+      kind: 'driver',
+      version: '1.0',
+      measurements: [{ index: 7, alternatives: [Buffer.alloc(48)] }],
+      signer: { key: old.leafKey, chain: [old.leaf, old.ca] },
+    });
     expect(byName(verifyRimSignature(xml, { at, extraRoots: [old.root] }))['rim.chain.validity']).toMatchObject({ ok: false });
   });
 
   it('a signer whose keyUsage lacks digitalSignature is not accepted', () => {
     const ka = simulatedChain(undefined, 'keyAgreement');
-    const xml = buildSignedRim({ kind: 'driver', version: '1.0', measurements: [{ index: 7, alternatives: [Buffer.alloc(48)] }], signer: { key: ka.leafKey, chain: [ka.leaf, ka.ca] } });
+    const xml = buildSignedRim({
+      kind: 'driver',
+      version: '1.0',
+      measurements: [{ index: 7, alternatives: [Buffer.alloc(48)] }],
+      signer: { key: ka.leafKey, chain: [ka.leaf, ka.ca] },
+    });
     const c = byName(verifyRimSignature(xml, { at, extraRoots: [ka.root] }));
     expect(c['rim.chain']).toMatchObject({ ok: false });
     expect(c['rim.chain']!.detail).toMatch(/digitalSignature/);
@@ -110,8 +129,19 @@ describe('buildSignedRim (simulated GPUs)', () => {
   it('refuses unusable input with a typed error', () => {
     const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
     expect(() => buildSignedRim({ kind: 'driver', version: '1', measurements: [], signer: { key: rsa, chain: [sim.leaf] } })).toThrow(CvmError);
-    expect(() => buildSignedRim({ kind: 'driver', version: '1', measurements: [{ index: 1, alternatives: [Buffer.alloc(32)] }], signer: { key: sim.leafKey, chain: [sim.leaf] } })).toThrow(/48 bytes/);
-    expect(() => buildSignedRim({ kind: 'driver', version: '1', measurements: [{ index: 1, alternatives: [Buffer.alloc(48)] }], signer: { key: sim.leafKey, chain: [] } })).toThrow(CvmError);
-    expect(() => buildSignedRim({ kind: 'driver', version: '1', measurements: [], signer: { key: sim.leafKey, chain: [sim.leaf] } })).toThrow(/at least one measurement/);
+    expect(() =>
+      buildSignedRim({
+        kind: 'driver',
+        version: '1',
+        measurements: [{ index: 1, alternatives: [Buffer.alloc(32)] }],
+        signer: { key: sim.leafKey, chain: [sim.leaf] },
+      }),
+    ).toThrow(/48 bytes/);
+    expect(() =>
+      buildSignedRim({ kind: 'driver', version: '1', measurements: [{ index: 1, alternatives: [Buffer.alloc(48)] }], signer: { key: sim.leafKey, chain: [] } }),
+    ).toThrow(CvmError);
+    expect(() => buildSignedRim({ kind: 'driver', version: '1', measurements: [], signer: { key: sim.leafKey, chain: [sim.leaf] } })).toThrow(
+      /at least one measurement/,
+    );
   });
 });

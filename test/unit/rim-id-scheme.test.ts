@@ -11,7 +11,7 @@ import { driverRimId, driverRimIdForProduct } from '../../agent/verify/nvidia/ri
 import { vector } from '../helpers/paths.js';
 
 describe('driver RIM id scheme', () => {
-  it('Blackwell without CHIP_INFO falls back to GB100, as NVIDIA\'s SDK does (not an empty chip, not GH100)', () => {
+  it("Blackwell without CHIP_INFO falls back to GB100, as NVIDIA's SDK does (not an empty chip, not GH100)", () => {
     expect(driverRimId('575.57.08', 'blackwell')).toBe('NV_GPU_CC_DRIVER_GB100_575.57.08');
     expect(driverRimId('575.57.08', 'blackwell', '\0\0')).toBe('NV_GPU_CC_DRIVER_GB100_575.57.08');
   });
@@ -20,7 +20,7 @@ describe('driver RIM id scheme', () => {
     expect(driverRimId('550.90.07', 'hopper', 'GB100')).toBe('NV_GPU_DRIVER_GH100_550.90.07');
   });
 
-  it('the id from a RIM file\'s product equals the id from the GPU report', () => {
+  it("the id from a RIM file's product equals the id from the GPU report", () => {
     expect(driverRimIdForProduct('GH100', '550.144.03')).toBe(driverRimId('550.144.03', 'hopper'));
     expect(driverRimIdForProduct('gb100', '595.91.07')).toBe(driverRimId('595.91.07', 'blackwell', 'GB100'));
     expect(driverRimIdForProduct('GB202', '595.91.07')).toBe(driverRimId('595.91.07', 'blackwell', 'GB202'));

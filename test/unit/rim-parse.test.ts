@@ -44,7 +44,9 @@ describe('parseRim on every RIM vector', () => {
     expect(active).toEqual([7, ...Array.from({ length: 20 }, (_, i) => 21 + i)]);
     const m7 = rim.measurements[7]!;
     expect(m7).toMatchObject({ index: 7, name: 'Measurement_7', active: true, size: 48 });
-    expect(m7.alternatives.map((a) => a.toString('hex'))).toEqual(['0e0ee161b59bf124ce6b6dca6efa7616d28077862c0e57dca7d5efd63d00eeed4851922941e846a38c464cbedbc168d9']);
+    expect(m7.alternatives.map((a) => a.toString('hex'))).toEqual([
+      '0e0ee161b59bf124ce6b6dca6efa7616d28077862c0e57dca7d5efd63d00eeed4851922941e846a38c464cbedbc168d9',
+    ]);
   });
 
   it('VBIOS RIMs activate indices 0-6 and 8-12 (§4.1)', () => {
@@ -117,11 +119,15 @@ describe('RIM ids (§4.2)', () => {
 
   it.each(REPORTS)('VBIOS id from the opaque fields of %s equals index.json expected_vbios_rim_id', (rel) => {
     const p = index.files[rel]!.parsed!;
-    expect(vbiosRimId({ project: p.opaque.project, projectSku: p.opaque.project_sku, chipSku: p.opaque.chip_sku, vbiosVersion: p.opaque.vbios_version })).toBe(p.expected_vbios_rim_id);
+    expect(vbiosRimId({ project: p.opaque.project, projectSku: p.opaque.project_sku, chipSku: p.opaque.chip_sku, vbiosVersion: p.opaque.vbios_version })).toBe(
+      p.expected_vbios_rim_id,
+    );
   });
 
   it('NUL padding is stripped and letters are upper-cased', () => {
-    expect(vbiosRimId({ project: 'g520\0\0', projectSku: '0200\0', chipSku: '885\0\0\0', vbiosVersion: '96.00.a5.00.01' })).toBe('NV_GPU_VBIOS_G520_0200_885_9600A50001');
+    expect(vbiosRimId({ project: 'g520\0\0', projectSku: '0200\0', chipSku: '885\0\0\0', vbiosVersion: '96.00.a5.00.01' })).toBe(
+      'NV_GPU_VBIOS_G520_0200_885_9600A50001',
+    );
   });
 
   it('every nvtrust VBIOS sample file name is derived from its own colloquialVersion', () => {

@@ -130,7 +130,11 @@ describe('negative RIM vectors (attestation-sdk/negative)', () => {
 
   it('an overlong KeyInfo list is refused before any certificate work', () => {
     const certs = parseRim(text('attestation-sdk/rims/NV_GPU_DRIVER_GH100_550.144.03.xml')).signerCerts;
-    const r = verifyRimChain(Array.from({ length: 9 }, () => certs[0]!), [{ der: nvidiaRimRoot().der, label: 'pinned' }], new Date('2026-01-15T00:00:00Z'));
+    const r = verifyRimChain(
+      Array.from({ length: 9 }, () => certs[0]!),
+      [{ der: nvidiaRimRoot().der, label: 'pinned' }],
+      new Date('2026-01-15T00:00:00Z'),
+    );
     expect(r.checks[0]!.detail).toMatch(/at most 8/);
     expect(r.checks.every((c) => !c.ok)).toBe(true);
   });
@@ -199,7 +203,7 @@ describe('tampering', () => {
   });
 
   it('canonically equivalent changes (attribute whitespace, quote style) keep the digest', () => {
-    const mutated = xml.replace('corpus="false" name="GH100"', "corpus='false'\n   name=\"GH100\"");
+    const mutated = xml.replace('corpus="false" name="GH100"', 'corpus=\'false\'\n   name="GH100"');
     expect(mutated).not.toBe(xml);
     expect(verifyRimSignature(mutated, { at }).every((c) => c.ok)).toBe(true);
   });
@@ -234,7 +238,10 @@ describe('tampering', () => {
     expect(byName(verifyRimSignature(two, { at }))['rim.signature.reference']).toMatchObject({ ok: false });
     const uri = xml.replace('<ds:Reference URI="">', '<ds:Reference URI="#x">');
     expect(byName(verifyRimSignature(uri, { at }))['rim.signature.reference']!.detail).toMatch(/URI "#x"/);
-    const c14n10 = xml.replace('<ds:CanonicalizationMethod Algorithm="http://www.w3.org/2006/12/xml-c14n11"/>', '<ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/>');
+    const c14n10 = xml.replace(
+      '<ds:CanonicalizationMethod Algorithm="http://www.w3.org/2006/12/xml-c14n11"/>',
+      '<ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/>',
+    );
     expect(byName(verifyRimSignature(c14n10, { at }))['rim.signature.value']).toMatchObject({ ok: false });
     const noSig = xml.slice(0, sigStart) + '</SoftwareIdentity>';
     const checks = verifyRimSignature(noSig, { at });

@@ -18,8 +18,9 @@ describe('pinned roots', () => {
   });
 
   it('a fingerprint mismatch throws the caller-built error with the digest it found', () => {
-    expect(() => loadPinnedPem(NVIDIA_RIM_ROOT_PEM, '00'.repeat(32), (got) => new Error(`got ${got}`)))
-      .toThrow(`got ${createHash('sha256').update(nvidiaRimRoot().der).digest('hex')}`);
+    expect(() => loadPinnedPem(NVIDIA_RIM_ROOT_PEM, '00'.repeat(32), (got) => new Error(`got ${got}`))).toThrow(
+      `got ${createHash('sha256').update(nvidiaRimRoot().der).digest('hex')}`,
+    );
   });
 
   it('lazyPinnedRoot fails closed with ERR_PINNED_ROOT on every call and never caches a bad embed', () => {
@@ -39,6 +40,8 @@ describe('pinned roots', () => {
 
   it('the RIM root embed matches the nvtrust verifier_RIM_root.pem vector', () => {
     const file = vector('nvidia/nvtrust/roots/verifier_RIM_root.pem').toString('latin1');
-    expect(loadPinnedPem(file, createHash('sha256').update(nvidiaRimRoot().der).digest('hex'), () => new Error('differs')).der.equals(nvidiaRimRoot().der)).toBe(true);
+    expect(
+      loadPinnedPem(file, createHash('sha256').update(nvidiaRimRoot().der).digest('hex'), () => new Error('differs')).der.equals(nvidiaRimRoot().der),
+    ).toBe(true);
   });
 });

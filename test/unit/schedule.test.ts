@@ -10,12 +10,18 @@ afterEach(async () => {
 describe('retry backoff', () => {
   it('stays within [step/2, step] of a capped exponential step', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 100 }), fc.integer({ min: 1, max: 60 }), fc.integer({ min: 1, max: 3600 }), fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }), (n, initial, max, r) => {
-        const step = Math.min(max, initial * 2 ** (n - 1)) * 1000;
-        const d = retryDelayMs(n, initial, max, () => r);
-        expect(d).toBeGreaterThanOrEqual(Math.floor(step / 2));
-        expect(d).toBeLessThanOrEqual(step);
-      }),
+      fc.property(
+        fc.integer({ min: 1, max: 100 }),
+        fc.integer({ min: 1, max: 60 }),
+        fc.integer({ min: 1, max: 3600 }),
+        fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }),
+        (n, initial, max, r) => {
+          const step = Math.min(max, initial * 2 ** (n - 1)) * 1000;
+          const d = retryDelayMs(n, initial, max, () => r);
+          expect(d).toBeGreaterThanOrEqual(Math.floor(step / 2));
+          expect(d).toBeLessThanOrEqual(step);
+        },
+      ),
       { numRuns: 5000 },
     );
   });
@@ -30,7 +36,9 @@ describe('retry backoff', () => {
 
 describe('Scheduler', () => {
   it('rejects an invalid cron expression', () => {
-    expect(() => new Scheduler({ cron: 'not cron', jitterSec: 0, attestAtStart: false, retry: { initialSec: 1, maxSec: 1 }, run: async () => true })).toThrow(/invalid cron/);
+    expect(() => new Scheduler({ cron: 'not cron', jitterSec: 0, attestAtStart: false, retry: { initialSec: 1, maxSec: 1 }, run: async () => true })).toThrow(
+      /invalid cron/,
+    );
   });
 
   it('attests at start, retries after a failure with backoff, and shows the next run', async () => {
@@ -66,7 +74,16 @@ describe('Scheduler', () => {
 
   it('runs on the cron schedule with jitter and never runs after stop', async () => {
     const runs: string[] = [];
-    const s = new Scheduler({ cron: '* * * * * *', jitterSec: 0, attestAtStart: false, retry: { initialSec: 1, maxSec: 1 }, run: async (r) => { runs.push(r); return true; } });
+    const s = new Scheduler({
+      cron: '* * * * * *',
+      jitterSec: 0,
+      attestAtStart: false,
+      retry: { initialSec: 1, maxSec: 1 },
+      run: async (r) => {
+        runs.push(r);
+        return true;
+      },
+    });
     schedulers.push(s);
     s.start();
     await new Promise((r) => setTimeout(r, 2300));

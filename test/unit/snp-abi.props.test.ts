@@ -5,13 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { ParseError } from '../../agent/errors.js';
-import {
-  SNP_REPORT_SIZE,
-  parseAmdCertExtensions,
-  parseCertTable,
-  parseSnpReport,
-  serializeSnpReport,
-} from '../../agent/formats/snp-abi/index.js';
+import { SNP_REPORT_SIZE, parseAmdCertExtensions, parseCertTable, parseSnpReport, serializeSnpReport } from '../../agent/formats/snp-abi/index.js';
 import { FC_RUNS, vector } from '../helpers/paths.js';
 import { onlyTypedErrors } from '../helpers/props.js';
 
@@ -33,10 +27,7 @@ const mutated = (seed: Buffer) =>
       return cut === undefined ? b : b.subarray(0, cut);
     });
 
-const anyBytes = fc.oneof(
-  fc.uint8Array({ maxLength: 2048 }),
-  fc.uint8Array({ minLength: SNP_REPORT_SIZE, maxLength: SNP_REPORT_SIZE }),
-);
+const anyBytes = fc.oneof(fc.uint8Array({ maxLength: 2048 }), fc.uint8Array({ minLength: SNP_REPORT_SIZE, maxLength: SNP_REPORT_SIZE }));
 
 const reports = [
   snp('gosevguest_attestation.bin'),
@@ -49,26 +40,22 @@ const tables = [
   snp('synthetic_certtable_gcp_milan_mixedendian_guid.bin'),
   snp('synthetic_certtable_gcp_milan_rfc4122_pagepadded.bin'),
 ];
-const certs = [
-  snp('gosevguest_vcek.der'),
-  snp('virtee_vcek_turin.der'),
-  snp('trustee_snp_test-vlek.der'),
-  snp('trustee_snp_test-vcek-invalid-new.der'),
-];
+const certs = [snp('gosevguest_vcek.der'), snp('virtee_vcek_turin.der'), snp('trustee_snp_test-vlek.der'), snp('trustee_snp_test-vcek-invalid-new.der')];
 
 describe('parseSnpReport properties', () => {
   it('arbitrary bytes: returns or throws ParseError', () => {
-    fc.assert(fc.property(anyBytes, (b) => returnsOrParseError(() => parseSnpReport(b))), { numRuns: FC_RUNS });
+    fc.assert(
+      fc.property(anyBytes, (b) => returnsOrParseError(() => parseSnpReport(b))),
+      { numRuns: FC_RUNS },
+    );
   });
 
   it('any 1184-byte buffer with version 2..5 parses and round-trips exactly', () => {
-    const arb = fc
-      .tuple(fc.uint8Array({ minLength: SNP_REPORT_SIZE, maxLength: SNP_REPORT_SIZE }), fc.integer({ min: 2, max: 5 }))
-      .map(([b, v]) => {
-        const buf = Buffer.from(b);
-        buf.writeUInt32LE(v, 0);
-        return buf;
-      });
+    const arb = fc.tuple(fc.uint8Array({ minLength: SNP_REPORT_SIZE, maxLength: SNP_REPORT_SIZE }), fc.integer({ min: 2, max: 5 })).map(([b, v]) => {
+      const buf = Buffer.from(b);
+      buf.writeUInt32LE(v, 0);
+      return buf;
+    });
     fc.assert(
       fc.property(arb, (b) => {
         const r = parseSnpReport(b);
@@ -93,7 +80,10 @@ describe('parseSnpReport properties', () => {
 
 describe('parseCertTable properties', () => {
   it('arbitrary bytes: returns or throws ParseError', () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 512 }), (b) => returnsOrParseError(() => parseCertTable(b))), { numRuns: FC_RUNS });
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 512 }), (b) => returnsOrParseError(() => parseCertTable(b))),
+      { numRuns: FC_RUNS },
+    );
   });
 
   it('arbitrary headers over a data area: every returned entry lies inside the buffer', () => {
@@ -128,9 +118,12 @@ describe('parseCertTable properties', () => {
         return b;
       }),
     );
-    fc.assert(fc.property(fc.oneof(headerMutated, fc.constantFrom(...tables).chain(mutated)), (b) => returnsOrParseError(() => parseCertTable(b))), {
-      numRuns: FC_RUNS,
-    });
+    fc.assert(
+      fc.property(fc.oneof(headerMutated, fc.constantFrom(...tables).chain(mutated)), (b) => returnsOrParseError(() => parseCertTable(b))),
+      {
+        numRuns: FC_RUNS,
+      },
+    );
   });
 });
 
@@ -141,14 +134,20 @@ describe('parseAmdCertExtensions properties', () => {
       if (out.length > 2) out[0] = 0x30; // look like a SEQUENCE more often
       return out;
     });
-    fc.assert(fc.property(fc.oneof(fc.uint8Array({ maxLength: 256 }), derish), (b) => returnsOrParseError(() => parseAmdCertExtensions(b))), {
-      numRuns: FC_RUNS,
-    });
+    fc.assert(
+      fc.property(fc.oneof(fc.uint8Array({ maxLength: 256 }), derish), (b) => returnsOrParseError(() => parseAmdCertExtensions(b))),
+      {
+        numRuns: FC_RUNS,
+      },
+    );
   });
 
   it('mutated real VCEK/VLEK certificates: returns or throws ParseError', () => {
-    fc.assert(fc.property(fc.constantFrom(...certs).chain(mutated), (b) => returnsOrParseError(() => parseAmdCertExtensions(b))), {
-      numRuns: FC_RUNS,
-    });
+    fc.assert(
+      fc.property(fc.constantFrom(...certs).chain(mutated), (b) => returnsOrParseError(() => parseAmdCertExtensions(b))),
+      {
+        numRuns: FC_RUNS,
+      },
+    );
   });
 });

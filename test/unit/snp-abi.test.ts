@@ -26,9 +26,11 @@ import { vector } from '../helpers/paths.js';
 
 const snp = (name: string) => vector(`snp/${name}`);
 const pemCerts = (name: string): Buffer[] =>
-  (snp(name).toString('utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((p) =>
-    Buffer.from(new X509Certificate(p).raw),
-  );
+  (
+    snp(name)
+      .toString('utf8')
+      .match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []
+  ).map((p) => Buffer.from(new X509Certificate(p).raw));
 /** Azure HCL report: the SNP report sits at 0x20 (snp.md §5.2). */
 const fromHcl = (hcl: Uint8Array) => Buffer.from(hcl.subarray(0x20, 0x20 + SNP_REPORT_SIZE));
 const genoaEvidence = JSON.parse(snp('trustee_az-snp-vtpm_evidence-genoa.json').toString('utf8')) as { report: number[]; vcek: string };
@@ -250,7 +252,20 @@ describe('reserved / MBZ detection', () => {
     const b = Buffer.from(base);
     b.writeBigUInt64LE((1n << 17n) | (1n << 18n) | (1n << 20n) | (1n << 21n) | (1n << 22n) | (1n << 23n) | (1n << 24n) | (1n << 25n) | 0x0102n, 8);
     const p = parseSnpReport(b).policy;
-    expect(p).toMatchObject({ abiMinor: 2, abiMajor: 1, smt: false, debug: false, migrateMa: true, singleSocket: true, cxlAllow: true, memAes256Xts: true, raplDis: true, ciphertextHiding: true, pageSwapDisable: true, mbzBits: 0n });
+    expect(p).toMatchObject({
+      abiMinor: 2,
+      abiMajor: 1,
+      smt: false,
+      debug: false,
+      migrateMa: true,
+      singleSocket: true,
+      cxlAllow: true,
+      memAes256Xts: true,
+      raplDis: true,
+      ciphertextHiding: true,
+      pageSwapDisable: true,
+      mbzBits: 0n,
+    });
   });
 });
 
@@ -281,7 +296,14 @@ describe('versions and TCB layouts', () => {
 
   it('Turin CPUID (family 0x1A) selects the FMC-first layout for all four TCBs', () => {
     const raw = 0x5200000004010101n; // tinfoilsh/go-sev-guest kds_test: fmc 1, bl 1, tee 1, snp 4, ucode 82
-    const b = serializeSnpReport({ ...v3, cpuid: { family: 0x1a, model: 0x02, stepping: 0 }, currentTcb: raw, reportedTcb: raw, committedTcb: raw, launchTcb: raw });
+    const b = serializeSnpReport({
+      ...v3,
+      cpuid: { family: 0x1a, model: 0x02, stepping: 0 },
+      currentTcb: raw,
+      reportedTcb: raw,
+      committedTcb: raw,
+      launchTcb: raw,
+    });
     const r = parseSnpReport(b);
     expect(r.product).toBe('Turin');
     expect(r.tcbLayout).toBe('turin');
@@ -350,7 +372,16 @@ describe('versions and TCB layouts', () => {
   });
 
   it('serializeSnpReport defaults: algo 1, REPORT_ID_MA ff…ff, zeros elsewhere', () => {
-    const b = serializeSnpReport({ version: 3, policy: 0x30000n, currentTcb: 0n, reportedTcb: 0n, committedTcb: 0n, launchTcb: 0n, currentVersion: { major: 1, minor: 55, build: 1 }, committedVersion: { major: 1, minor: 55, build: 1 } });
+    const b = serializeSnpReport({
+      version: 3,
+      policy: 0x30000n,
+      currentTcb: 0n,
+      reportedTcb: 0n,
+      committedTcb: 0n,
+      launchTcb: 0n,
+      currentVersion: { major: 1, minor: 55, build: 1 },
+      committedVersion: { major: 1, minor: 55, build: 1 },
+    });
     const r = parseSnpReport(b);
     expect(r.signatureAlgo).toBe(1);
     expect(r.reportIdMa.equals(Buffer.alloc(32, 0xff))).toBe(true);
@@ -361,12 +392,20 @@ describe('versions and TCB layouts', () => {
 
 describe('parseCertTable (GHCB extended-report GUID table)', () => {
   const [milanAsk, milanArk] = pemCerts('ask_ark_milan.pem') as [Buffer, Buffer];
-  const tables = ['synthetic_certtable_gcp_milan_rfc4122.bin', 'synthetic_certtable_gcp_milan_rfc4122_pagepadded.bin', 'synthetic_certtable_gcp_milan_mixedendian_guid.bin'];
+  const tables = [
+    'synthetic_certtable_gcp_milan_rfc4122.bin',
+    'synthetic_certtable_gcp_milan_rfc4122_pagepadded.bin',
+    'synthetic_certtable_gcp_milan_mixedendian_guid.bin',
+  ];
 
   it.each(tables)('%s → VCEK, ASK, ARK with the exact certificate bytes', (name) => {
     const entries = parseCertTable(snp(name));
     expect(entries.map((e) => e.kind)).toEqual(['vcek', 'ask', 'ark']);
-    expect(entries.map((e) => e.guid)).toEqual(['63da758d-e664-4564-adc5-f4b93be8accd', '4ab7b379-bbac-4fe4-a02f-05aef327c782', 'c0b406a4-a803-4952-9743-3fb6014cd0ae']);
+    expect(entries.map((e) => e.guid)).toEqual([
+      '63da758d-e664-4564-adc5-f4b93be8accd',
+      '4ab7b379-bbac-4fe4-a02f-05aef327c782',
+      'c0b406a4-a803-4952-9743-3fb6014cd0ae',
+    ]);
     expect(entries.every((e) => e.guidOrder === (name.includes('mixed') ? 'mixed-endian' : 'rfc4122'))).toBe(true);
     expect(entries[1]!.data.equals(milanAsk)).toBe(true);
     expect(entries[2]!.data.equals(milanArk)).toBe(true);
@@ -393,7 +432,13 @@ describe('parseCertTable (GHCB extended-report GUID table)', () => {
   it('a VLEK-only table labels the ASK-GUID entry as the ASVK; unknown GUIDs are kept', () => {
     const vlek = snp('trustee_snp_test-vlek.der');
     const asvk = pemCerts('ask_ark_milan_vlek.pem')[0]!;
-    const t = parseCertTable(serializeCertTable([{ kind: 'vlek', data: vlek }, { kind: 'asvk', data: asvk }, { guid: '01234567-89ab-cdef-0123-456789abcdef', data: Buffer.from('x') }]));
+    const t = parseCertTable(
+      serializeCertTable([
+        { kind: 'vlek', data: vlek },
+        { kind: 'asvk', data: asvk },
+        { guid: '01234567-89ab-cdef-0123-456789abcdef', data: Buffer.from('x') },
+      ]),
+    );
     expect(t.map((e) => e.kind)).toEqual(['vlek', 'asvk', 'unknown']);
     expect(t[2]!.guid).toBe('01234567-89ab-cdef-0123-456789abcdef');
     expect(t[0]!.data.equals(vlek)).toBe(true);

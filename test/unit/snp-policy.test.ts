@@ -7,7 +7,17 @@ describe('parseSnpPolicy', () => {
   it('an empty mapping ({}) gives the safe defaults; an empty file is an error, not "no allow-lists"', () => {
     expect(() => parseSnpPolicy('')).toThrow(/empty .*must be a mapping/);
     const p = parseSnpPolicy('{}');
-    expect(p).toEqual({ allowDebug: false, allowMigrationAgent: false, allowSmt: true, vmpl: [0], minTcb: {}, measurements: [], idKeyDigests: [], authorKeyDigests: [], minGuestSvn: 0 });
+    expect(p).toEqual({
+      allowDebug: false,
+      allowMigrationAgent: false,
+      allowSmt: true,
+      vmpl: [0],
+      minTcb: {},
+      measurements: [],
+      idKeyDigests: [],
+      authorKeyDigests: [],
+      minGuestSvn: 0,
+    });
     expect(DEFAULT_SNP_POLICY.allowDebug).toBe(false);
     expect(Object.isFrozen(DEFAULT_SNP_POLICY)).toBe(true);
   });

@@ -10,20 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, CvmError } from '../../agent/errors.js';
 import { children, decodeBitString, decodeTime, encodedOf, parseDer } from '../../agent/util/der.js';
-import {
-  SIM_CPUID,
-  SIM_DEFAULT_MEASUREMENT,
-  SIM_TCB,
-  SimulatedSnpDevice,
-  type SimExtReport,
-} from '../../agent/simulation/snp-sim.js';
-import {
-  SNP_SIGNED_END,
-  parseAmdCertExtensions,
-  parseCertTable,
-  parseSnpReport,
-  signatureP1363,
-} from '../../agent/formats/snp-abi/index.js';
+import { SIM_CPUID, SIM_DEFAULT_MEASUREMENT, SIM_TCB, SimulatedSnpDevice, type SimExtReport } from '../../agent/simulation/snp-sim.js';
+import { SNP_SIGNED_END, parseAmdCertExtensions, parseCertTable, parseSnpReport, signatureP1363 } from '../../agent/formats/snp-abi/index.js';
 import { vector } from '../helpers/paths.js';
 
 const root = mkdtempSync(join(tmpdir(), 'snp-sim-test-'));
@@ -38,7 +26,12 @@ beforeAll(async () => {
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 const reportSignatureOk = (report: Buffer, vcekDer: Buffer) =>
-  verify('sha384', report.subarray(0, SNP_SIGNED_END), { key: new X509Certificate(vcekDer).publicKey, dsaEncoding: 'ieee-p1363' }, signatureP1363(parseSnpReport(report)));
+  verify(
+    'sha384',
+    report.subarray(0, SNP_SIGNED_END),
+    { key: new X509Certificate(vcekDer).publicKey, dsaEncoding: 'ieee-p1363' },
+    signatureP1363(parseSnpReport(report)),
+  );
 
 describe('SimulatedSnpDevice reports', () => {
   it('a v3 Genoa report with the caller REPORT_DATA, VCEK signer, default policy 0x30000, REPORTED_TCB = VCEK SPLs', async () => {
@@ -138,7 +131,7 @@ describe('SimulatedSnpDevice certificates', () => {
     expect(vcek.publicKey.asymmetricKeyDetails?.namedCurve).toBe('secp384r1');
   });
 
-  it('every certificate is signed with AMD\'s RSASSA-PSS AlgorithmIdentifier (SHA-384, MGF1-SHA-384, salt 48)', () => {
+  it("every certificate is signed with AMD's RSASSA-PSS AlgorithmIdentifier (SHA-384, MGF1-SHA-384, salt 48)", () => {
     const amdAlg = Buffer.from(encodedOf(children(parseDer(vector('snp/virtee_vcek_turin.der')))[1]!));
     const { ark, ask } = sim.roots();
     for (const der of [ark, ask, ext.vcek]) {

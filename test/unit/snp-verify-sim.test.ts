@@ -22,7 +22,16 @@ beforeAll(() => {
 });
 
 const crl = (over: Partial<Parameters<typeof buildCrl>[0]> = {}) =>
-  buildCrl({ issuer: amdName('ARK-Genoa'), issuerKey: sim.arkKey, signature: 'rsa-pss-sha384', thisUpdate: new Date('2026-02-01T00:00:00Z'), nextUpdate: new Date('2026-04-01T00:00:00Z'), revoked: [{ serial: 0x99999, date: new Date('2026-01-15T00:00:00Z') }], crlNumber: 7, ...over });
+  buildCrl({
+    issuer: amdName('ARK-Genoa'),
+    issuerKey: sim.arkKey,
+    signature: 'rsa-pss-sha384',
+    thisUpdate: new Date('2026-02-01T00:00:00Z'),
+    nextUpdate: new Date('2026-04-01T00:00:00Z'),
+    revoked: [{ serial: 0x99999, date: new Date('2026-01-15T00:00:00Z') }],
+    crlNumber: 7,
+    ...over,
+  });
 
 describe('simulated roots', () => {
   it('are NOT trusted unless passed explicitly', () => {
@@ -44,7 +53,10 @@ describe('simulated roots', () => {
   });
 
   it('a fresh CRL signed by the sim ARK makes the result affirming (still flagged simulated)', () => {
-    const res = verifySnpAttestation({ report: sim.report, certificates: [sim.vcek, sim.ask, sim.ark], crls: [crl()] }, { at: AT, simulatedRoots: [sim.roots] });
+    const res = verifySnpAttestation(
+      { report: sim.report, certificates: [sim.vcek, sim.ask, sim.ark], crls: [crl()] },
+      { at: AT, simulatedRoots: [sim.roots] },
+    );
     expect(failedNames(res)).toEqual([]);
     expect(findCheck(res, 'snp.revocation').warning).toBeUndefined();
     expect(findCheck(res, 'snp.revocation').detail).toMatch(/not revoked/);
@@ -56,7 +68,10 @@ describe('simulated roots', () => {
 
   it('real AMD reports still verify against the pinned roots when sim roots are enabled', async () => {
     const { vector } = await import('../helpers/paths.js');
-    const res = verifySnpAttestation({ report: vector('snp/trustee_snp_test-report.bin'), certificates: [vector('snp/trustee_snp_test-vcek.der')] }, { at: AT, simulatedRoots: [sim.roots] });
+    const res = verifySnpAttestation(
+      { report: vector('snp/trustee_snp_test-report.bin'), certificates: [vector('snp/trustee_snp_test-vcek.der')] },
+      { at: AT, simulatedRoots: [sim.roots] },
+    );
     expect(failedNames(res)).toEqual([]);
     expect(res.simulated).toBe(false);
   });
@@ -65,7 +80,10 @@ describe('simulated roots', () => {
     const { vector } = await import('../helpers/paths.js');
     const { pemCertificates } = await import('../../agent/verify/snp/cert-input.js');
     const ev = JSON.parse(vector('snp/trustee_az-snp-vtpm_evidence-genoa.json').toString('utf8')) as { report: number[]; vcek: string };
-    const res = verifySnpAttestation({ report: Buffer.from(ev.report).subarray(0x20, 0x20 + 0x4a0), certificates: [...pemCertificates(ev.vcek), sim.ark] }, { at: AT });
+    const res = verifySnpAttestation(
+      { report: Buffer.from(ev.report).subarray(0x20, 0x20 + 0x4a0), certificates: [...pemCertificates(ev.vcek), sim.ark] },
+      { at: AT },
+    );
     expect(failedNames(res)).toEqual(['snp.chain.ark']);
   });
 });
@@ -105,11 +123,19 @@ describe('revocation', () => {
 
   it('CRL with a non-PSS algorithm from an AMD root is rejected', () => {
     const ecKey = generateKeyPairSync('ec', { namedCurve: 'secp384r1' }).privateKey;
-    const res = verifySnpAttestation({ report: sim.report, certificates: [sim.vcek], crls: [crl({ issuerKey: ecKey, signature: 'ecdsa-sha384' })] }, { at: AT, simulatedRoots: [sim.roots] });
+    const res = verifySnpAttestation(
+      { report: sim.report, certificates: [sim.vcek], crls: [crl({ issuerKey: ecKey, signature: 'ecdsa-sha384' })] },
+      { at: AT, simulatedRoots: [sim.roots] },
+    );
     // simulated roots may use ECDSA, but the signature is still not the ARK's:
     expect(findCheck(res, 'snp.revocation').ok).toBe(false);
     const parsed = parseCrl(crl({ issuerKey: ecKey, signature: 'ecdsa-sha384' }));
-    const pinnedOnly = checkRevocation([parsed], { name: 'ARK-Genoa', subjectDer: parsed.issuerDer, publicKey: ecKey, allowedAlgs: ['rsa-pss-sha384'], crlUrl: 'x' }, [], AT);
+    const pinnedOnly = checkRevocation(
+      [parsed],
+      { name: 'ARK-Genoa', subjectDer: parsed.issuerDer, publicKey: ecKey, allowedAlgs: ['rsa-pss-sha384'], crlUrl: 'x' },
+      [],
+      AT,
+    );
     expect(pinnedOnly.ok).toBe(false);
     expect(pinnedOnly.detail).toMatch(/signature algorithm ecdsa-sha384/);
   });
@@ -122,7 +148,14 @@ describe('revocation', () => {
   });
 
   it('parses the revoked serials and times', () => {
-    const p = parseCrl(crl({ revoked: [{ serial: 5, date: new Date('2026-01-01Z') }, { serial: 0x1234, date: new Date('2026-01-02Z') }] }));
+    const p = parseCrl(
+      crl({
+        revoked: [
+          { serial: 5, date: new Date('2026-01-01Z') },
+          { serial: 0x1234, date: new Date('2026-01-02Z') },
+        ],
+      }),
+    );
     expect(p.revokedSerials).toEqual([5n, 0x1234n]);
     expect(p.thisUpdate.toISOString()).toBe('2026-02-01T00:00:00.000Z');
     expect(p.nextUpdate?.toISOString()).toBe('2026-04-01T00:00:00.000Z');

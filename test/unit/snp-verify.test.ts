@@ -37,13 +37,57 @@ const v1Evidence = JSON.parse(vector('snp/trustee_az-snp-vtpm_evidence-v1.json')
 const hclSnp = (hcl: Buffer) => hcl.subarray(0x20, 0x20 + 0x4a0);
 
 const CASES: Case[] = [
-  { name: 'go-sev-guest Milan v2 (DEBUG=1)', report: vector('snp/gosevguest_attestation.bin'), certs: [vector('snp/gosevguest_vcek.der')], policy: policy({ allowDebug: true }), product: 'Milan', signer: 'vcek' },
-  { name: 'virtee Milan v2 (hex)', report: hexToBytes(vector('snp/virtee_report_milan.hex').toString('latin1')), certs: [vector('snp/virtee_vcek_milan.der')], product: 'Milan', signer: 'vcek' },
-  { name: 'trustee Milan v2 (CURRENT_TCB != REPORTED_TCB)', report: vector('snp/trustee_snp_test-report.bin'), certs: [vector('snp/trustee_snp_test-vcek.der')], product: 'Milan', signer: 'vcek' },
-  { name: 'trustee VLEK Milan v3 (VMPL1)', report: vector('snp/trustee_snp_test-vlek-report.bin'), certs: [vector('snp/trustee_snp_test-vlek.der')], policy: policy({ vmpl: [1] }), product: 'Milan', signer: 'vlek' },
-  { name: 'Azure HCL Milan v2 (with ASK+ARK)', report: hclSnp(vector('snp/trustee_az-snp-vtpm_hcl-report.bin')), certs: pem('trustee_az-snp-vtpm_vcek.pem'), product: 'Milan', signer: 'vcek' },
-  { name: 'Azure Genoa v3 (evidence-genoa.json)', report: hclSnp(Buffer.from(genoaEvidence.report)), certs: pemCertificates(genoaEvidence.vcek), product: 'Genoa', signer: 'vcek' },
-  { name: 'Azure Milan v3 (evidence-v1.json)', report: hclSnp(Buffer.from(v1Evidence.hcl_report, 'base64url')), certs: [Buffer.from(v1Evidence.vcek, 'base64url')], product: 'Milan', signer: 'vcek' },
+  {
+    name: 'go-sev-guest Milan v2 (DEBUG=1)',
+    report: vector('snp/gosevguest_attestation.bin'),
+    certs: [vector('snp/gosevguest_vcek.der')],
+    policy: policy({ allowDebug: true }),
+    product: 'Milan',
+    signer: 'vcek',
+  },
+  {
+    name: 'virtee Milan v2 (hex)',
+    report: hexToBytes(vector('snp/virtee_report_milan.hex').toString('latin1')),
+    certs: [vector('snp/virtee_vcek_milan.der')],
+    product: 'Milan',
+    signer: 'vcek',
+  },
+  {
+    name: 'trustee Milan v2 (CURRENT_TCB != REPORTED_TCB)',
+    report: vector('snp/trustee_snp_test-report.bin'),
+    certs: [vector('snp/trustee_snp_test-vcek.der')],
+    product: 'Milan',
+    signer: 'vcek',
+  },
+  {
+    name: 'trustee VLEK Milan v3 (VMPL1)',
+    report: vector('snp/trustee_snp_test-vlek-report.bin'),
+    certs: [vector('snp/trustee_snp_test-vlek.der')],
+    policy: policy({ vmpl: [1] }),
+    product: 'Milan',
+    signer: 'vlek',
+  },
+  {
+    name: 'Azure HCL Milan v2 (with ASK+ARK)',
+    report: hclSnp(vector('snp/trustee_az-snp-vtpm_hcl-report.bin')),
+    certs: pem('trustee_az-snp-vtpm_vcek.pem'),
+    product: 'Milan',
+    signer: 'vcek',
+  },
+  {
+    name: 'Azure Genoa v3 (evidence-genoa.json)',
+    report: hclSnp(Buffer.from(genoaEvidence.report)),
+    certs: pemCertificates(genoaEvidence.vcek),
+    product: 'Genoa',
+    signer: 'vcek',
+  },
+  {
+    name: 'Azure Milan v3 (evidence-v1.json)',
+    report: hclSnp(Buffer.from(v1Evidence.hcl_report, 'base64url')),
+    certs: [Buffer.from(v1Evidence.vcek, 'base64url')],
+    product: 'Milan',
+    signer: 'vcek',
+  },
 ];
 
 const verify = (input: SnpVerifyInput, opts: Partial<SnpVerifyOptions> = {}) => verifySnpAttestation(input, { at: AT, ...opts });
@@ -67,7 +111,11 @@ describe('pinned AMD roots', () => {
   });
 
   it('embedded PEMs are byte-identical to the vector bundles', () => {
-    for (const [p, vcek, vlek] of [['Milan', 'ask_ark_milan.pem', 'ask_ark_milan_vlek.pem'], ['Genoa', 'ask_ark_genoa.pem', 'ask_ark_genoa_vlek.pem'], ['Turin', 'ask_ark_turin_vcek.pem', 'ask_ark_turin_vlek.pem']] as const) {
+    for (const [p, vcek, vlek] of [
+      ['Milan', 'ask_ark_milan.pem', 'ask_ark_milan_vlek.pem'],
+      ['Genoa', 'ask_ark_genoa.pem', 'ask_ark_genoa_vlek.pem'],
+      ['Turin', 'ask_ark_turin_vcek.pem', 'ask_ark_turin_vlek.pem'],
+    ] as const) {
       const r = pinnedAmdRoots(p);
       expect(Buffer.compare(r.ask.der, pem(vcek)[0]!)).toBe(0);
       expect(Buffer.compare(r.ark.der, pem(vcek)[1]!)).toBe(0);
@@ -111,7 +159,18 @@ describe('real reports verify', () => {
       expect(res.simulated).toBe(false);
       expect(res.claims?.product).toBe(c.product);
       expect(res.claims?.signer.key).toBe(c.signer);
-      for (const n of ['snp.signature', 'snp.chain.ask', 'snp.chain.ark', 'snp.cert.validity', 'snp.tcb.vcek-match', 'snp.chip-id', 'snp.product', 'snp.reserved', 'snp.signature.algo', 'snp.cert.endorsement-key']) {
+      for (const n of [
+        'snp.signature',
+        'snp.chain.ask',
+        'snp.chain.ark',
+        'snp.cert.validity',
+        'snp.tcb.vcek-match',
+        'snp.chip-id',
+        'snp.product',
+        'snp.reserved',
+        'snp.signature.algo',
+        'snp.cert.endorsement-key',
+      ]) {
         expect(findCheck(res, n).ok).toBe(true);
       }
       expect(findCheck(res, 'snp.tcb.vcek-match').detail).toMatch(/REPORTED_TCB/);
@@ -199,7 +258,13 @@ describe('every single-bit flip of the signed region is rejected', () => {
 
   it('a handful of flips through the full verifier fail snp.signature', () => {
     const c = CASES[2]!;
-    for (const [byte, bit] of [[0x08, 3], [0x30, 0], [0x90, 7], [0x180, 1], [0x29f, 7]] as const) {
+    for (const [byte, bit] of [
+      [0x08, 3],
+      [0x30, 0],
+      [0x90, 7],
+      [0x180, 1],
+      [0x29f, 7],
+    ] as const) {
       const buf = Buffer.from(c.report);
       buf[byte]! ^= 1 << bit;
       const res = verify({ report: buf, certificates: c.certs });
@@ -233,7 +298,16 @@ describe('negative: keys, roots, products, validity', () => {
     const { buildCertificate } = await import('../../agent/util/x509-builder.js');
     const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
     const name = { OU: 'Engineering', C: 'US', L: 'Santa Clara', ST: 'CA', O: 'Advanced Micro Devices', CN: 'ARK-Milan' };
-    const fake = buildCertificate({ serial: 0x10000, issuer: name, subject: name, notBefore: new Date('2020-01-01Z'), notAfter: new Date('2045-01-01Z'), subjectPublicKey: publicKey, issuerKey: privateKey, signature: 'rsa-pss-sha384' });
+    const fake = buildCertificate({
+      serial: 0x10000,
+      issuer: name,
+      subject: name,
+      notBefore: new Date('2020-01-01Z'),
+      notAfter: new Date('2045-01-01Z'),
+      subjectPublicKey: publicKey,
+      issuerKey: privateKey,
+      signature: 'rsa-pss-sha384',
+    });
     const res = verify({ report: CASES[2]!.report, certificates: [...CASES[2]!.certs, fake] });
     expect(failedNames(res)).toEqual(['snp.chain.ark']);
   });
@@ -338,14 +412,24 @@ describe('policy checks fail by name on real reports', () => {
   }
 
   it('passing policies: exact measurement, minimums met', () => {
-    const res = verify({ report: c.report, certificates: c.certs }, {
-      policy: policy({ measurements: [claims.measurement], hostData: claims.hostData, minTcb: { bootloader: 10, snp: 23, microcode: 84 }, minFirmware: { major: 1, minor: 55, build: 40 } }),
-    });
+    const res = verify(
+      { report: c.report, certificates: c.certs },
+      {
+        policy: policy({
+          measurements: [claims.measurement],
+          hostData: claims.hostData,
+          minTcb: { bootloader: 10, snp: 23, microcode: 84 },
+          minFirmware: { major: 1, minor: 55, build: 40 },
+        }),
+      },
+    );
     expect(failedNames(res)).toEqual([]);
   });
 
   it('SMT: rejected on Milan (SMT enabled) when allowSmt false, accepted on Genoa (SMT off)', () => {
-    expect(failedNames(verify({ report: CASES[2]!.report, certificates: CASES[2]!.certs }, { policy: policy({ allowSmt: false }) }))).toEqual(['snp.policy.smt']);
+    expect(failedNames(verify({ report: CASES[2]!.report, certificates: CASES[2]!.certs }, { policy: policy({ allowSmt: false }) }))).toEqual([
+      'snp.policy.smt',
+    ]);
     const genoa = verify({ report: c.report, certificates: c.certs }, { policy: policy({ allowSmt: false }) });
     expect(claims.platformInfo.smtEnabled).toBe(false);
     expect(findCheck(genoa, 'snp.policy.smt').ok).toBe(claims.policy.smt ? false : true);

@@ -36,66 +36,87 @@ const mutation = fc.record({
 
 describe('SPDM report parser never throws anything but ParseError', () => {
   it('arbitrary bytes', () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 4200 }), (bytes) => {
-      outcome(() => parseGpuReport(bytes));
-    }), { numRuns: FC_RUNS });
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 4200 }), (bytes) => {
+        outcome(() => parseGpuReport(bytes));
+      }),
+      { numRuns: FC_RUNS },
+    );
   });
 
   it('arbitrary bytes behind a valid request header', () => {
     const header = real[0]!.subarray(0, 37 + 8);
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 4200 }), (tail) => {
-      outcome(() => parseGpuReport(Buffer.concat([header, tail])));
-    }), { numRuns: FC_RUNS });
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 4200 }), (tail) => {
+        outcome(() => parseGpuReport(Buffer.concat([header, tail])));
+      }),
+      { numRuns: FC_RUNS },
+    );
   });
 
   it('mutated real reports (byte edits, truncation, appended bytes)', () => {
     let parsed = 0;
-    fc.assert(fc.property(mutation, ({ which, edits, cut, extra }) => {
-      let b = Buffer.from(real[which]!);
-      for (const e of edits) b[e.pos % b.length] = e.byte;
-      if (cut !== undefined) b = b.subarray(0, cut % (b.length + 1));
-      if (extra.length > 0) b = Buffer.concat([b, extra]);
-      if (outcome(() => parseGpuReport(b)) === 'ok') parsed++;
-    }), { numRuns: FC_RUNS });
+    fc.assert(
+      fc.property(mutation, ({ which, edits, cut, extra }) => {
+        let b = Buffer.from(real[which]!);
+        for (const e of edits) b[e.pos % b.length] = e.byte;
+        if (cut !== undefined) b = b.subarray(0, cut % (b.length + 1));
+        if (extra.length > 0) b = Buffer.concat([b, extra]);
+        if (outcome(() => parseGpuReport(b)) === 'ok') parsed++;
+      }),
+      { numRuns: FC_RUNS },
+    );
     // Edits inside measurement values and the signature still parse: the property saw both outcomes.
     expect(parsed).toBeGreaterThan(0);
   });
 
   it('request parser on arbitrary 37-byte inputs', () => {
-    fc.assert(fc.property(fc.uint8Array({ minLength: 37, maxLength: 37 }), (b) => {
-      outcome(() => parseSpdmRequest(b));
-    }), { numRuns: FC_RUNS });
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 37, maxLength: 37 }), (b) => {
+        outcome(() => parseSpdmRequest(b));
+      }),
+      { numRuns: FC_RUNS },
+    );
   });
 });
 
 describe('opaque parser never throws anything but ParseError', () => {
   it('arbitrary bytes', () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 600 }), (bytes) => {
-      outcome(() => parseOpaqueData(bytes));
-    }), { numRuns: FC_RUNS });
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 600 }), (bytes) => {
+        outcome(() => parseOpaqueData(bytes));
+      }),
+      { numRuns: FC_RUNS },
+    );
   });
 
   it('well-framed TLVs with arbitrary types and values', () => {
     const tlv = fc.record({ type: fc.integer({ min: 0, max: 40 }), value: fc.uint8Array({ maxLength: 300 }) });
     let parsed = 0;
-    fc.assert(fc.property(fc.array(tlv, { maxLength: 20 }), (tlvs) => {
-      const parts = tlvs.map(({ type, value }) => {
-        const h = Buffer.alloc(4);
-        h.writeUInt16LE(type, 0);
-        h.writeUInt16LE(value.length, 2);
-        return Buffer.concat([h, value]);
-      });
-      if (outcome(() => parseOpaqueData(Buffer.concat(parts))) === 'ok') parsed++;
-    }), { numRuns: FC_RUNS });
+    fc.assert(
+      fc.property(fc.array(tlv, { maxLength: 20 }), (tlvs) => {
+        const parts = tlvs.map(({ type, value }) => {
+          const h = Buffer.alloc(4);
+          h.writeUInt16LE(type, 0);
+          h.writeUInt16LE(value.length, 2);
+          return Buffer.concat([h, value]);
+        });
+        if (outcome(() => parseOpaqueData(Buffer.concat(parts))) === 'ok') parsed++;
+      }),
+      { numRuns: FC_RUNS },
+    );
     expect(parsed).toBeGreaterThan(0);
   });
 
   it('mutated real opaque data', () => {
     const opaque = parseGpuReport(real[2]!).response.opaqueData;
-    fc.assert(fc.property(fc.array(fc.record({ pos: fc.nat(), byte: fc.integer({ min: 0, max: 255 }) }), { minLength: 1, maxLength: 6 }), (edits) => {
-      const b = Buffer.from(opaque);
-      for (const e of edits) b[e.pos % b.length] = e.byte;
-      outcome(() => parseOpaqueData(b));
-    }), { numRuns: FC_RUNS });
+    fc.assert(
+      fc.property(fc.array(fc.record({ pos: fc.nat(), byte: fc.integer({ min: 0, max: 255 }) }), { minLength: 1, maxLength: 6 }), (edits) => {
+        const b = Buffer.from(opaque);
+        for (const e of edits) b[e.pos % b.length] = e.byte;
+        outcome(() => parseOpaqueData(b));
+      }),
+      { numRuns: FC_RUNS },
+    );
   });
 });

@@ -19,13 +19,31 @@ interface IndexEntry {
     total_len: number;
     request: { spdm_version: string; code: string; param1: string; param2: string; nonce: string; slot_id: number };
     response: {
-      spdm_version: string; code: string; num_blocks: number; meas_record_len: number; responder_nonce: string;
-      opaque_len: number; opaque_offset_in_report: number; signature_offset_in_report: number; signature_len: number;
+      spdm_version: string;
+      code: string;
+      num_blocks: number;
+      meas_record_len: number;
+      responder_nonce: string;
+      opaque_len: number;
+      opaque_offset_in_report: number;
+      signature_offset_in_report: number;
+      signature_len: number;
     };
     opaque: {
-      driver_version: string; vbios_version: string; project: string; project_sku: string; chip_sku: string; chip_sku_mod: string;
-      board_id: number; nvdec0_status: string; protected_pcie_status: string | null; fwid: string | null;
-      opaque_data_version: number | null; feature_flag: number | null; chip_info: string | null; opaque_field_ids_in_order: number[];
+      driver_version: string;
+      vbios_version: string;
+      project: string;
+      project_sku: string;
+      chip_sku: string;
+      chip_sku_mod: string;
+      board_id: number;
+      nvdec0_status: string;
+      protected_pcie_status: string | null;
+      fwid: string | null;
+      opaque_data_version: number | null;
+      feature_flag: number | null;
+      chip_info: string | null;
+      opaque_field_ids_in_order: number[];
     };
     measurements_nonzero_indices_1based: number[];
   };
@@ -51,8 +69,15 @@ describe('golden parse (NVIDIA attestation-sdk spdm_parsed_output.json)', () => 
   it('response header, signature and every measurement block match', () => {
     type GoldenBlock = { DMTFSpecMeasurementValueType: number; DMTFSpecMeasurementValueSize: number; DMTFSpecMeasurementValue: string };
     const golden = JSON.parse(vector(`${GOLDEN_DIR}/spdm_parsed_output.json`).toString('utf8')) as {
-      SPDMVersion: string; RequestResponseCode: string; Param1: string; Param2: string; NumberOfBlocks: number;
-      MeasurementRecordLength: number; Nonce: string; OpaqueLength: number; Signature: string;
+      SPDMVersion: string;
+      RequestResponseCode: string;
+      Param1: string;
+      Param2: string;
+      NumberOfBlocks: number;
+      MeasurementRecordLength: number;
+      Nonce: string;
+      OpaqueLength: number;
+      Signature: string;
       MeasurementRecord: { NumberOfBlocks: number; MeasurementBlocks: Record<string, GoldenBlock> };
       OpaqueData: { OpaqueDataField: Record<string, string | number[]> };
     };
@@ -174,24 +199,96 @@ describe('field decoding', () => {
 
 describe('rejects malformed reports with ParseError', () => {
   const good = reportBytesFromFile(vector('nvidia/nvtrust/hopper-550/hopperAttestationReport.txt'));
-  const mutate = (f: (b: Buffer) => void) => { const b = Buffer.from(good); f(b); return b; };
+  const mutate = (f: (b: Buffer) => void) => {
+    const b = Buffer.from(good);
+    f(b);
+    return b;
+  };
 
   it.each([
     ['empty', Buffer.alloc(0), /shorter than the SPDM request/],
     ['request only', good.subarray(0, 37), /truncated/],
     ['truncated signature', good.subarray(0, good.length - 1), /Signature needs 96 bytes/],
     ['trailing byte', Buffer.concat([good, Buffer.from([0])]), /trailing bytes/],
-    ['SPDM 1.2 request', mutate((b) => { b[0] = 0x12; }), /unsupported version 0x12/],
-    ['not GET_MEASUREMENTS', mutate((b) => { b[1] = 0xe1; }), /not GET_MEASUREMENTS/],
-    ['no signature requested', mutate((b) => { b[2] = 0; }), /signature not requested/],
-    ['not MEASUREMENTS', mutate((b) => { b[38] = 0x61; }), /not MEASUREMENTS/],
-    ['block count mismatch', mutate((b) => { b[41] = 63; }), /NumberOfBlocks says 63/],
-    ['non-DMTF block', mutate((b) => { b[45 + 1] = 2; }), /expected DMTF/],
-    ['duplicate index', mutate((b) => { b[45 + 55] = 1; }), /duplicate measurement index 1/],
-    ['value size mismatch', mutate((b) => { b[45 + 5] = 47; }), /value size 47/],
-    ['record length too long', mutate((b) => { b[42] = 0xff; b[43] = 0xff; }), /overruns|needs/],
-    ['opaque length too long', mutate((b) => { b[3597] = 0xff; b[3598] = 0xff; }), /OpaqueData needs/],
-    ['unknown opaque type', mutate((b) => { b[3599] = 99; }), /unknown field type 99/],
+    [
+      'SPDM 1.2 request',
+      mutate((b) => {
+        b[0] = 0x12;
+      }),
+      /unsupported version 0x12/,
+    ],
+    [
+      'not GET_MEASUREMENTS',
+      mutate((b) => {
+        b[1] = 0xe1;
+      }),
+      /not GET_MEASUREMENTS/,
+    ],
+    [
+      'no signature requested',
+      mutate((b) => {
+        b[2] = 0;
+      }),
+      /signature not requested/,
+    ],
+    [
+      'not MEASUREMENTS',
+      mutate((b) => {
+        b[38] = 0x61;
+      }),
+      /not MEASUREMENTS/,
+    ],
+    [
+      'block count mismatch',
+      mutate((b) => {
+        b[41] = 63;
+      }),
+      /NumberOfBlocks says 63/,
+    ],
+    [
+      'non-DMTF block',
+      mutate((b) => {
+        b[45 + 1] = 2;
+      }),
+      /expected DMTF/,
+    ],
+    [
+      'duplicate index',
+      mutate((b) => {
+        b[45 + 55] = 1;
+      }),
+      /duplicate measurement index 1/,
+    ],
+    [
+      'value size mismatch',
+      mutate((b) => {
+        b[45 + 5] = 47;
+      }),
+      /value size 47/,
+    ],
+    [
+      'record length too long',
+      mutate((b) => {
+        b[42] = 0xff;
+        b[43] = 0xff;
+      }),
+      /overruns|needs/,
+    ],
+    [
+      'opaque length too long',
+      mutate((b) => {
+        b[3597] = 0xff;
+        b[3598] = 0xff;
+      }),
+      /OpaqueData needs/,
+    ],
+    [
+      'unknown opaque type',
+      mutate((b) => {
+        b[3599] = 99;
+      }),
+      /unknown field type 99/,
+    ],
     ['oversized', Buffer.alloc(0x2001), /exceeds the NVML maximum/],
   ])('%s', (_name, bytes, message) => {
     expect(() => parseGpuReport(bytes)).toThrow(ParseError);
@@ -200,7 +297,11 @@ describe('rejects malformed reports with ParseError', () => {
 
   it('error offsets point into the report', () => {
     try {
-      parseGpuReport(mutate((b) => { b[3599] = 99; }));
+      parseGpuReport(
+        mutate((b) => {
+          b[3599] = 99;
+        }),
+      );
       expect.unreachable();
     } catch (err) {
       expect((err as ParseError).offset).toBe(3599);

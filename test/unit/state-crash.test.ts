@@ -38,7 +38,11 @@ function prng(seed: number): () => number {
 /** Same derivation as test/fixtures/state-writer.mjs: every byte of a record follows from its id. */
 function payloadFor(id: number) {
   const nonce = createHash('sha256').update(`nonce-${id}`).digest('base64url');
-  const detail = createHash('sha512').update(`detail-${id}`).digest('hex').repeat(1 + (id % 64)).slice(0, 512 + ((id * 131) % 7680));
+  const detail = createHash('sha512')
+    .update(`detail-${id}`)
+    .digest('hex')
+    .repeat(1 + (id % 64))
+    .slice(0, 512 + ((id * 131) % 7680));
   return { nonce, detail };
 }
 
@@ -164,8 +168,14 @@ describe('ResultHistory survives kill -9 during writes', () => {
       const events: HistoryEvent[] = [];
       const fresh = new ResultHistory({ stateDir, size: SIZE, onEvent: (e) => events.push(e) });
       await fresh.load();
-      expect(events.filter((e) => e.kind === 'corrupt'), ctx).toEqual([]);
-      expect(readdirSync(stateDir).filter((n) => n.endsWith('.tmp')), ctx).toEqual([]);
+      expect(
+        events.filter((e) => e.kind === 'corrupt'),
+        ctx,
+      ).toEqual([]);
+      expect(
+        readdirSync(stateDir).filter((n) => n.endsWith('.tmp')),
+        ctx,
+      ).toEqual([]);
       expect(fresh.latest()?.id, ctx).toBe(last);
       const id = last + 1;
       const { nonce, detail } = payloadFor(id);
@@ -180,7 +190,14 @@ describe('ResultHistory survives kill -9 during writes', () => {
           eat_nonce: nonce,
           'ear.verifier-id': { developer: 'cvm-agent', build: 'crash-test' },
           'ear.status': 'affirming',
-          submods: { cpu0: { 'ear.status': 'affirming', 'ear.trustworthiness-vector': { 'instance-identity': 2 }, 'ear.appraisal-policy-id': 'crash-test', 'cvm.checks': [{ name: 'snp.signature', ok: true, detail }] } },
+          submods: {
+            cpu0: {
+              'ear.status': 'affirming',
+              'ear.trustworthiness-vector': { 'instance-identity': 2 },
+              'ear.appraisal-policy-id': 'crash-test',
+              'cvm.checks': [{ name: 'snp.signature', ok: true, detail }],
+            },
+          },
         },
       });
       expect(appended.id, ctx).toBe(id);

@@ -13,7 +13,11 @@ import { FC_RUNS } from '../helpers/paths.js';
 function ear(ok = true): Ear {
   return buildEar(
     [
-      { id: 'cpu0', policyId: 'default', result: resultOf([pass('snp.signature', 'VCEK signature valid'), ok ? pass('snp.tcb', 'TCB ok') : fail('snp.tcb', 'TCB below minimum')], {}) },
+      {
+        id: 'cpu0',
+        policyId: 'default',
+        result: resultOf([pass('snp.signature', 'VCEK signature valid'), ok ? pass('snp.tcb', 'TCB ok') : fail('snp.tcb', 'TCB below minimum')], {}),
+      },
       { id: 'gpu0', policyId: 'default', result: resultOf([pass('gpu.signature', 'ok')], {}, true) },
     ],
     { at: new Date('2025-01-01T00:00:00Z'), nonce: new Uint8Array(32).fill(7), build: 'test' },
@@ -22,7 +26,13 @@ function ear(ok = true): Ear {
 
 function rec(i: number, ok = true): NewCycleRecord {
   const e = ear(ok);
-  return { startedAt: new Date(1_735_689_600_000 + i * 60_000).toISOString(), finishedAt: new Date(1_735_689_601_000 + i * 60_000).toISOString(), reason: 'schedule', status: e['ear.status'], ear: e };
+  return {
+    startedAt: new Date(1_735_689_600_000 + i * 60_000).toISOString(),
+    finishedAt: new Date(1_735_689_601_000 + i * 60_000).toISOString(),
+    reason: 'schedule',
+    status: e['ear.status'],
+    ear: e,
+  };
 }
 
 let dir: string;
@@ -110,9 +120,28 @@ describe('ResultHistory', () => {
     ['an unknown version', '{"version":2,"records":[]}', /version/],
     ['an extra top-level key', '{"version":1,"records":[],"x":1}', /unexpected key/],
     ['a record with a bad status', () => JSON.stringify({ version: 1, records: [{ id: 1, ...rec(1), status: 'great' }] }), /status/],
-    ['ids going backwards', () => JSON.stringify({ version: 1, records: [{ id: 2, ...rec(1) }, { id: 1, ...rec(2) }] }), /not greater/],
+    [
+      'ids going backwards',
+      () =>
+        JSON.stringify({
+          version: 1,
+          records: [
+            { id: 2, ...rec(1) },
+            { id: 1, ...rec(2) },
+          ],
+        }),
+      /not greater/,
+    ],
     ['a record without EAR or error', () => JSON.stringify({ version: 1, records: [{ id: 1, ...rec(1), ear: null }] }), /without an EAR/],
-    ['a trust vector out of range', () => JSON.stringify({ version: 1, records: [{ id: 1, ...rec(1), ear: { ...ear(), submods: { cpu0: { ...ear().submods.cpu0, 'ear.trustworthiness-vector': { hardware: 1000 } } } } }] }), /-128\.\.127/],
+    [
+      'a trust vector out of range',
+      () =>
+        JSON.stringify({
+          version: 1,
+          records: [{ id: 1, ...rec(1), ear: { ...ear(), submods: { cpu0: { ...ear().submods.cpu0, 'ear.trustworthiness-vector': { hardware: 1000 } } } } }],
+        }),
+      /-128\.\.127/,
+    ],
     ['a bad timestamp', () => JSON.stringify({ version: 1, records: [{ id: 1, ...rec(1), startedAt: 'yesterday' }] }), /ISO 8601/],
   ])('treats %s as corrupt with a reason', async (_label, content, reason) => {
     writeFileSync(join(dir, 'history.json'), typeof content === 'function' ? content() : content);

@@ -7,8 +7,18 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import {
-  chmodSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync,
-  readlinkSync, rmSync, statSync, writeFileSync,
+  chmodSync,
+  cpSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,7 +32,13 @@ const tmpfilesFile = join(systemdDir, 'cvm-agent.tmpfiles');
 const udevFile = join(systemdDir, '60-cvm-agent.rules');
 const installScript = join(systemdDir, 'install.sh');
 
-interface Run { status: number | null; stdout: string; stderr: string; out: string; error?: Error }
+interface Run {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+  out: string;
+  error?: Error;
+}
 
 function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Run {
   const r = spawnSync(cmd, args, { encoding: 'utf8', env, timeout: 60_000 });
@@ -69,10 +85,11 @@ function value(unit: Map<string, Map<string, string[]>>, section: string, key: s
 
 /** Non-comment lines of a sysusers.d/tmpfiles.d file, split on whitespace (quoted GECOS kept whole). */
 function configLines(path: string): string[][] {
-  return readFileSync(path, 'utf8').split('\n')
+  return readFileSync(path, 'utf8')
+    .split('\n')
     .map((l) => l.trim())
     .filter((l) => l !== '' && !l.startsWith('#'))
-    .map((l) => (l.match(/"[^"]*"|\S+/g) ?? []));
+    .map((l) => l.match(/"[^"]*"|\S+/g) ?? []);
 }
 
 const tmpRoots: string[] = [];
@@ -81,7 +98,9 @@ function tempDir(tag: string): string {
   tmpRoots.push(d);
   return d;
 }
-afterAll(() => { for (const d of tmpRoots) rmSync(d, { recursive: true, force: true }); });
+afterAll(() => {
+  for (const d of tmpRoots) rmSync(d, { recursive: true, force: true });
+});
 
 describe('systemd unit files', () => {
   const service = readUnit(serviceFile);
@@ -116,7 +135,11 @@ describe('systemd unit files', () => {
     expect(value(service, S, 'PrivateDevices')).toBe('no');
     expect(value(service, S, 'DevicePolicy')).toBe('closed');
     expect(values(service, S, 'DeviceAllow').sort()).toEqual([
-      '/dev/sev-guest rw', '/dev/tpmrm0 rw', 'char-nvidia rw', 'char-nvidia-frontend rw', 'char-nvidiactl rw',
+      '/dev/sev-guest rw',
+      '/dev/tpmrm0 rw',
+      'char-nvidia rw',
+      'char-nvidia-frontend rw',
+      'char-nvidiactl rw',
     ]);
     // V8's JIT needs W+X pages; "yes" would abort Node at start.
     expect(value(service, S, 'MemoryDenyWriteExecute')).toBe('no');
@@ -145,11 +168,15 @@ describe('systemd unit files', () => {
       if (type === 'u' || type === 'g') declared.add(name!);
     }
     const named = [
-      value(service, 'Service', 'User'), value(service, 'Service', 'Group'),
+      value(service, 'Service', 'User'),
+      value(service, 'Service', 'Group'),
       ...(value(service, 'Service', 'SupplementaryGroups') ?? '').split(/\s+/),
-      value(socket, 'Socket', 'SocketUser'), value(socket, 'Socket', 'SocketGroup'),
+      value(socket, 'Socket', 'SocketUser'),
+      value(socket, 'Socket', 'SocketGroup'),
       ...[...readFileSync(udevFile, 'utf8').matchAll(/GROUP="([^"]+)"/g)].map((m) => m[1]),
-      ...configLines(tmpfilesFile).flatMap((f) => [f[3], f[4]]).filter((n) => n !== 'root'),
+      ...configLines(tmpfilesFile)
+        .flatMap((f) => [f[3], f[4]])
+        .filter((n) => n !== 'root'),
     ];
     expect(named.length).toBeGreaterThan(6);
     for (const n of named) expect(declared.has(n!), `${n} is not declared in cvm-agent.sysusers`).toBe(true);
@@ -157,8 +184,14 @@ describe('systemd unit files', () => {
 
   it('tmpfiles.d creates /run/cvm-agent exactly as RuntimeDirectory= would', () => {
     const run = configLines(tmpfilesFile).find((f) => f[1] === '/run/cvm-agent');
-    expect(run).toEqual(['d', '/run/cvm-agent', value(service, 'Service', 'RuntimeDirectoryMode'),
-      value(service, 'Service', 'User'), value(service, 'Service', 'Group'), '-']);
+    expect(run).toEqual([
+      'd',
+      '/run/cvm-agent',
+      value(service, 'Service', 'RuntimeDirectoryMode'),
+      value(service, 'Service', 'User'),
+      value(service, 'Service', 'Group'),
+      '-',
+    ]);
     // The socket lives in the runtime directory: it must survive service restarts.
     expect(values(socket, 'Socket', 'ListenStream')[0]!.startsWith('/run/cvm-agent/')).toBe(true);
   });
@@ -177,8 +210,7 @@ describe('systemd-analyze (systemd 252 offline checks)', () => {
     writeFileSync(stub, '#!/bin/sh\nexit 0\n');
     chmodSync(stub, 0o755);
     mkdirSync(join(copyDir, 'cvm-agent.service.d'));
-    writeFileSync(join(copyDir, 'cvm-agent.service.d', 'verify-stub.conf'),
-      `[Service]\nExecStart=\nExecStart=${stub} run\n`);
+    writeFileSync(join(copyDir, 'cvm-agent.service.d', 'verify-stub.conf'), `[Service]\nExecStart=\nExecStart=${stub} run\n`);
   });
 
   it('verify on the pristine units reports nothing but the not-yet-installed binary', () => {
@@ -194,8 +226,7 @@ describe('systemd-analyze (systemd 252 offline checks)', () => {
   });
 
   it('verify is clean for both units (ExecStart= on a stub)', () => {
-    const r = run('systemd-analyze', ['verify', '--man=no',
-      join(copyDir, 'cvm-agent.service'), join(copyDir, 'cvm-agent.socket')]);
+    const r = run('systemd-analyze', ['verify', '--man=no', join(copyDir, 'cvm-agent.service'), join(copyDir, 'cvm-agent.socket')]);
     expectRan(r, 'systemd-analyze');
     expect(r.out.trim()).toBe('');
     expect(r.status).toBe(0);
@@ -203,8 +234,7 @@ describe('systemd-analyze (systemd 252 offline checks)', () => {
 
   it('verify does catch a broken unit (control for the check above)', () => {
     const dir = tempDir('verify-bad');
-    writeFileSync(join(dir, 'cvm-agent.socket'),
-      readFileSync(socketFile, 'utf8').replace('[Socket]', '[Socket]\nListenStreem=/run/x.sock'));
+    writeFileSync(join(dir, 'cvm-agent.socket'), readFileSync(socketFile, 'utf8').replace('[Socket]', '[Socket]\nListenStreem=/run/x.sock'));
     const r = run('systemd-analyze', ['verify', '--man=no', join(dir, 'cvm-agent.socket')]);
     expectRan(r, 'systemd-analyze');
     expect(r.out).toContain("Unknown key 'ListenStreem'");
@@ -229,7 +259,10 @@ describe('systemd-analyze (systemd 252 offline checks)', () => {
     expectRan(r, 'systemd-analyze');
     expect(r.status).toBe(0);
     const rows = JSON.parse(r.stdout) as { set: boolean; json_field: string; exposure: string | null }[];
-    const open = rows.filter((x) => !x.set && x.exposure !== null).map((x) => x.json_field).sort();
+    const open = rows
+      .filter((x) => !x.set && x.exposure !== null)
+      .map((x) => x.json_field)
+      .sort();
     expect(open).toEqual([
       'DeviceAllow', // allow-list of the TEE/TPM/GPU nodes
       'IPAddressDeny', // controller is addressed by DNS name
@@ -268,11 +301,16 @@ describe('sysusers.d and tmpfiles.d, applied into a temporary root', () => {
     expectRan(r, 'systemd-sysusers');
     expect(r.status, r.out).toBe(0);
     const passwd = readFileSync(join(root, 'etc', 'passwd'), 'utf8');
-    const user = passwd.split('\n').find((l) => l.startsWith('cvm-agent:'))?.split(':');
+    const user = passwd
+      .split('\n')
+      .find((l) => l.startsWith('cvm-agent:'))
+      ?.split(':');
     expect(user).toBeDefined();
     expect(Number(user![2])).toBeLessThan(1000); // a system UID
     expect(user![6]).toMatch(/nologin$/);
-    const groups = readFileSync(join(root, 'etc', 'group'), 'utf8').split('\n').map((l) => l.split(':')[0]);
+    const groups = readFileSync(join(root, 'etc', 'group'), 'utf8')
+      .split('\n')
+      .map((l) => l.split(':')[0]);
     expect(groups).toEqual(expect.arrayContaining(['cvm-agent', 'cvm-agent-tee', 'tss']));
   });
 
@@ -281,7 +319,10 @@ describe('sysusers.d and tmpfiles.d, applied into a temporary root', () => {
     expectRan(r, 'systemd-tmpfiles');
     expect(r.status, r.out).toBe(0);
     const passwd = readFileSync(join(root, 'etc', 'passwd'), 'utf8');
-    const [, , uid, gid] = passwd.split('\n').find((l) => l.startsWith('cvm-agent:'))!.split(':');
+    const [, , uid, gid] = passwd
+      .split('\n')
+      .find((l) => l.startsWith('cvm-agent:'))!
+      .split(':');
     const runDir = statSync(join(root, 'run', 'cvm-agent'));
     expect(runDir.isDirectory()).toBe(true);
     expect(runDir.mode & 0o7777).toBe(0o750);
@@ -294,7 +335,9 @@ describe('sysusers.d and tmpfiles.d, applied into a temporary root', () => {
 
 describe('udev rules', () => {
   // Static check only: `udevadm test` would apply the rules to the host's real device nodes.
-  const lines = readFileSync(udevFile, 'utf8').split('\n').map((l) => l.trim())
+  const lines = readFileSync(udevFile, 'utf8')
+    .split('\n')
+    .map((l) => l.trim())
     .filter((l) => l !== '' && !l.startsWith('#'));
   const known = new Set(['SUBSYSTEM', 'KERNEL', 'GROUP', 'MODE', 'OWNER', 'TAG']);
 
@@ -338,8 +381,12 @@ describe('install.sh', () => {
   }
   const script = (pkg: string) => join(pkg, 'systemd', 'install.sh');
   const listTree = (dir: string): string[] =>
-    readdirSync(dir, { recursive: true, encoding: 'utf8' }).sort()
-      .map((p) => { const s = lstatSync(join(dir, p)); return `${p} ${(s.mode & 0o7777).toString(8)}`; });
+    readdirSync(dir, { recursive: true, encoding: 'utf8' })
+      .sort()
+      .map((p) => {
+        const s = lstatSync(join(dir, p));
+        return `${p} ${(s.mode & 0o7777).toString(8)}`;
+      });
 
   it('parses as bash and is executable', () => {
     const r = run('bash', ['-n', installScript]);
@@ -414,7 +461,9 @@ describe('install.sh', () => {
     const pkg = makePackage(tempDir('src'));
     const fakeRunDir = tempDir('run-systemd');
     const r = run(script(pkg), ['--dry-run'], {
-      ...process.env, CVM_AGENT_SYSTEMD_RUNDIR: fakeRunDir, CVM_AGENT_UDEV_RUNDIR: join(tempDir('no-udev'), 'absent'),
+      ...process.env,
+      CVM_AGENT_SYSTEMD_RUNDIR: fakeRunDir,
+      CVM_AGENT_UDEV_RUNDIR: join(tempDir('no-udev'), 'absent'),
     });
     expect(r.status, r.out).toBe(0);
     expect(r.stdout).toContain('would run: install -D -m 0644 ' + `${pkg}/systemd/60-cvm-agent.rules /usr/lib/udev/rules.d/60-cvm-agent.rules`);
@@ -424,8 +473,7 @@ describe('install.sh', () => {
   });
 
   it('copies exactly what npm pack ships (package.json "files") plus node_modules, with the addon in prebuilds/', () => {
-    const files = (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { files: string[] }).files
-      .map((f) => f.replace(/\/$/, ''));
+    const files = (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { files: string[] }).files.map((f) => f.replace(/\/$/, ''));
     const inScript = /^readonly PACKAGE_FILES=\(([^)]*)\)$/m.exec(readFileSync(installScript, 'utf8'))?.[1]?.split(/\s+/);
     expect(inScript).toEqual(files);
 
@@ -455,8 +503,13 @@ describe('install.sh', () => {
     expect(r.stdout).toContain('package: not installed (--no-package)');
     expect(existsSync(join(prefix, 'opt'))).toBe(false);
     expect(existsSync(join(prefix, 'usr', 'bin'))).toBe(false);
-    for (const f of ['usr/lib/systemd/system/cvm-agent.service', 'usr/lib/systemd/system/cvm-agent.socket',
-      'usr/lib/sysusers.d/cvm-agent.conf', 'usr/lib/tmpfiles.d/cvm-agent.conf', 'usr/lib/udev/rules.d/60-cvm-agent.rules']) {
+    for (const f of [
+      'usr/lib/systemd/system/cvm-agent.service',
+      'usr/lib/systemd/system/cvm-agent.socket',
+      'usr/lib/sysusers.d/cvm-agent.conf',
+      'usr/lib/tmpfiles.d/cvm-agent.conf',
+      'usr/lib/udev/rules.d/60-cvm-agent.rules',
+    ]) {
       expect(existsSync(join(prefix, f)), f).toBe(true);
     }
   });
@@ -476,9 +529,13 @@ describe('install.sh', () => {
     const unit = join(prefix, 'usr', 'lib', 'systemd', 'system', 'cvm-agent.service');
     expect(readFileSync(unit, 'utf8')).toBe(readFileSync(serviceFile, 'utf8'));
     expect(statSync(unit).mode & 0o777).toBe(0o644);
-    for (const f of ['usr/lib/systemd/system/cvm-agent.socket', 'usr/lib/sysusers.d/cvm-agent.conf',
-      'usr/lib/tmpfiles.d/cvm-agent.conf', 'usr/lib/udev/rules.d/60-cvm-agent.rules',
-      'usr/share/doc/cvm-agent/systemd.md']) {
+    for (const f of [
+      'usr/lib/systemd/system/cvm-agent.socket',
+      'usr/lib/sysusers.d/cvm-agent.conf',
+      'usr/lib/tmpfiles.d/cvm-agent.conf',
+      'usr/lib/udev/rules.d/60-cvm-agent.rules',
+      'usr/share/doc/cvm-agent/systemd.md',
+    ]) {
       expect(existsSync(join(prefix, f)), f).toBe(true);
     }
 

@@ -9,7 +9,12 @@ import { createLogger } from '../../agent/util/log.js';
 
 function logger() {
   const lines: string[] = [];
-  const sink = new Writable({ write(chunk, _enc, cb) { lines.push(String(chunk)); cb(); } });
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      lines.push(String(chunk));
+      cb();
+    },
+  });
   return { log: createLogger('info', sink), lines };
 }
 

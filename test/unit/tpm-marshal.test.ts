@@ -11,7 +11,15 @@ import { TpmReader, TpmWriter } from '../../agent/formats/tpm/marshal.js';
 import { decodeRc, TpmError } from '../../agent/formats/tpm/response-codes.js';
 import { TPM_ALG, TPM_ECC, TPM_RH, TPM_ST, AZURE, TPMA_OBJECT } from '../../agent/formats/tpm/constants.js';
 import {
-  parseAttest, parsePublic, parseSignature, publicKeyObject, readPcrSelection, writePcrSelection, writePublic, writeSignature, type TpmPublic,
+  parseAttest,
+  parsePublic,
+  parseSignature,
+  publicKeyObject,
+  readPcrSelection,
+  writePcrSelection,
+  writePublic,
+  writeSignature,
+  type TpmPublic,
 } from '../../agent/formats/tpm/structures.js';
 import { parseTransportSpec } from '../../agent/evidence/tpm/transport.js';
 
@@ -35,14 +43,22 @@ describe('command marshalling', () => {
   });
   it('NV_Write and password bytes', () => {
     const c = cmd.nvWrite(TPM_RH.OWNER, 0x01400002, Buffer.from([1, 2]), 0, Buffer.from('pw'));
-    expect(hex(c.bytes)).toBe('8002' + '00000027' + '00000137' + '4000000101400002' + '0000000b' + '40000009' + '0000' + '01' + '00027077' + '00020102' + '0000');
+    expect(hex(c.bytes)).toBe(
+      '8002' + '00000027' + '00000137' + '4000000101400002' + '0000000b' + '40000009' + '0000' + '01' + '00027077' + '00020102' + '0000',
+    );
   });
   it('PCR selection round-trips and maps bits to indices', () => {
     const w = new TpmWriter();
-    writePcrSelection(w, [{ hash: TPM_ALG.SHA256, pcrs: [0, 7, 8, 23] }, { hash: TPM_ALG.SHA1, pcrs: [30] }]);
+    writePcrSelection(w, [
+      { hash: TPM_ALG.SHA256, pcrs: [0, 7, 8, 23] },
+      { hash: TPM_ALG.SHA1, pcrs: [30] },
+    ]);
     const bytes = w.finish();
     expect(hex(bytes)).toBe('00000002' + '000b' + '03' + '810180' + '0004' + '04' + '00000040');
-    expect(readPcrSelection(new TpmReader(bytes))).toEqual([{ hash: TPM_ALG.SHA256, pcrs: [0, 7, 8, 23] }, { hash: TPM_ALG.SHA1, pcrs: [30] }]);
+    expect(readPcrSelection(new TpmReader(bytes))).toEqual([
+      { hash: TPM_ALG.SHA256, pcrs: [0, 7, 8, 23] },
+      { hash: TPM_ALG.SHA1, pcrs: [30] },
+    ]);
   });
 });
 
@@ -50,7 +66,13 @@ describe('response envelopes', () => {
   const hdr = (tag: number, size: number, rc: number) => new TpmWriter().u16(tag).u32(size).u32(rc).finish();
   it('an error response throws TpmError with the decoded name', () => {
     const c = cmd.nvReadPublic(0x01400002);
-    const err = (() => { try { cmd.decodeResponse(c, hdr(TPM_ST.NO_SESSIONS, 10, 0x18b)); } catch (e) { return e; } })() as TpmError;
+    const err = (() => {
+      try {
+        cmd.decodeResponse(c, hdr(TPM_ST.NO_SESSIONS, 10, 0x18b));
+      } catch (e) {
+        return e;
+      }
+    })() as TpmError;
     expect(err).toBeInstanceOf(TpmError);
     expect(err.rcName).toBe('TPM_RC_HANDLE');
     expect(err.message).toContain('TPM2_NV_ReadPublic failed: TPM_RC_HANDLE (handle 1)');
@@ -146,9 +168,15 @@ describe('structures', () => {
     const pem = vector('snp/azure_akpub.pem');
     const jwk = createPublicKey(pem).export({ format: 'jwk' });
     const pub: TpmPublic = {
-      type: 'rsa', nameAlg: TPM_ALG.SHA256, objectAttributes: 0x50472, authPolicy: Buffer.alloc(0),
-      symmetric: { algorithm: TPM_ALG.NULL }, scheme: { scheme: TPM_ALG.RSASSA, hashAlg: TPM_ALG.SHA256 },
-      keyBits: 2048, exponent: 0, modulus: Buffer.from(jwk.n!, 'base64url'),
+      type: 'rsa',
+      nameAlg: TPM_ALG.SHA256,
+      objectAttributes: 0x50472,
+      authPolicy: Buffer.alloc(0),
+      symmetric: { algorithm: TPM_ALG.NULL },
+      scheme: { scheme: TPM_ALG.RSASSA, hashAlg: TPM_ALG.SHA256 },
+      keyBits: 2048,
+      exponent: 0,
+      modulus: Buffer.from(jwk.n!, 'base64url'),
     };
     const w = new TpmWriter();
     writePublic(w, pub);
@@ -161,9 +189,16 @@ describe('structures', () => {
     const jwk = publicKey.export({ format: 'jwk' });
     const x = Buffer.from(jwk.x!, 'base64url');
     const pub: TpmPublic = {
-      type: 'ecc', nameAlg: TPM_ALG.SHA256, objectAttributes: TPMA_OBJECT.sign, authPolicy: Buffer.alloc(0),
-      symmetric: { algorithm: TPM_ALG.NULL }, scheme: { scheme: TPM_ALG.ECDSA, hashAlg: TPM_ALG.SHA256 },
-      curveId: TPM_ECC.NIST_P256, kdf: { scheme: TPM_ALG.NULL }, x, y: Buffer.from(jwk.y!, 'base64url'),
+      type: 'ecc',
+      nameAlg: TPM_ALG.SHA256,
+      objectAttributes: TPMA_OBJECT.sign,
+      authPolicy: Buffer.alloc(0),
+      symmetric: { algorithm: TPM_ALG.NULL },
+      scheme: { scheme: TPM_ALG.ECDSA, hashAlg: TPM_ALG.SHA256 },
+      curveId: TPM_ECC.NIST_P256,
+      kdf: { scheme: TPM_ALG.NULL },
+      x,
+      y: Buffer.from(jwk.y!, 'base64url'),
     };
     const w = new TpmWriter();
     writePublic(w, pub);

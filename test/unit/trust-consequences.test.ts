@@ -10,7 +10,10 @@ import type { UnitControl } from '../../agent/daemon/unit-control.js';
 const ALL = ['drop-secrets', 'withhold-token', 'clear-gpu-ready', 'units'] as const;
 
 function policy(over: Partial<ConsequencePolicy['triggers']> = {}, units = { stop: ['inference.service'], start: [] as string[] }): ConsequencePolicy {
-  return { triggers: { cycleFailed: [...ALL], controllerContraindicated: [...ALL], tokenExpired: ['withhold-token'], attestationStale: [...ALL], ...over }, units };
+  return {
+    triggers: { cycleFailed: [...ALL], controllerContraindicated: [...ALL], tokenExpired: ['withhold-token'], attestationStale: [...ALL], ...over },
+    units,
+  };
 }
 
 function harness(p = policy(), gpuOpts: { refuseClear?: boolean; ready?: boolean } = {}) {
@@ -23,7 +26,9 @@ function harness(p = policy(), gpuOpts: { refuseClear?: boolean; ready?: boolean
   const units: UnitControl = {
     run: async (verb, unit) => {
       calls.push(`${verb} ${unit}`);
-      return failing.has(unit) ? { ok: false, detail: `systemctl ${verb} ${unit} failed: Access denied` } : { ok: true, detail: `systemctl ${verb} ${unit}: done` };
+      return failing.has(unit)
+        ? { ok: false, detail: `systemctl ${verb} ${unit} failed: Access denied` }
+        : { ok: true, detail: `systemctl ${verb} ${unit}: done` };
     },
   };
   const c = new Consequences(p, {
@@ -50,7 +55,8 @@ function harness(p = policy(), gpuOpts: { refuseClear?: boolean; ready?: boolean
   return { c, log, calls, failing, regates, ready: () => ready, secrets: () => secrets };
 }
 
-const actions = (log: TrustTransition[], phase: 'apply' | 'undo') => log.filter((t) => t.kind === 'action' && t.phase === phase).map((t) => `${t.action}:${t.outcome}`);
+const actions = (log: TrustTransition[], phase: 'apply' | 'undo') =>
+  log.filter((t) => t.kind === 'action' && t.phase === phase).map((t) => `${t.action}:${t.outcome}`);
 
 describe('Consequences', () => {
   it('applies every action of a trigger once, in order, and undoes them on recovery', async () => {

@@ -19,19 +19,48 @@ import { fail, pass, resultOf } from '../../agent/formats/checks.js';
 import type { CycleResult } from '../../agent/attest/attestation-cycle.js';
 
 function cycle(ok: boolean, at: Date, opts: { warn?: boolean; error?: boolean } = {}): CycleResult {
-  const checks = ok ? [pass('snp.signature', 'ok'), ...(opts.warn ? [{ name: 'snp.revocation', ok: true, warning: true, detail: 'no CRL' }] : [])] : [fail('gpu.cc.mode', 'CC mode is off')];
+  const checks = ok
+    ? [pass('snp.signature', 'ok'), ...(opts.warn ? [{ name: 'snp.revocation', ok: true, warning: true, detail: 'no CRL' }] : [])]
+    : [fail('gpu.cc.mode', 'CC mode is off')];
   const devices = [
     { id: 'cpu0', policyId: 'p', result: resultOf([pass('snp.signature', 'ok')], undefined) },
     opts.error
-      ? { id: 'gpu1', policyId: 'p', result: { ok: false, status: 'none' as const, simulated: false, claims: undefined, checks: [fail('gpu.present', 'gone')] }, error: { code: 'ERR_GPU_MISSING', message: 'gone' } }
+      ? {
+          id: 'gpu1',
+          policyId: 'p',
+          result: { ok: false, status: 'none' as const, simulated: false, claims: undefined, checks: [fail('gpu.present', 'gone')] },
+          error: { code: 'ERR_GPU_MISSING', message: 'gone' },
+        }
       : { id: 'gpu1', policyId: 'p', result: resultOf(checks, undefined) },
   ];
   const ear = buildEar(devices, { at, build: 't' });
-  return { id: 'c1', reason: 'schedule', startedAt: at.toISOString(), finishedAt: at.toISOString(), durationMs: 1, nonce: '00', ok: devices.every((d) => d.result.ok), status: ear['ear.status'], simulated: false, ear, bundle: undefined, gpuReady: { set: false, wrote: false, reason: '' } };
+  return {
+    id: 'c1',
+    reason: 'schedule',
+    startedAt: at.toISOString(),
+    finishedAt: at.toISOString(),
+    durationMs: 1,
+    nonce: '00',
+    ok: devices.every((d) => d.result.ok),
+    status: ear['ear.status'],
+    simulated: false,
+    ear,
+    bundle: undefined,
+    gpuReady: { set: false, wrote: false, reason: '' },
+  };
 }
 
 const T0 = new Date('2026-01-01T00:00:00Z');
-const base = (over: Partial<HealthInputs> = {}): HealthInputs => ({ now: new Date(T0.getTime() + 1000), startedAt: T0, last: cycle(true, T0), lastSuccessAt: T0, maxAgeSec: 600, verdict: undefined, collateral: undefined, ...over });
+const base = (over: Partial<HealthInputs> = {}): HealthInputs => ({
+  now: new Date(T0.getTime() + 1000),
+  startedAt: T0,
+  last: cycle(true, T0),
+  lastSuccessAt: T0,
+  maxAgeSec: 600,
+  verdict: undefined,
+  collateral: undefined,
+  ...over,
+});
 
 describe('health', () => {
   it('ok when the last cycle passed recently and nothing else is wrong', () => {
@@ -53,17 +82,34 @@ describe('health', () => {
   });
 
   it('failing when the controller says contraindicated, even if the local cycle passed', () => {
-    const h = evaluateHealth(base({ verdict: { status: 'contraindicated', challengeId: 'c', receivedAt: T0.toISOString(), expiresAt: new Date(T0.getTime() + 60_000).toISOString() } }));
+    const h = evaluateHealth(
+      base({
+        verdict: { status: 'contraindicated', challengeId: 'c', receivedAt: T0.toISOString(), expiresAt: new Date(T0.getTime() + 60_000).toISOString() },
+      }),
+    );
     expect(h.status).toBe('failing');
     expect(h.reasons[0]).toMatch(/controller verdict CONTRAINDICATED/);
   });
 
   it('degraded when the last success is older than the bound, or the token expired, or collateral is expiring', () => {
     expect(evaluateHealth(base({ now: new Date(T0.getTime() + 601_000) })).reasons[0]).toMatch(/older than the bound of 600 s/);
-    expect(evaluateHealth(base({ lastSuccessAt: undefined, last: undefined, now: new Date(T0.getTime() + 601_000) })).reasons.join()).toMatch(/no successful attestation within 600 s of the start/);
+    expect(evaluateHealth(base({ lastSuccessAt: undefined, last: undefined, now: new Date(T0.getTime() + 601_000) })).reasons.join()).toMatch(
+      /no successful attestation within 600 s of the start/,
+    );
     const expired = evaluateHealth(base({ verdict: { status: 'affirming', challengeId: 'c', receivedAt: T0.toISOString(), expiresAt: T0.toISOString() } }));
     expect(expired).toMatchObject({ status: 'degraded', reasons: [expect.stringMatching(/token expired/)] });
-    const coll = evaluateHealth(base({ collateral: { dir: '/c', online: false, checkedAt: '', kinds: { crl: { fresh: 0, stale: 1, expired: 0 }, vcek: { fresh: 1, stale: 0, expired: 2 } }, problems: 0, attention: [] } }));
+    const coll = evaluateHealth(
+      base({
+        collateral: {
+          dir: '/c',
+          online: false,
+          checkedAt: '',
+          kinds: { crl: { fresh: 0, stale: 1, expired: 0 }, vcek: { fresh: 1, stale: 0, expired: 2 } },
+          problems: 0,
+          attention: [],
+        },
+      }),
+    );
     expect(coll.status).toBe('degraded');
     expect(coll.reasons).toEqual(['collateral: 1 crl entry past the refresh time (expiring)', 'collateral: 2 vcek entries expired']);
   });
@@ -87,14 +133,16 @@ describe('staleness bound', () => {
 });
 
 describe('validation shared by config check, run and SIGHUP', () => {
-  it('uses node-cron\'s own parser: what passes the 5/6-field shape check may still be rejected', () => {
+  it("uses node-cron's own parser: what passes the 5/6-field shape check may still be rejected", () => {
     expect(parseConfig('schedule: { cron: "99 * * * *" }').schedule.cron).toBe('99 * * * *');
     expect(cronProblems('99 * * * *')[0]).toMatch(/^schedule\.cron: "99 \* \* \* \*" is not a valid cron expression \(minute: /);
     expect(cronProblems('*/10 * * * *')).toEqual([]);
   });
 
   it('says how to convert a flat verify --policy file', () => {
-    expect(() => parsePolicyFile('allowDebug: false\nrequireCcMode: true\n', 'p.yaml')).toThrow(/flat "verify --policy" file \(top-level "allowDebug", "requireCcMode"\).*under "snp:".*under "gpu:"/);
+    expect(() => parsePolicyFile('allowDebug: false\nrequireCcMode: true\n', 'p.yaml')).toThrow(
+      /flat "verify --policy" file \(top-level "allowDebug", "requireCcMode"\).*under "snp:".*under "gpu:"/,
+    );
     expect(() => parsePolicyFile('bogus: 1\n', 'p.yaml')).toThrow(/unknown key "bogus"/);
   });
 
@@ -106,19 +154,27 @@ describe('validation shared by config check, run and SIGHUP', () => {
     expect(() => parseConfig('consequences: { units: { stop: ["--now"] } }')).toThrow(/consequences\.units\.stop\[0\]: must be a systemd unit name/);
     expect(() => parseConfig('consequences: { units: { stop: ["inference"] } }')).toThrow(/systemd unit name/);
     expect(() => parseConfig('consequences: { cycleFailed: [reboot] }')).toThrow(/consequences\.cycleFailed\[0\]/);
-    expect(parseConfig('consequences: { cycleFailed: [], units: { stop: [inference.service] } }').consequences).toMatchObject({ cycleFailed: [], units: { stop: ['inference.service'], start: [], timeoutSec: 60 }, tokenExpired: ['withhold-token'] });
+    expect(parseConfig('consequences: { cycleFailed: [], units: { stop: [inference.service] } }').consequences).toMatchObject({
+      cycleFailed: [],
+      units: { stop: ['inference.service'], start: [], timeoutSec: 60 },
+      tokenExpired: ['withhold-token'],
+    });
   });
 });
 
-describe('cvm-agent token: the token\'s own verdict', () => {
-  const jwt = (claims: Record<string, unknown>) => `${Buffer.from('{"alg":"ES384"}').toString('base64url')}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.sig`;
+describe("cvm-agent token: the token's own verdict", () => {
+  const jwt = (claims: Record<string, unknown>) =>
+    `${Buffer.from('{"alg":"ES384"}').toString('base64url')}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.sig`;
   const now = Date.parse('2026-01-01T00:00:00Z');
   it('affirming and unexpired: ok; warning: ok with status warning', () => {
     expect(tokenVerdict(jwt({ exp: now / 1000 + 60, 'ear.status': 'affirming' }), now)).toEqual({ ok: true, status: 'affirming' });
     expect(tokenVerdict(jwt({ exp: now / 1000 + 60, 'ear.status': 'warning' }), now)).toEqual({ ok: true, status: 'warning' });
   });
   it('contraindicated, none, missing status, expired or no exp: refused', () => {
-    expect(tokenVerdict(jwt({ exp: now / 1000 + 60, 'ear.status': 'contraindicated' }), now)).toMatchObject({ ok: false, why: expect.stringMatching(/CONTRAINDICATED/) });
+    expect(tokenVerdict(jwt({ exp: now / 1000 + 60, 'ear.status': 'contraindicated' }), now)).toMatchObject({
+      ok: false,
+      why: expect.stringMatching(/CONTRAINDICATED/),
+    });
     expect(tokenVerdict(jwt({ exp: now / 1000 + 60, 'ear.status': 'none' }), now).ok).toBe(false);
     expect(tokenVerdict(jwt({ exp: now / 1000 + 60 }), now).ok).toBe(false);
     expect(tokenVerdict(jwt({ exp: now / 1000 - 1, 'ear.status': 'affirming' }), now)).toMatchObject({ ok: false, why: expect.stringMatching(/expired at/) });
@@ -132,7 +188,8 @@ describe('trust history file', () => {
     const dir = mkdtempSync(join(tmpdir(), 'cvm-trustlog-'));
     const log = new TrustLog(dir, 3);
     await log.load();
-    for (let i = 0; i < 5; i++) await log.append({ at: new Date(i * 1000).toISOString(), kind: 'trigger', trigger: 'cycleFailed', detail: `n${i}${'x'.repeat(i === 4 ? 5000 : 0)}` });
+    for (let i = 0; i < 5; i++)
+      await log.append({ at: new Date(i * 1000).toISOString(), kind: 'trigger', trigger: 'cycleFailed', detail: `n${i}${'x'.repeat(i === 4 ? 5000 : 0)}` });
     await log.flushed();
     const again = new TrustLog(dir, 3);
     await again.load();

@@ -24,7 +24,13 @@ beforeAll(async () => {
   sim = await openSimulation(mkdtempSync(join(tmpdir(), 'cvm-verifier-')), 1);
   const teePubKey = generateKeyPairSync('ec', { namedCurve: 'P-384' }).publicKey.export({ format: 'jwk' }) as PublicJwk;
   const r = await new AttestationCycle({
-    teePubKey, agentId: 'verifier-test', cpu: sim.cpu, gpus: sim.gpus, build: 'test', setReadyState: false, stepTimeoutMs: 30_000,
+    teePubKey,
+    agentId: 'verifier-test',
+    cpu: sim.cpu,
+    gpus: sim.gpus,
+    build: 'test',
+    setReadyState: false,
+    stepTimeoutMs: 30_000,
     verify: (b, at) => verifyBundle(b, { at, ...sim.verifyOptions(at) }),
   }).run({ reason: 'cli', nonce: NONCE });
   bundle = parseBundle(r.bundle);
@@ -52,7 +58,7 @@ describe('createVerifier', () => {
     expect(wrongAgent.devices[0]!.result.checks.find((c) => c.name === 'binding.agent-id')?.ok).toBe(false);
   });
 
-  it('does not consult the collateral cache for a simulated bundle (the controller\'s rule, now the daemon\'s too)', async () => {
+  it("does not consult the collateral cache for a simulated bundle (the controller's rule, now the daemon's too)", async () => {
     const at = new Date();
     const { gpuPolicy: _p, ...trust } = sim.verifyOptions(at);
     const store = new CollateralStore(join(mkdtempSync(join(tmpdir(), 'cvm-verifier-coll-')), 'c'));

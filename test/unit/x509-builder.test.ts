@@ -70,7 +70,10 @@ describe('der-writer', () => {
     const arb = fc
       .tuple(fc.integer({ min: 0, max: 2 }), fc.integer({ min: 0, max: 39 }), fc.array(fc.integer({ min: 0, max: 0x1fffff }), { maxLength: 8 }))
       .map(([a, b, rest]) => [a, b, ...rest].join('.'));
-    fc.assert(fc.property(arb, (o) => decodeOid(parseDer(w.oid(o))) === o), { numRuns: FC_RUNS });
+    fc.assert(
+      fc.property(arb, (o) => decodeOid(parseDer(w.oid(o))) === o),
+      { numRuns: FC_RUNS },
+    );
     expect(() => w.oid('1.40')).toThrow(CvmError);
     expect(() => w.oid('3.1')).toThrow(CvmError);
     expect(() => w.oid('1')).toThrow(CvmError);
@@ -94,7 +97,12 @@ describe('der-writer', () => {
     expect(w.utcTime(t1).subarray(2).toString()).toBe('491231235959Z');
     expect(decodeTime(parseDer(w.x509Time(t1))).getTime()).toBe(t1.getTime() - 999);
     expect(decodeTime(parseDer(w.x509Time(t2))).getTime()).toBe(t2.getTime());
-    expect(w.generalizedTime(new Date(Date.UTC(1949, 0, 2))).subarray(2).toString()).toBe('19490102000000Z');
+    expect(
+      w
+        .generalizedTime(new Date(Date.UTC(1949, 0, 2)))
+        .subarray(2)
+        .toString(),
+    ).toBe('19490102000000Z');
     expect(() => w.utcTime(new Date(Date.UTC(2050, 0, 1)))).toThrow(CvmError);
     expect(() => w.x509Time(new Date(Number.NaN))).toThrow(CvmError);
   });
@@ -257,7 +265,16 @@ describe('buildCertificate', () => {
   });
 
   it('rejects mismatched keys, inverted validity, duplicate extensions, negative serials with typed errors', () => {
-    const base = { serial: 1, issuer: { CN: 'a' }, subject: { CN: 'b' }, notBefore, notAfter, subjectPublicKey: ecLeaf.publicKey, issuerKey: ecCa.privateKey, signature: 'ecdsa-sha384' as const };
+    const base = {
+      serial: 1,
+      issuer: { CN: 'a' },
+      subject: { CN: 'b' },
+      notBefore,
+      notAfter,
+      subjectPublicKey: ecLeaf.publicKey,
+      issuerKey: ecCa.privateKey,
+      signature: 'ecdsa-sha384' as const,
+    };
     const bad = [
       { ...base, signature: 'rsa-pss-sha384' as const },
       { ...base, issuerKey: rsaRoot.privateKey },
@@ -340,8 +357,12 @@ describe('buildCrl', () => {
     });
     const [tbs, alg, sig] = children(parseDer(der));
     expect(hex(encodedOf(alg!))).toBe(hex(signatureAlgorithm('rsa-pss-sha384')));
-    expect(verify('sha384', encodedOf(tbs!), { key: rsaRoot.publicKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 48 }, decodeBitString(sig!))).toBe(true);
-    expect(verify('sha384', encodedOf(tbs!), { key: rsaOther.publicKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 48 }, decodeBitString(sig!))).toBe(false);
+    expect(verify('sha384', encodedOf(tbs!), { key: rsaRoot.publicKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 48 }, decodeBitString(sig!))).toBe(
+      true,
+    );
+    expect(
+      verify('sha384', encodedOf(tbs!), { key: rsaOther.publicKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 48 }, decodeBitString(sig!)),
+    ).toBe(false);
     const f = children(tbs!);
     expect(decodeInteger(f[0]!)).toBe(1n); // v2
     expect(decodeTime(f[3]!).getTime()).toBe(thisUpdate.getTime());
@@ -354,13 +375,22 @@ describe('buildCrl', () => {
   });
 
   it('an ECDSA CRL with no revocations omits revokedCertificates and verifies', () => {
-    const der = buildCrl({ issuer: { CN: 'SIMULATED GPU Root' }, issuerKey: ecCa.privateKey, signature: 'ecdsa-sha384', thisUpdate: notBefore, nextUpdate: notAfter, revoked: [] });
+    const der = buildCrl({
+      issuer: { CN: 'SIMULATED GPU Root' },
+      issuerKey: ecCa.privateKey,
+      signature: 'ecdsa-sha384',
+      thisUpdate: notBefore,
+      nextUpdate: notAfter,
+      revoked: [],
+    });
     const [tbs, , sig] = children(parseDer(der));
     expect(children(tbs!).length).toBe(5);
     expect(verify('sha384', encodedOf(tbs!), ecCa.publicKey, decodeBitString(sig!))).toBe(true);
   });
 
   it('rejects inverted update times', () => {
-    expect(() => buildCrl({ issuer: { CN: 'x' }, issuerKey: ecCa.privateKey, signature: 'ecdsa-sha384', thisUpdate: notAfter, nextUpdate: notBefore, revoked: [] })).toThrow(CvmError);
+    expect(() =>
+      buildCrl({ issuer: { CN: 'x' }, issuerKey: ecCa.privateKey, signature: 'ecdsa-sha384', thisUpdate: notAfter, nextUpdate: notBefore, revoked: [] }),
+    ).toThrow(CvmError);
   });
 });

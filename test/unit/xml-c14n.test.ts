@@ -10,12 +10,14 @@ const DS = 'http://www.w3.org/2000/09/xmldsig#';
 
 describe('Canonical XML 1.1: W3C C14N examples (DOCTYPE parts removed, since DTDs are refused)', () => {
   it('§3.1 PIs, comments and content outside the document element', () => {
-    const input = '<?xml version="1.0"?>\n\n<?xml-stylesheet   href="doc.xsl"\n   type="text/xsl"   ?>\n\n<doc>Hello, world!<!-- Comment 1 --></doc>\n\n<?pi-without-data     ?>\n\n<!-- Comment 2 -->\n\n<!-- Comment 3 -->\n';
+    const input =
+      '<?xml version="1.0"?>\n\n<?xml-stylesheet   href="doc.xsl"\n   type="text/xsl"   ?>\n\n<doc>Hello, world!<!-- Comment 1 --></doc>\n\n<?pi-without-data     ?>\n\n<!-- Comment 2 -->\n\n<!-- Comment 3 -->\n';
     expect(c14n(input)).toBe('<?xml-stylesheet href="doc.xsl"\n   type="text/xsl"   ?>\n<doc>Hello, world!</doc>\n<?pi-without-data?>');
   });
 
   it('§3.2 whitespace in document content is preserved', () => {
-    const input = '<doc>\n   <clean>   </clean>\n   <dirty>   A   B   </dirty>\n   <mixed>\n      A\n      <clean>   </clean>\n      B\n      <dirty>   A   B   </dirty>\n      C\n   </mixed>\n</doc>';
+    const input =
+      '<doc>\n   <clean>   </clean>\n   <dirty>   A   B   </dirty>\n   <mixed>\n      A\n      <clean>   </clean>\n      B\n      <dirty>   A   B   </dirty>\n      C\n   </mixed>\n</doc>';
     expect(c14n(input)).toBe(input);
   });
 
@@ -141,15 +143,19 @@ describe('Canonical XML 1.1 on a genuine NVIDIA RIM', () => {
   const signedInfo = childElements(sig, DS, 'SignedInfo')[0]!;
 
   it('the enveloped document digest equals the signed DigestValue', () => {
-    const digest = createHash('sha384').update(canonicalizeDocument(doc, { omit: sig }), 'utf8').digest('base64');
+    const digest = createHash('sha384')
+      .update(canonicalizeDocument(doc, { omit: sig }), 'utf8')
+      .digest('base64');
     expect(digest).toBe('Dc2Cm4YrVzFF0G6jfhozl7+UTm2NnpghiSlxpk6icNrrB18cq5vu+Go9lytgOIfB');
   });
 
   it('SignedInfo is rendered with the root default namespace, ns0, ns2 and ds (and not Meta/Payload declarations)', () => {
     const out = canonicalizeSubset(signedInfo);
-    expect(out.startsWith(
-      '<ds:SignedInfo xmlns="http://standards.iso.org/iso/19770/-2/2015/schema.xsd" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" xmlns:ns0="http://standards.iso.org/iso/19770/-2/2015/schema.xsd" xmlns:ns2="http://www.w3.org/2001/04/xmlenc#sha384"><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2006/12/xml-c14n11"></ds:CanonicalizationMethod>',
-    )).toBe(true);
+    expect(
+      out.startsWith(
+        '<ds:SignedInfo xmlns="http://standards.iso.org/iso/19770/-2/2015/schema.xsd" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" xmlns:ns0="http://standards.iso.org/iso/19770/-2/2015/schema.xsd" xmlns:ns2="http://www.w3.org/2001/04/xmlenc#sha384"><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2006/12/xml-c14n11"></ds:CanonicalizationMethod>',
+      ),
+    ).toBe(true);
     expect(out).not.toContain('ns1');
     expect(out).not.toContain('SHA384=');
     expect(out.endsWith('</ds:Reference></ds:SignedInfo>')).toBe(true);

@@ -144,7 +144,30 @@ describe('XML parser: hostile and malformed input is a ParseError', () => {
 
   it('never throws anything but ParseError on mutated RIM-like documents', () => {
     const seed = '<?xml version="1.0"?><r xmlns="urn:d" xmlns:p="urn:p"><p:e a="1&amp;2" p:b=\'x\'><![CDATA[c]]><!--k--><?t d?>t&#65;</p:e><e/></r>';
-    const tokens = ['<', '>', '/', '&', ';', '"', "'", '=', ':', 'xmlns', 'p:', '<!--', '-->', '<![CDATA[', ']]>', '<?', '?>', '&#x', '<!DOCTYPE', ' ', '\u0000', '\uD800'];
+    const tokens = [
+      '<',
+      '>',
+      '/',
+      '&',
+      ';',
+      '"',
+      "'",
+      '=',
+      ':',
+      'xmlns',
+      'p:',
+      '<!--',
+      '-->',
+      '<![CDATA[',
+      ']]>',
+      '<?',
+      '?>',
+      '&#x',
+      '<!DOCTYPE',
+      ' ',
+      '\u0000',
+      '\uD800',
+    ];
     fc.assert(
       fc.property(
         fc.array(fc.tuple(fc.nat(seed.length), fc.nat(seed.length - 1), fc.constantFrom(...tokens), fc.boolean()), { minLength: 1, maxLength: 6 }),

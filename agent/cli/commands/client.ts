@@ -47,7 +47,14 @@ interface StatusDoc {
   };
   health: { status: string; reasons: string[] };
   policy: string;
-  lastAttestation: null | { at: string; status: string; durationMs: number; reason: string; devices: Record<string, { status: string; failed: { name: string; detail: string }[]; warnings: { name: string; detail: string }[] }>; error?: string };
+  lastAttestation: null | {
+    at: string;
+    status: string;
+    durationMs: number;
+    reason: string;
+    devices: Record<string, { status: string; failed: { name: string; detail: string }[]; warnings: { name: string; detail: string }[] }>;
+    error?: string;
+  };
   nextAttestation: null | { at: string; reason: string };
   gpus: { present: boolean; readyState: boolean | null; readAt?: string; readError?: string; readyReason: string };
   controller: { state: string; verdict?: { status: string; receivedAt: string; expiresAt: string } | null };
@@ -103,7 +110,7 @@ export function formatStatus(s: StatusDoc): string {
 
 export const statusCommand: Command = {
   path: ['status'],
-  summary: 'show the running agent\'s status (a table on a terminal, JSON otherwise)',
+  summary: "show the running agent's status (a table on a terminal, JSON otherwise)",
   usage: `Usage: cvm-agent status [--json] [--socket PATH]
 
 Shows first whether the VM is trusted right now and why (or why not), what is enforced because of

@@ -7,9 +7,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { CollateralError, CvmError, ParseError, UsageError } from '../../errors.js';
 import { writeFileAtomic } from '../../util/atomic-file.js';
 import { InputFileError, readBounded } from '../../util/bounded-read.js';
-import {
-  buildBundle, CollateralStore, defaultCollateralDir, describeKey, freshness, META_SUFFIX, type StoredEntry,
-} from '../../collateral/index.js';
+import { buildBundle, CollateralStore, defaultCollateralDir, describeKey, freshness, META_SUFFIX, type StoredEntry } from '../../collateral/index.js';
 import { EXIT, parseOptions, type CliIO, type Command } from '../command.js';
 
 const dirHelp = `  --dir DIR        the cache directory (default: $CACHE_DIRECTORY, else /var/cache/cvm-agent)`;
@@ -64,7 +62,11 @@ function storeFrom(dir: string | undefined, io: CliIO): CollateralStore {
   return new CollateralStore(resolve(io.cwd, dir ?? defaultCollateralDir(io.env)));
 }
 
-interface Input { file: string; display: string; origin?: { source: string; fetchedAt: string } }
+interface Input {
+  file: string;
+  display: string;
+  origin?: { source: string; fetchedAt: string };
+}
 
 /** A directory (an export) expands to its data files, with their sidecars' origin when readable. */
 async function expand(path: string, display: string, depth = 0): Promise<Input[]> {
@@ -80,7 +82,8 @@ async function expand(path: string, display: string, depth = 0): Promise<Input[]
       const input: Input = { file: p, display: join(display, d.name) };
       try {
         const m = JSON.parse((await readBounded(p + META_SUFFIX, 'collateralMeta')).toString('utf8')) as { source?: unknown; fetchedAt?: unknown };
-        if (typeof m.source === 'string' && typeof m.fetchedAt === 'string' && !Number.isNaN(Date.parse(m.fetchedAt))) input.origin = { source: m.source, fetchedAt: m.fetchedAt };
+        if (typeof m.source === 'string' && typeof m.fetchedAt === 'string' && !Number.isNaN(Date.parse(m.fetchedAt)))
+          input.origin = { source: m.source, fetchedAt: m.fetchedAt };
       } catch {
         // no usable sidecar: treat as a fresh import
       }
@@ -114,7 +117,10 @@ const collateralImport: Command = {
         try {
           const bytes = await readBounded(input.file, 'collateral', { streams: true });
           const origin = input.origin ?? { source: `import:${basename(input.file)}`, fetchedAt: new Date().toISOString() };
-          const entries = await store.putBytes(bytes, origin, { fileName: basename(input.file), ...(values['rim-id'] !== undefined ? { rimId: values['rim-id'] } : {}) });
+          const entries = await store.putBytes(bytes, origin, {
+            fileName: basename(input.file),
+            ...(values['rim-id'] !== undefined ? { rimId: values['rim-id'] } : {}),
+          });
           for (const e of entries) io.stdout.write(`${input.display}: stored ${describeKey(e.meta.key)} -> ${e.file}\n`);
           stored += entries.length;
         } catch (err) {
@@ -138,7 +144,17 @@ const collateralImport: Command = {
 
 function entryRow(e: StoredEntry, at: Date, maxAgeMs: number | undefined) {
   const f = freshness(e.meta, at, maxAgeMs === undefined ? {} : { maxAgeMs });
-  return { kind: e.meta.kind, key: describeKey(e.meta.key), path: e.meta.path, freshness: f.state, reason: f.reason, size: e.meta.size, fetchedAt: e.meta.fetchedAt, source: e.meta.source, ...(e.meta.description ? { description: e.meta.description } : {}) };
+  return {
+    kind: e.meta.kind,
+    key: describeKey(e.meta.key),
+    path: e.meta.path,
+    freshness: f.state,
+    reason: f.reason,
+    size: e.meta.size,
+    fetchedAt: e.meta.fetchedAt,
+    source: e.meta.source,
+    ...(e.meta.description ? { description: e.meta.description } : {}),
+  };
 }
 
 const collateralList: Command = {
@@ -164,7 +180,8 @@ const collateralList: Command = {
       const w = (k: 'kind' | 'key' | 'freshness') => Math.max(k.length, ...rows.map((r) => r[k].length));
       const [wk, wkey, wf] = [w('kind'), w('key'), w('freshness')];
       io.stdout.write(`${'KIND'.padEnd(wk)}  ${'KEY'.padEnd(wkey)}  ${'FRESHNESS'.padEnd(wf)}  ${'SIZE'.padStart(7)}  REASON\n`);
-      for (const r of rows) io.stdout.write(`${r.kind.padEnd(wk)}  ${r.key.padEnd(wkey)}  ${r.freshness.padEnd(wf)}  ${String(r.size).padStart(7)}  ${r.reason}\n`);
+      for (const r of rows)
+        io.stdout.write(`${r.kind.padEnd(wk)}  ${r.key.padEnd(wkey)}  ${r.freshness.padEnd(wf)}  ${String(r.size).padStart(7)}  ${r.reason}\n`);
     }
     for (const p of problems) io.stderr.write(`cvm-agent collateral list: ${p}\n`);
     return problems.length > 0 ? EXIT.FAILED : EXIT.OK;

@@ -33,7 +33,9 @@ Exit codes: 0 valid, 2 invalid or unreadable.`,
     if (values.json) {
       io.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
     } else {
-      io.stdout.write(`${found ? `${path}: valid` : `${path}: not found, using defaults`} (policy "${policy.id}", attestation counts as stale after ${maxAgeSec} s)\n`);
+      io.stdout.write(
+        `${found ? `${path}: valid` : `${path}: not found, using defaults`} (policy "${policy.id}", attestation counts as stale after ${maxAgeSec} s)\n`,
+      );
       io.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
     }
     return EXIT.OK;

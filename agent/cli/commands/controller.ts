@@ -37,14 +37,20 @@ Exit codes: 0 stopped cleanly, 2 invalid config or arguments.`,
     const listen = values.listen === undefined ? undefined : parseListen(values.listen);
     const resolved = await loadControllerConfig(values.config);
     const log = pino(
-      { level: resolved.config.logLevel, base: { svc: 'cvm-agent-controller' }, redact: { paths: ['token', 'authorization', 'req.headers.authorization', 'secrets[*].jwe'], censor: '[redacted]' } },
+      {
+        level: resolved.config.logLevel,
+        base: { svc: 'cvm-agent-controller' },
+        redact: { paths: ['token', 'authorization', 'req.headers.authorization', 'secrets[*].jwe'], censor: '[redacted]' },
+      },
       pino.destination({ dest: 1, sync: true }),
     );
     const controller = await Controller.start(resolved, { log, ...(listen ? { listen } : {}) });
     const cfg = resolved.config;
-    if (controller.signer.ephemeral) log.warn('no signingKey configured: tokens are signed with a key generated in memory; they cannot be verified after a restart');
+    if (controller.signer.ephemeral)
+      log.warn('no signingKey configured: tokens are signed with a key generated in memory; they cannot be verified after a restart');
     if (resolved.tokens.length === 0 && !cfg.tls?.requireClientCert) log.warn('no agents.tokens configured: every agent connection will be refused');
-    if (cfg.simulation.trust) log.warn({ dir: cfg.simulation.dir }, 'simulation.trust is ON: SIMULATED test roots are trusted (demo/tests only); results say SIMULATED');
+    if (cfg.simulation.trust)
+      log.warn({ dir: cfg.simulation.dir }, 'simulation.trust is ON: SIMULATED test roots are trusted (demo/tests only); results say SIMULATED');
     if (!cfg.stateDir) log.warn('no stateDir: agent state (event seq, verdicts) is kept in memory only');
     const addr = controller.address();
     log.info({ url: addr.url, link: addr.wsUrl, tls: cfg.tls !== undefined }, 'controller listening');

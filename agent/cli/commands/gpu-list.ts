@@ -15,10 +15,22 @@ export function formatGpuTable(gpus: readonly GpuInfo[], state: GpuSystemState):
   const header = ['INDEX', 'NAME', 'UUID', 'ARCH', 'DRIVER', 'VBIOS', 'CC', 'DEVTOOLS', 'READY'];
   const cols = ccColumns(state.cc);
   const rows = gpus.map((g) => [
-    String(g.index), g.name, g.uuid, g.architecture, state.driverVersion, g.vbiosVersion ?? 'n/a', cols.cc, cols.devtools, cols.ready,
+    String(g.index),
+    g.name,
+    g.uuid,
+    g.architecture,
+    state.driverVersion,
+    g.vbiosVersion ?? 'n/a',
+    cols.cc,
+    cols.devtools,
+    cols.ready,
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i] ?? 0))
+      .join('  ')
+      .trimEnd();
   return [line(header), ...rows.map(line)].join('\n') + '\n';
 }
 

@@ -92,7 +92,9 @@ Exit codes: 0 shown / set (or already set), 1 a GPU failed verification (not set
         const state = await source.systemState();
         const ready = await source.getReadyState();
         const out = { ready, deviceCount: state.deviceCount, cc: state.cc };
-        io.stdout.write(values.json ? `${JSON.stringify(out, null, 2)}\n` : `GPUs ready (accepting work): ${ready ? 'yes' : 'no'} (${state.deviceCount} GPU(s))\n`);
+        io.stdout.write(
+          values.json ? `${JSON.stringify(out, null, 2)}\n` : `GPUs ready (accepting work): ${ready ? 'yes' : 'no'} (${state.deviceCount} GPU(s))\n`,
+        );
         return EXIT.OK;
       }
       const verifierOptions: GpuVerifierOptions = { cwd: io.cwd };

@@ -94,7 +94,9 @@ Exit codes: 0 stopped by a signal, 2 invalid configuration, 4 no TEE/GPU interfa
       // One line an operator can act on; the stack only at debug level.
       logger.debug({ err: (err as Error)?.stack ?? String(err) }, 'start failed');
       const code = startExitCode(err);
-      io.stderr.write(`cvm-agent run: could not start: ${oneLine(err)}${err instanceof CvmError && !(err instanceof InternalError) ? '' : ' (internal error)'}\n`);
+      io.stderr.write(
+        `cvm-agent run: could not start: ${oneLine(err)}${err instanceof CvmError && !(err instanceof InternalError) ? '' : ' (internal error)'}\n`,
+      );
       await new Promise<void>((r) => logger.flush(() => r()));
       // Whatever the start left behind (a timer, a handle) must not keep a half-started process alive.
       setTimeout(() => process.exit(code), 500).unref();

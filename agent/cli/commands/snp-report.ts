@@ -34,7 +34,10 @@ export function parseVmpl(text: string | undefined): number {
 }
 
 async function exists(path: string): Promise<boolean> {
-  return access(path).then(() => true, () => false);
+  return access(path).then(
+    () => true,
+    () => false,
+  );
 }
 
 /** auto: the ioctl device if present, else configfs-tsm if present, else a clear error. */
@@ -70,7 +73,10 @@ async function loadSimulator(): Promise<typeof import('../../simulation/snp-sim.
   }
 }
 
-async function collect(source: SnpSource, opts: { reportData: Buffer; vmpl: number; ext: boolean; devicePath: string; tsmRoot: string; simDir: string }): Promise<Evidence> {
+async function collect(
+  source: SnpSource,
+  opts: { reportData: Buffer; vmpl: number; ext: boolean; devicePath: string; tsmRoot: string; simDir: string },
+): Promise<Evidence> {
   switch (source) {
     case 'device': {
       const collector = new SnpDeviceCollector({ devicePath: opts.devicePath });

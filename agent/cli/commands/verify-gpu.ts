@@ -99,7 +99,10 @@ function parseNonce(value: string | undefined): Buffer | undefined {
 /** DER OCSP response, or base64 of one (as some tools store them). */
 function ocspBytes(bytes: Buffer): Buffer {
   if (bytes[0] === 0x30) return bytes;
-  const text = bytes.toString('latin1').replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, '');
+  const text = bytes
+    .toString('latin1')
+    .replace(/-----[A-Z ]+-----/g, '')
+    .replace(/\s+/g, '');
   if (/^[A-Za-z0-9+/]+={0,2}$/.test(text)) return Buffer.from(text, 'base64');
   return bytes;
 }
@@ -164,7 +167,8 @@ async function run(argv: string[], io: CliIO): Promise<number> {
   const options: GpuVerifyOptions = { at: parseAt(values.at), skip, policy: DEFAULT_GPU_POLICY };
   const nonce = parseNonce(values.nonce);
   if (nonce) options.expectedNonce = nonce;
-  if (values.policy !== undefined) options.policy = parseGpuPolicy(readInput(values.policy, io, 'policy', 'policy').toString('utf8'), `GPU policy "${values.policy}"`);
+  if (values.policy !== undefined)
+    options.policy = parseGpuPolicy(readInput(values.policy, io, 'policy', 'policy').toString('utf8'), `GPU policy "${values.policy}"`);
 
   const rims: NonNullable<GpuVerifyOptions['rims']> = {};
   if (values['driver-rim'] !== undefined) rims.driver = readInput(values['driver-rim'], io, 'driver RIM', 'rim').toString('utf8');
@@ -186,7 +190,12 @@ async function run(argv: string[], io: CliIO): Promise<number> {
   if (values.evidence !== undefined) {
     list = parseGpuEvidenceJson(readInput(values.evidence, io, 'evidence', 'gpuEvidence'));
   } else {
-    list = [{ report: reportBytesFromFile(readInput(values.report!, io, 'report', 'gpuReport')), certChainPem: readInput(values.chain!, io, 'certificate chain', 'certificate').toString('latin1') }];
+    list = [
+      {
+        report: reportBytesFromFile(readInput(values.report!, io, 'report', 'gpuReport')),
+        certChainPem: readInput(values.chain!, io, 'certificate chain', 'certificate').toString('latin1'),
+      },
+    ];
   }
 
   const result = await verifyGpus(list, options);

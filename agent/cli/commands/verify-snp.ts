@@ -101,16 +101,24 @@ async function run(argv: string[], io: CliIO): Promise<number> {
     } catch (err) {
       throw new UsageError((err as Error).message);
     }
-    if (expectedReportData.length === 0 || expectedReportData.length > 64) throw new UsageError(`--report-data must be 1..64 bytes, got ${expectedReportData.length}`);
+    if (expectedReportData.length === 0 || expectedReportData.length > 64)
+      throw new UsageError(`--report-data must be 1..64 bytes, got ${expectedReportData.length}`);
   }
   const at = parseAt(values.at);
   let policy = loadSnpPolicyOption(values.policy, io);
   if (values['allow-debug']) policy = { ...policy, allowDebug: true };
 
-  const simulatedRoots = values['sim-roots'] === undefined ? undefined : [simRootsFrom(readInput(values['sim-roots'], io, 'simulated roots file', 'certificate'))];
-  const result = verifySnpAttestation({ report, certificates, crls }, {
-    at, policy, ...(expectedReportData ? { expectedReportData } : {}), ...(simulatedRoots ? { simulatedRoots } : {}),
-  });
+  const simulatedRoots =
+    values['sim-roots'] === undefined ? undefined : [simRootsFrom(readInput(values['sim-roots'], io, 'simulated roots file', 'certificate'))];
+  const result = verifySnpAttestation(
+    { report, certificates, crls },
+    {
+      at,
+      policy,
+      ...(expectedReportData ? { expectedReportData } : {}),
+      ...(simulatedRoots ? { simulatedRoots } : {}),
+    },
+  );
   return printResult(io, result, 'SEV-SNP attestation', values.json);
 }
 

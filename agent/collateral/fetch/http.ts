@@ -56,8 +56,14 @@ export function parseRetryAfter(value: string | null, now = Date.now()): number 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal.aborted) return reject(signal.reason);
-    const timer = setTimeout(() => { signal.removeEventListener('abort', onAbort); resolve(); }, ms);
-    const onAbort = () => { clearTimeout(timer); reject(signal.reason); };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
     signal.addEventListener('abort', onAbort, { once: true });
   });
 }
@@ -66,7 +72,12 @@ async function readLimited(res: Response, max: number, req: HttpRequest): Promis
   const declared = res.headers.get('content-length');
   if (declared !== null && Number(declared) > max) {
     await res.body?.cancel().catch(() => undefined);
-    throw new CollateralFetchError('too-large', req.url, `${req.what}: response of ${declared} bytes from ${req.url} exceeds the ${max}-byte limit`, res.status);
+    throw new CollateralFetchError(
+      'too-large',
+      req.url,
+      `${req.what}: response of ${declared} bytes from ${req.url} exceeds the ${max}-byte limit`,
+      res.status,
+    );
   }
   if (!res.body) return Buffer.alloc(0);
   const reader = res.body.getReader();
@@ -105,7 +116,13 @@ export async function httpRequest(req: HttpRequest, opts: HttpOptions = {}): Pro
   const timeoutError = (cause?: unknown) =>
     opts.signal?.aborted
       ? new CollateralFetchError('network', req.url, `${req.what}: request to ${req.url} was cancelled`, undefined, { cause })
-      : new CollateralFetchError('timeout', req.url, `${req.what}: no complete answer from ${req.url} within ${timeoutMs} ms; check network access to it, ${IMPORT_HINT}`, undefined, { cause });
+      : new CollateralFetchError(
+          'timeout',
+          req.url,
+          `${req.what}: no complete answer from ${req.url} within ${timeoutMs} ms; check network access to it, ${IMPORT_HINT}`,
+          undefined,
+          { cause },
+        );
 
   let lastProblem = '';
   for (let attempt = 0; ; attempt++) {
@@ -121,7 +138,14 @@ export async function httpRequest(req: HttpRequest, opts: HttpOptions = {}): Pro
     } catch (err) {
       if (isAbort(err) || signal.aborted) throw timeoutError(err);
       lastProblem = `network error: ${(err as Error).message}${(err as { cause?: { code?: string } }).cause?.code ? ` (${(err as { cause: { code: string } }).cause.code})` : ''}`;
-      if (attempt >= retries) throw new CollateralFetchError('network', req.url, `${req.what}: ${lastProblem} from ${req.url} after ${attempt + 1} attempt(s); ${IMPORT_HINT}`, undefined, { cause: err });
+      if (attempt >= retries)
+        throw new CollateralFetchError(
+          'network',
+          req.url,
+          `${req.what}: ${lastProblem} from ${req.url} after ${attempt + 1} attempt(s); ${IMPORT_HINT}`,
+          undefined,
+          { cause: err },
+        );
       await backoff(attempt);
       continue;
     }
@@ -132,7 +156,9 @@ export async function httpRequest(req: HttpRequest, opts: HttpOptions = {}): Pro
       } catch (err) {
         if (err instanceof CollateralFetchError) throw err;
         if (isAbort(err) || signal.aborted) throw timeoutError(err);
-        throw new CollateralFetchError('network', req.url, `${req.what}: reading the response from ${req.url} failed: ${(err as Error).message}`, res.status, { cause: err });
+        throw new CollateralFetchError('network', req.url, `${req.what}: reading the response from ${req.url} failed: ${(err as Error).message}`, res.status, {
+          cause: err,
+        });
       }
     }
     await res.body?.cancel().catch(() => undefined);
@@ -148,7 +174,9 @@ export async function httpRequest(req: HttpRequest, opts: HttpOptions = {}): Pro
         const after = wait !== undefined ? `; the server asks to retry after ${Math.ceil(wait / 1000)} s` : '';
         throw new CollateralFetchError('rate-limited', req.url, `${req.what}: rate-limited by ${req.url} (HTTP 429)${after}; retry later, ${IMPORT_HINT}`, 429);
       }
-      await sleep(waitMs, signal).catch((err: unknown) => { throw timeoutError(err); });
+      await sleep(waitMs, signal).catch((err: unknown) => {
+        throw timeoutError(err);
+      });
       continue;
     }
     if (res.status >= 500 && attempt < retries) {
@@ -156,7 +184,12 @@ export async function httpRequest(req: HttpRequest, opts: HttpOptions = {}): Pro
       await backoff(attempt);
       continue;
     }
-    throw new CollateralFetchError('http', req.url, `${req.what}: ${req.url} answered HTTP ${res.status} ${res.statusText}`.trimEnd() + `; ${IMPORT_HINT}`, res.status);
+    throw new CollateralFetchError(
+      'http',
+      req.url,
+      `${req.what}: ${req.url} answered HTTP ${res.status} ${res.statusText}`.trimEnd() + `; ${IMPORT_HINT}`,
+      res.status,
+    );
   }
 
   function backoffDelay(attempt: number): number {
@@ -165,7 +198,9 @@ export async function httpRequest(req: HttpRequest, opts: HttpOptions = {}): Pro
   async function backoff(attempt: number): Promise<void> {
     const ms = backoffDelay(attempt);
     if (ms >= remaining()) throw timeoutError();
-    await sleep(ms, signal).catch((err: unknown) => { throw timeoutError(err); });
+    await sleep(ms, signal).catch((err: unknown) => {
+      throw timeoutError(err);
+    });
   }
 }
 

@@ -28,7 +28,8 @@ export function parseImdsCertification(body: Uint8Array): ImdsCertification {
     throw new ParseError(`IMDS certification: invalid JSON: ${(err as Error).message}`);
   }
   const o = (typeof v === 'object' && v !== null ? v : {}) as Record<string, unknown>;
-  if (typeof o.vcekCert !== 'string' || typeof o.certificateChain !== 'string') throw new ParseError('IMDS certification: JSON lacks vcekCert/certificateChain strings');
+  if (typeof o.vcekCert !== 'string' || typeof o.certificateChain !== 'string')
+    throw new ParseError('IMDS certification: JSON lacks vcekCert/certificateChain strings');
   return { vcekCert: o.vcekCert, certificateChain: o.certificateChain, ...(typeof o.tcbm === 'string' ? { tcbm: o.tcbm } : {}) };
 }
 
@@ -36,7 +37,10 @@ export function parseImdsCertification(body: Uint8Array): ImdsCertification {
 export async function fetchImdsCertification(opts: ImdsOptions = {}): Promise<Fetched> {
   const url = joinUrl(opts.baseUrl ?? IMDS_BASE_URL, IMDS_CERTIFICATION_PATH);
   // IMDS is link-local and quick; a short default deadline keeps non-Azure machines from waiting.
-  const res = await httpRequest({ url, what: 'Azure IMDS VCEK certification', headers: { Metadata: 'true' } }, { timeoutMs: 5_000, maxBytes: 256 * 1024, ...opts });
+  const res = await httpRequest(
+    { url, what: 'Azure IMDS VCEK certification', headers: { Metadata: 'true' } },
+    { timeoutMs: 5_000, maxBytes: 256 * 1024, ...opts },
+  );
   parseImdsCertification(res.body);
   return { bytes: res.body, source: url };
 }

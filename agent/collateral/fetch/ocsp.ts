@@ -109,13 +109,22 @@ export async function fetchOcsp(cert: Uint8Array, issuer: Uint8Array, opts: Ocsp
   try {
     parsed = parseOcspResponse(res.body);
   } catch (err) {
-    throw new CollateralFetchError('invalid', url, `${what}: ${url} returned something that is not an OCSP response (${(err as Error).message})`, res.status, { cause: err });
+    throw new CollateralFetchError('invalid', url, `${what}: ${url} returned something that is not an OCSP response (${(err as Error).message})`, res.status, {
+      cause: err,
+    });
   }
   if (parsed.responseStatus !== 0) {
-    throw new CollateralFetchError('invalid', url, `${what}: responder ${url} answered ${OCSP_RESPONSE_STATUS[parsed.responseStatus] ?? parsed.responseStatus}`, res.status);
+    throw new CollateralFetchError(
+      'invalid',
+      url,
+      `${what}: responder ${url} answered ${OCSP_RESPONSE_STATUS[parsed.responseStatus] ?? parsed.responseStatus}`,
+      res.status,
+    );
   }
-  const match = parsed.responses.some((s) => s.serial === certId.serial
-    && Buffer.from(s.issuerKeyHash).equals(certId.issuerKeyHash) && Buffer.from(s.issuerNameHash).equals(certId.issuerNameHash));
+  const match = parsed.responses.some(
+    (s) =>
+      s.serial === certId.serial && Buffer.from(s.issuerKeyHash).equals(certId.issuerKeyHash) && Buffer.from(s.issuerNameHash).equals(certId.issuerNameHash),
+  );
   if (!match) throw new CollateralFetchError('invalid', url, `${what}: the response from ${url} is not about the requested certificate`, res.status);
   return { bytes: res.body, source: url, certId };
 }

@@ -26,7 +26,13 @@ export async function fetchRim(id: string, opts: RimServiceOptions = {}): Promis
     res = await httpRequest({ url, what: `RIM ${rimId}`, headers }, { maxBytes: 2 * 1024 * 1024, ...opts });
   } catch (err) {
     if (err instanceof CollateralFetchError && err.reason === 'not-found') {
-      throw new CollateralFetchError('not-found', url, `RIM ${rimId} is not published by the RIM service at ${url} (HTTP 404), a known lag for new drivers and VBIOS versions; obtain the RIM file and import it with "cvm-agent collateral import FILE"`, 404, { cause: err });
+      throw new CollateralFetchError(
+        'not-found',
+        url,
+        `RIM ${rimId} is not published by the RIM service at ${url} (HTTP 404), a known lag for new drivers and VBIOS versions; obtain the RIM file and import it with "cvm-agent collateral import FILE"`,
+        404,
+        { cause: err },
+      );
     }
     throw err;
   }
@@ -39,6 +45,7 @@ export async function fetchRim(id: string, opts: RimServiceOptions = {}): Promis
   const rim = (v as { rim?: unknown } | null)?.rim;
   if (typeof rim !== 'string') throw new ParseError(`RIM service answer for ${rimId} has no "rim" string`);
   const b64 = rim.replace(/\s+/g, '');
-  if (b64.length === 0 || b64.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(b64)) throw new ParseError(`RIM service answer for ${rimId}: "rim" is not base64`);
+  if (b64.length === 0 || b64.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(b64))
+    throw new ParseError(`RIM service answer for ${rimId}: "rim" is not base64`);
   return { bytes: Buffer.from(b64, 'base64'), source: url, hint: { rimId } };
 }

@@ -54,7 +54,7 @@ export class TpmClient {
     const rangeTop = (first & 0xff000000) >>> 0;
     for (let i = 0; i < 64 && out.length < max; i++) {
       const cap = await this.execute(cmd.getCapability(TPM_CAP.HANDLES, next, max - out.length));
-      const handles = (cap.handles ?? []).filter((h) => ((h & 0xff000000) >>> 0) === rangeTop);
+      const handles = (cap.handles ?? []).filter((h) => (h & 0xff000000) >>> 0 === rangeTop);
       out.push(...handles);
       if (!cap.moreData || handles.length === 0) break;
       next = handles[handles.length - 1]! + 1;
@@ -76,7 +76,8 @@ export class TpmClient {
 
   async nvReadPublic(nvIndex: number): Promise<NvPublic> {
     const { nvPublic } = await this.execute(cmd.nvReadPublic(nvIndex));
-    if (nvPublic.nvIndex !== nvIndex) throw new ParseError(`NV_ReadPublic: TPM answered for index 0x${nvPublic.nvIndex.toString(16)}, asked 0x${nvIndex.toString(16)}`);
+    if (nvPublic.nvIndex !== nvIndex)
+      throw new ParseError(`NV_ReadPublic: TPM answered for index 0x${nvPublic.nvIndex.toString(16)}, asked 0x${nvIndex.toString(16)}`);
     return nvPublic;
   }
 
@@ -104,7 +105,7 @@ export class TpmClient {
     }
     const chunk = await this.nvChunkSize();
     const parts: Buffer[] = [];
-    for (let done = 0; done < size;) {
+    for (let done = 0; done < size; ) {
       const n = Math.min(chunk, size - done);
       const data = await this.execute(cmd.nvRead(opts.authHandle ?? TPM_RH.OWNER, nvIndex, n, offset + done, opts.password));
       if (data.length !== n) throw new ParseError(`NV_Read: asked ${n} bytes, TPM returned ${data.length}`);
@@ -117,7 +118,7 @@ export class TpmClient {
   async nvWrite(nvIndex: number, data: Uint8Array, opts: { authHandle?: number; password?: Uint8Array; offset?: number } = {}): Promise<void> {
     const chunk = await this.nvChunkSize();
     const base = opts.offset ?? 0;
-    for (let done = 0; done < data.length || (data.length === 0 && done === 0);) {
+    for (let done = 0; done < data.length || (data.length === 0 && done === 0); ) {
       const part = data.subarray(done, done + chunk);
       await this.execute(cmd.nvWrite(opts.authHandle ?? TPM_RH.OWNER, nvIndex, part, base + done, opts.password));
       done += part.length;
@@ -162,7 +163,12 @@ export class TpmClient {
   }
 
   /** TPM2_Quote with the signing key's own scheme (or `scheme`), user auth = empty password. */
-  async quote(signHandle: number, qualifyingData: Uint8Array, selection: readonly PcrSelection[], opts: { scheme?: TpmScheme; password?: Uint8Array } = {}): Promise<cmd.QuoteResult> {
+  async quote(
+    signHandle: number,
+    qualifyingData: Uint8Array,
+    selection: readonly PcrSelection[],
+    opts: { scheme?: TpmScheme; password?: Uint8Array } = {},
+  ): Promise<cmd.QuoteResult> {
     return this.execute(cmd.quote(signHandle, qualifyingData, selection, opts.scheme, opts.password));
   }
 

@@ -8,8 +8,18 @@ import { TpmReader, TpmWriter } from '../../formats/tpm/marshal.js';
 import { TpmError } from '../../formats/tpm/response-codes.js';
 import { HEADER_SIZE, MAX_MESSAGE_SIZE, TPM_CC, TPM_RS_PW, TPM_ST, TPM_ALG } from '../../formats/tpm/constants.js';
 import {
-  readNvPublic, writeNvPublic, readPcrSelection, writePcrSelection, writePublic, readSignature,
-  parsePublic, type NvPublic, type PcrSelection, type TpmPublic, type TpmSignature, type TpmScheme,
+  readNvPublic,
+  writeNvPublic,
+  readPcrSelection,
+  writePcrSelection,
+  writePublic,
+  readSignature,
+  parsePublic,
+  type NvPublic,
+  type PcrSelection,
+  type TpmPublic,
+  type TpmSignature,
+  type TpmScheme,
 } from '../../formats/tpm/structures.js';
 
 export interface TpmCommand<T> {
@@ -130,11 +140,13 @@ export function getCapability(capability: number, property: number, propertyCoun
         if (n > MAX_CAP_ENTRIES) throw new ParseError(`GetCapability: ${n} entries exceeds ${MAX_CAP_ENTRIES}`, r.offset - 4);
         return n;
       };
-      if (cap === 0x00000006) { // TPM_CAP_TPM_PROPERTIES: TPML_TAGGED_TPM_PROPERTY
+      if (cap === 0x00000006) {
+        // TPM_CAP_TPM_PROPERTIES: TPML_TAGGED_TPM_PROPERTY
         const n = count();
         out.properties = [];
         for (let i = 0; i < n; i++) out.properties.push({ property: r.u32('property'), value: r.u32('value') });
-      } else if (cap === 0x00000001) { // TPM_CAP_HANDLES: TPML_HANDLE
+      } else if (cap === 0x00000001) {
+        // TPM_CAP_HANDLES: TPML_HANDLE
         const n = count();
         out.handles = [];
         for (let i = 0; i < n; i++) out.handles.push(r.u32('handle'));
@@ -183,7 +195,9 @@ export function nvDefineSpace(authHandle: number, publicInfo: NvPublic, indexAut
     name: 'NV_DefineSpace',
     responseHandles: 0,
     bytes: marshalCommand({
-      code: TPM_CC.NV_DefineSpace, handles: [authHandle], passwords: [password],
+      code: TPM_CC.NV_DefineSpace,
+      handles: [authHandle],
+      passwords: [password],
       params: (w) => w.tpm2b(indexAuth).sized((s) => writeNvPublic(s, publicInfo)),
     }),
     parse: () => undefined,
@@ -251,12 +265,20 @@ export interface QuoteResult {
 }
 
 /** TPMT_SIG_SCHEME: NULL = use the key's own scheme (the usual case for a restricted AK). */
-export function quote(signHandle: number, qualifyingData: Uint8Array, selection: readonly PcrSelection[], scheme: TpmScheme = { scheme: TPM_ALG.NULL }, password: Uint8Array = EMPTY): TpmCommand<QuoteResult> {
+export function quote(
+  signHandle: number,
+  qualifyingData: Uint8Array,
+  selection: readonly PcrSelection[],
+  scheme: TpmScheme = { scheme: TPM_ALG.NULL },
+  password: Uint8Array = EMPTY,
+): TpmCommand<QuoteResult> {
   return {
     name: 'Quote',
     responseHandles: 0,
     bytes: marshalCommand({
-      code: TPM_CC.Quote, handles: [signHandle], passwords: [password],
+      code: TPM_CC.Quote,
+      handles: [signHandle],
+      passwords: [password],
       params: (w) => {
         w.tpm2b(qualifyingData).u16(scheme.scheme);
         if (scheme.scheme !== TPM_ALG.NULL) w.u16(scheme.hashAlg ?? TPM_ALG.SHA256);
@@ -275,7 +297,9 @@ export function createPrimary(hierarchy: number, template: TpmPublic, password: 
     name: 'CreatePrimary',
     responseHandles: 1,
     bytes: marshalCommand({
-      code: TPM_CC.CreatePrimary, handles: [hierarchy], passwords: [password],
+      code: TPM_CC.CreatePrimary,
+      handles: [hierarchy],
+      passwords: [password],
       params: (w) => {
         w.sized((s) => s.tpm2b(EMPTY).tpm2b(EMPTY)); // TPM2B_SENSITIVE_CREATE: userAuth, data
         w.sized((s) => writePublic(s, template)); // TPM2B_PUBLIC
@@ -307,5 +331,10 @@ export function evictControl(auth: number, objectHandle: number, persistentHandl
 }
 
 export function flushContext(handle: number): TpmCommand<void> {
-  return { name: 'FlushContext', responseHandles: 0, bytes: marshalCommand({ code: TPM_CC.FlushContext, params: (w) => w.u32(handle) }), parse: () => undefined };
+  return {
+    name: 'FlushContext',
+    responseHandles: 0,
+    bytes: marshalCommand({ code: TPM_CC.FlushContext, params: (w) => w.u32(handle) }),
+    parse: () => undefined,
+  };
 }

@@ -31,16 +31,22 @@ export const DEFAULT_TPM_DEVICE = '/dev/tpmrm0';
 /** /dev/tpmrm0 (or /dev/tpm0): the kernel TPM driver answers each write with exactly one response read. */
 export class DeviceTransport implements TpmTransport {
   private readonly queue = new Queue();
-  private constructor(private readonly fh: FileHandle, readonly description: string) {}
+  private constructor(
+    private readonly fh: FileHandle,
+    readonly description: string,
+  ) {}
 
   static async open(path = DEFAULT_TPM_DEVICE): Promise<DeviceTransport> {
     try {
       return new DeviceTransport(await open(path, 'r+'), path);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      const hint = code === 'ENOENT' ? 'no TPM device (not a vTPM VM, or the tpm_tis/tpm_crb driver is not loaded)'
-        : code === 'EACCES' || code === 'EPERM' ? 'permission denied (run as root or add the user to the tss group)'
-        : (err as Error).message;
+      const hint =
+        code === 'ENOENT'
+          ? 'no TPM device (not a vTPM VM, or the tpm_tis/tpm_crb driver is not loaded)'
+          : code === 'EACCES' || code === 'EPERM'
+            ? 'permission denied (run as root or add the user to the tss group)'
+            : (err as Error).message;
       throw new DeviceError('ERR_TPM_UNAVAILABLE', `cannot open ${path}: ${hint}`, { path, errno: code }, { cause: err });
     }
   }
@@ -73,7 +79,11 @@ export class SocketTransport implements TpmTransport {
   private waiter: { resolve: (b: Buffer) => void; reject: (e: Error) => void } | undefined;
   private closedError: Error | undefined;
 
-  private constructor(private readonly socket: Socket, readonly description: string, private readonly timeoutMs: number) {
+  private constructor(
+    private readonly socket: Socket,
+    readonly description: string,
+    private readonly timeoutMs: number,
+  ) {
     socket.on('data', (chunk: Buffer) => {
       this.buffered = Buffer.concat([this.buffered, chunk]);
       this.deliver();
@@ -91,7 +101,8 @@ export class SocketTransport implements TpmTransport {
     const description = 'path' in address ? `unix:${address.path}` : `${address.host}:${address.port}`;
     return new Promise((resolve, reject) => {
       const socket = 'path' in address ? connect({ path: address.path }) : connect({ host: address.host, port: address.port });
-      const fail = (err: Error) => reject(new DeviceError('ERR_TPM_UNAVAILABLE', `cannot connect to the TPM at ${description}: ${err.message}`, { address: description }, { cause: err }));
+      const fail = (err: Error) =>
+        reject(new DeviceError('ERR_TPM_UNAVAILABLE', `cannot connect to the TPM at ${description}: ${err.message}`, { address: description }, { cause: err }));
       socket.once('error', fail);
       socket.once('connect', () => {
         socket.off('error', fail);
@@ -120,20 +131,29 @@ export class SocketTransport implements TpmTransport {
   }
 
   send(command: Buffer): Promise<Buffer> {
-    return this.queue.run(() => new Promise<Buffer>((resolve, reject) => {
-      if (this.closedError) return reject(this.closedError);
-      const timer = setTimeout(() => {
-        this.waiter = undefined;
-        reject(new DeviceError('ERR_TPM_TIMEOUT', `TPM at ${this.description} did not answer within ${this.timeoutMs} ms`));
-        this.socket.destroy();
-      }, this.timeoutMs);
-      this.waiter = {
-        resolve: (b) => { clearTimeout(timer); resolve(b); },
-        reject: (e) => { clearTimeout(timer); reject(e); },
-      };
-      this.socket.write(command);
-      this.deliver();
-    }));
+    return this.queue.run(
+      () =>
+        new Promise<Buffer>((resolve, reject) => {
+          if (this.closedError) return reject(this.closedError);
+          const timer = setTimeout(() => {
+            this.waiter = undefined;
+            reject(new DeviceError('ERR_TPM_TIMEOUT', `TPM at ${this.description} did not answer within ${this.timeoutMs} ms`));
+            this.socket.destroy();
+          }, this.timeoutMs);
+          this.waiter = {
+            resolve: (b) => {
+              clearTimeout(timer);
+              resolve(b);
+            },
+            reject: (e) => {
+              clearTimeout(timer);
+              reject(e);
+            },
+          };
+          this.socket.write(command);
+          this.deliver();
+        }),
+    );
   }
 
   close(): Promise<void> {
@@ -141,7 +161,9 @@ export class SocketTransport implements TpmTransport {
       if (this.socket.destroyed) return resolve();
       this.socket.once('close', () => resolve());
       this.socket.end();
-      setTimeout(() => { this.socket.destroy(); }, 1000).unref();
+      setTimeout(() => {
+        this.socket.destroy();
+      }, 1000).unref();
     });
   }
 }

@@ -54,7 +54,8 @@ const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object
 const own = (o: Record<string, unknown>, k: string): unknown => (Object.prototype.hasOwnProperty.call(o, k) ? o[k] : undefined);
 
 function hexField(v: unknown, what: string): Buffer {
-  if (typeof v !== 'string' || v.length > 2 * MAX_BLOB || v.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(v)) throw new ParseError(`${what}: expected a hex string`);
+  if (typeof v !== 'string' || v.length > 2 * MAX_BLOB || v.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(v))
+    throw new ParseError(`${what}: expected a hex string`);
   return Buffer.from(v, 'hex');
 }
 function base64Field(v: unknown, what: string, alphabet: 'base64' | 'base64url'): Buffer {
@@ -103,7 +104,8 @@ export function parseAzureEvidence(input: string | unknown): AzureEvidence {
 
   if (own(doc, 'kind') !== undefined) {
     if (own(doc, 'kind') !== BUNDLE_KIND) throw new ParseError(`Azure evidence: kind ${JSON.stringify(own(doc, 'kind'))} is not "${BUNDLE_KIND}"`);
-    if (own(doc, 'version') !== BUNDLE_VERSION) throw new ParseError(`Azure evidence: bundle version ${JSON.stringify(own(doc, 'version'))} is not supported (1)`);
+    if (own(doc, 'version') !== BUNDLE_VERSION)
+      throw new ParseError(`Azure evidence: bundle version ${JSON.stringify(own(doc, 'version'))} is not supported (1)`);
     const q = own(doc, 'quote');
     if (!isObj(q)) throw new ParseError('Azure evidence: "quote" is not an object');
     const certs = own(doc, 'certs');
@@ -122,7 +124,8 @@ export function parseAzureEvidence(input: string | unknown): AzureEvidence {
   const tq = own(doc, 'tpm_quote');
   if (isObj(tq)) {
     const version = own(doc, 'version');
-    if (version !== 1 && version !== 2) throw new ParseError(`Azure evidence: az-snp-vtpm evidence version ${JSON.stringify(version)} is not supported (1 or 2)`);
+    if (version !== 1 && version !== 2)
+      throw new ParseError(`Azure evidence: az-snp-vtpm evidence version ${JSON.stringify(version)} is not supported (1 or 2)`);
     const vcek = own(doc, 'vcek');
     return {
       format: version === 1 ? 'coco-v1' : 'coco-v2',
@@ -153,7 +156,13 @@ export function parseAzureEvidence(input: string | unknown): AzureEvidence {
   throw new ParseError('Azure evidence: not a cvm-agent azure-snp-vtpm bundle nor az-snp-vtpm attester evidence (no "kind", "tpm_quote" or "quote"+"report")');
 }
 
-export function encodeBundle(e: { hclReport: Uint8Array; quoteMessage: Uint8Array; quoteSignature: Uint8Array; pcrs: readonly Uint8Array[]; certsPem?: string[] }): AzureBundle {
+export function encodeBundle(e: {
+  hclReport: Uint8Array;
+  quoteMessage: Uint8Array;
+  quoteSignature: Uint8Array;
+  pcrs: readonly Uint8Array[];
+  certsPem?: string[];
+}): AzureBundle {
   const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
   const bundle: AzureBundle = {
     kind: BUNDLE_KIND,

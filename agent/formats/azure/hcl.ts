@@ -44,7 +44,8 @@ export const TDX_MESSAGE = 'HCL report is TDX, not SEV-SNP';
 
 export function parseHclReport(bytes: Uint8Array): HclReport {
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (buf.length < HCL_VARIABLE_DATA_OFFSET) throw new ParseError(`HCL report: ${buf.length} bytes is shorter than the fixed part (${HCL_VARIABLE_DATA_OFFSET})`, buf.length);
+  if (buf.length < HCL_VARIABLE_DATA_OFFSET)
+    throw new ParseError(`HCL report: ${buf.length} bytes is shorter than the fixed part (${HCL_VARIABLE_DATA_OFFSET})`, buf.length);
   const signature = buf.readUInt32LE(0);
   if (signature !== HCL_SIGNATURE) throw new ParseError(`HCL report: signature 0x${signature.toString(16)} is not "HCLA"`, 0);
   const version = buf.readUInt32LE(4);
@@ -90,7 +91,11 @@ export function parseHclReport(bytes: Uint8Array): HclReport {
 }
 
 /** Build an HCL report (v1 header) around an SNP report and runtime claims: used by the simulator and tests. */
-export function buildHclReport(snpReport: Uint8Array, runtimeClaims: Uint8Array, opts: { size?: number; version?: number; hashType?: number; requestType?: number } = {}): Buffer {
+export function buildHclReport(
+  snpReport: Uint8Array,
+  runtimeClaims: Uint8Array,
+  opts: { size?: number; version?: number; hashType?: number; requestType?: number } = {},
+): Buffer {
   if (snpReport.length !== SNP_REPORT_SIZE) throw new ParseError(`SNP report must be ${SNP_REPORT_SIZE} bytes, got ${snpReport.length}`);
   const meaningful = HCL_VARIABLE_DATA_OFFSET + runtimeClaims.length;
   const size = opts.size ?? meaningful;

@@ -4,16 +4,7 @@
  * X509Certificate does not expose custom extensions, hence this parser over util/der.ts.
  */
 import { ParseError } from '../../errors.js';
-import {
-  TAG,
-  certificateExtensions,
-  decodeInteger,
-  decodeString,
-  parseDer,
-  readNode,
-  valueOf,
-  type DerNode,
-} from '../../util/der.js';
+import { TAG, certificateExtensions, decodeInteger, decodeString, parseDer, readNode, valueOf, type DerNode } from '../../util/der.js';
 import { productFromName } from './tcb.js';
 import type { AmdCertExtensions } from './types.js';
 

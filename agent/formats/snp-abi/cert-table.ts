@@ -25,9 +25,7 @@ export const CERT_TABLE_GUIDS = {
   extra: 'ecae0c0f-9502-43b1-afa2-0ae2e0d565b6',
 } as const;
 
-const KIND_BY_GUID = new Map<string, CertTableKind>(
-  Object.entries(CERT_TABLE_GUIDS).map(([kind, guid]) => [guid, kind as CertTableKind]),
-);
+const KIND_BY_GUID = new Map<string, CertTableKind>(Object.entries(CERT_TABLE_GUIDS).map(([kind, guid]) => [guid, kind as CertTableKind]));
 
 const GUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -121,10 +119,7 @@ export interface CertTableInput {
  * Build a certificate table (header, terminator, blobs in order, as go-sev-guest CertTable.Marshal).
  * `padTo` zero-pads to a multiple of that many bytes (4096: an ioctl certs buffer, snp.md §1.3).
  */
-export function serializeCertTable(
-  entries: readonly CertTableInput[],
-  opts: { guidOrder?: 'rfc4122' | 'mixed-endian'; padTo?: number } = {},
-): Buffer {
+export function serializeCertTable(entries: readonly CertTableInput[], opts: { guidOrder?: 'rfc4122' | 'mixed-endian'; padTo?: number } = {}): Buffer {
   const order = opts.guidOrder ?? 'rfc4122';
   const headerSize = (entries.length + 1) * CERT_TABLE_ENTRY_SIZE;
   const header = Buffer.alloc(headerSize);

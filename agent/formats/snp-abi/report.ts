@@ -6,16 +6,7 @@
 import { CvmError, ParseError } from '../../errors.js';
 import { isAllZero, readUintLE } from '../../util/bytes.js';
 import { decodeTcb, productFromCpuid, tcbLayoutForFamily } from './tcb.js';
-import type {
-  SigningKeyName,
-  SnpPlatformInfo,
-  SnpPolicy,
-  SnpReport,
-  SnpReportInit,
-  SnpSignerInfo,
-  TcbLayout,
-  TcbLayoutSource,
-} from './types.js';
+import type { SigningKeyName, SnpPlatformInfo, SnpPolicy, SnpReport, SnpReportInit, SnpSignerInfo, TcbLayout, TcbLayoutSource } from './types.js';
 
 /** Report size (snp.md §1.2: MSG_REPORT_RSP report_size = 0x4A0). */
 export const SNP_REPORT_SIZE = 0x4a0;
@@ -132,8 +123,7 @@ export function decodePlatformInfo(raw: bigint): SnpPlatformInfo {
 
 export function decodeSignerInfo(raw: number): SnpSignerInfo {
   const signingKey = (raw >>> 2) & 0x7;
-  const signingKeyName: SigningKeyName =
-    signingKey === 0 ? 'vcek' : signingKey === 1 ? 'vlek' : signingKey === 7 ? 'none' : 'reserved';
+  const signingKeyName: SigningKeyName = signingKey === 0 ? 'vcek' : signingKey === 1 ? 'vlek' : signingKey === 7 ? 'none' : 'reserved';
   return {
     raw,
     authorKeyEn: (raw & 1) === 1,
@@ -299,7 +289,8 @@ export function serializeSnpReport(f: SnpReportInit): Buffer {
   bytes('idKeyDigest', f.idKeyDigest);
   bytes('authorKeyDigest', f.authorKeyDigest);
   bytes('reportId', f.reportId);
-  if (f.reportIdMa === undefined) b.fill(0xff, OFF.reportIdMa, OFF.reportIdMa + 32); // no migration agent
+  if (f.reportIdMa === undefined)
+    b.fill(0xff, OFF.reportIdMa, OFF.reportIdMa + 32); // no migration agent
   else bytes('reportIdMa', f.reportIdMa);
   u64(OFF.reportedTcb, rawOf(f.reportedTcb), 'reportedTcb');
   if (f.version >= 3 && f.cpuid !== undefined) {
@@ -321,7 +312,10 @@ export function serializeSnpReport(f: SnpReportInit): Buffer {
     u64(OFF.currentMitVector, f.currentMitVector ?? 0n, 'currentMitVector');
   }
   if (f.signature !== undefined) {
-    for (const [name, v, off] of [['r', f.signature.r, OFF.signatureR], ['s', f.signature.s, OFF.signatureS]] as const) {
+    for (const [name, v, off] of [
+      ['r', f.signature.r, OFF.signatureR],
+      ['s', f.signature.s, OFF.signatureS],
+    ] as const) {
       if (v.length !== SIG_FIELD) invalid(`signature.${name} must be ${SIG_FIELD} bytes (little-endian), got ${v.length}`);
       b.set(v, off);
     }

@@ -6,13 +6,22 @@ import { ParseError, UsageError } from '../../errors.js';
 
 export class TpmReader {
   private pos: number;
-  constructor(readonly buf: Uint8Array, start = 0, private readonly end = buf.length, readonly what = 'TPM data') {
+  constructor(
+    readonly buf: Uint8Array,
+    start = 0,
+    private readonly end = buf.length,
+    readonly what = 'TPM data',
+  ) {
     if (end > buf.length) throw new ParseError(`${what}: size exceeds the buffer`, start);
     this.pos = start;
   }
 
-  get offset(): number { return this.pos; }
-  get remaining(): number { return this.end - this.pos; }
+  get offset(): number {
+    return this.pos;
+  }
+  get remaining(): number {
+    return this.end - this.pos;
+  }
 
   private need(n: number, field: string): void {
     if (n < 0 || this.pos + n > this.end) {
@@ -77,11 +86,29 @@ export class TpmWriter {
     this.length += b.length;
     return this;
   }
-  u8(v: number): this { const b = Buffer.alloc(1); b.writeUInt8(v); return this.push(b); }
-  u16(v: number): this { const b = Buffer.alloc(2); b.writeUInt16BE(v); return this.push(b); }
-  u32(v: number): this { const b = Buffer.alloc(4); b.writeUInt32BE(v >>> 0); return this.push(b); }
-  u64(v: bigint): this { const b = Buffer.alloc(8); b.writeBigUInt64BE(v); return this.push(b); }
-  bytes(v: Uint8Array): this { return this.push(Buffer.from(v)); }
+  u8(v: number): this {
+    const b = Buffer.alloc(1);
+    b.writeUInt8(v);
+    return this.push(b);
+  }
+  u16(v: number): this {
+    const b = Buffer.alloc(2);
+    b.writeUInt16BE(v);
+    return this.push(b);
+  }
+  u32(v: number): this {
+    const b = Buffer.alloc(4);
+    b.writeUInt32BE(v >>> 0);
+    return this.push(b);
+  }
+  u64(v: bigint): this {
+    const b = Buffer.alloc(8);
+    b.writeBigUInt64BE(v);
+    return this.push(b);
+  }
+  bytes(v: Uint8Array): this {
+    return this.push(Buffer.from(v));
+  }
   tpm2b(v: Uint8Array): this {
     if (v.length > 0xffff) throw new UsageError(`TPM2B of ${v.length} bytes exceeds 65535`);
     return this.u16(v.length).bytes(v);
@@ -92,6 +119,10 @@ export class TpmWriter {
     build(inner);
     return this.tpm2b(inner.finish());
   }
-  get size(): number { return this.length; }
-  finish(): Buffer { return Buffer.concat(this.chunks, this.length); }
+  get size(): number {
+    return this.length;
+  }
+  finish(): Buffer {
+    return Buffer.concat(this.chunks, this.length);
+  }
 }

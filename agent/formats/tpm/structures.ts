@@ -161,7 +161,10 @@ export function parsePublic(bytes: Uint8Array): TpmPublic {
 }
 
 export function writePublic(w: TpmWriter, p: TpmPublic): void {
-  w.u16(p.type === 'rsa' ? TPM_ALG.RSA : TPM_ALG.ECC).u16(p.nameAlg).u32(p.objectAttributes).tpm2b(p.authPolicy);
+  w.u16(p.type === 'rsa' ? TPM_ALG.RSA : TPM_ALG.ECC)
+    .u16(p.nameAlg)
+    .u32(p.objectAttributes)
+    .tpm2b(p.authPolicy);
   w.u16(p.symmetric.algorithm);
   if (p.symmetric.algorithm !== TPM_ALG.NULL) w.u16(p.symmetric.keyBits ?? 0).u16(p.symmetric.mode ?? 0);
   const writeScheme = (s: TpmScheme) => {
@@ -272,7 +275,11 @@ export function readSignature(r: TpmReader): TpmSignature {
   switch (alg) {
     case TPM_ALG.RSASSA:
     case TPM_ALG.RSAPSS:
-      return { sigAlg: alg === TPM_ALG.RSASSA ? 'rsassa' : 'rsapss', hashAlg: r.u16('TPMS_SIGNATURE_RSA.hash'), signature: r.tpm2b('TPMS_SIGNATURE_RSA.sig', 512) };
+      return {
+        sigAlg: alg === TPM_ALG.RSASSA ? 'rsassa' : 'rsapss',
+        hashAlg: r.u16('TPMS_SIGNATURE_RSA.hash'),
+        signature: r.tpm2b('TPMS_SIGNATURE_RSA.sig', 512),
+      };
     case TPM_ALG.ECDSA:
       return { sigAlg: 'ecdsa', hashAlg: r.u16('TPMS_SIGNATURE_ECC.hash'), r: r.tpm2b('signatureR', 128), s: r.tpm2b('signatureS', 128) };
     case TPM_ALG.NULL:
@@ -290,9 +297,17 @@ export function parseSignature(bytes: Uint8Array): TpmSignature {
 }
 
 export function writeSignature(w: TpmWriter, sig: TpmSignature): void {
-  if (sig.sigAlg === 'null') { w.u16(TPM_ALG.NULL); return; }
-  if (sig.sigAlg === 'ecdsa') { w.u16(TPM_ALG.ECDSA).u16(sig.hashAlg).tpm2b(sig.r).tpm2b(sig.s); return; }
-  w.u16(sig.sigAlg === 'rsassa' ? TPM_ALG.RSASSA : TPM_ALG.RSAPSS).u16(sig.hashAlg).tpm2b(sig.signature);
+  if (sig.sigAlg === 'null') {
+    w.u16(TPM_ALG.NULL);
+    return;
+  }
+  if (sig.sigAlg === 'ecdsa') {
+    w.u16(TPM_ALG.ECDSA).u16(sig.hashAlg).tpm2b(sig.r).tpm2b(sig.s);
+    return;
+  }
+  w.u16(sig.sigAlg === 'rsassa' ? TPM_ALG.RSASSA : TPM_ALG.RSAPSS)
+    .u16(sig.hashAlg)
+    .tpm2b(sig.signature);
 }
 
 export function digestSize(hashAlg: number): number {

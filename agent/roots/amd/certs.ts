@@ -6,9 +6,16 @@
  * Generated from test/vectors/snp/*.pem; do not edit by hand.
  */
 
-export interface EmbeddedCert { pem: string; sha256: string }
+export interface EmbeddedCert {
+  pem: string;
+  sha256: string;
+}
 
-export interface EmbeddedProductRoots { ark: EmbeddedCert; ask: EmbeddedCert; asvk: EmbeddedCert }
+export interface EmbeddedProductRoots {
+  ark: EmbeddedCert;
+  ask: EmbeddedCert;
+  asvk: EmbeddedCert;
+}
 
 export const EMBEDDED_AMD_ROOTS = {
   Milan: {

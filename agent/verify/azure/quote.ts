@@ -56,7 +56,7 @@ export function verifyQuoteSignature(message: Uint8Array, signature: QuoteSignat
   try {
     if (sig.sigAlg === 'ecdsa') {
       if (key.asymmetricKeyType !== 'ec') return { ok: false, scheme, reason: `ECDSA signature but the AK is ${key.asymmetricKeyType}` };
-      const size = Math.ceil(({ 'prime256v1': 256, 'secp384r1': 384, 'secp521r1': 521 }[key.asymmetricKeyDetails?.namedCurve ?? ''] ?? 0) / 8);
+      const size = Math.ceil(({ prime256v1: 256, secp384r1: 384, secp521r1: 521 }[key.asymmetricKeyDetails?.namedCurve ?? ''] ?? 0) / 8);
       if (size === 0 || sig.r.length > size || sig.s.length > size) return { ok: false, scheme, reason: 'ECDSA signature does not fit the AK curve' };
       const pad = (b: Buffer) => Buffer.concat([Buffer.alloc(size - b.length), b]);
       const ok = cryptoVerify(hash, message, { key, dsaEncoding: 'ieee-p1363' }, Buffer.concat([pad(sig.r), pad(sig.s)]));
@@ -89,7 +89,10 @@ export function checkPcrDigest(attest: TpmsAttest, pcrs: readonly Buffer[]): Che
   if (bad >= 0) return fail(name, `PCR value #${bad} is ${pcrs[bad]!.length} bytes, not 32 (SHA-256)`);
   const digest = createHash('sha256').update(Buffer.concat(pcrs)).digest();
   if (!eq(digest, q.pcrDigest)) {
-    return fail(name, `SHA-256 over PCRs ${selected.join(',')} is ${digest.toString('hex')} but the quote signed ${q.pcrDigest.toString('hex')}: the PCR values were altered or belong to another quote`);
+    return fail(
+      name,
+      `SHA-256 over PCRs ${selected.join(',')} is ${digest.toString('hex')} but the quote signed ${q.pcrDigest.toString('hex')}: the PCR values were altered or belong to another quote`,
+    );
   }
   return pass(name, `PCR values ${selected[0]}-${selected[selected.length - 1]} match the quoted digest`);
 }
@@ -117,17 +120,26 @@ export function verifyQuote(quote: TpmQuoteEvidence, ak: KeyObject | undefined, 
     checks.push(fail('azure.quote.signature', `no AK to verify the quote with: ${akProblem ?? 'HCLAkPub missing from the runtime claims'}`));
   } else {
     const v = verifyQuoteSignature(quote.message, quote.signature, ak);
-    checks.push(v.ok
-      ? pass('azure.quote.signature', `quote signature (${v.scheme}) verifies under HCLAkPub, the AK bound into the HCL report`)
-      : fail('azure.quote.signature', `${v.reason ?? 'signature invalid'}; the quote was not made by the vTPM AK named in the HCL report`));
+    checks.push(
+      v.ok
+        ? pass('azure.quote.signature', `quote signature (${v.scheme}) verifies under HCLAkPub, the AK bound into the HCL report`)
+        : fail('azure.quote.signature', `${v.reason ?? 'signature invalid'}; the quote was not made by the vTPM AK named in the HCL report`),
+    );
   }
   const label = expect.nonceLabel ?? 'the expected nonce';
   if (expect.nonce === undefined) {
-    checks.push(warn('azure.quote.nonce', `no expected nonce given: the quote's freshness was not checked (extraData ${attest.extraData.toString('hex') || 'empty'})`));
+    checks.push(
+      warn('azure.quote.nonce', `no expected nonce given: the quote's freshness was not checked (extraData ${attest.extraData.toString('hex') || 'empty'})`),
+    );
   } else if (eq(attest.extraData, expect.nonce)) {
     checks.push(pass('azure.quote.nonce', `quote extraData equals ${label}`));
   } else {
-    checks.push(fail('azure.quote.nonce', `quote extraData ${attest.extraData.toString('hex') || '(empty)'} != ${label} ${Buffer.from(expect.nonce).toString('hex')}: stale or replayed quote, or wrong nonce`));
+    checks.push(
+      fail(
+        'azure.quote.nonce',
+        `quote extraData ${attest.extraData.toString('hex') || '(empty)'} != ${label} ${Buffer.from(expect.nonce).toString('hex')}: stale or replayed quote, or wrong nonce`,
+      ),
+    );
   }
   const pcrCheck = checkPcrDigest(attest, quote.pcrs);
   checks.push(pcrCheck);

@@ -65,7 +65,10 @@ export function checkReportDataBinding(hcl: HclReport): Check {
   const reportData = hcl.snpReport.subarray(REPORT_DATA_OFFSET, REPORT_DATA_OFFSET + REPORT_DATA_SIZE);
   const digest = createHash(hcl.hashAlg).update(hcl.runtimeClaimsBytes).digest();
   if (!eq(reportData.subarray(0, digest.length), digest)) {
-    return fail(name, `REPORT_DATA[0:${digest.length}] ${reportData.subarray(0, digest.length).toString('hex')} != ${hcl.hashAlg.toUpperCase()}(runtime claims) ${digest.toString('hex')}: the runtime claims (and the AK in them) are not the ones the SNP report vouches for`);
+    return fail(
+      name,
+      `REPORT_DATA[0:${digest.length}] ${reportData.subarray(0, digest.length).toString('hex')} != ${hcl.hashAlg.toUpperCase()}(runtime claims) ${digest.toString('hex')}: the runtime claims (and the AK in them) are not the ones the SNP report vouches for`,
+    );
   }
   if (!isAllZero(reportData.subarray(digest.length))) {
     return fail(name, `REPORT_DATA[${digest.length}:64] is not zero: not an HCL-generated report`);
@@ -83,7 +86,10 @@ export function checkUserData(userData: Buffer | undefined, expected: Uint8Array
   const got = Buffer.alloc(want.length);
   got.set(userData);
   if (userData.length !== USER_DATA_SIZE || !eq(got, want)) {
-    return fail(name, `runtime user-data ${userData.toString('hex') || '(empty)'} != expected ${want.toString('hex')}: the HCL report is not bound to this nonce (stale report, or it was read before the paravisor refreshed it)`);
+    return fail(
+      name,
+      `runtime user-data ${userData.toString('hex') || '(empty)'} != expected ${want.toString('hex')}: the HCL report is not bound to this nonce (stale report, or it was read before the paravisor refreshed it)`,
+    );
   }
   return pass(name, `runtime user-data carries the expected ${expected.length}-byte binding`);
 }
@@ -118,13 +124,22 @@ function checkHclParses(bytes: AzureEvidence['hclReport']): { check: Check; hcl?
   } catch (err) {
     return { check: fail('azure.hcl.parse', `${(err as Error).message}`) };
   }
-  return { check: pass('azure.hcl.parse', `HCL report v${hcl.version}, SEV-SNP, ${hcl.runtimeClaimsBytes.length}-byte runtime claims hashed with ${hcl.hashAlg.toUpperCase()}`), hcl };
+  return {
+    check: pass(
+      'azure.hcl.parse',
+      `HCL report v${hcl.version}, SEV-SNP, ${hcl.runtimeClaimsBytes.length}-byte runtime claims hashed with ${hcl.hashAlg.toUpperCase()}`,
+    ),
+    hcl,
+  };
 }
 
 type Expectations = ReturnType<typeof expectationsFor>;
 
 /** What this evidence format binds the nonce to; a nonce the format cannot carry fails azure.quote.nonce. */
-function expectedBindings(format: AzureEvidenceFormat, nonce: Uint8Array | undefined): { expect: Expectations; check?: undefined } | { expect?: undefined; check: Check } {
+function expectedBindings(
+  format: AzureEvidenceFormat,
+  nonce: Uint8Array | undefined,
+): { expect: Expectations; check?: undefined } | { expect?: undefined; check: Check } {
   try {
     return { expect: expectationsFor(format, nonce) };
   } catch (err) {
@@ -136,7 +151,10 @@ function expectedBindings(format: AzureEvidenceFormat, nonce: Uint8Array | undef
 function checkQuote(hcl: HclReport, quote: AzureEvidence['quote'], expect: Expectations): ReturnType<typeof verifyQuote> {
   const ak = findKey(hcl.runtimeClaims, 'HCLAkPub');
   const akProblem = !ak ? 'the runtime claims have no HCLAkPub key' : ak.key ? undefined : `HCLAkPub is unusable: ${ak.problem}`;
-  return verifyQuote(quote, ak?.key, akProblem, { ...(expect.quoteNonce ? { nonce: expect.quoteNonce } : {}), ...(expect.quoteNonceLabel ? { nonceLabel: expect.quoteNonceLabel } : {}) });
+  return verifyQuote(quote, ak?.key, akProblem, {
+    ...(expect.quoteNonce ? { nonce: expect.quoteNonce } : {}),
+    ...(expect.quoteNonceLabel ? { nonceLabel: expect.quoteNonceLabel } : {}),
+  });
 }
 
 /** The SNP report inside the HCL report, by the SEV-SNP verifier (snp.*). */

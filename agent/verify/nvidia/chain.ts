@@ -9,7 +9,19 @@
 import { X509Certificate, createHash, type KeyObject } from 'node:crypto';
 import { ParseError } from '../../errors.js';
 import { fail, pass, type Check } from '../../formats/checks.js';
-import { childrenAtLeast, decodeInteger, decodeTime, encodedOf, expectTag, parseDer, TAG, valueOf, certificateExtensions, children, decodeBitString } from '../../util/der.js';
+import {
+  childrenAtLeast,
+  decodeInteger,
+  decodeTime,
+  encodedOf,
+  expectTag,
+  parseDer,
+  TAG,
+  valueOf,
+  certificateExtensions,
+  children,
+  decodeBitString,
+} from '../../util/der.js';
 import { pemBlocksStrict } from '../../util/pem.js';
 import { BoundedCache } from '../../util/bounded-cache.js';
 
@@ -176,18 +188,23 @@ export function verifyDeviceChain(certs: ParsedCert[], pinnedRoot: ParsedCert, a
   }
   let earliest: Date | undefined;
   for (const [i, c] of verified.entries()) {
-    if (!validAt(c, at)) problems.push(`certificate ${i} (${c.cn}) is not valid at ${at.toISOString()} (valid ${c.notBefore.toISOString()} to ${c.notAfter.toISOString()})`);
+    if (!validAt(c, at))
+      problems.push(`certificate ${i} (${c.cn}) is not valid at ${at.toISOString()} (valid ${c.notBefore.toISOString()} to ${c.notAfter.toISOString()})`);
     if (!earliest || c.notAfter < earliest) earliest = c.notAfter;
   }
-  const chain = problems.length === 0
-    ? pass('gpu.chain', `${certs.length} certificates, every link verifies and is valid at ${at.toISOString()}; leaf ${supplied[0]?.cn ?? '?'}`)
-    : fail('gpu.chain', `device certificate chain invalid: ${problems.join('; ')}`);
+  const chain =
+    problems.length === 0
+      ? pass('gpu.chain', `${certs.length} certificates, every link verifies and is valid at ${at.toISOString()}; leaf ${supplied[0]?.cn ?? '?'}`)
+      : fail('gpu.chain', `device certificate chain invalid: ${problems.join('; ')}`);
 
   const top = supplied[supplied.length - 1];
   let root: Check;
   if (!top) root = fail('gpu.chain.root', 'no certificates to anchor');
   else if (suppliedRoot && suppliedRoot.sha256 !== pinnedRoot.sha256) {
-    root = fail('gpu.chain.root', `the chain ends in "${suppliedRoot.subject}" (SHA-256 ${suppliedRoot.sha256}), not the pinned ${rootName} (${pinnedRoot.sha256})`);
+    root = fail(
+      'gpu.chain.root',
+      `the chain ends in "${suppliedRoot.subject}" (SHA-256 ${suppliedRoot.sha256}), not the pinned ${rootName} (${pinnedRoot.sha256})`,
+    );
   } else if (!isIssuedBy(top, pinnedRoot)) {
     root = fail('gpu.chain.root', `certificate ${supplied.length - 1} (${top.cn}) is not signed by the pinned ${rootName}`);
   } else {

@@ -94,7 +94,16 @@ function parseOcspOnce(list: readonly Uint8Array[]): OcspResponse[] {
 }
 
 /** Summarise a RIM verification into one named check (sub-check details kept for the failures). */
-function rimCheck(name: string, kind: string, id: string, xml: string | undefined, expectedVersion: string | undefined, at: Date, extraRoots: Buffer[], caseInsensitive: boolean): { check: Check; rim?: Rim } {
+function rimCheck(
+  name: string,
+  kind: string,
+  id: string,
+  xml: string | undefined,
+  expectedVersion: string | undefined,
+  at: Date,
+  extraRoots: Buffer[],
+  caseInsensitive: boolean,
+): { check: Check; rim?: Rim } {
   if (xml === undefined) {
     return { check: fail(name, `${kind} RIM ${id} not found: supply it as a file or in the RIM directory/cache, or skip RIM checks explicitly (--skip rim)`) };
   }
@@ -145,16 +154,27 @@ export function verifyGpuReport(evidence: GpuEvidenceInput, options: GpuReportVe
   checks.push(...golden.checks);
   const revocation = checkChainRevocation(chain.verified, options, skip.has('revocation'));
   checks.push(revocation.check);
-  if (chain.simulated) checks.push(pass('gpu.simulated', 'SIMULATED: GPU evidence is signed by a software test root, trusted only because simulation is enabled'));
+  if (chain.simulated)
+    checks.push(pass('gpu.simulated', 'SIMULATED: GPU evidence is signed by a software test root, trusted only because simulation is enabled'));
 
-  return resultOf(checks, gpuClaims(report, { arch, certs, ids, golden, revocation: revocation.states, earliestNotAfter: chain.earliestNotAfter, cc: evidence.nvml?.cc }), chain.simulated);
+  return resultOf(
+    checks,
+    gpuClaims(report, { arch, certs, ids, golden, revocation: revocation.states, earliestNotAfter: chain.earliestNotAfter, cc: evidence.nvml?.cc }),
+    chain.simulated,
+  );
 }
 
 /** Report structure: the SPDM GET_MEASUREMENTS request/response parses. */
 function checkReportParses(bytes: Uint8Array, label: string): { check: Check; report?: GpuReport } {
   try {
     const report = parseGpuReport(bytes);
-    return { check: pass('gpu.report.parse', `${label}: SPDM 1.1 GET_MEASUREMENTS/MEASUREMENTS, ${report.response.numberOfBlocks} blocks, ${report.opaque.fields.length} opaque fields, ${report.bytes.length} bytes`), report };
+    return {
+      check: pass(
+        'gpu.report.parse',
+        `${label}: SPDM 1.1 GET_MEASUREMENTS/MEASUREMENTS, ${report.response.numberOfBlocks} blocks, ${report.opaque.fields.length} opaque fields, ${report.bytes.length} bytes`,
+      ),
+      report,
+    };
   } catch (err) {
     if (!(err instanceof ParseError)) throw err;
     return { check: fail('gpu.report.parse', `${label}: the attestation report is malformed: ${err.message}`) };
@@ -194,7 +214,10 @@ function checkDeviceChain(pem: string, simulatedRoots: SimulatedRoots | undefine
   }
   if (!certs) {
     return {
-      checks: [fail('gpu.chain', `${label}: the device certificate chain is unreadable: ${chainError}`), fail('gpu.chain.root', 'not evaluated: no readable certificate chain')],
+      checks: [
+        fail('gpu.chain', `${label}: the device certificate chain is unreadable: ${chainError}`),
+        fail('gpu.chain.root', 'not evaluated: no readable certificate chain'),
+      ],
       verified: [],
       simulated,
     };
@@ -237,7 +260,10 @@ function checkFwid(reportFwid: Uint8Array | undefined, leaf: ParsedCert | undefi
   if (fwidError !== undefined) return fail('gpu.fwid', `the AK certificate's FWID extension is malformed: ${fwidError}`);
   if (!leafFw) return fail('gpu.fwid', `the report has FWID ${bytesToHex(reportFwid)} but the AK certificate has no FWID extension`);
   if (leafFw.fwid.length !== reportFwid.length || !timingSafeEqual(leafFw.fwid, reportFwid)) {
-    return fail('gpu.fwid', `report FWID ${bytesToHex(reportFwid)} differs from the AK certificate's ${bytesToHex(leafFw.fwid)} (${leafFw.source}): the report is not from the firmware the AK was issued to`);
+    return fail(
+      'gpu.fwid',
+      `report FWID ${bytesToHex(reportFwid)} differs from the AK certificate's ${bytesToHex(leafFw.fwid)} (${leafFw.source}): the report is not from the firmware the AK was issued to`,
+    );
   }
   return pass('gpu.fwid', `report FWID equals the AK certificate's (${leafFw.source})`);
 }
@@ -245,7 +271,16 @@ function checkFwid(reportFwid: Uint8Array | undefined, leaf: ParsedCert | undefi
 /** Architecture: the chain names one, and the evidence's claim (if any) agrees (the allowed list is appraisal). */
 function checkArch(certs: readonly ParsedCert[] | undefined, chainArch: GpuArch | undefined, evidenceArch: string | undefined): Check {
   const claimedArch = normaliseArch(evidenceArch);
-  if (!chainArch) return fail('gpu.arch', `cannot tell the architecture from the chain (${certs?.slice(0, 2).map((c) => c.cn).join(', ') ?? 'no chain'}); expected GH100 (Hopper) or GB1xx (Blackwell)`);
+  if (!chainArch)
+    return fail(
+      'gpu.arch',
+      `cannot tell the architecture from the chain (${
+        certs
+          ?.slice(0, 2)
+          .map((c) => c.cn)
+          .join(', ') ?? 'no chain'
+      }); expected GH100 (Hopper) or GB1xx (Blackwell)`,
+    );
   if (claimedArch !== undefined && claimedArch !== chainArch) return fail('gpu.arch', `evidence says ${evidenceArch} but the device chain is ${chainArch}`);
   return pass('gpu.arch', `${chainArch} (from the device chain${claimedArch ? ', matches the evidence' : ''})`);
 }
@@ -256,7 +291,10 @@ function checkNonce(report: GpuReport, expectedNonce: Uint8Array | undefined): C
     return warn('gpu.nonce', 'no expected nonce given: freshness of the report was not checked'); // the policy may make this a failure (requireNonce)
   }
   if (expectedNonce.length !== report.request.nonce.length || !timingSafeEqual(expectedNonce, report.request.nonce)) {
-    return fail('gpu.nonce', `report nonce ${bytesToHex(report.request.nonce)} differs from the expected ${bytesToHex(expectedNonce)}: stale or replayed report`);
+    return fail(
+      'gpu.nonce',
+      `report nonce ${bytesToHex(report.request.nonce)} differs from the expected ${bytesToHex(expectedNonce)}: stale or replayed report`,
+    );
   }
   return pass('gpu.nonce', 'the report nonce equals the expected nonce');
 }
@@ -300,17 +338,36 @@ function checkGoldenMeasurements(report: GpuReport, ids: RimIds, options: GpuRep
   const o = report.opaque;
   const { driverId, vbiosId, idError } = ids;
   const extraRoots = simulated && options.simulatedRoots?.rimRoot ? [options.simulatedRoots.rimRoot] : [];
-  const d = driverId === undefined
-    ? { check: fail('gpu.rim.driver', `cannot name the driver RIM: ${idError ?? 'the report has no driver version or the architecture is unknown'}`) }
-    : rimCheck('gpu.rim.driver', 'driver', driverId, options.rims?.driver ?? options.rims?.byId?.get(driverId), o.driverVersion, options.at, extraRoots, false);
-  const v = vbiosId === undefined
-    ? { check: fail('gpu.rim.vbios', `cannot name the VBIOS RIM: ${idError ?? 'the report lacks PROJECT / PROJECT_SKU / CHIP_SKU / VBIOS_VERSION'}`) }
-    : rimCheck('gpu.rim.vbios', 'VBIOS', vbiosId, options.rims?.vbios ?? options.rims?.byId?.get(vbiosId), o.vbiosVersion, options.at, extraRoots, true);
+  const d =
+    driverId === undefined
+      ? { check: fail('gpu.rim.driver', `cannot name the driver RIM: ${idError ?? 'the report has no driver version or the architecture is unknown'}`) }
+      : rimCheck(
+          'gpu.rim.driver',
+          'driver',
+          driverId,
+          options.rims?.driver ?? options.rims?.byId?.get(driverId),
+          o.driverVersion,
+          options.at,
+          extraRoots,
+          false,
+        );
+  const v =
+    vbiosId === undefined
+      ? { check: fail('gpu.rim.vbios', `cannot name the VBIOS RIM: ${idError ?? 'the report lacks PROJECT / PROJECT_SKU / CHIP_SKU / VBIOS_VERSION'}`) }
+      : rimCheck('gpu.rim.vbios', 'VBIOS', vbiosId, options.rims?.vbios ?? options.rims?.byId?.get(vbiosId), o.vbiosVersion, options.at, extraRoots, true);
   const oemid = d.rim?.manufacturerId;
-  const step = (measurements: Check, measres: GpuClaims['measres'], mismatches: MeasurementMismatch[]): GoldenStep =>
-    ({ checks: [d.check, v.check, measurements], measres, mismatches, ...(oemid !== undefined ? { oemid } : {}) });
+  const step = (measurements: Check, measres: GpuClaims['measres'], mismatches: MeasurementMismatch[]): GoldenStep => ({
+    checks: [d.check, v.check, measurements],
+    measres,
+    mismatches,
+    ...(oemid !== undefined ? { oemid } : {}),
+  });
   if (!(d.check.ok && v.check.ok && d.rim && v.rim)) {
-    return step(fail('gpu.measurements', 'not compared: golden values need both the driver RIM and the VBIOS RIM to verify (see gpu.rim.driver / gpu.rim.vbios)'), 'fail', []);
+    return step(
+      fail('gpu.measurements', 'not compared: golden values need both the driver RIM and the VBIOS RIM to verify (see gpu.rim.driver / gpu.rim.vbios)'),
+      'fail',
+      [],
+    );
   }
   const cmp = compareMeasurementsDetailed(report.measurements, d.rim, v.rim, o.nvdec0Status === undefined ? {} : { nvdec0Status: o.nvdec0Status });
   const bad = cmp.checks.filter((c) => !c.ok);
@@ -321,7 +378,11 @@ function checkGoldenMeasurements(report: GpuReport, ids: RimIds, options: GpuRep
 }
 
 /** Revocation of the device chain's intermediates (positions 1 .. n-2, §2.1 step 4). */
-function checkChainRevocation(verifiedChain: readonly ParsedCert[], options: GpuReportVerifyOptions, skipped: boolean): { check: Check; states: GpuClaims['revocation'] } {
+function checkChainRevocation(
+  verifiedChain: readonly ParsedCert[],
+  options: GpuReportVerifyOptions,
+  skipped: boolean,
+): { check: Check; states: GpuClaims['revocation'] } {
   const states: GpuClaims['revocation'] = [];
   const covered = verifiedChain.length >= 3 ? verifiedChain.slice(1, -1).map((c, i) => ({ cert: c, issuer: verifiedChain[i + 2]!, index: i + 1 })) : [];
   const notChecked = () => covered.forEach((c) => states.push({ index: c.index, subject: c.cert.cn, state: 'not-checked' }));
@@ -331,16 +392,36 @@ function checkChainRevocation(verifiedChain: readonly ParsedCert[], options: Gpu
   }
   if (!options.ocsp || options.ocsp.length === 0) {
     notChecked();
-    return { check: warn('gpu.revocation', 'revocation not checked: no OCSP responses supplied for the device chain (fetch them with the collateral cache, or pass --ocsp)'), states };
+    return {
+      check: warn(
+        'gpu.revocation',
+        'revocation not checked: no OCSP responses supplied for the device chain (fetch them with the collateral cache, or pass --ocsp)',
+      ),
+      states,
+    };
   }
-  const check = revocationCheck(options.ocsp, covered, options.at, { graceSeconds: options.ocspGraceSeconds ?? 0, allowHold: options.allowHoldCert === true }, states);
+  const check = revocationCheck(
+    options.ocsp,
+    covered,
+    options.at,
+    { graceSeconds: options.ocspGraceSeconds ?? 0, allowHold: options.allowHoldCert === true },
+    states,
+  );
   return { check, states };
 }
 
 /** The claims: what the report, the chain and the steps established (optional fields only when known). */
 function gpuClaims(
   report: GpuReport,
-  facts: { arch: GpuArch | undefined; certs: ParsedCert[] | undefined; ids: RimIds; golden: GoldenStep; revocation: GpuClaims['revocation']; earliestNotAfter: Date | undefined; cc: GpuCcStateInput | undefined },
+  facts: {
+    arch: GpuArch | undefined;
+    certs: ParsedCert[] | undefined;
+    ids: RimIds;
+    golden: GoldenStep;
+    revocation: GpuClaims['revocation'];
+    earliestNotAfter: Date | undefined;
+    cc: GpuCcStateInput | undefined;
+  },
 ): GpuClaims {
   const o = report.opaque;
   const { arch, certs, ids, golden, earliestNotAfter, cc } = facts;

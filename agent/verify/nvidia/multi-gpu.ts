@@ -31,12 +31,16 @@ export function crossGpuResult(perGpu: VerificationResult<GpuClaims>[]): MultiGp
     if (first !== undefined) dups.push(`GPU ${i} and GPU ${first} are the same device (ueid ${id})`);
     else seen.set(id, i);
   });
-  checks.push(dups.length === 0 ? pass('gpus.unique', 'every GPU has a distinct device identity') : fail('gpus.unique', `duplicate evidence: ${dups.join('; ')}`));
+  checks.push(
+    dups.length === 0 ? pass('gpus.unique', 'every GPU has a distinct device identity') : fail('gpus.unique', `duplicate evidence: ${dups.join('; ')}`),
+  );
 
   const flags = new Set(perGpu.map((r) => r.claims?.featureFlag).filter((f): f is number => f !== undefined));
-  checks.push(flags.size <= 1
-    ? pass('gpus.mode', flags.size === 0 ? 'no GPU reports a mode feature flag' : `all GPUs report feature flag ${[...flags][0]}`)
-    : fail('gpus.mode', `GPUs report different modes (feature flags ${[...flags].join(', ')}): mixed SPT/MPT/PPCIe is not a valid configuration`));
+  checks.push(
+    flags.size <= 1
+      ? pass('gpus.mode', flags.size === 0 ? 'no GPU reports a mode feature flag' : `all GPUs report feature flag ${[...flags][0]}`)
+      : fail('gpus.mode', `GPUs report different modes (feature flags ${[...flags].join(', ')}): mixed SPT/MPT/PPCIe is not a valid configuration`),
+  );
 
   const all = [...perGpu.flatMap((r) => r.checks), ...checks];
   const status = perGpu.some((r) => !r.ok) ? 'contraindicated' : statusOf(all);

@@ -10,7 +10,18 @@
 import { createHash, verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import { ParseError } from '../../errors.js';
 import {
-  children, childrenAtLeast, decodeInteger, decodeOid, decodeTime, encodedOf, expectTag, parseDer, TAG, valueOf, decodeBitString, type DerNode,
+  children,
+  childrenAtLeast,
+  decodeInteger,
+  decodeOid,
+  decodeTime,
+  encodedOf,
+  expectTag,
+  parseDer,
+  TAG,
+  valueOf,
+  decodeBitString,
+  type DerNode,
 } from '../../util/der.js';
 import { isIssuedBy, parseCertificate, type ParsedCert } from './chain.js';
 
@@ -39,8 +50,20 @@ const SIG_ALGS: Record<string, string> = {
 
 /** CRLReason (RFC 5280 §5.3.1); 6 = certificateHold. */
 export const CRL_REASON_HOLD = 6;
-const CRL_REASONS = ['unspecified', 'keyCompromise', 'cACompromise', 'affiliationChanged', 'superseded', 'cessationOfOperation', 'certificateHold', '(7)', 'removeFromCRL', 'privilegeWithdrawn', 'aACompromise'];
-export const crlReasonName = (r: number | undefined): string => (r === undefined ? 'no reason given' : CRL_REASONS[r] ?? `reason ${r}`);
+const CRL_REASONS = [
+  'unspecified',
+  'keyCompromise',
+  'cACompromise',
+  'affiliationChanged',
+  'superseded',
+  'cessationOfOperation',
+  'certificateHold',
+  '(7)',
+  'removeFromCRL',
+  'privilegeWithdrawn',
+  'aACompromise',
+];
+export const crlReasonName = (r: number | undefined): string => (r === undefined ? 'no reason given' : (CRL_REASONS[r] ?? `reason ${r}`));
 
 export interface OcspSingleResponse {
   hashAlgorithm: string;
@@ -85,8 +108,10 @@ function parseSingle(node: DerNode): OcspSingleResponse {
     thisUpdate: new Date(0),
   };
   const st = f[1]!;
-  if (st.tag === 0x80) single.status = 'good'; // good [0] IMPLICIT NULL
-  else if (st.tag === 0xa1) { // revoked [1] IMPLICIT RevokedInfo
+  if (st.tag === 0x80)
+    single.status = 'good'; // good [0] IMPLICIT NULL
+  else if (st.tag === 0xa1) {
+    // revoked [1] IMPLICIT RevokedInfo
     single.status = 'revoked';
     const ri = childrenAtLeast(st, 1, 'RevokedInfo');
     single.revocationTime = decodeTime(expectTag(ri[0]!, TAG.GENERALIZED_TIME, 'revocationTime'));
@@ -98,7 +123,8 @@ function parseSingle(node: DerNode): OcspSingleResponse {
       if (v.length !== 1) throw new ParseError('OCSP: bad CRLReason', reason.start);
       single.revocationReason = v[0]!;
     }
-  } else if (st.tag === 0x82) single.status = 'unknown'; // unknown [2] IMPLICIT NULL
+  } else if (st.tag === 0x82)
+    single.status = 'unknown'; // unknown [2] IMPLICIT NULL
   else throw new ParseError(`OCSP: unknown certStatus tag 0x${st.tag.toString(16)}`, st.start);
   single.thisUpdate = decodeTime(expectTag(f[2]!, TAG.GENERALIZED_TIME, 'thisUpdate'));
   for (const extra of f.slice(3)) {
@@ -116,7 +142,15 @@ export function parseOcspResponse(der: Uint8Array): OcspResponse {
   const sv = valueOf(statusNode);
   if (sv.length !== 1) throw new ParseError('OCSP: bad responseStatus', statusNode.start);
   const responseStatus = sv[0]!;
-  const empty: OcspResponse = { responseStatus, tbsResponseData: new Uint8Array(0), signatureAlgorithm: '', signature: new Uint8Array(0), producedAt: new Date(0), responses: [], certs: [] };
+  const empty: OcspResponse = {
+    responseStatus,
+    tbsResponseData: new Uint8Array(0),
+    signatureAlgorithm: '',
+    signature: new Uint8Array(0),
+    producedAt: new Date(0),
+    responses: [],
+    certs: [],
+  };
   if (responseStatus !== 0) return empty;
   if (!top[1] || top[1].tag !== 0xa0) throw new ParseError('OCSP: successful response without responseBytes');
   const rb = childrenAtLeast(expectTag(explicitInner(top[1], 'responseBytes'), TAG.SEQUENCE, 'ResponseBytes'), 2, 'ResponseBytes');
@@ -229,11 +263,20 @@ export function certRevocationStatus(cert: ParsedCert, issuer: ParsedCert, respo
     const single = findSingleResponse(resp, cert, issuer);
     if (!single) continue;
     const who = authorisedResponder(resp, issuer, at);
-    if (!who.ok) { problems.push(who.why); continue; }
+    if (!who.ok) {
+      problems.push(who.why);
+      continue;
+    }
     const graceMs = graceSeconds * 1000;
     const until = single.nextUpdate ?? new Date(single.thisUpdate.getTime() + DEFAULT_NEXT_UPDATE_TTL_SECONDS * 1000);
-    if (at.getTime() < single.thisUpdate.getTime()) { problems.push(`response thisUpdate ${single.thisUpdate.toISOString()} is after ${at.toISOString()}`); continue; }
-    if (at.getTime() > until.getTime() + graceMs) { problems.push(`response expired at ${until.toISOString()}${graceSeconds ? ` (+${graceSeconds} s grace)` : ''}`); continue; }
+    if (at.getTime() < single.thisUpdate.getTime()) {
+      problems.push(`response thisUpdate ${single.thisUpdate.toISOString()} is after ${at.toISOString()}`);
+      continue;
+    }
+    if (at.getTime() > until.getTime() + graceMs) {
+      problems.push(`response expired at ${until.toISOString()}${graceSeconds ? ` (+${graceSeconds} s grace)` : ''}`);
+      continue;
+    }
     if (single.status === 'good') return { state: 'good', detail: `good (signed by ${who.who}, valid until ${until.toISOString()})` };
     if (single.status === 'revoked') {
       const reason = crlReasonName(single.revocationReason);

@@ -179,10 +179,18 @@ export function parseOpaqueData(data: Uint8Array, baseOffset = 0): OpaqueData {
     const at = baseOffset + f.offset;
     const v = f.value;
     switch (f.type) {
-      case OPAQUE.DRIVER_VERSION: out.driverVersion = ascii(v, f.name, at); break;
-      case OPAQUE.GPU_INFO: out.gpuInfo = v; break;
-      case OPAQUE.VBIOS_VERSION: out.vbiosVersion = formatVbiosVersion(exactLen(v, 8, f.name, at)); break;
-      case OPAQUE.NVDEC0_STATUS: out.nvdec0Status = exactLen(v, 1, f.name, at)[0]!; break;
+      case OPAQUE.DRIVER_VERSION:
+        out.driverVersion = ascii(v, f.name, at);
+        break;
+      case OPAQUE.GPU_INFO:
+        out.gpuInfo = v;
+        break;
+      case OPAQUE.VBIOS_VERSION:
+        out.vbiosVersion = formatVbiosVersion(exactLen(v, 8, f.name, at));
+        break;
+      case OPAQUE.NVDEC0_STATUS:
+        out.nvdec0Status = exactLen(v, 1, f.name, at)[0]!;
+        break;
       case OPAQUE.MSRSCNT: {
         if (v.length % 4 !== 0) throw new ParseError(`opaque MSRSCNT: length ${v.length} is not a multiple of 4`, at);
         const counts: number[] = [];
@@ -190,15 +198,33 @@ export function parseOpaqueData(data: Uint8Array, baseOffset = 0): OpaqueData {
         out.msrsCnt = counts;
         break;
       }
-      case OPAQUE.CPRINFO: out.cprInfo = v; break;
-      case OPAQUE.BOARD_ID: out.boardId = leUint(exactLen(v, 4, f.name, at), f.name, at); break;
-      case OPAQUE.CHIP_SKU: out.chipSku = ascii(v, f.name, at); break;
-      case OPAQUE.CHIP_SKU_MOD: out.chipSkuMod = ascii(v, f.name, at); break;
-      case OPAQUE.PROJECT: out.project = ascii(v, f.name, at); break;
-      case OPAQUE.PROJECT_SKU: out.projectSku = ascii(v, f.name, at); break;
-      case OPAQUE.PROJECT_SKU_MOD: out.projectSkuMod = v; break;
-      case OPAQUE.FWID: out.fwid = v; break;
-      case OPAQUE.PROTECTED_PCIE_STATUS: out.protectedPcieStatus = exactLen(v, 1, f.name, at)[0]!; break;
+      case OPAQUE.CPRINFO:
+        out.cprInfo = v;
+        break;
+      case OPAQUE.BOARD_ID:
+        out.boardId = leUint(exactLen(v, 4, f.name, at), f.name, at);
+        break;
+      case OPAQUE.CHIP_SKU:
+        out.chipSku = ascii(v, f.name, at);
+        break;
+      case OPAQUE.CHIP_SKU_MOD:
+        out.chipSkuMod = ascii(v, f.name, at);
+        break;
+      case OPAQUE.PROJECT:
+        out.project = ascii(v, f.name, at);
+        break;
+      case OPAQUE.PROJECT_SKU:
+        out.projectSku = ascii(v, f.name, at);
+        break;
+      case OPAQUE.PROJECT_SKU_MOD:
+        out.projectSkuMod = v;
+        break;
+      case OPAQUE.FWID:
+        out.fwid = v;
+        break;
+      case OPAQUE.PROTECTED_PCIE_STATUS:
+        out.protectedPcieStatus = exactLen(v, 1, f.name, at)[0]!;
+        break;
       case OPAQUE.SWITCH_PDI: {
         if (v.length % 8 !== 0) throw new ParseError(`opaque SWITCH_PDI: length ${v.length} is not a multiple of 8`, at);
         const pdis: string[] = [];
@@ -206,10 +232,17 @@ export function parseOpaqueData(data: Uint8Array, baseOffset = 0): OpaqueData {
         out.switchPdis = pdis;
         break;
       }
-      case OPAQUE.OPAQUE_DATA_VERSION: out.opaqueDataVersion = leUint(v, f.name, at); break;
-      case OPAQUE.CHIP_INFO: out.chipInfo = ascii(v, f.name, at); break;
-      case OPAQUE.FEATURE_FLAG: out.featureFlag = leUint(v, f.name, at); break;
-      default: break; // kept raw in `fields`
+      case OPAQUE.OPAQUE_DATA_VERSION:
+        out.opaqueDataVersion = leUint(v, f.name, at);
+        break;
+      case OPAQUE.CHIP_INFO:
+        out.chipInfo = ascii(v, f.name, at);
+        break;
+      case OPAQUE.FEATURE_FLAG:
+        out.featureFlag = leUint(v, f.name, at);
+        break;
+      default:
+        break; // kept raw in `fields`
     }
   }
   return out;

@@ -3,7 +3,14 @@
  * MEASUREMENTS response whose last 96 bytes are the signature (reference/nvidia-gpu.md §3.1).
  */
 import { ParseError } from '../../errors.js';
-import { parseSpdmRequest, parseSpdmResponse, SPDM_REQUEST_LENGTH, SPDM_SIGNATURE_LENGTH, type SpdmMeasurementsRequest, type SpdmMeasurementsResponse } from './spdm.js';
+import {
+  parseSpdmRequest,
+  parseSpdmResponse,
+  SPDM_REQUEST_LENGTH,
+  SPDM_SIGNATURE_LENGTH,
+  type SpdmMeasurementsRequest,
+  type SpdmMeasurementsResponse,
+} from './spdm.js';
 import { parseOpaqueData, type OpaqueData } from './opaque.js';
 
 /** NVML_CC_GPU_ATTESTATION_REPORT_SIZE (0x2000, §1.2): no genuine report is larger. */

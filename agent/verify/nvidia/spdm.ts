@@ -152,8 +152,18 @@ export function parseSpdmResponse(bytes: Uint8Array): SpdmMeasurementsResponse {
     throw new ParseError(`SPDM: ${bytes.length - sigOffset - SPDM_SIGNATURE_LENGTH} trailing bytes after the signature`, sigOffset + SPDM_SIGNATURE_LENGTH);
   }
   return {
-    spdmVersion, requestResponseCode, param1, param2, numberOfBlocks, measurementRecordLength, blocks,
-    nonce, opaqueLength, opaqueData, opaqueOffset, signature,
+    spdmVersion,
+    requestResponseCode,
+    param1,
+    param2,
+    numberOfBlocks,
+    measurementRecordLength,
+    blocks,
+    nonce,
+    opaqueLength,
+    opaqueData,
+    opaqueOffset,
+    signature,
   };
 }
 

@@ -54,7 +54,9 @@ export { pemCertificates } from '../../util/pem.js';
  * table (the `certs` blob of SNP_GET_EXT_REPORT / configfs-tsm auxblob). Returns DER certificates.
  */
 export function certificatesFromBytes(bytes: Uint8Array, what = 'certificate file'): Uint8Array[] {
-  const head = Buffer.from(bytes.subarray(0, Math.min(bytes.length, 64))).toString('latin1').trimStart();
+  const head = Buffer.from(bytes.subarray(0, Math.min(bytes.length, 64)))
+    .toString('latin1')
+    .trimStart();
   if (head.startsWith('-----BEGIN')) {
     const certs = pemCertificates(Buffer.from(bytes).toString('latin1'));
     if (certs.length === 0) throw new ParseError(`${what}: PEM without any CERTIFICATE block`);

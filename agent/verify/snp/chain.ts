@@ -93,7 +93,12 @@ export function checkChain(input: ChainInput): Check[] {
     const foreign = ca ? input.suppliedIntermediates.find((c) => !bytesEqual(c.der, ca.der)) : undefined;
     if (!ca) checks.push(fail(name, `no ${pinnedWord} ${caName} for ${roots.product}: a ${leafName} cannot be verified with these roots`));
     else if (foreign) {
-      checks.push(fail(name, `supplied intermediate "${foreign.subjectCn}" (serial 0x${foreign.serial.toString(16)}) is not the ${pinnedWord} ${caName}; remove it or fetch the genuine chain from AMD KDS`));
+      checks.push(
+        fail(
+          name,
+          `supplied intermediate "${foreign.subjectCn}" (serial 0x${foreign.serial.toString(16)}) is not the ${pinnedWord} ${caName}; remove it or fetch the genuine chain from AMD KDS`,
+        ),
+      );
     } else if (!(kind === 'vcek' ? sigs.ask : sigs.asvk)) {
       checks.push(fail(name, `${pinnedWord} ${caName} is not signed by ${arkName}; the embedded roots are inconsistent`));
     } else if (!allowedAlgs(roots).includes(leaf.sigAlg.kind) || !input.leafVerified) {
@@ -111,7 +116,12 @@ export function checkChain(input: ChainInput): Check[] {
     const name = 'snp.chain.ark';
     const foreign = input.suppliedArks.find((c) => !bytesEqual(c.der, roots.ark.der));
     if (foreign) {
-      checks.push(fail(name, `supplied root "${foreign.subjectCn}" is not the ${pinnedWord} ${arkName} (SHA-256 ${roots.ark.sha256}); it is not trusted — remove it or use AMD's ${arkName}`));
+      checks.push(
+        fail(
+          name,
+          `supplied root "${foreign.subjectCn}" is not the ${pinnedWord} ${arkName} (SHA-256 ${roots.ark.sha256}); it is not trusted — remove it or use AMD's ${arkName}`,
+        ),
+      );
     } else if (!sigs.ark) {
       checks.push(fail(name, `${pinnedWord} ${arkName} is not validly self-signed`));
     } else {
@@ -127,7 +137,12 @@ export function checkChain(input: ChainInput): Check[] {
     const bad = chain.find((c) => t < c.notBefore.getTime() || t > c.notAfter.getTime());
     if (bad) {
       const when = t < bad.notBefore.getTime() ? 'not yet valid' : 'expired';
-      checks.push(fail(name, `${bad.subjectCn} is ${when} at ${at.toISOString()} (valid ${bad.notBefore.toISOString()} .. ${bad.notAfter.toISOString()}); ${when === 'expired' ? `fetch a current ${bad === leaf ? leafName : 'certificate'}` : 'check the verification time/clock'}`));
+      checks.push(
+        fail(
+          name,
+          `${bad.subjectCn} is ${when} at ${at.toISOString()} (valid ${bad.notBefore.toISOString()} .. ${bad.notAfter.toISOString()}); ${when === 'expired' ? `fetch a current ${bad === leaf ? leafName : 'certificate'}` : 'check the verification time/clock'}`,
+        ),
+      );
     } else {
       checks.push(pass(name, `${chain.map((c) => c.subjectCn).join(', ')} valid at ${at.toISOString()} (${leafName} until ${leaf.notAfter.toISOString()})`));
     }

@@ -19,16 +19,32 @@ export interface SnpClaims {
   version: number;
   guestSvn: number;
   policy: {
-    raw: string; abiMajor: number; abiMinor: number; smt: boolean; migrateMa: boolean; debug: boolean;
-    singleSocket: boolean; cxlAllow: boolean; memAes256Xts: boolean; raplDis: boolean; ciphertextHiding: boolean; pageSwapDisable: boolean;
+    raw: string;
+    abiMajor: number;
+    abiMinor: number;
+    smt: boolean;
+    migrateMa: boolean;
+    debug: boolean;
+    singleSocket: boolean;
+    cxlAllow: boolean;
+    memAes256Xts: boolean;
+    raplDis: boolean;
+    ciphertextHiding: boolean;
+    pageSwapDisable: boolean;
   };
   familyId: string;
   imageId: string;
   vmpl: number;
   signatureAlgo: number;
   platformInfo: {
-    raw: string; smtEnabled: boolean; tsmeEnabled: boolean; eccEnabled: boolean; raplDisabled: boolean;
-    ciphertextHidingEnabled: boolean; aliasCheckComplete: boolean; tioEnabled: boolean;
+    raw: string;
+    smtEnabled: boolean;
+    tsmeEnabled: boolean;
+    eccEnabled: boolean;
+    raplDisabled: boolean;
+    ciphertextHidingEnabled: boolean;
+    aliasCheckComplete: boolean;
+    tioEnabled: boolean;
   };
   signerInfo: { raw: number; authorKeyEn: boolean; maskChipKey: boolean; signingKey: string };
   reportData: string;
@@ -70,20 +86,39 @@ export function snpClaims(r: SnpReport, established: { product?: SnpProduct; pro
     version: r.version,
     guestSvn: r.guestSvn,
     policy: {
-      raw: hex64(r.policy.raw), abiMajor: r.policy.abiMajor, abiMinor: r.policy.abiMinor, smt: r.policy.smt, migrateMa: r.policy.migrateMa,
-      debug: r.policy.debug, singleSocket: r.policy.singleSocket, cxlAllow: r.policy.cxlAllow, memAes256Xts: r.policy.memAes256Xts,
-      raplDis: r.policy.raplDis, ciphertextHiding: r.policy.ciphertextHiding, pageSwapDisable: r.policy.pageSwapDisable,
+      raw: hex64(r.policy.raw),
+      abiMajor: r.policy.abiMajor,
+      abiMinor: r.policy.abiMinor,
+      smt: r.policy.smt,
+      migrateMa: r.policy.migrateMa,
+      debug: r.policy.debug,
+      singleSocket: r.policy.singleSocket,
+      cxlAllow: r.policy.cxlAllow,
+      memAes256Xts: r.policy.memAes256Xts,
+      raplDis: r.policy.raplDis,
+      ciphertextHiding: r.policy.ciphertextHiding,
+      pageSwapDisable: r.policy.pageSwapDisable,
     },
     familyId: bytesToHex(r.familyId),
     imageId: bytesToHex(r.imageId),
     vmpl: r.vmpl,
     signatureAlgo: r.signatureAlgo,
     platformInfo: {
-      raw: hex64(r.platformInfo.raw), smtEnabled: r.platformInfo.smtEnabled, tsmeEnabled: r.platformInfo.tsmeEnabled,
-      eccEnabled: r.platformInfo.eccEnabled, raplDisabled: r.platformInfo.raplDisabled, ciphertextHidingEnabled: r.platformInfo.ciphertextHidingEnabled,
-      aliasCheckComplete: r.platformInfo.aliasCheckComplete, tioEnabled: r.platformInfo.tioEnabled,
+      raw: hex64(r.platformInfo.raw),
+      smtEnabled: r.platformInfo.smtEnabled,
+      tsmeEnabled: r.platformInfo.tsmeEnabled,
+      eccEnabled: r.platformInfo.eccEnabled,
+      raplDisabled: r.platformInfo.raplDisabled,
+      ciphertextHidingEnabled: r.platformInfo.ciphertextHidingEnabled,
+      aliasCheckComplete: r.platformInfo.aliasCheckComplete,
+      tioEnabled: r.platformInfo.tioEnabled,
     },
-    signerInfo: { raw: r.signerInfo.raw, authorKeyEn: r.signerInfo.authorKeyEn, maskChipKey: r.signerInfo.maskChipKey, signingKey: r.signerInfo.signingKeyName },
+    signerInfo: {
+      raw: r.signerInfo.raw,
+      authorKeyEn: r.signerInfo.authorKeyEn,
+      maskChipKey: r.signerInfo.maskChipKey,
+      signingKey: r.signerInfo.signingKeyName,
+    },
     reportData: bytesToHex(r.reportData),
     measurement: bytesToHex(r.measurement),
     hostData: bytesToHex(r.hostData),

@@ -10,9 +10,7 @@
  */
 import type { KeyObject } from 'node:crypto';
 import { ParseError } from '../../errors.js';
-import {
-  parseDer, children, childrenAtLeast, expectTag, decodeInteger, decodeTime, encodedOf, TAG,
-} from '../../util/der.js';
+import { parseDer, children, childrenAtLeast, expectTag, decodeInteger, decodeTime, encodedOf, TAG } from '../../util/der.js';
 import { fail, pass, warn, type Check } from '../../formats/checks.js';
 import { decodeSigAlg, sameSigAlg, signedParts, verifyWithAlg, bytesEqual, describeSigAlg, type SigAlg, type SignedParts } from './x509.js';
 
@@ -114,7 +112,10 @@ export function checkRevocation(crls: readonly ParsedCrl[], anchor: RevocationAn
     }
     for (const s of subjects) {
       if (crl.revokedSerials.includes(s.serial)) {
-        return fail(name, `${s.label} serial 0x${s.serial.toString(16)} is REVOKED by the CRL from ${anchor.name} (thisUpdate ${iso(crl.thisUpdate)}); do not trust this platform`);
+        return fail(
+          name,
+          `${s.label} serial 0x${s.serial.toString(16)} is REVOKED by the CRL from ${anchor.name} (thisUpdate ${iso(crl.thisUpdate)}); do not trust this platform`,
+        );
       }
     }
   }

@@ -40,7 +40,10 @@ export function checkVcekTcb(ext: AmdCertExtensions, reportedRaw: bigint, curren
   if (reservedSpl.length > 0) return fail(name, `${keyName} has non-zero reserved SPLs ${reservedSpl.join(', ')}`);
   const above = comps.filter((c) => (cert[c] ?? 0) > (current[c] ?? 0));
   if (above.length > 0) {
-    return fail(name, `${keyName} TCB is above CURRENT_TCB (${above.join(', ')}): ${keyName} ${formatCertTcb(ext, product)}; CURRENT_TCB ${formatTcb(current)}`);
+    return fail(
+      name,
+      `${keyName} TCB is above CURRENT_TCB (${above.join(', ')}): ${keyName} ${formatCertTcb(ext, product)}; CURRENT_TCB ${formatTcb(current)}`,
+    );
   }
   return pass(name, `${both} (layout ${tcbLayoutFor(product)})`);
 }

@@ -12,7 +12,15 @@ import { ParseError } from '../../errors.js';
 import { bytesToHex, isAllZero } from '../../util/bytes.js';
 import { fail, pass, warn, resultOf, type Check, type VerificationResult } from '../../formats/checks.js';
 import { pinnedAmdRoots, productLine, simulatedAmdRoots, type AmdProductRoots, type SimulatedRootsInput } from '../../roots/amd.js';
-import { parseAmdCertExtensions, parseSnpReport, tcbFor, SNP_SIG_ALGO_ECDSA_P384_SHA384, type AmdCertExtensions, type SnpProduct, type SnpReport } from '../../formats/snp-abi/index.js';
+import {
+  parseAmdCertExtensions,
+  parseSnpReport,
+  tcbFor,
+  SNP_SIG_ALGO_ECDSA_P384_SHA384,
+  type AmdCertExtensions,
+  type SnpProduct,
+  type SnpReport,
+} from '../../formats/snp-abi/index.js';
 import { classifyCertificates, type SuppliedCert } from './cert-input.js';
 import { checkChain, intermediateOf, parsedRoot, selectRoots, allowedAlgs, type LeafKind } from './chain.js';
 import { checkRevocation, parseCrl, type ParsedCrl } from './crl.js';
@@ -95,7 +103,10 @@ function checkChipId(r: SnpReport, kind: LeafKind, ext: AmdCertExtensions, produ
   const ok = timingSafeEqual(ext.hwId, r.chipId.subarray(0, idLen)) && isAllZero(r.chipId.subarray(idLen));
   return ok
     ? pass(name, `CHIP_ID equals the VCEK hwID (${bytesToHex(ext.hwId).slice(0, 16)}…, ${idLen} bytes)`)
-    : fail(name, `CHIP_ID ${bytesToHex(r.chipId).slice(0, 32)}… differs from the VCEK hwID ${bytesToHex(ext.hwId).slice(0, 32)}…: this VCEK belongs to another chip`);
+    : fail(
+        name,
+        `CHIP_ID ${bytesToHex(r.chipId).slice(0, 32)}… differs from the VCEK hwID ${bytesToHex(ext.hwId).slice(0, 32)}…: this VCEK belongs to another chip`,
+      );
 }
 
 export function verifySnpReport(input: SnpVerifyInput, options: SnpReportVerifyOptions): SnpReportVerification {
@@ -125,10 +136,19 @@ export function verifySnpReport(input: SnpVerifyInput, options: SnpReportVerifyO
   checks.push(checkReserved(r));
   // Simulation is flagged on the result (simulated: true) and by this check's detail; it does not by
   // itself downgrade the status, so a simulated fleet can exercise the full affirming path end to end.
-  if (chain.simulated) checks.push(pass('snp.simulated', 'SIMULATED: signed by simulator test roots, trusted only because simulation is enabled; not evidence of real hardware'));
+  if (chain.simulated)
+    checks.push(pass('snp.simulated', 'SIMULATED: signed by simulator test roots, trusted only because simulation is enabled; not evidence of real hardware'));
 
   const p = product.product;
-  return withReport(resultOf(checks, snpClaims(r, { ...(p ? { product: p } : {}), ...(ext ? { productName: ext.productName } : {}), ...(ext?.cspId ? { cspId: ext.cspId } : {}) }), chain.simulated), r, p);
+  return withReport(
+    resultOf(
+      checks,
+      snpClaims(r, { ...(p ? { product: p } : {}), ...(ext ? { productName: ext.productName } : {}), ...(ext?.cspId ? { cspId: ext.cspId } : {}) }),
+      chain.simulated,
+    ),
+    r,
+    p,
+  );
 }
 
 const notChecked = (what: string) => `not checked: ${what}`;
@@ -205,16 +225,28 @@ function checkEndorsementKey(r: SnpReport, collateral: Collateral): EndorsementS
   const unknown = supplied.find((s) => s.role === 'unknown');
   if (certError) return { check: fail(name, `certificates unusable: ${certError}`), ...(kind ? { kind } : {}) };
   if (!kind) return { check: fail(name, `SIGNER_INFO.SIGNING_KEY=${r.signerInfo.signingKey} (${keyName}): the report is not signed by a VCEK or VLEK`) };
-  if (unknown) return { check: fail(name, `certificate "${unknown.cert.subjectCn}" is not an AMD SEV certificate (expected SEV-VCEK/SEV-VLEK, SEV-<P>, SEV-VLEK-<P>, ARK-<P>)`), kind };
+  if (unknown)
+    return {
+      check: fail(name, `certificate "${unknown.cert.subjectCn}" is not an AMD SEV certificate (expected SEV-VCEK/SEV-VLEK, SEV-<P>, SEV-VLEK-<P>, ARK-<P>)`),
+      kind,
+    };
   const leaves = supplied.filter((s) => s.role === kind);
   const other = supplied.filter((s) => s.role === (kind === 'vcek' ? 'vlek' : 'vcek'));
   if (leaves.length === 0) {
-    const hint = kind === 'vcek' && r.product ? `; fetch it from ${kdsVcekUrl(r, r.product)}` : kind === 'vlek' ? '; VLEKs come from the extended report certificate table' : '';
+    const hint =
+      kind === 'vcek' && r.product
+        ? `; fetch it from ${kdsVcekUrl(r, r.product)}`
+        : kind === 'vlek'
+          ? '; VLEKs come from the extended report certificate table'
+          : '';
     const instead = other.length > 0 ? ` (a ${LEAF_LABEL[other[0]!.role as LeafKind]} was supplied instead)` : '';
     return { check: fail(name, `SIGNER_INFO says a ${LEAF_LABEL[kind]} signed this report but none was supplied${instead}${hint}`), kind };
   }
   if (leaves.length > 1 || other.length > 0) {
-    return { check: fail(name, `ambiguous collateral: ${leaves.length + other.length} VCEK/VLEK certificates supplied; pass exactly one ${LEAF_LABEL[kind]}`), kind };
+    return {
+      check: fail(name, `ambiguous collateral: ${leaves.length + other.length} VCEK/VLEK certificates supplied; pass exactly one ${LEAF_LABEL[kind]}`),
+      kind,
+    };
   }
   const leaf = leaves[0]!;
   let ext: AmdCertExtensions;
@@ -227,7 +259,10 @@ function checkEndorsementKey(r: SnpReport, collateral: Collateral): EndorsementS
   const problem = leafProblems(leaf, kind, ext);
   if (problem) return { check: fail(name, problem), kind, ext };
   return {
-    check: pass(name, `${LEAF_LABEL[kind]} (SIGNER_INFO.SIGNING_KEY=${r.signerInfo.signingKey}), productName "${ext.productName}"${ext.cspId ? `, CSP ${ext.cspId}` : ''}, serial 0x${leaf.cert.serial.toString(16)}`),
+    check: pass(
+      name,
+      `${LEAF_LABEL[kind]} (SIGNER_INFO.SIGNING_KEY=${r.signerInfo.signingKey}), productName "${ext.productName}"${ext.cspId ? `, CSP ${ext.cspId}` : ''}, serial 0x${leaf.cert.serial.toString(16)}`,
+    ),
     kind,
     leaf,
     ext,
@@ -243,14 +278,25 @@ function checkProduct(r: SnpReport, ext: AmdCertExtensions | undefined, kind: Le
     const cpuText = `CPUID family 0x${cpu.family.toString(16)} model 0x${cpu.model.toString(16)} stepping ${cpu.stepping}`;
     if (!r.product) return { check: fail(name, `${cpuText} is not a known SEV-SNP product (Milan, Genoa, Turin)`) };
     if (ext && certProduct !== r.product) {
-      return { check: fail(name, `report ${cpuText} is ${r.product} but the ${LEAF_LABEL[kind!]} productName is "${ext.productName}"; this certificate is for another product line`) };
+      return {
+        check: fail(
+          name,
+          `report ${cpuText} is ${r.product} but the ${LEAF_LABEL[kind!]} productName is "${ext.productName}"; this certificate is for another product line`,
+        ),
+      };
     }
     const product = r.product;
     return { check: pass(name, `${product} from ${cpuText}${ext ? `; ${LEAF_LABEL[kind!]} productName "${ext.productName}" agrees` : ''}`), product };
   }
   if (!ext) return { check: fail(name, `${notChecked('a version 2 report carries no CPUID and no VCEK productName is available')}`) };
-  if (!certProduct) return { check: fail(name, `version 2 report: product taken from the ${LEAF_LABEL[kind!]} productName "${ext.productName}", which is not a known product`) };
-  return { check: pass(name, `${certProduct} from the ${LEAF_LABEL[kind!]} productName "${ext.productName}" (version 2 report has no CPUID)`), product: certProduct };
+  if (!certProduct)
+    return {
+      check: fail(name, `version 2 report: product taken from the ${LEAF_LABEL[kind!]} productName "${ext.productName}", which is not a known product`),
+    };
+  return {
+    check: pass(name, `${certProduct} from the ${LEAF_LABEL[kind!]} productName "${ext.productName}" (version 2 report has no CPUID)`),
+    product: certProduct,
+  };
 }
 
 /** Chain to the pinned (or explicitly enabled simulated) roots of the product line. */
@@ -264,7 +310,8 @@ function checkChainToRoots(
   noLeaf: string,
 ): { checks: Check[]; roots?: AmdProductRoots; simulated: boolean } {
   const names = ['snp.chain.ask', 'snp.chain.ark', 'snp.cert.validity'];
-  if (!product) return { checks: names.map((n) => fail(n, notChecked('the product line (and so the pinned roots) is unknown (see snp.product)'))), simulated: false };
+  if (!product)
+    return { checks: names.map((n) => fail(n, notChecked('the product line (and so the pinned roots) is unknown (see snp.product)'))), simulated: false };
   const pinned = pinnedAmdRoots(product);
   const sims = (simulatedRoots ?? []).filter((s) => productLine(s.product) === product).map(simulatedAmdRoots);
   if (!leaf || !kind) return { checks: names.map((n) => fail(n, noLeaf)), roots: pinned, simulated: false };
@@ -298,23 +345,51 @@ function checkSignature(r: SnpReport, leaf: SuppliedCert | undefined, kind: Leaf
   const masked = r.signerInfo.maskChipKey ? ' (SIGNER_INFO.MASK_CHIP_KEY=1: the firmware was told not to sign with the chip key)' : '';
   return ok
     ? pass('snp.signature', `ECDSA P-384/SHA-384 signature over bytes [0x0, 0x2A0) verifies with the ${LEAF_LABEL[kind!]}`)
-    : fail('snp.signature', `report signature does not verify with the supplied ${LEAF_LABEL[kind!]}${masked}: the report was altered or the ${LEAF_LABEL[kind!]} belongs to another chip/TCB`);
+    : fail(
+        'snp.signature',
+        `report signature does not verify with the supplied ${LEAF_LABEL[kind!]}${masked}: the report was altered or the ${LEAF_LABEL[kind!]} belongs to another chip/TCB`,
+      );
 }
 
 /** Revocation: the leaf and its intermediate are not on the product's CRL (signed by the ARK). */
-function checkLeafRevocation(collateral: Collateral, roots: AmdProductRoots | undefined, leaf: SuppliedCert | undefined, kind: LeafKind | undefined, at: Date, noLeaf: string): Check {
+function checkLeafRevocation(
+  collateral: Collateral,
+  roots: AmdProductRoots | undefined,
+  leaf: SuppliedCert | undefined,
+  kind: LeafKind | undefined,
+  at: Date,
+  noLeaf: string,
+): Check {
   if (collateral.crlError) return fail('snp.revocation', collateral.crlError);
   if (!(roots && leaf && kind)) return fail('snp.revocation', leaf ? notChecked('unknown product line') : noLeaf);
   const ark = parsedRoot(roots.ark);
   const ca = intermediateOf(roots, kind);
-  return checkRevocation(collateral.crls, { name: ark.subjectCn || `ARK-${roots.product}`, subjectDer: ark.subjectDer, publicKey: roots.ark.publicKey, allowedAlgs: allowedAlgs(roots), crlUrl: kdsUrl(kdsCrlPath(roots.product, kind)) }, [
-    { label: LEAF_LABEL[kind], serial: leaf.cert.serial },
-    ...(ca ? [{ label: `${kind === 'vcek' ? 'ASK' : 'ASVK'} ${parsedRoot(ca).subjectCn}`, serial: parsedRoot(ca).serial }] : []),
-  ], at);
+  return checkRevocation(
+    collateral.crls,
+    {
+      name: ark.subjectCn || `ARK-${roots.product}`,
+      subjectDer: ark.subjectDer,
+      publicKey: roots.ark.publicKey,
+      allowedAlgs: allowedAlgs(roots),
+      crlUrl: kdsUrl(kdsCrlPath(roots.product, kind)),
+    },
+    [
+      { label: LEAF_LABEL[kind], serial: leaf.cert.serial },
+      ...(ca ? [{ label: `${kind === 'vcek' ? 'ASK' : 'ASVK'} ${parsedRoot(ca).subjectCn}`, serial: parsedRoot(ca).serial }] : []),
+    ],
+    at,
+  );
 }
 
 /** Binding of the key to this report's TCB and chip. */
-function checkKeyBinding(r: SnpReport, leaf: SuppliedCert | undefined, ext: AmdCertExtensions | undefined, kind: LeafKind | undefined, product: SnpProduct | undefined, noLeaf: string): Check[] {
+function checkKeyBinding(
+  r: SnpReport,
+  leaf: SuppliedCert | undefined,
+  ext: AmdCertExtensions | undefined,
+  kind: LeafKind | undefined,
+  product: SnpProduct | undefined,
+  noLeaf: string,
+): Check[] {
   if (leaf && ext && kind && product) {
     return [checkVcekTcb(ext, r.reportedTcb.raw, r.currentTcb.raw, product, LEAF_LABEL[kind]), checkChipId(r, kind, ext, product)];
   }

@@ -7,8 +7,18 @@
 import { createPublicKey, verify as cryptoVerify, constants, type KeyObject } from 'node:crypto';
 import { ParseError } from '../../errors.js';
 import {
-  parseDer, children, childrenAtLeast, expectTag, decodeOid, decodeInteger, decodeTime, decodeString,
-  decodeBitString, encodedOf, TAG, type DerNode,
+  parseDer,
+  children,
+  childrenAtLeast,
+  expectTag,
+  decodeOid,
+  decodeInteger,
+  decodeTime,
+  decodeString,
+  decodeBitString,
+  encodedOf,
+  TAG,
+  type DerNode,
 } from '../../util/der.js';
 import { BoundedCache } from '../../util/bounded-cache.js';
 
@@ -57,20 +67,31 @@ export function decodeSigAlg(algId: DerNode): SigAlg {
   for (const p of children(params)) {
     const [inner] = childrenAtLeast(p, 1, 'RSASSA-PSS-params field');
     switch (p.tag) {
-      case 0xa0: hash = hashOidOf(inner!); break;
+      case 0xa0:
+        hash = hashOidOf(inner!);
+        break;
       case 0xa1: {
         const mg = childrenAtLeast(expectTag(inner!, TAG.SEQUENCE, 'maskGenAlgorithm'), 2, 'maskGenAlgorithm');
         mgf = decodeOid(mg[0]!);
         mgfHash = hashOidOf(mg[1]!);
         break;
       }
-      case 0xa2: salt = decodeInteger(inner!); break;
-      case 0xa3: trailer = decodeInteger(inner!); break;
-      default: return { kind: 'unsupported', oid, reason: `unknown RSASSA-PSS field 0x${p.tag.toString(16)}` };
+      case 0xa2:
+        salt = decodeInteger(inner!);
+        break;
+      case 0xa3:
+        trailer = decodeInteger(inner!);
+        break;
+      default:
+        return { kind: 'unsupported', oid, reason: `unknown RSASSA-PSS field 0x${p.tag.toString(16)}` };
     }
   }
   if (hash !== OID.sha384 || mgf !== OID.mgf1 || mgfHash !== OID.sha384 || salt !== 48n || trailer !== 1n) {
-    return { kind: 'unsupported', oid, reason: `RSASSA-PSS hash=${hash ?? 'sha1'} mgf=${mgf ?? 'mgf1'}/${mgfHash ?? 'sha1'} salt=${salt ?? 20n} trailer=${trailer}` };
+    return {
+      kind: 'unsupported',
+      oid,
+      reason: `RSASSA-PSS hash=${hash ?? 'sha1'} mgf=${mgf ?? 'mgf1'}/${mgfHash ?? 'sha1'} salt=${salt ?? 20n} trailer=${trailer}`,
+    };
   }
   return { kind: 'rsa-pss-sha384' };
 }
@@ -222,4 +243,3 @@ export function verifyCertSignature(cert: ParsedCert, issuerKey: KeyObject): boo
 export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && Buffer.compare(a, b) === 0;
 }
-

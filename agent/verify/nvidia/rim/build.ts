@@ -35,7 +35,12 @@ export interface BuildRimInput {
   product?: string;
 }
 
-const b64Lines = (der: Uint8Array): string => (Buffer.from(der).toString('base64').match(/.{1,64}/g) ?? []).join('\n') + '\n';
+const b64Lines = (der: Uint8Array): string =>
+  (
+    Buffer.from(der)
+      .toString('base64')
+      .match(/.{1,64}/g) ?? []
+  ).join('\n') + '\n';
 
 /** Produce a signed RIM XML string. Throws CvmError on unusable input (wrong key type, bad digests). */
 export function buildSignedRim(input: BuildRimInput): string {
@@ -81,7 +86,9 @@ export function buildSignedRim(input: BuildRimInput): string {
   //    document as it will be, minus the signature.
   const draft = parseXml(assemble('', ''));
   const draftSig = childElements(draft.root, DSIG_NS, 'Signature')[0]!;
-  const digest = createHash('sha384').update(canonicalizeDocument(draft, { omit: draftSig }), 'utf8').digest('base64');
+  const digest = createHash('sha384')
+    .update(canonicalizeDocument(draft, { omit: draftSig }), 'utf8')
+    .digest('base64');
   // 2. Signature over the canonical SignedInfo with its inherited namespaces, raw r||s.
   const withDigest = parseXml(assemble(digest, ''));
   const si = childElements(childElements(withDigest.root, DSIG_NS, 'Signature')[0]!, DSIG_NS, 'SignedInfo')[0]!;

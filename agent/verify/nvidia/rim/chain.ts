@@ -75,7 +75,10 @@ function validityCheck(certs: readonly { der: Buffer; x509: X509Certificate }[],
         return fail('rim.chain.validity', `"${cn(c.x509)}" ${state}: valid ${iso(v.notBefore)} to ${iso(v.notAfter)}, verification time ${iso(at)}`);
       }
     }
-    return pass('rim.chain.validity', `all ${certs.length} certificates valid at ${iso(at)}${signerNotAfter ? ` (signer valid until ${iso(signerNotAfter)})` : ''}`);
+    return pass(
+      'rim.chain.validity',
+      `all ${certs.length} certificates valid at ${iso(at)}${signerNotAfter ? ` (signer valid until ${iso(signerNotAfter)})` : ''}`,
+    );
   } catch (e) {
     return fail('rim.chain.validity', `cannot read certificate validity (${(e as Error).message})`);
   }
@@ -125,7 +128,8 @@ export function verifyRimChain(certs: readonly Buffer[], anchors: readonly RimAn
     const child = path[i]!.x509;
     const parent = path[i + 1]!.x509;
     if (!parent.ca) chainCheck = fail('rim.chain', `KeyInfo certificate ${i + 1} "${cn(parent)}" is not a CA but issues "${cn(child)}"`);
-    else if (!signedBy(child, parent)) chainCheck = fail('rim.chain', `KeyInfo certificate ${i} "${cn(child)}" is not issued and signed by certificate ${i + 1} "${cn(parent)}"`);
+    else if (!signedBy(child, parent))
+      chainCheck = fail('rim.chain', `KeyInfo certificate ${i} "${cn(child)}" is not issued and signed by certificate ${i + 1} "${cn(parent)}"`);
   }
   const top = path[path.length - 1]!.x509;
   const match = chainCheck ? undefined : trusted.find((t) => t.x509.ca && signedBy(top, t.x509));

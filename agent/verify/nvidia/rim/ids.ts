@@ -59,11 +59,16 @@ export function vbiosRimId(input: VbiosRimIdInput): string {
   const project = component(input.project, 'project', field).toUpperCase();
   const sku = component(input.projectSku, 'project SKU', field).toUpperCase();
   const chip = component(input.chipSku, 'chip SKU', field).toUpperCase();
-  const version = component(input.vbiosVersion, 'VBIOS version', /^[0-9A-Fa-f]{2}(\.[0-9A-Fa-f]{2}){4}$/).replace(/\./g, '').toUpperCase();
+  const version = component(input.vbiosVersion, 'VBIOS version', /^[0-9A-Fa-f]{2}(\.[0-9A-Fa-f]{2}){4}$/)
+    .replace(/\./g, '')
+    .toUpperCase();
   return `NV_GPU_VBIOS_${project}_${sku}_${chip}_${version}`;
 }
 
 /** Local sample-file name used by nvtrust for a VBIOS RIM: `<project>_<sku>_<chipsku>_<ver>_PROD.swidtag`, lowercase prefix. */
 export function vbiosRimFileName(input: VbiosRimIdInput): string {
-  return `${vbiosRimId(input).slice('NV_GPU_VBIOS_'.length).toLowerCase().replace(/_([0-9a-f]{10})$/, (_, v: string) => `_${v.toUpperCase()}`)}_PROD.swidtag`;
+  return `${vbiosRimId(input)
+    .slice('NV_GPU_VBIOS_'.length)
+    .toLowerCase()
+    .replace(/_([0-9a-f]{10})$/, (_, v: string) => `_${v.toUpperCase()}`)}_PROD.swidtag`;
 }

@@ -78,8 +78,14 @@ export function compareMeasurementsDetailed(
   }
   checks.push(
     conflicts.length === 0
-      ? pass('rim.measurements.index-conflict', `driver RIM ${driverRim.colloquialVersion} and VBIOS RIM ${vbiosRim.colloquialVersion} activate disjoint indices`)
-      : fail('rim.measurements.index-conflict', `RIM indices ${conflicts.join(', ')} are active in both the driver and the VBIOS RIM; the golden set is ambiguous`),
+      ? pass(
+          'rim.measurements.index-conflict',
+          `driver RIM ${driverRim.colloquialVersion} and VBIOS RIM ${vbiosRim.colloquialVersion} activate disjoint indices`,
+        )
+      : fail(
+          'rim.measurements.index-conflict',
+          `RIM indices ${conflicts.join(', ')} are active in both the driver and the VBIOS RIM; the golden set is ambiguous`,
+        ),
   );
 
   const nv = opts.nvdec0Status;
@@ -117,10 +123,7 @@ export function compareMeasurementsDetailed(
     checks.push(fail('rim.measurements.count', `the RIMs have ${golden.size} active measurements but the report has only ${reportMeasurements.size} blocks`));
   }
   for (const mm of mismatches) {
-    const what =
-      mm.actual === undefined
-        ? 'the report has no measurement block ' + String(mm.index + 1)
-        : `runtime ${mm.actual} (${mm.actualSize} bytes)`;
+    const what = mm.actual === undefined ? 'the report has no measurement block ' + String(mm.index + 1) : `runtime ${mm.actual} (${mm.actualSize} bytes)`;
     checks.push(
       fail(
         `rim.measurement.${mm.index}`,
@@ -132,17 +135,15 @@ export function compareMeasurementsDetailed(
   checks.push(
     mismatches.length === 0
       ? pass('rim.measurements', `all ${compared} active golden measurements match the report${skipNote}`)
-      : fail('rim.measurements', `${mismatches.length} of ${compared} golden measurements do not match: RIM indices ${mismatches.map((x) => `${x.index} (${x.source})`).join(', ')}${skipNote}`),
+      : fail(
+          'rim.measurements',
+          `${mismatches.length} of ${compared} golden measurements do not match: RIM indices ${mismatches.map((x) => `${x.index} (${x.source})`).join(', ')}${skipNote}`,
+        ),
   );
   return { compared, skipped, conflicts, mismatches, checks };
 }
 
 /** The named checks only: rim.measurements.index-conflict, rim.measurements, rim.measurement.<i> per mismatch. */
-export function compareMeasurements(
-  reportMeasurements: ReadonlyMap<number, Uint8Array>,
-  driverRim: Rim,
-  vbiosRim: Rim,
-  opts: CompareOptions = {},
-): Check[] {
+export function compareMeasurements(reportMeasurements: ReadonlyMap<number, Uint8Array>, driverRim: Rim, vbiosRim: Rim, opts: CompareOptions = {}): Check[] {
   return compareMeasurementsDetailed(reportMeasurements, driverRim, vbiosRim, opts).checks;
 }

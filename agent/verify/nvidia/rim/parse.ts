@@ -70,7 +70,13 @@ function parseMeasurement(r: XmlElement): RimMeasurement {
   const extra = r.attributes.find((a) => a.ns === SHA384_NS && /^Hash[0-9]+$/.test(a.local) && Number(a.local.slice(4)) >= count);
   if (extra) throw new ParseError(`RIM: Resource ${index} has ${extra.local} beyond its ${count} alternatives`);
   if (size !== undefined && size !== 48) throw new ParseError(`RIM: Resource ${index} size ${size} does not fit SHA-384 digests (48)`);
-  return { index, name: attr(r, 'name') ?? `Measurement_${index}`, active: activeText.toLowerCase() === 'true', ...(size !== undefined ? { size } : {}), alternatives };
+  return {
+    index,
+    name: attr(r, 'name') ?? `Measurement_${index}`,
+    active: activeText.toLowerCase() === 'true',
+    ...(size !== undefined ? { size } : {}),
+    alternatives,
+  };
 }
 
 /** Build the Rim model from an already parsed document (shared with signature verification). */

@@ -102,7 +102,12 @@ export function verifyRimDocument(doc: XmlDocument, options: RimVerifyOptions): 
   let rim: Rim | undefined;
   try {
     rim = rimFromDocument(doc);
-    checks.push(pass('rim.schema', `SWID tag "${rim.name}" ${rim.colloquialVersion}: Meta, Payload and ${rim.measurements.length} measurements present (${rim.measurements.filter((m) => m.active).length} active)`));
+    checks.push(
+      pass(
+        'rim.schema',
+        `SWID tag "${rim.name}" ${rim.colloquialVersion}: Meta, Payload and ${rim.measurements.length} measurements present (${rim.measurements.filter((m) => m.active).length} active)`,
+      ),
+    );
   } catch (e) {
     checks.push(fail('rim.schema', (e as Error).message));
   }
@@ -118,11 +123,16 @@ export function verifyRimDocument(doc: XmlDocument, options: RimVerifyOptions): 
   }
 
   // Reference: enveloped-signature transform, then C14N 1.1 of the whole document, then SHA-384.
-  const digest = createHash('sha384').update(canonicalizeDocument(doc, { omit: parts.signature }), 'utf8').digest();
+  const digest = createHash('sha384')
+    .update(canonicalizeDocument(doc, { omit: parts.signature }), 'utf8')
+    .digest();
   checks.push(
     timingSafeEqual(digest, parts.digestValue)
       ? pass('rim.signature.reference', 'SHA-384 of the canonicalised document (signature removed) equals DigestValue')
-      : fail('rim.signature.reference', `the RIM content was modified after signing: SHA-384 of the canonicalised document is ${digest.toString('base64')}, DigestValue is ${parts.digestValue.toString('base64')}`),
+      : fail(
+          'rim.signature.reference',
+          `the RIM content was modified after signing: SHA-384 of the canonicalised document is ${digest.toString('base64')}, DigestValue is ${parts.digestValue.toString('base64')}`,
+        ),
   );
 
   // SignatureValue over canonical SignedInfo with the KeyInfo leaf's key (trust comes from rim.chain).
@@ -144,7 +154,10 @@ export function verifyRimDocument(doc: XmlDocument, options: RimVerifyOptions): 
     checks.push(
       ok
         ? pass('rim.signature.value', 'ecdsa-sha384 SignatureValue over the canonical SignedInfo verifies with the KeyInfo signer key')
-        : fail('rim.signature.value', `SignatureValue does not verify with the KeyInfo signer's P-384 key${why}; the RIM was not signed by that certificate or was altered`),
+        : fail(
+            'rim.signature.value',
+            `SignatureValue does not verify with the KeyInfo signer's P-384 key${why}; the RIM was not signed by that certificate or was altered`,
+          ),
     );
   }
   checks.push(...verifyRimChain(parts.certs, anchorsFor(options.extraRoots), options.at).checks);
