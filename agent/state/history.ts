@@ -14,6 +14,7 @@ import { mkdir, readFile, readdir, rename, stat, unlink } from 'node:fs/promises
 import { join } from 'node:path';
 import { CvmError, ParseError } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
+import { CoalescingWrite } from './coalescing-write.js';
 import { MAX_TEXT, validateHistoryDocument, validateRecord, type CycleRecord, type HistoryDocument, type NewCycleRecord } from './record.js';
 
 export type { CycleRecord, NewCycleRecord } from './record.js';
@@ -46,8 +47,7 @@ export class ResultHistory {
   private records: CycleRecord[] = [];
   private lastId = 0;
   private loaded = false;
-  private inFlight: Promise<void> | null = null;
-  private queued: Promise<void> | null = null;
+  private readonly writer = new CoalescingWrite(() => this.writeDocument());
   private writeCount = 0;
 
   constructor(opts: ResultHistoryOptions) {
@@ -87,7 +87,7 @@ export class ResultHistory {
     this.lastId = full.id;
     this.records.push(full);
     if (this.records.length > this.size) this.records.splice(0, this.records.length - this.size);
-    await this.flush();
+    await this.writer.request();
     return full;
   }
 
@@ -108,28 +108,12 @@ export class ResultHistory {
 
   /** Resolves when every append made so far is on disk. */
   async flushed(): Promise<void> {
-    await (this.queued ?? this.inFlight ?? Promise.resolve());
+    await this.writer.settled();
   }
 
-  /**
-   * Serialised writes: while one is in flight, every later append shares one queued write that
-   * starts when the current one ends and snapshots the records at that moment.
-   */
-  private flush(): Promise<void> {
-    if (this.queued) return this.queued;
-    if (!this.inFlight) return this.startWrite();
-    this.queued = this.inFlight
-      .catch(() => undefined)
-      .then(() => {
-        this.queued = null;
-        return this.startWrite();
-      });
-    return this.queued;
-  }
-
-  private startWrite(): Promise<void> {
+  private writeDocument(): Promise<void> {
     const doc: HistoryDocument = { version: 1, records: this.records.slice() };
-    const write = writeFileAtomic(this.path, JSON.stringify(doc) + '\n', 0o600).then(
+    return writeFileAtomic(this.path, JSON.stringify(doc) + '\n', 0o600).then(
       () => {
         this.writeCount++;
       },
@@ -137,10 +121,6 @@ export class ResultHistory {
         throw new CvmError('ERR_STATE', `cannot write ${this.path}: ${(err as Error).message}`, { cause: err });
       },
     );
-    this.inFlight = write.finally(() => {
-      this.inFlight = null;
-    });
-    return this.inFlight;
   }
 
   private async readDocument(): Promise<HistoryDocument | undefined> {

@@ -8,6 +8,7 @@
 import { rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../util/atomic-file.js';
+import { CoalescingWrite } from './coalescing-write.js';
 import { readBoundedText } from '../util/bounded-read.js';
 import { ParseError } from '../errors.js';
 
@@ -58,8 +59,7 @@ export class TrustLog {
   readonly path: string;
   private entries: TrustLogEntry[] = [];
   private lastId = 0;
-  private inFlight: Promise<void> | null = null;
-  private queued: Promise<void> | null = null;
+  private readonly writer = new CoalescingWrite(() => this.writeDocument());
 
   constructor(
     stateDir: string,
@@ -104,7 +104,7 @@ export class TrustLog {
     const e: TrustLogEntry = { ...entry, id: ++this.lastId, detail: entry.detail.slice(0, MAX_DETAIL) };
     this.entries.push(e);
     if (this.entries.length > this.size) this.entries.splice(0, this.entries.length - this.size);
-    return this.flush();
+    return this.writer.request();
   }
 
   /** Newest first. */
@@ -113,27 +113,10 @@ export class TrustLog {
   }
 
   async flushed(): Promise<void> {
-    await (this.queued ?? this.inFlight ?? Promise.resolve());
+    await this.writer.settled();
   }
 
-  private flush(): Promise<void> {
-    if (this.queued) return this.queued;
-    if (!this.inFlight) return this.startWrite();
-    this.queued = this.inFlight
-      .catch(() => undefined)
-      .then(() => {
-        this.queued = null;
-        return this.startWrite();
-      });
-    return this.queued;
-  }
-
-  private startWrite(): Promise<void> {
-    const body = `${JSON.stringify({ version: 1, entries: this.entries.slice() })}\n`;
-    const write = writeFileAtomic(this.path, body, 0o600);
-    this.inFlight = write.finally(() => {
-      this.inFlight = null;
-    });
-    return write;
+  private writeDocument(): Promise<void> {
+    return writeFileAtomic(this.path, `${JSON.stringify({ version: 1, entries: this.entries.slice() })}\n`, 0o600);
   }
 }
