@@ -48,7 +48,8 @@ export const DEFAULT_GPU_POLICY: Readonly<GpuPolicy> = Object.freeze({
   requireNonce: false,
 }) as Readonly<GpuPolicy>;
 
-const KEYS = [
+/** The keys of a flat policy file of this kind (also used to recognise one where a combined file is expected). */
+export const GPU_POLICY_KEYS = [
   'requireCcMode',
   'allowDevtools',
   'environments',
@@ -95,7 +96,8 @@ export function gpuPolicyFrom(value: unknown, prefix = ''): GpuPolicy {
   const o = value as Record<string, unknown>;
   const k = (name: string) => `${prefix}${name}`;
   for (const key of Object.keys(o)) {
-    if (!(KEYS as readonly string[]).includes(key)) throw new ConfigError(`GPU policy key "${k(key)}": unknown key (allowed: ${KEYS.join(', ')})`);
+    if (!(GPU_POLICY_KEYS as readonly string[]).includes(key))
+      throw new ConfigError(`GPU policy key "${k(key)}": unknown key (allowed: ${GPU_POLICY_KEYS.join(', ')})`);
   }
   for (const key of ['requireCcMode', 'allowDevtools', 'requireCcState', 'allowHoldCert', 'requireNonce'] as const) {
     if (o[key] !== undefined) policy[key] = bool(o[key], k(key));

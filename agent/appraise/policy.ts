@@ -8,8 +8,8 @@
  */
 import { ConfigError, CvmError } from '../errors.js';
 import { readBoundedText } from '../util/bounded-read.js';
-import { policyYamlToJs, snpPolicyFrom, type SnpPolicy } from './snp-policy.js';
-import { gpuPolicyFrom, type GpuPolicy } from './gpu-policy.js';
+import { policyYamlToJs, SNP_POLICY_KEYS, snpPolicyFrom, type SnpPolicy } from './snp-policy.js';
+import { GPU_POLICY_KEYS, gpuPolicyFrom, type GpuPolicy } from './gpu-policy.js';
 
 export interface AppraisalPolicy {
   id: string;
@@ -18,33 +18,6 @@ export interface AppraisalPolicy {
 }
 
 export const DEFAULT_POLICY_ID = 'cvm-agent/default';
-
-/** Top-level keys of the flat per-verifier policy files (snp-policy.ts, gpu-policy.ts). */
-const FLAT_SNP_KEYS = [
-  'allowDebug',
-  'allowMigrationAgent',
-  'allowSmt',
-  'vmpl',
-  'minTcb',
-  'measurements',
-  'hostData',
-  'idKeyDigests',
-  'authorKeyDigests',
-  'minFirmware',
-  'minGuestSvn',
-];
-const FLAT_GPU_KEYS = [
-  'requireCcMode',
-  'allowDevtools',
-  'environments',
-  'requireCcState',
-  'architectures',
-  'driverVersions',
-  'vbiosVersions',
-  'allowHoldCert',
-  'ocspGraceSeconds',
-  'requireNonce',
-];
 
 export function defaultPolicy(): AppraisalPolicy {
   return { id: DEFAULT_POLICY_ID, snp: snpPolicyFrom(undefined), gpu: gpuPolicyFrom(undefined) };
@@ -55,7 +28,7 @@ export function parsePolicyFile(text: string, source = 'policy'): AppraisalPolic
   const o = policyYamlToJs(text, source);
   const unknown = Object.keys(o).filter((k) => !['id', 'snp', 'gpu'].includes(k));
   // The flat file `cvm-agent verify snp --policy` reads is a common mix-up: say exactly how to convert it.
-  const flat = unknown.filter((k) => FLAT_SNP_KEYS.includes(k) || FLAT_GPU_KEYS.includes(k));
+  const flat = unknown.filter((k) => (SNP_POLICY_KEYS as readonly string[]).includes(k) || (GPU_POLICY_KEYS as readonly string[]).includes(k));
   if (flat.length > 0) {
     throw new ConfigError(
       `${source}: this is a flat "verify --policy" file (top-level ${flat.map((k) => `"${k}"`).join(', ')}); the daemon's policy.file needs sections: "id: <name>", then the SNP keys under "snp:" and the GPU keys under "gpu:" (docs/policy-snp.md)`,

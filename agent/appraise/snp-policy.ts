@@ -60,7 +60,8 @@ export const DEFAULT_SNP_POLICY: Readonly<SnpPolicy> = Object.freeze({
   minGuestSvn: 0,
 });
 
-const KEYS = [
+/** The keys of a flat policy file of this kind (also used to recognise one where a combined file is expected). */
+export const SNP_POLICY_KEYS = [
   'allowDebug',
   'allowMigrationAgent',
   'allowSmt',
@@ -130,7 +131,8 @@ export function snpPolicyFrom(value: unknown, prefix = ''): SnpPolicy {
   const o = object(value, prefix || '(top level)');
   const k = (name: string) => `${prefix}${name}`;
   for (const key of Object.keys(o)) {
-    if (!(KEYS as readonly string[]).includes(key)) throw new ConfigError(`SNP policy key "${k(key)}": unknown key (allowed: ${KEYS.join(', ')})`);
+    if (!(SNP_POLICY_KEYS as readonly string[]).includes(key))
+      throw new ConfigError(`SNP policy key "${k(key)}": unknown key (allowed: ${SNP_POLICY_KEYS.join(', ')})`);
   }
   const policy: SnpPolicy = {
     allowDebug: o.allowDebug === undefined ? DEFAULT_SNP_POLICY.allowDebug : bool(o.allowDebug, k('allowDebug')),
