@@ -140,12 +140,7 @@ export function readBoundedSync(path: string, kind: InputKind, options: BoundedR
     let buf = Buffer.allocUnsafe(firstSize(st, max));
     let len = 0;
     for (;;) {
-      if (len === buf.length) {
-        if (len >= max) throw tooLarge(path, kind, options);
-        const next = Buffer.allocUnsafe(Math.min(max, buf.length * 2));
-        buf.copy(next, 0, 0, len);
-        buf = next;
-      }
+      buf = withRoom(buf, len, max, path, kind, options);
       const n = readSync(fd, buf, len, buf.length - len, null);
       if (n === 0) break;
       len += n;
@@ -155,6 +150,15 @@ export function readBoundedSync(path: string, kind: InputKind, options: BoundedR
   } finally {
     closeSync(fd);
   }
+}
+
+/** `buf` when it has room after `len` bytes, else a copy twice as large (never over `max`, the cap + 1). */
+function withRoom(buf: Buffer<ArrayBuffer>, len: number, max: number, path: string, kind: InputKind, options: BoundedReadOptions): Buffer<ArrayBuffer> {
+  if (len < buf.length) return buf;
+  if (len >= max) throw tooLarge(path, kind, options);
+  const next = Buffer.allocUnsafe(Math.min(max, buf.length * 2));
+  buf.copy(next, 0, 0, len);
+  return next;
 }
 
 /** The async twin of readBoundedSync (the daemon and the controller, off the event loop). */
@@ -167,12 +171,7 @@ export async function readBounded(path: string, kind: InputKind, options: Bounde
     let buf = Buffer.allocUnsafe(firstSize(st, max));
     let len = 0;
     for (;;) {
-      if (len === buf.length) {
-        if (len >= max) throw tooLarge(path, kind, options);
-        const next = Buffer.allocUnsafe(Math.min(max, buf.length * 2));
-        buf.copy(next, 0, 0, len);
-        buf = next;
-      }
+      buf = withRoom(buf, len, max, path, kind, options);
       const { bytesRead } = await handle.read(buf, len, buf.length - len, null);
       if (bytesRead === 0) break;
       len += bytesRead;
