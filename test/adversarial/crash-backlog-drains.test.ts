@@ -10,36 +10,24 @@
  * stored exactly once and in order, with the agent never having more than the announced window of
  * events unacknowledged, and the controller slowing the agent down (not closing on it).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { describe, expect, it } from 'vitest';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { makeBundle, openSim, type Sim } from '../unit/controller-fixture.js';
+import { makeBundle } from '../unit/controller-fixture.js';
+import { linkSuite } from '../helpers/link-suite.js';
 import { makeHarness, type Harness } from '../helpers/test-controller.js';
 import { CONTROLLER_DEFAULTS } from '../../agent/controller/config.js';
 import { CONTROLLER_TOKEN_KEY, RestartableController, TOKEN, until } from '../helpers/link-load.js';
 
-let sim: Sim;
-let tmp: string;
-const cleanup: Array<() => Promise<void>> = [];
-
-beforeAll(async () => {
-  sim = await openSim();
-  tmp = mkdtempSync(join(tmpdir(), 'cvm-backlog-'));
-}, 60_000);
-
-afterAll(async () => {
-  for (const c of cleanup.splice(0).reverse()) await c().catch(() => undefined);
-  if (sim) rmSync(sim.dir, { recursive: true, force: true });
-  if (tmp) rmSync(tmp, { recursive: true, force: true });
-});
+const suite = linkSuite('cvm-backlog-');
+const { cleanup } = suite;
 
 describe('crash: a 10,000-event backlog after a controller outage', () => {
   it('drains completely against a controller with its default limits: one connection, every seq once and in order, within the window', async () => {
     const N = 10_000;
-    const tokenFile = join(tmp, 'token');
+    const tokenFile = join(suite.tmp, 'token');
     writeFileSync(tokenFile, `${TOKEN}\n`);
-    const rc = await RestartableController.create({ stateDir: join(tmp, 'state'), simDir: sim.dir, limits: 'defaults', logLevel: 'info' });
+    const rc = await RestartableController.create({ stateDir: join(suite.tmp, 'state'), simDir: suite.sim.dir, limits: 'defaults', logLevel: 'info' });
     cleanup.push(() => rc.stop());
     await rc.start();
     let h!: Harness;
@@ -48,7 +36,7 @@ describe('crash: a 10,000-event backlog after a controller outage', () => {
       tokenFile,
       tokenKeys: [CONTROLLER_TOKEN_KEY], // the restartable controller's verdicts verify under its fixed key
       maxEvents: 2 * N, // the outbox keeps the whole backlog (its own bound is tested elsewhere)
-      handlers: { onChallenge: async (nonce) => ({ bundle: await makeBundle(sim, nonce, h.key.publicJwk, 'vm-backlog'), localResult: {} }) },
+      handlers: { onChallenge: async (nonce) => ({ bundle: await makeBundle(suite.sim, nonce, h.key.publicJwk, 'vm-backlog'), localResult: {} }) },
     });
     cleanup.push(() => h.close());
     h.link.start();
@@ -104,9 +92,13 @@ describe('crash: a 10,000-event backlog after a controller outage', () => {
 
   it('drains with holes to declare even through a window of one event (declarations never clog the window)', async () => {
     const MAX = 20;
-    const tokenFile = join(tmp, 'token-w1');
+    const tokenFile = join(suite.tmp, 'token-w1');
     writeFileSync(tokenFile, `${TOKEN}\n`);
-    const rc = await RestartableController.create({ stateDir: join(tmp, 'state-w1'), simDir: sim.dir, limits: { messagesPerSec: 20, burst: 60, window: 1 } });
+    const rc = await RestartableController.create({
+      stateDir: join(suite.tmp, 'state-w1'),
+      simDir: suite.sim.dir,
+      limits: { messagesPerSec: 20, burst: 60, window: 1 },
+    });
     cleanup.push(() => rc.stop());
     await rc.start();
     let h!: Harness;
@@ -115,7 +107,7 @@ describe('crash: a 10,000-event backlog after a controller outage', () => {
       tokenFile,
       tokenKeys: [CONTROLLER_TOKEN_KEY], // the restartable controller's verdicts verify under its fixed key
       maxEvents: MAX,
-      handlers: { onChallenge: async (nonce) => ({ bundle: await makeBundle(sim, nonce, h.key.publicJwk, 'vm-window-1'), localResult: {} }) },
+      handlers: { onChallenge: async (nonce) => ({ bundle: await makeBundle(suite.sim, nonce, h.key.publicJwk, 'vm-window-1'), localResult: {} }) },
     });
     cleanup.push(() => h.close());
     h.link.start();

@@ -12,35 +12,19 @@
  * first process connected to the controller when it died (its events held there), and with the
  * controller down for the first process's whole life.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { makeBundle, openSim, type Sim } from '../unit/controller-fixture.js';
+import { makeBundle } from '../unit/controller-fixture.js';
+import { linkSuite } from '../helpers/link-suite.js';
 import { makeHarness, type Harness } from '../helpers/test-controller.js';
 import { repoRoot } from '../helpers/paths.js';
-import { CONTROLLER_TOKEN_KEY, RestartableController, TOKEN, until } from '../helpers/link-load.js';
+import { CONTROLLER_TOKEN_KEY, RestartableController, until } from '../helpers/link-load.js';
 import type { LinkStatus } from '../../agent/link/client.js';
 
-let sim: Sim;
-let tmp: string;
-let tokenFile: string;
-const cleanup: Array<() => Promise<void>> = [];
-
-beforeAll(async () => {
-  sim = await openSim();
-  tmp = mkdtempSync(join(tmpdir(), 'cvm-kill9-'));
-  tokenFile = join(tmp, 'token');
-  writeFileSync(tokenFile, `${TOKEN}\n`);
-}, 60_000);
-
-afterAll(async () => {
-  for (const c of cleanup.splice(0).reverse()) await c().catch(() => undefined);
-  if (sim) rmSync(sim.dir, { recursive: true, force: true });
-  if (tmp) rmSync(tmp, { recursive: true, force: true });
-});
+const suite = linkSuite('cvm-kill9-');
+const { cleanup } = suite;
 
 interface Child {
   proc: ChildProcess;
@@ -55,7 +39,7 @@ function startChild(url: string, outboxDir: string, agentId: string, events: num
     env: {
       ...process.env,
       LINK_URL: url,
-      TOKEN_FILE: tokenFile,
+      TOKEN_FILE: suite.tokenFile,
       OUTBOX_DIR: outboxDir,
       AGENT_ID: agentId,
       EVENTS: String(events),
@@ -86,10 +70,10 @@ async function nextProcess(url: string, outboxDir: string, agentId: string): Pro
   let h!: Harness;
   h = await makeHarness(url, {
     agentId,
-    tokenFile,
+    tokenFile: suite.tokenFile,
     tokenKeys: [CONTROLLER_TOKEN_KEY], // the restartable controller's verdicts verify under its fixed key
     dir: outboxDir,
-    handlers: { onChallenge: async (nonce) => ({ bundle: await makeBundle(sim, nonce, h.key.publicJwk, agentId), localResult: {} }) },
+    handlers: { onChallenge: async (nonce) => ({ bundle: await makeBundle(suite.sim, nonce, h.key.publicJwk, agentId), localResult: {} }) },
   });
   cleanup.push(() => h.close());
   return h;
@@ -103,9 +87,9 @@ interface View {
 
 async function trial(name: string, connectedWhenKilled: boolean): Promise<void> {
   const K = 20;
-  const rc = await RestartableController.create({ stateDir: join(tmp, `state-${name}`), simDir: sim.dir, logLevel: 'info' });
+  const rc = await RestartableController.create({ stateDir: join(suite.tmp, `state-${name}`), simDir: suite.sim.dir, logLevel: 'info' });
   cleanup.push(() => rc.stop());
-  const outboxDir = join(tmp, `outbox-${name}`);
+  const outboxDir = join(suite.tmp, `outbox-${name}`);
   const agentId = `vm-kill9-${name}`;
   if (connectedWhenKilled) await rc.start();
 

@@ -80,6 +80,26 @@ function expectAnswer(attack: Attack, got: { status: number; head: string; body:
   }
 }
 
+/** Opens n connections to the socket and waits until each has connected or been closed. */
+async function openConnections(socket: string, n: number): Promise<Socket[]> {
+  const held: Socket[] = [];
+  for (let i = 0; i < n; i++) {
+    const s = connect(socket);
+    s.on('error', () => undefined);
+    held.push(s);
+  }
+  await Promise.all(
+    held.map(
+      (s) =>
+        new Promise<void>((r) => {
+          s.once('connect', () => r());
+          s.once('close', () => r());
+        }),
+    ),
+  );
+  return held;
+}
+
 describe('a hostile local client against a running daemon (cvm-agent run, simulated TEE)', () => {
   let dir: string;
   let socket: string;
@@ -127,21 +147,7 @@ schedule: { cron: "0 0 1 1 *", jitterSec: 0 }
   }
 
   it('survives a flood of connections past its descriptor limit (EMFILE at accept), then serves again', async () => {
-    const held: Socket[] = [];
-    for (let i = 0; i < 400; i++) {
-      const s = connect(socket);
-      s.on('error', () => undefined);
-      held.push(s);
-    }
-    await Promise.all(
-      held.map(
-        (s) =>
-          new Promise<void>((r) => {
-            s.once('connect', () => r());
-            s.once('close', () => r());
-          }),
-      ),
-    );
+    const held = await openConnections(socket, 400);
     for (const s of held) s.destroy();
     await stillServing();
   });
@@ -224,21 +230,7 @@ describe('the API server in this process (a throw here would end the test worker
   });
 
   it('caps simultaneous connections, and serves again once the flood is gone', async () => {
-    const held: Socket[] = [];
-    for (let i = 0; i < 40; i++) {
-      const s = connect(socket);
-      s.on('error', () => undefined);
-      held.push(s);
-    }
-    await Promise.all(
-      held.map(
-        (s) =>
-          new Promise<void>((r) => {
-            s.once('connect', () => r());
-            s.once('close', () => r());
-          }),
-      ),
-    );
+    const held = await openConnections(socket, 40);
     const count = await new Promise<number>((r) => server.getConnections((_e, n) => r(n)));
     expect(count).toBeLessThanOrEqual(8);
     for (const s of held) s.destroy();

@@ -14,43 +14,28 @@
  *    its bound on disk, and when the controller comes back it receives explicit `dropped` events that
  *    declare the lost range, followed by the newest events without any further gap.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { describe, expect, it } from 'vitest';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { makeBundle, openSim, type Sim } from '../unit/controller-fixture.js';
+import { makeBundle } from '../unit/controller-fixture.js';
+import { linkSuite } from '../helpers/link-suite.js';
 import { makeHarness, type Harness } from '../helpers/test-controller.js';
 import { OUTBOX_FILE } from '../../agent/link/outbox.js';
 import type { AgentRecord } from '../../agent/controller/registry.js';
-import { ChildController, CONTROLLER_TOKEN_KEY, RestartableController, sleep, TOKEN, until } from '../helpers/link-load.js';
+import { ChildController, CONTROLLER_TOKEN_KEY, RestartableController, sleep, until } from '../helpers/link-load.js';
 
-let sim: Sim;
-let tmp: string;
-let tokenFile: string;
-const cleanup: Array<() => Promise<void>> = [];
-
-beforeAll(async () => {
-  sim = await openSim();
-  tmp = mkdtempSync(join(tmpdir(), 'cvm-durability-'));
-  tokenFile = join(tmp, 'token');
-  writeFileSync(tokenFile, `${TOKEN}\n`);
-}, 60_000);
-
-afterAll(async () => {
-  for (const c of cleanup.splice(0).reverse()) await c().catch(() => undefined);
-  if (sim) rmSync(sim.dir, { recursive: true, force: true });
-  if (tmp) rmSync(tmp, { recursive: true, force: true });
-});
+const suite = linkSuite('cvm-durability-');
+const { cleanup } = suite;
 
 /** A link harness whose challenges are answered with simulated evidence bound to the nonce and its key. */
 async function attestedAgent(rc: { wsUrl: string }, agentId: string, extra: { maxEvents?: number } = {}): Promise<Harness> {
   let h!: Harness;
   h = await makeHarness(rc.wsUrl, {
     agentId,
-    tokenFile,
+    tokenFile: suite.tokenFile,
     tokenKeys: [CONTROLLER_TOKEN_KEY],
     ...extra,
-    handlers: { onChallenge: async (nonce) => ({ bundle: await makeBundle(sim, nonce, h.key.publicJwk, agentId), localResult: {} }) },
+    handlers: { onChallenge: async (nonce) => ({ bundle: await makeBundle(suite.sim, nonce, h.key.publicJwk, agentId), localResult: {} }) },
   });
   cleanup.push(() => h.close());
   h.link.start();
@@ -80,8 +65,8 @@ describe('controller link durability (real agent link <-> real reference control
   it('20 controller restarts during 5,000 events: every seq applied exactly once, in order, and persisted gap-free', async () => {
     const N = 5000;
     const RESTARTS = 20;
-    const stateDir = join(tmp, 'state-a');
-    const rc = await RestartableController.create({ stateDir, simDir: sim.dir });
+    const stateDir = join(suite.tmp, 'state-a');
+    const rc = await RestartableController.create({ stateDir, simDir: suite.sim.dir });
     cleanup.push(() => rc.stop());
     await rc.start();
     const h = await attestedAgent(rc, 'durable-vm');
@@ -161,8 +146,8 @@ describe('controller link durability (real agent link <-> real reference control
   it('10 SIGKILLs of a controller process during 2,000 events: nothing lost, nothing acked is ever applied again', async () => {
     const N = 2000;
     const KILLS = 10;
-    const stateDir = join(tmp, 'state-c');
-    const cc = await ChildController.create({ stateDir, simDir: sim.dir, logLevel: 'debug' }, tmp);
+    const stateDir = join(suite.tmp, 'state-c');
+    const cc = await ChildController.create({ stateDir, simDir: suite.sim.dir, logLevel: 'debug' }, suite.tmp);
     cleanup.push(() => cc.kill9());
     await cc.start();
     const h = await attestedAgent(cc, 'crash-vm');
@@ -247,7 +232,7 @@ describe('controller link durability (real agent link <-> real reference control
     const BEFORE = 10;
     const WHILE_DOWN = 10 * MAX;
     // Simulation roots trusted so the agent key gets attested (events are only applied with an attested key).
-    const rcSim = await RestartableController.create({ stateDir: join(tmp, 'state-b'), simDir: sim.dir });
+    const rcSim = await RestartableController.create({ stateDir: join(suite.tmp, 'state-b'), simDir: suite.sim.dir });
     cleanup.push(() => rcSim.stop());
     await rcSim.start();
     const h = await attestedAgent(rcSim, 'patient-vm', { maxEvents: MAX });

@@ -75,7 +75,8 @@ export function makeSimSnpChain(): SimSnpChain {
     ],
   });
   const raw = encodeTcb(tcb, 'legacy');
-  const unsigned = serializeSnpReport({
+  // The same report fields signed and then serialized with their signature.
+  const fields = {
     version: 3,
     policy: 0x30000n,
     currentTcb: raw,
@@ -88,23 +89,10 @@ export function makeSimSnpChain(): SimSnpChain {
     chipId,
     measurement: Buffer.alloc(48, 0x11),
     reportData: Buffer.alloc(64, 0x22),
-  });
+  };
+  const unsigned = serializeSnpReport(fields);
   const sig = sign('sha384', unsigned.subarray(0, SNP_SIGNED_END), { key: vcek.privateKey, dsaEncoding: 'ieee-p1363' });
-  const report = serializeSnpReport({
-    version: 3,
-    policy: 0x30000n,
-    currentTcb: raw,
-    reportedTcb: raw,
-    committedTcb: raw,
-    launchTcb: raw,
-    currentVersion: { major: 1, minor: 55, build: 40 },
-    committedVersion: { major: 1, minor: 55, build: 40 },
-    cpuid: { family: 0x19, model: 0x11, stepping: 1 },
-    chipId,
-    measurement: Buffer.alloc(48, 0x11),
-    reportData: Buffer.alloc(64, 0x22),
-    signature: signatureFromP1363(sig),
-  });
+  const report = serializeSnpReport({ ...fields, signature: signatureFromP1363(sig) });
   return {
     arkKey: ark.privateKey,
     ark: arkDer,
