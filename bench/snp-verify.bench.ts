@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { constants, createPublicKey, verify } from 'node:crypto';
 import { medianMs, type BenchRow } from './lib.js';
 import { verifySnpAttestation } from '../agent/attest/verify-and-appraise.js';
-import { parseCertificate } from '../agent/verify/snp/x509.js';
+import { parseCertificate } from '../agent/formats/x509/certificate.js';
 import { reportSignatureP1363 } from '../agent/verify/snp/signature.js';
 import { pinnedAmdRoots } from '../agent/roots/amd.js';
 

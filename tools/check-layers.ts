@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 export const LAYERS: readonly (readonly string[])[] = [
   ['errors.ts'], // the error classes every layer throws
   ['util'], // pure helpers (bytes, DER, PEM, JCS, XML, bounded reads, bounded cache, log, version)
-  ['formats', 'roots', 'config'], // bytes <-> structures, pinned trust anchors, agent config schema
+  ['formats', 'roots', 'config'], // bytes <-> structures (X.509 in formats/x509), pinned trust anchors, agent config schema
   ['native'], // the Node-API addon and its error mapping (OS boundary)
   ['evidence', 'verify', 'appraise'], // collectors, verifiers (signatures/chains), policy
   ['collateral'], // collateral store and fetchers (below the verifier factory in attest/, which gathers from it)

@@ -10,11 +10,11 @@
 import { ParseError } from '../errors.js';
 import { children, childrenAtLeast, decodeOid, decodeString, expectTag, parseDer, TAG } from '../util/der.js';
 import { encodeTcb, parseAmdCertExtensions, productFromName, tcbLayoutFor, type SnpProduct } from '../formats/snp-abi/index.js';
-import { pemCertificates, roleOf } from '../verify/snp/cert-input.js';
-import { parseCertificate, type ParsedCert } from '../verify/snp/x509.js';
+import { roleOf } from '../verify/snp/cert-input.js';
+import { certificateValidity, parseCertificate, type Certificate } from '../formats/x509/certificate.js';
 import { parseCrl } from '../verify/snp/crl.js';
 import { parseOcspResponse, OCSP_RESPONSE_STATUS } from '../verify/nvidia/ocsp.js';
-import { parseRim, certValidity } from '../verify/nvidia/rim/index.js';
+import { parseRim } from '../verify/nvidia/rim/index.js';
 import { isBundleJson, parseBundle } from './bundle.js';
 import { checkChain, checkRimId, keyPath, PRODUCTS } from './keys.js';
 import type { ClassifiedItem, CollateralKey, KdsChain, ValidityInfo } from './types.js';
@@ -60,7 +60,7 @@ function knownProduct(name: string | undefined, what: string): SnpProduct {
   return p;
 }
 
-const certValidityInfo = (c: ParsedCert): ValidityInfo => ({ notBefore: iso(c.notBefore), notAfter: iso(c.notAfter) });
+const certValidityInfo = (c: Certificate): ValidityInfo => ({ notBefore: iso(c.notBefore), notAfter: iso(c.notAfter) });
 
 /** One DER certificate → VCEK, VLEK, ASK, ASVK or ARK. */
 function classifyCertificate(der: Uint8Array): ClassifiedItem {
@@ -200,7 +200,7 @@ function classifyRim(xml: string, hint: ClassifyHint): ClassifiedItem {
   let na = Infinity;
   for (const der of rim.signerCerts) {
     try {
-      const v = certValidity(der);
+      const v = certificateValidity(der);
       nb = Math.max(nb, v.notBefore.getTime());
       na = Math.min(na, v.notAfter.getTime());
     } catch {
@@ -213,7 +213,7 @@ function classifyRim(xml: string, hint: ClassifyHint): ClassifiedItem {
 }
 
 function classifyPem(text: string, hint: ClassifyHint): ClassifiedItem[] {
-  const out: ClassifiedItem[] = pemCertificates(text).map((der) => classifyCertificate(der));
+  const out: ClassifiedItem[] = pemBlocks(text).map((der) => classifyCertificate(der));
   for (const der of pemBlocks(text, 'X509 CRL')) out.push(classifyCrl(der, hint));
   if (out.length === 0) throw new ParseError('PEM without any CERTIFICATE or X509 CRL block');
   return out;

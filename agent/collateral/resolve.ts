@@ -21,7 +21,8 @@ import { fail, pass, warn, type Check } from '../formats/checks.js';
 import { parseSnpReport, tcbFor, type SnpProduct, type SnpReport } from '../formats/snp-abi/index.js';
 import { parseHclReport } from '../formats/azure/hcl.js';
 import { parseGpuReport } from '../verify/nvidia/report.js';
-import { parsePemChain, type ParsedCert } from '../verify/nvidia/chain.js';
+import { parsePemChain } from '../verify/nvidia/chain.js';
+import type { Certificate } from '../formats/x509/certificate.js';
 import { archFromChain, normaliseArch } from '../verify/nvidia/gpu-verify.js';
 import { driverRimId, vbiosRimId } from '../verify/nvidia/rim/ids.js';
 import type { EvidenceBundle, GpuBundleEntry } from '../formats/evidence-bundle.js';
@@ -345,7 +346,7 @@ async function findVlek(g: Gatherer, r: SnpReport): Promise<Lookup> {
 // ---------------------------------------------------------------------------------------------- GPU
 
 /** RIM ids from the report's opaque data, exactly as verifyGpuReport names them (gpu-verify.ts step 9). */
-function rimIds(entry: GpuBundleEntry, certs: ParsedCert[] | undefined): { ids: string[]; problems: string[] } {
+function rimIds(entry: GpuBundleEntry, certs: Certificate[] | undefined): { ids: string[]; problems: string[] } {
   const ids: string[] = [];
   const problems: string[] = [];
   let o;
@@ -377,7 +378,7 @@ function rimIds(entry: GpuBundleEntry, certs: ParsedCert[] | undefined): { ids: 
 }
 
 async function gatherGpu(g: Gatherer, entry: GpuBundleEntry, byId: Map<string, string>, ocsp: Map<string, Buffer>): Promise<Check[]> {
-  let certs: ParsedCert[] | undefined;
+  let certs: Certificate[] | undefined;
   try {
     certs = parsePemChain(entry.certChainPem);
   } catch (err) {

@@ -5,15 +5,16 @@
  */
 import { createHash, sign, type KeyObject } from 'node:crypto';
 import { bitString, explicit, generalizedTime, integer, nullValue, octetString, oid, sequence, tlv } from '../util/der-writer.js';
-import { parsePemChain, type ParsedCert } from '../verify/nvidia/chain.js';
+import { parsePemChain } from '../verify/nvidia/chain.js';
+import type { Certificate } from '../formats/x509/certificate.js';
 import type { SimGpuIdentity } from './gpu-sim.js';
 
 const HASH_OIDS = { sha1: '1.3.14.3.2.26', sha384: '2.16.840.1.101.3.4.2.2' } as const;
 const HOUR = 3600_000;
 
 export interface OcspResponseSpec {
-  cert: ParsedCert;
-  issuer: ParsedCert;
+  cert: Certificate;
+  issuer: Certificate;
   signerKey: KeyObject;
   /** DER Name of the responder (byName ResponderID). */
   responderName: Uint8Array;

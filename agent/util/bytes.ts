@@ -32,3 +32,8 @@ export function asBuffer(bytes: Uint8Array): Buffer {
 
 /** Constant-time comparison for secrets and digests of equal length. */
 export { timingSafeEqual } from 'node:crypto';
+
+/** Byte-for-byte equality (not constant-time: for public data such as names and certificates). */
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && Buffer.compare(a, b) === 0;
+}

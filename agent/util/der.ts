@@ -158,32 +158,3 @@ export function decodeBitString(node: DerNode): Uint8Array {
   if (v[0] !== 0) throw new ParseError('DER: BIT STRING with unused bits', node.start);
   return v.subarray(1);
 }
-
-/**
- * X.509 v3 extensions of a certificate as OID → extnValue bytes (the OCTET STRING contents).
- * Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signature }
- * TBSCertificate ::= SEQUENCE { [0] version, serial, sig, issuer, validity, subject, spki, ..., [3] extensions }
- */
-export function certificateExtensions(certDer: Uint8Array): Map<string, { critical: boolean; value: Uint8Array }> {
-  const cert = parseDer(certDer);
-  const [tbs] = childrenAtLeast(expectTag(cert, TAG.SEQUENCE, 'Certificate'), 3, 'Certificate');
-  const out = new Map<string, { critical: boolean; value: Uint8Array }>();
-  for (const field of children(expectTag(tbs!, TAG.SEQUENCE, 'TBSCertificate'))) {
-    if (field.tag !== 0xa3) continue;
-    const [extSeq] = childrenAtLeast(field, 1, 'extensions');
-    for (const ext of children(expectTag(extSeq!, TAG.SEQUENCE, 'Extensions'))) {
-      const parts = childrenAtLeast(ext, 2, 'Extension');
-      const oid = decodeOid(parts[0]!);
-      let critical = false;
-      let valueNode = parts[1]!;
-      if (valueNode.tag === TAG.BOOLEAN) {
-        critical = valueOf(valueNode)[0] !== 0;
-        valueNode = parts[2] ?? valueNode;
-      }
-      expectTag(valueNode, TAG.OCTET_STRING, 'extnValue');
-      if (out.has(oid)) throw new ParseError(`DER: duplicate extension ${oid}`, ext.start);
-      out.set(oid, { critical, value: valueOf(valueNode) });
-    }
-  }
-  return out;
-}

@@ -1,6 +1,6 @@
 /**
- * The one PEM toolkit (RFC 7468 textual encoding): DER -> PEM, and PEM -> DER blocks of one label,
- * either lax (every block of the label, anything else ignored: bundles, IMDS answers, KDS cert_chain)
+ * The one PEM toolkit (RFC 7468 textual encoding): DER -> PEM, and PEM -> DER blocks of one label
+ * with one splitter, either lax (every block of the label, anything else ignored: bundles, IMDS answers, KDS cert_chain)
  * or strict (nothing but white space/NULs between blocks, canonical base64, a bounded count: device
  * evidence such as a GPU certificate chain).
  */
@@ -17,18 +17,6 @@ export function derToPem(der: Uint8Array, label = 'CERTIFICATE'): string {
 
 const blockRe = (label: string): RegExp => new RegExp(`-----BEGIN ${label}-----([A-Za-z0-9+/=\\s]*?)-----END ${label}-----`, 'g');
 
-/** Lax: the DER of every `label` block in `text`; other blocks and text around them are ignored. */
-export function pemBlocks(text: string, label = 'CERTIFICATE'): Buffer[] {
-  const out: Buffer[] = [];
-  for (const m of text.matchAll(blockRe(label))) out.push(Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64'));
-  return out;
-}
-
-/** All CERTIFICATE blocks of a PEM text (other block types are ignored). */
-export function pemCertificates(text: string): Buffer[] {
-  return pemBlocks(text, 'CERTIFICATE');
-}
-
 export interface StrictPemOptions {
   /** For messages, e.g. "certificate chain". */
   what: string;
@@ -38,21 +26,32 @@ export interface StrictPemOptions {
   maxBlocks: number;
 }
 
-/** Strict: only `label` blocks separated by white space/NULs, canonical base64, 1..maxBlocks of them. */
-export function pemBlocksStrict(text: string, label: string, o: StrictPemOptions): Buffer[] {
+const onlySpace = (s: string): boolean => /^[\s\0]*$/.test(s);
+
+/**
+ * The DER of every `label` block in `text`.
+ * Lax (no `strict`): other blocks and text around them are ignored. Strict (for untrusted evidence):
+ * only `label` blocks separated by white space/NULs, canonical base64, 1..strict.maxBlocks of them;
+ * anything else is a ParseError.
+ */
+export function pemBlocks(text: string, label = 'CERTIFICATE', strict?: StrictPemOptions): Buffer[] {
   const re = blockRe(label);
   const out: Buffer[] = [];
   let last = 0;
   let m: RegExpExecArray | null;
   while ((m = re.exec(text)) !== null) {
-    if (!/^[\s\0]*$/.test(text.slice(last, m.index))) throw new ParseError(`${o.what}: unexpected text between PEM blocks`, m.index);
     const b64 = m[1]!.replace(/\s+/g, '');
-    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64) || b64.length % 4 !== 0) throw new ParseError(`${o.what}: bad base64 in PEM block`, m.index);
+    if (strict) {
+      if (!onlySpace(text.slice(last, m.index))) throw new ParseError(`${strict.what}: unexpected text between PEM blocks`, m.index);
+      if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64) || b64.length % 4 !== 0) throw new ParseError(`${strict.what}: bad base64 in PEM block`, m.index);
+    }
     out.push(Buffer.from(b64, 'base64'));
-    if (out.length > o.maxBlocks) throw new ParseError(`${o.what}: more than ${o.maxBlocks} ${o.noun}`);
+    if (strict && out.length > strict.maxBlocks) throw new ParseError(`${strict.what}: more than ${strict.maxBlocks} ${strict.noun}`);
     last = m.index + m[0].length;
   }
-  if (!/^[\s\0]*$/.test(text.slice(last))) throw new ParseError(`${o.what}: unexpected text after the last PEM block`, last);
-  if (out.length === 0) throw new ParseError(`${o.what}: no PEM ${o.noun} found`);
+  if (strict) {
+    if (!onlySpace(text.slice(last))) throw new ParseError(`${strict.what}: unexpected text after the last PEM block`, last);
+    if (out.length === 0) throw new ParseError(`${strict.what}: no PEM ${strict.noun} found`);
+  }
   return out;
 }

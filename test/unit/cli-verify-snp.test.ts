@@ -9,7 +9,7 @@ import type { CliIO } from '../../agent/cli/command.js';
 import { vectorsDir, vector, FC_RUNS } from '../helpers/paths.js';
 import { certificatesFromBytes, classifyCertificates } from '../../agent/verify/snp/cert-input.js';
 import { parseCrl } from '../../agent/verify/snp/crl.js';
-import { parseCertificate } from '../../agent/verify/snp/x509.js';
+import { parseCertificate } from '../../agent/formats/x509/certificate.js';
 import { CvmError } from '../../agent/errors.js';
 import { makeSimSnpChain, simCrl } from '../helpers/snp-sim-chain.js';
 

@@ -20,7 +20,7 @@ import {
 } from '../../agent/collateral/index.js';
 import { parseAmdCertExtensions } from '../../agent/formats/snp-abi/index.js';
 import { parseOcspResponse, findSingleResponse } from '../../agent/verify/nvidia/ocsp.js';
-import { parseCertificate as parseNvCert } from '../../agent/verify/nvidia/chain.js';
+import { parseCertificateEager as parseNvCert } from '../../agent/formats/x509/certificate.js';
 import { buildCrl } from '../../agent/util/x509-builder.js';
 import { makeSimSnpChain, amdName } from '../helpers/snp-sim-chain.js';
 import { startFakeCollateralServer, type FakeCollateralServer } from '../helpers/fake-collateral-server.js';

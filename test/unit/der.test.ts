@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { X509Certificate } from 'node:crypto';
-import { certificateExtensions, children, decodeInteger, decodeOid, decodeTime, parseDer, readNode, TAG } from '../../agent/util/der.js';
+import { certificateExtensions } from '../../agent/formats/x509/extensions.js';
+import { children, decodeInteger, decodeOid, decodeTime, parseDer, readNode, TAG } from '../../agent/util/der.js';
 import { ParseError } from '../../agent/errors.js';
 import { FC_RUNS, vector } from '../helpers/paths.js';
 

@@ -78,7 +78,7 @@ describe('simulated roots', () => {
 
   it('the sim ARK supplied with real Genoa evidence is rejected as not the pinned ARK', async () => {
     const { vector } = await import('../helpers/paths.js');
-    const { pemCertificates } = await import('../../agent/verify/snp/cert-input.js');
+    const { pemBlocks: pemCertificates } = await import('../../agent/util/pem.js');
     const ev = JSON.parse(vector('snp/trustee_az-snp-vtpm_evidence-genoa.json').toString('utf8')) as { report: number[]; vcek: string };
     const res = verifySnpAttestation(
       { report: Buffer.from(ev.report).subarray(0x20, 0x20 + 0x4a0), certificates: [...pemCertificates(ev.vcek), sim.ark] },

@@ -9,8 +9,8 @@ import { vector } from '../helpers/paths.js';
 import type { SnpVerifyInput } from '../../agent/verify/snp/verify.js';
 import { verifySnpAttestation, type SnpVerifyOptions } from '../../agent/attest/verify-and-appraise.js';
 import { verifyReportSignature, reportSignatureP1363 } from '../../agent/verify/snp/signature.js';
-import { parseCertificate } from '../../agent/verify/snp/x509.js';
-import { pemCertificates } from '../../agent/verify/snp/cert-input.js';
+import { parseCertificate } from '../../agent/formats/x509/certificate.js';
+import { pemBlocks as pemCertificates } from '../../agent/util/pem.js';
 import { DEFAULT_SNP_POLICY, type SnpPolicy } from '../../agent/appraise/snp-policy.js';
 import { pinnedAmdRoots, pinnedArkFingerprints, productLine } from '../../agent/roots/amd.js';
 import { EMBEDDED_AMD_ROOTS } from '../../agent/roots/amd/certs.js';
@@ -226,7 +226,7 @@ describe('every single-bit flip of the signed region is rejected', () => {
   for (const c of CASES) {
     it(c.name, () => {
       const leaf = c.certs.map(parseCertificate).find((x) => x.subjectCn === 'SEV-VCEK' || x.subjectCn === 'SEV-VLEK')!;
-      const key = leaf.publicKey();
+      const key = leaf.publicKey;
       const buf = Buffer.from(c.report);
       expect(verifyReportSignature(buf, key)).toBe(true);
       let accepted = 0;
@@ -247,7 +247,7 @@ describe('every single-bit flip of the signed region is rejected', () => {
 
   it('flips in the signature fields and its zero extension are rejected too', () => {
     const c = CASES[1]!;
-    const key = parseCertificate(c.certs[0]!).publicKey();
+    const key = parseCertificate(c.certs[0]!).publicKey;
     for (const off of [0x2a0, 0x2a0 + 47, 0x2a0 + 48, 0x2e8, 0x2e8 + 47, 0x2e8 + 71]) {
       const buf = Buffer.from(c.report);
       buf[off]! ^= 0x01;

@@ -6,19 +6,8 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { X509Certificate, constants, generateKeyPairSync, verify, type KeyObject } from 'node:crypto';
 import { CvmError, ParseError } from '../../agent/errors.js';
-import {
-  TAG,
-  certificateExtensions,
-  children,
-  decodeBitString,
-  decodeInteger,
-  decodeOid,
-  decodeTime,
-  encodedOf,
-  parseDer,
-  readNode,
-  valueOf,
-} from '../../agent/util/der.js';
+import { TAG, children, decodeBitString, decodeInteger, decodeOid, decodeTime, encodedOf, parseDer, readNode, valueOf } from '../../agent/util/der.js';
+import { certificateExtensions } from '../../agent/formats/x509/extensions.js';
 import * as w from '../../agent/util/der-writer.js';
 import {
   authorityKeyIdentifier,

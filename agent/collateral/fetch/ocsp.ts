@@ -15,7 +15,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { CollateralError, ParseError } from '../../errors.js';
 import { explicit, integer, nullValue, octetString, oid, sequence } from '../../util/der-writer.js';
-import { parseCertificate } from '../../verify/nvidia/chain.js';
+import { parseCertificateEager as parseCertificate } from '../../formats/x509/certificate.js';
 import { parseOcspResponse, OCSP_RESPONSE_STATUS } from '../../verify/nvidia/ocsp.js';
 import type { CollateralKey } from '../types.js';
 import type { Fetched } from '../store.js';

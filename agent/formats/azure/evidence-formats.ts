@@ -11,7 +11,7 @@
  */
 import { createHash } from 'node:crypto';
 import { ParseError } from '../../errors.js';
-import { pemCertificates } from '../../util/pem.js';
+import { pemBlocks } from '../../util/pem.js';
 
 /** The signature as shipped: a TPMT_SIGNATURE, or the bare RSA signature bytes (CoCo attester, az-cvm-vtpm). */
 export type QuoteSignature = { format: 'tpmt'; bytes: Buffer } | { format: 'raw'; bytes: Buffer };
@@ -82,7 +82,7 @@ function pemOrDerList(v: unknown, what: string): Buffer[] {
   const out: Buffer[] = [];
   for (const item of list) {
     if (typeof item !== 'string') throw new ParseError(`${what}: expected PEM text`);
-    const certs = pemCertificates(item);
+    const certs = pemBlocks(item);
     if (certs.length === 0) throw new ParseError(`${what}: no PEM CERTIFICATE block`);
     out.push(...certs);
   }
@@ -214,9 +214,9 @@ export function parseImdsCertification(text: string): { vcek: Buffer; chain: Buf
   const vcekPem = own(doc, 'vcekCert');
   const chainPem = own(doc, 'certificateChain');
   if (typeof vcekPem !== 'string') throw new ParseError('IMDS certification: "vcekCert" missing or not PEM text');
-  const vcek = pemCertificates(vcekPem);
+  const vcek = pemBlocks(vcekPem);
   if (vcek.length !== 1) throw new ParseError(`IMDS certification: "vcekCert" holds ${vcek.length} certificates, expected 1`);
-  const chain = typeof chainPem === 'string' ? pemCertificates(chainPem) : [];
+  const chain = typeof chainPem === 'string' ? pemBlocks(chainPem) : [];
   if (chainPem !== undefined && typeof chainPem !== 'string') throw new ParseError('IMDS certification: "certificateChain" is not PEM text');
   return { vcek: vcek[0]!, chain };
 }

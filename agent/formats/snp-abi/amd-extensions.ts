@@ -1,10 +1,11 @@
 /**
  * AMD VCEK/VLEK X.509 extensions, OIDs 1.3.6.1.4.1.3704.1.* (snp.md §4.2; go-sev-guest kds/kds.go,
  * tinfoilsh/go-sev-guest kds.go for …3.9 fmcSPL, trustee get_oid_octets for hwID). Node's
- * X509Certificate does not expose custom extensions, hence this parser over util/der.ts.
+ * X509Certificate does not expose custom extensions, hence formats/x509/extensions.ts.
  */
 import { ParseError } from '../../errors.js';
-import { TAG, certificateExtensions, decodeInteger, decodeString, parseDer, readNode, valueOf, type DerNode } from '../../util/der.js';
+import { TAG, decodeInteger, decodeString, parseDer, readNode, valueOf, type DerNode } from '../../util/der.js';
+import { certificateExtensions } from '../x509/extensions.js';
 import { productFromName } from './tcb.js';
 import type { AmdCertExtensions } from './types.js';
 

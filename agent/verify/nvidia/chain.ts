@@ -4,26 +4,15 @@
  * reference/nvidia-gpu.md §2.1 step 3, §4.3). Pure: certificates + pinned root + time in, checks out.
  * As nvtrust and the C++ SDK do, the root the device sends is dropped and the pinned root appended
  * (§8 item 5); exactly 5 certificates are required (cc_admin_utils.py MAX_CERT_CHAIN_LENGTH).
- * Signature results are memoised by certificate hash: they are pure, so repeated verification is cheap.
+ * Certificates are parsed by formats/x509 (every part decoded up front: this is device evidence) and
+ * links checked by verify/x509 isIssuedBy, memoised by certificate hash.
  */
-import { X509Certificate, createHash, type KeyObject } from 'node:crypto';
 import { ParseError } from '../../errors.js';
 import { fail, pass, type Check } from '../../formats/checks.js';
-import {
-  childrenAtLeast,
-  decodeInteger,
-  decodeTime,
-  encodedOf,
-  expectTag,
-  parseDer,
-  TAG,
-  valueOf,
-  certificateExtensions,
-  children,
-  decodeBitString,
-} from '../../util/der.js';
-import { pemBlocksStrict } from '../../util/pem.js';
+import { parseCertificateEager, type Certificate } from '../../formats/x509/certificate.js';
+import { pemBlocks } from '../../util/pem.js';
 import { BoundedCache } from '../../util/bounded-cache.js';
+import { isIssuedBy } from '../x509/signature.js';
 
 /** Device chains are 5 long on Hopper and Blackwell (MAX_CERT_CHAIN_LENGTH = 5). */
 export const GPU_CHAIN_LENGTH = 5;
@@ -31,98 +20,21 @@ export const GPU_CHAIN_LENGTH = 5;
 export const MAX_CHAIN_PEM_LENGTH = 64 * 1024;
 const MAX_CERTS = 16;
 
-export interface ParsedCert {
-  der: Buffer;
-  sha256: string;
-  x509: X509Certificate;
-  publicKey: KeyObject;
-  serial: bigint;
-  /** Encoded Name (SEQUENCE) of issuer and subject, for OCSP CertID and name chaining. */
-  issuerDer: Uint8Array;
-  subjectDer: Uint8Array;
-  /** subjectPublicKey BIT STRING contents (OCSP issuerKeyHash input). */
-  publicKeyBits: Uint8Array;
-  notBefore: Date;
-  notAfter: Date;
-  subject: string;
-  /** Common name, for messages. */
-  cn: string;
-  extensions: Map<string, { critical: boolean; value: Uint8Array }>;
-  isCa: boolean;
-}
-
-// Bounded in bytes: a parsed certificate keeps its DER plus decoded fields (counted as twice the DER).
-const certCache = new BoundedCache<ParsedCert>({ maxEntries: 4096, maxBytes: 16 * 1024 * 1024 });
-
-/** Parse one DER certificate (strict DER walk for the fields, node:crypto for keys/signatures). */
-export function parseCertificate(der: Uint8Array): ParsedCert {
-  const key = createHash('sha256').update(der).digest('hex');
-  const hit = certCache.get(key);
-  if (hit) return hit;
-  const cert = expectTag(parseDer(der), TAG.SEQUENCE, 'Certificate');
-  const [tbs] = childrenAtLeast(cert, 3, 'Certificate');
-  const f = childrenAtLeast(expectTag(tbs!, TAG.SEQUENCE, 'TBSCertificate'), 6, 'TBSCertificate');
-  const o = f[0]!.tag === 0xa0 ? 1 : 0; // [0] EXPLICIT version is optional
-  if (f.length < 6 + o) throw new ParseError('certificate: TBSCertificate too short', tbs!.start);
-  const serial = decodeInteger(f[o]!);
-  const issuer = expectTag(f[o + 2]!, TAG.SEQUENCE, 'issuer');
-  const validity = childrenAtLeast(expectTag(f[o + 3]!, TAG.SEQUENCE, 'validity'), 2, 'validity');
-  const subject = expectTag(f[o + 4]!, TAG.SEQUENCE, 'subject');
-  const spki = childrenAtLeast(expectTag(f[o + 5]!, TAG.SEQUENCE, 'subjectPublicKeyInfo'), 2, 'subjectPublicKeyInfo');
-  const publicKeyBits = decodeBitString(spki[1]!);
-  const extensions = certificateExtensions(der);
-  let x509: X509Certificate;
-  let publicKey: KeyObject;
-  try {
-    x509 = new X509Certificate(Buffer.from(der));
-    publicKey = x509.publicKey; // OpenSSL decodes the key lazily; a bad key throws here
-  } catch (err) {
-    throw new ParseError(`certificate: ${(err as Error).message}`, 0, { cause: err });
-  }
-  const parsed: ParsedCert = {
-    der: Buffer.from(der),
-    sha256: key,
-    x509,
-    publicKey,
-    serial,
-    issuerDer: encodedOf(issuer),
-    subjectDer: encodedOf(subject),
-    publicKeyBits,
-    notBefore: decodeTime(validity[0]!),
-    notAfter: decodeTime(validity[1]!),
-    subject: x509.subject.replace(/\n/g, ', '),
-    cn: /(?:^|\n)CN=([^\n]*)/.exec(x509.subject)?.[1] ?? x509.subject.replace(/\n/g, ', '),
-    extensions,
-    isCa: basicConstraintsCa(extensions),
-  };
-  certCache.set(key, parsed, 2 * der.byteLength);
-  return parsed;
-}
-
-/** basicConstraints (2.5.29.19) cA flag; absent extension = not a CA. */
-function basicConstraintsCa(ext: Map<string, { value: Uint8Array }>): boolean {
-  const bc = ext.get('2.5.29.19');
-  if (!bc) return false;
-  const seq = expectTag(parseDer(bc.value), TAG.SEQUENCE, 'BasicConstraints');
-  const first = children(seq)[0];
-  return first !== undefined && first.tag === TAG.BOOLEAN && valueOf(first)[0] !== 0;
-}
-
 /** Split PEM text into DER certificates; anything but whitespace/NULs between blocks is an error. */
 export function splitPemCertificates(pem: string): Buffer[] {
   if (pem.length > MAX_CHAIN_PEM_LENGTH) throw new ParseError(`certificate chain: ${pem.length} characters exceeds ${MAX_CHAIN_PEM_LENGTH}`);
-  return pemBlocksStrict(pem, 'CERTIFICATE', { what: 'certificate chain', noun: 'certificates', maxBlocks: MAX_CERTS });
+  return pemBlocks(pem, 'CERTIFICATE', { what: 'certificate chain', noun: 'certificates', maxBlocks: MAX_CERTS });
 }
 
-const chainCache = new BoundedCache<ParsedCert[]>({ maxEntries: 1024, maxBytes: 16 * 1024 * 1024 });
+const chainCache = new BoundedCache<Certificate[]>({ maxEntries: 1024, maxBytes: 16 * 1024 * 1024 });
 
 /** Parse a PEM chain (memoised by its text). */
-export function parsePemChain(pem: string): ParsedCert[] {
+export function parsePemChain(pem: string): Certificate[] {
   const hit = chainCache.get(pem);
   if (hit) return hit;
   const certs = splitPemCertificates(pem).map((der, i) => {
     try {
-      return parseCertificate(der);
+      return parseCertificateEager(der);
     } catch (err) {
       if (err instanceof ParseError) throw new ParseError(`certificate ${i} in the chain: ${err.message}`, undefined, { cause: err });
       throw err;
@@ -133,26 +45,7 @@ export function parsePemChain(pem: string): ParsedCert[] {
   return certs;
 }
 
-const linkCache = new BoundedCache<boolean>({ maxEntries: 4096, maxBytes: 1024 * 1024 });
-
-/** Is `child` signed by `issuer`'s key with matching names? Memoised (pure). */
-export function isIssuedBy(child: ParsedCert, issuer: ParsedCert): boolean {
-  const key = `${child.sha256}:${issuer.sha256}`;
-  const hit = linkCache.get(key);
-  if (hit !== undefined) return hit;
-  let ok = Buffer.compare(Buffer.from(child.issuerDer), Buffer.from(issuer.subjectDer)) === 0;
-  if (ok) {
-    try {
-      ok = child.x509.verify(issuer.publicKey);
-    } catch {
-      ok = false;
-    }
-  }
-  linkCache.set(key, ok, 8);
-  return ok;
-}
-
-function validAt(c: ParsedCert, at: Date): boolean {
+function validAt(c: Certificate, at: Date): boolean {
   return c.notBefore.getTime() <= at.getTime() && at.getTime() <= c.notAfter.getTime();
 }
 
@@ -162,7 +55,7 @@ export interface ChainResult {
   /** gpu.chain.root: the chain ends in the pinned root. */
   root: Check;
   /** The certificates as verified: supplied certs minus the supplied root, plus the pinned root. */
-  verified: ParsedCert[];
+  verified: Certificate[];
   /** Earliest notAfter over the chain (claims: cert expiration). */
   earliestNotAfter?: Date;
 }
@@ -171,7 +64,7 @@ export interface ChainResult {
  * Verify a device chain against a pinned root at time `at`.
  * `rootName` names the anchor in messages ("NVIDIA Device Identity CA" or the simulated one).
  */
-export function verifyDeviceChain(certs: ParsedCert[], pinnedRoot: ParsedCert, at: Date, rootName: string, expectedLength = GPU_CHAIN_LENGTH): ChainResult {
+export function verifyDeviceChain(certs: Certificate[], pinnedRoot: Certificate, at: Date, rootName: string, expectedLength = GPU_CHAIN_LENGTH): ChainResult {
   const problems: string[] = [];
   if (certs.length !== expectedLength) problems.push(`expected ${expectedLength} certificates, got ${certs.length}`);
   const supplied = certs.length > 1 ? certs.slice(0, -1) : certs.slice();

@@ -12,7 +12,8 @@ import { bytesToHex, timingSafeEqual } from '../../util/bytes.js';
 import { fail, failureLines, pass, warn, resultOf, type Check, type VerificationResult } from '../../formats/checks.js';
 import { nvidiaDeviceRoot } from '../../roots/nvidia-device.js';
 import { parseGpuReport, type GpuReport } from './report.js';
-import { parseCertificate, parsePemChain, verifyDeviceChain, type ParsedCert } from './chain.js';
+import { parsePemChain, verifyDeviceChain } from './chain.js';
+import { parseCertificateEager as parseCertificate, type Certificate } from '../../formats/x509/certificate.js';
 import { leafFwid } from './fwid.js';
 import { certRevocationStatus, parseOcspResponses, type OcspResponse } from './ocsp.js';
 import { compareMeasurementsDetailed, driverRimId, vbiosRimId, type MeasurementMismatch, type Rim } from './rim/index.js';
@@ -69,7 +70,7 @@ const DEVICE_ROOT_NAME = 'NVIDIA Device Identity CA';
 const SIM_ROOT_NAME = 'SIMULATED NVIDIA Device Identity CA (trusted only because simulation is enabled)';
 
 /** Architecture from the device chain: GH100 → Hopper, GB1xx/GB2xx → Blackwell (§4.3). */
-export function archFromChain(certs: readonly ParsedCert[]): GpuArch | undefined {
+export function archFromChain(certs: readonly Certificate[]): GpuArch | undefined {
   const names = certs.slice(0, 2).map((c) => c.cn);
   if (names.some((n) => /^GH1\d\d\b/.test(n))) return 'hopper';
   if (names.some((n) => /^GB\d\d\d\b/.test(n))) return 'blackwell';
@@ -184,8 +185,8 @@ function checkReportParses(bytes: Uint8Array, label: string): { check: Check; re
 interface DeviceChainStep {
   checks: Check[];
   /** The supplied chain, leaf first; absent when unreadable. */
-  certs?: ParsedCert[];
-  verified: ParsedCert[];
+  certs?: Certificate[];
+  verified: Certificate[];
   earliestNotAfter?: Date;
   /** The chain ends in the simulated root (trusted only because the caller passed it). */
   simulated: boolean;
@@ -193,7 +194,7 @@ interface DeviceChainStep {
 
 /** Device chain: parse, anchor (pinned or explicitly enabled simulated root), links, validity. */
 function checkDeviceChain(pem: string, simulatedRoots: SimulatedRoots | undefined, at: Date, label: string): DeviceChainStep {
-  let certs: ParsedCert[] | undefined;
+  let certs: Certificate[] | undefined;
   let chainError: string | undefined;
   try {
     certs = parsePemChain(pem);
@@ -227,7 +228,7 @@ function checkDeviceChain(pem: string, simulatedRoots: SimulatedRoots | undefine
 }
 
 /** Report signature: ECDSA P-384 / SHA-384 over request ‖ response[:-96], raw r‖s (§3.1). */
-function checkReportSignature(report: GpuReport, leaf: ParsedCert | undefined): Check {
+function checkReportSignature(report: GpuReport, leaf: Certificate | undefined): Check {
   if (!leaf) return fail('gpu.signature', 'not evaluated: no attestation key (AK) certificate');
   if (leaf.publicKey.asymmetricKeyType !== 'ec' || leaf.publicKey.asymmetricKeyDetails?.namedCurve !== 'secp384r1') {
     return fail('gpu.signature', `the AK certificate "${leaf.cn}" does not hold an EC P-384 key`);
@@ -244,7 +245,7 @@ function checkReportSignature(report: GpuReport, leaf: ParsedCert | undefined): 
 }
 
 /** FWID: report opaque field 20 == leaf extension (only when the report carries one, §2.1 step 3). */
-function checkFwid(reportFwid: Uint8Array | undefined, leaf: ParsedCert | undefined): Check {
+function checkFwid(reportFwid: Uint8Array | undefined, leaf: Certificate | undefined): Check {
   let leafFw: { fwid: Uint8Array; source: string } | undefined;
   let fwidError: string | undefined;
   if (leaf) {
@@ -269,7 +270,7 @@ function checkFwid(reportFwid: Uint8Array | undefined, leaf: ParsedCert | undefi
 }
 
 /** Architecture: the chain names one, and the evidence's claim (if any) agrees (the allowed list is appraisal). */
-function checkArch(certs: readonly ParsedCert[] | undefined, chainArch: GpuArch | undefined, evidenceArch: string | undefined): Check {
+function checkArch(certs: readonly Certificate[] | undefined, chainArch: GpuArch | undefined, evidenceArch: string | undefined): Check {
   const claimedArch = normaliseArch(evidenceArch);
   if (!chainArch)
     return fail(
@@ -379,7 +380,7 @@ function checkGoldenMeasurements(report: GpuReport, ids: RimIds, options: GpuRep
 
 /** Revocation of the device chain's intermediates (positions 1 .. n-2, §2.1 step 4). */
 function checkChainRevocation(
-  verifiedChain: readonly ParsedCert[],
+  verifiedChain: readonly Certificate[],
   options: GpuReportVerifyOptions,
   skipped: boolean,
 ): { check: Check; states: GpuClaims['revocation'] } {
@@ -415,7 +416,7 @@ function gpuClaims(
   report: GpuReport,
   facts: {
     arch: GpuArch | undefined;
-    certs: ParsedCert[] | undefined;
+    certs: Certificate[] | undefined;
     ids: RimIds;
     golden: GoldenStep;
     revocation: GpuClaims['revocation'];
@@ -471,7 +472,7 @@ function versionCheck(name: string, what: string, reported: string | undefined, 
 
 function revocationCheck(
   ocsp: readonly Uint8Array[],
-  covered: { cert: ParsedCert; issuer: ParsedCert; index: number }[],
+  covered: { cert: Certificate; issuer: Certificate; index: number }[],
   at: Date,
   tolerance: { graceSeconds: number; allowHold: boolean },
   out: GpuClaims['revocation'],

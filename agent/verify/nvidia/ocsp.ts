@@ -23,7 +23,8 @@ import {
   decodeBitString,
   type DerNode,
 } from '../../util/der.js';
-import { isIssuedBy, parseCertificate, type ParsedCert } from './chain.js';
+import { parseCertificateEager as parseCertificate, type Certificate } from '../../formats/x509/certificate.js';
+import { isIssuedBy } from '../x509/signature.js';
 
 export const OID_OCSP_BASIC = '1.3.6.1.5.5.7.48.1.1';
 export const OID_KP_OCSP_SIGNING = '1.3.6.1.5.5.7.3.9';
@@ -87,7 +88,7 @@ export interface OcspResponse {
   responderByKeyHash?: Uint8Array;
   producedAt: Date;
   responses: OcspSingleResponse[];
-  certs: ParsedCert[];
+  certs: Certificate[];
 }
 
 function explicitInner(node: DerNode, what: string): DerNode {
@@ -203,7 +204,7 @@ function verifySig(resp: OcspResponse, key: KeyObject): boolean {
   }
 }
 
-function hasOcspSigningEku(cert: ParsedCert): boolean {
+function hasOcspSigningEku(cert: Certificate): boolean {
   const eku = cert.extensions.get(OID_EXT_KEY_USAGE);
   if (!eku) return false;
   try {
@@ -213,14 +214,14 @@ function hasOcspSigningEku(cert: ParsedCert): boolean {
   }
 }
 
-function responderIdMatches(resp: OcspResponse, signer: ParsedCert): boolean {
+function responderIdMatches(resp: OcspResponse, signer: Certificate): boolean {
   if (resp.responderByName) return Buffer.compare(Buffer.from(resp.responderByName), Buffer.from(signer.subjectDer)) === 0;
   if (resp.responderByKeyHash) return createHash('sha1').update(signer.publicKeyBits).digest().equals(Buffer.from(resp.responderByKeyHash));
   return false;
 }
 
 /** Who signed the response, if anyone authorised to: the issuer itself or its delegated OCSP signer. */
-export function authorisedResponder(resp: OcspResponse, issuer: ParsedCert, at: Date): { ok: true; who: string } | { ok: false; why: string } {
+export function authorisedResponder(resp: OcspResponse, issuer: Certificate, at: Date): { ok: true; who: string } | { ok: false; why: string } {
   if (responderIdMatches(resp, issuer) && verifySig(resp, issuer.publicKey)) return { ok: true, who: `the issuer (${issuer.cn})` };
   for (const c of resp.certs) {
     if (!responderIdMatches(resp, c)) continue;
@@ -234,7 +235,7 @@ export function authorisedResponder(resp: OcspResponse, issuer: ParsedCert, at: 
 }
 
 /** The SingleResponse whose CertID names `cert` (issued by `issuer`), if any. */
-export function findSingleResponse(resp: OcspResponse, cert: ParsedCert, issuer: ParsedCert): OcspSingleResponse | undefined {
+export function findSingleResponse(resp: OcspResponse, cert: Certificate, issuer: Certificate): OcspSingleResponse | undefined {
   for (const s of resp.responses) {
     const hash = HASHES[s.hashAlgorithm];
     if (!hash || s.serial !== cert.serial) continue;
@@ -256,7 +257,7 @@ export interface CertRevocation {
  * Revocation status of one certificate from the given responses. A response that names the
  * certificate but fails a check makes the result 'invalid' (never silently ignored).
  */
-export function certRevocationStatus(cert: ParsedCert, issuer: ParsedCert, responses: readonly OcspResponse[], at: Date, graceSeconds = 0): CertRevocation {
+export function certRevocationStatus(cert: Certificate, issuer: Certificate, responses: readonly OcspResponse[], at: Date, graceSeconds = 0): CertRevocation {
   const problems: string[] = [];
   for (const resp of responses) {
     if (resp.responseStatus !== 0) continue;

@@ -7,7 +7,8 @@
 import { createHash } from 'node:crypto';
 import { ParseError } from '../../errors.js';
 import { nvidiaRimRoot } from '../../roots/nvidia-rim.js';
-import { verifyRim, certValidity, type Rim } from './rim/index.js';
+import { verifyRim, type Rim } from './rim/index.js';
+import { certificateValidity } from '../../formats/x509/certificate.js';
 import type { Check } from '../../formats/checks.js';
 import { BoundedCache } from '../../util/bounded-cache.js';
 
@@ -31,7 +32,7 @@ function windowOf(ders: readonly Uint8Array[]): { from: number; until: number } 
   let until = Infinity;
   try {
     for (const der of ders) {
-      const v = certValidity(der);
+      const v = certificateValidity(der);
       from = Math.max(from, v.notBefore.getTime());
       until = Math.min(until, v.notAfter.getTime());
     }

@@ -7,8 +7,8 @@
 import { ParseError } from '../../errors.js';
 import { parseDer } from '../../util/der.js';
 import { parseCertTable } from '../../formats/snp-abi/index.js';
-import { parseCertificateCached, type ParsedCert } from './x509.js';
-import { pemCertificates } from '../../util/pem.js';
+import { parseCertificate, type Certificate } from '../../formats/x509/certificate.js';
+import { pemBlocks } from '../../util/pem.js';
 
 export type CertRole = 'vcek' | 'vlek' | 'ask' | 'asvk' | 'ark' | 'unknown';
 
@@ -16,10 +16,10 @@ export interface SuppliedCert {
   role: CertRole;
   /** Product named by the CN for ASK/ASVK/ARK ("Milan" from "SEV-Milan"). */
   productName?: string;
-  cert: ParsedCert;
+  cert: Certificate;
 }
 
-export function roleOf(cert: ParsedCert): { role: CertRole; productName?: string } {
+export function roleOf(cert: Certificate): { role: CertRole; productName?: string } {
   const cn = cert.subjectCn;
   if (cn === 'SEV-VCEK') return { role: 'vcek' };
   if (cn === 'SEV-VLEK') return { role: 'vlek' };
@@ -36,9 +36,9 @@ export function roleOf(cert: ParsedCert): { role: CertRole; productName?: string
 /** Parse and classify DER certificates. Malformed DER is a ParseError naming the position. */
 export function classifyCertificates(ders: readonly Uint8Array[]): SuppliedCert[] {
   return ders.map((der, i) => {
-    let cert: ParsedCert;
+    let cert: Certificate;
     try {
-      cert = parseCertificateCached(der);
+      cert = parseCertificate(der);
     } catch (err) {
       if (err instanceof ParseError) throw new ParseError(`certificate #${i + 1}: ${err.message}`, err.offset, { cause: err });
       throw err;
@@ -46,8 +46,6 @@ export function classifyCertificates(ders: readonly Uint8Array[]): SuppliedCert[
     return { ...roleOf(cert), cert };
   });
 }
-
-export { pemCertificates } from '../../util/pem.js';
 
 /**
  * Certificates from one file: PEM (one or more), a single DER certificate, or a GHCB certificate
@@ -58,7 +56,7 @@ export function certificatesFromBytes(bytes: Uint8Array, what = 'certificate fil
     .toString('latin1')
     .trimStart();
   if (head.startsWith('-----BEGIN')) {
-    const certs = pemCertificates(Buffer.from(bytes).toString('latin1'));
+    const certs = pemBlocks(Buffer.from(bytes).toString('latin1'));
     if (certs.length === 0) throw new ParseError(`${what}: PEM without any CERTIFICATE block`);
     return certs;
   }

@@ -6,7 +6,10 @@
  */
 import { fail, pass, type Check } from '../../formats/checks.js';
 import type { AmdProductRoots, RootCert } from '../../roots/amd.js';
-import { bytesEqual, describeSigAlg, parseCertificate, verifyCertSignature, type ParsedCert, type SigAlg } from './x509.js';
+import { parseCertificate, type Certificate } from '../../formats/x509/certificate.js';
+import { describeSigAlg, type SigAlg } from '../../formats/x509/sig-alg.js';
+import { bytesEqual } from '../../util/bytes.js';
+import { verifyCertSignature } from '../x509/signature.js';
 
 export type LeafKind = 'vcek' | 'vlek';
 
@@ -15,9 +18,9 @@ export function allowedAlgs(roots: AmdProductRoots): readonly SigAlg['kind'][] {
   return roots.simulated ? ['rsa-pss-sha384', 'ecdsa-sha384'] : ['rsa-pss-sha384'];
 }
 
-const parsedRoots = new WeakMap<RootCert, ParsedCert>();
+const parsedRoots = new WeakMap<RootCert, Certificate>();
 /** Pinned certs are parsed once per process. */
-export function parsedRoot(root: RootCert): ParsedCert {
+export function parsedRoot(root: RootCert): Certificate {
   let p = parsedRoots.get(root);
   if (!p) {
     p = parseCertificate(root.der);
@@ -33,7 +36,7 @@ export function intermediateOf(roots: AmdProductRoots, kind: LeafKind): RootCert
 
 const intermediateName = (roots: AmdProductRoots, kind: LeafKind) => (kind === 'vcek' ? `SEV-${roots.product} (ASK)` : `SEV-VLEK-${roots.product} (ASVK)`);
 
-function signedBy(cert: ParsedCert, issuer: RootCert, algs: readonly SigAlg['kind'][]): boolean {
+function signedBy(cert: Certificate, issuer: RootCert, algs: readonly SigAlg['kind'][]): boolean {
   return algs.includes(cert.sigAlg.kind) && verifyCertSignature(cert, issuer.publicKey);
 }
 
@@ -41,7 +44,7 @@ function signedBy(cert: ParsedCert, issuer: RootCert, algs: readonly SigAlg['kin
  * Among candidate root sets (pinned first, then simulated ones the caller enabled), the one whose
  * ASK/ASVK signed the leaf; undefined when none did.
  */
-export function selectRoots(leaf: ParsedCert, kind: LeafKind, candidates: readonly AmdProductRoots[]): AmdProductRoots | undefined {
+export function selectRoots(leaf: Certificate, kind: LeafKind, candidates: readonly AmdProductRoots[]): AmdProductRoots | undefined {
   for (const roots of candidates) {
     const ca = intermediateOf(roots, kind);
     if (ca && bytesEqual(leaf.issuerDer, parsedRoot(ca).subjectDer) && signedBy(leaf, ca, allowedAlgs(roots))) return roots;
@@ -64,11 +67,11 @@ function rootSetSignatures(roots: AmdProductRoots) {
 }
 
 export interface ChainInput {
-  leaf: ParsedCert;
+  leaf: Certificate;
   kind: LeafKind;
   /** ASK/ASVK and ARK supplied with the evidence, if any (compared with the pinned ones). */
-  suppliedIntermediates: readonly ParsedCert[];
-  suppliedArks: readonly ParsedCert[];
+  suppliedIntermediates: readonly Certificate[];
+  suppliedArks: readonly Certificate[];
   /** The root set selectRoots chose, or the product's pinned set when none verified. */
   roots: AmdProductRoots;
   /** True when selectRoots found the leaf's signature under roots' intermediate. */
@@ -132,7 +135,7 @@ export function checkChain(input: ChainInput): Check[] {
   // snp.cert.validity
   {
     const name = 'snp.cert.validity';
-    const chain: ParsedCert[] = [leaf, ...(ca ? [parsedRoot(ca)] : []), parsedRoot(roots.ark)];
+    const chain: Certificate[] = [leaf, ...(ca ? [parsedRoot(ca)] : []), parsedRoot(roots.ark)];
     const t = at.getTime();
     const bad = chain.find((c) => t < c.notBefore.getTime() || t > c.notAfter.getTime());
     if (bad) {

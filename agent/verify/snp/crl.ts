@@ -12,7 +12,10 @@ import type { KeyObject } from 'node:crypto';
 import { ParseError } from '../../errors.js';
 import { parseDer, children, childrenAtLeast, expectTag, decodeInteger, decodeTime, encodedOf, TAG } from '../../util/der.js';
 import { fail, pass, warn, type Check } from '../../formats/checks.js';
-import { decodeSigAlg, sameSigAlg, signedParts, verifyWithAlg, bytesEqual, describeSigAlg, type SigAlg, type SignedParts } from './x509.js';
+import { decodeSigAlg, describeSigAlg, sameSigAlg, type SigAlg } from '../../formats/x509/sig-alg.js';
+import { signedParts, type SignedParts } from '../../formats/x509/certificate.js';
+import { bytesEqual } from '../../util/bytes.js';
+import { verifyWithAlg } from '../x509/signature.js';
 
 export interface ParsedCrl extends SignedParts {
   tbsSigAlg: SigAlg;

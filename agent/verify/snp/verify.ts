@@ -69,7 +69,7 @@ function kdsVcekUrl(r: SnpReport, product: SnpProduct): string {
 function leafProblems(leaf: SuppliedCert, kind: LeafKind, ext: AmdCertExtensions): string | undefined {
   const c = leaf.cert;
   if (c.version !== 3) return `${LEAF_LABEL[kind]} is X.509 v${c.version}, expected v3`;
-  const key = c.publicKey();
+  const key = c.publicKey;
   if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'secp384r1') {
     return `${LEAF_LABEL[kind]} public key is ${key.asymmetricKeyType} ${key.asymmetricKeyDetails?.namedCurve ?? ''}, expected EC P-384`;
   }
@@ -341,7 +341,7 @@ function checkChainToRoots(
 /** The report signature verifies with the endorsement key. */
 function checkSignature(r: SnpReport, leaf: SuppliedCert | undefined, kind: LeafKind | undefined, noLeaf: string): Check {
   if (!leaf) return fail('snp.signature', noLeaf);
-  const ok = verifyReportSignature(r.raw, leaf.cert.publicKey());
+  const ok = verifyReportSignature(r.raw, leaf.cert.publicKey);
   const masked = r.signerInfo.maskChipKey ? ' (SIGNER_INFO.MASK_CHIP_KEY=1: the firmware was told not to sign with the chip key)' : '';
   return ok
     ? pass('snp.signature', `ECDSA P-384/SHA-384 signature over bytes [0x0, 0x2A0) verifies with the ${LEAF_LABEL[kind!]}`)

@@ -6,7 +6,9 @@
  * Pure: DER + anchors + time in, named checks out. OCSP is not done here (collateral layer).
  */
 import { X509Certificate, type KeyObject } from 'node:crypto';
-import { certificateExtensions, childrenAtLeast, decodeTime, expectTag, parseDer, TAG, valueOf } from '../../../util/der.js';
+import { expectTag, parseDer, TAG, valueOf } from '../../../util/der.js';
+import { certificateValidity } from '../../../formats/x509/certificate.js';
+import { certificateExtensions } from '../../../formats/x509/extensions.js';
 import { fail, pass, type Check } from '../../../formats/checks.js';
 
 export interface RimAnchor {
@@ -24,21 +26,6 @@ export interface RimChainResult {
 }
 
 const MAX_CHAIN = 8;
-
-interface Validity {
-  notBefore: Date;
-  notAfter: Date;
-}
-
-/** notBefore / notAfter straight from the DER (X.509 §4.1.2.5), so GeneralizedTime 9999 works. */
-export function certValidity(der: Uint8Array): Validity {
-  const cert = expectTag(parseDer(der), TAG.SEQUENCE, 'Certificate');
-  const [tbs] = childrenAtLeast(cert, 3, 'Certificate');
-  const fields = childrenAtLeast(expectTag(tbs!, TAG.SEQUENCE, 'TBSCertificate'), 6, 'TBSCertificate');
-  const off = fields[0]!.tag === 0xa0 ? 1 : 0; // [0] EXPLICIT version present
-  const validity = childrenAtLeast(expectTag(fields[off + 3]!, TAG.SEQUENCE, 'Validity'), 2, 'Validity');
-  return { notBefore: decodeTime(validity[0]!), notAfter: decodeTime(validity[1]!) };
-}
 
 /** RFC 5280 §4.2.1.3: if keyUsage is present, the signer must have digitalSignature (bit 0). */
 function leafMaySign(der: Uint8Array): boolean {
@@ -68,7 +55,7 @@ function validityCheck(certs: readonly { der: Buffer; x509: X509Certificate }[],
   try {
     let signerNotAfter: Date | undefined;
     for (const c of certs) {
-      const v = certValidity(c.der);
+      const v = certificateValidity(c.der);
       signerNotAfter ??= v.notAfter;
       if (at < v.notBefore || at > v.notAfter) {
         const state = at > v.notAfter ? 'expired' : 'is not yet valid';

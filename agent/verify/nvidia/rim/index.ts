@@ -16,7 +16,7 @@
 export type { Rim, RimMeasurement, GpuArch } from './types.js';
 export { parseRim, rimFromDocument, SWID_NS, RIMIM_NS, SHA384_NS, DSIG_NS } from './parse.js';
 export { verifyRimSignature, verifyRim, verifyRimDocument, type RimVerifyOptions } from './signature.js';
-export { verifyRimChain, certValidity, type RimAnchor, type RimChainResult } from './chain.js';
+export { verifyRimChain, type RimAnchor, type RimChainResult } from './chain.js';
 export {
   compareMeasurements,
   compareMeasurementsDetailed,
