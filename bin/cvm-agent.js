@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // Entry point: runs the compiled CLI (npm run build). Exit code comes from the command.
-import { main } from '../dist/cli/main.js';
+import { main, quietOnClosedOutput } from '../dist/cli/main.js';
+
+quietOnClosedOutput(process.argv[2] === 'run');
 
 main(process.argv.slice(2)).then(
   (code) => {

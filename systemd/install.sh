@@ -22,7 +22,7 @@ readonly UDEV_RUNDIR="${CVM_AGENT_UDEV_RUNDIR:-/run/udev}"
 # What a copy of the package holds: the "files" of package.json (what `npm pack` puts in the tarball,
 # and so what `npm install -g` installs) plus package.json and the production node_modules. The unit
 # test checks that this list and package.json agree.
-readonly PACKAGE_FILES=(bin dist prebuilds systemd docs binding.gyp native/src README.md)
+readonly PACKAGE_FILES=(bin dist prebuilds systemd docs binding.gyp build-info.json native/src README.md)
 
 usage() {
   cat <<'EOF'

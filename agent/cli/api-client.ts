@@ -18,7 +18,7 @@ export function callApi(socketPath: string, method: 'GET' | 'POST', path: string
   return new Promise((resolve, reject) => {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     const req = request(
-      { socketPath, method, path, timeout: timeoutMs, headers: payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {} },
+      { socketPath, method, path, headers: payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {} },
       (res) => {
         const chunks: Buffer[] = [];
         let size = 0;
@@ -39,7 +39,9 @@ export function callApi(socketPath: string, method: 'GET' | 'POST', path: string
         res.on('error', reject);
       },
     );
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    // The whole exchange, not just an idle socket: a probe with --timeout 2 never waits longer.
+    const timer = setTimeout(() => req.destroy(new Error(`no answer within ${formatSeconds(timeoutMs)}`)), timeoutMs);
+    req.on('close', () => clearTimeout(timer));
     req.on('error', (err: NodeJS.ErrnoException) => {
       const hint =
         err.code === 'ENOENT' || err.code === 'ECONNREFUSED'
@@ -51,6 +53,10 @@ export function callApi(socketPath: string, method: 'GET' | 'POST', path: string
     });
     req.end(payload);
   });
+}
+
+function formatSeconds(ms: number): string {
+  return `${Number((ms / 1000).toFixed(3))} s`;
 }
 
 /** The detail of an RFC 9457 problem, or the raw text. */

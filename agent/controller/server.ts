@@ -26,6 +26,7 @@ import type { HeldBudget } from './event-stream.js';
 import type { PublicJwk } from '../formats/nonce-binding.js';
 import { CSP, FLEET_CSS, FLEET_HTML, FLEET_JS } from './web/page.js';
 import { packageVersion } from '../util/package-version.js';
+import { DeviceError } from '../errors.js';
 
 export const LINK_PATH = '/v1/link';
 export const CONTROLLER_BUILD = `cvm-agent-controller/${packageVersion()}`;
@@ -108,9 +109,10 @@ export class Controller {
     this.server.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
     const { host, port } = this.opts.listen ?? cfg.listen;
     await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
+      const failed = (err: NodeJS.ErrnoException) => reject(listenError(err, host, port));
+      this.server.once('error', failed);
       this.server.listen(port, host, () => {
-        this.server.off('error', reject);
+        this.server.off('error', failed);
         resolve();
       });
     });
@@ -374,4 +376,18 @@ export function credentialLabel(req: IncomingMessage, hasClientCert: boolean): s
 /** A bearer token's label: a hash of its SHA-256 digest (the digest itself is what the config holds). */
 export function tokenCredentialLabel(token: string): string {
   return `token:${createHash('sha256').update(tokenDigest(token)).digest('hex').slice(0, 32)}`;
+}
+
+/** A port that cannot be bound is an operator's problem with one fix: say which, in one line (exit 4). */
+function listenError(err: NodeJS.ErrnoException, host: string, port: number): DeviceError {
+  const where = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const why =
+    err.code === 'EADDRINUSE'
+      ? 'the address is already in use (another controller running?); stop it or choose another with --listen or listen.port'
+      : err.code === 'EACCES'
+        ? 'permission denied (ports below 1024 need CAP_NET_BIND_SERVICE); choose another with --listen or listen.port'
+        : err.code === 'EADDRNOTAVAIL'
+          ? 'no local interface has this address; check listen.host'
+          : err.message;
+  return new DeviceError('ERR_LISTEN', `cannot listen on ${where}: ${why}`, { errno: err.code }, { cause: err });
 }

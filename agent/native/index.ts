@@ -66,3 +66,13 @@ export function loadNative(): NativeAddon {
 function firstLine(s: string): string {
   return s.split('\n')[0]!.trim();
 }
+
+/** What `--version` reports about the addon: the Node-API version it was built for, or why it is absent. */
+export function addonAbi(): { loaded: true; napiVersion: number | null } | { loaded: false; reason: string } {
+  try {
+    const v = (loadNative() as unknown as { napiVersion?: unknown }).napiVersion;
+    return { loaded: true, napiVersion: typeof v === 'number' ? v : null };
+  } catch (err) {
+    return { loaded: false, reason: (err as Error).message };
+  }
+}

@@ -5,12 +5,12 @@
  * from a checkout (the other supported way) must hold the same files and work the same.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stageCheckout } from '../helpers/checkout.js';
-import { fakesDir, vectorsDir } from '../helpers/paths.js';
+import { fakesDir, repoRoot, vectorsDir } from '../helpers/paths.js';
 
 const work = mkdtempSync(join(tmpdir(), 'cvm-npm-package-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -38,6 +38,23 @@ function tree(dir: string): string[] {
     .sort();
 }
 
+/**
+ * A reader that goes away before the CLI writes (`cvm-agent … | head` once head has its line): the
+ * write fails with EPIPE, which must end the command quietly with its own exit code, no stack trace.
+ */
+function closedReader(cli: string, args: string[]): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cli, args, { cwd: work, stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.destroy();
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString('utf8');
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stderr }));
+  });
+}
+
 /** The SNP report the CLI reads through the addon: REPORT_DATA (offset 0x50) carries our bytes. */
 function expectAddonWorks(cli: string[]): void {
   const r = sh(cli[0]!, [...cli.slice(1), 'snp', 'report', '--source', 'device', '--report-data', 'c0ffee'], work, { ...process.env, ...SHIM_ENV });
@@ -47,13 +64,17 @@ function expectAddonWorks(cli: string[]): void {
   expect(hex.slice(0x50 * 2, 0x50 * 2 + 6)).toBe('c0ffee');
 }
 
+const HEAD = spawnSync('git', ['rev-parse', 'HEAD'], { cwd: repoRoot, encoding: 'utf8' }).stdout.trim();
 let checkout = '';
 let tgz = '';
 let globalPkg = '';
 beforeAll(() => {
   expect(existsSync(SHIM_ENV.LD_PRELOAD), 'run "npm run build:fakes"').toBe(true);
   checkout = stageCheckout(join(work, 'checkout'));
-  tgz = join(work, ok('npm', ['pack', '--silent', '--pack-destination', work], checkout).stdout.trim().split('\n').pop()!);
+  // The staged copy is not a git checkout: the commit --version reports comes in as SOURCE_COMMIT.
+  const packed = sh('npm', ['pack', '--silent', '--pack-destination', work], checkout, { ...process.env, SOURCE_COMMIT: HEAD });
+  expect(packed.status, packed.stderr).toBe(0);
+  tgz = join(work, packed.stdout.trim().split('\n').pop()!);
 }, 600_000);
 
 describe('npm pack + npm install -g', () => {
@@ -66,7 +87,7 @@ describe('npm pack + npm install -g', () => {
     expect(files.filter((f) => /^package\/(build|test|agent|node_modules|packaging)\//.test(f))).toEqual([]);
   });
 
-  it('installs globally into a prefix; the CLI runs from there and loads the addon without build files', () => {
+  it('installs globally into a prefix; the CLI runs from there and loads the addon without build files', async () => {
     const prefix = join(work, 'global');
     ok('npm', ['install', '-g', '--prefix', prefix, '--prefer-offline', '--no-audit', '--no-fund', tgz], work);
     globalPkg = join(prefix, 'lib', 'node_modules', 'cvm-agent');
@@ -74,7 +95,12 @@ describe('npm pack + npm install -g', () => {
     unlinkSync(join(globalPkg, 'binding.gyp'));
     expect(existsSync(join(globalPkg, 'build'))).toBe(false);
     const bin = join(prefix, 'bin', 'cvm-agent');
-    expect(ok(bin, ['--version'], work).stdout.trim()).toMatch(/^cvm-agent \d+\.\d+\.\d+/);
+    const version = ok(bin, ['--version'], work).stdout;
+    expect(version).toMatch(/^cvm-agent \d+\.\d+\.\d+\n/);
+    expect(version).toContain(`commit  ${HEAD}\n`);
+    expect(version).toMatch(/^node    v20\.\d+\.\d+ \(modules ABI \d+, Node-API \d+\)$/m);
+    expect(version).toMatch(/^addon   Node-API 8$/m);
+    expect(await closedReader(bin, ['verify', 'snp', '--help'])).toEqual({ code: 0, stderr: '' });
     expectAddonWorks([bin]);
   });
 

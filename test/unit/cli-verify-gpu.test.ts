@@ -69,8 +69,11 @@ describe('cvm-agent verify gpu', () => {
   it('text output names every check', async () => {
     const { code, out } = await run([...base545, ...rims545]);
     expect(code).toBe(3);
-    expect(out).toMatch(/GPU 0: WARNING — hopper driver 545\.00 VBIOS 96\.00\.5E\.00\.01/);
-    expect(out).toMatch(/WARN gpu\.revocation: revocation not checked/);
+    // The same headline and symbols as `verify snp` and `verify azure` (verify-output.ts formatChecks).
+    expect(out).toMatch(/^GPU 0 \(hopper driver 545\.00 VBIOS 96\.00\.5E\.00\.01 ueid \d+\): WARNING — \d+ checks, 0 failed, [1-9]\d* warning\(s\)$/m);
+    expect(out).toMatch(/^⚠ gpu\.revocation +revocation not checked/m);
+    expect(out).toMatch(/^✔ gpu\.measurements +/m);
+    expect(out).not.toMatch(/^ *(ok|WARN|FAIL) /m);
     expect(out).toMatch(/overall: WARNING/);
   });
 

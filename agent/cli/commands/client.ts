@@ -1,7 +1,7 @@
 /**
  * Client commands for a running agent, over the local socket: status, health, attest, evidence, token.
  * Exit codes scripts can use: 0 ok/affirming, 3 degraded/warning, 1 failing/contraindicated,
- * 4 agent unreachable or the request was refused, 2 usage.
+ * 4 agent unreachable, the request was refused or not answered within --timeout, 2 usage.
  */
 import { EXIT, parseOptions, type CliIO, type Command } from '../command.js';
 import { callApi, defaultSocket, problemText } from '../api-client.js';
@@ -9,9 +9,22 @@ import { decodeJwt } from 'jose';
 import { UsageError } from '../../errors.js';
 import { hexToBytes } from '../../util/bytes.js';
 
-const socketOpt = { socket: { type: 'string' } } as const;
+const socketOpt = { socket: { type: 'string' }, timeout: { type: 'string' } } as const;
 const SOCKET_HELP = '  --socket PATH  agent socket (default $CVM_AGENT_SOCKET or /run/cvm-agent/api.sock)';
-const EXIT_HELP = 'Exit codes: 0 ok, 3 degraded (warnings), 1 failing, 4 agent unreachable or request refused, 2 usage.';
+const timeoutHelp = (defaultSec: number) => `  --timeout SEC  give up (exit 4) when the agent has not answered within SEC seconds (default ${defaultSec})`;
+
+/** Defaults per command: a probe (health) must answer fast; a cycle (attest, evidence) may take minutes. */
+const TIMEOUT_SEC = { status: 10, health: 5, attest: 120, evidence: 120, token: 10 } as const;
+const MAX_TIMEOUT_SEC = 3600;
+
+/** --timeout SEC: a positive number of seconds (fractions allowed), at most an hour. */
+export function timeoutMs(text: string | undefined, defaultSec: number): number {
+  if (text === undefined) return defaultSec * 1000;
+  const sec = /^\d+(\.\d+)?$/.test(text) ? Number(text) : Number.NaN;
+  if (!(sec > 0) || sec > MAX_TIMEOUT_SEC) throw new UsageError(`--timeout "${text}": expected seconds, more than 0 and at most ${MAX_TIMEOUT_SEC}`);
+  return Math.round(sec * 1000);
+}
+const EXIT_HELP = 'Exit codes: 0 ok, 3 degraded (warnings), 1 failing, 4 agent unreachable, request refused or no answer in time, 2 usage.';
 
 function exitForStatus(s: string | undefined): number {
   if (s === 'ok' || s === 'affirming') return EXIT.OK;
@@ -111,7 +124,7 @@ export function formatStatus(s: StatusDoc): string {
 export const statusCommand: Command = {
   path: ['status'],
   summary: "show the running agent's status (a table on a terminal, JSON otherwise)",
-  usage: `Usage: cvm-agent status [--json] [--socket PATH]
+  usage: `Usage: cvm-agent status [--json | --table] [--socket PATH] [--timeout SEC]
 
 Shows first whether the VM is trusted right now and why (or why not), what is enforced because of
 it (secrets, token, GPU ready state, units), then TEE kind, health, last and next attestation, the
@@ -123,11 +136,12 @@ Options:
   --json         print JSON (the default when stdout is not a terminal)
   --table        print the table even when stdout is not a terminal
 ${SOCKET_HELP}
+${timeoutHelp(TIMEOUT_SEC.status)}
 
 ${EXIT_HELP}`,
   async run(argv, io) {
     const { values } = parseOptions(argv, { ...socketOpt, json: { type: 'boolean' }, table: { type: 'boolean' } });
-    const r = await callApi(values.socket ?? defaultSocket(io.env), 'GET', '/v1/status');
+    const r = await callApi(values.socket ?? defaultSocket(io.env), 'GET', '/v1/status', undefined, timeoutMs(values.timeout, TIMEOUT_SEC.status));
     if (r.status !== 200) return refused(io, 'status', r);
     const s = r.json() as StatusDoc;
     const asJson = values.json || (!values.table && !io.stdout.isTTY);
@@ -139,7 +153,7 @@ ${EXIT_HELP}`,
 export const healthCommand: Command = {
   path: ['health'],
   summary: 'print ok | degraded | failing and why (for scripts, probes and ExecCondition=)',
-  usage: `Usage: cvm-agent health [--json] [--socket PATH]
+  usage: `Usage: cvm-agent health [--json] [--socket PATH] [--timeout SEC]
 
 failing: the last cycle failed or the controller's verdict is not affirming. degraded: no result
 yet, the last success is older than health.maxAgeSec, the controller token expired, collateral is
@@ -148,11 +162,12 @@ expiring, or the last cycle passed with warnings. ok: none of these (docs/config
 Options:
   --json         print the health object as JSON
 ${SOCKET_HELP}
+${timeoutHelp(TIMEOUT_SEC.health)}
 
 ${EXIT_HELP}`,
   async run(argv, io) {
     const { values } = parseOptions(argv, { ...socketOpt, json: { type: 'boolean' } });
-    const r = await callApi(values.socket ?? defaultSocket(io.env), 'GET', '/v1/health');
+    const r = await callApi(values.socket ?? defaultSocket(io.env), 'GET', '/v1/health', undefined, timeoutMs(values.timeout, TIMEOUT_SEC.health));
     if (r.status !== 200 && r.status !== 503) return refused(io, 'health', r);
     const h = r.json() as { status: string; reasons: string[] };
     io.stdout.write(values.json ? `${JSON.stringify(h)}\n` : `${h.status}\n${h.reasons.map((x) => `  ${x}\n`).join('')}`);
@@ -160,10 +175,24 @@ ${EXIT_HELP}`,
   },
 };
 
+interface AttestDoc {
+  status: string;
+  ear: { submods?: Record<string, { 'ear.status'?: string }> } & Record<string, unknown>;
+  bundle?: unknown;
+}
+
+/** The terminal view of an attest result: the verdict, then one line per device of the EAR. */
+export function formatAttest(doc: AttestDoc): string {
+  const lines = [`attestation: ${doc.status.toUpperCase()}`];
+  for (const [id, sub] of Object.entries(doc.ear?.submods ?? {})) lines.push(`  ${id.padEnd(8)}  ${String(sub['ear.status'] ?? 'unknown')}`);
+  lines.push('', 'Run with --json for the whole EAR (and --bundle for the evidence).');
+  return `${lines.join('\n')}\n`;
+}
+
 export const attestCommand: Command = {
   path: ['attest'],
   summary: 'run an attestation cycle now (joins a running one) and print the EAR',
-  usage: `Usage: cvm-agent attest [--nonce HEX] [--bundle] [--socket PATH]
+  usage: `Usage: cvm-agent attest [--nonce HEX] [--json] [--bundle] [--socket PATH] [--timeout SEC]
 
 Asks the running agent for a cycle now. With --nonce (8-64 bytes of hex) the evidence is bound to
 your nonce; without it a running cycle is joined. A --nonce needs the evidence authorization (by
@@ -171,17 +200,22 @@ default root and the agent's own user only: docs/config.md, "API authorization")
 
 Options:
   --nonce HEX    bind the cycle to this nonce
-  --bundle       also print the evidence bundle
+  --json         print {status, ear} as JSON (the default when stdout is not a terminal)
+  --bundle       print JSON with the evidence bundle too ({status, ear, bundle})
 ${SOCKET_HELP}
+${timeoutHelp(TIMEOUT_SEC.attest)}
 
-Exit codes: 0 affirming, 3 warning, 1 contraindicated, 4 agent unreachable or refused, 2 usage.`,
+Exit codes: 0 affirming, 3 warning, 1 contraindicated, 4 agent unreachable, refused or no answer in time, 2 usage.`,
   async run(argv, io) {
-    const { values } = parseOptions(argv, { ...socketOpt, nonce: { type: 'string' }, bundle: { type: 'boolean' } });
+    const { values } = parseOptions(argv, { ...socketOpt, nonce: { type: 'string' }, bundle: { type: 'boolean' }, json: { type: 'boolean' } });
     const nonce = nonceArg(values.nonce, false);
-    const r = await callApi(values.socket ?? defaultSocket(io.env), 'POST', '/v1/attest', nonce ? { nonce } : {});
+    const wait = timeoutMs(values.timeout, TIMEOUT_SEC.attest);
+    const r = await callApi(values.socket ?? defaultSocket(io.env), 'POST', '/v1/attest', nonce ? { nonce } : {}, wait);
     if (r.status !== 200) return refused(io, 'attest', r);
-    const doc = r.json() as { status: string; ear: unknown; bundle: unknown };
-    io.stdout.write(`${JSON.stringify(values.bundle ? doc : { status: doc.status, ear: doc.ear }, null, 2)}\n`);
+    const doc = r.json() as AttestDoc;
+    const asJson = values.json || values.bundle || !io.stdout.isTTY;
+    if (asJson) io.stdout.write(`${JSON.stringify(values.bundle ? doc : { status: doc.status, ear: doc.ear }, null, 2)}\n`);
+    else io.stdout.write(formatAttest(doc));
     return exitForStatus(doc.status);
   },
 };
@@ -189,7 +223,7 @@ Exit codes: 0 affirming, 3 warning, 1 contraindicated, 4 agent unreachable or re
 export const evidenceCommand: Command = {
   path: ['evidence'],
   summary: 'fetch fresh evidence bound to your nonce (for your own verifier)',
-  usage: `Usage: cvm-agent evidence --nonce HEX [--out FILE] [--socket PATH]
+  usage: `Usage: cvm-agent evidence --nonce HEX [--out FILE] [--socket PATH] [--timeout SEC]
 
 Prints (or writes to FILE) the evidence bundle: SNP report or Azure HCL report + vTPM quote, every
 GPU's SPDM report and certificate chain, the agent's public key and its agent id, all bound to your
@@ -197,13 +231,18 @@ nonce (a verifier recomputes the binding from the bundle's agentId and must chec
 By default only root and the agent's own user may ask (api.authorization.evidence): evidence for a
 nonce you choose can answer someone else's challenge as this VM (docs/config.md, "API authorization").
 
+Options:
+  --nonce HEX    your nonce, 8 to 64 bytes of hex (required): the bundle is bound to it
+  --out FILE     write the bundle (JSON) to FILE instead of stdout (mode 0644)
 ${SOCKET_HELP}
+${timeoutHelp(TIMEOUT_SEC.evidence)}
 
-Exit codes: 0 ok, 4 agent unreachable or refused, 2 usage.`,
+Exit codes: 0 ok, 4 agent unreachable, refused or no answer in time, 2 usage.`,
   async run(argv, io) {
     const { values } = parseOptions(argv, { ...socketOpt, nonce: { type: 'string' }, out: { type: 'string' } });
     const nonce = nonceArg(values.nonce, true)!;
-    const r = await callApi(values.socket ?? defaultSocket(io.env), 'GET', `/v1/evidence?nonce=${nonce}`);
+    const wait = timeoutMs(values.timeout, TIMEOUT_SEC.evidence);
+    const r = await callApi(values.socket ?? defaultSocket(io.env), 'GET', `/v1/evidence?nonce=${nonce}`, undefined, wait);
     if (r.status !== 200) return refused(io, 'evidence', r);
     const text = `${JSON.stringify(r.json(), null, 2)}\n`;
     if (values.out) {
@@ -241,20 +280,23 @@ export function tokenVerdict(token: string, now = Date.now()): { ok: true; statu
 export const tokenCommand: Command = {
   path: ['token'],
   summary: 'print the controller-issued attestation token, if still valid',
-  usage: `Usage: cvm-agent token [--json] [--socket PATH]
+  usage: `Usage: cvm-agent token [--json] [--socket PATH] [--timeout SEC]
 
 Prints the latest EAR token the controller issued to this VM (a JWT), while it is valid and its
 verdict lets a relying party trust the VM. The token's own claims are checked here too: an expired
 token, or one whose ear.status is not affirming, is not printed.
 
+Options:
+  --json         print {token, expiresAt, status} as JSON instead of the bare token
 ${SOCKET_HELP}
+${timeoutHelp(TIMEOUT_SEC.token)}
 
 Exit codes: 0 an affirming, unexpired token was printed, 3 printed but its verdict is "warning",
 1 no usable token (none issued, expired, contraindicated, or withheld because trust is lost),
-4 agent unreachable or refused, 2 usage.`,
+4 agent unreachable, refused or no answer in time, 2 usage.`,
   async run(argv, io) {
     const { values } = parseOptions(argv, { ...socketOpt, json: { type: 'boolean' } });
-    const r = await callApi(values.socket ?? defaultSocket(io.env), 'GET', '/v1/token');
+    const r = await callApi(values.socket ?? defaultSocket(io.env), 'GET', '/v1/token', undefined, timeoutMs(values.timeout, TIMEOUT_SEC.token));
     if (r.status === 404 || (r.status === 503 && problemCode(r) === 'ERR_TRUST_LOST')) {
       io.stderr.write(`cvm-agent token: ${problemText(r)}\n`);
       return EXIT.FAILED;

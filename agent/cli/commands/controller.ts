@@ -30,7 +30,8 @@ Options:
   --listen HOST:PORT  override listen.host/listen.port (port 0 picks a free port)
   -h, --help          show this help
 
-Exit codes: 0 stopped cleanly, 2 invalid config or arguments.`,
+Exit codes: 0 stopped cleanly, 2 invalid config or arguments, 4 the listen address cannot be bound,
+70 internal error.`,
   async run(argv) {
     const { values, positionals } = parseOptions(argv, { config: { type: 'string' }, listen: { type: 'string' } });
     if (positionals.length > 0) throw new UsageError('unexpected arguments');

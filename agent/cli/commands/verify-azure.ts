@@ -44,6 +44,7 @@ Exit codes:
   1  a check failed (contraindicated)
   2  usage error or unreadable/malformed input (also a file over its size limit, docs/config.md)
   3  verified with warnings only (e.g. no nonce, revocation not checked)
+  70 internal error (a bug: report it with the output of cvm-agent --version)
 `;
 
 function certificatesFromFile(bytes: Buffer, file: string): Uint8Array[] {

@@ -8,14 +8,13 @@ import { join, resolve } from 'node:path';
 import { UsageError } from '../../errors.js';
 import { InputFileError, readBoundedSync } from '../../util/bounded-read.js';
 import { parseOptions, type CliIO, type Command } from '../command.js';
-import { exitForStatus, parseAt, readInput } from '../verify-output.js';
+import { exitForStatus, formatChecks, parseAt, readInput } from '../verify-output.js';
 import { DEFAULT_GPU_POLICY, parseGpuPolicy } from '../../appraise/gpu-policy.js';
 import { reportBytesFromFile } from '../../verify/nvidia/report.js';
 import { parseGpuEvidenceJson } from '../../verify/nvidia/evidence-json.js';
 import type { MultiGpuResult } from '../../verify/nvidia/multi-gpu.js';
 import { verifyGpus, type GpuVerifyOptions } from '../../attest/verify-and-appraise.js';
 import type { GpuEvidenceInput, GpuSkip } from '../../verify/nvidia/gpu-verify.js';
-import type { Check } from '../../formats/checks.js';
 import { GPU_NONCE_BYTES, nonceFromHex } from '../../util/nonce-hex.js';
 
 const usage = `Usage: cvm-agent verify gpu (--report FILE --chain FILE | --evidence FILE) [--nonce HEX]
@@ -53,6 +52,7 @@ Exit codes:
   1  a check failed (contraindicated)
   2  usage error or unreadable/malformed input (also a file over its size limit, docs/config.md)
   3  verified with warnings only (e.g. revocation not checked)
+  70 internal error (a bug: report it with the output of cvm-agent --version)
 `;
 
 const MAX_RIM_DIR_FILES = 2000;
@@ -107,19 +107,17 @@ function ocspBytes(bytes: Buffer): Buffer {
   return bytes;
 }
 
-const mark = (c: Check): string => (!c.ok ? 'FAIL' : c.warning ? 'WARN' : 'ok  ');
-
+/** The same table as `verify snp` and `verify azure` (verify-output.ts), one per GPU, then the cross-GPU checks. */
 function printText(result: MultiGpuResult, io: CliIO): void {
-  const lines: string[] = [];
+  const parts: string[] = [];
   for (const [i, r] of result.perGpu.entries()) {
     const c = r.claims;
     const what = c ? `${c.arch ?? '?'} driver ${c.driverVersion ?? '?'} VBIOS ${c.vbiosVersion ?? '?'} ueid ${c.ueid ?? '?'}` : 'unparsed report';
-    lines.push(`GPU ${i}: ${r.status.toUpperCase()}${r.simulated ? ' (SIMULATED)' : ''} — ${what}`);
-    for (const ch of r.checks) lines.push(`  ${mark(ch)} ${ch.name}: ${ch.detail}`);
+    parts.push(formatChecks(`GPU ${i} (${what})`, r.status, r.simulated, r.checks));
   }
-  for (const ch of result.checks) lines.push(`${mark(ch)} ${ch.name}: ${ch.detail}`);
-  lines.push(`overall: ${result.status.toUpperCase()}${result.simulated ? ' (SIMULATED)' : ''}`);
-  io.stdout.write(`${lines.join('\n')}\n`);
+  if (result.checks.length > 0) parts.push(formatChecks('Across GPUs', result.status, result.simulated, result.checks));
+  parts.push(`overall: ${result.status.toUpperCase()}${result.simulated ? ' (SIMULATED)' : ''}\n`);
+  io.stdout.write(parts.join('\n'));
 }
 
 function toJson(result: MultiGpuResult): unknown {

@@ -41,6 +41,7 @@ Exit codes:
   1  a check failed (contraindicated)
   2  usage error or unreadable/malformed input (also a file over its size limit, docs/config.md)
   3  verified with warnings only (e.g. revocation not checked)
+  70 internal error (a bug: report it with the output of cvm-agent --version)
 `;
 
 /** Raw 1184 bytes, or the same as hex text (whitespace allowed). */
