@@ -16,7 +16,7 @@ import { buildCertificate, keyUsage, type NameSpec } from '../../agent/util/x509
 import { buildSimulatedReport, loadOrCreateSimGpuIdentity, simulatedRoots, type SimGpuIdentity } from '../../agent/simulation/gpu-sim.js';
 import { parsePemChain, type ParsedCert } from '../../agent/verify/nvidia/chain.js';
 import { parseOcspResponse } from '../../agent/verify/nvidia/ocsp.js';
-import type { GpuEvidenceInput } from '../../agent/verify/nvidia/gpu-verify.js';
+import type { GpuEvidenceRecord } from '../../agent/formats/gpu-evidence.js';
 import { verifyGpuEvidence, type GpuVerifyOptions } from '../../agent/attest/verify-and-appraise.js';
 import { gpuPolicyFrom } from '../../agent/appraise/gpu-policy.js';
 import { ParseError } from '../../agent/errors.js';
@@ -40,7 +40,7 @@ function buildOcsp(s: OcspSpec): Buffer {
 
 let id: SimGpuIdentity;
 let chain: ParsedCert[];
-let ev: GpuEvidenceInput;
+let ev: GpuEvidenceRecord;
 let base: GpuVerifyOptions;
 let keys: KeyObject[];
 const ICA_NAME: NameSpec = { CN: 'SIMULATED NVIDIA GH100 Provisioner ICA 1', O: 'NVIDIA Corporation (SIMULATED)' };
