@@ -39,7 +39,18 @@ export interface AzureEvidence {
   certificates: Buffer[];
 }
 
-/** Our bundle as produced by agent/evidence/azure-vtpm.ts. */
+/**
+ * What the vTPM collector returns and the evidence bundle carries (`cpu.report`, `cpu.quote`): bytes,
+ * decoded once, by the verifier (`azureEvidenceOfBytes`).
+ */
+export interface AzureVtpmEvidence {
+  /** The HCL report as read from NV 0x01400001. */
+  hclReport: Buffer;
+  /** TPMS_ATTEST as signed, the TPMT_SIGNATURE as marshalled, the PCR values in ascending index order. */
+  quote: { message: Buffer; signature: Buffer; pcrs: Buffer[] };
+}
+
+/** Our JSON container (`cvm-agent azure evidence`) as produced by agent/evidence/azure-vtpm.ts. */
 export interface AzureBundle {
   kind: typeof BUNDLE_KIND;
   version: typeof BUNDLE_VERSION;
@@ -156,22 +167,37 @@ export function parseAzureEvidence(input: string | unknown): AzureEvidence {
   throw new ParseError('Azure evidence: not a cvm-agent azure-snp-vtpm bundle nor az-snp-vtpm attester evidence (no "kind", "tpm_quote" or "quote"+"report")');
 }
 
-export function encodeBundle(e: {
-  hclReport: Uint8Array;
-  quoteMessage: Uint8Array;
-  quoteSignature: Uint8Array;
-  pcrs: readonly Uint8Array[];
-  certsPem?: string[];
-}): AzureBundle {
+/** Collected bytes -> our JSON container, for `cvm-agent azure evidence` (the cycle's bundle carries the bytes). */
+export function encodeBundle(e: AzureVtpmEvidence, certsPem?: string[]): AzureBundle {
   const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
   const bundle: AzureBundle = {
     kind: BUNDLE_KIND,
     version: BUNDLE_VERSION,
-    hclReport: Buffer.from(e.hclReport).toString('base64'),
-    quote: { message: hex(e.quoteMessage), signature: hex(e.quoteSignature), pcrs: e.pcrs.map(hex) },
+    hclReport: e.hclReport.toString('base64'),
+    quote: { message: hex(e.quote.message), signature: hex(e.quote.signature), pcrs: e.quote.pcrs.map(hex) },
   };
-  if (e.certsPem && e.certsPem.length > 0) bundle.certs = e.certsPem;
+  if (certsPem && certsPem.length > 0) bundle.certs = certsPem;
   return bundle;
+}
+
+/**
+ * Collected (or bundle) bytes -> AzureEvidence in our format, with the bounds and messages the JSON
+ * container's decoding applies (its base64/hex text limits expressed in bytes), so evidence
+ * the container would refuse is refused here the same way.
+ */
+export function azureEvidenceOfBytes(e: AzureVtpmEvidence): AzureEvidence {
+  const bounded = (b: Buffer, what: string, maxBytes: number, expected: string): Buffer => {
+    if (b.length > maxBytes) throw new ParseError(`${what}: expected ${expected}`);
+    return b;
+  };
+  // base64 text of n bytes is 4*ceil(n/3) long and hex text 2n long; both were capped at 2 * MAX_BLOB characters.
+  const hex = (b: Buffer, what: string) => bounded(b, what, MAX_BLOB, 'a hex string');
+  const hclReport = bounded(e.hclReport, 'hclReport', ((2 * MAX_BLOB) / 4) * 3, 'base64 text');
+  const message = hex(e.quote.message, 'quote.message');
+  const signature = hex(e.quote.signature, 'quote.signature');
+  if (e.quote.pcrs.length > MAX_PCRS) throw new ParseError(`quote.pcrs: expected an array of at most ${MAX_PCRS} entries`);
+  const pcrs = e.quote.pcrs.map((p, i) => hex(p, `quote.pcrs[${i}]`));
+  return { format: 'cvm-agent', hclReport, quote: { message, signature: { format: 'tpmt', bytes: signature }, pcrs }, certificates: [] };
 }
 
 /** Binding as written to the HCL user data: zero-padded to 64 bytes. */
