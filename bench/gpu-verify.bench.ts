@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { childElements, parseXml, textOf } from '../agent/util/xml.js';
 import { canonicalizeSubset } from '../agent/util/xml-c14n.js';
 import { DSIG_NS, parseRim } from '../agent/verify/nvidia/rim/index.js';
-import type { GpuEvidenceInput } from '../agent/verify/nvidia/gpu-verify.js';
+import type { GpuEvidenceRecord } from '../agent/formats/gpu-evidence.js';
 import { verifyGpuEvidence, type GpuVerifyOptions, verifyGpus } from '../agent/attest/verify-and-appraise.js';
 import { parseGpuReport, reportBytesFromFile } from '../agent/verify/nvidia/report.js';
 import { buildSimulatedReport, loadOrCreateSimGpuIdentity, simulatedRims, simulatedRoots } from '../agent/simulation/gpu-sim.js';
@@ -38,7 +38,7 @@ function rimFloor(xml: string, anchor: X509Certificate): Verify[] {
 }
 
 /** Report signature + device chain links (the pinned/simulated root replaces the supplied one). */
-function deviceFloor(ev: GpuEvidenceInput, anchor: X509Certificate): Verify[] {
+function deviceFloor(ev: GpuEvidenceRecord, anchor: X509Certificate): Verify[] {
   const r = parseGpuReport(ev.report);
   const certs = (ev.certChainPem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? []).map((p) => new X509Certificate(p));
   const chain = [...certs.slice(0, -1), anchor];
@@ -91,7 +91,7 @@ export default async function gpuVerifyBench(): Promise<BenchRow[]> {
 
   // 2. The real 545 set x8 (NVIDIA-signed report, chain and RIMs), verified per GPU.
   const d = join(import.meta.dirname, '..', 'test', 'vectors', 'nvidia', 'nvtrust', 'hopper-545-complete');
-  const ev: GpuEvidenceInput = {
+  const ev: GpuEvidenceRecord = {
     report: reportBytesFromFile(readFileSync(join(d, 'attestationReport.txt'))),
     certChainPem: readFileSync(join(d, 'gpuAkCertChain.txt'), 'latin1'),
   };

@@ -11,7 +11,8 @@ import type { CpuEvidence } from '../formats/evidence-bundle.js';
 import { isAllZero } from '../util/bytes.js';
 import { TpmClient } from '../evidence/tpm/client.js';
 import { DeviceTransport } from '../evidence/tpm/transport.js';
-import { collectAzureEvidence } from '../evidence/azure-vtpm.js';
+import { collectAzureVtpmEvidence } from '../evidence/azure-vtpm.js';
+import type { AzureVtpmEvidence } from '../formats/azure/evidence-formats.js';
 
 export interface CpuSource {
   readonly source: CpuEvidence['source'];
@@ -72,22 +73,16 @@ export class AzureVtpmSource implements CpuSource {
   async collect(reportData: Buffer): Promise<CpuEvidence> {
     const client = await this.openClient();
     try {
-      const b = await collectAzureEvidence(client, { binding: reportData });
-      return {
-        kind: 'azure-snp-vtpm',
-        source: this.source,
-        report: Buffer.from(b.hclReport, 'base64'),
-        certificates: [],
-        quote: {
-          message: Buffer.from(b.quote.message, 'hex'),
-          signature: Buffer.from(b.quote.signature, 'hex'),
-          pcrs: b.quote.pcrs.map((p) => Buffer.from(p, 'hex')),
-        },
-      };
+      return cpuEvidenceOfAzure(await collectAzureVtpmEvidence(client, { binding: reportData }));
     } finally {
       await client.transport.close?.();
     }
   }
+}
+
+/** The collector's bytes as the bundle carries them: the HCL report is `cpu.report`, the quote as it is. */
+export function cpuEvidenceOfAzure(e: AzureVtpmEvidence): CpuEvidence {
+  return { kind: 'azure-snp-vtpm', source: 'azure-vtpm', report: e.hclReport, certificates: [], quote: e.quote };
 }
 
 /** `tee: auto`: the SEV-SNP guest device, else configfs-tsm; undefined when neither exists. */

@@ -9,7 +9,8 @@
 import { resultOf, type VerificationResult } from '../formats/checks.js';
 import { verifySnpReport, type SnpClaims, type SnpReportVerifyOptions, type SnpVerifyInput } from '../verify/snp/verify.js';
 import { verifyAzureReport, type AzureClaims, type AzureReportVerifyOptions } from '../verify/azure/verify.js';
-import { verifyGpuReport, type GpuEvidenceInput, type GpuReportVerifyOptions } from '../verify/nvidia/gpu-verify.js';
+import { verifyGpuReport, type GpuReportVerifyOptions } from '../verify/nvidia/gpu-verify.js';
+import type { GpuEvidenceRecord } from '../formats/gpu-evidence.js';
 import { crossGpuResult, type MultiGpuResult } from '../verify/nvidia/multi-gpu.js';
 import type { GpuClaims } from '../verify/nvidia/claims.js';
 import type { AzureEvidence } from '../formats/azure/evidence-formats.js';
@@ -18,7 +19,7 @@ import { DEFAULT_GPU_POLICY, type GpuPolicy } from '../appraise/gpu-policy.js';
 import { snpPolicyChecks } from '../appraise/snp-checks.js';
 import { appraiseGpuChecks } from '../appraise/gpu-checks.js';
 
-export type { SnpVerifyInput, SnpClaims, AzureClaims, GpuEvidenceInput, GpuClaims, MultiGpuResult };
+export type { SnpVerifyInput, SnpClaims, AzureClaims, GpuEvidenceRecord, GpuClaims, MultiGpuResult };
 
 export interface SnpVerifyOptions extends SnpReportVerifyOptions {
   policy?: SnpPolicy;
@@ -51,7 +52,7 @@ export function verifyAzureEvidence(evidence: AzureEvidence, options: AzureVerif
 }
 
 /** One GPU verified (agent/verify/nvidia/gpu-verify.ts) and appraised (agent/appraise/gpu-checks.ts). */
-export function verifyGpuEvidence(evidence: GpuEvidenceInput, options: GpuVerifyOptions): VerificationResult<GpuClaims> {
+export function verifyGpuEvidence(evidence: GpuEvidenceRecord, options: GpuVerifyOptions): VerificationResult<GpuClaims> {
   const { policy = DEFAULT_GPU_POLICY, ...verifyOptions } = options;
   const v = verifyGpuReport(evidence, { ...verifyOptions, ocspGraceSeconds: policy.ocspGraceSeconds, allowHoldCert: policy.allowHoldCert });
   if (!v.claims) return v; // the report did not parse: nothing to appraise
@@ -71,7 +72,7 @@ export function verifyGpuEvidence(evidence: GpuEvidenceInput, options: GpuVerify
 }
 
 /** Several GPUs, each verified and appraised, then the cross-GPU checks (agent/verify/nvidia/multi-gpu.ts). */
-export async function verifyGpus(list: readonly GpuEvidenceInput[], options: GpuVerifyOptions): Promise<MultiGpuResult> {
+export async function verifyGpus(list: readonly GpuEvidenceRecord[], options: GpuVerifyOptions): Promise<MultiGpuResult> {
   const perGpu = await Promise.all(list.map(async (ev, i) => verifyGpuEvidence({ ...ev, index: ev.index ?? i }, options)));
   return crossGpuResult(perGpu);
 }

@@ -18,7 +18,7 @@ import {
 import type { SnpPolicy } from '../appraise/snp-policy.js';
 import type { GpuPolicy } from '../appraise/gpu-policy.js';
 import type { EvidenceBundle } from '../formats/evidence-bundle.js';
-import { parseAzureEvidence, BUNDLE_KIND as AZURE_KIND, BUNDLE_VERSION as AZURE_VERSION } from '../formats/azure/evidence-formats.js';
+import { azureEvidenceOfBytes } from '../formats/azure/evidence-formats.js';
 import { ParseError } from '../errors.js';
 import type { DeviceResult } from '../appraise/ear.js';
 
@@ -120,12 +120,8 @@ function verifyAzureCpu(bundle: EvidenceBundle, binding: Buffer, opts: BundleVer
   if (!q) return resultOf([fail('azure.quote', 'the Azure evidence has no vTPM quote')], undefined);
   let evidence;
   try {
-    evidence = parseAzureEvidence({
-      kind: AZURE_KIND,
-      version: AZURE_VERSION,
-      hclReport: bundle.cpu.report.toString('base64'),
-      quote: { message: q.message.toString('hex'), signature: q.signature.toString('hex'), pcrs: q.pcrs.map((p) => p.toString('hex')) },
-    });
+    // The bundle's bytes, decoded once here (the collector ships them as they came from the vTPM).
+    evidence = azureEvidenceOfBytes({ hclReport: bundle.cpu.report, quote: q });
   } catch (err) {
     if (!(err instanceof ParseError)) throw err;
     return resultOf([fail('azure.evidence.parse', err.message)], undefined);

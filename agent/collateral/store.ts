@@ -15,6 +15,7 @@ import { classify, type ClassifyHint, type ClassifiedWithOrigin } from './classi
 import { freshness, type FreshnessOptions } from './freshness.js';
 import { checkKey, describeKey, keyPath } from './keys.js';
 import type { ClassifiedItem, CollateralKey, CollateralMeta, Freshness, KdsChain, StoredEntry } from './types.js';
+import { stringField } from '../util/json-fields.js';
 import { KDS_BASE_URL, kdsCertChainPath, kdsCrlPath, kdsUrl } from '../util/kds-url.js';
 
 export const META_SUFFIX = '.meta.json';
@@ -316,7 +317,7 @@ function parseMeta(v: unknown): CollateralMeta {
   if (typeof v !== 'object' || v === null) throw new CollateralError('metadata is not an object');
   const o = v as Record<string, unknown>;
   const key = checkKey(o.key);
-  const str = (k: string): string | undefined => (typeof o[k] === 'string' ? (o[k] as string) : undefined);
+  const str = (k: string): string | undefined => stringField(o, k);
   const fetchedAt = str('fetchedAt');
   const sum = str('sha256');
   if (o.version !== 1 || fetchedAt === undefined || sum === undefined || typeof o.size !== 'number') throw new CollateralError('metadata is incomplete');

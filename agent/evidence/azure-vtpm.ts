@@ -9,10 +9,9 @@ import { DeviceError, ParseError } from '../errors.js';
 import { TpmClient, ALL_PCRS } from './tpm/client.js';
 import { TpmError } from '../formats/tpm/response-codes.js';
 import { AZURE, TPM_ALG, TPMA_NV } from '../formats/tpm/constants.js';
-import { parseAttest, writeSignature } from '../formats/tpm/structures.js';
-import { TpmWriter } from '../formats/tpm/marshal.js';
+import { parseAttest } from '../formats/tpm/structures.js';
 import { parseHclReport, HCL_SIGNATURE } from '../formats/azure/hcl.js';
-import { encodeBundle, qualifyingDataFor, userDataFor, USER_DATA_SIZE, type AzureBundle } from '../formats/azure/evidence-formats.js';
+import { encodeBundle, qualifyingDataFor, userDataFor, USER_DATA_SIZE, type AzureBundle, type AzureVtpmEvidence } from '../formats/azure/evidence-formats.js';
 
 export interface AzureCollectOptions {
   /** 1..64 bytes bound into the HCL user data and (hashed) into the quote; none = boot-time report, empty extraData. */
@@ -21,8 +20,6 @@ export interface AzureCollectOptions {
   timeoutMs?: number;
   /** Poll interval while waiting. Default 250 ms (az-cvm-vtpm sleeps 3 s once). */
   pollMs?: number;
-  /** PEM certificates to ship along (e.g. IMDS THIM VCEK + chain). */
-  certsPem?: string[];
   pcrs?: readonly number[];
   akHandle?: number;
 }
@@ -122,16 +119,13 @@ export async function quotePcrs(
     const pcrValues = selection[0]!.pcrs.map((p) => values.values.get(p)!);
     const digest = createHash('sha256').update(Buffer.concat(pcrValues)).digest();
     const attest = parseAttest(q.quoted);
-    if (attest.quote && digest.equals(attest.quote.pcrDigest)) {
-      const w = new TpmWriter();
-      writeSignature(w, q.signature);
-      return { message: q.quoted, signature: w.finish(), pcrValues };
-    }
+    if (attest.quote && digest.equals(attest.quote.pcrDigest)) return { message: q.quoted, signature: q.signatureBytes, pcrValues };
     if (attempt >= 3) throw new DeviceError('ERR_TPM_PCR_RACE', 'PCR values kept changing between TPM2_Quote and TPM2_PCR_Read (3 attempts)');
   }
 }
 
-export async function collectAzureEvidence(client: TpmClient, opts: AzureCollectOptions = {}): Promise<AzureBundle> {
+/** The evidence as bytes (HCL report, quote, TPMT_SIGNATURE, PCR values): what the cycle's bundle carries. */
+export async function collectAzureVtpmEvidence(client: TpmClient, opts: AzureCollectOptions = {}): Promise<AzureVtpmEvidence> {
   let hclReport: Buffer;
   let qualifyingData: Buffer = Buffer.alloc(0);
   if (opts.binding !== undefined) {
@@ -143,11 +137,10 @@ export async function collectAzureEvidence(client: TpmClient, opts: AzureCollect
     hclReport = await readHclReport(client);
   }
   const q = await quotePcrs(client, opts.akHandle ?? AZURE.AK_HANDLE, qualifyingData, opts.pcrs ?? ALL_PCRS);
-  return encodeBundle({
-    hclReport,
-    quoteMessage: q.message,
-    quoteSignature: q.signature,
-    pcrs: q.pcrValues,
-    ...(opts.certsPem ? { certsPem: opts.certsPem } : {}),
-  });
+  return { hclReport, quote: { message: q.message, signature: q.signature, pcrs: q.pcrValues } };
+}
+
+/** The same evidence in our JSON container (`cvm-agent azure evidence`), with PEM certificates shipped along. */
+export async function collectAzureEvidence(client: TpmClient, opts: AzureCollectOptions & { certsPem?: string[] } = {}): Promise<AzureBundle> {
+  return encodeBundle(await collectAzureVtpmEvidence(client, opts), opts.certsPem);
 }

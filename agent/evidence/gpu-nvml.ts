@@ -18,7 +18,8 @@ import {
   type NvmlSystemCc,
 } from '../native/nvml.js';
 import { isNvmlNotSupported } from '../native/nvml-errors.js';
-import type { GpuBundleEntry } from '../formats/evidence-bundle.js';
+import type { GpuBundleEntry } from '../formats/gpu-evidence.js';
+import { nvidiaEvidenceEntryOf, type NvidiaEvidenceEntry } from '../formats/nvidia-evidence-json.js';
 
 export type GpuArchitecture = 'hopper' | 'blackwell' | 'ampere' | 'ada' | 'unknown' | (string & {});
 
@@ -72,7 +73,7 @@ export interface GpuEvidence {
   cc: GpuCcState;
 }
 
-/** The one mapper from collected evidence to the record (NVML's unsigned facts kept for consistency checks). */
+/** The one mapper from collected evidence to the GPU evidence record (formats/gpu-evidence.ts; NVML's unsigned facts kept for consistency checks). */
 export function gpuRecordOf(g: GpuEvidence): GpuBundleEntry {
   return {
     index: g.index,
@@ -275,23 +276,7 @@ export class NvmlGpuSource implements GpuSource {
   }
 }
 
-/** One entry of NVIDIA's serialized evidence (test/vectors/nvidia/attestation-sdk/evidence-json). */
-export interface NvidiaEvidenceEntry {
-  arch: string;
-  /** base64 of the PEM chain text. */
-  certificate: string;
-  /** base64 of the raw report bytes. */
-  evidence: string;
-  /** hex of the 32-byte nonce. */
-  nonce: string;
-}
-
-/** Serialises collected evidence in the format NRAS and NVIDIA's SDKs exchange. */
+/** Serialises collected evidence in the format NRAS and NVIDIA's SDKs exchange (through the record). */
 export function toNvidiaEvidenceJson(evidence: readonly GpuEvidence[]): NvidiaEvidenceEntry[] {
-  return evidence.map((e) => ({
-    arch: e.architecture.toUpperCase(),
-    certificate: Buffer.from(e.certChainPem, 'latin1').toString('base64'),
-    evidence: e.report.toString('base64'),
-    nonce: e.nonce.toString('hex'),
-  }));
+  return evidence.map((e) => nvidiaEvidenceEntryOf(gpuRecordOf(e), e.nonce));
 }

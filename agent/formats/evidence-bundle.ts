@@ -7,6 +7,9 @@ import { ParseError } from '../errors.js';
 import { AGENT_ID, type PublicJwk } from './nonce-binding.js';
 import { nonceFromHex, WIRE_NONCE } from '../util/nonce-hex.js';
 import { jsonReader } from '../util/json-fields.js';
+import { gpuEntryFromJson, gpuEntryToJson, type GpuBundleEntry } from './gpu-evidence.js';
+
+export type { GpuBundleEntry };
 
 export const BUNDLE_VERSION = 1;
 export const MAX_BUNDLE_BYTES = 4 * 1024 * 1024;
@@ -22,18 +25,6 @@ export interface CpuEvidence {
   certificates: Buffer[];
   /** Azure: the vTPM quote {message, signature, pcrs}. */
   quote?: { message: Buffer; signature: Buffer; pcrs: Buffer[] };
-}
-
-/**
- * The one GPU evidence record: what a bundle carries per GPU and what verifyGpuEvidence takes
- * (a GpuEvidenceInput), built from a collected GpuEvidence by gpuRecordOf (evidence/gpu-nvml.ts) only.
- */
-export interface GpuBundleEntry {
-  index: number;
-  arch: string;
-  report: Buffer;
-  certChainPem: string;
-  nvml: { driverVersion?: string; vbiosVersion?: string; cc?: { ccEnabled: boolean; devToolsMode: boolean; environment: string } };
 }
 
 export interface EvidenceBundle {
@@ -63,7 +54,7 @@ export function bundleToJson(b: EvidenceBundle): Record<string, unknown> {
       certificates: b.cpu.certificates.map(b64),
       ...(b.cpu.quote ? { quote: { message: b64(b.cpu.quote.message), signature: b64(b.cpu.quote.signature), pcrs: b.cpu.quote.pcrs.map(b64) } } : {}),
     },
-    gpus: b.gpus.map((g) => ({ index: g.index, arch: g.arch, report: b64(g.report), certChainPem: g.certChainPem, nvml: g.nvml })),
+    gpus: b.gpus.map(gpuEntryToJson),
   };
 }
 
@@ -122,26 +113,7 @@ export function parseBundle(input: string | Buffer | unknown): EvidenceBundle {
       pcrs: arr(q.pcrs, 'cpu.quote.pcrs', 24).map((x, i) => base64(x, `cpu.quote.pcrs[${i}]`)),
     };
   }
-  const gpus = arr(o.gpus, 'gpus', 64).map((g, i): GpuBundleEntry => {
-    const e = obj(g, `gpus[${i}]`);
-    if (typeof e.index !== 'number' || !Number.isInteger(e.index) || e.index < 0 || e.index > 63) fail(`gpus[${i}].index`, 'must be an integer 0..63');
-    const nvml = e.nvml === undefined ? {} : obj(e.nvml, `gpus[${i}].nvml`);
-    const entry: GpuBundleEntry = {
-      index: e.index,
-      arch: str(e.arch, `gpus[${i}].arch`, 32),
-      report: base64(e.report, `gpus[${i}].report`),
-      certChainPem: str(e.certChainPem, `gpus[${i}].certChainPem`, 64 * 1024),
-      nvml: {},
-    };
-    if (nvml.driverVersion !== undefined) entry.nvml.driverVersion = str(nvml.driverVersion, `gpus[${i}].nvml.driverVersion`, 64);
-    if (nvml.vbiosVersion !== undefined) entry.nvml.vbiosVersion = str(nvml.vbiosVersion, `gpus[${i}].nvml.vbiosVersion`, 64);
-    if (nvml.cc !== undefined) {
-      const cc = obj(nvml.cc, `gpus[${i}].nvml.cc`);
-      if (typeof cc.ccEnabled !== 'boolean' || typeof cc.devToolsMode !== 'boolean') fail(`gpus[${i}].nvml.cc`, 'must have boolean ccEnabled and devToolsMode');
-      entry.nvml.cc = { ccEnabled: cc.ccEnabled, devToolsMode: cc.devToolsMode, environment: str(cc.environment, `gpus[${i}].nvml.cc.environment`, 32) };
-    }
-    return entry;
-  });
+  const gpus = arr(o.gpus, 'gpus', 64).map((g, i) => gpuEntryFromJson(g, i, { fail, obj, str, base64 }));
   const indices = gpus.map((g) => g.index);
   if (new Set(indices).size !== indices.length) fail('gpus', 'has duplicate indices');
   return {

@@ -11,6 +11,7 @@ import { writeFileAtomic } from '../util/atomic-file.js';
 import { CoalescingWrite } from './coalescing-write.js';
 import { readBoundedText } from '../util/bounded-read.js';
 import { ParseError } from '../errors.js';
+import { hasOnlyKeys, isBoundedString, isJsonObject } from '../util/json-fields.js';
 
 export const TRUST_LOG_FILE = 'trust-log.json';
 export const TRUST_LOG_ENTRIES = 256;
@@ -31,17 +32,15 @@ export interface TrustLogEntry {
 const KINDS = ['trigger', 'recovery', 'action'];
 const PHASES = ['apply', 'undo'];
 const OUTCOMES = ['done', 'failed', 'skipped'];
-const short = (v: unknown, max: number): v is string => typeof v === 'string' && v.length <= max;
+const ENTRY_KEYS = ['id', 'at', 'kind', 'trigger', 'action', 'phase', 'outcome', 'detail'];
 
-function validEntry(v: unknown): TrustLogEntry | undefined {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;
-  const o = v as Record<string, unknown>;
-  for (const k of Object.keys(o)) if (!['id', 'at', 'kind', 'trigger', 'action', 'phase', 'outcome', 'detail'].includes(k)) return undefined;
-  if (!Number.isSafeInteger(o.id) || (o.id as number) < 1 || !short(o.at, 64) || !Number.isFinite(Date.parse(o.at))) return undefined;
-  if (!KINDS.includes(o.kind as string) || !short(o.trigger, 64) || !short(o.detail, MAX_DETAIL)) return undefined;
+function validEntry(o: unknown): TrustLogEntry | undefined {
+  if (!isJsonObject(o) || !hasOnlyKeys(o, ENTRY_KEYS)) return undefined;
+  if (!Number.isSafeInteger(o.id) || (o.id as number) < 1 || !isBoundedString(o.at, 64) || !Number.isFinite(Date.parse(o.at))) return undefined;
+  if (!KINDS.includes(o.kind as string) || !isBoundedString(o.trigger, 64) || !isBoundedString(o.detail, MAX_DETAIL)) return undefined;
   const e: TrustLogEntry = { id: o.id as number, at: o.at, kind: o.kind as TrustLogEntry['kind'], trigger: o.trigger, detail: o.detail };
   if (o.action !== undefined) {
-    if (!short(o.action, 64)) return undefined;
+    if (!isBoundedString(o.action, 64)) return undefined;
     e.action = o.action;
   }
   if (o.phase !== undefined) {

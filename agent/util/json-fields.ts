@@ -44,3 +44,20 @@ export function jsonReader(fail: (where: string, problem: string) => never, word
     },
   };
 }
+
+/** An own property only: never one inherited from Object.prototype ("constructor", "__proto__", ...). */
+export function ownField(o: JsonObject, key: string): unknown {
+  return Object.prototype.hasOwnProperty.call(o, key) ? o[key] : undefined;
+}
+
+/** A string of at most `max` UTF-16 units (for readers that drop a bad value instead of throwing). */
+export const isBoundedString = (v: unknown, max: number): v is string => typeof v === 'string' && v.length <= max;
+
+/** The own field `key` when it is a string of at most `max` units, else undefined. */
+export function stringField(o: JsonObject, key: string, max = Number.POSITIVE_INFINITY): string | undefined {
+  const v = ownField(o, key);
+  return isBoundedString(v, max) ? v : undefined;
+}
+
+/** Whether every own key of `o` is in `allowed`. */
+export const hasOnlyKeys = (o: JsonObject, allowed: readonly string[]): boolean => Object.keys(o).every((k) => allowed.includes(k));

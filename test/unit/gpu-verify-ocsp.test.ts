@@ -17,7 +17,7 @@ import { buildSimulatedReport, loadOrCreateSimGpuIdentity, simulatedRoots, type 
 import { parsePemChain } from '../../agent/verify/nvidia/chain.js';
 import type { Certificate as ParsedCert } from '../../agent/formats/x509/certificate.js';
 import { parseOcspResponse } from '../../agent/verify/nvidia/ocsp.js';
-import type { GpuEvidenceInput } from '../../agent/verify/nvidia/gpu-verify.js';
+import type { GpuEvidenceRecord } from '../../agent/formats/gpu-evidence.js';
 import { verifyGpuEvidence, type GpuVerifyOptions } from '../../agent/attest/verify-and-appraise.js';
 import { gpuPolicyFrom } from '../../agent/appraise/gpu-policy.js';
 import { ParseError } from '../../agent/errors.js';
@@ -41,7 +41,7 @@ function buildOcsp(s: OcspSpec): Buffer {
 
 let id: SimGpuIdentity;
 let chain: ParsedCert[];
-let ev: GpuEvidenceInput;
+let ev: GpuEvidenceRecord;
 let base: GpuVerifyOptions;
 let keys: KeyObject[];
 const ICA_NAME: NameSpec = { CN: 'SIMULATED NVIDIA GH100 Provisioner ICA 1', O: 'NVIDIA Corporation (SIMULATED)' };

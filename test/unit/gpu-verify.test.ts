@@ -6,10 +6,10 @@
 import { describe, expect, it } from 'vitest';
 import { X509Certificate } from 'node:crypto';
 import { vector } from '../helpers/paths.js';
-import type { GpuEvidenceInput } from '../../agent/verify/nvidia/gpu-verify.js';
+import type { GpuEvidenceRecord } from '../../agent/formats/gpu-evidence.js';
 import { verifyGpuEvidence, type GpuVerifyOptions, verifyGpus } from '../../agent/attest/verify-and-appraise.js';
 import { parseGpuReport, reportBytesFromFile } from '../../agent/verify/nvidia/report.js';
-import { parseGpuEvidenceJson } from '../../agent/verify/nvidia/evidence-json.js';
+import { parseGpuEvidenceJson } from '../../agent/formats/nvidia-evidence-json.js';
 import { compareMeasurementsDetailed, parseRim, type Rim } from '../../agent/verify/nvidia/rim/index.js';
 import { nvidiaDeviceRoot, NVIDIA_DEVICE_ROOT_SHA256 } from '../../agent/roots/nvidia-device.js';
 import { gpuPolicyFrom } from '../../agent/appraise/gpu-policy.js';
@@ -20,7 +20,7 @@ const AT_2024 = new Date('2024-06-01T00:00:00Z');
 const text = (p: string) => vector(p).toString('utf8');
 const report = (p: string) => reportBytesFromFile(vector(p));
 
-const ev545: GpuEvidenceInput = { report: report(`${N}/attestationReport.txt`), certChainPem: text(`${N}/gpuAkCertChain.txt`) };
+const ev545: GpuEvidenceRecord = { report: report(`${N}/attestationReport.txt`), certChainPem: text(`${N}/gpuAkCertChain.txt`) };
 const nonce545 = Buffer.from('4cff7f5380ead8fad8ec2c531c110aca4302a88f603792801a8ca29ee151af2e', 'hex');
 const rims545 = { driver: text(`${N}/Driver_RIM_test_no_gpu.swidtag`), vbios: text(`${N}/1010_0200_882_96005E0001_test_no_gpu.swidtag`) };
 const full545: GpuVerifyOptions = { at: AT_2024, expectedNonce: nonce545, rims: rims545 };
@@ -131,7 +131,7 @@ describe('the complete 545 set verifies end to end (pinned 2024-06-01, offline)'
 });
 
 describe('the 535 set: VBIOS part matches the genuine PROD RIM', () => {
-  const ev: GpuEvidenceInput = {
+  const ev: GpuEvidenceRecord = {
     report: report('nvidia/attestation-sdk/hopper-535/hopperAttestationReport.txt'),
     certChainPem: text('nvidia/attestation-sdk/hopper-535/hopperCertChain.txt'),
   };

@@ -1,7 +1,7 @@
 /** The one hostile-JSON field reader, and the messages of the parsers built on it (unchanged wording). */
 import { describe, expect, it } from 'vitest';
 import { ParseError } from '../../agent/errors.js';
-import { jsonReader } from '../../agent/util/json-fields.js';
+import { hasOnlyKeys, isBoundedString, jsonReader, ownField, stringField } from '../../agent/util/json-fields.js';
 import { parseBundle } from '../../agent/formats/evidence-bundle.js';
 import { parseConsequenceState } from '../../agent/daemon/consequences.js';
 import { validateEar } from '../../agent/state/record.js';
@@ -31,6 +31,25 @@ describe('jsonReader', () => {
     expect(read.arr([1], 'a', 1)).toEqual([1]);
     expect(() => read.arr([1, 2], 'a', 1)).toThrow('a: at most 1');
     expect(() => read.arr({}, 'a', 1)).toThrow('a: at most 1');
+  });
+});
+
+describe('non-throwing field helpers', () => {
+  it('read own fields only, with string bounds and key allowlists', () => {
+    const o = JSON.parse('{"a": "xy", "n": 1, "__proto__": "p"}') as Record<string, unknown>;
+    expect(ownField(o, 'a')).toBe('xy');
+    expect(ownField(o, '__proto__')).toBe('p');
+    expect(ownField({}, 'constructor')).toBeUndefined();
+    expect(ownField({}, 'toString')).toBeUndefined();
+    expect(isBoundedString('xy', 2)).toBe(true);
+    expect(isBoundedString('xyz', 2)).toBe(false);
+    expect(isBoundedString(1, 2)).toBe(false);
+    expect(stringField(o, 'a')).toBe('xy');
+    expect(stringField(o, 'a', 1)).toBeUndefined();
+    expect(stringField(o, 'n')).toBeUndefined();
+    expect(stringField({}, 'constructor')).toBeUndefined();
+    expect(hasOnlyKeys({ a: 1 }, ['a', 'b'])).toBe(true);
+    expect(hasOnlyKeys({ a: 1, c: 2 }, ['a', 'b'])).toBe(false);
   });
 });
 

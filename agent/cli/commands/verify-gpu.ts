@@ -11,10 +11,11 @@ import { parseOptions, type CliIO, type Command } from '../command.js';
 import { exitForStatus, formatChecks, parseAt, readInput } from '../verify-output.js';
 import { DEFAULT_GPU_POLICY, parseGpuPolicy } from '../../appraise/gpu-policy.js';
 import { reportBytesFromFile } from '../../verify/nvidia/report.js';
-import { parseGpuEvidenceJson } from '../../verify/nvidia/evidence-json.js';
+import { parseGpuEvidenceJson } from '../../formats/nvidia-evidence-json.js';
 import type { MultiGpuResult } from '../../verify/nvidia/multi-gpu.js';
 import { verifyGpus, type GpuVerifyOptions } from '../../attest/verify-and-appraise.js';
-import type { GpuEvidenceInput, GpuSkip } from '../../verify/nvidia/gpu-verify.js';
+import type { GpuSkip } from '../../verify/nvidia/gpu-verify.js';
+import type { GpuEvidenceRecord } from '../../formats/gpu-evidence.js';
 import { GPU_NONCE_BYTES, nonceFromHex } from '../../util/nonce-hex.js';
 
 const usage = `Usage: cvm-agent verify gpu (--report FILE --chain FILE | --evidence FILE) [--nonce HEX]
@@ -184,7 +185,7 @@ async function run(argv: string[], io: CliIO): Promise<number> {
     }
   }
 
-  let list: GpuEvidenceInput[];
+  let list: GpuEvidenceRecord[];
   if (values.evidence !== undefined) {
     list = parseGpuEvidenceJson(readInput(values.evidence, io, 'evidence', 'gpuEvidence'));
   } else {

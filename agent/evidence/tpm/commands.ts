@@ -262,6 +262,8 @@ export interface QuoteResult {
   /** TPMS_ATTEST bytes: exactly what the signature covers. */
   quoted: Buffer;
   signature: TpmSignature;
+  /** The TPMT_SIGNATURE as the TPM marshalled it (what evidence ships; no re-marshalling). */
+  signatureBytes: Buffer;
 }
 
 /** TPMT_SIG_SCHEME: NULL = use the key's own scheme (the usual case for a restricted AK). */
@@ -287,7 +289,9 @@ export function quote(
     }),
     parse(r) {
       const quoted = r.tpm2b('TPM2B_ATTEST');
-      return { quoted, signature: readSignature(r) };
+      const start = r.offset;
+      const signature = readSignature(r);
+      return { quoted, signature, signatureBytes: Buffer.from(r.buf.subarray(start, r.offset)) };
     },
   };
 }

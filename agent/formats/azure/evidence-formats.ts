@@ -12,6 +12,7 @@
 import { createHash } from 'node:crypto';
 import { ParseError } from '../../errors.js';
 import { pemBlocks } from '../../util/pem.js';
+import { isJsonObject, ownField } from '../../util/json-fields.js';
 
 /** The signature as shipped: a TPMT_SIGNATURE, or the bare RSA signature bytes (CoCo attester, az-cvm-vtpm). */
 export type QuoteSignature = { format: 'tpmt'; bytes: Buffer } | { format: 'raw'; bytes: Buffer };
@@ -39,7 +40,18 @@ export interface AzureEvidence {
   certificates: Buffer[];
 }
 
-/** Our bundle as produced by agent/evidence/azure-vtpm.ts. */
+/**
+ * What the vTPM collector returns and the evidence bundle carries (`cpu.report`, `cpu.quote`): bytes,
+ * decoded once, by the verifier (`azureEvidenceOfBytes`).
+ */
+export interface AzureVtpmEvidence {
+  /** The HCL report as read from NV 0x01400001. */
+  hclReport: Buffer;
+  /** TPMS_ATTEST as signed, the TPMT_SIGNATURE as marshalled, the PCR values in ascending index order. */
+  quote: { message: Buffer; signature: Buffer; pcrs: Buffer[] };
+}
+
+/** Our JSON container (`cvm-agent azure evidence`) as produced by agent/evidence/azure-vtpm.ts. */
 export interface AzureBundle {
   kind: typeof BUNDLE_KIND;
   version: typeof BUNDLE_VERSION;
@@ -50,8 +62,6 @@ export interface AzureBundle {
 
 const MAX_BLOB = 64 * 1024;
 const MAX_PCRS = 64;
-const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-const own = (o: Record<string, unknown>, k: string): unknown => (Object.prototype.hasOwnProperty.call(o, k) ? o[k] : undefined);
 
 function hexField(v: unknown, what: string): Buffer {
   if (typeof v !== 'string' || v.length > 2 * MAX_BLOB || v.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(v))
@@ -100,55 +110,55 @@ export function parseAzureEvidence(input: string | unknown): AzureEvidence {
       throw new ParseError(`Azure evidence: not valid JSON (${(err as Error).message})`);
     }
   }
-  if (!isObj(doc)) throw new ParseError('Azure evidence: JSON is not an object');
+  if (!isJsonObject(doc)) throw new ParseError('Azure evidence: JSON is not an object');
 
-  if (own(doc, 'kind') !== undefined) {
-    if (own(doc, 'kind') !== BUNDLE_KIND) throw new ParseError(`Azure evidence: kind ${JSON.stringify(own(doc, 'kind'))} is not "${BUNDLE_KIND}"`);
-    if (own(doc, 'version') !== BUNDLE_VERSION)
-      throw new ParseError(`Azure evidence: bundle version ${JSON.stringify(own(doc, 'version'))} is not supported (1)`);
-    const q = own(doc, 'quote');
-    if (!isObj(q)) throw new ParseError('Azure evidence: "quote" is not an object');
-    const certs = own(doc, 'certs');
+  if (ownField(doc, 'kind') !== undefined) {
+    if (ownField(doc, 'kind') !== BUNDLE_KIND) throw new ParseError(`Azure evidence: kind ${JSON.stringify(ownField(doc, 'kind'))} is not "${BUNDLE_KIND}"`);
+    if (ownField(doc, 'version') !== BUNDLE_VERSION)
+      throw new ParseError(`Azure evidence: bundle version ${JSON.stringify(ownField(doc, 'version'))} is not supported (1)`);
+    const q = ownField(doc, 'quote');
+    if (!isJsonObject(q)) throw new ParseError('Azure evidence: "quote" is not an object');
+    const certs = ownField(doc, 'certs');
     return {
       format: 'cvm-agent',
-      hclReport: base64Field(own(doc, 'hclReport'), 'hclReport', 'base64'),
+      hclReport: base64Field(ownField(doc, 'hclReport'), 'hclReport', 'base64'),
       quote: {
-        message: hexField(own(q, 'message'), 'quote.message'),
-        signature: { format: 'tpmt', bytes: hexField(own(q, 'signature'), 'quote.signature') },
-        pcrs: listField(own(q, 'pcrs'), 'quote.pcrs').map((p, i) => hexField(p, `quote.pcrs[${i}]`)),
+        message: hexField(ownField(q, 'message'), 'quote.message'),
+        signature: { format: 'tpmt', bytes: hexField(ownField(q, 'signature'), 'quote.signature') },
+        pcrs: listField(ownField(q, 'pcrs'), 'quote.pcrs').map((p, i) => hexField(p, `quote.pcrs[${i}]`)),
       },
       certificates: certs === undefined ? [] : pemOrDerList(certs, 'certs'),
     };
   }
 
-  const tq = own(doc, 'tpm_quote');
-  if (isObj(tq)) {
-    const version = own(doc, 'version');
+  const tq = ownField(doc, 'tpm_quote');
+  if (isJsonObject(tq)) {
+    const version = ownField(doc, 'version');
     if (version !== 1 && version !== 2)
       throw new ParseError(`Azure evidence: az-snp-vtpm evidence version ${JSON.stringify(version)} is not supported (1 or 2)`);
-    const vcek = own(doc, 'vcek');
+    const vcek = ownField(doc, 'vcek');
     return {
       format: version === 1 ? 'coco-v1' : 'coco-v2',
-      hclReport: base64Field(own(doc, 'hcl_report'), 'hcl_report', 'base64url'),
+      hclReport: base64Field(ownField(doc, 'hcl_report'), 'hcl_report', 'base64url'),
       quote: {
-        message: hexField(own(tq, 'message'), 'tpm_quote.message'),
-        signature: { format: 'raw', bytes: hexField(own(tq, 'signature'), 'tpm_quote.signature') },
-        pcrs: listField(own(tq, 'pcrs'), 'tpm_quote.pcrs').map((p, i) => hexField(p, `tpm_quote.pcrs[${i}]`)),
+        message: hexField(ownField(tq, 'message'), 'tpm_quote.message'),
+        signature: { format: 'raw', bytes: hexField(ownField(tq, 'signature'), 'tpm_quote.signature') },
+        pcrs: listField(ownField(tq, 'pcrs'), 'tpm_quote.pcrs').map((p, i) => hexField(p, `tpm_quote.pcrs[${i}]`)),
       },
       certificates: vcek === undefined ? [] : [base64Field(vcek, 'vcek', 'base64url')],
     };
   }
 
-  const gq = own(doc, 'quote');
-  if (isObj(gq) && Array.isArray(own(doc, 'report'))) {
-    const vcek = own(doc, 'vcek');
+  const gq = ownField(doc, 'quote');
+  if (isJsonObject(gq) && Array.isArray(ownField(doc, 'report'))) {
+    const vcek = ownField(doc, 'vcek');
     return {
       format: 'trustee-genoa',
-      hclReport: intArrayField(own(doc, 'report'), 'report'),
+      hclReport: intArrayField(ownField(doc, 'report'), 'report'),
       quote: {
-        message: intArrayField(own(gq, 'message'), 'quote.message'),
-        signature: { format: 'raw', bytes: intArrayField(own(gq, 'signature'), 'quote.signature') },
-        pcrs: listField(own(gq, 'pcrs'), 'quote.pcrs').map((p, i) => intArrayField(p, `quote.pcrs[${i}]`)),
+        message: intArrayField(ownField(gq, 'message'), 'quote.message'),
+        signature: { format: 'raw', bytes: intArrayField(ownField(gq, 'signature'), 'quote.signature') },
+        pcrs: listField(ownField(gq, 'pcrs'), 'quote.pcrs').map((p, i) => intArrayField(p, `quote.pcrs[${i}]`)),
       },
       certificates: vcek === undefined ? [] : pemOrDerList(vcek, 'vcek'),
     };
@@ -156,22 +166,37 @@ export function parseAzureEvidence(input: string | unknown): AzureEvidence {
   throw new ParseError('Azure evidence: not a cvm-agent azure-snp-vtpm bundle nor az-snp-vtpm attester evidence (no "kind", "tpm_quote" or "quote"+"report")');
 }
 
-export function encodeBundle(e: {
-  hclReport: Uint8Array;
-  quoteMessage: Uint8Array;
-  quoteSignature: Uint8Array;
-  pcrs: readonly Uint8Array[];
-  certsPem?: string[];
-}): AzureBundle {
+/** Collected bytes -> our JSON container, for `cvm-agent azure evidence` (the cycle's bundle carries the bytes). */
+export function encodeBundle(e: AzureVtpmEvidence, certsPem?: string[]): AzureBundle {
   const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
   const bundle: AzureBundle = {
     kind: BUNDLE_KIND,
     version: BUNDLE_VERSION,
-    hclReport: Buffer.from(e.hclReport).toString('base64'),
-    quote: { message: hex(e.quoteMessage), signature: hex(e.quoteSignature), pcrs: e.pcrs.map(hex) },
+    hclReport: e.hclReport.toString('base64'),
+    quote: { message: hex(e.quote.message), signature: hex(e.quote.signature), pcrs: e.quote.pcrs.map(hex) },
   };
-  if (e.certsPem && e.certsPem.length > 0) bundle.certs = e.certsPem;
+  if (certsPem && certsPem.length > 0) bundle.certs = certsPem;
   return bundle;
+}
+
+/**
+ * Collected (or bundle) bytes -> AzureEvidence in our format, with the bounds and messages the JSON
+ * container's decoding applies (its base64/hex text limits expressed in bytes), so evidence
+ * the container would refuse is refused here the same way.
+ */
+export function azureEvidenceOfBytes(e: AzureVtpmEvidence): AzureEvidence {
+  const bounded = (b: Buffer, what: string, maxBytes: number, expected: string): Buffer => {
+    if (b.length > maxBytes) throw new ParseError(`${what}: expected ${expected}`);
+    return b;
+  };
+  // base64 text of n bytes is 4*ceil(n/3) long and hex text 2n long; both were capped at 2 * MAX_BLOB characters.
+  const hex = (b: Buffer, what: string) => bounded(b, what, MAX_BLOB, 'a hex string');
+  const hclReport = bounded(e.hclReport, 'hclReport', ((2 * MAX_BLOB) / 4) * 3, 'base64 text');
+  const message = hex(e.quote.message, 'quote.message');
+  const signature = hex(e.quote.signature, 'quote.signature');
+  if (e.quote.pcrs.length > MAX_PCRS) throw new ParseError(`quote.pcrs: expected an array of at most ${MAX_PCRS} entries`);
+  const pcrs = e.quote.pcrs.map((p, i) => hex(p, `quote.pcrs[${i}]`));
+  return { format: 'cvm-agent', hclReport, quote: { message, signature: { format: 'tpmt', bytes: signature }, pcrs }, certificates: [] };
 }
 
 /** Binding as written to the HCL user data: zero-padded to 64 bytes. */
@@ -210,9 +235,9 @@ export function parseImdsCertification(text: string): { vcek: Buffer; chain: Buf
   } catch (err) {
     throw new ParseError(`IMDS certification: not valid JSON (${(err as Error).message})`);
   }
-  if (!isObj(doc)) throw new ParseError('IMDS certification: JSON is not an object');
-  const vcekPem = own(doc, 'vcekCert');
-  const chainPem = own(doc, 'certificateChain');
+  if (!isJsonObject(doc)) throw new ParseError('IMDS certification: JSON is not an object');
+  const vcekPem = ownField(doc, 'vcekCert');
+  const chainPem = ownField(doc, 'certificateChain');
   if (typeof vcekPem !== 'string') throw new ParseError('IMDS certification: "vcekCert" missing or not PEM text');
   const vcek = pemBlocks(vcekPem);
   if (vcek.length !== 1) throw new ParseError(`IMDS certification: "vcekCert" holds ${vcek.length} certificates, expected 1`);

@@ -7,6 +7,7 @@
  */
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { ParseError } from '../../errors.js';
+import { isJsonObject, ownField, stringField } from '../../util/json-fields.js';
 
 export interface RuntimeKey {
   kid: string;
@@ -33,18 +34,9 @@ export const MAX_CLAIMS_BYTES = 64 * 1024;
 const MAX_KEYS = 16;
 const MAX_USER_DATA_HEX = 128;
 
-const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-
-function own(obj: Record<string, unknown>, key: string): unknown {
-  return Object.prototype.hasOwnProperty.call(obj, key) ? obj[key] : undefined;
-}
-
 function jwkToKey(jwk: Record<string, unknown>): { key: KeyObject | undefined; problem?: string } {
-  const kty = own(jwk, 'kty');
-  const str = (k: string) => {
-    const v = own(jwk, k);
-    return typeof v === 'string' && v.length <= 2048 ? v : undefined;
-  };
+  const kty = ownField(jwk, 'kty');
+  const str = (k: string) => stringField(jwk, k, 2048);
   try {
     if (kty === 'RSA') {
       const n = str('n');
@@ -79,28 +71,28 @@ export function parseRuntimeClaims(bytes: Uint8Array): RuntimeClaims {
   } catch (err) {
     throw new ParseError(`HCL runtime claims: not valid JSON (${(err as Error).message})`);
   }
-  if (!isPlainObject(json)) throw new ParseError('HCL runtime claims: JSON is not an object');
+  if (!isJsonObject(json)) throw new ParseError('HCL runtime claims: JSON is not an object');
 
-  const keysValue = own(json, 'keys');
+  const keysValue = ownField(json, 'keys');
   const keys: RuntimeKey[] = [];
   if (keysValue !== undefined) {
     if (!Array.isArray(keysValue)) throw new ParseError('HCL runtime claims: "keys" is not an array');
     if (keysValue.length > MAX_KEYS) throw new ParseError(`HCL runtime claims: ${keysValue.length} keys exceeds ${MAX_KEYS}`);
     for (const entry of keysValue) {
-      if (!isPlainObject(entry)) throw new ParseError('HCL runtime claims: a "keys" entry is not an object');
-      const kid = own(entry, 'kid');
-      const kty = own(entry, 'kty');
+      if (!isJsonObject(entry)) throw new ParseError('HCL runtime claims: a "keys" entry is not an object');
+      const kid = ownField(entry, 'kid');
+      const kty = ownField(entry, 'kty');
       if (typeof kid !== 'string' || typeof kty !== 'string') throw new ParseError('HCL runtime claims: a key lacks a string "kid" or "kty"');
-      const ops = own(entry, 'key_ops');
+      const ops = ownField(entry, 'key_ops');
       const keyOps = Array.isArray(ops) ? ops.filter((o): o is string => typeof o === 'string') : [];
       keys.push({ kid, kty, keyOps, ...jwkToKey(entry) });
     }
   }
 
-  const vm = own(json, 'vm-configuration');
-  if (vm !== undefined && !isPlainObject(vm)) throw new ParseError('HCL runtime claims: "vm-configuration" is not an object');
+  const vm = ownField(json, 'vm-configuration');
+  if (vm !== undefined && !isJsonObject(vm)) throw new ParseError('HCL runtime claims: "vm-configuration" is not an object');
 
-  const ud = own(json, 'user-data');
+  const ud = ownField(json, 'user-data');
   let userData: Buffer | undefined;
   if (ud !== undefined) {
     if (typeof ud !== 'string' || ud.length > MAX_USER_DATA_HEX || ud.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(ud)) {

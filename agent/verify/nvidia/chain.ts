@@ -13,11 +13,12 @@ import { parseCertificateEager, type Certificate } from '../../formats/x509/cert
 import { pemBlocks } from '../../util/pem.js';
 import { BoundedCache } from '../../util/bounded-cache.js';
 import { isIssuedBy } from '../x509/signature.js';
+import { MAX_GPU_CHAIN_PEM_LENGTH } from '../../formats/gpu-evidence.js';
 
 /** Device chains are 5 long on Hopper and Blackwell (MAX_CERT_CHAIN_LENGTH = 5). */
 export const GPU_CHAIN_LENGTH = 5;
-/** NVML_GPU_ATTESTATION_CERT_CHAIN_SIZE is 0x1400; leave room for other PEM producers. */
-export const MAX_CHAIN_PEM_LENGTH = 64 * 1024;
+/** The chain text bound of the GPU evidence record (formats/gpu-evidence.ts). */
+export const MAX_CHAIN_PEM_LENGTH = MAX_GPU_CHAIN_PEM_LENGTH;
 const MAX_CERTS = 16;
 
 /** Split PEM text into DER certificates; anything but whitespace/NULs between blocks is an error. */

@@ -19,26 +19,7 @@ import { certRevocationStatus, parseOcspResponses, type OcspResponse } from './o
 import { compareMeasurementsDetailed, driverRimId, vbiosRimId, type MeasurementMismatch, type Rim } from './rim/index.js';
 import { verifyRimCached } from './rim-cache.js';
 import { statusByteName, type GpuArch, type GpuClaims } from './claims.js';
-
-/** NVML CC state as the evidence layer decodes it (agent/evidence/gpu-nvml.ts GpuCcState). */
-export interface GpuCcStateInput {
-  ccEnabled: boolean;
-  devToolsMode: boolean;
-  environment: string;
-}
-
-export interface GpuEvidenceInput {
-  /** Raw NVML attestationReport bytes. */
-  report: Uint8Array;
-  /** NVML attestationCertChain: PEM, leaf first. */
-  certChainPem: string;
-  /** Claimed architecture ("HOPPER", "hopper", ...); checked against the chain. */
-  arch?: string;
-  /** What NVML said (consistency checks; not signed by the GPU). */
-  nvml?: { driverVersion?: string; vbiosVersion?: string; cc?: GpuCcStateInput };
-  /** GPU index, for messages and multi-GPU results. */
-  index?: number;
-}
+import type { GpuCcFacts, GpuEvidenceRecord } from '../../formats/gpu-evidence.js';
 
 export interface SimulatedRoots {
   /** DER of the simulated device root. */
@@ -125,7 +106,7 @@ function rimCheck(
 }
 
 /** Verify one GPU. Never throws for bad evidence: malformed input becomes a failed named check. */
-export function verifyGpuReport(evidence: GpuEvidenceInput, options: GpuReportVerifyOptions): VerificationResult<GpuClaims> {
+export function verifyGpuReport(evidence: GpuEvidenceRecord, options: GpuReportVerifyOptions): VerificationResult<GpuClaims> {
   const at = options.at;
   const skip = options.skip ?? new Set<GpuSkip>();
   const label = evidence.index === undefined ? 'GPU' : `GPU ${evidence.index}`;
@@ -421,7 +402,7 @@ function gpuClaims(
     golden: GoldenStep;
     revocation: GpuClaims['revocation'];
     earliestNotAfter: Date | undefined;
-    cc: GpuCcStateInput | undefined;
+    cc: GpuCcFacts | undefined;
   },
 ): GpuClaims {
   const o = report.opaque;

@@ -3,22 +3,41 @@
  * attestation-sdk/evidence-json): a JSON array of {arch, certificate: base64(PEM chain text),
  * evidence: base64(raw report), nonce?: hex}. Hostile-input safe: size limits before JSON.parse,
  * strict types and strict base64/hex, and every problem is a ParseError naming the entry and field.
+ * Both directions between that JSON and the GPU evidence record (formats/gpu-evidence.ts).
  */
-import { ParseError } from '../../errors.js';
-import { MAX_REPORT_LENGTH } from './report.js';
-import { MAX_CHAIN_PEM_LENGTH } from './chain.js';
-import type { GpuEvidenceInput } from './gpu-verify.js';
-import { GPU_NONCE_BYTES, nonceFromHex } from '../../util/nonce-hex.js';
+import { ParseError } from '../errors.js';
+import { GPU_NONCE_BYTES, nonceFromHex } from '../util/nonce-hex.js';
+import { MAX_GPU_CHAIN_PEM_LENGTH, MAX_GPU_REPORT_LENGTH, type GpuEvidenceRecord } from './gpu-evidence.js';
 
 /** 64 GPUs × (8 KiB report + 64 KiB chain), base64-inflated, is far below this. */
 export const MAX_EVIDENCE_JSON_LENGTH = 8 * 1024 * 1024;
 export const MAX_EVIDENCE_ENTRIES = 64;
 
-export interface SerializedGpuEvidence extends GpuEvidenceInput {
+/** One entry of NVIDIA's serialized evidence. */
+export interface NvidiaEvidenceEntry {
   arch: string;
-  /** The nonce the collector says it used (hex in the file); verification still needs the caller's nonce. */
-  nonce?: Buffer;
+  /** base64 of the PEM chain text. */
+  certificate: string;
+  /** base64 of the raw report bytes. */
+  evidence: string;
+  /** hex of the 32-byte nonce. */
+  nonce: string;
+}
+
+/** A record as NVIDIA's JSON decodes it: index (its position), arch and report always present. */
+export interface SerializedGpuEvidence extends GpuEvidenceRecord {
   index: number;
+  arch: string;
+}
+
+/** Record (with the nonce it was requested with) -> NVIDIA's entry; the architecture upper-cased as NVIDIA writes it. */
+export function nvidiaEvidenceEntryOf(g: GpuEvidenceRecord & { arch: string }, nonce: Uint8Array): NvidiaEvidenceEntry {
+  return {
+    arch: g.arch.toUpperCase(),
+    certificate: Buffer.from(g.certChainPem, 'latin1').toString('base64'),
+    evidence: Buffer.from(g.report).toString('base64'),
+    nonce: Buffer.from(nonce).toString('hex'),
+  };
 }
 
 function strictBase64(value: unknown, what: string, maxBytes: number): Buffer {
@@ -29,7 +48,7 @@ function strictBase64(value: unknown, what: string, maxBytes: number): Buffer {
   return Buffer.from(s, 'base64');
 }
 
-/** Parse the serialized evidence JSON (text or bytes). */
+/** NVIDIA's serialized evidence JSON (text or bytes) -> records. */
 export function parseGpuEvidenceJson(input: string | Uint8Array): SerializedGpuEvidence[] {
   const length = typeof input === 'string' ? input.length : input.byteLength;
   if (length > MAX_EVIDENCE_JSON_LENGTH) throw new ParseError(`GPU evidence JSON: ${length} bytes exceeds ${MAX_EVIDENCE_JSON_LENGTH}`);
@@ -53,8 +72,8 @@ export function parseGpuEvidenceJson(input: string | Uint8Array): SerializedGpuE
     if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) throw new ParseError(`${where}: expected an object`);
     const e = entry as Record<string, unknown>;
     if (typeof e.arch !== 'string' || !/^[A-Za-z0-9_]{1,32}$/.test(e.arch)) throw new ParseError(`${where}: "arch" must be a short name such as "HOPPER"`);
-    const report = strictBase64(e.evidence, `${where} "evidence"`, MAX_REPORT_LENGTH);
-    const pem = strictBase64(e.certificate, `${where} "certificate"`, MAX_CHAIN_PEM_LENGTH);
+    const report = strictBase64(e.evidence, `${where} "evidence"`, MAX_GPU_REPORT_LENGTH);
+    const pem = strictBase64(e.certificate, `${where} "certificate"`, MAX_GPU_CHAIN_PEM_LENGTH);
     const out: SerializedGpuEvidence = { index, arch: e.arch, report, certChainPem: pem.toString('latin1') };
     if (e.nonce !== undefined && e.nonce !== null) {
       const nonce = nonceFromHex(e.nonce, { minBytes: GPU_NONCE_BYTES, maxBytes: GPU_NONCE_BYTES, prefix: 'lower' });
