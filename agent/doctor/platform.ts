@@ -226,7 +226,8 @@ export function testReportFinding(t: TestReport): Finding {
 export function vcekFinding(t: TestReport, collateralChecks: readonly Check[], verifierChecks: readonly Check[], online: boolean): Finding {
   const id = 'platform.snp.vcek';
   if (t.ok !== true) return skipped(id, A, 'no test report to look the endorsement key up for (see platform.snp.report)');
-  const picked = [...collateralChecks.filter((c) => c.name === 'collateral.vcek'), ...verifierChecks];
+  // "not checked: ..." follows from an earlier check and adds nothing an operator can act on.
+  const picked = [...collateralChecks.filter((c) => c.name === 'collateral.vcek'), ...verifierChecks.filter((c) => !c.detail.startsWith('not checked'))];
   const bad = picked.filter((c) => !c.ok);
   const warned = picked.filter((c) => c.ok && c.warning);
   const fix = online
