@@ -110,7 +110,11 @@ export function socketFinding(s: SocketFacts): Finding {
     );
   if (s.node && s.answers === false)
     return warn(id, A, `${s.path} exists but nothing answers: a stale socket`, 'systemctl restart cvm-agent.socket (or remove the file and start the daemon)');
-  return pass(id, A, `${s.dir.path} (${desc(s.dir)}); ${s.node ? (s.answers ? `${s.path} answers (the daemon or its socket unit is up)` : `${s.path} present`) : `${s.path} not present (daemon and socket unit stopped)`}`);
+  return pass(
+    id,
+    A,
+    `${s.dir.path} (${desc(s.dir)}); ${s.node ? (s.answers ? `${s.path} answers (the daemon or its socket unit is up)` : `${s.path} present`) : `${s.path} not present (daemon and socket unit stopped)`}`,
+  );
 }
 
 // ---- systemd unit ---------------------------------------------------------------------------
@@ -154,7 +158,14 @@ export const HARDENING_KEYS = [
 ] as const;
 
 /** Directives that accumulate over lines (an empty assignment resets them, systemd.unit(5)). */
-const LIST_KEYS = new Set(['SupplementaryGroups', 'CapabilityBoundingSet', 'AmbientCapabilities', 'DeviceAllow', 'RestrictAddressFamilies', 'SystemCallFilter']);
+const LIST_KEYS = new Set([
+  'SupplementaryGroups',
+  'CapabilityBoundingSet',
+  'AmbientCapabilities',
+  'DeviceAllow',
+  'RestrictAddressFamilies',
+  'SystemCallFilter',
+]);
 
 /** The [Service] directives of a unit file and its drop-ins, applied in order, as systemd merges them. */
 export function serviceDirectives(files: readonly string[]): Map<string, string[]> {
@@ -222,7 +233,8 @@ export function unitFinding(u: UnitFacts): Finding {
           'sudo dpkg -i cvm-agent_*.deb, or sudo "$(npm root -g)/cvm-agent/systemd/install.sh" (docs/systemd.md)',
         )
       : skipped(id, A, 'systemd is not running here and no unit is installed (a container, or run without systemd)');
-  if (!u.shipped) return warn(id, A, `${u.installed.path} is installed, but this package's systemd/cvm-agent.service is missing to compare with`, 'reinstall the package');
+  if (!u.shipped)
+    return warn(id, A, `${u.installed.path} is installed, but this package's systemd/cvm-agent.service is missing to compare with`, 'reinstall the package');
   const drift = unitDrift(u.shipped, [u.installed.text, ...u.dropIns.map((d) => d.text)]);
   const where = `${u.installed.path}${u.dropIns.length ? ` + ${u.dropIns.map((d) => d.path).join(', ')}` : ''}`;
   if (drift.length > 0)
@@ -252,7 +264,12 @@ export function clockFinding(now: Date, windows: readonly ValidityWindow[]): Fin
   if (now < CLOCK_FLOOR) return fail(id, A, `the clock says ${now.toISOString()}, before this release was built`, fix);
   const early = windows.filter((w) => now < w.notBefore);
   if (early.length > 0)
-    return fail(id, A, `the clock (${now.toISOString()}) is before the validity of ${early.map((w) => `${w.what} (from ${w.notBefore.toISOString()})`).join(', ')}`, fix);
+    return fail(
+      id,
+      A,
+      `the clock (${now.toISOString()}) is before the validity of ${early.map((w) => `${w.what} (from ${w.notBefore.toISOString()})`).join(', ')}`,
+      fix,
+    );
   const late = windows.filter((w) => now > w.notAfter);
   if (late.length > 0)
     return warn(
@@ -269,4 +286,3 @@ export function clockFinding(now: Date, windows: readonly ValidityWindow[]): Fin
       : `${now.toISOString()} (no certificate at hand to compare with)`,
   );
 }
-

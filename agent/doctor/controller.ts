@@ -36,7 +36,7 @@ function stageFix(stage: (typeof STAGES)[number], p: ControllerProbe, r: { detai
         ? `controller.caFile${p.caFile ? ` (${p.caFile})` : ''} must hold the CA that issued the controller's certificate: compare with "openssl s_client -connect <host>:<port> -showcerts"`
         : /altname|hostname|Host:|IP:/i.test(r.detail)
           ? "the controller's certificate does not name this host: use the name it was issued for in controller.url"
-          : 'check controller.caFile, controller.certFile/keyFile (mutual TLS) and the controller\'s TLS settings';
+          : "check controller.caFile, controller.certFile/keyFile (mutual TLS) and the controller's TLS settings";
     case 'token':
       return r.status === 401 || r.status === 403
         ? `the controller refused the credentials: put a valid token in ${p.tokenFile ?? '/etc/cvm-agent/controller-token (LoadCredential=) or controller.tokenFile'}${p.clientCert ? ', and check the client certificate (controller.certFile)' : ''}`
@@ -45,13 +45,16 @@ function stageFix(stage: (typeof STAGES)[number], p: ControllerProbe, r: { detai
       return r.code === 4001
         ? 'the controller speaks another protocol version: upgrade the older of the two (cvm-agent --version)'
         : r.code === 4003
-          ? 'the controller refused this agent id (controller.agentId or the host name): see the detail, and the controller\'s agents.tokens'
-          : 'check the controller\'s log for this connection';
+          ? "the controller refused this agent id (controller.agentId or the host name): see the detail, and the controller's agents.tokens"
+          : "check the controller's log for this connection";
   }
 }
 
 export function controllerFindings(p: ControllerProbe | undefined): Finding[] {
-  if (!p) return [skipped('controller.link', A, 'no controller configured (controller.url): the agent attests locally only', 'set controller.url to use a controller')];
+  if (!p)
+    return [
+      skipped('controller.link', A, 'no controller configured (controller.url): the agent attests locally only', 'set controller.url to use a controller'),
+    ];
   const out: Finding[] = [];
   let stopped: string | undefined;
   for (const stage of STAGES) {

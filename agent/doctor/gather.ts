@@ -204,7 +204,15 @@ export interface SnpFacts {
 }
 
 /** The verifier's checks that say whether the endorsement key fits this chip and chains to the pinned roots. */
-const KEY_CHECKS = new Set(['snp.cert.endorsement-key', 'snp.product', 'snp.chain.ask', 'snp.chain.ark', 'snp.cert.validity', 'snp.tcb.vcek-match', 'snp.chip-id']);
+const KEY_CHECKS = new Set([
+  'snp.cert.endorsement-key',
+  'snp.product',
+  'snp.chain.ask',
+  'snp.chain.ark',
+  'snp.cert.validity',
+  'snp.tcb.vcek-match',
+  'snp.chip-id',
+]);
 
 /** One report with zero REPORT_DATA from the guest device, and the certificates the host supplies with it. */
 export async function snpTestReport(devicePath: string): Promise<{ test: TestReport; raw?: Buffer; certs: Buffer[] }> {
@@ -373,7 +381,13 @@ export async function gpuFacts(config: Config, store: CollateralStore, at: Date,
   for (const arch of archs) {
     if (arch === 'hopper') {
       const id = `NV_GPU_DRIVER_GH100_${driver}`;
-      items.push({ what: `driver RIM ${id}`, ...rimState(rims.find((e) => rimId(e) === id), at) });
+      items.push({
+        what: `driver RIM ${id}`,
+        ...rimState(
+          rims.find((e) => rimId(e) === id),
+          at,
+        ),
+      });
     } else if (arch === 'blackwell') {
       const e = rims.find((x) => rimId(x).startsWith('NV_GPU_CC_DRIVER_') && rimId(x).endsWith(`_${driver}`));
       items.push({ what: `driver RIM NV_GPU_CC_DRIVER_<chip>_${driver}`, ...rimState(e, at) });

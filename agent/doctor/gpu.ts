@@ -83,7 +83,8 @@ export function gpuFindings(f: GpuFacts, simulated: boolean): Finding[] {
   else out.push(pass('gpu.driver', A, `driver ${n.driverVersion}`));
 
   const devs = f.devices;
-  if (!devs || !Array.isArray(devs)) out.push(fail('gpu.devices', A, `NVML cannot list the GPUs: ${devs?.error ?? 'not asked'}`, 'check "nvidia-smi" and "dmesg | grep -i nvrm"'));
+  if (!devs || !Array.isArray(devs))
+    out.push(fail('gpu.devices', A, `NVML cannot list the GPUs: ${devs?.error ?? 'not asked'}`, 'check "nvidia-smi" and "dmesg | grep -i nvrm"'));
   else if (devs.length === 0)
     out.push(
       f.enabled === 'on'
@@ -95,7 +96,12 @@ export function gpuFindings(f: GpuFacts, simulated: boolean): Finding[] {
     const notCc = devs.filter((d) => d.architecture !== 'hopper' && d.architecture !== 'blackwell');
     out.push(
       notCc.length > 0
-        ? fail('gpu.devices', A, `${devs.length} GPU(s): ${names}; ${notCc.map((d) => `GPU ${d.index}`).join(', ')} cannot do confidential computing (Hopper or Blackwell needed)`, 'use H100/H200/B200 GPUs, or set gpus.enabled: off')
+        ? fail(
+            'gpu.devices',
+            A,
+            `${devs.length} GPU(s): ${names}; ${notCc.map((d) => `GPU ${d.index}`).join(', ')} cannot do confidential computing (Hopper or Blackwell needed)`,
+            'use H100/H200/B200 GPUs, or set gpus.enabled: off',
+          )
         : pass('gpu.devices', A, `${devs.length} GPU(s): ${names}`),
     );
   }
@@ -178,7 +184,8 @@ function rimFinding(f: GpuFacts): Finding {
   const fix = f.online
     ? 'collateral.online is on: the agent fetches them at the first cycle; to have them now, import them: cvm-agent collateral import FILE'
     : 'download each RIM from https://rim.attestation.nvidia.com/v1/rim/<id> and import it: cvm-agent collateral import FILE (or set collateral.online: true)';
-  if (state === 'missing' || state === 'unreadable') return f.online ? warn(id, A, detail, fix) : fail(id, A, `${detail}; GPU attestation fails without them (gpu.rim.*)`, fix);
+  if (state === 'missing' || state === 'unreadable')
+    return f.online ? warn(id, A, detail, fix) : fail(id, A, `${detail}; GPU attestation fails without them (gpu.rim.*)`, fix);
   if (state === 'expired' || state === 'stale') return warn(id, A, detail, fix);
   return pass(id, A, detail);
 }
@@ -189,9 +196,15 @@ function ocspFinding(f: GpuFacts): Finding {
   if (!per || per.length === 0) return skipped(id, A, 'no GPU certificate chain to look OCSP responses up for');
   const items = per.flatMap((p) => p.items);
   const problems = per.filter((p) => p.problem).map((p) => `GPU ${p.index}: ${p.problem}`);
-  const detail = [...problems, ...per.filter((p) => p.items.length > 0).map((p) => `GPU ${p.index}: ${p.items.map((i) => `${i.what} ${i.detail}`).join(', ')}`)].join('; ');
+  const detail = [
+    ...problems,
+    ...per.filter((p) => p.items.length > 0).map((p) => `GPU ${p.index}: ${p.items.map((i) => `${i.what} ${i.detail}`).join(', ')}`),
+  ].join('; ');
   const fix = 'set collateral.online: true (the agent asks NVIDIA OCSP at each cycle), or import current responses: cvm-agent collateral import FILE';
-  if (items.length === 0) return problems.length > 0 ? warn(id, A, detail, 'check "cvm-agent gpu evidence" (the device certificate chain)') : skipped(id, A, 'no certificate to check');
+  if (items.length === 0)
+    return problems.length > 0
+      ? warn(id, A, detail, 'check "cvm-agent gpu evidence" (the device certificate chain)')
+      : skipped(id, A, 'no certificate to check');
   const state = worst(items);
   if (state === 'fresh') return pass(id, A, detail);
   if (state === 'missing' && f.online) return pass(id, A, `${detail} (collateral.online: fetched at each cycle)`);

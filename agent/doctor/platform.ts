@@ -79,9 +79,20 @@ export function teeFinding(f: TeeFacts): Finding {
     case 'tsm':
       return f.tsmRoot.exists
         ? pass('platform.tee', A, `SEV-SNP guest through configfs-tsm (${f.tsmRoot.path}), ${how}`)
-        : fail('platform.tee', A, `tee: tsm but ${f.tsmRoot.path} does not exist`, 'mount configfs ("mount -t configfs none /sys/kernel/config"; kernel >= 6.7), or set tee: auto');
+        : fail(
+            'platform.tee',
+            A,
+            `tee: tsm but ${f.tsmRoot.path} does not exist`,
+            'mount configfs ("mount -t configfs none /sys/kernel/config"; kernel >= 6.7), or set tee: auto',
+          );
     case 'azure':
-      if (!f.tpm.exists) return fail('platform.tee', A, `tee: azure but ${f.tpm.path} does not exist`, 'set devices.tpm to the vTPM resource manager (/dev/tpmrm0), or set tee: auto');
+      if (!f.tpm.exists)
+        return fail(
+          'platform.tee',
+          A,
+          `tee: azure but ${f.tpm.path} does not exist`,
+          'set devices.tpm to the vTPM resource manager (/dev/tpmrm0), or set tee: auto',
+        );
       if (f.hclIndex === false)
         return fail(
           'platform.tee',
@@ -114,7 +125,12 @@ export function kernelFinding(release: string, tee: TeeKind): Finding {
       'boot a kernel >= 5.19 built with CONFIG_SEV_GUEST (a current distribution cloud kernel)',
     );
   if (tee === 'tsm' && !atLeast(v, 6, 7))
-    return warn('platform.kernel', A, `Linux ${release} is older than 6.7, the first with configfs-tsm reports`, 'boot a kernel >= 6.7, or use /dev/sev-guest (tee: snp)');
+    return warn(
+      'platform.kernel',
+      A,
+      `Linux ${release} is older than 6.7, the first with configfs-tsm reports`,
+      'boot a kernel >= 6.7, or use /dev/sev-guest (tee: snp)',
+    );
   return pass('platform.kernel', A, `Linux ${release}`);
 }
 
@@ -125,7 +141,8 @@ export interface ModuleFacts {
 
 export function sevGuestModuleFinding(tee: TeeKind, mod: ModuleFacts, dev: NodeFacts): Finding {
   const id = 'platform.sev-guest.module';
-  if (tee !== 'snp' && tee !== 'none') return skipped(id, A, `not used: the agent uses ${tee === 'simulated' ? 'the simulated TEE' : tee === 'tsm' ? 'configfs-tsm' : 'the Azure vTPM'}`);
+  if (tee !== 'snp' && tee !== 'none')
+    return skipped(id, A, `not used: the agent uses ${tee === 'simulated' ? 'the simulated TEE' : tee === 'tsm' ? 'configfs-tsm' : 'the Azure vTPM'}`);
   if (dev.exists) return pass(id, A, mod.loaded ? 'sev_guest is loaded' : 'sev_guest is not listed in /sys/module (built into the kernel); its device exists');
   if (mod.loaded)
     return fail(
@@ -171,8 +188,15 @@ export function sevGuestDeviceFinding(tee: TeeKind, dev: NodeFacts): Finding {
 
 export function tsmFinding(tee: TeeKind, tsm: { path: string; exists: boolean }): Finding {
   const id = 'platform.configfs-tsm';
-  if (tsm.exists) return pass(id, A, `${tsm.path} is available${tee === 'tsm' ? ' and used' : ` (the agent uses ${tee === 'snp' ? '/dev/sev-guest' : tee} first)`}`);
-  if (tee === 'tsm') return fail(id, A, `${tsm.path} does not exist`, 'mount configfs ("mount -t configfs none /sys/kernel/config"; kernel >= 6.7 with CONFIG_TSM_REPORTS), or set tee: snp');
+  if (tsm.exists)
+    return pass(id, A, `${tsm.path} is available${tee === 'tsm' ? ' and used' : ` (the agent uses ${tee === 'snp' ? '/dev/sev-guest' : tee} first)`}`);
+  if (tee === 'tsm')
+    return fail(
+      id,
+      A,
+      `${tsm.path} does not exist`,
+      'mount configfs ("mount -t configfs none /sys/kernel/config"; kernel >= 6.7 with CONFIG_TSM_REPORTS), or set tee: snp',
+    );
   return skipped(id, A, `${tsm.path} is not available; not needed${tee === 'snp' ? ': the agent uses /dev/sev-guest' : ''}`);
 }
 
@@ -235,11 +259,20 @@ export function vcekFinding(t: TestReport, collateralChecks: readonly Check[], v
     : `import it: "cvm-agent collateral import FILE" (the VCEK from AMD KDS, the URL in the detail, or Azure IMDS), or set collateral.online: true`;
   if (bad.length > 0) {
     const missing = bad.some((c) => c.name === 'collateral.vcek' || c.name === 'snp.cert.endorsement-key');
-    return fail(id, A, bad.map((c) => `${c.name}: ${c.detail}`).join('; '), missing ? fix : 'the cached endorsement key does not match this chip or product: remove it and import the right one (cvm-agent collateral list)');
+    return fail(
+      id,
+      A,
+      bad.map((c) => `${c.name}: ${c.detail}`).join('; '),
+      missing ? fix : 'the cached endorsement key does not match this chip or product: remove it and import the right one (cvm-agent collateral list)',
+    );
   }
   if (warned.length > 0) return warn(id, A, warned.map((c) => `${c.name}: ${c.detail}`).join('; '), fix);
   const leaf = collateralChecks.find((c) => c.name === 'collateral.vcek');
-  return pass(id, A, `${leaf ? leaf.detail : 'the host supplied the endorsement key'}; chain to the pinned AMD roots verified for ${t.report.product ?? 'the product'}`);
+  return pass(
+    id,
+    A,
+    `${leaf ? leaf.detail : 'the host supplied the endorsement key'}; chain to the pinned AMD roots verified for ${t.report.product ?? 'the product'}`,
+  );
 }
 
 export function crlFinding(t: TestReport, collateralChecks: readonly Check[]): Finding {
@@ -251,7 +284,6 @@ export function crlFinding(t: TestReport, collateralChecks: readonly Check[]): F
   if (!c.ok) return fail(id, A, c.detail, fix);
   if (c.warning) return warn(id, A, c.detail, fix);
   // An offline miss passes in the gatherer (snp.revocation warns instead); the doctor says it plainly.
-  if (/not in the collateral cache/.test(c.detail))
-    return warn(id, A, `no CRL cached: revocation is not checked and every cycle warns (snp.revocation)`, fix);
+  if (/not in the collateral cache/.test(c.detail)) return warn(id, A, `no CRL cached: revocation is not checked and every cycle warns (snp.revocation)`, fix);
   return pass(id, A, c.detail);
 }

@@ -68,7 +68,9 @@ function tls(host: string, port: number, servername: string | undefined, input: 
         const cn = peer?.subject?.CN;
         const proto = s.getProtocol();
         s.destroy();
-        resolve(`${proto ?? 'TLS'}, controller certificate "${cn ?? '?'}" verified${input.ca ? ` against controller.caFile${input.caFile ? ` (${input.caFile})` : ''}` : ' against the system roots'}`);
+        resolve(
+          `${proto ?? 'TLS'}, controller certificate "${cn ?? '?'}" verified${input.ca ? ` against controller.caFile${input.caFile ? ` (${input.caFile})` : ''}` : ' against the system roots'}`,
+        );
       });
       s.once('error', reject);
     }),
@@ -114,7 +116,11 @@ async function websocket(input: ProbeInput, servername: string | undefined): Pro
       finish({ skipped: 'the upgrade failed (see controller.token)' });
     });
     ws.on('unexpected-response', (_req, res) => {
-      token = { ok: false, status: res.statusCode ?? 0, detail: `the controller answered the upgrade with HTTP ${res.statusCode} ${res.statusMessage ?? ''} (${credential})`.trim() };
+      token = {
+        ok: false,
+        status: res.statusCode ?? 0,
+        detail: `the controller answered the upgrade with HTTP ${res.statusCode} ${res.statusMessage ?? ''} (${credential})`.trim(),
+      };
       res.resume();
       finish({ skipped: 'the upgrade was refused (see controller.token)' });
     });

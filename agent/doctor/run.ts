@@ -35,10 +35,32 @@ import {
 } from './platform.js';
 import { vtpmFindings, type VtpmFacts } from './vtpm.js';
 import { gpuFindings } from './gpu.js';
-import { clockFinding, configFinding, serviceDirectives, socketFinding, stateDirFinding, unitFinding, type ConfigFacts, type ValidityWindow } from './agent-checks.js';
+import {
+  clockFinding,
+  configFinding,
+  serviceDirectives,
+  socketFinding,
+  stateDirFinding,
+  unitFinding,
+  type ConfigFacts,
+  type ValidityWindow,
+} from './agent-checks.js';
 import { controllerFindings, type ControllerProbe } from './controller.js';
 import { probeController } from './probe-controller.js';
-import { bounded, certWindow, dirFacts, gpuFacts, nodeFacts, readAccounts, serviceUser, snpCollateral, snpTestReport, socketAnswers, unitFacts, vtpmFacts } from './gather.js';
+import {
+  bounded,
+  certWindow,
+  dirFacts,
+  gpuFacts,
+  nodeFacts,
+  readAccounts,
+  serviceUser,
+  snpCollateral,
+  snpTestReport,
+  socketAnswers,
+  unitFacts,
+  vtpmFacts,
+} from './gather.js';
 
 export interface DoctorOptions {
   /** --config FILE; undefined: the default path (a missing default file means "defaults"). */
@@ -161,9 +183,15 @@ export async function runDoctor(opts: DoctorOptions): Promise<DoctorResult> {
       test = { ok: false, source: 'azure-hcl', code: 'ERR_PARSE', message: msg(err) };
     }
   } else if (tee === 'tsm') {
-    test = { ok: 'skipped', because: 'the doctor does not request configfs-tsm reports (each creates a configfs entry); try: cvm-agent snp report --source tsm' };
+    test = {
+      ok: 'skipped',
+      because: 'the doctor does not request configfs-tsm reports (each creates a configfs entry); try: cvm-agent snp report --source tsm',
+    };
   } else {
-    test = { ok: 'skipped', because: tee === 'simulated' ? 'tee: simulated' : tee === 'azure' ? 'no HCL report (see vtpm.hcl-report)' : 'no SEV-SNP interface (see platform.tee)' };
+    test = {
+      ok: 'skipped',
+      because: tee === 'simulated' ? 'tee: simulated' : tee === 'azure' ? 'no HCL report (see vtpm.hcl-report)' : 'no SEV-SNP interface (see platform.tee)',
+    };
   }
 
   const findings: Finding[] = [
@@ -186,7 +214,11 @@ export async function runDoctor(opts: DoctorOptions): Promise<DoctorResult> {
   // ---- agent
   const units = await unitFacts(join(packageRoot(), 'systemd', 'cvm-agent.service'));
   const unitDirectives = units.installed ? serviceDirectives([units.installed.text, ...units.dropIns.map((d) => d.text)]) : undefined;
-  const user = serviceUser(accounts, unitDirectives?.get('User')?.[0], (unitDirectives?.get('SupplementaryGroups') ?? ['tss cvm-agent-tee']).join(' ').split(/\s+/));
+  const user = serviceUser(
+    accounts,
+    unitDirectives?.get('User')?.[0],
+    (unitDirectives?.get('SupplementaryGroups') ?? ['tss cvm-agent-tee']).join(' ').split(/\s+/),
+  );
   const sock = config.api.socket;
   const sockDir = await dirFacts(join(sock, '..'), accounts);
   const sockNode = await dirFacts(sock, accounts);
@@ -203,7 +235,8 @@ export async function runDoctor(opts: DoctorOptions): Promise<DoctorResult> {
   let probe: ControllerProbe | undefined;
   const c = config.controller;
   if (c.url) {
-    const read = (p: string | undefined, kind: 'certificate' | 'privateKey' | 'token') => (p ? readBoundedText(p, kind).catch(() => undefined) : Promise.resolve(undefined));
+    const read = (p: string | undefined, kind: 'certificate' | 'privateKey' | 'token') =>
+      p ? readBoundedText(p, kind).catch(() => undefined) : Promise.resolve(undefined);
     const [ca, cert, key] = await Promise.all([read(c.caFile, 'certificate'), read(c.certFile, 'certificate'), read(c.keyFile, 'privateKey')]);
     for (const pem of ca?.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []) {
       const w = certWindow(`controller CA "${safeSubject(pem)}"`, pem);
@@ -247,4 +280,3 @@ function safeSubject(pem: string): string {
     return '?';
   }
 }
-

@@ -51,7 +51,14 @@ export function vtpmFindings(tee: TeeKind, f: VtpmFacts | undefined): Finding[] 
       ),
     );
   else if (hcl.problem !== undefined)
-    out.push(fail('vtpm.hcl-report', A, `NV index 0x01400001 does not hold a usable HCL report: ${hcl.problem}`, 'check the VM image and the paravisor (an Azure CVM writes "HCLA" reports); report it to the platform'));
+    out.push(
+      fail(
+        'vtpm.hcl-report',
+        A,
+        `NV index 0x01400001 does not hold a usable HCL report: ${hcl.problem}`,
+        'check the VM image and the paravisor (an Azure CVM writes "HCLA" reports); report it to the platform',
+      ),
+    );
   else
     out.push(
       pass(
@@ -71,7 +78,14 @@ export function vtpmFindings(tee: TeeKind, f: VtpmFacts | undefined): Finding[] 
       ),
     );
   else if (ak.matchesClaims === false)
-    out.push(fail('vtpm.ak', A, `the AK at 0x81000003 (${ak.type}) is not the HCLAkPub of the HCL report: quotes will not verify`, 'restart the VM so the paravisor re-provisions the AK and the report'));
+    out.push(
+      fail(
+        'vtpm.ak',
+        A,
+        `the AK at 0x81000003 (${ak.type}) is not the HCLAkPub of the HCL report: quotes will not verify`,
+        'restart the VM so the paravisor re-provisions the AK and the report',
+      ),
+    );
   else out.push(pass('vtpm.ak', A, `AK at 0x81000003 (${ak.type})${ak.matchesClaims ? ' equals HCLAkPub in the HCL report' : ''}`));
   out.push(userDataFinding(f));
   return out;
@@ -103,4 +117,3 @@ function userDataFinding(f: VtpmFacts): Finding {
     'the paravisor does not regenerate the report: update the VM (Azure CVM guest images refresh on NV write); a plain TPM or swtpm never does',
   );
 }
-

@@ -44,7 +44,8 @@ let dir: string;
 /** Environment without inherited fake knobs; `extra` adds the scenario's. */
 function env(extra: Record<string, string>): NodeJS.ProcessEnv {
   const e: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!/^(FAKE_NVML_|SEVGUEST_SHIM_|CVM_NVML_|LD_PRELOAD$|STATE_DIRECTORY$|CACHE_DIRECTORY$|RUNTIME_DIRECTORY$|CREDENTIALS_DIRECTORY$)/.test(k)) e[k] = v;
+  for (const [k, v] of Object.entries(process.env))
+    if (!/^(FAKE_NVML_|SEVGUEST_SHIM_|CVM_NVML_|LD_PRELOAD$|STATE_DIRECTORY$|CACHE_DIRECTORY$|RUNTIME_DIRECTORY$|CREDENTIALS_DIRECTORY$)/.test(k)) e[k] = v;
   return { ...e, ...extra };
 }
 
@@ -157,7 +158,10 @@ describe('gpu: the fake NVML', () => {
 
   it('CC off and DevTools on: each fails with the host-side fix; the RIMs missing fail too', async () => {
     const s = scenario('gpu-ccoff', 'gpus: { enabled: on }\n');
-    const o = await run(['--json', '--config', s.config], gpuEnv({ CVM_NVML_LIBRARY: FAKE_NVML, FAKE_NVML_CC: 'off', FAKE_NVML_DEVTOOLS: '1', FAKE_NVML_GPUS: '2' }));
+    const o = await run(
+      ['--json', '--config', s.config],
+      gpuEnv({ CVM_NVML_LIBRARY: FAKE_NVML, FAKE_NVML_CC: 'off', FAKE_NVML_DEVTOOLS: '1', FAKE_NVML_GPUS: '2' }),
+    );
     expect(find(o, 'gpu.nvml').status).toBe('pass');
     expect(find(o, 'gpu.devices')).toMatchObject({ status: 'pass', detail: expect.stringContaining('2 GPU(s)') });
     expect(find(o, 'gpu.cc')).toMatchObject({ status: 'fail', detail: expect.stringContaining('confidential computing is off') });
@@ -192,7 +196,8 @@ describe('gpu: the fake NVML', () => {
   it('CC on, production, driver RIM cached: the GPU checks pass; the VBIOS RIM is still missing', async () => {
     const s = scenario('gpu-ok', 'gpus: { enabled: on }\n', { rim: true });
     const o = await run(['--json', '--config', s.config], gpuEnv({ CVM_NVML_LIBRARY: FAKE_NVML, FAKE_NVML_DRIVER: '550.144.03' }));
-    for (const id of ['gpu.nvml', 'gpu.driver', 'gpu.devices', 'gpu.cc', 'gpu.devtools', 'gpu.environment', 'gpu.multi-gpu']) expect(find(o, id).status, id).toBe('pass');
+    for (const id of ['gpu.nvml', 'gpu.driver', 'gpu.devices', 'gpu.cc', 'gpu.devtools', 'gpu.environment', 'gpu.multi-gpu'])
+      expect(find(o, id).status, id).toBe('pass');
     const rim = find(o, 'gpu.rim');
     expect(rim.detail).toContain('NV_GPU_DRIVER_GH100_550.144.03 fresh');
     expect(rim.detail).toMatch(/VBIOS RIM for 96\.00\.9F\.00\.01 .*not in the collateral cache/);
@@ -289,11 +294,9 @@ describe('controller: a loopback controller over TLS', () => {
     const s = scenario(name);
     writeFileSync(join(s.root, 'ca.pem'), ca);
     writeFileSync(join(s.root, 'token'), `${token}\n`);
-    writeFileSync(
-      s.config,
-      `controller: { url: "${controller.url}", caFile: ${s.root}/ca.pem, tokenFile: ${s.root}/token, agentId: doctor-test }\n`,
-      { flag: 'a' },
-    );
+    writeFileSync(s.config, `controller: { url: "${controller.url}", caFile: ${s.root}/ca.pem, tokenFile: ${s.root}/token, agentId: doctor-test }\n`, {
+      flag: 'a',
+    });
     return s.config;
   }
 
@@ -301,7 +304,8 @@ describe('controller: a loopback controller over TLS', () => {
     const config = controllerScenario('ctl-ok', pki.caPem, 'good-token');
     const before = controller.received.length;
     const o = await run(['--json', '--config', config], { CVM_NVML_LIBRARY: '/nonexistent/libnvidia-ml.so.1' });
-    for (const id of ['controller.dns', 'controller.tcp', 'controller.tls', 'controller.token', 'controller.protocol']) expect(find(o, id).status, id).toBe('pass');
+    for (const id of ['controller.dns', 'controller.tcp', 'controller.tls', 'controller.token', 'controller.protocol'])
+      expect(find(o, id).status, id).toBe('pass');
     expect(find(o, 'controller.protocol').detail).toContain('protocol version 1');
     const sent = controller.received.slice(before);
     expect(sent.map((m) => m.type)).toEqual(['hello']);

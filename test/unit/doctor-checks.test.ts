@@ -25,7 +25,12 @@ describe('doctor findings', () => {
     expect(drift.some((d) => d.startsWith('ProtectSystem=full (shipped: strict)'))).toBe(true);
     expect(drift.some((d) => d.startsWith('DeviceAllow='))).toBe(true);
     expect(drift.some((d) => d.startsWith('SystemCallFilter='))).toBe(true);
-    const f = unitFinding({ installed: { path: '/usr/lib/systemd/system/cvm-agent.service', text: SHIPPED }, dropIns: [{ path: '/etc/x.conf', text: dropIn }], shipped: SHIPPED, systemdRunning: true });
+    const f = unitFinding({
+      installed: { path: '/usr/lib/systemd/system/cvm-agent.service', text: SHIPPED },
+      dropIns: [{ path: '/etc/x.conf', text: dropIn }],
+      shipped: SHIPPED,
+      systemdRunning: true,
+    });
     expect(f.status).toBe('warn');
     expect(f.fix).toContain('systemd-analyze security cvm-agent.service');
     expect(unitFinding({ dropIns: [], shipped: SHIPPED, systemdRunning: true })).toMatchObject({ status: 'warn', fix: expect.stringContaining('install.sh') });
@@ -57,7 +62,13 @@ describe('doctor findings', () => {
   });
 
   it('controller stages after the first failure are skipped, naming it', () => {
-    const f = controllerFindings({ url: 'wss://c', insecure: false, clientCert: false, dns: { ok: true, detail: 'ok' }, tcp: { ok: false, detail: 'refused' } });
+    const f = controllerFindings({
+      url: 'wss://c',
+      insecure: false,
+      clientCert: false,
+      dns: { ok: true, detail: 'ok' },
+      tcp: { ok: false, detail: 'refused' },
+    });
     expect(f.map((x) => x.status)).toEqual(['pass', 'fail', 'skipped', 'skipped', 'skipped']);
     expect(f[2]!.detail).toBe('controller.tcp failed');
     expect(controllerFindings(undefined)[0]).toMatchObject({ id: 'controller.link', status: 'skipped' });
