@@ -21,6 +21,7 @@ export const LAYERS: readonly (readonly string[])[] = [
   ['attest', 'state', 'link', 'api'], // the cycle and the verifier factory, history, link, local API
   ['simulation'], // simulated TEE; reached from above only when simulation is enabled
   ['daemon', 'controller'], // the two processes
+  ['doctor'], // `cvm-agent doctor`: read-only checks of the whole chain, reusing the daemon's preflight
   ['cli'], // commands and the demo stack
 ];
 

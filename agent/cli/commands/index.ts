@@ -16,10 +16,12 @@ import { runCommand } from './run.js';
 import { statusCommand, healthCommand, attestCommand, evidenceCommand, tokenCommand } from './client.js';
 import { collateralCommands } from './collateral.js';
 import { controllerCommand } from './controller.js';
+import { doctorCommand } from './doctor.js';
 
-/** In the order `cvm-agent --help` lists them: try it, run it, ask it, collect, verify, manage. */
+/** In the order `cvm-agent --help` lists them: try it, check the machine, run it, ask it, collect, verify, manage. */
 export const commands: Command[] = [
   demoCommand,
+  doctorCommand,
   runCommand,
   statusCommand,
   healthCommand,
