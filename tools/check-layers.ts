@@ -4,6 +4,10 @@
  * never a sibling of the same rank (siblings stay independent, which also rules out cycles between
  * folders). Type-only and dynamic imports count: a type is a dependency too.
  *
+ * simulation/ has one more rule: outside it, only dynamic `import()` (and erased `import type`) may
+ * reach it, so production paths evaluate the simulated TEE only when simulation is enabled; the demo
+ * stack (simulation by definition) is the one static importer.
+ *
  * Run: `npm run lint:layers` (exit 0 clean, 1 violations, 2 unreadable tree). Pure core: checkLayers().
  */
 import { readdirSync, readFileSync } from 'node:fs';
@@ -31,6 +35,10 @@ export const LAYERS: readonly (readonly string[])[] = [
  */
 export const ALLOWED_DEBT: ReadonlyMap<string, string> = new Map();
 
+/** The one folder production code reaches only by dynamic import, and the files allowed to import it statically. */
+export const DYNAMIC_ONLY = 'simulation';
+export const STATIC_SIMULATION_IMPORTERS: ReadonlySet<string> = new Set(['cli/demo-stack.ts']);
+
 export interface Violation {
   file: string;
   specifier: string;
@@ -47,16 +55,24 @@ export function unitOf(relPath: string): string {
   return relPath.split('/')[0]!;
 }
 
-/** Relative specifiers of static, type-only, re-export and dynamic imports; comments are ignored. */
-export function importSpecifiers(source: string): string[] {
+/** How a module is imported: `static` loads it with the importer, `type` is erased, `dynamic` loads it when run. */
+export type ImportKind = 'static' | 'type' | 'dynamic';
+
+/** Relative static, type-only, re-export and dynamic imports with their kind; comments are ignored. */
+export function importsOf(source: string): { specifier: string; kind: ImportKind }[] {
   const code = source.replace(/\/\*[\s\S]*?\*\//g, '').replace(/(^|[^:'"`])\/\/.*$/gm, '$1');
-  const out: string[] = [];
-  const re = /\b(?:import|export)\s+(?:type\s+)?(?:[\w*{}\s,$]+?\s+from\s+)?['"]([^'"]+)['"]|\bimport\(\s*['"]([^'"]+)['"]\s*\)/g;
+  const out: { specifier: string; kind: ImportKind }[] = [];
+  const re = /\b(?:import|export)\s+(type\s+)?(?:[\w*{}\s,$]+?\s+from\s+)?['"]([^'"]+)['"]|\bimport\(\s*['"]([^'"]+)['"]\s*\)/g;
   for (const m of code.matchAll(re)) {
-    const spec = m[1] ?? m[2]!;
-    if (spec.startsWith('.')) out.push(spec);
+    const specifier = m[2] ?? m[3]!;
+    if (specifier.startsWith('.')) out.push({ specifier, kind: m[3] !== undefined ? 'dynamic' : m[1] ? 'type' : 'static' });
   }
   return out;
+}
+
+/** Relative specifiers of static, type-only, re-export and dynamic imports; comments are ignored. */
+export function importSpecifiers(source: string): string[] {
+  return importsOf(source).map((i) => i.specifier);
 }
 
 /** files: path relative to agent/ ('/'-separated) -> source text. */
@@ -79,7 +95,7 @@ export function checkLayers(
       });
       continue;
     }
-    for (const specifier of importSpecifiers(source)) {
+    for (const { specifier, kind } of importsOf(source)) {
       const target = normalize(join(dirname(file), specifier))
         .split(sep)
         .join('/');
@@ -94,6 +110,17 @@ export function checkLayers(
       if (toRank === undefined) reason = `"${to}" has no layer`;
       else if (toRank > fromRank) reason = `upward import: ${from} (layer ${fromRank}) must not import ${to} (layer ${toRank})`;
       else if (toRank === fromRank) reason = `sibling import: ${from} and ${to} share layer ${fromRank} and stay independent`;
+      else if (to === DYNAMIC_ONLY && kind === 'static' && !STATIC_SIMULATION_IMPORTERS.has(file)) {
+        // Not debt: a static import would evaluate the simulated TEE in every production start-up.
+        violations.push({
+          file,
+          specifier,
+          from,
+          to,
+          reason: `static import of ${to}/: use \`await import()\` where simulation is enabled (or \`import type\`)`,
+        });
+        continue;
+      }
       if (!reason) continue;
       const key = `${from} -> ${to}`;
       if (debt.has(key)) {
@@ -136,7 +163,7 @@ function main(): number {
     process.stderr.write(`lint:layers: ${violations.length} layer violation(s), ${staleDebt.length} stale debt entr(y/ies); see docs/architecture.md\n`);
     return 1;
   }
-  process.stdout.write(`lint:layers: ${files.size} files in agent/, no upward or sibling imports\n`);
+  process.stdout.write(`lint:layers: ${files.size} files in agent/, no upward or sibling imports, ${DYNAMIC_ONLY}/ only by dynamic import\n`);
   return 0;
 }
 

@@ -3,10 +3,12 @@
  * off, production environment, architectures, driver/VBIOS allow-lists, OCSP tolerance).
  * "Attestation passed" alone does not mean "CC on" (reference/nvidia-gpu.md §6 item 7), so the NVML
  * CC state is checked as named checks gpu.cc.mode / gpu.cc.devtools / gpu.cc.environment.
- * Validated strictly at load: unknown keys and wrong types are ConfigErrors naming the key.
+ * Validated strictly at load with the config's declarative validator (config/validate.ts): unknown
+ * keys, wrong types and empty keys are ConfigErrors naming the key.
  */
-import { ConfigError } from '../errors.js';
-import { policyYamlToJs } from './snp-policy.js';
+import { readYamlMapping } from '../config/yaml.js';
+import { bool, checkOrThrowFirst, int, list, obj, str, typeName, type Schema } from '../config/validate.js';
+import { policyKey, UNCAPPED } from './snp-policy.js';
 
 export type GpuArchName = 'hopper' | 'blackwell';
 /** nvmlConfComputeSystemState_t.environment (§1.3): 0 UNAVAILABLE, 1 SIM, 2 PROD. */
@@ -61,27 +63,45 @@ export const GPU_POLICY_KEYS = [
   'ocspGraceSeconds',
   'requireNonce',
 ] as const;
-const typeName = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v);
+/** A name from a fixed set, case-insensitive, kept lowercase. */
+const lowerOneOf = <const V extends string>(values: readonly V[]): Schema<V> => ({
+  describe: `one of ${values.join(', ')}`,
+  check(v, path, problems) {
+    if (typeof v !== 'string' || v.length === 0) {
+      problems.add(path, `must be a non-empty string, got ${typeName(v)}`);
+      return undefined;
+    }
+    const s = v.toLowerCase();
+    if (!(values as readonly string[]).includes(s)) {
+      problems.add(path, `"${v}" is not ${this.describe}`);
+      return undefined;
+    }
+    return s as V;
+  },
+});
 
-function bool(v: unknown, key: string): boolean {
-  if (typeof v !== 'boolean') throw new ConfigError(`GPU policy key "${key}": expected true or false, got ${typeName(v)}`);
-  return v;
-}
+/** A list of strings, or one string standing for a one-item list. */
+const strings = <T>(item: Schema<T>, nonEmpty?: string) =>
+  list(item, UNCAPPED, { single: 'string', describe: 'a list of strings', ...(nonEmpty ? { nonEmpty } : {}) });
 
-function stringList<T extends string>(v: unknown, key: string, allowed?: readonly T[]): T[] {
-  const list = typeof v === 'string' ? [v] : v;
-  if (!Array.isArray(list)) throw new ConfigError(`GPU policy key "${key}": expected a list of strings, got ${typeName(v)}`);
-  return list.map((item, i) => {
-    if (typeof item !== 'string' || item.length === 0)
-      throw new ConfigError(`GPU policy key "${key}[${i}]": expected a non-empty string, got ${typeName(item)}`);
-    const s = allowed ? item.toLowerCase() : item;
-    if (allowed && !(allowed as readonly string[]).includes(s))
-      throw new ConfigError(`GPU policy key "${key}[${i}]": "${item}" is not one of ${allowed.join(', ')}`);
-    return s as T;
-  });
-}
+/** The policy's keys and their checks; null is a value here (an empty key must not silently mean "any"). */
+const gpuPolicySchema = obj(
+  {
+    requireCcMode: bool(),
+    allowDevtools: bool(),
+    environments: strings(lowerOneOf(['unavailable', 'sim', 'prod'] as const), 'empty list would reject every GPU'),
+    requireCcState: bool(),
+    architectures: strings(lowerOneOf(['hopper', 'blackwell'] as const), 'empty list would reject every GPU'),
+    driverVersions: strings(str({ hint: 'a non-empty string' })),
+    vbiosVersions: strings(str({ hint: 'a non-empty string' })),
+    allowHoldCert: bool(),
+    ocspGraceSeconds: int(0, 30 * 86400),
+    requireNonce: bool(),
+  } satisfies Record<(typeof GPU_POLICY_KEYS)[number], Schema<unknown>>,
+  { nulls: 'value' },
+);
 
-/** Validate an already-decoded policy object (e.g. the `gpu` section of the agent config). */
+/** Validate an already-decoded policy object (e.g. the `gpu` section of the policy file; prefix "gpu."). */
 export function gpuPolicyFrom(value: unknown, prefix = ''): GpuPolicy {
   const policy: GpuPolicy = {
     ...DEFAULT_GPU_POLICY,
@@ -91,38 +111,19 @@ export function gpuPolicyFrom(value: unknown, prefix = ''): GpuPolicy {
     vbiosVersions: [],
   };
   if (value === null || value === undefined) return policy;
-  if (typeof value !== 'object' || Array.isArray(value))
-    throw new ConfigError(`GPU policy${prefix ? ` "${prefix}"` : ''}: expected a mapping, got ${typeName(value)}`);
-  const o = value as Record<string, unknown>;
-  const k = (name: string) => `${prefix}${name}`;
-  for (const key of Object.keys(o)) {
-    if (!(GPU_POLICY_KEYS as readonly string[]).includes(key))
-      throw new ConfigError(`GPU policy key "${k(key)}": unknown key (allowed: ${GPU_POLICY_KEYS.join(', ')})`);
-  }
+  const o = checkOrThrowFirst(gpuPolicySchema, value, prefix.replace(/\.$/, ''), policyKey('GPU'));
   for (const key of ['requireCcMode', 'allowDevtools', 'requireCcState', 'allowHoldCert', 'requireNonce'] as const) {
-    if (o[key] !== undefined) policy[key] = bool(o[key], k(key));
+    if (o[key] !== undefined) policy[key] = o[key];
   }
-  if (o.environments !== undefined) {
-    policy.environments = stringList(o.environments, k('environments'), ['unavailable', 'sim', 'prod'] as const);
-    if (policy.environments.length === 0) throw new ConfigError(`GPU policy key "${k('environments')}": empty list would reject every GPU`);
-  }
-  if (o.architectures !== undefined) {
-    policy.architectures = stringList(o.architectures, k('architectures'), ['hopper', 'blackwell'] as const);
-    if (policy.architectures.length === 0) throw new ConfigError(`GPU policy key "${k('architectures')}": empty list would reject every GPU`);
-  }
-  if (o.driverVersions !== undefined) policy.driverVersions = stringList(o.driverVersions, k('driverVersions'));
-  if (o.vbiosVersions !== undefined) policy.vbiosVersions = stringList(o.vbiosVersions, k('vbiosVersions')).map((s) => s.toUpperCase());
-  if (o.ocspGraceSeconds !== undefined) {
-    const v = o.ocspGraceSeconds;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 30 * 86400) {
-      throw new ConfigError(`GPU policy key "${k('ocspGraceSeconds')}": expected an integer 0..${30 * 86400}, got ${typeof v === 'number' ? v : typeName(v)}`);
-    }
-    policy.ocspGraceSeconds = v;
-  }
+  if (o.environments !== undefined) policy.environments = o.environments;
+  if (o.architectures !== undefined) policy.architectures = o.architectures;
+  if (o.driverVersions !== undefined) policy.driverVersions = o.driverVersions;
+  if (o.vbiosVersions !== undefined) policy.vbiosVersions = o.vbiosVersions.map((s) => s.toUpperCase());
+  if (o.ocspGraceSeconds !== undefined) policy.ocspGraceSeconds = o.ocspGraceSeconds;
   return policy;
 }
 
 /** Parse a policy file (YAML or JSON): a mapping; empty or comment-only is an error (write {} for the defaults). */
 export function parseGpuPolicy(text: string, source = 'GPU policy'): GpuPolicy {
-  return gpuPolicyFrom(policyYamlToJs(text, source));
+  return gpuPolicyFrom(readYamlMapping(text, source));
 }

@@ -1,12 +1,12 @@
 /**
  * The SEV-SNP appraisal policy: what a verified report must additionally satisfy (debug, migration
  * agent, SMT, VMPL, minimum TCB, allowed measurements, host data, ID/author keys, firmware, guest SVN).
- * Validated strictly at load: unknown keys and wrong types are ConfigErrors naming the key, so a typo
- * can never silently disable a check. Keys are documented in docs/policy-snp.md.
+ * Validated strictly at load with the config's declarative validator (config/validate.ts): unknown
+ * keys, wrong types and empty keys are ConfigErrors naming the key, so a typo can never silently
+ * disable a check. Keys are documented in docs/policy-snp.md.
  */
-import { visit, isScalar, isSeq, type Scalar } from 'yaml';
-import { ConfigError } from '../errors.js';
-import { parseYamlDocument, requireMapping, yamlDocumentToJs } from '../config/yaml.js';
+import { readYamlMapping } from '../config/yaml.js';
+import { at, bool, checkOrThrowFirst, int, list, obj, typeName, type Schema } from '../config/validate.js';
 
 export interface SnpMinTcb {
   bootloader?: number;
@@ -74,126 +74,106 @@ export const SNP_POLICY_KEYS = [
   'minFirmware',
   'minGuestSvn',
 ] as const;
-const TCB_KEYS = ['bootloader', 'tee', 'snp', 'microcode', 'fmc'] as const;
+/** Policy messages name the kind and the key: `SNP policy key "minTcb.snp": must be ...`. */
+export const policyKey =
+  (kind: string) =>
+  (path: string): string =>
+    `${kind} policy key "${at(path)}"`;
 
-const typeName = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v);
+/** Policy lists have no length cap of their own: the file's size cap bounds them. */
+export const UNCAPPED = Number.POSITIVE_INFINITY;
 
-function bool(v: unknown, key: string): boolean {
-  if (typeof v !== 'boolean') throw new ConfigError(`SNP policy key "${key}": expected true or false, got ${typeName(v)}`);
-  return v;
-}
-
-function int(v: unknown, key: string, max: number): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max) {
-    throw new ConfigError(`SNP policy key "${key}": expected an integer 0..${max}, got ${typeof v === 'number' ? v : typeName(v)}`);
-  }
-  return v;
-}
-
-function hex(v: unknown, key: string, bytes: number): string {
-  if (typeof v !== 'string') throw new ConfigError(`SNP policy key "${key}": expected a hex string of ${bytes} bytes, got ${typeName(v)}`);
-  const s = v.trim().replace(/^0x/i, '').toLowerCase();
-  if (!/^[0-9a-f]*$/.test(s) || s.length !== bytes * 2) {
-    throw new ConfigError(`SNP policy key "${key}": expected ${bytes * 2} hex digits (${bytes} bytes), got "${v}"`);
-  }
-  return s;
-}
-
-function hexList(v: unknown, key: string, bytes: number): string[] {
-  const list = typeof v === 'string' ? [v] : v;
-  if (!Array.isArray(list)) throw new ConfigError(`SNP policy key "${key}": expected a list of hex strings, got ${typeName(v)}`);
-  return list.map((item, i) => hex(item, `${key}[${i}]`, bytes));
-}
-
-function object(v: unknown, key: string): Record<string, unknown> {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ConfigError(`SNP policy key "${key}": expected a mapping, got ${typeName(v)}`);
-  return v as Record<string, unknown>;
-}
-
-function firmware(v: unknown, key: string): FirmwareVersionMin {
-  if (typeof v === 'string') {
-    const m = v.trim().match(/^(\d{1,3})\.(\d{1,3})(?:\.(\d{1,3}))?$/);
-    if (!m) throw new ConfigError(`SNP policy key "${key}": expected "major.minor" or "major.minor.build", got "${v}"`);
-    const parts = { major: int(Number(m[1]), key, 255), minor: int(Number(m[2]), key, 255) };
-    return m[3] === undefined ? parts : { ...parts, build: int(Number(m[3]), key, 255) };
-  }
-  const o = object(v, key);
-  for (const k of Object.keys(o))
-    if (!['major', 'minor', 'build'].includes(k)) throw new ConfigError(`SNP policy key "${key}.${k}": unknown key (allowed: major, minor, build)`);
-  if (o.major === undefined || o.minor === undefined) throw new ConfigError(`SNP policy key "${key}": needs major and minor`);
-  const parts = { major: int(o.major, `${key}.major`, 255), minor: int(o.minor, `${key}.minor`, 255) };
-  return o.build === undefined ? parts : { ...parts, build: int(o.build, `${key}.build`, 255) };
-}
-
-/** Validate an already-decoded policy object (e.g. the `snp` section of the agent config). */
-export function snpPolicyFrom(value: unknown, prefix = ''): SnpPolicy {
-  if (value === null || value === undefined) return { ...DEFAULT_SNP_POLICY, vmpl: [0], minTcb: {}, measurements: [], idKeyDigests: [], authorKeyDigests: [] };
-  const o = object(value, prefix || '(top level)');
-  const k = (name: string) => `${prefix}${name}`;
-  for (const key of Object.keys(o)) {
-    if (!(SNP_POLICY_KEYS as readonly string[]).includes(key))
-      throw new ConfigError(`SNP policy key "${k(key)}": unknown key (allowed: ${SNP_POLICY_KEYS.join(', ')})`);
-  }
-  const policy: SnpPolicy = {
-    allowDebug: o.allowDebug === undefined ? DEFAULT_SNP_POLICY.allowDebug : bool(o.allowDebug, k('allowDebug')),
-    allowMigrationAgent: o.allowMigrationAgent === undefined ? DEFAULT_SNP_POLICY.allowMigrationAgent : bool(o.allowMigrationAgent, k('allowMigrationAgent')),
-    allowSmt: o.allowSmt === undefined ? DEFAULT_SNP_POLICY.allowSmt : bool(o.allowSmt, k('allowSmt')),
-    vmpl: [0],
-    minTcb: {},
-    measurements: o.measurements === undefined ? [] : hexList(o.measurements, k('measurements'), 48),
-    idKeyDigests: o.idKeyDigests === undefined ? [] : hexList(o.idKeyDigests, k('idKeyDigests'), 48),
-    authorKeyDigests: o.authorKeyDigests === undefined ? [] : hexList(o.authorKeyDigests, k('authorKeyDigests'), 48),
-    minGuestSvn: o.minGuestSvn === undefined ? 0 : int(o.minGuestSvn, k('minGuestSvn'), 0xffffffff),
-  };
-  if (o.vmpl !== undefined) {
-    const list = Array.isArray(o.vmpl) ? o.vmpl : [o.vmpl];
-    if (list.length === 0) throw new ConfigError(`SNP policy key "${k('vmpl')}": empty list would reject every report`);
-    policy.vmpl = [...new Set(list.map((v, i) => int(v, Array.isArray(o.vmpl) ? `${k('vmpl')}[${i}]` : k('vmpl'), 3)))].sort();
-  }
-  if (o.minTcb !== undefined) {
-    const t = object(o.minTcb, k('minTcb'));
-    for (const key of Object.keys(t)) {
-      if (!(TCB_KEYS as readonly string[]).includes(key))
-        throw new ConfigError(`SNP policy key "${k('minTcb')}.${key}": unknown key (allowed: ${TCB_KEYS.join(', ')})`);
-      policy.minTcb[key as (typeof TCB_KEYS)[number]] = int(t[key], `${k('minTcb')}.${key}`, 255);
+/** A digest or host data: hex of exactly `bytes` bytes, "0x" and case tolerated, kept as lowercase hex. */
+const hex = (bytes: number): Schema<string> => ({
+  describe: `${bytes * 2} hex digits (${bytes} bytes)`,
+  check(v, path, problems) {
+    const s = typeof v === 'string' ? v.trim().replace(/^0x/i, '').toLowerCase() : undefined;
+    if (s === undefined || !/^[0-9a-f]*$/.test(s) || s.length !== bytes * 2) {
+      problems.add(path, `must be ${this.describe}, got ${typeof v === 'string' ? `"${v}"` : typeName(v)}`);
+      return undefined;
     }
-  }
-  if (o.hostData !== undefined) policy.hostData = hex(o.hostData, k('hostData'), 32);
-  if (o.minFirmware !== undefined) policy.minFirmware = firmware(o.minFirmware, k('minFirmware'));
+    return s;
+  },
+});
+
+/** Allow-lists of digests: a list, or one digest standing for a one-item list. */
+const hexList = (bytes: number) => list(hex(bytes), UNCAPPED, { single: 'string', describe: 'a list of hex strings' });
+
+const spl = int(0, 255);
+const firmwareParts = obj({ major: spl, minor: spl, build: spl }, { nulls: 'value' });
+
+/** Minimum firmware: "major.minor[.build]" or a mapping with major, minor and optionally build. */
+const firmware: Schema<FirmwareVersionMin> = {
+  describe: '"major.minor" or "major.minor.build"',
+  check(v, path, problems) {
+    let parts: { major?: number; minor?: number; build?: number } | undefined;
+    if (typeof v === 'string') {
+      const m = v.trim().match(/^(\d{1,3})\.(\d{1,3})(?:\.(\d{1,3}))?$/);
+      if (!m) {
+        problems.add(path, `must be ${this.describe}, got "${v}"`);
+        return undefined;
+      }
+      const [major, minor, build] = [m[1], m[2], m[3]].map((x) => (x === undefined ? undefined : spl.check(Number(x), path, problems)));
+      if (major === undefined || minor === undefined || (m[3] !== undefined && build === undefined)) return undefined;
+      parts = { major, minor, ...(build === undefined ? {} : { build }) };
+    } else {
+      parts = firmwareParts.check(v, path, problems);
+      if (!parts) return undefined;
+      const o = v as Record<string, unknown>;
+      if (!Object.hasOwn(o, 'major') || !Object.hasOwn(o, 'minor') || o.major === undefined || o.minor === undefined) {
+        problems.add(path, 'needs major and minor');
+        return undefined;
+      }
+    }
+    if (parts.major === undefined || parts.minor === undefined) return undefined;
+    return parts.build === undefined ? { major: parts.major, minor: parts.minor } : { major: parts.major, minor: parts.minor, build: parts.build };
+  },
+};
+
+/** The policy's keys and their checks; null is a value here (an empty key must not silently mean "any"). */
+const snpPolicySchema = obj(
+  {
+    allowDebug: bool(),
+    allowMigrationAgent: bool(),
+    allowSmt: bool(),
+    vmpl: list(int(0, 3), UNCAPPED, { single: 'item', nonEmpty: 'empty list would reject every report' }),
+    minTcb: obj({ bootloader: spl, tee: spl, snp: spl, microcode: spl, fmc: spl }, { nulls: 'value' }),
+    measurements: hexList(48),
+    hostData: hex(32),
+    idKeyDigests: hexList(48),
+    authorKeyDigests: hexList(48),
+    minFirmware: firmware,
+    minGuestSvn: int(0, 0xffffffff),
+  } satisfies Record<(typeof SNP_POLICY_KEYS)[number], Schema<unknown>>,
+  { nulls: 'value' },
+);
+
+/** Validate an already-decoded policy object (e.g. the `snp` section of the policy file; prefix "snp."). */
+export function snpPolicyFrom(value: unknown, prefix = ''): SnpPolicy {
+  const policy: SnpPolicy = { ...DEFAULT_SNP_POLICY, vmpl: [0], minTcb: {}, measurements: [], idKeyDigests: [], authorKeyDigests: [] };
+  if (value === null || value === undefined) return policy;
+  const o = checkOrThrowFirst(snpPolicySchema, value, prefix.replace(/\.$/, ''), policyKey('SNP'));
+  if (o.allowDebug !== undefined) policy.allowDebug = o.allowDebug;
+  if (o.allowMigrationAgent !== undefined) policy.allowMigrationAgent = o.allowMigrationAgent;
+  if (o.allowSmt !== undefined) policy.allowSmt = o.allowSmt;
+  if (o.vmpl !== undefined) policy.vmpl = [...new Set(o.vmpl)].sort();
+  if (o.minTcb !== undefined) policy.minTcb = o.minTcb;
+  if (o.measurements !== undefined) policy.measurements = o.measurements;
+  if (o.idKeyDigests !== undefined) policy.idKeyDigests = o.idKeyDigests;
+  if (o.authorKeyDigests !== undefined) policy.authorKeyDigests = o.authorKeyDigests;
+  if (o.minGuestSvn !== undefined) policy.minGuestSvn = o.minGuestSvn;
+  if (o.hostData !== undefined) policy.hostData = o.hostData;
+  if (o.minFirmware !== undefined) policy.minFirmware = o.minFirmware;
   return policy;
 }
 
-const HEX_KEYS = new Set(['measurements', 'hostData', 'idKeyDigests', 'authorKeyDigests']);
-
-/**
- * YAML resolves unquoted digests like 0xab.. or 0123.. to numbers (losing digits). For the hex keys,
- * take plain scalars as their source text so an unquoted digest means what it says.
- */
-function keepHexAsText(scalar: Scalar): void {
-  if (typeof scalar.value !== 'string' && typeof scalar.source === 'string') scalar.value = scalar.source;
-}
+/** Keys whose values are digests: read as their YAML source text (config/yaml.ts readYamlMapping). */
+export const SNP_HEX_KEYS: ReadonlySet<string> = new Set(['measurements', 'hostData', 'idKeyDigests', 'authorKeyDigests']);
 
 /**
  * Parse a policy file (YAML or JSON; JSON is YAML). The file must hold a mapping: an empty or
  * comment-only file is an error, not "no allow-lists" (write {} for every default).
  */
 export function parseSnpPolicy(text: string, source = 'SNP policy'): SnpPolicy {
-  return snpPolicyFrom(policyYamlToJs(text, source));
-}
-
-/**
- * YAML/JSON policy text to a plain JS mapping, with digest-valued keys kept as their source text (see
- * keepHexAsText). Size, aliases and YAML errors are bounded as for the config (config/yaml.ts), and
- * anything but a mapping is a ConfigError. Shared by the SNP, GPU and combined policy files.
- */
-export function policyYamlToJs(text: string, what: string): Record<string, unknown> {
-  const doc = parseYamlDocument(text, what, { keepSourceTokens: true });
-  visit(doc, {
-    Pair(_, pair) {
-      if (!isScalar(pair.key) || !HEX_KEYS.has(String(pair.key.value))) return;
-      if (isScalar(pair.value)) keepHexAsText(pair.value);
-      else if (isSeq(pair.value)) for (const item of pair.value.items) if (isScalar(item)) keepHexAsText(item);
-    },
-  });
-  return requireMapping(doc, yamlDocumentToJs(doc, what), what);
+  return snpPolicyFrom(readYamlMapping(text, source, { textKeys: SNP_HEX_KEYS }));
 }

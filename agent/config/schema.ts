@@ -4,7 +4,7 @@
  * docs/config.md documents every key; keep the two in step.
  */
 import { readYaml } from './yaml.js';
-import { bool, dict, int, list, obj, oneOf, problemsError, str, type Schema } from './validate.js';
+import { bool, dict, int, list, obj, oneOf, Problems, problemsError, str, type Schema } from './validate.js';
 
 const absPath = str({ pattern: /^\//, hint: 'an absolute path' });
 const cronExpr = str({ pattern: /^(\S+\s+){4,5}\S+$/, hint: 'a cron expression with 5 or 6 fields' });
@@ -175,8 +175,9 @@ function merge(defaults: Record<string, unknown>, raw: Record<string, unknown>):
 /** Parse and validate config text; throws ConfigError listing every problem found. */
 export function parseConfig(text: string, source = 'config'): Config {
   const doc = readYaml(text, source);
-  const errors: string[] = [];
-  const raw = configSchema.check(doc ?? {}, '', errors);
+  const problems = new Problems();
+  const raw = configSchema.check(doc ?? {}, '', problems);
+  const errors = problems.lines;
   if (raw && raw.schedule?.retry && (raw.schedule.retry.initialSec ?? 0) > (raw.schedule.retry.maxSec ?? Infinity)) {
     errors.push('schedule.retry: initialSec must not exceed maxSec');
   }

@@ -1,12 +1,14 @@
 /**
- * Strict YAML for configuration and policy files: size-bounded, aliases bounded, duplicate keys
+ * The one reader of the YAML (and JSON, which is YAML) files an operator writes: the agent config, the
+ * controller config and the policy files. Strict: size-bounded, aliases bounded, duplicate keys
  * rejected, and warnings (unknown tags, ...) treated as errors: nothing in a security daemon's config
  * is ignored silently. Every failure, including the parser's own (deep nesting, an alias bomb), is a
  * one-line ConfigError, never a stack trace.
  */
-import { isNode, isScalar, LineCounter, parseDocument, visit, type Document } from 'yaml';
+import { isNode, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Scalar } from 'yaml';
 import { ConfigError } from '../errors.js';
 import { INPUT_LIMITS } from '../util/bounded-read.js';
+import { typeName } from './validate.js';
 
 export const MAX_CONFIG_BYTES = INPUT_LIMITS.config.bytes;
 
@@ -121,8 +123,6 @@ export function readYaml(text: string, source: string): unknown {
   return yamlDocumentToJs(parseYamlDocument(text, source), source);
 }
 
-const typeName = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? 'a list' : typeof v === 'object' ? 'a mapping' : `a ${typeof v}`);
-
 /**
  * An explicitly configured file that must hold a mapping (a policy): an empty or comment-only
  * document, null, a scalar or a list is a ConfigError, never "no settings". `{}` is the explicit
@@ -134,4 +134,32 @@ export function requireMapping(doc: Document.Parsed, value: unknown, source: str
   if (typeof value !== 'object' || value === null || Array.isArray(value))
     throw new ConfigError(`${source}: must be a mapping of keys, got ${typeName(value)}`);
   return value as Record<string, unknown>;
+}
+
+/**
+ * YAML resolves unquoted digests like 0xab.. or 0123.. to numbers (losing digits): take a plain
+ * scalar as its source text so an unquoted digest means what it says.
+ */
+function keepAsText(scalar: Scalar): void {
+  if (typeof scalar.value !== 'string' && typeof scalar.source === 'string') scalar.value = scalar.source;
+}
+
+/**
+ * A file that must hold a mapping (a policy) to plain JS: bounded like every document here, and
+ * anything but a mapping is a ConfigError (requireMapping). Scalars under a key in `textKeys`, alone
+ * or in a list, are taken as their source text (keepAsText), at any depth.
+ */
+export function readYamlMapping(text: string, source: string, opts: { textKeys?: ReadonlySet<string> } = {}): Record<string, unknown> {
+  const textKeys = opts.textKeys;
+  const doc = parseYamlDocument(text, source, textKeys ? { keepSourceTokens: true } : {});
+  if (textKeys) {
+    visit(doc, {
+      Pair(_, pair) {
+        if (!isScalar(pair.key) || !textKeys.has(String(pair.key.value))) return;
+        if (isScalar(pair.value)) keepAsText(pair.value);
+        else if (isSeq(pair.value)) for (const item of pair.value.items) if (isScalar(item)) keepAsText(item);
+      },
+    });
+  }
+  return requireMapping(doc, yamlDocumentToJs(doc, source), source);
 }

@@ -13,14 +13,21 @@ import { CvmError } from '../errors.js';
 import type { SnpPolicy } from '../appraise/snp-policy.js';
 import type { GpuPolicy } from '../appraise/gpu-policy.js';
 import type { PublicJwk } from '../formats/nonce-binding.js';
-import type { SimulationRoots } from './simulation.js';
 import type { CollateralStore } from '../collateral/store.js';
+
+/**
+ * The simulated roots and collateral for one appraisal (simulation/controller-trust.ts `SimulationRoots`,
+ * reached by dynamic import only when simulation.trust is true); throws when the roots are unusable.
+ */
+export interface SimulationTrustSource {
+  trust(at: Date, needGpus: boolean): Promise<Required<Pick<VerifyExtras, 'simulation' | 'cpuCollateral' | 'gpuCollateral'>>>;
+}
 
 export interface AppraisalContext {
   snpPolicy?: SnpPolicy;
   gpuPolicy?: GpuPolicy;
   /** Present only when simulation.trust is true. */
-  simulation?: SimulationRoots;
+  simulation?: SimulationTrustSource;
   /** Collateral cache for real evidence (config collateral.dir), fetching only when online. */
   collateral?: { store: CollateralStore; online: boolean; timeoutMs: number };
   policyId: string;

@@ -9,7 +9,7 @@ import { InputFileError, readBounded, type InputKind } from '../util/bounded-rea
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { readYaml } from '../config/yaml.js';
 import { ConfigError } from '../errors.js';
-import { bool, int, list, obj, oneOf, problemsError, str, type Schema } from '../config/validate.js';
+import { bool, int, list, obj, oneOf, Problems, problemsError, str, type Schema } from '../config/validate.js';
 import { parseSnpPolicy, snpPolicyFrom, type SnpPolicy } from '../appraise/snp-policy.js';
 import { gpuPolicyFrom, parseGpuPolicy, type GpuPolicy } from '../appraise/gpu-policy.js';
 import { AGENT_ID } from '../formats/nonce-binding.js';
@@ -137,8 +137,9 @@ export const CONTROLLER_DEFAULTS = {
 /** Parse and validate config text; relative paths resolve against `baseDir`. Throws ConfigError listing every problem. */
 export function parseControllerConfig(text: string, source = 'controller config', baseDir = '.'): ControllerConfig {
   const doc = readYaml(text, source);
-  const errors: string[] = [];
-  const raw = controllerSchema.check(doc ?? {}, '', errors);
+  const problems = new Problems();
+  const raw = controllerSchema.check(doc ?? {}, '', problems);
+  const errors = problems.lines;
   if (raw) crossChecks(raw, errors);
   if (errors.length > 0 || !raw) {
     throw problemsError(source, errors);

@@ -18,11 +18,11 @@ import { createHash } from 'node:crypto';
 import { bearerToken, certificateAgentIds, checkBearer, type Credential } from './auth.js';
 import { AgentRegistry } from './registry.js';
 import { LinkSession } from './session.js';
-import { SimulationRoots } from './simulation.js';
 import { CollateralStore } from '../collateral/store.js';
 import { TokenSigner } from './signer.js';
 import { AGENT_ID, tokenDigest, type ResolvedController } from './config.js';
 import type { HeldBudget } from './event-stream.js';
+import type { SimulationTrustSource } from './appraise.js';
 import type { PublicJwk } from '../formats/nonce-binding.js';
 import { CSP, FLEET_CSS, FLEET_HTML, FLEET_JS } from './web/page.js';
 import { packageVersion } from '../util/package-version.js';
@@ -46,6 +46,20 @@ const SECURITY_HEADERS = {
   'cache-control': 'no-store',
   'x-frame-options': 'DENY',
 };
+
+/**
+ * `simulation.trust: true` only: the simulated roots in `dir`, with simulation/ loaded by dynamic
+ * import at the first appraisal that uses them, so a production controller never evaluates it.
+ */
+function lazySimulationRoots(dir: string): SimulationTrustSource {
+  let roots: Promise<SimulationTrustSource> | undefined;
+  return {
+    async trust(at, needGpus) {
+      roots ??= import('../simulation/controller-trust.js').then(({ SimulationRoots }) => new SimulationRoots(dir));
+      return (await roots).trust(at, needGpus);
+    },
+  };
+}
 
 export class Controller {
   readonly registry: AgentRegistry;
@@ -219,7 +233,7 @@ export class Controller {
       appraisal: {
         ...(this.resolved.snpPolicy ? { snpPolicy: this.resolved.snpPolicy } : {}),
         ...(this.resolved.gpuPolicy ? { gpuPolicy: this.resolved.gpuPolicy } : {}),
-        ...(cfg.simulation.trust && cfg.simulation.dir ? { simulation: new SimulationRoots(cfg.simulation.dir) } : {}),
+        ...(cfg.simulation.trust && cfg.simulation.dir ? { simulation: lazySimulationRoots(cfg.simulation.dir) } : {}),
         ...(cfg.collateral
           ? { collateral: { store: new CollateralStore(cfg.collateral.dir), online: cfg.collateral.online, timeoutMs: cfg.collateral.timeoutMs } }
           : {}),

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ConfigError, CvmError } from '../errors.js';
 import { ia5String, integer } from '../util/der-writer.js';
-import { basicConstraints, buildCertificate, buildCrl, crlDistributionPoint, keyUsage, type NameSpec } from '../util/x509-builder.js';
+import { basicConstraints, buildCertificate, buildCrl, crlDistributionPoint, keyUsage, type NameSpec } from './x509-builder.js';
 import { AMD_OID, SNP_SIGNED_END, encodeTcb, serializeCertTable, serializeSnpReport, signatureFromP1363 } from '../formats/snp-abi/index.js';
 import type { TcbParts } from '../formats/snp-abi/index.js';
 import { kdsCrlPath, kdsUrl } from '../util/kds-url.js';
@@ -38,7 +38,8 @@ const SIM_PLATFORM_INFO = 0x1n;
 /** Measurement of the simulated "guest image": a fixed, recognisable SHA-384. */
 export const SIM_DEFAULT_MEASUREMENT = createHash('sha384').update('cvm-agent SIMULATED SEV-SNP guest').digest();
 
-const STATE_FILE = 'snp-sim-state.json';
+/** The simulated device's state file in its directory (the controller checks for it so it never creates roots). */
+export const SNP_SIM_FILE = 'snp-sim-state.json';
 const STATE_VERSION = 1;
 
 export interface SimReportOptions {
@@ -251,7 +252,7 @@ export class SimulatedSnpDevice {
 
   /** Open (creating on first use) the simulated device whose state lives in `dir` (mode 0700). */
   static async open(dir: string, opts: { now?: Date } = {}): Promise<SimulatedSnpDevice> {
-    const path = join(dir, STATE_FILE);
+    const path = join(dir, SNP_SIM_FILE);
     let text: string | undefined;
     try {
       await mkdir(dir, { recursive: true, mode: 0o700 });

@@ -12,7 +12,7 @@ import { rmSync } from 'node:fs';
 import { createLocalJWKSet, jwtVerify } from 'jose';
 import type { PublicJwk } from '../../agent/formats/nonce-binding.js';
 import { appraiseEvidence } from '../../agent/controller/appraise.js';
-import { SimulationRoots } from '../../agent/controller/simulation.js';
+import { SimulationRoots } from '../../agent/simulation/controller-trust.js';
 import { CLOSE } from '../../agent/link/protocol.js';
 import { signEvidenceProof } from '../../agent/link/proof.js';
 import { createAgentKey } from '../../agent/link/agent-key.js';

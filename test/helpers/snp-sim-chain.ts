@@ -4,7 +4,7 @@
  * project's X.509 builder and report serializer; trusted only when passed as simulatedRoots.
  */
 import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
-import { buildCertificate, buildCrl, basicConstraints, type NameSpec } from '../../agent/util/x509-builder.js';
+import { buildCertificate, buildCrl, basicConstraints, type NameSpec } from '../../agent/simulation/x509-builder.js';
 import { ia5String, integer } from '../../agent/util/der-writer.js';
 import { AMD_OID, encodeTcb, serializeSnpReport, signatureFromP1363, SNP_SIGNED_END } from '../../agent/formats/snp-abi/index.js';
 import type { SimulatedRootsInput } from '../../agent/roots/amd.js';

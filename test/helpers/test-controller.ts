@@ -15,7 +15,7 @@ import { SecretStore } from '../../agent/link/secrets.js';
 import { vector } from './paths.js';
 import { defaultIssuer } from './token-issuer.js';
 import { createHash, generateKeyPairSync } from 'node:crypto';
-import { basicConstraints, buildCertificate, keyUsage } from '../../agent/util/x509-builder.js';
+import { basicConstraints, buildCertificate, keyUsage } from '../../agent/simulation/x509-builder.js';
 import { implicit, sequence as derSequence } from '../../agent/util/der-writer.js';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -280,7 +280,7 @@ export async function makeHarness(
   };
 }
 
-// ---- a throwaway PKI for wss tests (ECDSA P-384, built with agent/util/x509-builder.ts) ----------
+// ---- a throwaway PKI for wss tests (ECDSA P-384, built with agent/simulation/x509-builder.ts) ----------
 
 export interface TestPki {
   caPem: string;

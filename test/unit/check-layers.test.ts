@@ -71,6 +71,30 @@ describe('check-layers', () => {
     expect(staleDebt).toEqual(['link -> daemon']);
   });
 
+  it('production code reaches simulation/ only by dynamic import (or erased import type); the demo stack may import it', () => {
+    const { violations } = checkLayers(
+      new Map([
+        ['controller/server.ts', "import { SimulationRoots } from '../simulation/controller-trust.js';"],
+        ['daemon/sources.ts', "export { openSimulation } from '../simulation/open.js';"],
+        ['controller/appraise.ts', "import { type SimGpuIdentity } from '../simulation/gpu-sim.js';"],
+        ['daemon/ok.ts', "const { openSimulation } = await import('../simulation/open.js');\nimport type { Simulation } from '../simulation/open.js';"],
+        ['cli/demo-stack.ts', "import { openSimulation } from '../simulation/open.js';"],
+        ['simulation/open.ts', "import { SimulatedSnpDevice } from './snp-sim.js';"],
+      ]),
+      none,
+    );
+    expect(violations.map((v) => [v.file, v.to])).toEqual([
+      ['controller/server.ts', 'simulation'],
+      ['daemon/sources.ts', 'simulation'],
+      ['controller/appraise.ts', 'simulation'],
+    ]);
+    expect(violations[0]!.reason).toMatch(/^static import of simulation\/: use `await import\(\)`/);
+    // Not excusable as debt: listing the edge does not hide it.
+    expect(
+      checkLayers(new Map([['daemon/d.ts', "import { x } from '../simulation/x.js';"]]), new Map([['daemon -> simulation', 'r']])).violations,
+    ).toHaveLength(1);
+  });
+
   it('the real agent/ tree passes, as `npm run lint:layers` runs it', () => {
     const out = execFileSync(process.execPath, ['--import', 'tsx', join(repoRoot, 'tools', 'check-layers.ts')], { cwd: repoRoot, encoding: 'utf8' });
     expect(out).toMatch(/no upward or sibling imports/);

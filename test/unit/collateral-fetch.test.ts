@@ -21,7 +21,7 @@ import {
 import { parseAmdCertExtensions } from '../../agent/formats/snp-abi/index.js';
 import { parseOcspResponse, findSingleResponse } from '../../agent/verify/nvidia/ocsp.js';
 import { parseCertificateEager as parseNvCert } from '../../agent/formats/x509/certificate.js';
-import { buildCrl } from '../../agent/util/x509-builder.js';
+import { buildCrl } from '../../agent/simulation/x509-builder.js';
 import { makeSimSnpChain, amdName } from '../helpers/snp-sim-chain.js';
 import { startFakeCollateralServer, type FakeCollateralServer } from '../helpers/fake-collateral-server.js';
 import { vector } from '../helpers/paths.js';

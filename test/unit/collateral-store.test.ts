@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { CvmError, CollateralError, ParseError } from '../../agent/errors.js';
 import { classify, CollateralStore, freshness, keyPath, checkKey, keyFromPath, buildBundle, parseBundle } from '../../agent/collateral/index.js';
 import { parseAmdCertExtensions, parseSnpReport } from '../../agent/formats/snp-abi/index.js';
-import { buildCrl } from '../../agent/util/x509-builder.js';
+import { buildCrl } from '../../agent/simulation/x509-builder.js';
 import { makeSimSnpChain, amdName } from '../helpers/snp-sim-chain.js';
 import { buildGoodOcspResponse, certIdOfRequest } from '../helpers/fake-collateral-server.js';
 import { buildOcspRequest } from '../../agent/collateral/fetch/ocsp.js';

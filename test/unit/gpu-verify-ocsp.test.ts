@@ -12,7 +12,7 @@ import fc from 'fast-check';
 import { FC_RUNS } from '../helpers/paths.js';
 import { oid, sequence, tlv } from '../../agent/util/der-writer.js';
 import { buildOcspResponse, type OcspResponseSpec } from '../../agent/simulation/ocsp-sim.js';
-import { buildCertificate, keyUsage, type NameSpec } from '../../agent/util/x509-builder.js';
+import { buildCertificate, keyUsage, type NameSpec } from '../../agent/simulation/x509-builder.js';
 import { buildSimulatedReport, loadOrCreateSimGpuIdentity, simulatedRoots, type SimGpuIdentity } from '../../agent/simulation/gpu-sim.js';
 import { parsePemChain } from '../../agent/verify/nvidia/chain.js';
 import type { Certificate as ParsedCert } from '../../agent/formats/x509/certificate.js';

@@ -359,8 +359,8 @@ describe('NVML consistency and CC state', () => {
 
   it('rejects bad policy keys', () => {
     expect(() => gpuPolicyFrom({ allowDevTools: true })).toThrow(/unknown key/);
-    expect(() => gpuPolicyFrom({ environments: ['lab'] })).toThrow(/not one of/);
-    expect(() => gpuPolicyFrom({ ocspGraceSeconds: -1 })).toThrow(/ocspGraceSeconds/);
+    expect(() => gpuPolicyFrom({ environments: ['lab'] })).toThrow(/"environments\[0\]": "lab" is not one of unavailable, sim, prod/);
+    expect(() => gpuPolicyFrom({ ocspGraceSeconds: -1 })).toThrow(/"ocspGraceSeconds": must be an integer between 0 and 2592000, got -1/);
   });
 });
 

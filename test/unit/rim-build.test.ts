@@ -1,10 +1,11 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { basicConstraints, buildCertificate, keyUsage, type NameSpec } from '../../agent/util/x509-builder.js';
+import { basicConstraints, buildCertificate, keyUsage, type NameSpec } from '../../agent/simulation/x509-builder.js';
 import { CvmError } from '../../agent/errors.js';
 import type { Check } from '../../agent/formats/checks.js';
 import { parseGpuReport, reportBytesFromFile } from '../../agent/verify/nvidia/report.js';
-import { buildSignedRim, compareMeasurements, parseRim, verifyRimSignature } from '../../agent/verify/nvidia/rim/index.js';
+import { compareMeasurements, parseRim, verifyRimSignature } from '../../agent/verify/nvidia/rim/index.js';
+import { buildSignedRim } from '../../agent/simulation/rim-build.js';
 import { vector } from '../helpers/paths.js';
 
 const p384 = () => generateKeyPairSync('ec', { namedCurve: 'P-384' });

@@ -5,7 +5,7 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { generateKeyPairSync } from 'node:crypto';
-import { buildCrl } from '../../agent/util/x509-builder.js';
+import { buildCrl } from '../../agent/simulation/x509-builder.js';
 import { makeSimSnpChain, amdName, type SimSnpChain as Sim } from '../helpers/snp-sim-chain.js';
 import { verifySnpAttestation } from '../../agent/attest/verify-and-appraise.js';
 import { checkRevocation, parseCrl } from '../../agent/verify/snp/crl.js';

@@ -295,7 +295,7 @@ describe('negative: keys, roots, products, validity', () => {
 
   it('a self-made ARK named ARK-Milan is rejected', async () => {
     const { generateKeyPairSync } = await import('node:crypto');
-    const { buildCertificate } = await import('../../agent/util/x509-builder.js');
+    const { buildCertificate } = await import('../../agent/simulation/x509-builder.js');
     const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
     const name = { OU: 'Engineering', C: 'US', L: 'Santa Clara', ST: 'CA', O: 'Advanced Micro Devices', CN: 'ARK-Milan' };
     const fake = buildCertificate({

@@ -143,7 +143,7 @@ describe('validation shared by config check, run and SIGHUP', () => {
     expect(() => parsePolicyFile('allowDebug: false\nrequireCcMode: true\n', 'p.yaml')).toThrow(
       /flat "verify --policy" file \(top-level "allowDebug", "requireCcMode"\).*under "snp:".*under "gpu:"/,
     );
-    expect(() => parsePolicyFile('bogus: 1\n', 'p.yaml')).toThrow(/unknown key "bogus"/);
+    expect(() => parsePolicyFile('bogus: 1\n', 'p.yaml')).toThrow(/key "bogus": unknown key \(known keys: id, snp, gpu\)/);
   });
 
   it('a problem list becomes one line for a fatal start error', () => {

@@ -19,7 +19,7 @@ import {
   signatureAlgorithm,
   subjectKeyIdentifier,
   type NameSpec,
-} from '../../agent/util/x509-builder.js';
+} from '../../agent/simulation/x509-builder.js';
 import { AMD_OID, parseAmdCertExtensions } from '../../agent/formats/snp-abi/index.js';
 import { FC_RUNS, vector } from '../helpers/paths.js';
 

@@ -29,4 +29,3 @@ export {
 } from './measurements.js';
 export { driverRimId, vbiosRimId, vbiosRimFileName, type VbiosRimIdInput } from './ids.js';
 export { checkRimVersion } from './version.js';
-export { buildSignedRim, type BuildRimInput, type BuildRimMeasurement } from './build.js';

@@ -5,11 +5,11 @@
  * The digest and signature are computed with the same parser and canonicaliser the verifier uses.
  */
 import { createHash, sign as cryptoSign, type KeyObject } from 'node:crypto';
-import { CvmError } from '../../../errors.js';
-import { childElements, parseXml } from '../../../util/xml.js';
-import { C14N11, canonicalizeDocument, canonicalizeSubset, escapeAttr } from '../../../util/xml-c14n.js';
-import { DSIG_NS, RIMIM_NS, SHA384_NS, SWID_NS } from './parse.js';
-import { DIGEST_SHA384, ECDSA_SHA384, ENVELOPED } from './signature.js';
+import { CvmError } from '../errors.js';
+import { childElements, parseXml } from '../util/xml.js';
+import { C14N11, canonicalizeDocument, canonicalizeSubset, escapeAttr } from '../util/xml-c14n.js';
+import { DSIG_NS, RIMIM_NS, SHA384_NS, SWID_NS } from '../verify/nvidia/rim/parse.js';
+import { DIGEST_SHA384, ECDSA_SHA384, ENVELOPED } from '../verify/nvidia/rim/signature.js';
 
 export interface BuildRimMeasurement {
   /** RIM index (0-based; report block index + 1). */

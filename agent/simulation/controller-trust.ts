@@ -3,20 +3,16 @@
  * the controller reads the simulated test roots from `simulation.dir` (the directory the simulated
  * agent uses: snp-sim-state.json and gpu-sim-identity.json) and hands them to the verifiers, which
  * then mark every result SIMULATED. The controller never creates these roots and never takes roots
- * from the agent's messages. Loaded lazily (the demo may start the controller before the agent
- * created its roots) and cached once found.
+ * from the agent's messages. The controller reaches this module by dynamic import, only when
+ * `simulation.trust` is used for an appraisal; the roots are read lazily (the demo may start the
+ * controller before the agent created its roots) and cached once found.
  */
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-// Type-only at load time: the simulation modules are imported in trust(), i.e. only when a configured
-// `simulation.trust` is actually used for an appraisal.
-import type { SimulatedSnpDevice } from '../simulation/snp-sim.js';
-import type { SimGpuIdentity } from '../simulation/gpu-sim.js';
-import type { SimulationVerifyOptions } from '../simulation/open.js';
 import { CvmError } from '../errors.js';
-
-/** snp-sim.ts keeps its state in this file (not exported there); checked first so open() never creates roots. */
-export const SNP_SIM_FILE = 'snp-sim-state.json';
+import { SNP_SIM_FILE, SimulatedSnpDevice } from './snp-sim.js';
+import { loadSimGpuIdentity, SIM_FILE as GPU_SIM_FILE, type SimGpuIdentity } from './gpu-sim.js';
+import { simulationTrust, type SimulationVerifyOptions } from './open.js';
 
 /** Simulated roots plus the collateral a simulated chain needs (CRL, RIMs, OCSP) and the "sim" GPU environment. */
 export type SimulationTrust = SimulationVerifyOptions;
@@ -37,22 +33,20 @@ export class SimulationRoots {
   /** The trust material for one appraisal at time `at`; throws with an actionable message when missing. */
   async trust(at: Date, needGpus: boolean): Promise<SimulationTrust> {
     if (!this.snp) {
+      // Checked first so SimulatedSnpDevice.open() never creates roots here.
       if (!(await exists(join(this.dir, SNP_SIM_FILE)))) {
         throw new CvmError(
           'ERR_SIMULATION',
           `no simulated SNP roots in ${this.dir} (${SNP_SIM_FILE}); start the simulated agent with simulation.dir pointing there first`,
         );
       }
-      const { SimulatedSnpDevice } = await import('../simulation/snp-sim.js');
       this.snp = await SimulatedSnpDevice.open(this.dir);
     }
-    const { loadSimGpuIdentity, SIM_FILE: GPU_SIM_FILE } = await import('../simulation/gpu-sim.js');
     if (!this.gpu && (await exists(join(this.dir, GPU_SIM_FILE)))) {
       this.gpu = await loadSimGpuIdentity(this.dir);
       this.options = undefined;
     }
     if (needGpus && !this.gpu) throw new CvmError('ERR_SIMULATION', `no simulated GPU roots in ${this.dir} (${GPU_SIM_FILE}); the bundle has GPUs`);
-    const { simulationTrust } = await import('../simulation/open.js');
     this.options ??= simulationTrust(this.snp, this.gpu);
     return this.options(at);
   }
