@@ -26,6 +26,7 @@ import { maxAttestationAgeSec } from './health.js';
 import { loadConfigFile } from '../config/load.js';
 import { DEFAULTS, type Config } from '../config/schema.js';
 import { problemsError } from '../config/validate.js';
+import { pemBlockTexts } from '../util/pem.js';
 
 export interface ValidatedConfig {
   config: Config;
@@ -80,8 +81,6 @@ export function cronProblems(expr: string): string[] {
   return [`schedule.cron: "${expr}" is not a valid cron expression (${why || 'rejected by node-cron'})`];
 }
 
-const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
-
 async function readText(path: string, key: string, kind: InputKind, problems: string[]): Promise<string | undefined> {
   try {
     return await readBoundedText(path, kind);
@@ -100,7 +99,7 @@ async function checkCertificates(path: string | undefined, key: string, problems
   if (!path) return;
   const text = await readText(path, key, 'certificate', problems);
   if (text === undefined) return;
-  const blocks = text.match(PEM_CERT) ?? [];
+  const blocks = pemBlockTexts(text);
   if (blocks.length === 0) return void problems.push(`${key}: ${path} holds no PEM certificate`);
   for (const [i, b] of blocks.entries()) {
     try {

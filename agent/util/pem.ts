@@ -55,3 +55,11 @@ export function pemBlocks(text: string, label = 'CERTIFICATE', strict?: StrictPe
   }
   return out;
 }
+
+/**
+ * The whole text of every `label` block, BEGIN and END lines included, whatever lies between them
+ * (headers, bad base64): for checks that must report a damaged block by its position, not skip it.
+ */
+export function pemBlockTexts(text: string, label = 'CERTIFICATE'): string[] {
+  return text.match(new RegExp(`-----BEGIN ${label}-----[\\s\\S]+?-----END ${label}-----`, 'g')) ?? [];
+}

@@ -2,7 +2,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ParseError } from '../../agent/errors.js';
-import { derToPem, pemBlocks } from '../../agent/util/pem.js';
+import { derToPem, pemBlocks, pemBlockTexts } from '../../agent/util/pem.js';
 
 const strict = (t: string) => pemBlocks(t, 'CERTIFICATE', { what: 'certificate chain', noun: 'certificates', maxBlocks: 2 });
 
@@ -34,5 +34,15 @@ describe('PEM', () => {
     expect(() => strict(one + one + one)).toThrow(/more than 2 certificates/);
     expect(() => strict('')).toThrow(ParseError);
     expect(() => strict('')).toThrow(/no PEM certificates found/);
+  });
+});
+
+describe('pemBlockTexts (config preflight: report damaged blocks, never skip them)', () => {
+  it('returns every certificate block whole, headers and bad base64 included, and nothing else', () => {
+    const good = '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----';
+    const damaged = '-----BEGIN CERTIFICATE-----\nProc-Type: 4,ENCRYPTED\n!!!\n-----END CERTIFICATE-----';
+    const key = '-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----';
+    expect(pemBlockTexts(`junk\n${good}\n${key}\n${damaged}\n`)).toEqual([good, damaged]);
+    expect(pemBlockTexts('no blocks here')).toEqual([]);
   });
 });
