@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { BenchRow } from './lib.js';
 import { createAgentKey } from '../agent/link/agent-key.js';
-import { ControllerLink } from '../agent/link/client.js';
+import { ControllerLink } from '../agent/link/link-client.js';
 import { DEFAULT_BACKOFF, type BackoffOptions } from '../agent/link/backoff.js';
 import { Outbox } from '../agent/link/outbox.js';
 import { makeHarness, type Harness } from '../test/helpers/test-controller.js';

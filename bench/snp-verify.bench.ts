@@ -10,7 +10,7 @@ import { constants, createPublicKey, verify } from 'node:crypto';
 import { medianMs, type BenchRow } from './lib.js';
 import { verifySnpAttestation } from '../agent/attest/verify-and-appraise.js';
 import { parseCertificate } from '../agent/formats/x509/certificate.js';
-import { reportSignatureP1363 } from '../agent/verify/snp/signature.js';
+import { reportSignatureP1363 } from '../agent/verify/snp/report-signature.js';
 import { pinnedAmdRoots } from '../agent/roots/amd.js';
 
 const vectors = join(dirname(fileURLToPath(import.meta.url)), '..', 'test', 'vectors', 'snp');

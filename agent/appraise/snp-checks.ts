@@ -2,7 +2,7 @@
  * Appraisal of a parsed report against an SnpPolicy (agent/appraise/snp-policy.ts): one named
  * check per policy key, in the spirit of go-sev-guest validate.SnpAttestation (reference/snp.md §4.4).
  * Pure: report + policy + established product in, checks out. Never imports the verifiers: the
- * report comes from agent/verify/snp/verify.ts verifySnpReport via agent/attest/verify-and-appraise.ts.
+ * report comes from agent/verify/snp/snp-verifier.ts verifySnpReport via agent/attest/verify-and-appraise.ts.
  */
 import { fail, pass, type Check } from '../formats/checks.js';
 import { bytesToHex } from '../util/bytes.js';

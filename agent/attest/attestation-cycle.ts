@@ -17,8 +17,8 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { cpuReportData, gpuNonce, type PublicJwk } from '../formats/nonce-binding.js';
 import { buildEar, type DeviceResult, type Ear } from '../appraise/ear.js';
 import { fail, resultOf, type VerificationResult } from '../formats/checks.js';
-import { applyGpuReadyState, type ReadyStateOutcome } from './gpu-ready.js';
-import { cycleReadyBlocker } from '../appraise/gpu-ready.js';
+import { applyGpuReadyState, type ReadyStateOutcome } from './apply-gpu-ready.js';
+import { cycleReadyBlocker } from '../appraise/gpu-ready-decision.js';
 import { gpuRecordOf, type GpuCollectOutcome, type GpuEvidence, type GpuSource } from '../evidence/gpu-nvml.js';
 import { BUNDLE_VERSION, bundleToJson, type EvidenceBundle } from '../formats/evidence-bundle.js';
 import type { CpuSource } from './cpu-sources.js';
@@ -276,7 +276,7 @@ export class AttestationCycle {
       .filter((d) => d.id.startsWith('gpu'))
       .map((d) => ({ index: Number(d.id.slice(3)), ok: d.result.ok, detail: d.result.checks.find((c) => !c.ok)?.detail ?? '' }));
     const hold = deps.readyHold?.();
-    // The decision is pure policy (appraise/gpu-ready.ts, as for `gpu ready --set`); only a "yes" touches the driver.
+    // The decision is pure policy (appraise/gpu-ready-decision.ts, as for `gpu ready --set`); only a "yes" touches the driver.
     const blocked = cycleReadyBlocker(
       { gpus: Boolean(deps.gpus), enabled: Boolean(deps.setReadyState), cpuOk, allPassed: devices.every((d) => d.result.ok), hold },
       gpuVerdicts,

@@ -9,7 +9,7 @@ import { SnpDeviceCollector } from '../evidence/snp-device.js';
 import { ConfigfsTsmCollector } from '../evidence/configfs-tsm.js';
 import type { CpuEvidence } from '../formats/evidence-bundle.js';
 import { isAllZero } from '../util/bytes.js';
-import { TpmClient } from '../evidence/tpm/client.js';
+import { TpmClient } from '../evidence/tpm/tpm-client.js';
 import { DeviceTransport } from '../evidence/tpm/transport.js';
 import { collectAzureVtpmEvidence } from '../evidence/azure-vtpm.js';
 import type { AzureVtpmEvidence } from '../formats/azure/evidence-formats.js';

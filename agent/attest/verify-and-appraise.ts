@@ -7,12 +7,12 @@
  * GPU rules where the verifier establishes the facts they judge. Pure, like both halves.
  */
 import { resultOf, type VerificationResult } from '../formats/checks.js';
-import { verifySnpReport, type SnpClaims, type SnpReportVerifyOptions, type SnpVerifyInput } from '../verify/snp/verify.js';
-import { verifyAzureReport, type AzureClaims, type AzureReportVerifyOptions } from '../verify/azure/verify.js';
+import { verifySnpReport, type SnpClaims, type SnpReportVerifyOptions, type SnpVerifyInput } from '../verify/snp/snp-verifier.js';
+import { verifyAzureReport, type AzureClaims, type AzureReportVerifyOptions } from '../verify/azure/azure-verifier.js';
 import { verifyGpuReport, type GpuReportVerifyOptions } from '../verify/nvidia/gpu-verify.js';
-import type { GpuEvidenceRecord } from '../formats/gpu-evidence.js';
+import type { GpuEvidenceRecord } from '../formats/gpu-evidence-record.js';
 import { crossGpuResult, type MultiGpuResult } from '../verify/nvidia/multi-gpu.js';
-import type { GpuClaims } from '../verify/nvidia/claims.js';
+import type { GpuClaims } from '../verify/nvidia/gpu-claims.js';
 import type { AzureEvidence } from '../formats/azure/evidence-formats.js';
 import { DEFAULT_SNP_POLICY, type SnpPolicy } from '../appraise/snp-policy.js';
 import { DEFAULT_GPU_POLICY, type GpuPolicy } from '../appraise/gpu-policy.js';
@@ -35,7 +35,7 @@ export interface GpuVerifyOptions extends Omit<GpuReportVerifyOptions, 'ocspGrac
   policy?: GpuPolicy;
 }
 
-/** The SEV-SNP report verified (agent/verify/snp/verify.ts) and appraised (agent/appraise/snp-checks.ts). */
+/** The SEV-SNP report verified (agent/verify/snp/snp-verifier.ts) and appraised (agent/appraise/snp-checks.ts). */
 export function verifySnpAttestation(input: SnpVerifyInput, options: SnpVerifyOptions): VerificationResult<SnpClaims> {
   const { policy, ...verifyOptions } = options;
   const v = verifySnpReport(input, verifyOptions);
@@ -43,7 +43,7 @@ export function verifySnpAttestation(input: SnpVerifyInput, options: SnpVerifyOp
   return resultOf(checks, v.claims, v.simulated);
 }
 
-/** Azure evidence verified (agent/verify/azure/verify.ts), its SNP report appraised at VMPL 0. */
+/** Azure evidence verified (agent/verify/azure/azure-verifier.ts), its SNP report appraised at VMPL 0. */
 export function verifyAzureEvidence(evidence: AzureEvidence, options: AzureVerifyOptions): VerificationResult<AzureClaims> {
   const { policy, ...verifyOptions } = options;
   const v = verifyAzureReport(evidence, verifyOptions);

@@ -14,7 +14,7 @@ import pino from 'pino';
 import { decodeJwt } from 'jose';
 import { openSimulation } from '../simulation/open.js';
 import { Daemon } from '../daemon/daemon.js';
-import { Controller } from '../controller/server.js';
+import { Controller } from '../controller/controller-server.js';
 import { parseControllerConfig, resolveControllerConfig, tokenDigest } from '../controller/config.js';
 import { callApi } from './api-client.js';
 import { createPeerCredentialReader } from '../native/system.js';

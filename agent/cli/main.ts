@@ -5,8 +5,8 @@
 import { CvmError, UsageError, DeviceError, ParseError, ConfigError, CollateralError, InternalError } from '../errors.js';
 import { EXIT, type CliIO, type Command } from './command.js';
 
-export { VERSION } from '../util/version.js';
-import { VERSION } from '../util/version.js';
+export { VERSION } from '../util/agent-version.js';
+import { VERSION } from '../util/agent-version.js';
 
 /**
  * The daemon loads only what it runs: `run` skips the full command table (the verifier CLIs, the
@@ -14,7 +14,7 @@ import { VERSION } from '../util/version.js';
  */
 async function loadCommands(argv: string[]): Promise<Command[]> {
   if (argv[0] === 'run') return [(await import('./commands/run.js')).runCommand];
-  return (await import('./commands/index.js')).commands;
+  return (await import('./commands/command-table.js')).commands;
 }
 
 function globalHelp(commands: Command[]): string {
@@ -89,7 +89,7 @@ function helpFor(commands: Command[], words: string[], io: CliIO): number {
 
 /** `--version`: what a bug report needs (version, commit, Node, the addon's Node-API version). */
 async function versionText(): Promise<string> {
-  const { addonAbi, packageRoot } = await import('../native/index.js');
+  const { addonAbi, packageRoot } = await import('../native/addon-loader.js');
   const { buildCommit } = await import('../util/build-info.js');
   const abi = addonAbi();
   const addon = abi.loaded ? `Node-API ${abi.napiVersion ?? 'unknown'}` : `not loaded (${abi.reason})`;

@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import { ParseError } from '../errors.js';
 import { checkKey } from './keys.js';
-import type { CollateralKey, StoredEntry } from './types.js';
+import type { CollateralKey, StoredEntry } from './collateral-types.js';
 
 export const BUNDLE_FORMAT = 'cvm-agent-collateral-bundle';
 export const BUNDLE_VERSION = 1;

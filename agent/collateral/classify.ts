@@ -13,11 +13,11 @@ import { encodeTcb, parseAmdCertExtensions, productFromName, tcbLayoutFor, type 
 import { roleOf } from '../verify/snp/cert-input.js';
 import { certificateValidity, parseCertificate, type Certificate } from '../formats/x509/certificate.js';
 import { parseCrl } from '../verify/snp/crl.js';
-import { parseOcspResponse, OCSP_RESPONSE_STATUS } from '../verify/nvidia/ocsp.js';
+import { parseOcspResponse, OCSP_RESPONSE_STATUS } from '../verify/nvidia/ocsp-check.js';
 import { parseRim } from '../verify/nvidia/rim/index.js';
 import { isBundleJson, parseBundle } from './bundle.js';
 import { checkChain, checkRimId, keyPath, PRODUCTS } from './keys.js';
-import type { ClassifiedItem, CollateralKey, KdsChain, ValidityInfo } from './types.js';
+import type { ClassifiedItem, CollateralKey, KdsChain, ValidityInfo } from './collateral-types.js';
 import { driverRimIdForProduct } from '../verify/nvidia/rim/ids.js';
 import { derToPem, pemBlocks } from '../util/pem.js';
 

@@ -8,8 +8,8 @@
  *   fresh:   otherwise.
  * Pure: metadata + time in.
  */
-import { DEFAULT_NEXT_UPDATE_TTL_SECONDS } from '../verify/nvidia/ocsp.js';
-import type { CollateralKind, CollateralMeta, Freshness } from './types.js';
+import { DEFAULT_NEXT_UPDATE_TTL_SECONDS } from '../verify/nvidia/ocsp-check.js';
+import type { CollateralKind, CollateralMeta, Freshness } from './collateral-types.js';
 
 export interface FreshnessOptions {
   /** Maximum age since fetchedAt, in ms: one number for every kind, or per kind. Absent: no age limit. */

@@ -5,7 +5,7 @@
  */
 import { CollateralError } from '../errors.js';
 import type { SnpProduct } from '../formats/snp-abi/index.js';
-import type { CollateralKey, CollateralKind, KdsChain } from './types.js';
+import type { CollateralKey, CollateralKind, KdsChain } from './collateral-types.js';
 
 export const PRODUCTS: readonly SnpProduct[] = ['Milan', 'Genoa', 'Turin'];
 

@@ -20,8 +20,8 @@ import { isAllZero } from '../util/bytes.js';
 import { fail, pass, warn, type Check } from '../formats/checks.js';
 import { parseSnpReport, tcbFor, type SnpProduct, type SnpReport } from '../formats/snp-abi/index.js';
 import { parseHclReport } from '../formats/azure/hcl.js';
-import { parseGpuReport } from '../verify/nvidia/report.js';
-import { parsePemChain } from '../verify/nvidia/chain.js';
+import { parseGpuReport } from '../verify/nvidia/gpu-report.js';
+import { parsePemChain } from '../verify/nvidia/device-chain.js';
 import type { Certificate } from '../formats/x509/certificate.js';
 import { archFromChain, normaliseArch } from '../verify/nvidia/gpu-verify.js';
 import { driverRimId, vbiosRimId } from '../verify/nvidia/rim/ids.js';
@@ -30,12 +30,12 @@ import { classify } from './classify.js';
 import type { FreshnessOptions } from './freshness.js';
 import { describeKey, keyPath, PRODUCTS } from './keys.js';
 import type { CollateralResult, CollateralStore, Fetched } from './store.js';
-import type { CollateralKey, KdsChain } from './types.js';
+import type { CollateralKey, KdsChain } from './collateral-types.js';
 import type { HttpOptions } from './fetch/http.js';
 import { fetchCrl, fetchVcek } from './fetch/kds.js';
 import { fetchImdsCertification } from './fetch/imds.js';
 import { fetchRim } from './fetch/rim.js';
-import { certIdFor, fetchOcsp, ocspKey } from './fetch/ocsp.js';
+import { certIdFor, fetchOcsp, ocspKey } from './fetch/ocsp-fetch.js';
 
 export interface GatherOptions {
   /** Verification time: freshness is judged at this instant. */

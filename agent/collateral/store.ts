@@ -14,7 +14,7 @@ import type { SnpProduct } from '../formats/snp-abi/index.js';
 import { classify, type ClassifyHint, type ClassifiedWithOrigin } from './classify.js';
 import { freshness, type FreshnessOptions } from './freshness.js';
 import { checkKey, describeKey, keyPath } from './keys.js';
-import type { ClassifiedItem, CollateralKey, CollateralMeta, Freshness, KdsChain, StoredEntry } from './types.js';
+import type { ClassifiedItem, CollateralKey, CollateralMeta, Freshness, KdsChain, StoredEntry } from './collateral-types.js';
 import { stringField } from '../util/json-fields.js';
 import { KDS_BASE_URL, kdsCertChainPath, kdsCrlPath, kdsUrl } from '../util/kds-url.js';
 

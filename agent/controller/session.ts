@@ -37,7 +37,7 @@ import { ChallengeBook, type Challenge } from './challenges.js';
 import { TokenBucket } from './rate-limit.js';
 import { EventStream, type HeldBudget, type StreamOutcome } from './event-stream.js';
 import { appraiseEvidence, deviceStatuses, type AppraisalContext } from './appraise.js';
-import { releaseDecision, sealSecrets, secretDigests, secretsFor, type ConfiguredSecret } from './secrets.js';
+import { releaseDecision, sealSecrets, secretDigests, secretsFor, type ConfiguredSecret } from './secret-release.js';
 import { boundedInventory, keyThumbprint, type AgentRegistry } from './registry.js';
 import type { TokenSigner } from './signer.js';
 import { AGENT_ID, type ControllerLimits, type ReleaseRule } from './config.js';

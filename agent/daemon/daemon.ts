@@ -12,7 +12,7 @@
  * the same state, and the GPU ready state shown is the one last read from the driver.
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { createApiServer, RawJson, type ApiService } from '../api/server.js';
+import { createApiServer, RawJson, type ApiService } from '../api/api-server.js';
 import { listenUnix } from '../api/listen.js';
 import type { AuthorizationTable } from '../api/authz.js';
 import { EventHub } from '../api/events-stream.js';
@@ -28,14 +28,14 @@ import { Scheduler } from './schedule.js';
 import { ResultHistory } from '../state/history.js';
 import { TrustLog } from '../state/trust-log.js';
 import { openSources, type Sources } from './sources.js';
-import { VERSION } from '../util/version.js';
+import { VERSION } from '../util/agent-version.js';
 import { describeStatus } from './status.js';
 import { AgentMetrics } from './metrics.js';
 import { collectInventory, currentInventory } from './inventory.js';
 import { createAgentKey, type AgentKey } from '../link/agent-key.js';
 import { DaemonLink, cycleEventData, type VerdictNote } from './link.js';
 import { CollateralSummarizer, type CollateralSummary } from './collateral-summary.js';
-import { applyGpuReadyState } from '../attest/gpu-ready.js';
+import { applyGpuReadyState } from '../attest/apply-gpu-ready.js';
 import { Consequences, parseConsequenceState, type ConsequencePolicy, type ConsequenceState, type TrustTransition, type Trigger } from './consequences.js';
 import { readBoundedText } from '../util/bounded-read.js';
 import { join } from 'node:path';

@@ -17,7 +17,7 @@
 import { existsSync } from 'node:fs';
 import { readBoundedTextSync } from '../util/bounded-read.js';
 import os from 'node:os';
-import { VERSION } from '../util/version.js';
+import { VERSION } from '../util/agent-version.js';
 
 /** A type alias, not an interface, so it is assignable to Record<string, unknown> (the link's hello payload). */
 export type Inventory = {
@@ -33,7 +33,7 @@ export type Inventory = {
 };
 
 export interface InventoryOptions {
-  /** Default: the package version (agent/util/version.ts). */
+  /** Default: the package version (agent/util/agent-version.ts). */
   agentVersion?: string;
   /** Default /etc/os-release (os-release(5)); tests point it elsewhere. */
   osReleasePath?: string;

@@ -5,10 +5,10 @@
  * agent into signed, gap-free events in the on-disk outbox.
  */
 import { join } from 'node:path';
-import { ControllerLink, type LinkStatus } from '../link/client.js';
+import { ControllerLink, type LinkStatus } from '../link/link-client.js';
 import { loadTokenKeys, type VerifiedVerdict } from '../link/verdict.js';
 import { Outbox } from '../link/outbox.js';
-import { SecretStore } from '../link/secrets.js';
+import { SecretStore } from '../link/secret-unwrap.js';
 import type { AgentKey } from '../link/agent-key.js';
 import type { CycleResult } from '../attest/attestation-cycle.js';
 import type { Config } from '../config/schema.js';

@@ -4,7 +4,7 @@
  * verifier will need are in the collateral cache and fresh. Facts in (doctor/gather-gpu.ts), findings out.
  */
 import type { GpuCcState } from '../evidence/gpu-nvml.js';
-import type { FreshnessState } from '../collateral/types.js';
+import type { FreshnessState } from '../collateral/collateral-types.js';
 import { fail, pass, skipped, warn, type Finding } from './finding.js';
 
 const A = 'gpu' as const;

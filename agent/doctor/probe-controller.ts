@@ -10,9 +10,9 @@ import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import WebSocket from 'ws';
 import { createAgentKey } from '../link/agent-key.js';
-import { makeServerIdentityCheck } from '../link/client.js';
+import { makeServerIdentityCheck } from '../link/link-client.js';
 import { CLOSE, decodeMessage, encodeMessage, MAX_MESSAGE_BYTES, PROTOCOL, SUPPORTED_VERSIONS } from '../link/protocol.js';
-import type { ControllerProbe, StageResult } from './controller.js';
+import type { ControllerProbe, StageResult } from './controller-checks.js';
 
 export interface ProbeInput {
   url: string;

@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { DeviceError, ParseError } from '../errors.js';
-import { TpmClient, ALL_PCRS } from './tpm/client.js';
+import { TpmClient, ALL_PCRS } from './tpm/tpm-client.js';
 import { TpmError } from '../formats/tpm/response-codes.js';
 import { AZURE, TPM_ALG, TPMA_NV } from '../formats/tpm/constants.js';
 import { parseAttest } from '../formats/tpm/structures.js';

@@ -18,7 +18,7 @@ import {
   type NvmlSystemCc,
 } from '../native/nvml.js';
 import { isNvmlNotSupported } from '../native/nvml-errors.js';
-import type { GpuBundleEntry } from '../formats/gpu-evidence.js';
+import type { GpuBundleEntry } from '../formats/gpu-evidence-record.js';
 import { nvidiaEvidenceEntryOf, type NvidiaEvidenceEntry } from '../formats/nvidia-evidence-json.js';
 
 export type GpuArchitecture = 'hopper' | 'blackwell' | 'ampere' | 'ada' | 'unknown' | (string & {});
@@ -73,7 +73,7 @@ export interface GpuEvidence {
   cc: GpuCcState;
 }
 
-/** The one mapper from collected evidence to the GPU evidence record (formats/gpu-evidence.ts; NVML's unsigned facts kept for consistency checks). */
+/** The one mapper from collected evidence to the GPU evidence record (formats/gpu-evidence-record.ts; NVML's unsigned facts kept for consistency checks). */
 export function gpuRecordOf(g: GpuEvidence): GpuBundleEntry {
   return {
     index: g.index,

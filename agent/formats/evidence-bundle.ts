@@ -7,7 +7,7 @@ import { ParseError } from '../errors.js';
 import { AGENT_ID, type PublicJwk } from './nonce-binding.js';
 import { nonceFromHex, WIRE_NONCE } from '../util/nonce-hex.js';
 import { jsonReader } from '../util/json-fields.js';
-import { gpuEntryFromJson, gpuEntryToJson, type GpuBundleEntry } from './gpu-evidence.js';
+import { gpuEntryFromJson, gpuEntryToJson, type GpuBundleEntry } from './gpu-evidence-record.js';
 
 export type { GpuBundleEntry };
 

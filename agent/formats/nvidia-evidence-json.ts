@@ -3,11 +3,11 @@
  * attestation-sdk/evidence-json): a JSON array of {arch, certificate: base64(PEM chain text),
  * evidence: base64(raw report), nonce?: hex}. Hostile-input safe: size limits before JSON.parse,
  * strict types and strict base64/hex, and every problem is a ParseError naming the entry and field.
- * Both directions between that JSON and the GPU evidence record (formats/gpu-evidence.ts).
+ * Both directions between that JSON and the GPU evidence record (formats/gpu-evidence-record.ts).
  */
 import { ParseError } from '../errors.js';
 import { GPU_NONCE_BYTES, nonceFromHex } from '../util/nonce-hex.js';
-import { MAX_GPU_CHAIN_PEM_LENGTH, MAX_GPU_REPORT_LENGTH, type GpuEvidenceRecord } from './gpu-evidence.js';
+import { MAX_GPU_CHAIN_PEM_LENGTH, MAX_GPU_REPORT_LENGTH, type GpuEvidenceRecord } from './gpu-evidence-record.js';
 
 /** 64 GPUs × (8 KiB report + 64 KiB chain), base64-inflated, is far below this. */
 export const MAX_EVIDENCE_JSON_LENGTH = 8 * 1024 * 1024;

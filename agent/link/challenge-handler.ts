@@ -13,7 +13,7 @@ import type { LinkConnection } from './connection.js';
 import { channelAuthenticates, type LinkCounters, type ResolvedLinkOptions } from './link-options.js';
 import { signEvidenceProof } from './proof.js';
 import type { ChallengeMessage, VerdictMessage, WelcomeMessage } from './protocol.js';
-import { storeSecrets } from './secrets.js';
+import { storeSecrets } from './secret-unwrap.js';
 import { publicTokenKeys, VerdictError, verifyVerdict } from './verdict.js';
 
 /** Challenges answered on one connection and still waiting for their verdict; the oldest is forgotten beyond this. */

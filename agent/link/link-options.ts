@@ -8,7 +8,7 @@ import type { AgentKey } from './agent-key.js';
 import type { BackoffOptions } from './backoff.js';
 import type { Outbox } from './outbox.js';
 import type { VerdictMessage, WelcomeMessage } from './protocol.js';
-import type { SecretStore } from './secrets.js';
+import type { SecretStore } from './secret-unwrap.js';
 import type { VerifiedVerdict } from './verdict.js';
 
 export type LinkState = 'connecting' | 'up' | 'down' | 'stopped';

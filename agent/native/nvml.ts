@@ -6,7 +6,7 @@
  */
 import { DeviceError, UsageError, CvmError, isErrorCode } from '../errors.js';
 import { nvmlHint } from './nvml-errors.js';
-import { loadNative, type NativeAddon } from './index.js';
+import { loadNative, type NativeAddon } from './addon-loader.js';
 
 /** NVML_CC_GPU_CEC_NONCE_SIZE (nvidia-gpu.md §1.3). */
 export const NVML_NONCE_SIZE = 32;

@@ -4,7 +4,7 @@
  */
 import { CvmError, DeviceError, UsageError, isErrorCode } from '../errors.js';
 import { decodeExitInfo2, decodeReportStatus } from './snp-errors.js';
-import { loadNative } from './index.js';
+import { loadNative } from './addon-loader.js';
 
 export interface SnpExtResult {
   report: Buffer;

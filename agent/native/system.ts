@@ -9,7 +9,7 @@
 import type { Socket } from 'node:net';
 import { constants } from 'node:os';
 import { DeviceError, UsageError, isErrorCode, type ErrorCode } from '../errors.js';
-import { loadNative } from './index.js';
+import { loadNative } from './addon-loader.js';
 
 export interface PeerCredentials {
   pid: number;

@@ -5,7 +5,7 @@
  */
 import { createHash, sign, type KeyObject } from 'node:crypto';
 import { bitString, explicit, generalizedTime, integer, nullValue, octetString, oid, sequence, tlv } from '../util/der-writer.js';
-import { parsePemChain } from '../verify/nvidia/chain.js';
+import { parsePemChain } from '../verify/nvidia/device-chain.js';
 import type { Certificate } from '../formats/x509/certificate.js';
 import type { SimGpuIdentity } from './gpu-sim.js';
 

@@ -9,7 +9,7 @@ import { CvmError } from '../errors.js';
 import { childElements, parseXml } from '../util/xml.js';
 import { C14N11, canonicalizeDocument, canonicalizeSubset, escapeAttr } from '../util/xml-c14n.js';
 import { DSIG_NS, RIMIM_NS, SHA384_NS, SWID_NS } from '../verify/nvidia/rim/parse.js';
-import { DIGEST_SHA384, ECDSA_SHA384, ENVELOPED } from '../verify/nvidia/rim/signature.js';
+import { DIGEST_SHA384, ECDSA_SHA384, ENVELOPED } from '../verify/nvidia/rim/rim-signature.js';
 
 export interface BuildRimMeasurement {
   /** RIM index (0-based; report block index + 1). */

@@ -21,7 +21,7 @@ import { linkSuite } from '../helpers/link-suite.js';
 import { makeHarness, type Harness } from '../helpers/test-controller.js';
 import { repoRoot } from '../helpers/paths.js';
 import { CONTROLLER_TOKEN_KEY, RestartableController, until } from '../helpers/link-load.js';
-import type { LinkStatus } from '../../agent/link/client.js';
+import type { LinkStatus } from '../../agent/link/link-client.js';
 
 const suite = linkSuite('cvm-kill9-');
 const { cleanup } = suite;

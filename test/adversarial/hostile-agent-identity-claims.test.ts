@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compactDecrypt } from 'jose';
 import { parseControllerConfig, tokenDigest } from '../../agent/controller/config.js';
-import { secretsFor } from '../../agent/controller/secrets.js';
+import { secretsFor } from '../../agent/controller/secret-release.js';
 import { ConfigError } from '../../agent/errors.js';
 import { CLOSE } from '../../agent/link/protocol.js';
 import { FakeAgent, makeBundle, openSim, startController, TOKEN, type ControllerUnderTest, type Sim } from '../unit/controller-fixture.js';

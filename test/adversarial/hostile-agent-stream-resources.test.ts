@@ -13,7 +13,7 @@ import { readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLOSE } from '../../agent/link/protocol.js';
 import { EventStream } from '../../agent/controller/event-stream.js';
-import { tokenCredentialLabel } from '../../agent/controller/server.js';
+import { tokenCredentialLabel } from '../../agent/controller/controller-server.js';
 import { FakeAgent, makeBundle, openSim, startController, TOKEN, type ControllerUnderTest, type Sim } from '../unit/controller-fixture.js';
 import { attestedAgent, bulky, getJson, until, wsUrl } from './stream-fixture.js';
 

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openSimulation } from '../../agent/simulation/open.js';
 import { parseConfig } from '../../agent/config/schema.js';
-import { ControllerLink } from '../../agent/link/client.js';
+import { ControllerLink } from '../../agent/link/link-client.js';
 import { ConfigError } from '../../agent/errors.js';
 import { loadTokenKeys } from '../../agent/link/verdict.js';
 import { makeHarness, makeTestPki, TestController } from '../helpers/test-controller.js';

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { startDaemon, CLI, type DaemonProcess } from '../helpers/daemon-process.js';
 import { alive, rawRequest, sendRaw } from '../helpers/local-client.js';
 import { callApi } from '../../agent/cli/api-client.js';
-import { createApiServer, type ApiService } from '../../agent/api/server.js';
+import { createApiServer, type ApiService } from '../../agent/api/api-server.js';
 import { listenUnix } from '../../agent/api/listen.js';
 
 interface Attack {

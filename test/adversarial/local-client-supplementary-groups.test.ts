@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createApiServer, type ApiService } from '../../agent/api/server.js';
+import { createApiServer, type ApiService } from '../../agent/api/api-server.js';
 import { listenUnix } from '../../agent/api/listen.js';
 import { createPeerCredentialReader, type PeerCredentials } from '../../agent/native/system.js';
 import { DeviceError } from '../../agent/errors.js';

@@ -9,7 +9,7 @@ import { connect, type Server } from 'node:net';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createApiServer, type ApiService } from '../../agent/api/server.js';
+import { createApiServer, type ApiService } from '../../agent/api/api-server.js';
 import { listenUnix } from '../../agent/api/listen.js';
 import { EventHub } from '../../agent/api/events-stream.js';
 import type { AuthorizationTable } from '../../agent/api/authz.js';

@@ -15,7 +15,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import pino from 'pino';
 import { repoRoot } from './paths.js';
 import { parseControllerConfig, resolveControllerConfig, tokenDigest } from '../../agent/controller/config.js';
-import { Controller } from '../../agent/controller/server.js';
+import { Controller } from '../../agent/controller/controller-server.js';
 import { TOKEN } from '../unit/controller-fixture.js';
 
 export { TOKEN };

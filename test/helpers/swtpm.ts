@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { SocketAddress } from '../../agent/evidence/tpm/transport.js';
 import { createHash } from 'node:crypto';
-import { TpmClient } from '../../agent/evidence/tpm/client.js';
+import { TpmClient } from '../../agent/evidence/tpm/tpm-client.js';
 import { AZURE, TPM_ALG, TPM_CC, TPM_ECC, TPM_RH, TPMA_NV, TPMA_OBJECT } from '../../agent/formats/tpm/constants.js';
 import { publicKeyObject, type TpmPublic } from '../../agent/formats/tpm/structures.js';
 import type { TpmTransport } from '../../agent/evidence/tpm/transport.js';

@@ -13,7 +13,7 @@ import pino from 'pino';
 import { startDaemon, type DaemonProcess } from './daemon-process.js';
 import { fakesDir } from './paths.js';
 import { callApi } from '../../agent/cli/api-client.js';
-import { Controller } from '../../agent/controller/server.js';
+import { Controller } from '../../agent/controller/controller-server.js';
 import { openSimulation } from '../../agent/simulation/open.js';
 import { parseControllerConfig, resolveControllerConfig, tokenDigest } from '../../agent/controller/config.js';
 

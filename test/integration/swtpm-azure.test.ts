@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes, X509Certificate } from 'node:crypto';
 import { DeviceError } from '../../agent/errors.js';
-import { TpmClient } from '../../agent/evidence/tpm/client.js';
+import { TpmClient } from '../../agent/evidence/tpm/tpm-client.js';
 import { SocketTransport } from '../../agent/evidence/tpm/transport.js';
 import { TpmError } from '../../agent/formats/tpm/response-codes.js';
 import { AZURE, TPM_ALG, TPM_PT, TPMA_NV } from '../../agent/formats/tpm/constants.js';

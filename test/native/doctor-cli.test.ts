@@ -14,7 +14,7 @@ import { fakesDir, repoRoot, vectorsDir } from '../helpers/paths.js';
 import { FAKE_NVML, FAKE_NVML_NOCC } from './nvml-helpers.js';
 import { makeTestPki, TestController, type TestPki } from '../helpers/test-controller.js';
 import { provisionAzureVtpm, startSwtpm, type Swtpm } from '../helpers/swtpm.js';
-import { TpmClient } from '../../agent/evidence/tpm/client.js';
+import { TpmClient } from '../../agent/evidence/tpm/tpm-client.js';
 import { SocketTransport } from '../../agent/evidence/tpm/transport.js';
 import { SimulatedSnpDevice } from '../../agent/simulation/snp-sim.js';
 

@@ -5,7 +5,7 @@ import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { createApiServer, parseTarget, type ApiService } from '../../agent/api/server.js';
+import { createApiServer, parseTarget, type ApiService } from '../../agent/api/api-server.js';
 import { listenUnix, takeActivationFds } from '../../agent/api/listen.js';
 import { FC_RUNS } from '../helpers/paths.js';
 import { authorize, parseIdDatabase, resolveTable } from '../../agent/api/authz.js';

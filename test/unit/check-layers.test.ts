@@ -35,7 +35,7 @@ describe('check-layers', () => {
   });
 
   it('rejects a sibling import (same layer), which is how a cycle between folders would start', () => {
-    const { violations } = checkLayers(new Map([['evidence/x.ts', "import type { Check } from '../verify/snp/verify.js';"]]), none);
+    const { violations } = checkLayers(new Map([['evidence/x.ts', "import type { Check } from '../verify/snp/snp-verifier.js';"]]), none);
     expect(violations.map((v) => v.reason)).toEqual([expect.stringMatching(/^sibling import: evidence and verify share layer/)]);
   });
 
@@ -74,7 +74,7 @@ describe('check-layers', () => {
   it('production code reaches simulation/ only by dynamic import (or erased import type); the demo stack may import it', () => {
     const { violations } = checkLayers(
       new Map([
-        ['controller/server.ts', "import { SimulationRoots } from '../simulation/controller-trust.js';"],
+        ['controller/controller-server.ts', "import { SimulationRoots } from '../simulation/controller-trust.js';"],
         ['daemon/sources.ts', "export { openSimulation } from '../simulation/open.js';"],
         ['controller/appraise.ts', "import { type SimGpuIdentity } from '../simulation/gpu-sim.js';"],
         ['daemon/ok.ts', "const { openSimulation } = await import('../simulation/open.js');\nimport type { Simulation } from '../simulation/open.js';"],
@@ -84,7 +84,7 @@ describe('check-layers', () => {
       none,
     );
     expect(violations.map((v) => [v.file, v.to])).toEqual([
-      ['controller/server.ts', 'simulation'],
+      ['controller/controller-server.ts', 'simulation'],
       ['daemon/sources.ts', 'simulation'],
       ['controller/appraise.ts', 'simulation'],
     ]);

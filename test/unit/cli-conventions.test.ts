@@ -10,8 +10,8 @@ import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../../agent/cli/main.js';
-import { commands } from '../../agent/cli/commands/index.js';
-import { formatAttest, timeoutMs } from '../../agent/cli/commands/client.js';
+import { commands } from '../../agent/cli/commands/command-table.js';
+import { formatAttest, timeoutMs } from '../../agent/cli/commands/agent-queries.js';
 import { buildCommit, commitFromGitDir } from '../../agent/util/build-info.js';
 
 function io(isTTY = false) {

@@ -19,7 +19,7 @@ import {
   type CollateralKey,
 } from '../../agent/collateral/index.js';
 import { parseAmdCertExtensions } from '../../agent/formats/snp-abi/index.js';
-import { parseOcspResponse, findSingleResponse } from '../../agent/verify/nvidia/ocsp.js';
+import { parseOcspResponse, findSingleResponse } from '../../agent/verify/nvidia/ocsp-check.js';
 import { parseCertificateEager as parseNvCert } from '../../agent/formats/x509/certificate.js';
 import { buildCrl } from '../../agent/simulation/x509-builder.js';
 import { makeSimSnpChain, amdName } from '../helpers/snp-sim-chain.js';

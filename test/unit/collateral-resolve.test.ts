@@ -17,7 +17,7 @@ import type { EvidenceBundle, GpuBundleEntry } from '../../agent/formats/evidenc
 import type { PublicJwk } from '../../agent/formats/nonce-binding.js';
 import type { Check } from '../../agent/formats/checks.js';
 import { parseSnpReport } from '../../agent/formats/snp-abi/index.js';
-import { reportBytesFromFile } from '../../agent/verify/nvidia/report.js';
+import { reportBytesFromFile } from '../../agent/verify/nvidia/gpu-report.js';
 import { buildCrl } from '../../agent/simulation/x509-builder.js';
 import { amdName } from '../helpers/snp-sim-chain.js';
 import { startFakeCollateralServer, type FakeCollateralServer } from '../helpers/fake-collateral-server.js';

@@ -10,7 +10,7 @@ import { parseAmdCertExtensions, parseSnpReport } from '../../agent/formats/snp-
 import { buildCrl } from '../../agent/simulation/x509-builder.js';
 import { makeSimSnpChain, amdName } from '../helpers/snp-sim-chain.js';
 import { buildGoodOcspResponse, certIdOfRequest } from '../helpers/fake-collateral-server.js';
-import { buildOcspRequest } from '../../agent/collateral/fetch/ocsp.js';
+import { buildOcspRequest } from '../../agent/collateral/fetch/ocsp-fetch.js';
 import { vector, vectorsDir, FC_RUNS } from '../helpers/paths.js';
 
 let dir: string;

@@ -7,7 +7,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { ConfigError } from '../../agent/errors.js';
 import { loadControllerConfig, parseControllerConfig, tokenDigest } from '../../agent/controller/config.js';
 import { bearerToken, checkBearer } from '../../agent/controller/auth.js';
-import { releaseDecision } from '../../agent/controller/secrets.js';
+import { releaseDecision } from '../../agent/controller/secret-release.js';
 import { ChallengeBook } from '../../agent/controller/challenges.js';
 import { TokenSigner } from '../../agent/controller/signer.js';
 

@@ -17,7 +17,7 @@ import { createAgentKey, type AgentKey } from '../../agent/link/agent-key.js';
 import { PROTOCOL, type ControllerMessage, type AgentMessage } from '../../agent/link/protocol.js';
 import { signEvidenceProof } from '../../agent/link/proof.js';
 import { parseControllerConfig, resolveControllerConfig, tokenDigest } from '../../agent/controller/config.js';
-import { Controller } from '../../agent/controller/server.js';
+import { Controller } from '../../agent/controller/controller-server.js';
 
 export const TOKEN = 'test-token-0123456789abcdef';
 export const SECRET_VALUE = 'model-weights-key-42';

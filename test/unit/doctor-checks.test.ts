@@ -6,7 +6,7 @@ import { exitCodeFor, fail, pass, skipped, warn } from '../../agent/doctor/findi
 import { clockFinding, mayAccess, serviceDirectives, unitDrift, unitFinding } from '../../agent/doctor/agent-checks.js';
 import { driverMajor } from '../../agent/doctor/gpu.js';
 import { kernelFinding, kernelVersion } from '../../agent/doctor/platform.js';
-import { controllerFindings } from '../../agent/doctor/controller.js';
+import { controllerFindings } from '../../agent/doctor/controller-checks.js';
 import { repoRoot } from '../helpers/paths.js';
 
 const SHIPPED = readFileSync(join(repoRoot, 'systemd', 'cvm-agent.service'), 'utf8');

@@ -1,8 +1,8 @@
 /** The GPU ready-state gate with an in-memory source: it writes only when every expected GPU passed. */
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
-import { applyGpuReadyState, type ReadyStateTarget } from '../../agent/attest/gpu-ready.js';
-import { readyStateBlocker, type GpuVerdict } from '../../agent/appraise/gpu-ready.js';
+import { applyGpuReadyState, type ReadyStateTarget } from '../../agent/attest/apply-gpu-ready.js';
+import { readyStateBlocker, type GpuVerdict } from '../../agent/appraise/gpu-ready-decision.js';
 import { DeviceError } from '../../agent/errors.js';
 
 class FakeTarget implements ReadyStateTarget {

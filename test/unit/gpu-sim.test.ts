@@ -18,7 +18,7 @@ import {
   type SimGpuIdentity,
 } from '../../agent/simulation/gpu-sim.js';
 import { verifyGpuEvidence, type GpuVerifyOptions, verifyGpus } from '../../agent/attest/verify-and-appraise.js';
-import { parseGpuReport } from '../../agent/verify/nvidia/report.js';
+import { parseGpuReport } from '../../agent/verify/nvidia/gpu-report.js';
 import { findCheck } from '../helpers/checks.js';
 
 const nonce = Buffer.alloc(32, 0x5a);

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { vector } from '../helpers/paths.js';
 import { verifyGpuEvidence } from '../../agent/attest/verify-and-appraise.js';
-import { reportBytesFromFile } from '../../agent/verify/nvidia/report.js';
+import { reportBytesFromFile } from '../../agent/verify/nvidia/gpu-report.js';
 
 const dir = 'nvidia/nvtrust/hopper-550';
 const report = reportBytesFromFile(vector(`${dir}/hopperAttestationReport.txt`));

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { FC_RUNS, vector } from '../helpers/paths.js';
 import { verifyGpuEvidence } from '../../agent/attest/verify-and-appraise.js';
-import { reportBytesFromFile } from '../../agent/verify/nvidia/report.js';
+import { reportBytesFromFile } from '../../agent/verify/nvidia/gpu-report.js';
 
 const dir = 'nvidia/nvtrust/hopper-545-complete';
 const report = reportBytesFromFile(vector(`${dir}/attestationReport.txt`));

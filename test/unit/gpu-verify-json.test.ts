@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { FC_RUNS, vector } from '../helpers/paths.js';
 import { parseGpuEvidenceJson, MAX_EVIDENCE_ENTRIES } from '../../agent/formats/nvidia-evidence-json.js';
-import { splitPemCertificates, parsePemChain } from '../../agent/verify/nvidia/chain.js';
+import { splitPemCertificates, parsePemChain } from '../../agent/verify/nvidia/device-chain.js';
 import { diceTcbInfoFwid, hopperFwid, leafFwid } from '../../agent/verify/nvidia/fwid.js';
 import { integer, octetString, oid, sequence, tlv, utf8String } from '../../agent/util/der-writer.js';
 import { bytesToHex } from '../../agent/util/bytes.js';

@@ -6,9 +6,9 @@
 import { describe, expect, it } from 'vitest';
 import { X509Certificate } from 'node:crypto';
 import { vector } from '../helpers/paths.js';
-import type { GpuEvidenceRecord } from '../../agent/formats/gpu-evidence.js';
+import type { GpuEvidenceRecord } from '../../agent/formats/gpu-evidence-record.js';
 import { verifyGpuEvidence, type GpuVerifyOptions, verifyGpus } from '../../agent/attest/verify-and-appraise.js';
-import { parseGpuReport, reportBytesFromFile } from '../../agent/verify/nvidia/report.js';
+import { parseGpuReport, reportBytesFromFile } from '../../agent/verify/nvidia/gpu-report.js';
 import { parseGpuEvidenceJson } from '../../agent/formats/nvidia-evidence-json.js';
 import { compareMeasurementsDetailed, parseRim, type Rim } from '../../agent/verify/nvidia/rim/index.js';
 import { nvidiaDeviceRoot, NVIDIA_DEVICE_ROOT_SHA256 } from '../../agent/roots/nvidia-device.js';

@@ -14,7 +14,7 @@ import {
   type Inventory,
   type InventoryOptions,
 } from '../../agent/daemon/inventory.js';
-import { VERSION } from '../../agent/util/version.js';
+import { VERSION } from '../../agent/util/agent-version.js';
 import { repoRoot } from '../helpers/paths.js';
 
 let dir: string;

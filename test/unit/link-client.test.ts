@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { parseBundle } from '../../agent/formats/evidence-bundle.js';
 import { createAgentKey } from '../../agent/link/agent-key.js';
-import { ControllerLink } from '../../agent/link/client.js';
+import { ControllerLink } from '../../agent/link/link-client.js';
 import { verifyEventSignature } from '../../agent/link/events.js';
 import { CLOSE, PROTOCOL } from '../../agent/link/protocol.js';
 import { makeHarness, TestController } from '../helpers/test-controller.js';

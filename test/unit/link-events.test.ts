@@ -3,7 +3,7 @@ import { inspect } from 'node:util';
 import { CompactEncrypt, CompactSign, importJWK, generateKeyPair, exportJWK, decodeProtectedHeader } from 'jose';
 import { createAgentKey } from '../../agent/link/agent-key.js';
 import { checkEventSignature, eventKeyId, eventSigningInput, signEvent, verifyEventSignature } from '../../agent/link/events.js';
-import { SecretStore, decryptSecret, storeSecrets } from '../../agent/link/secrets.js';
+import { SecretStore, decryptSecret, storeSecrets } from '../../agent/link/secret-unwrap.js';
 import { validateMessage } from '../../agent/link/protocol.js';
 import { CvmError } from '../../agent/errors.js';
 import { canonicalize } from '../../agent/util/jcs.js';

@@ -4,7 +4,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { makeHarness, makeTestPki, TestController, type TestPki } from '../helpers/test-controller.js';
-import { makeServerIdentityCheck } from '../../agent/link/client.js';
+import { makeServerIdentityCheck } from '../../agent/link/link-client.js';
 import { X509Certificate } from 'node:crypto';
 
 let pki: TestPki;

@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { packageRoot } from '../../agent/native/index.js';
+import { packageRoot } from '../../agent/native/addon-loader.js';
 import { DeviceError } from '../../agent/errors.js';
 import { repoRoot } from '../helpers/paths.js';
 

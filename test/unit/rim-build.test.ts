@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { basicConstraints, buildCertificate, keyUsage, type NameSpec } from '../../agent/simulation/x509-builder.js';
 import { CvmError } from '../../agent/errors.js';
 import type { Check } from '../../agent/formats/checks.js';
-import { parseGpuReport, reportBytesFromFile } from '../../agent/verify/nvidia/report.js';
+import { parseGpuReport, reportBytesFromFile } from '../../agent/verify/nvidia/gpu-report.js';
 import { compareMeasurements, parseRim, verifyRimSignature } from '../../agent/verify/nvidia/rim/index.js';
 import { buildSignedRim } from '../../agent/simulation/rim-build.js';
 import { vector } from '../helpers/paths.js';

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import type { Check } from '../../agent/formats/checks.js';
-import { parseGpuReport, reportBytesFromFile } from '../../agent/verify/nvidia/report.js';
+import { parseGpuReport, reportBytesFromFile } from '../../agent/verify/nvidia/gpu-report.js';
 import { checkRimVersion, compareMeasurements, compareMeasurementsDetailed, parseRim, type Rim } from '../../agent/verify/nvidia/rim/index.js';
 import { vector } from '../helpers/paths.js';
 
-// Report measurement blocks come from engineer E's SPDM parser (agent/verify/nvidia/report.ts):
+// Report measurement blocks come from engineer E's SPDM parser (agent/verify/nvidia/gpu-report.ts):
 // a Map from the 1-based SPDM block Index to the block's value.
 const report = (rel: string) => parseGpuReport(reportBytesFromFile(vector(`nvidia/${rel}`)));
 const rim = (rel: string): Rim => parseRim(vector(`nvidia/${rel}`).toString('utf8'));

@@ -6,9 +6,9 @@
 import { describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import { vector } from '../helpers/paths.js';
-import type { SnpVerifyInput } from '../../agent/verify/snp/verify.js';
+import type { SnpVerifyInput } from '../../agent/verify/snp/snp-verifier.js';
 import { verifySnpAttestation, type SnpVerifyOptions } from '../../agent/attest/verify-and-appraise.js';
-import { verifyReportSignature, reportSignatureP1363 } from '../../agent/verify/snp/signature.js';
+import { verifyReportSignature, reportSignatureP1363 } from '../../agent/verify/snp/report-signature.js';
 import { parseCertificate } from '../../agent/formats/x509/certificate.js';
 import { pemBlocks as pemCertificates } from '../../agent/util/pem.js';
 import { DEFAULT_SNP_POLICY, type SnpPolicy } from '../../agent/appraise/snp-policy.js';

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { FC_RUNS, vector } from '../helpers/paths.js';
-import { parseGpuReport, reportBytesFromFile } from '../../agent/verify/nvidia/report.js';
+import { parseGpuReport, reportBytesFromFile } from '../../agent/verify/nvidia/gpu-report.js';
 import { parseOpaqueData } from '../../agent/verify/nvidia/opaque.js';
 import { parseSpdmRequest } from '../../agent/verify/nvidia/spdm.js';
 import { ParseError } from '../../agent/errors.js';

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { vector } from '../helpers/paths.js';
-import { parseGpuReport, reportBytesFromFile } from '../../agent/verify/nvidia/report.js';
+import { parseGpuReport, reportBytesFromFile } from '../../agent/verify/nvidia/gpu-report.js';
 import { parseSpdmRequest, parseSpdmResponse } from '../../agent/verify/nvidia/spdm.js';
 import { formatVbiosVersion, OPAQUE_FIELD_NAMES } from '../../agent/verify/nvidia/opaque.js';
 import { bytesToHex } from '../../agent/util/bytes.js';

@@ -12,7 +12,7 @@ import { cronIntervalSec, evaluateHealth, maxAttestationAgeSec, trustView, type 
 import { cronProblems, oneLine } from '../../agent/daemon/preflight.js';
 import { parseConfig } from '../../agent/config/schema.js';
 import { parsePolicyFile } from '../../agent/appraise/policy.js';
-import { tokenVerdict } from '../../agent/cli/commands/client.js';
+import { tokenVerdict } from '../../agent/cli/commands/agent-queries.js';
 import { TrustLog } from '../../agent/state/trust-log.js';
 import { buildEar } from '../../agent/appraise/ear.js';
 import { fail, pass, resultOf } from '../../agent/formats/checks.js';

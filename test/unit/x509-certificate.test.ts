@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { ParseError } from '../../agent/errors.js';
 import { CERT_CACHE_LIMITS, certificateValidity, parseCertificate, parseCertificateEager } from '../../agent/formats/x509/certificate.js';
 import { pemBlocks } from '../../agent/util/pem.js';
-import { isIssuedBy } from '../../agent/verify/x509/signature.js';
+import { isIssuedBy } from '../../agent/verify/x509/cert-signature.js';
 import { vector } from '../helpers/paths.js';
 
 const amd = pemBlocks(vector('snp/ask_ark_genoa.pem').toString('latin1'));

@@ -6,7 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { UsageError } from '../../errors.js';
 import { EXIT, parseOptions, type CliIO, type Command } from '../command.js';
-import { TpmClient } from '../../evidence/tpm/client.js';
+import { TpmClient } from '../../evidence/tpm/tpm-client.js';
 import { DEFAULT_TPM_DEVICE, openTransport, parseTransportSpec } from '../../evidence/tpm/transport.js';
 import { collectAzureEvidence } from '../../evidence/azure-vtpm.js';
 import { parseNonce } from './verify-azure.js';

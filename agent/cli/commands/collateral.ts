@@ -217,5 +217,5 @@ const collateralExport: Command = {
   },
 };
 
-/** Registered as one array entry in commands/index.ts. */
+/** Registered as one array entry in commands/command-table.ts. */
 export const collateralCommands: Command[] = [collateralImport, collateralList, collateralExport];

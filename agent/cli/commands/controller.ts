@@ -6,7 +6,7 @@ import pino from 'pino';
 import { EXIT, parseOptions, type Command } from '../command.js';
 import { UsageError } from '../../errors.js';
 import { loadControllerConfig } from '../../controller/config.js';
-import { Controller } from '../../controller/server.js';
+import { Controller } from '../../controller/controller-server.js';
 
 function parseListen(text: string): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(text);

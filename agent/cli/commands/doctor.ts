@@ -2,7 +2,7 @@
 import { EXIT, parseOptions, type Command } from '../command.js';
 import { DEFAULT_CONFIG_PATH } from '../../config/load.js';
 import { exitCodeFor, findingsJson, formatFindings } from '../../doctor/finding.js';
-import { runDoctor } from '../../doctor/run.js';
+import { runDoctor } from '../../doctor/run-doctor.js';
 
 export const doctorCommand: Command = {
   path: ['doctor'],

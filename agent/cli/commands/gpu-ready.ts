@@ -3,7 +3,7 @@
  * every GPU. --set never writes unconditionally: it collects fresh evidence from all GPUs, verifies and
  * appraises each one as the attestation cycle does (attest/verify-and-appraise.ts verifyGpuEvidence), and
  * hands the verdicts to applyGpuReadyState, which writes only if the shared ready-state decision
- * (appraise/gpu-ready.ts) allows it.
+ * (appraise/gpu-ready-decision.ts) allows it.
  */
 import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
@@ -12,8 +12,8 @@ import { InputFileError, readBoundedText } from '../../util/bounded-read.js';
 import { verifyGpuEvidence } from '../../attest/verify-and-appraise.js';
 import { EXIT, parseOptions, type Command } from '../command.js';
 import { gpuRecordOf, NvmlGpuSource, type GpuEvidence, type GpuSource } from '../../evidence/gpu-nvml.js';
-import { applyGpuReadyState } from '../../attest/gpu-ready.js';
-import type { GpuVerdict } from '../../appraise/gpu-ready.js';
+import { applyGpuReadyState } from '../../attest/apply-gpu-ready.js';
+import type { GpuVerdict } from '../../appraise/gpu-ready-decision.js';
 import { NVML_NONCE_SIZE } from '../../native/nvml.js';
 import { failureLines } from '../../formats/checks.js';
 

@@ -10,12 +10,12 @@ import { InputFileError, readBoundedSync } from '../../util/bounded-read.js';
 import { parseOptions, type CliIO, type Command } from '../command.js';
 import { exitForStatus, formatChecks, parseAt, readInput } from '../verify-output.js';
 import { DEFAULT_GPU_POLICY, parseGpuPolicy } from '../../appraise/gpu-policy.js';
-import { reportBytesFromFile } from '../../verify/nvidia/report.js';
+import { reportBytesFromFile } from '../../verify/nvidia/gpu-report.js';
 import { parseGpuEvidenceJson } from '../../formats/nvidia-evidence-json.js';
 import type { MultiGpuResult } from '../../verify/nvidia/multi-gpu.js';
 import { verifyGpus, type GpuVerifyOptions } from '../../attest/verify-and-appraise.js';
 import type { GpuSkip } from '../../verify/nvidia/gpu-verify.js';
-import type { GpuEvidenceRecord } from '../../formats/gpu-evidence.js';
+import type { GpuEvidenceRecord } from '../../formats/gpu-evidence-record.js';
 import { GPU_NONCE_BYTES, nonceFromHex } from '../../util/nonce-hex.js';
 
 const usage = `Usage: cvm-agent verify gpu (--report FILE --chain FILE | --evidence FILE) [--nonce HEX]

@@ -5,7 +5,7 @@
  */
 import type { SnpProduct, TcbParts } from '../../formats/snp-abi/index.js';
 import { checkProduct } from '../keys.js';
-import type { KdsChain } from '../types.js';
+import type { KdsChain } from '../collateral-types.js';
 import type { Fetched } from '../store.js';
 import { httpRequest, joinUrl, type HttpOptions } from './http.js';
 import { KDS_BASE_URL, kdsCertChainPath, kdsCrlPath, kdsVcekPath } from '../../util/kds-url.js';

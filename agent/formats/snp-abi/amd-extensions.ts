@@ -6,8 +6,8 @@
 import { ParseError } from '../../errors.js';
 import { TAG, decodeInteger, decodeString, parseDer, readNode, valueOf, type DerNode } from '../../util/der.js';
 import { certificateExtensions } from '../x509/extensions.js';
-import { productFromName } from './tcb.js';
-import type { AmdCertExtensions } from './types.js';
+import { productFromName } from './tcb-version.js';
+import type { AmdCertExtensions } from './abi-types.js';
 
 const AMD = '1.3.6.1.4.1.3704.1';
 export const AMD_OID = {

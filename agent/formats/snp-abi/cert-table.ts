@@ -11,7 +11,7 @@
  */
 import { CvmError, ParseError } from '../../errors.js';
 import { isAllZero } from '../../util/bytes.js';
-import type { CertTableEntry, CertTableKind } from './types.js';
+import type { CertTableEntry, CertTableKind } from './abi-types.js';
 
 export const CERT_TABLE_ENTRY_SIZE = 24;
 

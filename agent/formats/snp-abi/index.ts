@@ -3,7 +3,7 @@
  * certificate table and the AMD VCEK/VLEK certificate extensions. Pure functions, ParseError on
  * malformed input. Layout facts: shared/reference/snp.md §1.4, §3, §4.2.
  */
-export type * from './types.js';
+export type * from './abi-types.js';
 export {
   SNP_REPORT_SIZE,
   SNP_SIGNED_END,
@@ -19,8 +19,8 @@ export {
   decodePlatformInfo,
   decodeSignerInfo,
   reservedRanges,
-} from './report.js';
-export { decodeTcb, encodeTcb, formatTcb, tcbFor, tcbLayoutFor, tcbLayoutForFamily, productFromCpuid, productFromName, type TcbParts } from './tcb.js';
+} from './attestation-report.js';
+export { decodeTcb, encodeTcb, formatTcb, tcbFor, tcbLayoutFor, tcbLayoutForFamily, productFromCpuid, productFromName, type TcbParts } from './tcb-version.js';
 export {
   CERT_TABLE_ENTRY_SIZE,
   CERT_TABLE_GUIDS,

@@ -11,15 +11,15 @@ import { ParseError } from '../../errors.js';
 import { bytesToHex, timingSafeEqual } from '../../util/bytes.js';
 import { fail, failureLines, pass, warn, resultOf, type Check, type VerificationResult } from '../../formats/checks.js';
 import { nvidiaDeviceRoot } from '../../roots/nvidia-device.js';
-import { parseGpuReport, type GpuReport } from './report.js';
-import { parsePemChain, verifyDeviceChain } from './chain.js';
+import { parseGpuReport, type GpuReport } from './gpu-report.js';
+import { parsePemChain, verifyDeviceChain } from './device-chain.js';
 import { parseCertificateEager as parseCertificate, type Certificate } from '../../formats/x509/certificate.js';
 import { leafFwid } from './fwid.js';
-import { certRevocationStatus, parseOcspResponses, type OcspResponse } from './ocsp.js';
+import { certRevocationStatus, parseOcspResponses, type OcspResponse } from './ocsp-check.js';
 import { compareMeasurementsDetailed, driverRimId, vbiosRimId, type MeasurementMismatch, type Rim } from './rim/index.js';
 import { verifyRimCached } from './rim-cache.js';
-import { statusByteName, type GpuArch, type GpuClaims } from './claims.js';
-import type { GpuCcFacts, GpuEvidenceRecord } from '../../formats/gpu-evidence.js';
+import { statusByteName, type GpuArch, type GpuClaims } from './gpu-claims.js';
+import type { GpuCcFacts, GpuEvidenceRecord } from '../../formats/gpu-evidence-record.js';
 
 export interface SimulatedRoots {
   /** DER of the simulated device root. */

@@ -6,7 +6,7 @@
  * The overall result is the AND over every GPU and the cross-GPU checks.
  */
 import { fail, pass, statusOf, type Check, type TrustStatus, type VerificationResult } from '../../formats/checks.js';
-import type { GpuClaims } from './claims.js';
+import type { GpuClaims } from './gpu-claims.js';
 
 export interface MultiGpuResult {
   ok: boolean;

@@ -15,7 +15,7 @@ import { fail, pass, warn, type Check } from '../../formats/checks.js';
 import { decodeSigAlg, describeSigAlg, sameSigAlg, type SigAlg } from '../../formats/x509/sig-alg.js';
 import { signedParts, type SignedParts } from '../../formats/x509/certificate.js';
 import { bytesEqual } from '../../util/bytes.js';
-import { verifyWithAlg } from '../x509/signature.js';
+import { verifyWithAlg } from '../x509/cert-signature.js';
 
 export interface ParsedCrl extends SignedParts {
   tbsSigAlg: SigAlg;

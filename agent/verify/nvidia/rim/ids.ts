@@ -5,7 +5,7 @@
  * checked against a narrow character set so an id can be used safely in a URL or a file name.
  */
 import { ParseError } from '../../../errors.js';
-import type { GpuArch } from './types.js';
+import type { GpuArch } from './rim-types.js';
 
 const stripNul = (s: string): string => s.replace(/\0+$/g, '').replace(/\0/g, '');
 

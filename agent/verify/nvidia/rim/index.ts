@@ -13,10 +13,10 @@
  * verifyRimSignature/verifyRim throw ParseError only when the text is not well-formed XML (or is refused:
  * DOCTYPE, size, depth); every other problem is a failed named check.
  */
-export type { Rim, RimMeasurement, GpuArch } from './types.js';
+export type { Rim, RimMeasurement, GpuArch } from './rim-types.js';
 export { parseRim, rimFromDocument, SWID_NS, RIMIM_NS, SHA384_NS, DSIG_NS } from './parse.js';
-export { verifyRimSignature, verifyRim, verifyRimDocument, type RimVerifyOptions } from './signature.js';
-export { verifyRimChain, type RimAnchor, type RimChainResult } from './chain.js';
+export { verifyRimSignature, verifyRim, verifyRimDocument, type RimVerifyOptions } from './rim-signature.js';
+export { verifyRimChain, type RimAnchor, type RimChainResult } from './rim-signer-chain.js';
 export {
   compareMeasurements,
   compareMeasurementsDetailed,
@@ -28,4 +28,4 @@ export {
   type MeasurementComparison,
 } from './measurements.js';
 export { driverRimId, vbiosRimId, vbiosRimFileName, type VbiosRimIdInput } from './ids.js';
-export { checkRimVersion } from './version.js';
+export { checkRimVersion } from './rim-version.js';

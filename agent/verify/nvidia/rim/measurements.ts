@@ -10,7 +10,7 @@
  */
 import { bytesToHex } from '../../../util/bytes.js';
 import { fail, pass, type Check } from '../../../formats/checks.js';
-import type { Rim, RimMeasurement } from './types.js';
+import type { Rim, RimMeasurement } from './rim-types.js';
 
 /** NVDEC0 status values in opaque field 11 (§3.3). */
 export const NVDEC0_ENABLED = 0xaa;

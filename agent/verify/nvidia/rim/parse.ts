@@ -5,7 +5,7 @@
  */
 import { ParseError } from '../../../errors.js';
 import { attr, childElements, parseXml, textOf, type XmlDocument, type XmlElement } from '../../../util/xml.js';
-import type { Rim, RimMeasurement } from './types.js';
+import type { Rim, RimMeasurement } from './rim-types.js';
 
 /** ISO/IEC 19770-2:2015 SWID namespace (root default namespace and ns0 in NVIDIA RIMs). */
 export const SWID_NS = 'http://standards.iso.org/iso/19770/-2/2015/schema.xsd';

@@ -13,9 +13,9 @@ import { attr, childElements, parseXml, textOf, type XmlDocument, type XmlElemen
 import { C14N11, canonicalizeDocument, canonicalizeSubset } from '../../../util/xml-c14n.js';
 import { nvidiaRimRoot } from '../../../roots/nvidia-rim.js';
 import { fail, pass, type Check } from '../../../formats/checks.js';
-import { verifyRimChain, type RimAnchor } from './chain.js';
+import { verifyRimChain, type RimAnchor } from './rim-signer-chain.js';
 import { DSIG_NS, decodeBase64, rimFromDocument } from './parse.js';
-import type { Rim } from './types.js';
+import type { Rim } from './rim-types.js';
 
 export const ENVELOPED = 'http://www.w3.org/2000/09/xmldsig#enveloped-signature';
 export const ECDSA_SHA384 = 'http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384';

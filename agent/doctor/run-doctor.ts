@@ -11,11 +11,11 @@ import { ConfigError } from '../errors.js';
 import { DEFAULT_CONFIG_PATH } from '../config/load.js';
 import { parseConfig, type Config } from '../config/schema.js';
 import { readBoundedText } from '../util/bounded-read.js';
-import { VERSION } from '../util/version.js';
+import { VERSION } from '../util/agent-version.js';
 import { parseHclReport } from '../formats/azure/hcl.js';
 import { parseSnpReport } from '../formats/snp-abi/index.js';
 import { parseTransportSpec, type TransportSpec } from '../evidence/tpm/transport.js';
-import { packageRoot } from '../native/index.js';
+import { packageRoot } from '../native/addon-loader.js';
 import { CollateralStore } from '../collateral/index.js';
 import { agentIdFrom, applySystemdDirectories, validateConfig } from '../daemon/preflight.js';
 import { tokenFileFrom } from '../daemon/link.js';
@@ -45,7 +45,7 @@ import {
   type ConfigFacts,
   type ValidityWindow,
 } from './agent-checks.js';
-import { controllerFindings, type ControllerProbe } from './controller.js';
+import { controllerFindings, type ControllerProbe } from './controller-checks.js';
 import { probeController } from './probe-controller.js';
 import {
   bounded,

@@ -4,7 +4,7 @@
  * tinfoilsh/go-sev-guest kds.ToTCBParts) and §3.1 (virtee/sev identify_cpu).
  */
 import { CvmError, ParseError } from '../../errors.js';
-import type { SnpProduct, TcbLayout, TcbVersion } from './types.js';
+import type { SnpProduct, TcbLayout, TcbVersion } from './abi-types.js';
 
 const U64_MAX = (1n << 64n) - 1n;
 const byteAt = (raw: bigint, i: number): number => Number((raw >> BigInt(8 * i)) & 0xffn);

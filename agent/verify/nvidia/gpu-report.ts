@@ -12,7 +12,7 @@ import {
   type SpdmMeasurementsResponse,
 } from './spdm.js';
 import { parseOpaqueData, type OpaqueData } from './opaque.js';
-import { MAX_GPU_REPORT_LENGTH } from '../../formats/gpu-evidence.js';
+import { MAX_GPU_REPORT_LENGTH } from '../../formats/gpu-evidence-record.js';
 
 /** NVML_CC_GPU_ATTESTATION_REPORT_SIZE (0x2000, §1.2): no genuine report is larger. */
 export const MAX_REPORT_LENGTH = MAX_GPU_REPORT_LENGTH;

@@ -16,8 +16,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { CollateralError, ParseError } from '../../errors.js';
 import { explicit, integer, nullValue, octetString, oid, sequence } from '../../util/der-writer.js';
 import { parseCertificateEager as parseCertificate } from '../../formats/x509/certificate.js';
-import { parseOcspResponse, OCSP_RESPONSE_STATUS } from '../../verify/nvidia/ocsp.js';
-import type { CollateralKey } from '../types.js';
+import { parseOcspResponse, OCSP_RESPONSE_STATUS } from '../../verify/nvidia/ocsp-check.js';
+import type { CollateralKey } from '../collateral-types.js';
 import type { Fetched } from '../store.js';
 import { CollateralFetchError, httpRequest, type HttpOptions } from './http.js';
 
@@ -96,7 +96,7 @@ export interface OcspFetchOptions extends HttpOptions {
 
 /**
  * POST an OCSP request for `cert` and return the DER response after checking that it is a successful
- * response for exactly this CertID (signature and time checks belong to the verifier, verify/nvidia/ocsp.ts).
+ * response for exactly this CertID (signature and time checks belong to the verifier, verify/nvidia/ocsp-check.ts).
  */
 export async function fetchOcsp(cert: Uint8Array, issuer: Uint8Array, opts: OcspFetchOptions = {}): Promise<Fetched & { certId: CertId }> {
   const { der, certId } = buildOcspRequest({ cert, issuer, hash: opts.hash ?? 'sha384', ...(opts.nonce !== undefined ? { nonce: opts.nonce } : {}) });

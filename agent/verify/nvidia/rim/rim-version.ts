@@ -5,7 +5,7 @@
  * do we. VBIOS versions compare case-insensitively (nvtrust lower-cases both sides).
  */
 import { fail, pass, type Check } from '../../../formats/checks.js';
-import type { Rim } from './types.js';
+import type { Rim } from './rim-types.js';
 
 export function checkRimVersion(rim: Rim, kind: 'driver' | 'vbios', reportVersion: string): Check {
   const name = `rim.${kind}.version`;

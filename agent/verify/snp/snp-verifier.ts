@@ -22,11 +22,11 @@ import {
   type SnpReport,
 } from '../../formats/snp-abi/index.js';
 import { classifyCertificates, type SuppliedCert } from './cert-input.js';
-import { checkChain, intermediateOf, parsedRoot, selectRoots, allowedAlgs, type LeafKind } from './chain.js';
+import { checkChain, intermediateOf, parsedRoot, selectRoots, allowedAlgs, type LeafKind } from './amd-chain.js';
 import { checkRevocation, parseCrl, type ParsedCrl } from './crl.js';
-import { verifyReportSignature } from './signature.js';
-import { checkVcekTcb } from './tcb.js';
-import { snpClaims, type SnpClaims } from './claims.js';
+import { verifyReportSignature } from './report-signature.js';
+import { checkVcekTcb } from './tcb-match.js';
+import { snpClaims, type SnpClaims } from './snp-claims.js';
 import { kdsCrlPath, kdsUrl } from '../../util/kds-url.js';
 
 export interface SnpVerifyInput {

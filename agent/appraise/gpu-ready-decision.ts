@@ -3,7 +3,7 @@
  * every GPU that was expected has a verdict, each index exactly once, and all of them passed; in the
  * attestation cycle also only when the feature is enabled, the CPU attestation passed and no hold
  * (a cleared ready state awaiting a full passing cycle) is in force. Used by the cycle
- * (agent/attest/attestation-cycle.ts) and by `cvm-agent gpu ready --set`, through agent/attest/gpu-ready.ts
+ * (agent/attest/attestation-cycle.ts) and by `cvm-agent gpu ready --set`, through agent/attest/apply-gpu-ready.ts
  * applyGpuReadyState, which does the reading and writing.
  */
 export interface GpuVerdict {

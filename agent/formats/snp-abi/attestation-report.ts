@@ -5,8 +5,8 @@
  */
 import { CvmError, ParseError } from '../../errors.js';
 import { isAllZero, readUintLE } from '../../util/bytes.js';
-import { decodeTcb, productFromCpuid, tcbLayoutForFamily } from './tcb.js';
-import type { SigningKeyName, SnpPlatformInfo, SnpPolicy, SnpReport, SnpReportInit, SnpSignerInfo, TcbLayout, TcbLayoutSource } from './types.js';
+import { decodeTcb, productFromCpuid, tcbLayoutForFamily } from './tcb-version.js';
+import type { SigningKeyName, SnpPlatformInfo, SnpPolicy, SnpReport, SnpReportInit, SnpSignerInfo, TcbLayout, TcbLayoutSource } from './abi-types.js';
 
 /** Report size (snp.md §1.2: MSG_REPORT_RSP report_size = 0x4A0). */
 export const SNP_REPORT_SIZE = 0x4a0;

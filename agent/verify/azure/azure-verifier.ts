@@ -13,7 +13,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { fail, pass, resultOf, type Check, type VerificationResult } from '../../formats/checks.js';
-import { verifySnpReport, type SnpClaims, type SnpReportVerification } from '../snp/verify.js';
+import { verifySnpReport, type SnpClaims, type SnpReportVerification } from '../snp/snp-verifier.js';
 import type { SnpProduct, SnpReport } from '../../formats/snp-abi/index.js';
 import type { SimulatedRootsInput } from '../../roots/amd.js';
 import { isAllZero } from '../../util/bytes.js';

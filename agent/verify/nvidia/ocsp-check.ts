@@ -24,7 +24,7 @@ import {
   type DerNode,
 } from '../../util/der.js';
 import { parseCertificateEager as parseCertificate, type Certificate } from '../../formats/x509/certificate.js';
-import { isIssuedBy } from '../x509/signature.js';
+import { isIssuedBy } from '../x509/cert-signature.js';
 
 export const OID_OCSP_BASIC = '1.3.6.1.5.5.7.48.1.1';
 export const OID_KP_OCSP_SIGNING = '1.3.6.1.5.5.7.3.9';

@@ -4,9 +4,9 @@
  * the flag alone and says why. Setting it may be one-way per boot (nvidia-gpu.md §1.4 "Ready-state
  * quirks"), so this never tries to clear it and never sets it unconditionally; like nvtrust's CLI it
  * reads the state first and writes only when not ready yet (§1.5 step 6). The decision itself is pure
- * policy (agent/appraise/gpu-ready.ts), shared by the cycle and `cvm-agent gpu ready --set`.
+ * policy (agent/appraise/gpu-ready-decision.ts), shared by the cycle and `cvm-agent gpu ready --set`.
  */
-import { readyStateBlocker, type GpuVerdict } from '../appraise/gpu-ready.js';
+import { readyStateBlocker, type GpuVerdict } from '../appraise/gpu-ready-decision.js';
 
 export interface ReadyStateTarget {
   getReadyState(): Promise<boolean>;

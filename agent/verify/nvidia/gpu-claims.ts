@@ -4,7 +4,7 @@
  * camelCase keys; the EAR layer maps them. Claims are meaningful only when the result is ok.
  */
 import type { MeasurementMismatch } from './rim/measurements.js';
-import type { RevocationState } from './ocsp.js';
+import type { RevocationState } from './ocsp-check.js';
 
 export type GpuArch = 'hopper' | 'blackwell';
 

@@ -13,7 +13,7 @@ import { verifyAzureCommand } from './verify-azure.js';
 import { azureEvidenceCommand } from './azure-evidence.js';
 import { demoCommand } from './demo.js';
 import { runCommand } from './run.js';
-import { statusCommand, healthCommand, attestCommand, evidenceCommand, tokenCommand } from './client.js';
+import { statusCommand, healthCommand, attestCommand, evidenceCommand, tokenCommand } from './agent-queries.js';
 import { collateralCommands } from './collateral.js';
 import { controllerCommand } from './controller.js';
 import { doctorCommand } from './doctor.js';

@@ -9,7 +9,7 @@ import type { AmdProductRoots, RootCert } from '../../roots/amd.js';
 import { parseCertificate, type Certificate } from '../../formats/x509/certificate.js';
 import { describeSigAlg, type SigAlg } from '../../formats/x509/sig-alg.js';
 import { bytesEqual } from '../../util/bytes.js';
-import { verifyCertSignature } from '../x509/signature.js';
+import { verifyCertSignature } from '../x509/cert-signature.js';
 
 export type LeafKind = 'vcek' | 'vlek';
 

@@ -12,12 +12,12 @@ import { fail, pass, type Check } from '../../formats/checks.js';
 import { parseCertificateEager, type Certificate } from '../../formats/x509/certificate.js';
 import { pemBlocks } from '../../util/pem.js';
 import { BoundedCache } from '../../util/bounded-cache.js';
-import { isIssuedBy } from '../x509/signature.js';
-import { MAX_GPU_CHAIN_PEM_LENGTH } from '../../formats/gpu-evidence.js';
+import { isIssuedBy } from '../x509/cert-signature.js';
+import { MAX_GPU_CHAIN_PEM_LENGTH } from '../../formats/gpu-evidence-record.js';
 
 /** Device chains are 5 long on Hopper and Blackwell (MAX_CERT_CHAIN_LENGTH = 5). */
 export const GPU_CHAIN_LENGTH = 5;
-/** The chain text bound of the GPU evidence record (formats/gpu-evidence.ts). */
+/** The chain text bound of the GPU evidence record (formats/gpu-evidence-record.ts). */
 export const MAX_CHAIN_PEM_LENGTH = MAX_GPU_CHAIN_PEM_LENGTH;
 const MAX_CERTS = 16;
 
