@@ -8,7 +8,7 @@ import { DeviceError, UsageError, CvmError, isErrorCode } from '../errors.js';
 import { nvmlHint } from './nvml-errors.js';
 import { loadNative, type NativeAddon } from './index.js';
 
-/** NVML_CC_GPU_CEC_NONCE_SIZE (nvidia-gpu.md §1.3). */
+/** NVML_CC_GPU_CEC_NONCE_SIZE (nvml.h). */
 export const NVML_NONCE_SIZE = 32;
 
 export type NvmlInfo =

@@ -1,5 +1,5 @@
 /* NVML part: dlopen("libnvidia-ml.so.1") on first use and expose the confidential-computing calls as
- * Promise-returning functions that run on the libuv pool (node-daemon.md §1.4, §1.5).
+ * Promise-returning functions that run on the libuv pool (Node-API napi_create_async_work; dlopen pattern of go-nvml pkg/nvml/lib.go).
  *
  * Rules this file keeps:
  * - never link the vendor library; it may be absent (no GPU driver), then nvmlInfo() resolves
@@ -22,7 +22,7 @@
 #include "nvml_types.h"
 #include "parts.h"
 
-/* ---------- return code names (nvidia-gpu.md §1.4; full nvmlReturn_t enum of nvml.h) ---------- */
+/* ---------- return code names (full nvmlReturn_t enum of nvml.h) ---------- */
 
 static const char *nvml_return_name(nvmlReturn_t rc) {
   switch (rc) {
@@ -575,7 +575,7 @@ static napi_value complete_cert(napi_env env, nvml_job *job) {
 static napi_value job_complete(napi_env env, void *data, napi_value *reject) {
   nvml_job *job = data;
   if (job->err_code != NULL) {
-    /* nvmlInfo reports "unavailable" as a value, not an exception (node-daemon.md §1.4 rule 5). */
+    /* nvmlInfo reports "unavailable" as a value, not an exception: the TS layer maps it to {available: false}. */
     if (job->op == OP_INFO && strcmp(job->err_code, "ERR_NVML_UNAVAILABLE") == 0) {
       napi_value obj = new_object(env);
       cvm_set_bool(env, obj, "available", 0);

@@ -1,8 +1,9 @@
 #ifndef CVM_NVML_TYPES_H
 #define CVM_NVML_TYPES_H
 /* Our own minimal declarations of the NVML ABI we use. We never include the CUDA toolkit's nvml.h and
- * never link -lnvidia-ml (node-daemon.md §1.4 rule 1), so the addon builds without the vendor SDK.
- * Sizes and offsets: nvidia-gpu.md §1.2 (x86-64, checked against go-nvml gen/nvml/nvml.h, NVML 13.3);
+ * never link -lnvidia-ml (it is dlopen()ed, as go-nvml pkg/nvml/lib.go does), so the addon builds without the vendor SDK.
+ * Sizes and offsets: nvml.h nvmlConfComputeGpuAttestationReport_t / nvmlConfComputeGpuCertificate_t
+ * (x86-64, checked against go-nvml gen/nvml/nvml.h, NVML 13.3);
  * the _Static_asserts below pin them so a layout mistake fails the build, not a GPU call. */
 #include <stddef.h>
 
