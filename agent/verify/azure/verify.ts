@@ -1,6 +1,6 @@
 /**
  * verifyAzureEvidence: Azure confidential VM (SEV-SNP paravisor + vTPM) evidence, pure.
- * Recipe (reference/snp.md §5.3, trustee az_snp_vtpm `evaluate`):
+ * Recipe (trustee deps/verifier/src/az_snp_vtpm/mod.rs `evaluate`):
  *   1. parse the HCL report (azure.hcl.parse);
  *   2. REPORT_DATA[0:n] == H(runtime claims) with the header's hash, rest zero (azure.hcl.report-data);
  *   3. the TPM quote verifies under HCLAkPub from those claims (azure.quote.signature);
@@ -22,7 +22,7 @@ import { findKey } from '../../formats/azure/runtime-claims.js';
 import { verifyQuote, type QuoteClaims } from './quote.js';
 import { expectationsFor, USER_DATA_SIZE, type AzureEvidence, type AzureEvidenceFormat } from '../../formats/azure/evidence-formats.js';
 
-/** REPORT_DATA offset/size in the SNP ATTESTATION_REPORT (reference/snp.md §2, offset 0x50). */
+/** REPORT_DATA offset/size in the SNP ATTESTATION_REPORT (SNP ABI #56860 rev 1.55 §7.3 Table 22, offset 0x50). */
 const REPORT_DATA_OFFSET = 0x50;
 const REPORT_DATA_SIZE = 64;
 

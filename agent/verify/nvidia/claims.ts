@@ -1,6 +1,6 @@
 /**
  * Claims about one verified GPU. Names follow NVIDIA's claims where one exists (hwmodel, ueid, measres,
- * secboot, dbgstat, x-nvidia-mismatch-measurement-records: reference/nvidia-gpu.md §2.2) but use plain
+ * secboot, dbgstat, x-nvidia-mismatch-measurement-records: nvtrust local_gpu_verifier utils/claims_utils.py, attestation-sdk src/gpu/claims.cpp) but use plain
  * camelCase keys; the EAR layer maps them. Claims are meaningful only when the result is ok.
  */
 import type { MeasurementMismatch } from './rim/measurements.js';
@@ -29,7 +29,7 @@ export interface GpuClaims {
   nvdec0?: 'enabled' | 'disabled' | string;
   protectedPcie?: 'enabled' | 'disabled' | string;
   opaqueDataVersion?: number;
-  /** Raw FEATURE_FLAG; 2 = PPCIe; 0/1 meaning disputed (§2.3), so not named here. */
+  /** Raw FEATURE_FLAG; 2 = PPCIe; 0/1 meaning disputed (nvtrust parse_feature_flag vs attestation-sdk evidence.h), so not named here. */
   featureFlag?: number;
   switchPdis?: string[];
   driverRimId?: string;

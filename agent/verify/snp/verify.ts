@@ -5,7 +5,8 @@
  * appraisal (agent/appraise/snp-checks.ts) runs on the parsed report this returns, and
  * agent/attest/verify-and-appraise.ts verifySnpAttestation composes the two.
  * Fail closed: every check the verifier could not perform is reported as failed, never skipped.
- * Check list and rationale: reference/snp.md §3, §4.1, §4.2, §4.4.
+ * Check list and rationale: SNP ABI #56860 rev 1.55 §7.3 Table 22, AMD #57230 (chain, extensions)
+ * and the checks of go-sev-guest verify/verify.go and validate/validate.go.
  */
 import { timingSafeEqual } from 'node:crypto';
 import { ParseError } from '../../errors.js';

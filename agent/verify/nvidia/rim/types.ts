@@ -1,6 +1,6 @@
 /**
  * NVIDIA RIM (Reference Integrity Manifest) model: an ISO/IEC 19770-2:2015 SWID tag with TCG RIM-IM
- * attributes and an enveloped XML-DSig (reference/nvidia-gpu.md §4.1).
+ * attributes and an enveloped XML-DSig (ISO/IEC 19770-2:2015 SWID tag; W3C XML-DSig).
  */
 
 /** One `<Resource type="Measurement">` of the RIM payload. */
