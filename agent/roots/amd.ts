@@ -80,7 +80,7 @@ export function pinnedArkFingerprints(): Record<AmdProduct, string> {
 
 /**
  * Product line from a VCEK/VLEK productName or CPUID-derived name: "Milan-B0" → Milan, "Genoa" → Genoa.
- * Siena/Bergamo share Genoa's KDS roots (reference/snp.md §3.1). Unknown names → undefined.
+ * Siena/Bergamo share Genoa's KDS roots (virtee/snpguest src/fetch.rs to_kds_url). Unknown names → undefined.
  */
 export function productLine(name: string | undefined): AmdProduct | undefined {
   if (!name) return undefined;

@@ -98,7 +98,7 @@ export async function startSwtpm(kind: 'tcp' | 'unix' = 'unix'): Promise<Swtpm> 
 // simulated roots), and FakeParavisorTransport watches for a successful NV_Write to 0x01400002 and
 // then rewrites 0x01400001 itself (optionally after a delay, to exercise the agent's polling).
 
-/** Azure's AK: RSA-2048 restricted signing key, RSASSA/SHA-256 (reference/snp.md §5.1). */
+/** Azure's AK: RSA-2048 restricted signing key, RSASSA/SHA-256 (az-cvm-vtpm src/vtpm/mod.rs; checked on test/vectors/snp/azure_quote.bin). */
 export const RSA_AK_TEMPLATE: TpmPublic = {
   type: 'rsa',
   nameAlg: TPM_ALG.SHA256,

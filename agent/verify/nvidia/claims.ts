@@ -18,7 +18,7 @@ export interface GpuClaims {
   vbiosVersion?: string;
   /** Request nonce, hex (eat_nonce). */
   nonce: string;
-  /** SHA-384 of the whole report, hex: what the CPU report binds (DESIGN.md "Binding"). */
+  /** SHA-384 of the whole report, hex: what the CPU report binds (docs/architecture.md "One attestation cycle"). */
   reportSha384: string;
   fwid?: string;
   project?: string;
