@@ -43,7 +43,7 @@ export default async function rimBench(): Promise<BenchRow[]> {
       baselineMs: floorMs,
       note: `${driver.length} chars`,
     },
-    { name: 'rim: verify driver + VBIOS RIMs', medianMs: bothMs, target: '< 18 ms (Python reference, §7)' },
+    { name: 'rim: verify driver + VBIOS RIMs', medianMs: bothMs, target: '< 18 ms (Python reference verifier)' },
     { name: 'rim: parse + C14N 1.1 only (driver RIM)', medianMs: c14nMs },
   ];
 }

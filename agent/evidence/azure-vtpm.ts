@@ -48,7 +48,7 @@ export async function readHclReport(client: TpmClient): Promise<Buffer> {
   }
 }
 
-/** Write the 64-byte user data to NV 0x01400002, defining it (owner read/write, 64 B) if absent (§5.1). */
+/** Write the 64-byte user data to NV 0x01400002, defining it (owner read/write, 64 B) if absent (az-cvm-vtpm src/vtpm/mod.rs). */
 export async function writeUserData(client: TpmClient, userData: Uint8Array): Promise<void> {
   if (userData.length !== USER_DATA_SIZE) throw new ParseError(`user data must be ${USER_DATA_SIZE} bytes, got ${userData.length}`);
   const index = AZURE.REPORT_DATA_INDEX;

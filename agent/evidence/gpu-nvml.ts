@@ -64,7 +64,7 @@ export interface GpuEvidence {
   architecture: GpuArchitecture;
   driverVersion: string;
   vbiosVersion: string;
-  /** The nonce the report was requested with (it must reappear at report offset 4, §3.1). */
+  /** The nonce the report was requested with (it must reappear at report offset 4, DSP0274 1.1 GET_MEASUREMENTS). */
   nonce: Buffer;
   /** attestationReport[0:attestationReportSize] as NVML returned it. */
   report: Buffer;
@@ -206,7 +206,7 @@ export class NvmlGpuSource implements GpuSource {
     }
     const info = await requireNvml();
     const cc = decodeCcState(await nvmlSystemCc());
-    // Reference clients refuse unless CC is on or the system is in protected-PCIe mode (§1.4, §1.5 step 2).
+    // Reference clients refuse unless CC is on or the system is in protected-PCIe mode (nvtrust cc_admin.py; attestation-sdk nvml_client.cpp).
     if (!cc.ccEnabled && cc.multiGpuMode !== 'protected-pcie') {
       throw new DeviceError(
         'ERR_GPU_CC_OFF',

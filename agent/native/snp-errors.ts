@@ -1,7 +1,7 @@
 /**
  * Decodes the error numbers a failed SEV-SNP guest request leaves behind: the 64-bit `exitinfo2`
  * (bits 31:0 AMD-SP firmware status, bits 63:32 VMM error; include/uapi/linux/sev-guest.h, sev-guest.c) and the
- * MSG_REPORT_RSP status (§1.2). Pure: numbers in, names and human reasons out.
+ * MSG_REPORT_RSP status (include/uapi/linux/psp-sev.h SEV_RET_*). Pure: numbers in, names and human reasons out.
  */
 
 export interface DecodedCode {

@@ -544,7 +544,7 @@ EXPORT nvmlReturn_t nvmlSystemGetConfComputeKeyRotationThresholdInfo(fake_key_ro
   ENTER("nvmlSystemGetConfComputeKeyRotationThresholdInfo", -1);
   if (info == NULL) return INVALID_ARGUMENT;
   if (info->version != (sizeof(fake_key_rotation) | (1u << 24))) return ARGUMENT_VERSION_MISMATCH;
-  info->attackerAdvantage = 60; /* the documented default (§1.3) */
+  info->attackerAdvantage = 60; /* the default documented in nvml.h nvmlSystemSetConfComputeKeyRotationThresholdInfo */
   return OK;
 }
 

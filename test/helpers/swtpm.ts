@@ -155,7 +155,7 @@ export const HCL_NV_SIZE = 2048; // az-cvm-vtpm's dump is 2048 B; swtpm's TPM_PT
 /** Write (defining if needed) the HCL report for `userData` into NV 0x01400001, SNP report from the simulator. */
 export async function writeHclReport(client: TpmClient, sim: SimulatedSnpDevice, ak: TpmPublic, userData: Uint8Array = Buffer.alloc(64)): Promise<Buffer> {
   const claims = runtimeClaimsFor(ak, userData);
-  const reportData = Buffer.concat([createHash('sha256').update(claims).digest(), Buffer.alloc(32)]); // §5.2
+  const reportData = Buffer.concat([createHash('sha256').update(claims).digest(), Buffer.alloc(32)]); // trustee az_snp_vtpm verify_report_data
   const { report } = await sim.getReport(reportData, { vmpl: 0 });
   const hcl = buildHclReport(report, claims, { size: HCL_NV_SIZE });
   if (!(await client.nvExists(AZURE.HCL_REPORT_INDEX))) {

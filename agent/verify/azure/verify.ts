@@ -59,7 +59,7 @@ export interface AzureReportVerification extends VerificationResult<AzureClaims>
 
 const eq = (a: Uint8Array, b: Uint8Array) => a.length === b.length && timingSafeEqual(a, b);
 
-/** REPORT_DATA binds the runtime claims: H(claims) then zeros (§5.2). */
+/** REPORT_DATA binds the runtime claims: H(claims) then zeros (trustee az_snp_vtpm verify_report_data). */
 export function checkReportDataBinding(hcl: HclReport): Check {
   const name = 'azure.hcl.report-data';
   const reportData = hcl.snpReport.subarray(REPORT_DATA_OFFSET, REPORT_DATA_OFFSET + REPORT_DATA_SIZE);

@@ -66,7 +66,7 @@ function kdsVcekUrl(r: SnpReport, product: SnpProduct): string {
   return `https://kdsintf.amd.com/vcek/v1/${product}/${hwid}?${fmc}blSPL=${t.bootloader}&teeSPL=${t.tee}&snpSPL=${t.snp}&ucodeSPL=${t.microcode}`;
 }
 
-/** Leaf certificate sanity: X.509 v3, EC P-384 key, AMD extensions shaped for its kind (§4.4 item 3). */
+/** Leaf certificate sanity: X.509 v3, EC P-384 key, AMD extensions shaped for its kind (go-sev-guest verify/verify.go). */
 function leafProblems(leaf: SuppliedCert, kind: LeafKind, ext: AmdCertExtensions): string | undefined {
   const c = leaf.cert;
   if (c.version !== 3) return `${LEAF_LABEL[kind]} is X.509 v${c.version}, expected v3`;

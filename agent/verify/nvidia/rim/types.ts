@@ -5,7 +5,7 @@
 
 /** One `<Resource type="Measurement">` of the RIM payload. */
 export interface RimMeasurement {
-  /** RIM index, 0-based. It is compared with SPDM measurement block `index + 1` (§3.2). */
+  /** RIM index, 0-based. It is compared with SPDM measurement block `index + 1` (nvtrust MeasurementRecord.get_measurements). */
   index: number;
   /** `name` attribute, e.g. "HashedMeasurement_1_FSP". */
   name: string;
