@@ -3,7 +3,7 @@
  * 1. socket activation: systemd hands us fd 3.. (LISTEN_FDS/LISTEN_PID, systemd.socket(5));
  * 2. our own socket, created with umask 0117 so it is born 0660 (no chmod race), after removing a
  *    stale socket file left by a crash (but never one that a live instance still answers on).
- * See reference/node-daemon.md §2.2 and §3.
+ * See systemd.socket(5), sd_listen_fds(3) and docs/systemd.md "Socket activation".
  */
 import { connect, type Server } from 'node:net';
 import { lstat, unlink, chown } from 'node:fs/promises';

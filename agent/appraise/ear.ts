@@ -3,7 +3,7 @@
  * results. Pure: results + time + nonce in, an EAR object out. Signing (agent key or controller key)
  * is the caller's business.
  *
- * Trust-vector values follow AR4SI / EAR (reference/agents.md §1b): 0 no claim, 2 affirming,
+ * Trust-vector values follow AR4SI / EAR (draft-ietf-rats-ar4si; draft-fv-rats-ear; veraison/ear trustclaim.go): 0 no claim, 2 affirming,
  * 32 warning, 96 contraindicated, 99 cryptographic validation failed.
  */
 import type { Check, TrustStatus, VerificationResult } from '../formats/checks.js';

@@ -8,7 +8,7 @@
  * The policy tightens checks in place (a verified architecture or version that the policy does not
  * allow; a missing nonce under requireNonce) and adds the NVML CC-state checks gpu.cc.mode /
  * gpu.cc.devtools / gpu.cc.environment right after gpu.vbios-version, because "attestation passed"
- * alone does not mean "CC on" (reference/nvidia-gpu.md §6 item 7).
+ * alone does not mean "CC on" (Dstack-TEE/dstack#778).
  */
 import { fail, pass, warn, type Check } from '../formats/checks.js';
 import type { GpuPolicy } from './gpu-policy.js';

@@ -1,7 +1,7 @@
 /**
  * The NVIDIA GPU appraisal policy: what a verified GPU must additionally satisfy (CC mode on, devtools
  * off, production environment, architectures, driver/VBIOS allow-lists, OCSP tolerance).
- * "Attestation passed" alone does not mean "CC on" (reference/nvidia-gpu.md §6 item 7), so the NVML
+ * "Attestation passed" alone does not mean "CC on" (Dstack-TEE/dstack#778), so the NVML
  * CC state is checked as named checks gpu.cc.mode / gpu.cc.devtools / gpu.cc.environment.
  * Validated strictly at load with the config's declarative validator (config/validate.ts): unknown
  * keys, wrong types and empty keys are ConfigErrors naming the key.
@@ -11,7 +11,7 @@ import { bool, checkOrThrowFirst, int, list, obj, str, typeName, type Schema } f
 import { policyKey, UNCAPPED } from './snp-policy.js';
 
 export type GpuArchName = 'hopper' | 'blackwell';
-/** nvmlConfComputeSystemState_t.environment (§1.3): 0 UNAVAILABLE, 1 SIM, 2 PROD. */
+/** nvmlConfComputeSystemState_t.environment (nvml.h NVML_CC_SYSTEM_ENVIRONMENT_*): 0 UNAVAILABLE, 1 SIM, 2 PROD. */
 export type CcEnvironmentName = 'unavailable' | 'sim' | 'prod';
 
 export interface GpuPolicy {

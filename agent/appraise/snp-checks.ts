@@ -1,6 +1,6 @@
 /**
  * Appraisal of a parsed report against an SnpPolicy (agent/appraise/snp-policy.ts): one named
- * check per policy key, in the spirit of go-sev-guest validate.SnpAttestation (reference/snp.md §4.4).
+ * check per policy key, in the spirit of go-sev-guest validate.SnpAttestation (go-sev-guest validate/validate.go).
  * Pure: report + policy + established product in, checks out. Never imports the verifiers: the
  * report comes from agent/verify/snp/snp-verifier.ts verifySnpReport via agent/attest/verify-and-appraise.ts.
  */

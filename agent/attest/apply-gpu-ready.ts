@@ -1,9 +1,9 @@
 /**
  * The GPU ready-state gate: NVML's "accepting client requests" flag is set ONLY when every GPU that
  * was expected has a verdict, each index exactly once, and all of them passed. Anything else leaves
- * the flag alone and says why. Setting it may be one-way per boot (nvidia-gpu.md §1.4 "Ready-state
- * quirks"), so this never tries to clear it and never sets it unconditionally; like nvtrust's CLI it
- * reads the state first and writes only when not ready yet (§1.5 step 6). The decision itself is pure
+ * the flag alone and says why. Setting it may be one-way per boot (nvtrust's "terminal state" wording;
+ * nvml.h nvmlSystemSetConfComputeGpusReadyState), so this never tries to clear it and never sets it unconditionally; like nvtrust's CLI it
+ * reads the state first and writes only when not ready yet (cc_admin.py). The decision itself is pure
  * policy (agent/appraise/gpu-ready-decision.ts), shared by the cycle and `cvm-agent gpu ready --set`.
  */
 import { readyStateBlocker, type GpuVerdict } from '../appraise/gpu-ready-decision.js';

@@ -1,5 +1,5 @@
 /**
- * One attestation cycle (DESIGN.md "Binding"; issue: orchestration):
+ * One attestation cycle (docs/architecture.md "One attestation cycle"; issue: orchestration):
  *   (nonce, agent id, agent key) -> gpuNonce -> every GPU report (in parallel) -> REPORT_DATA over them -> CPU report
  *   -> verify the whole bundle -> EAR -> GPU ready state only if the CPU and every GPU passed.
  * The CPU report has to come after the GPU reports because REPORT_DATA hashes them; the CPU is

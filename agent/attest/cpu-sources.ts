@@ -1,6 +1,6 @@
 /**
  * CPU evidence sources: each turns 64 bytes of REPORT_DATA into CpuEvidence. They collect only;
- * they never verify (DESIGN.md layers). Certificates come from the host's GHCB cert table when it
+ * they never verify (docs/architecture.md layers). Certificates come from the host's GHCB cert table when it
  * has one; otherwise the verifier takes the VCEK from collateral.
  */
 import { existsSync } from 'node:fs';
@@ -56,7 +56,7 @@ export class TsmSource implements CpuSource {
 
 /**
  * Azure CVM (paravisor): the 64 bytes go into the HCL user data (NV 0x01400002) and SHA-256 of them into
- * the vTPM quote's qualifying data; the HCL report binds the AK that signs the quote (DESIGN.md "Binding").
+ * the vTPM quote's qualifying data; the HCL report binds the AK that signs the quote (docs/architecture.md "One attestation cycle").
  */
 export class AzureVtpmSource implements CpuSource {
   readonly source = 'azure-vtpm' as const;

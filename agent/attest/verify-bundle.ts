@@ -1,5 +1,5 @@
 /**
- * Verify a whole evidence bundle: recompute the binding (DESIGN.md "Binding") from the verifier's own
+ * Verify a whole evidence bundle: recompute the binding (docs/architecture.md "One attestation cycle") from the verifier's own
  * nonce, the bundle's agentId (checked against the id the verifier expects, when it has one) and teePubKey, then verify the CPU report against the expected REPORT_DATA and
  * every GPU report against the expected GPU nonce. Pure: bundle + collateral + time in, one result
  * per device out. Used by the agent's own cycle and by the reference controller.

@@ -1,9 +1,9 @@
 /**
  * Recognize what a collateral file is from its bytes alone, so `collateral import` needs no flags:
- * AMD VCEK/VLEK (DER or PEM; AMD extensions 1.3.6.1.4.1.3704.1.* and issuer CN, reference/snp.md §4.1-4.2),
+ * AMD VCEK/VLEK (DER or PEM; AMD extensions 1.3.6.1.4.1.3704.1.* and issuer CN, AMD #57230),
  * ASK/ASVK/ARK (KDS cert_chain PEM), KDS CRLs (DER/PEM, issuer ARK-<P>), NVIDIA RIM XML (SWID tag,
- * nvidia-gpu.md §4.1), the RIM service JSON {id, rim: base64}, OCSP responses (DER, RFC 6960 §4.2),
- * the Azure IMDS THIM certification JSON {vcekCert, certificateChain, tcbm} (snp.md §5.1) and our own
+ * ISO/IEC 19770-2:2015), the RIM service JSON {id, rim: base64}, OCSP responses (DER, RFC 6960 §4.2),
+ * the Azure IMDS THIM certification JSON {vcekCert, certificateChain, tcbm} (az-cvm-vtpm az-snp-vtpm/src/imds.rs) and our own
  * export bundle. Pure: bytes in, items out; malformed input raises ParseError/CollateralError.
  * Nothing here is trusted: verification checks chains against pinned roots later.
  */
@@ -84,7 +84,7 @@ function classifyCertificate(der: Uint8Array): ClassifiedItem {
     const tcbText = `bl ${ext.blSpl} tee ${ext.teeSpl} snp ${ext.snpSpl} ucode ${ext.ucodeSpl}${ext.fmcSpl !== undefined ? ` fmc ${ext.fmcSpl}` : ''}`;
     if (role === 'vcek') {
       if (ext.hwId === undefined) throw new ParseError('SEV-VCEK certificate has no hwID extension (1.3.6.1.4.1.3704.1.4)');
-      // Turin hwID is 8 bytes, Milan/Genoa 64 (snp.md §4.2).
+      // Turin hwID is 8 bytes, Milan/Genoa 64 (go-sev-guest kds/kds.go; trustee get_oid_octets).
       const want = product === 'Turin' ? 8 : 64;
       if (ext.hwId.length !== want) throw new ParseError(`SEV-VCEK for ${product}: hwID of ${ext.hwId.length} bytes, expected ${want}`);
       const key: CollateralKey = { kind: 'vcek', product, hwId: ext.hwId.toString('hex'), tcb };
@@ -232,12 +232,12 @@ function classifyJson(value: unknown, hint: ClassifyHint): ClassifiedWithOrigin[
     });
   }
   if (typeof o.vcekCert === 'string' || typeof o.certificateChain === 'string') {
-    // Azure IMDS THIM certification response (snp.md §5.1).
+    // Azure IMDS THIM certification response (az-cvm-vtpm az-snp-vtpm/src/imds.rs).
     const pem = `${typeof o.vcekCert === 'string' ? o.vcekCert : ''}\n${typeof o.certificateChain === 'string' ? o.certificateChain : ''}`;
     return classifyPem(pem, hint);
   }
   if (typeof o.rim === 'string') {
-    // NVIDIA RIM service response {id, rim: base64(XML)} (nvidia-gpu.md §4.2).
+    // NVIDIA RIM service response {id, rim: base64(XML)} (nvtrust fetch_rim_file).
     const b64 = o.rim.replace(/\s+/g, '');
     if (b64.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(b64)) throw new ParseError('RIM service JSON: "rim" is not base64');
     const id = hint.rimId ?? (typeof o.id === 'string' ? o.id : undefined);

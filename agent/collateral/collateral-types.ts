@@ -1,14 +1,14 @@
 /**
  * Collateral model: what the cache holds (AMD VCEK/VLEK, ASK/ASVK/ARK, KDS CRLs; NVIDIA RIMs and OCSP
  * responses), the key that names each item, and the metadata sidecar written next to it.
- * DESIGN.md "collateral" layer: offline-first, staleness explicit.
+ * docs/collateral.md: offline-first, staleness explicit.
  */
 import type { SnpProduct } from '../formats/snp-abi/index.js';
 
 export type CollateralKind = 'vcek' | 'vlek' | 'ask' | 'asvk' | 'ark' | 'crl' | 'rim' | 'ocsp';
 export const COLLATERAL_KINDS: readonly CollateralKind[] = ['vcek', 'vlek', 'ask', 'asvk', 'ark', 'crl', 'rim', 'ocsp'];
 
-/** Which KDS chain a CRL belongs to: /vcek/v1/{P}/crl or /vlek/v1/{P}/crl (reference/snp.md §4.3). */
+/** Which KDS chain a CRL belongs to: /vcek/v1/{P}/crl or /vlek/v1/{P}/crl (AMD #57230; go-sev-guest kds/kds.go). */
 export type KdsChain = 'vcek' | 'vlek';
 
 /** Identifies one cache entry. Every string in a key is validated (keys.ts) before it touches a path. */
@@ -18,7 +18,7 @@ export type CollateralKey =
   | { kind: 'vlek'; product: SnpProduct; tcb: string }
   | { kind: 'ask' | 'asvk' | 'ark'; product: SnpProduct }
   | { kind: 'crl'; product: SnpProduct; chain: KdsChain }
-  /** id: RIM service id, e.g. NV_GPU_DRIVER_GH100_550.144.03 (reference/nvidia-gpu.md §4.2). */
+  /** id: RIM service id, e.g. NV_GPU_DRIVER_GH100_550.144.03 (nvtrust cc_admin_utils.py get_driver_rim_file_id). */
   | { kind: 'rim'; id: string }
   /** issuerKeyHash: hex of the CertID issuerKeyHash (its length names the hash); serial: hex of the serial number. */
   | { kind: 'ocsp'; issuerKeyHash: string; serial: string };

@@ -1,9 +1,9 @@
 /**
  * How usable a cached item is at a given time, so results can say so instead of silently using old
- * collateral (DESIGN.md: "staleness is explicit"; agents.md: never silently drop CRL/OCSP freshness).
+ * collateral (docs/collateral.md "Freshness"; trustee#1142 shows an offline path that silently skips CRLs).
  *   expired: outside a validity date the object itself carries (certificate notBefore/notAfter, CRL or
  *            OCSP nextUpdate; OCSP without nextUpdate: thisUpdate + 1 h as NVIDIA's SDK cache TTL,
- *            nvidia-gpu.md §2.3); for a RIM, its signer chain's window.
+ *            attestation-sdk nv_ocsp.h); for a RIM, its signer chain's window.
  *   stale:   still inside its dates but older than the configured maximum age for its kind.
  *   fresh:   otherwise.
  * Pure: metadata + time in.

@@ -19,19 +19,19 @@ export function checkProduct(p: unknown): SnpProduct {
   return p as SnpProduct;
 }
 
-/** hwID: 64 bytes (Milan/Genoa CHIP_ID) or 8 bytes (Turin), reference/snp.md §4.2. */
+/** hwID: 64 bytes (Milan/Genoa CHIP_ID) or 8 bytes (Turin): go-sev-guest kds/kds.go. */
 export function checkHwId(h: unknown): string {
   if (typeof h !== 'string' || !/^(?:[0-9a-f]{16}|[0-9a-f]{128})$/.test(h)) bad('hwID (expected 16 or 128 lowercase hex digits)', h);
   return h;
 }
 
-/** TCB_VERSION is a u64 (reference/snp.md §3.4): exactly 16 hex digits. */
+/** TCB_VERSION is a u64 (SNP ABI #56860 TCB_VERSION): exactly 16 hex digits. */
 export function checkTcb(t: unknown): string {
   if (typeof t !== 'string' || !/^[0-9a-f]{16}$/.test(t)) bad('TCB (expected 16 lowercase hex digits)', t);
   return t;
 }
 
-/** RIM ids look like NV_GPU_DRIVER_GH100_550.144.03 or NV_GPU_VBIOS_1010_0200_882_96005E0001 (nvidia-gpu.md §4.2). */
+/** RIM ids look like NV_GPU_DRIVER_GH100_550.144.03 or NV_GPU_VBIOS_1010_0200_882_96005E0001 (nvtrust cc_admin_utils.py get_driver_rim_file_id / get_vbios_rim_file_id). */
 export function checkRimId(id: unknown): string {
   if (typeof id !== 'string' || !/^NV_[A-Za-z0-9_.-]{1,124}$/.test(id) || id.includes('..')) bad('RIM id (expected NV_<letters, digits, _ . ->)', id);
   return id;

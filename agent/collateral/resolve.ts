@@ -1,7 +1,7 @@
 /**
  * Gather the collateral one evidence bundle needs from the cache (and, only when the caller turns
  * online fetching on, from AMD KDS / Azure IMDS / the NVIDIA RIM service / NVIDIA OCSP), for
- * verifyBundle. Offline-first and explicit about staleness (DESIGN.md "collateral" layer,
+ * verifyBundle. Offline-first and explicit about staleness (docs/collateral.md,
  * docs/collateral.md): every lookup becomes part of a named check (collateral.vcek, collateral.crl,
  * collateral.rim, collateral.ocsp) that says where the item came from, how fresh it is, and how to fix
  * a miss. Missing collateral never throws: the verifier fails closed (or warns) with its own reason.
@@ -185,7 +185,7 @@ function hex(b: Uint8Array): string {
 }
 
 function vcekKey(product: SnpProduct, r: SnpReport): CollateralKey {
-  // Turin VCEKs are keyed by the first 8 bytes of CHIP_ID (reference/snp.md §4.2).
+  // Turin VCEKs are keyed by the first 8 bytes of CHIP_ID (AMD #57230; virtee/snpguest src/fetch.rs).
   const hwId = product === 'Turin' ? hex(r.chipId.subarray(0, 8)) : hex(r.chipId);
   return { kind: 'vcek', product, hwId, tcb: r.reportedTcb.raw.toString(16).padStart(16, '0') };
 }
@@ -406,7 +406,7 @@ async function gatherGpu(g: Gatherer, entry: GpuBundleEntry, byId: Map<string, s
   if (rimCheck) checks.push(rimCheck);
 
   // OCSP for the certificates the verifier checks: the chain's intermediates, positions 1 .. n-2
-  // (nvidia-gpu.md §2.1 step 4; gpu-verify.ts step 10), each against the next certificate up.
+  // (nvtrust cc_admin_utils.py ocsp_certificate_chain_validation; gpu-verify.ts step 10), each against the next certificate up.
   const pairs = certs && certs.length >= 3 ? certs.slice(1, -1).map((cert, i) => ({ cert, issuer: certs[i + 2]! })) : [];
   const responses = await Promise.all(
     pairs.map(async ({ cert, issuer }): Promise<Lookup> => {

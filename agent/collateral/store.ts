@@ -191,7 +191,7 @@ export class CollateralStore {
   }
 
   async getVcek(product: SnpProduct, hwId: Uint8Array | string, tcb: bigint | string): Promise<StoredEntry | undefined> {
-    // Turin VCEKs are keyed by the first 8 bytes of CHIP_ID (snp.md §4.2/§4.3).
+    // Turin VCEKs are keyed by the first 8 bytes of CHIP_ID (AMD #57230; virtee/snpguest src/fetch.rs).
     let h = hex(hwId);
     if (product === 'Turin' && h.length === 128) h = h.slice(0, 16);
     return this.get({ kind: 'vcek', product, hwId: h, tcb: hex(tcb, 16) });

@@ -1,7 +1,7 @@
 /**
  * Secret release: decide whether an appraisal earns the agent its secrets, and seal each allowed
  * secret as a compact JWE (ECDH-ES+A256KW, A256GCM) to the teePubKey taken from the VERIFIED bundle,
- * so only the process holding the attested key can open it (DESIGN.md "Controller link").
+ * so only the process holding the attested key can open it (docs/protocol.md "Verdict and secret authentication").
  *
  * Rule (docs/controller.md "Secret release"): every device of the agent must be `affirming`
  * (releaseSecretsOn: affirming, the default) or at least `warning` (releaseSecretsOn: warning).

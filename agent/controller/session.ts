@@ -147,7 +147,7 @@ export class LinkSession {
     );
     this.timers.push(
       setInterval(() => {
-        // Dead-peer detection: no pong since the last ping -> terminate (node-daemon.md §4). While we
+        // Dead-peer detection: no pong since the last ping -> terminate (ws README "How to detect and close broken connections?"). While we
         // are the ones not reading, a pong cannot arrive: not the peer's fault.
         if (this.readPaused || this.pausedSincePing) this.alive = true;
         this.pausedSincePing = false;

@@ -1,5 +1,5 @@
 /**
- * Collateral freshness for status and metrics (DESIGN.md "collateral freshness"): counts per kind of
+ * Collateral freshness for status and metrics (docs/collateral.md "Freshness"): counts per kind of
  * fresh / stale / expired entries in the cache, recomputed at most once a minute (it reads the cache).
  */
 import { CollateralStore } from '../collateral/store.js';

@@ -114,7 +114,7 @@ export class Daemon {
     this.log = opts.logger ?? createLogger('info');
   }
 
-  /** The agent key's public JWK (DESIGN.md "Binding" 1): the private key never leaves the process. */
+  /** The agent key's public JWK (docs/protocol.md "Identity binding"): the private key never leaves the process. */
   get teePubKey(): PublicJwk {
     return this.key.publicJwk;
   }
@@ -609,7 +609,7 @@ export class Daemon {
     const usec = Number(this.env.WATCHDOG_USEC ?? '0');
     const pid = this.env.WATCHDOG_PID ? Number(this.env.WATCHDOG_PID) : process.pid;
     if (!usec || pid !== process.pid) return;
-    // A main-thread timer, so a blocked event loop trips the watchdog (node-daemon.md §2.1).
+    // A main-thread timer, so a blocked event loop trips the watchdog (systemd.service(5) WatchdogSec=).
     this.watchdog = setInterval(() => this.notify({ WATCHDOG: 1 }), Math.max(500, Math.floor(usec / 2000)));
     this.watchdog.unref();
   }

@@ -1,7 +1,7 @@
 /**
  * Host inventory for the controller `hello` and `GET /v1/status`: who and what this agent runs on.
  *
- * Collected only from sources that spawn no process (reference/node-daemon.md §7): node:os, small
+ * Collected only from sources that spawn no process (unlike systeminformation, whose lib/*.js spawn lscpu, dmidecode, nvidia-smi): node:os, small
  * reads of /etc/os-release and /proc/meminfo, and existence checks on TEE device nodes. It is
  * synchronous underneath (`currentInventory()`; the link's hello builder wants a plain value), with
  * `collectInventory()` as the Promise form for async callers. These reads are a few KiB from procfs/etc, microseconds each, done at most every

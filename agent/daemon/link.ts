@@ -1,5 +1,5 @@
 /**
- * The daemon's side of the controller link (DESIGN.md "Controller link"): answers challenges with a
+ * The daemon's side of the controller link (docs/protocol.md): answers challenges with a
  * cycle bound to the controller's nonce, runs cycles on request, caches the controller's verdict
  * token until it expires, keeps released secrets in memory only, and turns what happens in the
  * agent into signed, gap-free events in the on-disk outbox.

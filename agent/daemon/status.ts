@@ -1,5 +1,5 @@
 /**
- * What `GET /v1/status` answers (DESIGN.md "Local API"): a pure view of the daemon's state, so the
+ * What `GET /v1/status` answers (README.md "What it does", Local API): a pure view of the daemon's state, so the
  * CLI table and the JSON never disagree. `trust` says first whether the VM is trusted right now and
  * why; `gpus.readyState` is what the driver last reported (read after every cycle and every
  * consequence), never what the agent meant to set.

@@ -1,5 +1,6 @@
 /**
- * Azure confidential VM evidence from the vTPM (reference/snp.md §5.1): the HCL report (SNP report +
+ * Azure confidential VM evidence from the vTPM (Azure/confidential-computing-cvm-guest-attestation
+ * cvm-guest-attestation.md and LinuxTpm/lib/Tss2Util.h; az-cvm-vtpm src/vtpm/mod.rs): the HCL report (SNP report +
  * runtime claims with the AK) from NV 0x01400001, optionally refreshed with our binding as user data
  * through NV 0x01400002, and a TPM2_Quote over SHA-256 PCRs 0-23 by the AK at 0x81000003.
  * Evidence only: nothing here verifies (the verifier re-derives every binding from the bundle).
@@ -47,7 +48,7 @@ export async function readHclReport(client: TpmClient): Promise<Buffer> {
   }
 }
 
-/** Write the 64-byte user data to NV 0x01400002, defining it (owner read/write, 64 B) if absent (§5.1). */
+/** Write the 64-byte user data to NV 0x01400002, defining it (owner read/write, 64 B) if absent (az-cvm-vtpm src/vtpm/mod.rs). */
 export async function writeUserData(client: TpmClient, userData: Uint8Array): Promise<void> {
   if (userData.length !== USER_DATA_SIZE) throw new ParseError(`user data must be ${USER_DATA_SIZE} bytes, got ${userData.length}`);
   const index = AZURE.REPORT_DATA_INDEX;

@@ -2,7 +2,7 @@
  * SEV-SNP evidence collector over configfs-tsm (Linux >= 6.7): /sys/kernel/config/tsm/report/<name>/.
  * Produces raw evidence (report, optional cert table); never verifies.
  *
- * Procedure (reference snp.md §2; Documentation/ABI/testing/configfs-tsm-report):
+ * Procedure (Linux Documentation/ABI/testing/configfs-tsm-report; sev-guest.c sev_report_new):
  *   mkdir a private report item -> read `generation` -> write `inblob` (exactly 64 bytes for
  *   sev_guest) and optionally `privlevel` -> check `provider` -> read `outblob` (+ `auxblob`) ->
  *   re-read `generation`: every successful attribute write bumps it, so a value other than
@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { DeviceError, ParseError, UsageError } from '../errors.js';
 
 export const TSM_DEFAULT_ROOT = '/sys/kernel/config/tsm/report';
-/** `provider` of the AMD SEV guest driver (KBUILD_MODNAME, snp.md §2). */
+/** `provider` of the AMD SEV guest driver (KBUILD_MODNAME of drivers/virt/coco/sev-guest). */
 export const TSM_SEV_PROVIDER = 'sev_guest';
 const REPORT_DATA_SIZE = 64; // TSM_REPORT_INBLOB_MAX; sev_guest requires exactly 64
 const SNP_REPORT_SIZE = 1184;

@@ -2,7 +2,7 @@
  * GPU evidence source over NVML: lists the GPUs, reads the system CC state, and collects one
  * attestation report + certificate chain per GPU for a caller-chosen 32-byte nonce (all GPUs in
  * parallel). It never verifies; the verifier (agent/verify/nvidia) does. Call order follows the
- * reference clients (nvidia-gpu.md §1.5): CC state first, refuse when neither CC nor PPCIe is on.
+ * reference clients (nvtrust local_gpu_verifier cc_admin.py; attestation-sdk nvml_client.cpp): CC state first, refuse when neither CC nor PPCIe is on.
  */
 import { DeviceError, UsageError } from '../errors.js';
 import {
@@ -23,7 +23,7 @@ import { nvidiaEvidenceEntryOf, type NvidiaEvidenceEntry } from '../formats/nvid
 
 export type GpuArchitecture = 'hopper' | 'blackwell' | 'ampere' | 'ada' | 'unknown' | (string & {});
 
-/** Decoded nvmlConfComputeSystemState/Settings (constants: nvidia-gpu.md §1.3). */
+/** Decoded nvmlConfComputeSystemState/Settings (constants: nvml.h NVML_CC_SYSTEM_*). */
 export interface GpuCcState {
   environment: 'unavailable' | 'sim' | 'prod' | 'unknown';
   ccEnabled: boolean;
@@ -64,7 +64,7 @@ export interface GpuEvidence {
   architecture: GpuArchitecture;
   driverVersion: string;
   vbiosVersion: string;
-  /** The nonce the report was requested with (it must reappear at report offset 4, §3.1). */
+  /** The nonce the report was requested with (it must reappear at report offset 4, DSP0274 1.1 GET_MEASUREMENTS). */
   nonce: Buffer;
   /** attestationReport[0:attestationReportSize] as NVML returned it. */
   report: Buffer;
@@ -206,7 +206,7 @@ export class NvmlGpuSource implements GpuSource {
     }
     const info = await requireNvml();
     const cc = decodeCcState(await nvmlSystemCc());
-    // Reference clients refuse unless CC is on or the system is in protected-PCIe mode (§1.4, §1.5 step 2).
+    // Reference clients refuse unless CC is on or the system is in protected-PCIe mode (nvtrust cc_admin.py; attestation-sdk nvml_client.cpp).
     if (!cc.ccEnabled && cc.multiGpuMode !== 'protected-pcie') {
       throw new DeviceError(
         'ERR_GPU_CC_OFF',

@@ -2,7 +2,7 @@
  * SEV-SNP evidence collector over the legacy /dev/sev-guest ioctls. Produces raw evidence (report bytes and
  * the host's certificate table); never verifies.
  *
- * Two safety rules from the driver (reference snp.md §0, §1.3):
+ * Two safety rules from the driver (Linux drivers/virt/coco/sev-guest/sev-guest.c):
  *  - one request at a time (serialised here in JS, and again in C), and
  *  - after ENOTTY the VMPCK is gone until reboot: the collector latches and fails every later call at
  *    once, without touching the device, because retrying is pointless and a failed guest request is
@@ -26,7 +26,7 @@ export interface SnpDeviceReport {
 
 export interface SnpDeviceExtReport {
   report: Buffer;
-  /** GHCB certificate table (snp.md §1.4), zero-padded to a page multiple; empty if the host has none. */
+  /** GHCB certificate table (GHCB #56421 rev 2.03 §4.1.8.1), zero-padded to a page multiple; empty if the host has none. */
   certTable: Buffer;
 }
 

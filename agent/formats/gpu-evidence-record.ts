@@ -5,7 +5,7 @@
  * type); NVIDIA JSON <-> record (formats/nvidia-evidence-json.ts); bundle JSON <-> record (here).
  */
 
-/** NVML_CC_GPU_ATTESTATION_REPORT_SIZE (0x2000, reference/nvidia-gpu.md §1.2): no genuine report is larger. */
+/** NVML_CC_GPU_ATTESTATION_REPORT_SIZE (0x2000, nvml.h): no genuine report is larger. */
 export const MAX_GPU_REPORT_LENGTH = 0x2000;
 /** NVML_GPU_ATTESTATION_CERT_CHAIN_SIZE is 0x1400; leave room for other PEM producers. */
 export const MAX_GPU_CHAIN_PEM_LENGTH = 64 * 1024;

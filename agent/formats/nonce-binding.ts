@@ -1,6 +1,6 @@
 /**
- * One fresh nonce binds the agent id, the agent key, the CPU report and every GPU report (DESIGN.md
- * "Binding"):
+ * One fresh nonce binds the agent id, the agent key, the CPU report and every GPU report (docs/architecture.md
+ * "One attestation cycle"):
  *   gpuNonce   = SHA-256(JCS({agentId, nonce, teePubKey}))                                 (32 bytes, NVML's nonce size)
  *   reportData = SHA-512(JCS({agentId, nonce, teePubKey, gpus: [SHA-384(report_i) hex, in GPU index order]}))  (64 bytes)
  * The nonce is carried as lowercase hex. A verifier recomputes both from the evidence bundle and

@@ -1,5 +1,5 @@
 /**
- * The agent key (DESIGN.md "Binding" 1): one EC P-384 key pair per process, created at start, never
+ * The agent key (docs/protocol.md "Identity binding"): one EC P-384 key pair per process, created at start, never
  * written anywhere. Its public JWK is `teePubKey`, bound into every attestation; the controller
  * verifies event signatures with it (ES384) and encrypts released secrets to it (ECDH-ES+A256KW).
  *

@@ -1,7 +1,7 @@
 /**
  * Reconnect delays: capped exponential backoff with FULL jitter,
  *   delay = random(0, min(cap, base * 2^attempt))
- * (reference/node-daemon.md §4, after the AWS "Exponential Backoff and Jitter" analysis: full jitter
+ * (after the AWS "Exponential Backoff and Jitter" analysis: full jitter
  * spreads a fleet that lost its controller at once, so they do not all come back in the same second).
  * Pure: the random source is a parameter.
  */

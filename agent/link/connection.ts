@@ -1,6 +1,6 @@
 /**
- * The link's connection lifecycle (DESIGN.md "Controller link"; ws practice from
- * reference/node-daemon.md §4): one `WebSocket` per attempt (instances are single use), the hello
+ * The link's connection lifecycle (docs/protocol.md; ws practice from
+ * websockets/ws doc/ws.md and README): one `WebSocket` per attempt (instances are single use), the hello
  * and the wait for `welcome`, ping/pong dead-peer detection, and reconnects with capped exponential
  * backoff and full jitter. Every timer of a connection is cleared on close. What arrives on the
  * socket is handed to ./dispatch.ts; the other parts learn of (re)connects and closes through hooks.

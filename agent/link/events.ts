@@ -1,5 +1,5 @@
 /**
- * Signed link events (DESIGN.md "Controller link"): {seq, at, kind, data, sig}. The signature is a
+ * Signed link events (docs/protocol.md "Events"): {seq, at, kind, data, sig}. The signature is a
  * compact JWS (ES384, agent key) whose payload is the RFC 8785 canonical JSON of {seq, at, kind, data},
  * so a verifier needs nothing but the event and the public JWK; re-serialising the event (any key
  * order, any whitespace) cannot break it. The protected header carries `kid` (the JWK thumbprint) so a

@@ -1,5 +1,5 @@
 /**
- * ControllerLink: the agent's WebSocket connection to its controller (DESIGN.md "Controller link").
+ * ControllerLink: the agent's WebSocket connection to its controller (docs/protocol.md).
  * This file assembles the link from one part per concern and keeps its public API:
  * - ./connection.ts: connection lifecycle (one socket per attempt, hello/welcome wait, heartbeat,
  *   reconnect with backoff);

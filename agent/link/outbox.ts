@@ -1,6 +1,6 @@
 /**
  * The event outbox: a bounded, crash-safe on-disk queue of signed events that the controller has not
- * acknowledged yet (DESIGN.md "Controller link"). It also owns the gap-free `seq` counter.
+ * acknowledged yet (docs/protocol.md "Flow control"). It also owns the gap-free `seq` counter.
  *
  * Storage: one JSON-lines file, `<dir>/outbox.jsonl`. Each line is either a signed event or a marker
  * `{"acked":A,"lastSeq":L,"dropped":D}`. New events and acks are appended; when dead lines (acked events, old

@@ -8,7 +8,7 @@ import { CvmError } from '../errors.js';
 import { validate, type Schema } from './json-schema.js';
 import { AGENT_SCHEMAS, CONTROLLER_SCHEMAS, EVENT_KINDS } from './schemas.js';
 
-/** WebSocket subprotocol (Sec-WebSocket-Protocol); DESIGN.md "Controller link". */
+/** WebSocket subprotocol (Sec-WebSocket-Protocol); docs/protocol.md. */
 export const PROTOCOL = 'cvm-agent.v1';
 /** The message-format version this build speaks; negotiated in hello/welcome. */
 export const PROTOCOL_VERSION = 1;

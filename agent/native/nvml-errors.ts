@@ -1,5 +1,5 @@
 /**
- * NVML return codes (nvmlReturn_t, nvidia-gpu.md §1.4) with a reason an operator can act on.
+ * NVML return codes (nvmlReturn_t in nvml.h) with a reason an operator can act on.
  * The addon puts the name on its errors itself; this table adds the "what to do" text and lets
  * callers branch on a code without string matching.
  */

@@ -8,7 +8,7 @@ import { DeviceError, UsageError, CvmError, isErrorCode } from '../errors.js';
 import { nvmlHint } from './nvml-errors.js';
 import { loadNative, type NativeAddon } from './addon-loader.js';
 
-/** NVML_CC_GPU_CEC_NONCE_SIZE (nvidia-gpu.md §1.3). */
+/** NVML_CC_GPU_CEC_NONCE_SIZE (nvml.h). */
 export const NVML_NONCE_SIZE = 32;
 
 export type NvmlInfo =
@@ -49,13 +49,13 @@ export interface NvmlAttestationReport {
 }
 
 export interface NvmlCertificateChain {
-  /** attestationCertChain[0:attestationCertChainSize]: PEM text, leaf first (§1.2). */
+  /** attestationCertChain[0:attestationCertChainSize]: PEM text, leaf first (nvml.h nvmlConfComputeGpuCertificate_t). */
   attestationChain: Buffer;
   /** certChain[0:certChainSize]: undocumented, no verifier reads it. */
   certChain: Buffer;
 }
 
-/** NVML_DEVICE_ARCH_* (nvml.h): 9 Hopper and 10 Blackwell are the CC-capable ones (§2.1 step 1). */
+/** NVML_DEVICE_ARCH_* (nvml.h): 9 Hopper and 10 Blackwell are the CC-capable ones (nvtrust GPU_ARCHITECTURE_MAP). */
 const ARCHITECTURES: Readonly<Record<number, string>> = {
   2: 'kepler',
   3: 'maxwell',
@@ -187,7 +187,7 @@ export function nvmlGetReadyState(): Promise<boolean> {
   return call<boolean>('nvmlGetReadyState');
 }
 
-/** Marks the GPUs as accepting work (or not). Needs root on real hardware; may be one-way per boot (§1.4). */
+/** Marks the GPUs as accepting work (or not). Needs root on real hardware; may be one-way per boot (nvml.h nvmlSystemSetConfComputeGpusReadyState). */
 export async function nvmlSetReadyState(ready: boolean): Promise<void> {
   if (typeof ready !== 'boolean') throw new UsageError('ready state must be a boolean');
   await call<boolean>('nvmlSetReadyState', ready);

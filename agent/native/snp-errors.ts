@@ -1,7 +1,7 @@
 /**
  * Decodes the error numbers a failed SEV-SNP guest request leaves behind: the 64-bit `exitinfo2`
- * (bits 31:0 AMD-SP firmware status, bits 63:32 VMM error; reference snp.md §1.1, §1.3) and the
- * MSG_REPORT_RSP status (§1.2). Pure: numbers in, names and human reasons out.
+ * (bits 31:0 AMD-SP firmware status, bits 63:32 VMM error; include/uapi/linux/sev-guest.h, sev-guest.c) and the
+ * MSG_REPORT_RSP status (include/uapi/linux/psp-sev.h SEV_RET_*). Pure: numbers in, names and human reasons out.
  */
 
 export interface DecodedCode {
@@ -63,7 +63,7 @@ const VMM: ReadonlyMap<number, [string, string]> = new Map([
   [2, ['BUSY', 'the host is throttling guest requests; the kernel already retried for up to 60 s']],
 ]);
 
-/** exitinfo2 values that are not firmware results (snp.md §1.3). */
+/** exitinfo2 values that are not firmware results (Linux sev-guest.c, include/uapi/linux/psp-sev.h SEV_RET_NO_FW_CALL). */
 export const EXITINFO2_DRIVER_DEFAULT = 0xffn;
 export const EXITINFO2_NO_FW_CALL = 0xffff_ffff_ffff_ffffn;
 
@@ -126,7 +126,7 @@ export function decodeExitInfo2(value: bigint | string | number): DecodedExitInf
   return { exitinfo2: e, noFirmwareResult: false, firmware, vmm: vmmCode, summary: `exitinfo2 ${hex}: ${parts.join('; ')}` };
 }
 
-/** MSG_REPORT_RSP status codes use the same firmware table (snp.md §1.2: 0x16, 0x27). */
+/** MSG_REPORT_RSP status codes use the same firmware table (include/uapi/linux/psp-sev.h: 0x16, 0x27). */
 export function decodeReportStatus(status: number): DecodedCode {
   return decodeFirmwareError(status);
 }

@@ -1,7 +1,7 @@
 /**
  * Typed wrapper over the addon's systemd/socket helpers (native/src/system.c):
  *  - sdNotify: one datagram to $NOTIFY_SOCKET (READY=1, STATUS=..., WATCHDOG=1, STOPPING=1);
- *    Node has no AF_UNIX datagram sockets (reference node-daemon.md §2.1).
+ *    Node has no AF_UNIX datagram sockets (nodejs/node#29339; protocol: sd_notify(3) NOTES).
  *  - peerCredentials: SO_PEERCRED of an accepted Unix-socket connection, plus the peer's
  *    supplementary groups from SO_PEERGROUPS (Linux 4.13+); treat the pid as advisory (PID reuse),
  *    uid/gid/groups as authoritative (the kernel records them at connect()).

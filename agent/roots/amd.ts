@@ -1,7 +1,7 @@
 /**
  * Pinned AMD SEV-SNP roots per product line: ARK (root), ASK (signs VCEKs), ASVK (signs VLEKs).
  * A chain verifies only up to these; an ARK/ASK supplied with the evidence is compared with them,
- * never trusted by name (go-sev-guest#185, reference/snp.md §4.4 item 4).
+ * never trusted by name (go-sev-guest#185, fixed by PR #190).
  *
  * Parsed lazily once per process and cached (X509Certificate + KeyObject) because verification is
  * on a hot path; every embedded certificate's SHA-256 is asserted at load so a corrupted embed
@@ -80,7 +80,7 @@ export function pinnedArkFingerprints(): Record<AmdProduct, string> {
 
 /**
  * Product line from a VCEK/VLEK productName or CPUID-derived name: "Milan-B0" → Milan, "Genoa" → Genoa.
- * Siena/Bergamo share Genoa's KDS roots (reference/snp.md §3.1). Unknown names → undefined.
+ * Siena/Bergamo share Genoa's KDS roots (virtee/snpguest src/fetch.rs to_kds_url). Unknown names → undefined.
  */
 export function productLine(name: string | undefined): AmdProduct | undefined {
   if (!name) return undefined;

@@ -1,8 +1,8 @@
 /**
  * The pinned "NVIDIA Device Identity CA": the only trust anchor for GPU device (AK) certificate chains,
- * Hopper and Blackwell alike (reference/nvidia-gpu.md §4.3, §5.5). Byte-identical to nvtrust
+ * Hopper and Blackwell alike (the AK chains of nvtrust and attestation-sdk samples). Byte-identical to nvtrust
  * verifier/certs/verifier_device_root.pem (test/vectors/nvidia/nvtrust/roots/). The root that a device
- * sends at the end of its chain is never trusted (§8 item 5). The SHA-256 fingerprint is asserted at
+ * sends at the end of its chain is never trusted (nvtrust nvml/gpu_cert_chains.py drops it too). The SHA-256 fingerprint is asserted at
  * first use, so a corrupted embed fails loudly instead of trusting something else.
  */
 import { lazyPinnedRoot } from './pinned.js';

@@ -1,8 +1,8 @@
 /**
  * The pinned "NVIDIA CoRIM signing Root CA": the only trust anchor for NVIDIA RIM signing chains
- * (reference/nvidia-gpu.md §4.3). Byte-identical to nvtrust verifier/certs/verifier_RIM_root.pem and
+ * (nvtrust guest_tools/gpu_verifiers/local_gpu_verifier/src/verifier/certs/). Byte-identical to nvtrust verifier/certs/verifier_RIM_root.pem and
  * attestation-sdk unit-tests/testdata/trusted_certs/rim_root.crt (test/vectors/nvidia/nvtrust/roots/).
- * A root supplied inside a RIM's KeyInfo is never trusted (§8 item 5).
+ * A root supplied inside a RIM's KeyInfo is never trusted (both nvtrust and attestation-sdk append their pinned root).
  * The SHA-256 of the DER is asserted at first use, so a corrupted embed fails loudly.
  */
 import { lazyPinnedRoot } from './pinned.js';

@@ -1,5 +1,5 @@
 /**
- * Simulation trust for the controller (DESIGN.md "Simulation"): only when `simulation.trust: true`,
+ * Simulation trust for the controller (docs/controller.md "Simulation"): only when `simulation.trust: true`,
  * the controller reads the simulated test roots from `simulation.dir` (the directory the simulated
  * agent uses: snp-sim-state.json and gpu-sim-identity.json) and hands them to the verifiers, which
  * then mark every result SIMULATED. The controller never creates these roots and never takes roots

@@ -1,8 +1,8 @@
 /**
- * Simulated NVIDIA GPUs (DESIGN.md "Simulation"): a software device chain
+ * Simulated NVIDIA GPUs (README.md "Security model"): a software device chain
  * ("SIMULATED NVIDIA Device Identity CA" → Identity → Provisioner ICA → per-GPU "GH100 A01 GSP BROM" →
  * AK leaf "GH100 A01 GSP FMC LF" with the Hopper FWID extension, all P-384), SPDM 1.1 reports built
- * and signed in software in exactly the real layout (reference/nvidia-gpu.md §3), and signed RIMs
+ * and signed in software in exactly the real layout (DSP0274 1.1 MEASUREMENTS as nvtrust spdm_msrt_resp_msg.py parses it), and signed RIMs
  * whose golden values match the simulated measurements. The identity is created on first use in a
  * directory and reused. None of this is trusted unless the verifier is handed `simulatedRoots()`,
  * i.e. unless simulation is explicitly enabled; results then say simulated.
@@ -36,7 +36,7 @@ const FILE_VERSION = 1;
 const NOT_BEFORE = new Date('2020-01-01T00:00:00Z');
 const NOT_AFTER = new Date('9999-12-31T23:59:59Z');
 
-/** Driver RIM activates RIM indices 7 and 21..40; VBIOS RIM 0..6 and 8..12 (§4.1). */
+/** Driver RIM activates RIM indices 7 and 21..40; VBIOS RIM 0..6 and 8..12 (as the genuine NVIDIA RIMs do). */
 export const SIM_DRIVER_RIM_INDICES = [7, ...Array.from({ length: 20 }, (_, i) => 21 + i)];
 export const SIM_VBIOS_RIM_INDICES = [0, 1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12];
 
@@ -248,7 +248,7 @@ export function simMeasurement(kind: 'driver' | 'vbios', rimIndex: number, versi
   return createHash('sha384').update(`cvm-agent simulated GPU ${kind} ${version} measurement ${rimIndex}`).digest();
 }
 
-/** §3.4 in reverse: "96.00.9F.00.01" → 8 bytes 00 9f 00 96 01 00 00 00. */
+/** nvtrust format_vbios_version in reverse: "96.00.9F.00.01" → 8 bytes 00 9f 00 96 01 00 00 00. */
 function encodeVbiosVersion(v: string): Buffer {
   const parts = v.split('.');
   if (parts.length !== 5 || parts.some((p) => !/^[0-9A-Fa-f]{2}$/.test(p)))
@@ -271,7 +271,7 @@ const asciiField = (s: string, width: number): Buffer => {
   return b;
 };
 
-/** Build and sign an SPDM 1.1 report for simulated GPU `index` (layout of reference §3.1-§3.3). */
+/** Build and sign an SPDM 1.1 report for simulated GPU `index` (DSP0274 1.1 layout with NVIDIA opaque TLVs). */
 export function buildSimulatedReport(id: SimGpuIdentity, index: number, opts: SimReportOptions): Buffer {
   const gpu = id.gpus[index];
   if (!gpu) throw new CvmError('ERR_INVALID_ARGUMENT', `no simulated GPU ${index} (have ${id.gpus.length})`);
@@ -288,7 +288,7 @@ export function buildSimulatedReport(id: SimGpuIdentity, index: number, opts: Si
     else if (SIM_VBIOS_RIM_INDICES.includes(rimIndex)) value = simMeasurement('vbios', rimIndex, vbios);
     if (tamper.has(rimIndex)) value = createHash('sha384').update(value).update('tampered').digest();
     const header = Buffer.alloc(7);
-    header[0] = rimIndex + 1; // SPDM index = RIM index + 1 (§3.2)
+    header[0] = rimIndex + 1; // SPDM index = RIM index + 1 (nvtrust get_measurements)
     header[1] = 0x01; // DMTF
     header.writeUInt16LE(51, 2);
     header[4] = 0x01;

@@ -1,5 +1,5 @@
 /**
- * The built-in simulated TEE (DESIGN.md "Simulation"): a software SNP CPU and N software H100s whose
+ * The built-in simulated TEE (README.md "Security model"): a software SNP CPU and N software H100s whose
  * test roots are created on first use in one directory (snp-sim-state.json, gpu-sim-identity.json).
  * This module is the ONLY place that turns those test roots into verifier trust (`simulationTrust`),
  * reached only when simulation is explicitly enabled (`tee: simulated`, `cvm-agent demo`, a

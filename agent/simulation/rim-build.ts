@@ -1,6 +1,6 @@
 /**
  * Signed RIMs for simulated GPUs: the same SWID + enveloped XML-DSig profile as NVIDIA's RIMs
- * (reference/nvidia-gpu.md §4.1), signed by a simulation chain. verifyRimSignature accepts them only
+ * (ISO/IEC 19770-2:2015 SWID, as nvtrust verifier/rim/__init__.py reads it), signed by a simulation chain. verifyRimSignature accepts them only
  * when the simulation root is passed in `extraRoots`, i.e. only when simulation is enabled.
  * The digest and signature are computed with the same parser and canonicaliser the verifier uses.
  */

@@ -1,15 +1,15 @@
 /**
- * A software SEV-SNP "device" for the demo, development and tests (DESIGN.md "Simulation").
+ * A software SEV-SNP "device" for the demo, development and tests (README.md "Security model").
  *
  * On first use it creates TEST roots (ARK, ASK) and a VCEK whose certificate carries the real AMD
- * extension layout (snp.md §4.2), persists them in `dir`, and afterwards reuses them. Reports are
- * real v3 ATTESTATION_REPORT bytes (snp.md §3) signed with ECDSA P-384 over [0, 0x2A0), r/s
+ * extension layout (AMD #57230), persists them in `dir`, and afterwards reuses them. Reports are
+ * real v3 ATTESTATION_REPORT bytes (SNP ABI #56860 rev 1.55 §7.3 Table 22) signed with ECDSA P-384 over [0, 0x2A0), r/s
  * little-endian, exactly like firmware output, so the verifier exercises its normal code paths.
  *
  * Nothing here is trusted by default: the verifier accepts these roots only when the caller enables
  * simulation, and results then say SIMULATED. Every certificate subject says SIMULATED in O and OU;
  * the CNs keep AMD's names (ARK-Genoa, SEV-Genoa, SEV-VCEK) because the verifier sorts certificates
- * into roles by CN (snp.md §4.1).
+ * into roles by CN (AMD #57230).
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPair, randomBytes, sign, X509Certificate, type KeyObject } from 'node:crypto';
 import { chmod, link, mkdir, stat, unlink, writeFile } from 'node:fs/promises';
@@ -26,14 +26,14 @@ import { kdsCrlPath, kdsUrl } from '../util/kds-url.js';
 const generateKeyPairAsync = promisify(generateKeyPair);
 
 export const SIM_PRODUCT = 'Genoa' as const;
-/** Genoa CPUID as a v3 report encodes it: family 0x19, model 0x11, stepping 1 (snp.md §3, §3.1). */
+/** Genoa CPUID as a v3 report encodes it: family 0x19, model 0x11, stepping 1 (virtee/sev src/lib.rs identify_cpu). */
 export const SIM_CPUID = { family: 0x19, model: 0x11, stepping: 1 } as const;
-/** SPLs of the simulated platform (a real Genoa TCB seen on Azure: 10/0/23/84, vectors README §4). */
+/** SPLs of the simulated platform (a real Genoa TCB seen on Azure: 10/0/23/84, test/vectors/snp/README.md §4). */
 export const SIM_TCB: TcbParts = { bootloader: 10, tee: 0, snp: 23, microcode: 84 };
 export const SIM_FIRMWARE = { major: 1, minor: 55, build: 40 } as const;
-/** POLICY 0x30000: SMT allowed, reserved bit 17 set, DEBUG off (snp.md §3.2). */
+/** POLICY 0x30000: SMT allowed, reserved bit 17 set, DEBUG off (go-sev-guest abi/abi.go ParseSnpPolicy). */
 export const SIM_DEFAULT_POLICY = 0x30000n;
-/** PLATFORM_INFO: SMT enabled (bit 0), snp.md §3.3. */
+/** PLATFORM_INFO: SMT enabled (bit 0), go-sev-guest ParseSnpPlatformInfo. */
 const SIM_PLATFORM_INFO = 0x1n;
 /** Measurement of the simulated "guest image": a fixed, recognisable SHA-384. */
 export const SIM_DEFAULT_MEASUREMENT = createHash('sha384').update('cvm-agent SIMULATED SEV-SNP guest').digest();
@@ -59,7 +59,7 @@ export interface SimReport {
 }
 
 export interface SimExtReport extends SimReport {
-  /** GHCB certificate table (VCEK, ASK, ARK; RFC 4122 GUIDs), snp.md §1.4. */
+  /** GHCB certificate table (VCEK, ASK, ARK; RFC 4122 GUIDs), GHCB #56421 rev 2.03 §4.1.8.1. */
   certTable: Buffer;
 }
 
@@ -97,7 +97,7 @@ const simName = (cn: string): NameSpec => ({
 
 const YEAR_MS = 365.25 * 24 * 3600 * 1000;
 
-/** VCEK extensions in AMD's layout (snp.md §4.2): structVersion 0, productName, SPLs, spl4..7 = 0, 64-byte raw hwID. */
+/** VCEK extensions in AMD's layout (AMD #57230; go-sev-guest kds/kds.go): structVersion 0, productName, SPLs, spl4..7 = 0, 64-byte raw hwID. */
 function vcekExtensions(tcb: TcbParts, chipId: Buffer) {
   return [
     { oid: AMD_OID.structVersion, value: integer(0) },
@@ -125,7 +125,7 @@ async function createState(now: Date): Promise<SimState> {
   const notBefore = new Date(Math.floor(now.getTime() / 1000) * 1000 - 24 * 3600 * 1000);
   const crlDp = crlDistributionPoint(kdsUrl(kdsCrlPath(SIM_PRODUCT, 'vcek')));
   const arkDer = buildCertificate({
-    serial: 0x20000, // AMD: ARK serials 0x10000/0x20000/0x30000 (snp.md §4.1)
+    serial: 0x20000, // AMD: ARK serials 0x10000/0x20000/0x30000 (the KDS cert_chain roots)
     issuer: simName(`ARK-${SIM_PRODUCT}`),
     subject: simName(`ARK-${SIM_PRODUCT}`),
     notBefore,
@@ -289,7 +289,7 @@ export class SimulatedSnpDevice {
   }
 
   /**
-   * An empty CRL signed by the test ARK, as AMD KDS serves at /vcek/v1/{P}/crl (snp.md §4.3), valid
+   * An empty CRL signed by the test ARK, as AMD KDS serves at /vcek/v1/{P}/crl (AMD #57230), valid
    * from an hour before `at` for 7 days: lets a simulated chain pass the revocation check.
    */
   crl(at: Date = new Date()): Buffer {
@@ -332,10 +332,10 @@ export class SimulatedSnpDevice {
     };
     if (!(reportData instanceof Uint8Array) || reportData.length !== 64) invalid('REPORT_DATA must be exactly 64 bytes');
     const vmpl = o.vmpl ?? 0;
-    if (!Number.isInteger(vmpl) || vmpl < 0 || vmpl > 3) invalid(`VMPL ${vmpl} is not 0..3`); // snp.md §1.1
+    if (!Number.isInteger(vmpl) || vmpl < 0 || vmpl > 3) invalid(`VMPL ${vmpl} is not 0..3`); // include/uapi/linux/sev-guest.h
     const version = o.version ?? 3;
     if (!Number.isInteger(version) || version < 2 || version > 5) invalid(`report version ${version} is not 2..5`);
-    const tcb = encodeTcb(this.tcb, 'legacy'); // Genoa: legacy TCB_VERSION layout (snp.md §3.4)
+    const tcb = encodeTcb(this.tcb, 'legacy'); // Genoa: legacy TCB_VERSION layout (virtee/sev from_legacy_bytes)
     const fields = {
       version,
       guestSvn: 0,

@@ -6,7 +6,7 @@
  *   transform of a same-document Reference URI="").
  * - canonicalizeSubset(el) — an element and its descendants as a document subset (ds:SignedInfo).
  *   Its apex renders EVERY namespace in scope, including those inherited from omitted ancestors; this is
- *   the NVIDIA RIM pitfall (reference/nvidia-gpu.md §4.1): SignedInfo carries the root's default,
+ *   the NVIDIA RIM pitfall (inclusive C14N of a document subset, W3C C14N 1.1 §2.4): SignedInfo carries the root's default,
  *   ns0 and ns2 namespaces as well as ds.
  * Rules implemented (C14N 1.1 §2.3, §2.4, §2.5; C14N 1.0 §2.3 for the shared parts):
  * - XML declaration and DOCTYPE removed; whitespace outside the root removed; comments removed;

@@ -1,5 +1,5 @@
 /* NVML part: dlopen("libnvidia-ml.so.1") on first use and expose the confidential-computing calls as
- * Promise-returning functions that run on the libuv pool (node-daemon.md §1.4, §1.5).
+ * Promise-returning functions that run on the libuv pool (Node-API napi_create_async_work; dlopen pattern of go-nvml pkg/nvml/lib.go).
  *
  * Rules this file keeps:
  * - never link the vendor library; it may be absent (no GPU driver), then nvmlInfo() resolves
@@ -22,7 +22,7 @@
 #include "nvml_types.h"
 #include "parts.h"
 
-/* ---------- return code names (nvidia-gpu.md §1.4; full nvmlReturn_t enum of nvml.h) ---------- */
+/* ---------- return code names (full nvmlReturn_t enum of nvml.h) ---------- */
 
 static const char *nvml_return_name(nvmlReturn_t rc) {
   switch (rc) {
@@ -108,7 +108,7 @@ static void *find_symbol(const char *name) {
   return sym;
 }
 
-/* Prefer the versioned name, fall back to the legacy one (§1.1 "Recommendation for the addon"). */
+/* Prefer the versioned name, fall back to the legacy one (as go-nvml pkg/nvml/lib.go updateVersionedSymbols does). */
 static void *find_versioned(const char *v2, const char *legacy, const char **used) {
   void *sym = find_symbol(v2);
   *used = v2;
@@ -353,7 +353,7 @@ static int exec_system_cc(nvml_job *job) {
   if (lib.cc_state == NULL) return job_fail_missing(job, "nvmlSystemGetConfComputeState");
   nvmlReturn_t rc = lib.cc_state(&job->state);
   if (rc != NVML_SUCCESS) return job_fail_rc(job, "nvmlSystemGetConfComputeState", rc);
-  /* Settings is a versioned struct: the version word must be set (§1.2), else ARGUMENT_VERSION_MISMATCH. */
+  /* Settings is a versioned struct: the version word must be set (nvml.h NVML_STRUCT_VERSION), else ARGUMENT_VERSION_MISMATCH. */
   memset(&job->settings, 0, sizeof job->settings);
   job->settings.version = CVM_NVML_SETTINGS_V1;
   job->settings_rc = lib.cc_settings ? lib.cc_settings(&job->settings) : NVML_ERROR_FUNCTION_NOT_FOUND;
@@ -369,7 +369,7 @@ static int exec_report(nvml_job *job) {
   if (!get_handle(job, job->index, &dev)) return 0;
   job->report = calloc(1, sizeof *job->report);
   if (job->report == NULL) return job_fail(job, "ERR_NO_MEMORY", "calloc", 0, 0, "out of memory");
-  memcpy(job->report->nonce, job->nonce, sizeof job->nonce); /* the only input field (§1.3) */
+  memcpy(job->report->nonce, job->nonce, sizeof job->nonce); /* the only input field (nvml.h NVML_CC_GPU_CEC_NONCE_SIZE) */
   nvmlReturn_t rc = lib.cc_report(dev, job->report);
   if (rc != NVML_SUCCESS) return job_fail_rc(job, fn, rc);
   unsigned int size = job->report->attestationReportSize;
@@ -575,7 +575,7 @@ static napi_value complete_cert(napi_env env, nvml_job *job) {
 static napi_value job_complete(napi_env env, void *data, napi_value *reject) {
   nvml_job *job = data;
   if (job->err_code != NULL) {
-    /* nvmlInfo reports "unavailable" as a value, not an exception (node-daemon.md §1.4 rule 5). */
+    /* nvmlInfo reports "unavailable" as a value, not an exception: the TS layer maps it to {available: false}. */
     if (job->op == OP_INFO && strcmp(job->err_code, "ERR_NVML_UNAVAILABLE") == 0) {
       napi_value obj = new_object(env);
       cvm_set_bool(env, obj, "available", 0);
@@ -698,7 +698,7 @@ static napi_value js_set_ready(napi_env env, napi_callback_info info) {
   CVM_CALL(env, napi_get_value_bool(env, argv[0], &value));
   nvml_job *job = new_job(env, OP_SET_READY);
   if (job == NULL) return NULL;
-  job->ready_value = value ? 1 : 0; /* NVML_CC_ACCEPTING_CLIENT_REQUESTS_TRUE/FALSE (§1.3) */
+  job->ready_value = value ? 1 : 0; /* NVML_CC_ACCEPTING_CLIENT_REQUESTS_TRUE/FALSE (nvml.h) */
   return queue(env, job, "nvmlSetReadyState");
 }
 

@@ -1,12 +1,13 @@
 #ifndef CVM_NVML_TYPES_H
 #define CVM_NVML_TYPES_H
 /* Our own minimal declarations of the NVML ABI we use. We never include the CUDA toolkit's nvml.h and
- * never link -lnvidia-ml (node-daemon.md §1.4 rule 1), so the addon builds without the vendor SDK.
- * Sizes and offsets: nvidia-gpu.md §1.2 (x86-64, checked against go-nvml gen/nvml/nvml.h, NVML 13.3);
+ * never link -lnvidia-ml (it is dlopen()ed, as go-nvml pkg/nvml/lib.go does), so the addon builds without the vendor SDK.
+ * Sizes and offsets: nvml.h nvmlConfComputeGpuAttestationReport_t / nvmlConfComputeGpuCertificate_t
+ * (x86-64, checked against go-nvml gen/nvml/nvml.h, NVML 13.3);
  * the _Static_asserts below pin them so a layout mistake fails the build, not a GPU call. */
 #include <stddef.h>
 
-typedef int nvmlReturn_t; /* nvml.h: enum; §1.4 */
+typedef int nvmlReturn_t; /* nvml.h: enum nvmlReturn_t */
 typedef struct nvmlDevice_st *nvmlDevice_t;
 
 #define NVML_SUCCESS 0
@@ -21,7 +22,7 @@ typedef struct nvmlDevice_st *nvmlDevice_t;
 #define NVML_DEVICE_VBIOS_VERSION_BUFFER_SIZE 32
 #define NVML_DEVICE_PCI_BUS_ID_BUFFER_SIZE 32
 
-/* CC sizes (§1.2 / §1.3). */
+/* CC sizes (nvml.h NVML_CC_*_SIZE). */
 #define NVML_CC_GPU_CEC_NONCE_SIZE 0x20
 #define NVML_CC_GPU_ATTESTATION_REPORT_SIZE 0x2000
 #define NVML_CC_GPU_CEC_ATTESTATION_REPORT_SIZE 0x1000
@@ -39,7 +40,7 @@ typedef struct {
   char busId[NVML_DEVICE_PCI_BUS_ID_BUFFER_SIZE];
 } cvm_nvmlPciInfo_t;
 
-/* §1.2 "Other CC structs". */
+/* Other CC structs (nvml.h nvmlConfCompute*_t). */
 typedef struct {
   unsigned int environment;
   unsigned int ccFeature;
@@ -69,12 +70,12 @@ typedef struct {
   unsigned long long attackerAdvantage; /* offset 8 after 4 bytes of padding */
 } cvm_nvmlConfComputeGetKeyRotationThresholdInfo_v1_t;
 
-/* NVML_STRUCT_VERSION(data, ver) = sizeof(struct) | (ver << 24) (nvml.h line 141, §1.2). */
+/* NVML_STRUCT_VERSION(data, ver) = sizeof(struct) | (ver << 24) (nvml.h). */
 #define CVM_NVML_STRUCT_VERSION(type, ver) ((unsigned int)(sizeof(type) | ((ver) << 24)))
 #define CVM_NVML_SETTINGS_V1 CVM_NVML_STRUCT_VERSION(cvm_nvmlSystemConfComputeSettings_v1_t, 1)          /* 0x01000014 */
 #define CVM_NVML_KEY_ROTATION_V1 CVM_NVML_STRUCT_VERSION(cvm_nvmlConfComputeGetKeyRotationThresholdInfo_v1_t, 1) /* 0x01000010 */
 
-/* nvmlConfComputeGpuAttestationReport_t: 12332 bytes (§1.2). nonce is the only input. */
+/* nvmlConfComputeGpuAttestationReport_t: 12332 bytes (nvml.h, x86-64). nonce is the only input. */
 typedef struct {
   unsigned int isCecAttestationReportPresent;
   unsigned int attestationReportSize;
@@ -84,7 +85,7 @@ typedef struct {
   unsigned char cecAttestationReport[NVML_CC_GPU_CEC_ATTESTATION_REPORT_SIZE];
 } cvm_nvmlConfComputeGpuAttestationReport_t;
 
-/* nvmlConfComputeGpuCertificate_t: 9224 bytes (§1.2). attestationCertChain is PEM text. */
+/* nvmlConfComputeGpuCertificate_t: 9224 bytes (nvml.h, x86-64). attestationCertChain is PEM text. */
 typedef struct {
   unsigned int certChainSize;
   unsigned int attestationCertChainSize;
@@ -106,7 +107,7 @@ _Static_assert(offsetof(cvm_nvmlConfComputeGpuAttestationReport_t, cecAttestatio
 _Static_assert(sizeof(cvm_nvmlConfComputeGpuCertificate_t) == 9224, "certificate struct size");
 _Static_assert(offsetof(cvm_nvmlConfComputeGpuCertificate_t, attestationCertChain) == 4104, "attestation chain offset");
 
-/* Function pointer types (signatures: §1.1). */
+/* Function pointer types (signatures as in nvml.h). */
 typedef nvmlReturn_t (*nvmlVoidFn)(void);
 typedef const char *(*nvmlErrorStringFn)(nvmlReturn_t);
 typedef nvmlReturn_t (*nvmlStrFn)(char *, unsigned int);

@@ -5,8 +5,7 @@
  * MSG_REPORT_RSP header (status, report_size) and cutting the report out of it.
  *
  * ABI: include/uapi/linux/sev-guest.h, declared here rather than included so the addon builds
- * without kernel headers (reference snp.md §1.1). Driver semantics: drivers/virt/coco/sev-guest
- * (snp.md §1.3).
+ * without kernel headers. Driver semantics: drivers/virt/coco/sev-guest/sev-guest.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,7 +21,7 @@
 #include "async.h"
 #include "parts.h"
 
-/* --- uapi layout (snp.md §1.1; sizes are asserted below) --- */
+/* --- uapi layout (include/uapi/linux/sev-guest.h; sizes are asserted below) --- */
 #define SNP_REPORT_USER_DATA_SIZE 64
 
 struct snp_report_req {
@@ -53,15 +52,15 @@ _Static_assert(sizeof(struct snp_report_resp) == 4000, "snp_report_resp is 4000 
 _Static_assert(sizeof(struct snp_guest_request_ioctl) == 32, "snp_guest_request_ioctl is 32 bytes");
 _Static_assert(sizeof(struct snp_ext_report_req) == 112, "snp_ext_report_req is 112 bytes");
 
-/* _IOWR('S', n, struct snp_guest_request_ioctl) (snp.md §1.1) */
+/* _IOWR('S', n, struct snp_guest_request_ioctl) (include/uapi/linux/sev-guest.h) */
 #define SNP_GET_REPORT 0xC0205300UL
 #define SNP_GET_EXT_REPORT 0xC0205302UL
 
-/* MSG_REPORT_RSP header (snp.md §1.2): status u32 @0, report_size u32 @4, report @0x20. */
+/* MSG_REPORT_RSP header (sev-guest.c struct snp_msg_report_resp_hdr): status u32 @0, report_size u32 @4, report @0x20. */
 #define SNP_RESP_REPORT_OFFSET 0x20
 #define SNP_REPORT_SIZE 1184 /* 0x4A0 */
 
-/* VMM error in exitinfo2[63:32]: 1 = certificate buffer too small (snp.md §1.3). */
+/* VMM error in exitinfo2[63:32]: 1 = certificate buffer too small (SNP_GUEST_VMM_ERR_INVALID_LEN). */
 #define SNP_VMM_ERR_INVALID_LEN 1u
 
 #define SNP_PAGE 4096u
@@ -112,7 +111,7 @@ static int snp_ioctl(int fd, unsigned long request, void *req, struct snp_report
   guest.msg_version = 1;
   guest.req_data = (uint64_t)(uintptr_t)req;
   guest.resp_data = (uint64_t)(uintptr_t)resp;
-  /* The driver copies the struct back only when exitinfo2 != 0 (snp.md §1.3), so start at 0. */
+  /* The driver copies the struct back only when exitinfo2 != 0 (sev-guest.c snp_guest_ioctl), so start at 0. */
   guest.exitinfo2 = 0;
   int rc;
   do {
@@ -158,7 +157,7 @@ static void snp_run_plain(int fd, snp_job *job, struct snp_report_resp *resp) {
   snp_take_report(job, resp);
 }
 
-/* Two-call pattern (snp.md §1.3): ask with certs_len 0; "too small" comes back as EIO with
+/* Two-call pattern (sev-guest.c get_ext_report; go-sev-guest client/client.go): ask with certs_len 0; "too small" comes back as EIO with
  * exitinfo2 = INVALID_LEN << 32 and the needed page multiple in certs_len (the driver re-issued a
  * plain request, so the VMPCK sequence stays in step). Any other error is final: no blind retry. */
 static void snp_run_extended(int fd, snp_job *job, struct snp_report_resp *resp) {

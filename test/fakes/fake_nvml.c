@@ -1,5 +1,5 @@
 /* Fake libnvidia-ml.so.1 for tests: exports the NVML functions the addon dlopens, with the struct
- * layouts of nvidia-gpu.md §1.2, and behaviour configured by environment variables:
+ * layouts of nvml.h (nvmlConfComputeGpuAttestationReport_t, nvmlConfComputeGpuCertificate_t), and behaviour configured by environment variables:
  *   FAKE_NVML_GPUS=N                 device count (default 1)
  *   FAKE_NVML_REPORT_FILE[_<i>]      hex text served as attestationReport (per-GPU override _<i>);
  *                                    unset: a synthetic report = SPDM request header + the nonce + zeros
@@ -419,8 +419,8 @@ typedef struct {
   unsigned char attestationCertChain[0x1400];
 } fake_cert;
 
-_Static_assert(sizeof(fake_report) == 12332, "report struct layout (nvidia-gpu.md §1.2)");
-_Static_assert(sizeof(fake_cert) == 9224, "cert struct layout (nvidia-gpu.md §1.2)");
+_Static_assert(sizeof(fake_report) == 12332, "report struct layout (nvml.h nvmlConfComputeGpuAttestationReport_t)");
+_Static_assert(sizeof(fake_cert) == 9224, "cert struct layout (nvml.h nvmlConfComputeGpuCertificate_t)");
 _Static_assert(sizeof(fake_cc_settings) == 20, "settings layout");
 
 static unsigned int env_mode(void) {
@@ -544,7 +544,7 @@ EXPORT nvmlReturn_t nvmlSystemGetConfComputeKeyRotationThresholdInfo(fake_key_ro
   ENTER("nvmlSystemGetConfComputeKeyRotationThresholdInfo", -1);
   if (info == NULL) return INVALID_ARGUMENT;
   if (info->version != (sizeof(fake_key_rotation) | (1u << 24))) return ARGUMENT_VERSION_MISMATCH;
-  info->attackerAdvantage = 60; /* the documented default (§1.3) */
+  info->attackerAdvantage = 60; /* the default documented in nvml.h nvmlSystemSetConfComputeKeyRotationThresholdInfo */
   return OK;
 }
 

@@ -16,7 +16,7 @@
  *                           (host blob changing between calls)
  *   SEVGUEST_SHIM_LOG       file to which every open and ioctl of the device appends one line
  *
- * Driver behaviour mirrored (reference snp.md §1.3): msg_version 0 -> EINVAL; ext report with too
+ * Driver behaviour mirrored (Linux drivers/virt/coco/sev-guest/sev-guest.c): msg_version 0 -> EINVAL; ext report with too
  * small a buffer -> EIO, exitinfo2 = 1 << 32, certs_len = needed page multiple; cert buffer zeroed
  * before the table is copied; the struct is copied back only when exitinfo2 != 0.
  */

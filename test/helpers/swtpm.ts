@@ -98,7 +98,7 @@ export async function startSwtpm(kind: 'tcp' | 'unix' = 'unix'): Promise<Swtpm> 
 // simulated roots), and FakeParavisorTransport watches for a successful NV_Write to 0x01400002 and
 // then rewrites 0x01400001 itself (optionally after a delay, to exercise the agent's polling).
 
-/** Azure's AK: RSA-2048 restricted signing key, RSASSA/SHA-256 (reference/snp.md §5.1). */
+/** Azure's AK: RSA-2048 restricted signing key, RSASSA/SHA-256 (az-cvm-vtpm src/vtpm/mod.rs; checked on test/vectors/snp/azure_quote.bin). */
 export const RSA_AK_TEMPLATE: TpmPublic = {
   type: 'rsa',
   nameAlg: TPM_ALG.SHA256,
@@ -155,7 +155,7 @@ export const HCL_NV_SIZE = 2048; // az-cvm-vtpm's dump is 2048 B; swtpm's TPM_PT
 /** Write (defining if needed) the HCL report for `userData` into NV 0x01400001, SNP report from the simulator. */
 export async function writeHclReport(client: TpmClient, sim: SimulatedSnpDevice, ak: TpmPublic, userData: Uint8Array = Buffer.alloc(64)): Promise<Buffer> {
   const claims = runtimeClaimsFor(ak, userData);
-  const reportData = Buffer.concat([createHash('sha256').update(claims).digest(), Buffer.alloc(32)]); // §5.2
+  const reportData = Buffer.concat([createHash('sha256').update(claims).digest(), Buffer.alloc(32)]); // trustee az_snp_vtpm verify_report_data
   const { report } = await sim.getReport(reportData, { vmpl: 0 });
   const hcl = buildHclReport(report, claims, { size: HCL_NV_SIZE });
   if (!(await client.nvExists(AZURE.HCL_REPORT_INDEX))) {

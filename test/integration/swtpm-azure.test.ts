@@ -36,7 +36,7 @@ let tpm: Swtpm;
 let simDir: string;
 let sim: SimulatedSnpDevice;
 let ak: TpmPublic;
-/** The simulated VCEK as PEM: what the agent would get from Azure IMDS THIM (reference/snp.md §5.1). */
+/** The simulated VCEK as PEM: what the agent would get from Azure IMDS THIM (az-cvm-vtpm az-snp-vtpm/src/imds.rs). */
 let vcekPem: string;
 
 beforeAll(async () => {

@@ -113,7 +113,7 @@ describe('devices and CC state', () => {
       readyState: 0,
       capabilities: { cpuCaps: 3, gpusCaps: 1 },
     });
-    // nvmlSystemConfComputeSettings_v1 = sizeof | 1 << 24 = 0x01000014 (§1.2); the fake rejects any other.
+    // nvmlSystemConfComputeSettings_v1 = sizeof | 1 << 24 = 0x01000014 (nvml.h NVML_STRUCT_VERSION); the fake rejects any other.
     expect(r.value.settings.version).toBe(0x01000014);
   });
 
@@ -144,7 +144,7 @@ describe('attestation report and certificate chain', () => {
     }
   });
 
-  it('synthetic report (no file) carries the nonce at offset 4 (SPDM request, §3.1)', async () => {
+  it('synthetic report (no file) carries the nonce at offset 4 (SPDM GET_MEASUREMENTS request)', async () => {
     const r = await probe('report', { index: 0, nonce: NONCE }, {});
     expect(r.value.report.hex.slice(8, 8 + 64)).toBe(NONCE);
   });

@@ -60,7 +60,7 @@ function expectedReport(reportData: Buffer, vmpl: number): Buffer {
   return r;
 }
 
-/** Minimal GHCB cert-table walk (snp.md §1.4): 24-byte entries until an all-zero one. */
+/** Minimal GHCB cert-table walk (GHCB #56421 rev 2.03 §4.1.8.1): 24-byte entries until an all-zero one. */
 function certEntries(table: Buffer): { guid: string; cert: Buffer }[] {
   const out: { guid: string; cert: Buffer }[] = [];
   for (let off = 0; off + 24 <= table.length; off += 24) {

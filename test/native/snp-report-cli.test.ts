@@ -158,7 +158,7 @@ describe('--source simulated', () => {
       expect(report.subarray(0x53, 0x90).every((b) => b === 0)).toBe(true);
       expect(report.readUInt32LE(0x30)).toBe(1);
       const certs = readFileSync(`${out}.certs`);
-      // First entry is the VCEK GUID (RFC 4122 order, snp.md §1.4).
+      // First entry is the VCEK GUID (RFC 4122 order, go-sev-guest abi/abi.go).
       expect(certs.subarray(0, 16).toString('hex')).toBe('63da758de6644564adc5f4b93be8accd');
     } finally {
       rmSync(dir, { recursive: true, force: true });

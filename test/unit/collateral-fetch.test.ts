@@ -57,7 +57,7 @@ const fast = { backoffBaseMs: 10, backoffMaxMs: 50 };
 beforeAll(async () => {
   server = await startFakeCollateralServer({
     routes: {
-      // The KDS URL forms of reference/snp.md §4.3, written out independently of vcekPath().
+      // The KDS URL forms (AMD #57230; go-sev-guest kds/kds.go), written out independently of vcekPath().
       [`/vcek/v1/Milan/${milanHw.toString('hex')}?blSPL=3&teeSPL=0&snpSPL=8&ucodeSPL=115`]: {
         body: milanVcek,
         headers: { 'Content-Type': 'application/pkix-cert' },

@@ -95,7 +95,7 @@ class FakeConfigfs implements TsmFileSystem {
       case 'provider':
         return Buffer.from(this.provider);
       case 'outblob': {
-        // sev_guest needs exactly 64 bytes of inblob, else -EINVAL (snp.md §2).
+        // sev_guest needs exactly 64 bytes of inblob, else -EINVAL (Linux sev-guest.c sev_report_new).
         if (!item.inblob || item.inblob.length !== 64) throw errnoError('EINVAL');
         const report = Buffer.from(REPORT);
         item.inblob.copy(report, 0x50);

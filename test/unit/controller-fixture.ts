@@ -36,7 +36,7 @@ export async function openSim(): Promise<Sim> {
 }
 
 /**
- * A bundle bound to `nonce`, `key` and `agentId` exactly as the agent builds it (DESIGN.md "Binding").
+ * A bundle bound to `nonce`, `key` and `agentId` exactly as the agent builds it (docs/architecture.md "One attestation cycle").
  * `announceKey` / `announceAgentId` put another key / id in the bundle than the reports are bound to.
  */
 export async function makeBundle(

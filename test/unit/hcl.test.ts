@@ -1,6 +1,6 @@
 /**
  * HCL report ("HCLA") parser on real Azure reports and crafted variants; runtime-claims parsing of
- * hostile JSON (reference/snp.md §5.2).
+ * hostile JSON (Azure SnpVmReport.h; az-cvm-vtpm src/hcl/mod.rs).
  */
 import { describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';

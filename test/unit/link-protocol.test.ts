@@ -58,7 +58,7 @@ const goodController: ControllerMessage[] = [
 ];
 
 describe('link protocol constants', () => {
-  it('names the subprotocol and version of DESIGN.md', () => {
+  it('names the subprotocol and version of docs/protocol.md', () => {
     expect(PROTOCOL).toBe('cvm-agent.v1');
     expect(PROTOCOL_VERSION).toBe(1);
     expect(MAX_MESSAGE_BYTES).toBe(1 << 20);

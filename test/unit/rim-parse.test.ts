@@ -49,7 +49,7 @@ describe('parseRim on every RIM vector', () => {
     ]);
   });
 
-  it('VBIOS RIMs activate indices 0-6 and 8-12 (§4.1)', () => {
+  it('VBIOS RIMs activate indices 0-6 and 8-12', () => {
     const rim = parseRim(text('nvtrust/rims-vbios-samples/1010_0200_882_96005E0001_PROD.swidtag'));
     expect(rim.measurements.filter((m) => m.active).map((m) => m.index)).toEqual([0, 1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12]);
   });
@@ -103,7 +103,7 @@ describe('parseRim rejects structurally invalid RIMs with ParseError', () => {
   });
 });
 
-describe('RIM ids (§4.2)', () => {
+describe('RIM ids (nvtrust get_driver_rim_file_id / get_vbios_rim_file_id)', () => {
   it('driver ids for Hopper and Blackwell', () => {
     expect(driverRimId('550.90.07', 'hopper')).toBe('NV_GPU_DRIVER_GH100_550.90.07');
     expect(driverRimId('545.00\0', 'hopper')).toBe('NV_GPU_DRIVER_GH100_545.00');

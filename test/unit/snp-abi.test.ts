@@ -31,7 +31,7 @@ const pemCerts = (name: string): Buffer[] =>
       .toString('utf8')
       .match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []
   ).map((p) => Buffer.from(new X509Certificate(p).raw));
-/** Azure HCL report: the SNP report sits at 0x20 (snp.md §5.2). */
+/** Azure HCL report: the SNP report sits at 0x20 (Azure SnpVmReport.h). */
 const fromHcl = (hcl: Uint8Array) => Buffer.from(hcl.subarray(0x20, 0x20 + SNP_REPORT_SIZE));
 const genoaEvidence = JSON.parse(snp('trustee_az-snp-vtpm_evidence-genoa.json').toString('utf8')) as { report: number[]; vcek: string };
 const v1Evidence = JSON.parse(snp('trustee_az-snp-vtpm_evidence-v1.json').toString('utf8')) as { hcl_report: string; vcek: string };

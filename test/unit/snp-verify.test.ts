@@ -33,7 +33,7 @@ interface Case {
 
 const genoaEvidence = JSON.parse(vector('snp/trustee_az-snp-vtpm_evidence-genoa.json').toString('utf8')) as { report: number[]; vcek: string };
 const v1Evidence = JSON.parse(vector('snp/trustee_az-snp-vtpm_evidence-v1.json').toString('utf8')) as { hcl_report: string; vcek: string };
-// Azure HCL reports carry the SNP report at offset 0x20 (reference/snp.md §5.2).
+// Azure HCL reports carry the SNP report at offset 0x20 (Azure SnpVmReport.h; az-cvm-vtpm src/hcl/mod.rs).
 const hclSnp = (hcl: Buffer) => hcl.subarray(0x20, 0x20 + 0x4a0);
 
 const CASES: Case[] = [
@@ -104,7 +104,7 @@ describe('pinned AMD roots', () => {
       expect(r.ask.x509.verify(r.ark.publicKey)).toBe(true);
       expect(r.asvk!.x509.verify(r.ark.publicKey)).toBe(true);
     }
-    // AMD ARK fingerprints, independently: reference/snp.md §4.1 certs in vectors/snp/ask_ark_*.pem
+    // AMD ARK fingerprints, independently: the KDS cert_chain certs in test/vectors/snp/ask_ark_*.pem
     expect(pinnedArkFingerprints().Milan).toBe('69d063b45344d26a2e94e1f4210de49ef555308287d4c174445c95639a540bcd');
     expect(pinnedArkFingerprints().Genoa).toBe('4c6598d19c18719c5dfd4a7d335f674e5bfe1d8f800cea2cf270c10d103db2f1');
     expect(pinnedArkFingerprints().Turin).toBe('1f084161a44bb6d93778a904877d4819cafa5d05ef4193b2ded9dd9c73dd3f6a');

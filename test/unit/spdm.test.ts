@@ -179,7 +179,7 @@ describe('index.json expectations for every real report', () => {
 });
 
 describe('field decoding', () => {
-  it('formats VBIOS versions as in §3.4', () => {
+  it('formats VBIOS versions as nvtrust format_vbios_version does', () => {
     expect(formatVbiosVersion(Buffer.from('009f009601000000', 'hex'))).toBe('96.00.9F.00.01');
     expect(formatVbiosVersion(Buffer.from('0074009620000000', 'hex'))).toBe('96.00.74.00.20');
     expect(() => formatVbiosVersion(Buffer.alloc(7))).toThrow(ParseError);

@@ -1,14 +1,14 @@
 /**
  * The one HTTP path every collateral fetcher uses (global fetch / undici): an overall deadline
  * (AbortSignal.timeout) covering all attempts, bounded retries with exponential backoff and full
- * jitter on network errors and 5xx, 429 honouring Retry-After (KDS rate-limits, reference/snp.md §4.3,
- * §7 item 1), a response size limit enforced while streaming, and typed errors that say what failed
+ * jitter on network errors and 5xx, 429 honouring Retry-After (KDS rate-limits,
+ * go-sev-guest#69), a response size limit enforced while streaming, and typed errors that say what failed
  * and what to do instead.
  */
 import { CollateralError, CollateralFetchError, type FetchFailure } from '../../errors.js';
 
 export interface HttpOptions {
-  /** Deadline for the whole request including retries and waits (ms). Default 10 s (nvtrust uses 10 s for RIM/OCSP, nvidia-gpu.md §2.1). */
+  /** Deadline for the whole request including retries and waits (ms). Default 10 s (nvtrust config.py uses 10 s for RIM/OCSP). */
   timeoutMs?: number;
   /** Extra attempts after the first. Default 3. */
   retries?: number;

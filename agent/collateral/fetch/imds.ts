@@ -1,5 +1,5 @@
 /**
- * Azure IMDS THIM certification endpoint (reference/snp.md §5.1): on Azure CVMs the host caches the
+ * Azure IMDS THIM certification endpoint (Azure cvm-guest-attestation.md; az-cvm-vtpm az-snp-vtpm/src/imds.rs): on Azure CVMs the host caches the
  * VCEK and ASK/ARK; `GET http://169.254.169.254/metadata/THIM/amd/certification` with `Metadata: true`
  * returns JSON {vcekCert: PEM, certificateChain: PEM (ASK+ARK), tcbm}. classify() understands the body.
  */

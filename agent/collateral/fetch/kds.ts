@@ -1,7 +1,7 @@
 /**
- * AMD Key Distribution Service client (reference/snp.md §4.3; go-sev-guest kds/kds.go, virtee/snpguest
+ * AMD Key Distribution Service client (AMD #57230; go-sev-guest kds/kds.go, virtee/snpguest
  * src/fetch.rs): VCEK by product + hwID + REPORTED_TCB, the product's cert_chain (ASK|ASVK + ARK, PEM)
- * and CRLs. The KDS rate-limits (~1 request per 10 s reported, §4.3), so callers cache (store.getOrFetch).
+ * and CRLs. The KDS rate-limits (~1 request per 10 s reported: Fraunhofer-AISEC/cmc PR #33), so callers cache (store.getOrFetch).
  */
 import type { SnpProduct, TcbParts } from '../../formats/snp-abi/index.js';
 import { checkProduct } from '../keys.js';
@@ -28,7 +28,7 @@ async function get(path: string, what: string, opts: KdsOptions, hint: Fetched['
   return { bytes: res.body, source: url, hint };
 }
 
-/** The VCEK (DER) for a chip at a TCB: use the report's CHIP_ID and REPORTED_TCB (snp.md §4.2). */
+/** The VCEK (DER) for a chip at a TCB: use the report's CHIP_ID and REPORTED_TCB (AMD #57230; go-sev-guest kds/kds.go). */
 export function fetchVcek(product: SnpProduct, chipId: Uint8Array, tcb: TcbParts, opts: KdsOptions = {}): Promise<Fetched> {
   return get(vcekPath(product, chipId, tcb), `VCEK for ${product}`, opts);
 }

@@ -1,6 +1,6 @@
 /**
  * OCSP over HTTP (RFC 6960 §4.1 request, Appendix A.1 POST transport) for certificates whose revocation
- * the verifier checks from cached responses (the NVIDIA GPU and RIM chains, nvidia-gpu.md §2.1 step 4:
+ * the verifier checks from cached responses (the NVIDIA GPU and RIM chains, nvtrust cc_admin_utils.py ocsp_certificate_chain_validation:
  * POST DER with `Content-Type: application/ocsp-request` to http://ocsp.ndis.nvidia.com, CertID SHA-384).
  *
  * OCSPRequest ::= SEQUENCE { tbsRequest TBSRequest, optionalSignature [0] EXPLICIT Signature OPTIONAL }

@@ -1,7 +1,7 @@
 /**
- * NVIDIA RIM service (reference/nvidia-gpu.md §4.2): `GET {base}/v1/rim/<id>` returns JSON whose `rim`
+ * NVIDIA RIM service (nvtrust cc_admin_utils.py fetch_rim_file; attestation-sdk rim.h): `GET {base}/v1/rim/<id>` returns JSON whose `rim`
  * field is base64 of the RIM XML; optional `Authorization: Bearer <service key>`. A 404 is the common
- * "RIM not published yet" case (§6 item 1) and says so.
+ * "RIM not published yet" case (e.g. nvtrust#66, #151) and says so.
  */
 import { ParseError } from '../../errors.js';
 import { checkRimId } from '../keys.js';

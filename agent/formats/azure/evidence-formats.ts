@@ -2,9 +2,9 @@
  * Azure SNP-vTPM evidence containers (pure decoding, hostile-input safe):
  * - our bundle: {kind:"azure-snp-vtpm", version:1, hclReport: base64, quote:{message, signature, pcrs}: hex,
  *   certs?: [PEM]} where quote.signature is a marshalled TPMT_SIGNATURE and user-data = binding
- *   zero-padded to 64 bytes, quote extraData = SHA-256(user-data) (DESIGN.md "Binding");
+ *   zero-padded to 64 bytes, quote extraData = SHA-256(user-data) (docs/architecture.md "One attestation cycle");
  * - the Confidential Containers az-snp-vtpm attester JSON v1/v2 ({version, tpm_quote:{signature,
- *   message, pcrs}: hex, hcl_report: base64url, vcek: base64url DER}; reference/snp.md §5.3), where
+ *   message, pcrs}: hex, hcl_report: base64url, vcek: base64url DER}; guest-components attestation-agent/attester/src/az_snp_vtpm/mod.rs), where
  *   extraData = the nonce and (v2) user-data = nonce zero-padded;
  * - trustee's Genoa sample ({quote:{message,pcrs,signature}: int arrays, report: int array, vcek: PEM}).
  * Plus Azure IMDS THIM certification JSON ({vcekCert, certificateChain}: PEM).
@@ -27,7 +27,7 @@ export interface TpmQuoteEvidence {
 
 export const BUNDLE_KIND = 'azure-snp-vtpm';
 export const BUNDLE_VERSION = 1;
-/** Size of the HCL user-data field (NV 0x01400002, reference/snp.md §5.1). */
+/** Size of the HCL user-data field (NV 0x01400002, az-cvm-vtpm src/vtpm/mod.rs INDEX_REPORT_DATA). */
 export const USER_DATA_SIZE = 64;
 
 export type AzureEvidenceFormat = 'cvm-agent' | 'coco-v1' | 'coco-v2' | 'trustee-genoa';
@@ -205,7 +205,7 @@ export function userDataFor(binding: Uint8Array): Buffer {
   return Buffer.concat([Buffer.from(binding), Buffer.alloc(USER_DATA_SIZE - binding.length)]);
 }
 
-/** Our quote qualifying data: SHA-256 of the 64-byte user data (DESIGN.md "Binding"). */
+/** Our quote qualifying data: SHA-256 of the 64-byte user data (docs/architecture.md "One attestation cycle"). */
 export function qualifyingDataFor(binding: Uint8Array): Buffer {
   return createHash('sha256').update(userDataFor(binding)).digest();
 }

@@ -1,13 +1,13 @@
 /**
  * Parser for the Azure HCL report ("HCLA"), the structure the paravisor stores in vTPM NV index
- * 0x01400001 (layout: reference/snp.md §5.2, from Azure's SnpVmReport.h / az-cvm-vtpm hcl/mod.rs):
+ * 0x01400001 (layout: Azure's client-library SnpVmReport.h / az-cvm-vtpm src/hcl/mod.rs):
  * a 32-byte header, the 1184-byte SNP attestation report at 0x20, IGVM_REQUEST_DATA at 0x4C0 and
  * the runtime-claims JSON at 0x4D4. Pure: bytes in, structure out, ParseError otherwise.
  */
 import { ParseError } from '../../errors.js';
 import { parseRuntimeClaims, type RuntimeClaims } from './runtime-claims.js';
 
-export const HCL_SIGNATURE = 0x414c4348; // "HCLA" little-endian (§5.2)
+export const HCL_SIGNATURE = 0x414c4348; // "HCLA" little-endian (SnpVmReport.h)
 export const HCL_HW_REPORT_OFFSET = 0x20;
 export const SNP_REPORT_SIZE = 1184;
 export const IGVM_REQUEST_DATA_OFFSET = 0x4c0;
@@ -17,7 +17,7 @@ const IGVM_FIXED_SIZE = 20;
 
 /** IGVM report_type values (az-cvm-vtpm: 2 SNP, 4 TDX). */
 export const HCL_REPORT_TYPE = { SNP: 2, TDX: 4 } as const;
-/** report_data_hash_type -> node hash name (§5.2: 1 SHA-256, 2 SHA-384, 3 SHA-512). */
+/** report_data_hash_type -> node hash name (az-cvm-vtpm hcl/mod.rs: 1 SHA-256, 2 SHA-384, 3 SHA-512). */
 export const HCL_HASH_TYPES: ReadonlyMap<number, 'sha256' | 'sha384' | 'sha512'> = new Map([
   [1, 'sha256'],
   [2, 'sha384'],

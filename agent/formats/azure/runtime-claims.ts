@@ -1,6 +1,6 @@
 /**
  * The HCL runtime claims: a JSON document the Azure paravisor writes after the SNP report and hashes
- * into REPORT_DATA (reference/snp.md §5.2). It carries the vTPM keys as JWKs (HCLAkPub, HCLEkPub),
+ * into REPORT_DATA (az-cvm-vtpm az-snp-vtpm/src/report.rs; trustee az_snp_vtpm verify_report_data). It carries the vTPM keys as JWKs (HCLAkPub, HCLEkPub),
  * the VM configuration and the 64-byte user data. The input is attacker-controlled until the SNP
  * signature and the REPORT_DATA binding are checked, so parsing is strict and bounded, and keys are
  * rebuilt from their public members only.

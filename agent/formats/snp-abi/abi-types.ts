@@ -2,14 +2,14 @@
  * Types of the SEV-SNP ABI structures: the 1184-byte ATTESTATION_REPORT, its TCB_VERSION,
  * POLICY, PLATFORM_INFO and signer-info words, the GHCB certificate table and the AMD VCEK/VLEK
  * X.509 extensions. Pure data; parsing lives in report.ts, tcb.ts, cert-table.ts, amd-extensions.ts.
- * Layout source: shared/reference/snp.md §3 (AMD SEV-SNP ABI #56860 "ATTESTATION_REPORT" table,
+ * Layout source: AMD SEV-SNP ABI #56860 rev 1.55 §7.3 Table 22 "ATTESTATION_REPORT Structure",
  * as encoded by go-sev-guest abi/abi.go and virtee/sev snp.rs).
  */
 
 /** Processor generations this agent knows (AMD KDS product names without stepping). */
 export type SnpProduct = 'Milan' | 'Genoa' | 'Turin';
 
-/** TCB_VERSION byte layout: Milan/Genoa ("legacy", struct version 0) or Turin (FMC byte first). snp.md §3.4 */
+/** TCB_VERSION byte layout: Milan/Genoa ("legacy", struct version 0) or Turin (FMC byte first). virtee/sev src/firmware/host/types/snp.rs TcbVersion */
 export type TcbLayout = 'legacy' | 'turin';
 
 export interface TcbVersion {
@@ -26,7 +26,7 @@ export interface TcbVersion {
   reservedBits: bigint;
 }
 
-/** Guest POLICY (report 0x008), snp.md §3.2. */
+/** Guest POLICY (report 0x008): go-sev-guest abi/abi.go ParseSnpPolicy; Linux include/linux/psp-sev.h SNP_POLICY_MASK_*. */
 export interface SnpPolicy {
   raw: bigint;
   abiMinor: number;
@@ -47,7 +47,7 @@ export interface SnpPolicy {
   mbzBits: bigint;
 }
 
-/** PLATFORM_INFO (report 0x040), snp.md §3.3. */
+/** PLATFORM_INFO (report 0x040): go-sev-guest abi/abi.go ParseSnpPlatformInfo. */
 export interface SnpPlatformInfo {
   raw: bigint;
   smtEnabled: boolean;
@@ -100,7 +100,7 @@ export interface SnpCpuid {
  */
 export type TcbLayoutSource = 'cpuid' | 'chip-id-heuristic' | 'default';
 
-/** The 1184-byte SEV-SNP ATTESTATION_REPORT, versions 2..5 (snp.md §3, §3.1). */
+/** The 1184-byte SEV-SNP ATTESTATION_REPORT, versions 2..5 (SNP ABI #56860 rev 1.55 §7.3 Table 22; go-sev-guest abi/abi.go ReportToProto). */
 export interface SnpReport {
   version: number;
   guestSvn: number;
@@ -148,7 +148,7 @@ export interface SnpReport {
    * "signerInfo[31:5]", "policy[63:26]", "platformInfo[6]", "platformInfo[63:8]",
    * "signature.r[48..72)", "signature.s[48..72)" and "reserved@0x330" (the last three only when
    * signatureAlgo = 1). "reserved@0x1f8" (the pre-v5 MIT-vector area) is judged only for v2/v3:
-   * v4's content there is under AMD embargo (snp.md §3.1). Empty for a well-formed report.
+   * v4's content there is under AMD embargo (virtee/sev PR #312). Empty for a well-formed report.
    */
   nonZeroReserved: string[];
   /** The 1184 input bytes (a copy). */
@@ -193,7 +193,7 @@ export interface SnpReportInit {
   reserved?: Record<string, Uint8Array>;
 }
 
-/** AMD VCEK/VLEK certificate extensions, OIDs 1.3.6.1.4.1.3704.1.* (snp.md §4.2). */
+/** AMD VCEK/VLEK certificate extensions, OIDs 1.3.6.1.4.1.3704.1.* (AMD #57230; go-sev-guest kds/kds.go). */
 export interface AmdCertExtensions {
   /** …1.1 (0 Milan/Genoa/VLEK, 1 Turin). */
   structVersion?: number;
@@ -219,7 +219,7 @@ export interface AmdCertExtensions {
 
 export type CertTableKind = 'vcek' | 'vlek' | 'ask' | 'ark' | 'asvk' | 'crl' | 'extra' | 'unknown';
 
-/** One entry of the GHCB extended-report certificate table (snp.md §1.4). */
+/** One entry of the GHCB extended-report certificate table (GHCB #56421 rev 2.03 §4.1.8.1). */
 export interface CertTableEntry {
   /** Canonical lowercase GUID text, e.g. "63da758d-e664-4564-adc5-f4b93be8accd". */
   guid: string;

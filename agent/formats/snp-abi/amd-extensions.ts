@@ -1,5 +1,5 @@
 /**
- * AMD VCEK/VLEK X.509 extensions, OIDs 1.3.6.1.4.1.3704.1.* (snp.md §4.2; go-sev-guest kds/kds.go,
+ * AMD VCEK/VLEK X.509 extensions, OIDs 1.3.6.1.4.1.3704.1.* (AMD #57230; go-sev-guest kds/kds.go,
  * tinfoilsh/go-sev-guest kds.go for …3.9 fmcSPL, trustee get_oid_octets for hwID). Node's
  * X509Certificate does not expose custom extensions, hence formats/x509/extensions.ts.
  */
@@ -26,7 +26,7 @@ export const AMD_OID = {
   cspId: `${AMD}.5`,
 } as const;
 
-/** hwID lengths: 64 bytes (Milan/Genoa CHIP_ID), 8 bytes (Turin), snp.md §4.2. */
+/** hwID lengths: 64 bytes (Milan/Genoa CHIP_ID), 8 bytes (Turin): go-sev-guest kds/kds.go, trustee deps/verifier/src/snp/mod.rs. */
 const HWID_LENGTHS = new Set([8, 64]);
 const STRING_TAGS = new Set<number>([TAG.IA5_STRING, TAG.UTF8_STRING, TAG.PRINTABLE_STRING]);
 

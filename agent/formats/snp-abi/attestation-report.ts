@@ -1,6 +1,6 @@
 /**
  * SEV-SNP ATTESTATION_REPORT (1184 bytes, little-endian) parser and its exact inverse.
- * Offsets: shared/reference/snp.md §3 table (AMD SEV-SNP ABI #56860 ATTESTATION_REPORT, as encoded by
+ * Offsets: AMD SEV-SNP ABI #56860 rev 1.55 §7.3 Table 22 ATTESTATION_REPORT, as encoded by
  * go-sev-guest abi/abi.go ReportToProto/ReportToAbiBytes and virtee/sev snp.rs). Pure: bytes in, data out.
  */
 import { CvmError, ParseError } from '../../errors.js';
@@ -8,17 +8,17 @@ import { isAllZero, readUintLE } from '../../util/bytes.js';
 import { decodeTcb, productFromCpuid, tcbLayoutForFamily } from './tcb-version.js';
 import type { SigningKeyName, SnpPlatformInfo, SnpPolicy, SnpReport, SnpReportInit, SnpSignerInfo, TcbLayout, TcbLayoutSource } from './abi-types.js';
 
-/** Report size (snp.md §1.2: MSG_REPORT_RSP report_size = 0x4A0). */
+/** Report size (MSG_REPORT_RSP report_size = 0x4A0; Linux sev-guest.c struct snp_msg_report_resp_hdr). */
 export const SNP_REPORT_SIZE = 0x4a0;
-/** Signature covers bytes [0, 0x2A0) (snp.md §3 "Signed bytes"). */
+/** Signature covers bytes [0, 0x2A0) (go-sev-guest abi/abi.go SignedComponent). */
 export const SNP_SIGNED_END = 0x2a0;
-/** go-sev-guest MinSupportedReportVersion / MaxSupportedReportVersion (snp.md §3 VERSION row). */
+/** go-sev-guest MinSupportedReportVersion / MaxSupportedReportVersion (go-sev-guest abi/abi.go). */
 export const SNP_MIN_REPORT_VERSION = 2;
 export const SNP_MAX_REPORT_VERSION = 5;
-/** SIGNATURE_ALGO 1 = ECDSA P-384 with SHA-384 (snp.md §3, go-sev-guest SignEcdsaP384Sha384). */
+/** SIGNATURE_ALGO 1 = ECDSA P-384 with SHA-384 (SNP ABI #56860 rev 1.55 §7.3 Table 22, go-sev-guest SignEcdsaP384Sha384). */
 export const SNP_SIG_ALGO_ECDSA_P384_SHA384 = 1;
 
-/** Field offsets and sizes, snp.md §3 table. */
+/** Field offsets and sizes, SNP ABI #56860 rev 1.55 §7.3 Table 22. */
 export const OFF = {
   version: 0x000,
   guestSvn: 0x004,
@@ -76,7 +76,7 @@ const P384_SCALAR = 48;
 /** Reserved byte ranges of the layout for a report version: [name, offset, length]. */
 export function reservedRanges(version: number): Array<[string, number, number]> {
   const r: Array<[string, number, number]> = [['reserved@0x04c', 0x04c, 4]];
-  // v2: 0x188..0x19F reserved; v3 put CPUID_FAM/MOD/STEP at 0x188..0x18A (snp.md §3.1).
+  // v2: 0x188..0x19F reserved; v3 put CPUID_FAM/MOD/STEP at 0x188..0x18A (go-sev-guest abi/abi.go ReportToProto).
   r.push(version >= 3 ? ['reserved@0x18b', 0x18b, 0x15] : ['reserved@0x188', 0x188, 0x18]);
   r.push(['reserved@0x1eb', 0x1eb, 1], ['reserved@0x1ef', 0x1ef, 1]);
   // LAUNCH/CURRENT_MIT_VECTOR exist from v5 (SNP ABI 1.58); reserved before.
@@ -178,7 +178,7 @@ export function parseSnpReport(bytes: Uint8Array): SnpReport {
     const mbz =
       name === 'reserved@0x330'
         ? signatureAlgo === SNP_SIG_ALGO_ECDSA_P384_SHA384 // only the ECDSA P-384 signature format defines it as zero
-        : name !== 'reserved@0x1f8' || version < 4; // v4 content is under AMD embargo (snp.md §3.1): do not judge it
+        : name !== 'reserved@0x1f8' || version < 4; // v4 content is under AMD embargo (virtee/sev PR #312): do not judge it
     if (mbz && !isAllZero(reserved[name]!)) nonZeroReserved.push(name);
   }
   if (signerInfo.mbzBits !== 0) nonZeroReserved.push('signerInfo[31:5]');
@@ -340,7 +340,7 @@ export function signedBytes(report: Uint8Array): Buffer {
 
 /**
  * The signature as IEEE-P1363 r||s (96 bytes big-endian) for node:crypto verify with
- * dsaEncoding 'ieee-p1363': reverse each little-endian 72-byte field and keep the low 48 bytes (snp.md §3).
+ * dsaEncoding 'ieee-p1363': reverse each little-endian 72-byte field and keep the low 48 bytes (go-sev-guest abi/abi.go ReportToSignatureDER).
  */
 export function signatureP1363(report: Pick<SnpReport, 'signature'>): Buffer {
   const be = (le: Buffer) => Buffer.from(le.subarray(0, P384_SCALAR)).reverse();

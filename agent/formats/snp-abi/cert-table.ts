@@ -1,12 +1,13 @@
 /**
- * GHCB extended-report certificate table ("GUID table") parser and serializer, snp.md §1.4
+ * GHCB extended-report certificate table ("GUID table") parser and serializer, GHCB #56421
+ * rev 2.03 §4.1.8.1 cert_table
  * (go-sev-guest abi.go CertTableHeaderEntry/ParseSnpCertTableHeader/CertTable.Marshal; kernel
  * struct snp_msg_cert_entry {guid_t guid; u32 offset; u32 length;}):
  *
  *   entry[i] (24 bytes) = GUID[16] | offset u32 LE | length u32 LE, terminated by an all-zero entry;
  *   blobs at table+offset (offsets from the START of the table); page padding may follow.
  *
- * GUIDs are accepted in both byte orders (RFC 4122 and Microsoft/EFI mixed-endian), snp.md §1.4
+ * GUIDs are accepted in both byte orders (RFC 4122 and Microsoft/EFI mixed-endian)
  * (go-sev-guest#157, microsoft/CCF PR #8116).
  */
 import { CvmError, ParseError } from '../../errors.js';
@@ -15,7 +16,7 @@ import type { CertTableEntry, CertTableKind } from './abi-types.js';
 
 export const CERT_TABLE_ENTRY_SIZE = 24;
 
-/** Standard GUIDs (go-sev-guest abi/abi.go, snp.md §1.4). The ASK GUID also carries the ASVK. */
+/** Standard GUIDs (go-sev-guest abi/abi.go). The ASK GUID also carries the ASVK. */
 export const CERT_TABLE_GUIDS = {
   vcek: '63da758d-e664-4564-adc5-f4b93be8accd',
   vlek: 'a8074bc2-a25a-483e-aae6-39c045a0b8a1',
@@ -53,7 +54,7 @@ export function guidToBytes(text: string, order: 'rfc4122' | 'mixed-endian' = 'r
 
 /**
  * Parse a certificate table. An empty or all-zero buffer (the kernel zero-fills when the host
- * supplied nothing, snp.md §1.3) yields []. Rejects: missing terminator, offsets inside the header
+ * supplied nothing, Linux sev-guest.c get_ext_report) yields []. Rejects: missing terminator, offsets inside the header
  * or past the end, zero-length entries, overlapping blobs, duplicate GUIDs.
  */
 export function parseCertTable(bytes: Uint8Array): CertTableEntry[] {
@@ -101,7 +102,7 @@ export function parseCertTable(bytes: Uint8Array): CertTableEntry[] {
     const cur = byOffset[i]!;
     if (cur.offset < prev.offset + prev.length) throw new ParseError('cert table: entries overlap', cur.at);
   }
-  // The ASK GUID also carries the ASVK: in a VLEK-only table it is the ASVK (snp.md §1.4).
+  // The ASK GUID also carries the ASVK: in a VLEK-only table it is the ASVK (go-sev-guest abi/abi.go).
   if (entries.some((e) => e.kind === 'vlek') && !entries.some((e) => e.kind === 'vcek')) {
     for (const e of entries) if (e.kind === 'ask') e.kind = 'asvk';
   }
@@ -117,7 +118,7 @@ export interface CertTableInput {
 
 /**
  * Build a certificate table (header, terminator, blobs in order, as go-sev-guest CertTable.Marshal).
- * `padTo` zero-pads to a multiple of that many bytes (4096: an ioctl certs buffer, snp.md §1.3).
+ * `padTo` zero-pads to a multiple of that many bytes (4096: an ioctl certs buffer must be a page multiple, Linux sev-guest.c).
  */
 export function serializeCertTable(entries: readonly CertTableInput[], opts: { guidOrder?: 'rfc4122' | 'mixed-endian'; padTo?: number } = {}): Buffer {
   const order = opts.guidOrder ?? 'rfc4122';

@@ -1,7 +1,8 @@
 /**
  * TCB_VERSION (8 bytes, little-endian u64) encode/decode for both byte layouts, and CPUID →
- * product identification. snp.md §3.4 (virtee/sev from_legacy_bytes/from_turin_bytes;
- * tinfoilsh/go-sev-guest kds.ToTCBParts) and §3.1 (virtee/sev identify_cpu).
+ * product identification. SNP ABI #56860 TCB_VERSION; Turin layout from virtee/sev
+ * src/firmware/host/types/snp.rs from_legacy_bytes/from_turin_bytes and tinfoilsh/go-sev-guest
+ * kds/kds.go ToTCBParts; CPUID from virtee/sev src/lib.rs identify_cpu.
  */
 import { CvmError, ParseError } from '../../errors.js';
 import type { SnpProduct, TcbLayout, TcbVersion } from './abi-types.js';
@@ -9,7 +10,7 @@ import type { SnpProduct, TcbLayout, TcbVersion } from './abi-types.js';
 const U64_MAX = (1n << 64n) - 1n;
 const byteAt = (raw: bigint, i: number): number => Number((raw >> BigInt(8 * i)) & 0xffn);
 
-/** Byte positions per layout (snp.md §3.4 table). */
+/** Byte positions per layout (virtee/sev from_legacy_bytes / from_turin_bytes). */
 const LAYOUT = {
   legacy: { bootloader: 0, tee: 1, snp: 6, microcode: 7, fmc: undefined, reserved: [2, 3, 4, 5] },
   turin: { bootloader: 1, tee: 2, snp: 3, microcode: 7, fmc: 0, reserved: [4, 5, 6] },
@@ -74,7 +75,7 @@ export function tcbLayoutFor(product: SnpProduct): TcbLayout {
 
 /**
  * Generation from the report's combined CPUID family/model (v3+), per virtee/sev identify_cpu
- * (snp.md §3.1). Siena/Bergamo (Genoa family) map to Genoa, as the KDS does. Stepping is not needed.
+ * (src/lib.rs). Siena/Bergamo (Genoa family) map to Genoa, as the KDS does. Stepping is not needed.
  */
 export function productFromCpuid(family: number, model: number, _stepping?: number): SnpProduct | undefined {
   if (family === 0x19) {

@@ -128,7 +128,7 @@ export const HEADER_SIZE = 10;
 /** Largest command/response this client sends or accepts (TPM_PT_MAX_COMMAND_SIZE is 4096 on common TPMs). */
 export const MAX_MESSAGE_SIZE = 8192;
 
-/** Azure vTPM well-known handles (reference/snp.md §5.1: Tss2Util.h, az-cvm-vtpm). */
+/** Azure vTPM well-known handles (Azure cvm-guest-attestation client-library LinuxTpm/lib/Tss2Util.h; az-cvm-vtpm src/vtpm/mod.rs). */
 export const AZURE = {
   HCL_REPORT_INDEX: 0x01400001,
   REPORT_DATA_INDEX: 0x01400002,

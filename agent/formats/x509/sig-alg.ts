@@ -1,7 +1,7 @@
 /**
  * The one signature-algorithm decoder for certificates, CRLs and their issuers. Decoded, never
  * byte-compared: AMD certificates use two encodings of the same RSASSA-PSS parameters
- * (reference/snp.md §4.1); NVIDIA device and OCSP certificates use ecdsa-with-SHA384 (RFC 5758 §3.2).
+ * (AMD #57230); NVIDIA device and OCSP certificates use ecdsa-with-SHA384 (RFC 5758 §3.2).
  */
 import { children, childrenAtLeast, decodeInteger, decodeOid, expectTag, TAG, type DerNode } from '../../util/der.js';
 

@@ -1,7 +1,7 @@
 /**
  * AMD SEV-SNP root certificates, embedded so that verification never trusts a root taken from the
  * evidence. Copied byte-for-byte from AMD KDS cert_chain bodies as shipped in google/go-sev-guest
- * verify/trust/ask_ark_{milan,genoa,turin_vcek}.pem and *_vlek.pem (reference/snp.md §4.1, §6).
+ * verify/trust/ask_ark_{milan,genoa,turin_vcek}.pem and *_vlek.pem (AMD KDS, #57230).
  * Each entry carries the SHA-256 of its DER; amd.ts re-hashes at load and refuses a mismatch.
  * Generated from test/vectors/snp/*.pem; do not edit by hand.
  */

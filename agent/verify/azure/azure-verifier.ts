@@ -1,6 +1,6 @@
 /**
  * verifyAzureEvidence: Azure confidential VM (SEV-SNP paravisor + vTPM) evidence, pure.
- * Recipe (reference/snp.md §5.3, trustee az_snp_vtpm `evaluate`):
+ * Recipe (trustee deps/verifier/src/az_snp_vtpm/mod.rs `evaluate`):
  *   1. parse the HCL report (azure.hcl.parse);
  *   2. REPORT_DATA[0:n] == H(runtime claims) with the header's hash, rest zero (azure.hcl.report-data);
  *   3. the TPM quote verifies under HCLAkPub from those claims (azure.quote.signature);
@@ -22,7 +22,7 @@ import { findKey } from '../../formats/azure/runtime-claims.js';
 import { verifyQuote, type QuoteClaims } from './quote.js';
 import { expectationsFor, USER_DATA_SIZE, type AzureEvidence, type AzureEvidenceFormat } from '../../formats/azure/evidence-formats.js';
 
-/** REPORT_DATA offset/size in the SNP ATTESTATION_REPORT (reference/snp.md §2, offset 0x50). */
+/** REPORT_DATA offset/size in the SNP ATTESTATION_REPORT (SNP ABI #56860 rev 1.55 §7.3 Table 22, offset 0x50). */
 const REPORT_DATA_OFFSET = 0x50;
 const REPORT_DATA_SIZE = 64;
 
@@ -59,7 +59,7 @@ export interface AzureReportVerification extends VerificationResult<AzureClaims>
 
 const eq = (a: Uint8Array, b: Uint8Array) => a.length === b.length && timingSafeEqual(a, b);
 
-/** REPORT_DATA binds the runtime claims: H(claims) then zeros (§5.2). */
+/** REPORT_DATA binds the runtime claims: H(claims) then zeros (trustee az_snp_vtpm verify_report_data). */
 export function checkReportDataBinding(hcl: HclReport): Check {
   const name = 'azure.hcl.report-data';
   const reportData = hcl.snpReport.subarray(REPORT_DATA_OFFSET, REPORT_DATA_OFFSET + REPORT_DATA_SIZE);

@@ -1,7 +1,7 @@
 /**
  * TPM2_Quote verification (pure): the signature over TPMS_ATTEST under the vTPM AK, the
  * qualifying data (extraData) against the expected nonce, and the PCR digest against the PCR
- * values shipped with the evidence (reference/snp.md §5.3 steps 1-3).
+ * values shipped with the evidence (trustee deps/verifier/src/az_snp_vtpm/mod.rs evaluate; TPM 2.0 Part 3 TPM2_Quote).
  */
 import { createHash, timingSafeEqual, verify as cryptoVerify, constants, type KeyObject } from 'node:crypto';
 import { ParseError } from '../../errors.js';
@@ -40,7 +40,7 @@ export function verifyQuoteSignature(message: Uint8Array, signature: QuoteSignat
   let sig: TpmSignature;
   if (signature.format === 'raw') {
     if (key.asymmetricKeyType !== 'rsa') return { ok: false, scheme: 'raw', reason: `a bare signature needs an RSA AK, the AK is ${key.asymmetricKeyType}` };
-    // Azure's AK is RSA-2048 with RSASSA-PKCS1-v1_5/SHA-256 (reference/snp.md §5.1, checked on azure_quote.bin).
+    // Azure's AK is RSA-2048 with RSASSA-PKCS1-v1_5/SHA-256 (az-cvm-vtpm src/vtpm/mod.rs, checked on azure_quote.bin).
     sig = { sigAlg: 'rsassa', hashAlg: TPM_ALG.SHA256, signature: signature.bytes };
   } else {
     try {

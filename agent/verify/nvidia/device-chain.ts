@@ -1,9 +1,9 @@
 /**
  * GPU device certificate chains (NVML attestationCertChain: PEM, leaf first, 5 certs:
  * AK leaf "GH100 A01 GSP FMC LF" → "GSP BROM" → Provisioner ICA → "GH100 Identity" → root;
- * reference/nvidia-gpu.md §2.1 step 3, §4.3). Pure: certificates + pinned root + time in, checks out.
+ * nvtrust cc_admin_utils.py verify_gpu_certificate_chain). Pure: certificates + pinned root + time in, checks out.
  * As nvtrust and the C++ SDK do, the root the device sends is dropped and the pinned root appended
- * (§8 item 5); exactly 5 certificates are required (cc_admin_utils.py MAX_CERT_CHAIN_LENGTH).
+ * (nvml/gpu_cert_chains.py); exactly 5 certificates are required (cc_admin_utils.py MAX_CERT_CHAIN_LENGTH).
  * Certificates are parsed by formats/x509 (every part decoded up front: this is device evidence) and
  * links checked by verify/x509 isIssuedBy, memoised by certificate hash.
  */

@@ -1,5 +1,5 @@
 /**
- * FWID of the GPU AK leaf certificate (reference/nvidia-gpu.md §2.1 step 3, cc_admin_utils.py extract_fwid):
+ * FWID of the GPU AK leaf certificate (nvtrust cc_admin_utils.py extract_fwid):
  * - Hopper: extension 2.23.133.5.4.1 (TCG DICE TcbInfo OID, NVIDIA's own layout)
  *   SEQ { INTEGER 1, SubjectPublicKeyInfo, SEQ { OID sha384, OCTET STRING(48) } }; the FWID is the digest.
  * - Blackwell: extension 2.23.133.5.4.1.1 carrying a DICE TcbInfo; FWID = fwids[0].digest

@@ -1,6 +1,6 @@
 /**
  * Claims about one verified GPU. Names follow NVIDIA's claims where one exists (hwmodel, ueid, measres,
- * secboot, dbgstat, x-nvidia-mismatch-measurement-records: reference/nvidia-gpu.md §2.2) but use plain
+ * secboot, dbgstat, x-nvidia-mismatch-measurement-records: nvtrust local_gpu_verifier utils/claims_utils.py, attestation-sdk src/gpu/claims.cpp) but use plain
  * camelCase keys; the EAR layer maps them. Claims are meaningful only when the result is ok.
  */
 import type { MeasurementMismatch } from './rim/measurements.js';
@@ -18,7 +18,7 @@ export interface GpuClaims {
   vbiosVersion?: string;
   /** Request nonce, hex (eat_nonce). */
   nonce: string;
-  /** SHA-384 of the whole report, hex: what the CPU report binds (DESIGN.md "Binding"). */
+  /** SHA-384 of the whole report, hex: what the CPU report binds (docs/architecture.md "One attestation cycle"). */
   reportSha384: string;
   fwid?: string;
   project?: string;
@@ -29,7 +29,7 @@ export interface GpuClaims {
   nvdec0?: 'enabled' | 'disabled' | string;
   protectedPcie?: 'enabled' | 'disabled' | string;
   opaqueDataVersion?: number;
-  /** Raw FEATURE_FLAG; 2 = PPCIe; 0/1 meaning disputed (§2.3), so not named here. */
+  /** Raw FEATURE_FLAG; 2 = PPCIe; 0/1 meaning disputed (nvtrust parse_feature_flag vs attestation-sdk evidence.h), so not named here. */
   featureFlag?: number;
   switchPdis?: string[];
   driverRimId?: string;

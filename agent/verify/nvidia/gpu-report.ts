@@ -1,6 +1,6 @@
 /**
  * A complete NVML GPU attestation report: the 37-byte GET_MEASUREMENTS request followed by the
- * MEASUREMENTS response whose last 96 bytes are the signature (reference/nvidia-gpu.md §3.1).
+ * MEASUREMENTS response whose last 96 bytes are the signature (nvtrust verifier/attestation/spdm_msrt_resp_msg.py; DSP0274 1.1 MEASUREMENTS).
  */
 import { ParseError } from '../../errors.js';
 import {
@@ -14,7 +14,7 @@ import {
 import { parseOpaqueData, type OpaqueData } from './opaque.js';
 import { MAX_GPU_REPORT_LENGTH } from '../../formats/gpu-evidence-record.js';
 
-/** NVML_CC_GPU_ATTESTATION_REPORT_SIZE (0x2000, §1.2): no genuine report is larger. */
+/** NVML_CC_GPU_ATTESTATION_REPORT_SIZE (0x2000, nvml.h): no genuine report is larger. */
 export const MAX_REPORT_LENGTH = MAX_GPU_REPORT_LENGTH;
 
 export interface GpuReport {
@@ -22,7 +22,7 @@ export interface GpuReport {
   request: SpdmMeasurementsRequest;
   response: SpdmMeasurementsResponse;
   opaque: OpaqueData;
-  /** Bytes [0, len-96): request ‖ response-without-signature, hashed with SHA-384 (§3.1, SPDM 1.1: no signing context). */
+  /** Bytes [0, len-96): request ‖ response-without-signature, hashed with SHA-384 (DSP0274 1.1: no signing context). */
   signedBytes: Uint8Array;
   /** Raw r ‖ s, 48 bytes each. */
   signature: Uint8Array;

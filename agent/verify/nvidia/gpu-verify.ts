@@ -1,7 +1,7 @@
 /**
  * Verify one NVIDIA GPU's attestation evidence (report + device chain + optional NVML state, RIMs, OCSP).
- * Pure: bytes + collateral + time in, named checks + claims out; no I/O (reference/nvidia-gpu.md §2.1,
- * with the C++ SDK's stricter choices from §2.3 and §8). Fail closed: a check that cannot be evaluated
+ * Pure: bytes + collateral + time in, named checks + claims out; no I/O (nvtrust local_gpu_verifier cc_admin.py attest(),
+ * with the stricter choices of attestation-sdk src/gpu/verify.cpp). Fail closed: a check that cannot be evaluated
  * fails or warns with a reason, never passes silently. No policy: the architecture allow-list, the
  * requireNonce rule, the driver/VBIOS allow-lists and the NVML CC-state rules are appraisal
  * (agent/appraise/gpu-checks.ts), composed with this by agent/attest/verify-and-appraise.ts.
@@ -50,7 +50,7 @@ export interface GpuReportVerifyOptions {
 const DEVICE_ROOT_NAME = 'NVIDIA Device Identity CA';
 const SIM_ROOT_NAME = 'SIMULATED NVIDIA Device Identity CA (trusted only because simulation is enabled)';
 
-/** Architecture from the device chain: GH100 → Hopper, GB1xx/GB2xx → Blackwell (§4.3). */
+/** Architecture from the device chain: GH100 → Hopper, GB1xx/GB2xx → Blackwell (device chain CNs). */
 export function archFromChain(certs: readonly Certificate[]): GpuArch | undefined {
   const names = certs.slice(0, 2).map((c) => c.cn);
   if (names.some((n) => /^GH1\d\d\b/.test(n))) return 'hopper';
@@ -208,7 +208,7 @@ function checkDeviceChain(pem: string, simulatedRoots: SimulatedRoots | undefine
   return { checks: [cr.chain, cr.root], certs, verified: cr.verified, ...(cr.earliestNotAfter ? { earliestNotAfter: cr.earliestNotAfter } : {}), simulated };
 }
 
-/** Report signature: ECDSA P-384 / SHA-384 over request ‖ response[:-96], raw r‖s (§3.1). */
+/** Report signature: ECDSA P-384 / SHA-384 over request ‖ response[:-96], raw r‖s (nvtrust attestation/__init__.py verify_signature). */
 function checkReportSignature(report: GpuReport, leaf: Certificate | undefined): Check {
   if (!leaf) return fail('gpu.signature', 'not evaluated: no attestation key (AK) certificate');
   if (leaf.publicKey.asymmetricKeyType !== 'ec' || leaf.publicKey.asymmetricKeyDetails?.namedCurve !== 'secp384r1') {
@@ -225,7 +225,7 @@ function checkReportSignature(report: GpuReport, leaf: Certificate | undefined):
     : fail('gpu.signature', `the report signature does not verify with the AK certificate "${leaf.cn}": the report was altered or belongs to another GPU`);
 }
 
-/** FWID: report opaque field 20 == leaf extension (only when the report carries one, §2.1 step 3). */
+/** FWID: report opaque field 20 == leaf extension (only when the report carries one, cc_admin_utils.py verify_gpu_certificate_chain). */
 function checkFwid(reportFwid: Uint8Array | undefined, leaf: Certificate | undefined): Check {
   let leafFw: { fwid: Uint8Array; source: string } | undefined;
   let fwidError: string | undefined;
@@ -267,7 +267,7 @@ function checkArch(certs: readonly Certificate[] | undefined, chainArch: GpuArch
   return pass('gpu.arch', `${chainArch} (from the device chain${claimedArch ? ', matches the evidence' : ''})`);
 }
 
-/** Nonce: the requester nonce at report offset 4 (§8 item 7: not the responder nonce). */
+/** Nonce: the requester nonce at report offset 4 (cc_admin_utils.py verify_attestation_report: not the responder nonce). */
 function checkNonce(report: GpuReport, expectedNonce: Uint8Array | undefined): Check {
   if (expectedNonce === undefined) {
     return warn('gpu.nonce', 'no expected nonce given: freshness of the report was not checked'); // the policy may make this a failure (requireNonce)
@@ -359,7 +359,7 @@ function checkGoldenMeasurements(report: GpuReport, ids: RimIds, options: GpuRep
     : step(fail('gpu.measurements', bad.map((c) => c.detail).join('; ')), 'fail', cmp.mismatches);
 }
 
-/** Revocation of the device chain's intermediates (positions 1 .. n-2, §2.1 step 4). */
+/** Revocation of the device chain's intermediates (positions 1 .. n-2, cc_admin_utils.py ocsp_certificate_chain_validation). */
 function checkChainRevocation(
   verifiedChain: readonly Certificate[],
   options: GpuReportVerifyOptions,

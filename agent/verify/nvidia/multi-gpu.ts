@@ -2,7 +2,7 @@
  * Several GPUs of one machine. Each GPU is verified (and appraised) independently, by
  * agent/attest/verify-and-appraise.ts verifyGpus; then these cross-GPU checks run: the same GPU must
  * not appear twice (a replayed or duplicated report would otherwise count as two GPUs), and all GPUs
- * must report one mode (nvtrust §2.1 step 9).
+ * must report one mode (nvtrust cc_admin.py attest).
  * The overall result is the AND over every GPU and the cross-GPU checks.
  */
 import { fail, pass, statusOf, type Check, type TrustStatus, type VerificationResult } from '../../formats/checks.js';

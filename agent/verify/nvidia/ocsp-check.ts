@@ -1,10 +1,10 @@
 /**
  * OCSP responses (RFC 6960 §4.2) for the GPU device chain, from collateral (no network here).
  * nvtrust checks certs [1 .. n-2] of the device chain (BROM, Provisioner ICA, GH100 Identity), not the
- * AK leaf and not the root (reference/nvidia-gpu.md §2.1 step 4). A response counts only when:
+ * AK leaf and not the root (cc_admin_utils.py ocsp_certificate_chain_validation). A response counts only when:
  * responseStatus successful, signed by the issuer itself or by a delegated responder the issuer
  * certified for OCSPSigning (RFC 6960 §4.2.2.2), the CertID names the certificate, and `at` lies in
- * [thisUpdate, nextUpdate + grace] (no nextUpdate: thisUpdate + 3600 s, as the C++ SDK's cache TTL, §2.3).
+ * [thisUpdate, nextUpdate + grace] (no nextUpdate: thisUpdate + 3600 s, as the C++ SDK's cache TTL, nv_ocsp.h).
  * Pure; malformed DER raises ParseError.
  */
 import { createHash, verify as cryptoVerify, type KeyObject } from 'node:crypto';

@@ -1,13 +1,13 @@
 /**
  * NVIDIA opaque data in the SPDM MEASUREMENTS response: a list of `[type u16 LE][len u16 LE][value]`
- * TLVs (reference/nvidia-gpu.md §3.3; type ids from nvtrust spdm_msrt_resp_msg.py OPAQUE_DATA_TYPES and
+ * TLVs (type ids from nvtrust spdm_msrt_resp_msg.py OPAQUE_DATA_TYPES and
  * attestation-sdk gpu_opaque_data_parser.hpp). Pure and strict: unknown or duplicate ids are ParseErrors,
  * like the C++ SDK (is_valid_gpu_opaque_data_type accepts 1..36 only).
  */
 import { ParseError } from '../../errors.js';
 import { bytesToHex } from '../../util/bytes.js';
 
-/** §3.3 table: id → name (the golden parse prints them as OPAQUE_FIELD_ID_<name>). */
+/** OPAQUE_DATA_TYPES: id → name (the golden parse prints them as OPAQUE_FIELD_ID_<name>). */
 export const OPAQUE_FIELD_NAMES: Readonly<Record<number, string>> = {
   1: 'CERT_ISSUER_NAME',
   2: 'CERT_AUTHORITY_KEY_IDENTIFIER',
@@ -68,7 +68,7 @@ export const OPAQUE = {
   FEATURE_FLAG: 36,
 } as const;
 
-/** NVDEC0 / protected-PCIe status bytes (§3.3 ids 11, 21). */
+/** NVDEC0 / protected-PCIe status bytes (OPAQUE_DATA_TYPES ids 11, 21). */
 export const STATUS_ENABLED = 0xaa;
 export const STATUS_DISABLED = 0x55;
 
@@ -84,7 +84,7 @@ export interface OpaqueField {
 export interface OpaqueData {
   fields: OpaqueField[];
   driverVersion?: string;
-  /** Formatted per §3.4, e.g. "96.00.9F.00.01". */
+  /** Formatted as nvtrust utils/__init__.py format_vbios_version, e.g. "96.00.9F.00.01". */
   vbiosVersion?: string;
   gpuInfo?: Uint8Array;
   nvdec0Status?: number;
@@ -103,7 +103,7 @@ export interface OpaqueData {
   switchPdis?: string[];
   opaqueDataVersion?: number;
   chipInfo?: string;
-  /** Raw feature flag; 2 = PPCIe. 0/1 meaning is disputed between NVIDIA codebases (§2.3). */
+  /** Raw feature flag; 2 = PPCIe. 0/1 meaning is disputed between NVIDIA codebases (nvtrust parse_feature_flag vs attestation-sdk evidence.h). */
   featureFlag?: number;
 }
 
@@ -111,7 +111,7 @@ export interface OpaqueData {
 const MAX_OPAQUE_TYPE = 36;
 
 /**
- * §3.4: reverse the 8 bytes, hex-encode to h, t = h[8:16] + h[6:8], dot-separate the pairs, upper-case.
+ * nvtrust format_vbios_version / attestation-sdk evidence.cpp get_vbios_version: reverse the 8 bytes, hex-encode to h, t = h[8:16] + h[6:8], dot-separate the pairs, upper-case.
  * 009f009601000000 → "96.00.9F.00.01".
  */
 export function formatVbiosVersion(raw: Uint8Array): string {

@@ -1,20 +1,20 @@
 /**
  * SPDM 1.1 GET_MEASUREMENTS request + MEASUREMENTS response, as NVML returns them in
- * `attestationReport` (reference/nvidia-gpu.md §3.1-§3.2; DMTF DSP0274 1.1 §10.11).
+ * `attestationReport` (nvtrust spdm_msrt_req_msg.py / spdm_msrt_resp_msg.py; DMTF DSP0274 1.1 §10.11).
  * Pure and bounds-checked: every malformed input raises ParseError with an offset.
  * Multi-byte integers are little-endian.
  */
 import { ParseError } from '../../errors.js';
 
-/** GET_MEASUREMENTS request: always 37 bytes when a signature is requested (§3.1 offsets 0..36). */
+/** GET_MEASUREMENTS request: always 37 bytes when a signature is requested (DSP0274 1.1 GET_MEASUREMENTS, offsets 0..36). */
 export const SPDM_REQUEST_LENGTH = 37;
-/** ECDSA P-384 raw r||s (HopperSettings.signature_length = 96, §3.1). */
+/** ECDSA P-384 raw r||s (nvtrust HopperSettings.signature_length = 96). */
 export const SPDM_SIGNATURE_LENGTH = 96;
 export const SPDM_NONCE_LENGTH = 32;
 export const SPDM_VERSION_1_1 = 0x11;
 export const SPDM_GET_MEASUREMENTS = 0xe0;
 export const SPDM_MEASUREMENTS = 0x60;
-/** MeasurementSpecification bit for DMTF (§3.2; nvtrust raises MeasurementSpecificationError otherwise). */
+/** MeasurementSpecification bit for DMTF (DSP0274 1.1 Table 45; nvtrust raises MeasurementSpecificationError otherwise). */
 export const DMTF_MEASUREMENT_SPEC = 0x01;
 
 export interface SpdmMeasurementsRequest {
@@ -28,7 +28,7 @@ export interface SpdmMeasurementsRequest {
 }
 
 export interface MeasurementBlock {
-  /** 1-based SPDM index; RIM Resource index i corresponds to block i+1 (§3.2). */
+  /** 1-based SPDM index; RIM Resource index i corresponds to block i+1 (nvtrust MeasurementRecord.get_measurements). */
   index: number;
   measurementSpecification: number;
   measurementSize: number;
@@ -46,7 +46,7 @@ export interface SpdmMeasurementsResponse {
   numberOfBlocks: number;
   measurementRecordLength: number;
   blocks: MeasurementBlock[];
-  /** Responder nonce (random; verifiers do not check it, §8.7). */
+  /** Responder nonce (random; nvtrust and attestation-sdk do not check it). */
   nonce: Uint8Array;
   opaqueLength: number;
   opaqueData: Uint8Array;
@@ -92,7 +92,7 @@ export function parseSpdmRequest(bytes: Uint8Array): SpdmMeasurementsRequest {
 }
 
 function parseBlock(b: Uint8Array, off: number, end: number): MeasurementBlock {
-  // DSP0274 1.1 Table 45 (measurement block) + Table 46 (DMTF measurement), §3.2 of the reference.
+  // DSP0274 1.1 Table 45 (measurement block) + Table 46 (DMTF measurement).
   if (off + 4 > end) throw new ParseError('SPDM: truncated measurement block header', off);
   const index = b[off]!;
   const measurementSpecification = b[off + 1]!;

@@ -1,6 +1,6 @@
 /**
  * The certificate chain ARK → ASK (or ASVK for VLEKs) → VCEK/VLEK, anchored in pinned roots only
- * (reference/snp.md §4.1; go-sev-guest#185: a verifier that trusts a supplied ARK by name is broken).
+ * (AMD #57230; go-sev-guest#185: a verifier that trusts a supplied ARK by name is broken).
  * A supplied ASK/ASVK/ARK is allowed only if it is byte-identical to the pinned one for the product.
  * Every AMD signature must be RSASSA-PSS SHA-384/MGF1-SHA-384/salt 48 — decoded, not byte-compared.
  */

@@ -1,7 +1,7 @@
 /**
  * Certificates supplied with the evidence: decode the container (PEM, DER, or a GHCB certificate
- * table, reference/snp.md §1.4), parse each certificate once, and sort them into roles by subject CN
- * (AMD names: SEV-VCEK, SEV-VLEK, SEV-<P> (ASK), SEV-VLEK-<P> (ASVK), ARK-<P>; §4.1).
+ * table, GHCB #56421 rev 2.03 §4.1.8.1), parse each certificate once, and sort them into roles by subject CN
+ * (AMD names: SEV-VCEK, SEV-VLEK, SEV-<P> (ASK), SEV-VLEK-<P> (ASVK), ARK-<P>; go-sev-guest verify/verify.go).
  * A role is only a label: nothing supplied here is trusted until chain.ts matches it to pinned roots.
  */
 import { ParseError } from '../../errors.js';

@@ -1,6 +1,6 @@
 /**
  * AMD KDS CRLs (`/vcek/v1/{P}/crl`, `/vlek/v1/{P}/crl`): DER X.509 v2 CRLs signed by the product's
- * ARK that revoke ASKs/ASVKs (reference/snp.md §4.3, §4.4 item 6). Parsing and the revocation check
+ * ARK that revoke ASKs/ASVKs (AMD #57230 KDS interface; go-sev-guest verify/verify.go CheckRevocations). Parsing and the revocation check
  * are pure: CRL bytes + ARK key + time in, a named check out.
  *
  * CertificateList ::= SEQUENCE { tbsCertList, signatureAlgorithm, signatureValue }   (RFC 5280 §5.1)

@@ -1,12 +1,12 @@
 /**
  * The attestation report signature: ECDSA P-384 with SHA-384 over bytes [0, 0x2A0), r and s stored
- * little-endian in 72-byte fields at 0x2A0 and 0x2E8 (reference/snp.md §3, "Signed bytes";
+ * little-endian in 72-byte fields at 0x2A0 and 0x2E8 (SNP ABI #56860 rev 1.55 §7.3 Table 22;
  * go-sev-guest abi.SignedComponent / ReportToSignatureDER). Pure: bytes + key in, boolean out.
  */
 import { verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import { ParseError } from '../../errors.js';
 
-/** Report size (0x4A0) and signature layout, reference/snp.md §3 table. */
+/** Report size (0x4A0) and signature layout, SNP ABI #56860 rev 1.55 §7.3 Table 22. */
 export const REPORT_SIZE = 0x4a0;
 export const SIGNED_END = 0x2a0;
 export const SIG_R_OFFSET = 0x2a0;

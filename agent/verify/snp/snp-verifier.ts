@@ -5,7 +5,8 @@
  * appraisal (agent/appraise/snp-checks.ts) runs on the parsed report this returns, and
  * agent/attest/verify-and-appraise.ts verifySnpAttestation composes the two.
  * Fail closed: every check the verifier could not perform is reported as failed, never skipped.
- * Check list and rationale: reference/snp.md §3, §4.1, §4.2, §4.4.
+ * Check list and rationale: SNP ABI #56860 rev 1.55 §7.3 Table 22, AMD #57230 (chain, extensions)
+ * and the checks of go-sev-guest verify/verify.go and validate/validate.go.
  */
 import { timingSafeEqual } from 'node:crypto';
 import { ParseError } from '../../errors.js';
@@ -65,7 +66,7 @@ function kdsVcekUrl(r: SnpReport, product: SnpProduct): string {
   return `https://kdsintf.amd.com/vcek/v1/${product}/${hwid}?${fmc}blSPL=${t.bootloader}&teeSPL=${t.tee}&snpSPL=${t.snp}&ucodeSPL=${t.microcode}`;
 }
 
-/** Leaf certificate sanity: X.509 v3, EC P-384 key, AMD extensions shaped for its kind (§4.4 item 3). */
+/** Leaf certificate sanity: X.509 v3, EC P-384 key, AMD extensions shaped for its kind (go-sev-guest verify/verify.go). */
 function leafProblems(leaf: SuppliedCert, kind: LeafKind, ext: AmdCertExtensions): string | undefined {
   const c = leaf.cert;
   if (c.version !== 3) return `${LEAF_LABEL[kind]} is X.509 v${c.version}, expected v3`;

@@ -1,8 +1,8 @@
 /**
  * TCB comparisons: the VCEK/VLEK's SPL extensions against the report's REPORTED_TCB (the TCB the key
- * was derived for), decoded with the product's byte layout (Turin puts FMC first, reference/snp.md §3.4).
+ * was derived for), decoded with the product's byte layout (Turin puts FMC first, virtee/sev from_turin_bytes).
  * The policy minimum (snp.policy.min-tcb) is appraisal: agent/appraise/snp-checks.ts. REPORTED, not CURRENT: a host may have loaded newer microcode since the key
- * was derived (the trustee vector has CURRENT ucode 206, REPORTED 115, and verifies) — §4.2.
+ * was derived (the trustee vector has CURRENT ucode 206, REPORTED 115, and verifies; go-sev-guest validate/validate.go).
  */
 import { fail, pass, type Check } from '../../formats/checks.js';
 import { formatTcb, tcbFor, tcbLayoutFor, type AmdCertExtensions, type SnpProduct } from '../../formats/snp-abi/index.js';
@@ -21,7 +21,7 @@ function formatCertTcb(ext: AmdCertExtensions, product: SnpProduct): string {
 /**
  * "snp.tcb.vcek-match": cert SPLs == REPORTED_TCB for every component of the product's layout, the
  * reserved SPLs (spl4..spl7) zero or absent, and the cert TCB not above CURRENT_TCB
- * (go-sev-guest validate.go tcbNeError / tcbGtError, §4.2).
+ * (go-sev-guest validate.go tcbNeError / tcbGtError).
  */
 export function checkVcekTcb(ext: AmdCertExtensions, reportedRaw: bigint, currentRaw: bigint, product: SnpProduct, keyName: string): Check {
   const name = 'snp.tcb.vcek-match';

@@ -1,5 +1,5 @@
 /**
- * RIM ids as the RIM service and local stores name them (reference/nvidia-gpu.md §4.2; nvtrust
+ * RIM ids as the RIM service and local stores name them (nvtrust
  * cc_admin_utils.py get_driver_rim_file_id / get_vbios_rim_file_id, C++ evidence.cpp get_*_rim_id).
  * The inputs come from the GPU report's opaque data, i.e. from the device: every component is
  * checked against a narrow character set so an id can be used safely in a URL or a file name.
@@ -49,7 +49,7 @@ export interface VbiosRimIdInput {
   projectSku: string;
   /** Opaque field 15 CHIP_SKU, e.g. "882". */
   chipSku: string;
-  /** Formatted VBIOS version (§3.4), e.g. "96.00.5E.00.01". */
+  /** Formatted VBIOS version (nvtrust format_vbios_version), e.g. "96.00.5E.00.01". */
   vbiosVersion: string;
 }
 

@@ -6,7 +6,7 @@
  *   const rim = parseRim(xml);                                  // or: model only (untrusted)
  *   compareMeasurements(blocks, driverRim, vbiosRim, { nvdec0Status });
  * `blocks` is keyed by the SPDM measurement block Index as in the report (1-based); RIM index i is
- * compared with block i+1 (reference/nvidia-gpu.md §3.2).
+ * compared with block i+1 (nvtrust MeasurementRecord.get_measurements).
  * Check names: rim.schema, rim.signature.reference, rim.signature.value, rim.chain, rim.chain.validity,
  * rim.measurements, rim.measurements.index-conflict, rim.measurements.count, rim.measurements.nvdec0,
  * rim.measurement.<index>, rim.driver.version / rim.vbios.version (checkRimVersion).

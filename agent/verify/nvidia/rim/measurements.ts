@@ -1,21 +1,21 @@
 /**
- * Golden-measurement comparison (reference/nvidia-gpu.md §2.1 step 8, §2.3, §3.2, §8 item 2):
+ * Golden-measurement comparison (nvtrust verifier.py Verifier; attestation-sdk src/gpu/verify.cpp):
  * - golden set = active measurements of the driver RIM and the VBIOS RIM; an index active in both is
  *   a conflict (nvtrust InvalidMeasurementIndexError / vbios_index_no_conflict);
  * - RIM index i (0-based) is compared with SPDM measurement block Index i+1;
  * - a golden index passes if the runtime value has the RIM's size and equals one of its alternatives;
  * - NVDEC0 (opaque field 11): 0x55 = disabled → RIM index 35 is skipped; 0xAA = enabled → compared;
- *   any other value is an error (the C++ SDK's rule; nvtrust's Python never skips, §8 item 2).
+ *   any other value is an error (the C++ SDK's rule; nvtrust's Python compares bytes to an Enum and never skips).
  * Pure: maps and RIM models in, checks (and mismatch records) out.
  */
 import { bytesToHex } from '../../../util/bytes.js';
 import { fail, pass, type Check } from '../../../formats/checks.js';
 import type { Rim, RimMeasurement } from './rim-types.js';
 
-/** NVDEC0 status values in opaque field 11 (§3.3). */
+/** NVDEC0 status values in opaque field 11 (OPAQUE_DATA_TYPES NVDEC0_STATUS). */
 export const NVDEC0_ENABLED = 0xaa;
 export const NVDEC0_DISABLED = 0x55;
-/** The RIM index that depends on NVDEC0 (§2.1 step 8). */
+/** The RIM index that depends on NVDEC0 (nvtrust verifier.py). */
 export const NVDEC0_RIM_INDEX = 35;
 
 export interface CompareOptions {

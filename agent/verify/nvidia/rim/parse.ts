@@ -1,5 +1,5 @@
 /**
- * SWID-tag RIM parsing (reference/nvidia-gpu.md §4.1): the fields a verifier needs, with the
+ * SWID-tag RIM parsing (ISO/IEC 19770-2:2015 SWID tags as read by nvtrust verifier/rim/__init__.py): the fields a verifier needs, with the
  * structural rules that nvtrust enforces through its XSD validation, checked by hand.
  * Pure: string in, Rim out; anything malformed is a ParseError.
  */
@@ -17,7 +17,7 @@ export const DSIG_NS = 'http://www.w3.org/2000/09/xmldsig#';
 
 /** Upper bound on alternatives per measurement (NVIDIA uses at most 4); keeps hostile RIMs cheap. */
 const MAX_ALTERNATIVES = 64;
-/** SPDM block indices are one byte and RIM index i maps to block i+1 (§3.2), so i <= 253. */
+/** SPDM block indices are one byte and RIM index i maps to block i+1, so i <= 253. */
 const MAX_INDEX = 253;
 
 /** Parse a RIM XML document. Throws ParseError on malformed XML or a RIM missing required parts. */

@@ -1,9 +1,9 @@
 /**
- * XML-DSig verification of an NVIDIA RIM (reference/nvidia-gpu.md §4.1 table, §4.3):
+ * XML-DSig verification of an NVIDIA RIM (W3C XML-DSig, C14N 1.1; NVIDIA RIMs as nvtrust verifier/rim/__init__.py verifies them):
  * - exactly one enveloped <ds:Signature>, a child of the root, with exactly one Reference URI="";
  * - transforms: enveloped-signature then Canonical XML 1.1; digest SHA-384 (xmldsig-more#sha384);
  * - SignatureMethod ecdsa-sha384 over the C14N 1.1 SignedInfo, canonicalised as a document subset
- *   WITH its inherited namespaces (the §4.1 pitfall); SignatureValue is raw r||s (RFC 4050 / 6931);
+ *   WITH its inherited namespaces (the inclusive-C14N subset rule); SignatureValue is raw r||s (RFC 4050 / 6931);
  * - the KeyInfo chain to the pinned CoRIM root (chain.ts).
  * Anything not exactly this profile fails closed with a named check. Pure: string + time in, checks out.
  */

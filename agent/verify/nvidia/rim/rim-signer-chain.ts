@@ -1,7 +1,7 @@
 /**
- * RIM signing chain (reference/nvidia-gpu.md §4.3): KeyInfo certificates, leaf first, must chain to a
+ * RIM signing chain (the KeyInfo X509Data of NVIDIA RIMs; nvtrust verifier/rim/__init__.py): KeyInfo certificates, leaf first, must chain to a
  * trust anchor: the pinned "NVIDIA CoRIM signing Root CA", or a simulation root the caller passes
- * explicitly. A self-issued last certificate in KeyInfo is dropped, never trusted (§8 item 5, as both
+ * explicitly. A self-issued last certificate in KeyInfo is dropped, never trusted (as both
  * NVIDIA verifiers do), so a RIM cannot bring its own root.
  * Pure: DER + anchors + time in, named checks out. OCSP is not done here (collateral layer).
  */
@@ -82,7 +82,7 @@ export function verifyRimChain(certs: readonly Buffer[], anchors: readonly RimAn
     anchor: undefined,
   });
   if (certs.length === 0) return none('the RIM signature has no KeyInfo/X509Data/X509Certificate, so its signer is unknown');
-  // NVIDIA chains have 4 certificates (§4.3); a long list only costs time.
+  // NVIDIA chains have 4 certificates; a long list only costs time.
   if (certs.length > MAX_CHAIN) return none(`KeyInfo holds ${certs.length} certificates; at most ${MAX_CHAIN} are accepted`);
   let path: { der: Buffer; x509: X509Certificate }[];
   try {

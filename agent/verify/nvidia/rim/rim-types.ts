@@ -1,11 +1,11 @@
 /**
  * NVIDIA RIM (Reference Integrity Manifest) model: an ISO/IEC 19770-2:2015 SWID tag with TCG RIM-IM
- * attributes and an enveloped XML-DSig (reference/nvidia-gpu.md §4.1).
+ * attributes and an enveloped XML-DSig (ISO/IEC 19770-2:2015 SWID tag; W3C XML-DSig).
  */
 
 /** One `<Resource type="Measurement">` of the RIM payload. */
 export interface RimMeasurement {
-  /** RIM index, 0-based. It is compared with SPDM measurement block `index + 1` (§3.2). */
+  /** RIM index, 0-based. It is compared with SPDM measurement block `index + 1` (nvtrust MeasurementRecord.get_measurements). */
   index: number;
   /** `name` attribute, e.g. "HashedMeasurement_1_FSP". */
   name: string;

@@ -1,5 +1,5 @@
 /**
- * RIM version match (reference/nvidia-gpu.md §2.1 step 6.2, §2.3): Meta@colloquialVersion must equal
+ * RIM version match (nvtrust verifier/rim/__init__.py; attestation-sdk src/gpu/verify.cpp): Meta@colloquialVersion must equal
  * the driver version (opaque field 3) or the formatted VBIOS version (opaque field 6) of the report.
  * nvtrust only warns but then requires it in check_status(); the C++ SDK makes it a hard error, and so
  * do we. VBIOS versions compare case-insensitively (nvtrust lower-cases both sides).
