@@ -22,7 +22,7 @@ import { ControllerLink } from '../agent/link/link-client.js';
 import { DEFAULT_BACKOFF, type BackoffOptions } from '../agent/link/backoff.js';
 import { Outbox } from '../agent/link/outbox.js';
 import { makeHarness, type Harness } from '../test/helpers/test-controller.js';
-import { makeBundle, openSim, type Sim } from '../test/unit/controller-fixture.js';
+import { makeBundle, openSim, type Sim } from '../test/helpers/controller-fixture.js';
 import { ChildController, CONTROLLER_TOKEN_KEY, percentile, RestartableController, sleep, TOKEN, until } from '../test/helpers/link-load.js';
 
 const STORM_AGENTS = Number(process.env.BENCH_LINK_AGENTS ?? 500);

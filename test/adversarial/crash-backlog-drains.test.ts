@@ -13,7 +13,7 @@
 import { describe, expect, it } from 'vitest';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { makeBundle } from '../unit/controller-fixture.js';
+import { makeBundle } from '../helpers/controller-fixture.js';
 import { linkSuite } from '../helpers/link-suite.js';
 import { makeHarness, type Harness } from '../helpers/test-controller.js';
 import { CONTROLLER_DEFAULTS } from '../../agent/controller/config.js';

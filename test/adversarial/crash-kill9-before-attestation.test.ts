@@ -16,7 +16,7 @@ import { describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { makeBundle } from '../unit/controller-fixture.js';
+import { makeBundle } from '../helpers/controller-fixture.js';
 import { linkSuite } from '../helpers/link-suite.js';
 import { makeHarness, type Harness } from '../helpers/test-controller.js';
 import { repoRoot } from '../helpers/paths.js';

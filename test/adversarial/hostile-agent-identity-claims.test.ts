@@ -16,7 +16,7 @@ import { parseControllerConfig, tokenDigest } from '../../agent/controller/confi
 import { secretsFor } from '../../agent/controller/secret-release.js';
 import { ConfigError } from '../../agent/errors.js';
 import { CLOSE } from '../../agent/link/protocol.js';
-import { FakeAgent, makeBundle, openSim, startController, TOKEN, type ControllerUnderTest, type Sim } from '../unit/controller-fixture.js';
+import { FakeAgent, makeBundle, openSim, startController, TOKEN, type ControllerUnderTest, type Sim } from '../helpers/controller-fixture.js';
 import { makeTestPki } from '../helpers/test-controller.js';
 import { CLI } from '../helpers/daemon-process.js';
 import { repoRoot } from '../helpers/paths.js';

@@ -10,7 +10,7 @@ import { tokenDigest } from '../../agent/controller/config.js';
 import { signEvent } from '../../agent/link/events.js';
 import { CLOSE } from '../../agent/link/protocol.js';
 import { until } from './stream-fixture.js';
-import { FakeAgent, makeBundle, openSim, startController, TOKEN, type ControllerUnderTest, type Sim } from '../unit/controller-fixture.js';
+import { FakeAgent, makeBundle, openSim, startController, TOKEN, type ControllerUnderTest, type Sim } from '../helpers/controller-fixture.js';
 
 const bound = [
   'agents:',

@@ -12,7 +12,7 @@ import { createAgentKey } from '../../agent/link/agent-key.js';
 import { signEvent } from '../../agent/link/events.js';
 import { signEvidenceProof } from '../../agent/link/proof.js';
 import { CLOSE } from '../../agent/link/protocol.js';
-import { FakeAgent, makeBundle, openSim, startController, type ControllerUnderTest, type Sim } from '../unit/controller-fixture.js';
+import { FakeAgent, makeBundle, openSim, startController, type ControllerUnderTest, type Sim } from '../helpers/controller-fixture.js';
 
 let sim: Sim;
 let ctl: ControllerUnderTest;

@@ -16,7 +16,7 @@ import { SimulationRoots } from '../../agent/simulation/controller-trust.js';
 import { CLOSE } from '../../agent/link/protocol.js';
 import { signEvidenceProof } from '../../agent/link/proof.js';
 import { createAgentKey } from '../../agent/link/agent-key.js';
-import { FakeAgent, openSim, startController, type ControllerUnderTest, type Sim } from '../unit/controller-fixture.js';
+import { FakeAgent, openSim, startController, type ControllerUnderTest, type Sim } from '../helpers/controller-fixture.js';
 import { startAgentDaemon, type AgentDaemon } from '../helpers/agent-daemon.js';
 
 let sim: Sim;

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLOSE } from '../../agent/link/protocol.js';
-import { openSim, startController, type ControllerUnderTest, type Sim } from '../unit/controller-fixture.js';
+import { openSim, startController, type ControllerUnderTest, type Sim } from '../helpers/controller-fixture.js';
 import { attestedAgent, bulky, genuine, getJson, sleep, until } from './stream-fixture.js';
 
 let sim: Sim;

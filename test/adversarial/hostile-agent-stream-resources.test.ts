@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { CLOSE } from '../../agent/link/protocol.js';
 import { EventStream } from '../../agent/controller/event-stream.js';
 import { tokenCredentialLabel } from '../../agent/controller/controller-server.js';
-import { FakeAgent, makeBundle, openSim, startController, TOKEN, type ControllerUnderTest, type Sim } from '../unit/controller-fixture.js';
+import { FakeAgent, makeBundle, openSim, startController, TOKEN, type ControllerUnderTest, type Sim } from '../helpers/controller-fixture.js';
 import { attestedAgent, bulky, getJson, until, wsUrl } from './stream-fixture.js';
 
 const MiB = 1024 * 1024;

@@ -1,11 +1,11 @@
 /**
  * Shared setup for the hostile-agent-stream tests: the REAL reference controller on loopback (via
- * test/unit/controller-fixture.ts) and a fake agent that attests its key with simulated evidence, so
+ * test/helpers/controller-fixture.ts) and a fake agent that attests its key with simulated evidence, so
  * its signed events are accepted, then misbehaves on purpose.
  */
 import { signEvent } from '../../agent/link/events.js';
 import type { EventKind, EventMessage } from '../../agent/link/protocol.js';
-import { FakeAgent, makeBundle, type ControllerUnderTest, type Sim } from '../unit/controller-fixture.js';
+import { FakeAgent, makeBundle, type ControllerUnderTest, type Sim } from '../helpers/controller-fixture.js';
 
 export const wsUrl = (c: ControllerUnderTest) => c.controller.address().wsUrl;
 

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { repoRoot } from '../helpers/paths.js';
-import { FakeAgent, makeBundle, openSim, startController, type ControllerUnderTest, type Sim } from '../unit/controller-fixture.js';
+import { FakeAgent, makeBundle, openSim, startController, type ControllerUnderTest, type Sim } from '../helpers/controller-fixture.js';
 
 const run = promisify(execFile);
 const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((p) => existsSync(p));

@@ -17,7 +17,7 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { makeBundle } from '../unit/controller-fixture.js';
+import { makeBundle } from '../helpers/controller-fixture.js';
 import { linkSuite } from '../helpers/link-suite.js';
 import { makeHarness, type Harness } from '../helpers/test-controller.js';
 import { OUTBOX_FILE } from '../../agent/link/outbox.js';

@@ -16,7 +16,7 @@ import pino from 'pino';
 import { repoRoot } from './paths.js';
 import { parseControllerConfig, resolveControllerConfig, tokenDigest } from '../../agent/controller/config.js';
 import { Controller } from '../../agent/controller/controller-server.js';
-import { TOKEN } from '../unit/controller-fixture.js';
+import { TOKEN } from './controller-fixture.js';
 
 export { TOKEN };
 

@@ -7,7 +7,7 @@ import { afterAll, beforeAll } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openSim, TOKEN, type Sim } from '../unit/controller-fixture.js';
+import { openSim, TOKEN, type Sim } from './controller-fixture.js';
 
 export interface LinkSuite {
   sim: Sim;

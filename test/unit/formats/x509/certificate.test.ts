@@ -1,0 +1,78 @@
+/** The one X.509 parser (formats/x509) and its one cache, over real AMD and NVIDIA certificates. */
+import { X509Certificate } from 'node:crypto';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { ParseError } from '../../../../agent/errors.js';
+import { CERT_CACHE_LIMITS, certificateValidity, parseCertificate, parseCertificateEager } from '../../../../agent/formats/x509/certificate.js';
+import { pemBlocks } from '../../../../agent/util/pem.js';
+import { isIssuedBy } from '../../../../agent/verify/x509/cert-signature.js';
+import { vector } from '../../../helpers/paths.js';
+
+const amd = pemBlocks(vector('snp/ask_ark_genoa.pem').toString('latin1'));
+const vcek = pemBlocks(vector('snp/trustee_az-snp-vtpm_vcek-genoa.pem').toString('latin1'));
+const gpu = pemBlocks(vector('nvidia/nvtrust/hopper-550/hopperCertChain.txt').toString('latin1'));
+const real = [...amd, ...vcek, ...gpu];
+
+describe('parseCertificate', () => {
+  it('reports what node:crypto X509Certificate reports, for every real certificate', () => {
+    for (const der of real) {
+      const c = parseCertificateEager(der);
+      const x = new X509Certificate(der);
+      expect(c.serial).toBe(BigInt(`0x${x.serialNumber}`));
+      expect(c.notBefore.getTime()).toBe(new Date(x.validFrom).getTime());
+      expect(c.notAfter.getTime()).toBe(new Date(x.validTo).getTime());
+      expect(c.subject).toBe(x.subject.replace(/\n/g, ', '));
+      expect(c.subjectCn).toBe(/(?:^|\n)CN=([^\n]*)/.exec(x.subject)![1]);
+      expect(c.isCa).toBe(x.ca);
+      expect(c.publicKey.equals(x.publicKey)).toBe(true);
+      expect(c.sha256).toBe(x.fingerprint256.replace(/:/g, '').toLowerCase());
+      expect(certificateValidity(der)).toEqual({ notBefore: c.notBefore, notAfter: c.notAfter });
+      expect(c.sigAlg).toEqual(c.tbsSigAlg);
+    }
+  });
+
+  it('decodes the AMD and NVIDIA signature algorithms and checks links with one function', () => {
+    const [ask, ark] = amd.map((d) => parseCertificate(d));
+    expect(ask!.sigAlg.kind).toBe('rsa-pss-sha384');
+    expect(isIssuedBy(ask!, ark!)).toBe(true);
+    expect(isIssuedBy(ark!, ask!)).toBe(false);
+    const chain = gpu.map((d) => parseCertificateEager(d));
+    expect(chain[0]!.sigAlg.kind).toBe('ecdsa-sha384');
+    for (let i = 0; i + 1 < chain.length; i++) expect(isIssuedBy(chain[i]!, chain[i + 1]!)).toBe(true);
+  });
+
+  it('any truncation or trailing byte of a real certificate is a ParseError, never a crash', () => {
+    fc.assert(
+      fc.property(fc.constantFrom(...real), fc.nat(), (der, n) => {
+        const cut = der.subarray(0, n % der.length);
+        expect(() => parseCertificate(cut)).toThrow(ParseError);
+        expect(() => certificateValidity(cut)).toThrow(ParseError);
+        expect(() => parseCertificate(Buffer.concat([der, Buffer.from([n & 0xff])]))).toThrow(ParseError);
+      }),
+    );
+  });
+
+  it('a corrupted byte is a ParseError or a certificate, nothing else', () => {
+    fc.assert(
+      fc.property(fc.constantFrom(...real), fc.nat(), fc.integer({ min: 1, max: 255 }), (der, at, x) => {
+        const bad = Buffer.from(der);
+        bad[at % bad.length]! ^= x;
+        try {
+          parseCertificateEager(bad);
+        } catch (err) {
+          expect(err).toBeInstanceOf(ParseError);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('is cached by the DER bytes (a private copy), in one bounded cache', () => {
+    const copy = Buffer.from(gpu[0]!);
+    const a = parseCertificate(copy);
+    copy.fill(0);
+    expect(parseCertificate(gpu[0]!)).toBe(a);
+    expect(a.der.equals(gpu[0]!)).toBe(true);
+    expect(CERT_CACHE_LIMITS).toEqual({ maxEntries: 4096, maxBytes: 16 * 1024 * 1024 });
+  });
+});

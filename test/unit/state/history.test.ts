@@ -1,0 +1,230 @@
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { buildEar, type Ear } from '../../../agent/appraise/ear.js';
+import { CvmError, ParseError } from '../../../agent/errors.js';
+import { ResultHistory, type HistoryEvent, type NewCycleRecord } from '../../../agent/state/history.js';
+import { validateHistoryDocument, validateRecord } from '../../../agent/state/record.js';
+import { fail, pass, resultOf } from '../../../agent/formats/checks.js';
+import { FC_RUNS } from '../../helpers/paths.js';
+
+function ear(ok = true): Ear {
+  return buildEar(
+    [
+      {
+        id: 'cpu0',
+        policyId: 'default',
+        result: resultOf([pass('snp.signature', 'VCEK signature valid'), ok ? pass('snp.tcb', 'TCB ok') : fail('snp.tcb', 'TCB below minimum')], {}),
+      },
+      { id: 'gpu0', policyId: 'default', result: resultOf([pass('gpu.signature', 'ok')], {}, true) },
+    ],
+    { at: new Date('2025-01-01T00:00:00Z'), nonce: new Uint8Array(32).fill(7), build: 'test' },
+  );
+}
+
+function rec(i: number, ok = true): NewCycleRecord {
+  const e = ear(ok);
+  return {
+    startedAt: new Date(1_735_689_600_000 + i * 60_000).toISOString(),
+    finishedAt: new Date(1_735_689_601_000 + i * 60_000).toISOString(),
+    reason: 'schedule',
+    status: e['ear.status'],
+    ear: e,
+  };
+}
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'cvm-history-'));
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('ResultHistory', () => {
+  it('starts empty when the file is missing and creates the state directory', async () => {
+    const stateDir = join(dir, 'nested', 'state');
+    const h = new ResultHistory({ stateDir });
+    await h.load();
+    expect(h.latest()).toBeUndefined();
+    expect(h.list()).toEqual([]);
+    expect(statSync(stateDir).isDirectory()).toBe(true);
+  });
+
+  it('appends with increasing ids, persists with mode 0600 and reloads the same records', async () => {
+    const h = new ResultHistory({ stateDir: dir });
+    await h.load();
+    const a = await h.append(rec(1));
+    const b = await h.append({ ...rec(2, false), error: { code: 'ERR_X', message: 'x' } });
+    expect([a.id, b.id]).toEqual([1, 2]);
+    expect(b.status).toBe('contraindicated');
+    expect(statSync(h.path).mode & 0o777).toBe(0o600);
+
+    const again = new ResultHistory({ stateDir: dir });
+    await again.load();
+    expect(again.latest()).toEqual(b);
+    expect(again.list().map((r) => r.id)).toEqual([2, 1]);
+    expect(again.list(1)).toEqual([b]);
+    expect(again.list(0)).toEqual([]);
+    expect((await again.append(rec(3))).id).toBe(3);
+  });
+
+  it('keeps only the newest historySize records, and ids keep growing after trimming and reload', async () => {
+    const h = new ResultHistory({ stateDir: dir, size: 3 });
+    await h.load();
+    for (let i = 1; i <= 7; i++) await h.append(rec(i));
+    expect(h.list().map((r) => r.id)).toEqual([7, 6, 5]);
+    const onDisk = validateHistoryDocument(JSON.parse(readFileSync(h.path, 'utf8')));
+    expect(onDisk.records.map((r) => r.id)).toEqual([5, 6, 7]);
+
+    // A smaller size at the next start trims what was loaded, and says so.
+    const events: HistoryEvent[] = [];
+    const smaller = new ResultHistory({ stateDir: dir, size: 2, onEvent: (e) => events.push(e) });
+    await smaller.load();
+    expect(events).toEqual([{ kind: 'trimmed', dropped: 1 }]);
+    expect((await smaller.append(rec(8))).id).toBe(8);
+    expect(smaller.list().map((r) => r.id)).toEqual([8, 7]);
+  });
+
+  it('coalesces a burst of appends into at most two writes, all of them durable', async () => {
+    const h = new ResultHistory({ stateDir: dir, size: 100 });
+    await h.load();
+    const appends = Array.from({ length: 20 }, (_, i) => h.append(rec(i + 1)));
+    const done = await Promise.all(appends);
+    expect(done.map((r) => r.id)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    // The first append starts a write; the other 19 share the one queued behind it.
+    expect(h.writes).toBe(2);
+    const onDisk = validateHistoryDocument(JSON.parse(readFileSync(h.path, 'utf8')));
+    expect(onDisk.records).toHaveLength(20);
+    // Awaited one by one, each append is its own write.
+    for (let i = 21; i <= 23; i++) await h.append(rec(i));
+    expect(h.writes).toBe(5);
+    await h.flushed();
+  });
+
+  it('moves a corrupt file aside, reports it, starts empty and keeps working', async () => {
+    writeFileSync(join(dir, 'history.json'), '{"version":1,"records":[{"id":1,');
+    const events: HistoryEvent[] = [];
+    const h = new ResultHistory({ stateDir: dir, onEvent: (e) => events.push(e), now: () => new Date('2025-02-03T04:05:06.789Z') });
+    await h.load();
+    expect(h.latest()).toBeUndefined();
+    expect(events).toHaveLength(1);
+    expect(events[0]).toMatchObject({ kind: 'corrupt', movedTo: join(dir, 'history.json.corrupt-2025-02-03T04-05-06-789Z') });
+    expect((events[0] as { reason: string }).reason).toMatch(/invalid JSON/);
+    expect(readFileSync(join(dir, 'history.json.corrupt-2025-02-03T04-05-06-789Z'), 'utf8')).toContain('"records"');
+    expect((await h.append(rec(1))).id).toBe(1);
+  });
+
+  it.each([
+    ['a non-object', '[1,2,3]', /expected an object/],
+    ['an unknown version', '{"version":2,"records":[]}', /version/],
+    ['an extra top-level key', '{"version":1,"records":[],"x":1}', /unexpected key/],
+    ['a record with a bad status', () => JSON.stringify({ version: 1, records: [{ id: 1, ...rec(1), status: 'great' }] }), /status/],
+    [
+      'ids going backwards',
+      () =>
+        JSON.stringify({
+          version: 1,
+          records: [
+            { id: 2, ...rec(1) },
+            { id: 1, ...rec(2) },
+          ],
+        }),
+      /not greater/,
+    ],
+    ['a record without EAR or error', () => JSON.stringify({ version: 1, records: [{ id: 1, ...rec(1), ear: null }] }), /without an EAR/],
+    [
+      'a trust vector out of range',
+      () =>
+        JSON.stringify({
+          version: 1,
+          records: [{ id: 1, ...rec(1), ear: { ...ear(), submods: { cpu0: { ...ear().submods.cpu0, 'ear.trustworthiness-vector': { hardware: 1000 } } } } }],
+        }),
+      /-128\.\.127/,
+    ],
+    ['a bad timestamp', () => JSON.stringify({ version: 1, records: [{ id: 1, ...rec(1), startedAt: 'yesterday' }] }), /ISO 8601/],
+  ])('treats %s as corrupt with a reason', async (_label, content, reason) => {
+    writeFileSync(join(dir, 'history.json'), typeof content === 'function' ? content() : content);
+    const events: HistoryEvent[] = [];
+    const h = new ResultHistory({ stateDir: dir, onEvent: (e) => events.push(e) });
+    await h.load();
+    expect(h.list()).toEqual([]);
+    expect(events).toHaveLength(1);
+    expect(events[0]?.kind).toBe('corrupt');
+    expect((events[0] as { reason: string }).reason).toMatch(reason);
+    expect(readdirSync(dir).filter((n) => n.startsWith('history.json.corrupt-'))).toHaveLength(1);
+  });
+
+  it('removes temp files a killed writer left behind', async () => {
+    writeFileSync(join(dir, '.history.json.1234.abcdef.tmp'), '{"version":1,"rec');
+    writeFileSync(join(dir, 'unrelated.tmp'), 'keep');
+    const events: HistoryEvent[] = [];
+    await new ResultHistory({ stateDir: dir, onEvent: (e) => events.push(e) }).load();
+    expect(readdirSync(dir).sort()).toEqual(['unrelated.tmp']);
+    expect(events).toEqual([{ kind: 'stale-temp-removed', path: join(dir, '.history.json.1234.abcdef.tmp') }]);
+  });
+
+  it('reports a directory in place of history.json as ERR_STATE instead of moving it aside', async () => {
+    mkdirSync(join(dir, 'history.json'));
+    await expect(new ResultHistory({ stateDir: dir }).load()).rejects.toMatchObject({ code: 'ERR_STATE' });
+  });
+
+  it('refuses append before load, and records it could not read back', async () => {
+    const h = new ResultHistory({ stateDir: dir });
+    await expect(h.append(rec(1))).rejects.toBeInstanceOf(CvmError);
+    await h.load();
+    await expect(h.append({ ...rec(1), reason: 'x'.repeat(65) })).rejects.toMatchObject({ code: 'ERR_STATE' });
+    await expect(h.append({ ...rec(1), ear: { ...ear(), iat: 10n as unknown as number } })).rejects.toMatchObject({ code: 'ERR_STATE' });
+    // Refused records leave no trace; the next good one gets id 1.
+    expect(h.latest()).toBeUndefined();
+    expect((await h.append({ ...rec(1), error: { code: 'ERR_BIG', message: 'm'.repeat(20_000) } })).error?.message).toHaveLength(8192);
+    expect(h.latest()?.id).toBe(1);
+  });
+
+  it('a failed write rejects that append with ERR_STATE; the next write carries the record too', async () => {
+    const stateDir = join(dir, 'state');
+    const h = new ResultHistory({ stateDir });
+    await h.load();
+    rmSync(stateDir, { recursive: true });
+    await expect(h.append(rec(1))).rejects.toMatchObject({ code: 'ERR_STATE' });
+    mkdirSync(stateDir);
+    await h.append(rec(2));
+    const onDisk = validateHistoryDocument(JSON.parse(readFileSync(h.path, 'utf8')));
+    expect(onDisk.records.map((r) => r.id)).toEqual([1, 2]);
+  });
+
+  it('rejects a bad size', () => {
+    expect(() => new ResultHistory({ stateDir: dir, size: 0 })).toThrow(CvmError);
+  });
+});
+
+describe('validateRecord on hostile input', () => {
+  it('never throws anything but ParseError, and what it accepts re-validates to itself', () => {
+    const good = { id: 1, ...rec(1) };
+    const base = JSON.parse(JSON.stringify(good)) as Record<string, unknown>;
+    fc.assert(
+      fc.property(fc.jsonValue(), fc.constantFrom('id', 'startedAt', 'finishedAt', 'reason', 'status', 'ear', 'error', '__proto__', 'extra'), (value, key) => {
+        const candidate = JSON.parse(JSON.stringify({ ...base, [key]: value })) as unknown;
+        try {
+          const r = validateRecord(candidate);
+          expect(validateRecord(JSON.parse(JSON.stringify(r)))).toEqual(r);
+        } catch (err) {
+          if (!(err instanceof ParseError)) throw err;
+        }
+        try {
+          validateRecord(value);
+        } catch (err) {
+          if (!(err instanceof ParseError)) throw err;
+        }
+      }),
+      { numRuns: FC_RUNS },
+    );
+  });
+
+  it('a "__proto__" submod name stays data and cannot reach Object.prototype', () => {
+    const text = JSON.stringify({ id: 1, ...rec(1) }).replace('"gpu0"', '"__proto__"');
+    const r = validateRecord(JSON.parse(text));
+    expect(Object.keys(r.ear!.submods)).toEqual(['cpu0', '__proto__']);
+    expect(({} as Record<string, unknown>)['ear.status']).toBeUndefined();
+  });
+});

@@ -1,0 +1,54 @@
+/**
+ * Every single-bit flip of a real report is rejected: each byte of the report (the signed region and
+ * the signature), all 8 bits. Either the parser refuses the bytes or the signature no longer verifies.
+ */
+import { describe, expect, it } from 'vitest';
+import { vector } from '../../../helpers/paths.js';
+import { verifyGpuEvidence } from '../../../../agent/attest/verify-and-appraise.js';
+import { reportBytesFromFile } from '../../../../agent/verify/nvidia/gpu-report.js';
+
+const dir = 'nvidia/nvtrust/hopper-550';
+const report = reportBytesFromFile(vector(`${dir}/hopperAttestationReport.txt`));
+const certChainPem = vector(`${dir}/hopperCertChain.txt`).toString('latin1');
+const options = { at: new Date('2024-06-01T00:00:00Z'), expectedNonce: report.subarray(4, 36), skip: new Set(['rim', 'revocation'] as const) };
+
+function flipsIn(from: number, to: number): { rejected: number; total: number; reasons: Set<string> } {
+  let rejected = 0;
+  let total = 0;
+  const reasons = new Set<string>();
+  for (let pos = from; pos < to; pos++) {
+    for (let bit = 0; bit < 8; bit++) {
+      const b = Buffer.from(report);
+      b[pos] = b[pos]! ^ (1 << bit);
+      const r = verifyGpuEvidence({ report: b, certChainPem }, options);
+      total++;
+      const failed = r.checks.filter((c) => !c.ok).map((c) => c.name);
+      if (!r.ok && (failed.includes('gpu.report.parse') || failed.includes('gpu.signature'))) rejected++;
+      failed.forEach((n) => reasons.add(n));
+    }
+  }
+  return { rejected, total, reasons };
+}
+
+describe('single-bit flips of the 550 report (4117 bytes x 8 bits)', () => {
+  it('the unmodified report verifies', () => {
+    expect(verifyGpuEvidence({ report, certChainPem }, options).ok).toBe(true);
+  });
+
+  // Split by region so each part stays well inside the test timeout on a shared machine.
+  const regions: [string, number, number][] = [
+    ['request (0..37)', 0, 37],
+    ['response header + measurement record (37..1800)', 37, 1800],
+    ['measurement record (1800..3565)', 1800, 3602],
+    ['responder nonce + opaque data (..4021)', 3602, 4021],
+    ['signature (4021..4117)', 4021, report.length],
+  ];
+  for (const [name, from, to] of regions) {
+    it(name, () => {
+      const { rejected, total, reasons } = flipsIn(from, to);
+      expect(total).toBe((to - from) * 8);
+      expect(rejected).toBe(total);
+      expect(reasons.has('gpu.signature') || reasons.has('gpu.report.parse')).toBe(true);
+    }, 120_000);
+  }
+});
