@@ -6,6 +6,8 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { TrustStatus } from '../formats/checks.js';
 import { registerBuildInfo, registerDefaultMetrics } from '../util/process-metrics.js';
+import { buildCommit } from '../util/build-info.js';
+import { packageRoot } from '../native/addon-loader.js';
 
 const STATUSES: readonly TrustStatus[] = ['affirming', 'warning', 'contraindicated', 'none'];
 
@@ -17,6 +19,15 @@ export interface ControllerMetricsOptions {
   agentsConnected: () => number;
   /** The standard process_* and nodejs_* metrics; default true. */
   defaultMetrics?: boolean;
+}
+
+/** The commit for the build_info labels (the same as `cvm-agent --version`); "unknown" if the package root is not found. */
+function runningCommit(): string {
+  try {
+    return buildCommit(packageRoot());
+  } catch {
+    return 'unknown';
+  }
 }
 
 export class ControllerMetrics {
@@ -60,7 +71,7 @@ export class ControllerMetrics {
     });
     // Explicit zeros: a scrape right after start shows every series.
     for (const status of STATUSES) this.verdicts.inc({ status }, 0);
-    registerBuildInfo(this.registry, 'cvm_controller', 'controller');
+    registerBuildInfo(this.registry, 'cvm_controller', 'controller', runningCommit());
     if (opts.defaultMetrics ?? true) registerDefaultMetrics(this.registry);
   }
 

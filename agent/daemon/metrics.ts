@@ -12,6 +12,8 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Ear } from '../appraise/ear.js';
 import type { TrustStatus } from '../formats/checks.js';
 import { registerBuildInfo, registerDefaultMetrics } from '../util/process-metrics.js';
+import { buildCommit } from '../util/build-info.js';
+import { packageRoot } from '../native/addon-loader.js';
 
 export const STATUSES: readonly TrustStatus[] = ['affirming', 'warning', 'contraindicated', 'none'];
 /** Per device: an EAR tier, or "error" when the device or its library was unavailable (cvm.error). */
@@ -32,6 +34,15 @@ export interface AgentMetricsOptions {
   defaultMetrics?: boolean;
   /** Clock for cvm_last_success_timestamp_seconds (tests). */
   now?: () => number;
+}
+
+/** The commit for the build_info labels (the same as `cvm-agent --version`); "unknown" if the package root is not found. */
+function runningCommit(): string {
+  try {
+    return buildCommit(packageRoot());
+  } catch {
+    return 'unknown';
+  }
 }
 
 export class AgentMetrics {
@@ -119,7 +130,7 @@ export class AgentMetrics {
     for (const g of [this.lastSuccess, this.gpuReady, this.linkUp, this.simulated, this.trusted, this.eventSubscribers]) g.set(0);
     for (const trigger of TRIGGER_LABELS) this.triggerActive.set({ trigger }, 0);
     for (const result of [...STATUSES, 'error'] as const) this.cycles.inc({ result }, 0);
-    registerBuildInfo(this.registry, 'cvm_agent', 'agent');
+    registerBuildInfo(this.registry, 'cvm_agent', 'agent', runningCommit());
     if (opts.defaultMetrics ?? true) registerDefaultMetrics(this.registry);
   }
 

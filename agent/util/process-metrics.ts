@@ -13,9 +13,9 @@ import { packageVersion } from './package-version.js';
  */
 export const TOTAL_SUFFIXED_GAUGES = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'] as const;
 
-/** The labels of <prefix>_build_info: the package version and the Node.js runtime. */
-export function buildInfoLabels(): { version: string; node: string } {
-  return { version: packageVersion(), node: process.version };
+/** The labels of <prefix>_build_info: the package version, the commit it was built from, the Node.js runtime. */
+export function buildInfoLabels(commit: string): { version: string; commit: string; node: string } {
+  return { version: packageVersion(), commit, node: process.version };
 }
 
 /**
@@ -27,12 +27,15 @@ export function registerDefaultMetrics(registry: Registry): void {
   for (const name of TOTAL_SUFFIXED_GAUGES) registry.removeSingleMetric(name);
 }
 
-/** `${prefix}_build_info{version,node} 1`, the usual way to put a build on a dashboard. */
-export function registerBuildInfo(registry: Registry, prefix: string, what: string): void {
-  const labels = buildInfoLabels();
+/**
+ * `${prefix}_build_info{version,commit,node} 1`, the usual way to put a build on a dashboard. `commit`
+ * comes from the caller (util/build-info.ts buildCommit, which needs the package root).
+ */
+export function registerBuildInfo(registry: Registry, prefix: string, what: string, commit: string): void {
+  const labels = buildInfoLabels(commit);
   const info = new Gauge({
     name: `${prefix}_build_info`,
-    help: `The ${what} build that is running (always 1): package version and Node.js version as labels.`,
+    help: `The ${what} build that is running (always 1): package version, commit and Node.js version as labels.`,
     labelNames: Object.keys(labels) as Array<keyof typeof labels>,
     registers: [registry],
   });

@@ -19,7 +19,12 @@ import { Daemon } from '../../agent/daemon/daemon.js';
 import { callApi } from '../../agent/cli/api-client.js';
 import { signEvent } from '../../agent/link/events.js';
 import { packageVersion } from '../../agent/util/package-version.js';
+import { buildCommit } from '../../agent/util/build-info.js';
+import { packageRoot } from '../../agent/native/addon-loader.js';
 import { FakeAgent, makeBundle, openSim, startController, type ControllerUnderTest, type Sim } from '../unit/controller-fixture.js';
+
+/** What `cvm-agent --version` says: in a checkout, the commit of HEAD. */
+const COMMIT = buildCommit(packageRoot());
 
 const PROMTOOL = (process.env.PATH ?? '')
   .split(delimiter)
@@ -153,7 +158,7 @@ describe('agent: metrics.listen', () => {
     expect(r.status).toBe(200);
     expect(r.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/);
     const s = samples(r.body);
-    expect(s.get(`cvm_agent_build_info{version="${packageVersion()}",node="${process.version}"}`)).toBe(1);
+    expect(s.get(`cvm_agent_build_info{version="${packageVersion()}",commit="${COMMIT}",node="${process.version}"}`)).toBe(1);
     expect(s.get('cvm_attestation_cycles_total{result="contraindicated"}')).toBe(1);
     expect(s.get('process_resident_memory_bytes')).toBeGreaterThan(0);
     expect(s.get('process_start_time_seconds')).toBeGreaterThan(0);
@@ -293,7 +298,7 @@ describe('controller: /metrics and /healthz', () => {
     expect(s.get('cvm_controller_verification_duration_seconds_sum')).toBeGreaterThan(0);
     expect(s.get('cvm_controller_events_stored_total')).toBe(2);
     expect(s.get('cvm_controller_secrets_released_total')).toBe(1);
-    expect(s.get(`cvm_controller_build_info{version="${packageVersion()}",node="${process.version}"}`)).toBe(1);
+    expect(s.get(`cvm_controller_build_info{version="${packageVersion()}",commit="${COMMIT}",node="${process.version}"}`)).toBe(1);
     expect(s.get('process_resident_memory_bytes')).toBeGreaterThan(0);
   });
 

@@ -4,6 +4,11 @@ import { buildEar, type Ear } from '../../agent/appraise/ear.js';
 import { AgentMetrics } from '../../agent/daemon/metrics.js';
 import { fail, pass, resultOf, warn } from '../../agent/formats/checks.js';
 import { packageVersion } from '../../agent/util/package-version.js';
+import { buildCommit } from '../../agent/util/build-info.js';
+import { packageRoot } from '../../agent/native/addon-loader.js';
+
+/** What `cvm-agent --version` says: in a checkout, the commit of HEAD. */
+const COMMIT = buildCommit(packageRoot());
 
 /** Prometheus text exposition -> { 'name{a="x",b="y"}': value }, checking every line's syntax. */
 function parseExposition(body: string): Map<string, number> {
@@ -60,7 +65,7 @@ describe('AgentMetrics', () => {
     expect(s.get('process_resident_memory_bytes')).toBeGreaterThan(0);
     expect(s.get('process_start_time_seconds')).toBeGreaterThan(0);
     expect([...s.keys()].some((k) => k.startsWith('nodejs_heap_size_used_bytes'))).toBe(true);
-    expect(s.get(`cvm_agent_build_info{version="${packageVersion()}",node="${process.version}"}`)).toBe(1);
+    expect(s.get(`cvm_agent_build_info{version="${packageVersion()}",commit="${COMMIT}",node="${process.version}"}`)).toBe(1);
     // Only our own series carry the cvm_ prefix; nothing else is invented.
     expect([...s.keys()].every((k) => /^(cvm_|process_|nodejs_)/.test(k))).toBe(true);
     // A gauge named like a counter is what `promtool check metrics` reports.
