@@ -5,6 +5,7 @@
  */
 import { readYaml } from './yaml.js';
 import { bool, dict, int, list, obj, oneOf, Problems, problemsError, str, type Schema } from './validate.js';
+import { LISTEN_ADDRESS, LISTEN_ADDRESS_HINT, parseListenAddress } from './listen-address.js';
 
 const absPath = str({ pattern: /^\//, hint: 'an absolute path' });
 const cronExpr = str({ pattern: /^(\S+\s+){4,5}\S+$/, hint: 'a cron expression with 5 or 6 fields' });
@@ -96,6 +97,9 @@ export const configSchema = obj({
   log: obj({
     level: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const),
   }),
+  metrics: obj({
+    listen: str({ pattern: LISTEN_ADDRESS, hint: LISTEN_ADDRESS_HINT }),
+  }),
 });
 
 export type TrustActionName = 'drop-secrets' | 'withhold-token' | 'clear-gpu-ready' | 'units';
@@ -147,6 +151,8 @@ export const DEFAULTS = {
   policy: { file: undefined as string | undefined, allowDebug: false },
   state: { dir: '/var/lib/cvm-agent', historySize: 100 },
   log: { level: 'info' },
+  /** listen unset: /metrics only on the API socket, no TCP listener. */
+  metrics: { listen: undefined as string | undefined },
 } as const;
 
 type Widen<T> = T extends string
@@ -180,6 +186,10 @@ export function parseConfig(text: string, source = 'config'): Config {
   const errors = problems.lines;
   if (raw && raw.schedule?.retry && (raw.schedule.retry.initialSec ?? 0) > (raw.schedule.retry.maxSec ?? Infinity)) {
     errors.push('schedule.retry: initialSec must not exceed maxSec');
+  }
+  if (raw?.metrics?.listen !== undefined) {
+    const a = parseListenAddress(raw.metrics.listen);
+    if ('error' in a) errors.push(`metrics.listen: ${a.error}`);
   }
   const c = raw?.controller;
   if (c?.url !== undefined) {

@@ -3,7 +3,8 @@
  *   - the agent link (WebSocket upgrade on /v1/link, subprotocol cvm-agent.v1), authenticated by
  *     bearer token and/or TLS client certificate BEFORE the upgrade (401 otherwise);
  *   - the fleet JSON API (GET /v1/agents, GET /v1/agents/{id}) and JWKS (/.well-known/jwks.json);
- *   - the fleet web page (GET /) under a strict Content-Security-Policy.
+ *   - the fleet web page (GET /) under a strict Content-Security-Policy;
+ *   - GET /metrics (Prometheus, ./metrics.ts) and GET /healthz (200 while it can serve agents).
  * Thin: authorize, translate, delegate to LinkSession / AgentRegistry.
  */
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -27,6 +28,7 @@ import type { PublicJwk } from '../formats/nonce-binding.js';
 import { CSP, FLEET_CSS, FLEET_HTML, FLEET_JS } from './web/page.js';
 import { packageVersion } from '../util/package-version.js';
 import { DeviceError } from '../errors.js';
+import { ControllerMetrics } from './metrics.js';
 
 export const LINK_PATH = '/v1/link';
 export const CONTROLLER_BUILD = `cvm-agent-controller/${packageVersion()}`;
@@ -75,6 +77,7 @@ export class Controller {
   private readonly upgraded = new Set<Duplex>();
   /** Bytes of events held by all links together (limits.heldBytesTotal). */
   readonly heldBudget: HeldBudget;
+  readonly metrics: ControllerMetrics;
 
   private constructor(
     private readonly resolved: ResolvedController,
@@ -83,6 +86,7 @@ export class Controller {
   ) {
     this.registry = new AgentRegistry(resolved.config.stateDir);
     this.heldBudget = { used: 0, max: resolved.config.limits.heldBytesTotal };
+    this.metrics = new ControllerMetrics({ agentsConnected: () => this.registry.connectedCount() });
     this.wss = new WebSocketServer({
       noServer: true,
       maxPayload: MAX_MESSAGE_BYTES,
@@ -248,6 +252,7 @@ export class Controller {
       heartbeatSec: this.opts.heartbeatSec ?? 30,
       limits: cfg.limits,
       heldBudget: this.heldBudget,
+      metrics: this.metrics,
       log: this.opts.log,
       now: () => this.now(),
       boundIds: new Set(this.resolved.tokens.flatMap((t) => (t.agentId === undefined ? [] : [t.agentId]))),
@@ -341,9 +346,36 @@ export class Controller {
     this.send(res, status, 'application/problem+json', `${JSON.stringify({ type: 'about:blank', title, status, ...(detail ? { detail } : {}) })}\n`);
   }
 
+  /**
+   * Why the controller cannot do its job now, if it cannot: it is shutting down, or the latest write
+   * of agent state failed (stateDir full or gone: verdicts and events are not persisted, so events
+   * are not acknowledged and agents' outboxes fill). Serving HTTP alone does not make it healthy.
+   */
+  healthReasons(): string[] {
+    const reasons: string[] = [];
+    if (this.closing) reasons.push('shutting down');
+    const w = this.registry.lastWriteFailure;
+    if (w) reasons.push(`the latest agent state write failed (agent ${w.agentId}, ${w.at}): ${w.error}`);
+    return reasons;
+  }
+
   private route(req: IncomingMessage, res: ServerResponse): void {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     if (req.method !== 'GET' && req.method !== 'HEAD') return this.problem(res, 405, 'method not allowed', 'the fleet API is read-only (GET)');
+    if (path === '/healthz') {
+      const reasons = this.healthReasons();
+      return this.json(res, reasons.length === 0 ? 200 : 503, { status: reasons.length === 0 ? 'ok' : 'failing', reasons });
+    }
+    if (path === '/metrics') {
+      void this.metrics.render().then(
+        (m) => this.send(res, 200, m.contentType, m.body),
+        (err: Error) => {
+          this.opts.log.error({ err: err.message }, 'metrics rendering failed');
+          this.problem(res, 500, 'internal error');
+        },
+      );
+      return;
+    }
     const page = { 'content-security-policy': CSP };
     if (path === '/' || path === '/index.html') return this.send(res, 200, 'text/html; charset=utf-8', FLEET_HTML, page);
     if (path === '/assets/fleet.js') return this.send(res, 200, 'text/javascript; charset=utf-8', FLEET_JS, page);

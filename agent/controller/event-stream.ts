@@ -65,6 +65,8 @@ export interface EventStreamOptions {
   log: Logger;
   /** False for a contender session: hold, store nothing, until `live` is set (default true). */
   live?: boolean;
+  /** An event was stored (metrics). */
+  onStored?: () => void;
 }
 
 export class EventStream {
@@ -214,6 +216,7 @@ export class EventStream {
         } else {
           const what = registry.recordEvent(agentId, { seq: h.ev.seq, at: h.ev.at, kind: h.ev.kind, data: h.ev.data }, now);
           log.debug({ agentId, seq: h.ev.seq, kind: h.ev.kind, what }, 'event');
+          if (what === 'stored') this.o.onStored?.();
         }
         out.changed = true;
         out.ack = true;

@@ -142,6 +142,9 @@ export class AgentRegistry {
   /** The credential of each connected agent's latest session. */
   private readonly liveCredential = new Map<string, string>();
 
+  /** The most recent state write, when it failed (GET /healthz); cleared by the next one that succeeds. */
+  lastWriteFailure: { at: string; agentId: string; error: string } | undefined;
+
   constructor(private readonly stateDir?: string) {}
 
   /** Load persisted records (bad files are skipped and reported, never fatal). */
@@ -224,6 +227,11 @@ export class AgentRegistry {
 
   has(agentId: string): boolean {
     return this.agents.has(agentId);
+  }
+
+  /** Agent ids with a live session now. */
+  connectedCount(): number {
+    return this.connected.size;
   }
 
   isConnected(agentId: string): boolean {
@@ -358,6 +366,10 @@ export class AgentRegistry {
     const prev = this.writes.get(agentId) ?? Promise.resolve();
     const next = prev.catch(() => undefined).then(() => writeFileAtomic(join(dir, `${agentId}.json`), `${JSON.stringify(this.get(agentId), null, 1)}\n`));
     this.writes.set(agentId, next);
+    next.then(
+      () => (this.lastWriteFailure = undefined),
+      (err: NodeJS.ErrnoException) => (this.lastWriteFailure = { at: new Date().toISOString(), agentId, error: err.code ?? err.message }),
+    );
     return next;
   }
 

@@ -43,6 +43,7 @@ import type { TokenSigner } from './signer.js';
 import { AGENT_ID, type ControllerLimits, type ReleaseRule } from './config.js';
 import type { PublicJwk } from '../formats/nonce-binding.js';
 import { failedChecks } from '../formats/checks.js';
+import type { ControllerMetrics } from './metrics.js';
 
 export interface SessionDeps {
   registry: AgentRegistry;
@@ -74,6 +75,8 @@ export interface SessionDeps {
   /** Resolves once `agentId` has no live session, or after `ms`. */
   released: (agentId: string, ms: number) => Promise<void>;
   release: (agentId: string, session: LinkSession) => void;
+  /** Verdicts, verification time, events stored and secrets released (GET /metrics). */
+  metrics?: ControllerMetrics;
 }
 
 const HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -413,6 +416,7 @@ export class LinkSession {
       budget: this.deps.heldBudget,
       log: this.deps.log,
       live: false,
+      onStored: () => this.deps.metrics?.countEventStored(),
     });
     this.hello = msg;
     this.agentId = msg.agentId;
@@ -506,7 +510,9 @@ export class LinkSession {
         msg.challengeId,
       );
     }
+    const started = performance.now();
     const appraisal = await appraiseEvidence(msg.bundle, taken.challenge.nonce, now, this.deps.appraisal, this.hello!.teePubKey, agentId);
+    const verificationSec = (performance.now() - started) / 1000;
     const devices = Object.entries(deviceStatuses(appraisal)).map(([id, status]) => ({ id, status }));
     // Secrets only to a key proven by this very bundle, and only when every device earns it.
     const decision = appraisal.verifiedKey
@@ -548,18 +554,22 @@ export class LinkSession {
       rec.lastRejection = { at: now.toISOString(), code: 'evidence-rejected', message: `failed checks: ${failed.slice(0, 8).join(', ') || '(none recorded)'}` };
     }
     await registry.persist(agentId);
-    this.deps.log.info(
+    // A verdict that does not vouch for the agent is a warning (`journalctl -p warning` shows it);
+    // "secretsReleased", not "secrets": the logger redacts any field named secrets.
+    const level = appraisal.status === 'contraindicated' || appraisal.status === 'none' ? 'warn' : 'info';
+    this.deps.log[level](
       {
         agentId,
         challengeId: msg.challengeId,
         status: appraisal.status,
         simulated: appraisal.simulated,
         devices: rec.lastVerdict.devices,
-        secrets: rec.lastVerdict.secretsReleased,
+        secretsReleased: rec.lastVerdict.secretsReleased,
       },
       `verdict ${appraisal.status.toUpperCase()}${appraisal.simulated ? ' (SIMULATED)' : ''}: ${decision.reason}`,
     );
     this.send({ type: 'verdict', challengeId: msg.challengeId, token, ...(secrets.length > 0 ? { secrets } : {}) });
+    this.deps.metrics?.recordVerdict(appraisal.status, verificationSec, secrets.length);
     if (this.claimed) await this.drainEvents(now);
   }
 

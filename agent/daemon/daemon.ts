@@ -14,6 +14,8 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createApiServer, RawJson, type ApiService } from '../api/api-server.js';
 import { listenUnix } from '../api/listen.js';
+import { createMetricsListener, listenTcp } from '../api/metrics-listener.js';
+import { isLoopback, parseListenAddress } from '../config/listen-address.js';
 import type { AuthorizationTable } from '../api/authz.js';
 import { EventHub } from '../api/events-stream.js';
 import { AttestationCycle, readReadyState, type CycleResult, type ReadyStateRead } from '../attest/attestation-cycle.js';
@@ -77,6 +79,16 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export type GpuReadyView = ReadyStateRead & { source: 'cycle' | 'consequence' };
 
+/**
+ * A cycle's log level: info when it lets the VM count as attested; warn for a verdict that does not
+ * (CONTRAINDICATED, or a warning the policy does not accept): the evidence was judged, and the
+ * judgement is the news; error when there is no verdict (status none: a device or step failed).
+ */
+export function cycleLogLevel(r: Pick<CycleResult, 'ok' | 'status'>): 'info' | 'warn' | 'error' {
+  if (r.ok) return 'info';
+  return r.status === 'none' ? 'error' : 'warn';
+}
+
 export class Daemon {
   config!: Config;
   /** Bound into every attestation next to the nonce and the agent key (agent/formats/nonce-binding.ts). */
@@ -89,6 +101,9 @@ export class Daemon {
   private history!: ResultHistory;
   private trustLog!: TrustLog;
   private server: Server | undefined;
+  /** The metrics.listen TCP listener, when configured. */
+  private metricsServer: Server | undefined;
+  private metricsBound: { host: string; port: number } | undefined;
   /** Shared with the API server; reloads replace its contents in place. */
   private readonly authz: AuthorizationTable = {};
   private watchdog: NodeJS.Timeout | undefined;
@@ -214,6 +229,7 @@ export class Daemon {
     });
     this.socketActivated = listening.activated;
     this.log.info({ socket: listening.path, activated: listening.activated }, 'local API listening');
+    await this.startMetricsListener();
 
     this.scheduler = scheduler;
     this.scheduler.start();
@@ -228,12 +244,50 @@ export class Daemon {
     this.notify({ READY: 1, STATUS: this.statusLine(), MAINPID: process.pid });
   }
 
+  /** metrics.listen: GET /metrics over TCP for Prometheus, nothing else (agent/api/metrics-listener.ts). */
+  private async startMetricsListener(): Promise<void> {
+    const text = this.config.metrics.listen;
+    if (text === undefined) return;
+    const addr = parseListenAddress(text);
+    if ('error' in addr) throw new ConfigError(`metrics.listen: ${addr.error}`);
+    this.metricsServer = createMetricsListener({
+      render: () => this.metrics.render(),
+      onError: (err) => this.log.error({ err: (err as Error)?.message ?? String(err) }, 'metrics listener failed'),
+    });
+    this.metricsBound = await listenTcp(this.metricsServer, addr.host, addr.port).catch((err: NodeJS.ErrnoException) => {
+      throw new ConfigError(`metrics.listen: cannot listen on ${text}: ${err.code ?? err.message}`, { cause: err });
+    });
+    if (isLoopback(addr.host)) this.log.info({ listen: text, port: this.metricsBound.port }, 'metrics listening');
+    else
+      this.log.warn(
+        { listen: text, port: this.metricsBound.port },
+        'metrics listening on a non-loopback address: anyone who can reach it can read /metrics (no authentication); restrict it with a firewall',
+      );
+  }
+
+  /** Where metrics.listen is bound (its port when the config said 0); undefined when off. */
+  metricsAddress(): { host: string; port: number } | undefined {
+    return this.metricsBound;
+  }
+
+  private async closeMetricsListener(): Promise<void> {
+    const server = this.metricsServer;
+    this.metricsServer = undefined;
+    this.metricsBound = undefined;
+    if (!server?.listening) return;
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+  }
+
   /** Undo a partial start so a failed start never leaves a half-working process behind. */
   private async abortStart(): Promise<void> {
     this.clearTimers();
     await this.scheduler?.stop().catch(() => undefined);
     await this.link?.stop().catch(() => undefined);
     this.events?.close();
+    await this.closeMetricsListener();
     const server = this.server;
     if (server?.listening) {
       await new Promise<void>((resolve) => {
@@ -400,8 +454,7 @@ export class Daemon {
       ...(failed.length ? { failed } : {}),
       ...(r.error ? { error: r.error } : {}),
     };
-    if (r.ok) this.log.info(line, `attestation ${outcome}${r.simulated ? ' (SIMULATED)' : ''}`);
-    else this.log.error(line, `attestation ${outcome}${r.simulated ? ' (SIMULATED)' : ''}`);
+    this.log[cycleLogLevel(r)](line, `attestation ${outcome}${r.simulated ? ' (SIMULATED)' : ''}`);
     this.metrics.recordCycle(r.ear, r.durationMs / 1000, r.ok);
     if (r.gpuReadyRead) this.noteGpuReady({ ...r.gpuReadyRead, source: 'cycle' });
     this.history
@@ -637,6 +690,7 @@ export class Daemon {
           'controller.agentId',
           'controller.tokenKey',
           'controller.insecure',
+          'metrics.listen',
         ] as const
       ).filter((k) => {
         const [a, b] = k.split('.') as [keyof Config, string | undefined];
@@ -658,6 +712,7 @@ export class Daemon {
         state: { ...next.state, dir: this.config.state.dir },
         simulation: this.config.simulation,
         gpus: { ...next.gpus, setReadyState: this.config.gpus.setReadyState },
+        metrics: this.config.metrics,
       };
       for (const k of Object.keys(this.authz)) delete this.authz[k as keyof AuthorizationTable];
       Object.assign(this.authz, v.authz);
@@ -694,6 +749,7 @@ export class Daemon {
       this.clearTimers();
       await this.scheduler?.stop();
       await this.link?.stop().catch(() => undefined);
+      await this.closeMetricsListener();
       // Event streams never end on their own: end them so the server can close.
       this.events?.close();
       const closed = new Promise<void>((resolve) => {

@@ -172,7 +172,8 @@ export class DaemonLink {
     }
     this.token = { token, expiresAt: verified.expiresAt, challengeId };
     this.unboundVerdict = undefined;
-    this.deps.log.info(
+    // A CONTRAINDICATED verdict is a warning even when it names our key.
+    this.deps.log[verified.status === 'contraindicated' ? 'warn' : 'info'](
       { challengeId, expiresAt: this.token.expiresAt.toISOString(), status: verified.status, secrets: this.secrets.names() },
       'controller verdict received',
     );

@@ -1,14 +1,19 @@
 /**
- * Prometheus metrics for GET /metrics, on a registry owned by this agent instance (never
- * prom-client's global default, so tests and embedders get independent, predictable output).
+ * Prometheus metrics for GET /metrics (on the API socket, and on metrics.listen when configured), on a
+ * registry owned by this agent instance (never prom-client's global default, so tests and embedders
+ * get independent, predictable output). Besides the cvm_* series: cvm_agent_build_info and the
+ * standard process_* / nodejs_* metrics under their usual names (util/process-metrics.ts).
  *
  * Label values are bounded: `result` and `status` are EAR tiers (plus "error"), `device` is an EAR
  * submod name (cpu0, gpu0..gpuN), `kind` a collateral kind; anything else is dropped rather than
  * turned into a new series.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Ear } from '../appraise/ear.js';
 import type { TrustStatus } from '../formats/checks.js';
+import { registerBuildInfo, registerDefaultMetrics } from '../util/process-metrics.js';
+import { buildCommit } from '../util/build-info.js';
+import { packageRoot } from '../native/addon-loader.js';
 
 export const STATUSES: readonly TrustStatus[] = ['affirming', 'warning', 'contraindicated', 'none'];
 /** Per device: an EAR tier, or "error" when the device or its library was unavailable (cvm.error). */
@@ -25,10 +30,19 @@ const LABEL_VALUE = /^[A-Za-z0-9._-]{1,64}$/;
 export const CYCLE_BUCKETS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300];
 
 export interface AgentMetricsOptions {
-  /** Node/process metrics (CPU, memory, event loop, GC, fds) with the cvm_ prefix; default true. */
+  /** The standard process_* and nodejs_* metrics (CPU, memory, event loop, GC, fds); default true. */
   defaultMetrics?: boolean;
   /** Clock for cvm_last_success_timestamp_seconds (tests). */
   now?: () => number;
+}
+
+/** The commit for the build_info labels (the same as `cvm-agent --version`); "unknown" if the package root is not found. */
+function runningCommit(): string {
+  try {
+    return buildCommit(packageRoot());
+  } catch {
+    return 'unknown';
+  }
 }
 
 export class AgentMetrics {
@@ -116,8 +130,8 @@ export class AgentMetrics {
     for (const g of [this.lastSuccess, this.gpuReady, this.linkUp, this.simulated, this.trusted, this.eventSubscribers]) g.set(0);
     for (const trigger of TRIGGER_LABELS) this.triggerActive.set({ trigger }, 0);
     for (const result of [...STATUSES, 'error'] as const) this.cycles.inc({ result }, 0);
-    // Event-loop lag sampled every 100 ms instead of prom-client's 10 ms: an idle daemon should stay idle.
-    if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'cvm_', eventLoopMonitoringPrecision: 100 });
+    registerBuildInfo(this.registry, 'cvm_agent', 'agent', runningCommit());
+    if (opts.defaultMetrics ?? true) registerDefaultMetrics(this.registry);
   }
 
   /**

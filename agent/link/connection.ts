@@ -134,9 +134,9 @@ export class LinkConnection {
         headers.Authorization = `Bearer ${token}`;
       } catch (err) {
         this._lastError = `cannot read the bearer token file ${this.o.tokenFile}: ${(err as Error).message}`;
-        this.o.log.error({ err: this._lastError }, 'controller link: no credentials');
         this._state = 'down';
-        this.scheduleReconnect();
+        // No credentials will not fix itself: an error, not a warning.
+        this.scheduleReconnect('error');
         return;
       }
     }
@@ -163,7 +163,7 @@ export class LinkConnection {
     } catch (err) {
       this._lastError = `cannot connect: ${(err as Error).message}`;
       this._state = 'down';
-      this.scheduleReconnect();
+      this.scheduleReconnect('warn');
       return;
     }
     this._ws = ws;
@@ -173,7 +173,8 @@ export class LinkConnection {
       if (this._ws !== ws) return;
       // Keep a more specific reason (HTTP status, pong timeout, flood) if we already have one.
       if (!this._closingReason) this._lastError = err.message;
-      this.o.log.warn({ err: err.message }, 'controller link error');
+      // Debug only: the close that follows logs the attempt once, with this reason and the next delay.
+      this.o.log.debug({ err: err.message }, 'controller link error');
     });
     ws.on('unexpected-response', (_req, res: IncomingMessage) => {
       const status = res.statusCode ?? 0;
@@ -182,7 +183,7 @@ export class LinkConnection {
       // Wrong or expired credentials will not fix themselves within a second: back off harder.
       if (status === 401 || status === 403) this.penalty = 3;
       res.resume();
-      this.o.log.error({ status }, 'controller link: handshake refused');
+      this.o.log.debug({ status }, 'controller link: handshake refused');
       ws.terminate();
     });
     ws.on('open', () => this.onOpen(ws));
@@ -268,15 +269,23 @@ export class LinkConnection {
     for (const w of this.closedWaiters.splice(0)) w();
     if (this._state === 'stopped') return;
     this._state = 'down';
-    this.o.log.warn({ code, reason, lastError: this._lastError }, 'controller link down');
-    this.scheduleReconnect();
+    // Refused credentials or identity, or no common version (the causes of a penalty): an error.
+    this.scheduleReconnect(this.penalty > 0 ? 'error' : 'warn', { code, ...(reason ? { reason } : {}) });
   }
 
-  private scheduleReconnect(): void {
+  /**
+   * Waits out the backoff, then connects again. Every failed attempt (and every drop of a link that
+   * was up) logs exactly this one line: why, which attempt comes next, and after what delay.
+   */
+  private scheduleReconnect(level: 'warn' | 'error', fields: { code?: number; reason?: string } = {}): void {
     if (this._state === 'stopped' || this.reconnectTimer) return;
     const delay = backoffDelay(this._attempt + this.penalty, this.o.backoff, this.o.random);
     this._attempt++;
     this._reconnectAt = this.o.now() + delay;
+    this.o.log[level](
+      { ...fields, lastError: this._lastError, attempt: this._attempt, nextDelayMs: delay, reconnectAt: new Date(this._reconnectAt).toISOString() },
+      `controller link down: attempt ${this._attempt} in ${(delay / 1000).toFixed(1)} s`,
+    );
     // Not unref'd: a daemon whose only work is the link must not exit while waiting to reconnect.
     this.reconnectTimer = setTimeout(() => void this.connect(), delay);
   }
@@ -286,7 +295,8 @@ export class LinkConnection {
     if (this._ws !== ws || this._closingReason) return;
     this._closingReason = reason;
     this._lastError = reason;
-    this.o.log.warn({ code, reason }, 'controller link: disconnecting');
+    // Debug only: the close logs the attempt once, with this reason as lastError.
+    this.o.log.debug({ code, reason }, 'controller link: disconnecting');
     if (ws.readyState === WebSocket.OPEN) {
       ws.close(code, reason.slice(0, 120));
       this.connTimer(() => ws.terminate(), 2000, 'close');

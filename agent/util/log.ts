@@ -1,6 +1,7 @@
 /**
- * pino JSON logs to stdout (journald). Secrets are redacted by key wherever they appear in a logged
- * object; messages never interpolate secret values (pino docs/redaction.md: redaction applies to logged objects only).
+ * pino JSON logs to stdout (journald), for the agent and the controller alike. Secrets are redacted by
+ * key wherever they appear in a logged object; messages never interpolate secret values (pino
+ * docs/redaction.md: redaction applies to logged objects only).
  *
  * Under systemd, stdout is a stream to journald, which stores every line at the unit's SyslogLevel=
  * (info) unless the line starts with a "<N>" syslog priority prefix (SyslogLevelPrefix=yes, the
@@ -67,21 +68,47 @@ export function withSyslogPrefix(line: string): string {
   return priority === undefined ? line : `<${priority}>${line}`;
 }
 
-export function createLogger(level: string, destination?: DestinationStream, env: NodeJS.ProcessEnv = process.env): Logger {
+/** The processes that log through createLogger: the `service` field of every line. */
+export type ServiceName = 'cvm-agent' | 'cvm-agent-controller';
+
+export interface LoggerOptions {
+  /** Default "cvm-agent". */
+  service?: ServiceName;
+  /** Where lines go instead of stdout (tests); never given the syslog prefix. */
+  destination?: DestinationStream;
+  env?: NodeJS.ProcessEnv;
+  /** Write each line before the call returns (default false: buffered, flushed on exit). */
+  sync?: boolean;
+}
+
+/**
+ * The one logger factory for the agent and the controller, so both write the same shape: level
+ * names, ISO time, base fields {service, pid}, the same redaction, the journal priority prefix.
+ */
+export function createLogger(level: string, opts: LoggerOptions = {}): Logger {
+  const env = opts.env ?? process.env;
   // Only our own stdout can be the journal stream; an injected destination is written as given.
-  const journal = destination === undefined && isJournalStream(env, 1);
+  const journal = opts.destination === undefined && isJournalStream(env, 1);
   return pino(
     {
       level,
-      base: { service: 'cvm-agent', pid: process.pid },
+      base: { service: opts.service ?? 'cvm-agent', pid: process.pid },
       timestamp: pino.stdTimeFunctions.isoTime,
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       // The level is the first key of every line, which is what withSyslogPrefix reads.
       formatters: { level: (label) => ({ level: label }) },
       ...(journal ? { hooks: { streamWrite: withSyslogPrefix } } : {}),
     },
-    destination ?? pino.destination({ dest: 1, sync: false }),
+    opts.destination ?? pino.destination({ dest: 1, sync: opts.sync ?? false }),
   );
+}
+
+/**
+ * A line written to stderr outside the logger (a failed start's one-line reason): under systemd it
+ * carries "<3>" (err) when stderr is the journal stream, so `journalctl -p err` shows why a start failed.
+ */
+export function stderrLine(text: string, env: NodeJS.ProcessEnv = process.env): string {
+  return isJournalStream(env, 2) ? `<${SYSLOG_PRIORITY.error}>${text}` : text;
 }
 
 export type { Logger };

@@ -2,11 +2,11 @@
  * `cvm-agent controller`: run the reference controller in the foreground (pino JSON logs to stdout)
  * until SIGTERM/SIGINT, then close the link, the listener and pending state writes cleanly.
  */
-import pino from 'pino';
 import { EXIT, parseOptions, type Command } from '../command.js';
 import { UsageError } from '../../errors.js';
 import { loadControllerConfig } from '../../controller/config.js';
 import { Controller } from '../../controller/controller-server.js';
+import { createLogger } from '../../util/log.js';
 
 function parseListen(text: string): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(text);
@@ -37,14 +37,9 @@ Exit codes: 0 stopped cleanly, 2 invalid config or arguments, 4 the listen addre
     if (positionals.length > 0) throw new UsageError('unexpected arguments');
     const listen = values.listen === undefined ? undefined : parseListen(values.listen);
     const resolved = await loadControllerConfig(values.config);
-    const log = pino(
-      {
-        level: resolved.config.logLevel,
-        base: { svc: 'cvm-agent-controller' },
-        redact: { paths: ['token', 'authorization', 'req.headers.authorization', 'secrets[*].jwe'], censor: '[redacted]' },
-      },
-      pino.destination({ dest: 1, sync: true }),
-    );
+    // The agent's logger factory: same line shape. Synchronous, as before: a line is out before the
+    // event it reports is acknowledged, even if the process is killed right after.
+    const log = createLogger(resolved.config.logLevel, { service: 'cvm-agent-controller', sync: true });
     const controller = await Controller.start(resolved, { log, ...(listen ? { listen } : {}) });
     const cfg = resolved.config;
     if (controller.signer.ephemeral)

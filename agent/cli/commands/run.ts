@@ -1,7 +1,7 @@
 /** `cvm-agent run`: the daemon in the foreground (what systemd's ExecStart runs). */
 import { EXIT, parseOptions, type Command } from '../command.js';
 import { Daemon } from '../../daemon/daemon.js';
-import { createLogger } from '../../util/log.js';
+import { createLogger, stderrLine } from '../../util/log.js';
 import { sdNotify, createPeerCredentialReader } from '../../native/system.js';
 import { DEFAULT_CONFIG_PATH } from '../../config/load.js';
 import { oneLine } from '../../daemon/preflight.js';
@@ -94,9 +94,9 @@ Exit codes: 0 stopped by a signal, 2 invalid configuration, 4 no TEE/GPU interfa
       // One line an operator can act on; the stack only at debug level.
       logger.debug({ err: (err as Error)?.stack ?? String(err) }, 'start failed');
       const code = startExitCode(err);
-      io.stderr.write(
-        `cvm-agent run: could not start: ${oneLine(err)}${err instanceof CvmError && !(err instanceof InternalError) ? '' : ' (internal error)'}\n`,
-      );
+      const line = `cvm-agent run: could not start: ${oneLine(err)}${err instanceof CvmError && !(err instanceof InternalError) ? '' : ' (internal error)'}\n`;
+      // Under systemd stderr is the journal stream too: the reason carries the err priority.
+      io.stderr.write(io.stderr === process.stderr ? stderrLine(line) : line);
       await new Promise<void>((r) => logger.flush(() => r()));
       // Whatever the start left behind (a timer, a handle) must not keep a half-started process alive.
       setTimeout(() => process.exit(code), 500).unref();

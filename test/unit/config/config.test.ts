@@ -2,6 +2,11 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { parseConfig, DEFAULTS } from '../../../agent/config/schema.js';
 import { ConfigError } from '../../../agent/errors.js';
+import { isLoopback, parseListenAddress } from '../../../agent/config/listen-address.js';
+import { loadValidatedConfig } from '../../../agent/daemon/preflight.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 describe('config', () => {
   it('gives production defaults for an empty file', () => {
@@ -53,5 +58,55 @@ describe('config', () => {
       }),
       { numRuns: 2000 },
     );
+  });
+});
+
+describe('metrics.listen', () => {
+  it('is off by default, and takes HOST:PORT with an explicit host', () => {
+    expect(DEFAULTS.metrics.listen).toBeUndefined();
+    expect(parseConfig('').metrics.listen).toBeUndefined();
+    for (const listen of ['127.0.0.1:9464', '[::1]:9464', 'localhost:9464', '0.0.0.0:9464', 'metrics.example:0']) {
+      expect(parseConfig(`metrics: {listen: "${listen}"}`).metrics.listen).toBe(listen);
+    }
+  });
+
+  it('refuses an address without a host, a bad port or a bad IPv6 literal, naming the key', () => {
+    for (const [listen, why] of [
+      [':9464', /metrics\.listen: must be HOST:PORT with an explicit host/],
+      ['9464', /metrics\.listen: must be HOST:PORT/],
+      ['127.0.0.1', /metrics\.listen: must be HOST:PORT/],
+      ['127.0.0.1:65536', /metrics\.listen: port 65536 is out of range/],
+      ['[1::2::3]:9464', /metrics\.listen: "1::2::3" is not an IPv6 address/],
+      ['http://127.0.0.1:9464', /metrics\.listen: must be HOST:PORT/],
+    ] as const) {
+      expect(() => parseConfig(`metrics: {listen: "${listen}"}`), listen).toThrow(why);
+    }
+    expect(() => parseConfig('metrics: {listen: 9464}')).toThrow(/metrics\.listen: must be HOST:PORT/);
+    expect(() => parseConfig('metrics: {port: 9464}')).toThrow(/metrics\.port: unknown key/);
+  });
+
+  it('config check (preflight) reports it like every other key', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cvm-config-metrics-'));
+    try {
+      const file = join(dir, 'config.yaml');
+      writeFileSync(file, `metrics: {listen: ":9464"}\napi: {socket: ${join(dir, 'api.sock')}}\n`);
+      await expect(loadValidatedConfig(file, {})).rejects.toThrow(/1 problem:\n {2}- metrics\.listen: must be HOST:PORT/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('listen addresses', () => {
+  it('parses host and port; IPv6 in brackets', () => {
+    expect(parseListenAddress('127.0.0.1:9464')).toEqual({ host: '127.0.0.1', port: 9464 });
+    expect(parseListenAddress('[::1]:0')).toEqual({ host: '::1', port: 0 });
+    expect(parseListenAddress('localhost:80')).toEqual({ host: 'localhost', port: 80 });
+    expect(parseListenAddress(':80')).toHaveProperty('error');
+  });
+
+  it('loopback is localhost, 127.0.0.0/8 and ::1 (also IPv4-mapped); any other name or address is not', () => {
+    for (const h of ['localhost', 'LOCALHOST', '127.0.0.1', '127.1.2.3', '::1', '::ffff:127.0.0.1']) expect(isLoopback(h), h).toBe(true);
+    for (const h of ['0.0.0.0', '::', '10.0.0.1', '128.0.0.1', 'metrics.example', '127.example', '::ffff:10.0.0.1']) expect(isLoopback(h), h).toBe(false);
   });
 });

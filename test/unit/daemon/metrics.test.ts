@@ -3,6 +3,12 @@ import { describe, expect, it } from 'vitest';
 import { buildEar, type Ear } from '../../../agent/appraise/ear.js';
 import { AgentMetrics } from '../../../agent/daemon/metrics.js';
 import { fail, pass, resultOf, warn } from '../../../agent/formats/checks.js';
+import { packageVersion } from '../../../agent/util/package-version.js';
+import { buildCommit } from '../../../agent/util/build-info.js';
+import { packageRoot } from '../../../agent/native/addon-loader.js';
+
+/** What `cvm-agent --version` says: in a checkout, the commit of HEAD. */
+const COMMIT = buildCommit(packageRoot());
 
 /** Prometheus text exposition -> { 'name{a="x",b="y"}': value }, checking every line's syntax. */
 function parseExposition(body: string): Map<string, number> {
@@ -42,7 +48,7 @@ function ear(devices: Record<string, 'ok' | 'warn' | 'fail'>, simulated = false)
 }
 
 describe('AgentMetrics', () => {
-  it('starts with explicit zeros, process metrics under cvm_, and nothing in the global registry', async () => {
+  it('starts with explicit zeros, the standard process and Node.js metrics, build info, and nothing in the global registry', async () => {
     const metrics = new AgentMetrics();
     // prom-client counts process CPU from when the metrics were created: spend some, so the counter
     // cannot legitimately read 0 (it did on a fast scrape, with getrusage's tick granularity).
@@ -54,9 +60,16 @@ describe('AgentMetrics', () => {
     expect(s.get('cvm_last_success_timestamp_seconds')).toBe(0);
     expect(s.get('cvm_gpu_ready_state')).toBe(0);
     expect(s.get('cvm_controller_link_up')).toBe(0);
-    expect(s.get('cvm_process_cpu_user_seconds_total')).toBeGreaterThan(0);
-    expect(s.get('cvm_process_resident_memory_bytes')).toBeGreaterThan(0);
-    expect([...s.keys()].every((k) => k.startsWith('cvm_'))).toBe(true);
+    // prom-client's names, not renamed: what Node.js dashboards and alerts expect.
+    expect(s.get('process_cpu_user_seconds_total')).toBeGreaterThan(0);
+    expect(s.get('process_resident_memory_bytes')).toBeGreaterThan(0);
+    expect(s.get('process_start_time_seconds')).toBeGreaterThan(0);
+    expect([...s.keys()].some((k) => k.startsWith('nodejs_heap_size_used_bytes'))).toBe(true);
+    expect(s.get(`cvm_agent_build_info{version="${packageVersion()}",commit="${COMMIT}",node="${process.version}"}`)).toBe(1);
+    // Only our own series carry the cvm_ prefix; nothing else is invented.
+    expect([...s.keys()].every((k) => /^(cvm_|process_|nodejs_)/.test(k))).toBe(true);
+    // A gauge named like a counter is what `promtool check metrics` reports.
+    expect([...s.keys()].filter((k) => /^nodejs_active_\w+_total/.test(k))).toEqual([]);
     expect(globalRegistry.getSingleMetric('cvm_attestation_cycles_total')).toBeUndefined();
   });
 

@@ -15,7 +15,7 @@ function logger() {
       cb();
     },
   });
-  return { log: createLogger('info', sink), lines };
+  return { log: createLogger('info', { destination: sink }), lines };
 }
 
 describe('test hooks', () => {
