@@ -1,10 +1,23 @@
 /**
  * Prints one plain closing line, "Tests: N passed, N failed, N skipped", after vitest's own summary,
- * so CI logs carry a runner-independent count.
+ * so CI logs carry a runner-independent count; then, when suites were skipped for a missing tool
+ * (test/helpers/tools.ts), one line naming them and the apt-get command that enables them.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Reporter, TestModule } from 'vitest/node';
+import { SKIPS_DIR_ENV, readSkips, skipSummary } from './tools.js';
 
 export default class SummaryReporter implements Reporter {
+  private skipsDir: string | undefined;
+
+  onInit(): void {
+    // Before any worker starts: the workers inherit process.env and record their skips here.
+    this.skipsDir = mkdtempSync(join(tmpdir(), 'cvm-test-skips-'));
+    process.env[SKIPS_DIR_ENV] = this.skipsDir;
+  }
+
   onTestRunEnd(testModules: ReadonlyArray<TestModule>): void {
     let passed = 0;
     let failed = 0;
@@ -19,5 +32,11 @@ export default class SummaryReporter implements Reporter {
       if (mod.state() === 'failed' && [...mod.children.allTests()].length === 0) failed++;
     }
     process.stdout.write(`\nTests: ${passed} passed, ${failed} failed, ${skipped} skipped\n`);
+    if (this.skipsDir) {
+      const line = skipSummary(readSkips(this.skipsDir));
+      rmSync(this.skipsDir, { recursive: true, force: true });
+      this.skipsDir = undefined;
+      if (line) process.stdout.write(`${line}\n`);
+    }
   }
 }
