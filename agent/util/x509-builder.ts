@@ -2,7 +2,7 @@
  * Tiny X.509 certificate and CRL builder (RFC 5280) over util/der-writer.ts, for SIMULATED
  * evidence (test roots, simulated VCEKs and GPU chains) and tests. It signs with node:crypto.
  * RSA-PSS uses SHA-384 / MGF1-SHA-384 / salt 48, with the explicit RSASSA-PSS-params
- * AlgorithmIdentifier AMD's certificates carry (shared/reference/snp.md §4.1; RFC 4055 §3.1).
+ * AlgorithmIdentifier AMD's certificates carry (AMD #57230; RFC 4055 §3.1).
  */
 import { constants, sign, type KeyObject } from 'node:crypto';
 import { CvmError } from '../errors.js';

@@ -3,9 +3,10 @@
  * development machine, a failure under CI=true, and the summary line itself.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { repoRoot } from '../helpers/paths.js';
 import { MissingToolError, SKIPS_DIR_ENV, findTool, isCI, readSkips, requireRoot, requireTool, skipSummary } from '../helpers/tools.js';
 
 const dirs: string[] = [];
@@ -129,5 +130,20 @@ describe('readSkips / skipSummary', () => {
       'Skipped 1 suite (tools not installed): test/system/boot.test.ts (root, debootstrap). To run them: sudo apt-get install -y debootstrap, then run as root',
     );
     expect(skipSummary([])).toBeUndefined();
+  });
+});
+
+describe('README.md', () => {
+  it('shows the skip line exactly as the reporter prints it', () => {
+    const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
+    const shown = readme.split('\n').filter((l) => l.startsWith('Skipped '));
+    expect(shown).toEqual([
+      skipSummary([
+        { suite: 'test/e2e/fleet-page.test.ts', need: 'chromium', apt: 'chromium' },
+        { suite: 'test/integration/swtpm-azure.test.ts', need: 'swtpm', apt: 'swtpm' },
+      ]),
+    ]);
+    expect(readme).toContain('```sh\n.ci/run\n```');
+    expect(readme).toContain('npm test\n```');
   });
 });

@@ -1,6 +1,6 @@
 /**
  * SEV-SNP ATTESTATION_REPORT (1184 bytes, little-endian) parser and its exact inverse.
- * Offsets: shared/reference/snp.md §3 table (AMD SEV-SNP ABI #56860 ATTESTATION_REPORT, as encoded by
+ * Offsets: AMD SEV-SNP ABI #56860 rev 1.55 §7.3 Table 22 ATTESTATION_REPORT, as encoded by
  * go-sev-guest abi/abi.go ReportToProto/ReportToAbiBytes and virtee/sev snp.rs). Pure: bytes in, data out.
  */
 import { CvmError, ParseError } from '../../errors.js';

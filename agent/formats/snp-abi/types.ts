@@ -2,7 +2,7 @@
  * Types of the SEV-SNP ABI structures: the 1184-byte ATTESTATION_REPORT, its TCB_VERSION,
  * POLICY, PLATFORM_INFO and signer-info words, the GHCB certificate table and the AMD VCEK/VLEK
  * X.509 extensions. Pure data; parsing lives in report.ts, tcb.ts, cert-table.ts, amd-extensions.ts.
- * Layout source: shared/reference/snp.md §3 (AMD SEV-SNP ABI #56860 "ATTESTATION_REPORT" table,
+ * Layout source: AMD SEV-SNP ABI #56860 rev 1.55 §7.3 Table 22 "ATTESTATION_REPORT Structure",
  * as encoded by go-sev-guest abi/abi.go and virtee/sev snp.rs).
  */
 
