@@ -18,12 +18,12 @@ const PATH = new RegExp(`(?<![\\w./$~@-])((?:${ROOTS.map((r) => r.replace('.', '
 const SHARED = /(?<![\w-])(?:\.\.\/)*shared\//;
 
 /** The repository-relative paths a text names, as written (trailing punctuation removed). */
-export function namedPaths(text: string): string[] {
+function namedPaths(text: string): string[] {
   return [...text.matchAll(PATH)].map((m) => m[1]!.replace(/[.,:;-]+$/, ''));
 }
 
 /** The comment text of a TypeScript source: block comments and `//` comments, line by line. */
-export function commentText(source: string): string {
+function commentText(source: string): string {
   const out: string[] = [];
   let inBlock = false;
   for (const line of source.split('\n')) {
@@ -75,7 +75,9 @@ describe('paths named in docs and comments', () => {
     ]);
     expect(namedPaths('agent/**/*.ts, agent/<layer>/x.ts')).toEqual(['agent/', 'agent/']);
     expect(namedPaths('/usr/lib/cvm-agent/bin/cvm-agent.js $(npm root -g)/cvm-agent/systemd/install.sh ./docs/x.md')).toEqual([]);
-    expect(commentText("const a = 'docs/a.md'; // docs/b.md\n/**\n * test/c.ts\n */\nconst u = 'http://x/docs/d.md';")).toBe(' // docs/b.md\n/**\n * test/c.ts\n */');
+    expect(commentText("const a = 'docs/a.md'; // docs/b.md\n/**\n * test/c.ts\n */\nconst u = 'http://x/docs/d.md';")).toBe(
+      ' // docs/b.md\n/**\n * test/c.ts\n */',
+    );
   });
 
   it('every one exists in the repository (docs/*.md, README.md, comments in agent/ test/ tools/ bench/, systemd/*, .ci/run)', () => {
