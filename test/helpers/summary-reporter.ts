@@ -3,7 +3,7 @@
  * so CI logs carry a runner-independent count; then, when suites were skipped for a missing tool
  * (test/helpers/tools.ts), one line naming them and the apt-get command that enables them.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Reporter, TestModule } from 'vitest/node';
@@ -14,8 +14,10 @@ export default class SummaryReporter implements Reporter {
 
   onInit(): void {
     // Before any worker starts: the workers inherit process.env and record their skips here.
-    this.skipsDir = mkdtempSync(join(tmpdir(), 'cvm-test-skips-'));
-    process.env[SKIPS_DIR_ENV] = this.skipsDir;
+    const dir = mkdtempSync(join(tmpdir(), 'cvm-test-skips-'));
+    this.skipsDir = dir;
+    process.env[SKIPS_DIR_ENV] = dir;
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   }
 
   onTestRunEnd(testModules: ReadonlyArray<TestModule>): void {
@@ -34,8 +36,8 @@ export default class SummaryReporter implements Reporter {
     process.stdout.write(`\nTests: ${passed} passed, ${failed} failed, ${skipped} skipped\n`);
     if (this.skipsDir) {
       const line = skipSummary(readSkips(this.skipsDir));
-      rmSync(this.skipsDir, { recursive: true, force: true });
-      this.skipsDir = undefined;
+      // Emptied, not removed: a watch-mode rerun records its own skips here.
+      for (const f of readdirSync(this.skipsDir)) rmSync(join(this.skipsDir, f), { force: true });
       if (line) process.stdout.write(`${line}\n`);
     }
   }
