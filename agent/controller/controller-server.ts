@@ -28,7 +28,7 @@ import type { PublicJwk } from '../formats/nonce-binding.js';
 import { CSP, FLEET_CSS, FLEET_HTML, FLEET_JS } from './web/page.js';
 import { packageVersion } from '../util/package-version.js';
 import { DeviceError } from '../errors.js';
-import { ControllerMetrics } from './metrics.js';
+import { ControllerMetrics } from './controller-metrics.js';
 
 export const LINK_PATH = '/v1/link';
 export const CONTROLLER_BUILD = `cvm-agent-controller/${packageVersion()}`;

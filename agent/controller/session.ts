@@ -43,7 +43,7 @@ import type { TokenSigner } from './signer.js';
 import { AGENT_ID, type ControllerLimits, type ReleaseRule } from './config.js';
 import type { PublicJwk } from '../formats/nonce-binding.js';
 import { failedChecks } from '../formats/checks.js';
-import type { ControllerMetrics } from './metrics.js';
+import type { ControllerMetrics } from './controller-metrics.js';
 
 export interface SessionDeps {
   registry: AgentRegistry;

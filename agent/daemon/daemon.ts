@@ -32,7 +32,7 @@ import { TrustLog } from '../state/trust-log.js';
 import { openSources, type Sources } from './sources.js';
 import { VERSION } from '../util/agent-version.js';
 import { describeStatus } from './status.js';
-import { AgentMetrics } from './metrics.js';
+import { AgentMetrics } from './agent-metrics.js';
 import { collectInventory, currentInventory } from './inventory.js';
 import { createAgentKey, type AgentKey } from '../link/agent-key.js';
 import { DaemonLink, cycleEventData, type VerdictNote } from './link.js';

@@ -45,7 +45,7 @@ export function outboxFileLimit(maxEvents: number, maxBytes: number): number {
 }
 
 export interface OutboxOptions {
-  /** Directory for outbox.jsonl (the daemon's StateDirectory). Created (0700) if missing. */
+  /** Directory for outbox.jsonl (the daemon passes <state.dir>/outbox). Created (0700) if missing. */
   dir: string;
   /** Signs new events (including `dropped`). */
   key: AgentKey;

@@ -1,7 +1,7 @@
 /**
  * pino JSON logs to stdout (journald), for the agent and the controller alike. Secrets are redacted by
  * key wherever they appear in a logged object; messages never interpolate secret values (pino
- * docs/redaction.md: redaction applies to logged objects only).
+ * documentation on redaction: it applies to logged objects only).
  *
  * Under systemd, stdout is a stream to journald, which stores every line at the unit's SyslogLevel=
  * (info) unless the line starts with a "<N>" syslog priority prefix (SyslogLevelPrefix=yes, the

@@ -107,7 +107,7 @@ export function expectOneLineRefusal(r: CliRun, pattern: RegExp): void {
 
 /**
  * `config check` refusing a file the config names: it runs the daemon's whole validation
- * (agent/config/preflight.ts) and lists every problem, one per line under a header, so a config whose
+ * (agent/daemon/preflight.ts) and lists every problem, one per line under a header, so a config whose
  * only problem is that file gives exit 2, "<config>: 1 problem:", and one "  - " line matching `pattern`.
  */
 export function expectConfigCheckProblem(r: CliRun, pattern: RegExp): void {

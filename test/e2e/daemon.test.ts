@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { NotifyReceiver } from '../helpers/notify-receiver.js';
 import { startDaemon, CLI, type DaemonProcess } from '../helpers/daemon-process.js';
+import { requireTool } from '../helpers/tools.js';
 import { callApi } from '../../agent/cli/api-client.js';
 import { main } from '../../agent/cli/main.js';
 
@@ -172,7 +173,7 @@ describe('cvm-agent run (simulated TEE)', () => {
   });
 });
 
-describe('socket activation', () => {
+describe.runIf(requireTool('systemd-socket-activate', 'systemd'))('socket activation', () => {
   it('serves on the listener systemd-socket-activate hands over (LISTEN_FDS)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cvm-activate-'));
     const socket = join(dir, 'api.sock');

@@ -6,15 +6,18 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { repoRoot } from '../helpers/paths.js';
+import { findTool, requireTool } from '../helpers/tools.js';
 import { FakeAgent, makeBundle, openSim, startController, type ControllerUnderTest, type Sim } from '../helpers/controller-fixture.js';
 
 const run = promisify(execFile);
-const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((p) => existsSync(p));
+const BROWSERS = ['chromium', 'chromium-browser', 'google-chrome'];
+// Without a browser the file is skipped (its hooks with it), a failure under CI=true.
+const CHROMIUM = requireTool(BROWSERS, 'chromium') ? BROWSERS.map((b) => findTool(b)).find((p) => p !== undefined) : undefined;
 const artifacts = join(repoRoot, 'test-artifacts');
 
 let sim: Sim;
@@ -70,11 +73,7 @@ afterAll(async () => {
   rmSync(sim.dir, { recursive: true, force: true });
 });
 
-describe('fleet page in headless Chromium', () => {
-  it('chromium is installed (Debian package "chromium")', () => {
-    expect(CHROMIUM, 'install it: apt-get install -y chromium').toBeDefined();
-  });
-
+describe.runIf(CHROMIUM)('fleet page in headless Chromium', () => {
   it('renders one table row per agent with status colours and the SIMULATED badge (--dump-dom)', async () => {
     const { stdout } = await run(CHROMIUM!, chromiumArgs(['--dump-dom', `${ctl.controller.address().url}/`]), { timeout: 90_000, maxBuffer: 16 * 1024 * 1024 });
     const rows = [...stdout.matchAll(/<tr class="agent" data-agent-id="([^"]+)">([\s\S]*?)<\/tr>/g)];

@@ -14,6 +14,7 @@ import { fakesDir, repoRoot, vectorsDir } from '../helpers/paths.js';
 import { FAKE_NVML, FAKE_NVML_NOCC } from './nvml-helpers.js';
 import { makeTestPki, TestController, type TestPki } from '../helpers/test-controller.js';
 import { provisionAzureVtpm, startSwtpm, type Swtpm } from '../helpers/swtpm.js';
+import { requireTool } from '../helpers/tools.js';
 import { TpmClient } from '../../agent/evidence/tpm/tpm-client.js';
 import { SocketTransport } from '../../agent/evidence/tpm/transport.js';
 import { SimulatedSnpDevice } from '../../agent/simulation/snp-sim.js';
@@ -210,18 +211,8 @@ describe('gpu: the fake NVML', () => {
   });
 });
 
-const hasSwtpm = (() => {
-  try {
-    execFileSync('swtpm', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
-// In CI a missing swtpm is a failure (the test environment is incomplete), locally a skip.
-if (!hasSwtpm && process.env.CI === 'true') throw new Error('swtpm is not installed (apt-get install swtpm swtpm-tools)');
-
-describe.skipIf(!hasSwtpm)('vtpm: swtpm', () => {
+// Locally a skip without swtpm, in CI a failure (test/helpers/tools.ts).
+describe.runIf(requireTool('swtpm', 'swtpm'))('vtpm: swtpm', () => {
   let plain: Swtpm;
   let azure: Swtpm;
   let simDir: string;

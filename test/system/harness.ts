@@ -22,6 +22,7 @@ import {
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { repoRoot } from '../helpers/paths.js';
+import { isCI } from '../helpers/tools.js';
 
 const systemDir = join(repoRoot, 'test', 'system');
 const ROOTFS_SCRIPT = join(systemDir, 'rootfs.sh');
@@ -66,7 +67,7 @@ export function hostRun(cmd: string, args: string[], opts: { timeoutMs?: number;
 export function rootfs(): string {
   const check = spawnSync(ROOTFS_SCRIPT, ['--check'], { encoding: 'utf8' });
   if (check.status === 0) return check.stdout.trim();
-  if (process.env.CI === 'true') {
+  if (isCI()) {
     throw new Error(`the boot test's root file system is missing (${check.stderr.trim()}): .ci/run must run test/system/rootfs.sh before npm test`);
   }
   return hostRun(ROOTFS_SCRIPT, [], { timeoutMs: 1_800_000 }).stdout.trim().split('\n').pop()!;

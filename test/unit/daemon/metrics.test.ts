@@ -1,7 +1,7 @@
 import { register as globalRegistry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { buildEar, type Ear } from '../../../agent/appraise/ear.js';
-import { AgentMetrics } from '../../../agent/daemon/metrics.js';
+import { AgentMetrics } from '../../../agent/daemon/agent-metrics.js';
 import { fail, pass, resultOf, warn } from '../../../agent/formats/checks.js';
 import { packageVersion } from '../../../agent/util/package-version.js';
 import { buildCommit } from '../../../agent/util/build-info.js';

@@ -2,7 +2,9 @@
  * The systemd integration files (systemd/*), checked with systemd's own tools on a host where
  * systemd is not PID 1: `systemd-analyze verify` and `security --offline=true`, `systemd-sysusers`
  * and `systemd-tmpfiles` applied into a temporary root, and install.sh run into a temporary prefix.
- * The tools come from Debian's `systemd` package (.ci/run installs it); a missing tool fails.
+ * The tools come from Debian's `systemd` package (.ci/run installs it): without them those suites
+ * are skipped (a failure under CI=true, test/helpers/tools.ts). The commands docs/systemd.md gives
+ * for these checks are taken from its code block and run exactly as written, so the two cannot drift.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
@@ -23,6 +25,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repoRoot } from '../../helpers/paths.js';
+import { requireTool } from '../../helpers/tools.js';
 
 const systemdDir = join(repoRoot, 'systemd');
 const serviceFile = join(systemdDir, 'cvm-agent.service');
@@ -47,7 +50,11 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env):
   return { status: r.status, stdout, stderr, out: stdout + stderr, ...(r.error ? { error: r.error } : {}) };
 }
 
-/** Fails (never skips) with a clear message when a tool is missing. */
+const hasAnalyze = requireTool('systemd-analyze', 'systemd');
+const hasSysusers = requireTool('systemd-sysusers', 'systemd');
+const hasTmpfiles = requireTool('systemd-tmpfiles', 'systemd');
+
+/** Fails with a clear message when a tool could not be run. */
 function expectRan(r: Run, what: string): void {
   expect(r.error, `${what} could not be run (install the Debian systemd package): ${String(r.error)}`).toBeUndefined();
 }
@@ -102,6 +109,21 @@ afterAll(() => {
   for (const d of tmpRoots) rmSync(d, { recursive: true, force: true });
 });
 
+/** A minimal built package (what `npm run build` leaves) around a copy of the real systemd/ dir. */
+function makePackage(parent: string, opts: { built?: boolean } = {}): string {
+  const pkg = join(parent, 'cvm-agent');
+  mkdirSync(join(pkg, 'bin'), { recursive: true });
+  cpSync(systemdDir, join(pkg, 'systemd'), { recursive: true });
+  writeFileSync(join(pkg, 'package.json'), JSON.stringify({ name: 'cvm-agent', version: '0.0.0-test' }, null, 2));
+  cpSync(join(repoRoot, 'bin', 'cvm-agent.js'), join(pkg, 'bin', 'cvm-agent.js'));
+  mkdirSync(join(pkg, 'docs'));
+  writeFileSync(join(pkg, 'docs', 'systemd.md'), '# systemd\n');
+  if (opts.built !== false) {
+    mkdirSync(join(pkg, 'dist', 'cli'), { recursive: true });
+    writeFileSync(join(pkg, 'dist', 'cli', 'main.js'), 'export async function main() { return 0; }\n');
+  }
+  return pkg;
+}
 describe('systemd unit files', () => {
   const service = readUnit(serviceFile);
   const socket = readUnit(socketFile);
@@ -197,7 +219,7 @@ describe('systemd unit files', () => {
   });
 });
 
-describe('systemd-analyze (systemd 252 offline checks)', () => {
+describe.runIf(hasAnalyze)('systemd-analyze (systemd 252 offline checks)', () => {
   // verify checks that ExecStart= is executable, and /usr/bin/cvm-agent is only there after
   // install.sh ran. The units are verified unchanged except for one drop-in in a temporary copy
   // that points ExecStart= at a stub; the first test shows that this is the only thing it hides.
@@ -280,7 +302,7 @@ describe('systemd-analyze (systemd 252 offline checks)', () => {
   });
 });
 
-describe('sysusers.d and tmpfiles.d, applied into a temporary root', () => {
+describe.runIf(hasSysusers && hasTmpfiles)('sysusers.d and tmpfiles.d, applied into a temporary root', () => {
   let root = '';
   beforeAll(() => {
     root = tempDir('root');
@@ -333,6 +355,50 @@ describe('sysusers.d and tmpfiles.d, applied into a temporary root', () => {
   });
 });
 
+/** The lines of docs/systemd.md's code block marked for this test, exactly as written there. */
+function documentedChecks(): string[] {
+  const doc = readFileSync(join(repoRoot, 'docs', 'systemd.md'), 'utf8');
+  const m = /<!-- test\/unit\/repo\/systemd-units\.test\.ts -->\n```sh\n([\s\S]*?)\n```/.exec(doc);
+  if (!m) throw new Error('docs/systemd.md: no ```sh block after <!-- test/unit/repo/systemd-units.test.ts -->');
+  return m[1]!.split('\n').filter((l) => l.trim() !== '');
+}
+
+describe.runIf(hasAnalyze && hasSysusers && hasTmpfiles)('docs/systemd.md "Checking the units without systemd as PID 1", run as written', () => {
+  it('every line runs from the repository root (here a built copy of it): the user, groups and directories land in the temporary root', () => {
+    const lines = documentedChecks();
+    expect(lines.length).toBeGreaterThanOrEqual(7);
+    // The block as one bash script (its lines share $root), each line followed by a marker with its
+    // exit status; mktemp -d makes its directories in our temporary directory.
+    const script = ['exec 2>&1', ...lines.flatMap((l, i) => [l, `printf '\\n@@ %d %d\\n' ${i} "$?"`]), `printf '@@root %s\\n' "$root"`].join('\n');
+    const cwd = makePackage(tempDir('doc-checkout'));
+    const r = spawnSync('bash', ['-c', script], { cwd, encoding: 'utf8', env: { ...process.env, TMPDIR: tempDir('doc-tmp') }, timeout: 120_000 });
+    expect(r.error).toBeUndefined();
+    const parts = r.stdout.split(/\n@@ (\d+) (\d+)\n/);
+    const ran = new Map<number, { status: number; out: string }>();
+    for (let i = 1; i + 1 < parts.length; i += 3) ran.set(Number(parts[i]), { status: Number(parts[i + 1]), out: parts[i - 1]!.trim() });
+    expect([...ran.keys()]).toEqual(lines.map((_, i) => i));
+    lines.forEach((line, i) => {
+      const { status, out } = ran.get(i)!;
+      if (/^systemd-analyze verify /.test(line) && !existsSync('/usr/bin/cvm-agent')) {
+        // The one problem the page says to expect before installing.
+        expect(out, line).toBe('cvm-agent.service: Command /usr/bin/cvm-agent is not executable: No such file or directory');
+        expect(status, line).toBe(1);
+      } else {
+        expect(status, `${line}\n${out}`).toBe(0);
+      }
+      if (/^systemd-analyze security /.test(line)) expect(out).toMatch(/Overall exposure level for cvm-agent\.service: \d+\.\d/);
+      if (/--dry-run --root/.test(line)) expect(out).toMatch(/Creating user 'cvm-agent' /);
+      if (/install\.sh --dry-run/.test(line)) expect(out).toContain('dry run: nothing will be changed');
+    });
+    const root = /^@@root (.+)$/m.exec(r.stdout)?.[1];
+    expect(root, r.stdout).toBeDefined();
+    expect(readFileSync(join(root!, 'etc', 'passwd'), 'utf8')).toMatch(/^cvm-agent:x:\d+:\d+:/m);
+    expect(readFileSync(join(root!, 'etc', 'group'), 'utf8')).toMatch(/^cvm-agent-tee:x:\d+:/m);
+    expect(statSync(join(root!, 'etc', 'cvm-agent')).isDirectory()).toBe(true);
+    expect(statSync(join(root!, 'etc', 'cvm-agent')).mode & 0o777).toBe(0o750);
+  });
+});
+
 describe('udev rules', () => {
   // Static check only: `udevadm test` would apply the rules to the host's real device nodes.
   const lines = readFileSync(udevFile, 'utf8')
@@ -364,21 +430,6 @@ describe('udev rules', () => {
 });
 
 describe('install.sh', () => {
-  /** A minimal built package (what `npm run build` leaves) around a copy of the real systemd/ dir. */
-  function makePackage(parent: string, opts: { built?: boolean } = {}): string {
-    const pkg = join(parent, 'cvm-agent');
-    mkdirSync(join(pkg, 'bin'), { recursive: true });
-    cpSync(systemdDir, join(pkg, 'systemd'), { recursive: true });
-    writeFileSync(join(pkg, 'package.json'), JSON.stringify({ name: 'cvm-agent', version: '0.0.0-test' }, null, 2));
-    cpSync(join(repoRoot, 'bin', 'cvm-agent.js'), join(pkg, 'bin', 'cvm-agent.js'));
-    mkdirSync(join(pkg, 'docs'));
-    writeFileSync(join(pkg, 'docs', 'systemd.md'), '# systemd\n');
-    if (opts.built !== false) {
-      mkdirSync(join(pkg, 'dist', 'cli'), { recursive: true });
-      writeFileSync(join(pkg, 'dist', 'cli', 'main.js'), 'export async function main() { return 0; }\n');
-    }
-    return pkg;
-  }
   const script = (pkg: string) => join(pkg, 'systemd', 'install.sh');
   const listTree = (dir: string): string[] =>
     readdirSync(dir, { recursive: true, encoding: 'utf8' })

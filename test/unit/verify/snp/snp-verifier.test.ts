@@ -104,7 +104,7 @@ describe('pinned AMD roots', () => {
       expect(r.ask.x509.verify(r.ark.publicKey)).toBe(true);
       expect(r.asvk!.x509.verify(r.ark.publicKey)).toBe(true);
     }
-    // AMD ARK fingerprints, independently: the KDS cert_chain certs in test/vectors/snp/ask_ark_*.pem
+    // AMD ARK fingerprints, independently: the KDS cert_chain certs (ask_ark_*.pem in test/vectors/snp/)
     expect(pinnedArkFingerprints().Milan).toBe('69d063b45344d26a2e94e1f4210de49ef555308287d4c174445c95639a540bcd');
     expect(pinnedArkFingerprints().Genoa).toBe('4c6598d19c18719c5dfd4a7d335f674e5bfe1d8f800cea2cf270c10d103db2f1');
     expect(pinnedArkFingerprints().Turin).toBe('1f084161a44bb6d93778a904877d4819cafa5d05ef4193b2ded9dd9c73dd3f6a');
