@@ -85,8 +85,11 @@ export async function listenUnix(server: Server, opts: { path: string; gid?: num
   const activation = takeActivationFds(opts.env ?? process.env);
   if (activation) {
     const fd = activation.fds[0]!;
+    // Read before listening: connections queued by systemd are served as soon as we listen, and the
+    // caller finishes starting right after this returns, with no I/O in between.
+    const path = await activatedPath(fd);
     await listenOn(server, { fd });
-    return { activated: true, path: await activatedPath(fd) };
+    return { activated: true, path };
   }
   // Node truncates a longer path silently and would listen somewhere else entirely.
   const bytes = Buffer.byteLength(opts.path);

@@ -20,7 +20,7 @@ vi.mock('../../agent/cli/api-client.js', async (importOriginal) => {
   if (!checked()) return real;
   const callApi: typeof real.callApi = async (socketPath, method, path, body, timeoutMs) => {
     const r = await real.callApi(socketPath, method, path, body, timeoutMs);
-    assertConforms({ method, target: path, status: r.status, contentType: r.contentType, body: r.body });
+    assertConforms({ method, target: path, status: r.status, contentType: r.contentType, body: r.body, socket: socketPath });
     return r;
   };
   return { ...real, callApi };

@@ -40,7 +40,7 @@ export function sendRaw(
       const body = split < 0 ? '' : text.slice(split + 4);
       const seen = split < 0 ? undefined : parseRawResponse(requestLine(bytes), head, body);
       try {
-        if (seen) assertConforms(seen);
+        if (seen) assertConforms({ ...seen, socket: socketPath });
       } catch (err) {
         reject(err);
         return;
@@ -113,7 +113,7 @@ export function requestAs(who: Identity, socketPath: string, method: 'GET' | 'PO
       }
       if (r.status === undefined) return reject(new Error(`client ${JSON.stringify(who)}: ${r.error}`));
       try {
-        assertConforms({ method, target: path, status: r.status, contentType: r.contentType ?? '', headers: r.headers ?? [], body: r.body ?? '' });
+        assertConforms({ method, target: path, status: r.status, contentType: r.contentType ?? '', headers: r.headers ?? [], body: r.body ?? '', socket: socketPath });
       } catch (e) {
         return reject(e);
       }

@@ -237,7 +237,14 @@ export function subscribe(socket: string, headers: Record<string, string> = {}):
       res.setEncoding('utf8');
       // Checked against docs/openapi.yaml: the status and content type now, each event as it comes,
       // a problem body once it has ended.
-      const seen = { method: 'GET', target: '/v1/events', status: res.statusCode ?? 0, contentType: String(res.headers['content-type'] ?? ''), headers: Object.keys(res.headers) };
+      const seen = {
+        method: 'GET',
+        target: '/v1/events',
+        status: res.statusCode ?? 0,
+        contentType: String(res.headers['content-type'] ?? ''),
+        headers: Object.keys(res.headers),
+        socket,
+      };
       const streaming = seen.status === 200;
       if (streaming) noteConformance(seen);
       let whole = '';
@@ -261,7 +268,7 @@ export function subscribe(socket: string, headers: Record<string, string> = {}):
           }
           if (!e.event && data.length === 0) continue;
           const ev: SseEvent = { ...(e.id ? { id: e.id } : {}), event: e.event ?? 'message', data: data.length ? JSON.parse(data.join('\n')) : undefined };
-          if (streaming) noteEventConformance('GET', '/v1/events', ev.event, ev.data);
+          if (streaming) noteEventConformance('GET', '/v1/events', ev.event, ev.data, socket);
           events.push(ev);
           waiters = waiters.filter((w) => (w.pred(ev) ? (w.resolve(ev), false) : true));
         }
