@@ -348,7 +348,8 @@ export function parseRawResponse(request: { method: string; target: string } | u
   }
   const length = headers.get('content-length');
   let body: string | undefined = rest;
-  if (length !== undefined) body = Buffer.byteLength(rest, 'latin1') >= Number(length) ? Buffer.from(rest, 'latin1').subarray(0, Number(length)).toString('utf8') : undefined;
+  if (length !== undefined)
+    body = Buffer.byteLength(rest, 'latin1') >= Number(length) ? Buffer.from(rest, 'latin1').subarray(0, Number(length)).toString('utf8') : undefined;
   else if (headers.get('transfer-encoding')) body = undefined; // a stream: not judged from raw bytes
   return {
     method: request?.method ?? '',

@@ -113,7 +113,15 @@ export function requestAs(who: Identity, socketPath: string, method: 'GET' | 'PO
       }
       if (r.status === undefined) return reject(new Error(`client ${JSON.stringify(who)}: ${r.error}`));
       try {
-        assertConforms({ method, target: path, status: r.status, contentType: r.contentType ?? '', headers: r.headers ?? [], body: r.body ?? '', socket: socketPath });
+        assertConforms({
+          method,
+          target: path,
+          status: r.status,
+          contentType: r.contentType ?? '',
+          headers: r.headers ?? [],
+          body: r.body ?? '',
+          socket: socketPath,
+        });
       } catch (e) {
         return reject(e);
       }

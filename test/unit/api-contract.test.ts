@@ -105,7 +105,10 @@ describe('the response checker', () => {
 
   it('refuses an undeclared content type, a body off its schema, and a problem type of another status', () => {
     fails({ method: 'GET', target: '/v1/health', status: 200, contentType: 'text/html', body: '<p>' }, /content-type "text\/html" is not declared/);
-    fails({ method: 'GET', target: '/v1/health', status: 200, contentType: 'application/json', body: '{"status":"fine","reasons":[]}' }, /\/status: must be one of/);
+    fails(
+      { method: 'GET', target: '/v1/health', status: 200, contentType: 'application/json', body: '{"status":"fine","reasons":[]}' },
+      /\/status: must be one of/,
+    );
     fails({ method: 'GET', target: '/v1/health', status: 200, contentType: 'application/json', body: '{"status":"ok"' }, /not JSON/);
     fails(
       { method: 'GET', target: '/v1/health', status: 200, contentType: 'application/json', body: '{"status":"ok","reasons":[],"extra":1}' },
@@ -117,18 +120,41 @@ describe('the response checker', () => {
 
   it('declares 404 for unknown paths, 405 (with Allow) for unknown methods, and the parser answers for any request', () => {
     ok({ method: 'GET', target: '/v1/nope', status: 404, contentType: 'application/problem+json', body: problemJson('not-found', 404) });
-    fails({ method: 'GET', target: '/v1/nope', status: 405, contentType: 'application/problem+json', body: problemJson('method-not-allowed', 405) }, /unknownPath/);
-    ok({ method: 'DELETE', target: '/v1/health', status: 405, contentType: 'application/problem+json', headers: ['allow'], body: problemJson('method-not-allowed', 405) });
     fails(
-      { method: 'DELETE', target: '/v1/health', status: 405, contentType: 'application/problem+json', headers: [], body: problemJson('method-not-allowed', 405) },
+      { method: 'GET', target: '/v1/nope', status: 405, contentType: 'application/problem+json', body: problemJson('method-not-allowed', 405) },
+      /unknownPath/,
+    );
+    ok({
+      method: 'DELETE',
+      target: '/v1/health',
+      status: 405,
+      contentType: 'application/problem+json',
+      headers: ['allow'],
+      body: problemJson('method-not-allowed', 405),
+    });
+    fails(
+      {
+        method: 'DELETE',
+        target: '/v1/health',
+        status: 405,
+        contentType: 'application/problem+json',
+        headers: [],
+        body: problemJson('method-not-allowed', 405),
+      },
       /header allow is missing/,
     );
-    fails({ method: 'DELETE', target: '/v1/health', status: 404, contentType: 'application/problem+json', body: problemJson('not-found', 404) }, /unknownMethod/);
+    fails(
+      { method: 'DELETE', target: '/v1/health', status: 404, contentType: 'application/problem+json', body: problemJson('not-found', 404) },
+      /unknownMethod/,
+    );
     ok({ method: '', target: '', status: 400, contentType: 'application/problem+json', body: problemJson('bad-request', 400) });
     ok({ method: 'GET', target: 'http://[', status: 400, contentType: 'application/problem+json', body: problemJson('bad-target', 400) });
     ok({ method: 'GET', target: '/v1/health', status: 431, contentType: 'application/problem+json', body: problemJson('headers-too-large', 431) });
     fails({ method: 'GET', target: 'http://[', status: 404, contentType: 'application/problem+json', body: problemJson('not-found', 404) }, /not declared/);
-    expect(allowedResponses(contract, 'GET', '/v1/secrets/a%2Fb').map((x) => x.where)).toEqual(['x-unrouted-responses unknownPath', 'x-unrouted-responses anyRequest']);
+    expect(allowedResponses(contract, 'GET', '/v1/secrets/a%2Fb').map((x) => x.where)).toEqual([
+      'x-unrouted-responses unknownPath',
+      'x-unrouted-responses anyRequest',
+    ]);
   });
 
   it('matches path parameters by their schema', () => {
