@@ -15,10 +15,13 @@ import {
   contractFrom,
   loadContract,
   matchPath,
+  noteConformance,
   parseEvents,
   parseRawResponse,
   requestLine,
   resolveRefs,
+  stubService,
+  takeViolations,
 } from '../helpers/api-contract.js';
 import { repoRoot } from '../helpers/paths.js';
 import { listRoutes } from '../../agent/api/server.js';
@@ -183,6 +186,19 @@ describe('the response checker', () => {
     expect(seen).toMatchObject({ status: 200, contentType: 'application/json', body });
     expect(parseRawResponse({ method: 'GET', target: '/v1/health' }, head, body.slice(0, 5))?.body).toBeUndefined();
     expect(parseRawResponse(undefined, 'garbage', '')).toBeUndefined();
+  });
+});
+
+describe('recording violations (what fails an e2e/adversarial test in its afterEach)', () => {
+  it('keeps what a client swallowed until taken, and judges a stub service by everything but its 2xx bodies', () => {
+    const bad = { method: 'GET', target: '/v1/health', status: 200, contentType: 'application/json', body: '{}', socket: '/stub.sock' };
+    expect(noteConformance(bad)).toHaveLength(1);
+    expect(takeViolations()).toHaveLength(1);
+    expect(takeViolations()).toEqual([]);
+    stubService('/stub.sock');
+    expect(noteConformance(bad)).toEqual([]);
+    expect(noteConformance({ ...bad, status: 418 })).toHaveLength(1);
+    expect(takeViolations()).toHaveLength(1);
   });
 });
 
