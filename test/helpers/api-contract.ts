@@ -188,7 +188,7 @@ export interface SeenResponse {
 /** The responses allowed for a request, in the order they are tried, and what was matched. */
 export function allowedResponses(c: Contract, method: string, target: string): { where: string; responses: Record<string, ResponseSpec> }[] {
   const out = [{ where: 'x-unrouted-responses anyRequest', responses: c.unrouted.anyRequest }];
-  // Only an origin-form target reaches routing (agent/api/server.ts parseTarget).
+  // Only an origin-form target reaches routing (agent/api/api-server.ts parseTarget).
   if (!target.startsWith('/')) return out;
   const pathname = target.split('?')[0]!;
   const onPath = c.operations.filter((o) => matchPath(o, pathname));
@@ -285,7 +285,7 @@ const violations: string[] = [];
 const stubs = new Set<string>();
 
 /**
- * Marks `socket` as the real API server (agent/api/server.ts) in front of a test's stub service:
+ * Marks `socket` as the real API server (agent/api/api-server.ts) in front of a test's stub service:
  * routing, authorization, statuses, content types and problem bodies are still the server's own and
  * are checked; a 2xx body (or event) is the stub's invention and is not.
  */

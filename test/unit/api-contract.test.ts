@@ -24,7 +24,7 @@ import {
   takeViolations,
 } from '../helpers/api-contract.js';
 import { repoRoot } from '../helpers/paths.js';
-import { listRoutes } from '../../agent/api/server.js';
+import { listRoutes } from '../../agent/api/api-server.js';
 import { ENDPOINTS } from '../../agent/api/authz.js';
 import { unixSocketPath } from '../../agent/api/listen.js';
 import { ERROR_CODES } from '../../agent/errors.js';
@@ -33,7 +33,7 @@ const contract = loadContract();
 const problemJson = (slug: string, status: number, extra: Record<string, unknown> = {}) =>
   JSON.stringify({ type: `https://cvm-agent.dev/problems/${slug}`, title: 't', status, detail: 'd', ...extra });
 
-describe('docs/openapi.yaml and agent/api/server.ts', () => {
+describe('docs/openapi.yaml and agent/api/api-server.ts', () => {
   it('is OpenAPI 3.1 whose schemas the interpreter supports in full (loading checks every keyword)', () => {
     const doc = parse(readFileSync(CONTRACT_FILE, 'utf8')) as { openapi: string };
     expect(doc.openapi).toBe('3.1.0');
@@ -62,7 +62,7 @@ describe('docs/openapi.yaml and agent/api/server.ts', () => {
   });
 
   it('declares every problem the server can answer, with its status, and none it cannot', () => {
-    const source = ['agent/api/server.ts', 'agent/api/problem.ts'].map((f) => readFileSync(join(repoRoot, f), 'utf8')).join('\n');
+    const source = ['agent/api/api-server.ts', 'agent/api/problem.ts'].map((f) => readFileSync(join(repoRoot, f), 'utf8')).join('\n');
     const answered = new Set<string>();
     for (const m of source.matchAll(/(?:HttpError\(|problem\(|\[)\s*(\d{3}),\s*'([a-z-]+)'/g)) answered.add(`${m[1]} ${m[2]}`);
     expect(answered.size).toBeGreaterThan(10);
