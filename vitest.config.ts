@@ -7,6 +7,8 @@ export default defineConfig({
     pool: 'forks',
     testTimeout: 60_000,
     hookTimeout: 60_000,
+    // e2e and adversarial responses are checked against docs/openapi.yaml (see the file).
+    setupFiles: ['./test/helpers/api-contract-setup.ts'],
     reporters: ['default', './test/helpers/summary-reporter.ts'],
   },
 });

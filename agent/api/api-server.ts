@@ -48,7 +48,7 @@ const peers = new WeakMap<Socket, PeerCredentials | undefined>();
 
 function parseNonce(text: unknown, required: boolean): Uint8Array | undefined {
   if (text === undefined || text === null || text === '') {
-    if (required) throw new HttpError(400, 'nonce-required', 'nonce required', 'pass ?nonce=<16..64 bytes as hex>');
+    if (required) throw new HttpError(400, 'nonce-required', 'nonce required', 'pass ?nonce=<8..64 bytes as hex>');
     return undefined;
   }
   const nonce = nonceFromHex(text, WIRE_NONCE);
@@ -233,6 +233,11 @@ const routes: Route[] = [
   },
 ];
 
+/** Method, path pattern and authorization rule of every route (docs/openapi.yaml must list exactly these). */
+export function listRoutes(): { method: Route['method']; pattern: RegExp; endpoint: Endpoint }[] {
+  return routes.map(({ method, pattern, endpoint }) => ({ method, pattern, endpoint }));
+}
+
 /** Connections beyond this are closed at accept: bounds the descriptors a peer can pin. */
 export const DEFAULT_MAX_CONNECTIONS = 256;
 
@@ -345,7 +350,7 @@ async function dispatch(
     setPath(pathname);
     const candidates = routes.filter((r) => r.pattern.test(pathname));
     if (candidates.length === 0)
-      throw new HttpError(404, 'not-found', 'no such endpoint', `${pathname.slice(0, 128)} is not part of the API (see README, "Local API")`);
+      throw new HttpError(404, 'not-found', 'no such endpoint', `${pathname.slice(0, 128)} is not part of the API (see docs/api.md)`);
     const route = candidates.find((r) => r.method === req.method);
     if (!route) {
       res.setHeader('allow', candidates.map((r) => r.method).join(', '));

@@ -6,7 +6,7 @@
  * See systemd.socket(5), sd_listen_fds(3) and docs/systemd.md "Socket activation".
  */
 import { connect, type Server } from 'node:net';
-import { lstat, unlink, chown } from 'node:fs/promises';
+import { lstat, unlink, chown, readFile, stat } from 'node:fs/promises';
 import { CvmError } from '../errors.js';
 
 export interface ActivationFds {
@@ -53,11 +53,43 @@ function isAlive(path: string): Promise<boolean> {
 /** sockaddr_un.sun_path is 108 bytes on Linux (unix(7)), one of them the terminating NUL. */
 export const MAX_SOCKET_PATH_BYTES = 107;
 
+/**
+ * The path of the Unix socket with this inode, from /proc/net/unix text (proc(5): "Num RefCount
+ * Protocol Flags Type St Inode Path"; an abstract socket's path starts with "@"). Pure.
+ */
+export function unixSocketPath(procNetUnix: string, inode: number): string | undefined {
+  for (const line of procNetUnix.split('\n').slice(1)) {
+    const m = /^\s*\S+:(?:\s+\S+){5}\s+(\d+)(?: (.*))?$/.exec(line);
+    if (m && Number(m[1]) === inode && m[2]) return m[2];
+  }
+  return undefined;
+}
+
+/**
+ * What an inherited listening socket is bound to: getsockname(2) by way of the socket's inode (Node
+ * reports no address for a server listening on an fd). The configured path would be a guess: the
+ * .socket unit's ListenStream= decides where systemd listens.
+ */
+async function activatedPath(fd: number): Promise<string> {
+  try {
+    const { ino } = await stat(`/proc/self/fd/${fd}`);
+    const path = unixSocketPath(await readFile('/proc/net/unix', 'utf8'), ino);
+    if (path) return path;
+  } catch {
+    // no /proc: say what is known
+  }
+  return `(socket-activated fd ${fd}; not a Unix socket path)`;
+}
+
 export async function listenUnix(server: Server, opts: { path: string; gid?: number; env?: NodeJS.ProcessEnv }): Promise<{ activated: boolean; path: string }> {
   const activation = takeActivationFds(opts.env ?? process.env);
   if (activation) {
-    await listenOn(server, { fd: activation.fds[0]! });
-    return { activated: true, path: opts.path };
+    const fd = activation.fds[0]!;
+    // Read before listening: connections queued by systemd are served as soon as we listen, and the
+    // caller finishes starting right after this returns, with no I/O in between.
+    const path = await activatedPath(fd);
+    await listenOn(server, { fd });
+    return { activated: true, path };
   }
   // Node truncates a longer path silently and would listen somewhere else entirely.
   const bytes = Buffer.byteLength(opts.path);

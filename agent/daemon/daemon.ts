@@ -123,6 +123,8 @@ export class Daemon {
   private staleTimer: NodeJS.Timeout | undefined;
   private tokenTimer: NodeJS.Timeout | undefined;
   socketActivated = false;
+  /** Where the API listens: the configured path, or the socket systemd handed over. */
+  apiSocket = '';
 
   constructor(private readonly opts: DaemonOptions = {}) {
     this.env = opts.env ?? process.env;
@@ -228,6 +230,7 @@ export class Daemon {
       throw new ConfigError(`api.socket: cannot listen on ${this.config.api.socket}: ${err.code ?? err.message}`, { cause: err });
     });
     this.socketActivated = listening.activated;
+    this.apiSocket = listening.path;
     this.log.info({ socket: listening.path, activated: listening.activated }, 'local API listening');
     await this.startMetricsListener();
 
@@ -841,6 +844,7 @@ export class Daemon {
       gpuReadyRead: this.gpuReadyRead,
       teePubKey: this.teePubKey,
       socketActivated: this.socketActivated,
+      apiSocket: this.apiSocket,
       link: this.link.status(),
       collateral: this.sources.simulated ? undefined : this.collateral.get(),
       inventory: (async () => collectInventory({ agentVersion: VERSION }))(),

@@ -78,7 +78,7 @@ export async function describeStatus(d: Daemon) {
     },
     controller: { ...v.link, verdict: v.trust.controllerVerdict },
     collateral: v.collateral ? await v.collateral : { simulated: 'the simulated TEE brings its own collateral' },
-    api: { socket: v.config.api.socket, socketActivated: v.socketActivated },
+    api: { socket: v.apiSocket, socketActivated: v.socketActivated },
     agentKey: { kty: v.teePubKey.kty, crv: v.teePubKey.crv, x: v.teePubKey.x, y: v.teePubKey.y },
     recent: v.history.map((h) => ({ id: h.id, at: h.finishedAt, reason: h.reason, status: h.status })),
     inventory,

@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDaemon, CLI, type DaemonProcess } from '../helpers/daemon-process.js';
 import { alive, rawRequest, sendRaw } from '../helpers/local-client.js';
+import { stubService } from '../helpers/api-contract.js';
 import { callApi } from '../../agent/cli/api-client.js';
 import { createApiServer, type ApiService } from '../../agent/api/api-server.js';
 import { listenUnix } from '../../agent/api/listen.js';
@@ -194,6 +195,7 @@ describe('the API server in this process (a throw here would end the test worker
       },
     });
     await listenUnix(server, { path: socket, env: {} });
+    stubService(socket);
   });
 
   afterAll(async () => {

@@ -20,6 +20,7 @@ import { createPeerCredentialReader, type PeerCredentials } from '../../agent/na
 import { DeviceError } from '../../agent/errors.js';
 import { startDaemon, type DaemonProcess } from '../helpers/daemon-process.js';
 import { requestAs } from '../helpers/local-client.js';
+import { stubService } from '../helpers/api-contract.js';
 
 const SOCKET_GROUP = 2000; // the socket's group: every client below can connect through it
 const MODELS = 3000; // the group the allow-list names
@@ -58,6 +59,7 @@ describe('group allow-lists match supplementary groups (API server, SO_PEERGROUP
       },
     });
     await listenUnix(server, { path: socket, gid: SOCKET_GROUP, env: {} });
+    stubService(socket);
   });
 
   afterAll(async () => {

@@ -14,6 +14,7 @@ import { listenUnix } from '../../agent/api/listen.js';
 import { EventHub } from '../../agent/api/events-stream.js';
 import type { AuthorizationTable } from '../../agent/api/authz.js';
 import { subscribe, until } from '../helpers/trust-fixture.js';
+import { stubService } from '../helpers/api-contract.js';
 import { callApi } from '../../agent/cli/api-client.js';
 
 const servers: Server[] = [];
@@ -52,6 +53,7 @@ async function start(
   });
   servers.push(server as unknown as Server);
   await listenUnix(server, { path, env: {} });
+  stubService(path);
   return { hub, path };
 }
 

@@ -14,6 +14,7 @@ import { NotifyReceiver } from '../helpers/notify-receiver.js';
 import { startDaemon, CLI, type DaemonProcess } from '../helpers/daemon-process.js';
 import { requireTool } from '../helpers/tools.js';
 import { callApi } from '../../agent/cli/api-client.js';
+import { assertConforms } from '../helpers/api-contract.js';
 import { main } from '../../agent/cli/main.js';
 
 const pexec = promisify(execFile);
@@ -43,15 +44,17 @@ ${extra}`,
   return file;
 }
 
-/** A request made by another uid (gid 0 so the 0660 root-group socket admits it). */
+/** A request made by another uid (gid 0 so the 0660 root-group socket admits it), checked against docs/openapi.yaml. */
 async function requestAs(uid: number, socket: string, path: string): Promise<number> {
-  const script = `require('node:http').get({socketPath: ${JSON.stringify(socket)}, path: ${JSON.stringify(path)}}, (r) => { console.log(r.statusCode); r.resume(); }).on('error', (e) => { console.log('ERR ' + e.code); });`;
-  return new Promise((resolve, reject) => {
+  const script = `require('node:http').get({socketPath: ${JSON.stringify(socket)}, path: ${JSON.stringify(path)}}, (r) => { let b = ''; r.setEncoding('utf8'); r.on('data', (d) => (b += d)); r.on('end', () => console.log(JSON.stringify({ status: r.statusCode, contentType: r.headers['content-type'], body: b }))); }).on('error', (e) => { console.log('ERR ' + e.code); });`;
+  const r = await new Promise<{ status: number; contentType: string; body: string }>((resolve, reject) => {
     const c = spawn(process.execPath, ['-e', script], { uid, gid: 0, cwd: '/', stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     c.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    c.on('exit', () => (/^\d+/.test(out.trim()) ? resolve(Number(out.trim())) : reject(new Error(`client as uid ${uid}: ${out}`))));
+    c.on('exit', () => (out.startsWith('{') ? resolve(JSON.parse(out)) : reject(new Error(`client as uid ${uid}: ${out}`))));
   });
+  assertConforms({ method: 'GET', target: path, ...r });
+  return r.status;
 }
 
 describe('cvm-agent run (simulated TEE)', () => {
@@ -97,6 +100,7 @@ describe('cvm-agent run (simulated TEE)', () => {
     expect(Object.keys(status.lastAttestation.devices)).toEqual(['cpu0', 'gpu0', 'gpu1']);
     expect(status.gpus.readyState).toBe(true);
     expect(status.agentKey.d).toBeUndefined();
+    expect(status.api).toEqual({ socket, socketActivated: false });
     const attest = (await callApi(socket, 'POST', '/v1/attest', { nonce: 'aa'.repeat(32) })).json() as Record<string, any>;
     expect(attest.nonce).toBe('aa'.repeat(32));
     expect(attest.ok).toBe(true);
@@ -174,18 +178,20 @@ describe('cvm-agent run (simulated TEE)', () => {
 });
 
 describe.runIf(requireTool('systemd-socket-activate', 'systemd'))('socket activation', () => {
-  it('serves on the listener systemd-socket-activate hands over (LISTEN_FDS)', async () => {
+  it('serves on the listener systemd-socket-activate hands over (LISTEN_FDS), and reports that socket, not the configured path', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cvm-activate-'));
-    const socket = join(dir, 'api.sock');
+    // The unit's ListenStream= decides where systemd listens; config api.socket names api.sock beside it.
+    const socket = join(dir, 'activated.sock');
     const config = writeConfig(dir);
     const d = startDaemon(['--config', config], {}, ['systemd-socket-activate', '-l', socket, '--fdname=api', process.execPath, '--import', 'tsx', CLI, 'run']);
     try {
       // The socket exists before the daemon runs; the first connection starts it.
       for (let i = 0; i < 50 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 100));
       const status = (await callApi(socket, 'GET', '/v1/status')).json() as Record<string, any>;
-      expect(status.api.socketActivated).toBe(true);
+      expect(status.api).toEqual({ socket, socketActivated: true });
       const listening = await d.waitForLog((l) => l.msg === 'local API listening');
-      expect(listening.activated).toBe(true);
+      expect(listening).toMatchObject({ activated: true, socket });
+      expect(existsSync(join(dir, 'api.sock'))).toBe(false);
     } finally {
       d.child.kill('SIGTERM');
       await d.exit;

@@ -5,6 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { connect } from 'node:net';
+import { assertConforms, parseRawResponse, requestLine } from './api-contract.js';
 
 export interface RawAnswer {
   /** The status line's code, or 0 when the server closed without answering. */
@@ -15,7 +16,8 @@ export interface RawAnswer {
 
 /**
  * Writes `bytes`, then half-closes (or, with `abortAfterMs`, destroys the socket after that long) and
- * collects whatever comes back until the server closes or `timeoutMs` passes.
+ * collects whatever comes back until the server closes or `timeoutMs` passes. The first response,
+ * when it arrived whole, must be one docs/openapi.yaml declares for the first request line sent.
  */
 export function sendRaw(
   socketPath: string,
@@ -35,7 +37,15 @@ export function sendRaw(
       const split = text.indexOf('\r\n\r\n');
       const head = split < 0 ? text : text.slice(0, split);
       const m = /^HTTP\/1\.1 (\d{3}) /.exec(head);
-      resolve({ status: m ? Number(m[1]) : 0, head, body: split < 0 ? '' : text.slice(split + 4) });
+      const body = split < 0 ? '' : text.slice(split + 4);
+      const seen = split < 0 ? undefined : parseRawResponse(requestLine(bytes), head, body);
+      try {
+        if (seen) assertConforms({ ...seen, socket: socketPath });
+      } catch (err) {
+        reject(err);
+        return;
+      }
+      resolve({ status: m ? Number(m[1]) : 0, head, body });
     };
     const timer = setTimeout(finish, opts.timeoutMs ?? 30_000);
     s.on('data', (d: Buffer) => chunks.push(d));
@@ -72,7 +82,8 @@ export interface Identity {
 
 /**
  * One request made by a child process that drops to `who` before connecting (as root it can set any
- * ids; Node's spawn uid/gid options would clear the supplementary groups). Resolves the status code.
+ * ids; Node's spawn uid/gid options would clear the supplementary groups). Resolves the status code
+ * and body, once the response is checked against docs/openapi.yaml.
  */
 export function requestAs(who: Identity, socketPath: string, method: 'GET' | 'POST', path: string, body?: string): Promise<{ status: number; body: string }> {
   const script = `
@@ -82,7 +93,7 @@ export function requestAs(who: Identity, socketPath: string, method: 'GET' | 'PO
     const body = ${JSON.stringify(body ?? null)};
     const req = require('node:http').request({ socketPath: ${JSON.stringify(socketPath)}, method: ${JSON.stringify(method)}, path: ${JSON.stringify(path)},
       headers: body === null ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (r) => {
-      let b = ''; r.setEncoding('utf8'); r.on('data', (d) => (b += d)); r.on('end', () => console.log(JSON.stringify({ status: r.statusCode, body: b })));
+      let b = ''; r.setEncoding('utf8'); r.on('data', (d) => (b += d)); r.on('end', () => console.log(JSON.stringify({ status: r.statusCode, contentType: r.headers['content-type'] || '', headers: Object.keys(r.headers), body: b })));
     });
     req.on('error', (e) => console.log(JSON.stringify({ error: e.code || e.message })));
     req.end(body === null ? undefined : body);`;
@@ -94,13 +105,27 @@ export function requestAs(who: Identity, socketPath: string, method: 'GET' | 'PO
     c.stderr.on('data', (d: Buffer) => (err += d.toString()));
     c.on('error', reject);
     c.on('exit', () => {
+      let r: { status?: number; contentType?: string; headers?: string[]; body?: string; error?: string };
       try {
-        const r = JSON.parse(out.trim()) as { status?: number; body?: string; error?: string };
-        if (r.status !== undefined) resolve({ status: r.status, body: r.body ?? '' });
-        else reject(new Error(`client ${JSON.stringify(who)}: ${r.error}`));
+        r = JSON.parse(out.trim()) as typeof r;
       } catch {
-        reject(new Error(`client ${JSON.stringify(who)} printed ${JSON.stringify(out)} ${err}`));
+        return reject(new Error(`client ${JSON.stringify(who)} printed ${JSON.stringify(out)} ${err}`));
       }
+      if (r.status === undefined) return reject(new Error(`client ${JSON.stringify(who)}: ${r.error}`));
+      try {
+        assertConforms({
+          method,
+          target: path,
+          status: r.status,
+          contentType: r.contentType ?? '',
+          headers: r.headers ?? [],
+          body: r.body ?? '',
+          socket: socketPath,
+        });
+      } catch (e) {
+        return reject(e);
+      }
+      resolve({ status: r.status, body: r.body ?? '' });
     });
   });
 }

@@ -13,6 +13,7 @@ import pino from 'pino';
 import { startDaemon, type DaemonProcess } from './daemon-process.js';
 import { fakesDir } from './paths.js';
 import { callApi } from '../../agent/cli/api-client.js';
+import { noteConformance, noteEventConformance } from './api-contract.js';
 import { Controller } from '../../agent/controller/controller-server.js';
 import { openSimulation } from '../../agent/simulation/open.js';
 import { parseControllerConfig, resolveControllerConfig, tokenDigest } from '../../agent/controller/config.js';
@@ -234,7 +235,22 @@ export function subscribe(socket: string, headers: Record<string, string> = {}):
       let closedResolve!: () => void;
       const closed = new Promise<void>((r) => (closedResolve = r));
       res.setEncoding('utf8');
+      // Checked against docs/openapi.yaml: the status and content type now, each event as it comes,
+      // a problem body once it has ended.
+      const seen = {
+        method: 'GET',
+        target: '/v1/events',
+        status: res.statusCode ?? 0,
+        contentType: String(res.headers['content-type'] ?? ''),
+        headers: Object.keys(res.headers),
+        socket,
+      };
+      const streaming = seen.status === 200;
+      if (streaming) noteConformance(seen);
+      let whole = '';
+      if (!streaming) res.on('end', () => noteConformance({ ...seen, body: whole }));
       res.on('data', (chunk: string) => {
+        if (!streaming) whole += chunk;
         buf += chunk;
         let i: number;
         while ((i = buf.indexOf('\n\n')) >= 0) {
@@ -252,6 +268,7 @@ export function subscribe(socket: string, headers: Record<string, string> = {}):
           }
           if (!e.event && data.length === 0) continue;
           const ev: SseEvent = { ...(e.id ? { id: e.id } : {}), event: e.event ?? 'message', data: data.length ? JSON.parse(data.join('\n')) : undefined };
+          if (streaming) noteEventConformance('GET', '/v1/events', ev.event, ev.data, socket);
           events.push(ev);
           waiters = waiters.filter((w) => (w.pred(ev) ? (w.resolve(ev), false) : true));
         }
