@@ -193,7 +193,10 @@ export const FLEET_JS = `'use strict';
   }
 
   function showDetails(id) {
-    fetch('/v1/agents/' + encodeURIComponent(id), { cache: 'no-store' }).then(function (r) { return r.json(); }).then(function (d) {
+    fetch('/v1/agents/' + encodeURIComponent(id), { cache: 'no-store' }).then(function (r) {
+      // A problem document (e.g. 404 for an agent that has just gone) is not an agent: show nothing.
+      return r.ok ? r.json() : Promise.reject({ message: 'HTTP ' + r.status });
+    }).then(function (d) {
       var box = document.getElementById('details');
       document.getElementById('details-title').textContent = d.id + ' — ' + (d.lastVerdict ? d.lastVerdict.status : 'no verdict yet');
       var list = document.getElementById('details-checks');
