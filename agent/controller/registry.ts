@@ -21,6 +21,7 @@ import type { Ear } from '../appraise/ear.js';
 import type { PublicJwk } from '../formats/nonce-binding.js';
 import { AGENT_ID } from './config.js';
 import { ParseError } from '../errors.js';
+import { eventsStored, gpuCountOf, gpuReadyFromEvent, type GpuReadyReport } from './agent-facts.js';
 
 export const RECENT_EVENTS = 50;
 export const MAX_GAPS = 100;
@@ -66,6 +67,10 @@ export interface Verdict {
   secretsReleased: string[];
   secretsDecision: string;
   tokenExpiresAt?: string;
+  /** The TEE kind the appraised bundle names (cpu.kind), when it parsed. */
+  teeKind?: string;
+  /** How many GPUs the appraised bundle carries, when it parsed. */
+  gpuCount?: number;
   /** The EAR claims as signed (for GET /v1/agents/{id}). */
   ear: Ear;
 }
@@ -89,6 +94,8 @@ export interface AgentRecord {
   lastVerdict?: Verdict;
   lastRejection?: { at: string; code: string; message: string };
   recentEvents: StoredEvent[];
+  /** The GPU ready state from the newest stored event that reports it (it may have left recentEvents). */
+  gpuReady?: GpuReadyReport;
 }
 
 export interface AgentSummary {
@@ -103,6 +110,17 @@ export interface AgentSummary {
   simulated: boolean;
   lastVerdictAt: string | null;
   lastRejection: { at: string; code: string; message: string } | null;
+  /** hello.version of the agent's latest session. */
+  version: string | null;
+  /** From the last appraised evidence (null before any, or when it did not parse). */
+  teeKind: string | null;
+  gpus: number | null;
+  /** As the agent last reported it in a stored event; null when it never did. */
+  gpuReady: GpuReadyReport | null;
+  /** Expiry of the last verdict's token. */
+  tokenExpiresAt: string | null;
+  /** Events stored: seqs 1..lastSeq less the gap ranges kept. */
+  eventsStored: number;
 }
 
 /** What an event is compared by: SHA-256 of JCS({seq, at, kind, data}), first 128 bits, base64url. */
@@ -304,6 +322,8 @@ export class AgentRegistry {
     if (ev.seq !== rec.lastSeq + 1) return 'out-of-order';
     rec.lastSeq = ev.seq;
     this.pushHashes(rec, ev.seq, ev.seq, hash);
+    const ready = gpuReadyFromEvent(ev);
+    if (ready) rec.gpuReady = ready;
     rec.recentEvents = [{ seq: ev.seq, at: ev.at, kind: ev.kind, data: boundedData(ev.data), receivedAt: now.toISOString() }, ...rec.recentEvents].slice(
       0,
       RECENT_EVENTS,
@@ -352,6 +372,12 @@ export class AgentRegistry {
       simulated: r.lastVerdict?.simulated ?? false,
       lastVerdictAt: r.lastVerdict?.at ?? null,
       lastRejection: r.lastRejection ?? null,
+      version: r.version ?? null,
+      teeKind: r.lastVerdict?.teeKind ?? null,
+      gpus: gpuCountOf(r.lastVerdict),
+      gpuReady: r.gpuReady ?? null,
+      tokenExpiresAt: r.lastVerdict?.tokenExpiresAt ?? null,
+      eventsStored: eventsStored(r.lastSeq, r.gaps),
     };
   }
 

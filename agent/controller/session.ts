@@ -547,6 +547,7 @@ export class LinkSession {
       secretsReleased: secrets.map((s) => s.name),
       secretsDecision: decision.reason,
       tokenExpiresAt: expiresAt.toISOString(),
+      ...(appraisal.bundle ? { teeKind: appraisal.bundle.cpu.kind, gpuCount: appraisal.bundle.gpus.length } : {}),
       ear: appraisal.ear,
     };
     if (appraisal.status === 'contraindicated' || appraisal.status === 'none') {

@@ -55,9 +55,9 @@ describe('file names in agent/', () => {
 
 describe('errors in agent/', () => {
   it('are typed (agent/errors.ts, a code from the closed union), never a bare Error', () => {
-    // controller/web/page.ts is the fleet page's browser script, shipped as text.
+    // controller/web/fleet-script.ts is the fleet page's browser script, shipped as text.
     const bare = files(agentDir, '.ts')
-      .filter((f) => !f.endsWith(join('controller', 'web', 'page.ts')))
+      .filter((f) => !f.endsWith(join('controller', 'web', 'fleet-script.ts')))
       .flatMap((f) =>
         readFileSync(f, 'utf8')
           .split('\n')
