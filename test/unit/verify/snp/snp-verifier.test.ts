@@ -126,13 +126,13 @@ describe('pinned AMD roots', () => {
   it('a corrupted embed is refused at load', async () => {
     const { vi } = await import('vitest');
     vi.resetModules();
-    vi.doMock('../../agent/roots/amd/certs.js', () => ({
+    vi.doMock('../../../../agent/roots/amd/certs.js', () => ({
       EMBEDDED_AMD_ROOTS: { ...EMBEDDED_AMD_ROOTS, Genoa: { ...EMBEDDED_AMD_ROOTS.Genoa, ark: { ...EMBEDDED_AMD_ROOTS.Genoa.ark, sha256: '00'.repeat(32) } } },
     }));
     const fresh = await import('../../../../agent/roots/amd.js');
     expect(() => fresh.pinnedAmdRoots('Genoa')).toThrow(/corrupted/);
     expect(() => fresh.pinnedAmdRoots('Milan')).not.toThrow();
-    vi.doUnmock('../../agent/roots/amd/certs.js');
+    vi.doUnmock('../../../../agent/roots/amd/certs.js');
     vi.resetModules();
   });
 
