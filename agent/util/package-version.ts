@@ -7,6 +7,7 @@ import { InternalError } from '../errors.js';
 
 export function packageVersion(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
-  if (typeof pkg.version !== 'string' || pkg.version === '') throw new InternalError('package.json has no version string (a damaged install: reinstall cvm-agent)');
+  if (typeof pkg.version !== 'string' || pkg.version === '')
+    throw new InternalError('package.json has no version string (a damaged install: reinstall cvm-agent)');
   return pkg.version;
 }
