@@ -149,6 +149,44 @@ describe('cvm-agent verify snp', () => {
     expect(r.code).toBe(1);
   });
 
+  it('real Turin v5 with PLATFORM_INFO bit 6 set (0x65) verifies: the bit is informational, named in snp.reserved', async () => {
+    const r = await run([
+      '--report',
+      snp('msteeav_turin_attestation_report.bin'),
+      '--cert',
+      snp('msteeav_turin_vcek.pem'),
+      '--at',
+      '2026-03-01T00:00:00Z',
+      '--json',
+    ]);
+    const out = JSON.parse(r.stdout);
+    expect(r.code).toBe(3);
+    expect(out.status).toBe('warning');
+    expect(out.report.platformInfo).toMatchObject({
+      raw: '0x0000000000000065',
+      smtEnabled: true,
+      eccEnabled: true,
+      aliasCheckComplete: true,
+      undefinedBits: '0x0000000000000040',
+    });
+    const reserved = out.checks.find((c: { name: string }) => c.name === 'snp.reserved');
+    expect(reserved.ok).toBe(true);
+    expect(reserved.warning).toBeUndefined();
+    expect(reserved.detail).toMatch(/PLATFORM_INFO bit\(s\) 6 set, not defined by SNP ABI rev 1\.58/);
+    expect(out.checks.filter((c: { ok: boolean }) => !c.ok)).toEqual([]);
+  });
+
+  it('Turin v5 mutated to PLATFORM_INFO 0x67 (synthetic): claims decode, snp.reserved passes, only the signature fails', async () => {
+    const b = Buffer.from(vector('snp/msteeav_turin_attestation_report.bin'));
+    b.writeBigUInt64LE(0x67n, 0x40);
+    writeFileSync(join(tmp, 'turin-0x67.bin'), b);
+    const r = await run(['--report', 'turin-0x67.bin', '--cert', snp('msteeav_turin_vcek.pem'), '--at', '2026-03-01T00:00:00Z', '--json']);
+    const out = JSON.parse(r.stdout);
+    expect(r.code).toBe(1);
+    expect(out.report.platformInfo).toMatchObject({ raw: '0x0000000000000067', tsmeEnabled: true, undefinedBits: '0x0000000000000040' });
+    expect(out.checks.filter((c: { ok: boolean }) => !c.ok).map((c: { name: string }) => c.name)).toEqual(['snp.signature']);
+  });
+
   it('exit 1: wrong VCEK; VLEK outside validity', async () => {
     expect((await run(['--report', snp('trustee_snp_test-report.bin'), '--cert', snp('azure_certs.pem'), ...AT])).code).toBe(1);
     const vlek = await run([
