@@ -70,6 +70,8 @@ function kdsVcekUrl(r: SnpReport, product: SnpProduct): string {
 function leafProblems(leaf: SuppliedCert, kind: LeafKind, ext: AmdCertExtensions): string | undefined {
   const c = leaf.cert;
   if (c.version !== 3) return `${LEAF_LABEL[kind]} is X.509 v${c.version}, expected v3`;
+  const keyProblem = c.publicKeyProblem;
+  if (keyProblem) return `${LEAF_LABEL[kind]} public key is unusable (damaged SubjectPublicKeyInfo): ${keyProblem}`;
   const key = c.publicKey;
   if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'secp384r1') {
     return `${LEAF_LABEL[kind]} public key is ${key.asymmetricKeyType} ${key.asymmetricKeyDetails?.namedCurve ?? ''}, expected EC P-384`;

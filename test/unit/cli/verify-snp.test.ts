@@ -12,6 +12,7 @@ import { parseCrl } from '../../../agent/verify/snp/crl.js';
 import { parseCertificate } from '../../../agent/formats/x509/certificate.js';
 import { CvmError } from '../../../agent/errors.js';
 import { makeSimSnpChain, simCrl } from '../../helpers/snp-sim-chain.js';
+import { pointOffCurve, spkiOffset, truncatedSpki, unknownKeyAlgorithm } from '../../helpers/damaged-cert.js';
 
 const snp = (f: string) => join(vectorsDir, 'snp', f);
 const AT = ['--at', '2025-06-01T00:00:00Z'];
@@ -224,6 +225,50 @@ describe('cvm-agent verify snp', () => {
       expect(r.stdout).toBe('');
     });
   }
+});
+
+describe('a damaged VCEK is a failed named check, not an abort', () => {
+  const vcek = vector('snp/trustee_snp_test-vcek.der');
+  const report = snp('trustee_snp_test-report.bin');
+  const damaged: Array<[string, Buffer]> = [
+    ['EC point off the curve', pointOffCurve(vcek)],
+    ['truncated SPKI (lengths re-encoded)', truncatedSpki(vcek, 7)],
+    ['unknown key algorithm OID', unknownKeyAlgorithm(vcek)],
+  ];
+  it.each(damaged)('%s: exit 1, --json names snp.cert.endorsement-key', async (_label, der) => {
+    classifyCertificates([der]); // the DER still parses: only the key is broken
+    writeFileSync(join(tmp, 'damaged-vcek.der'), der);
+    const r = await run(['--report', report, '--cert', 'damaged-vcek.der', ...AT, '--json']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe('');
+    const out = JSON.parse(r.stdout);
+    const key = out.checks.find((c: { name: string }) => c.name === 'snp.cert.endorsement-key');
+    expect(key.ok).toBe(false);
+    expect(key.detail).toMatch(/VCEK public key is unusable/);
+    expect(out.checks.find((c: { name: string }) => c.name === 'snp.signature').ok).toBe(false);
+  });
+
+  it('random single-byte corruptions inside the SPKI: once the certificate parses, never exit 2 or 70 (fast-check)', async () => {
+    const from = spkiOffset(vcek);
+    const len = parseCertificate(vcek).spki.length;
+    await fc.assert(
+      fc.asyncProperty(fc.nat(len - 1), fc.integer({ min: 1, max: 255 }), async (i, x) => {
+        const der = Buffer.from(vcek);
+        der[from + i]! ^= x;
+        try {
+          classifyCertificates([der]);
+        } catch (err) {
+          if (err instanceof CvmError) return; // did not parse: exit 2 is right
+          throw err;
+        }
+        writeFileSync(join(tmp, 'flipped-vcek.der'), der);
+        const r = await run(['--report', report, '--cert', 'flipped-vcek.der', ...AT, '--json']);
+        expect(r.code, r.stderr).toBe(1);
+        expect(JSON.parse(r.stdout).checks.some((c: { ok: boolean }) => !c.ok)).toBe(true);
+      }),
+      { numRuns: Math.min(FC_RUNS, 2000) },
+    );
+  }, 120_000);
 });
 
 describe('binary parsers throw only typed errors (fast-check)', () => {
