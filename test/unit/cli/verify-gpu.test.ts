@@ -120,6 +120,25 @@ describe('cvm-agent verify gpu', () => {
     expect(chain.detail).toMatch(/certificate 0 in the chain/);
   });
 
+  it('NVSwitch evidence (arch "LS10", as nvtrust sends for switches): exit 1, gpu.nvswitch "NVSwitch evidence is not supported"', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ls10-'));
+    const entries = JSON.parse(vector('nvidia/attestation-sdk/evidence-json/multi_gpu_hopper.json').toString('utf8')) as Array<{ arch: string }>;
+    writeFileSync(join(dir, 'switch.json'), JSON.stringify(entries.map((e) => ({ ...e, arch: 'LS10' }))));
+    const { code, out, err } = await run([
+      '--evidence',
+      join(dir, 'switch.json'),
+      '--nonce',
+      'e97b23a1718095a0e9e35edca810768c70a6a5a389b705e753b197912bc11576',
+      '--json',
+    ]);
+    expect(err).toBe('');
+    expect(code).toBe(1);
+    for (const g of JSON.parse(out).gpus) {
+      expect(g.checks.map((c: { name: string }) => c.name)).toEqual(['gpu.nvswitch']);
+      expect(g.checks[0].detail).toMatch(/NVSwitch evidence is not supported/);
+    }
+  });
+
   it('a bad signature fails with exit 1', async () => {
     const { code, out } = await run([
       '--report',
