@@ -2,7 +2,7 @@
  * Types of the SEV-SNP ABI structures: the 1184-byte ATTESTATION_REPORT, its TCB_VERSION,
  * POLICY, PLATFORM_INFO and signer-info words, the GHCB certificate table and the AMD VCEK/VLEK
  * X.509 extensions. Pure data; parsing lives in report.ts, tcb.ts, cert-table.ts, amd-extensions.ts.
- * Layout source: AMD SEV-SNP ABI #56860 rev 1.55 §7.3 Table 22 "ATTESTATION_REPORT Structure",
+ * Layout source: AMD SEV-SNP Firmware ABI #56860 rev 1.58, table "ATTESTATION_REPORT Structure",
  * as encoded by go-sev-guest abi/abi.go and virtee/sev snp.rs).
  */
 
@@ -47,22 +47,34 @@ export interface SnpPolicy {
   mbzBits: bigint;
 }
 
-/** PLATFORM_INFO (report 0x040): go-sev-guest abi/abi.go ParseSnpPlatformInfo. */
+/**
+ * PLATFORM_INFO (report 0x040), AMD SEV-SNP Firmware ABI #56860 rev 1.58, table "ATTESTATION_REPORT
+ * Structure", field PLATFORM_INFO (bit positions as encoded by go-sev-guest abi/abi.go
+ * ParseSnpPlatformInfo and virtee/sev snp.rs PlatformInfo). Firmware reports platform state here and
+ * adds bits without a new report VERSION (ALIAS_CHECK_COMPLETE arrived by firmware update, AMD-SB-3015),
+ * so bits the revision leaves reserved are informational, not must-be-zero.
+ */
 export interface SnpPlatformInfo {
   raw: bigint;
+  /** Bit 0 SMT_EN. */
   smtEnabled: boolean;
+  /** Bit 1 TSME_EN. */
   tsmeEnabled: boolean;
+  /** Bit 2 ECC_EN. */
   eccEnabled: boolean;
+  /** Bit 3 RAPL_DIS. */
   raplDisabled: boolean;
+  /** Bit 4 CIPHERTEXT_HIDING_DRAM_EN. */
   ciphertextHidingEnabled: boolean;
-  /** Bit 5: BadRAM alias check complete (AMD-SB-3015), documented from report v3. */
+  /** Bit 5 ALIAS_CHECK_COMPLETE: BadRAM alias check complete (AMD-SB-3015). */
   aliasCheckComplete: boolean;
-  /** Bit 6: reserved. */
-  reservedBit6: boolean;
-  /** Bit 7: SEV-TIO enabled (ABI 1.58). */
+  /** Bit 7 TIO_EN: SEV-TIO enabled. */
   tioEnabled: boolean;
-  /** Bits 63:8 in place (reserved). */
-  reservedBits: bigint;
+  /**
+   * Bits rev 1.58 does not define (bit 6 and 63:8), in place. Informational: genuine Turin firmware
+   * 1.55.x sets bit 6 (value 0x65/0x67 in the wild).
+   */
+  undefinedBits: bigint;
 }
 
 export type SigningKeyName = 'vcek' | 'vlek' | 'none' | 'reserved';
@@ -100,7 +112,7 @@ export interface SnpCpuid {
  */
 export type TcbLayoutSource = 'cpuid' | 'chip-id-heuristic' | 'default';
 
-/** The 1184-byte SEV-SNP ATTESTATION_REPORT, versions 2..5 (SNP ABI #56860 rev 1.55 §7.3 Table 22; go-sev-guest abi/abi.go ReportToProto). */
+/** The 1184-byte SEV-SNP ATTESTATION_REPORT, versions 2..5 (SNP ABI #56860 rev 1.58, table "ATTESTATION_REPORT Structure"; go-sev-guest abi/abi.go ReportToProto). */
 export interface SnpReport {
   version: number;
   guestSvn: number;
@@ -145,10 +157,11 @@ export interface SnpReport {
   reserved: Record<string, Buffer>;
   /**
    * Names of must-be-zero ranges/bits that are not zero. Includes reserved byte ranges,
-   * "signerInfo[31:5]", "policy[63:26]", "platformInfo[6]", "platformInfo[63:8]",
+   * "signerInfo[31:5]", "policy[63:26]",
    * "signature.r[48..72)", "signature.s[48..72)" and "reserved@0x330" (the last three only when
    * signatureAlgo = 1). "reserved@0x1f8" (the pre-v5 MIT-vector area) is judged only for v2/v3:
    * v4's content there is under AMD embargo (virtee/sev PR #312). Empty for a well-formed report.
+   * PLATFORM_INFO bits the ABI does not define are not listed here (see SnpPlatformInfo.undefinedBits).
    */
   nonZeroReserved: string[];
   /** The 1184 input bytes (a copy). */

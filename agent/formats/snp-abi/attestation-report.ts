@@ -1,6 +1,6 @@
 /**
  * SEV-SNP ATTESTATION_REPORT (1184 bytes, little-endian) parser and its exact inverse.
- * Offsets: AMD SEV-SNP ABI #56860 rev 1.55 §7.3 Table 22 ATTESTATION_REPORT, as encoded by
+ * Offsets: AMD SEV-SNP Firmware ABI #56860 rev 1.58, table "ATTESTATION_REPORT Structure", as encoded by
  * go-sev-guest abi/abi.go ReportToProto/ReportToAbiBytes and virtee/sev snp.rs). Pure: bytes in, data out.
  */
 import { CvmError, ParseError } from '../../errors.js';
@@ -15,10 +15,10 @@ export const SNP_SIGNED_END = 0x2a0;
 /** go-sev-guest MinSupportedReportVersion / MaxSupportedReportVersion (go-sev-guest abi/abi.go). */
 export const SNP_MIN_REPORT_VERSION = 2;
 export const SNP_MAX_REPORT_VERSION = 5;
-/** SIGNATURE_ALGO 1 = ECDSA P-384 with SHA-384 (SNP ABI #56860 rev 1.55 §7.3 Table 22, go-sev-guest SignEcdsaP384Sha384). */
+/** SIGNATURE_ALGO 1 = ECDSA P-384 with SHA-384 (SNP ABI #56860 rev 1.58, go-sev-guest SignEcdsaP384Sha384). */
 export const SNP_SIG_ALGO_ECDSA_P384_SHA384 = 1;
 
-/** Field offsets and sizes, SNP ABI #56860 rev 1.55 §7.3 Table 22. */
+/** Field offsets and sizes, SNP ABI #56860 rev 1.58 table "ATTESTATION_REPORT Structure". */
 export const OFF = {
   version: 0x000,
   guestSvn: 0x004,
@@ -105,6 +105,9 @@ export function decodePolicy(raw: bigint): SnpPolicy {
   };
 }
 
+/** PLATFORM_INFO bits SNP ABI rev 1.58 defines: 0..5 and 7 (TIO_EN); bit 6 and 63:8 are reserved. */
+export const PLATFORM_INFO_DEFINED_MASK = 0xbfn;
+
 export function decodePlatformInfo(raw: bigint): SnpPlatformInfo {
   const bit = (n: number) => ((raw >> BigInt(n)) & 1n) === 1n;
   return {
@@ -115,9 +118,8 @@ export function decodePlatformInfo(raw: bigint): SnpPlatformInfo {
     raplDisabled: bit(3),
     ciphertextHidingEnabled: bit(4),
     aliasCheckComplete: bit(5),
-    reservedBit6: bit(6),
     tioEnabled: bit(7),
-    reservedBits: raw & ~0xffn,
+    undefinedBits: raw & ~PLATFORM_INFO_DEFINED_MASK,
   };
 }
 
@@ -183,8 +185,7 @@ export function parseSnpReport(bytes: Uint8Array): SnpReport {
   }
   if (signerInfo.mbzBits !== 0) nonZeroReserved.push('signerInfo[31:5]');
   if (policy.mbzBits !== 0n) nonZeroReserved.push('policy[63:26]');
-  if (platformInfo.reservedBit6) nonZeroReserved.push('platformInfo[6]');
-  if (platformInfo.reservedBits !== 0n) nonZeroReserved.push('platformInfo[63:8]');
+  // PLATFORM_INFO bits without a name are informational (SnpPlatformInfo.undefinedBits), not MBZ.
   if (signatureAlgo === SNP_SIG_ALGO_ECDSA_P384_SHA384) {
     if (!isAllZero(signature.r.subarray(P384_SCALAR))) nonZeroReserved.push('signature.r[48..72)');
     if (!isAllZero(signature.s.subarray(P384_SCALAR))) nonZeroReserved.push('signature.s[48..72)');

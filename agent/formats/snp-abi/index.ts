@@ -1,7 +1,7 @@
 /**
  * SEV-SNP ABI: parsers and serializers for the attestation report, TCB_VERSION, the GHCB
  * certificate table and the AMD VCEK/VLEK certificate extensions. Pure functions, ParseError on
- * malformed input. Layout facts: AMD SEV-SNP ABI #56860 rev 1.55 §7.3 Table 22 (report),
+ * malformed input. Layout facts: AMD SEV-SNP Firmware ABI #56860 rev 1.58 table "ATTESTATION_REPORT Structure" (report),
  * GHCB #56421 rev 2.03 §4.1.8.1 (cert table), AMD VCEK/KDS #57230 and go-sev-guest abi/abi.go, kds/kds.go.
  */
 export type * from './abi-types.js';
@@ -18,6 +18,7 @@ export {
   signatureFromP1363,
   decodePolicy,
   decodePlatformInfo,
+  PLATFORM_INFO_DEFINED_MASK,
   decodeSignerInfo,
   reservedRanges,
 } from './attestation-report.js';

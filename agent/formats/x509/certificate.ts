@@ -135,6 +135,20 @@ export class Certificate implements SignedParts {
     return this.#key;
   }
 
+  /**
+   * Why the subject public key cannot be imported (e.g. an EC point off the curve, an unknown
+   * algorithm OID), or undefined when it can. Lets verifiers fail a named check instead of throwing.
+   */
+  get publicKeyProblem(): string | undefined {
+    try {
+      void this.publicKey;
+      return undefined;
+    } catch (err) {
+      if (!(err instanceof ParseError)) throw err;
+      return err.message;
+    }
+  }
+
   /** subjectPublicKey BIT STRING contents (the OCSP issuerKeyHash input, RFC 6960 §4.1.1). */
   get publicKeyBits(): Uint8Array {
     if (!this.#keyBits) {

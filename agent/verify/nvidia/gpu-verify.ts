@@ -13,6 +13,7 @@ import { fail, failureLines, pass, warn, resultOf, type Check, type Verification
 import { nvidiaDeviceRoot } from '../../roots/nvidia-device.js';
 import { parseGpuReport, type GpuReport } from './gpu-report.js';
 import { parsePemChain, verifyDeviceChain } from './device-chain.js';
+import { NVSWITCH_UNSUPPORTED, nvswitchEvidenceReason } from './nvswitch-detect.js';
 import { parseCertificateEager as parseCertificate, type Certificate } from '../../formats/x509/certificate.js';
 import { leafFwid } from './fwid.js';
 import { certRevocationStatus, parseOcspResponses, type OcspResponse } from './ocsp-check.js';
@@ -111,6 +112,8 @@ export function verifyGpuReport(evidence: GpuEvidenceRecord, options: GpuReportV
   const skip = options.skip ?? new Set<GpuSkip>();
   const label = evidence.index === undefined ? 'GPU' : `GPU ${evidence.index}`;
 
+  const nvswitch = checkNotNvswitch(evidence, label);
+  if (nvswitch) return resultOf<GpuClaims>([nvswitch], undefined, false);
   const parsed = checkReportParses(evidence.report, label);
   if (!parsed.report) return resultOf<GpuClaims>([parsed.check], undefined, false);
   const report = parsed.report;
@@ -144,6 +147,18 @@ export function verifyGpuReport(evidence: GpuEvidenceRecord, options: GpuReportV
     gpuClaims(report, { arch, certs, ids, golden, revocation: revocation.states, earliestNotAfter: chain.earliestNotAfter, cc: evidence.nvml?.cc }),
     chain.simulated,
   );
+}
+
+/** NVSwitch (LS10) evidence is refused by name before the GPU decoders see it (interim: no switch verifier yet). */
+function checkNotNvswitch(evidence: GpuEvidenceRecord, label: string): Check | undefined {
+  let certs: Certificate[] | undefined;
+  try {
+    certs = parsePemChain(evidence.certChainPem);
+  } catch (err) {
+    if (!(err instanceof ParseError)) throw err; // an unreadable chain is gpu.chain's to report
+  }
+  const reason = nvswitchEvidenceReason(evidence.report, evidence.arch, certs);
+  return reason === undefined ? undefined : fail('gpu.nvswitch', `${label}: ${NVSWITCH_UNSUPPORTED} (${reason})`);
 }
 
 /** Report structure: the SPDM GET_MEASUREMENTS request/response parses. */

@@ -45,6 +45,8 @@ export interface SnpClaims {
     ciphertextHidingEnabled: boolean;
     aliasCheckComplete: boolean;
     tioEnabled: boolean;
+    /** Set bits SNP ABI rev 1.58 leaves reserved (bit 6, 63:8), hex; informational (newer firmware sets them). */
+    undefinedBits: string;
   };
   signerInfo: { raw: number; authorKeyEn: boolean; maskChipKey: boolean; signingKey: string };
   reportData: string;
@@ -112,6 +114,7 @@ export function snpClaims(r: SnpReport, established: { product?: SnpProduct; pro
       ciphertextHidingEnabled: r.platformInfo.ciphertextHidingEnabled,
       aliasCheckComplete: r.platformInfo.aliasCheckComplete,
       tioEnabled: r.platformInfo.tioEnabled,
+      undefinedBits: hex64(r.platformInfo.undefinedBits),
     },
     signerInfo: {
       raw: r.signerInfo.raw,

@@ -70,6 +70,8 @@ function kdsVcekUrl(r: SnpReport, product: SnpProduct): string {
 function leafProblems(leaf: SuppliedCert, kind: LeafKind, ext: AmdCertExtensions): string | undefined {
   const c = leaf.cert;
   if (c.version !== 3) return `${LEAF_LABEL[kind]} is X.509 v${c.version}, expected v3`;
+  const keyProblem = c.publicKeyProblem;
+  if (keyProblem) return `${LEAF_LABEL[kind]} public key is unusable (damaged SubjectPublicKeyInfo): ${keyProblem}`;
   const key = c.publicKey;
   if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'secp384r1') {
     return `${LEAF_LABEL[kind]} public key is ${key.asymmetricKeyType} ${key.asymmetricKeyDetails?.namedCurve ?? ''}, expected EC P-384`;
@@ -398,11 +400,26 @@ function checkKeyBinding(
   return [fail('snp.tcb.vcek-match', why), fail('snp.chip-id', why)];
 }
 
-/** Every must-be-zero field of the report is zero. */
+/** Bit numbers set in a u64 mask, ascending. */
+function bitNumbers(mask: bigint): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < 64; i++) if ((mask >> BigInt(i)) & 1n) out.push(i);
+  return out;
+}
+
+/**
+ * Every must-be-zero field of the report is zero. PLATFORM_INFO bits the ABI revision does not
+ * define are named in the detail but do not fail: firmware adds such bits (Turin sets bit 6).
+ */
 function checkReserved(r: SnpReport): Check {
+  const undef = r.platformInfo.undefinedBits;
+  const info =
+    undef === 0n
+      ? ''
+      : `; PLATFORM_INFO bit(s) ${bitNumbers(undef).join(', ')} set, not defined by SNP ABI rev 1.58 (informational: reported by newer firmware)`;
   return r.nonZeroReserved.length === 0
-    ? pass('snp.reserved', 'all must-be-zero fields are zero')
-    : fail('snp.reserved', `must-be-zero fields are set: ${r.nonZeroReserved.join(', ')}; the report is malformed or from unsupported firmware`);
+    ? pass('snp.reserved', `all must-be-zero fields are zero${info}`)
+    : fail('snp.reserved', `must-be-zero fields are set: ${r.nonZeroReserved.join(', ')}; the report is malformed or from unsupported firmware${info}`);
 }
 
 function withReport(result: VerificationResult<SnpClaims>, report: SnpReport, product: SnpProduct | undefined): SnpReportVerification {

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../../../agent/cli/main.js';
 import { vector, vectorsDir } from '../../helpers/paths.js';
+import { pointOffCurve, truncatedSpki, unknownKeyAlgorithm } from '../../helpers/damaged-cert.js';
 
 const AT = '2025-06-01T00:00:00Z';
 const v1 = join(vectorsDir, 'snp/trustee_az-snp-vtpm_evidence-v1.json');
@@ -124,5 +125,25 @@ describe('cvm-agent verify azure', () => {
     expect((await run(['azure', 'evidence', '--tpm', '/dev/tpmrm0', '--swtpm', 'h:1'])).code).toBe(2);
     expect((await run(['azure', 'evidence', '--swtpm', 'nohost'])).code).toBe(2);
     expect((await run(['azure', 'evidence', '--swtpm', 'h:1', '--timeout', '-1'])).code).toBe(2);
+  });
+
+  const v1Evidence = JSON.parse(vector('snp/trustee_az-snp-vtpm_evidence-v1.json').toString('utf8')) as { vcek: string };
+  const vcekDer = Buffer.from(v1Evidence.vcek, 'base64url');
+  it.each([
+    ['EC point off the curve', pointOffCurve(vcekDer)],
+    ['truncated SPKI (lengths re-encoded)', truncatedSpki(vcekDer, 7)],
+    ['unknown key algorithm OID', unknownKeyAlgorithm(vcekDer)],
+  ] as const)('a damaged VCEK in the evidence (%s): exit 1, --json names snp.cert.endorsement-key', async (_label, der) => {
+    const file = join(dir, 'damaged-vcek-evidence.json');
+    writeFileSync(
+      file,
+      JSON.stringify({ ...JSON.parse(vector('snp/trustee_az-snp-vtpm_evidence-v1.json').toString('utf8')), vcek: der.toString('base64url') }),
+    );
+    const r = await run(['verify', 'azure', '--evidence', file, '--nonce-text', 'challenge', '--at', AT, '--json']);
+    expect(r.code).toBe(1);
+    expect(r.err).toBe('');
+    const key = JSON.parse(r.out).checks.find((c: { name: string }) => c.name === 'snp.cert.endorsement-key');
+    expect(key).toMatchObject({ ok: false });
+    expect(key.detail).toMatch(/VCEK public key is unusable/);
   });
 });

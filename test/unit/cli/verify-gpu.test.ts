@@ -7,7 +7,9 @@ import { mkdtempSync, writeFileSync, copyFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../../../agent/cli/main.js';
-import { vectorsDir } from '../../helpers/paths.js';
+import { vector, vectorsDir } from '../../helpers/paths.js';
+import { pointOffCurve, truncatedSpki, unknownKeyAlgorithm } from '../../helpers/damaged-cert.js';
+import { pemBlocks } from '../../../agent/util/pem.js';
 import { rimIdFromFileName } from '../../../agent/cli/commands/verify-gpu.js';
 import { buildSimulatedReport, loadOrCreateSimGpuIdentity, simulatedRims } from '../../../agent/simulation/gpu-sim.js';
 
@@ -97,6 +99,44 @@ describe('cvm-agent verify gpu', () => {
     expect(missing.out).toContain('VBIOS RIM NV_GPU_VBIOS_1010_0200_882_96005E0001 not found');
     const skipped = await run([...base545, '--skip', 'rim']);
     expect(skipped.code).toBe(3);
+  });
+
+  const chainPem = vector(`nvidia/${C}/gpuAkCertChain.txt`).toString('utf8');
+  const chainDer = pemBlocks(chainPem, 'CERTIFICATE');
+  const toPem = (ders: Buffer[]) => ders.map((d) => `-----BEGIN CERTIFICATE-----\n${d.toString('base64')}\n-----END CERTIFICATE-----\n`).join('');
+  it.each([
+    ['EC point off the curve', pointOffCurve],
+    ['truncated SPKI (lengths re-encoded)', (d: Buffer) => truncatedSpki(d, 7)],
+    ['unknown key algorithm OID', unknownKeyAlgorithm],
+  ] as const)('a damaged device leaf certificate (%s): exit 1, --json names gpu.chain', async (_label, damage) => {
+    const dir = mkdtempSync(join(tmpdir(), 'damaged-chain-'));
+    const file = join(dir, 'chain.txt');
+    writeFileSync(file, toPem([damage(Buffer.from(chainDer[0]!)), ...chainDer.slice(1).map((d) => Buffer.from(d))]));
+    const { code, out, err } = await run([...base545.map((a) => (a === `${C}/gpuAkCertChain.txt` ? file : a)), '--skip', 'rim', '--json']);
+    expect(err).toBe('');
+    expect(code).toBe(1);
+    const chain = JSON.parse(out).gpus[0].checks.find((c: { name: string }) => c.name === 'gpu.chain');
+    expect(chain.ok).toBe(false);
+    expect(chain.detail).toMatch(/certificate 0 in the chain/);
+  });
+
+  it('NVSwitch evidence (arch "LS10", as nvtrust sends for switches): exit 1, gpu.nvswitch "NVSwitch evidence is not supported"', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ls10-'));
+    const entries = JSON.parse(vector('nvidia/attestation-sdk/evidence-json/multi_gpu_hopper.json').toString('utf8')) as Array<{ arch: string }>;
+    writeFileSync(join(dir, 'switch.json'), JSON.stringify(entries.map((e) => ({ ...e, arch: 'LS10' }))));
+    const { code, out, err } = await run([
+      '--evidence',
+      join(dir, 'switch.json'),
+      '--nonce',
+      'e97b23a1718095a0e9e35edca810768c70a6a5a389b705e753b197912bc11576',
+      '--json',
+    ]);
+    expect(err).toBe('');
+    expect(code).toBe(1);
+    for (const g of JSON.parse(out).gpus) {
+      expect(g.checks.map((c: { name: string }) => c.name)).toEqual(['gpu.nvswitch']);
+      expect(g.checks[0].detail).toMatch(/NVSwitch evidence is not supported/);
+    }
   });
 
   it('a bad signature fails with exit 1', async () => {

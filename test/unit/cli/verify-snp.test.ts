@@ -12,6 +12,7 @@ import { parseCrl } from '../../../agent/verify/snp/crl.js';
 import { parseCertificate } from '../../../agent/formats/x509/certificate.js';
 import { CvmError } from '../../../agent/errors.js';
 import { makeSimSnpChain, simCrl } from '../../helpers/snp-sim-chain.js';
+import { pointOffCurve, spkiOffset, truncatedSpki, unknownKeyAlgorithm } from '../../helpers/damaged-cert.js';
 
 const snp = (f: string) => join(vectorsDir, 'snp', f);
 const AT = ['--at', '2025-06-01T00:00:00Z'];
@@ -149,6 +150,44 @@ describe('cvm-agent verify snp', () => {
     expect(r.code).toBe(1);
   });
 
+  it('real Turin v5 with PLATFORM_INFO bit 6 set (0x65) verifies: the bit is informational, named in snp.reserved', async () => {
+    const r = await run([
+      '--report',
+      snp('msteeav_turin_attestation_report.bin'),
+      '--cert',
+      snp('msteeav_turin_vcek.pem'),
+      '--at',
+      '2026-03-01T00:00:00Z',
+      '--json',
+    ]);
+    const out = JSON.parse(r.stdout);
+    expect(r.code).toBe(3);
+    expect(out.status).toBe('warning');
+    expect(out.report.platformInfo).toMatchObject({
+      raw: '0x0000000000000065',
+      smtEnabled: true,
+      eccEnabled: true,
+      aliasCheckComplete: true,
+      undefinedBits: '0x0000000000000040',
+    });
+    const reserved = out.checks.find((c: { name: string }) => c.name === 'snp.reserved');
+    expect(reserved.ok).toBe(true);
+    expect(reserved.warning).toBeUndefined();
+    expect(reserved.detail).toMatch(/PLATFORM_INFO bit\(s\) 6 set, not defined by SNP ABI rev 1\.58/);
+    expect(out.checks.filter((c: { ok: boolean }) => !c.ok)).toEqual([]);
+  });
+
+  it('Turin v5 mutated to PLATFORM_INFO 0x67 (synthetic): claims decode, snp.reserved passes, only the signature fails', async () => {
+    const b = Buffer.from(vector('snp/msteeav_turin_attestation_report.bin'));
+    b.writeBigUInt64LE(0x67n, 0x40);
+    writeFileSync(join(tmp, 'turin-0x67.bin'), b);
+    const r = await run(['--report', 'turin-0x67.bin', '--cert', snp('msteeav_turin_vcek.pem'), '--at', '2026-03-01T00:00:00Z', '--json']);
+    const out = JSON.parse(r.stdout);
+    expect(r.code).toBe(1);
+    expect(out.report.platformInfo).toMatchObject({ raw: '0x0000000000000067', tsmeEnabled: true, undefinedBits: '0x0000000000000040' });
+    expect(out.checks.filter((c: { ok: boolean }) => !c.ok).map((c: { name: string }) => c.name)).toEqual(['snp.signature']);
+  });
+
   it('exit 1: wrong VCEK; VLEK outside validity', async () => {
     expect((await run(['--report', snp('trustee_snp_test-report.bin'), '--cert', snp('azure_certs.pem'), ...AT])).code).toBe(1);
     const vlek = await run([
@@ -186,6 +225,50 @@ describe('cvm-agent verify snp', () => {
       expect(r.stdout).toBe('');
     });
   }
+});
+
+describe('a damaged VCEK is a failed named check, not an abort', () => {
+  const vcek = vector('snp/trustee_snp_test-vcek.der');
+  const report = snp('trustee_snp_test-report.bin');
+  const damaged: Array<[string, Buffer]> = [
+    ['EC point off the curve', pointOffCurve(vcek)],
+    ['truncated SPKI (lengths re-encoded)', truncatedSpki(vcek, 7)],
+    ['unknown key algorithm OID', unknownKeyAlgorithm(vcek)],
+  ];
+  it.each(damaged)('%s: exit 1, --json names snp.cert.endorsement-key', async (_label, der) => {
+    classifyCertificates([der]); // the DER still parses: only the key is broken
+    writeFileSync(join(tmp, 'damaged-vcek.der'), der);
+    const r = await run(['--report', report, '--cert', 'damaged-vcek.der', ...AT, '--json']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe('');
+    const out = JSON.parse(r.stdout);
+    const key = out.checks.find((c: { name: string }) => c.name === 'snp.cert.endorsement-key');
+    expect(key.ok).toBe(false);
+    expect(key.detail).toMatch(/VCEK public key is unusable/);
+    expect(out.checks.find((c: { name: string }) => c.name === 'snp.signature').ok).toBe(false);
+  });
+
+  it('random single-byte corruptions inside the SPKI: once the certificate parses, never exit 2 or 70 (fast-check)', async () => {
+    const from = spkiOffset(vcek);
+    const len = parseCertificate(vcek).spki.length;
+    await fc.assert(
+      fc.asyncProperty(fc.nat(len - 1), fc.integer({ min: 1, max: 255 }), async (i, x) => {
+        const der = Buffer.from(vcek);
+        der[from + i]! ^= x;
+        try {
+          classifyCertificates([der]);
+        } catch (err) {
+          if (err instanceof CvmError) return; // did not parse: exit 2 is right
+          throw err;
+        }
+        writeFileSync(join(tmp, 'flipped-vcek.der'), der);
+        const r = await run(['--report', report, '--cert', 'flipped-vcek.der', ...AT, '--json']);
+        expect(r.code, r.stderr).toBe(1);
+        expect(JSON.parse(r.stdout).checks.some((c: { ok: boolean }) => !c.ok)).toBe(true);
+      }),
+      { numRuns: Math.min(FC_RUNS, 2000) },
+    );
+  }, 120_000);
 });
 
 describe('binary parsers throw only typed errors (fast-check)', () => {

@@ -45,6 +45,7 @@ const REAL: Array<{ name: string; report: Buffer; signer: Buffer }> = [
   { name: 'azure milan v2 (trustee hcl)', report: fromHcl(snp('trustee_az-snp-vtpm_hcl-report.bin')), signer: pemCerts('trustee_az-snp-vtpm_vcek.pem')[0]! },
   { name: 'azure genoa v3', report: fromHcl(Uint8Array.from(genoaEvidence.report)), signer: Buffer.from(new X509Certificate(genoaEvidence.vcek).raw) },
   { name: 'azure milan v3', report: fromHcl(Buffer.from(v1Evidence.hcl_report, 'base64url')), signer: Buffer.from(v1Evidence.vcek, 'base64url') },
+  { name: 'turin v5 (ms tee-av)', report: snp('msteeav_turin_attestation_report.bin'), signer: pemCerts('msteeav_turin_vcek.pem')[0]! },
 ];
 const real = (name: string): SnpReport => parseSnpReport(REAL.find((r) => r.name === name)!.report);
 
@@ -144,6 +145,28 @@ describe('parseSnpReport on real reports (values from test/vectors/snp/README.md
     expect(r.vmpl).toBe(0);
   });
 
+  it('Turin v5 (microsoft/TEE-Attestation-Verification): PLATFORM_INFO 0x65 with bit 6 set parses clean', () => {
+    const r = real('turin v5 (ms tee-av)');
+    expect(r.version).toBe(5);
+    expect(r.cpuid).toEqual({ family: 0x1a, model: 0x02, stepping: 1 });
+    expect(r.product).toBe('Turin');
+    expect(r.tcbLayout).toBe('turin');
+    expect(r.currentVersion).toEqual({ major: 1, minor: 55, build: 65 });
+    expect(r.platformInfo).toEqual({
+      raw: 0x65n,
+      smtEnabled: true,
+      tsmeEnabled: false,
+      eccEnabled: true,
+      raplDisabled: false,
+      ciphertextHidingEnabled: false,
+      aliasCheckComplete: true,
+      tioEnabled: false,
+      undefinedBits: 0x40n,
+    });
+    expect(r.launchMitVector).toBeDefined();
+    expect(r.nonZeroReserved).toEqual([]);
+  });
+
   it('Azure Milan v3 (evidence-v1): CPUID 19h/01h/1, REPORTED_TCB 4/0/24/219', () => {
     const r = real('azure milan v3');
     expect(r.version).toBe(3);
@@ -221,13 +244,43 @@ describe('reserved / MBZ detection', () => {
     [0x2e8 + 71, 'signature.s[48..72)'],
     [0x048, 'signerInfo[31:5]'], // value 0x20 below
     [0x00b, 'policy[63:26]'], // value 0x20 → bit 29
-    [0x040, 'platformInfo[6]'], // value 0x40
-    [0x041, 'platformInfo[63:8]'],
   ])('non-zero byte at 0x%s is reported as %s', (off, name) => {
-    const value = off === 0x048 ? 0x20 : off === 0x00b ? 0x20 : off === 0x040 ? 0x40 : 0x01;
+    const value = off === 0x048 ? 0x20 : off === 0x00b ? 0x20 : 0x01;
     const r = withByte(off, value);
     expect(r.nonZeroReserved).toContain(name);
     expect(serializeSnpReport(r).equals(r.raw)).toBe(true);
+  });
+  it.each([
+    [0x40n, 'bit 6 (Turin firmware sets it)'],
+    [0x67n, 'the value seen in the wild'],
+    [0x100n, 'bit 8'],
+    [0x8000_0000_0000_0000n, 'bit 63'],
+  ])('PLATFORM_INFO 0x%s (%s): undefined bits are informational, not must-be-zero (SNP ABI rev 1.58)', (raw) => {
+    const b = Buffer.from(base);
+    b.writeBigUInt64LE(raw, 0x40);
+    const r = parseSnpReport(b);
+    expect(r.nonZeroReserved).toEqual([]);
+    expect(r.platformInfo.undefinedBits).toBe(raw & ~0xbfn);
+    expect(serializeSnpReport(r).equals(r.raw)).toBe(true);
+  });
+  it('PLATFORM_INFO defined bits decode individually (rev 1.58: 0..5 and 7 TIO_EN)', () => {
+    const names = [
+      'smtEnabled',
+      'tsmeEnabled',
+      'eccEnabled',
+      'raplDisabled',
+      'ciphertextHidingEnabled',
+      'aliasCheckComplete',
+      undefined,
+      'tioEnabled',
+    ] as const;
+    names.forEach((name, bit) => {
+      const b = Buffer.from(base);
+      b.writeBigUInt64LE(1n << BigInt(bit), 0x40);
+      const p = parseSnpReport(b).platformInfo;
+      for (const n of names) if (n) expect(p[n]).toBe(n === name);
+      expect(p.undefinedBits).toBe(name ? 0n : 1n << BigInt(bit));
+    });
   });
   it('v3 uses 0x188..0x18A for CPUID: they are not reserved, 0x18B is', () => {
     const v3 = REAL.find((r) => r.name === 'trustee vlek')!.report;

@@ -7,6 +7,7 @@ import { CERT_CACHE_LIMITS, certificateValidity, parseCertificate, parseCertific
 import { pemBlocks } from '../../../../agent/util/pem.js';
 import { isIssuedBy } from '../../../../agent/verify/x509/cert-signature.js';
 import { vector } from '../../../helpers/paths.js';
+import { pointOffCurve, truncatedSpki, unknownKeyAlgorithm } from '../../../helpers/damaged-cert.js';
 
 const amd = pemBlocks(vector('snp/ask_ark_genoa.pem').toString('latin1'));
 const vcek = pemBlocks(vector('snp/trustee_az-snp-vtpm_vcek-genoa.pem').toString('latin1'));
@@ -74,5 +75,17 @@ describe('parseCertificate', () => {
     expect(parseCertificate(gpu[0]!)).toBe(a);
     expect(a.der.equals(gpu[0]!)).toBe(true);
     expect(CERT_CACHE_LIMITS).toEqual({ maxEntries: 4096, maxBytes: 16 * 1024 * 1024 });
+  });
+});
+
+describe('publicKeyProblem (lazy SPKI import, no throw)', () => {
+  const vcek = vector('snp/trustee_snp_test-vcek.der');
+  it('undefined for a good key; OpenSSL reason for an off-curve point, a truncated key, an unknown algorithm', () => {
+    expect(parseCertificate(vcek).publicKeyProblem).toBeUndefined();
+    for (const der of [pointOffCurve(vcek), truncatedSpki(vcek, 7), unknownKeyAlgorithm(vcek)]) {
+      const cert = parseCertificate(der); // the DER parses
+      expect(cert.publicKeyProblem).toMatch(/unusable public key/);
+      expect(() => cert.publicKey).toThrow(ParseError);
+    }
   });
 });

@@ -1,6 +1,8 @@
 /**
  * Every single-bit flip of a real report is rejected: each byte of the report (the signed region and
- * the signature), all 8 bits. Either the parser refuses the bytes or the signature no longer verifies.
+ * the signature), all 8 bits. Either the parser refuses the bytes (a flip that turns an opaque field
+ * into the switch-only type 26 is refused as NVSwitch evidence, gpu.nvswitch) or the signature no
+ * longer verifies.
  */
 import { describe, expect, it } from 'vitest';
 import { vector } from '../../../helpers/paths.js';
@@ -23,7 +25,7 @@ function flipsIn(from: number, to: number): { rejected: number; total: number; r
       const r = verifyGpuEvidence({ report: b, certChainPem }, options);
       total++;
       const failed = r.checks.filter((c) => !c.ok).map((c) => c.name);
-      if (!r.ok && (failed.includes('gpu.report.parse') || failed.includes('gpu.signature'))) rejected++;
+      if (!r.ok && (failed.includes('gpu.report.parse') || failed.includes('gpu.nvswitch') || failed.includes('gpu.signature'))) rejected++;
       failed.forEach((n) => reasons.add(n));
     }
   }
