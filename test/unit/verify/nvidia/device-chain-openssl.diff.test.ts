@@ -39,13 +39,18 @@ function vectorChains(): { name: string; certs: Buffer[] }[] {
     const doc = JSON.parse(vector(`nvidia/${rel}`).toString('utf8')) as unknown;
     if (!Array.isArray(doc)) continue;
     doc.forEach((e: { certificate?: string }, i) => {
-      if (typeof e.certificate === 'string') out.push({ name: `${rel}[${i}]`, certs: splitPemCertificates(Buffer.from(e.certificate, 'base64').toString('utf8')) });
+      if (typeof e.certificate === 'string')
+        out.push({ name: `${rel}[${i}]`, certs: splitPemCertificates(Buffer.from(e.certificate, 'base64').toString('utf8')) });
     });
   }
   return out;
 }
 
-const pem = (der: Buffer) => `-----BEGIN CERTIFICATE-----\n${der.toString('base64').match(/.{1,64}/g)!.join('\n')}\n-----END CERTIFICATE-----\n`;
+const pem = (der: Buffer) =>
+  `-----BEGIN CERTIFICATE-----\n${der
+    .toString('base64')
+    .match(/.{1,64}/g)!
+    .join('\n')}\n-----END CERTIFICATE-----\n`;
 const T = new Date('2026-01-01T00:00:00Z');
 
 interface Case {

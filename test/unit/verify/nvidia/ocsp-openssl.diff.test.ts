@@ -22,7 +22,11 @@ import { mapPool, runTool, scratchDir } from '../../../helpers/tool-pool.js';
 const HAVE_OPENSSL = requireTool('openssl', 'openssl');
 
 const HOUR = 3600_000;
-const pem = (der: Uint8Array) => `-----BEGIN CERTIFICATE-----\n${Buffer.from(der).toString('base64').match(/.{1,64}/g)!.join('\n')}\n-----END CERTIFICATE-----\n`;
+const pem = (der: Uint8Array) =>
+  `-----BEGIN CERTIFICATE-----\n${Buffer.from(der)
+    .toString('base64')
+    .match(/.{1,64}/g)!
+    .join('\n')}\n-----END CERTIFICATE-----\n`;
 
 type Status = 'good' | 'revoked' | 'unknown' | 'refused';
 
@@ -65,17 +69,33 @@ describe.runIf(HAVE_OPENSSL)('OCSP responses: openssl ocsp and agent/verify/nvid
       { name: `cert ${i}: unknown`, index: i, response: buildOcspResponse(spec(i, { status: 'unknown' })), expected: 'unknown' },
       // The response ends with the BIT STRING signature (no certs): its last byte is the signature's.
       { name: `cert ${i}: signature byte flipped`, index: i, response: flip(buildOcspResponse(spec(i))), expected: 'refused' },
-      { name: `cert ${i}: signed by the subject's own key (wrong signer)`, index: i, response: buildOcspResponse(spec(i, { signerKey: keys[i]! })), expected: 'refused' },
+      {
+        name: `cert ${i}: signed by the subject's own key (wrong signer)`,
+        index: i,
+        response: buildOcspResponse(spec(i, { signerKey: keys[i]! })),
+        expected: 'refused',
+      },
       {
         name: `cert ${i}: expired (nextUpdate a day ago)`,
         index: i,
         response: buildOcspResponse(spec(i, { thisUpdate: new Date(now - 48 * HOUR), nextUpdate: new Date(now - 24 * HOUR) })),
         expected: 'refused',
       },
-      { name: `cert ${i}: about another certificate (wrong issuer in the CertID)`, index: i, response: buildOcspResponse(spec(i === 1 ? 2 : 1)), expected: 'refused' },
+      {
+        name: `cert ${i}: about another certificate (wrong issuer in the CertID)`,
+        index: i,
+        response: buildOcspResponse(spec(i === 1 ? 2 : 1)),
+        expected: 'refused',
+      },
     ]);
     const root = scratch.write('root.pem', pem(chain[4]!.der));
-    const others = scratch.write('chain.pem', chain.slice(1, 4).map((c) => pem(c.der)).join(''));
+    const others = scratch.write(
+      'chain.pem',
+      chain
+        .slice(1, 4)
+        .map((c) => pem(c.der))
+        .join(''),
+    );
     const at = new Date(now);
     const results = await mapPool(cases, async (c, k) => {
       const respFile = scratch.write(`${k}.der`, c.response);

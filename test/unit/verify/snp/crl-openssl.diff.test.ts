@@ -21,7 +21,10 @@ import { mapPool, runTool, scratchDir } from '../../../helpers/tool-pool.js';
 const HAVE_OPENSSL = requireTool('openssl', 'openssl');
 
 const pem = (der: Buffer, label = 'CERTIFICATE') =>
-  `-----BEGIN ${label}-----\n${der.toString('base64').match(/.{1,64}/g)!.join('\n')}\n-----END ${label}-----\n`;
+  `-----BEGIN ${label}-----\n${der
+    .toString('base64')
+    .match(/.{1,64}/g)!
+    .join('\n')}\n-----END ${label}-----\n`;
 const INSIDE = new Date('2026-03-01T00:00:00Z');
 
 interface Case {

@@ -3,7 +3,7 @@
  * independent XML-DSig implementation on libxml2 + OpenSSL) and by our code (agent/verify/nvidia/rim:
  * parse, C14N 1.1 in agent/util/xml-c14n.ts, ecdsa-sha384, the KeyInfo chain to the CoRIM root).
  *
- * Compared, per RIM and per mutation of a genuine RIM:
+ * Compared, per RIM and per mutation of six genuine RIMs (one per board family and source):
  * - the verdict with the chain: `xmlsec1 --verify --trusted-pem <CoRIM root> --verification-gmt-time`
  *   accepts exactly when our rim.signature.reference, rim.signature.value, rim.chain and
  *   rim.chain.validity all pass;
@@ -76,8 +76,16 @@ function mutations(rel: string, xml: string, otherDigest: string): Case[] {
   return [
     { name: `${rel} (one measurement value changed)`, xml: xml.replace(`"${hash}"`, `"${flipped}"`), at },
     { name: `${rel} (colloquialVersion attribute changed)`, xml: xml.replace(`colloquialVersion="${version}"`, `colloquialVersion="${version}9"`), at },
-    { name: `${rel} (SignatureValue removed)`, xml: xml.replace(/<ds:SignatureValue>[^<]*<\/ds:SignatureValue>/, '<ds:SignatureValue></ds:SignatureValue>'), at },
-    { name: `${rel} (DigestValue swapped for another RIM's)`, xml: xml.replace(`<ds:DigestValue>${ownDigest}</ds:DigestValue>`, `<ds:DigestValue>${otherDigest}</ds:DigestValue>`), at },
+    {
+      name: `${rel} (SignatureValue removed)`,
+      xml: xml.replace(/<ds:SignatureValue>[^<]*<\/ds:SignatureValue>/, '<ds:SignatureValue></ds:SignatureValue>'),
+      at,
+    },
+    {
+      name: `${rel} (DigestValue swapped for another RIM's)`,
+      xml: xml.replace(`<ds:DigestValue>${ownDigest}</ds:DigestValue>`, `<ds:DigestValue>${otherDigest}</ds:DigestValue>`),
+      at,
+    },
     { name: `${rel} (the day after the signer expired)`, xml, at: after(rel) },
   ];
 }
@@ -155,7 +163,10 @@ describe.runIf(HAVE_XMLSEC1)('RIMs: xmlsec1 and agent/verify/nvidia/rim agree', 
     const mine = new Map(originals.map((c) => [c, ours(c)]));
     const genuine = originals.filter((c) => mine.get(c)!.full);
     const digests = genuine.map((c) => /<ds:DigestValue>([^<]*)<\/ds:DigestValue>/.exec(c.xml)![1]!);
-    mutated = genuine.flatMap((c, i) => mutations(c.name, c.xml, digests[(i + 1) % digests.length]!));
+    // Mutations of one genuine RIM per source and kind (a VBIOS of each board family, each driver RIM):
+    // every RIM of the vectors is compared unmutated above; mutating all 28 only costs time.
+    const MUTATED = /1010_0200_882_96005E0001_PROD|g520_0200_885_9600740001_PROD|hopper-545-complete|rims\/NV_GPU_DRIVER|negative\/NV_GPU_VBIOS/;
+    mutated = genuine.flatMap((c, i) => (MUTATED.test(c.name) ? mutations(c.name, c.xml, digests[(i + 1) % digests.length]!) : []));
     const all = [...originals.map((c) => ({ c, insecure: true })), ...mutated.map((c) => ({ c, insecure: false }))];
     const results = await mapPool(all, async ({ c, insecure }, i) => {
       const file = scratch.write(`${i}.xml`, c.xml);
@@ -187,8 +198,8 @@ describe.runIf(HAVE_XMLSEC1)('RIMs: xmlsec1 and agent/verify/nvidia/rim agree', 
     expect(accepted).toEqual(RIMS.filter((rel) => !rel.startsWith('attestation-sdk/negative/') || rel.includes('VBIOS_1010_0200')).sort());
   });
 
-  it('every mutation of every genuine RIM is refused by both, xmlsec1 having canonicalised the same bytes', () => {
-    expect(mutated.length).toBeGreaterThanOrEqual(5 * 26);
+  it('every mutation of the genuine RIMs is refused by both, xmlsec1 having canonicalised the same bytes', () => {
+    expect(mutated).toHaveLength(5 * 6);
     const disagreements = mutated
       .map((c) => rows.get(c.name)!)
       .filter((r) => r.full.ok || r.ours.full)
