@@ -23,6 +23,7 @@ import type { Logger } from 'pino';
 import { checkEventSignature, eventKeyId } from '../link/events.js';
 import { CLOSE, type EventMessage } from '../link/protocol.js';
 import { eventHash, type AgentRecord, type AgentRegistry } from './registry.js';
+import { ParseError } from '../errors.js';
 
 /** Held bytes over all links (one object shared by the controller's sessions). */
 export interface HeldBudget {
@@ -97,13 +98,21 @@ export class EventStream {
     const { registry, agentId } = this.o;
     const out = this.outcome();
     const rec = registry.get(agentId);
+    let hash: string;
+    try {
+      hash = eventHash(ev);
+    } catch (err) {
+      if (!(err instanceof ParseError)) throw err;
+      // Fields with no RFC 8785 form (a lone surrogate) cannot have been signed: refuse the event, keep the link.
+      out.problems.push({ code: 'bad-event-signature', message: `event ${ev.seq} rejected: ${err.message}` });
+      return out;
+    }
     if (ev.seq <= rec.lastSeq) {
       // Not live: another link owns the stream (and its alarms); acks are cumulative, so the ack sent
       // when this link goes live covers this seq.
       if (this.live) await this.old(rec, ev, now, out);
       return out;
     }
-    const hash = eventHash(ev);
     const already = this.held.get(ev.seq);
     if (already) {
       // Sent twice on one link (e.g. a dropped event sent ahead, then in its place): keep the first.
