@@ -84,11 +84,28 @@ export function checksJson(checks: readonly Check[]): Array<{ name: string; ok: 
   return checks.map((c) => ({ name: c.name, ok: c.ok, detail: c.detail, ...(c.warning ? { warning: true as const } : {}) }));
 }
 
+/** The detected input format, as `verify …` names it: an id, a human name, and what was ignored or assumed. */
+export interface InputFormat {
+  format: string;
+  name: string;
+  notes: readonly string[];
+}
+
+/** The input lines under the table: "input: <name>" and one "note:" line each. */
+export function formatInput(input: InputFormat): string {
+  return [`input: ${input.name}`, ...input.notes.map((n) => `note: ${n}`)].join('\n') + '\n';
+}
+
+/** The input as --json prints it. */
+export function inputJson(input: InputFormat): { format: string; name: string; notes: string[] } {
+  return { format: input.format, name: input.name, notes: [...input.notes] };
+}
+
 /**
- * Print one verifier's result, --json as {ok, status, simulated, report: claims | null, checks}, else
- * the table under `title`, and return the exit code for its status.
+ * Print one verifier's result, --json as {ok, status, simulated, report: claims | null, checks, input},
+ * else the table under `title` followed by the input format, and return the exit code for its status.
  */
-export function printResult(io: CliIO, result: VerificationResult<unknown>, title: string, json: boolean | undefined): number {
+export function printResult(io: CliIO, result: VerificationResult<unknown>, title: string, json: boolean | undefined, input: InputFormat): number {
   if (json) {
     const out = {
       ok: result.ok,
@@ -96,10 +113,11 @@ export function printResult(io: CliIO, result: VerificationResult<unknown>, titl
       simulated: result.simulated,
       report: result.claims ?? null,
       checks: checksJson(result.checks),
+      input: inputJson(input),
     };
     io.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
   } else {
-    io.stdout.write(formatChecks(title, result.status, result.simulated, result.checks));
+    io.stdout.write(formatChecks(title, result.status, result.simulated, result.checks) + formatInput(input));
   }
   return exitForStatus(result.status);
 }

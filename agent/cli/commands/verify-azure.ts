@@ -8,7 +8,7 @@ import { hexToBytes } from '../../util/bytes.js';
 import { parseOptions, type CliIO, type Command } from '../command.js';
 import { loadCrlFiles, loadSnpPolicyOption, parseAt, printResult, readInput } from '../verify-output.js';
 import { certificatesFromBytes, classifyCertificates } from '../../verify/snp/cert-input.js';
-import { isImdsCertificationJson, parseAzureEvidence, parseImdsCertification } from '../../formats/azure/evidence-formats.js';
+import { isImdsCertificationJson, parseAzureEvidence, parseImdsCertification, type AzureEvidenceFormat } from '../../formats/azure/evidence-formats.js';
 import { verifyAzureEvidence } from '../../attest/verify-and-appraise.js';
 
 const usage = `Usage: cvm-agent verify azure --evidence FILE [--nonce HEX | --nonce-text TEXT] [--cert FILE]...
@@ -19,8 +19,10 @@ REPORT_DATA binding of the runtime claims, the TPM quote signature under the AK 
 claims (HCLAkPub), the quote nonce and PCR digest, the HCL user data, and the SEV-SNP report
 (VCEK chain to the pinned AMD roots, signature, TCB, policy with VMPL 0).
 
-Evidence formats: the cvm-agent bundle ("cvm-agent azure evidence"), and the Confidential Containers
-az-snp-vtpm attester evidence JSON (versions 1 and 2; trustee's Genoa int-array variant).
+Evidence formats (detected; the output names the one found as "input"):
+  the cvm-agent bundle ("cvm-agent azure evidence", {kind: "azure-snp-vtpm", version: 1, ...})
+  Confidential Containers az-snp-vtpm attester evidence JSON, versions 1 and 2 (guest-components)
+  trustee's Genoa sample (quote and HCL report as integer arrays, vcek PEM)
 
 Options:
   --evidence FILE     evidence JSON (required)
@@ -34,7 +36,7 @@ Options:
   --at ISO8601        verification time for certificate validity (default: now)
   --policy FILE       SNP appraisal policy, a YAML or JSON mapping ({} means the defaults); VMPL is
                       always 0 on Azure (the paravisor's level)
-  --json              print one JSON object {ok, status, simulated, report, checks}
+  --json              print one JSON object {ok, status, simulated, report, checks, input}
   -h, --help          show this help
 
 Without a nonce the quote's freshness is not checked and the result is at best "warning".
@@ -46,6 +48,14 @@ Exit codes:
   3  verified with warnings only (e.g. no nonce, revocation not checked)
   70 internal error (a bug: report it with the output of cvm-agent --version)
 `;
+
+/** The evidence formats parseAzureEvidence detects, as the output names them. */
+const FORMAT_NAMES: Record<AzureEvidenceFormat, string> = {
+  'cvm-agent': 'cvm-agent Azure evidence bundle (azure-snp-vtpm v1)',
+  'coco-v1': 'Confidential Containers az-snp-vtpm evidence JSON v1',
+  'coco-v2': 'Confidential Containers az-snp-vtpm evidence JSON v2',
+  'trustee-genoa': "trustee's az-snp-vtpm Genoa evidence JSON (integer arrays)",
+};
 
 function certificatesFromFile(bytes: Buffer, file: string): Uint8Array[] {
   if (isImdsCertificationJson(bytes)) {
@@ -91,7 +101,8 @@ async function run(argv: string[], io: CliIO): Promise<number> {
   const policy = loadSnpPolicyOption(values.policy, io);
 
   const result = verifyAzureEvidence(evidence, { at, policy, certificates, crls, ...(nonce ? { nonce } : {}) });
-  return printResult(io, result, 'Azure SEV-SNP vTPM attestation', values.json);
+  const input = { format: `azure-${evidence.format}`, name: FORMAT_NAMES[evidence.format], notes: [] };
+  return printResult(io, result, 'Azure SEV-SNP vTPM attestation', values.json, input);
 }
 
 export const verifyAzureCommand: Command = {

@@ -8,10 +8,9 @@ import { join, resolve } from 'node:path';
 import { UsageError } from '../../errors.js';
 import { InputFileError, readBoundedSync } from '../../util/bounded-read.js';
 import { parseOptions, type CliIO, type Command } from '../command.js';
-import { exitForStatus, formatChecks, parseAt, readInput } from '../verify-output.js';
+import { exitForStatus, formatChecks, formatInput, inputJson, parseAt, readInput, type InputFormat } from '../verify-output.js';
 import { DEFAULT_GPU_POLICY, parseGpuPolicy } from '../../appraise/gpu-policy.js';
-import { reportBytesFromFile } from '../../verify/nvidia/gpu-report.js';
-import { parseGpuEvidenceJson } from '../../formats/nvidia-evidence-json.js';
+import { decodeGpuEvidenceFile, decodeGpuReportFile, GPU_INPUT_FORMATS } from '../../formats/gpu-input.js';
 import type { MultiGpuResult } from '../../verify/nvidia/multi-gpu.js';
 import { verifyGpus, type GpuVerifyOptions } from '../../attest/verify-and-appraise.js';
 import type { GpuSkip } from '../../verify/nvidia/gpu-verify.js';
@@ -30,7 +29,7 @@ measurement, and revocation (when OCSP responses are given).
 Options:
   --report FILE       NVML attestation report: raw bytes or hex text
   --chain FILE        NVML attestation certificate chain (PEM, leaf first)
-  --evidence FILE     NVIDIA serialized evidence JSON ([{arch, certificate, evidence, nonce}]); every entry is verified
+  --evidence FILE     GPU evidence JSON (formats below); every entry is verified
   --nonce HEX         the 32-byte nonce the evidence must carry (without it freshness is a warning)
   --driver-rim FILE   driver RIM (SWID XML), e.g. NV_GPU_DRIVER_GH100_550.90.07.xml
   --vbios-rim FILE    VBIOS RIM (SWID XML)
@@ -43,8 +42,11 @@ Options:
                       an empty file is an error, {} means the defaults)
   --sim-dir DIR       ALSO trust the simulated GPU roots stored in DIR; results then say SIMULATED.
                       For the demo and tests only — never for real evidence.
-  --json              print {ok, status, simulated, gpus: [{index, ok, status, claims, checks}], checks}
+  --json              print {ok, status, simulated, gpus: [{index, ok, status, claims, checks}], checks, input}
   -h, --help          show this help
+
+Input formats (detected; the output names the one found as "input"):
+${GPU_INPUT_FORMATS.map((l) => `  ${l}`).join('\n')}
 
 A missing RIM is a failure naming the RIM id unless --skip rim is given.
 
@@ -109,7 +111,7 @@ function ocspBytes(bytes: Buffer): Buffer {
 }
 
 /** The same table as `verify snp` and `verify azure` (verify-output.ts), one per GPU, then the cross-GPU checks. */
-function printText(result: MultiGpuResult, io: CliIO): void {
+function printText(result: MultiGpuResult, io: CliIO, input: InputFormat): void {
   const parts: string[] = [];
   for (const [i, r] of result.perGpu.entries()) {
     const c = r.claims;
@@ -117,11 +119,11 @@ function printText(result: MultiGpuResult, io: CliIO): void {
     parts.push(formatChecks(`GPU ${i} (${what})`, r.status, r.simulated, r.checks));
   }
   if (result.checks.length > 0) parts.push(formatChecks('Across GPUs', result.status, result.simulated, result.checks));
-  parts.push(`overall: ${result.status.toUpperCase()}${result.simulated ? ' (SIMULATED)' : ''}\n`);
+  parts.push(`overall: ${result.status.toUpperCase()}${result.simulated ? ' (SIMULATED)' : ''}\n${formatInput(input)}`);
   io.stdout.write(parts.join('\n'));
 }
 
-function toJson(result: MultiGpuResult): unknown {
+function toJson(result: MultiGpuResult, input: InputFormat): unknown {
   return {
     ok: result.ok,
     status: result.status,
@@ -134,6 +136,7 @@ function toJson(result: MultiGpuResult): unknown {
       checks: r.checks.map((c) => ({ name: c.name, ok: c.ok, detail: c.detail })),
     })),
     checks: result.checks.map((c) => ({ name: c.name, ok: c.ok, detail: c.detail })),
+    input: inputJson(input),
   };
 }
 
@@ -186,20 +189,20 @@ async function run(argv: string[], io: CliIO): Promise<number> {
   }
 
   let list: GpuEvidenceRecord[];
+  let input: InputFormat;
   if (values.evidence !== undefined) {
-    list = parseGpuEvidenceJson(readInput(values.evidence, io, 'evidence', 'gpuEvidence'));
+    const decoded = decodeGpuEvidenceFile(readInput(values.evidence, io, 'evidence', 'gpuEvidence'));
+    list = decoded.gpus;
+    input = { format: decoded.format, name: decoded.name, notes: [] };
   } else {
-    list = [
-      {
-        report: reportBytesFromFile(readInput(values.report!, io, 'report', 'gpuReport')),
-        certChainPem: readInput(values.chain!, io, 'certificate chain', 'certificate').toString('latin1'),
-      },
-    ];
+    const report = decodeGpuReportFile(readInput(values.report!, io, 'report', 'gpuReport'));
+    list = [{ report: report.report, certChainPem: readInput(values.chain!, io, 'certificate chain', 'certificate').toString('latin1') }];
+    input = { format: `report-${report.encoding}`, name: `${report.name} + PEM chain`, notes: [] };
   }
 
   const result = await verifyGpus(list, options);
-  if (values.json) io.stdout.write(`${JSON.stringify(toJson(result), null, 2)}\n`);
-  else printText(result, io);
+  if (values.json) io.stdout.write(`${JSON.stringify(toJson(result, input), null, 2)}\n`);
+  else printText(result, io, input);
   return exitForStatus(result.status); // result.ok ⇔ affirming or warning (multi-gpu.ts)
 }
 

@@ -2,27 +2,32 @@
  * `cvm-agent verify snp`: verify a SEV-SNP attestation report offline against the pinned AMD roots.
  * Thin edge: read files, decode their containers, call the pure verifier, print, map to exit codes.
  */
+import { readdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { ParseError, UsageError } from '../../errors.js';
 import { hexToBytes } from '../../util/bytes.js';
 import { parseOptions, type CliIO, type Command } from '../command.js';
 import { loadCrlFiles, loadSnpPolicyOption, parseAt, printResult, readInput } from '../verify-output.js';
-import { parseSnpReport, SNP_REPORT_SIZE } from '../../formats/snp-abi/index.js';
+import { parseSnpReport } from '../../formats/snp-abi/index.js';
+import { decodeSnpReportInput, SNP_REPORT_FORMATS } from '../../formats/snp-input/report-input.js';
 import { certificatesFromBytes, classifyCertificates } from '../../verify/snp/cert-input.js';
 import { verifySnpAttestation } from '../../attest/verify-and-appraise.js';
 import type { SimulatedRootsInput } from '../../roots/amd.js';
 
-const usage = `Usage: cvm-agent verify snp --report FILE [--cert FILE]... [--crl FILE]... [--report-data HEX]
-                         [--at ISO8601] [--policy FILE] [--allow-debug] [--sim-roots FILE] [--json]
+const usage = `Usage: cvm-agent verify snp --report FILE [--cert FILE]... [--certs-dir DIR] [--crl FILE]...
+                         [--report-data HEX] [--at ISO8601] [--policy FILE] [--allow-debug] [--sim-roots FILE] [--json]
 
 Verify an AMD SEV-SNP attestation report offline: the report signature, the VCEK/VLEK chain up to
 the AMD roots pinned in this package (Milan, Genoa, Turin), certificate validity, revocation (when a
 CRL is given), the VCEK's TCB and chip ID against the report, and the appraisal policy.
 
 Options:
-  --report FILE       the 1184-byte ATTESTATION_REPORT, raw binary or hex text (required)
+  --report FILE       the ATTESTATION_REPORT in any format listed below (required)
   --cert FILE         the VCEK or VLEK, optionally with ASK/ASVK/ARK: PEM (one or more certificates),
                       DER, or a GHCB certificate table (SNP_GET_EXT_REPORT certs / configfs-tsm auxblob).
                       Repeatable. A supplied ASK/ARK must be the pinned AMD one or verification fails.
+                      Certificates carried by the report input (cert table, cert_chain) are used too.
+  --certs-dir DIR     every .pem/.der/.crt/.cer file in DIR (snpguest fetch ca/vcek output directory)
   --crl FILE          AMD KDS CRL (DER or PEM), e.g. https://kdsintf.amd.com/vcek/v1/Milan/crl. Repeatable.
                       Without a CRL the result is at best "warning" (revocation not checked).
   --report-data HEX   expected REPORT_DATA (up to 64 bytes; shorter values are zero-padded)
@@ -33,8 +38,11 @@ Options:
   --allow-debug       accept POLICY.DEBUG=1 guests (development only)
   --sim-roots FILE    ALSO trust these simulator roots (PEM/DER with ARK-<P> and SEV-<P>); results
                       then say SIMULATED. For the demo and tests only — never for real evidence.
-  --json              print one JSON object {ok, status, simulated, report, checks}
+  --json              print one JSON object {ok, status, simulated, report, checks, input}
   -h, --help          show this help
+
+Report formats (detected; the output names the one found as "input", with notes on what was ignored):
+${SNP_REPORT_FORMATS.map((l) => `  ${l}`).join('\n')}
 
 Exit codes:
   0  verified, every check passed (affirming)
@@ -44,16 +52,33 @@ Exit codes:
   70 internal error (a bug: report it with the output of cvm-agent --version)
 `;
 
-/** Raw 1184 bytes, or the same as hex text (whitespace allowed). */
-export function decodeReportFile(bytes: Buffer): Buffer {
-  if (bytes.length === SNP_REPORT_SIZE) return bytes;
-  const text = bytes.toString('latin1');
-  if (/^[\s0-9a-fA-Fx]*$/.test(text) && text.trim().length > 0) {
-    const raw = hexToBytes(text, 'report hex');
-    if (raw.length !== SNP_REPORT_SIZE) throw new ParseError(`report hex decodes to ${raw.length} bytes, expected ${SNP_REPORT_SIZE}`);
-    return raw;
+const MAX_CERTS_DIR_FILES = 64;
+
+/**
+ * --certs-dir: every *.pem, *.der, *.crt, *.cer file in DIR (snpguest `fetch ca` / `fetch vcek` write
+ * ark/ask/asvk and vcek/vlek there, PEM or DER), in name order. Anything else in DIR is left alone.
+ */
+function certificatesFromDir(dir: string, io: CliIO): Uint8Array[] {
+  let names: string[];
+  try {
+    names = readdirSync(resolve(io.cwd, dir)).sort();
+  } catch (err) {
+    throw new UsageError(`cannot read certificate directory "${dir}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
-  throw new ParseError(`report file is ${bytes.length} bytes: expected a raw ${SNP_REPORT_SIZE}-byte report or its hex text`);
+  const files = names.filter((n) => /\.(pem|der|crt|cer)$/i.test(n)).slice(0, MAX_CERTS_DIR_FILES);
+  if (files.length === 0) throw new UsageError(`certificate directory "${dir}" holds no .pem/.der/.crt/.cer file`);
+  return files.flatMap((n) => certificatesFromBytes(readInput(join(dir, n), io, 'certificate file', 'certificate'), `certificate file "${join(dir, n)}"`));
+}
+
+/** Certificates in order, each DER once (the same VCEK may come with the report and from --cert). */
+function unique(certs: readonly Uint8Array[]): Uint8Array[] {
+  const seen = new Set<string>();
+  return certs.filter((c) => {
+    const key = Buffer.from(c).toString('base64');
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
 }
 
 /** Simulator roots file: the ARK-<P> and SEV-<P> (and optionally SEV-VLEK-<P>) certificates. */
@@ -70,6 +95,7 @@ async function run(argv: string[], io: CliIO): Promise<number> {
   const { values } = parseOptions(argv, {
     report: { type: 'string' },
     cert: { type: 'string', multiple: true },
+    'certs-dir': { type: 'string' },
     crl: { type: 'string', multiple: true },
     'report-data': { type: 'string' },
     at: { type: 'string' },
@@ -80,10 +106,11 @@ async function run(argv: string[], io: CliIO): Promise<number> {
   });
   if (!values.report) throw new UsageError('--report FILE is required');
 
-  const report = decodeReportFile(readInput(values.report, io, 'report', 'snpReport'));
+  const input = decodeSnpReportInput(readInput(values.report, io, 'report', 'snpReport'));
+  const report = input.report;
   parseSnpReport(report); // malformed report → ParseError → exit 2 (the verifier would only fail a check)
 
-  const certificates = (values.cert ?? []).flatMap((f) => {
+  const fromFiles = (values.cert ?? []).flatMap((f) => {
     const bytes = readInput(f, io, 'certificate file', 'certificate');
     try {
       return certificatesFromBytes(bytes, `certificate file "${f}"`);
@@ -92,6 +119,8 @@ async function run(argv: string[], io: CliIO): Promise<number> {
       throw err;
     }
   });
+  const fromDir = values['certs-dir'] === undefined ? [] : certificatesFromDir(values['certs-dir'], io);
+  const certificates = unique([...input.certificates, ...fromFiles, ...fromDir]);
   classifyCertificates(certificates); // malformed DER → ParseError → exit 2
   const crls = loadCrlFiles(values.crl, io);
 
@@ -120,7 +149,7 @@ async function run(argv: string[], io: CliIO): Promise<number> {
       ...(simulatedRoots ? { simulatedRoots } : {}),
     },
   );
-  return printResult(io, result, 'SEV-SNP attestation', values.json);
+  return printResult(io, result, 'SEV-SNP attestation', values.json, input);
 }
 
 export const verifySnpCommand: Command = {

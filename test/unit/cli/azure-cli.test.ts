@@ -35,7 +35,7 @@ describe('cvm-agent verify azure', () => {
     const r = await run(['verify', 'azure', '--evidence', v1, '--nonce-text', 'challenge', '--at', AT, '--json']);
     expect(r.code).toBe(3);
     const j = JSON.parse(r.out);
-    expect(Object.keys(j)).toEqual(['ok', 'status', 'simulated', 'report', 'checks']);
+    expect(Object.keys(j)).toEqual(['ok', 'status', 'simulated', 'report', 'checks', 'input']);
     expect(j).toMatchObject({ ok: true, status: 'warning', simulated: false });
     expect(j.report.format).toBe('coco-v1');
     expect(j.report.snp.vmpl).toBe(0);

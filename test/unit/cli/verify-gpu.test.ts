@@ -57,7 +57,7 @@ describe('cvm-agent verify gpu', () => {
       simulated: boolean;
       gpus: { index: number; ok: boolean; status: string; claims: Record<string, unknown>; checks: { name: string; ok: boolean; detail: string }[] }[];
     };
-    expect(Object.keys(j).sort()).toEqual(['checks', 'gpus', 'ok', 'simulated', 'status']);
+    expect(Object.keys(j).sort()).toEqual(['checks', 'gpus', 'input', 'ok', 'simulated', 'status']);
     expect(j).toMatchObject({ ok: true, status: 'warning', simulated: false });
     expect(j.gpus.length).toBe(1);
     const g = j.gpus[0]!;

@@ -137,7 +137,7 @@ describe('cvm-agent verify snp', () => {
   it('--json prints exactly one object with the documented shape', async () => {
     const r = await run(['--report', join(tmp, 'hcl-snp.bin'), '--cert', snp('trustee_az-snp-vtpm_vcek.pem'), ...AT, '--json', '--report-data', 'ff']);
     const out = JSON.parse(r.stdout);
-    expect(Object.keys(out)).toEqual(['ok', 'status', 'simulated', 'report', 'checks']);
+    expect(Object.keys(out)).toEqual(['ok', 'status', 'simulated', 'report', 'checks', 'input']);
     expect(out.ok).toBe(false);
     expect(out.status).toBe('contraindicated');
     expect(out.simulated).toBe(false);
