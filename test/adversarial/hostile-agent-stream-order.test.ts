@@ -83,6 +83,20 @@ describe('hostile agent: event order', () => {
     a.close();
   }, 60_000);
 
+  it('an event with no RFC 8785 form (a lone surrogate) is refused as unsigned; the link and the stream go on', async () => {
+    const a = await attestedAgent(sim, ctl, 'vm-surrogate');
+    const genuineOne = await genuine(a, 1);
+    // JSON carries "\udead" happily; JCS (RFC 8785 section 3.2.2.2) cannot canonicalise it, so it was never signed.
+    a.send({ ...genuineOne, data: { n: '\udead' } });
+    const err = await a.next('error');
+    expect(err).toMatchObject({ code: 'bad-event-signature' });
+    expect(err.message).toMatch(/event 1 rejected/);
+    a.send(genuineOne);
+    expect((await a.next('ack')).seq).toBe(1);
+    expect((await getJson(ctl, '/v1/agents/vm-surrogate')).lastSeq).toBe(1);
+    a.close();
+  }, 60_000);
+
   it('a hole is passed only by a validly signed dropped event; a tampered declaration moves nothing', async () => {
     const a = await attestedAgent(sim, ctl, 'vm-declared');
     a.send(await genuine(a, 1));
