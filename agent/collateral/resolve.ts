@@ -141,7 +141,15 @@ class Gatherer {
   }
 
   lookup(spec: LookupSpec): Promise<Lookup> {
-    const id = keyPath(spec.key);
+    let id: string;
+    try {
+      id = keyPath(spec.key);
+    } catch (err) {
+      // A key derived from hostile evidence that names no valid cache entry (a driver version "545..0"
+      // makes a RIM id with ".."): a failed lookup with its reason, never a throw out of the gather.
+      if (!(err instanceof CollateralError)) throw err;
+      return Promise.resolve({ level: spec.required ? 'fail' : 'warn', text: errText(err) });
+    }
     let hit = this.memo.get(id);
     if (!hit) {
       hit = this.doLookup(spec);

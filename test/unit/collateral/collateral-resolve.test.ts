@@ -347,6 +347,19 @@ describe('daemon wiring (collateralVerifier)', () => {
 });
 
 describe('hostile evidence', () => {
+  it('a GPU whose reported driver version makes an invalid RIM id ("545..0") fails collateral.rim, never throws', async () => {
+    // Found by the property below (fast-check seed 420080498): one byte of the report turned "545.00" into "545..0".
+    const g = gpu(0);
+    const at = g.report.indexOf(Buffer.from('545.00'));
+    expect(at).toBeGreaterThan(0);
+    const report = Buffer.from(g.report);
+    report.write('545..0', at, 'latin1');
+    const got = await gatherCollateral(new CollateralStore(join(dir, 'none')), bundle({ gpus: [{ ...g, report }] }), { at: AT_SNP });
+    const rim = got.collateralChecks.gpu[0]!.find((c) => c.name === 'collateral.rim');
+    expect(rim).toMatchObject({ ok: false });
+    expect(rim!.detail).toMatch(/invalid collateral RIM id .*545\.\.0/);
+  });
+
   it('mutated CPU and GPU reports and chains never make gatherCollateral throw (empty cache, offline)', async () => {
     const empty = new CollateralStore(join(dir, 'none'));
     const g = gpu(0);
