@@ -34,6 +34,7 @@ const reports = [
   snp('trustee_snp_test-report.bin'),
   snp('trustee_snp_test-vlek-report.bin'),
   Buffer.from(snp('virtee_report_milan.hex').toString('utf8'), 'hex'),
+  snp('msteeav_turin_attestation_report.bin'),
 ];
 const tables = [
   snp('synthetic_certtable_gcp_milan_rfc4122.bin'),

@@ -29,6 +29,8 @@ interface Case {
   policy?: SnpPolicy;
   product: string;
   signer: 'vcek' | 'vlek';
+  /** When AT is outside this case's VCEK validity. */
+  at?: Date;
 }
 
 const genoaEvidence = JSON.parse(vector('snp/trustee_az-snp-vtpm_evidence-genoa.json').toString('utf8')) as { report: number[]; vcek: string };
@@ -87,6 +89,15 @@ const CASES: Case[] = [
     certs: [Buffer.from(v1Evidence.vcek, 'base64url')],
     product: 'Milan',
     signer: 'vcek',
+  },
+  {
+    // PLATFORM_INFO 0x65: bit 6, undefined in the ABI revision we follow, is informational (issue: Turin rejected).
+    name: 'microsoft/TEE-Attestation-Verification Turin v5 (PLATFORM_INFO bit 6 set)',
+    report: vector('snp/msteeav_turin_attestation_report.bin'),
+    certs: pemCertificates(vector('snp/msteeav_turin_vcek.pem').toString('latin1')),
+    product: 'Turin',
+    signer: 'vcek',
+    at: new Date('2026-06-01T00:00:00Z'), // its VCEK is valid from 2026-02-05
   },
 ];
 
@@ -149,7 +160,7 @@ describe('pinned AMD roots', () => {
 describe('real reports verify', () => {
   for (const c of CASES) {
     it(c.name, () => {
-      const res = verify({ report: c.report, certificates: c.certs }, c.policy ? { policy: c.policy } : {});
+      const res = verify({ report: c.report, certificates: c.certs }, { ...(c.policy ? { policy: c.policy } : {}), ...(c.at ? { at: c.at } : {}) });
       expect(failedNames(res)).toEqual([]);
       expect(res.ok).toBe(true);
       // No CRL supplied: revocation is the only caveat.
