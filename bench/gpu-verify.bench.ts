@@ -8,6 +8,7 @@
  *  - cold: every memo cache dropped before each call (clearAllCaches); floor = all the distinct
  *    signatures the verdict needs, once each, with node:crypto on pre-parsed keys: 8 reports, the
  *    distinct chain links, both RIMs (SignedInfo + chain) and every distinct OCSP response.
+ * Subject and floor are sampled alternately (pairedMedians), so machine load falls on both alike.
  * The real NVIDIA 545 set (one GPU, revocation skipped: no NVIDIA OCSP answer is recorded for it) is
  * measured the same two ways.
  */
@@ -28,7 +29,7 @@ import { buildSimulatedReport, loadOrCreateSimGpuIdentity, simulatedRims, simula
 import { simulatedOcspResponses } from '../agent/simulation/ocsp-sim.js';
 import { nvidiaRimRoot } from '../agent/roots/nvidia-rim.js';
 import { nvidiaDeviceRoot } from '../agent/roots/nvidia-device.js';
-import { medianMs, type BenchRow } from './lib.js';
+import { pairedMedians, type BenchRow } from './lib.js';
 
 type Verify = () => boolean;
 
@@ -110,8 +111,11 @@ export default async function gpuVerifyBench(): Promise<BenchRow[]> {
     const ocspSigs = ocsp.map((der) => ocspFloor(der, signers));
     const coldFloor = [...warmFloor, ...links.values(), ...rimFloor(rims.driver, rimRoot), ...rimFloor(rims.vbios, rimRoot), ...ocspSigs];
 
-    const warmFloorMs = await medianMs(() => runAll(warmFloor), { runs: 21, inner: 3 });
-    const warmMs = await medianMs(() => verifyGpus(list, options), { runs: 21, inner: 3 });
+    const { ms: warmMs, floorMs: warmFloorMs } = await pairedMedians(
+      () => verifyGpus(list, options),
+      () => runAll(warmFloor),
+      { runs: 21, inner: 3 },
+    );
     rows.push({
       name: 'gpu: verify 8 distinct simulated GPUs, with OCSP (3 certs/GPU), warm',
       cache: 'warm',
@@ -122,8 +126,11 @@ export default async function gpuVerifyBench(): Promise<BenchRow[]> {
       target: '<= 1.5x floor',
       note: `sig+chain+2 RIMs+measurements+OCSP (${ocsp.length} distinct responses)`,
     });
-    const coldFloorMs = await medianMs(() => runAll(coldFloor), { runs: 11, inner: 1 });
-    const coldMs = await medianMs(() => verifyGpus(list, options), { runs: 11, inner: 1, warmup: 2, before: clearAllCaches });
+    const { ms: coldMs, floorMs: coldFloorMs } = await pairedMedians(
+      () => verifyGpus(list, options),
+      () => runAll(coldFloor),
+      { runs: 11, inner: 1, warmup: 2, before: clearAllCaches },
+    );
     rows.push({
       name: 'gpu: verify 8 distinct simulated GPUs, with OCSP (3 certs/GPU), cold',
       cache: 'cold',
@@ -156,8 +163,11 @@ export default async function gpuVerifyBench(): Promise<BenchRow[]> {
   const links545 = new Map<string, Verify>();
   linkFloor(ev, nvidiaDeviceRoot().x509, links545);
   const cold545 = [...warm545, ...links545.values(), ...rimFloor(driver, nvidiaRimRoot().x509), ...rimFloor(vbios, nvidiaRimRoot().x509)];
-  const warm545Floor = await medianMs(() => runAll(warm545), { runs: 31, inner: 10 });
-  const warm545Ms = await medianMs(() => verifyGpuEvidence(ev, opts545), { runs: 31, inner: 10 });
+  const { ms: warm545Ms, floorMs: warm545Floor } = await pairedMedians(
+    () => verifyGpuEvidence(ev, opts545),
+    () => runAll(warm545),
+    { runs: 31, inner: 10 },
+  );
   rows.push({
     name: 'gpu: verify the real NVIDIA 545 set (1 GPU, revocation skipped: no OCSP recorded), warm',
     cache: 'warm',
@@ -166,8 +176,11 @@ export default async function gpuVerifyBench(): Promise<BenchRow[]> {
     baselineName: 'floor: 1 report P-384 verify',
     baselineMs: warm545Floor,
   });
-  const cold545Floor = await medianMs(() => runAll(cold545), { runs: 21, inner: 1 });
-  const cold545Ms = await medianMs(() => verifyGpuEvidence(ev, opts545), { runs: 21, inner: 1, warmup: 2, before: clearAllCaches });
+  const { ms: cold545Ms, floorMs: cold545Floor } = await pairedMedians(
+    () => verifyGpuEvidence(ev, opts545),
+    () => runAll(cold545),
+    { runs: 21, inner: 1, warmup: 2, before: clearAllCaches },
+  );
   rows.push({
     name: 'gpu: verify the real NVIDIA 545 set (1 GPU, revocation skipped: no OCSP recorded), cold',
     cache: 'cold',

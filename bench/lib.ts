@@ -85,6 +85,32 @@ export async function medianMs(
   return samples[Math.floor(samples.length / 2)]!;
 }
 
+/**
+ * Medians of a subject and its floor measured in alternating samples, so that load from other
+ * processes on a shared machine falls on both alike instead of on whichever ran second.
+ */
+export async function pairedMedians(
+  subject: () => unknown | Promise<unknown>,
+  floor: () => unknown | Promise<unknown>,
+  opts: { runs?: number; inner?: number; warmup?: number; before?: () => void } = {},
+): Promise<{ ms: number; floorMs: number }> {
+  const runs = opts.runs ?? 31;
+  const one = { ...opts, runs: 1, warmup: 0 };
+  for (let i = 0; i < (opts.warmup ?? 5); i++) {
+    opts.before?.();
+    await subject();
+    await floor();
+  }
+  const a: number[] = [];
+  const b: number[] = [];
+  for (let r = 0; r < runs; r++) {
+    a.push(await medianMs(subject, one));
+    b.push(await medianMs(floor, { ...one, before: undefined }));
+  }
+  const med = (xs: number[]) => xs.sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+  return { ms: med(a), floorMs: med(b) };
+}
+
 export function formatTable(rows: BenchRow[]): string {
   const header = ['benchmark', 'cache', 'median', 'runs', 'baseline', 'baseline median', 'ratio', 'target', 'note'];
   const body = rows.map((r) => [
