@@ -106,6 +106,7 @@ async function streamBench(sim: Sim, dir: string, tokenFile: string): Promise<Be
     rows.push({
       name: `link throughput, ${E} events appended back to back -> acked (agent + controller in one process)`,
       medianMs: evPerSec,
+      runs: 1,
       unit: 'ev/s',
       baselineName: 'outbox.append alone (sign+fsync, no link)',
       baselineMs: (E / floorMs) * 1000,
@@ -125,9 +126,10 @@ async function streamBench(sim: Sim, dir: string, tokenFile: string): Promise<Be
     rows.push({
       name: 'event latency append -> ack, one at a time (p50)',
       medianMs: percentile(lat, 50),
+      runs: L,
       note: `p99 ${percentile(lat, 99).toFixed(2)} ms, max ${lat[lat.length - 1]!.toFixed(2)} ms; ${L} events (append includes sign + fsync)`,
     });
-    rows.push({ name: 'event latency append -> ack, one at a time (p99)', medianMs: percentile(lat, 99), note: `${L} events` });
+    rows.push({ name: 'event latency append -> ack, one at a time (p99)', medianMs: percentile(lat, 99), runs: L, note: `${L} events` });
   } finally {
     await h.close();
     await rc.stop();
@@ -169,6 +171,7 @@ async function restartBench(
   return {
     name: `controller restart -> resumed stream (first new ack), ${label}`,
     medianMs: percentile(sorted, 50),
+    runs: restarts,
     note: `${restarts} restarts (in process, same port + stateDir), down ${downMs} ms each, backoff attempt reset before each; samples ${sorted.map((s) => s.toFixed(0)).join('/')} ms`,
   };
 }
@@ -272,16 +275,18 @@ async function stormBench(dir: string, tokenFile: string, jitter: boolean): Prom
       {
         name: `${STORM_AGENTS} agents, controller SIGKILL+restart, ${tag}: reconnect delay p50`,
         medianMs: percentile(delays, 50),
+        runs: 1,
         note: `p90 ${percentile(delays, 90).toFixed(0)} ms, max ${delays[delays.length - 1]!.toFixed(0)} ms after "listening"; peak ${peak1s} conn in any 1 s, ${peak100} in any 100 ms (${peak100 * 10}/s); ${attempts} connection attempts (${(attempts / STORM_AGENTS).toFixed(1)}/agent); default backoff 1 s..60 s`,
       },
-      { name: `${STORM_AGENTS} agents, ${tag}: reconnect delay p90`, medianMs: percentile(delays, 90) },
-      { name: `${STORM_AGENTS} agents, ${tag}: reconnect delay max`, medianMs: delays[delays.length - 1]! },
-      { name: `${STORM_AGENTS} agents, ${tag}: peak connections per second (1 s window)`, medianMs: peak1s, unit: 'conn/s' },
+      { name: `${STORM_AGENTS} agents, ${tag}: reconnect delay p90`, medianMs: percentile(delays, 90), runs: 1 },
+      { name: `${STORM_AGENTS} agents, ${tag}: reconnect delay max`, medianMs: delays[delays.length - 1]!, runs: 1 },
+      { name: `${STORM_AGENTS} agents, ${tag}: peak connections per second (1 s window)`, medianMs: peak1s, runs: 1, unit: 'conn/s' },
     ];
     if (jitter) {
       rows.push({
         name: `controller RSS per connected agent (${STORM_AGENTS} links)`,
         medianMs: (rss1 - rss0) / STORM_AGENTS / 1024,
+        runs: 1,
         unit: 'KiB',
         note: `RSS ${(rss0 / 2 ** 20).toFixed(1)} MiB idle -> ${(rss1 / 2 ** 20).toFixed(1)} MiB with ${STORM_AGENTS} links (child process, /proc VmRSS); cold connect of all: ${coldMs.toFixed(0)} ms`,
       });

@@ -6,6 +6,10 @@
  * certified for OCSPSigning (RFC 6960 §4.2.2.2), the CertID names the certificate, and `at` lies in
  * [thisUpdate, nextUpdate + grace] (no nextUpdate: thisUpdate + 3600 s, as the C++ SDK's cache TTL, nv_ocsp.h).
  * Pure; malformed DER raises ParseError.
+ * The daemon and the controller re-check the same responses every cycle, so the pure, time-free parts are
+ * memoised, as certificate links are (verify/x509 isIssuedBy): parsed responses by their DER, and signature
+ * results by the signed bytes and the signer certificate. Everything that depends on `at` (thisUpdate,
+ * nextUpdate + grace, the responder certificate's validity) is judged again on every call.
  */
 import { createHash, verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import { ParseError } from '../../errors.js';
@@ -25,6 +29,7 @@ import {
 } from '../../util/der.js';
 import { parseCertificateEager as parseCertificate, type Certificate } from '../../formats/x509/certificate.js';
 import { isIssuedBy } from '../x509/cert-signature.js';
+import { BoundedCache } from '../../util/bounded-cache.js';
 
 export const OID_OCSP_BASIC = '1.3.6.1.5.5.7.48.1.1';
 export const OID_KP_OCSP_SIGNING = '1.3.6.1.5.5.7.3.9';
@@ -194,7 +199,59 @@ export function parseOcspResponse(der: Uint8Array): OcspResponse {
   return out;
 }
 
-function verifySig(resp: OcspResponse, key: KeyObject): boolean {
+/**
+ * Cache sizes for a 10,000-machine controller: each GPU has its own BROM certificate, hence its own
+ * OCSP response (the ICA and Identity responses are shared by the fleet), so 8-GPU machines need
+ * ~80,000 signature results; 2^17 entries leave room for responses refetched while old ones age out.
+ * An entry is its key (~110 characters) plus ~64 bytes of map overhead: ~24 MiB at the entry limit.
+ */
+export const OCSP_SIGNATURE_CACHE_LIMITS = { maxEntries: 131_072, maxBytes: 24 * 1024 * 1024 };
+/**
+ * Parsed responses are ~3x their DER (~1-3 KB): kept for the daemon's own GPUs and a few hundred
+ * machines; past that a response is parsed again (tens of microseconds), while its signature result,
+ * the costly part, stays in the cache above.
+ */
+export const OCSP_PARSE_CACHE_LIMITS = { maxEntries: 4096, maxBytes: 16 * 1024 * 1024 };
+
+const signatureCache = new BoundedCache<boolean>(OCSP_SIGNATURE_CACHE_LIMITS);
+const parseCache = new BoundedCache<OcspResponse>(OCSP_PARSE_CACHE_LIMITS);
+const signedDigests = new WeakMap<OcspResponse, string>();
+
+function lengthPrefix(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n);
+  return b;
+}
+
+/** SHA-256 over what the signature result depends on: algorithm, signed bytes, signature (each length-prefixed). */
+function signedDigest(resp: OcspResponse): string {
+  let d = signedDigests.get(resp);
+  if (d === undefined) {
+    const alg = Buffer.from(resp.signatureAlgorithm, 'latin1');
+    d = createHash('sha256')
+      .update(lengthPrefix(alg.length))
+      .update(alg)
+      .update(lengthPrefix(resp.tbsResponseData.length))
+      .update(resp.tbsResponseData)
+      .update(lengthPrefix(resp.signature.length))
+      .update(resp.signature)
+      .digest('base64');
+    signedDigests.set(resp, d);
+  }
+  return d;
+}
+
+/** Does `signer`'s key verify the response signature? Memoised by the signed bytes and the signer certificate. */
+function verifySig(resp: OcspResponse, signer: Certificate): boolean {
+  const key = `${signedDigest(resp)}:${signer.sha256}`;
+  const hit = signatureCache.get(key);
+  if (hit !== undefined) return hit;
+  const ok = verifySigWithKey(resp, signer.publicKey);
+  signatureCache.set(key, ok, 64);
+  return ok;
+}
+
+function verifySigWithKey(resp: OcspResponse, key: KeyObject): boolean {
   const hash = SIG_ALGS[resp.signatureAlgorithm];
   if (!hash) return false;
   try {
@@ -222,13 +279,13 @@ function responderIdMatches(resp: OcspResponse, signer: Certificate): boolean {
 
 /** Who signed the response, if anyone authorised to: the issuer itself or its delegated OCSP signer. */
 export function authorisedResponder(resp: OcspResponse, issuer: Certificate, at: Date): { ok: true; who: string } | { ok: false; why: string } {
-  if (responderIdMatches(resp, issuer) && verifySig(resp, issuer.publicKey)) return { ok: true, who: `the issuer (${issuer.cn})` };
+  if (responderIdMatches(resp, issuer) && verifySig(resp, issuer)) return { ok: true, who: `the issuer (${issuer.cn})` };
   for (const c of resp.certs) {
     if (!responderIdMatches(resp, c)) continue;
     if (!isIssuedBy(c, issuer)) return { ok: false, why: `responder certificate "${c.cn}" is not issued by ${issuer.cn}` };
     if (!hasOcspSigningEku(c)) return { ok: false, why: `responder certificate "${c.cn}" lacks the OCSPSigning extended key usage` };
     if (at < c.notBefore || at > c.notAfter) return { ok: false, why: `responder certificate "${c.cn}" is not valid at ${at.toISOString()}` };
-    if (!verifySig(resp, c.publicKey)) return { ok: false, why: `signature does not verify with responder certificate "${c.cn}"` };
+    if (!verifySig(resp, c)) return { ok: false, why: `signature does not verify with responder certificate "${c.cn}"` };
     return { ok: true, who: `delegated responder "${c.cn}"` };
   }
   return { ok: false, why: `signature does not verify with the issuer (${issuer.cn}) and no matching delegated responder certificate is included` };
@@ -290,11 +347,22 @@ export function certRevocationStatus(cert: Certificate, issuer: Certificate, res
   return { state: 'missing', detail: 'no OCSP response for this certificate' };
 }
 
-/** Parse every DER response, naming which one failed. */
+/** parseOcspResponse memoised by the DER (the result is shared: callers must not modify it). */
+function parseOcspResponseCached(der: Uint8Array): OcspResponse {
+  if (der.length > MAX_OCSP_RESPONSE_LENGTH) return parseOcspResponse(der); // throws; never hashed
+  const key = createHash('sha256').update(der).digest('base64');
+  const hit = parseCache.get(key);
+  if (hit) return hit;
+  const parsed = parseOcspResponse(der);
+  parseCache.set(key, parsed, 3 * der.length);
+  return parsed;
+}
+
+/** Parse every DER response, naming which one failed (memoised by DER; the results are shared, read-only). */
 export function parseOcspResponses(list: readonly Uint8Array[]): OcspResponse[] {
   return list.map((der, i) => {
     try {
-      return parseOcspResponse(der);
+      return parseOcspResponseCached(der);
     } catch (err) {
       if (err instanceof ParseError) throw new ParseError(`OCSP response ${i}: ${err.message}`, undefined, { cause: err });
       throw err;

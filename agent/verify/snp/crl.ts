@@ -7,8 +7,10 @@
  * TBSCertList ::= SEQUENCE { version OPTIONAL, signature, issuer, thisUpdate, nextUpdate OPTIONAL,
  *                            revokedCertificates SEQUENCE OF SEQUENCE { serial, date, ... } OPTIONAL,
  *                            [0] crlExtensions OPTIONAL }
+ * The CRL signature result is memoised (pure: signed bytes + anchor key); the freshness and the
+ * serials are judged against `at` on every call, as the certificate-link cache does.
  */
-import type { KeyObject } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
 import { ParseError } from '../../errors.js';
 import { parseDer, children, childrenAtLeast, expectTag, decodeInteger, decodeTime, encodedOf, TAG } from '../../util/der.js';
 import { fail, pass, warn, type Check } from '../../formats/checks.js';
@@ -16,6 +18,7 @@ import { decodeSigAlg, describeSigAlg, sameSigAlg, type SigAlg } from '../../for
 import { signedParts, type SignedParts } from '../../formats/x509/certificate.js';
 import { bytesEqual } from '../../util/bytes.js';
 import { verifyWithAlg } from '../x509/cert-signature.js';
+import { BoundedCache } from '../../util/bounded-cache.js';
 
 export interface ParsedCrl extends SignedParts {
   tbsSigAlg: SigAlg;
@@ -86,6 +89,42 @@ export interface RevocationAnchor {
 const iso = (d: Date) => d.toISOString();
 
 /**
+ * AMD KDS serves one CRL per product line and signing key (VCEK/VLEK): Milan, Genoa, Turin, ... x 2,
+ * each replaced about daily, and every machine of a product checks the same one; so even a
+ * 10,000-machine controller needs a handful of entries. 64 leave room for old and new side by side.
+ */
+export const CRL_SIGNATURE_CACHE_LIMITS = { maxEntries: 64, maxBytes: 64 * 1024 };
+const crlSignatureCache = new BoundedCache<boolean>(CRL_SIGNATURE_CACHE_LIMITS);
+const keyIds = new WeakMap<KeyObject, string>();
+
+function keyId(key: KeyObject): string {
+  let id = keyIds.get(key);
+  if (id === undefined) {
+    id = createHash('sha256')
+      .update(key.export({ type: 'spki', format: 'der' }))
+      .digest('base64');
+    keyIds.set(key, id);
+  }
+  return id;
+}
+
+/** Did `key` sign the CRL? Memoised by SHA-256 over the algorithm, the TBS and the signature, and the key. */
+function crlSignedBy(crl: ParsedCrl, key: KeyObject): boolean {
+  const h = createHash('sha256');
+  for (const part of [Buffer.from(crl.sigAlg.kind, 'latin1'), crl.tbs, crl.signature]) {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(part.length);
+    h.update(len).update(part);
+  }
+  const id = `${h.digest('base64')}:${keyId(key)}`;
+  const hit = crlSignatureCache.get(id);
+  if (hit !== undefined) return hit;
+  const ok = verifyWithAlg(crl.sigAlg, crl.tbs, crl.signature, key);
+  crlSignatureCache.set(id, ok, 64);
+  return ok;
+}
+
+/**
  * The "snp.revocation" check. CRLs issued by another CA (other product) are ignored; a CRL that names
  * this ARK as issuer must verify under it and be fresh at `at`, and no subject serial may be listed.
  * No applicable CRL → warning (revocation not checked), never a silent pass.
@@ -101,7 +140,7 @@ export function checkRevocation(crls: readonly ParsedCrl[], anchor: RevocationAn
     if (!sameSigAlg(crl.sigAlg, crl.tbsSigAlg) || !anchor.allowedAlgs.includes(crl.sigAlg.kind)) {
       return fail(name, `CRL from ${anchor.name} uses signature algorithm ${describeSigAlg(crl.sigAlg)}; expected ${anchor.allowedAlgs.join(' or ')}`);
     }
-    if (!verifyWithAlg(crl.sigAlg, crl.tbs, crl.signature, anchor.publicKey)) {
+    if (!crlSignedBy(crl, anchor.publicKey)) {
       return fail(name, `CRL claiming issuer ${anchor.name} is not signed by the pinned ${anchor.name} key; discard it and re-fetch from AMD KDS`);
     }
     if (crl.thisUpdate.getTime() > at.getTime()) {
