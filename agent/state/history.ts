@@ -207,8 +207,10 @@ export class ResultHistory {
     this.fh = undefined;
     const text = this.lines.join('');
     const count = this.lines.length;
+    // Appends made during the write stay pending for the next one.
+    const covered = this.pending.length;
     await writeFileAtomic(this.path, text, 0o600);
-    this.pending = [];
+    this.pending.splice(0, covered);
     this.needsRewrite = false;
     this.fileOnDisk = true;
     this.fileLines = count;
