@@ -168,7 +168,10 @@ describe('ResultHistory survives kill -9 during writes', () => {
       const last = ids.at(-1) ?? 0;
       // Consecutive ids ending at `last`, trimmed to SIZE: a prefix of the append sequence.
       expect(ids, ctx).toEqual(Array.from({ length: Math.min(SIZE, last) }, (_, i) => last - Math.min(SIZE, last) + 1 + i));
-      expect(log.records.map((r) => r.id), ctx).toEqual(Array.from({ length: log.records.length }, (_, i) => last - log.records.length + 1 + i));
+      expect(
+        log.records.map((r) => r.id),
+        ctx,
+      ).toEqual(Array.from({ length: log.records.length }, (_, i) => last - log.records.length + 1 + i));
       // Durable: everything the child was told is on disk, is on disk; nothing goes backwards.
       expect(last, ctx).toBeGreaterThanOrEqual(acked);
       expect(last, ctx).toBeGreaterThanOrEqual(previousLast);
