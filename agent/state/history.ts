@@ -1,32 +1,48 @@
 /**
- * Persisted, bounded history of attestation cycles: <stateDir>/history.json (mode 0600).
+ * Persisted, bounded history of attestation cycles: <stateDir>/history.jsonl (mode 0600), one
+ * checksummed line per cycle (history-log.ts).
  *
- * - Writes go through writeFileAtomic (temp + fsync + rename + dir fsync), so after a crash or
- *   kill -9 the file holds either the previous or the next complete list, never a torn one.
- * - One write is in flight at a time; appends that arrive meanwhile are coalesced into the next
- *   single write, so a burst of N appends costs at most two writes.
- * - `append()` resolves once a write that contains the record has reached the disk.
- * - A file that does not parse or validate (someone edited it; the atomic writes never produce one)
- *   is moved aside to history.json.corrupt-<ts> and reported through `onEvent`; the agent then
- *   starts with an empty history instead of refusing to start.
+ * - A cycle writes only its own line: append + fdatasync. `append()` resolves once that line (or a
+ *   rewrite holding it) has reached the disk. One write is in flight at a time; appends that arrive
+ *   meanwhile are coalesced into the next single write, so a burst of N appends costs at most two.
+ * - Bounded: memory holds the newest `size` records; the file is compacted (rewritten whole through
+ *   writeFileAtomic: temp + fsync + rename + dir fsync) once it holds `size` lines beyond those, or
+ *   COMPACT_AT_BYTES. Compaction runs as its own write after the append that passed the cap has
+ *   resolved, so no cycle waits for it.
+ * - Crash safety: a kill -9 can leave only a torn LAST line (an append cut short) or a compaction
+ *   temp file; load() drops the first (truncating it away, reported) and removes the second. A bad
+ *   line anywhere else, or a file that does not validate, is moved aside to history.jsonl.corrupt-<ts>
+ *   and reported through `onEvent`; the agent then starts with an empty history.
+ * - A write that fails (disk full, directory gone) may have left part of a line: the next write is a
+ *   full rewrite of what memory holds, so the records of the failed append reach the disk too.
+ * - Upgrade: the history.json of earlier versions (one JSON document) is read once, with the same
+ *   limits and validation, written out as history.jsonl, and removed.
  */
-import { mkdir, readFile, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CvmError, ParseError } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { CoalescingWrite } from './coalescing-write.js';
-import { MAX_TEXT, validateHistoryDocument, validateRecord, type CycleRecord, type HistoryDocument, type NewCycleRecord } from './record.js';
+import { encodeHistoryLine, parseHistoryLog } from './history-log.js';
+import { MAX_TEXT, validateHistoryDocument, validateRecord, type CycleRecord, type NewCycleRecord } from './record.js';
 
 export type { CycleRecord, NewCycleRecord } from './record.js';
 
-export const HISTORY_FILE = 'history.json';
+export const HISTORY_FILE = 'history.jsonl';
+/** The single-document file of earlier versions, migrated at the first start. */
+export const LEGACY_HISTORY_FILE = 'history.json';
 /** Far above what historySize 10,000 of ordinary EARs needs; a bigger file is treated as corrupt. */
 export const MAX_HISTORY_BYTES = 256 * 1024 * 1024;
+/** The file is compacted once it grows past this, so it stays well inside the read cap. */
+export const COMPACT_AT_BYTES = MAX_HISTORY_BYTES / 2;
 
 export type HistoryEvent =
   | { kind: 'corrupt'; path: string; movedTo: string; reason: string }
   | { kind: 'stale-temp-removed'; path: string }
-  | { kind: 'trimmed'; dropped: number };
+  | { kind: 'trimmed'; dropped: number }
+  | { kind: 'torn-tail-dropped'; path: string; bytes: number }
+  | { kind: 'migrated'; from: string; to: string; records: number }
+  | { kind: 'compact-failed'; path: string; reason: string };
 
 export interface ResultHistoryOptions {
   stateDir: string;
@@ -40,14 +56,27 @@ export interface ResultHistoryOptions {
 
 export class ResultHistory {
   readonly path: string;
+  private readonly legacyPath: string;
   private readonly stateDir: string;
   private readonly size: number;
   private readonly onEvent: (event: HistoryEvent) => void;
   private readonly now: () => Date;
   private records: CycleRecord[] = [];
+  /** Each record's encoded line, parallel to `records`, so compaction only joins strings. */
+  private lines: string[] = [];
   private lastId = 0;
   private loaded = false;
-  private readonly writer = new CoalescingWrite(() => this.writeDocument());
+  /** Lines not written yet (each also in `lines`). */
+  private pending: string[] = [];
+  /** What the file holds: lines and bytes, whole lines only. */
+  private fileLines = 0;
+  private fileBytes = 0;
+  /** The file's directory entry is durable (so an fdatasync of the file is enough). */
+  private fileOnDisk = false;
+  /** A write failed part-way: the file may end in a partial line, so the next write rewrites it. */
+  private needsRewrite = false;
+  private fh: FileHandle | undefined;
+  private readonly writer = new CoalescingWrite(() => this.write());
   private writeCount = 0;
 
   constructor(opts: ResultHistoryOptions) {
@@ -55,6 +84,7 @@ export class ResultHistory {
     if (!Number.isSafeInteger(size) || size < 1) throw new CvmError('ERR_STATE', `history size must be a positive integer, got ${size}`);
     this.stateDir = opts.stateDir;
     this.path = join(opts.stateDir, HISTORY_FILE);
+    this.legacyPath = join(opts.stateDir, LEGACY_HISTORY_FILE);
     this.size = size;
     this.onEvent = opts.onEvent ?? (() => undefined);
     this.now = opts.now ?? (() => new Date());
@@ -69,13 +99,19 @@ export class ResultHistory {
       throw new CvmError('ERR_STATE', `cannot create state directory ${this.stateDir}: ${(err as Error).message}`, { cause: err });
     });
     await this.removeStaleTemps();
-    const doc = await this.readDocument();
-    let records = doc?.records ?? [];
+    let records = await this.readLog();
+    if (records === undefined) {
+      records = (await this.readLegacy()) ?? [];
+    } else {
+      // history.jsonl exists, so a history.json beside it is what a migration left before its unlink.
+      await unlink(this.legacyPath).catch(() => undefined);
+    }
     if (records.length > this.size) {
       this.onEvent({ kind: 'trimmed', dropped: records.length - this.size });
       records = records.slice(-this.size);
     }
     this.records = records;
+    this.lines = records.map(encodeHistoryLine);
     this.lastId = records.at(-1)?.id ?? 0;
     this.loaded = true;
   }
@@ -84,9 +120,15 @@ export class ResultHistory {
   async append(record: NewCycleRecord): Promise<CycleRecord> {
     if (!this.loaded) throw new CvmError('ERR_STATE', 'ResultHistory.append() called before load()');
     const full = toStorable(this.lastId + 1, record);
+    const line = encodeHistoryLine(full);
     this.lastId = full.id;
     this.records.push(full);
-    if (this.records.length > this.size) this.records.splice(0, this.records.length - this.size);
+    this.lines.push(line);
+    this.pending.push(line);
+    if (this.records.length > this.size) {
+      this.records.splice(0, this.records.length - this.size);
+      this.lines.splice(0, this.lines.length - this.size);
+    }
     await this.writer.request();
     return full;
   }
@@ -106,61 +148,163 @@ export class ResultHistory {
     return limit === 0 ? [] : this.records.slice(-limit).reverse();
   }
 
-  /** Resolves when every append made so far is on disk. */
+  /** Resolves when every append made so far is on disk (and a compaction it started has ended). */
   async flushed(): Promise<void> {
     await this.writer.settled();
   }
 
-  private writeDocument(): Promise<void> {
-    const doc: HistoryDocument = { version: 1, records: this.records.slice() };
-    return writeFileAtomic(this.path, JSON.stringify(doc) + '\n', 0o600).then(
-      () => {
-        this.writeCount++;
-      },
-      (err: unknown) => {
-        throw new CvmError('ERR_STATE', `cannot write ${this.path}: ${(err as Error).message}`, { cause: err });
-      },
-    );
+  /** One write: the pending lines appended, or the whole file rewritten when it must be. */
+  private async write(): Promise<void> {
+    if (this.needsRewrite || this.overCap()) {
+      const mustSucceed = this.needsRewrite;
+      try {
+        await this.rewrite();
+      } catch (err) {
+        if (mustSucceed) throw new CvmError('ERR_STATE', `cannot write ${this.path}: ${(err as Error).message}`, { cause: err });
+        // A compaction that failed left the log whole: report it, append as usual, retry at the next write.
+        this.onEvent({ kind: 'compact-failed', path: this.path, reason: (err as Error).message });
+        if (this.pending.length > 0) await this.appendPending();
+      }
+    } else if (this.pending.length > 0) {
+      await this.appendPending();
+    } else {
+      return;
+    }
+    this.writeCount++;
+    // Off the hot path: the append that passed the cap resolves now; compaction is the next write.
+    if (this.overCap()) void this.writer.request().catch(() => undefined);
   }
 
-  private async readDocument(): Promise<HistoryDocument | undefined> {
-    let text: string;
+  private overCap(): boolean {
+    return this.fileLines - this.records.length >= this.size || this.fileBytes > COMPACT_AT_BYTES;
+  }
+
+  private async appendPending(): Promise<void> {
+    const text = this.pending.join('');
+    const count = this.pending.length;
+    this.pending = [];
     try {
-      const info = await stat(this.path);
-      if (!info.isFile()) throw new CvmError('ERR_STATE', `${this.path} is not a regular file`);
+      this.fh ??= await open(this.path, 'a', 0o600);
+      await this.fh.write(text);
+      await this.fh.datasync();
+      // A file created by this append: its directory entry must be durable too.
+      if (!this.fileOnDisk) await syncDir(this.stateDir);
+    } catch (err) {
+      this.needsRewrite = true;
+      await this.fh?.close().catch(() => undefined);
+      this.fh = undefined;
+      throw new CvmError('ERR_STATE', `cannot write ${this.path}: ${(err as Error).message}`, { cause: err });
+    }
+    this.fileOnDisk = true;
+    this.fileLines += count;
+    this.fileBytes += Buffer.byteLength(text);
+  }
+
+  /** Replaces the file with the records memory holds (which include every pending line). */
+  private async rewrite(): Promise<void> {
+    // Later appends must go to the new file, not to the inode the rename replaces.
+    await this.fh?.close().catch(() => undefined);
+    this.fh = undefined;
+    const text = this.lines.join('');
+    const count = this.lines.length;
+    // Appends made during the write stay pending for the next one.
+    const covered = this.pending.length;
+    await writeFileAtomic(this.path, text, 0o600);
+    this.pending.splice(0, covered);
+    this.needsRewrite = false;
+    this.fileOnDisk = true;
+    this.fileLines = count;
+    this.fileBytes = Buffer.byteLength(text);
+  }
+
+  /** history.jsonl: undefined when missing or moved aside as corrupt; a torn last line is cut off. */
+  private async readLog(): Promise<CycleRecord[] | undefined> {
+    const data = await this.readCapped(this.path);
+    if (data === undefined) return undefined;
+    let parsed: ReturnType<typeof parseHistoryLog>;
+    try {
+      parsed = parseHistoryLog(data);
+    } catch (err) {
+      await this.moveAside(this.path, err instanceof ParseError ? err.message : (err as Error).message);
+      return undefined;
+    }
+    if (parsed.tornBytes > 0) {
+      // Cut it off before the next append, or that line would follow the garbage and read as corrupt.
+      try {
+        const fh = await open(this.path, 'r+');
+        try {
+          await fh.truncate(parsed.goodBytes);
+          await fh.datasync();
+        } finally {
+          await fh.close();
+        }
+      } catch (err) {
+        throw new CvmError('ERR_STATE', `cannot truncate the torn end of ${this.path}: ${(err as Error).message}`, { cause: err });
+      }
+      this.onEvent({ kind: 'torn-tail-dropped', path: this.path, bytes: parsed.tornBytes });
+    }
+    this.fileOnDisk = true;
+    this.fileLines = parsed.records.length;
+    this.fileBytes = parsed.goodBytes;
+    return parsed.records;
+  }
+
+  /** history.json of earlier versions: validated as before, written out as history.jsonl, removed. */
+  private async readLegacy(): Promise<CycleRecord[] | undefined> {
+    const data = await this.readCapped(this.legacyPath);
+    if (data === undefined) return undefined;
+    let records: CycleRecord[];
+    try {
+      records = validateHistoryDocument(JSON.parse(Buffer.from(data).toString('utf8')) as unknown).records;
+    } catch (err) {
+      const reason = err instanceof ParseError ? err.message : `invalid JSON: ${(err as Error).message}`;
+      await this.moveAside(this.legacyPath, reason);
+      return undefined;
+    }
+    // The new file is durable before the old one goes: a crash in between migrates again, losing nothing.
+    this.lines = records.map(encodeHistoryLine);
+    try {
+      await this.rewrite();
+      await unlink(this.legacyPath);
+      await syncDir(this.stateDir);
+    } catch (err) {
+      throw new CvmError('ERR_STATE', `cannot migrate ${this.legacyPath} to ${this.path}: ${(err as Error).message}`, { cause: err });
+    }
+    this.onEvent({ kind: 'migrated', from: this.legacyPath, to: this.path, records: records.length });
+    return records;
+  }
+
+  /** A regular file within MAX_HISTORY_BYTES; undefined when missing or moved aside for its size. */
+  private async readCapped(path: string): Promise<Uint8Array | undefined> {
+    try {
+      const info = await stat(path);
+      if (!info.isFile()) throw new CvmError('ERR_STATE', `${path} is not a regular file`);
       if (info.size > MAX_HISTORY_BYTES) {
-        await this.moveAside(`file is ${info.size} bytes, over the ${MAX_HISTORY_BYTES} byte limit`);
+        await this.moveAside(path, `file is ${info.size} bytes, over the ${MAX_HISTORY_BYTES} byte limit`);
         return undefined;
       }
-      text = await readFile(this.path, 'utf8');
+      return await readFile(path);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       if (err instanceof CvmError) throw err;
-      throw new CvmError('ERR_STATE', `cannot read ${this.path}: ${(err as Error).message}`, { cause: err });
-    }
-    try {
-      return validateHistoryDocument(JSON.parse(text) as unknown);
-    } catch (err) {
-      const reason = err instanceof ParseError ? err.message : `invalid JSON: ${(err as Error).message}`;
-      await this.moveAside(reason);
-      return undefined;
+      throw new CvmError('ERR_STATE', `cannot read ${path}: ${(err as Error).message}`, { cause: err });
     }
   }
 
-  private async moveAside(reason: string): Promise<void> {
+  private async moveAside(path: string, reason: string): Promise<void> {
     const stamp = this.now().toISOString().replace(/[:.]/g, '-');
-    const movedTo = `${this.path}.corrupt-${stamp}`;
+    const movedTo = `${path}.corrupt-${stamp}`;
     try {
-      await rename(this.path, movedTo);
+      await rename(path, movedTo);
     } catch (err) {
-      throw new CvmError('ERR_STATE', `cannot move corrupt ${this.path} aside: ${(err as Error).message}`, { cause: err });
+      throw new CvmError('ERR_STATE', `cannot move corrupt ${path} aside: ${(err as Error).message}`, { cause: err });
     }
-    this.onEvent({ kind: 'corrupt', path: this.path, movedTo, reason });
+    this.onEvent({ kind: 'corrupt', path, movedTo, reason });
   }
 
-  /** A kill -9 between writing and renaming leaves `.history.json.<pid>.<rand>.tmp` behind. */
+  /** A kill -9 between writing and renaming leaves `.history.jsonl.<pid>.<rand>.tmp` (or `.history.json.`) behind. */
   private async removeStaleTemps(): Promise<void> {
-    const prefix = `.${HISTORY_FILE}.`;
+    const prefixes = [`.${HISTORY_FILE}.`, `.${LEGACY_HISTORY_FILE}.`];
     let names: string[];
     try {
       names = await readdir(this.stateDir);
@@ -168,13 +312,22 @@ export class ResultHistory {
       throw new CvmError('ERR_STATE', `cannot list ${this.stateDir}: ${(err as Error).message}`, { cause: err });
     }
     for (const name of names) {
-      if (!name.startsWith(prefix) || !name.endsWith('.tmp')) continue;
+      if (!prefixes.some((p) => name.startsWith(p)) || !name.endsWith('.tmp')) continue;
       const path = join(this.stateDir, name);
       await unlink(path).then(
         () => this.onEvent({ kind: 'stale-temp-removed', path }),
         () => undefined,
       );
     }
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const dh = await open(dir, 'r');
+  try {
+    await dh.sync();
+  } finally {
+    await dh.close();
   }
 }
 

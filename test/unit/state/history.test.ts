@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -6,7 +6,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { buildEar, type Ear } from '../../../agent/appraise/ear.js';
 import { CvmError, ParseError } from '../../../agent/errors.js';
 import { ResultHistory, type HistoryEvent, type NewCycleRecord } from '../../../agent/state/history.js';
-import { validateHistoryDocument, validateRecord } from '../../../agent/state/record.js';
+import { validateRecord } from '../../../agent/state/record.js';
+import { encodeHistoryLine, parseHistoryLog } from '../../../agent/state/history-log.js';
 import { fail, pass, resultOf } from '../../../agent/formats/checks.js';
 import { FC_RUNS } from '../../helpers/paths.js';
 
@@ -74,14 +75,17 @@ describe('ResultHistory', () => {
     await h.load();
     for (let i = 1; i <= 7; i++) await h.append(rec(i));
     expect(h.list().map((r) => r.id)).toEqual([7, 6, 5]);
-    const onDisk = validateHistoryDocument(JSON.parse(readFileSync(h.path, 'utf8')));
-    expect(onDisk.records.map((r) => r.id)).toEqual([5, 6, 7]);
+    await h.flushed();
+    // The log holds the newest records plus at most `size` older lines awaiting compaction.
+    const onDisk = parseHistoryLog(readFileSync(h.path));
+    expect(onDisk.records.map((r) => r.id).slice(-3)).toEqual([5, 6, 7]);
+    expect(onDisk.records.length).toBeLessThan(2 * 3);
 
     // A smaller size at the next start trims what was loaded, and says so.
     const events: HistoryEvent[] = [];
     const smaller = new ResultHistory({ stateDir: dir, size: 2, onEvent: (e) => events.push(e) });
     await smaller.load();
-    expect(events).toEqual([{ kind: 'trimmed', dropped: 1 }]);
+    expect(events).toEqual([{ kind: 'trimmed', dropped: onDisk.records.length - 2 }]);
     expect((await smaller.append(rec(8))).id).toBe(8);
     expect(smaller.list().map((r) => r.id)).toEqual([8, 7]);
   });
@@ -94,7 +98,7 @@ describe('ResultHistory', () => {
     expect(done.map((r) => r.id)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
     // The first append starts a write; the other 19 share the one queued behind it.
     expect(h.writes).toBe(2);
-    const onDisk = validateHistoryDocument(JSON.parse(readFileSync(h.path, 'utf8')));
+    const onDisk = parseHistoryLog(readFileSync(h.path));
     expect(onDisk.records).toHaveLength(20);
     // Awaited one by one, each append is its own write.
     for (let i = 21; i <= 23; i++) await h.append(rec(i));
@@ -189,8 +193,80 @@ describe('ResultHistory', () => {
     await expect(h.append(rec(1))).rejects.toMatchObject({ code: 'ERR_STATE' });
     mkdirSync(stateDir);
     await h.append(rec(2));
-    const onDisk = validateHistoryDocument(JSON.parse(readFileSync(h.path, 'utf8')));
+    const onDisk = parseHistoryLog(readFileSync(h.path));
     expect(onDisk.records.map((r) => r.id)).toEqual([1, 2]);
+  });
+
+  it('migrates a history.json of an earlier version once: same records, then history.jsonl only', async () => {
+    const old = { version: 1, records: [1, 2, 3].map((i) => ({ id: i + 10, ...rec(i) })) };
+    writeFileSync(join(dir, 'history.json'), JSON.stringify(old));
+    const events: HistoryEvent[] = [];
+    const h = new ResultHistory({ stateDir: dir, onEvent: (e) => events.push(e) });
+    await h.load();
+    expect(h.list().map((r) => r.id)).toEqual([13, 12, 11]);
+    expect(events).toEqual([{ kind: 'migrated', from: join(dir, 'history.json'), to: h.path, records: 3 }]);
+    expect(readdirSync(dir)).toEqual(['history.jsonl']);
+    expect(statSync(h.path).mode & 0o777).toBe(0o600);
+    expect((await h.append(rec(4))).id).toBe(14);
+    const again = new ResultHistory({ stateDir: dir });
+    await again.load();
+    expect(again.list()).toEqual(h.list());
+  });
+
+  it('a cycle appends one line; the file is compacted off the append path and stays bounded', async () => {
+    const h = new ResultHistory({ stateDir: dir, size: 4 });
+    await h.load();
+    let largest = 0;
+    for (let i = 1; i <= 30; i++) {
+      const before = existsSync(h.path) ? statSync(h.path).size : 0;
+      const r = await h.append(rec(i));
+      const after = statSync(h.path).size;
+      // The append itself only grew the file by its own line (a compaction may follow later).
+      if (after >= before) expect(after - before).toBe(Buffer.byteLength(encodeHistoryLine(r)));
+      largest = Math.max(largest, parseHistoryLog(readFileSync(h.path)).records.length);
+      await h.flushed();
+    }
+    expect(largest).toBeLessThanOrEqual(2 * 4);
+    expect(h.list().map((r) => r.id)).toEqual([30, 29, 28, 27]);
+    const again = new ResultHistory({ stateDir: dir, size: 4 });
+    await again.load();
+    expect(again.list()).toEqual(h.list());
+  });
+
+  it('drops a torn last line (cut short, or whole with a bad checksum), truncates it away and appends on', async () => {
+    for (const tail of ['3f2a', '00000000 {"id":99}\n', '\0\0\0\0']) {
+      rmSync(dir, { recursive: true, force: true });
+      const h = new ResultHistory({ stateDir: dir });
+      await h.load();
+      await h.append(rec(1));
+      await h.append(rec(2));
+      const good = statSync(h.path).size;
+      appendFileSync(h.path, tail);
+      const events: HistoryEvent[] = [];
+      const again = new ResultHistory({ stateDir: dir, onEvent: (e) => events.push(e) });
+      await again.load();
+      expect(events).toEqual([{ kind: 'torn-tail-dropped', path: h.path, bytes: Buffer.byteLength(tail) }]);
+      expect(statSync(h.path).size).toBe(good);
+      expect((await again.append(rec(3))).id).toBe(3);
+      expect(parseHistoryLog(readFileSync(h.path)).records.map((r) => r.id)).toEqual([1, 2, 3]);
+    }
+  });
+
+  it.each([
+    ['a bad line before the last', (lines: string[]) => [lines[0], 'garbage\n', lines[1]].join('')],
+    ['a checksum mismatch before the last', (lines: string[]) => [lines[0]!.replace('"schedule"', '"scheduLe"'), lines[1]].join('')],
+    ['ids going backwards', (lines: string[]) => [lines[1], lines[0]].join('')],
+  ])('treats a history.jsonl with %s as corrupt: moved aside, empty history', async (_label, make) => {
+    const h = new ResultHistory({ stateDir: dir });
+    await h.load();
+    const lines = [await h.append(rec(1)), await h.append(rec(2))].map(encodeHistoryLine);
+    writeFileSync(h.path, make(lines));
+    const events: HistoryEvent[] = [];
+    const again = new ResultHistory({ stateDir: dir, onEvent: (e) => events.push(e) });
+    await again.load();
+    expect(again.list()).toEqual([]);
+    expect(events.map((e) => e.kind)).toEqual(['corrupt']);
+    expect(readdirSync(dir).filter((n) => n.startsWith('history.jsonl.corrupt-'))).toHaveLength(1);
   });
 
   it('rejects a bad size', () => {

@@ -1,0 +1,71 @@
+/**
+ * The on-disk form of the cycle history, <stateDir>/history.jsonl: one record per line, each line
+ * `<crc32 of the JSON, 8 hex> <record JSON>\n`. Appending a cycle writes one line; the file is
+ * rewritten only by compaction. The checksum lets a reader tell a line cut short by a crash (or
+ * garbage left by a power loss) from a whole one. Pure: text in, records or a ParseError out.
+ */
+import { crc32 } from 'node:zlib';
+import { ParseError } from '../errors.js';
+import { validateRecord, type CycleRecord } from './record.js';
+
+/** One record as its line, newline included. */
+export function encodeHistoryLine(record: CycleRecord): string {
+  const json = JSON.stringify(record);
+  return `${crc32(json).toString(16).padStart(8, '0')} ${json}\n`;
+}
+
+export interface ParsedHistoryLog {
+  /** Validated records, oldest first, ids strictly growing. */
+  records: CycleRecord[];
+  /** Byte length of each record's line (newline included), parallel to `records`. */
+  lineBytes: number[];
+  /** Bytes of the file that hold whole, valid lines; anything after is a torn tail. */
+  goodBytes: number;
+  /** Bytes after goodBytes: a last line cut short (no newline, or its checksum does not match). */
+  tornBytes: number;
+}
+
+function decodeLine(line: string, where: string): CycleRecord {
+  const m = /^([0-9a-f]{8}) /.exec(line);
+  if (!m) throw new ParseError(`${where}: expected "<crc32> <json>"`);
+  const json = line.slice(9);
+  if (crc32(json) !== Number.parseInt(m[1]!, 16)) throw new ParseError(`${where}: checksum mismatch`);
+  let value: unknown;
+  try {
+    value = JSON.parse(json) as unknown;
+  } catch (err) {
+    throw new ParseError(`${where}: invalid JSON: ${(err as Error).message}`);
+  }
+  return validateRecord(value, where);
+}
+
+/**
+ * Reads a whole history.jsonl. Only the LAST line may be torn (the append that a crash cut short):
+ * it is reported in tornBytes and dropped. A bad line anywhere else means the file was edited or is
+ * not ours: ParseError, and the caller moves the file aside as it does for any corrupt state file.
+ */
+export function parseHistoryLog(data: Uint8Array): ParsedHistoryLog {
+  const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  const records: CycleRecord[] = [];
+  const lineBytes: number[] = [];
+  let start = 0;
+  while (start < buf.length) {
+    const nl = buf.indexOf(0x0a, start);
+    if (nl < 0) break; // no newline: the write of this line never finished
+    const where = `history line ${records.length + 1}`;
+    let record: CycleRecord;
+    try {
+      record = decodeLine(buf.toString('utf8', start, nl), where);
+    } catch (err) {
+      // Whole but unreadable as the last line: what a power loss can leave (zeros, stale blocks).
+      if (nl === buf.length - 1 && err instanceof ParseError) break;
+      throw err;
+    }
+    const prev = records.at(-1);
+    if (prev && record.id <= prev.id) throw new ParseError(`${where}: id ${record.id} not greater than the previous id`);
+    records.push(record);
+    lineBytes.push(nl + 1 - start);
+    start = nl + 1;
+  }
+  return { records, lineBytes, goodBytes: start, tornBytes: buf.length - start };
+}
