@@ -4,7 +4,7 @@
  * "report" and what the appraisal/EAR layer reads.
  */
 import { bytesToHex } from '../../util/bytes.js';
-import { tcbFor, type SnpProduct, type SnpReport, type TcbVersion } from '../../formats/snp-abi/index.js';
+import { tcbFor, type SnpPlatformInfo, type SnpProduct, type SnpReport, type TcbVersion } from '../../formats/snp-abi/index.js';
 
 export interface TcbClaims {
   raw: string;
@@ -36,18 +36,8 @@ export interface SnpClaims {
   imageId: string;
   vmpl: number;
   signatureAlgo: number;
-  platformInfo: {
-    raw: string;
-    smtEnabled: boolean;
-    tsmeEnabled: boolean;
-    eccEnabled: boolean;
-    raplDisabled: boolean;
-    ciphertextHidingEnabled: boolean;
-    aliasCheckComplete: boolean;
-    tioEnabled: boolean;
-    /** Set bits SNP ABI rev 1.58 leaves reserved (bit 6, 63:8), hex; informational (newer firmware sets them). */
-    undefinedBits: string;
-  };
+  /** PLATFORM_INFO decoded (formats/snp-abi SnpPlatformInfo), with its raw and undefined bits as hex for JSON. */
+  platformInfo: Omit<SnpPlatformInfo, 'raw' | 'undefinedBits'> & { raw: string; undefinedBits: string };
   signerInfo: { raw: number; authorKeyEn: boolean; maskChipKey: boolean; signingKey: string };
   reportData: string;
   measurement: string;
