@@ -260,10 +260,16 @@ function serviceBehaviour(m: () => Machine, it: Step): void {
     'kill -9 of the main process: systemd restarts the agent and its history survives',
     async () => {
       const s0 = await waitFor('the agent running', START_BOUND_MS, running(m()));
-      // The last cycle is on disk before the kill (history.json is replaced atomically per cycle).
+      // The last cycle is on disk before the kill (history.jsonl: one fdatasync'd "<crc32> <record>" line per cycle).
       const persisted = await waitFor('a persisted history record', START_BOUND_MS, () => {
-        const r = m().exec(['cat', '/var/lib/cvm-agent/history.json']);
-        const ids = r.status === 0 ? (JSON.parse(r.stdout) as { records: { id: number }[] }).records.map((x) => x.id) : [];
+        const r = m().exec(['cat', '/var/lib/cvm-agent/history.jsonl']);
+        const ids =
+          r.status === 0
+            ? r.stdout
+                .split('\n')
+                .filter((line) => /^[0-9a-f]{8} \{/.test(line))
+                .map((line) => (JSON.parse(line.slice(9)) as { id: number }).id)
+            : [];
         return ids.length > 0 ? ids : undefined;
       });
       m().kill('KILL', s0.MainPID);
@@ -429,7 +435,7 @@ bootDescribe('boot test: the .deb (install, upgrade, remove, purge)', () => {
     for (const p of ['/usr/lib/cvm-agent', '/usr/bin/cvm-agent', '/etc/systemd/system/multi-user.target.wants/cvm-agent.service']) {
       expect(m.exec(['test', '-e', p]).status, `${p} is left after remove`).not.toBe(0);
     }
-    for (const p of ['/etc/cvm-agent/config.yaml', '/var/lib/cvm-agent/history.json']) {
+    for (const p of ['/etc/cvm-agent/config.yaml', '/var/lib/cvm-agent/history.jsonl']) {
       expect(m.exec(['test', '-e', p]).status, `${p} is gone after remove`).toBe(0);
     }
   });
