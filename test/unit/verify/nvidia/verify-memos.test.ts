@@ -49,9 +49,9 @@ describe('trust anchor digest memo', () => {
   it('a buffer mutated after hashing is hashed again (never a stale digest)', () => {
     const der = Buffer.from(id.rimRoot.der);
     expect(rootDigest(der).toString('hex')).toBe(sha256(der));
-    der[der.length - 1] ^= 1;
+    der[der.length - 1] = der[der.length - 1]! ^ 1;
     expect(rootDigest(der).toString('hex')).toBe(sha256(der));
-    der[der.length - 1] ^= 1;
+    der[der.length - 1] = der[der.length - 1]! ^ 1;
     expect(rootDigest(der).toString('hex')).toBe(sha256(der));
   });
 });
