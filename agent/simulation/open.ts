@@ -26,6 +26,8 @@ export function simulationTrust(snp: SimulatedSnpDevice, identity: SimGpuIdentit
   // Simulated GPUs report NVML's "sim" CC environment; accept it only here.
   const gpuPolicy: GpuPolicy = { ...DEFAULT_GPU_POLICY, environments: ['sim'] };
   let signed: { from: number; crl: Buffer; ocsp: Buffer[] } | undefined;
+  // One roots object for every call: the verifier memoises the parsed roots per input object.
+  const snpRoots = [snp.roots()];
   return (at) => {
     const t = at.getTime();
     if (!signed || t - signed.from > 12 * 3600_000 || t < signed.from) {
@@ -33,7 +35,7 @@ export function simulationTrust(snp: SimulatedSnpDevice, identity: SimGpuIdentit
     }
     return {
       simulation: {
-        snpRoots: [snp.roots()],
+        snpRoots,
         gpuRoots: identity ? simulatedRoots(identity) : { deviceRoot: Buffer.alloc(0), simulated: true },
       },
       cpuCollateral: { crls: [signed.crl] },

@@ -27,7 +27,23 @@ export function splitPemCertificates(pem: string): Buffer[] {
   return pemBlocks(pem, 'CERTIFICATE', { what: 'certificate chain', noun: 'certificates', maxBlocks: MAX_CERTS });
 }
 
-const chainCache = new BoundedCache<Certificate[]>({ maxEntries: 1024, maxBytes: 16 * 1024 * 1024 });
+/**
+ * Parsed chains by their PEM text. A parsed certificate holds OpenSSL's X509 and key objects:
+ * ~15 KiB of RSS each (measured: 20,000 distinct parsed certificates), and a cached chain keeps its
+ * certificates alive even after the certificate cache lets them go. A 10,000-machine fleet has
+ * 80,000 chains with 2 certificates of their own each (AK leaf, BROM): 80,000 x (2 x 16 KiB + ~10 KiB
+ * of PEM key) ~ 3.3 GB, far too much to keep. So this cache holds the chains of the machines seen
+ * most recently (the daemon's own GPUs, a controller's recent verdicts) and is bounded by what it
+ * retains: per chain, its key (UTF-16 worst case) plus CHAIN_OWN_CERT_BYTES for each of its two
+ * per-GPU certificates (the shared ICA/Identity/root are counted by the certificate cache):
+ * 1,024 chains ~ 1,024 x 42 KiB ~ 42 MiB, capped at 48 MiB. A chain evicted here is parsed again
+ * (~0.2 ms a certificate); its link signatures stay in the fleet-sized link cache
+ * (verify/x509/cert-signature.ts) and its OCSP signatures in the OCSP cache, so no signature is
+ * verified again.
+ */
+export const CHAIN_OWN_CERT_BYTES = 16 * 1024;
+export const CHAIN_CACHE_LIMITS = { maxEntries: 1024, maxBytes: 48 * 1024 * 1024 } as const;
+const chainCache = new BoundedCache<Certificate[]>(CHAIN_CACHE_LIMITS);
 
 /** Parse a PEM chain (memoised by its text). */
 export function parsePemChain(pem: string): Certificate[] {
@@ -41,8 +57,8 @@ export function parsePemChain(pem: string): Certificate[] {
       throw err;
     }
   });
-  // The certificates themselves are counted by certCache; here the PEM key and the array.
-  chainCache.set(pem, certs, 64 * certs.length);
+  // The key is counted once by the cache (as its length); add it again for two-byte strings.
+  chainCache.set(pem, certs, pem.length + Math.min(certs.length, 2) * CHAIN_OWN_CERT_BYTES);
   return certs;
 }
 

@@ -112,15 +112,17 @@ export function verifyGpuReport(evidence: GpuEvidenceRecord, options: GpuReportV
   const skip = options.skip ?? new Set<GpuSkip>();
   const label = evidence.index === undefined ? 'GPU' : `GPU ${evidence.index}`;
 
-  const nvswitch = checkNotNvswitch(evidence, label);
-  if (nvswitch) return resultOf<GpuClaims>([nvswitch], undefined, false);
+  // The chain and the report are each parsed once here and shared by the NVSwitch refusal and the checks.
+  const pemChain = readPemChain(evidence.certChainPem);
   const parsed = checkReportParses(evidence.report, label);
+  const nvswitch = checkNotNvswitch(evidence, label, pemChain.certs, parsed.report);
+  if (nvswitch) return resultOf<GpuClaims>([nvswitch], undefined, false);
   if (!parsed.report) return resultOf<GpuClaims>([parsed.check], undefined, false);
   const report = parsed.report;
   const o = report.opaque;
   const checks: Check[] = [parsed.check];
 
-  const chain = checkDeviceChain(evidence.certChainPem, options.simulatedRoots, at, label);
+  const chain = checkDeviceChain(pemChain, options.simulatedRoots, at, label);
   checks.push(...chain.checks);
   const certs = chain.certs;
   const leaf = certs?.[0];
@@ -149,15 +151,22 @@ export function verifyGpuReport(evidence: GpuEvidenceRecord, options: GpuReportV
   );
 }
 
-/** NVSwitch (LS10) evidence is refused by name before the GPU decoders see it (interim: no switch verifier yet). */
-function checkNotNvswitch(evidence: GpuEvidenceRecord, label: string): Check | undefined {
-  let certs: Certificate[] | undefined;
+/** The PEM chain parsed, or why it could not be (an unreadable chain is gpu.chain's to report). */
+function readPemChain(pem: string): { certs?: Certificate[]; error?: string } {
   try {
-    certs = parsePemChain(evidence.certChainPem);
+    return { certs: parsePemChain(pem) };
   } catch (err) {
-    if (!(err instanceof ParseError)) throw err; // an unreadable chain is gpu.chain's to report
+    if (!(err instanceof ParseError)) throw err;
+    return { error: err.message };
   }
-  const reason = nvswitchEvidenceReason(evidence.report, evidence.arch, certs);
+}
+
+/**
+ * NVSwitch (LS10) evidence is refused by name before any GPU check is reported (interim: no switch
+ * verifier yet). A report the GPU parser read lends its opaque fields; otherwise the detector parses.
+ */
+function checkNotNvswitch(evidence: GpuEvidenceRecord, label: string, certs: Certificate[] | undefined, report: GpuReport | undefined): Check | undefined {
+  const reason = nvswitchEvidenceReason(evidence.report, evidence.arch, certs, report?.opaque.fields);
   return reason === undefined ? undefined : fail('gpu.nvswitch', `${label}: ${NVSWITCH_UNSUPPORTED} (${reason})`);
 }
 
@@ -189,15 +198,13 @@ interface DeviceChainStep {
 }
 
 /** Device chain: parse, anchor (pinned or explicitly enabled simulated root), links, validity. */
-function checkDeviceChain(pem: string, simulatedRoots: SimulatedRoots | undefined, at: Date, label: string): DeviceChainStep {
-  let certs: Certificate[] | undefined;
-  let chainError: string | undefined;
-  try {
-    certs = parsePemChain(pem);
-  } catch (err) {
-    if (!(err instanceof ParseError)) throw err;
-    chainError = err.message;
-  }
+function checkDeviceChain(
+  pemChain: { certs?: Certificate[]; error?: string },
+  simulatedRoots: SimulatedRoots | undefined,
+  at: Date,
+  label: string,
+): DeviceChainStep {
+  const { certs, error: chainError } = pemChain;
   let simulated = false;
   let anchor = parseCertificate(nvidiaDeviceRoot().der);
   let anchorName = DEVICE_ROOT_NAME;

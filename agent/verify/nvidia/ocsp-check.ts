@@ -30,6 +30,7 @@ import {
 import { parseCertificateEager as parseCertificate, type Certificate } from '../../formats/x509/certificate.js';
 import { isIssuedBy } from '../x509/cert-signature.js';
 import { BoundedCache } from '../../util/bounded-cache.js';
+import { bytesEqual } from '../../util/bytes.js';
 
 export const OID_OCSP_BASIC = '1.3.6.1.5.5.7.48.1.1';
 export const OID_KP_OCSP_SIGNING = '1.3.6.1.5.5.7.3.9';
@@ -272,8 +273,8 @@ function hasOcspSigningEku(cert: Certificate): boolean {
 }
 
 function responderIdMatches(resp: OcspResponse, signer: Certificate): boolean {
-  if (resp.responderByName) return Buffer.compare(Buffer.from(resp.responderByName), Buffer.from(signer.subjectDer)) === 0;
-  if (resp.responderByKeyHash) return createHash('sha1').update(signer.publicKeyBits).digest().equals(Buffer.from(resp.responderByKeyHash));
+  if (resp.responderByName) return bytesEqual(resp.responderByName, signer.subjectDer);
+  if (resp.responderByKeyHash) return bytesEqual(issuerCertIdHashes(signer, 'sha1').keyHash, resp.responderByKeyHash);
   return false;
 }
 
@@ -291,14 +292,34 @@ export function authorisedResponder(resp: OcspResponse, issuer: Certificate, at:
   return { ok: false, why: `signature does not verify with the issuer (${issuer.cn}) and no matching delegated responder certificate is included` };
 }
 
+/**
+ * An issuer's CertID hashes (RFC 6960 4.1.1: hash of its subject Name and of its key bits), per hash
+ * algorithm, kept on the parsed Certificate object: they depend only on that certificate's own
+ * (immutable) fields, and an issuer is looked up for every response of every GPU on every check.
+ */
+const certIdHashes = new WeakMap<Certificate, Map<string, { nameHash: Buffer; keyHash: Buffer }>>();
+
+export function issuerCertIdHashes(issuer: Certificate, hash: string): { nameHash: Buffer; keyHash: Buffer } {
+  let perAlg = certIdHashes.get(issuer);
+  if (!perAlg) {
+    perAlg = new Map();
+    certIdHashes.set(issuer, perAlg);
+  }
+  let h = perAlg.get(hash);
+  if (!h) {
+    h = { nameHash: createHash(hash).update(issuer.subjectDer).digest(), keyHash: createHash(hash).update(issuer.publicKeyBits).digest() };
+    perAlg.set(hash, h);
+  }
+  return h;
+}
+
 /** The SingleResponse whose CertID names `cert` (issued by `issuer`), if any. */
 export function findSingleResponse(resp: OcspResponse, cert: Certificate, issuer: Certificate): OcspSingleResponse | undefined {
   for (const s of resp.responses) {
     const hash = HASHES[s.hashAlgorithm];
     if (!hash || s.serial !== cert.serial) continue;
-    const nameHash = createHash(hash).update(issuer.subjectDer).digest();
-    const keyHash = createHash(hash).update(issuer.publicKeyBits).digest();
-    if (nameHash.equals(Buffer.from(s.issuerNameHash)) && keyHash.equals(Buffer.from(s.issuerKeyHash))) return s;
+    const { nameHash, keyHash } = issuerCertIdHashes(issuer, hash);
+    if (bytesEqual(nameHash, s.issuerNameHash) && bytesEqual(keyHash, s.issuerKeyHash)) return s;
   }
   return undefined;
 }

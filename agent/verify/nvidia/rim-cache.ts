@@ -42,10 +42,45 @@ function windowOf(ders: readonly Uint8Array[]): { from: number; until: number } 
   return { from, until };
 }
 
+/**
+ * SHA-256 of a RIM's text, memoised by the text itself: a Map keyed by the string compares whole
+ * strings, so a lookup can never return another text's digest (and V8 hashes a string object once,
+ * so the daemon's same string costs one pointer comparison instead of hashing ~40 KB twice per GPU).
+ * A few RIM versions per fleet: 256 texts or 32 MiB (the text is counted as the key).
+ */
+const xmlDigests = new BoundedCache<string>({ maxEntries: 256, maxBytes: 32 * 1024 * 1024 });
+
+export function rimTextDigest(xml: string): string {
+  let d = xmlDigests.get(xml);
+  if (d === undefined) {
+    d = createHash('sha256').update(xml, 'utf8').digest('hex');
+    xmlDigests.set(xml, d, 64);
+  }
+  return d;
+}
+
+/**
+ * SHA-256 of an extra trust anchor's DER, memoised per Buffer object. Buffers are mutable, so a hit
+ * is trusted only while the bytes still equal the private copy taken when it was hashed.
+ */
+const rootDigests = new WeakMap<Buffer, { copy: Buffer; digest: Buffer }>();
+
+export function rootDigest(der: Buffer): Buffer {
+  const hit = rootDigests.get(der);
+  if (hit && hit.copy.equals(der)) return hit.digest;
+  const digest = createHash('sha256').update(der).digest();
+  rootDigests.set(der, { copy: Buffer.from(der), digest });
+  return digest;
+}
+
 export function verifyRimCached(xml: string, at: Date, extraRoots: readonly Buffer[] = []): RimVerification {
-  const h = createHash('sha256').update(xml, 'utf8');
-  for (const r of extraRoots) h.update(createHash('sha256').update(r).digest());
-  const key = h.digest('hex');
+  // Same key as before: SHA-256(xml) then SHA-256 over each root's digest (exact inputs, no sampling).
+  let key = rimTextDigest(xml);
+  if (extraRoots.length > 0) {
+    const h = createHash('sha256').update(key, 'hex');
+    for (const r of extraRoots) h.update(rootDigest(r));
+    key = h.digest('hex');
+  }
   const t = at.getTime();
   const hit = cache.get(key);
   if (hit && hit.from <= t && t <= hit.until) return hit;

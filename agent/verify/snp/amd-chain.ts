@@ -9,7 +9,7 @@ import type { AmdProductRoots, RootCert } from '../../roots/amd.js';
 import { parseCertificate, type Certificate } from '../../formats/x509/certificate.js';
 import { describeSigAlg, type SigAlg } from '../../formats/x509/sig-alg.js';
 import { bytesEqual } from '../../util/bytes.js';
-import { verifyCertSignature } from '../x509/cert-signature.js';
+import { isIssuedBy, verifyCertSignature } from '../x509/cert-signature.js';
 
 export type LeafKind = 'vcek' | 'vlek';
 
@@ -47,7 +47,8 @@ function signedBy(cert: Certificate, issuer: RootCert, algs: readonly SigAlg['ki
 export function selectRoots(leaf: Certificate, kind: LeafKind, candidates: readonly AmdProductRoots[]): AmdProductRoots | undefined {
   for (const roots of candidates) {
     const ca = intermediateOf(roots, kind);
-    if (ca && bytesEqual(leaf.issuerDer, parsedRoot(ca).subjectDer) && signedBy(leaf, ca, allowedAlgs(roots))) return roots;
+    // The VCEK/VLEK -> ASK/ASVK link goes through the fleet-sized link memo (one entry per machine's VCEK).
+    if (ca && allowedAlgs(roots).includes(leaf.sigAlg.kind) && isIssuedBy(leaf, parsedRoot(ca))) return roots;
   }
   return undefined;
 }

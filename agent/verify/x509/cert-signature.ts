@@ -40,8 +40,20 @@ export function verifyCertSignature(cert: Certificate, issuerKey: KeyObject): bo
   return verifyWithAlg(cert.sigAlg, cert.tbs, cert.signature, issuerKey);
 }
 
-// Pure, so memoised by the pair of certificate fingerprints (a GPU chain is re-verified every cycle).
-const linkCache = new BoundedCache<boolean>({ maxEntries: 4096, maxBytes: 1024 * 1024 });
+/**
+ * Link results are pure, so memoised by the pair of certificate fingerprints (a GPU chain is
+ * re-verified every cycle). Sized for a controller serving 10,000 machines, each re-attesting:
+ *   distinct links per machine: 8 GPUs x 2 (AK leaf -> BROM, BROM -> ICA) + 1 (VCEK -> ASK) = 17
+ *   (ICA -> Identity, ASK -> ARK, the RIM signer chains and the roots are shared by the fleet);
+ *   17 x 10,000 = 170,000 links -> 2^18 = 262,144 entries (headroom for certificates rotating).
+ *   An entry is its key (64 + 1 + 64 hex characters) plus LINK_ENTRY_BYTES for the Map slot, the
+ *   entry object and the string header (V8, 64-bit): ~210 bytes, so 262,144 entries ~ 52 MiB,
+ *   the byte cap. Least recently used first; it only fills with what the process verifies, so the
+ *   daemon (a handful of chains) never holds more than a few kilobytes.
+ */
+export const LINK_ENTRY_BYTES = 80;
+export const LINK_CACHE_LIMITS = { maxEntries: 262_144, maxBytes: 262_144 * (129 + LINK_ENTRY_BYTES) } as const;
+const linkCache = new BoundedCache<boolean>(LINK_CACHE_LIMITS);
 
 /** Is `child` issued by `issuer`: its issuer Name equals the issuer's subject and the issuer's key signed it? */
 export function isIssuedBy(child: Certificate, issuer: Certificate): boolean {
@@ -56,6 +68,6 @@ export function isIssuedBy(child: Certificate, issuer: Certificate): boolean {
       ok = false; // an unusable issuer key signs nothing
     }
   }
-  linkCache.set(key, ok, 8);
+  linkCache.set(key, ok, LINK_ENTRY_BYTES);
   return ok;
 }
