@@ -3,7 +3,13 @@ import { X509Certificate } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ParseError } from '../../../../agent/errors.js';
-import { CERT_CACHE_LIMITS, certificateValidity, parseCertificate, parseCertificateEager } from '../../../../agent/formats/x509/certificate.js';
+import {
+  CERT_CACHE_LIMITS,
+  CERT_DECODED_BYTES,
+  certificateValidity,
+  parseCertificate,
+  parseCertificateEager,
+} from '../../../../agent/formats/x509/certificate.js';
 import { pemBlocks } from '../../../../agent/util/pem.js';
 import { isIssuedBy } from '../../../../agent/verify/x509/cert-signature.js';
 import { vector } from '../../../helpers/paths.js';
@@ -74,7 +80,24 @@ describe('parseCertificate', () => {
     copy.fill(0);
     expect(parseCertificate(gpu[0]!)).toBe(a);
     expect(a.der.equals(gpu[0]!)).toBe(true);
-    expect(CERT_CACHE_LIMITS).toEqual({ maxEntries: 4096, maxBytes: 16 * 1024 * 1024 });
+    expect(CERT_CACHE_LIMITS).toEqual({ maxEntries: 4096, maxBytes: 64 * 1024 * 1024 });
+  });
+
+  it('its byte bound counts what a decoded certificate costs, so it binds before the entry bound', () => {
+    // Distinct DER by the last two signature bytes (parsing does not check the signature).
+    const variant = (i: number) => {
+      const d = Buffer.from(gpu[0]!);
+      d[d.length - 1] = i & 0xff;
+      d[d.length - 2] = (i >> 8) & 0xff;
+      return d;
+    };
+    const perEntry = 2 * gpu[0]!.length + CERT_DECODED_BYTES;
+    const fits = Math.floor(CERT_CACHE_LIMITS.maxBytes / (perEntry + gpu[0]!.length));
+    expect(fits).toBeLessThan(CERT_CACHE_LIMITS.maxEntries);
+    const first = parseCertificate(variant(0));
+    for (let i = 1; i <= fits + 10; i++) parseCertificate(variant(i));
+    expect(parseCertificate(variant(0))).not.toBe(first); // evicted by bytes, with fewer than maxEntries entries
+    expect(parseCertificate(variant(fits + 10))).toBe(parseCertificate(variant(fits + 10)));
   });
 });
 
