@@ -8,7 +8,6 @@
  * each trial also starts from the state the previous kill left.
  */
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { appendFileSync, mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
@@ -18,6 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ResultHistory, type HistoryEvent } from '../../../agent/state/history.js';
 import { parseHistoryLog } from '../../../agent/state/history-log.js';
 import { repoRoot } from '../../helpers/paths.js';
+import { payloadFor, recordFor } from '../../fixtures/crash-record.mjs';
 
 const TRIALS = 60;
 // 200 records of 0.5-8 KiB make the file ~0.9 MiB, more than one 512 KiB write() chunk of
@@ -35,17 +35,6 @@ function prng(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
-}
-
-/** Same derivation as test/fixtures/state-writer.mjs: every byte of a record follows from its id. */
-function payloadFor(id: number) {
-  const nonce = createHash('sha256').update(`nonce-${id}`).digest('base64url');
-  const detail = createHash('sha512')
-    .update(`detail-${id}`)
-    .digest('hex')
-    .repeat(1 + (id % 64))
-    .slice(0, 512 + ((id * 131) % 7680));
-  return { nonce, detail };
 }
 
 /**
@@ -199,28 +188,7 @@ describe('ResultHistory survives kill -9 during writes', () => {
       ).toEqual([]);
       expect(fresh.latest()?.id, ctx).toBe(last);
       const id = last + 1;
-      const { nonce, detail } = payloadFor(id);
-      const appended = await fresh.append({
-        startedAt: new Date().toISOString(),
-        finishedAt: new Date().toISOString(),
-        reason: 'crash-test',
-        status: 'affirming',
-        ear: {
-          eat_profile: 'tag:github.com,2023:veraison/ear',
-          iat: 1_700_000_000 + id,
-          eat_nonce: nonce,
-          'ear.verifier-id': { developer: 'cvm-agent', build: 'crash-test' },
-          'ear.status': 'affirming',
-          submods: {
-            cpu0: {
-              'ear.status': 'affirming',
-              'ear.trustworthiness-vector': { 'instance-identity': 2 },
-              'ear.appraisal-policy-id': 'crash-test',
-              'cvm.checks': [{ name: 'snp.signature', ok: true, detail }],
-            },
-          },
-        },
-      });
+      const appended = await fresh.append(recordFor(id));
       expect(appended.id, ctx).toBe(id);
       previousLast = id;
     }
