@@ -20,7 +20,7 @@ import { fail, resultOf, type VerificationResult } from '../formats/checks.js';
 import { applyGpuReadyState, type ReadyStateOutcome } from './apply-gpu-ready.js';
 import { cycleReadyBlocker } from '../appraise/gpu-ready-decision.js';
 import { gpuRecordOf, type GpuCollectOutcome, type GpuEvidence, type GpuSource } from '../evidence/gpu-nvml.js';
-import { BUNDLE_VERSION, bundleToJson, type EvidenceBundle } from '../formats/evidence-bundle.js';
+import { BUNDLE_VERSION, bundleToJson, type EvidenceBundle, type SwitchBundleEntry } from '../formats/evidence-bundle.js';
 import type { CpuSource } from './cpu-sources.js';
 import type { BundleResult } from './verify-bundle.js';
 import { CvmError, StepTimeoutError } from '../errors.js';
@@ -79,6 +79,12 @@ export interface AttestationCycleDeps {
   cpu: CpuSource;
   /** Absent when GPUs are disabled or none exist. */
   gpus?: GpuSource;
+  /**
+   * The NVSwitches of a protected-PCIe system, asked with the GPUs' nonce and bound next to them
+   * (formats/nonce-binding.ts). Only the simulated HGX system provides one today (simulation/switch-sim.ts):
+   * on-hardware collection goes through NVIDIA's NSCQ library, which the addon does not bind yet.
+   */
+  switches?: { collect(nonce: Uint8Array): Promise<SwitchBundleEntry[]> };
   /** Closure over policy, collateral and (only when simulation is enabled) simulated roots. */
   verify: (bundle: EvidenceBundle, at: Date) => BundleResult | Promise<BundleResult>;
   setReadyState: boolean;
@@ -220,11 +226,25 @@ export class AttestationCycle {
       }
     }
     gpuEvidence = gpuEvidence.filter((g) => !gpuResults.has(g.index)).sort((a, b) => a.index - b.index);
+    let switchEvidence: SwitchBundleEntry[] = [];
+    if (deps.switches) {
+      try {
+        switchEvidence = await withTimeout(
+          deps.switches.collect(gpuNonce(nonce, deps.teePubKey, deps.agentId)),
+          deps.stepTimeoutMs,
+          'NVSwitch evidence collection',
+        );
+      } catch (err) {
+        firstError(err);
+        devices.push(unavailable('switch0', 'switch.collect', err, simulated));
+      }
+    }
     const reportData = cpuReportData(
       nonce,
       deps.teePubKey,
       deps.agentId,
       gpuEvidence.map((g) => g.report),
+      switchEvidence.map((s) => s.report),
     );
     let cpu: EvidenceBundle['cpu'] | undefined;
     try {
@@ -246,6 +266,7 @@ export class AttestationCycle {
     }
     if (cpu) {
       bundle = { version: BUNDLE_VERSION, agentId: deps.agentId, nonce, teePubKey: deps.teePubKey, simulated, cpu, gpus: gpuEvidence.map(gpuRecordOf) };
+      if (switchEvidence.length > 0) bundle.switches = switchEvidence;
       try {
         devices = (await withTimeout(Promise.resolve(deps.verify(bundle, this.now())), deps.stepTimeoutMs, 'verification')).devices;
       } catch (err) {

@@ -14,12 +14,14 @@ import type { GpuEvidenceRecord } from '../formats/gpu-evidence-record.js';
 import { crossGpuResult, type MultiGpuResult } from '../verify/nvidia/multi-gpu.js';
 import type { GpuClaims } from '../verify/nvidia/gpu-claims.js';
 import type { AzureEvidence } from '../formats/azure/evidence-formats.js';
+import { verifySwitchReport, type SwitchClaims, type SwitchReportVerifyOptions } from '../verify/nvidia/switch-verify.js';
+import { nvswitchEvidenceReason } from '../verify/nvidia/nvswitch-detect.js';
 import { DEFAULT_SNP_POLICY, type SnpPolicy } from '../appraise/snp-policy.js';
 import { DEFAULT_GPU_POLICY, type GpuPolicy } from '../appraise/gpu-policy.js';
 import { snpPolicyChecks } from '../appraise/snp-checks.js';
 import { appraiseGpuChecks } from '../appraise/gpu-checks.js';
 
-export type { SnpVerifyInput, SnpClaims, AzureClaims, GpuEvidenceRecord, GpuClaims, MultiGpuResult };
+export type { SnpVerifyInput, SnpClaims, AzureClaims, GpuEvidenceRecord, GpuClaims, SwitchClaims, MultiGpuResult };
 
 export interface SnpVerifyOptions extends SnpReportVerifyOptions {
   policy?: SnpPolicy;
@@ -71,8 +73,37 @@ export function verifyGpuEvidence(evidence: GpuEvidenceRecord, options: GpuVerif
   return resultOf(checks, v.claims, v.simulated);
 }
 
-/** Several GPUs, each verified and appraised, then the cross-GPU checks (agent/verify/nvidia/multi-gpu.ts). */
-export async function verifyGpus(list: readonly GpuEvidenceRecord[], options: GpuVerifyOptions): Promise<MultiGpuResult> {
-  const perGpu = await Promise.all(list.map(async (ev, i) => verifyGpuEvidence({ ...ev, index: ev.index ?? i }, options)));
-  return crossGpuResult(perGpu);
+/**
+ * One NVSwitch (LS10) verified (agent/verify/nvidia/switch-verify.ts). A switch has no driver, NVML state
+ * or architecture allow-list: the GPU policy lends only its OCSP tolerance, and a switch RIM is looked
+ * up by id (rims.byId) or given explicitly (rims.switchBios).
+ */
+export function verifySwitchEvidence(evidence: GpuEvidenceRecord, options: GpuVerifyOptions & { switchBiosRim?: string }): VerificationResult<SwitchClaims> {
+  const { policy = DEFAULT_GPU_POLICY, rims, switchBiosRim, ...rest } = options;
+  const switchOptions: SwitchReportVerifyOptions = { ...rest, ocspGraceSeconds: policy.ocspGraceSeconds, allowHoldCert: policy.allowHoldCert };
+  const switchRims: NonNullable<SwitchReportVerifyOptions['rims']> = {};
+  if (rims?.byId) switchRims.byId = rims.byId;
+  if (switchBiosRim !== undefined) switchRims.switchBios = switchBiosRim;
+  switchOptions.rims = switchRims;
+  return verifySwitchReport(evidence, switchOptions);
+}
+
+/** Whether a record is NVSwitch evidence (arch LS10, an LS_10 chain or the switch-only opaque field). */
+export function isSwitchEvidence(evidence: GpuEvidenceRecord): boolean {
+  if (evidence.arch !== undefined && /^(ls_?10|nvswitch)$/i.test(evidence.arch)) return true;
+  return nvswitchEvidenceReason(evidence.report, evidence.arch) !== undefined;
+}
+
+/**
+ * Several GPUs (and the NVSwitches of a protected-PCIe system, recognised by isSwitchEvidence), each
+ * verified and appraised, then the cross-device checks (agent/verify/nvidia/multi-gpu.ts).
+ */
+export async function verifyGpus(list: readonly GpuEvidenceRecord[], options: GpuVerifyOptions & { switchBiosRim?: string }): Promise<MultiGpuResult> {
+  const { switchBiosRim, ...gpuOptions } = options;
+  const indexed = list.map((ev, i) => ({ ...ev, index: ev.index ?? i }));
+  const switches = indexed.filter(isSwitchEvidence);
+  const gpus = indexed.filter((ev) => !switches.includes(ev));
+  const perGpu = await Promise.all(gpus.map(async (ev) => verifyGpuEvidence(ev, gpuOptions)));
+  const perSwitch = switches.map((ev) => verifySwitchEvidence(ev, options));
+  return crossGpuResult(perGpu, perSwitch);
 }

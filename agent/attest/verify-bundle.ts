@@ -11,6 +11,7 @@ import {
   verifySnpAttestation,
   type SnpVerifyOptions,
   verifyGpuEvidence,
+  verifySwitchEvidence,
   type GpuVerifyOptions,
   verifyAzureEvidence,
   type AzureVerifyOptions,
@@ -21,6 +22,7 @@ import type { EvidenceBundle } from '../formats/evidence-bundle.js';
 import { azureEvidenceOfBytes } from '../formats/azure/evidence-formats.js';
 import { ParseError } from '../errors.js';
 import type { DeviceResult } from '../appraise/ear.js';
+import { HGX_PPCIE_TOPOLOGY, ppcieTopologyCheck, type PpcieTopology } from '../verify/nvidia/ppcie-topology.js';
 
 export interface BundleVerifyOptions {
   at: Date;
@@ -37,6 +39,8 @@ export interface BundleVerifyOptions {
   simulation?: { snpRoots: NonNullable<SnpVerifyOptions['simulatedRoots']>; gpuRoots: NonNullable<GpuVerifyOptions['simulatedRoots']> };
   /** The policy id to report in the EAR. */
   policyId?: string;
+  /** The protected-PCIe topology a bundle with switches must show (default: HGX, 8 GPUs and 4 NVSwitches). */
+  ppcieTopology?: PpcieTopology;
   /** Named checks from gathering collateral (missing, stale, fetched), shown with the device they serve; gpu by GPU index. */
   collateralChecks?: { cpu?: Check[]; gpu?: Record<number, Check[]> };
 }
@@ -83,6 +87,7 @@ export function verifyBundle(bundle: EvidenceBundle, opts: BundleVerifyOptions):
     bundle.teePubKey,
     bundle.agentId,
     bundle.gpus.map((g) => g.report),
+    (bundle.switches ?? []).map((s) => s.report),
   );
 
   const devices: DeviceResult[] = [];
@@ -111,7 +116,47 @@ export function verifyBundle(bundle: EvidenceBundle, opts: BundleVerifyOptions):
     const r = verifyGpuEvidence(g, gOpts);
     devices.push({ id: `gpu${g.index}`, policyId, result: withCheck(r, [...bindingChecks, ...(opts.collateralChecks?.gpu?.[g.index] ?? [])]) });
   }
+  const switches = bundle.switches ?? [];
+  if (switches.length > 0) devices.push(...verifySwitches(bundle, devices, expectedGpuNonce, bindingChecks, opts, policyId));
   return { ok: devices.every((d) => d.result.ok), devices };
+}
+
+/**
+ * The NVSwitches of a protected-PCIe bundle: each verified with the GPUs' nonce (submods switch0, ...),
+ * then `ppcie.topology` over the GPUs and switches, added to every GPU's and every switch's result (the
+ * GPU results of `devices` are replaced): a topology the devices disagree on contraindicates them all.
+ */
+function verifySwitches(
+  bundle: EvidenceBundle,
+  devices: DeviceResult[],
+  expectedGpuNonce: Buffer,
+  bindingChecks: Check[],
+  opts: BundleVerifyOptions,
+  policyId: string,
+): DeviceResult[] {
+  const sOpts: GpuVerifyOptions = { at: opts.at, expectedNonce: expectedGpuNonce };
+  if (opts.gpuPolicy) sOpts.policy = opts.gpuPolicy;
+  if (opts.gpuCollateral?.rims?.byId) sOpts.rims = { byId: opts.gpuCollateral.rims.byId };
+  if (opts.gpuCollateral?.ocsp) sOpts.ocsp = opts.gpuCollateral.ocsp;
+  if (opts.gpuCollateral?.skip) sOpts.skip = opts.gpuCollateral.skip;
+  if (opts.simulation) sOpts.simulatedRoots = opts.simulation.gpuRoots;
+  const switchResults = (bundle.switches ?? []).map((s) => ({ index: s.index, result: verifySwitchEvidence(s, sOpts) }));
+  const gpuIndex = devices.flatMap((d, i) => (d.id.startsWith('gpu') ? [i] : []));
+  const topology = ppcieTopologyCheck(
+    gpuIndex.map((i) => devices[i]!.result.claims as { switchPdis?: string[] } | undefined),
+    switchResults.map((s) => s.result.claims),
+    opts.ppcieTopology ?? HGX_PPCIE_TOPOLOGY,
+  );
+  for (const i of gpuIndex) {
+    const d = devices[i]!;
+    devices[i] = { ...d, result: resultOf([...d.result.checks, topology], d.result.claims, d.result.simulated) };
+  }
+  return switchResults
+    .map((s) => ({ id: `switch${s.index}`, policyId, result: withCheck(s.result, bindingChecks) }))
+    .map((d) => ({
+      ...d,
+      result: resultOf([...d.result.checks, topology], d.result.claims, d.result.simulated),
+    }));
 }
 
 /** Azure: the binding is the 64 bytes written to the HCL user data; the quote carries SHA-256 of them. */

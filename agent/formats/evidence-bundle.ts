@@ -7,9 +7,16 @@ import { ParseError } from '../errors.js';
 import { AGENT_ID, type PublicJwk } from './nonce-binding.js';
 import { nonceFromHex, WIRE_NONCE } from '../util/nonce-hex.js';
 import { jsonReader } from '../util/json-fields.js';
-import { gpuEntryFromJson, gpuEntryToJson, type GpuBundleEntry } from './gpu-evidence-record.js';
+import {
+  gpuEntryFromJson,
+  gpuEntryToJson,
+  switchEntryFromJson,
+  switchEntryToJson,
+  type GpuBundleEntry,
+  type SwitchBundleEntry,
+} from './gpu-evidence-record.js';
 
-export type { GpuBundleEntry };
+export type { GpuBundleEntry, SwitchBundleEntry };
 
 export const BUNDLE_VERSION = 1;
 export const MAX_BUNDLE_BYTES = 4 * 1024 * 1024;
@@ -36,6 +43,8 @@ export interface EvidenceBundle {
   simulated: boolean;
   cpu: CpuEvidence;
   gpus: GpuBundleEntry[];
+  /** NVSwitch (LS10) evidence of a protected-PCIe system; absent (never empty) when there is none. */
+  switches?: SwitchBundleEntry[];
 }
 
 const b64 = (b: Uint8Array) => Buffer.from(b).toString('base64');
@@ -55,6 +64,7 @@ export function bundleToJson(b: EvidenceBundle): Record<string, unknown> {
       ...(b.cpu.quote ? { quote: { message: b64(b.cpu.quote.message), signature: b64(b.cpu.quote.signature), pcrs: b.cpu.quote.pcrs.map(b64) } } : {}),
     },
     gpus: b.gpus.map(gpuEntryToJson),
+    ...(b.switches && b.switches.length > 0 ? { switches: b.switches.map(switchEntryToJson) } : {}),
   };
 }
 
@@ -116,6 +126,8 @@ export function parseBundle(input: string | Buffer | unknown): EvidenceBundle {
   const gpus = arr(o.gpus, 'gpus', 64).map((g, i) => gpuEntryFromJson(g, i, { fail, obj, str, base64 }));
   const indices = gpus.map((g) => g.index);
   if (new Set(indices).size !== indices.length) fail('gpus', 'has duplicate indices');
+  const switches = o.switches === undefined ? [] : arr(o.switches, 'switches', 64).map((s, i) => switchEntryFromJson(s, i, { fail, obj, str, base64 }));
+  if (new Set(switches.map((s) => s.index)).size !== switches.length) fail('switches', 'has duplicate indices');
   return {
     version: BUNDLE_VERSION,
     agentId,
@@ -124,5 +136,6 @@ export function parseBundle(input: string | Buffer | unknown): EvidenceBundle {
     simulated: o.simulated,
     cpu,
     gpus: gpus.sort((a, b) => a.index - b.index),
+    ...(switches.length > 0 ? { switches: switches.sort((a, b) => a.index - b.index) } : {}),
   };
 }

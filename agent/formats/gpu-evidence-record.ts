@@ -80,3 +80,31 @@ export function gpuEntryFromJson(g: unknown, i: number, r: BundleFields): GpuBun
   }
   return entry;
 }
+
+/**
+ * An NVSwitch (LS10) record as the bundle's optional `switches[]` carries it: the NSCQ report and chain
+ * in the same shape as a GPU's (no NVML facts: a switch has no driver).
+ */
+export interface SwitchBundleEntry {
+  index: number;
+  arch: string;
+  report: Buffer;
+  certChainPem: string;
+}
+
+/** Record -> the bundle's `switches[]` JSON entry. */
+export function switchEntryToJson(s: SwitchBundleEntry): Record<string, unknown> {
+  return { index: s.index, arch: s.arch, report: Buffer.from(s.report).toString('base64'), certChainPem: s.certChainPem };
+}
+
+/** The bundle's `switches[i]` JSON entry (hostile) -> record. */
+export function switchEntryFromJson(v: unknown, i: number, r: BundleFields): SwitchBundleEntry {
+  const e = r.obj(v, `switches[${i}]`);
+  if (typeof e.index !== 'number' || !Number.isInteger(e.index) || e.index < 0 || e.index > 63) r.fail(`switches[${i}].index`, 'must be an integer 0..63');
+  return {
+    index: e.index,
+    arch: r.str(e.arch, `switches[${i}].arch`, 32),
+    report: r.base64(e.report, `switches[${i}].report`),
+    certChainPem: r.str(e.certChainPem, `switches[${i}].certChainPem`, MAX_GPU_CHAIN_PEM_LENGTH),
+  };
+}

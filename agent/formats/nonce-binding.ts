@@ -3,6 +3,9 @@
  * "One attestation cycle"):
  *   gpuNonce   = SHA-256(JCS({agentId, nonce, teePubKey}))                                 (32 bytes, NVML's nonce size)
  *   reportData = SHA-512(JCS({agentId, nonce, teePubKey, gpus: [SHA-384(report_i) hex, in GPU index order]}))  (64 bytes)
+ * NVSwitch (LS10) reports of a protected-PCIe system are requested with the same gpuNonce, and bound the
+ * same way under `switches` (SHA-384 hex, in switch index order): the member is present only when
+ * there is at least one switch, so a bundle without switches binds exactly as before switches existed.
  * The nonce is carried as lowercase hex. A verifier recomputes both from the evidence bundle and
  * checks the bundle's agentId against the id it expects (the controller: the session's agent id), so
  * evidence produced for one agent id cannot be presented under another.
@@ -36,12 +39,21 @@ export function gpuNonce(nonce: Uint8Array, teePubKey: PublicJwk, agentId: strin
   return createHash('sha256').update(canonicalize(doc)).digest();
 }
 
-export function cpuReportData(nonce: Uint8Array, teePubKey: PublicJwk, agentId: string, gpuReports: readonly Uint8Array[]): Buffer {
+const sha384Hex = (r: Uint8Array) => createHash('sha384').update(r).digest('hex');
+
+export function cpuReportData(
+  nonce: Uint8Array,
+  teePubKey: PublicJwk,
+  agentId: string,
+  gpuReports: readonly Uint8Array[],
+  switchReports: readonly Uint8Array[] = [],
+): Buffer {
   const doc = {
     agentId,
     nonce: bytesToHex(nonce),
     teePubKey: publicMembers(teePubKey),
-    gpus: gpuReports.map((r) => createHash('sha384').update(r).digest('hex')),
+    gpus: gpuReports.map(sha384Hex),
+    ...(switchReports.length > 0 ? { switches: switchReports.map(sha384Hex) } : {}),
   };
   return createHash('sha512').update(canonicalize(doc)).digest();
 }

@@ -82,7 +82,8 @@ const p384 = (): { privateKey: KeyObject; publicKey: KeyObject } => generateKeyP
 const store = (c: SimCert): StoredCert => ({ certPem: derToPem(c.der), keyPem: c.key.export({ type: 'pkcs8', format: 'pem' }).toString() });
 const load = (s: StoredCert): SimCert => ({ der: fromPem(s.certPem), key: createPrivateKey(s.keyPem) });
 
-function issue(
+/** Issue a P-384 test certificate under a simulated CA (also used for the simulated NVSwitch chains, switch-sim.ts). */
+export function issue(
   subject: NameSpec,
   issuer: { name: NameSpec; key: KeyObject },
   ca: boolean,
@@ -121,7 +122,7 @@ function selfSigned(subject: NameSpec, serial: bigint): SimCert & { name: NameSp
 }
 
 const ROOT_NAME: NameSpec = { CN: 'SIMULATED NVIDIA Device Identity CA', O: 'NVIDIA (SIMULATED)' };
-const IDENTITY_NAME: NameSpec = { CN: 'SIMULATED NVIDIA GH100 Identity', O: 'NVIDIA Corporation (SIMULATED)' };
+export const IDENTITY_NAME: NameSpec = { CN: 'SIMULATED NVIDIA GH100 Identity', O: 'NVIDIA Corporation (SIMULATED)' };
 const ICA_NAME: NameSpec = { CN: 'SIMULATED NVIDIA GH100 Provisioner ICA 1', O: 'NVIDIA Corporation (SIMULATED)' };
 const RIM_ROOT_NAME: NameSpec = { CN: 'SIMULATED NVIDIA CoRIM signing Root CA', O: 'NVIDIA (SIMULATED)' };
 const RIM_SIGNER_NAME: NameSpec = { CN: 'SIMULATED HCC RIM L4 Signer', O: 'NVIDIA Corporation (SIMULATED)' };
@@ -237,6 +238,8 @@ export interface SimReportOptions {
   tamperRimIndices?: number[];
   /** Opaque FEATURE_FLAG (written with OPAQUE_DATA_VERSION 1) when given. */
   featureFlag?: number;
+  /** PPCIe: the PDIs of the NVSwitches this GPU is connected to, hex as the switches report them (switch-sim.ts); written little-endian in opaque field 22. */
+  switchPdis?: string[];
 }
 
 export const SIM_DRIVER_VERSION = '550.90.07';
@@ -316,6 +319,7 @@ export function buildSimulatedReport(id: SimGpuIdentity, index: number, opts: Si
     tlv(20, gpu.fwid),
     tlv(21, Buffer.from([0x55])),
   ];
+  if (opts.switchPdis) opaqueParts.push(tlv(22, Buffer.concat(opts.switchPdis.map((p) => Buffer.from(p, 'hex').reverse()))));
   if (opts.featureFlag !== undefined) opaqueParts.push(tlv(34, Buffer.from([1, 0])), tlv(36, Buffer.from([opts.featureFlag & 0xff, 0])));
   const opaque = Buffer.concat(opaqueParts);
   const head = Buffer.from([0x11, 0x60, 0x00, 0x00, 64, record.length & 0xff, (record.length >> 8) & 0xff, (record.length >> 16) & 0xff]);
@@ -389,6 +393,8 @@ export function simulatedRims(id: SimGpuIdentity, driverVersion = SIM_DRIVER_VER
  */
 export class SimulatedGpuSource implements GpuSource {
   private ready = false;
+  /** PPCIe (simulated HGX, switch-sim.ts): the switch PDIs every GPU reports (opaque 22), with feature flag 2. */
+  ppcieSwitchPdis: string[] | undefined;
   constructor(
     private readonly id: SimGpuIdentity,
     private readonly count = id.gpus.length,
@@ -430,7 +436,7 @@ export class SimulatedGpuSource implements GpuSource {
       driverVersion: SIM_DRIVER_VERSION,
       vbiosVersion: SIM_VBIOS_VERSION,
       nonce: Buffer.from(nonce),
-      report: buildSimulatedReport(this.id, index, { nonce }),
+      report: buildSimulatedReport(this.id, index, this.ppcieSwitchPdis ? { nonce, switchPdis: this.ppcieSwitchPdis, featureFlag: 2 } : { nonce }),
       certChainPem: this.id.gpus[index]!.chainPem,
       cc: { ...this.cc, ccEnabled },
     };

@@ -6,6 +6,7 @@
  * controller with `simulation.trust: true`); every result then carries simulated = true.
  */
 import { certsFromTable, type CpuSource } from '../attest/cpu-sources.js';
+import { CvmError } from '../errors.js';
 import type { CpuEvidence } from '../formats/evidence-bundle.js';
 import { loadOrCreateSimGpuIdentity, simulatedRims, simulatedRoots, SimulatedGpuSource, type SimGpuIdentity } from './gpu-sim.js';
 import { SimulatedSnpDevice } from './snp-sim.js';
@@ -13,6 +14,8 @@ import { simulatedOcspResponses } from './ocsp-sim.js';
 import { DEFAULT_GPU_POLICY, type GpuPolicy } from '../appraise/gpu-policy.js';
 import type { BundleVerifyOptions } from '../attest/verify-bundle.js';
 import type { GpuDriverFacts } from '../evidence/gpu-nvml.js';
+import type { SwitchBundleEntry } from '../formats/evidence-bundle.js';
+import { collectSimulatedSwitches, createSimPpcieSystem, HGX_GPUS, type SimPpcieSystem } from './switch-sim.js';
 
 export type SimulationVerifyOptions = Required<Pick<BundleVerifyOptions, 'simulation' | 'gpuCollateral' | 'cpuCollateral' | 'gpuPolicy'>>;
 
@@ -21,8 +24,13 @@ export type SimulationVerifyOptions = Required<Pick<BundleVerifyOptions, 'simula
  * signed by the simulated ARK, the simulated RIMs, and OCSP answers signed by the simulated CAs (so
  * revocation is checked, not skipped). Signed collateral is reused while valid.
  */
-export function simulationTrust(snp: SimulatedSnpDevice, identity: SimGpuIdentity | undefined): (at: Date) => SimulationVerifyOptions {
-  const rims = identity ? simulatedRims(identity) : undefined;
+export function simulationTrust(
+  snp: SimulatedSnpDevice,
+  identity: SimGpuIdentity | undefined,
+  switchRims?: ReadonlyMap<string, string>,
+): (at: Date) => SimulationVerifyOptions {
+  const gpuRims = identity ? simulatedRims(identity) : undefined;
+  const rims = gpuRims && switchRims ? { byId: new Map([...gpuRims.byId, ...switchRims]) } : gpuRims;
   // Simulated GPUs report NVML's "sim" CC environment; accept it only here.
   const gpuPolicy: GpuPolicy = { ...DEFAULT_GPU_POLICY, environments: ['sim'] };
   let signed: { from: number; crl: Buffer; ocsp: Buffer[] } | undefined;
@@ -48,20 +56,31 @@ export function simulationTrust(snp: SimulatedSnpDevice, identity: SimGpuIdentit
 export interface Simulation {
   cpu: SimulatedCpuSource;
   gpus: SimulatedGpuSource | undefined;
+  /** The simulated HGX system's NVSwitches (only with the `ppcie` option). */
+  switches?: { system: SimPpcieSystem; collect(nonce: Uint8Array): Promise<SwitchBundleEntry[]> };
   verifyOptions(at: Date): SimulationVerifyOptions;
 }
 
 /**
  * Open (creating on first use) the simulated CPU and `gpuCount` GPUs in `dir`. With `driver`, the
- * GPUs' presence, CC mode and ready state come from that driver (NVML) instead of memory.
+ * GPUs' presence, CC mode and ready state come from that driver (NVML) instead of memory. With
+ * `ppcie`, the GPUs are an HGX protected-PCIe system (8 GPUs, 4 NVSwitches, switch-sim.ts): every GPU
+ * names the 4 switches and each switch the 8 GPUs; the default (no `ppcie`) has no switches.
  */
-export async function openSimulation(dir: string, gpuCount: number, opts: { driver?: GpuDriverFacts } = {}): Promise<Simulation> {
+export async function openSimulation(dir: string, gpuCount: number, opts: { driver?: GpuDriverFacts; ppcie?: boolean } = {}): Promise<Simulation> {
+  if (opts.ppcie && gpuCount !== HGX_GPUS)
+    throw new CvmError('ERR_INVALID_ARGUMENT', `a simulated HGX PPCIe system has ${HGX_GPUS} GPUs, ${gpuCount} requested`);
   const cpu = await SimulatedCpuSource.open(dir);
   const identity = gpuCount > 0 ? await loadOrCreateSimGpuIdentity(dir, gpuCount) : undefined;
+  const gpus = identity ? new SimulatedGpuSource(identity, gpuCount, undefined, opts.driver) : undefined;
+  if (!opts.ppcie || !identity || !gpus) return { cpu, gpus, verifyOptions: simulationTrust(cpu.device, identity) };
+  const system = createSimPpcieSystem(identity);
+  gpus.ppcieSwitchPdis = system.switches.map((s) => s.pdi);
   return {
     cpu,
-    gpus: identity ? new SimulatedGpuSource(identity, gpuCount, undefined, opts.driver) : undefined,
-    verifyOptions: simulationTrust(cpu.device, identity),
+    gpus,
+    switches: { system, collect: async (nonce) => collectSimulatedSwitches(system, nonce) },
+    verifyOptions: simulationTrust(cpu.device, identity, system.rims),
   };
 }
 

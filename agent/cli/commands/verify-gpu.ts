@@ -18,13 +18,22 @@ import type { GpuEvidenceRecord } from '../../formats/gpu-evidence-record.js';
 import { GPU_NONCE_BYTES, nonceFromHex } from '../../util/nonce-hex.js';
 
 const usage = `Usage: cvm-agent verify gpu (--report FILE --chain FILE | --evidence FILE) [--nonce HEX]
-                         [--driver-rim FILE] [--vbios-rim FILE] [--rim-dir DIR] [--ocsp FILE]...
-                         [--skip rim|revocation]... [--at ISO8601] [--policy FILE] [--sim-dir DIR] [--json]
+                         [--driver-rim FILE] [--vbios-rim FILE] [--switch-rim FILE] [--rim-dir DIR]
+                         [--ocsp FILE]... [--skip rim|revocation]... [--at ISO8601] [--policy FILE]
+                         [--sim-dir DIR] [--json]
 
 Verify NVIDIA confidential-computing GPU evidence offline: the SPDM report signature with the
 attestation key, the device certificate chain up to the pinned NVIDIA Device Identity CA, the FWID,
 the architecture, the nonce, the driver and VBIOS RIMs (XML signature + chain) and every golden
 measurement, and revocation (when OCSP responses are given).
+
+NVSwitch (LS10) evidence of a protected-PCIe (PPCIe) HGX system is accepted next to the GPU evidence
+(entries with arch "LS10" in the evidence JSON, or an LS10 report): each switch is verified the same
+way (report signature, its LS_10 chain to the same pinned root, nonce, its switch VBIOS RIM
+NV_SWITCH_BIOS_5612_0002_890_<version> and measurements, revocation) and printed as a switch row;
+with both GPUs and switches, ppcie.topology checks that they agree (8 GPUs each naming the same 4
+switches, every switch naming the same 8 GPUs). Switch evidence alone is verified switch by switch
+and the topology is a warning (not evaluated).
 
 Options:
   --report FILE       NVML attestation report: raw bytes or hex text
@@ -33,7 +42,8 @@ Options:
   --nonce HEX         the 32-byte nonce the evidence must carry (without it freshness is a warning)
   --driver-rim FILE   driver RIM (SWID XML), e.g. NV_GPU_DRIVER_GH100_550.90.07.xml
   --vbios-rim FILE    VBIOS RIM (SWID XML)
-  --rim-dir DIR       directory of RIMs named by RIM id (NV_GPU_...[.xml|.swidtag]) or nvtrust sample names
+  --switch-rim FILE   NVSwitch VBIOS RIM (SWID XML), e.g. NV_SWITCH_BIOS_5612_0002_890_9610550001.xml
+  --rim-dir DIR       directory of RIMs named by RIM id (NV_GPU_... or NV_SWITCH_...[.xml|.swidtag]) or nvtrust sample names
   --ocsp FILE         DER OCSP response for a device-chain certificate. Repeatable.
                       Without any, the result is at best "warning" (revocation not checked).
   --skip WHAT         rim | revocation: skip those checks explicitly (they then show as warnings). Repeatable.
@@ -42,7 +52,8 @@ Options:
                       an empty file is an error, {} means the defaults)
   --sim-dir DIR       ALSO trust the simulated GPU roots stored in DIR; results then say SIMULATED.
                       For the demo and tests only — never for real evidence.
-  --json              print {ok, status, simulated, gpus: [{index, ok, status, claims, checks}], checks, input}
+  --json              print {ok, status, simulated, gpus: [{index, ok, status, claims, checks}],
+                      switches: [...] (only with NVSwitch evidence), checks, input}
   -h, --help          show this help
 
 Input formats (detected; the output names the one found as "input"):
@@ -62,7 +73,7 @@ const MAX_RIM_DIR_FILES = 2000;
 
 /** RIM id for a file name: NV_GPU_<...>[.xml|.swidtag], or nvtrust's <project>_<sku>_<chip>_<ver>_PROD.swidtag. */
 export function rimIdFromFileName(name: string): string | undefined {
-  const direct = /^(NV_GPU_[A-Za-z0-9_.-]+?)(?:\.xml|\.swidtag)?$/.exec(name);
+  const direct = /^(NV_(?:GPU|SWITCH)_[A-Za-z0-9_.-]+?)(?:\.xml|\.swidtag)?$/.exec(name);
   if (direct) return direct[1];
   const sample = /^([0-9A-Za-z]+_[0-9A-Za-z]+_[0-9A-Za-z]+_[0-9A-Fa-f]{10})_PROD\.swidtag$/.exec(name);
   if (sample) return `NV_GPU_VBIOS_${sample[1]!.toUpperCase()}`;
@@ -118,6 +129,11 @@ function printText(result: MultiGpuResult, io: CliIO, input: InputFormat): void 
     const what = c ? `${c.arch ?? '?'} driver ${c.driverVersion ?? '?'} VBIOS ${c.vbiosVersion ?? '?'} ueid ${c.ueid ?? '?'}` : 'unparsed report';
     parts.push(formatChecks(`GPU ${i} (${what})`, r.status, r.simulated, r.checks));
   }
+  for (const [i, r] of result.perSwitch.entries()) {
+    const c = r.claims;
+    const what = c ? `LS10 VBIOS ${c.vbiosVersion ?? '?'} PDI ${c.switchPdi ?? '?'} ueid ${c.ueid ?? '?'}` : 'unparsed report';
+    parts.push(formatChecks(`NVSwitch ${i} (${what})`, r.status, r.simulated, r.checks));
+  }
   if (result.checks.length > 0) parts.push(formatChecks('Across GPUs', result.status, result.simulated, result.checks));
   parts.push(`overall: ${result.status.toUpperCase()}${result.simulated ? ' (SIMULATED)' : ''}\n${formatInput(input)}`);
   io.stdout.write(parts.join('\n'));
@@ -135,6 +151,17 @@ function toJson(result: MultiGpuResult, input: InputFormat): unknown {
       claims: r.claims ?? null,
       checks: r.checks.map((c) => ({ name: c.name, ok: c.ok, detail: c.detail })),
     })),
+    ...(result.perSwitch.length > 0
+      ? {
+          switches: result.perSwitch.map((r, index) => ({
+            index,
+            ok: r.ok,
+            status: r.status,
+            claims: r.claims ?? null,
+            checks: r.checks.map((c) => ({ name: c.name, ok: c.ok, detail: c.detail })),
+          })),
+        }
+      : {}),
     checks: result.checks.map((c) => ({ name: c.name, ok: c.ok, detail: c.detail })),
     input: inputJson(input),
   };
@@ -148,6 +175,7 @@ async function run(argv: string[], io: CliIO): Promise<number> {
     nonce: { type: 'string' },
     'driver-rim': { type: 'string' },
     'vbios-rim': { type: 'string' },
+    'switch-rim': { type: 'string' },
     'rim-dir': { type: 'string' },
     ocsp: { type: 'string', multiple: true },
     skip: { type: 'string', multiple: true },
@@ -166,7 +194,7 @@ async function run(argv: string[], io: CliIO): Promise<number> {
     if (s !== 'rim' && s !== 'revocation') throw new UsageError(`--skip: "${s}" is not rim or revocation`);
     skip.add(s);
   }
-  const options: GpuVerifyOptions = { at: parseAt(values.at), skip, policy: DEFAULT_GPU_POLICY };
+  const options: GpuVerifyOptions & { switchBiosRim?: string } = { at: parseAt(values.at), skip, policy: DEFAULT_GPU_POLICY };
   const nonce = parseNonce(values.nonce);
   if (nonce) options.expectedNonce = nonce;
   if (values.policy !== undefined)
@@ -176,6 +204,7 @@ async function run(argv: string[], io: CliIO): Promise<number> {
   if (values['driver-rim'] !== undefined) rims.driver = readInput(values['driver-rim'], io, 'driver RIM', 'rim').toString('utf8');
   if (values['vbios-rim'] !== undefined) rims.vbios = readInput(values['vbios-rim'], io, 'VBIOS RIM', 'rim').toString('utf8');
   if (values['rim-dir'] !== undefined) rims.byId = loadRimDir(values['rim-dir'], io);
+  if (values['switch-rim'] !== undefined) options.switchBiosRim = readInput(values['switch-rim'], io, 'switch RIM', 'rim').toString('utf8');
   options.rims = rims;
   if (values.ocsp) options.ocsp = values.ocsp.map((f) => ocspBytes(readInput(f, io, 'OCSP response', 'ocsp')));
   if (values['sim-dir'] !== undefined) {

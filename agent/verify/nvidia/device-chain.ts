@@ -81,7 +81,16 @@ export interface ChainResult {
  * Verify a device chain against a pinned root at time `at`.
  * `rootName` names the anchor in messages ("NVIDIA Device Identity CA" or the simulated one).
  */
-export function verifyDeviceChain(certs: Certificate[], pinnedRoot: Certificate, at: Date, rootName: string, expectedLength = GPU_CHAIN_LENGTH): ChainResult {
+export function verifyDeviceChain(
+  certs: Certificate[],
+  pinnedRoot: Certificate,
+  at: Date,
+  rootName: string,
+  expectedLength = GPU_CHAIN_LENGTH,
+  prefix: 'gpu' | 'switch' = 'gpu',
+): ChainResult {
+  const chainName = `${prefix}.chain`;
+  const rootCheck = `${prefix}.chain.root`;
   const problems: string[] = [];
   if (certs.length !== expectedLength) problems.push(`expected ${expectedLength} certificates, got ${certs.length}`);
   const supplied = certs.length > 1 ? certs.slice(0, -1) : certs.slice();
@@ -104,21 +113,18 @@ export function verifyDeviceChain(certs: Certificate[], pinnedRoot: Certificate,
   }
   const chain =
     problems.length === 0
-      ? pass('gpu.chain', `${certs.length} certificates, every link verifies and is valid at ${at.toISOString()}; leaf ${supplied[0]?.cn ?? '?'}`)
-      : fail('gpu.chain', `device certificate chain invalid: ${problems.join('; ')}`);
+      ? pass(chainName, `${certs.length} certificates, every link verifies and is valid at ${at.toISOString()}; leaf ${supplied[0]?.cn ?? '?'}`)
+      : fail(chainName, `device certificate chain invalid: ${problems.join('; ')}`);
 
   const top = supplied[supplied.length - 1];
   let root: Check;
-  if (!top) root = fail('gpu.chain.root', 'no certificates to anchor');
+  if (!top) root = fail(rootCheck, 'no certificates to anchor');
   else if (suppliedRoot && suppliedRoot.sha256 !== pinnedRoot.sha256) {
-    root = fail(
-      'gpu.chain.root',
-      `the chain ends in "${suppliedRoot.subject}" (SHA-256 ${suppliedRoot.sha256}), not the pinned ${rootName} (${pinnedRoot.sha256})`,
-    );
+    root = fail(rootCheck, `the chain ends in "${suppliedRoot.subject}" (SHA-256 ${suppliedRoot.sha256}), not the pinned ${rootName} (${pinnedRoot.sha256})`);
   } else if (!isIssuedBy(top, pinnedRoot)) {
-    root = fail('gpu.chain.root', `certificate ${supplied.length - 1} (${top.cn}) is not signed by the pinned ${rootName}`);
+    root = fail(rootCheck, `certificate ${supplied.length - 1} (${top.cn}) is not signed by the pinned ${rootName}`);
   } else {
-    root = pass('gpu.chain.root', `anchored in the pinned ${rootName} (SHA-256 ${pinnedRoot.sha256})`);
+    root = pass(rootCheck, `anchored in the pinned ${rootName} (SHA-256 ${pinnedRoot.sha256})`);
   }
   return { chain, root, verified, ...(earliest ? { earliestNotAfter: earliest } : {}) };
 }

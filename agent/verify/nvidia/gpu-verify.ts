@@ -12,7 +12,7 @@ import { bytesToHex, timingSafeEqual } from '../../util/bytes.js';
 import { fail, failureLines, pass, warn, resultOf, type Check, type VerificationResult } from '../../formats/checks.js';
 import { nvidiaDeviceRoot } from '../../roots/nvidia-device.js';
 import { parseGpuReport, type GpuReport } from './gpu-report.js';
-import { parsePemChain, verifyDeviceChain } from './device-chain.js';
+import { GPU_CHAIN_LENGTH, parsePemChain, verifyDeviceChain } from './device-chain.js';
 import { NVSWITCH_UNSUPPORTED, nvswitchEvidenceReason } from './nvswitch-detect.js';
 import { parseCertificateEager as parseCertificate, type Certificate } from '../../formats/x509/certificate.js';
 import { leafFwid } from './fwid.js';
@@ -48,6 +48,15 @@ export interface GpuReportVerifyOptions {
   simulatedRoots?: SimulatedRoots;
 }
 
+/** The device kind a shared check names: `gpu.signature`, `switch.signature`, ... */
+export type CheckPrefix = 'gpu' | 'switch';
+
+/** What the signature check needs of a parsed report (GPU or NVSwitch: the same SPDM framing). */
+export interface SignedReport {
+  signedBytes: Uint8Array;
+  signature: Uint8Array;
+}
+
 const DEVICE_ROOT_NAME = 'NVIDIA Device Identity CA';
 const SIM_ROOT_NAME = 'SIMULATED NVIDIA Device Identity CA (trusted only because simulation is enabled)';
 
@@ -77,7 +86,7 @@ function parseOcspOnce(list: readonly Uint8Array[]): OcspResponse[] {
 }
 
 /** Summarise a RIM verification into one named check (sub-check details kept for the failures). */
-function rimCheck(
+export function rimCheck(
   name: string,
   kind: string,
   id: string,
@@ -152,7 +161,7 @@ export function verifyGpuReport(evidence: GpuEvidenceRecord, options: GpuReportV
 }
 
 /** The PEM chain parsed, or why it could not be (an unreadable chain is gpu.chain's to report). */
-function readPemChain(pem: string): { certs?: Certificate[]; error?: string } {
+export function readPemChain(pem: string): { certs?: Certificate[]; error?: string } {
   try {
     return { certs: parsePemChain(pem) };
   } catch (err) {
@@ -187,7 +196,7 @@ function checkReportParses(bytes: Uint8Array, label: string): { check: Check; re
   }
 }
 
-interface DeviceChainStep {
+export interface DeviceChainStep {
   checks: Check[];
   /** The supplied chain, leaf first; absent when unreadable. */
   certs?: Certificate[];
@@ -198,11 +207,12 @@ interface DeviceChainStep {
 }
 
 /** Device chain: parse, anchor (pinned or explicitly enabled simulated root), links, validity. */
-function checkDeviceChain(
+export function checkDeviceChain(
   pemChain: { certs?: Certificate[]; error?: string },
   simulatedRoots: SimulatedRoots | undefined,
   at: Date,
   label: string,
+  prefix: CheckPrefix = 'gpu',
 ): DeviceChainStep {
   const { certs, error: chainError } = pemChain;
   let simulated = false;
@@ -219,22 +229,23 @@ function checkDeviceChain(
   if (!certs) {
     return {
       checks: [
-        fail('gpu.chain', `${label}: the device certificate chain is unreadable: ${chainError}`),
-        fail('gpu.chain.root', 'not evaluated: no readable certificate chain'),
+        fail(`${prefix}.chain`, `${label}: the device certificate chain is unreadable: ${chainError}`),
+        fail(`${prefix}.chain.root`, 'not evaluated: no readable certificate chain'),
       ],
       verified: [],
       simulated,
     };
   }
-  const cr = verifyDeviceChain(certs, anchor, at, anchorName);
+  const cr = verifyDeviceChain(certs, anchor, at, anchorName, GPU_CHAIN_LENGTH, prefix);
   return { checks: [cr.chain, cr.root], certs, verified: cr.verified, ...(cr.earliestNotAfter ? { earliestNotAfter: cr.earliestNotAfter } : {}), simulated };
 }
 
 /** Report signature: ECDSA P-384 / SHA-384 over request ‖ response[:-96], raw r‖s (nvtrust attestation/__init__.py verify_signature). */
-function checkReportSignature(report: GpuReport, leaf: Certificate | undefined): Check {
-  if (!leaf) return fail('gpu.signature', 'not evaluated: no attestation key (AK) certificate');
+export function checkReportSignature(report: SignedReport, leaf: Certificate | undefined, prefix: CheckPrefix = 'gpu'): Check {
+  const name = `${prefix}.signature`;
+  if (!leaf) return fail(name, 'not evaluated: no attestation key (AK) certificate');
   if (leaf.publicKey.asymmetricKeyType !== 'ec' || leaf.publicKey.asymmetricKeyDetails?.namedCurve !== 'secp384r1') {
-    return fail('gpu.signature', `the AK certificate "${leaf.cn}" does not hold an EC P-384 key`);
+    return fail(name, `the AK certificate "${leaf.cn}" does not hold an EC P-384 key`);
   }
   let ok = false;
   try {
@@ -243,12 +254,13 @@ function checkReportSignature(report: GpuReport, leaf: Certificate | undefined):
     ok = false;
   }
   return ok
-    ? pass('gpu.signature', `ECDSA P-384 signature over the ${report.signedBytes.length} signed bytes verifies with the AK "${leaf.cn}"`)
-    : fail('gpu.signature', `the report signature does not verify with the AK certificate "${leaf.cn}": the report was altered or belongs to another GPU`);
+    ? pass(name, `ECDSA P-384 signature over the ${report.signedBytes.length} signed bytes verifies with the AK "${leaf.cn}"`)
+    : fail(name, `the report signature does not verify with the AK certificate "${leaf.cn}": the report was altered or belongs to another device`);
 }
 
 /** FWID: report opaque field 20 == leaf extension (only when the report carries one, cc_admin_utils.py verify_gpu_certificate_chain). */
-function checkFwid(reportFwid: Uint8Array | undefined, leaf: Certificate | undefined): Check {
+export function checkFwid(reportFwid: Uint8Array | undefined, leaf: Certificate | undefined, prefix: CheckPrefix = 'gpu'): Check {
+  const name = `${prefix}.fwid`;
   let leafFw: { fwid: Uint8Array; source: string } | undefined;
   let fwidError: string | undefined;
   if (leaf) {
@@ -259,17 +271,17 @@ function checkFwid(reportFwid: Uint8Array | undefined, leaf: Certificate | undef
       fwidError = err.message;
     }
   }
-  if (reportFwid === undefined) return pass('gpu.fwid', 'the report carries no FWID field (older firmware); nothing to compare');
-  if (!leaf) return fail('gpu.fwid', 'not evaluated: no AK certificate');
-  if (fwidError !== undefined) return fail('gpu.fwid', `the AK certificate's FWID extension is malformed: ${fwidError}`);
-  if (!leafFw) return fail('gpu.fwid', `the report has FWID ${bytesToHex(reportFwid)} but the AK certificate has no FWID extension`);
+  if (reportFwid === undefined) return pass(name, 'the report carries no FWID field (older firmware); nothing to compare');
+  if (!leaf) return fail(name, 'not evaluated: no AK certificate');
+  if (fwidError !== undefined) return fail(name, `the AK certificate's FWID extension is malformed: ${fwidError}`);
+  if (!leafFw) return fail(name, `the report has FWID ${bytesToHex(reportFwid)} but the AK certificate has no FWID extension`);
   if (leafFw.fwid.length !== reportFwid.length || !timingSafeEqual(leafFw.fwid, reportFwid)) {
     return fail(
-      'gpu.fwid',
+      name,
       `report FWID ${bytesToHex(reportFwid)} differs from the AK certificate's ${bytesToHex(leafFw.fwid)} (${leafFw.source}): the report is not from the firmware the AK was issued to`,
     );
   }
-  return pass('gpu.fwid', `report FWID equals the AK certificate's (${leafFw.source})`);
+  return pass(name, `report FWID equals the AK certificate's (${leafFw.source})`);
 }
 
 /** Architecture: the chain names one, and the evidence's claim (if any) agrees (the allowed list is appraisal). */
@@ -290,17 +302,15 @@ function checkArch(certs: readonly Certificate[] | undefined, chainArch: GpuArch
 }
 
 /** Nonce: the requester nonce at report offset 4 (cc_admin_utils.py verify_attestation_report: not the responder nonce). */
-function checkNonce(report: GpuReport, expectedNonce: Uint8Array | undefined): Check {
+export function checkNonce(report: { request: { nonce: Uint8Array } }, expectedNonce: Uint8Array | undefined, prefix: CheckPrefix = 'gpu'): Check {
+  const name = `${prefix}.nonce`;
   if (expectedNonce === undefined) {
-    return warn('gpu.nonce', 'no expected nonce given: freshness of the report was not checked'); // the policy may make this a failure (requireNonce)
+    return warn(name, 'no expected nonce given: freshness of the report was not checked'); // the policy may make this a failure (requireNonce)
   }
   if (expectedNonce.length !== report.request.nonce.length || !timingSafeEqual(expectedNonce, report.request.nonce)) {
-    return fail(
-      'gpu.nonce',
-      `report nonce ${bytesToHex(report.request.nonce)} differs from the expected ${bytesToHex(expectedNonce)}: stale or replayed report`,
-    );
+    return fail(name, `report nonce ${bytesToHex(report.request.nonce)} differs from the expected ${bytesToHex(expectedNonce)}: stale or replayed report`);
   }
-  return pass('gpu.nonce', 'the report nonce equals the expected nonce');
+  return pass(name, 'the report nonce equals the expected nonce');
 }
 
 interface RimIds {
@@ -382,23 +392,24 @@ function checkGoldenMeasurements(report: GpuReport, ids: RimIds, options: GpuRep
 }
 
 /** Revocation of the device chain's intermediates (positions 1 .. n-2, cc_admin_utils.py ocsp_certificate_chain_validation). */
-function checkChainRevocation(
+export function checkChainRevocation(
   verifiedChain: readonly Certificate[],
   options: GpuReportVerifyOptions,
   skipped: boolean,
+  prefix: CheckPrefix = 'gpu',
 ): { check: Check; states: GpuClaims['revocation'] } {
   const states: GpuClaims['revocation'] = [];
   const covered = verifiedChain.length >= 3 ? verifiedChain.slice(1, -1).map((c, i) => ({ cert: c, issuer: verifiedChain[i + 2]!, index: i + 1 })) : [];
   const notChecked = () => covered.forEach((c) => states.push({ index: c.index, subject: c.cert.cn, state: 'not-checked' }));
   if (skipped) {
     notChecked();
-    return { check: warn('gpu.revocation', 'revocation not checked (skipped by request, --skip revocation)'), states };
+    return { check: warn(`${prefix}.revocation`, 'revocation not checked (skipped by request, --skip revocation)'), states };
   }
   if (!options.ocsp || options.ocsp.length === 0) {
     notChecked();
     return {
       check: warn(
-        'gpu.revocation',
+        `${prefix}.revocation`,
         'revocation not checked: no OCSP responses supplied for the device chain (fetch them with the collateral cache, or pass --ocsp)',
       ),
       states,
@@ -410,6 +421,7 @@ function checkChainRevocation(
     options.at,
     { graceSeconds: options.ocspGraceSeconds ?? 0, allowHold: options.allowHoldCert === true },
     states,
+    prefix,
   );
   return { check, states };
 }
@@ -479,16 +491,18 @@ function revocationCheck(
   at: Date,
   tolerance: { graceSeconds: number; allowHold: boolean },
   out: GpuClaims['revocation'],
+  prefix: CheckPrefix,
 ): Check {
+  const name = `${prefix}.revocation`;
   let responses: OcspResponse[];
   try {
     responses = parseOcspOnce(ocsp);
   } catch (err) {
     if (!(err instanceof ParseError)) throw err;
     covered.forEach((c) => out.push({ index: c.index, subject: c.cert.cn, state: 'invalid' }));
-    return fail('gpu.revocation', `malformed OCSP collateral: ${err.message}`);
+    return fail(name, `malformed OCSP collateral: ${err.message}`);
   }
-  if (covered.length === 0) return fail('gpu.revocation', 'not evaluated: the device chain is too short to have intermediates');
+  if (covered.length === 0) return fail(name, 'not evaluated: the device chain is too short to have intermediates');
   const failures: string[] = [];
   const warnings: string[] = [];
   const goods: string[] = [];
@@ -501,7 +515,7 @@ function revocationCheck(
     else if (r.state === 'hold' && tolerance.allowHold) warnings.push(`${line}; tolerated by policy allowHoldCert`);
     else failures.push(line);
   }
-  if (failures.length > 0) return fail('gpu.revocation', failures.join('; '));
-  if (warnings.length > 0) return warn('gpu.revocation', `revocation not fully checked: ${warnings.join('; ')}`);
-  return pass('gpu.revocation', goods.join('; '));
+  if (failures.length > 0) return fail(name, failures.join('; '));
+  if (warnings.length > 0) return warn(name, `revocation not fully checked: ${warnings.join('; ')}`);
+  return pass(name, goods.join('; '));
 }

@@ -1,11 +1,12 @@
 /**
- * Recognise NVSwitch (LS10) evidence offered on the GPU path, so it is refused by name ("NVSwitch
- * evidence is not supported") instead of failing deep in the GPU opaque-data decoder (the switch's
- * VBIOS_VERSION field is not the GPU's 8 bytes). Interim until switch verification exists. Markers,
+ * Recognise NVSwitch (LS10) evidence, so the callers route it to the switch verifier
+ * (verify/nvidia/switch-verify.ts) and the GPU verifier refuses it by name ("NVSwitch evidence is not
+ * GPU evidence") instead of failing deep in the GPU opaque-data decoder (the switch's VBIOS_VERSION
+ * field is ASCII, not the GPU's 8 bytes). Markers,
  * from NVIDIA nvtrust attestation_sdk: the evidence "arch" LS10 (nvswitch/attest_nvswitch_remote.py
  * sends arch "LS10"; NSCQ_ARCH_LS10 in nscq_attestation.h), the switch-only opaque field 26
  * OPAQUE_FIELD_ID_SWITCH_GPU_PDIS (nv_switch_verifier/attestation/spdm_msrt_resp_msg.py), and an
- * LS10 device certificate name. Pure: bytes in, reason out.
+ * LS10 device certificate name ("LS_10 A01 FSP FMC LF" in attestation-sdk unit-tests/testdata/switchCertChain.txt). Pure: bytes in, reason out.
  */
 import { ParseError } from '../../errors.js';
 import { parseSpdmResponse, SPDM_REQUEST_LENGTH } from './spdm.js';
@@ -15,7 +16,8 @@ import type { Certificate } from '../../formats/x509/certificate.js';
 /** Opaque field 26: the GPU PDIs a switch reports (switch reports only). */
 const OPAQUE_SWITCH_GPU_PDIS = 26;
 
-export const NVSWITCH_UNSUPPORTED = 'NVSwitch evidence is not supported';
+/** The GPU verifier's refusal; `verify gpu`, the bundle and verifyGpus send switch evidence to the switch verifier. */
+export const NVSWITCH_UNSUPPORTED = 'NVSwitch evidence is not GPU evidence: verify it as a switch';
 
 /** Why this evidence is NVSwitch (LS10) evidence, or undefined when nothing says so. */
 /**
@@ -29,7 +31,7 @@ export function nvswitchEvidenceReason(
   fields?: readonly OpaqueField[],
 ): string | undefined {
   if (evidenceArch !== undefined && /^(ls10|nvswitch)$/i.test(evidenceArch)) return `the evidence names architecture ${evidenceArch}`;
-  if (certs !== undefined && certs.length > 0 && (/^LS10\b/.test(certs[0]!.cn) || (certs.length > 1 && /^LS10\b/.test(certs[1]!.cn))))
+  if (certs !== undefined && certs.length > 0 && (/^LS_?10\b/.test(certs[0]!.cn) || (certs.length > 1 && /^LS_?10\b/.test(certs[1]!.cn))))
     return 'the device certificate chain is an LS10 (NVSwitch) chain';
   try {
     const opaque = fields ?? parseOpaqueFields(parseSpdmResponse(report.subarray(SPDM_REQUEST_LENGTH)).opaqueData);

@@ -122,7 +122,7 @@ export function formatVbiosVersion(raw: Uint8Array): string {
 }
 
 /** NUL-terminated / NUL-padded ASCII; printable characters only (these end up in RIM ids and file names). */
-function ascii(v: Uint8Array, what: string, offset: number): string {
+export function ascii(v: Uint8Array, what: string, offset: number): string {
   const nul = v.indexOf(0);
   const body = nul < 0 ? v : v.subarray(0, nul);
   for (const c of body) {
@@ -131,7 +131,7 @@ function ascii(v: Uint8Array, what: string, offset: number): string {
   return Buffer.from(body).toString('latin1');
 }
 
-function leUint(v: Uint8Array, what: string, offset: number, maxBytes = 8): number {
+export function leUint(v: Uint8Array, what: string, offset: number, maxBytes = 8): number {
   if (v.length === 0 || v.length > maxBytes) throw new ParseError(`opaque ${what}: bad length ${v.length}`, offset);
   let n = 0;
   for (let i = v.length - 1; i >= 0; i--) n = n * 256 + v[i]!;
@@ -139,13 +139,22 @@ function leUint(v: Uint8Array, what: string, offset: number, maxBytes = 8): numb
   return n;
 }
 
-function exactLen(v: Uint8Array, len: number, what: string, offset: number): Uint8Array {
+export function exactLen(v: Uint8Array, len: number, what: string, offset: number): Uint8Array {
   if (v.length !== len) throw new ParseError(`opaque ${what}: expected ${len} bytes, got ${v.length}`, offset);
   return v;
 }
 
+/** Which type ids a device's opaque data may hold and their names (GPU: 1..36; NVSwitch: 1..27, verify/nvidia/switch-opaque.ts). */
+export interface OpaqueSchema {
+  names: Readonly<Record<number, string>>;
+  maxType: number;
+}
+
+export const GPU_OPAQUE_SCHEMA: OpaqueSchema = { names: OPAQUE_FIELD_NAMES, maxType: MAX_OPAQUE_TYPE };
+
 /** Split the TLV list; the TLVs must cover the opaque data exactly. */
-export function parseOpaqueFields(data: Uint8Array): OpaqueField[] {
+export function parseOpaqueFields(data: Uint8Array, schema: OpaqueSchema = GPU_OPAQUE_SCHEMA): OpaqueField[] {
+  const { names, maxType } = schema;
   const fields: OpaqueField[] = [];
   const seen = new Set<number>();
   let p = 0;
@@ -153,11 +162,11 @@ export function parseOpaqueFields(data: Uint8Array): OpaqueField[] {
     if (p + 4 > data.length) throw new ParseError('opaque: truncated TLV header', p);
     const type = data[p]! | (data[p + 1]! << 8);
     const len = data[p + 2]! | (data[p + 3]! << 8);
-    if (type === 0 || type > MAX_OPAQUE_TYPE) throw new ParseError(`opaque: unknown field type ${type}`, p);
-    if (seen.has(type)) throw new ParseError(`opaque: duplicate field ${OPAQUE_FIELD_NAMES[type]}`, p);
-    if (p + 4 + len > data.length) throw new ParseError(`opaque: field ${OPAQUE_FIELD_NAMES[type]} (${len} bytes) overruns the opaque data`, p);
+    if (type === 0 || type > maxType) throw new ParseError(`opaque: unknown field type ${type}`, p);
+    if (seen.has(type)) throw new ParseError(`opaque: duplicate field ${names[type]}`, p);
+    if (p + 4 + len > data.length) throw new ParseError(`opaque: field ${names[type]} (${len} bytes) overruns the opaque data`, p);
     seen.add(type);
-    fields.push({ type, name: OPAQUE_FIELD_NAMES[type]!, offset: p, value: data.subarray(p + 4, p + 4 + len) });
+    fields.push({ type, name: names[type]!, offset: p, value: data.subarray(p + 4, p + 4 + len) });
     p += 4 + len;
   }
   return fields;

@@ -120,7 +120,7 @@ describe('cvm-agent verify gpu', () => {
     expect(chain.detail).toMatch(/certificate 0 in the chain/);
   });
 
-  it('NVSwitch evidence (arch "LS10", as nvtrust sends for switches): exit 1, gpu.nvswitch "NVSwitch evidence is not supported"', async () => {
+  it('GPU reports labelled arch "LS10" go to the switch verifier and are refused there (switch.report.parse), never as GPU VBIOS bytes', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ls10-'));
     const entries = JSON.parse(vector('nvidia/attestation-sdk/evidence-json/multi_gpu_hopper.json').toString('utf8')) as Array<{ arch: string }>;
     writeFileSync(join(dir, 'switch.json'), JSON.stringify(entries.map((e) => ({ ...e, arch: 'LS10' }))));
@@ -133,10 +133,34 @@ describe('cvm-agent verify gpu', () => {
     ]);
     expect(err).toBe('');
     expect(code).toBe(1);
-    for (const g of JSON.parse(out).gpus) {
-      expect(g.checks.map((c: { name: string }) => c.name)).toEqual(['gpu.nvswitch']);
-      expect(g.checks[0].detail).toMatch(/NVSwitch evidence is not supported/);
-    }
+    const json = JSON.parse(out);
+    expect(json.gpus).toEqual([]);
+    expect(json.switches).toHaveLength(entries.length);
+    for (const s of json.switches) expect(s.checks.map((c: { name: string }) => c.name)).toEqual(['switch.report.parse']);
+  });
+
+  it('the real LS10 switch evidence (NVIDIA serialized JSON, arch LS10) verifies as a switch row, with its RIM from --rim-dir', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ls10-rims-'));
+    copyFileSync(
+      join(vectorsDir, 'nvidia/attestation-sdk/switch-ls10/switchVBIOSRim_NV_SWITCH_BIOS_5612_0002_890_9610550001.xml'),
+      join(dir, 'NV_SWITCH_BIOS_5612_0002_890_9610550001.xml'),
+    );
+    const args = [
+      '--evidence',
+      'attestation-sdk/switch-ls10/switch_evidence_ls10.json',
+      '--nonce',
+      '931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb',
+    ];
+    const { code, out } = await run([...args, '--rim-dir', dir, '--at', '2026-06-30T00:00:00Z', '--json']);
+    const json = JSON.parse(out);
+    expect(json.switches).toHaveLength(1);
+    expect(json.switches[0].checks.filter((c: { ok: boolean }) => !c.ok)).toEqual([]);
+    expect(json.switches[0].claims).toMatchObject({ switchPdi: '203eb31ad9ed0008', vbiosRimId: 'NV_SWITCH_BIOS_5612_0002_890_9610550001' });
+    expect(json.checks.find((c: { name: string }) => c.name === 'ppcie.topology').detail).toMatch(/not evaluated/);
+    expect(code).toBe(3); // revocation not checked, topology not evaluated: warnings
+    const text = await run([...args, '--rim-dir', dir, '--at', '2026-06-30T00:00:00Z']);
+    expect(text.out).toMatch(/NVSwitch 0 \(LS10 VBIOS 96\.10\.55\.00\.01 PDI 203eb31ad9ed0008/);
+    expect(rimIdFromFileName('NV_SWITCH_BIOS_5612_0002_890_9610550001.xml')).toBe('NV_SWITCH_BIOS_5612_0002_890_9610550001');
   });
 
   it('a bad signature fails with exit 1', async () => {

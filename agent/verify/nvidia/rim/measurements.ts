@@ -59,34 +59,35 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
  */
 export function compareMeasurementsDetailed(
   reportMeasurements: ReadonlyMap<number, Uint8Array>,
-  driverRim: Rim,
+  /** Undefined for a driver-less device (an NVSwitch: only its VBIOS/firmware RIM, nv_switch_verifier/nvswitch_admin.py). */
+  driverRim: Rim | undefined,
   vbiosRim: Rim,
   opts: CompareOptions = {},
 ): MeasurementComparison {
   const checks: Check[] = [];
   const golden = new Map<number, { m: RimMeasurement; source: 'driver' | 'vbios' }>();
   const conflicts: number[] = [];
-  for (const [rim, source] of [
-    [driverRim, 'driver'],
-    [vbiosRim, 'vbios'],
-  ] as const) {
+  const rims: (readonly [Rim, 'driver' | 'vbios'])[] = driverRim ? [[driverRim, 'driver']] : [];
+  rims.push([vbiosRim, 'vbios']);
+  for (const [rim, source] of rims) {
     for (const m of rim.measurements) {
       if (!m.active) continue;
       if (golden.has(m.index)) conflicts.push(m.index);
       else golden.set(m.index, { m, source });
     }
   }
-  checks.push(
-    conflicts.length === 0
-      ? pass(
-          'rim.measurements.index-conflict',
-          `driver RIM ${driverRim.colloquialVersion} and VBIOS RIM ${vbiosRim.colloquialVersion} activate disjoint indices`,
-        )
-      : fail(
-          'rim.measurements.index-conflict',
-          `RIM indices ${conflicts.join(', ')} are active in both the driver and the VBIOS RIM; the golden set is ambiguous`,
-        ),
-  );
+  if (driverRim)
+    checks.push(
+      conflicts.length === 0
+        ? pass(
+            'rim.measurements.index-conflict',
+            `driver RIM ${driverRim.colloquialVersion} and VBIOS RIM ${vbiosRim.colloquialVersion} activate disjoint indices`,
+          )
+        : fail(
+            'rim.measurements.index-conflict',
+            `RIM indices ${conflicts.join(', ')} are active in both the driver and the VBIOS RIM; the golden set is ambiguous`,
+          ),
+    );
 
   const nv = opts.nvdec0Status;
   let skipNvdec0 = false;

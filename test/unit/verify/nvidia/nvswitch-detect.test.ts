@@ -1,9 +1,10 @@
 /**
- * NVSwitch (LS10) evidence on the GPU path is refused by name ("NVSwitch evidence is not supported",
- * check gpu.nvswitch), never a GPU parse error about VBIOS bytes. No public switch report exists in
- * test/vectors: the switch reports here are built from the real Hopper 545 report by adding the
- * switch-only opaque field 26 (SWITCH_GPU_PDIS, nvtrust nv_switch_verifier spdm_msrt_resp_msg.py) and
- * giving VBIOS_VERSION a non-GPU length; their signatures no longer verify, which is not what is tested.
+ * NVSwitch (LS10) evidence on the GPU path is refused by name ("NVSwitch evidence is not GPU evidence",
+ * check gpu.nvswitch), never a GPU parse error about VBIOS bytes. The real switch report
+ * (test/vectors/nvidia/attestation-sdk/switch-ls10) is tested in switch-verify.test.ts; the reports here
+ * are built from the real Hopper 545 report by adding the switch-only opaque field 26 (SWITCH_GPU_PDIS,
+ * nvtrust nv_switch_verifier spdm_msrt_resp_msg.py) and giving VBIOS_VERSION a non-GPU length; their
+ * signatures no longer verify, which is not what is tested.
  */
 import { describe, expect, it } from 'vitest';
 import { vector } from '../../../helpers/paths.js';
@@ -45,11 +46,11 @@ describe('NVSwitch (LS10) evidence on the GPU path', () => {
   it.each([
     ['a report with SWITCH_GPU_PDIS (26) and a switch-length VBIOS_VERSION', switchLike, undefined, /SWITCH_GPU_PDIS/],
     ['evidence arch "LS10" (what nvtrust sends for switches)', gpuReport, 'LS10', /architecture LS10/],
-  ] as const)('%s → gpu.nvswitch fails: "NVSwitch evidence is not supported"', (_label, report, arch, why) => {
+  ] as const)('%s → gpu.nvswitch fails: "NVSwitch evidence is not GPU evidence"', (_label, report, arch, why) => {
     const r = verifyGpuReport({ report, certChainPem: chainPem, ...(arch ? { arch } : {}) }, { at: AT, expectedNonce: nonce });
     expect(r.ok).toBe(false);
     expect(r.checks.map((c) => c.name)).toEqual(['gpu.nvswitch']);
-    expect(r.checks[0]!.detail).toMatch(/NVSwitch evidence is not supported/);
+    expect(r.checks[0]!.detail).toMatch(/NVSwitch evidence is not GPU evidence/);
     expect(r.checks[0]!.detail).toMatch(why);
     expect(r.checks[0]!.detail).not.toMatch(/VBIOS/);
   });

@@ -16,7 +16,7 @@ const RIM_FILES = Object.keys(index.files).filter((k) => index.files[k]!.rim);
 const REPORTS = Object.keys(index.files).filter((k) => index.files[k]!.parsed?.expected_vbios_rim_id);
 
 describe('parseRim on every RIM vector', () => {
-  it('covers all 32 RIM files (24 VBIOS samples, the 545 pair, 550.144.03, 5 negatives)', () => expect(RIM_FILES.length).toBe(32));
+  it('covers all 34 RIM files (24 VBIOS samples, the 545 pair, 550.144.03, the LS10 switch RIM, 6 negatives)', () => expect(RIM_FILES.length).toBe(34));
 
   it.each(RIM_FILES)('%s matches the independently parsed values in index.json', (rel) => {
     const expected = index.files[rel]!.rim!;
