@@ -48,6 +48,7 @@ describe('controller scale driver (3 protocol-level agents, controller in a chil
     expect(c.badTokens).toBe(0);
     expect(c.errors).toEqual({});
     expect(fleet.ids).toEqual(['tiny-00000', 'tiny-00001', 'tiny-00002']);
+    expect(await fleet.upIds()).toEqual(fleet.ids);
   });
 
   it('drives further verdicts on demand and counts them, with the controller CPU that went into them', async () => {
@@ -56,7 +57,7 @@ describe('controller scale driver (3 protocol-level agents, controller in a chil
     expect(r.byStatus).toEqual({ affirming: 2 * N });
     expect(r.controllerCpuSec).toBeGreaterThan(0);
     expect(r.agentsCpuSec).toBeGreaterThan(0);
-    const rate = await driveAtRate(ctl, fleet, fleet.ids, 4, 1);
+    const rate = await driveAtRate(ctl, fleet, fleet.ids, 4, 1, 0);
     expect(rate.issued).toBe(4);
     expect(rate.verdicts).toBe(4);
     expect(rate.byStatus).toEqual({ affirming: 4 });

@@ -21,6 +21,8 @@ async function handle(req: WorkerRequest): Promise<unknown> {
       return null;
     case 'counts':
       return need().counts();
+    case 'up':
+      return need().upIds();
     case 'answer':
       need().answer = req.on;
       return null;

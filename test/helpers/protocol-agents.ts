@@ -190,6 +190,11 @@ export class ProtocolAgentFleet {
     return this.agents.map((a) => a.id);
   }
 
+  /** Ids of the agents whose link is up (welcomed and open). */
+  upIds(): string[] {
+    return this.agents.filter((a) => a.up).map((a) => a.id);
+  }
+
   counts(): FleetCounts {
     return { ...this.c, byStatus: { ...this.c.byStatus }, errors: { ...this.c.errors }, closes: { ...this.c.closes } };
   }
@@ -348,6 +353,7 @@ export type WorkerRequest =
   | { id: number; op: 'prepare'; options: FleetOptions }
   | { id: number; op: 'connect' }
   | { id: number; op: 'counts' }
+  | { id: number; op: 'up' }
   | { id: number; op: 'answer'; on: boolean }
   | { id: number; op: 'events'; perAgent: number }
   | { id: number; op: 'close' };
@@ -475,6 +481,11 @@ export class AgentProcesses {
 
   async counts(): Promise<FleetCounts> {
     return addCounts(await Promise.all(this.rpcs.map((r) => r.call<FleetCounts>({ op: 'counts' }))));
+  }
+
+  /** Ids of the agents whose link is up, in fleet order. */
+  async upIds(): Promise<string[]> {
+    return (await Promise.all(this.rpcs.map((r) => r.call<string[]>({ op: 'up' })))).flat();
   }
 
   async setAnswering(on: boolean): Promise<void> {

@@ -30,7 +30,7 @@ async function handle(req: ScaleControllerRequest): Promise<unknown> {
     case 'gc':
       if (!gc) throw new Error('start the controller child with --expose-gc');
       gc();
-      return null;
+      return process.memoryUsage();
     case 'stop':
       await controller.close();
       setImmediate(() => process.exit(0));

@@ -114,9 +114,9 @@ export class ScaleController {
     return this.call<number>({ op: 'challenge', agentIds });
   }
 
-  /** A full garbage collection in the controller (before an RSS reading). */
-  gc(): Promise<void> {
-    return this.call<void>({ op: 'gc' });
+  /** A full garbage collection in the controller (before an RSS reading); its process.memoryUsage() right after. */
+  gc(): Promise<NodeJS.MemoryUsage> {
+    return this.call<NodeJS.MemoryUsage>({ op: 'gc' });
   }
 
   cpuSeconds(): number {
@@ -222,44 +222,60 @@ export interface RateResult extends DriveResult {
   /** Challenges issued during the window. */
   issued: number;
   windowSec: number;
-  /** Controller CPU seconds per second of the window: cores in use. */
+  /** How long after the window the last of its verdicts came back. */
+  tailSec: number;
+  /** Controller CPU seconds per second of the window (cores in use): its CPU until the last verdict, less idle CPU over the tail, over the window. */
   utilisation: number;
 }
 
 /**
  * Challenge agents (round robin over `agentIds`) at `perSec` for `windowSec`, as a fleet whose
- * challenges fall uniformly over the interval would; the controller's CPU is read over the window.
- * Then waits (untimed) for the verdicts still in flight.
+ * challenges fall uniformly over the interval would, and wait for the verdicts still in flight. The
+ * controller's CPU is read from the start to the last verdict; the tail after the window is charged
+ * at `idlePerSec` (the controller's CPU seconds per second with nothing to do, measured by the caller),
+ * so agents that answer late move work past the window without hiding it.
  */
-export async function driveAtRate(ctl: ScaleController, fleet: AgentProcesses, agentIds: string[], perSec: number, windowSec: number): Promise<RateResult> {
+export async function driveAtRate(
+  ctl: ScaleController,
+  fleet: AgentProcesses,
+  agentIds: string[],
+  perSec: number,
+  windowSec: number,
+  idlePerSec = 0,
+): Promise<RateResult> {
   const start = await fleet.counts();
   const cpu0 = ctl.cpuSeconds();
   const agents0 = fleet.cpuSeconds();
   const t0 = performance.now();
+  const total = Math.max(1, Math.round(windowSec * perSec));
   let issued = 0;
-  for (;;) {
+  while (issued < total) {
     const elapsed = (performance.now() - t0) / 1000;
-    if (elapsed >= windowSec) break;
-    const due = Math.min(Math.floor(elapsed * perSec) + 1, Math.ceil(windowSec * perSec));
+    const due = Math.min(Math.floor(elapsed * perSec) + 1, total);
     if (due > issued) {
       const batch = Array.from({ length: due - issued }, (_, k) => agentIds[(issued + k) % agentIds.length]!);
       await ctl.challenge(batch);
       issued = due;
     }
-    await sleep(Math.min(50, Math.max(1, ((issued / perSec) * 1000 - (performance.now() - t0)) | 0)));
+    await sleep(Math.min(50, Math.max(1, Math.round((issued / perSec) * 1000 - (performance.now() - t0)))));
   }
-  const wallMs = performance.now() - t0;
-  const controllerCpuSec = ctl.cpuSeconds() - cpu0;
-  const agentsCpuSec = fleet.cpuSeconds() - agents0;
-  const c = await waitCounts(fleet, (x) => x.verdicts - start.verdicts >= issued, 60_000, 'the verdicts of the rate window');
+  // The window ends one interval after the last challenge (total / perSec seconds after the first).
+  const windowEnd = t0 + (total / perSec) * 1000;
+  await sleep(Math.max(0, windowEnd - performance.now()));
+  const c = await waitCounts(fleet, (x) => x.verdicts - start.verdicts >= issued, 120_000, 'the verdicts of the rate window', 20);
+  const end = performance.now();
+  const tailSec = Math.max(0, (end - windowEnd) / 1000);
+  const controllerCpuSec = ctl.cpuSeconds() - cpu0 - idlePerSec * tailSec;
+  const window = (windowEnd - t0) / 1000;
   return {
     issued,
     verdicts: c.verdicts - start.verdicts,
     byStatus: statusDelta(start, c),
-    wallMs,
-    windowSec: wallMs / 1000,
+    wallMs: end - t0,
+    windowSec: window,
+    tailSec,
     controllerCpuSec,
-    agentsCpuSec,
-    utilisation: controllerCpuSec / (wallMs / 1000),
+    agentsCpuSec: fleet.cpuSeconds() - agents0,
+    utilisation: controllerCpuSec / window,
   };
 }
