@@ -52,6 +52,8 @@ const IDLE_SEC = 3;
 /** Agents that attest before RSS at 0 is read (one per simulated 8-GPU set). */
 const WARMUP_AGENTS = SIM_MAX_GPUS / GPUS_PER_MACHINE;
 const TOKEN = 'scale-bench-token-0123456789abcdef';
+/** Open files asked for each process (the hard limit where it cannot be raised). */
+const NOFILE = 65536;
 const DEFAULT_INTERVAL = CONTROLLER_DEFAULTS.challengeIntervalSec;
 
 const MiB = 2 ** 20;
@@ -119,12 +121,12 @@ async function atSize(N: number, dir: string, simDir: string, floor: { cpuMs: nu
   const t0 = performance.now();
   const step = (what: string) => process.stderr.write(`  controller-scale N=${N} +${fmt((performance.now() - t0) / 1000)} s: ${what}\n`);
   const processes = N >= 5000 ? 4 : 2;
-  const ctl = await ScaleController.start({ dir: join(dir, `ctl-${N}`), simDir, token: TOKEN, maxConnections: N + 100 });
+  const ctl = await ScaleController.start({ dir: join(dir, `ctl-${N}`), simDir, token: TOKEN, maxConnections: N + 100, nofile: NOFILE });
   let fleet: AgentProcesses | undefined;
   const rows: BenchRow[] = [];
   try {
     step(`preparing ${N} agent keys in ${processes} processes`);
-    fleet = await AgentProcesses.start({ urls: [ctl.wsUrl], token: TOKEN, simDir, count: N, processes, answer: false, idPrefix: `n${N}-` });
+    fleet = await AgentProcesses.start({ urls: [ctl.wsUrl], token: TOKEN, simDir, count: N, processes, answer: false, idPrefix: `n${N}-`, nofile: NOFILE });
     // Warm-up (untimed): a few agents of their own, one per 8-GPU set, attest twice and leave, so the
     // one-time costs (simulation roots loaded, caches filled, code compiled) are in RSS at 0.
     const warm = await ProtocolAgentFleet.prepare({ urls: [ctl.wsUrl], token: TOKEN, simDir, count: WARMUP_AGENTS, idPrefix: `warm${N}-` });
@@ -149,7 +151,7 @@ async function atSize(N: number, dir: string, simDir: string, floor: { cpuMs: nu
     } catch {
       const c = await fleet.counts();
       reached = c.up;
-      why = `only ${c.up} of ${N} links came up: ${describeCounts(c)}`;
+      why = `only ${c.up} of ${N} links came up (open-file limit: controller ${ctl.nofile()}, agent processes ${fleet.nofile()}): ${describeCounts(c)}`;
       step(why);
     }
     const connectMs = performance.now() - tC;
@@ -228,7 +230,7 @@ async function atSize(N: number, dir: string, simDir: string, floor: { cpuMs: nu
         note:
           `N / U: ${reached} connected agents challenged at ${fmt(perSec, 2)}/s for ${fmt(r.windowSec)} s (${r.issued} verdicts, ${JSON.stringify(r.byStatus)}, last one ${fmt(r.tailSec, 2)} s after the window); ` +
           `controller CPU ${fmt(r.controllerCpuSec, 2)} s -> U = ${fmt(r.utilisation * 100, 2)}% of a core, heartbeats and timers of all N links included; ` +
-          `agents' CPU ${fmt(r.agentsCpuSec, 1)} s`,
+          `agents' CPU ${fmt(r.agentsCpuSec, 1)} s; open-file limit of the controller ${ctl.nofile()} (asked ${NOFILE})`,
       });
     }
     return { rows, reached };

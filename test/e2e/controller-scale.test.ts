@@ -47,6 +47,7 @@ describe('controller scale driver (3 protocol-level agents, controller in a chil
     expect(c.byStatus).toEqual({ affirming: N });
     expect(c.badTokens).toBe(0);
     expect(c.errors).toEqual({});
+    expect(ctl.nofile()).toBeGreaterThanOrEqual(1024);
     expect(fleet.ids).toEqual(['tiny-00000', 'tiny-00001', 'tiny-00002']);
     expect(await fleet.upIds()).toEqual(fleet.ids);
   });

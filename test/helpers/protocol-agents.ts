@@ -361,7 +361,10 @@ export type WorkerRequest =
 export type Unsent<T> = T extends unknown ? Omit<T, 'id'> : never;
 export type WorkerReply = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: string };
 
-/** Start `argv` with the open-file limit raised (root may raise the hard limit; others get their hard limit). */
+/**
+ * Start `argv` with the open-file limit raised to `nofile`; where the hard limit cannot be raised
+ * (no CAP_SYS_RESOURCE, e.g. in a container), to the hard limit. nofileOf(pid) says what it got.
+ */
 export function spawnWithNofile(argv: string[], nofile: number, stdio: Array<'ignore' | 'inherit' | 'pipe' | 'ipc'>): ChildProcess {
   const script = `ulimit -n ${nofile} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$@"`;
   return spawn('/bin/sh', ['-c', script, 'sh', ...argv], { cwd: repoRoot, stdio });
@@ -379,6 +382,12 @@ export function rssBytesOf(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   if (!m) throw new Error(`no VmRSS for pid ${pid}`);
   return Number(m[1]) * 1024;
+}
+
+/** The soft open-file limit of a live process (/proc/<pid>/limits "Max open files"; proc(5)). */
+export function nofileOf(pid: number): number {
+  const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync(`/proc/${pid}/limits`, 'utf8'));
+  return m?.[1] === undefined || m[1] === 'unlimited' ? Infinity : Number(m[1]);
 }
 
 /** sysconf(_SC_CLK_TCK): 100 on Linux x86-64 and arm64 (USER_HZ). */
@@ -506,6 +515,11 @@ export class AgentProcesses {
     return this.pids.reduce((s, pid) => s + rssBytesOf(pid), 0);
   }
 
+  /** The lowest open-file limit among the agent processes. */
+  nofile(): number {
+    return Math.min(...this.pids.map(nofileOf));
+  }
+
   async close(): Promise<void> {
     await Promise.all(
       this.rpcs.map(async (r) => {
@@ -513,7 +527,7 @@ export class AgentProcesses {
           r.child.exitCode !== null || r.child.signalCode !== null ? resolve() : r.child.once('exit', () => resolve()),
         );
         try {
-          await Promise.race([r.call({ op: 'close' }), new Promise((resolve) => setTimeout(resolve, 5000))]);
+          await Promise.race([r.call({ op: 'close' }), new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
         } catch {
           // already gone
         }

@@ -11,7 +11,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { tokenDigest } from '../../agent/controller/config.js';
-import { cpuSecondsOf, rssBytesOf, spawnWithNofile, type AgentProcesses, type FleetCounts, type Unsent } from './protocol-agents.js';
+import { cpuSecondsOf, nofileOf, rssBytesOf, spawnWithNofile, type AgentProcesses, type FleetCounts, type Unsent } from './protocol-agents.js';
 import type { ScaleControllerReply, ScaleControllerRequest } from './scale-controller-child.js';
 import { repoRoot } from './paths.js';
 
@@ -31,6 +31,8 @@ export interface ScaleControllerOptions {
   /** Keep per-agent state on disk (stateDir), as a deployed controller does; default true. */
   stateDir?: boolean;
   nofile?: number;
+  /** Extra node options for the controller process (e.g. --cpu-prof, --max-old-space-size=...). */
+  nodeArgs?: string[];
 }
 
 export function scaleControllerYaml(o: ScaleControllerOptions): string {
@@ -77,7 +79,7 @@ export class ScaleController {
     const config = join(o.dir, 'controller.yaml');
     writeFileSync(config, scaleControllerYaml(o));
     const entry = join(repoRoot, 'test', 'helpers', 'scale-controller-child.ts');
-    const child = spawnWithNofile([process.execPath, '--expose-gc', '--import', 'tsx', entry, config], o.nofile ?? 65536, [
+    const child = spawnWithNofile([process.execPath, '--expose-gc', ...(o.nodeArgs ?? []), '--import', 'tsx', entry, config], o.nofile ?? 65536, [
       'ignore',
       'ignore',
       'inherit',
@@ -123,6 +125,11 @@ export class ScaleController {
     return cpuSecondsOf(this.pid);
   }
 
+  /** The controller's open-file limit (each agent link is one descriptor). */
+  nofile(): number {
+    return nofileOf(this.pid);
+  }
+
   rssBytes(): number {
     return rssBytesOf(this.pid);
   }
@@ -136,11 +143,9 @@ export class ScaleController {
   async stop(): Promise<void> {
     if (this.exited) return;
     const gone = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
-    try {
-      await Promise.race([this.call({ op: 'stop' }), new Promise((resolve) => setTimeout(resolve, 5000))]);
-    } catch {
-      // exited meanwhile
-    }
+    // A clean close (sessions closed, state written), then the process exits on its own; SIGKILL only if it hangs.
+    const timeout = new Promise((resolve) => setTimeout(resolve, 10_000).unref());
+    await Promise.race([this.call({ op: 'stop' }).then(() => gone), timeout]).catch(() => undefined);
     if (!this.exited) this.child.kill('SIGKILL');
     await gone;
   }
