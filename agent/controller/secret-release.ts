@@ -55,6 +55,8 @@ export function secretDigests(sealed: readonly { name: string; jwe: string }[]):
 }
 
 export async function sealSecrets(secrets: readonly ConfiguredSecret[], teePubKey: PublicJwk): Promise<{ name: string; jwe: string }[]> {
+  // Nothing to seal: skip the key import (about 7% of a verdict's CPU when no secrets are configured).
+  if (secrets.length === 0) return [];
   const { kty, crv, x, y } = teePubKey; // public members only
   const key = await importJWK({ kty, crv, x, y } as JWK, SECRET_ALG);
   return Promise.all(
