@@ -1,5 +1,5 @@
 // `npm run build:ts`: bundles agent/ into dist/ with esbuild (no type check: `npm run typecheck` does that).
-// `node tools/build-dist.mjs --sizes` also prints what each output file weighs.
+// `node --import tsx tools/build-dist.ts --sizes` also prints what each output file weighs.
 //
 // A few files instead of ~300 modules: Node resolves, reads and compiles far fewer files at start, which
 // was most of what `cvm-agent run` spent before READY=1 (docs/architecture.md "Build"). Code reached only
@@ -10,7 +10,7 @@
 // Every output sits two folders below the package root (dist/<folder>/<file>.js, chunks in
 // dist/chunks/), as in the source tree (agent/<folder>/<file>.ts): paths relative to import.meta.url
 // such as "../../package.json" (agent/util/package-version.ts) resolve the same in both.
-import { build } from 'esbuild';
+import { build, type Metafile } from 'esbuild';
 import { rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,7 +21,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
  * The entry points: output path under dist/ (without .js) -> source. Add a process or worker entry
  * here; code shared between entries goes to dist/chunks/ once.
  */
-export const ENTRIES = {
+export const ENTRIES: Record<string, string> = {
   'cli/main': 'agent/cli/main.ts',
 };
 
@@ -29,7 +29,7 @@ export const ENTRIES = {
 export const EXTERNAL = ['node-gyp-build'];
 
 /** Builds into `outdir` (default dist/, emptied first); returns esbuild's metafile (inputs and outputs). */
-export async function buildDist(outdir = join(root, 'dist')) {
+export async function buildDist(outdir = join(root, 'dist')): Promise<Metafile> {
   rmSync(outdir, { recursive: true, force: true });
   const result = await build({
     absWorkingDir: root,
@@ -62,16 +62,15 @@ export async function buildDist(outdir = join(root, 'dist')) {
  * The source files a process evaluates when it loads `output` (an output path as the metafile names
  * it): that file and everything it imports statically, not what it may import() later.
  */
-export function staticClosure(metafile, output) {
-  const files = new Set();
+export function staticClosure(metafile: Metafile, output: string): { outputs: string[]; inputs: string[] } {
+  const files = new Set<string>();
   const todo = [output];
-  while (todo.length > 0) {
-    const file = todo.pop();
+  for (let file = todo.pop(); file !== undefined; file = todo.pop()) {
     if (files.has(file)) continue;
     files.add(file);
     for (const i of metafile.outputs[file]?.imports ?? []) if (i.kind === 'import-statement' && !i.external) todo.push(i.path);
   }
-  const inputs = new Set();
+  const inputs = new Set<string>();
   for (const f of files) for (const input of Object.keys(metafile.outputs[f]?.inputs ?? {})) inputs.add(input);
   return { outputs: [...files], inputs: [...inputs] };
 }
