@@ -25,10 +25,20 @@ export interface CliIO {
 export interface Command {
   /** Words that select it, e.g. ["verify", "snp"]. */
   path: string[];
-  summary: string;
   /** Full usage text shown by --help (options, exit codes). */
   usage: string;
   run(argv: string[], io: CliIO): Promise<number>;
+}
+
+/**
+ * A command as the dispatcher knows it before running it (agent/cli/commands/command-table.ts): its
+ * words, the summary --help lists, and its module, imported only when the command runs or its usage
+ * is shown.
+ */
+export interface CommandEntry {
+  path: string[];
+  summary: string;
+  load(): Promise<Command>;
 }
 
 export type Options = NonNullable<ParseArgsConfig['options']>;

@@ -3,21 +3,13 @@
  * and maps typed errors to exit codes (2 usage/unreadable input, 4 device unavailable, 70 internal).
  */
 import { CvmError, UsageError, DeviceError, ParseError, ConfigError, CollateralError, InternalError } from '../errors.js';
-import { EXIT, type CliIO, type Command } from './command.js';
+import { EXIT, type CliIO, type Command, type CommandEntry } from './command.js';
+import { commands } from './commands/command-table.js';
 
 export { VERSION } from '../util/agent-version.js';
 import { VERSION } from '../util/agent-version.js';
 
-/**
- * The daemon loads only what it runs: `run` skips the full command table (the verifier CLIs, the
- * controller, ...), which keeps the resident set of a months-long process small.
- */
-async function loadCommands(argv: string[]): Promise<Command[]> {
-  if (argv[0] === 'run') return [(await import('./commands/run.js')).runCommand];
-  return (await import('./commands/command-table.js')).commands;
-}
-
-function globalHelp(commands: Command[]): string {
+function globalHelp(commands: CommandEntry[]): string {
   const width = Math.max(...commands.map((c) => c.path.join(' ').length));
   const lines = commands.map((c) => `  ${c.path.join(' ').padEnd(width)}  ${c.summary}`);
   return [
@@ -35,8 +27,8 @@ function globalHelp(commands: Command[]): string {
   ].join('\n');
 }
 
-function findCommand(commands: Command[], argv: string[]): { command: Command; rest: string[] } | undefined {
-  let best: { command: Command; rest: string[] } | undefined;
+function findCommand(commands: CommandEntry[], argv: string[]): { command: CommandEntry; rest: string[] } | undefined {
+  let best: { command: CommandEntry; rest: string[] } | undefined;
   for (const command of commands) {
     const n = command.path.length;
     if (argv.length >= n && command.path.every((w, i) => argv[i] === w)) {
@@ -47,11 +39,11 @@ function findCommand(commands: Command[], argv: string[]): { command: Command; r
 }
 
 /** The commands under a group word such as "verify" (only words that lead multi-word commands). */
-function groupOf(commands: Command[], word: string | undefined): Command[] {
+function groupOf(commands: CommandEntry[], word: string | undefined): CommandEntry[] {
   return word === undefined ? [] : commands.filter((c) => c.path.length > 1 && c.path[0] === word);
 }
 
-function groupHelp(group: string, members: Command[]): string {
+function groupHelp(group: string, members: CommandEntry[]): string {
   const width = Math.max(...members.map((c) => c.path.join(' ').length));
   return [
     `Usage: cvm-agent ${group} <command> [options]`,
@@ -68,14 +60,14 @@ const isHelpFlag = (w: string | undefined) => w === '--help' || w === '-h';
 const usageText = (c: Command) => (c.usage.endsWith('\n') ? c.usage : `${c.usage}\n`);
 
 /** `help [words…]`: the global help, a group's help or one command's usage, like `git help`. */
-function helpFor(commands: Command[], words: string[], io: CliIO): number {
+async function helpFor(commands: CommandEntry[], words: string[], io: CliIO): Promise<number> {
   if (words.length === 0) {
     io.stdout.write(globalHelp(commands));
     return EXIT.OK;
   }
   const exact = commands.find((c) => c.path.length === words.length && c.path.every((w, i) => words[i] === w));
   if (exact) {
-    io.stdout.write(usageText(exact));
+    io.stdout.write(usageText(await exact.load()));
     return EXIT.OK;
   }
   const members = words.length === 1 ? groupOf(commands, words[0]) : [];
@@ -106,7 +98,6 @@ export async function main(
   argv: string[],
   io: CliIO = { stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd() },
 ): Promise<number> {
-  const commands = await loadCommands(argv);
   if (argv.length === 0 || isHelpFlag(argv[0])) {
     io.stdout.write(globalHelp(commands));
     return argv.length === 0 ? EXIT.USAGE : EXIT.OK;
@@ -131,7 +122,9 @@ export async function main(
     io.stderr.write(`cvm-agent: unknown command "${argv.join(' ')}"\n\n${globalHelp(commands)}`);
     return EXIT.USAGE;
   }
-  const { command, rest } = found;
+  const { rest } = found;
+  // Only the module of the command that runs is loaded (commands/command-table.ts).
+  const command = await found.command.load();
   if (rest.some(isHelpFlag)) {
     io.stdout.write(usageText(command));
     return EXIT.OK;

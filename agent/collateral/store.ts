@@ -227,7 +227,8 @@ export class CollateralStore {
         problems.push(`${rel}: ${err.message}`);
       }
     }
-    entries.sort((a, b) => a.meta.path.localeCompare(b.meta.path));
+    // Code-unit order: the same on every machine, and no ICU collator in the daemon (status calls this).
+    entries.sort((a, b) => (a.meta.path < b.meta.path ? -1 : a.meta.path > b.meta.path ? 1 : 0));
     return { entries, problems };
   }
 

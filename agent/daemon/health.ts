@@ -10,7 +10,7 @@
  *
  * "Trusted" is stricter than "not failing": the last cycle passed and no trigger is active.
  */
-import cron from 'node-cron';
+import { CronUtc } from './cron-utc.js';
 import type { CycleResult } from '../attest/attestation-cycle.js';
 import type { Config } from '../config/schema.js';
 import type { CollateralSummary } from './collateral-summary.js';
@@ -126,21 +126,19 @@ export function trustView(last: CycleResult | undefined, active: readonly Active
 
 /**
  * The longest gap between consecutive runs of a cron expression (UTC), from its next few matches.
- * node-cron's own matcher, so it agrees with the scheduler.
+ * The scheduler's own matcher (cron-utc.ts), so it agrees with the scheduler.
  */
 export function cronIntervalSec(expr: string, from = new Date()): number {
-  const task = cron.createTask(expr, () => undefined, { timezone: 'Etc/UTC', name: 'interval-probe' });
-  try {
-    let prev = from;
-    let max = 0;
-    for (const next of task.getNextRuns(8)) {
-      max = Math.max(max, (next.getTime() - prev.getTime()) / 1000);
-      prev = next;
-    }
-    return Math.max(1, Math.round(max));
-  } finally {
-    void task.destroy();
+  const c = CronUtc.parse(expr);
+  let prev = from;
+  let max = 0;
+  for (let i = 0; i < 8; i++) {
+    const next = c.next(prev);
+    if (!next) break;
+    max = Math.max(max, (next.getTime() - prev.getTime()) / 1000);
+    prev = next;
   }
+  return Math.max(1, Math.round(max));
 }
 
 /** health.maxAgeSec, or by default 2 x the schedule interval + the longest retry wait + the jitter. */

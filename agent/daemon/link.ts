@@ -5,8 +5,8 @@
  * agent into signed, gap-free events in the on-disk outbox.
  */
 import { join } from 'node:path';
-import { ControllerLink, type LinkStatus } from '../link/link-client.js';
-import { loadTokenKeys, type VerifiedVerdict } from '../link/verdict.js';
+import type { ControllerLink, LinkStatus } from '../link/link-client.js';
+import type { VerifiedVerdict } from '../link/verdict.js';
 import { Outbox } from '../link/outbox.js';
 import { SecretStore } from '../link/secret-unwrap.js';
 import type { AgentKey } from '../link/agent-key.js';
@@ -104,6 +104,8 @@ export class DaemonLink {
     const secrets = new SecretStore();
     let link: ControllerLink | undefined;
     if (config.controller.url) {
+      // The link (WebSocket client, verdict checks) is loaded only by an agent that has a controller.
+      const [{ ControllerLink }, { loadTokenKeys }] = await Promise.all([import('../link/link-client.js'), import('../link/verdict.js')]);
       const [ca, cert, keyPem] = await Promise.all([
         readOptional(config.controller.caFile, 'certificate'),
         readOptional(config.controller.certFile, 'certificate'),

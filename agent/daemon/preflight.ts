@@ -17,7 +17,6 @@ import { dirname, join } from 'node:path';
 import cron from 'node-cron';
 import { AGENT_ID } from '../formats/nonce-binding.js';
 import { ConfigError } from '../errors.js';
-import { loadTokenKeys } from '../link/verdict.js';
 import { InputFileError, readBoundedText, type InputKind } from '../util/bounded-read.js';
 import { parseIdDatabase, resolveTable, type AuthorizationTable } from '../api/authz.js';
 import type { AppraisalPolicy } from '../appraise/policy.js';
@@ -127,6 +126,7 @@ async function checkControllerFiles(c: Config['controller'], problems: string[])
   if (c.tokenFile) await readText(c.tokenFile, 'controller.tokenFile', 'token', problems);
   if (c.tokenKey) {
     try {
+      const { loadTokenKeys } = await import('../link/verdict.js');
       await loadTokenKeys(c.tokenKey);
     } catch (err) {
       problems.push((err as Error).message);

@@ -1,10 +1,9 @@
 /**
- * When to attest: a cron schedule (node-cron, UTC) with random jitter so a fleet does not attest in
- * lock-step, an optional run at start, and retries with capped exponential backoff after a failure.
- * The next planned run is always known, for status.
+ * When to attest: a cron schedule (UTC; node-cron's syntax, matched by cron-utc.ts) with random
+ * jitter so a fleet does not attest in lock-step, an optional run at start, and retries with capped
+ * exponential backoff after a failure. The next planned run is always known, for status.
  */
-import cron, { type ScheduledTask } from 'node-cron';
-import { ConfigError } from '../errors.js';
+import { CronUtc } from './cron-utc.js';
 
 export interface ScheduleOptions {
   cron: string;
@@ -26,8 +25,14 @@ export function retryDelayMs(failures: number, initialSec: number, maxSec: numbe
   return Math.round(step / 2 + random() * (step / 2));
 }
 
+/** setTimeout's limit (about 24.8 days); longer waits are re-armed. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export class Scheduler {
-  private task: ScheduledTask | undefined;
+  private readonly cron: CronUtc;
+  /** The next cron match, while the schedule runs; its timer. */
+  private cronAt: Date | undefined;
+  private cronTimer: NodeJS.Timeout | undefined;
   private timer: NodeJS.Timeout | undefined;
   private plannedAt: Date | undefined;
   private plannedReason: 'start' | 'schedule' | 'retry' | undefined;
@@ -37,14 +42,13 @@ export class Scheduler {
   private readonly random: () => number;
 
   constructor(private opts: ScheduleOptions) {
-    if (!cron.validate(opts.cron)) throw new ConfigError(`invalid cron expression "${opts.cron}"`);
+    this.cron = CronUtc.parse(opts.cron);
     this.random = opts.random ?? Math.random;
   }
 
   start(): void {
     this.stopped = false;
-    this.task = cron.createTask(this.opts.cron, () => this.onTick(), { timezone: 'Etc/UTC', noOverlap: true, name: 'attest' });
-    void this.task.start();
+    this.armCron();
     if (this.opts.attestAtStart) this.plan(0, 'start');
   }
 
@@ -53,15 +57,34 @@ export class Scheduler {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.plannedAt = undefined;
-    await this.task?.destroy();
-    this.task = undefined;
+    if (this.cronTimer) clearTimeout(this.cronTimer);
+    this.cronTimer = undefined;
+    this.cronAt = undefined;
+  }
+
+  /** Waits for the next cron match (re-armed when the wait exceeds a timer's range or a timer fires early), then ticks. */
+  private armCron(): void {
+    if (this.stopped) return;
+    const at = this.cron.next(new Date());
+    this.cronAt = at;
+    if (!at) return;
+    const wait = () => {
+      const left = at.getTime() - Date.now();
+      if (left > 0) {
+        this.cronTimer = setTimeout(wait, Math.min(left, MAX_TIMER_MS));
+        return;
+      }
+      this.cronTimer = undefined;
+      this.onTick();
+      this.armCron();
+    };
+    wait();
   }
 
   /** The next run: a planned (jittered or retry) one, else the next cron match. */
   nextRun(): { at: Date; reason: 'start' | 'schedule' | 'retry' } | undefined {
     if (this.plannedAt && this.plannedReason) return { at: this.plannedAt, reason: this.plannedReason };
-    const next = this.task?.getNextRun();
-    return next ? { at: next, reason: 'schedule' } : undefined;
+    return this.cronAt ? { at: this.cronAt, reason: 'schedule' } : undefined;
   }
 
   consecutiveFailures(): number {

@@ -123,7 +123,6 @@ export function formatStatus(s: StatusDoc): string {
 
 export const statusCommand: Command = {
   path: ['status'],
-  summary: "show the running agent's status (a table on a terminal, JSON otherwise)",
   usage: `Usage: cvm-agent status [--json | --table] [--socket PATH] [--timeout SEC]
 
 Shows first whether the VM is trusted right now and why (or why not), what is enforced because of
@@ -152,7 +151,6 @@ ${EXIT_HELP}`,
 
 export const healthCommand: Command = {
   path: ['health'],
-  summary: 'print ok | degraded | failing and why (for scripts, probes and ExecCondition=)',
   usage: `Usage: cvm-agent health [--json] [--socket PATH] [--timeout SEC]
 
 failing: the last cycle failed or the controller's verdict is not affirming. degraded: no result
@@ -191,7 +189,6 @@ export function formatAttest(doc: AttestDoc): string {
 
 export const attestCommand: Command = {
   path: ['attest'],
-  summary: 'run an attestation cycle now (joins a running one) and print the EAR',
   usage: `Usage: cvm-agent attest [--nonce HEX] [--json] [--bundle] [--socket PATH] [--timeout SEC]
 
 Asks the running agent for a cycle now. With --nonce (8-64 bytes of hex) the evidence is bound to
@@ -222,7 +219,6 @@ Exit codes: 0 affirming, 3 warning, 1 contraindicated, 4 agent unreachable, refu
 
 export const evidenceCommand: Command = {
   path: ['evidence'],
-  summary: 'fetch fresh evidence bound to your nonce (for your own verifier)',
   usage: `Usage: cvm-agent evidence --nonce HEX [--out FILE] [--socket PATH] [--timeout SEC]
 
 Prints (or writes to FILE) the evidence bundle: SNP report or Azure HCL report + vTPM quote, every
@@ -279,7 +275,6 @@ export function tokenVerdict(token: string, now = Date.now()): { ok: true; statu
 
 export const tokenCommand: Command = {
   path: ['token'],
-  summary: 'print the controller-issued attestation token, if still valid',
   usage: `Usage: cvm-agent token [--json] [--socket PATH] [--timeout SEC]
 
 Prints the latest EAR token the controller issued to this VM (a JWT), while it is valid and its

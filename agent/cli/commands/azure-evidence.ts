@@ -73,7 +73,6 @@ async function run(argv: string[], io: CliIO): Promise<number> {
 
 export const azureEvidenceCommand: Command = {
   path: ['azure', 'evidence'],
-  summary: 'collect Azure CVM evidence (HCL report + vTPM quote) from /dev/tpmrm0 or a swtpm socket',
   usage,
   run,
 };

@@ -93,9 +93,8 @@ async function expand(path: string, display: string, depth = 0): Promise<Input[]
   return out;
 }
 
-const collateralImport: Command = {
+export const collateralImport: Command = {
   path: ['collateral', 'import'],
-  summary: 'store collateral files (VCEK/VLEK, ASK/ARK, CRL, RIM, OCSP, IMDS JSON, bundle) in the cache',
   usage: importUsage,
   async run(argv, io) {
     const { values, positionals } = parseOptions(argv, { dir: { type: 'string' }, 'rim-id': { type: 'string' } }, true);
@@ -157,9 +156,8 @@ function entryRow(e: StoredEntry, at: Date, maxAgeMs: number | undefined) {
   };
 }
 
-const collateralList: Command = {
+export const collateralList: Command = {
   path: ['collateral', 'list'],
-  summary: 'list cached collateral with its freshness',
   usage: listUsage,
   async run(argv, io) {
     const { values } = parseOptions(argv, { dir: { type: 'string' }, at: { type: 'string' }, 'max-age-days': { type: 'string' }, json: { type: 'boolean' } });
@@ -188,9 +186,8 @@ const collateralList: Command = {
   },
 };
 
-const collateralExport: Command = {
+export const collateralExport: Command = {
   path: ['collateral', 'export'],
-  summary: 'export the cache as a JSON bundle or a directory (for air-gapped machines)',
   usage: exportUsage,
   async run(argv, io) {
     const { values } = parseOptions(argv, { dir: { type: 'string' }, out: { type: 'string' } });
@@ -216,6 +213,3 @@ const collateralExport: Command = {
     return problems.length > 0 ? EXIT.FAILED : EXIT.OK;
   },
 };
-
-/** Registered as one array entry in commands/command-table.ts. */
-export const collateralCommands: Command[] = [collateralImport, collateralList, collateralExport];

@@ -5,7 +5,6 @@ import { loadValidatedConfig } from '../../daemon/preflight.js';
 
 export const configCheck: Command = {
   path: ['config', 'check'],
-  summary: 'validate a config file as the daemon would and print the effective configuration',
   usage: `Usage: cvm-agent config check [FILE] [--json]
 
 Validates FILE (default ${DEFAULT_CONFIG_PATH}) with the same checks "cvm-agent run" and SIGHUP

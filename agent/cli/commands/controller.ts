@@ -17,7 +17,6 @@ function parseListen(text: string): { host: string; port: number } {
 
 export const controllerCommand: Command = {
   path: ['controller'],
-  summary: 'run the reference controller (agent link, verdicts, secrets, fleet page)',
   usage: `Usage: cvm-agent controller [--config FILE] [--listen HOST:PORT]
 
 Runs the reference controller in the foreground: agents connect over WebSocket (${'/v1/link'}, subprotocol

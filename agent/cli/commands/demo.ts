@@ -5,7 +5,6 @@ import { DemoWorkspace, formatDemoSummary, runDemo } from '../demo-stack.js';
 
 export const demoCommand: Command = {
   path: ['demo'],
-  summary: 'controller + agent on a simulated SEV-SNP CPU and simulated GPUs, end to end (no TEE needed)',
   usage: `Usage: cvm-agent demo [--gpus N] [--dir DIR] [--follow] [--json]
 
 Starts, on loopback and in a temporary directory, the reference controller and an agent daemon on the

@@ -6,7 +6,6 @@ import { runDoctor } from '../../doctor/run-doctor.js';
 
 export const doctorCommand: Command = {
   path: ['doctor'],
-  summary: 'check the TEE, vTPM, GPUs, the agent setup and the controller link, and say what to fix',
   usage: `Usage: cvm-agent doctor [--config FILE] [--json] [--swtpm ADDR] [--vtpm-refresh]
 
 Checks, in the order the agent depends on them, everything attestation needs on this VM, and names

@@ -18,7 +18,6 @@ export function parseGpuNonce(text: string | undefined): Buffer {
 
 export const gpuEvidence: Command = {
   path: ['gpu', 'evidence'],
-  summary: 'collect GPU attestation evidence (NVIDIA serialized evidence JSON)',
   usage: `Usage: cvm-agent gpu evidence [--nonce HEX] [--out FILE]
 
 Asks every GPU for an SPDM attestation report bound to the nonce, plus its certificate chain, and

@@ -36,7 +36,6 @@ export function formatGpuTable(gpus: readonly GpuInfo[], state: GpuSystemState):
 
 export const gpuList: Command = {
   path: ['gpu', 'list'],
-  summary: 'list the GPUs NVML sees with their confidential-computing state',
   usage: `Usage: cvm-agent gpu list [--json]
 
 Lists every GPU that NVML reports: index, name, UUID, architecture, driver and VBIOS versions, and the

@@ -60,7 +60,6 @@ export async function defaultGpuVerifier(options: GpuVerifierOptions): Promise<G
 export function makeGpuReadyCommand(deps: GpuReadyDeps): Command {
   return {
     path: ['gpu', 'ready'],
-    summary: 'show the GPU ready state, or set it after every GPU passes attestation',
     usage: `Usage: cvm-agent gpu ready [--set [--driver-rim FILE] [--vbios-rim FILE]] [--json]
 
 Without --set, shows whether the GPUs accept work (NVML "GPUs ready state") and the CC mode.

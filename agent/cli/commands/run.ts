@@ -18,7 +18,6 @@ import { installTestHooks } from '../../daemon/test-hooks.js';
 
 export const runCommand: Command = {
   path: ['run'],
-  summary: 'run the agent daemon in the foreground (systemd runs this)',
   usage: `Usage: cvm-agent run [--config FILE]
 
 Runs the attestation agent: attests at start and on the configured schedule, gates the GPU ready

@@ -98,7 +98,6 @@ async function collect(
 
 export const snpReportCommand: Command = {
   path: ['snp', 'report'],
-  summary: 'fetch a raw SEV-SNP attestation report (device, configfs-tsm or simulated)',
   usage: `Usage: cvm-agent snp report [--report-data HEX] [--vmpl N] [--ext] [--out FILE]
                          [--source auto|device|tsm|simulated] [--device PATH] [--tsm-root DIR] [--sim-dir DIR]
 

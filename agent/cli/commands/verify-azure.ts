@@ -107,7 +107,6 @@ async function run(argv: string[], io: CliIO): Promise<number> {
 
 export const verifyAzureCommand: Command = {
   path: ['verify', 'azure'],
-  summary: 'verify Azure confidential VM evidence (HCL report + vTPM quote + SEV-SNP report)',
   usage,
   run,
 };

@@ -237,7 +237,6 @@ async function run(argv: string[], io: CliIO): Promise<number> {
 
 export const verifyGpuCommand: Command = {
   path: ['verify', 'gpu'],
-  summary: 'verify NVIDIA GPU attestation evidence offline (report, chain, RIMs, OCSP)',
   usage,
   run,
 };

@@ -154,7 +154,6 @@ async function run(argv: string[], io: CliIO): Promise<number> {
 
 export const verifySnpCommand: Command = {
   path: ['verify', 'snp'],
-  summary: 'verify a SEV-SNP attestation report against the pinned AMD roots and a policy',
   usage,
   run,
 };

@@ -42,6 +42,13 @@ async function silentAgent(name: string): Promise<string> {
 
 const groups = [...new Set(commands.filter((c) => c.path.length > 1).map((c) => c.path[0]!))];
 
+describe('the command table', () => {
+  it('each entry loads the command its words name, and the words are unique', async () => {
+    for (const entry of commands) expect((await entry.load()).path, entry.path.join(' ')).toEqual(entry.path);
+    expect(new Set(commands.map((c) => c.path.join(' '))).size).toBe(commands.length);
+  });
+});
+
 describe('group help', () => {
   it.each(groups)('"%s --help" and "help %s" list every command of the group, exit 0', async (group) => {
     const members = commands.filter((c) => c.path.length > 1 && c.path[0] === group);
