@@ -8,6 +8,7 @@
  * each trial also starts from the state the previous kill left.
  */
 import { spawn } from 'node:child_process';
+import { watch } from 'node:fs';
 import { appendFileSync, mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
@@ -66,7 +67,12 @@ interface TrialOutcome {
   acked: number;
 }
 
-function runTrial(stateDir: string, moduleUrl: string, delayMs: number): Promise<TrialOutcome> {
+/**
+ * `killOnTemp`: also kill the moment a compaction's temp file appears in the state directory, so
+ * some kills land inside a compaction however slow a loaded machine makes the writer (a random
+ * delay alone missed every compaction in one run under a load average of 9).
+ */
+function runTrial(stateDir: string, moduleUrl: string, delayMs: number, killOnTemp = false): Promise<TrialOutcome> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [join(repoRoot, 'test', 'fixtures', 'state-writer.mjs')], {
       env: { PATH: process.env.PATH ?? '', HISTORY_MODULE: moduleUrl, STATE_DIR: stateDir, HISTORY_SIZE: String(SIZE) },
@@ -95,8 +101,14 @@ function runTrial(stateDir: string, moduleUrl: string, delayMs: number): Promise
     });
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     child.on('error', reject);
+    const watcher = killOnTemp
+      ? watch(stateDir, (_event, name) => {
+          if (readyId >= 0 && typeof name === 'string' && name.endsWith('.tmp')) child.kill('SIGKILL');
+        })
+      : undefined;
     child.on('close', (_code, signal) => {
       clearTimeout(timer);
+      watcher?.close();
       if (signal !== 'SIGKILL' || readyId < 0) reject(new Error(`writer ended on its own (signal ${signal}): ${stderr}`));
       else resolve({ readyId, acked });
     });
@@ -116,6 +128,7 @@ describe('ResultHistory survives kill -9 during writes', () => {
   it(`${TRIALS} trials: the file is always whole, prefix-consistent and holds every acknowledged record`, async () => {
     const stateDir = join(root, 'state');
     const file = join(stateDir, 'history.jsonl');
+    mkdirSync(stateDir, { recursive: true, mode: 0o700 }); // watched by the killOnTemp trials
     const random = prng(SEED);
     let previousLast = 0;
     let midWriteKills = 0;
@@ -125,7 +138,7 @@ describe('ResultHistory survives kill -9 during writes', () => {
 
     for (let trial = 0; trial < TRIALS; trial++) {
       const delayMs = 5 + Math.floor(random() * 196);
-      const { readyId, acked } = await runTrial(stateDir, moduleUrl, delayMs);
+      const { readyId, acked } = await runTrial(stateDir, moduleUrl, delayMs, trial % 5 === 4);
       const ctx = `trial ${trial} (seed ${SEED}, delay ${delayMs} ms)`;
       expect(readyId, ctx).toBe(previousLast);
 
