@@ -41,8 +41,8 @@ export interface BundleVerifyOptions {
   policyId?: string;
   /** The protected-PCIe topology a bundle with switches must show (default: HGX, 8 GPUs and 4 NVSwitches). */
   ppcieTopology?: PpcieTopology;
-  /** Named checks from gathering collateral (missing, stale, fetched), shown with the device they serve; gpu by GPU index. */
-  collateralChecks?: { cpu?: Check[]; gpu?: Record<number, Check[]> };
+  /** Named checks from gathering collateral (missing, stale, fetched), shown with the device they serve; gpu by GPU index, switch by switch index. */
+  collateralChecks?: { cpu?: Check[]; gpu?: Record<number, Check[]>; switch?: Record<number, Check[]> };
 }
 
 export interface BundleResult {
@@ -152,7 +152,7 @@ function verifySwitches(
     devices[i] = { ...d, result: resultOf([...d.result.checks, topology], d.result.claims, d.result.simulated) };
   }
   return switchResults
-    .map((s) => ({ id: `switch${s.index}`, policyId, result: withCheck(s.result, bindingChecks) }))
+    .map((s) => ({ id: `switch${s.index}`, policyId, result: withCheck(s.result, [...bindingChecks, ...(opts.collateralChecks?.switch?.[s.index] ?? [])]) }))
     .map((d) => ({
       ...d,
       result: resultOf([...d.result.checks, topology], d.result.claims, d.result.simulated),

@@ -184,10 +184,14 @@ function rimIdFor(name: string, version: string, hint: ClassifyHint): string {
   const base = (hint.fileName ?? '').replace(/\.(xml|swidtag)$/i, '');
   let m = /^(NV_GPU_VBIOS_[0-9A-Za-z]{1,16}_[0-9A-Za-z]{1,16}_[0-9A-Za-z]{1,16}_[0-9A-Fa-f]{10})(?:_.*)?$/.exec(base);
   if (m) return check(m[1]!.toUpperCase(), `from file name "${hint.fileName}"`);
+  // NVSwitch VBIOS RIMs (verify/nvidia/switch-verify.ts switchBiosRimId), also as NVIDIA/attestation-sdk names its
+  // sample "switchVBIOSRim_NV_SWITCH_BIOS_<project>_<sku>_<chip>_<version>.xml".
+  m = /^(?:switchVBIOSRim_)?(NV_SWITCH_BIOS_[0-9A-Za-z]{1,16}_[0-9A-Za-z]{1,16}_[0-9A-Za-z]{1,16}_[0-9A-Fa-f]{10})$/i.exec(base);
+  if (m) return check(m[1]!.toUpperCase(), `from file name "${hint.fileName}"`);
   m = /^([0-9A-Za-z]{1,16})_([0-9A-Za-z]{1,16})_([0-9A-Za-z]{1,16})_([0-9A-Fa-f]{10})(?:_PROD|_test_no_gpu)?$/i.exec(base);
   if (m) return check(`NV_GPU_VBIOS_${m[1]}_${m[2]}_${m[3]}_${m[4]}`.toUpperCase(), `from file name "${hint.fileName}"`);
   throw new ParseError(
-    `RIM version ${version.slice(0, 40)}: its RIM id cannot be derived from the content; name the file NV_GPU_VBIOS_<project>_<sku>_<chip>_<version>.xml or pass --rim-id`,
+    `RIM version ${version.slice(0, 40)}: its RIM id cannot be derived from the content; name the file NV_GPU_VBIOS_<project>_<sku>_<chip>_<version>.xml (NV_SWITCH_BIOS_... for an NVSwitch) or pass --rim-id`,
   );
 }
 

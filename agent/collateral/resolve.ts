@@ -25,7 +25,9 @@ import { parsePemChain } from '../verify/nvidia/device-chain.js';
 import type { Certificate } from '../formats/x509/certificate.js';
 import { archFromChain, normaliseArch } from '../verify/nvidia/gpu-verify.js';
 import { driverRimId, vbiosRimId } from '../verify/nvidia/rim/ids.js';
-import type { EvidenceBundle, GpuBundleEntry } from '../formats/evidence-bundle.js';
+import type { EvidenceBundle, GpuBundleEntry, SwitchBundleEntry } from '../formats/evidence-bundle.js';
+import { parseSwitchReport } from '../verify/nvidia/switch-report.js';
+import { switchBiosRimId } from '../verify/nvidia/switch-verify.js';
 import { classify } from './classify.js';
 import type { FreshnessOptions } from './freshness.js';
 import { describeKey, keyPath, PRODUCTS } from './keys.js';
@@ -57,8 +59,8 @@ export interface GatherOptions {
 export interface GatheredCollateral {
   cpuCollateral: { certificates: Uint8Array[]; crls: Uint8Array[] };
   gpuCollateral: { rims: { byId: Map<string, string> }; ocsp: Uint8Array[] };
-  /** Per device: cpu, and per GPU index. */
-  collateralChecks: { cpu: Check[]; gpu: Record<number, Check[]> };
+  /** Per device: cpu, per GPU index, and per NVSwitch index (bundles with switches only). */
+  collateralChecks: { cpu: Check[]; gpu: Record<number, Check[]>; switch?: Record<number, Check[]> };
 }
 
 type Level = 'pass' | 'warn' | 'fail';
@@ -386,24 +388,55 @@ function rimIds(entry: GpuBundleEntry, certs: Certificate[] | undefined): { ids:
 }
 
 async function gatherGpu(g: Gatherer, entry: GpuBundleEntry, byId: Map<string, string>, ocsp: Map<string, Buffer>): Promise<Check[]> {
-  let certs: Certificate[] | undefined;
+  const certs = chainOf(entry); // undefined: gpu.chain fails on its own
+  const { ids } = rimIds(entry, certs);
+  return gatherNvidia(g, certs, ids, byId, ocsp, 'gpu');
+}
+
+/**
+ * An NVSwitch (LS10): its one VBIOS RIM, named from the report's VBIOS_VERSION exactly as verifySwitchReport
+ * names it (switch-verify.ts switchBiosRimId; nvtrust nvswitch_admin_utils.py get_vbios_rim_file_id), and
+ * OCSP for its chain's intermediates, as for a GPU. A report that does not parse gets no RIM lookup:
+ * switch.report.parse fails on its own.
+ */
+async function gatherSwitch(g: Gatherer, entry: SwitchBundleEntry, byId: Map<string, string>, ocsp: Map<string, Buffer>): Promise<Check[]> {
+  const ids: string[] = [];
   try {
-    certs = parsePemChain(entry.certChainPem);
+    const v = parseSwitchReport(entry.report).opaque.vbiosVersion;
+    if (v !== undefined) ids.push(switchBiosRimId(v));
   } catch (err) {
     if (!(err instanceof CvmError)) throw err;
-    certs = undefined; // gpu.chain fails on its own
   }
+  return gatherNvidia(g, chainOf(entry), ids, byId, ocsp, 'switch');
+}
+
+function chainOf(entry: { certChainPem: string }): Certificate[] | undefined {
+  try {
+    return parsePemChain(entry.certChainPem);
+  } catch (err) {
+    if (!(err instanceof CvmError)) throw err;
+    return undefined;
+  }
+}
+
+/** RIMs by id and OCSP answers for a device chain (GPU or NVSwitch); `prefix` names the verifier's checks in the notes. */
+async function gatherNvidia(
+  g: Gatherer,
+  certs: Certificate[] | undefined,
+  ids: string[],
+  byId: Map<string, string>,
+  ocsp: Map<string, Buffer>,
+  prefix: 'gpu' | 'switch',
+): Promise<Check[]> {
   const checks: Check[] = [];
   const rimKey = g.opts.nvidiaServiceKey ? { serviceKey: g.opts.nvidiaServiceKey } : {};
-
-  const { ids } = rimIds(entry, certs);
   const rims = await Promise.all(
     ids.map((id) =>
       g.lookup({
         key: { kind: 'rim', id },
         fetch: () => fetchRim(id, { ...g.http(), ...rimKey, ...(g.opts.urls?.rim ? { baseUrl: g.opts.urls.rim } : {}) }),
         required: true,
-        expiredNote: 'rejects a RIM whose signing chain has expired (gpu.rim.*)',
+        expiredNote: `rejects a RIM whose signing chain has expired (${prefix}.rim.*)`,
       }),
     ),
   );
@@ -423,13 +456,13 @@ async function gatherGpu(g: Gatherer, entry: GpuBundleEntry, byId: Map<string, s
         key = ocspKey(certIdFor(cert.der, issuer.der));
       } catch (err) {
         if (!(err instanceof CvmError)) throw err;
-        return { level: 'pass', text: `no OCSP lookup for "${cert.cn}": ${err.message} (gpu.chain reports the broken link)` };
+        return { level: 'pass', text: `no OCSP lookup for "${cert.cn}": ${err.message} (${prefix}.chain reports the broken link)` };
       }
       return g.lookup({
         key,
         fetch: () => fetchOcsp(cert.der, issuer.der, { ...g.http(), ...rimKey, ...(g.opts.urls?.ocsp ? { url: g.opts.urls.ocsp } : {}) }),
         required: false,
-        expiredNote: 'treats a response past its nextUpdate as unusable (gpu.revocation)',
+        expiredNote: `treats a response past its nextUpdate as unusable (${prefix}.revocation)`,
       });
     }),
   );
@@ -443,21 +476,31 @@ async function gatherGpu(g: Gatherer, entry: GpuBundleEntry, byId: Map<string, s
 
 /**
  * Collateral for every device of `bundle`: CPU endorsement key (when the evidence lacks it) and CRL,
- * per GPU the driver/VBIOS RIMs and OCSP responses for the device chain. Never throws for missing,
+ * per GPU the driver/VBIOS RIMs and OCSP responses for the device chain, per NVSwitch its VBIOS RIM
+ * and OCSP responses for its chain (the switch RIMs join the GPUs' in rims.byId). Never throws for missing,
  * stale or unfetchable collateral; each lookup is reported in collateralChecks.
  */
 export async function gatherCollateral(store: CollateralStore, bundle: EvidenceBundle, opts: GatherOptions): Promise<GatheredCollateral> {
   const g = new Gatherer(store, opts);
   const byId = new Map<string, string>();
   const ocsp = new Map<string, Buffer>();
-  const [cpu, gpuChecks] = await Promise.all([gatherCpu(g, bundle), Promise.all(bundle.gpus.map((e) => gatherGpu(g, e, byId, ocsp)))]);
+  const switches = bundle.switches ?? [];
+  const [cpu, gpuChecks, switchChecks] = await Promise.all([
+    gatherCpu(g, bundle),
+    Promise.all(bundle.gpus.map((e) => gatherGpu(g, e, byId, ocsp))),
+    Promise.all(switches.map((e) => gatherSwitch(g, e, byId, ocsp))),
+  ]);
   const gpu: Record<number, Check[]> = {};
   bundle.gpus.forEach((e, i) => {
     gpu[e.index] = gpuChecks[i]!;
   });
+  const perSwitch: Record<number, Check[]> = {};
+  switches.forEach((e, i) => {
+    perSwitch[e.index] = switchChecks[i]!;
+  });
   return {
     cpuCollateral: { certificates: cpu.certificates, crls: cpu.crls },
     gpuCollateral: { rims: { byId }, ocsp: [...ocsp.values()] },
-    collateralChecks: { cpu: cpu.checks, gpu },
+    collateralChecks: { cpu: cpu.checks, gpu, ...(switches.length > 0 ? { switch: perSwitch } : {}) },
   };
 }

@@ -27,6 +27,7 @@ export const configSchema = obj({
     gpus: int(0, 16),
     dir: absPath,
     nvml: bool(),
+    ppcie: bool(),
   }),
   devices: obj({
     sevGuest: absPath,
@@ -110,7 +111,8 @@ export type RawConfig = Parsed<typeof configSchema>;
 /** Defaults: what a production install needs with an empty file. */
 export const DEFAULTS = {
   tee: 'auto',
-  simulation: { gpus: 2, dir: '/var/lib/cvm-agent/simulation', nvml: false },
+  /** ppcie: a simulated HGX protected-PCIe system (8 GPUs + 4 NVSwitches, agent/simulation/switch-sim.ts); gpus then defaults to 8. */
+  simulation: { gpus: 2, dir: '/var/lib/cvm-agent/simulation', nvml: false, ppcie: false },
   devices: { sevGuest: '/dev/sev-guest', tsmRoot: '/sys/kernel/config/tsm/report', tpm: '/dev/tpmrm0', nvmlLibrary: undefined as string | undefined },
   gpus: { enabled: 'auto', setReadyState: true },
   schedule: { cron: '*/10 * * * *', jitterSec: 30, attestAtStart: true, stepTimeoutSec: 60, retry: { initialSec: 5, maxSec: 300 } },
@@ -191,6 +193,12 @@ export function parseConfig(text: string, source = 'config'): Config {
     const a = parseListenAddress(raw.metrics.listen);
     if ('error' in a) errors.push(`metrics.listen: ${a.error}`);
   }
+  if (raw?.simulation?.ppcie === true) {
+    // An HGX system is 8 GPUs and 4 NVSwitches (agent/verify/nvidia/ppcie-topology.ts HGX_PPCIE_TOPOLOGY).
+    if (raw.simulation.gpus !== undefined && raw.simulation.gpus !== 8)
+      errors.push(`simulation.ppcie: a simulated HGX PPCIe system has 8 GPUs; simulation.gpus is ${raw.simulation.gpus} (leave it out or set 8)`);
+    if (raw.gpus?.enabled === 'off') errors.push('simulation.ppcie: the NVSwitches are attested with the GPUs, and gpus.enabled is "off"');
+  }
   const c = raw?.controller;
   if (c?.url !== undefined) {
     // Fail closed at load: a link whose verdicts cannot be authenticated must not start.
@@ -205,5 +213,7 @@ export function parseConfig(text: string, source = 'config'): Config {
   if (errors.length > 0 || !raw) {
     throw problemsError(source, errors);
   }
-  return merge(DEFAULTS as unknown as Record<string, unknown>, raw as Record<string, unknown>) as unknown as Config;
+  const config = merge(DEFAULTS as unknown as Record<string, unknown>, raw as Record<string, unknown>) as unknown as Config;
+  if (config.simulation.ppcie && raw.simulation?.gpus === undefined) config.simulation = { ...config.simulation, gpus: 8 };
+  return config;
 }

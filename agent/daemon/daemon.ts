@@ -30,6 +30,7 @@ import { Scheduler } from './schedule.js';
 import { ResultHistory } from '../state/history.js';
 import { TrustLog } from '../state/trust-log.js';
 import { openSources, type Sources } from './sources.js';
+import { switchTamperHook } from './test-hooks.js';
 import { VERSION } from '../util/agent-version.js';
 import { describeStatus } from './status.js';
 import { AgentMetrics } from './agent-metrics.js';
@@ -162,9 +163,17 @@ export class Daemon {
   }
 
   private async startValidated(policy: Sources['policy']): Promise<void> {
-    this.sources = await openSources(this.config, policy);
+    const switchTamper = switchTamperHook(this.env, this.log);
+    this.sources = await openSources(this.config, policy, switchTamper ? { switchTamper } : {});
     this.log.info(
-      { tee: this.sources.kind, cpuSource: this.sources.cpu.source, gpus: Boolean(this.sources.gpus), simulated: this.sources.simulated, policy: policy.id },
+      {
+        tee: this.sources.kind,
+        cpuSource: this.sources.cpu.source,
+        gpus: Boolean(this.sources.gpus),
+        ...(this.sources.switches ? { switches: this.sources.switches.count } : {}),
+        simulated: this.sources.simulated,
+        policy: policy.id,
+      },
       this.sources.simulated ? 'SIMULATED TEE: evidence is signed by test roots and trusted only because tee is "simulated"' : 'evidence sources ready',
     );
     this.key = await createAgentKey();
@@ -401,6 +410,7 @@ export class Daemon {
       agentId: this.agentId,
       cpu: this.sources.cpu,
       ...(this.sources.gpus ? { gpus: this.sources.gpus } : {}),
+      ...(this.sources.switches ? { switches: this.sources.switches } : {}),
       // Through `this.sources`, so a reload's new policy applies to the next cycle without a new attestation cycle.
       verify: (bundle, at) => this.sources.verify(bundle, at),
       setReadyState: this.config.gpus.setReadyState,
@@ -687,6 +697,7 @@ export class Daemon {
           'simulation.dir',
           'simulation.gpus',
           'simulation.nvml',
+          'simulation.ppcie',
           'gpus.setReadyState',
           'schedule.stepTimeoutSec',
           'controller.url',

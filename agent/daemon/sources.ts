@@ -13,11 +13,15 @@ import type { Config } from '../config/schema.js';
 import { DeviceError } from '../errors.js';
 import { existsSync } from 'node:fs';
 import { CollateralStore } from '../collateral/store.js';
+import type { SwitchBundleEntry } from '../formats/evidence-bundle.js';
+import type { SwitchTamper } from '../simulation/switch-sim.js';
 
 export interface Sources {
   kind: 'snp' | 'tsm' | 'azure' | 'simulated';
   cpu: CpuSource;
   gpus: GpuSource | undefined;
+  /** The NVSwitches of a protected-PCIe system; only the simulated HGX system (`simulation.ppcie`) has them today. */
+  switches?: { count: number; collect(nonce: Uint8Array): Promise<SwitchBundleEntry[]> };
   simulated: boolean;
   policy: AppraisalPolicy;
   verify: (bundle: EvidenceBundle, at: Date) => BundleResult | Promise<BundleResult>;
@@ -31,7 +35,8 @@ export async function loadPolicy(config: Config): Promise<AppraisalPolicy> {
   return base;
 }
 
-export async function openSources(config: Config, policy: AppraisalPolicy): Promise<Sources> {
+/** `hooks`: test faults from agent/daemon/test-hooks.ts (honoured only under CVM_AGENT_TEST_HOOKS=1), simulated TEE only. */
+export async function openSources(config: Config, policy: AppraisalPolicy, hooks: { switchTamper?: SwitchTamper } = {}): Promise<Sources> {
   if (config.devices.nvmlLibrary) setNvmlLibrary(config.devices.nvmlLibrary);
   if (config.tee === 'simulated') {
     let driver: GpuDriverFacts | undefined;
@@ -42,14 +47,20 @@ export async function openSources(config: Config, policy: AppraisalPolicy): Prom
     }
     // Loaded only in simulation mode: production start-up never evaluates the simulated TEE.
     const { openSimulation } = await import('../simulation/open.js');
-    const sim = await openSimulation(config.simulation.dir, config.simulation.gpus, driver ? { driver } : {});
+    const sim = await openSimulation(config.simulation.dir, config.simulation.gpus, {
+      ...(driver ? { driver } : {}),
+      ...(config.simulation.ppcie ? { ppcie: true } : {}),
+      ...(hooks.switchTamper ? { switchTamper: hooks.switchTamper } : {}),
+    });
     const gpus = config.gpus.enabled === 'off' ? undefined : sim.gpus;
+    const switches = gpus && sim.switches ? { count: sim.switches.system.switches.length, collect: sim.switches.collect } : undefined;
     // Simulated GPUs are in the "sim" environment; the simulation's own gpuPolicy is not used.
     const verifier = createVerifier({ snpPolicy: policy.snp, gpuPolicy: { ...policy.gpu, environments: ['sim'] }, policyId: `${policy.id}+simulated` });
     return {
       kind: 'simulated',
       cpu: sim.cpu,
       gpus,
+      ...(switches ? { switches } : {}),
       simulated: true,
       policy,
       verify: (bundle, at) => {

@@ -76,6 +76,8 @@ export async function describeStatus(d: Daemon) {
       ...(v.gpuReadyRead?.error ? { readError: v.gpuReadyRead.error } : {}),
       readyReason: last ? last.gpuReady.reason : 'no attestation yet',
     },
+    // The NVSwitches of a protected-PCIe system (only the simulated HGX system, simulation.ppcie, has them today); each is a device switch<N> above.
+    switches: { present: Boolean(v.sources.switches), count: v.sources.switches?.count ?? 0 },
     controller: { ...v.link, verdict: v.trust.controllerVerdict },
     collateral: v.collateral ? await v.collateral : { simulated: 'the simulated TEE brings its own collateral' },
     api: { socket: v.apiSocket, socketActivated: v.socketActivated },

@@ -1,13 +1,33 @@
 /**
- * Fault injection for the boot test (test/system/boot.test.ts), honoured only when the environment
- * says CVM_AGENT_TEST_HOOKS=1 (a systemd drop-in in that test; never in the shipped unit or the
- * .deb). With it, SIGUSR2 blocks the main thread for good, the way a hung event loop would, so the
- * test can watch systemd's watchdog (WatchdogSec=) abort and restart the agent. Without it SIGUSR2
- * keeps Node's default action, and nothing here is installed.
+ * Fault injection for end-to-end tests, honoured only when the environment says CVM_AGENT_TEST_HOOKS=1
+ * (a systemd drop-in in the boot test; never in the shipped unit or the .deb):
+ * - for the boot test (test/system/boot.test.ts), SIGUSR2 blocks the main thread for good, the way a
+ *   hung event loop would, so the test can watch systemd's watchdog (WatchdogSec=) abort and restart
+ *   the agent. Without the variable SIGUSR2 keeps Node's default action, and nothing here is installed;
+ * - for the hostile NVSwitch test (test/e2e/daemon-hgx.test.ts), CVM_AGENT_TEST_SWITCH_TAMPER=N:HOW
+ *   damages simulated switch N's evidence on every cycle (HOW: `signature`, a flipped measurement
+ *   byte; `foreign-gpu`, a correctly signed report naming a GPU of another system). It reaches only
+ *   the simulated TEE (`tee: simulated` with `simulation.ppcie`), whose evidence is test-signed anyway.
  */
 import type { Logger } from '../util/log.js';
+import type { SwitchTamper } from '../simulation/switch-sim.js';
 
 export const TEST_HOOKS_ENV = 'CVM_AGENT_TEST_HOOKS';
+export const SWITCH_TAMPER_ENV = 'CVM_AGENT_TEST_SWITCH_TAMPER';
+
+/** The simulated-switch fault CVM_AGENT_TEST_SWITCH_TAMPER asks for, only under CVM_AGENT_TEST_HOOKS=1; undefined otherwise or when malformed. */
+export function switchTamperHook(env: NodeJS.ProcessEnv, log: Logger): SwitchTamper | undefined {
+  const v = env[SWITCH_TAMPER_ENV];
+  if (env[TEST_HOOKS_ENV] !== '1' || v === undefined) return undefined;
+  const m = /^([0-9]{1,2}):(signature|foreign-gpu)$/.exec(v);
+  if (!m) {
+    log.warn({ env: SWITCH_TAMPER_ENV, value: v.slice(0, 64) }, 'test hook ignored: expected INDEX:signature or INDEX:foreign-gpu');
+    return undefined;
+  }
+  const tamper: SwitchTamper = { index: Number(m[1]), how: m[2] as SwitchTamper['how'] };
+  log.warn({ env: SWITCH_TAMPER_ENV, ...tamper }, 'test hook enabled: the simulated NVSwitch evidence is damaged on purpose (never set this in production)');
+  return tamper;
+}
 
 export function installTestHooks(env: NodeJS.ProcessEnv, log: Logger): boolean {
   if (env[TEST_HOOKS_ENV] !== '1') return false;

@@ -120,6 +120,7 @@ export const AGENT_SCHEMAS = {
           simulated: { type: 'boolean' },
           cpu: { type: 'object' },
           gpus: { type: 'array', maxItems: 64 },
+          switches: { type: 'array', minItems: 1, maxItems: 64, description: 'NVSwitch evidence of a protected-PCIe system; absent when there is none' },
         },
         additionalProperties: false,
       },

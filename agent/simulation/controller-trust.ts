@@ -1,7 +1,8 @@
 /**
  * Simulation trust for the controller (docs/controller.md "Simulation"): only when `simulation.trust: true`,
  * the controller reads the simulated test roots from `simulation.dir` (the directory the simulated
- * agent uses: snp-sim-state.json and gpu-sim-identity.json) and hands them to the verifiers, which
+ * agent uses: snp-sim-state.json, gpu-sim-identity.json and, for a simulated HGX system,
+ * switch-sim-identity.json) and hands them to the verifiers, which
  * then mark every result SIMULATED. The controller never creates these roots and never takes roots
  * from the agent's messages. The controller reaches this module by dynamic import, only when
  * `simulation.trust` is used for an appraisal; the roots are read lazily (the demo may start the
@@ -13,6 +14,7 @@ import { CvmError } from '../errors.js';
 import { SNP_SIM_FILE, SimulatedSnpDevice } from './snp-sim.js';
 import { loadSimGpuIdentity, SIM_FILE as GPU_SIM_FILE, type SimGpuIdentity } from './gpu-sim.js';
 import { simulationTrust, type SimulationVerifyOptions } from './open.js';
+import { loadOrCreateSimPpcieSystem, SWITCH_SIM_FILE, type SimPpcieSystem } from './switch-sim.js';
 
 /** Simulated roots plus the collateral a simulated chain needs (CRL, RIMs, OCSP) and the "sim" GPU environment. */
 export type SimulationTrust = SimulationVerifyOptions;
@@ -26,6 +28,7 @@ const exists = (p: string) =>
 export class SimulationRoots {
   private snp: SimulatedSnpDevice | undefined;
   private gpu: SimGpuIdentity | undefined;
+  private switches: SimPpcieSystem | undefined;
   private options: ((at: Date) => SimulationTrust) | undefined;
 
   constructor(readonly dir: string) {}
@@ -46,8 +49,13 @@ export class SimulationRoots {
       this.gpu = await loadSimGpuIdentity(this.dir);
       this.options = undefined;
     }
+    // The switch CA and chains (a simulated HGX system), for their RIM and OCSP answers; never created here.
+    if (this.gpu && !this.switches && (await exists(join(this.dir, SWITCH_SIM_FILE)))) {
+      this.switches = await loadOrCreateSimPpcieSystem(this.gpu, false);
+      if (this.switches) this.options = undefined;
+    }
     if (needGpus && !this.gpu) throw new CvmError('ERR_SIMULATION', `no simulated GPU roots in ${this.dir} (${GPU_SIM_FILE}); the bundle has GPUs`);
-    this.options ??= simulationTrust(this.snp, this.gpu);
+    this.options ??= simulationTrust(this.snp, this.gpu, this.switches);
     return this.options(at);
   }
 }

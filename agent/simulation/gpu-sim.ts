@@ -63,7 +63,8 @@ export interface SimGpuIdentity {
   gpus: SimGpuChain[];
 }
 
-interface StoredCert {
+/** A simulated certificate and its private key as the simulation files store them (PEM). */
+export interface StoredCert {
   certPem: string;
   keyPem: string;
 }
@@ -79,8 +80,8 @@ interface StoredIdentity {
 
 const fromPem = (text: string): Buffer => Buffer.from(text.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, ''), 'base64');
 const p384 = (): { privateKey: KeyObject; publicKey: KeyObject } => generateKeyPairSync('ec', { namedCurve: 'P-384' });
-const store = (c: SimCert): StoredCert => ({ certPem: derToPem(c.der), keyPem: c.key.export({ type: 'pkcs8', format: 'pem' }).toString() });
-const load = (s: StoredCert): SimCert => ({ der: fromPem(s.certPem), key: createPrivateKey(s.keyPem) });
+export const storeSimCert = (c: SimCert): StoredCert => ({ certPem: derToPem(c.der), keyPem: c.key.export({ type: 'pkcs8', format: 'pem' }).toString() });
+export const loadSimCert = (s: StoredCert): SimCert => ({ der: fromPem(s.certPem), key: createPrivateKey(s.keyPem) });
 
 /** Issue a P-384 test certificate under a simulated CA (also used for the simulated NVSwitch chains, switch-sim.ts). */
 export function issue(
@@ -182,13 +183,16 @@ export async function loadOrCreateSimGpuIdentity(dir: string, gpuCount = 1, crea
   if (stored) {
     const base = {
       dir,
-      root: load(stored.root),
-      identity: load(stored.identity),
-      ica: load(stored.ica),
-      rimRoot: load(stored.rimRoot),
-      rimSigner: load(stored.rimSigner),
+      root: loadSimCert(stored.root),
+      identity: loadSimCert(stored.identity),
+      ica: loadSimCert(stored.ica),
+      rimRoot: loadSimCert(stored.rimRoot),
+      rimSigner: loadSimCert(stored.rimSigner),
     };
-    id = withChainPem({ ...base, gpus: stored.gpus.map((g) => ({ brom: load(g.brom), leaf: load(g.leaf), fwid: Buffer.from(g.fwid, 'hex'), chainPem: '' })) });
+    id = withChainPem({
+      ...base,
+      gpus: stored.gpus.map((g) => ({ brom: loadSimCert(g.brom), leaf: loadSimCert(g.leaf), fwid: Buffer.from(g.fwid, 'hex'), chainPem: '' })),
+    });
   } else {
     const root = selfSigned(ROOT_NAME, 1n);
     const identity = issue(IDENTITY_NAME, root, true, 2n);
@@ -208,12 +212,12 @@ export async function loadOrCreateSimGpuIdentity(dir: string, gpuCount = 1, crea
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const out: StoredIdentity = {
       version: FILE_VERSION,
-      root: store(id.root),
-      identity: store(id.identity),
-      ica: store(id.ica),
-      rimRoot: store(id.rimRoot),
-      rimSigner: store(id.rimSigner),
-      gpus: id.gpus.map((g) => ({ brom: store(g.brom), leaf: store(g.leaf), fwid: g.fwid.toString('hex') })),
+      root: storeSimCert(id.root),
+      identity: storeSimCert(id.identity),
+      ica: storeSimCert(id.ica),
+      rimRoot: storeSimCert(id.rimRoot),
+      rimSigner: storeSimCert(id.rimSigner),
+      gpus: id.gpus.map((g) => ({ brom: storeSimCert(g.brom), leaf: storeSimCert(g.leaf), fwid: g.fwid.toString('hex') })),
     };
     await writeFileAtomic(path, JSON.stringify(out, null, 1), 0o600);
   }

@@ -8,6 +8,7 @@ import { bitString, explicit, generalizedTime, integer, nullValue, octetString, 
 import { parsePemChain } from '../verify/nvidia/device-chain.js';
 import type { Certificate } from '../formats/x509/certificate.js';
 import type { SimGpuIdentity } from './gpu-sim.js';
+import type { SimPpcieSystem } from './switch-sim.js';
 
 const HASH_OIDS = { sha1: '1.3.14.3.2.26', sha384: '2.16.840.1.101.3.4.2.2' } as const;
 const HOUR = 3600_000;
@@ -55,14 +56,19 @@ export function buildOcspResponse(s: OcspResponseSpec): Buffer {
 }
 
 /**
- * "good" responses for the checked certificates of every simulated GPU chain (positions 1..n-2, as the
- * verifier checks them), valid from an hour before `at` for a day.
+ * "good" responses for the checked certificates of every simulated GPU chain and, with `system`, every
+ * simulated NVSwitch chain (positions 1..n-2, as the verifier checks them), valid from an hour before
+ * `at` for a day.
  */
-export function simulatedOcspResponses(id: SimGpuIdentity, at: Date): Buffer[] {
+export function simulatedOcspResponses(id: SimGpuIdentity, at: Date, system?: SimPpcieSystem): Buffer[] {
   const out = new Map<string, Buffer>();
-  for (const gpu of id.gpus) {
-    const chain = parsePemChain(gpu.chainPem);
-    const keys = [gpu.leaf.key, gpu.brom.key, id.ica.key, id.identity.key, id.root.key];
+  // Each chain with the private keys of its certificates, leaf first (the keys of positions 2.. sign the answers).
+  const chains = [
+    ...id.gpus.map((gpu) => ({ pem: gpu.chainPem, keys: [gpu.leaf.key, gpu.brom.key, id.ica.key, id.identity.key, id.root.key] })),
+    ...(system?.switches ?? []).map((sw) => ({ pem: sw.chainPem, keys: [sw.leaf.key, sw.brom.key, system!.ica.key, id.identity.key, id.root.key] })),
+  ];
+  for (const { pem, keys } of chains) {
+    const chain = parsePemChain(pem);
     for (let i = 1; i < chain.length - 1; i++) {
       const cert = chain[i]!;
       const issuer = chain[i + 1]!;

@@ -15,22 +15,23 @@ import { DEFAULT_GPU_POLICY, type GpuPolicy } from '../appraise/gpu-policy.js';
 import type { BundleVerifyOptions } from '../attest/verify-bundle.js';
 import type { GpuDriverFacts } from '../evidence/gpu-nvml.js';
 import type { SwitchBundleEntry } from '../formats/evidence-bundle.js';
-import { collectSimulatedSwitches, createSimPpcieSystem, HGX_GPUS, type SimPpcieSystem } from './switch-sim.js';
+import { collectSimulatedSwitches, HGX_GPUS, loadOrCreateSimPpcieSystem, type SimPpcieSystem, type SwitchTamper } from './switch-sim.js';
 
 export type SimulationVerifyOptions = Required<Pick<BundleVerifyOptions, 'simulation' | 'gpuCollateral' | 'cpuCollateral' | 'gpuPolicy'>>;
 
 /**
  * Verifier options that trust the simulated roots, with the collateral a simulated chain needs: a CRL
  * signed by the simulated ARK, the simulated RIMs, and OCSP answers signed by the simulated CAs (so
- * revocation is checked, not skipped). Signed collateral is reused while valid.
+ * revocation is checked, not skipped). With the simulated HGX system's switches, their VBIOS RIM and
+ * OCSP answers for their chains too. Signed collateral is reused while valid.
  */
 export function simulationTrust(
   snp: SimulatedSnpDevice,
   identity: SimGpuIdentity | undefined,
-  switchRims?: ReadonlyMap<string, string>,
+  switches?: SimPpcieSystem,
 ): (at: Date) => SimulationVerifyOptions {
   const gpuRims = identity ? simulatedRims(identity) : undefined;
-  const rims = gpuRims && switchRims ? { byId: new Map([...gpuRims.byId, ...switchRims]) } : gpuRims;
+  const rims = gpuRims && switches ? { byId: new Map([...gpuRims.byId, ...switches.rims]) } : gpuRims;
   // Simulated GPUs report NVML's "sim" CC environment; accept it only here.
   const gpuPolicy: GpuPolicy = { ...DEFAULT_GPU_POLICY, environments: ['sim'] };
   let signed: { from: number; crl: Buffer; ocsp: Buffer[] } | undefined;
@@ -39,7 +40,7 @@ export function simulationTrust(
   return (at) => {
     const t = at.getTime();
     if (!signed || t - signed.from > 12 * 3600_000 || t < signed.from) {
-      signed = { from: t, crl: snp.crl(at), ocsp: identity ? simulatedOcspResponses(identity, at) : [] };
+      signed = { from: t, crl: snp.crl(at), ocsp: identity ? simulatedOcspResponses(identity, at, switches) : [] };
     }
     return {
       simulation: {
@@ -65,22 +66,29 @@ export interface Simulation {
  * Open (creating on first use) the simulated CPU and `gpuCount` GPUs in `dir`. With `driver`, the
  * GPUs' presence, CC mode and ready state come from that driver (NVML) instead of memory. With
  * `ppcie`, the GPUs are an HGX protected-PCIe system (8 GPUs, 4 NVSwitches, switch-sim.ts): every GPU
- * names the 4 switches and each switch the 8 GPUs; the default (no `ppcie`) has no switches.
+ * names the 4 switches and each switch the 8 GPUs; the default (no `ppcie`) has no switches. The
+ * switches are created on first use in `dir` too (switch-sim-identity.json). `switchTamper` damages one
+ * switch's evidence on every collection (end-to-end tests only, agent/daemon/test-hooks.ts).
  */
-export async function openSimulation(dir: string, gpuCount: number, opts: { driver?: GpuDriverFacts; ppcie?: boolean } = {}): Promise<Simulation> {
+export async function openSimulation(
+  dir: string,
+  gpuCount: number,
+  opts: { driver?: GpuDriverFacts; ppcie?: boolean; switchTamper?: SwitchTamper } = {},
+): Promise<Simulation> {
   if (opts.ppcie && gpuCount !== HGX_GPUS)
     throw new CvmError('ERR_INVALID_ARGUMENT', `a simulated HGX PPCIe system has ${HGX_GPUS} GPUs, ${gpuCount} requested`);
   const cpu = await SimulatedCpuSource.open(dir);
   const identity = gpuCount > 0 ? await loadOrCreateSimGpuIdentity(dir, gpuCount) : undefined;
   const gpus = identity ? new SimulatedGpuSource(identity, gpuCount, undefined, opts.driver) : undefined;
   if (!opts.ppcie || !identity || !gpus) return { cpu, gpus, verifyOptions: simulationTrust(cpu.device, identity) };
-  const system = createSimPpcieSystem(identity);
+  const system = (await loadOrCreateSimPpcieSystem(identity))!;
   gpus.ppcieSwitchPdis = system.switches.map((s) => s.pdi);
+  const tamper = opts.switchTamper;
   return {
     cpu,
     gpus,
-    switches: { system, collect: async (nonce) => collectSimulatedSwitches(system, nonce) },
-    verifyOptions: simulationTrust(cpu.device, identity, system.rims),
+    switches: { system, collect: async (nonce) => collectSimulatedSwitches(system, nonce, tamper) },
+    verifyOptions: simulationTrust(cpu.device, identity, system),
   };
 }
 

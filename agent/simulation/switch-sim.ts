@@ -8,14 +8,19 @@
  * DISABLED_PORTS, SWITCH_POSITION_ID, SWITCH_LOCK_STATUS. The chain is "LS_10 A01 FSP FMC LF" →
  * "LS_10 A01 FSP BROM" → "SIMULATED NVIDIA LS_10 Provisioner ICA 1" → the simulated GH100 Identity →
  * the SIMULATED NVIDIA Device Identity CA (gpu-sim.ts), so it is trusted only where the simulated GPU
- * roots are, i.e. only when simulation is explicitly enabled. The switch keys live in memory: the
- * verifier needs only the simulated root.
+ * roots are, i.e. only when simulation is explicitly enabled. The switch CA, chains and PDIs are created
+ * on first use next to the GPU identity (switch-sim-identity.json, 0600, TEST keys only) and reused, so
+ * a controller trusting the same simulation directory can answer OCSP for the switch chains and a
+ * restarted agent keeps its switches.
  */
 import { createHash, randomBytes, sign } from 'node:crypto';
+import { join } from 'node:path';
 import { CvmError } from '../errors.js';
 import { derToPem } from '../util/pem.js';
+import { readBoundedText } from '../util/bounded-read.js';
+import { writeFileAtomic } from '../util/atomic-file.js';
 import { buildSignedRim } from './rim-build.js';
-import { IDENTITY_NAME, issue, type SimCert, type SimGpuIdentity } from './gpu-sim.js';
+import { IDENTITY_NAME, issue, loadSimCert, storeSimCert, type SimCert, type SimGpuIdentity, type StoredCert } from './gpu-sim.js';
 import { switchBiosRimId } from '../verify/nvidia/switch-verify.js';
 import type { SwitchBundleEntry } from '../formats/gpu-evidence-record.js';
 
@@ -31,11 +36,15 @@ const ICA_NAME = { CN: 'SIMULATED NVIDIA LS_10 Provisioner ICA 1', O: 'NVIDIA Co
 export interface SimSwitch {
   /** DEVICE_PDI, hex in report order. */
   pdi: string;
+  brom: SimCert;
   leaf: SimCert;
+  /** PEM, leaf first: leaf, BROM, switch ICA, the simulated GH100 Identity, the simulated root. */
   chainPem: string;
 }
 
 export interface SimPpcieSystem {
+  /** The simulated "LS_10 Provisioner ICA", issued by the simulated GH100 Identity. */
+  ica: SimCert;
   switches: SimSwitch[];
   /** The GPU PDIs the switches report (a GPU report does not carry its own). */
   gpuPdis: string[];
@@ -49,7 +58,7 @@ export function simSwitchMeasurement(rimIndex: number, version: string): Buffer 
 
 const hex16 = (salt: Buffer, what: string) => createHash('sha256').update(salt).update(what).digest('hex').slice(0, 16);
 
-/** Create the switches of a simulated HGX system under the simulated GPU identity's CAs (in memory). */
+/** Create the switches of a simulated HGX system under the simulated GPU identity's CAs (in memory; see loadOrCreateSimPpcieSystem). */
 export function createSimPpcieSystem(id: SimGpuIdentity, switchCount = HGX_SWITCHES, gpuCount = HGX_GPUS): SimPpcieSystem {
   if (gpuCount > 8) throw new CvmError('ERR_INVALID_ARGUMENT', `an LS10 switch reports at most 8 GPU PDIs, ${gpuCount} requested`);
   const salt = createHash('sha256').update(id.root.der).update(randomBytes(16)).digest();
@@ -64,10 +73,24 @@ export function createSimPpcieSystem(id: SimGpuIdentity, switchCount = HGX_SWITC
     );
     const leafSerial = BigInt(`0x${hex16(salt, `leaf-${j}`)}`);
     const leaf = issue({ CN: 'LS_10 A01 FSP FMC LF', O: 'NVIDIA Corporation (SIMULATED)' }, brom, false, leafSerial);
-    const chainPem = [leaf.der, brom.der, ica.der, id.identity.der, id.root.der].map((der) => derToPem(der)).join('');
-    return { pdi, leaf, chainPem };
+    return { pdi, brom, leaf, chainPem: '' };
   });
   const gpuPdis = Array.from({ length: gpuCount }, (_, i) => hex16(salt, `gpu-${i}`));
+  return withSwitchChains(id, { ica, switches, gpuPdis, rims: simulatedSwitchRims(id) });
+}
+
+function withSwitchChains(id: SimGpuIdentity, system: SimPpcieSystem): SimPpcieSystem {
+  for (const sw of system.switches) sw.chainPem = [sw.leaf.der, sw.brom.der, system.ica.der, id.identity.der, id.root.der].map((der) => derToPem(der)).join('');
+  return system;
+}
+
+const rimMemo = new Map<string, Map<string, string>>();
+
+/** The signed switch VBIOS RIM matching the simulated switch measurements, by RIM id (memoised per RIM signer). */
+export function simulatedSwitchRims(id: SimGpuIdentity): Map<string, string> {
+  const key = createHash('sha256').update(id.rimSigner.der).digest('hex');
+  const hit = rimMemo.get(key);
+  if (hit) return hit;
   const signer = { key: id.rimSigner.key, chain: [id.rimSigner.der, id.rimRoot.der] };
   const rim = buildSignedRim({
     kind: 'vbios',
@@ -81,7 +104,58 @@ export function createSimPpcieSystem(id: SimGpuIdentity, switchCount = HGX_SWITC
       name: `Measurement_${i}_SIM`,
     })),
   });
-  return { switches, gpuPdis, rims: new Map([[switchBiosRimId(SIM_SWITCH_VBIOS_VERSION), rim]]) };
+  const rims = new Map([[switchBiosRimId(SIM_SWITCH_VBIOS_VERSION), rim]]);
+  rimMemo.set(key, rims);
+  return rims;
+}
+
+export const SWITCH_SIM_FILE = 'switch-sim-identity.json';
+const FILE_VERSION = 1;
+
+interface StoredSystem {
+  version: number;
+  /** SHA-256 of the simulated root the switch CA chains to: a recreated GPU identity invalidates the file. */
+  rootSha256: string;
+  ica: StoredCert;
+  gpuPdis: string[];
+  switches: { pdi: string; brom: StoredCert; leaf: StoredCert }[];
+}
+
+/**
+ * Load the simulated HGX system's switches from the GPU identity's directory, creating them on first use
+ * (with `create`; a verifier that only trusts the directory passes false and gets undefined when there is
+ * none). A file made under another simulated root is replaced (create) or ignored.
+ */
+export async function loadOrCreateSimPpcieSystem(id: SimGpuIdentity, create = true): Promise<SimPpcieSystem | undefined> {
+  const path = join(id.dir, SWITCH_SIM_FILE);
+  const rootSha256 = createHash('sha256').update(id.root.der).digest('hex');
+  let stored: StoredSystem | undefined;
+  try {
+    stored = JSON.parse(await readBoundedText(path, 'simulationState')) as StoredSystem;
+    if (stored.version !== FILE_VERSION || stored.rootSha256 !== rootSha256) stored = undefined;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+      throw new CvmError('ERR_SIMULATION', `cannot read the simulated NVSwitches ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  if (stored) {
+    return withSwitchChains(id, {
+      ica: loadSimCert(stored.ica),
+      gpuPdis: stored.gpuPdis,
+      switches: stored.switches.map((s) => ({ pdi: s.pdi, brom: loadSimCert(s.brom), leaf: loadSimCert(s.leaf), chainPem: '' })),
+      rims: simulatedSwitchRims(id),
+    });
+  }
+  if (!create) return undefined;
+  const system = createSimPpcieSystem(id);
+  const out: StoredSystem = {
+    version: FILE_VERSION,
+    rootSha256,
+    ica: storeSimCert(system.ica),
+    gpuPdis: system.gpuPdis,
+    switches: system.switches.map((s) => ({ pdi: s.pdi, brom: storeSimCert(s.brom), leaf: storeSimCert(s.leaf) })),
+  };
+  await writeFileAtomic(path, JSON.stringify(out, null, 1), 0o600);
+  return system;
 }
 
 function tlv(type: number, value: Uint8Array): Buffer {
@@ -140,7 +214,29 @@ export function buildSimulatedSwitchReport(system: SimPpcieSystem, j: number, op
   return Buffer.concat([signed, sign('sha384', signed, { key: sw.leaf.key, dsaEncoding: 'ieee-p1363' })]);
 }
 
-/** Every switch's evidence for one nonce, as the bundle's `switches[]` carries it. */
-export function collectSimulatedSwitches(system: SimPpcieSystem, nonce: Uint8Array): SwitchBundleEntry[] {
-  return system.switches.map((sw, j) => ({ index: j, arch: 'LS10', report: buildSimulatedSwitchReport(system, j, { nonce }), certChainPem: sw.chainPem }));
+/**
+ * A deliberate fault in one simulated switch's evidence, for end-to-end tests only (agent/daemon/test-hooks.ts):
+ * `signature` flips a byte of its signed measurement record (the signature no longer verifies);
+ * `foreign-gpu` has it report, correctly signed, a GPU PDI that belongs to no GPU of the system.
+ */
+export interface SwitchTamper {
+  index: number;
+  how: 'signature' | 'foreign-gpu';
+}
+
+/** Every switch's evidence for one nonce, as the bundle's `switches[]` carries it (with `tamper`, one switch's damaged). */
+export function collectSimulatedSwitches(system: SimPpcieSystem, nonce: Uint8Array, tamper?: SwitchTamper): SwitchBundleEntry[] {
+  return system.switches.map((sw, j) => {
+    let report: Buffer;
+    if (tamper?.index === j && tamper.how === 'foreign-gpu') {
+      const foreign = createHash('sha256').update('a GPU of another system').digest('hex').slice(0, 16);
+      report = buildSimulatedSwitchReport(system, j, { nonce, gpuPdis: [foreign, ...system.gpuPdis.slice(1)] });
+    } else {
+      report = buildSimulatedSwitchReport(system, j, { nonce });
+      // Request (37 bytes) and MEASUREMENTS header (8), then the first block's 7-byte header: a measurement byte.
+      const at = 37 + 8 + 7;
+      if (tamper?.index === j && tamper.how === 'signature') report.writeUInt8(report.readUInt8(at) ^ 0x01, at);
+    }
+    return { index: j, arch: 'LS10', report, certChainPem: sw.chainPem };
+  });
 }

@@ -48,6 +48,18 @@ const gpu = (index: number): GpuBundleEntry => ({
   nvml: {},
 });
 
+const SW = 'nvidia/attestation-sdk/switch-ls10';
+const SWITCH_RIM_ID = 'NV_SWITCH_BIOS_5612_0002_890_9610550001';
+const SWITCH_RIM_FILE = `switchVBIOSRim_${SWITCH_RIM_ID}.xml`;
+const switchRim = vector(`${SW}/${SWITCH_RIM_FILE}`);
+const AT_SWITCH = new Date('2026-06-30T00:00:00Z'); // inside the LS10 RIM signer's validity (from 2026-05-20)
+const nvswitch = (index: number) => ({
+  index,
+  arch: 'LS10',
+  report: reportBytesFromFile(vector(`${SW}/switchAttestationReport.txt`)),
+  certChainPem: vector(`${SW}/switchCertChain.txt`).toString(),
+});
+
 const teePubKey = generateKeyPairSync('ec', { namedCurve: 'P-384' }).publicKey.export({ format: 'jwk' }) as PublicJwk;
 function bundle(over: Partial<EvidenceBundle> = {}): EvidenceBundle {
   return {
@@ -87,7 +99,7 @@ beforeAll(async () => {
         .match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----\n?/g)!;
       return { vcekCert: blocks[0], certificateChain: blocks.slice(1).join('') };
     })(),
-    rims: { [DRIVER_ID]: driverRim.toString(), [VBIOS_ID]: vbiosRim.toString() },
+    rims: { [DRIVER_ID]: driverRim.toString(), [VBIOS_ID]: vbiosRim.toString(), [SWITCH_RIM_ID]: switchRim.toString() },
     ocsp: { thisUpdate: new Date('2024-05-31T00:00:00Z'), nextUpdate: new Date('2024-06-07T00:00:00Z') },
   });
 });
@@ -393,4 +405,57 @@ describe('hostile evidence', () => {
       { numRuns: FC_RUNS },
     );
   }, 120_000);
+});
+
+describe("NVSwitch: RIM and OCSP, looked up like a GPU's", () => {
+  it('offline, the switch RIM imported under its file name: collateral.rim passes on switch0 and the golden measurements are compared', async () => {
+    await store.putBytes(switchRim, { source: `import:${SWITCH_RIM_FILE}` }, { fileName: SWITCH_RIM_FILE });
+    const b = bundle({ switches: [nvswitch(0)] });
+    const got = await gatherCollateral(store, b, { at: AT_SWITCH });
+    expect([...got.gpuCollateral.rims.byId.keys()]).toEqual([SWITCH_RIM_ID]);
+    expect(Object.keys(got.collateralChecks.switch!)).toEqual(['0']);
+    expect(server.requests).toHaveLength(0);
+    const s0 = verifyBundle(b, { at: AT_SWITCH, ...got }).devices.find((d) => d.id === 'switch0')!.result;
+    expect(findCheck(s0.checks, 'collateral.rim')).toMatchObject({ ok: true, detail: expect.stringContaining(SWITCH_RIM_ID) });
+    for (const n of ['switch.rim.vbios', 'switch.measurements', 'switch.signature']) expect(findCheck(s0.checks, n), n).toMatchObject({ ok: true });
+    // No OCSP cached: switch.revocation warns, collateral.ocsp names the fix.
+    expect(level(findCheck(s0.checks, 'switch.revocation'))).toBe('warn');
+    expect(findCheck(s0.checks, 'collateral.ocsp').detail).toContain('cvm-agent collateral import FILE');
+  });
+
+  it('offline without the switch RIM: collateral.rim and switch.rim.vbios fail, both naming NV_SWITCH_BIOS_...', async () => {
+    const b = bundle({ switches: [nvswitch(2)] });
+    const got = await gatherCollateral(store, b, { at: AT_SWITCH });
+    const s2 = verifyBundle(b, { at: AT_SWITCH, ...got }).devices.find((d) => d.id === 'switch2')!.result;
+    expect(findCheck(s2.checks, 'collateral.rim')).toMatchObject({
+      ok: false,
+      detail: expect.stringContaining(`RIM ${SWITCH_RIM_ID} is not in the collateral cache`),
+    });
+    expect(findCheck(s2.checks, 'switch.rim.vbios')).toMatchObject({ ok: false, detail: expect.stringContaining(SWITCH_RIM_ID) });
+  });
+
+  it('online, two switches: the switch RIM and the 3 OCSP answers for the LS10 chain are fetched once, cached, and reported per switch', async () => {
+    const b = bundle({ switches: [nvswitch(0), nvswitch(1)] });
+    const got = await gatherCollateral(store, b, { ...online, at: AT_SWITCH });
+    const rimGets = server.requests.filter((q) => q.url.startsWith('/v1/rim/')).map((q) => decodeURIComponent(q.url.slice('/v1/rim/'.length)));
+    expect(rimGets).toEqual([SWITCH_RIM_ID]);
+    expect(server.requests.filter((q) => q.method === 'POST' && q.url === '/ocsp')).toHaveLength(3);
+    expect(got.gpuCollateral.ocsp).toHaveLength(3);
+    for (const idx of [0, 1]) {
+      expect(findCheck(got.collateralChecks.switch![idx]!, 'collateral.rim').detail).toContain(`fetched from ${server.url}/v1/rim/`);
+      expect(findCheck(got.collateralChecks.switch![idx]!, 'collateral.ocsp').detail.match(/OCSP response for serial/g)).toHaveLength(3);
+    }
+    server.requests.length = 0;
+    const cached = await gatherCollateral(store, b, { at: AT_SWITCH });
+    expect(server.requests).toHaveLength(0);
+    expect(cached.gpuCollateral.rims.byId.has(SWITCH_RIM_ID)).toBe(true);
+    expect(cached.gpuCollateral.ocsp).toHaveLength(3);
+  });
+
+  it('a switch report that does not parse gets no RIM lookup (switch.report.parse fails on its own)', async () => {
+    const b = bundle({ switches: [{ ...nvswitch(0), report: Buffer.alloc(40) }] });
+    const got = await gatherCollateral(store, b, { ...online, at: AT_SWITCH });
+    expect(server.requests.filter((q) => q.url.startsWith('/v1/rim/'))).toHaveLength(0);
+    expect(got.collateralChecks.switch![0]!.map((c) => c.name)).toEqual(['collateral.ocsp']);
+  });
 });

@@ -61,6 +61,30 @@ describe('config', () => {
   });
 });
 
+describe('simulation.ppcie', () => {
+  it('is off by default (no switches, 2 simulated GPUs); on, it means 8 GPUs unless told otherwise', () => {
+    expect(parseConfig('').simulation).toMatchObject({ ppcie: false, gpus: 2 });
+    expect(parseConfig('simulation: {ppcie: true}').simulation).toMatchObject({ ppcie: true, gpus: 8 });
+    expect(parseConfig('simulation: {ppcie: true, gpus: 8}').simulation).toMatchObject({ ppcie: true, gpus: 8 });
+    expect(parseConfig('simulation: {ppcie: false, gpus: 3}').simulation).toMatchObject({ ppcie: false, gpus: 3 });
+  });
+
+  it('refuses another GPU count, GPUs turned off, and a non-boolean, naming the key', () => {
+    const problems = (text: string) => {
+      try {
+        parseConfig(text);
+      } catch (err) {
+        expect(err).toBeInstanceOf(ConfigError);
+        return (err as Error).message;
+      }
+      throw new Error(`accepted: ${text}`);
+    };
+    expect(problems('simulation: {ppcie: true, gpus: 2}')).toMatch(/simulation\.ppcie: a simulated HGX PPCIe system has 8 GPUs; simulation\.gpus is 2/);
+    expect(problems('simulation: {ppcie: true}\ngpus: {enabled: "off"}')).toMatch(/simulation\.ppcie: .*gpus\.enabled is "off"/);
+    expect(problems('simulation: {ppcie: "yes"}')).toMatch(/simulation\.ppcie/);
+  });
+});
+
 describe('metrics.listen', () => {
   it('is off by default, and takes HOST:PORT with an explicit host', () => {
     expect(DEFAULTS.metrics.listen).toBeUndefined();

@@ -43,6 +43,13 @@ const goodAgent: AgentMessage[] = [
     localResult: { 'ear.status': 'affirming' },
     proof: jws,
   },
+  {
+    type: 'evidence',
+    challengeId: 'c-2',
+    bundle: { version: 1, agentId: 'vm-1', nonce: '00'.repeat(32), teePubKey: jwk, simulated: true, cpu: {}, gpus: [], switches: [{ index: 0 }] },
+    localResult: {},
+    proof: jws,
+  },
   { type: 'event', seq: 1, at: '2025-06-01T12:00:00.000Z', kind: 'status', data: { up: true }, sig: jws },
   { type: 'error', code: 'attestation-failed', message: 'no /dev/sev-guest', challengeId: 'c-1' },
 ];
@@ -89,8 +96,14 @@ describe('validateMessage', () => {
     ['secret name with slash', 'controller->agent', { type: 'verdict', challengeId: 'c', token: jws, secrets: [{ name: '../k', jwe }] }, /name: must match/],
     ['private JWK in hello', 'agent->controller', { ...goodAgent[0], teePubKey: { ...jwk, d: 'x' } }, /teePubKey\/d: unknown member/],
     ['protocol offer of strings', 'agent->controller', { ...goodAgent[0], protocol: ['1'] }, /protocol: matches no alternative/],
-    ['unknown event kind', 'agent->controller', { ...goodAgent[3], kind: 'reboot' }, /kind: must be one of/],
-    ['event seq 0', 'agent->controller', { ...goodAgent[3], seq: 0 }, /seq: must be >= 1/],
+    ['unknown event kind', 'agent->controller', { ...goodAgent[4], kind: 'reboot' }, /kind: must be one of/],
+    ['event seq 0', 'agent->controller', { ...goodAgent[4], seq: 0 }, /seq: must be >= 1/],
+    [
+      'empty switches (absent when none)',
+      'agent->controller',
+      { ...goodAgent[2], bundle: { ...(goodAgent[2] as any).bundle, switches: [] } },
+      /switches: must have at least 1 items/,
+    ],
   ];
   it.each(bad)('rejects %s', (_n, dir, v, re) => {
     const r = validateMessage(dir, v);

@@ -1,7 +1,8 @@
 /**
  * The controller's simulation trust (agent/simulation/controller-trust.ts): it reads the roots the
  * simulated agent created and never creates them; without SNP roots, or without GPU roots for a
- * bundle with GPUs, it refuses with ERR_SIMULATION naming the directory and the missing file.
+ * bundle with GPUs, it refuses with ERR_SIMULATION naming the directory and the missing file; a simulated
+ * HGX system's switches (switch-sim-identity.json) are trusted with their RIM and OCSP answers.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -9,6 +10,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SimulationRoots } from '../../../agent/simulation/controller-trust.js';
 import { SimulatedSnpDevice } from '../../../agent/simulation/snp-sim.js';
+import { openSimulation } from '../../../agent/simulation/open.js';
+import { verifyBundle } from '../../../agent/attest/verify-bundle.js';
+import { BUNDLE_VERSION } from '../../../agent/formats/evidence-bundle.js';
+import { cpuReportData, gpuNonce, type PublicJwk } from '../../../agent/formats/nonce-binding.js';
+import { gpuRecordOf } from '../../../agent/evidence/gpu-nvml.js';
+import { switchBiosRimId } from '../../../agent/verify/nvidia/switch-verify.js';
+import { SIM_SWITCH_VBIOS_VERSION } from '../../../agent/simulation/switch-sim.js';
+import { generateKeyPairSync } from 'node:crypto';
 
 const root = mkdtempSync(join(tmpdir(), 'controller-trust-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -35,4 +44,32 @@ describe('SimulationRoots (controller, simulation.trust: true)', () => {
       message: expect.stringContaining('(gpu-sim-identity.json); the bundle has GPUs'),
     });
   }, 60_000);
+
+  it("trusts a simulated HGX system's switches too: their RIM and OCSP answers, so the agent's bundle is affirming", async () => {
+    const dir = join(root, 'hgx');
+    const sim = await openSimulation(dir, 8, { ppcie: true });
+    const roots = new SimulationRoots(dir);
+    const t = await roots.trust(new Date(), true);
+    expect(t.gpuCollateral.rims?.byId?.has(switchBiosRimId(SIM_SWITCH_VBIOS_VERSION))).toBe(true);
+    const teePubKey = generateKeyPairSync('ec', { namedCurve: 'P-384' }).publicKey.export({ format: 'jwk' }) as PublicJwk;
+    const nonce = Buffer.alloc(32, 9);
+    const n = gpuNonce(nonce, teePubKey, 'hgx');
+    const gpus = (await sim.gpus!.collect(n)).map(gpuRecordOf);
+    const switches = await sim.switches!.collect(n);
+    const cpu = await sim.cpu.collect(
+      cpuReportData(
+        nonce,
+        teePubKey,
+        'hgx',
+        gpus.map((g) => g.report),
+        switches.map((s) => s.report),
+      ),
+    );
+    const r = verifyBundle(
+      { version: BUNDLE_VERSION, agentId: 'hgx', nonce, teePubKey, simulated: true, cpu, gpus, switches },
+      { at: new Date(), expectedNonce: nonce, ...t },
+    );
+    expect(r.devices.map((d) => d.id)).toEqual(['cpu0', ...[0, 1, 2, 3, 4, 5, 6, 7].map((i) => `gpu${i}`), 'switch0', 'switch1', 'switch2', 'switch3']);
+    expect(r.devices.flatMap((d) => d.result.checks.filter((c) => !c.ok || c.warning).map((c) => `${d.id}:${c.name}`))).toEqual([]);
+  }, 120_000);
 });
