@@ -30,6 +30,8 @@ import { Scheduler } from './schedule.js';
 import { ResultHistory } from '../state/history.js';
 import { TrustLog } from '../state/trust-log.js';
 import { openSources, type Sources } from './sources.js';
+import { VerifyThread } from '../attest/verify-thread.js';
+import { verifyWorkerHooks } from './test-hooks.js';
 import { VERSION } from '../util/agent-version.js';
 import { describeStatus } from './status.js';
 import { AgentMetrics } from './agent-metrics.js';
@@ -96,6 +98,8 @@ export class Daemon {
   readonly log: Logger;
   private readonly env: NodeJS.ProcessEnv;
   private sources!: Sources;
+  /** Where verifyBundle runs: a worker thread, so a cycle never blocks the API (attest/verify-thread.ts). */
+  private verifyThread: VerifyThread | undefined;
   private cycle!: AttestationCycle;
   private scheduler!: Scheduler;
   private history!: ResultHistory;
@@ -162,7 +166,15 @@ export class Daemon {
   }
 
   private async startValidated(policy: Sources['policy']): Promise<void> {
-    this.sources = await openSources(this.config, policy);
+    const hooks = verifyWorkerHooks(this.env);
+    this.verifyThread = new VerifyThread({
+      timeoutMs: this.config.schedule.stepTimeoutSec * 1000,
+      ...(hooks ? { hooks } : {}),
+      onRestart: (reason) => this.log.warn({ reason }, 'verification worker stopped; the next verification starts a new one'),
+    });
+    // Loads the verifiers in its own thread while this one opens the sources.
+    this.verifyThread.warm();
+    this.sources = await openSources(this.config, policy, this.verifyWith);
     this.log.info(
       { tee: this.sources.kind, cpuSource: this.sources.cpu.source, gpus: Boolean(this.sources.gpus), simulated: this.sources.simulated, policy: policy.id },
       this.sources.simulated ? 'SIMULATED TEE: evidence is signed by test roots and trusted only because tee is "simulated"' : 'evidence sources ready',
@@ -284,9 +296,14 @@ export class Daemon {
     });
   }
 
+  /** verifyBundle in the verification worker (the same thread for the daemon's life; restarted when it fails). */
+  private readonly verifyWith = (bundle: Parameters<VerifyThread['verify']>[0], opts: Parameters<VerifyThread['verify']>[1]) =>
+    this.verifyThread ? this.verifyThread.verify(bundle, opts) : Promise.reject(new CvmError('ERR_VERIFY_WORKER', 'the verification worker is not started'));
+
   /** Undo a partial start so a failed start never leaves a half-working process behind. */
   private async abortStart(): Promise<void> {
     this.clearTimers();
+    await this.verifyThread?.close();
     await this.scheduler?.stop().catch(() => undefined);
     await this.link?.stop().catch(() => undefined);
     this.events?.close();
@@ -704,7 +721,7 @@ export class Daemon {
       const sources = {
         ...this.sources,
         policy: v.policy,
-        verify: (await openSources({ ...next, tee: this.config.tee, simulation: this.config.simulation }, v.policy)).verify,
+        verify: (await openSources({ ...next, tee: this.config.tee, simulation: this.config.simulation }, v.policy, this.verifyWith)).verify,
       };
       const scheduler = this.newScheduler(next, false);
       // Everything validated and built: apply.
@@ -763,6 +780,7 @@ export class Daemon {
       const deadline = new Promise<void>((resolve) => setTimeout(resolve, deadlineMs).unref());
       await Promise.race([Promise.all([closed, this.history?.flushed(), this.trustLog?.flushed(), this.persisting]), deadline]);
       this.server?.closeAllConnections();
+      await this.verifyThread?.close();
       this.log.info('stopped');
       await new Promise<void>((resolve) => this.log.flush(() => resolve()));
     })();

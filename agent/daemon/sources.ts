@@ -1,6 +1,7 @@
 /**
  * From config to evidence sources: the CPU source (`tee`), the GPU source (`gpus.enabled`), and the
- * verifier closure. Simulation trust is created here, and only for `tee: simulated`.
+ * verifier closure (collateral gathered here, verifyBundle run by `verifyWith`). Simulation trust is
+ * created here, and only for `tee: simulated`.
  */
 import { AzureVtpmSource, detectCpuSource, SevGuestSource, TsmSource, type CpuSource } from '../attest/cpu-sources.js';
 import { createVerifier, type VerifierConfig } from '../attest/verifier.js';
@@ -31,7 +32,11 @@ export async function loadPolicy(config: Config): Promise<AppraisalPolicy> {
   return base;
 }
 
-export async function openSources(config: Config, policy: AppraisalPolicy): Promise<Sources> {
+/**
+ * `verifyWith` runs verifyBundle once the options are formed (the daemon: its verification worker,
+ * attest/verify-thread.ts); without it verification runs in this thread.
+ */
+export async function openSources(config: Config, policy: AppraisalPolicy, verifyWith?: VerifierConfig['verifyWith']): Promise<Sources> {
   if (config.devices.nvmlLibrary) setNvmlLibrary(config.devices.nvmlLibrary);
   if (config.tee === 'simulated') {
     let driver: GpuDriverFacts | undefined;
@@ -45,7 +50,12 @@ export async function openSources(config: Config, policy: AppraisalPolicy): Prom
     const sim = await openSimulation(config.simulation.dir, config.simulation.gpus, driver ? { driver } : {});
     const gpus = config.gpus.enabled === 'off' ? undefined : sim.gpus;
     // Simulated GPUs are in the "sim" environment; the simulation's own gpuPolicy is not used.
-    const verifier = createVerifier({ snpPolicy: policy.snp, gpuPolicy: { ...policy.gpu, environments: ['sim'] }, policyId: `${policy.id}+simulated` });
+    const verifier = createVerifier({
+      snpPolicy: policy.snp,
+      gpuPolicy: { ...policy.gpu, environments: ['sim'] },
+      policyId: `${policy.id}+simulated`,
+      ...(verifyWith ? { verifyWith } : {}),
+    });
     return {
       kind: 'simulated',
       cpu: sim.cpu,
@@ -94,7 +104,7 @@ export async function openSources(config: Config, policy: AppraisalPolicy): Prom
     else if (config.gpus.enabled === 'on')
       throw new DeviceError('ERR_NO_GPU', `gpus.enabled is "on" but ${info.available ? 'NVML lists no GPU' : info.reason}`);
   }
-  const verifyOpts: VerifierConfig = { snpPolicy: policy.snp, gpuPolicy: policy.gpu, policyId: policy.id };
+  const verifyOpts: VerifierConfig = { snpPolicy: policy.snp, gpuPolicy: policy.gpu, policyId: policy.id, ...(verifyWith ? { verifyWith } : {}) };
   return { kind, cpu, gpus, simulated: false, policy, verify: collateralVerifier(config.collateral, verifyOpts) };
 }
 

@@ -9,6 +9,7 @@
  */
 import { createHash, createPrivateKey, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { readBoundedText } from '../util/bounded-read.js';
 import { join } from 'node:path';
 import { CvmError, DeviceError } from '../errors.js';
@@ -273,6 +274,23 @@ const asciiField = (s: string, width: number): Buffer => {
 
 /** Build and sign an SPDM 1.1 report for simulated GPU `index` (DSP0274 1.1 layout with NVIDIA opaque TLVs). */
 export function buildSimulatedReport(id: SimGpuIdentity, index: number, opts: SimReportOptions): Buffer {
+  const { signed, key } = unsignedReport(id, index, opts);
+  return Buffer.concat([signed, sign('sha384', signed, { key, dsaEncoding: 'ieee-p1363' })]);
+}
+
+/**
+ * buildSimulatedReport with the signature made on libuv's thread pool (the callback form of
+ * crypto.sign): the same bytes layout, while the daemon's event loop keeps answering.
+ */
+export async function buildSimulatedReportAsync(id: SimGpuIdentity, index: number, opts: SimReportOptions): Promise<Buffer> {
+  const { signed, key } = unsignedReport(id, index, opts);
+  return Buffer.concat([signed, await signAsync('sha384', signed, { key, dsaEncoding: 'ieee-p1363' })]);
+}
+
+const signAsync = promisify(sign);
+
+/** The signed part of a simulated report (request + MEASUREMENTS response up to the signature) and the key that signs it. */
+function unsignedReport(id: SimGpuIdentity, index: number, opts: SimReportOptions): { signed: Buffer; key: KeyObject } {
   const gpu = id.gpus[index];
   if (!gpu) throw new CvmError('ERR_INVALID_ARGUMENT', `no simulated GPU ${index} (have ${id.gpus.length})`);
   if (opts.nonce.length !== 32) throw new CvmError('ERR_INVALID_ARGUMENT', `the GPU nonce must be 32 bytes, got ${opts.nonce.length}`);
@@ -321,9 +339,7 @@ export function buildSimulatedReport(id: SimGpuIdentity, index: number, opts: Si
   const head = Buffer.from([0x11, 0x60, 0x00, 0x00, 64, record.length & 0xff, (record.length >> 8) & 0xff, (record.length >> 16) & 0xff]);
   const opaqueLen = Buffer.alloc(2);
   opaqueLen.writeUInt16LE(opaque.length, 0);
-  const signed = Buffer.concat([request, head, record, randomBytes(32), opaqueLen, opaque]);
-  const signature = sign('sha384', signed, { key: gpu.leaf.key, dsaEncoding: 'ieee-p1363' });
-  return Buffer.concat([signed, signature]);
+  return { signed: Buffer.concat([request, head, record, randomBytes(32), opaqueLen, opaque]), key: gpu.leaf.key };
 }
 
 export interface SimRims {
@@ -421,7 +437,7 @@ export class SimulatedGpuSource implements GpuSource {
     return { driverVersion: SIM_DRIVER_VERSION, deviceCount: n, cc: { ...cc, readyState: await this.getReadyState() } };
   }
 
-  private evidence(index: number, nonce: Uint8Array, ccEnabled = this.cc.ccEnabled): GpuEvidence {
+  private async evidence(index: number, nonce: Uint8Array, ccEnabled = this.cc.ccEnabled): Promise<GpuEvidence> {
     return {
       index,
       uuid: this.uuid(index),
@@ -430,7 +446,8 @@ export class SimulatedGpuSource implements GpuSource {
       driverVersion: SIM_DRIVER_VERSION,
       vbiosVersion: SIM_VBIOS_VERSION,
       nonce: Buffer.from(nonce),
-      report: buildSimulatedReport(this.id, index, { nonce }),
+      // Signed on the thread pool, all GPUs at once, as real GPUs sign in parallel.
+      report: await buildSimulatedReportAsync(this.id, index, { nonce }),
       certChainPem: this.id.gpus[index]!.chainPem,
       cc: { ...this.cc, ccEnabled },
     };
@@ -444,15 +461,17 @@ export class SimulatedGpuSource implements GpuSource {
   }
 
   async collectSettled(nonce: Uint8Array): Promise<GpuCollectOutcome[]> {
-    if (!this.facts) return Array.from({ length: this.count }, (_, index) => ({ index, evidence: this.evidence(index, nonce) }));
+    if (!this.facts) return Promise.all(Array.from({ length: this.count }, async (_, index) => ({ index, evidence: await this.evidence(index, nonce) })));
     const [systemCc, devices] = await Promise.all([this.facts.systemCc(), this.facts.devices()]);
     const cc: GpuCcState = { ...this.cc, ccEnabled: systemCc.ccEnabled, ...(systemCc.multiGpuMode ? { multiGpuMode: systemCc.multiGpuMode } : {}) };
-    return devices.slice(0, this.count).map((d): GpuCollectOutcome => {
-      // Like the driver: a GPU that is not in CC mode gives no attestation report.
-      const off = deviceCcOff(cc, d);
-      if (off) return { index: d.index, error: new DeviceError('ERR_GPU_CC_OFF', off, { index: d.index }) };
-      return { index: d.index, evidence: this.evidence(d.index, nonce, true) };
-    });
+    return Promise.all(
+      devices.slice(0, this.count).map(async (d): Promise<GpuCollectOutcome> => {
+        // Like the driver: a GPU that is not in CC mode gives no attestation report.
+        const off = deviceCcOff(cc, d);
+        if (off) return { index: d.index, error: new DeviceError('ERR_GPU_CC_OFF', off, { index: d.index }) };
+        return { index: d.index, evidence: await this.evidence(d.index, nonce, true) };
+      }),
+    );
   }
 
   async getReadyState(): Promise<boolean> {

@@ -24,6 +24,7 @@ import type { TcbParts } from '../formats/snp-abi/index.js';
 import { kdsCrlPath, kdsUrl } from '../util/kds-url.js';
 
 const generateKeyPairAsync = promisify(generateKeyPair);
+const signAsync = promisify(sign);
 
 export const SIM_PRODUCT = 'Genoa' as const;
 /** Genoa CPUID as a v3 report encodes it: family 0x19, model 0x11, stepping 1 (virtee/sev src/lib.rs identify_cpu). */
@@ -310,7 +311,7 @@ export class SimulatedSnpDevice {
    */
   async getReport(reportData: Uint8Array, opts: SimReportOptions | number = {}): Promise<SimReport> {
     const o = typeof opts === 'number' ? { vmpl: opts } : opts;
-    return { report: this.#sign(reportData, o), vcek: Buffer.from(this.#vcek), ask: Buffer.from(this.#ask), ark: Buffer.from(this.#ark) };
+    return { report: await this.#sign(reportData, o), vcek: Buffer.from(this.#vcek), ask: Buffer.from(this.#ask), ark: Buffer.from(this.#ark) };
   }
 
   /** getReport plus the GHCB certificate table the host would supply (VCEK, ASK, ARK). */
@@ -326,7 +327,7 @@ export class SimulatedSnpDevice {
     };
   }
 
-  #sign(reportData: Uint8Array, o: SimReportOptions): Buffer {
+  async #sign(reportData: Uint8Array, o: SimReportOptions): Promise<Buffer> {
     const invalid = (m: string): never => {
       throw new CvmError('ERR_INVALID_ARGUMENT', `simulated SNP device: ${m}`);
     };
@@ -359,7 +360,8 @@ export class SimulatedSnpDevice {
       ...(version >= 5 ? { launchMitVector: 0n, currentMitVector: 0n } : {}),
     };
     const unsigned = serializeSnpReport(fields); // throws ERR_INVALID_ARGUMENT on bad measurement/hostData sizes
-    const sig = sign('sha384', unsigned.subarray(0, SNP_SIGNED_END), { key: this.#vcekKey, dsaEncoding: 'ieee-p1363' });
+    // On libuv's thread pool (the callback form of crypto.sign), so the daemon's event loop keeps answering while it signs.
+    const sig = await signAsync('sha384', unsigned.subarray(0, SNP_SIGNED_END), { key: this.#vcekKey, dsaEncoding: 'ieee-p1363' });
     return serializeSnpReport({ ...fields, signature: signatureFromP1363(sig) });
   }
 }

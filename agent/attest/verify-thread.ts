@@ -1,0 +1,208 @@
+/**
+ * The daemon's verification off the main thread (docs/architecture.md "One attestation cycle", step 6):
+ * one long-lived node:worker_threads worker (attest/verify-worker.ts) runs verifyBundle, so signature,
+ * chain, CRL, OCSP and RIM work never blocks the event loop that answers the local API. The main
+ * thread still gathers collateral (I/O) and hands the worker fully formed options.
+ *
+ * Fail closed, never fatal: a worker that throws answers with the same typed error (agent/errors.ts)
+ * the verifier threw; a worker that exits, runs out of its memory limit or does not answer within
+ * `timeoutMs` fails that verification with ERR_VERIFY_WORKER and a named reason, is stopped, and a new
+ * one is started for the next request. One request is in the worker at a time; at most `maxQueued`
+ * wait behind it, more are refused with ERR_BUSY, so no backlog can build.
+ */
+import { Worker, type ResourceLimits } from 'node:worker_threads';
+import { CvmError } from '../errors.js';
+import type { EvidenceBundle } from '../formats/evidence-bundle.js';
+import type { BundleResult, BundleVerifyOptions } from './verify-bundle.js';
+import type { VerifyWorkerData, VerifyWorkerHooks } from './verify-service.js';
+import { errorFromWire, withBuffers, type VerifyReply, type VerifyRequest } from './verify-wire.js';
+
+/** The worker entry's file name without extension; it must sit beside the module that starts it (also in a bundle). */
+export const VERIFY_WORKER_FILE = 'verify-worker';
+
+/**
+ * The worker's heap bounds: a verification holds one bundle (at most 4 MiB of JSON) and the memo caches
+ * (x509 certificates, OCSP, RIMs; each bounded in bytes); past this the worker is stopped (a failed
+ * verification with ERR_VERIFY_WORKER) and restarted, never the daemon.
+ */
+export const VERIFY_WORKER_LIMITS: ResourceLimits = { maxOldGenerationSizeMb: 128, maxYoungGenerationSizeMb: 8, stackSizeMb: 4 };
+
+/** Requests that may wait behind the one being verified; the daemon's cycle sends one at a time. */
+export const VERIFY_MAX_QUEUED = 4;
+
+/** The worker entry beside this module: verify-worker.js when built (dist/, or a bundle), verify-worker.ts from the repository. */
+export function defaultVerifyWorkerEntry(): URL {
+  const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+  return new URL(`./${VERIFY_WORKER_FILE}${ext}`, import.meta.url);
+}
+
+export interface VerifyThreadOptions {
+  /** Longest a verification may take in the worker, from hand-over to answer. */
+  timeoutMs: number;
+  /** The worker's entry module (tests: a fixture); default defaultVerifyWorkerEntry(). */
+  entry?: URL;
+  maxQueued?: number;
+  resourceLimits?: ResourceLimits;
+  /** Test hooks (agent/daemon/test-hooks.ts); `exitOnFirst` applies to the first worker only. */
+  hooks?: VerifyWorkerHooks;
+  /** Told when a worker stops unexpectedly (for the log), with the reason. */
+  onRestart?: (reason: string) => void;
+}
+
+interface Pending {
+  bundle: EvidenceBundle;
+  opts: BundleVerifyOptions;
+  resolve: (r: BundleResult) => void;
+  reject: (e: Error) => void;
+}
+
+const workerError = (message: string) => new CvmError('ERR_VERIFY_WORKER', message);
+
+export class VerifyThread {
+  private worker: Worker | undefined;
+  private workerError: string | undefined;
+  private readonly queue: Pending[] = [];
+  private inFlight: (Pending & { id: number; timer: NodeJS.Timeout }) | undefined;
+  private nextId = 1;
+  private started = 0;
+  private closed = false;
+  private readonly maxQueued: number;
+
+  constructor(private readonly opts: VerifyThreadOptions) {
+    this.maxQueued = opts.maxQueued ?? VERIFY_MAX_QUEUED;
+  }
+
+  /** Workers started so far (the first one included): more than one means a restart. */
+  get workersStarted(): number {
+    return this.started;
+  }
+
+  /** Start the worker now (it loads the verifiers while the daemon does other things); idempotent. */
+  warm(): void {
+    if (!this.closed) this.ensureWorker();
+  }
+
+  verify(bundle: EvidenceBundle, opts: BundleVerifyOptions): Promise<BundleResult> {
+    if (this.closed) return Promise.reject(workerError('the verification worker is stopped (the daemon is stopping)'));
+    if (this.queue.length >= this.maxQueued) {
+      return Promise.reject(new CvmError('ERR_BUSY', `${this.queue.length} verifications are already waiting for the verification worker; retry later`));
+    }
+    return new Promise<BundleResult>((resolve, reject) => {
+      this.queue.push({ bundle, opts, resolve, reject });
+      this.pump();
+    });
+  }
+
+  /** Stop the worker; what is waiting or in flight fails with ERR_VERIFY_WORKER. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const w = this.worker;
+    this.worker = undefined;
+    this.failInFlight('the verification worker was stopped (the daemon is stopping)');
+    for (const p of this.queue.splice(0)) p.reject(workerError('the verification worker was stopped (the daemon is stopping)'));
+    await w?.terminate();
+  }
+
+  private pump(): void {
+    if (this.inFlight || this.closed) return;
+    const next = this.queue.shift();
+    if (!next) return;
+    let w: Worker;
+    try {
+      w = this.ensureWorker();
+    } catch (err) {
+      next.reject(workerError(`cannot start the verification worker: ${(err as Error).message}`));
+      return this.pump();
+    }
+    const id = this.nextId++;
+    const timer = setTimeout(() => this.onTimeout(id), this.opts.timeoutMs);
+    this.inFlight = { ...next, id, timer };
+    try {
+      w.postMessage({ id, bundle: next.bundle, opts: next.opts } satisfies VerifyRequest);
+    } catch (err) {
+      // Not cloneable (a bug in what was passed): this request fails, the worker is fine.
+      this.finish(id)?.reject(workerError(`cannot hand the bundle to the verification worker: ${(err as Error).message}`));
+      return this.pump();
+    }
+    w.ref();
+  }
+
+  private ensureWorker(): Worker {
+    if (this.worker) return this.worker;
+    const entry = this.opts.entry ?? defaultVerifyWorkerEntry();
+    const hooks: VerifyWorkerHooks = { ...this.opts.hooks };
+    if (this.started > 0) delete hooks.exitOnFirst;
+    const data: VerifyWorkerData = Object.keys(hooks).length > 0 ? { hooks } : {};
+    const options = { workerData: data, resourceLimits: this.opts.resourceLimits ?? VERIFY_WORKER_LIMITS };
+    const w = entry.pathname.endsWith('.ts') ? new Worker(tsBootstrap(entry), { ...options, eval: true }) : new Worker(entry, options);
+    this.started++;
+    this.worker = w;
+    this.workerError = undefined;
+    w.unref();
+    w.on('message', (m: VerifyReply) => this.onReply(w, m));
+    w.on('error', (err) => {
+      if (w === this.worker) this.workerError = `${(err as NodeJS.ErrnoException).code ? `${(err as NodeJS.ErrnoException).code}: ` : ''}${err.message}`;
+    });
+    w.on('exit', (code) => this.onExit(w, code));
+    return w;
+  }
+
+  private onReply(w: Worker, m: VerifyReply): void {
+    // Only the current worker's answer to the request in flight counts; anything else is dropped.
+    if (w !== this.worker || typeof m !== 'object' || m === null || m.id !== this.inFlight?.id) return;
+    const p = this.finish(m.id);
+    if (!p) return;
+    w.unref();
+    if (m.ok === true && typeof m.result === 'object' && m.result !== null) p.resolve(withBuffers(m.result));
+    else if (m.ok === false && typeof m.error === 'object' && m.error !== null) p.reject(errorFromWire(m.error));
+    else p.reject(workerError('the verification worker sent a malformed answer'));
+    this.pump();
+  }
+
+  private onExit(w: Worker, code: number): void {
+    if (w !== this.worker) return;
+    this.worker = undefined;
+    const why = `the verification worker exited (code ${code}${this.workerError ? `, ${this.workerError}` : ''})`;
+    this.opts.onRestart?.(why);
+    if (this.inFlight) this.failInFlight(`${why} during verification; a new worker is started for the next one`);
+    this.pump();
+  }
+
+  private onTimeout(id: number): void {
+    if (this.inFlight?.id !== id) return;
+    const w = this.worker;
+    this.worker = undefined;
+    const why = `the verification worker did not answer within ${this.opts.timeoutMs} ms; it was stopped and a new one is started for the next verification`;
+    this.opts.onRestart?.(why);
+    this.failInFlight(why);
+    void w?.terminate();
+    this.pump();
+  }
+
+  private finish(id: number): Pending | undefined {
+    const p = this.inFlight;
+    if (!p || p.id !== id) return undefined;
+    clearTimeout(p.timer);
+    this.inFlight = undefined;
+    return p;
+  }
+
+  private failInFlight(message: string): void {
+    if (this.inFlight) this.finish(this.inFlight.id)?.reject(workerError(message));
+  }
+}
+
+/**
+ * From the repository (tsx, vitest) the entry is TypeScript: the worker registers tsx's loader first
+ * (a worker does not inherit the parent's module hooks on Node 20), then imports the entry. Built
+ * JavaScript (dist/, the package) never takes this path.
+ */
+function tsBootstrap(entry: URL): string {
+  let tsx = 'tsx/esm/api';
+  try {
+    tsx = import.meta.resolve(tsx);
+  } catch {
+    // a runner without import.meta.resolve: the worker resolves it from the working directory
+  }
+  return `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(entry.href)}); });`;
+}
