@@ -87,11 +87,11 @@ const TYPED: Record<string, { prototype: CvmError }> = {
 
 const BUILTIN: Record<string, ErrorConstructor> = { Error, TypeError, RangeError, SyntaxError, ReferenceError, EvalError, URIError };
 
-/** Fields an error carries besides message/name/stack/cause: offset, details, path, reason, url, status, code. */
+/** Its own enumerable fields, in their order (a CvmError's code and name, offset, details, url, ...); not message, stack, cause. */
 function ownFields(err: object): Record<string, unknown> {
   const fields: Record<string, unknown> = {};
   for (const k of Object.keys(err)) {
-    if (k === 'message' || k === 'name' || k === 'stack' || k === 'cause') continue;
+    if (k === 'message' || k === 'stack' || k === 'cause') continue;
     const v = (err as Record<string, unknown>)[k];
     if (v === null || ['string', 'number', 'boolean', 'undefined'].includes(typeof v)) fields[k] = v;
     else if (typeof v === 'object') {
@@ -128,14 +128,14 @@ export function errorFromWire(w: WireError): Error {
     // prototype, and the own fields a constructed one has (name and code enumerable, message not).
     err = Object.create(typed.prototype) as Error;
     Object.defineProperty(err, 'message', hidden(w.message));
-    (err as { name: string }).name = w.name;
   } else {
     err = new (Object.hasOwn(BUILTIN, w.name) ? BUILTIN[w.name]! : Error)(w.message);
     if (err.name !== w.name) Object.defineProperty(err, 'name', hidden(w.name));
   }
   const target = err as unknown as Record<string, unknown>;
-  if (w.code !== undefined) target.code = w.code;
-  for (const [k, v] of Object.entries(w.fields)) target[k] = v;
+  for (const [k, v] of Object.entries(w.fields)) if (k !== '__proto__') target[k] = v;
+  if (w.code !== undefined && !Object.hasOwn(target, 'code')) target.code = w.code;
+  if (typed && !Object.hasOwn(target, 'name')) target.name = w.name;
   if (w.stack !== undefined) Object.defineProperty(err, 'stack', hidden(w.stack));
   return err;
 }

@@ -246,8 +246,18 @@ const SIM_PROJECT = { project: '1010', projectSku: '0200', chipSku: '882' };
 
 /** Deterministic golden value for a RIM index: the report and the simulated RIMs both use it. */
 export function simMeasurement(kind: 'driver' | 'vbios', rimIndex: number, version: string): Buffer {
-  return createHash('sha384').update(`cvm-agent simulated GPU ${kind} ${version} measurement ${rimIndex}`).digest();
+  const key = `${kind} ${version} measurement ${rimIndex}`;
+  let m = measurementMemo.get(key);
+  if (!m) {
+    // Every report of every simulated GPU repeats these 32 digests: computed once per version (a handful of entries).
+    if (measurementMemo.size >= 4096) measurementMemo.clear();
+    m = createHash('sha384').update(`cvm-agent simulated GPU ${key}`).digest();
+    measurementMemo.set(key, m);
+  }
+  return Buffer.from(m);
 }
+
+const measurementMemo = new Map<string, Buffer>();
 
 /** nvtrust format_vbios_version in reverse: "96.00.9F.00.01" → 8 bytes 00 9f 00 96 01 00 00 00. */
 function encodeVbiosVersion(v: string): Buffer {
@@ -483,8 +493,14 @@ export class SimulatedGpuSource implements GpuSource {
     else this.ready = ready;
   }
 
+  private readonly uuids: string[] = [];
+
   private uuid(index: number): string {
-    const h = createHash('sha256').update(this.id.gpus[index]!.leaf.der).digest('hex');
-    return `GPU-${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
+    let u = this.uuids[index];
+    if (u === undefined) {
+      const h = createHash('sha256').update(this.id.gpus[index]!.leaf.der).digest('hex');
+      u = this.uuids[index] = `GPU-${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
+    }
+    return u;
   }
 }
