@@ -2,7 +2,9 @@
  * The daemon's verification off the main thread (docs/architecture.md "One attestation cycle", step 6):
  * one long-lived node:worker_threads worker (attest/verify-worker.ts) runs verifyBundle, so signature,
  * chain, CRL, OCSP and RIM work never blocks the event loop that answers the local API. The main
- * thread still gathers collateral (I/O) and hands the worker fully formed options.
+ * thread still gathers collateral (I/O) and hands the worker fully formed options. In simulation the
+ * worker also signs the simulated reports (`sign`). The worker runs niced below the main thread
+ * (attest/verify-worker.ts), so on a machine short of cores the API gets the CPU first.
  *
  * Fail closed, never fatal: a worker that throws answers with the same typed error (agent/errors.ts)
  * the verifier threw; a worker that exits, runs out of its memory limit or does not answer within
@@ -10,6 +12,7 @@
  * one is started for the next request. One request is in the worker at a time; at most `maxQueued`
  * wait behind it, more are refused with ERR_BUSY, so no backlog can build.
  */
+import type { KeyObject } from 'node:crypto';
 import { Worker, type ResourceLimits } from 'node:worker_threads';
 import { CvmError } from '../errors.js';
 import type { EvidenceBundle } from '../formats/evidence-bundle.js';
@@ -49,14 +52,16 @@ export interface VerifyThreadOptions {
   onRestart?: (reason: string) => void;
 }
 
+type Work = { op: 'verify'; bundle: EvidenceBundle; opts: BundleVerifyOptions } | { op: 'sign'; jobs: { data: Uint8Array; key: KeyObject }[] };
+
 interface Pending {
-  bundle: EvidenceBundle;
-  opts: BundleVerifyOptions;
-  resolve: (r: BundleResult) => void;
+  work: Work;
+  resolve: (r: unknown) => void;
   reject: (e: Error) => void;
 }
 
 const workerError = (message: string) => new CvmError('ERR_VERIFY_WORKER', message);
+const doing = (w: Work) => (w.op === 'verify' ? 'verification' : 'signing simulated evidence');
 
 export class VerifyThread {
   private worker: Worker | undefined;
@@ -83,12 +88,28 @@ export class VerifyThread {
   }
 
   verify(bundle: EvidenceBundle, opts: BundleVerifyOptions): Promise<BundleResult> {
+    return this.submit({ op: 'verify', bundle, opts }) as Promise<BundleResult>;
+  }
+
+  /**
+   * Sign simulated reports (agent/simulation/report-signer.ts: SHA-384, ECDSA P-384, IEEE P1363) in the
+   * worker, below the main thread's priority; signatures in the order of `jobs`.
+   */
+  sign(jobs: readonly { data: Uint8Array; key: KeyObject }[]): Promise<Buffer[]> {
+    return (this.submit({ op: 'sign', jobs: jobs.map((j) => ({ data: j.data, key: j.key })) }) as Promise<unknown>).then((sigs) => {
+      if (!Array.isArray(sigs) || sigs.length !== jobs.length || !sigs.every((x) => Buffer.isBuffer(x)))
+        throw workerError('the verification worker answered a signing request with something else than one signature per report');
+      return sigs as Buffer[];
+    });
+  }
+
+  private submit(work: Work): Promise<unknown> {
     if (this.closed) return Promise.reject(workerError('the verification worker is stopped (the daemon is stopping)'));
     if (this.queue.length >= this.maxQueued) {
-      return Promise.reject(new CvmError('ERR_BUSY', `${this.queue.length} verifications are already waiting for the verification worker; retry later`));
+      return Promise.reject(new CvmError('ERR_BUSY', `${this.queue.length} requests are already waiting for the verification worker; retry later`));
     }
-    return new Promise<BundleResult>((resolve, reject) => {
-      this.queue.push({ bundle, opts, resolve, reject });
+    return new Promise<unknown>((resolve, reject) => {
+      this.queue.push({ work, resolve, reject });
       this.pump();
     });
   }
@@ -118,7 +139,7 @@ export class VerifyThread {
     const timer = setTimeout(() => this.onTimeout(id), this.opts.timeoutMs);
     this.inFlight = { ...next, id, timer };
     try {
-      w.postMessage({ id, bundle: next.bundle, opts: next.opts } satisfies VerifyRequest);
+      w.postMessage({ id, ...next.work } satisfies VerifyRequest);
     } catch (err) {
       // Not cloneable (a bug in what was passed): this request fails, the worker is fine.
       this.finish(id)?.reject(workerError(`cannot hand the bundle to the verification worker: ${(err as Error).message}`));
@@ -153,7 +174,7 @@ export class VerifyThread {
     const p = this.finish(m.id);
     if (!p) return;
     w.unref();
-    if (m.ok === true && typeof m.result === 'object' && m.result !== null) p.resolve(withBuffers(m.result));
+    if (m.ok === true && typeof m.result === 'object' && m.result !== null) p.resolve(withBuffers(m.result as object));
     else if (m.ok === false && typeof m.error === 'object' && m.error !== null) p.reject(errorFromWire(m.error));
     else p.reject(workerError('the verification worker sent a malformed answer'));
     this.pump();
@@ -164,7 +185,7 @@ export class VerifyThread {
     this.worker = undefined;
     const why = `the verification worker exited (code ${code}${this.workerError ? `, ${this.workerError}` : ''})`;
     this.opts.onRestart?.(why);
-    if (this.inFlight) this.failInFlight(`${why} during verification; a new worker is started for the next one`);
+    if (this.inFlight) this.failInFlight(`${why} during ${doing(this.inFlight.work)}; a new worker is started for the next one`);
     this.pump();
   }
 
@@ -172,7 +193,7 @@ export class VerifyThread {
     if (this.inFlight?.id !== id) return;
     const w = this.worker;
     this.worker = undefined;
-    const why = `the verification worker did not answer within ${this.opts.timeoutMs} ms; it was stopped and a new one is started for the next verification`;
+    const why = `the verification worker did not answer within ${this.opts.timeoutMs} ms (${doing(this.inFlight.work)}); it was stopped and a new one is started for the next request`;
     this.opts.onRestart?.(why);
     this.failInFlight(why);
     void w?.terminate();

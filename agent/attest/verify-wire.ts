@@ -23,17 +23,19 @@ import {
 } from '../errors.js';
 import { TpmError } from '../formats/tpm/response-codes.js';
 import type { EvidenceBundle } from '../formats/evidence-bundle.js';
-import type { BundleResult, BundleVerifyOptions } from './verify-bundle.js';
+import type { KeyObject } from 'node:crypto';
+import type { BundleVerifyOptions } from './verify-bundle.js';
 
-/** Main thread -> worker: one bundle to verify with fully formed options (collateral already gathered). */
-export interface VerifyRequest {
-  id: number;
-  bundle: EvidenceBundle;
-  opts: BundleVerifyOptions;
-}
+/**
+ * Main thread -> worker: one bundle to verify with fully formed options (collateral already gathered),
+ * or (simulation only) a batch of simulated reports to sign with the simulation's test keys.
+ */
+export type VerifyRequest =
+  | { id: number; op: 'verify'; bundle: EvidenceBundle; opts: BundleVerifyOptions }
+  | { id: number; op: 'sign'; jobs: { data: Uint8Array; key: KeyObject }[] };
 
-/** Worker -> main thread: the result, or the error verifyBundle threw. */
-export type VerifyReply = { id: number; ok: true; result: BundleResult } | { id: number; ok: false; error: WireError };
+/** Worker -> main thread: the result (a BundleResult, or the signatures in order), or the error thrown. */
+export type VerifyReply = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: WireError };
 
 /** An error as data: its class name, code, message, stack and own fields (offset, details, url, ...). */
 export interface WireError {

@@ -29,7 +29,7 @@ import { createLogger, type Logger } from '../util/log.js';
 import { Scheduler } from './schedule.js';
 import { ResultHistory } from '../state/history.js';
 import { TrustLog } from '../state/trust-log.js';
-import { openSources, type Sources } from './sources.js';
+import { openSources, type Offload, type Sources } from './sources.js';
 import { VerifyThread } from '../attest/verify-thread.js';
 import { verifyWorkerHooks } from './test-hooks.js';
 import { VERSION } from '../util/agent-version.js';
@@ -174,7 +174,7 @@ export class Daemon {
     });
     // Loads the verifiers in its own thread while this one opens the sources.
     this.verifyThread.warm();
-    this.sources = await openSources(this.config, policy, this.verifyWith);
+    this.sources = await openSources(this.config, policy, this.offload);
     this.log.info(
       { tee: this.sources.kind, cpuSource: this.sources.cpu.source, gpus: Boolean(this.sources.gpus), simulated: this.sources.simulated, policy: policy.id },
       this.sources.simulated ? 'SIMULATED TEE: evidence is signed by test roots and trusted only because tee is "simulated"' : 'evidence sources ready',
@@ -296,9 +296,16 @@ export class Daemon {
     });
   }
 
-  /** verifyBundle in the verification worker (the same thread for the daemon's life; restarted when it fails). */
-  private readonly verifyWith = (bundle: Parameters<VerifyThread['verify']>[0], opts: Parameters<VerifyThread['verify']>[1]) =>
-    this.verifyThread ? this.verifyThread.verify(bundle, opts) : Promise.reject(new CvmError('ERR_VERIFY_WORKER', 'the verification worker is not started'));
+  /** verifyBundle and simulated signing in the verification worker (one for the daemon's life; restarted when it fails). */
+  private readonly offload: Offload = {
+    verifyWith: (bundle, opts) => this.worker().verify(bundle, opts),
+    signer: (jobs) => this.worker().sign(jobs),
+  };
+
+  private worker(): VerifyThread {
+    if (!this.verifyThread) throw new CvmError('ERR_VERIFY_WORKER', 'the verification worker is not started');
+    return this.verifyThread;
+  }
 
   /** Undo a partial start so a failed start never leaves a half-working process behind. */
   private async abortStart(): Promise<void> {
@@ -721,7 +728,7 @@ export class Daemon {
       const sources = {
         ...this.sources,
         policy: v.policy,
-        verify: (await openSources({ ...next, tee: this.config.tee, simulation: this.config.simulation }, v.policy, this.verifyWith)).verify,
+        verify: (await openSources({ ...next, tee: this.config.tee, simulation: this.config.simulation }, v.policy, this.offload)).verify,
       };
       const scheduler = this.newScheduler(next, false);
       // Everything validated and built: apply.

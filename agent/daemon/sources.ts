@@ -14,6 +14,7 @@ import type { Config } from '../config/schema.js';
 import { DeviceError } from '../errors.js';
 import { existsSync } from 'node:fs';
 import { CollateralStore } from '../collateral/store.js';
+import type { ReportSigner } from '../simulation/report-signer.js';
 
 export interface Sources {
   kind: 'snp' | 'tsm' | 'azure' | 'simulated';
@@ -32,11 +33,16 @@ export async function loadPolicy(config: Config): Promise<AppraisalPolicy> {
   return base;
 }
 
-/**
- * `verifyWith` runs verifyBundle once the options are formed (the daemon: its verification worker,
- * attest/verify-thread.ts); without it verification runs in this thread.
- */
-export async function openSources(config: Config, policy: AppraisalPolicy, verifyWith?: VerifierConfig['verifyWith']): Promise<Sources> {
+/** Where the CPU work of a cycle runs, when not in this thread (the daemon: its verification worker, attest/verify-thread.ts). */
+export interface Offload {
+  /** Runs verifyBundle once the options are formed. */
+  verifyWith?: VerifierConfig['verifyWith'];
+  /** Signs simulated reports (tee: simulated only). */
+  signer?: ReportSigner;
+}
+
+export async function openSources(config: Config, policy: AppraisalPolicy, offload: Offload = {}): Promise<Sources> {
+  const { verifyWith } = offload;
   if (config.devices.nvmlLibrary) setNvmlLibrary(config.devices.nvmlLibrary);
   if (config.tee === 'simulated') {
     let driver: GpuDriverFacts | undefined;
@@ -47,7 +53,10 @@ export async function openSources(config: Config, policy: AppraisalPolicy, verif
     }
     // Loaded only in simulation mode: production start-up never evaluates the simulated TEE.
     const { openSimulation } = await import('../simulation/open.js');
-    const sim = await openSimulation(config.simulation.dir, config.simulation.gpus, driver ? { driver } : {});
+    const sim = await openSimulation(config.simulation.dir, config.simulation.gpus, {
+      ...(driver ? { driver } : {}),
+      ...(offload.signer ? { signer: offload.signer } : {}),
+    });
     const gpus = config.gpus.enabled === 'off' ? undefined : sim.gpus;
     // Simulated GPUs are in the "sim" environment; the simulation's own gpuPolicy is not used.
     const verifier = createVerifier({

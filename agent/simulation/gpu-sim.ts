@@ -9,7 +9,6 @@
  */
 import { createHash, createPrivateKey, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
-import { promisify } from 'node:util';
 import { readBoundedText } from '../util/bounded-read.js';
 import { join } from 'node:path';
 import { CvmError, DeviceError } from '../errors.js';
@@ -17,6 +16,7 @@ import { writeFileAtomic } from '../util/atomic-file.js';
 import { integer, octetString, oid, sequence } from '../util/der-writer.js';
 import { basicConstraints, buildCertificate, keyUsage, type NameSpec } from './x509-builder.js';
 import { buildSignedRim } from './rim-build.js';
+import { threadPoolSigner, type ReportSigner, type SignJob } from './report-signer.js';
 import { driverRimId, vbiosRimId } from '../verify/nvidia/rim/ids.js';
 import { OID_HOPPER_FWID, OID_SHA384 } from '../verify/nvidia/fwid.js';
 import type { SimulatedRoots } from '../verify/nvidia/gpu-verify.js';
@@ -288,16 +288,11 @@ export function buildSimulatedReport(id: SimGpuIdentity, index: number, opts: Si
   return Buffer.concat([signed, sign('sha384', signed, { key, dsaEncoding: 'ieee-p1363' })]);
 }
 
-/**
- * buildSimulatedReport with the signature made on libuv's thread pool (the callback form of
- * crypto.sign): the same bytes layout, while the daemon's event loop keeps answering.
- */
-export async function buildSimulatedReportAsync(id: SimGpuIdentity, index: number, opts: SimReportOptions): Promise<Buffer> {
+/** The signed part of a simulated report and its key, for a batch signer (report-signer.ts); append the signature to it. */
+export function simulatedReportToSign(id: SimGpuIdentity, index: number, opts: SimReportOptions): SignJob & { data: Buffer } {
   const { signed, key } = unsignedReport(id, index, opts);
-  return Buffer.concat([signed, await signAsync('sha384', signed, { key, dsaEncoding: 'ieee-p1363' })]);
+  return { data: signed, key };
 }
-
-const signAsync = promisify(sign);
 
 /** The signed part of a simulated report (request + MEASUREMENTS response up to the signature) and the key that signs it. */
 function unsignedReport(id: SimGpuIdentity, index: number, opts: SimReportOptions): { signed: Buffer; key: KeyObject } {
@@ -415,6 +410,8 @@ export function simulatedRims(id: SimGpuIdentity, driverVersion = SIM_DRIVER_VER
  */
 export class SimulatedGpuSource implements GpuSource {
   private ready = false;
+  /** Who signs the reports (report-signer.ts); the daemon sets its verification worker. */
+  signer: ReportSigner = threadPoolSigner;
   constructor(
     private readonly id: SimGpuIdentity,
     private readonly count = id.gpus.length,
@@ -447,8 +444,11 @@ export class SimulatedGpuSource implements GpuSource {
     return { driverVersion: SIM_DRIVER_VERSION, deviceCount: n, cc: { ...cc, readyState: await this.getReadyState() } };
   }
 
-  private async evidence(index: number, nonce: Uint8Array, ccEnabled = this.cc.ccEnabled): Promise<GpuEvidence> {
-    return {
+  /** The evidence of the GPUs `indices` for one nonce; their reports signed in one batch, as real GPUs sign in parallel. */
+  private async evidence(indices: readonly number[], nonce: Uint8Array, ccEnabled = this.cc.ccEnabled): Promise<GpuEvidence[]> {
+    const jobs = indices.map((index) => simulatedReportToSign(this.id, index, { nonce }));
+    const signatures = jobs.length > 0 ? await this.signer(jobs) : [];
+    return indices.map((index, i) => ({
       index,
       uuid: this.uuid(index),
       name: 'NVIDIA H100 (SIMULATED)',
@@ -456,11 +456,10 @@ export class SimulatedGpuSource implements GpuSource {
       driverVersion: SIM_DRIVER_VERSION,
       vbiosVersion: SIM_VBIOS_VERSION,
       nonce: Buffer.from(nonce),
-      // Signed on the thread pool, all GPUs at once, as real GPUs sign in parallel.
-      report: await buildSimulatedReportAsync(this.id, index, { nonce }),
+      report: Buffer.concat([jobs[i]!.data, signatures[i]!]),
       certChainPem: this.id.gpus[index]!.chainPem,
       cc: { ...this.cc, ccEnabled },
-    };
+    }));
   }
 
   async collect(nonce: Uint8Array): Promise<GpuEvidence[]> {
@@ -471,17 +470,28 @@ export class SimulatedGpuSource implements GpuSource {
   }
 
   async collectSettled(nonce: Uint8Array): Promise<GpuCollectOutcome[]> {
-    if (!this.facts) return Promise.all(Array.from({ length: this.count }, async (_, index) => ({ index, evidence: await this.evidence(index, nonce) })));
+    if (!this.facts) {
+      const all = await this.evidence(
+        Array.from({ length: this.count }, (_, index) => index),
+        nonce,
+      );
+      return all.map((evidence) => ({ index: evidence.index, evidence }));
+    }
     const [systemCc, devices] = await Promise.all([this.facts.systemCc(), this.facts.devices()]);
     const cc: GpuCcState = { ...this.cc, ccEnabled: systemCc.ccEnabled, ...(systemCc.multiGpuMode ? { multiGpuMode: systemCc.multiGpuMode } : {}) };
-    return Promise.all(
-      devices.slice(0, this.count).map(async (d): Promise<GpuCollectOutcome> => {
-        // Like the driver: a GPU that is not in CC mode gives no attestation report.
-        const off = deviceCcOff(cc, d);
-        if (off) return { index: d.index, error: new DeviceError('ERR_GPU_CC_OFF', off, { index: d.index }) };
-        return { index: d.index, evidence: await this.evidence(d.index, nonce, true) };
-      }),
+    const listed = devices.slice(0, this.count);
+    // Like the driver: a GPU that is not in CC mode gives no attestation report.
+    const off = new Map(listed.map((d) => [d.index, deviceCcOff(cc, d)] as const));
+    const signed = await this.evidence(
+      listed.filter((d) => !off.get(d.index)).map((d) => d.index),
+      nonce,
+      true,
     );
+    return listed.map((d): GpuCollectOutcome => {
+      const why = off.get(d.index);
+      if (why) return { index: d.index, error: new DeviceError('ERR_GPU_CC_OFF', why, { index: d.index }) };
+      return { index: d.index, evidence: signed.find((e) => e.index === d.index)! };
+    });
   }
 
   async getReadyState(): Promise<boolean> {

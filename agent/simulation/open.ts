@@ -13,6 +13,7 @@ import { simulatedOcspResponses } from './ocsp-sim.js';
 import { DEFAULT_GPU_POLICY, type GpuPolicy } from '../appraise/gpu-policy.js';
 import type { BundleVerifyOptions } from '../attest/verify-bundle.js';
 import type { GpuDriverFacts } from '../evidence/gpu-nvml.js';
+import type { ReportSigner } from './report-signer.js';
 
 export type SimulationVerifyOptions = Required<Pick<BundleVerifyOptions, 'simulation' | 'gpuCollateral' | 'cpuCollateral' | 'gpuPolicy'>>;
 
@@ -53,16 +54,18 @@ export interface Simulation {
 
 /**
  * Open (creating on first use) the simulated CPU and `gpuCount` GPUs in `dir`. With `driver`, the
- * GPUs' presence, CC mode and ready state come from that driver (NVML) instead of memory.
+ * GPUs' presence, CC mode and ready state come from that driver (NVML) instead of memory; with
+ * `signer`, reports are signed there (report-signer.ts) instead of on the thread pool.
  */
-export async function openSimulation(dir: string, gpuCount: number, opts: { driver?: GpuDriverFacts } = {}): Promise<Simulation> {
+export async function openSimulation(dir: string, gpuCount: number, opts: { driver?: GpuDriverFacts; signer?: ReportSigner } = {}): Promise<Simulation> {
   const cpu = await SimulatedCpuSource.open(dir);
   const identity = gpuCount > 0 ? await loadOrCreateSimGpuIdentity(dir, gpuCount) : undefined;
-  return {
-    cpu,
-    gpus: identity ? new SimulatedGpuSource(identity, gpuCount, undefined, opts.driver) : undefined,
-    verifyOptions: simulationTrust(cpu.device, identity),
-  };
+  const gpus = identity ? new SimulatedGpuSource(identity, gpuCount, undefined, opts.driver) : undefined;
+  if (opts.signer) {
+    cpu.device.signer = opts.signer;
+    if (gpus) gpus.signer = opts.signer;
+  }
+  return { cpu, gpus, verifyOptions: simulationTrust(cpu.device, identity) };
 }
 
 /** The simulated SNP device as a CPU evidence source (the production sources live in attest/cpu-sources.ts). */

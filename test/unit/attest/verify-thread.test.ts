@@ -5,9 +5,9 @@
  * named reason, and the next verification passes on a new worker; the queue is bounded.
  */
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { generateKeyPairSync, verify } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { getPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AttestationCycle } from '../../../agent/attest/attestation-cycle.js';
 import { openSimulation, type Simulation } from '../../../agent/simulation/open.js';
@@ -17,6 +17,7 @@ import { parseBundle, type EvidenceBundle } from '../../../agent/formats/evidenc
 import type { PublicJwk } from '../../../agent/formats/nonce-binding.js';
 import { buildEar } from '../../../agent/appraise/ear.js';
 import { CvmError, ParseError } from '../../../agent/errors.js';
+import { VERIFY_WORKER_NICE_STEP } from '../../../agent/attest/verify-service.js';
 
 const FAULTS = new URL('../../fixtures/verify-worker-faults.ts', import.meta.url);
 const NONCE = Buffer.alloc(32, 9);
@@ -77,6 +78,20 @@ describe('VerifyThread with the real worker entry', () => {
     expect(t.workersStarted).toBe(1);
   });
 
+  it('signs simulated reports in the worker, which runs niced below the main thread (Linux: per-thread nice)', async () => {
+    const t = thread();
+    const key = generateKeyPairSync('ec', { namedCurve: 'P-384' });
+    const sigs = await t.sign([
+      { data: Buffer.from('report one'), key: key.privateKey },
+      { data: Buffer.from('report two'), key: key.privateKey },
+    ]);
+    expect(sigs.map((x) => Buffer.isBuffer(x))).toEqual([true, true]);
+    expect(verify('sha384', Buffer.from('report one'), { key: key.publicKey, dsaEncoding: 'ieee-p1363' }, sigs[0]!)).toBe(true);
+    expect(verify('sha384', Buffer.from('report two'), { key: key.publicKey, dsaEncoding: 'ieee-p1363' }, sigs[1]!)).toBe(true);
+    const nice = (tid: string) => Number(readFileSync(`/proc/self/task/${tid}/stat`, 'utf8').split(') ')[1]!.split(' ')[16]);
+    expect(readdirSync('/proc/self/task').map(nice)).toContain(Math.min(19, getPriority() + VERIFY_WORKER_NICE_STEP));
+  });
+
   it('refuses to run as a main thread: the entry talks to its parent only', async () => {
     await expect(import('../../../agent/attest/verify-worker.js')).rejects.toThrow(/runs only as the daemon verification worker thread/);
   });
@@ -114,7 +129,7 @@ describe('VerifyThread faults (test/fixtures/verify-worker-faults.ts)', () => {
     const t = thread({ entry: FAULTS, timeoutMs: 1500 });
     const err = await t.verify(withAgent('fault-hang'), optsAt(new Date())).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'ERR_VERIFY_WORKER' });
-    expect((err as Error).message).toMatch(/did not answer within 1500 ms; it was stopped/);
+    expect((err as Error).message).toMatch(/did not answer within 1500 ms \(verification\); it was stopped/);
     // Generous: a fresh worker loads the verifiers through tsx first.
     const t2 = thread({ entry: FAULTS, timeoutMs: 60_000 });
     expect((await t2.verify(bundle, optsAt(new Date()))).ok).toBe(true);
