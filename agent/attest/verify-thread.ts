@@ -61,6 +61,7 @@ interface Pending {
 }
 
 const workerError = (message: string) => new CvmError('ERR_VERIFY_WORKER', message);
+const stopping = () => new CvmError('ERR_STOPPING', 'the verification worker was stopped: the daemon is stopping');
 const doing = (w: Work) => (w.op === 'verify' ? 'verification' : 'signing simulated evidence');
 
 export class VerifyThread {
@@ -72,6 +73,7 @@ export class VerifyThread {
   private started = 0;
   private closed = false;
   private readonly maxQueued: number;
+  private idleWaiters: (() => void)[] = [];
 
   constructor(private readonly opts: VerifyThreadOptions) {
     this.maxQueued = opts.maxQueued ?? VERIFY_MAX_QUEUED;
@@ -82,9 +84,19 @@ export class VerifyThread {
     return this.started;
   }
 
-  /** Start the worker now (it loads the verifiers while the daemon does other things); idempotent. */
+  /** Start the worker now (it loads the verifiers while the daemon does other things); idempotent, never throws. */
   warm(): void {
-    if (!this.closed) this.ensureWorker();
+    try {
+      if (!this.closed) this.ensureWorker();
+    } catch {
+      // the first request reports why (ERR_VERIFY_WORKER)
+    }
+  }
+
+  /** Resolves once nothing is in the worker or waiting for it (a stopping daemon lets the running cycle finish). */
+  idle(): Promise<void> {
+    if (!this.inFlight && this.queue.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
   verify(bundle: EvidenceBundle, opts: BundleVerifyOptions): Promise<BundleResult> {
@@ -104,7 +116,7 @@ export class VerifyThread {
   }
 
   private submit(work: Work): Promise<unknown> {
-    if (this.closed) return Promise.reject(workerError('the verification worker is stopped (the daemon is stopping)'));
+    if (this.closed) return Promise.reject(stopping());
     if (this.queue.length >= this.maxQueued) {
       return Promise.reject(new CvmError('ERR_BUSY', `${this.queue.length} requests are already waiting for the verification worker; retry later`));
     }
@@ -114,20 +126,25 @@ export class VerifyThread {
     });
   }
 
-  /** Stop the worker; what is waiting or in flight fails with ERR_VERIFY_WORKER. */
+  /** Stop the worker; what is waiting or in flight fails with ERR_STOPPING (not a verdict on the evidence). */
   async close(): Promise<void> {
     this.closed = true;
     const w = this.worker;
     this.worker = undefined;
-    this.failInFlight('the verification worker was stopped (the daemon is stopping)');
-    for (const p of this.queue.splice(0)) p.reject(workerError('the verification worker was stopped (the daemon is stopping)'));
+    const p = this.inFlight;
+    if (p) this.finish(p.id)?.reject(stopping());
+    for (const q of this.queue.splice(0)) q.reject(stopping());
+    this.pump();
     await w?.terminate();
   }
 
   private pump(): void {
-    if (this.inFlight || this.closed) return;
-    const next = this.queue.shift();
-    if (!next) return;
+    if (this.inFlight) return;
+    const next = this.closed ? undefined : this.queue.shift();
+    if (!next) {
+      for (const resolve of this.idleWaiters.splice(0)) resolve();
+      return;
+    }
     let w: Worker;
     try {
       w = this.ensureWorker();

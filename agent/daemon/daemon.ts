@@ -81,6 +81,11 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export type GpuReadyView = ReadyStateRead & { source: 'cycle' | 'consequence' };
 
+/** A cycle whose verification was stopped with the daemon (its devices carry ERR_STOPPING). */
+function cutShortByStop(r: CycleResult): boolean {
+  return Object.values(r.ear.submods).some((s) => s['cvm.error']?.code === 'ERR_STOPPING');
+}
+
 /**
  * A cycle's log level: info when it lets the VM count as attested; warn for a verdict that does not
  * (CONTRAINDICATED, or a warning the policy does not accept): the evidence was judged, and the
@@ -453,6 +458,11 @@ export class Daemon {
   /** Run (or join) a cycle, record it, log one line, update status and metrics. */
   async attest(reason: CycleResult['reason'], nonce?: Uint8Array): Promise<CycleResult> {
     const result = await this.cycle.run(nonce ? { reason, nonce } : { reason });
+    if (this.stopping && cutShortByStop(result)) {
+      // Cut short because the daemon stops, not because the evidence failed: neither recorded nor a consequence.
+      this.log.info({ cycle: result.id, reason }, 'attestation cut short: the daemon is stopping');
+      return result;
+    }
     if (!this.recorded.has(result.id)) {
       this.recorded.add(result.id);
       if (this.recorded.size > 64) this.recorded.delete(this.recorded.values().next().value!);
@@ -785,7 +795,8 @@ export class Daemon {
         this.server.closeIdleConnections();
       });
       const deadline = new Promise<void>((resolve) => setTimeout(resolve, deadlineMs).unref());
-      await Promise.race([Promise.all([closed, this.history?.flushed(), this.trustLog?.flushed(), this.persisting]), deadline]);
+      // A cycle that is verifying may finish (and be recorded) within the deadline; past it, it is cut short.
+      await Promise.race([Promise.all([closed, this.history?.flushed(), this.trustLog?.flushed(), this.persisting, this.verifyThread?.idle()]), deadline]);
       this.server?.closeAllConnections();
       await this.verifyThread?.close();
       this.log.info('stopped');

@@ -4,13 +4,16 @@
  * - a slow verification (the worker blocks its own thread for seconds): GET /v1/status is answered,
  *   saying a cycle is running, before that cycle's result is published;
  * - the worker dies when the first cycle hands it the bundle: that cycle fails closed with a named
- *   reason, the daemon lives on, and the next cycle passes on a new worker.
+ *   reason, the daemon lives on, and the next cycle passes on a new worker;
+ * - a stop during a slow verification (in-process daemon): the cycle is cut short, not recorded as a
+ *   failure, and no consequence fires.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDaemon, type DaemonProcess } from '../helpers/daemon-process.js';
+import { prepareAgentDaemon } from '../helpers/agent-daemon.js';
 import { callApi } from '../../agent/cli/api-client.js';
 import { TEST_HOOKS_ENV, TEST_VERIFY_DELAY_ENV, TEST_VERIFY_EXIT_ENV } from '../../agent/daemon/test-hooks.js';
 
@@ -80,5 +83,23 @@ describe('the verification worker in the daemon', () => {
     expect(second.ok).toBe(true);
     expect(['affirming', 'warning']).toContain(second.status);
     expect(d.child.exitCode).toBeNull();
+  }, 120_000);
+
+  it('a stop while a cycle verifies cuts it short without recording a failure or activating a consequence', async () => {
+    const simDir = mkdtempSync(join(tmpdir(), 'cvm-verify-worker-sim-'));
+    const a = await prepareAgentDaemon({ agentId: 'stop-mid-cycle', simDir, gpus: 1, env: { [TEST_HOOKS_ENV]: '1', [TEST_VERIFY_DELAY_ENV]: '8000' } });
+    await a.start();
+    try {
+      const attest = callApi(a.socket, 'POST', '/v1/attest', { nonce: '12'.repeat(32) }).catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 1000));
+      await a.daemon.stop(500);
+      await attest;
+      expect(a.logs.some((l) => l.msg === 'attestation cut short: the daemon is stopping')).toBe(true);
+      // No cycle line (those carry the devices' outcomes), so nothing recorded as a failed attestation.
+      expect(a.logs.filter((l) => l.devices !== undefined)).toEqual([]);
+      expect(a.daemon.consequences.list()).toEqual([]);
+    } finally {
+      await a.stop();
+    }
   }, 120_000);
 });

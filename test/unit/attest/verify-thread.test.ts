@@ -165,11 +165,26 @@ describe('VerifyThread faults (test/fixtures/verify-worker-faults.ts)', () => {
     expect(results.map((x) => x.ok)).toEqual([true, true]);
   });
 
-  it('close() fails what is waiting and refuses new work, with ERR_VERIFY_WORKER', async () => {
+  it('close() fails what is waiting and refuses new work, with ERR_STOPPING (not a verdict); idle() resolves', async () => {
     const t = thread({ entry: FAULTS });
+    await t.idle(); // nothing to wait for
     const inFlight = t.verify(withAgent('fault-hang'), optsAt(new Date())).catch((e: unknown) => e);
+    const queued = t.verify(bundle, optsAt(new Date())).catch((e: unknown) => e);
+    let idle = false;
+    const idled = t.idle().then(() => (idle = true));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(idle).toBe(false);
     await t.close();
-    expect(await inFlight).toMatchObject({ code: 'ERR_VERIFY_WORKER' });
-    await expect(t.verify(bundle, optsAt(new Date()))).rejects.toMatchObject({ code: 'ERR_VERIFY_WORKER' });
+    await idled;
+    expect(await inFlight).toMatchObject({ code: 'ERR_STOPPING' });
+    expect(await queued).toMatchObject({ code: 'ERR_STOPPING' });
+    await expect(t.verify(bundle, optsAt(new Date()))).rejects.toMatchObject({ code: 'ERR_STOPPING' });
+  });
+
+  it('idle() resolves when the last request is answered', async () => {
+    const t = thread();
+    const r = t.verify(bundle, optsAt(new Date()));
+    await t.idle();
+    expect((await r).ok).toBe(true);
   });
 });
