@@ -80,6 +80,7 @@ export const ERROR_CODES = [
   'ERR_TSM_REPORT',
   'ERR_USAGE',
   'ERR_VERDICT',
+  'ERR_VERIFY_WORKER',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

@@ -23,6 +23,8 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
  */
 export const ENTRIES: Record<string, string> = {
   'cli/main': 'agent/cli/main.ts',
+  // The daemon's verification worker (agent/attest/verify-thread.ts finds it at ../attest/verify-worker.js).
+  'attest/verify-worker': 'agent/attest/verify-worker.ts',
 };
 
 /** Resolved at run time from node_modules, never bundled. */

@@ -2,7 +2,8 @@
  * The one verifier factory, used by the daemon (its own evidence, every cycle) and by the controller
  * (an agent's evidence, per challenge): policies and policy id fixed at creation; collateral from the
  * cache (fetched only when online) for real evidence; per-call extras (the challenge binding, the
- * simulation trust of the moment) applied last. Then verifyBundle.
+ * simulation trust of the moment) applied last. Then verifyBundle, in this thread or, for the daemon,
+ * in its verification worker (`verifyWith`).
  */
 import { gatherCollateral } from '../collateral/resolve.js';
 import type { CollateralStore } from '../collateral/store.js';
@@ -18,6 +19,11 @@ export interface VerifierConfig {
   policyId?: string;
   /** Collateral for real (non-simulated) bundles: the cache, and whether it may fetch. */
   collateral?: { store: CollateralStore; online: boolean; timeoutMs: number };
+  /**
+   * What runs verifyBundle once the options are formed: the daemon hands it to its verification worker
+   * (attest/verify-thread.ts); default verifyBundle in this thread (the controller, the CLI).
+   */
+  verifyWith?: (bundle: EvidenceBundle, opts: BundleVerifyOptions) => BundleResult | Promise<BundleResult>;
 }
 
 /** Options that vary per verification (binding expectations, simulation trust at `at`). */
@@ -34,6 +40,6 @@ export function createVerifier(c: VerifierConfig): BundleVerifier {
     if (c.collateral && !bundle.simulated) {
       opts = { ...opts, ...(await gatherCollateral(c.collateral.store, bundle, { at, online: c.collateral.online, timeoutMs: c.collateral.timeoutMs })) };
     }
-    return verifyBundle(bundle, { ...opts, ...extras });
+    return (c.verifyWith ?? verifyBundle)(bundle, { ...opts, ...extras });
   };
 }

@@ -29,8 +29,9 @@ import { createLogger, type Logger } from '../util/log.js';
 import { Scheduler } from './schedule.js';
 import { ResultHistory } from '../state/history.js';
 import { TrustLog } from '../state/trust-log.js';
-import { openSources, type Sources } from './sources.js';
-import { switchTamperHook } from './test-hooks.js';
+import { openSources, type Offload, type Sources } from './sources.js';
+import { VerifyThread } from '../attest/verify-thread.js';
+import { switchTamperHook, verifyWorkerHooks } from './test-hooks.js';
 import { VERSION } from '../util/agent-version.js';
 import { describeStatus } from './status.js';
 import { AgentMetrics } from './agent-metrics.js';
@@ -80,6 +81,11 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export type GpuReadyView = ReadyStateRead & { source: 'cycle' | 'consequence' };
 
+/** A cycle whose verification was stopped with the daemon (its devices carry ERR_STOPPING). */
+function cutShortByStop(r: CycleResult): boolean {
+  return Object.values(r.ear.submods).some((s) => s['cvm.error']?.code === 'ERR_STOPPING');
+}
+
 /**
  * A cycle's log level: info when it lets the VM count as attested; warn for a verdict that does not
  * (CONTRAINDICATED, or a warning the policy does not accept): the evidence was judged, and the
@@ -97,6 +103,8 @@ export class Daemon {
   readonly log: Logger;
   private readonly env: NodeJS.ProcessEnv;
   private sources!: Sources;
+  /** Where verifyBundle runs: a worker thread, so a cycle never blocks the API (attest/verify-thread.ts). */
+  private verifyThread: VerifyThread | undefined;
   private cycle!: AttestationCycle;
   private scheduler!: Scheduler;
   private history!: ResultHistory;
@@ -163,8 +171,16 @@ export class Daemon {
   }
 
   private async startValidated(policy: Sources['policy']): Promise<void> {
+    const hooks = verifyWorkerHooks(this.env);
+    this.verifyThread = new VerifyThread({
+      timeoutMs: this.config.schedule.stepTimeoutSec * 1000,
+      ...(hooks ? { hooks } : {}),
+      onRestart: (reason) => this.log.warn({ reason }, 'verification worker stopped; the next verification starts a new one'),
+    });
+    // Loads the verifiers in its own thread while this one opens the sources.
+    this.verifyThread.warm();
     const switchTamper = switchTamperHook(this.env, this.log);
-    this.sources = await openSources(this.config, policy, switchTamper ? { switchTamper } : {});
+    this.sources = await openSources(this.config, policy, this.offload, switchTamper ? { switchTamper } : {});
     this.log.info(
       {
         tee: this.sources.kind,
@@ -293,9 +309,21 @@ export class Daemon {
     });
   }
 
+  /** verifyBundle and simulated signing in the verification worker (one for the daemon's life; restarted when it fails). */
+  private readonly offload: Offload = {
+    verifyWith: (bundle, opts) => this.worker().verify(bundle, opts),
+    signer: (jobs) => this.worker().sign(jobs),
+  };
+
+  private worker(): VerifyThread {
+    if (!this.verifyThread) throw new CvmError('ERR_VERIFY_WORKER', 'the verification worker is not started');
+    return this.verifyThread;
+  }
+
   /** Undo a partial start so a failed start never leaves a half-working process behind. */
   private async abortStart(): Promise<void> {
     this.clearTimers();
+    await this.verifyThread?.close();
     await this.scheduler?.stop().catch(() => undefined);
     await this.link?.stop().catch(() => undefined);
     this.events?.close();
@@ -439,6 +467,11 @@ export class Daemon {
   /** Run (or join) a cycle, record it, log one line, update status and metrics. */
   async attest(reason: CycleResult['reason'], nonce?: Uint8Array): Promise<CycleResult> {
     const result = await this.cycle.run(nonce ? { reason, nonce } : { reason });
+    if (this.stopping && cutShortByStop(result)) {
+      // Cut short because the daemon stops, not because the evidence failed: neither recorded nor a consequence.
+      this.log.info({ cycle: result.id, reason }, 'attestation cut short: the daemon is stopping');
+      return result;
+    }
     if (!this.recorded.has(result.id)) {
       this.recorded.add(result.id);
       if (this.recorded.size > 64) this.recorded.delete(this.recorded.values().next().value!);
@@ -715,7 +748,7 @@ export class Daemon {
       const sources = {
         ...this.sources,
         policy: v.policy,
-        verify: (await openSources({ ...next, tee: this.config.tee, simulation: this.config.simulation }, v.policy)).verify,
+        verify: (await openSources({ ...next, tee: this.config.tee, simulation: this.config.simulation }, v.policy, this.offload)).verify,
       };
       const scheduler = this.newScheduler(next, false);
       // Everything validated and built: apply.
@@ -772,8 +805,10 @@ export class Daemon {
         this.server.closeIdleConnections();
       });
       const deadline = new Promise<void>((resolve) => setTimeout(resolve, deadlineMs).unref());
-      await Promise.race([Promise.all([closed, this.history?.flushed(), this.trustLog?.flushed(), this.persisting]), deadline]);
+      // A cycle that is verifying may finish (and be recorded) within the deadline; past it, it is cut short.
+      await Promise.race([Promise.all([closed, this.history?.flushed(), this.trustLog?.flushed(), this.persisting, this.verifyThread?.idle()]), deadline]);
       this.server?.closeAllConnections();
+      await this.verifyThread?.close();
       this.log.info('stopped');
       await new Promise<void>((resolve) => this.log.flush(() => resolve()));
     })();

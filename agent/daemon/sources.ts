@@ -1,6 +1,7 @@
 /**
  * From config to evidence sources: the CPU source (`tee`), the GPU source (`gpus.enabled`), and the
- * verifier closure. Simulation trust is created here, and only for `tee: simulated`.
+ * verifier closure (collateral gathered here, verifyBundle run by `verifyWith`). Simulation trust is
+ * created here, and only for `tee: simulated`.
  */
 import { AzureVtpmSource, detectCpuSource, SevGuestSource, TsmSource, type CpuSource } from '../attest/cpu-sources.js';
 import { createVerifier, type VerifierConfig } from '../attest/verifier.js';
@@ -15,6 +16,7 @@ import { existsSync } from 'node:fs';
 import { CollateralStore } from '../collateral/store.js';
 import type { SwitchBundleEntry } from '../formats/evidence-bundle.js';
 import type { SwitchTamper } from '../simulation/switch-sim.js';
+import type { ReportSigner } from '../simulation/report-signer.js';
 
 export interface Sources {
   kind: 'snp' | 'tsm' | 'azure' | 'simulated';
@@ -35,8 +37,22 @@ export async function loadPolicy(config: Config): Promise<AppraisalPolicy> {
   return base;
 }
 
+/** Where the CPU work of a cycle runs, when not in this thread (the daemon: its verification worker, attest/verify-thread.ts). */
+export interface Offload {
+  /** Runs verifyBundle once the options are formed. */
+  verifyWith?: VerifierConfig['verifyWith'];
+  /** Signs simulated reports (tee: simulated only). */
+  signer?: ReportSigner;
+}
+
 /** `hooks`: test faults from agent/daemon/test-hooks.ts (honoured only under CVM_AGENT_TEST_HOOKS=1), simulated TEE only. */
-export async function openSources(config: Config, policy: AppraisalPolicy, hooks: { switchTamper?: SwitchTamper } = {}): Promise<Sources> {
+export async function openSources(
+  config: Config,
+  policy: AppraisalPolicy,
+  offload: Offload = {},
+  hooks: { switchTamper?: SwitchTamper } = {},
+): Promise<Sources> {
+  const { verifyWith } = offload;
   if (config.devices.nvmlLibrary) setNvmlLibrary(config.devices.nvmlLibrary);
   if (config.tee === 'simulated') {
     let driver: GpuDriverFacts | undefined;
@@ -51,11 +67,17 @@ export async function openSources(config: Config, policy: AppraisalPolicy, hooks
       ...(driver ? { driver } : {}),
       ...(config.simulation.ppcie ? { ppcie: true } : {}),
       ...(hooks.switchTamper ? { switchTamper: hooks.switchTamper } : {}),
+      ...(offload.signer ? { signer: offload.signer } : {}),
     });
     const gpus = config.gpus.enabled === 'off' ? undefined : sim.gpus;
     const switches = gpus && sim.switches ? { count: sim.switches.system.switches.length, collect: sim.switches.collect } : undefined;
     // Simulated GPUs are in the "sim" environment; the simulation's own gpuPolicy is not used.
-    const verifier = createVerifier({ snpPolicy: policy.snp, gpuPolicy: { ...policy.gpu, environments: ['sim'] }, policyId: `${policy.id}+simulated` });
+    const verifier = createVerifier({
+      snpPolicy: policy.snp,
+      gpuPolicy: { ...policy.gpu, environments: ['sim'] },
+      policyId: `${policy.id}+simulated`,
+      ...(verifyWith ? { verifyWith } : {}),
+    });
     return {
       kind: 'simulated',
       cpu: sim.cpu,
@@ -105,7 +127,7 @@ export async function openSources(config: Config, policy: AppraisalPolicy, hooks
     else if (config.gpus.enabled === 'on')
       throw new DeviceError('ERR_NO_GPU', `gpus.enabled is "on" but ${info.available ? 'NVML lists no GPU' : info.reason}`);
   }
-  const verifyOpts: VerifierConfig = { snpPolicy: policy.snp, gpuPolicy: policy.gpu, policyId: policy.id };
+  const verifyOpts: VerifierConfig = { snpPolicy: policy.snp, gpuPolicy: policy.gpu, policyId: policy.id, ...(verifyWith ? { verifyWith } : {}) };
   return { kind, cpu, gpus, simulated: false, policy, verify: collateralVerifier(config.collateral, verifyOpts) };
 }
 

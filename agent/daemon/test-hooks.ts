@@ -4,11 +4,13 @@
  * - for the boot test (test/system/boot.test.ts), SIGUSR2 blocks the main thread for good, the way a
  *   hung event loop would, so the test can watch systemd's watchdog (WatchdogSec=) abort and restart
  *   the agent. Without the variable SIGUSR2 keeps Node's default action, and nothing here is installed;
+ * - the verification worker can be made slow or made to die (verifyWorkerHooks, a test's daemon);
  * - for the hostile NVSwitch test (test/e2e/daemon-hgx.test.ts), CVM_AGENT_TEST_SWITCH_TAMPER=N:HOW
  *   damages simulated switch N's evidence on every cycle (HOW: `signature`, a flipped measurement
  *   byte; `foreign-gpu`, a correctly signed report naming a GPU of another system). It reaches only
  *   the simulated TEE (`tee: simulated` with `simulation.ppcie`), whose evidence is test-signed anyway.
  */
+import type { VerifyWorkerHooks } from '../attest/verify-service.js';
 import type { Logger } from '../util/log.js';
 import type { SwitchTamper } from '../simulation/switch-sim.js';
 
@@ -27,6 +29,21 @@ export function switchTamperHook(env: NodeJS.ProcessEnv, log: Logger): SwitchTam
   const tamper: SwitchTamper = { index: Number(m[1]), how: m[2] as SwitchTamper['how'] };
   log.warn({ env: SWITCH_TAMPER_ENV, ...tamper }, 'test hook enabled: the simulated NVSwitch evidence is damaged on purpose (never set this in production)');
   return tamper;
+}
+
+/** Milliseconds the verification worker blocks its own thread before each verification (a slow cycle). */
+export const TEST_VERIFY_DELAY_ENV = 'CVM_AGENT_TEST_VERIFY_DELAY_MS';
+/** "1": the first verification worker exits when its first request arrives (a worker killed mid-cycle). */
+export const TEST_VERIFY_EXIT_ENV = 'CVM_AGENT_TEST_VERIFY_EXIT_FIRST';
+
+/** The verification worker's test hooks from the environment; none without CVM_AGENT_TEST_HOOKS=1. */
+export function verifyWorkerHooks(env: NodeJS.ProcessEnv): VerifyWorkerHooks | undefined {
+  if (env[TEST_HOOKS_ENV] !== '1') return undefined;
+  const hooks: VerifyWorkerHooks = {};
+  const delay = Number(env[TEST_VERIFY_DELAY_ENV]);
+  if (Number.isInteger(delay) && delay > 0 && delay <= 600_000) hooks.delayMs = delay;
+  if (env[TEST_VERIFY_EXIT_ENV] === '1') hooks.exitOnFirst = true;
+  return Object.keys(hooks).length > 0 ? hooks : undefined;
 }
 
 export function installTestHooks(env: NodeJS.ProcessEnv, log: Logger): boolean {

@@ -16,6 +16,7 @@ import { writeFileAtomic } from '../util/atomic-file.js';
 import { integer, octetString, oid, sequence } from '../util/der-writer.js';
 import { basicConstraints, buildCertificate, keyUsage, type NameSpec } from './x509-builder.js';
 import { buildSignedRim } from './rim-build.js';
+import { threadPoolSigner, type ReportSigner, type SignJob } from './report-signer.js';
 import { driverRimId, vbiosRimId } from '../verify/nvidia/rim/ids.js';
 import { OID_HOPPER_FWID, OID_SHA384 } from '../verify/nvidia/fwid.js';
 import type { SimulatedRoots } from '../verify/nvidia/gpu-verify.js';
@@ -252,8 +253,18 @@ const SIM_PROJECT = { project: '1010', projectSku: '0200', chipSku: '882' };
 
 /** Deterministic golden value for a RIM index: the report and the simulated RIMs both use it. */
 export function simMeasurement(kind: 'driver' | 'vbios', rimIndex: number, version: string): Buffer {
-  return createHash('sha384').update(`cvm-agent simulated GPU ${kind} ${version} measurement ${rimIndex}`).digest();
+  const key = `${kind} ${version} measurement ${rimIndex}`;
+  let m = measurementMemo.get(key);
+  if (!m) {
+    // Every report of every simulated GPU repeats these 32 digests: computed once per version (a handful of entries).
+    if (measurementMemo.size >= 4096) measurementMemo.clear();
+    m = createHash('sha384').update(`cvm-agent simulated GPU ${key}`).digest();
+    measurementMemo.set(key, m);
+  }
+  return Buffer.from(m);
 }
+
+const measurementMemo = new Map<string, Buffer>();
 
 /** nvtrust format_vbios_version in reverse: "96.00.9F.00.01" → 8 bytes 00 9f 00 96 01 00 00 00. */
 function encodeVbiosVersion(v: string): Buffer {
@@ -280,6 +291,18 @@ const asciiField = (s: string, width: number): Buffer => {
 
 /** Build and sign an SPDM 1.1 report for simulated GPU `index` (DSP0274 1.1 layout with NVIDIA opaque TLVs). */
 export function buildSimulatedReport(id: SimGpuIdentity, index: number, opts: SimReportOptions): Buffer {
+  const { signed, key } = unsignedReport(id, index, opts);
+  return Buffer.concat([signed, sign('sha384', signed, { key, dsaEncoding: 'ieee-p1363' })]);
+}
+
+/** The signed part of a simulated report and its key, for a batch signer (report-signer.ts); append the signature to it. */
+export function simulatedReportToSign(id: SimGpuIdentity, index: number, opts: SimReportOptions): SignJob & { data: Buffer } {
+  const { signed, key } = unsignedReport(id, index, opts);
+  return { data: signed, key };
+}
+
+/** The signed part of a simulated report (request + MEASUREMENTS response up to the signature) and the key that signs it. */
+function unsignedReport(id: SimGpuIdentity, index: number, opts: SimReportOptions): { signed: Buffer; key: KeyObject } {
   const gpu = id.gpus[index];
   if (!gpu) throw new CvmError('ERR_INVALID_ARGUMENT', `no simulated GPU ${index} (have ${id.gpus.length})`);
   if (opts.nonce.length !== 32) throw new CvmError('ERR_INVALID_ARGUMENT', `the GPU nonce must be 32 bytes, got ${opts.nonce.length}`);
@@ -329,9 +352,7 @@ export function buildSimulatedReport(id: SimGpuIdentity, index: number, opts: Si
   const head = Buffer.from([0x11, 0x60, 0x00, 0x00, 64, record.length & 0xff, (record.length >> 8) & 0xff, (record.length >> 16) & 0xff]);
   const opaqueLen = Buffer.alloc(2);
   opaqueLen.writeUInt16LE(opaque.length, 0);
-  const signed = Buffer.concat([request, head, record, randomBytes(32), opaqueLen, opaque]);
-  const signature = sign('sha384', signed, { key: gpu.leaf.key, dsaEncoding: 'ieee-p1363' });
-  return Buffer.concat([signed, signature]);
+  return { signed: Buffer.concat([request, head, record, randomBytes(32), opaqueLen, opaque]), key: gpu.leaf.key };
 }
 
 export interface SimRims {
@@ -399,6 +420,8 @@ export class SimulatedGpuSource implements GpuSource {
   private ready = false;
   /** PPCIe (simulated HGX, switch-sim.ts): the switch PDIs every GPU reports (opaque 22), with feature flag 2. */
   ppcieSwitchPdis: string[] | undefined;
+  /** Who signs the reports (report-signer.ts); the daemon sets its verification worker. */
+  signer: ReportSigner = threadPoolSigner;
   constructor(
     private readonly id: SimGpuIdentity,
     private readonly count = id.gpus.length,
@@ -431,8 +454,12 @@ export class SimulatedGpuSource implements GpuSource {
     return { driverVersion: SIM_DRIVER_VERSION, deviceCount: n, cc: { ...cc, readyState: await this.getReadyState() } };
   }
 
-  private evidence(index: number, nonce: Uint8Array, ccEnabled = this.cc.ccEnabled): GpuEvidence {
-    return {
+  /** The evidence of the GPUs `indices` for one nonce; their reports signed in one batch, as real GPUs sign in parallel. */
+  private async evidence(indices: readonly number[], nonce: Uint8Array, ccEnabled = this.cc.ccEnabled): Promise<GpuEvidence[]> {
+    const opts = this.ppcieSwitchPdis ? { nonce, switchPdis: this.ppcieSwitchPdis, featureFlag: 2 } : { nonce };
+    const jobs = indices.map((index) => simulatedReportToSign(this.id, index, opts));
+    const signatures = jobs.length > 0 ? await this.signer(jobs) : [];
+    return indices.map((index, i) => ({
       index,
       uuid: this.uuid(index),
       name: 'NVIDIA H100 (SIMULATED)',
@@ -440,10 +467,10 @@ export class SimulatedGpuSource implements GpuSource {
       driverVersion: SIM_DRIVER_VERSION,
       vbiosVersion: SIM_VBIOS_VERSION,
       nonce: Buffer.from(nonce),
-      report: buildSimulatedReport(this.id, index, this.ppcieSwitchPdis ? { nonce, switchPdis: this.ppcieSwitchPdis, featureFlag: 2 } : { nonce }),
+      report: Buffer.concat([jobs[i]!.data, signatures[i]!]),
       certChainPem: this.id.gpus[index]!.chainPem,
       cc: { ...this.cc, ccEnabled },
-    };
+    }));
   }
 
   async collect(nonce: Uint8Array): Promise<GpuEvidence[]> {
@@ -454,14 +481,27 @@ export class SimulatedGpuSource implements GpuSource {
   }
 
   async collectSettled(nonce: Uint8Array): Promise<GpuCollectOutcome[]> {
-    if (!this.facts) return Array.from({ length: this.count }, (_, index) => ({ index, evidence: this.evidence(index, nonce) }));
+    if (!this.facts) {
+      const all = await this.evidence(
+        Array.from({ length: this.count }, (_, index) => index),
+        nonce,
+      );
+      return all.map((evidence) => ({ index: evidence.index, evidence }));
+    }
     const [systemCc, devices] = await Promise.all([this.facts.systemCc(), this.facts.devices()]);
     const cc: GpuCcState = { ...this.cc, ccEnabled: systemCc.ccEnabled, ...(systemCc.multiGpuMode ? { multiGpuMode: systemCc.multiGpuMode } : {}) };
-    return devices.slice(0, this.count).map((d): GpuCollectOutcome => {
-      // Like the driver: a GPU that is not in CC mode gives no attestation report.
-      const off = deviceCcOff(cc, d);
-      if (off) return { index: d.index, error: new DeviceError('ERR_GPU_CC_OFF', off, { index: d.index }) };
-      return { index: d.index, evidence: this.evidence(d.index, nonce, true) };
+    const listed = devices.slice(0, this.count);
+    // Like the driver: a GPU that is not in CC mode gives no attestation report.
+    const off = new Map(listed.map((d) => [d.index, deviceCcOff(cc, d)] as const));
+    const signed = await this.evidence(
+      listed.filter((d) => !off.get(d.index)).map((d) => d.index),
+      nonce,
+      true,
+    );
+    return listed.map((d): GpuCollectOutcome => {
+      const why = off.get(d.index);
+      if (why) return { index: d.index, error: new DeviceError('ERR_GPU_CC_OFF', why, { index: d.index }) };
+      return { index: d.index, evidence: signed.find((e) => e.index === d.index)! };
     });
   }
 
@@ -474,8 +514,14 @@ export class SimulatedGpuSource implements GpuSource {
     else this.ready = ready;
   }
 
+  private readonly uuids: string[] = [];
+
   private uuid(index: number): string {
-    const h = createHash('sha256').update(this.id.gpus[index]!.leaf.der).digest('hex');
-    return `GPU-${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
+    let u = this.uuids[index];
+    if (u === undefined) {
+      const h = createHash('sha256').update(this.id.gpus[index]!.leaf.der).digest('hex');
+      u = this.uuids[index] = `GPU-${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
+    }
+    return u;
   }
 }

@@ -16,6 +16,7 @@ import type { BundleVerifyOptions } from '../attest/verify-bundle.js';
 import type { GpuDriverFacts } from '../evidence/gpu-nvml.js';
 import type { SwitchBundleEntry } from '../formats/evidence-bundle.js';
 import { collectSimulatedSwitches, HGX_GPUS, loadOrCreateSimPpcieSystem, type SimPpcieSystem, type SwitchTamper } from './switch-sim.js';
+import type { ReportSigner } from './report-signer.js';
 
 export type SimulationVerifyOptions = Required<Pick<BundleVerifyOptions, 'simulation' | 'gpuCollateral' | 'cpuCollateral' | 'gpuPolicy'>>;
 
@@ -64,7 +65,8 @@ export interface Simulation {
 
 /**
  * Open (creating on first use) the simulated CPU and `gpuCount` GPUs in `dir`. With `driver`, the
- * GPUs' presence, CC mode and ready state come from that driver (NVML) instead of memory. With
+ * GPUs' presence, CC mode and ready state come from that driver (NVML) instead of memory; with
+ * `signer`, reports are signed there (report-signer.ts) instead of on the thread pool. With
  * `ppcie`, the GPUs are an HGX protected-PCIe system (8 GPUs, 4 NVSwitches, switch-sim.ts): every GPU
  * names the 4 switches and each switch the 8 GPUs; the default (no `ppcie`) has no switches. The
  * switches are created on first use in `dir` too (switch-sim-identity.json). `switchTamper` damages one
@@ -73,13 +75,17 @@ export interface Simulation {
 export async function openSimulation(
   dir: string,
   gpuCount: number,
-  opts: { driver?: GpuDriverFacts; ppcie?: boolean; switchTamper?: SwitchTamper } = {},
+  opts: { driver?: GpuDriverFacts; signer?: ReportSigner; ppcie?: boolean; switchTamper?: SwitchTamper } = {},
 ): Promise<Simulation> {
   if (opts.ppcie && gpuCount !== HGX_GPUS)
     throw new CvmError('ERR_INVALID_ARGUMENT', `a simulated HGX PPCIe system has ${HGX_GPUS} GPUs, ${gpuCount} requested`);
   const cpu = await SimulatedCpuSource.open(dir);
   const identity = gpuCount > 0 ? await loadOrCreateSimGpuIdentity(dir, gpuCount) : undefined;
   const gpus = identity ? new SimulatedGpuSource(identity, gpuCount, undefined, opts.driver) : undefined;
+  if (opts.signer) {
+    cpu.device.signer = opts.signer;
+    if (gpus) gpus.signer = opts.signer;
+  }
   if (!opts.ppcie || !identity || !gpus) return { cpu, gpus, verifyOptions: simulationTrust(cpu.device, identity) };
   const system = (await loadOrCreateSimPpcieSystem(identity))!;
   gpus.ppcieSwitchPdis = system.switches.map((s) => s.pdi);
@@ -87,6 +93,7 @@ export async function openSimulation(
   return {
     cpu,
     gpus,
+    // The 4 switch reports are signed in this thread (about 0.5 ms each), as simulation only.
     switches: { system, collect: async (nonce) => collectSimulatedSwitches(system, nonce, tamper) },
     verifyOptions: simulationTrust(cpu.device, identity, system),
   };

@@ -11,7 +11,7 @@
  * the CNs keep AMD's names (ARK-Genoa, SEV-Genoa, SEV-VCEK) because the verifier sorts certificates
  * into roles by CN (AMD #57230).
  */
-import { createHash, createPrivateKey, createPublicKey, generateKeyPair, randomBytes, sign, X509Certificate, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPair, randomBytes, X509Certificate, type KeyObject } from 'node:crypto';
 import { chmod, link, mkdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { readBoundedText } from '../util/bounded-read.js';
 import { join } from 'node:path';
@@ -22,6 +22,7 @@ import { basicConstraints, buildCertificate, buildCrl, crlDistributionPoint, key
 import { AMD_OID, SNP_SIGNED_END, encodeTcb, serializeCertTable, serializeSnpReport, signatureFromP1363 } from '../formats/snp-abi/index.js';
 import type { TcbParts } from '../formats/snp-abi/index.js';
 import { kdsCrlPath, kdsUrl } from '../util/kds-url.js';
+import { threadPoolSigner, type ReportSigner } from './report-signer.js';
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 
@@ -217,6 +218,8 @@ function loadState(text: string, path: string): SimState {
 
 export class SimulatedSnpDevice {
   readonly dir: string;
+  /** Who signs the reports (report-signer.ts); the daemon sets its verification worker. */
+  signer: ReportSigner = threadPoolSigner;
   readonly chipId: Buffer;
   readonly tcb: TcbParts;
   readonly #reportId: Buffer;
@@ -310,7 +313,7 @@ export class SimulatedSnpDevice {
    */
   async getReport(reportData: Uint8Array, opts: SimReportOptions | number = {}): Promise<SimReport> {
     const o = typeof opts === 'number' ? { vmpl: opts } : opts;
-    return { report: this.#sign(reportData, o), vcek: Buffer.from(this.#vcek), ask: Buffer.from(this.#ask), ark: Buffer.from(this.#ark) };
+    return { report: await this.#sign(reportData, o), vcek: Buffer.from(this.#vcek), ask: Buffer.from(this.#ask), ark: Buffer.from(this.#ark) };
   }
 
   /** getReport plus the GHCB certificate table the host would supply (VCEK, ASK, ARK). */
@@ -326,7 +329,7 @@ export class SimulatedSnpDevice {
     };
   }
 
-  #sign(reportData: Uint8Array, o: SimReportOptions): Buffer {
+  async #sign(reportData: Uint8Array, o: SimReportOptions): Promise<Buffer> {
     const invalid = (m: string): never => {
       throw new CvmError('ERR_INVALID_ARGUMENT', `simulated SNP device: ${m}`);
     };
@@ -359,7 +362,8 @@ export class SimulatedSnpDevice {
       ...(version >= 5 ? { launchMitVector: 0n, currentMitVector: 0n } : {}),
     };
     const unsigned = serializeSnpReport(fields); // throws ERR_INVALID_ARGUMENT on bad measurement/hostData sizes
-    const sig = sign('sha384', unsigned.subarray(0, SNP_SIGNED_END), { key: this.#vcekKey, dsaEncoding: 'ieee-p1363' });
-    return serializeSnpReport({ ...fields, signature: signatureFromP1363(sig) });
+    // Off the event loop (report-signer.ts): the thread pool, or the daemon's verification worker.
+    const [sig] = await this.signer([{ data: unsigned.subarray(0, SNP_SIGNED_END), key: this.#vcekKey }]);
+    return serializeSnpReport({ ...fields, signature: signatureFromP1363(sig!) });
   }
 }

@@ -28,6 +28,8 @@ export interface AgentDaemonOptions {
   gpus?: number;
   /** Extra YAML under `controller:` (url, insecure, tokenKey, ...), as `key: value` lines; none: no link. */
   controller?: Record<string, string | boolean>;
+  /** The daemon's environment (DaemonOptions.env); empty by default. */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** Write the config and construct the daemon; `start()` is left to the caller (it may be expected to fail). */
@@ -54,7 +56,7 @@ export async function prepareAgentDaemon(o: AgentDaemonOptions): Promise<Omit<Ag
   );
   const logs: Array<Record<string, unknown>> = [];
   const logger = pino({ level: 'debug' }, { write: (s: string) => void logs.push(JSON.parse(s) as Record<string, unknown>) });
-  const daemon = new Daemon({ configPath: join(dir, 'agent.yaml'), logger, env: {}, peerCredentials: () => ({ pid: process.pid, uid, gid }) });
+  const daemon = new Daemon({ configPath: join(dir, 'agent.yaml'), logger, env: { ...o.env }, peerCredentials: () => ({ pid: process.pid, uid, gid }) });
   let started = false;
   return {
     daemon,
