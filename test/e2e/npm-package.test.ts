@@ -6,10 +6,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stageCheckout } from '../helpers/checkout.js';
+import { startDaemon } from '../helpers/daemon-process.js';
 import { fakesDir, repoRoot, vectorsDir } from '../helpers/paths.js';
 
 const work = mkdtempSync(join(tmpdir(), 'cvm-npm-package-'));
@@ -103,6 +104,27 @@ describe('npm pack + npm install -g', () => {
     expect(await closedReader(bin, ['verify', 'snp', '--help'])).toEqual({ code: 0, stderr: '' });
     expectAddonWorks([bin]);
   });
+
+  it('the installed daemon attests with its verification worker (dist/attest/verify-worker.js) from the package', async () => {
+    const dir = mkdtempSync(join(work, 'run-'));
+    const config = join(dir, 'config.yaml');
+    writeFileSync(
+      config,
+      `tee: simulated\nsimulation: { gpus: 2, dir: ${dir}/sim }\napi: { socket: ${dir}/api.sock }\nstate: { dir: ${dir}/state }\ncollateral: { dir: ${dir}/cache }\nschedule: { cron: "0 0 1 1 *", jitterSec: 0 }\n`,
+    );
+    expect(existsSync(join(globalPkg, 'dist', 'attest', 'verify-worker.js'))).toBe(true);
+    const d = startDaemon(['--config', config], { CVM_AGENT_LOG_LEVEL: 'info' }, [join(globalPkg, 'bin', 'cvm-agent.js'), 'run']);
+    try {
+      // The first cycle runs at start; its verification happens in the worker loaded from the package.
+      const cycle = await d.waitForLog((l) => Boolean(l.cycle), 60_000);
+      expect(cycle.status, JSON.stringify(cycle)).toBe('affirming');
+      expect(cycle.devices).toEqual({ cpu0: 'affirming', gpu0: 'affirming', gpu1: 'affirming' });
+      expect(d.logs.filter((l) => l.msg === 'verification worker stopped; the next verification starts a new one')).toEqual([]);
+    } finally {
+      d.child.kill('SIGTERM');
+      await d.exit;
+    }
+  }, 90_000);
 
   it('systemd/install.sh from a checkout (npm ci --omit=dev) lays out the same files, which work the same', () => {
     // The checkout's node_modules is a link to ours: replace it, never let npm ci clear the target.
