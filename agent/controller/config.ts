@@ -47,6 +47,11 @@ export const controllerSchema = obj({
   simulation: obj({ trust: bool(), dir: path }),
   collateral: obj({ dir: path, online: bool(), timeoutMs: int(100, 120_000) }),
   stateDir: path,
+  store: obj({
+    url: str({ hint: 'a postgres:// URL' }),
+    replica: str({ pattern: /^[A-Za-z0-9._:@-]{1,64}$/, hint: 'a replica name of letters, digits, ".", "_", ":", "@" or "-" (1..64)' }),
+    poolSize: int(1, 1000),
+  }),
   limits: obj({
     messagesPerSec: int(1, 10_000),
     burst: int(1, 100_000),
@@ -95,6 +100,8 @@ export interface ControllerConfig {
   /** Collateral cache for real-hardware evidence (VCEK/VLEK, CRLs, RIMs, OCSP); see docs/collateral.md. */
   collateral?: { dir: string; online: boolean; timeoutMs: number };
   stateDir?: string;
+  /** PostgreSQL instead of stateDir (store/postgres-store.ts); `replica` names this controller in what it stores. */
+  store?: { url: string; replica?: string; poolSize?: number };
   limits: ControllerLimits;
   logLevel: string;
 }
@@ -177,6 +184,12 @@ export function parseControllerConfig(text: string, source = 'controller config'
     };
   if (raw.signingKey) cfg.signingKey = p(raw.signingKey)!;
   if (raw.stateDir) cfg.stateDir = p(raw.stateDir)!;
+  if (raw.store?.url)
+    cfg.store = {
+      url: raw.store.url,
+      ...(raw.store.replica ? { replica: raw.store.replica } : {}),
+      ...(raw.store.poolSize ? { poolSize: raw.store.poolSize } : {}),
+    };
   if (raw.collateral?.dir)
     cfg.collateral = { dir: p(raw.collateral.dir)!, online: raw.collateral.online ?? false, timeoutMs: raw.collateral.timeoutMs ?? 10_000 };
   return cfg;
@@ -204,6 +217,11 @@ function crossChecks(raw: RawControllerConfig, errors: string[]): void {
         'give every token an agentId (or use client certificates that name the agent), or drop the allow-list',
     );
   }
+  if (raw.store) {
+    const why = storeUrlProblem(raw.store.url);
+    if (why) errors.push(`store.url: ${why}`);
+    if (raw.stateDir !== undefined) errors.push('stateDir: not used with store.url (agent state is in the database); remove one of them');
+  }
   if (raw.tls && (raw.tls.cert === undefined || raw.tls.key === undefined)) errors.push('tls: needs both cert and key');
   if (raw.tls?.requireClientCert && !raw.tls.clientCa) errors.push('tls.requireClientCert: needs tls.clientCa (the CA that issues agent certificates)');
   if (raw.simulation?.trust && !raw.simulation.dir)
@@ -215,6 +233,23 @@ function crossChecks(raw: RawControllerConfig, errors: string[]): void {
   if ((raw.limits?.heldBytesTotal ?? CONTROLLER_DEFAULTS.limits.heldBytesTotal) < perAgent) {
     errors.push('limits.heldBytesTotal: must be at least limits.heldBytesPerAgent');
   }
+}
+
+/**
+ * Why `url` is not a PostgreSQL connection URL, or undefined when it is. The messages never repeat
+ * the URL (it may hold a password).
+ */
+export function storeUrlProblem(url: string | undefined): string | undefined {
+  if (url === undefined) return 'required (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE)';
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return 'not a URL (expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE; the value is not shown, it may hold a password)';
+  }
+  if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') return `must be a postgres:// or postgresql:// URL, got a ${u.protocol}// URL`;
+  if (u.pathname.length <= 1 && !u.searchParams.has('host')) return 'names no database (postgres://USER@HOST/DATABASE)';
+  return undefined;
 }
 
 /** What the server needs at run time, with every referenced file read and checked. */

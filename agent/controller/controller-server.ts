@@ -18,6 +18,8 @@ import { MAX_MESSAGE_BYTES, PROTOCOL } from '../link/protocol.js';
 import { createHash } from 'node:crypto';
 import { bearerToken, certificateAgentIds, checkBearer, type Credential } from './auth.js';
 import { AgentRegistry } from './registry.js';
+import type { ControllerStore } from './store/controller-store.js';
+import { openStore } from './store/open-store.js';
 import { LinkSession } from './session.js';
 import { CollateralStore } from '../collateral/store.js';
 import { TokenSigner } from './signer.js';
@@ -83,8 +85,9 @@ export class Controller {
     private readonly resolved: ResolvedController,
     readonly signer: TokenSigner,
     private readonly opts: ControllerOptions,
+    store: ControllerStore,
   ) {
-    this.registry = new AgentRegistry(resolved.config.stateDir);
+    this.registry = new AgentRegistry(store);
     this.heldBudget = { used: 0, max: resolved.config.limits.heldBytesTotal };
     this.metrics = new ControllerMetrics({ agentsConnected: () => this.registry.connectedCount() });
     this.wss = new WebSocketServer({
@@ -97,9 +100,15 @@ export class Controller {
 
   static async start(resolved: ResolvedController, opts: ControllerOptions): Promise<Controller> {
     const signer = await TokenSigner.create(resolved.signingKeyPem);
-    const c = new Controller(resolved, signer, opts);
-    await c.registry.load((file, why) => opts.log.warn({ file }, `ignoring unreadable agent state: ${why}`));
-    await c.listen();
+    const store = await openStore(resolved.config, opts.log);
+    const c = new Controller(resolved, signer, opts, store);
+    try {
+      await c.registry.load((file, why) => opts.log.warn({ file }, `ignoring unreadable agent state: ${why}`));
+      await c.listen();
+    } catch (err) {
+      await store.close().catch(() => undefined);
+      throw err;
+    }
     return c;
   }
 
@@ -381,7 +390,18 @@ export class Controller {
     if (path === '/assets/fleet.js') return this.send(res, 200, 'text/javascript; charset=utf-8', FLEET_JS, page);
     if (path === '/assets/fleet.css') return this.send(res, 200, 'text/css; charset=utf-8', FLEET_CSS, page);
     if (path === '/.well-known/jwks.json') return this.json(res, 200, this.signer.jwks());
-    if (path === '/v1/agents') return this.json(res, 200, { agents: this.registry.summaries() });
+    if (path === '/v1/agents') {
+      if (!this.registry.store.shared) return this.json(res, 200, { agents: this.registry.summaries() });
+      // A shared store: the whole fleet, whichever replica answers.
+      void this.registry.storedRecords().then(
+        (records) => this.json(res, 200, { agents: records.map((r) => this.registry.summary(r)) }),
+        (err: Error) => {
+          this.opts.log.error({ err: err.message }, 'fleet listing failed');
+          this.problem(res, 503, 'store unavailable', 'the agent store could not be read; retry');
+        },
+      );
+      return;
+    }
     const m = /^\/v1\/agents\/([^/]+)$/.exec(path);
     if (m) {
       let id: string;

@@ -100,7 +100,8 @@ export class LinkSession {
   /** Registered as the agent's live session (a contender is not, until it is promoted). */
   private claimed = false;
   private hello: HelloMessage | undefined;
-  private readonly book: ChallengeBook;
+  /** Created at hello, bound to the agent id and session key. */
+  private book: ChallengeBook | undefined;
   private readonly bucket: TokenBucket;
   private readonly eventBucket: TokenBucket;
   private queue: Promise<void> = Promise.resolve();
@@ -133,7 +134,6 @@ export class LinkSession {
     /** Label of the credential this link authenticated with (never the secret): ids per credential are bounded. */
     private readonly credentialLabel = 'anonymous',
   ) {
-    this.book = new ChallengeBook(deps.challengeTtlSec * 1000);
     this.bucket = new TokenBucket(deps.limits.messagesPerSec, deps.limits.burst, deps.now().getTime());
     // An agent may send its whole window at once.
     this.eventBucket = new TokenBucket(deps.limits.eventsPerSec, Math.max(deps.limits.window, 1), deps.now().getTime());
@@ -314,13 +314,15 @@ export class LinkSession {
     // Bounded: a continuous stream still gets a write and an ack every MAX_BATCH messages.
     if (this.agentId === undefined || (!force && this.backlog > 1 && ++this.batched < MAX_BATCH)) return;
     this.batched = 0;
-    if (this.unsaved) {
+    const registry = this.deps.registry;
+    if (this.unsaved || registry.hasPending(this.agentId)) {
       this.unsaved = false;
-      await this.deps.registry.persist(this.agentId);
+      await registry.persist(this.agentId);
     }
     if (this.unacked) {
       this.unacked = false;
-      this.send({ type: 'ack', seq: this.deps.registry.get(this.agentId).lastSeq });
+      // Only what the store has committed: an ack never runs ahead of the write.
+      this.send({ type: 'ack', seq: registry.ackableSeq(this.agentId) });
     }
   }
 
@@ -407,6 +409,11 @@ export class LinkSession {
       );
     }
     registry.admit(this.credentialLabel, msg.agentId, limits.agentsPerCredential);
+    this.book = new ChallengeBook(
+      this.deps.challengeTtlSec * 1000,
+      { agentId: msg.agentId, sessionKid, replica: registry.store.replicaId },
+      registry.store.challenges,
+    );
     this.stream = new EventStream({
       agentId: msg.agentId,
       sessionKid,
@@ -479,16 +486,24 @@ export class LinkSession {
 
   /** Issue a fresh challenge (also used by the server's "challenge now"). */
   challenge(now: Date): Challenge | undefined {
-    if (this.closed || !this.hello) return undefined;
-    const c = this.book.issue(now);
-    this.send({ type: 'challenge', id: c.id, nonce: c.nonce.toString('hex'), expiresAt: c.expiresAt.toISOString() });
+    if (this.closed || !this.hello || !this.book) return undefined;
+    const { challenge: c, stored } = this.book.issue(now);
+    // Sent once stored: any replica sharing the store can then take the answer.
+    stored.then(
+      () => this.send({ type: 'challenge', id: c.id, nonce: c.nonce.toString('hex'), expiresAt: c.expiresAt.toISOString() }),
+      (err: unknown) =>
+        this.deps.log.warn(
+          { agentId: this.agentId, err: err instanceof Error ? err.message : String(err) },
+          'challenge not stored, so not sent (the next interval issues another)',
+        ),
+    );
     return c;
   }
 
   private async onEvidence(msg: EvidenceMessage, now: Date): Promise<void> {
     const agentId = this.agentId!;
     const registry = this.deps.registry;
-    const taken = this.book.take(msg.challengeId, now);
+    const taken = await this.book!.take(msg.challengeId, now);
     if (!taken.ok) {
       registry.get(agentId).lastRejection = { at: now.toISOString(), code: taken.code, message: taken.message };
       await registry.persist(agentId);
@@ -538,7 +553,7 @@ export class LinkSession {
         this.onClaimed(now, true);
       }
     }
-    rec.lastVerdict = {
+    const verdict = {
       challengeId: msg.challengeId,
       at: now.toISOString(),
       status: appraisal.status,
@@ -550,6 +565,17 @@ export class LinkSession {
       ...(appraisal.bundle ? { teeKind: appraisal.bundle.cpu.kind, gpuCount: appraisal.bundle.gpus.length } : {}),
       ear: appraisal.ear,
     };
+    const jkt = appraisal.verifiedKey ? await keyThumbprint(appraisal.verifiedKey) : '';
+    const releases = secrets.map((s) => ({
+      agentId,
+      secret: s.name,
+      at: verdict.at,
+      challengeId: msg.challengeId,
+      status: appraisal.status,
+      jkt,
+      replica: registry.store.replicaId,
+    }));
+    registry.recordVerdict(agentId, verdict, releases);
     if (appraisal.status === 'contraindicated' || appraisal.status === 'none') {
       const failed = appraisal.devices.flatMap((d) => failedChecks(d.result.checks).map((c) => `${d.id} ${c.name}`));
       rec.lastRejection = { at: now.toISOString(), code: 'evidence-rejected', message: `failed checks: ${failed.slice(0, 8).join(', ') || '(none recorded)'}` };
@@ -564,8 +590,8 @@ export class LinkSession {
         challengeId: msg.challengeId,
         status: appraisal.status,
         simulated: appraisal.simulated,
-        devices: rec.lastVerdict.devices,
-        secretsReleased: rec.lastVerdict.secretsReleased,
+        devices: verdict.devices,
+        secretsReleased: verdict.secretsReleased,
       },
       `verdict ${appraisal.status.toUpperCase()}${appraisal.simulated ? ' (SIMULATED)' : ''}: ${decision.reason}`,
     );

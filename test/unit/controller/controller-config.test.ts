@@ -9,6 +9,7 @@ import { loadControllerConfig, parseControllerConfig, tokenDigest } from '../../
 import { bearerToken, checkBearer } from '../../../agent/controller/auth.js';
 import { releaseDecision } from '../../../agent/controller/secret-release.js';
 import { ChallengeBook } from '../../../agent/controller/challenges.js';
+import { MemoryChallenges } from '../../../agent/controller/store/memory-challenges.js';
 import { TokenSigner } from '../../../agent/controller/signer.js';
 
 describe('controller config', () => {
@@ -128,17 +129,41 @@ describe('secret release rule', () => {
 });
 
 describe('challenge book', () => {
-  it('answers once, before expiry; tells replay, expiry and unknown ids apart', () => {
-    const book = new ChallengeBook(1000);
+  const binding = { agentId: 'vm-1', sessionKid: 'kid-1', replica: 'r1' };
+  it('answers once, before expiry; tells replay, expiry and unknown ids apart', async () => {
+    const book = new ChallengeBook(1000, binding);
     const t0 = new Date(1_000_000);
-    const c = book.issue(t0);
+    const { challenge: c, stored } = book.issue(t0);
+    await stored;
     expect(c.nonce.length).toBe(32);
-    expect(book.issue(t0).nonce.equals(c.nonce)).toBe(false);
-    expect(book.take(c.id, new Date(t0.getTime() + 999)).ok).toBe(true);
-    expect(book.take(c.id, t0)).toMatchObject({ ok: false, code: 'replayed-challenge' });
-    const late = book.issue(t0);
-    expect(book.take(late.id, new Date(t0.getTime() + 1001))).toMatchObject({ ok: false, code: 'expired-challenge' });
-    expect(book.take('never-issued', t0)).toMatchObject({ ok: false, code: 'unknown-challenge' });
+    expect(book.issue(t0).challenge.nonce.equals(c.nonce)).toBe(false);
+    expect((await book.take(c.id, new Date(t0.getTime() + 999))).ok).toBe(true);
+    expect(await book.take(c.id, t0)).toMatchObject({ ok: false, code: 'replayed-challenge' });
+    const late = book.issue(t0).challenge;
+    expect(await book.take(late.id, new Date(t0.getTime() + 1001))).toMatchObject({ ok: false, code: 'expired-challenge' });
+    expect(await book.take('never-issued', t0)).toMatchObject({ ok: false, code: 'unknown-challenge' });
+  });
+
+  it('a challenge answers only for the agent id and session key it was issued to, on any book sharing the store', async () => {
+    const store = new MemoryChallenges();
+    const t0 = new Date(1_000_000);
+    const a = new ChallengeBook(1000, binding, store);
+    const c = a.issue(t0).challenge;
+    expect(await new ChallengeBook(1000, { ...binding, agentId: 'vm-2' }, store).take(c.id, t0)).toMatchObject({ ok: false, code: 'unknown-challenge' });
+    expect(await new ChallengeBook(1000, { ...binding, sessionKid: 'other' }, store).take(c.id, t0)).toMatchObject({ ok: false, code: 'unknown-challenge' });
+    // Another connection of the same agent and key (a reconnect) may answer it, once.
+    expect((await new ChallengeBook(1000, { ...binding, replica: 'r2' }, store).take(c.id, t0)).ok).toBe(true);
+    expect(await a.take(c.id, t0)).toMatchObject({ ok: false, code: 'replayed-challenge' });
+  });
+
+  it('keeps at most 16 open challenges per agent: the oldest count as expired', async () => {
+    const store = new MemoryChallenges();
+    const t0 = new Date(1_000_000);
+    const book = new ChallengeBook(60_000, binding, store);
+    const ids = Array.from({ length: 17 }, () => book.issue(t0).challenge.id);
+    expect(store.outstanding('vm-1')).toBe(16);
+    expect(await book.take(ids[0]!, t0)).toMatchObject({ ok: false, code: 'expired-challenge' });
+    expect((await book.take(ids[16]!, t0)).ok).toBe(true);
   });
 });
 
