@@ -208,10 +208,11 @@ export class AgentRegistry {
     if (!this.store.shared) return [...this.agents.values()];
     const stored = await this.store.loadAgents();
     const byId = new Map(stored.map((r) => [r.agentId, r]));
-    // This replica's live sessions: its own copy is at least as new.
+    // This replica's live sessions: its own copy is at least as new (and an agent that has not
+    // proven a key yet is shown while connected, as on the embedded store).
     for (const id of this.connected.keys()) {
       const mine = this.agents.get(id);
-      if (mine && !this.provisional.has(id)) byId.set(id, mine);
+      if (mine) byId.set(id, mine);
     }
     return [...byId.values()].sort((a, b) => a.agentId.localeCompare(b.agentId));
   }

@@ -128,6 +128,35 @@ describe('secret release rule', () => {
   });
 });
 
+describe('controller config: store', () => {
+  it('store.url selects PostgreSQL; a bad URL is named without repeating it (it may hold a password); stateDir and store.url exclude each other', () => {
+    const c = parseControllerConfig('store: {url: "postgres://cvm:s3cret@db.example:5432/cvm", replica: ctl-1, poolSize: 20}\n');
+    expect(c.store).toEqual({ url: 'postgres://cvm:s3cret@db.example:5432/cvm', replica: 'ctl-1', poolSize: 20 });
+    expect(c.stateDir).toBeUndefined();
+    const problems = (yaml: string) => {
+      try {
+        parseControllerConfig(yaml);
+      } catch (err) {
+        expect(err).toBeInstanceOf(ConfigError);
+        return (err as Error).message;
+      }
+      throw new ConfigError('accepted');
+    };
+    const notUrl = problems('store: {url: "s3cret-not-a-url"}\n');
+    expect(notUrl).toMatch(/store\.url: not a URL/);
+    expect(notUrl).not.toContain('s3cret');
+    const mysql = problems('store: {url: "mysql://u:s3cret@h/db"}\n');
+    expect(mysql).toMatch(/store\.url: must be a postgres:\/\/ or postgresql:\/\/ URL, got a mysql:\/\/ URL/);
+    expect(mysql).not.toContain('s3cret');
+    expect(problems('store: {url: "postgres://u@h"}\n')).toMatch(/store\.url: names no database/);
+    expect(problems('store: {replica: r1}\n')).toMatch(/store\.url: required/);
+    expect(problems('stateDir: /var/lib/x\nstore: {url: "postgres://u@h/db"}\n')).toMatch(/stateDir: not used with store\.url/);
+    expect(problems('store: {url: "postgres://u@h/db", replica: "a b", poolSize: 0}\n')).toMatch(
+      /store\.replica: must be a replica name[\s\S]*store\.poolSize: must be an integer between 1 and 1000/,
+    );
+  });
+});
+
 describe('challenge book', () => {
   const binding = { agentId: 'vm-1', sessionKid: 'kid-1', replica: 'r1' };
   it('answers once, before expiry; tells replay, expiry and unknown ids apart', async () => {
