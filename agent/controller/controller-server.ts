@@ -17,7 +17,7 @@ import type { Logger } from 'pino';
 import { MAX_MESSAGE_BYTES, PROTOCOL } from '../link/protocol.js';
 import { createHash } from 'node:crypto';
 import { bearerToken, certificateAgentIds, checkBearer, type Credential } from './auth.js';
-import { AgentRegistry } from './registry.js';
+import { AgentRegistry, type AgentRecord } from './registry.js';
 import type { ControllerStore } from './store/controller-store.js';
 import { openStore } from './store/open-store.js';
 import { LinkSession } from './session.js';
@@ -105,6 +105,7 @@ export class Controller {
     try {
       await c.registry.load((file, why) => opts.log.warn({ file }, `ignoring unreadable agent state: ${why}`));
       await c.listen();
+      c.renewLeases();
     } catch (err) {
       await store.close().catch(() => undefined);
       throw err;
@@ -162,8 +163,47 @@ export class Controller {
     return this.sessions.get(agentId)?.challenge(this.now());
   }
 
+  private leaseTimer: NodeJS.Timeout | undefined;
+
+  /**
+   * A shared store: renew the leases of this replica's live sessions every third of their lifetime;
+   * a session whose lease another replica took (a takeover the identity rules allowed) is closed.
+   */
+  private renewLeases(): void {
+    const leases = this.registry.store.leases;
+    if (!leases) return;
+    let running = false;
+    this.leaseTimer = setInterval(
+      () => {
+        if (running || this.closing) return;
+        running = true;
+        const live = [...this.sessions].filter(([, s]) => !s.isClosed);
+        leases
+          .renew(
+            this.registry.store.replicaId,
+            live.map(([agentId, s]) => ({ agentId, sessionId: s.id })),
+          )
+          .then((lost) => {
+            for (const agentId of lost) {
+              const s = this.sessions.get(agentId);
+              if (!s || s.isClosed || !live.some(([, x]) => x === s)) continue;
+              this.opts.log.info({ agentId }, 'agent taken over by a session on another replica');
+              s.close(1008, 'superseded by a newer connection of the same agent (on another controller replica)');
+            }
+          })
+          .catch((err: Error) => this.opts.log.warn({ err: err.message }, 'session leases not renewed (the store is unreachable)'))
+          .finally(() => {
+            running = false;
+          });
+      },
+      Math.max(100, Math.floor(leases.ttlMs / 3)),
+    );
+    this.leaseTimer.unref();
+  }
+
   async close(): Promise<void> {
     this.closing = true;
+    if (this.leaseTimer) clearInterval(this.leaseTimer);
     const sessions = [...this.sessions.values(), ...this.anonymous];
     for (const s of sessions) s.close(1001, 'controller shutting down');
     // Let in-flight handlers finish their state write (bounded), then refuse any later write.
@@ -269,9 +309,17 @@ export class Controller {
       admit: (agentId: string, session: LinkSession) => this.admit(agentId, session),
       promote: (agentId: string, session: LinkSession) => this.take(agentId, session),
       released: (agentId: string, ms: number) => this.released(agentId, ms),
+      hasLocal: (agentId: string) => {
+        const live = this.sessions.get(agentId);
+        return live !== undefined && !live.isClosed;
+      },
       release: (agentId: string, session: LinkSession) => {
         // A superseded session still counts as connected until its own close (its state write may be under way).
         if (this.counted.delete(session)) this.registry.setConnected(agentId, false);
+        // Its lease (if it still holds it) is free at once: the agent may come back on any replica.
+        this.registry.store.leases
+          ?.release(agentId, session.id)
+          .catch((err: Error) => this.opts.log.warn({ agentId, err: err.message }, 'lease not released (it expires)'));
         if (this.sessions.get(agentId) !== session) return; // a contender or a refused link: the live one stays
         this.sessions.delete(agentId);
         const waiters = this.releaseWaiters.get(agentId);
@@ -393,8 +441,9 @@ export class Controller {
     if (path === '/v1/agents') {
       if (!this.registry.store.shared) return this.json(res, 200, { agents: this.registry.summaries() });
       // A shared store: the whole fleet, whichever replica answers.
-      void this.registry.storedRecords().then(
-        (records) => this.json(res, 200, { agents: records.map((r) => this.registry.summary(r)) }),
+      void Promise.all([this.registry.storedRecords(), this.registry.store.leases?.liveAgents()]).then(
+        ([records, live]) =>
+          this.json(res, 200, { agents: records.map((r) => this.registry.summary(r, live?.has(r.agentId) || this.registry.isConnected(r.agentId))) }),
         (err: Error) => {
           this.opts.log.error({ err: err.message }, 'fleet listing failed');
           this.problem(res, 503, 'store unavailable', 'the agent store could not be read; retry');
@@ -410,20 +459,36 @@ export class Controller {
       } catch {
         return this.problem(res, 400, 'bad agent id');
       }
-      if (!AGENT_ID.test(id) || !this.registry.has(id)) return this.problem(res, 404, 'no such agent', `no agent "${id.slice(0, 128)}" has connected`);
-      const r = this.registry.get(id);
-      return this.json(res, 200, {
-        ...this.registry.summary(r),
-        version: r.version ?? null,
-        inventory: r.inventory ?? null,
-        gapRanges: r.gaps,
-        alarmList: r.alarms ?? [],
-        attestedKeys: r.attestedKeys.map((k) => ({ jkt: k.jkt, at: k.at })),
-        lastVerdict: r.lastVerdict ?? null,
-        recentEvents: r.recentEvents,
-      });
+      if (!AGENT_ID.test(id)) return this.problem(res, 404, 'no such agent', `no agent "${id.slice(0, 128)}" has connected`);
+      if (this.registry.store.shared && !this.registry.isConnected(id)) {
+        // Another replica's agent (or none): as stored.
+        void Promise.all([this.registry.store.loadAgent(id), this.registry.store.leases?.liveAgents()]).then(
+          ([r, live]) =>
+            r ? this.agentDetail(res, r, live?.has(id) ?? false) : this.problem(res, 404, 'no such agent', `no agent "${id.slice(0, 128)}" has connected`),
+          (err: Error) => {
+            this.opts.log.error({ err: err.message }, 'agent lookup failed');
+            this.problem(res, 503, 'store unavailable', 'the agent store could not be read; retry');
+          },
+        );
+        return;
+      }
+      if (!this.registry.has(id)) return this.problem(res, 404, 'no such agent', `no agent "${id.slice(0, 128)}" has connected`);
+      return this.agentDetail(res, this.registry.get(id));
     }
     return this.problem(res, 404, 'not found');
+  }
+
+  private agentDetail(res: ServerResponse, r: AgentRecord, connected?: boolean): void {
+    this.json(res, 200, {
+      ...this.registry.summary(r, connected),
+      version: r.version ?? null,
+      inventory: r.inventory ?? null,
+      gapRanges: r.gaps,
+      alarmList: r.alarms ?? [],
+      attestedKeys: r.attestedKeys.map((k) => ({ jkt: k.jkt, at: k.at })),
+      lastVerdict: r.lastVerdict ?? null,
+      recentEvents: r.recentEvents,
+    });
   }
 }
 

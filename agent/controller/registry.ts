@@ -422,10 +422,11 @@ export class AgentRegistry {
     return [...this.agents.values()].sort((a, b) => a.agentId.localeCompare(b.agentId)).map((r) => this.summary(r));
   }
 
-  summary(r: AgentRecord): AgentSummary {
+  /** `connected`: as the caller knows it (a shared store: a live lease on any replica); by default, a session here. */
+  summary(r: AgentRecord, connected = this.isConnected(r.agentId)): AgentSummary {
     return {
       id: r.agentId,
-      connected: this.isConnected(r.agentId),
+      connected,
       lastSeen: r.lastSeen ?? null,
       lastSeq: r.lastSeq,
       gaps: r.gaps.length,

@@ -90,10 +90,12 @@ export async function startController(
   yaml: string,
   stateDir = mkdtempSync(join(tmpdir(), 'ctl-state-')),
   credentials?: string,
+  /** The store's replica name (replicas sharing one database: test/helpers/test-store.ts). */
+  replica?: string,
 ): Promise<ControllerUnderTest> {
   const defaults = `agents:\n  tokens:\n    - sha256: ${tokenDigest(TOKEN).toString('hex')}\n    - agentId: bound-agent\n      sha256: ${tokenDigest('bound-token').toString('hex')}\nsecrets:\n  - name: model-key\n    value: ${SECRET_VALUE}\n`;
   const cfg = parseControllerConfig(
-    `listen: {host: 127.0.0.1, port: 0}\n${await storeYaml(stateDir)}\n${credentials ?? defaults}${yaml.replaceAll('SIMDIR', sim.dir)}`,
+    `listen: {host: 127.0.0.1, port: 0}\n${await storeYaml(stateDir, replica)}\n${credentials ?? defaults}${yaml.replaceAll('SIMDIR', sim.dir)}`,
     'test config',
   );
   const resolved = await resolveControllerConfig(cfg);

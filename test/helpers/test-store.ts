@@ -43,10 +43,15 @@ export function databaseFor(stateDir: string): Promise<string> {
   return url;
 }
 
-/** The config line for the controller's state: `stateDir: DIR`, or `store: {url: ...}` under the postgres project. */
-export async function storeYaml(stateDir: string): Promise<string> {
+/**
+ * The config line for the controller's state: `stateDir: DIR`, or `store: {url: ...}` under the
+ * postgres project. The replica name is one per stateDir unless given, so a controller restarted on
+ * the same state is the same replica (it takes its own leases back at once).
+ */
+export async function storeYaml(stateDir: string, replica?: string): Promise<string> {
   if (testStoreKind() === 'files') return `stateDir: ${stateDir}`;
-  return `store: {url: "${await databaseFor(stateDir)}", replica: test-${process.pid}}`;
+  const url = await databaseFor(stateDir);
+  return `store: {url: "${url}", replica: ${replica ?? `test-${process.pid}-${[...databases.keys()].indexOf(stateDir)}`}}`;
 }
 
 async function withStore<T>(stateDir: string, fn: (s: PostgresStore) => Promise<T>): Promise<T> {

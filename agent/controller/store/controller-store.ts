@@ -79,6 +79,38 @@ export interface ChallengeStore {
   consume(id: string, agentId: string, sessionKid: string, now: Date, replica: string): Promise<ConsumeResult>;
 }
 
+/** Who holds an agent's lease: the replica and session, and what that session proved (Controller.admit's rules). */
+export interface LeaseHolder {
+  replica: string;
+  sessionId: string;
+  /** The session's credential is bound to the agent id. */
+  bound: boolean;
+  /** The session attested a key for the agent. */
+  attested: boolean;
+}
+
+/**
+ * Session leases of a shared store: at most one live session per agent id over all replicas. A lease
+ * is held while its replica renews it (heartbeat); one not renewed for `ttlMs` is free. Times are the
+ * database's, so the replicas' clocks do not matter.
+ */
+export interface LeaseStore {
+  readonly ttlMs: number;
+  /**
+   * Take the agent's lease for `holder` when it is free, expired, already this replica's, or `force`
+   * (a takeover the identity rules allow); otherwise say who holds it.
+   */
+  acquire(agentId: string, holder: LeaseHolder, force: boolean): Promise<{ ok: true } | { ok: false; holder: LeaseHolder }>;
+  /** The session attested a key for the agent (a second session then needs to attest to take over). */
+  markAttested(agentId: string, sessionId: string): Promise<void>;
+  /** Renew this replica's leases of `sessions`; returns the agent ids whose lease another session took. */
+  renew(replica: string, sessions: readonly { agentId: string; sessionId: string }[]): Promise<string[]>;
+  /** The session ended: free the lease if it still holds it. */
+  release(agentId: string, sessionId: string): Promise<void>;
+  /** Agent ids with a live lease (connected to some replica). */
+  liveAgents(): Promise<Set<string>>;
+}
+
 export interface ControllerStore {
   /** 'files' (embedded) or 'postgres'. */
   readonly kind: 'files' | 'postgres';
@@ -89,6 +121,8 @@ export interface ControllerStore {
   /** Records are written (false: memory only, nothing survives a restart). */
   readonly durable: boolean;
   readonly challenges: ChallengeStore;
+  /** Session leases (shared stores only: one process keeps its sessions in memory). */
+  readonly leases?: LeaseStore;
   /** Every agent record (bad ones are reported and skipped). */
   loadAgents(onProblem?: (where: string, why: string) => void): Promise<AgentRecord[]>;
   /** One agent's record as stored now, or undefined. */

@@ -97,6 +97,21 @@ CREATE TABLE cvm_challenges (
 CREATE INDEX cvm_challenges_expiry ON cvm_challenges (expires_at);
 `,
   },
+  {
+    version: 2,
+    what: 'session leases: one live session per agent id over all replicas',
+    sql: `
+CREATE TABLE cvm_sessions (
+  agent_id text PRIMARY KEY,
+  replica text NOT NULL,
+  session_id text NOT NULL,
+  bound boolean NOT NULL,
+  attested boolean NOT NULL,
+  heartbeat_at timestamptz NOT NULL
+);
+CREATE INDEX cvm_sessions_replica ON cvm_sessions (replica);
+`,
+  },
 ];
 
 export const LATEST_SCHEMA = MIGRATIONS[MIGRATIONS.length - 1]!.version;

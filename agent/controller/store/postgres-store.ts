@@ -12,7 +12,7 @@ import pg from 'pg';
 import { DeviceError, StoreError } from '../../errors.js';
 import type { AgentRecord } from '../registry.js';
 import { checkAgentRecord } from './file-store.js';
-import type { AgentDelta, ChallengeStore, ConsumeResult, ControllerStore, StoredChallenge } from './controller-store.js';
+import type { AgentDelta, ChallengeStore, ConsumeResult, ControllerStore, LeaseHolder, LeaseStore, StoredChallenge } from './controller-store.js';
 import { LATEST_SCHEMA, MIGRATION_LOCK, MIGRATIONS } from './postgres-schema.js';
 import { expiredBefore, expiredLate, replayed } from './memory-challenges.js';
 
@@ -21,6 +21,8 @@ export interface PostgresStoreOptions {
   replicaId: string;
   /** Connections in the pool (default 10). */
   poolSize?: number;
+  /** How long a lease lives without renewal (default LEASE_TTL_MS). */
+  leaseTtlMs?: number;
   /** Errors of idle connections (a database restart): logged, never fatal. */
   onIdleError?: (err: Error) => void;
 }
@@ -36,6 +38,9 @@ export function redactUrl(url: string): string {
   }
 }
 
+/** A session lease not renewed for this long is free (renewed every third of it). */
+export const LEASE_TTL_MS = 10_000;
+
 /** Remove expired challenges this long after they expire (a replay after that reads as unknown). */
 const CHALLENGE_KEEP_MS = 3600_000;
 /** Clean challenges up once every this many issued. */
@@ -46,6 +51,7 @@ export class PostgresStore implements ControllerStore {
   readonly shared = true;
   readonly durable = true;
   readonly challenges: ChallengeStore;
+  readonly leases: LeaseStore;
   readonly replicaId: string;
   private readonly pool: pg.Pool;
   private puts = 0;
@@ -56,6 +62,7 @@ export class PostgresStore implements ControllerStore {
     // An idle client whose server went away emits 'error' on the pool: without a listener that kills the process.
     this.pool.on('error', (err) => o.onIdleError?.(err));
     this.challenges = { put: (c) => this.putChallenge(c), consume: (...a) => this.consumeChallenge(...a) };
+    this.leases = new PostgresLeases(this.pool, o.leaseTtlMs ?? LEASE_TTL_MS);
   }
 
   /** Connect, apply the migrations this controller knows, refuse a newer schema. */
@@ -283,5 +290,60 @@ export class PostgresStore implements ControllerStore {
 
   async close(): Promise<void> {
     await this.pool.end();
+  }
+}
+
+/** Session leases in cvm_sessions (one row per agent id), judged by the database's clock. */
+class PostgresLeases implements LeaseStore {
+  constructor(
+    private readonly pool: pg.Pool,
+    readonly ttlMs: number,
+  ) {}
+
+  async acquire(agentId: string, h: LeaseHolder, force: boolean): Promise<{ ok: true } | { ok: false; holder: LeaseHolder }> {
+    const r = await this.pool.query(
+      `INSERT INTO cvm_sessions AS s (agent_id, replica, session_id, bound, attested, heartbeat_at) VALUES ($1, $2, $3, $4, $5, now())
+       ON CONFLICT (agent_id) DO UPDATE SET replica = EXCLUDED.replica, session_id = EXCLUDED.session_id, bound = EXCLUDED.bound,
+         attested = EXCLUDED.attested, heartbeat_at = now()
+       WHERE $6 OR s.replica = EXCLUDED.replica OR s.heartbeat_at < now() - make_interval(secs => $7)
+       RETURNING agent_id`,
+      [agentId, h.replica, h.sessionId, h.bound, h.attested, force, this.ttlMs / 1000],
+    );
+    if (r.rowCount === 1) return { ok: true };
+    const cur = await this.pool.query<{ replica: string; session_id: string; bound: boolean; attested: boolean }>(
+      'SELECT replica, session_id, bound, attested FROM cvm_sessions WHERE agent_id = $1',
+      [agentId],
+    );
+    const row = cur.rows[0];
+    // Gone between the two statements: try once more.
+    if (!row) return this.acquire(agentId, h, force);
+    return { ok: false, holder: { replica: row.replica, sessionId: row.session_id, bound: row.bound, attested: row.attested } };
+  }
+
+  async markAttested(agentId: string, sessionId: string): Promise<void> {
+    await this.pool.query('UPDATE cvm_sessions SET attested = true, heartbeat_at = now() WHERE agent_id = $1 AND session_id = $2', [agentId, sessionId]);
+  }
+
+  async renew(replica: string, sessions: readonly { agentId: string; sessionId: string }[]): Promise<string[]> {
+    if (sessions.length === 0) return [];
+    const r = await this.pool.query<{ agent_id: string }>(
+      `UPDATE cvm_sessions s SET heartbeat_at = now() FROM unnest($2::text[], $3::text[]) AS mine (agent_id, session_id)
+       WHERE s.agent_id = mine.agent_id AND s.session_id = mine.session_id AND s.replica = $1
+       RETURNING s.agent_id`,
+      [replica, sessions.map((x) => x.agentId), sessions.map((x) => x.sessionId)],
+    );
+    const kept = new Set(r.rows.map((x) => x.agent_id));
+    return sessions.filter((x) => !kept.has(x.agentId)).map((x) => x.agentId);
+  }
+
+  async release(agentId: string, sessionId: string): Promise<void> {
+    await this.pool.query('DELETE FROM cvm_sessions WHERE agent_id = $1 AND session_id = $2', [agentId, sessionId]);
+  }
+
+  async liveAgents(): Promise<Set<string>> {
+    const r = await this.pool.query<{ agent_id: string }>('SELECT agent_id FROM cvm_sessions WHERE heartbeat_at >= now() - make_interval(secs => $1)', [
+      this.ttlMs / 1000,
+    ]);
+    return new Set(r.rows.map((x) => x.agent_id));
   }
 }
