@@ -31,6 +31,7 @@ export const controllerSchema = obj({
   }),
   policy: obj({ snp: path, gpu: path }),
   signingKey: path,
+  publishedKeys: list(path, 8),
   tokenTtlSec: int(10, 86_400),
   challengeIntervalSec: int(5, 86_400),
   challengeTtlSec: int(1, 3600),
@@ -91,6 +92,8 @@ export interface ControllerConfig {
   tokens: TokenEntry[];
   policy: { snp?: string; gpu?: string };
   signingKey?: string;
+  /** Further token keys published (JWKS, welcome), never used to sign: the next key before a rotation, the previous one after it. */
+  publishedKeys: string[];
   tokenTtlSec: number;
   challengeIntervalSec: number;
   challengeTtlSec: number;
@@ -161,6 +164,7 @@ export function parseControllerConfig(text: string, source = 'controller config'
       ...(t.file ? { file: p(t.file)! } : {}),
     })),
     policy: { ...(raw.policy?.snp ? { snp: p(raw.policy.snp)! } : {}), ...(raw.policy?.gpu ? { gpu: p(raw.policy.gpu)! } : {}) },
+    publishedKeys: [],
     tokenTtlSec: raw.tokenTtlSec ?? d.tokenTtlSec,
     challengeIntervalSec: raw.challengeIntervalSec ?? d.challengeIntervalSec,
     challengeTtlSec: raw.challengeTtlSec ?? d.challengeTtlSec,
@@ -183,6 +187,7 @@ export function parseControllerConfig(text: string, source = 'controller config'
       requireClientCert: raw.tls.requireClientCert ?? false,
     };
   if (raw.signingKey) cfg.signingKey = p(raw.signingKey)!;
+  cfg.publishedKeys = (raw.publishedKeys ?? []).map((f) => p(f)!);
   if (raw.stateDir) cfg.stateDir = p(raw.stateDir)!;
   if (raw.store?.url)
     cfg.store = {
@@ -224,6 +229,8 @@ function crossChecks(raw: RawControllerConfig, errors: string[]): void {
   }
   if (raw.tls && (raw.tls.cert === undefined || raw.tls.key === undefined)) errors.push('tls: needs both cert and key');
   if (raw.tls?.requireClientCert && !raw.tls.clientCa) errors.push('tls.requireClientCert: needs tls.clientCa (the CA that issues agent certificates)');
+  if ((raw.publishedKeys?.length ?? 0) > 0 && raw.signingKey === undefined)
+    errors.push('publishedKeys: needs signingKey (the published keys are the next or previous signing key of a rotation)');
   if (raw.simulation?.trust && !raw.simulation.dir)
     errors.push('simulation.dir: required when simulation.trust is true (the directory holding the simulated test roots)');
   if (raw.limits?.burst !== undefined && raw.limits.messagesPerSec !== undefined && raw.limits.burst < raw.limits.messagesPerSec) {
@@ -261,6 +268,8 @@ export interface ResolvedController {
   gpuPolicy?: GpuPolicy;
   tls?: { cert: Buffer; key: Buffer; ca?: Buffer; requireClientCert: boolean };
   signingKeyPem?: string;
+  /** The publishedKeys files (public or private EC P-384 PEM). */
+  publishedKeyPems: string[];
   secrets: { name: string; value: Buffer; agents?: string[] }[];
 }
 
@@ -290,7 +299,7 @@ export async function resolveControllerConfig(config: ControllerConfig): Promise
       return { ...(t.agentId ? { agentId: t.agentId } : {}), sha256 };
     }),
   );
-  const out: ResolvedController = { config, tokens, secrets: [] };
+  const out: ResolvedController = { config, tokens, secrets: [], publishedKeyPems: [] };
   if (config.policy.snp) {
     const text = (await readText(config.policy.snp, 'policy.snp', 'policy')).toString('utf8');
     out.snpPolicy = wrapPolicy(() => parseSnpPolicy(text), 'policy.snp', config.policy.snp);
@@ -308,6 +317,7 @@ export async function resolveControllerConfig(config: ControllerConfig): Promise
     };
   }
   if (config.signingKey) out.signingKeyPem = (await readText(config.signingKey, 'signingKey', 'privateKey')).toString('utf8');
+  for (const [i, f] of config.publishedKeys.entries()) out.publishedKeyPems.push((await readText(f, `publishedKeys[${i}]`, 'privateKey')).toString('utf8'));
   for (const [i, s] of config.secrets.entries()) {
     const value = s.file ? await readText(s.file, `secrets[${i}].file`, 'secret') : Buffer.from(s.value ?? '', 'utf8');
     out.secrets.push({ name: s.name, value, ...(s.agents ? { agents: s.agents } : {}) });

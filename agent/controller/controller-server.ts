@@ -99,8 +99,8 @@ export class Controller {
   }
 
   static async start(resolved: ResolvedController, opts: ControllerOptions): Promise<Controller> {
-    const signer = await TokenSigner.create(resolved.signingKeyPem);
-    const store = await openStore(resolved.config, opts.log);
+    const signer = await TokenSigner.create(resolved.signingKeyPem, resolved.publishedKeyPems);
+    const store = await openStore(resolved.config, opts.log, (opts.listen ?? resolved.config.listen).port);
     const c = new Controller(resolved, signer, opts, store);
     try {
       await c.registry.load((file, why) => opts.log.warn({ file }, `ignoring unreadable agent state: ${why}`));

@@ -44,7 +44,11 @@ cannot be bound or the store (store.url) cannot be reached, 70 internal error.`,
     const controller = await Controller.start(resolved, { log, ...(listen ? { listen } : {}) });
     const cfg = resolved.config;
     if (controller.signer.ephemeral)
-      log.warn('no signingKey configured: tokens are signed with a key generated in memory; they cannot be verified after a restart');
+      log.warn(
+        cfg.store
+          ? 'no signingKey configured: this replica signs tokens with its own key generated in memory; other replicas and restarts cannot verify them (configure one signingKey on every replica)'
+          : 'no signingKey configured: tokens are signed with a key generated in memory; they cannot be verified after a restart',
+      );
     if (resolved.tokens.length === 0 && !cfg.tls?.requireClientCert) log.warn('no agents.tokens configured: every agent connection will be refused');
     if (cfg.simulation.trust)
       log.warn({ dir: cfg.simulation.dir }, 'simulation.trust is ON: SIMULATED test roots are trusted (demo/tests only); results say SIMULATED');

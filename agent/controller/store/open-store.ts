@@ -9,14 +9,22 @@ import type { ControllerConfig } from '../config.js';
 import type { ControllerStore } from './controller-store.js';
 import { FileStore } from './file-store.js';
 
-export function defaultReplicaId(): string {
-  return `${hostname().slice(0, 48)}:${process.pid}`;
+/**
+ * A replica's name when store.replica is not set: host name and listen port, stable across restarts
+ * (a restarted replica takes its own session leases back at once), or the process id for port 0.
+ */
+export function defaultReplicaId(port: number): string {
+  return `${hostname().slice(0, 48)}:${port === 0 ? `pid${process.pid}` : port}`;
 }
 
-export async function openStore(config: Pick<ControllerConfig, 'stateDir' | 'store'>, log: Logger): Promise<ControllerStore> {
+export async function openStore(
+  config: Pick<ControllerConfig, 'stateDir' | 'store' | 'listen'>,
+  log: Logger,
+  port = config.listen.port,
+): Promise<ControllerStore> {
   if (!config.store) return new FileStore(config.stateDir);
   const { PostgresStore, redactUrl } = await import('./postgres-store.js');
-  const replicaId = config.store.replica ?? defaultReplicaId();
+  const replicaId = config.store.replica ?? defaultReplicaId(port);
   const store = await PostgresStore.open({
     url: config.store.url,
     replicaId,

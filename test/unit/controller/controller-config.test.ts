@@ -1,6 +1,7 @@
 /** Controller config: defaults, named-key errors, cross-key rules, token files hashed, bearer check, release rule. */
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { repoRoot } from '../../helpers/paths.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateKeyPairSync } from 'node:crypto';
@@ -154,6 +155,18 @@ describe('controller config: store', () => {
     expect(problems('store: {url: "postgres://u@h/db", replica: "a b", poolSize: 0}\n')).toMatch(
       /store\.replica: must be a replica name[\s\S]*store\.poolSize: must be an integer between 1 and 1000/,
     );
+  });
+});
+
+describe('docs/controller.md', () => {
+  it('the replica example config ("Example: three replicas") is valid', () => {
+    const doc = readFileSync(join(repoRoot, 'docs', 'controller.md'), 'utf8');
+    const section = doc.slice(doc.indexOf('### Example: three replicas'));
+    const yaml = /```yaml\n([\s\S]*?)```/.exec(section)?.[1];
+    expect(yaml).toBeDefined();
+    const c = parseControllerConfig(yaml!, 'docs example', '/etc/cvm-agent-controller');
+    expect(c.store).toMatchObject({ replica: 'c1', poolSize: 10, url: expect.stringMatching(/^postgres:\/\//) });
+    expect(c.signingKey).toBe('/etc/cvm-agent-controller/keys/token-signing.pem');
   });
 });
 
