@@ -55,6 +55,8 @@ export interface RestartableControllerOptions {
   logLevel?: 'silent' | 'debug' | 'info' | 'warn';
   /** The config line for the state instead of `stateDir: ...` (test/helpers/test-store.ts storeYaml). */
   storeLine?: string;
+  /** Tokens bound to agent ids, accepted besides TOKEN: agent id -> token. */
+  boundTokens?: Record<string, string>;
 }
 
 /** A free TCP port on 127.0.0.1 (bound then released). */
@@ -74,6 +76,7 @@ export function controllerYaml(o: RestartableControllerOptions & { port: number 
     'agents:',
     '  tokens:',
     `    - sha256: ${tokenDigest(TOKEN).toString('hex')}`,
+    ...Object.entries(o.boundTokens ?? {}).map(([agentId, token]) => `    - {agentId: ${agentId}, sha256: ${tokenDigest(token).toString('hex')}}`),
     ...(limits === 'defaults'
       ? []
       : [

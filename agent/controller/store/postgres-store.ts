@@ -116,16 +116,24 @@ export class PostgresStore implements ControllerStore {
 
   private async tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
     const c = await this.pool.connect();
+    // A checked-out client whose server goes away between two statements emits 'error': without a
+    // listener that would end the process (the pool listens only on idle clients).
+    const onError = (err: Error) => this.o.onIdleError?.(err);
+    c.on('error', onError);
+    let failed: Error | undefined;
     try {
       await c.query('BEGIN');
       const out = await fn(c);
       await c.query('COMMIT');
       return out;
     } catch (err) {
+      failed = err as Error;
       await c.query('ROLLBACK').catch(() => undefined);
       throw err;
     } finally {
-      c.release();
+      c.off('error', onError);
+      // After a failure the connection may be broken: destroy it rather than return it to the pool.
+      c.release(failed);
     }
   }
 
