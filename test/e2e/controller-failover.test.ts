@@ -8,10 +8,12 @@
  * database itself is restarted under the stream: the controllers reconnect, the agents keep their
  * outbox, nothing is lost. Needs Debian's postgresql (test/helpers/postgres.ts).
  */
+import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ChildController, CONTROLLER_TOKEN_KEY, sleep, until } from '../helpers/link-load.js';
+import { ChildController, CONTROLLER_TOKEN_KEY, freePort, sleep, until } from '../helpers/link-load.js';
+import { requireTool } from '../helpers/tools.js';
 import { linkSuite } from '../helpers/link-suite.js';
 import { makeHarness, type Harness } from '../helpers/test-controller.js';
 import { makeBundle } from '../helpers/controller-fixture.js';
@@ -19,6 +21,7 @@ import { requirePostgres, TestPostgres } from '../helpers/postgres.js';
 import { PostgresStore } from '../../agent/controller/store/postgres-store.js';
 
 const run = requirePostgres();
+const haproxy = run && requireTool('haproxy', 'haproxy');
 const suite = linkSuite('cvm-failover-');
 const { cleanup } = suite;
 
@@ -245,4 +248,81 @@ describe.runIf(run)('controller failover trial (3 replicas, one PostgreSQL)', ()
       expect([200, 503]).toContain(res.status);
     }
   }, 300_000);
+
+  it.runIf(haproxy)(
+    'behind HAProxy (one URL, TCP, /healthz checks): 10 agents, 2,000 events, replicas killed with SIGKILL in turn, every event stored once',
+    async () => {
+      const pgs = await TestPostgres.start();
+      cleanup.push(() => pgs.stop());
+      const url = await pgs.createDatabase();
+      const ids = Array.from({ length: 10 }, (_, i) => `lb-${i}`);
+      const tokens = Object.fromEntries(ids.map((id) => [id, `token-${id}-0123456789`]));
+      const replicas = await startReplicas(url, 3, ids, tokens);
+      const port = await freePort();
+      const cfg = join(suite.tmp, 'haproxy.cfg');
+      // As docs/controller.md "A load balancer" shows it (plain HTTP replicas here, so no check-ssl).
+      writeFileSync(
+        cfg,
+        [
+          'global',
+          '    maxconn 1000',
+          'defaults',
+          '    timeout connect 5s',
+          '    timeout client 1h',
+          '    timeout server 1h',
+          'frontend cvm_link',
+          '    mode tcp',
+          `    bind 127.0.0.1:${port}`,
+          '    default_backend cvm_controllers',
+          'backend cvm_controllers',
+          '    mode tcp',
+          '    balance leastconn',
+          '    option httpchk GET /healthz',
+          '    http-check expect status 200',
+          ...replicas.map((r, i) => `    server c${i} 127.0.0.1:${r.port} check inter 300ms fall 1 rise 1`),
+          '',
+        ].join('\n'),
+      );
+      const lb = spawn('haproxy', ['-f', cfg, '-db'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let lbErr = '';
+      lb.stderr?.on('data', (d: Buffer) => (lbErr += d.toString()));
+      cleanup.push(async () => {
+        lb.kill('SIGKILL');
+      });
+      await sleep(500);
+      expect(lb.exitCode, lbErr).toBeNull();
+      const agents = await startAgents([`ws://127.0.0.1:${port}/v1/link`], ids, tokens);
+      await until(
+        () => agents.every((a) => a.verdictChallenges.length > 0),
+        60_000,
+        () => `a first verdict for every agent (haproxy: ${lbErr.slice(-500)})`,
+      );
+      const PER_AGENT = 200;
+      const rnd = lcg(0x1b);
+      let appending = true;
+      let kills = 0;
+      const killer = (async () => {
+        while (appending) {
+          await sleep(2000 + Math.floor(rnd() * 1000));
+          if (!appending) break;
+          const r = replicas[kills % replicas.length]!;
+          await r.kill9();
+          kills++;
+          await sleep(500);
+          await r.start();
+        }
+      })();
+      await appendAll(agents, PER_AGENT, 100);
+      appending = false;
+      await killer;
+      await until(
+        () => agents.every((a) => a.h.outbox.lastAcked === PER_AGENT),
+        90_000,
+        () => `every event acked: ${agents.map((a) => `${a.id}=${a.h.outbox.lastAcked} ${a.h.link.status().state}`).join(', ')}`,
+      );
+      expect(kills).toBeGreaterThanOrEqual(3);
+      await checkStored(url, agents, PER_AGENT);
+    },
+    300_000,
+  );
 });

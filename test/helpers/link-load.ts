@@ -201,6 +201,10 @@ export class ChildController {
     return this.child?.pid;
   }
 
+  get port(): number {
+    return this.opts.port;
+  }
+
   async start(): Promise<void> {
     if (this.child) throw new Error('controller already running');
     const instance = this.starts++;
