@@ -160,6 +160,18 @@ export class PostgresStore implements ControllerStore {
     const id = record.agentId;
     try {
       await this.tx(async (c) => {
+        // The lease fence: a replica whose session for this agent was taken over (it learns so at its
+        // next renewal) writes nothing more for it.
+        const held = await c.query<{ replica: string }>(
+          'SELECT replica FROM cvm_sessions WHERE agent_id = $1 AND replica <> $2 AND heartbeat_at >= now() - make_interval(secs => $3)',
+          [id, this.replicaId, this.leases.ttlMs / 1000],
+        );
+        if (held.rows[0]) {
+          throw new StoreError(
+            'ERR_STORE_CONFLICT',
+            `agent ${id}: its session is held by replica ${held.rows[0].replica}; this replica writes nothing more for it`,
+          );
+        }
         const cur = await c.query<{ last_seq: string }>('SELECT last_seq FROM cvm_agents WHERE agent_id = $1 FOR UPDATE', [id]);
         const doc = JSON.stringify(record);
         if (cur.rows[0] === undefined) {

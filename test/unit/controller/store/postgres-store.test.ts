@@ -128,6 +128,17 @@ describe.runIf(run)('PostgreSQL store', () => {
     await expect(ra.persist('vm-2')).rejects.toMatchObject({ code: 'ERR_STORE_CONFLICT' });
     expect(ra.ackableSeq('vm-2')).toBe(1);
     expect(ra.hasPending('vm-2')).toBe(true);
+    // While replica b holds the agent's session lease, a writes nothing for it; once b lets go, it may.
+    await b.leases.acquire('vm-2', { replica: 'b', sessionId: 's-b', bound: true, attested: true }, false);
+    await expect(ra.persist('vm-2')).rejects.toMatchObject({ code: 'ERR_STORE_CONFLICT', message: expect.stringContaining('held by replica b') });
+    expect(await a.leases.acquire('vm-2', { replica: 'a', sessionId: 's-a', bound: false, attested: false }, false)).toMatchObject({
+      ok: false,
+      holder: { replica: 'b', sessionId: 's-b', bound: true, attested: true },
+    });
+    expect([...(await a.leases.liveAgents())]).toEqual(['vm-2']);
+    expect(await b.leases.renew('b', [{ agentId: 'vm-2', sessionId: 's-b' }])).toEqual([]);
+    await b.leases.release('vm-2', 's-b');
+    expect([...(await a.leases.liveAgents())]).toEqual([]);
     // Its next session re-reads the stored record.
     await ra.refresh('vm-2');
     expect(ra.get('vm-2').lastSeq).toBe(2);
@@ -136,6 +147,25 @@ describe.runIf(run)('PostgreSQL store', () => {
     expect(JSON.parse(ev.rows[0]!.doc).at).toBe('t');
     await ra.close();
     await rb.close();
+  });
+
+  it("leases: one holder per agent; an expired one is free, a forced takeover shows in the old holder's renewal", async () => {
+    const url = await pgs.createDatabase();
+    const [a, b] = [await PostgresStore.open({ url, replicaId: 'a', leaseTtlMs: 300 }), await PostgresStore.open({ url, replicaId: 'b', leaseTtlMs: 300 })];
+    const hb = { replica: 'b', sessionId: 's-b', bound: false, attested: false };
+    const ha = { replica: 'a', sessionId: 's-a', bound: false, attested: false };
+    expect(await b.leases.acquire('vm-l', hb, false)).toEqual({ ok: true });
+    expect((await a.leases.acquire('vm-l', ha, false)).ok).toBe(false);
+    await new Promise((r) => setTimeout(r, 400)); // b stopped renewing (killed)
+    expect(await a.leases.acquire('vm-l', ha, false)).toEqual({ ok: true });
+    expect(await b.leases.renew('b', [{ agentId: 'vm-l', sessionId: 's-b' }])).toEqual(['vm-l']);
+    expect(await b.leases.acquire('vm-l', { ...hb, sessionId: 's-b2' }, true)).toEqual({ ok: true });
+    expect(await a.leases.renew('a', [{ agentId: 'vm-l', sessionId: 's-a' }])).toEqual(['vm-l']);
+    // Releasing a lease one no longer holds leaves the holder's alone.
+    await a.leases.release('vm-l', 's-a');
+    expect([...(await a.leases.liveAgents())]).toEqual(['vm-l']);
+    await a.close();
+    await b.close();
   });
 
   it('a challenge is answered once whichever replica issued it, only by its agent and session key, only before expiry', async () => {
