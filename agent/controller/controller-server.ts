@@ -441,14 +441,15 @@ export class Controller {
     if (path === '/v1/agents') {
       if (!this.registry.store.shared) return this.json(res, 200, { agents: this.registry.summaries() });
       // A shared store: the whole fleet, whichever replica answers.
-      void Promise.all([this.registry.storedRecords(), this.registry.store.leases?.liveAgents()]).then(
-        ([records, live]) =>
-          this.json(res, 200, { agents: records.map((r) => this.registry.summary(r, live?.has(r.agentId) || this.registry.isConnected(r.agentId))) }),
-        (err: Error) => {
-          this.opts.log.error({ err: err.message }, 'fleet listing failed');
-          this.problem(res, 503, 'store unavailable', 'the agent store could not be read; retry');
-        },
-      );
+      void (this.registry.store.leases?.liveAgents() ?? Promise.resolve(new Set<string>()))
+        .then((live) => this.registry.storedSummaries(live))
+        .then(
+          (agents) => this.json(res, 200, { agents }),
+          (err: Error) => {
+            this.opts.log.error({ err: err.message }, 'fleet listing failed');
+            this.problem(res, 503, 'store unavailable', 'the agent store could not be read; retry');
+          },
+        );
       return;
     }
     const m = /^\/v1\/agents\/([^/]+)$/.exec(path);

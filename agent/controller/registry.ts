@@ -203,18 +203,20 @@ export class AgentRegistry {
     if (stored) this.adopt(stored);
   }
 
-  /** Every record as the store has it now (a shared store: the whole fleet, whichever replica serves it). */
-  async storedRecords(): Promise<AgentRecord[]> {
-    if (!this.store.shared) return [...this.agents.values()];
-    const stored = await this.store.loadAgents();
-    const byId = new Map(stored.map((r) => [r.agentId, r]));
+  /**
+   * The fleet list as the store has it now (a shared store: the whole fleet, whichever replica
+   * serves it), `connected` per `live` (agents with a lease) or a session here.
+   */
+  async storedSummaries(live: ReadonlySet<string> = new Set()): Promise<AgentSummary[]> {
+    if (!this.store.shared || !this.store.loadSummaries) return this.summaries();
+    const byId = new Map((await this.store.loadSummaries()).map((s) => [s.id, { ...s, connected: live.has(s.id) || this.isConnected(s.id) }]));
     // This replica's live sessions: its own copy is at least as new (and an agent that has not
     // proven a key yet is shown while connected, as on the embedded store).
     for (const id of this.connected.keys()) {
       const mine = this.agents.get(id);
-      if (mine) byId.set(id, mine);
+      if (mine) byId.set(id, this.summary(mine, true));
     }
-    return [...byId.values()].sort((a, b) => a.agentId.localeCompare(b.agentId));
+    return [...byId.values()].sort((a, b) => a.id.localeCompare(b.id));
   }
 
   private delta(agentId: string): AgentDelta {
@@ -424,25 +426,7 @@ export class AgentRegistry {
 
   /** `connected`: as the caller knows it (a shared store: a live lease on any replica); by default, a session here. */
   summary(r: AgentRecord, connected = this.isConnected(r.agentId)): AgentSummary {
-    return {
-      id: r.agentId,
-      connected,
-      lastSeen: r.lastSeen ?? null,
-      lastSeq: r.lastSeq,
-      gaps: r.gaps.length,
-      alarms: r.alarmCount ?? 0,
-      status: r.lastVerdict?.status ?? 'none',
-      devices: r.lastVerdict?.devices ?? {},
-      simulated: r.lastVerdict?.simulated ?? false,
-      lastVerdictAt: r.lastVerdict?.at ?? null,
-      lastRejection: r.lastRejection ?? null,
-      version: r.version ?? null,
-      teeKind: r.lastVerdict?.teeKind ?? null,
-      gpus: gpuCountOf(r.lastVerdict),
-      gpuReady: r.gpuReady ?? null,
-      tokenExpiresAt: r.lastVerdict?.tokenExpiresAt ?? null,
-      eventsStored: eventsStored(r.lastSeq, r.gaps),
-    };
+    return recordSummary(r, connected);
   }
 
   /**
@@ -507,6 +491,29 @@ function mergeDeltas(a: AgentDelta, b: AgentDelta): AgentDelta {
     keys: [...a.keys, ...b.keys],
     verdicts: [...a.verdicts, ...b.verdicts],
     releases: [...a.releases, ...b.releases],
+  };
+}
+
+/** What the fleet list shows of a record (GET /v1/agents). */
+export function recordSummary(r: AgentRecord, connected: boolean): AgentSummary {
+  return {
+    id: r.agentId,
+    connected,
+    lastSeen: r.lastSeen ?? null,
+    lastSeq: r.lastSeq,
+    gaps: r.gaps.length,
+    alarms: r.alarmCount ?? 0,
+    status: r.lastVerdict?.status ?? 'none',
+    devices: r.lastVerdict?.devices ?? {},
+    simulated: r.lastVerdict?.simulated ?? false,
+    lastVerdictAt: r.lastVerdict?.at ?? null,
+    lastRejection: r.lastRejection ?? null,
+    version: r.version ?? null,
+    teeKind: r.lastVerdict?.teeKind ?? null,
+    gpus: gpuCountOf(r.lastVerdict),
+    gpuReady: r.gpuReady ?? null,
+    tokenExpiresAt: r.lastVerdict?.tokenExpiresAt ?? null,
+    eventsStored: eventsStored(r.lastSeq, r.gaps),
   };
 }
 

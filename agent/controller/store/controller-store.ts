@@ -13,7 +13,7 @@
  * The embedded store keeps the ledgers in the agent record, bounded as before, the secret-release
  * audit as JSON lines beside it, and challenges in memory (one process, one live session per agent).
  */
-import type { AgentRecord, Alarm, Gap, StoredEvent, Verdict } from '../registry.js';
+import type { AgentRecord, AgentSummary, Alarm, Gap, StoredEvent, Verdict } from '../registry.js';
 import type { PublicJwk } from '../../formats/nonce-binding.js';
 
 /** One released secret: which agent, which secret, when, under which verdict (its challenge). */
@@ -125,6 +125,8 @@ export interface ControllerStore {
   readonly leases?: LeaseStore;
   /** Every agent record (bad ones are reported and skipped). */
   loadAgents(onProblem?: (where: string, why: string) => void): Promise<AgentRecord[]>;
+  /** Every agent's fleet-list summary as stored (a shared store; `connected` is false: the caller knows). */
+  loadSummaries?(): Promise<AgentSummary[]>;
   /** One agent's record as stored now, or undefined. */
   loadAgent(agentId: string): Promise<AgentRecord | undefined>;
   /**

@@ -29,6 +29,7 @@ CREATE TABLE cvm_agents (
   last_seq bigint NOT NULL CHECK (last_seq >= 0),
   credential text,
   record text NOT NULL,
+  summary text NOT NULL,
   updated_at timestamptz NOT NULL DEFAULT now(),
   updated_by text NOT NULL
 );

@@ -10,7 +10,7 @@
  */
 import pg from 'pg';
 import { DeviceError, StoreError } from '../../errors.js';
-import type { AgentRecord } from '../registry.js';
+import { recordSummary, type AgentRecord, type AgentSummary } from '../registry.js';
 import { checkAgentRecord } from './file-store.js';
 import type { AgentDelta, ChallengeStore, ConsumeResult, ControllerStore, LeaseHolder, LeaseStore, StoredChallenge } from './controller-store.js';
 import { LATEST_SCHEMA, MIGRATION_LOCK, MIGRATIONS } from './postgres-schema.js';
@@ -150,6 +150,11 @@ export class PostgresStore implements ControllerStore {
     return out;
   }
 
+  async loadSummaries(): Promise<AgentSummary[]> {
+    const r = await this.pool.query<{ summary: string }>('SELECT summary FROM cvm_agents ORDER BY agent_id');
+    return r.rows.map((row) => JSON.parse(row.summary) as AgentSummary);
+  }
+
   async loadAgent(agentId: string): Promise<AgentRecord | undefined> {
     const r = await this.pool.query<{ record: string }>('SELECT record FROM cvm_agents WHERE agent_id = $1', [agentId]);
     const row = r.rows[0];
@@ -174,13 +179,15 @@ export class PostgresStore implements ControllerStore {
         }
         const cur = await c.query<{ last_seq: string }>('SELECT last_seq FROM cvm_agents WHERE agent_id = $1 FOR UPDATE', [id]);
         const doc = JSON.stringify(record);
+        const summary = JSON.stringify(recordSummary(record, false));
         if (cur.rows[0] === undefined) {
           // Two replicas inserting one new agent at once: the second fails on the primary key.
-          await c.query('INSERT INTO cvm_agents (agent_id, last_seq, credential, record, updated_by) VALUES ($1, $2, $3, $4, $5)', [
+          await c.query('INSERT INTO cvm_agents (agent_id, last_seq, credential, record, summary, updated_by) VALUES ($1, $2, $3, $4, $5, $6)', [
             id,
             record.lastSeq,
             record.credential ?? null,
             doc,
+            summary,
             this.replicaId,
           ]);
         } else {
@@ -191,13 +198,10 @@ export class PostgresStore implements ControllerStore {
               `agent ${id}: its stream is at seq ${stored} in the store, not ${baseSeq} as this controller last wrote; another replica moved it on`,
             );
           }
-          await c.query('UPDATE cvm_agents SET last_seq = $2, credential = $3, record = $4, updated_at = now(), updated_by = $5 WHERE agent_id = $1', [
-            id,
-            record.lastSeq,
-            record.credential ?? null,
-            doc,
-            this.replicaId,
-          ]);
+          await c.query(
+            'UPDATE cvm_agents SET last_seq = $2, credential = $3, record = $4, summary = $5, updated_at = now(), updated_by = $6 WHERE agent_id = $1',
+            [id, record.lastSeq, record.credential ?? null, doc, summary, this.replicaId],
+          );
         }
         const ev = delta.events;
         if (ev.length > 0) {
