@@ -205,6 +205,7 @@ export class Controller {
     this.closing = true;
     if (this.leaseTimer) clearInterval(this.leaseTimer);
     const sessions = [...this.sessions.values(), ...this.anonymous];
+    const leased = [...this.sessions];
     for (const s of sessions) s.close(1001, 'controller shutting down');
     // Let in-flight handlers finish their state write (bounded), then refuse any later write.
     await Promise.race([Promise.all(sessions.map((s) => s.drained())), new Promise((r) => setTimeout(r, 2000).unref())]);
@@ -216,6 +217,10 @@ export class Controller {
       this.server.close(() => resolve());
       this.server.closeAllConnections?.();
     });
+    // Free this replica's leases (after the last state writes): its agents may come back on another
+    // replica at once instead of waiting for the leases to expire.
+    const leases = this.registry.store.leases;
+    if (leases) await Promise.allSettled(leased.map(([agentId, s]) => leases.release(agentId, s.id)));
     await this.registry.close();
   }
 
@@ -316,10 +321,12 @@ export class Controller {
       release: (agentId: string, session: LinkSession) => {
         // A superseded session still counts as connected until its own close (its state write may be under way).
         if (this.counted.delete(session)) this.registry.setConnected(agentId, false);
-        // Its lease (if it still holds it) is free at once: the agent may come back on any replica.
-        this.registry.store.leases
-          ?.release(agentId, session.id)
-          .catch((err: Error) => this.opts.log.warn({ agentId, err: err.message }, 'lease not released (it expires)'));
+        // Its lease (if it still holds it) is free at once: the agent may come back on any replica
+        // (at shutdown, close() frees them all before the store closes).
+        if (!this.closing)
+          this.registry.store.leases
+            ?.release(agentId, session.id)
+            .catch((err: Error) => this.opts.log.warn({ agentId, err: err.message }, 'lease not released (it expires)'));
         if (this.sessions.get(agentId) !== session) return; // a contender or a refused link: the live one stays
         this.sessions.delete(agentId);
         const waiters = this.releaseWaiters.get(agentId);

@@ -33,6 +33,7 @@ describe.runIf(run)('controller replicas on one PostgreSQL database', () => {
   let sim: Sim;
   let r1: ControllerUnderTest;
   let r2: ControllerUnderTest;
+  let r1Closed = false;
   const state = mkdtempSync(join(tmpdir(), 'ctl-replicas-'));
 
   beforeAll(async () => {
@@ -43,7 +44,7 @@ describe.runIf(run)('controller replicas on one PostgreSQL database', () => {
   }, 120_000);
 
   afterAll(async () => {
-    await Promise.all([r1, r2].map((c) => c?.controller.close()));
+    await Promise.all([r1Closed ? undefined : r1, r2].map((c) => c?.controller.close()));
     await stopTestPostgres();
     if (sim) rmSync(sim.dir, { recursive: true, force: true });
     rmSync(state, { recursive: true, force: true });
@@ -150,5 +151,21 @@ describe.runIf(run)('controller replicas on one PostgreSQL database', () => {
     expect(await thief.next('error')).toMatchObject({ code: 'unknown-challenge' });
     b.close();
     thief.close();
+  }, 60_000);
+
+  it('a replica shut down cleanly frees its leases: its agents are admitted on another replica at once, fleet tokens too', async () => {
+    const a = await connect(r1, 'vm-moving', TOKEN);
+    await a.next('welcome');
+    await attestNext(a);
+    r1Closed = true;
+    await r1.controller.close();
+    expect((await a.waitClosed()).code).toBe(1001);
+    const t0 = performance.now();
+    const b = await connect(r2, 'vm-moving', TOKEN, a.key);
+    await b.next('welcome');
+    // Not the 5 s wait and refusal a live lease would give a fleet token.
+    expect(performance.now() - t0).toBeLessThan(2000);
+    expect((await getJson(r2, '/v1/agents/vm-moving')).connected).toBe(true);
+    b.close();
   }, 60_000);
 });
