@@ -1,14 +1,44 @@
 import { defineConfig } from 'vitest/config';
 
+/**
+ * The controller suites whose identity, ordering and durability rules must hold on every store:
+ * they run twice, on the embedded file store (project "default") and on PostgreSQL (project
+ * "postgres": CVM_TEST_STORE=postgres, test/helpers/test-store.ts and postgres-project-setup.ts).
+ */
+export const STORE_SUITES = [
+  'test/adversarial/hostile-agent-*.test.ts',
+  'test/e2e/link-durability.test.ts',
+  'test/unit/controller/controller-link.test.ts',
+  'test/unit/controller/controller-limits.test.ts',
+  'test/unit/controller/controller-shutdown.test.ts',
+];
+
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
     // Native addon tests spawn child processes; forks keep any native crash contained.
     pool: 'forks',
     testTimeout: 60_000,
     hookTimeout: 60_000,
-    // e2e and adversarial responses are checked against docs/openapi.yaml (see the file).
-    setupFiles: ['./test/helpers/api-contract-setup.ts'],
     reporters: ['default', './test/helpers/summary-reporter.ts'],
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: 'default',
+          include: ['test/**/*.test.ts'],
+          // e2e and adversarial responses are checked against docs/openapi.yaml (see the file).
+          setupFiles: ['./test/helpers/api-contract-setup.ts'],
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'postgres',
+          include: STORE_SUITES,
+          env: { CVM_TEST_STORE: 'postgres' },
+          setupFiles: ['./test/helpers/api-contract-setup.ts', './test/helpers/postgres-project-setup.ts'],
+        },
+      },
+    ],
   },
 });

@@ -62,6 +62,9 @@ export const ERROR_CODES = [
   'ERR_SOCKET_PATH',
   'ERR_STATE',
   'ERR_STEP_TIMEOUT',
+  'ERR_STORE',
+  'ERR_STORE_CONFLICT',
+  'ERR_STORE_SCHEMA',
   'ERR_STOPPING',
   'ERR_TPM',
   'ERR_TPM_IO',
@@ -189,6 +192,17 @@ export class RootIntegrityError extends CvmError {
 export class StepTimeoutError extends CvmError {
   constructor(step: string, ms: number) {
     super('ERR_STEP_TIMEOUT', `${step} did not finish within ${ms} ms`);
+  }
+}
+
+/**
+ * The controller's store (docs/controller.md "Deployment"): ERR_STORE (a write or read failed; the
+ * database is unreachable), ERR_STORE_SCHEMA (the database holds a schema newer than this controller
+ * knows), ERR_STORE_CONFLICT (another controller moved an agent's stream on: this write is refused).
+ */
+export class StoreError extends CvmError {
+  constructor(code: 'ERR_STORE' | 'ERR_STORE_CONFLICT' | 'ERR_STORE_SCHEMA', message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
   }
 }
 

@@ -74,6 +74,7 @@ export const configSchema = obj({
   }),
   controller: obj({
     url: str({ pattern: /^wss?:\/\//, hint: 'a ws:// or wss:// URL' }),
+    urls: list(str({ pattern: /^wss?:\/\//, hint: 'a ws:// or wss:// URL' }), 16),
     agentId: str({ pattern: /^[A-Za-z0-9._-]{1,128}$/, hint: 'an id of letters, digits, ".", "_" or "-"' }),
     tokenFile: absPath,
     caFile: absPath,
@@ -141,6 +142,8 @@ export const DEFAULTS = {
   },
   controller: {
     url: undefined as string | undefined,
+    /** Controller replicas, tried in turn (the first is also `url`). */
+    urls: undefined as string[] | undefined,
     agentId: undefined as string | undefined,
     tokenFile: undefined as string | undefined,
     caFile: undefined as string | undefined,
@@ -200,12 +203,16 @@ export function parseConfig(text: string, source = 'config'): Config {
     if (raw.gpus?.enabled === 'off') errors.push('simulation.ppcie: the NVSwitches are attested with the GPUs, and gpus.enabled is "off"');
   }
   const c = raw?.controller;
-  if (c?.url !== undefined) {
+  if (c?.url !== undefined && c.urls !== undefined) errors.push('controller.urls: set either controller.url or controller.urls (a list of replicas), not both');
+  if (c?.urls !== undefined && c.urls.length === 0) errors.push('controller.urls: must list at least one URL');
+  const urls = c?.urls?.length ? c.urls : c?.url !== undefined ? [c.url] : [];
+  if (urls.length > 0) {
+    const key = c?.urls ? 'controller.urls' : 'controller.url';
     // Fail closed at load: a link whose verdicts cannot be authenticated must not start.
-    const plain = /^ws:\/\//i.test(c.url);
-    if (plain && c.insecure !== true)
-      errors.push('controller.url: ws:// is unencrypted and unauthenticated; use wss:// (or set controller.insecure: true, for loopback tests and demos only)');
-    if (!c.tokenKey && (plain || !c.caFile))
+    const plain = urls.some((u) => /^ws:\/\//i.test(u));
+    if (plain && c?.insecure !== true)
+      errors.push(`${key}: ws:// is unencrypted and unauthenticated; use wss:// (or set controller.insecure: true, for loopback tests and demos only)`);
+    if (!c?.tokenKey && (plain || !c?.caFile))
       errors.push(
         "controller.tokenKey: required to authenticate verdicts (the controller's public token key, PEM or JWK/JWKS), unless the url is wss:// with controller.caFile (the key then comes in welcome)",
       );
@@ -213,7 +220,10 @@ export function parseConfig(text: string, source = 'config'): Config {
   if (errors.length > 0 || !raw) {
     throw problemsError(source, errors);
   }
-  const config = merge(DEFAULTS as unknown as Record<string, unknown>, raw as Record<string, unknown>) as unknown as Config;
-  if (config.simulation.ppcie && raw.simulation?.gpus === undefined) config.simulation = { ...config.simulation, gpus: 8 };
-  return config;
+  const cfg = merge(DEFAULTS as unknown as Record<string, unknown>, raw as Record<string, unknown>) as unknown as Config;
+  if (cfg.simulation.ppcie && raw.simulation?.gpus === undefined) cfg.simulation = { ...cfg.simulation, gpus: 8 };
+  // controller.url is the first of controller.urls: what reads controller.url (the doctor, the
+  // daemon's "is a controller configured") sees the first replica.
+  if (cfg.controller.urls?.length) cfg.controller.url = cfg.controller.urls[0];
+  return cfg;
 }

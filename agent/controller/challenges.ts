@@ -1,92 +1,63 @@
 /**
- * Outstanding challenges of one connection. Each is a fresh random 32-byte nonce with an id and an
- * expiry; evidence may answer it ONCE and only before it expires (replays and late answers are
- * rejected with a reason). Time and randomness are injected so tests can drive them.
+ * Challenges of one connection. Each is a fresh random 32-byte nonce with an id and an expiry,
+ * bound to the agent id and the session key (hello.teePubKey) of the connection that issued it, and
+ * recorded in the controller's store (store/controller-store.ts ChallengeStore) before it is sent.
+ * Evidence may answer it ONCE (over every connection and every replica sharing the store) and only
+ * before it expires; replays and late answers are rejected with a reason. Time and randomness are
+ * injected so tests can drive them.
  */
 import { randomBytes } from 'node:crypto';
+import type { ChallengeStore, StoredChallenge } from './store/controller-store.js';
+import { MemoryChallenges } from './store/memory-challenges.js';
 
-export interface Challenge {
-  id: string;
-  nonce: Buffer;
-  issuedAt: Date;
-  expiresAt: Date;
-}
+export type Challenge = StoredChallenge;
 
 export type TakeResult =
   | { ok: true; challenge: Challenge }
   | { ok: false; code: 'unknown-challenge' | 'replayed-challenge' | 'expired-challenge'; message: string };
 
 export const NONCE_BYTES = 32;
-/** Ids of answered/expired challenges remembered to tell a replay from an unknown id. */
-const SPENT_MEMORY = 256;
-/** Outstanding challenges per connection; the oldest is dropped beyond this. */
-const MAX_OUTSTANDING = 16;
+
+/** Who challenges are issued to on this connection. */
+export interface ChallengeBinding {
+  agentId: string;
+  sessionKid: string;
+  /** The issuing controller replica. */
+  replica: string;
+}
 
 export class ChallengeBook {
-  private readonly open = new Map<string, Challenge>();
-  private readonly spent = new Map<string, 'answered' | 'expired'>();
+  private issued = 0;
 
   constructor(
     private readonly ttlMs: number,
+    private readonly binding: ChallengeBinding,
+    private readonly store: ChallengeStore = new MemoryChallenges(),
     private readonly random: (n: number) => Buffer = randomBytes,
   ) {}
 
-  issue(now: Date): Challenge {
-    this.sweep(now);
+  /** A new challenge, and the promise of its being stored (send it only after that). */
+  issue(now: Date): { challenge: Challenge; stored: Promise<void> } {
     const challenge: Challenge = {
       id: this.random(12).toString('base64url'),
       nonce: this.random(NONCE_BYTES),
+      agentId: this.binding.agentId,
+      sessionKid: this.binding.sessionKid,
       issuedAt: now,
       expiresAt: new Date(now.getTime() + this.ttlMs),
+      replica: this.binding.replica,
     };
-    this.open.set(challenge.id, challenge);
-    while (this.open.size > MAX_OUTSTANDING) {
-      const oldest = this.open.keys().next().value as string;
-      this.open.delete(oldest);
-      this.remember(oldest, 'expired');
-    }
-    return challenge;
+    this.issued++;
+    return { challenge, stored: this.store.put(challenge) };
   }
 
   /** Consume the challenge `id`: succeeds at most once, and only before expiresAt. */
-  take(id: string, now: Date): TakeResult {
-    const c = this.open.get(id);
-    if (!c) {
-      const was = this.spent.get(id);
-      if (was === 'answered')
-        return { ok: false, code: 'replayed-challenge', message: `challenge ${id} was already answered; evidence is accepted once per challenge` };
-      if (was === 'expired')
-        return { ok: false, code: 'expired-challenge', message: `challenge ${id} expired before it was answered; wait for the next challenge` };
-      return { ok: false, code: 'unknown-challenge', message: `challenge ${id} was not issued on this connection` };
-    }
-    this.open.delete(id);
-    if (now.getTime() > c.expiresAt.getTime()) {
-      this.remember(id, 'expired');
-      return {
-        ok: false,
-        code: 'expired-challenge',
-        message: `challenge ${id} expired at ${c.expiresAt.toISOString()}; the answer came ${now.getTime() - c.expiresAt.getTime()} ms late`,
-      };
-    }
-    this.remember(id, 'answered');
-    return { ok: true, challenge: c };
+  take(id: string, now: Date): Promise<TakeResult> {
+    return this.store.consume(id, this.binding.agentId, this.binding.sessionKid, now, this.binding.replica);
   }
 
-  outstanding(): number {
-    return this.open.size;
-  }
-
-  private sweep(now: Date): void {
-    for (const [id, c] of this.open) {
-      if (now.getTime() > c.expiresAt.getTime()) {
-        this.open.delete(id);
-        this.remember(id, 'expired');
-      }
-    }
-  }
-
-  private remember(id: string, how: 'answered' | 'expired'): void {
-    this.spent.set(id, how);
-    while (this.spent.size > SPENT_MEMORY) this.spent.delete(this.spent.keys().next().value as string);
+  /** Challenges issued on this connection. */
+  get count(): number {
+    return this.issued;
   }
 }

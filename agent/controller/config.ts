@@ -31,6 +31,7 @@ export const controllerSchema = obj({
   }),
   policy: obj({ snp: path, gpu: path }),
   signingKey: path,
+  publishedKeys: list(path, 8),
   tokenTtlSec: int(10, 86_400),
   challengeIntervalSec: int(5, 86_400),
   challengeTtlSec: int(1, 3600),
@@ -47,6 +48,11 @@ export const controllerSchema = obj({
   simulation: obj({ trust: bool(), dir: path }),
   collateral: obj({ dir: path, online: bool(), timeoutMs: int(100, 120_000) }),
   stateDir: path,
+  store: obj({
+    url: str({ hint: 'a postgres:// URL' }),
+    replica: str({ pattern: /^[A-Za-z0-9._:@-]{1,64}$/, hint: 'a replica name of letters, digits, ".", "_", ":", "@" or "-" (1..64)' }),
+    poolSize: int(1, 1000),
+  }),
   limits: obj({
     messagesPerSec: int(1, 10_000),
     burst: int(1, 100_000),
@@ -86,6 +92,8 @@ export interface ControllerConfig {
   tokens: TokenEntry[];
   policy: { snp?: string; gpu?: string };
   signingKey?: string;
+  /** Further token keys published (JWKS, welcome), never used to sign: the next key before a rotation, the previous one after it. */
+  publishedKeys: string[];
   tokenTtlSec: number;
   challengeIntervalSec: number;
   challengeTtlSec: number;
@@ -95,6 +103,8 @@ export interface ControllerConfig {
   /** Collateral cache for real-hardware evidence (VCEK/VLEK, CRLs, RIMs, OCSP); see docs/collateral.md. */
   collateral?: { dir: string; online: boolean; timeoutMs: number };
   stateDir?: string;
+  /** PostgreSQL instead of stateDir (store/postgres-store.ts); `replica` names this controller in what it stores. */
+  store?: { url: string; replica?: string; poolSize?: number };
   limits: ControllerLimits;
   logLevel: string;
 }
@@ -154,6 +164,7 @@ export function parseControllerConfig(text: string, source = 'controller config'
       ...(t.file ? { file: p(t.file)! } : {}),
     })),
     policy: { ...(raw.policy?.snp ? { snp: p(raw.policy.snp)! } : {}), ...(raw.policy?.gpu ? { gpu: p(raw.policy.gpu)! } : {}) },
+    publishedKeys: [],
     tokenTtlSec: raw.tokenTtlSec ?? d.tokenTtlSec,
     challengeIntervalSec: raw.challengeIntervalSec ?? d.challengeIntervalSec,
     challengeTtlSec: raw.challengeTtlSec ?? d.challengeTtlSec,
@@ -176,7 +187,14 @@ export function parseControllerConfig(text: string, source = 'controller config'
       requireClientCert: raw.tls.requireClientCert ?? false,
     };
   if (raw.signingKey) cfg.signingKey = p(raw.signingKey)!;
+  cfg.publishedKeys = (raw.publishedKeys ?? []).map((f) => p(f)!);
   if (raw.stateDir) cfg.stateDir = p(raw.stateDir)!;
+  if (raw.store?.url)
+    cfg.store = {
+      url: raw.store.url,
+      ...(raw.store.replica ? { replica: raw.store.replica } : {}),
+      ...(raw.store.poolSize ? { poolSize: raw.store.poolSize } : {}),
+    };
   if (raw.collateral?.dir)
     cfg.collateral = { dir: p(raw.collateral.dir)!, online: raw.collateral.online ?? false, timeoutMs: raw.collateral.timeoutMs ?? 10_000 };
   return cfg;
@@ -204,8 +222,15 @@ function crossChecks(raw: RawControllerConfig, errors: string[]): void {
         'give every token an agentId (or use client certificates that name the agent), or drop the allow-list',
     );
   }
+  if (raw.store) {
+    const why = storeUrlProblem(raw.store.url);
+    if (why) errors.push(`store.url: ${why}`);
+    if (raw.stateDir !== undefined) errors.push('stateDir: not used with store.url (agent state is in the database); remove one of them');
+  }
   if (raw.tls && (raw.tls.cert === undefined || raw.tls.key === undefined)) errors.push('tls: needs both cert and key');
   if (raw.tls?.requireClientCert && !raw.tls.clientCa) errors.push('tls.requireClientCert: needs tls.clientCa (the CA that issues agent certificates)');
+  if ((raw.publishedKeys?.length ?? 0) > 0 && raw.signingKey === undefined)
+    errors.push('publishedKeys: needs signingKey (the published keys are the next or previous signing key of a rotation)');
   if (raw.simulation?.trust && !raw.simulation.dir)
     errors.push('simulation.dir: required when simulation.trust is true (the directory holding the simulated test roots)');
   if (raw.limits?.burst !== undefined && raw.limits.messagesPerSec !== undefined && raw.limits.burst < raw.limits.messagesPerSec) {
@@ -217,6 +242,23 @@ function crossChecks(raw: RawControllerConfig, errors: string[]): void {
   }
 }
 
+/**
+ * Why `url` is not a PostgreSQL connection URL, or undefined when it is. The messages never repeat
+ * the URL (it may hold a password).
+ */
+export function storeUrlProblem(url: string | undefined): string | undefined {
+  if (url === undefined) return 'required (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE)';
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return 'not a URL (expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE; the value is not shown, it may hold a password)';
+  }
+  if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') return `must be a postgres:// or postgresql:// URL, got a ${u.protocol}// URL`;
+  if (u.pathname.length <= 1 && !u.searchParams.has('host')) return 'names no database (postgres://USER@HOST/DATABASE)';
+  return undefined;
+}
+
 /** What the server needs at run time, with every referenced file read and checked. */
 export interface ResolvedController {
   config: ControllerConfig;
@@ -226,6 +268,8 @@ export interface ResolvedController {
   gpuPolicy?: GpuPolicy;
   tls?: { cert: Buffer; key: Buffer; ca?: Buffer; requireClientCert: boolean };
   signingKeyPem?: string;
+  /** The publishedKeys files (public or private EC P-384 PEM). */
+  publishedKeyPems: string[];
   secrets: { name: string; value: Buffer; agents?: string[] }[];
 }
 
@@ -255,7 +299,7 @@ export async function resolveControllerConfig(config: ControllerConfig): Promise
       return { ...(t.agentId ? { agentId: t.agentId } : {}), sha256 };
     }),
   );
-  const out: ResolvedController = { config, tokens, secrets: [] };
+  const out: ResolvedController = { config, tokens, secrets: [], publishedKeyPems: [] };
   if (config.policy.snp) {
     const text = (await readText(config.policy.snp, 'policy.snp', 'policy')).toString('utf8');
     out.snpPolicy = wrapPolicy(() => parseSnpPolicy(text), 'policy.snp', config.policy.snp);
@@ -273,6 +317,7 @@ export async function resolveControllerConfig(config: ControllerConfig): Promise
     };
   }
   if (config.signingKey) out.signingKeyPem = (await readText(config.signingKey, 'signingKey', 'privateKey')).toString('utf8');
+  for (const [i, f] of config.publishedKeys.entries()) out.publishedKeyPems.push((await readText(f, `publishedKeys[${i}]`, 'privateKey')).toString('utf8'));
   for (const [i, s] of config.secrets.entries()) {
     const value = s.file ? await readText(s.file, `secrets[${i}].file`, 'secret') : Buffer.from(s.value ?? '', 'utf8');
     out.secrets.push({ name: s.name, value, ...(s.agents ? { agents: s.agents } : {}) });

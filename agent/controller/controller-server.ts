@@ -17,7 +17,9 @@ import type { Logger } from 'pino';
 import { MAX_MESSAGE_BYTES, PROTOCOL } from '../link/protocol.js';
 import { createHash } from 'node:crypto';
 import { bearerToken, certificateAgentIds, checkBearer, type Credential } from './auth.js';
-import { AgentRegistry } from './registry.js';
+import { AgentRegistry, type AgentRecord } from './registry.js';
+import type { ControllerStore } from './store/controller-store.js';
+import { openStore } from './store/open-store.js';
 import { LinkSession } from './session.js';
 import { CollateralStore } from '../collateral/store.js';
 import { TokenSigner } from './signer.js';
@@ -83,8 +85,9 @@ export class Controller {
     private readonly resolved: ResolvedController,
     readonly signer: TokenSigner,
     private readonly opts: ControllerOptions,
+    store: ControllerStore,
   ) {
-    this.registry = new AgentRegistry(resolved.config.stateDir);
+    this.registry = new AgentRegistry(store);
     this.heldBudget = { used: 0, max: resolved.config.limits.heldBytesTotal };
     this.metrics = new ControllerMetrics({ agentsConnected: () => this.registry.connectedCount() });
     this.wss = new WebSocketServer({
@@ -96,10 +99,17 @@ export class Controller {
   }
 
   static async start(resolved: ResolvedController, opts: ControllerOptions): Promise<Controller> {
-    const signer = await TokenSigner.create(resolved.signingKeyPem);
-    const c = new Controller(resolved, signer, opts);
-    await c.registry.load((file, why) => opts.log.warn({ file }, `ignoring unreadable agent state: ${why}`));
-    await c.listen();
+    const signer = await TokenSigner.create(resolved.signingKeyPem, resolved.publishedKeyPems);
+    const store = await openStore(resolved.config, opts.log, (opts.listen ?? resolved.config.listen).port);
+    const c = new Controller(resolved, signer, opts, store);
+    try {
+      await c.registry.load((file, why) => opts.log.warn({ file }, `ignoring unreadable agent state: ${why}`));
+      await c.listen();
+      c.renewLeases();
+    } catch (err) {
+      await store.close().catch(() => undefined);
+      throw err;
+    }
     return c;
   }
 
@@ -153,9 +163,49 @@ export class Controller {
     return this.sessions.get(agentId)?.challenge(this.now());
   }
 
+  private leaseTimer: NodeJS.Timeout | undefined;
+
+  /**
+   * A shared store: renew the leases of this replica's live sessions every third of their lifetime;
+   * a session whose lease another replica took (a takeover the identity rules allowed) is closed.
+   */
+  private renewLeases(): void {
+    const leases = this.registry.store.leases;
+    if (!leases) return;
+    let running = false;
+    this.leaseTimer = setInterval(
+      () => {
+        if (running || this.closing) return;
+        running = true;
+        const live = [...this.sessions].filter(([, s]) => !s.isClosed);
+        leases
+          .renew(
+            this.registry.store.replicaId,
+            live.map(([agentId, s]) => ({ agentId, sessionId: s.id })),
+          )
+          .then((lost) => {
+            for (const agentId of lost) {
+              const s = this.sessions.get(agentId);
+              if (!s || s.isClosed || !live.some(([, x]) => x === s)) continue;
+              this.opts.log.info({ agentId }, 'agent taken over by a session on another replica');
+              s.close(1008, 'superseded by a newer connection of the same agent (on another controller replica)');
+            }
+          })
+          .catch((err: Error) => this.opts.log.warn({ err: err.message }, 'session leases not renewed (the store is unreachable)'))
+          .finally(() => {
+            running = false;
+          });
+      },
+      Math.max(100, Math.floor(leases.ttlMs / 3)),
+    );
+    this.leaseTimer.unref();
+  }
+
   async close(): Promise<void> {
     this.closing = true;
+    if (this.leaseTimer) clearInterval(this.leaseTimer);
     const sessions = [...this.sessions.values(), ...this.anonymous];
+    const leased = [...this.sessions];
     for (const s of sessions) s.close(1001, 'controller shutting down');
     // Let in-flight handlers finish their state write (bounded), then refuse any later write.
     await Promise.race([Promise.all(sessions.map((s) => s.drained())), new Promise((r) => setTimeout(r, 2000).unref())]);
@@ -167,6 +217,10 @@ export class Controller {
       this.server.close(() => resolve());
       this.server.closeAllConnections?.();
     });
+    // Free this replica's leases (after the last state writes): its agents may come back on another
+    // replica at once instead of waiting for the leases to expire.
+    const leases = this.registry.store.leases;
+    if (leases) await Promise.allSettled(leased.map(([agentId, s]) => leases.release(agentId, s.id)));
     await this.registry.close();
   }
 
@@ -260,9 +314,19 @@ export class Controller {
       admit: (agentId: string, session: LinkSession) => this.admit(agentId, session),
       promote: (agentId: string, session: LinkSession) => this.take(agentId, session),
       released: (agentId: string, ms: number) => this.released(agentId, ms),
+      hasLocal: (agentId: string) => {
+        const live = this.sessions.get(agentId);
+        return live !== undefined && !live.isClosed;
+      },
       release: (agentId: string, session: LinkSession) => {
         // A superseded session still counts as connected until its own close (its state write may be under way).
         if (this.counted.delete(session)) this.registry.setConnected(agentId, false);
+        // Its lease (if it still holds it) is free at once: the agent may come back on any replica
+        // (at shutdown, close() frees them all before the store closes).
+        if (!this.closing)
+          this.registry.store.leases
+            ?.release(agentId, session.id)
+            .catch((err: Error) => this.opts.log.warn({ agentId, err: err.message }, 'lease not released (it expires)'));
         if (this.sessions.get(agentId) !== session) return; // a contender or a refused link: the live one stays
         this.sessions.delete(agentId);
         const waiters = this.releaseWaiters.get(agentId);
@@ -381,7 +445,20 @@ export class Controller {
     if (path === '/assets/fleet.js') return this.send(res, 200, 'text/javascript; charset=utf-8', FLEET_JS, page);
     if (path === '/assets/fleet.css') return this.send(res, 200, 'text/css; charset=utf-8', FLEET_CSS, page);
     if (path === '/.well-known/jwks.json') return this.json(res, 200, this.signer.jwks());
-    if (path === '/v1/agents') return this.json(res, 200, { agents: this.registry.summaries() });
+    if (path === '/v1/agents') {
+      if (!this.registry.store.shared) return this.json(res, 200, { agents: this.registry.summaries() });
+      // A shared store: the whole fleet, whichever replica answers.
+      void (this.registry.store.leases?.liveAgents() ?? Promise.resolve(new Set<string>()))
+        .then((live) => this.registry.storedSummaries(live))
+        .then(
+          (agents) => this.json(res, 200, { agents }),
+          (err: Error) => {
+            this.opts.log.error({ err: err.message }, 'fleet listing failed');
+            this.problem(res, 503, 'store unavailable', 'the agent store could not be read; retry');
+          },
+        );
+      return;
+    }
     const m = /^\/v1\/agents\/([^/]+)$/.exec(path);
     if (m) {
       let id: string;
@@ -390,20 +467,36 @@ export class Controller {
       } catch {
         return this.problem(res, 400, 'bad agent id');
       }
-      if (!AGENT_ID.test(id) || !this.registry.has(id)) return this.problem(res, 404, 'no such agent', `no agent "${id.slice(0, 128)}" has connected`);
-      const r = this.registry.get(id);
-      return this.json(res, 200, {
-        ...this.registry.summary(r),
-        version: r.version ?? null,
-        inventory: r.inventory ?? null,
-        gapRanges: r.gaps,
-        alarmList: r.alarms ?? [],
-        attestedKeys: r.attestedKeys.map((k) => ({ jkt: k.jkt, at: k.at })),
-        lastVerdict: r.lastVerdict ?? null,
-        recentEvents: r.recentEvents,
-      });
+      if (!AGENT_ID.test(id)) return this.problem(res, 404, 'no such agent', `no agent "${id.slice(0, 128)}" has connected`);
+      if (this.registry.store.shared && !this.registry.isConnected(id)) {
+        // Another replica's agent (or none): as stored.
+        void Promise.all([this.registry.store.loadAgent(id), this.registry.store.leases?.liveAgents()]).then(
+          ([r, live]) =>
+            r ? this.agentDetail(res, r, live?.has(id) ?? false) : this.problem(res, 404, 'no such agent', `no agent "${id.slice(0, 128)}" has connected`),
+          (err: Error) => {
+            this.opts.log.error({ err: err.message }, 'agent lookup failed');
+            this.problem(res, 503, 'store unavailable', 'the agent store could not be read; retry');
+          },
+        );
+        return;
+      }
+      if (!this.registry.has(id)) return this.problem(res, 404, 'no such agent', `no agent "${id.slice(0, 128)}" has connected`);
+      return this.agentDetail(res, this.registry.get(id));
     }
     return this.problem(res, 404, 'not found');
+  }
+
+  private agentDetail(res: ServerResponse, r: AgentRecord, connected?: boolean): void {
+    this.json(res, 200, {
+      ...this.registry.summary(r, connected),
+      version: r.version ?? null,
+      inventory: r.inventory ?? null,
+      gapRanges: r.gaps,
+      alarmList: r.alarms ?? [],
+      attestedKeys: r.attestedKeys.map((k) => ({ jkt: k.jkt, at: k.at })),
+      lastVerdict: r.lastVerdict ?? null,
+      recentEvents: r.recentEvents,
+    });
   }
 }
 

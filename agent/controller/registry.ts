@@ -1,8 +1,11 @@
 /**
  * What the controller knows about each agent: connection state, the last verdict per device, the
  * keys it has attested, the event sequence (last seq, gaps, hashes of recent seqs, alarms) and
- * recent events. One JSON file per agent in stateDir (written atomically), so `resumeFrom` and
- * de-duplication survive a restart. Without stateDir the registry is memory-only.
+ * recent events. Records are written through the controller's store (store/controller-store.ts: one
+ * JSON file per agent in stateDir by default, or PostgreSQL), with what changed since the last write
+ * (events, gaps, alarms, keys, verdicts, secret releases) in the same write, so `resumeFrom` and
+ * de-duplication survive a restart. Without a stateDir or store the registry is memory-only.
+ * An event is acknowledged only up to `ackableSeq`: what the store has committed.
  *
  * Bounds (docs/controller.md "Resource bounds"): a record is kept in memory only, and only while the
  * agent is connected, until the agent proves a key with verified evidence; only then is it written.
@@ -10,17 +13,14 @@
  * recentEvents, gaps, hashes and alarms are bounded per record.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readdir } from 'node:fs/promises';
-import { readBoundedText } from '../util/bounded-read.js';
-import { join } from 'node:path';
 import { calculateJwkThumbprint, type JWK } from 'jose';
-import { writeFileAtomic } from '../util/atomic-file.js';
 import { canonicalize } from '../util/jcs.js';
 import type { TrustStatus } from '../formats/checks.js';
 import type { Ear } from '../appraise/ear.js';
 import type { PublicJwk } from '../formats/nonce-binding.js';
-import { AGENT_ID } from './config.js';
-import { ParseError } from '../errors.js';
+import { StoreError } from '../errors.js';
+import { emptyDelta, isEmptyDelta, type AgentDelta, type ControllerStore, type SecretRelease } from './store/controller-store.js';
+import { FileStore } from './store/file-store.js';
 import { eventsStored, gpuCountOf, gpuReadyFromEvent, type GpuReadyReport } from './agent-facts.js';
 
 export const RECENT_EVENTS = 50;
@@ -163,34 +163,85 @@ export class AgentRegistry {
   /** The most recent state write, when it failed (GET /healthz); cleared by the next one that succeeds. */
   lastWriteFailure: { at: string; agentId: string; error: string } | undefined;
 
-  constructor(private readonly stateDir?: string) {}
+  readonly store: ControllerStore;
+  /** What changed per agent since its last write (written with the record, atomically). */
+  private readonly deltas = new Map<string, AgentDelta>();
+  /** lastSeq of each agent's record as last written (what the store has committed). */
+  private readonly committed = new Map<string, number>();
 
-  /** Load persisted records (bad files are skipped and reported, never fatal). */
+  /** A stateDir (the embedded file store), a store, or nothing (memory only). */
+  constructor(store?: string | ControllerStore) {
+    this.store = typeof store === 'object' ? store : new FileStore(store);
+  }
+
+  /** Load persisted records (bad ones are skipped and reported, never fatal). */
   async load(onProblem: (file: string, why: string) => void = () => undefined): Promise<void> {
-    if (!this.stateDir) return;
-    await mkdir(this.stateDir, { recursive: true, mode: 0o700 });
-    for (const name of await readdir(this.stateDir)) {
-      if (!name.endsWith('.json')) continue;
-      const id = name.slice(0, -5);
-      if (!AGENT_ID.test(id)) continue;
-      try {
-        const rec = JSON.parse(await readBoundedText(join(this.stateDir, name), 'agentRecord')) as AgentRecord;
-        if (
-          rec.agentId !== id ||
-          !Number.isSafeInteger(rec.lastSeq) ||
-          rec.lastSeq < 0 ||
-          !Array.isArray(rec.gaps) ||
-          !Array.isArray(rec.attestedKeys) ||
-          !Array.isArray(rec.recentEvents)
-        ) {
-          throw new ParseError('not an agent record');
-        }
-        this.agents.set(id, rec);
-        if (typeof rec.credential === 'string') this.idsOf(rec.credential).add(id);
-      } catch (err) {
-        onProblem(name, (err as Error).message);
-      }
+    for (const rec of await this.store.loadAgents(onProblem)) this.adopt(rec);
+  }
+
+  private adopt(rec: AgentRecord): void {
+    const old = this.agents.get(rec.agentId);
+    if (old?.credential !== undefined) this.idsByCredential.get(old.credential)?.delete(rec.agentId);
+    this.agents.set(rec.agentId, rec);
+    this.provisional.delete(rec.agentId);
+    this.deltas.delete(rec.agentId);
+    this.committed.set(rec.agentId, rec.lastSeq);
+    if (typeof rec.credential === 'string') this.idsOf(rec.credential).add(rec.agentId);
+  }
+
+  /**
+   * A shared store: take the agent's record as stored now (another replica may have moved it on)
+   * before this controller's session for it stores anything. Waits for this controller's own
+   * pending write of the record first. No-op for the embedded store (this process is the only writer).
+   */
+  async refresh(agentId: string): Promise<void> {
+    if (!this.store.shared) return;
+    await this.writes.get(agentId)?.catch(() => undefined);
+    const stored = await this.store.loadAgent(agentId);
+    // Changes this controller could not write are dropped with its copy: their events were never
+    // acknowledged (ackableSeq), so the agent sends them again.
+    if (stored) this.adopt(stored);
+  }
+
+  /**
+   * The fleet list as the store has it now (a shared store: the whole fleet, whichever replica
+   * serves it), `connected` per `live` (agents with a lease) or a session here.
+   */
+  async storedSummaries(live: ReadonlySet<string> = new Set()): Promise<AgentSummary[]> {
+    if (!this.store.shared || !this.store.loadSummaries) return this.summaries();
+    const byId = new Map((await this.store.loadSummaries()).map((s) => [s.id, { ...s, connected: live.has(s.id) || this.isConnected(s.id) }]));
+    // This replica's live sessions: its own copy is at least as new (and an agent that has not
+    // proven a key yet is shown while connected, as on the embedded store).
+    for (const id of this.connected.keys()) {
+      const mine = this.agents.get(id);
+      if (mine) byId.set(id, this.summary(mine, true));
     }
+    return [...byId.values()].sort((a, b) => a.id.localeCompare(b.id));
+  }
+
+  private delta(agentId: string): AgentDelta {
+    let d = this.deltas.get(agentId);
+    if (!d) {
+      d = emptyDelta();
+      this.deltas.set(agentId, d);
+    }
+    return d;
+  }
+
+  /** Something about the agent is recorded and not yet written. */
+  hasPending(agentId: string): boolean {
+    const d = this.deltas.get(agentId);
+    return d !== undefined && !isEmptyDelta(d);
+  }
+
+  /**
+   * The highest seq that may be acknowledged: what the store has committed (memory only, or a record
+   * that is not written because it never proved a key: what is recorded).
+   */
+  ackableSeq(agentId: string): number {
+    const rec = this.get(agentId);
+    if (!this.store.durable || this.provisional.has(agentId)) return rec.lastSeq;
+    return Math.min(rec.lastSeq, this.committed.get(agentId) ?? 0);
   }
 
   get(agentId: string): AgentRecord {
@@ -269,6 +320,7 @@ export class AgentRegistry {
       // Never proved a key: forget it (it was never written), and free its place under the credential.
       this.provisional.delete(agentId);
       this.agents.delete(agentId);
+      this.deltas.delete(agentId);
       if (credential !== undefined) this.idsByCredential.get(credential)?.delete(agentId);
     }
   }
@@ -281,7 +333,9 @@ export class AgentRegistry {
     const rec = this.get(agentId);
     const jkt = await keyThumbprint(jwk);
     const { kty, crv, x, y } = jwk;
-    rec.attestedKeys = [{ jkt, jwk: { kty, crv, x, y }, at: now.toISOString() }, ...rec.attestedKeys.filter((k) => k.jkt !== jkt)].slice(0, MAX_KEYS);
+    const key = { jkt, jwk: { kty, crv, x, y }, at: now.toISOString() };
+    rec.attestedKeys = [key, ...rec.attestedKeys.filter((k) => k.jkt !== jkt)].slice(0, MAX_KEYS);
+    this.delta(agentId).keys.push(key);
     // Verified evidence: from now on the record is kept and written, and counts for its credential.
     this.provisional.delete(agentId);
     const credential = this.liveCredential.get(agentId);
@@ -328,6 +382,7 @@ export class AgentRegistry {
       0,
       RECENT_EVENTS,
     );
+    this.delta(agentId).events.push({ seq: ev.seq, at: ev.at, kind: ev.kind, data: ev.data, receivedAt: now.toISOString(), hash });
     return 'stored';
   }
 
@@ -346,6 +401,7 @@ export class AgentRegistry {
     else rec.gaps = [...rec.gaps, { from, to, reason, ...(detail !== undefined ? { detail } : {}) }].slice(-MAX_GAPS);
     rec.lastSeq = to;
     this.pushHashes(rec, from, to, hash);
+    this.delta(agentId).gaps.push({ from, to, reason, ...(detail !== undefined ? { detail } : {}) });
   }
 
   /** A stream alarm (e.g. a conflicting duplicate): kept (bounded) and counted in the record. */
@@ -353,44 +409,57 @@ export class AgentRegistry {
     const rec = this.get(agentId);
     rec.alarms = [...(rec.alarms ?? []), alarm].slice(-MAX_ALARMS);
     rec.alarmCount = (rec.alarmCount ?? 0) + 1;
+    this.delta(agentId).alarms.push(alarm);
+  }
+
+  /** A verdict was issued (one per challenge), with the secrets it released (the audit). */
+  recordVerdict(agentId: string, verdict: Verdict, releases: SecretRelease[]): void {
+    this.get(agentId).lastVerdict = verdict;
+    const d = this.delta(agentId);
+    d.verdicts.push(verdict);
+    d.releases.push(...releases);
   }
 
   summaries(): AgentSummary[] {
     return [...this.agents.values()].sort((a, b) => a.agentId.localeCompare(b.agentId)).map((r) => this.summary(r));
   }
 
-  summary(r: AgentRecord): AgentSummary {
-    return {
-      id: r.agentId,
-      connected: this.isConnected(r.agentId),
-      lastSeen: r.lastSeen ?? null,
-      lastSeq: r.lastSeq,
-      gaps: r.gaps.length,
-      alarms: r.alarmCount ?? 0,
-      status: r.lastVerdict?.status ?? 'none',
-      devices: r.lastVerdict?.devices ?? {},
-      simulated: r.lastVerdict?.simulated ?? false,
-      lastVerdictAt: r.lastVerdict?.at ?? null,
-      lastRejection: r.lastRejection ?? null,
-      version: r.version ?? null,
-      teeKind: r.lastVerdict?.teeKind ?? null,
-      gpus: gpuCountOf(r.lastVerdict),
-      gpuReady: r.gpuReady ?? null,
-      tokenExpiresAt: r.lastVerdict?.tokenExpiresAt ?? null,
-      eventsStored: eventsStored(r.lastSeq, r.gaps),
-    };
+  /** `connected`: as the caller knows it (a shared store: a live lease on any replica); by default, a session here. */
+  summary(r: AgentRecord, connected = this.isConnected(r.agentId)): AgentSummary {
+    return recordSummary(r, connected);
   }
 
-  /** Persist one agent's record (atomic replace; writes to one agent are serialised). */
+  /**
+   * Write one agent's record and what changed since its last write (atomically; writes to one agent
+   * are serialised). A write that fails keeps its changes for the next one.
+   */
   persist(agentId: string): Promise<void> {
     // After close() a late handler must not overwrite what a new instance may already have loaded;
     // rejecting also keeps its events unacked, so the agent resends them.
-    if (this.closed) return Promise.reject(new Error('controller registry is closed'));
+    if (this.closed) return Promise.reject(new StoreError('ERR_STORE', 'controller registry is closed'));
     // Nothing is written for an id that never proved a key (any peer with a credential could mint ids).
-    if (!this.stateDir || this.provisional.has(agentId)) return Promise.resolve();
-    const dir = this.stateDir;
+    if (!this.store.durable || this.provisional.has(agentId)) {
+      this.deltas.delete(agentId);
+      return Promise.resolve();
+    }
     const prev = this.writes.get(agentId) ?? Promise.resolve();
-    const next = prev.catch(() => undefined).then(() => writeFileAtomic(join(dir, `${agentId}.json`), `${JSON.stringify(this.get(agentId), null, 1)}\n`));
+    const next = prev
+      .catch(() => undefined)
+      .then(async () => {
+        const rec = this.get(agentId);
+        const delta = this.deltas.get(agentId) ?? emptyDelta();
+        this.deltas.delete(agentId);
+        const snapshot = JSON.parse(JSON.stringify(rec)) as AgentRecord;
+        try {
+          await this.store.saveAgent(snapshot, delta, this.committed.get(agentId) ?? 0);
+        } catch (err) {
+          // Put the changes back in front of any made meanwhile: the next write carries them.
+          const later = this.deltas.get(agentId);
+          this.deltas.set(agentId, later ? mergeDeltas(delta, later) : delta);
+          throw err;
+        }
+        this.committed.set(agentId, snapshot.lastSeq);
+      });
     this.writes.set(agentId, next);
     next.then(
       () => (this.lastWriteFailure = undefined),
@@ -410,7 +479,42 @@ export class AgentRegistry {
   async close(): Promise<void> {
     this.closed = true;
     await this.flush();
+    await this.store.close();
   }
+}
+
+function mergeDeltas(a: AgentDelta, b: AgentDelta): AgentDelta {
+  return {
+    events: [...a.events, ...b.events],
+    gaps: [...a.gaps, ...b.gaps],
+    alarms: [...a.alarms, ...b.alarms],
+    keys: [...a.keys, ...b.keys],
+    verdicts: [...a.verdicts, ...b.verdicts],
+    releases: [...a.releases, ...b.releases],
+  };
+}
+
+/** What the fleet list shows of a record (GET /v1/agents). */
+export function recordSummary(r: AgentRecord, connected: boolean): AgentSummary {
+  return {
+    id: r.agentId,
+    connected,
+    lastSeen: r.lastSeen ?? null,
+    lastSeq: r.lastSeq,
+    gaps: r.gaps.length,
+    alarms: r.alarmCount ?? 0,
+    status: r.lastVerdict?.status ?? 'none',
+    devices: r.lastVerdict?.devices ?? {},
+    simulated: r.lastVerdict?.simulated ?? false,
+    lastVerdictAt: r.lastVerdict?.at ?? null,
+    lastRejection: r.lastRejection ?? null,
+    version: r.version ?? null,
+    teeKind: r.lastVerdict?.teeKind ?? null,
+    gpus: gpuCountOf(r.lastVerdict),
+    gpuReady: r.gpuReady ?? null,
+    tokenExpiresAt: r.lastVerdict?.tokenExpiresAt ?? null,
+    eventsStored: eventsStored(r.lastSeq, r.gaps),
+  };
 }
 
 /** Remove [from, to] from the "missing" gaps (splitting one that straddles it); declared drops stay. */

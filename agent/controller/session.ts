@@ -17,6 +17,7 @@
  * first only when it proves the same identity (see Controller.admit). A contender's events are held
  * (within the same window and byte bounds) and stored only once it is the agent's live session.
  */
+import { randomUUID } from 'node:crypto';
 import type { WebSocket } from 'ws';
 import type { Logger } from 'pino';
 import {
@@ -44,6 +45,7 @@ import { AGENT_ID, type ControllerLimits, type ReleaseRule } from './config.js';
 import type { PublicJwk } from '../formats/nonce-binding.js';
 import { failedChecks } from '../formats/checks.js';
 import type { ControllerMetrics } from './controller-metrics.js';
+import type { LeaseHolder } from './store/controller-store.js';
 
 export interface SessionDeps {
   registry: AgentRegistry;
@@ -72,6 +74,8 @@ export interface SessionDeps {
   admit: (agentId: string, session: LinkSession) => 'claimed' | 'contender' | 'refused';
   /** A contender proved an attested key for the agent in its session: it replaces the live session. */
   promote: (agentId: string, session: LinkSession) => void;
+  /** A session of this controller is the live one of `agentId` (then the local rules decide). */
+  hasLocal: (agentId: string) => boolean;
   /** Resolves once `agentId` has no live session, or after `ms`. */
   released: (agentId: string, ms: number) => Promise<void>;
   release: (agentId: string, session: LinkSession) => void;
@@ -80,6 +84,10 @@ export interface SessionDeps {
 }
 
 const HANDSHAKE_TIMEOUT_MS = 10_000;
+
+function connectedElsewhere(agentId: string, bound: boolean): string {
+  return `agent "${agentId}" is connected on another link; a second session replaces it only with a credential bound to this id${bound ? '' : ' (this one is not)'} and, once the first is attested, by attesting in the new session`;
+}
 /** How long a hello waits for an earlier session of the same id to go (a reconnect racing its own close). */
 const ADMIT_WAIT_MS = 5_000;
 
@@ -99,8 +107,14 @@ export class LinkSession {
   attested = false;
   /** Registered as the agent's live session (a contender is not, until it is promoted). */
   private claimed = false;
+  /** This session's id in the agent's lease (replicas sharing a store). */
+  readonly id = randomUUID();
+  /** A contender whose agent's live session is on another replica (see remoteAdmit). */
+  private remoteContender = false;
+  private leaseTriedAt = 0;
   private hello: HelloMessage | undefined;
-  private readonly book: ChallengeBook;
+  /** Created at hello, bound to the agent id and session key. */
+  private book: ChallengeBook | undefined;
   private readonly bucket: TokenBucket;
   private readonly eventBucket: TokenBucket;
   private queue: Promise<void> = Promise.resolve();
@@ -133,7 +147,6 @@ export class LinkSession {
     /** Label of the credential this link authenticated with (never the secret): ids per credential are bounded. */
     private readonly credentialLabel = 'anonymous',
   ) {
-    this.book = new ChallengeBook(deps.challengeTtlSec * 1000);
     this.bucket = new TokenBucket(deps.limits.messagesPerSec, deps.limits.burst, deps.now().getTime());
     // An agent may send its whole window at once.
     this.eventBucket = new TokenBucket(deps.limits.eventsPerSec, Math.max(deps.limits.window, 1), deps.now().getTime());
@@ -314,13 +327,15 @@ export class LinkSession {
     // Bounded: a continuous stream still gets a write and an ack every MAX_BATCH messages.
     if (this.agentId === undefined || (!force && this.backlog > 1 && ++this.batched < MAX_BATCH)) return;
     this.batched = 0;
-    if (this.unsaved) {
+    const registry = this.deps.registry;
+    if (this.unsaved || registry.hasPending(this.agentId)) {
       this.unsaved = false;
-      await this.deps.registry.persist(this.agentId);
+      await registry.persist(this.agentId);
     }
     if (this.unacked) {
       this.unacked = false;
-      this.send({ type: 'ack', seq: this.deps.registry.get(this.agentId).lastSeq });
+      // Only what the store has committed: an ack never runs ahead of the write.
+      this.send({ type: 'ack', seq: registry.ackableSeq(this.agentId) });
     }
   }
 
@@ -349,7 +364,7 @@ export class LinkSession {
     if (msg.type === 'hello') return this.onHello(msg, now);
     if (!this.hello || !this.agentId) return this.refuse('hello-required', `"${msg.type}" before hello`, CLOSE.PROTOCOL_ERROR);
     // A contender takes the slot as soon as the earlier session is gone (and stores what it held).
-    if (!this.claimed && this.tryClaim(now)) await this.drainEvents(now);
+    if (!this.claimed && (await this.tryClaim(now))) await this.drainEvents(now);
     this.deps.registry.touch(this.agentId, now);
     if (msg.type === 'evidence') return this.onEvidence(msg, now);
     if (msg.type === 'event') {
@@ -391,7 +406,22 @@ export class LinkSession {
     // The per-credential cap is checked right before each admission (no await in between), and the id
     // is counted for the credential only once the session is admitted: a refused link takes no place.
     if (!registry.mayAdmit(this.credentialLabel, msg.agentId, limits.agentsPerCredential)) return tooMany();
-    let admitted = this.deps.admit(msg.agentId, this);
+    // Replicas sharing a store: the same rules over every replica, through the agent's lease.
+    const leases = registry.store.leases;
+    let leased = false;
+    if (leases && !this.deps.hasLocal(msg.agentId)) {
+      const remote = await this.remoteAdmit(msg.agentId);
+      if (this.closing) return;
+      if (remote === 'refused') return this.refuse('agent-connected', connectedElsewhere(msg.agentId, this.boundToId), CLOSE.FORBIDDEN);
+      this.remoteContender = remote === 'contender';
+      leased = remote === 'leased';
+      // No session of this replica holds the agent: start from the stored record (another replica
+      // may have moved it on; a contender's welcome.resumeFrom comes from it too).
+      await registry.refresh(msg.agentId);
+      if (this.closing) return;
+      if (!registry.mayAdmit(this.credentialLabel, msg.agentId, limits.agentsPerCredential)) return tooMany();
+    }
+    let admitted = this.remoteContender ? 'contender' : this.deps.admit(msg.agentId, this);
     if (admitted === 'refused') {
       // Often the same agent reconnecting before its old connection's close was seen: give that a moment.
       await this.deps.released(msg.agentId, ADMIT_WAIT_MS);
@@ -399,14 +429,21 @@ export class LinkSession {
       if (!registry.mayAdmit(this.credentialLabel, msg.agentId, limits.agentsPerCredential)) return tooMany();
       admitted = this.deps.admit(msg.agentId, this);
     }
-    if (admitted === 'refused') {
-      return this.refuse(
-        'agent-connected',
-        `agent "${msg.agentId}" is connected on another link; a second session replaces it only with a credential bound to this id${this.boundToId ? '' : ' (this one is not)'} and, once the first is attested, by attesting in the new session`,
-        CLOSE.FORBIDDEN,
-      );
+    if (admitted === 'refused') return this.refuse('agent-connected', connectedElsewhere(msg.agentId, this.boundToId), CLOSE.FORBIDDEN);
+    if (admitted === 'claimed' && leases) {
+      // The local rules let this session replace a session of this replica: its lease is ours to take.
+      if (!leased) {
+        await this.takeLease(msg.agentId, true);
+        await registry.refresh(msg.agentId);
+        if (this.closing) return;
+      }
     }
     registry.admit(this.credentialLabel, msg.agentId, limits.agentsPerCredential);
+    this.book = new ChallengeBook(
+      this.deps.challengeTtlSec * 1000,
+      { agentId: msg.agentId, sessionKid, replica: registry.store.replicaId },
+      registry.store.challenges,
+    );
     this.stream = new EventStream({
       agentId: msg.agentId,
       sessionKid,
@@ -471,24 +508,78 @@ export class LinkSession {
   }
 
   /** A contender whose earlier session is gone takes the slot; true when it did. */
-  private tryClaim(now: Date): boolean {
-    if (this.deps.admit(this.agentId!, this) !== 'claimed') return false;
+  private async tryClaim(now: Date): Promise<boolean> {
+    const agentId = this.agentId!;
+    const leases = this.deps.registry.store.leases;
+    if (this.remoteContender && leases) {
+      // The live session is on another replica: its lease must be free first (asked at most once a second).
+      if (now.getTime() - this.leaseTriedAt < 1000) return false;
+      this.leaseTriedAt = now.getTime();
+      if (!(await leases.acquire(agentId, this.leaseHolder(), false)).ok || this.closing) return false;
+      this.remoteContender = false;
+    }
+    if (this.deps.admit(agentId, this) !== 'claimed') return false;
+    if (leases) {
+      await this.takeLease(agentId, true);
+      await this.deps.registry.refresh(agentId);
+    }
     this.onClaimed(now, true);
     return true;
   }
 
+  private leaseHolder(): LeaseHolder {
+    return { replica: this.deps.registry.store.replicaId, sessionId: this.id, bound: this.boundToId, attested: this.attested };
+  }
+
+  /** Hold the agent's lease for this session (a takeover the identity rules allowed, when forced). */
+  private async takeLease(agentId: string, force: boolean): Promise<boolean> {
+    const leases = this.deps.registry.store.leases;
+    if (!leases) return true;
+    return (await leases.acquire(agentId, this.leaseHolder(), force)).ok;
+  }
+
+  /**
+   * Admission over the replicas sharing the store (Controller.admit's rules, held in the agent's
+   * lease): 'leased' when the lease is free, expired, this replica's, or held by an unattested session
+   * whose credential is bound like this one's; 'contender' when a session bound like this one has
+   * attested (this one takes over once it attests here); else 'refused', after waiting up to
+   * ADMIT_WAIT_MS for the lease to come free (the same agent reconnecting to another replica).
+   */
+  private async remoteAdmit(agentId: string): Promise<'leased' | 'contender' | 'refused'> {
+    const leases = this.deps.registry.store.leases!;
+    const deadline = Date.now() + ADMIT_WAIT_MS;
+    for (;;) {
+      const r = await leases.acquire(agentId, this.leaseHolder(), false);
+      if (r.ok) return 'leased';
+      if (r.holder.bound && this.boundToId) {
+        if (r.holder.attested) return 'contender';
+        if ((await leases.acquire(agentId, this.leaseHolder(), true)).ok) return 'leased';
+      }
+      if (this.closing || Date.now() > deadline) return 'refused';
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+
   /** Issue a fresh challenge (also used by the server's "challenge now"). */
   challenge(now: Date): Challenge | undefined {
-    if (this.closed || !this.hello) return undefined;
-    const c = this.book.issue(now);
-    this.send({ type: 'challenge', id: c.id, nonce: c.nonce.toString('hex'), expiresAt: c.expiresAt.toISOString() });
+    if (this.closed || !this.hello || !this.book) return undefined;
+    const { challenge: c, stored } = this.book.issue(now);
+    // Sent once stored: any replica sharing the store can then take the answer.
+    stored.then(
+      () => this.send({ type: 'challenge', id: c.id, nonce: c.nonce.toString('hex'), expiresAt: c.expiresAt.toISOString() }),
+      (err: unknown) =>
+        this.deps.log.warn(
+          { agentId: this.agentId, err: err instanceof Error ? err.message : String(err) },
+          'challenge not stored, so not sent (the next interval issues another)',
+        ),
+    );
     return c;
   }
 
   private async onEvidence(msg: EvidenceMessage, now: Date): Promise<void> {
     const agentId = this.agentId!;
     const registry = this.deps.registry;
-    const taken = this.book.take(msg.challengeId, now);
+    const taken = await this.book!.take(msg.challengeId, now);
     if (!taken.ok) {
       registry.get(agentId).lastRejection = { at: now.toISOString(), code: taken.code, message: taken.message };
       await registry.persist(agentId);
@@ -527,18 +618,27 @@ export class LinkSession {
       // The agent accepts only JWEs whose hash the signed token lists (agent/link/verdict.ts).
       ...(secrets.length > 0 ? { claims: { 'cvm.secrets': secretDigests(secrets) } } : {}),
     });
-    const rec = registry.get(agentId);
     if (appraisal.verifiedKey) {
+      const leases = registry.store.leases;
+      this.attested = true;
+      if (!this.claimed && leases) {
+        // A contender takes the agent over every replica, then starts from the stored record.
+        await this.takeLease(agentId, true);
+        this.remoteContender = false;
+        await registry.refresh(agentId);
+      } else if (leases) {
+        await leases.markAttested(agentId, this.id);
+      }
       await registry.rememberKey(agentId, appraisal.verifiedKey, now);
       if (this.stream) this.stream.keyAttestedHere = true;
-      this.attested = true;
       // A contender that attested its key in its own session replaces the live session.
       if (!this.claimed) {
         this.deps.promote(agentId, this);
         this.onClaimed(now, true);
       }
     }
-    rec.lastVerdict = {
+    const rec = registry.get(agentId);
+    const verdict = {
       challengeId: msg.challengeId,
       at: now.toISOString(),
       status: appraisal.status,
@@ -550,6 +650,17 @@ export class LinkSession {
       ...(appraisal.bundle ? { teeKind: appraisal.bundle.cpu.kind, gpuCount: appraisal.bundle.gpus.length } : {}),
       ear: appraisal.ear,
     };
+    const jkt = appraisal.verifiedKey ? await keyThumbprint(appraisal.verifiedKey) : '';
+    const releases = secrets.map((s) => ({
+      agentId,
+      secret: s.name,
+      at: verdict.at,
+      challengeId: msg.challengeId,
+      status: appraisal.status,
+      jkt,
+      replica: registry.store.replicaId,
+    }));
+    registry.recordVerdict(agentId, verdict, releases);
     if (appraisal.status === 'contraindicated' || appraisal.status === 'none') {
       const failed = appraisal.devices.flatMap((d) => failedChecks(d.result.checks).map((c) => `${d.id} ${c.name}`));
       rec.lastRejection = { at: now.toISOString(), code: 'evidence-rejected', message: `failed checks: ${failed.slice(0, 8).join(', ') || '(none recorded)'}` };
@@ -564,8 +675,8 @@ export class LinkSession {
         challengeId: msg.challengeId,
         status: appraisal.status,
         simulated: appraisal.simulated,
-        devices: rec.lastVerdict.devices,
-        secretsReleased: rec.lastVerdict.secretsReleased,
+        devices: verdict.devices,
+        secretsReleased: verdict.secretsReleased,
       },
       `verdict ${appraisal.status.toUpperCase()}${appraisal.simulated ? ' (SIMULATED)' : ''}: ${decision.reason}`,
     );

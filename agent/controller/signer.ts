@@ -1,9 +1,13 @@
 /**
  * The controller's result signer: EAR claims as a JWT signed ES384 (jose). The key is an EC P-384
  * PKCS#8 PEM from the config, or generated in memory at start (tokens then stop verifying after a
- * restart; the CLI warns). The public key is published as a JWKS so relying parties can verify.
+ * restart; the CLI warns). The public key is published as a JWKS so relying parties can verify,
+ * each key with its `kid` (the RFC 7638 thumbprint) that every token's header names. Replicas share
+ * the configured key. Rotation (docs/controller.md "Token key rotation"): `publishedKeys` adds keys
+ * that are published (JWKS and welcome.tokenKeys) but never sign: the next key before the switch,
+ * the previous one after it, until the last token it signed has expired.
  */
-import { randomBytes } from 'node:crypto';
+import { createPublicKey, randomBytes } from 'node:crypto';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importPKCS8, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { ConfigError } from '../errors.js';
 import type { Ear } from '../appraise/ear.js';
@@ -29,9 +33,11 @@ export class TokenSigner {
     readonly kid: string,
     /** True when the key was generated in memory (no signingKey configured). */
     readonly ephemeral: boolean,
+    /** Published, never signing (publishedKeys). */
+    readonly published: JWK[] = [],
   ) {}
 
-  static async create(pem?: string): Promise<TokenSigner> {
+  static async create(pem?: string, publishedPems: readonly string[] = []): Promise<TokenSigner> {
     let privateKey: CryptoKey;
     let publicJwk: JWK;
     if (pem === undefined) {
@@ -51,12 +57,18 @@ export class TokenSigner {
       }
     }
     const kid = await calculateJwkThumbprint(publicJwk, 'sha256');
-    return new TokenSigner(privateKey, { ...publicJwk, alg: TOKEN_ALG, use: 'sig', kid }, kid, pem === undefined);
+    const published: JWK[] = [];
+    for (const [i, p] of publishedPems.entries()) {
+      const jwk = publishedJwk(p, i);
+      const k = await calculateJwkThumbprint(jwk, 'sha256');
+      if (k !== kid && !published.some((x) => x.kid === k)) published.push({ ...jwk, alg: TOKEN_ALG, use: 'sig', kid: k });
+    }
+    return new TokenSigner(privateKey, { ...publicJwk, alg: TOKEN_ALG, use: 'sig', kid }, kid, pem === undefined, published);
   }
 
-  /** The JWKS document served at /.well-known/jwks.json. */
+  /** The JWKS document served at /.well-known/jwks.json: the signing key first, then the published ones. */
   jwks(): { keys: JWK[] } {
-    return { keys: [this.publicJwk] };
+    return { keys: [this.publicJwk, ...this.published] };
   }
 
   /** Sign an EAR: its iat is kept; exp = iat + ttl; a random jti identifies the token. */
@@ -76,5 +88,18 @@ export class TokenSigner {
       .setJti(randomBytes(16).toString('base64url'))
       .sign(this.privateKey);
     return { token, expiresAt: new Date(exp * 1000) };
+  }
+}
+
+/** The public half of a publishedKeys entry: an EC P-384 public key (SPKI) or private key PEM. */
+function publishedJwk(pem: string, i: number): JWK {
+  try {
+    const jwk = createPublicKey(pem).export({ format: 'jwk' }) as JWK;
+    if (jwk.kty !== 'EC' || jwk.crv !== 'P-384') throw new ConfigError(`key is ${jwk.kty} ${jwk.crv ?? ''}, expected EC P-384`);
+    return { kty: jwk.kty, crv: jwk.crv, x: jwk.x!, y: jwk.y! };
+  } catch (err) {
+    throw new ConfigError(`publishedKeys[${i}]: not an EC P-384 key in PEM ("BEGIN PUBLIC KEY" or "BEGIN PRIVATE KEY"): ${(err as Error).message}`, {
+      cause: err,
+    });
   }
 }

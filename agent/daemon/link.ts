@@ -115,6 +115,7 @@ export class DaemonLink {
       const tokenKeys = config.controller.tokenKey ? await loadTokenKeys(config.controller.tokenKey) : undefined;
       link = new ControllerLink({
         url: config.controller.url,
+        ...(config.controller.urls && config.controller.urls.length > 1 ? { urls: config.controller.urls.slice(1) } : {}),
         insecure: config.controller.insecure,
         ...(tokenKeys ? { tokenKeys } : {}),
         agentId: deps.agentId,

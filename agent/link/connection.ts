@@ -95,6 +95,15 @@ export class LinkConnection {
   get closingReason(): string | undefined {
     return this._closingReason;
   }
+  /** Which of the controller URLs the current or next attempt uses (see LinkOptions.urls). */
+  private urlIndex = 0;
+
+  /** The URL of the current or next attempt. */
+  get url(): string {
+    const all = [this.o.url, ...(this.o.urls ?? [])];
+    return all[this.urlIndex % all.length]!;
+  }
+
   /** A socket is open or an attempt is scheduled. */
   get active(): boolean {
     return this._ws !== undefined || this.reconnectTimer !== undefined;
@@ -159,7 +168,7 @@ export class LinkConnection {
     if (tls.servername !== undefined) options.servername = tls.servername;
     let ws: WebSocket;
     try {
-      ws = new WebSocket(this.o.url, [PROTOCOL], options as WebSocket.ClientOptions);
+      ws = new WebSocket(this.url, [PROTOCOL], options as WebSocket.ClientOptions);
     } catch (err) {
       this._lastError = `cannot connect: ${(err as Error).message}`;
       this._state = 'down';
@@ -281,9 +290,18 @@ export class LinkConnection {
     if (this._state === 'stopped' || this.reconnectTimer) return;
     const delay = backoffDelay(this._attempt + this.penalty, this.o.backoff, this.o.random);
     this._attempt++;
+    // Fail over: the next attempt goes to the next controller URL (replicas), after the same backoff.
+    if ((this.o.urls?.length ?? 0) > 0) this.urlIndex = (this.urlIndex + 1) % (1 + this.o.urls!.length);
     this._reconnectAt = this.o.now() + delay;
     this.o.log[level](
-      { ...fields, lastError: this._lastError, attempt: this._attempt, nextDelayMs: delay, reconnectAt: new Date(this._reconnectAt).toISOString() },
+      {
+        ...fields,
+        lastError: this._lastError,
+        attempt: this._attempt,
+        nextDelayMs: delay,
+        reconnectAt: new Date(this._reconnectAt).toISOString(),
+        ...((this.o.urls?.length ?? 0) > 0 ? { nextUrl: this.url } : {}),
+      },
       `controller link down: attempt ${this._attempt} in ${(delay / 1000).toFixed(1)} s`,
     );
     // Not unref'd: a daemon whose only work is the link must not exit while waiting to reconnect.

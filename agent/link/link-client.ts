@@ -38,11 +38,13 @@ export class ControllerLink {
   private unsubscribe: (() => void) | undefined;
 
   constructor(opts: LinkOptions) {
-    if (!/^wss?:\/\//i.test(opts.url)) throw new ConfigError(`controller url must be ws:// or wss:// (got ${opts.url})`);
-    if (/^ws:\/\//i.test(opts.url) && opts.insecure !== true) {
-      throw new ConfigError(
-        `controller url ${opts.url} is ws://: unencrypted, and anything on the path could read evidence and inject messages; use wss:// (or set controller.insecure: true, for loopback tests and demos only)`,
-      );
+    for (const url of [opts.url, ...(opts.urls ?? [])]) {
+      if (!/^wss?:\/\//i.test(url)) throw new ConfigError(`controller url must be ws:// or wss:// (got ${url})`);
+      if (/^ws:\/\//i.test(url) && opts.insecure !== true) {
+        throw new ConfigError(
+          `controller url ${url} is ws://: unencrypted, and anything on the path could read evidence and inject messages; use wss:// (or set controller.insecure: true, for loopback tests and demos only)`,
+        );
+      }
     }
     if (!opts.tokenKeys?.length && !channelAuthenticates(opts)) {
       throw new ConfigError(
@@ -89,7 +91,7 @@ export class ControllerLink {
     const c = this.conn;
     const s: LinkStatus = {
       state: c.state,
-      url: this.o.url,
+      url: c.url,
       attempt: c.attempt,
       sendCursor: this.pump.cursor,
       lastAckedSeq: this.o.outbox.lastAcked,
@@ -112,7 +114,7 @@ export class ControllerLink {
   start(): void {
     if (this.conn.state === 'stopped') throw new CvmError('ERR_LINK_STOPPED', 'a stopped ControllerLink cannot be restarted; create a new one');
     if (this.conn.active) return;
-    if (/^ws:\/\//i.test(this.o.url)) {
+    if ([this.o.url, ...(this.o.urls ?? [])].some((u) => /^ws:\/\//i.test(u))) {
       this.o.log.warn(
         { url: this.o.url },
         'controller link is NOT encrypted or authenticated (ws://, controller.insecure: true): use it on loopback only; verdicts are still checked against the pinned controller.tokenKey',

@@ -88,6 +88,11 @@ export interface LinkTlsOptions {
 export interface LinkOptions {
   /** wss://, or ws:// only together with `insecure: true` */
   url: string;
+  /**
+   * Further controller URLs (replicas; controller.urls after the first): each failed attempt or
+   * dropped link moves to the next, round robin, with the same backoff between attempts.
+   */
+  urls?: string[];
   /** Allow an unencrypted, unauthenticated ws:// URL (loopback tests and demos); a warning is logged at every start. */
   insecure?: boolean;
   /**
@@ -126,7 +131,7 @@ export interface LinkOptions {
   now?: () => number;
 }
 
-type OptionalLinkOptions = 'tokenFile' | 'tls' | 'secretStore' | 'inventory' | 'tokenKeys';
+type OptionalLinkOptions = 'tokenFile' | 'tls' | 'secretStore' | 'inventory' | 'tokenKeys' | 'urls';
 
 /**
  * LinkOptions with every default filled in. One object is shared by all parts of a link, so a
@@ -135,6 +140,6 @@ type OptionalLinkOptions = 'tokenFile' | 'tls' | 'secretStore' | 'inventory' | '
 export type ResolvedLinkOptions = Required<Omit<LinkOptions, OptionalLinkOptions>> & Pick<LinkOptions, OptionalLinkOptions>;
 
 /** wss:// with a pinned CA or SPKI pins: what the controller sends in welcome comes from the controller. */
-export function channelAuthenticates(opts: Pick<LinkOptions, 'url' | 'tls'>): boolean {
-  return /^wss:\/\//i.test(opts.url) && (opts.tls?.ca !== undefined || (opts.tls?.pinnedSpkiSha256?.length ?? 0) > 0);
+export function channelAuthenticates(opts: Pick<LinkOptions, 'url' | 'urls' | 'tls'>): boolean {
+  return [opts.url, ...(opts.urls ?? [])].every((u) => /^wss:\/\//i.test(u)) && (opts.tls?.ca !== undefined || (opts.tls?.pinnedSpkiSha256?.length ?? 0) > 0);
 }

@@ -9,11 +9,11 @@
  * the defence is removed.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { CLOSE } from '../../agent/link/protocol.js';
 import { openSim, startController, type ControllerUnderTest, type Sim } from '../helpers/controller-fixture.js';
 import { attestedAgent, bulky, genuine, getJson, sleep, until } from './stream-fixture.js';
+import { storedRecord } from '../helpers/test-store.js';
 
 let sim: Sim;
 let ctl: ControllerUnderTest;
@@ -77,9 +77,9 @@ describe('hostile agent: event order', () => {
     expect(view.alarmList).toEqual([expect.objectContaining({ seq: 2, code: 'event-conflict' })]);
     expect(view.recentEvents.find((e: { seq: number }) => e.seq === 2).data).toEqual({ n: 2 }); // the stored event is untouched
     expect(ctl.logLines.some((l) => l.includes('"level":50') && l.includes('ALARM: event 2 conflicts'))).toBe(true);
-    const onDisk = JSON.parse(readFileSync(join(ctl.stateDir, 'vm-conflict.json'), 'utf8'));
+    const onDisk = (await storedRecord(ctl.stateDir, 'vm-conflict'))!;
     expect(onDisk.alarmCount).toBe(1);
-    expect(onDisk.alarms[0]).toMatchObject({ seq: 2, code: 'event-conflict' });
+    expect(onDisk.alarms?.[0]).toMatchObject({ seq: 2, code: 'event-conflict' });
     a.close();
   }, 60_000);
 
@@ -136,7 +136,7 @@ describe('hostile agent: event order', () => {
     expect(closed.reason).toMatch(/window/);
     const acks = a.inbox.filter((m) => m.type === 'ack').map((m) => (m as { seq: number }).seq);
     expect(Math.max(0, ...acks)).toBe(5);
-    expect(JSON.parse(readFileSync(join(ctl.stateDir, 'vm-acked-before-close.json'), 'utf8')).lastSeq).toBe(5);
+    expect((await storedRecord(ctl.stateDir, 'vm-acked-before-close'))?.lastSeq).toBe(5);
     await until(() => ctl.controller.heldBudget.used === 0, 5000, 'the held bytes to go back with the link');
   }, 60_000);
 });

@@ -9,13 +9,13 @@
  * The cap is checked on the controller's own accounting of held bytes after every event it handled.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readdirSync, rmSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { CLOSE } from '../../agent/link/protocol.js';
 import { EventStream } from '../../agent/controller/event-stream.js';
 import { tokenCredentialLabel } from '../../agent/controller/controller-server.js';
 import { FakeAgent, makeBundle, openSim, startController, TOKEN, type ControllerUnderTest, type Sim } from '../helpers/controller-fixture.js';
 import { attestedAgent, bulky, getJson, until, wsUrl } from './stream-fixture.js';
+import { storedAgentIds, storedRecordBytes } from '../helpers/test-store.js';
 
 const MiB = 1024 * 1024;
 let sim: Sim;
@@ -124,7 +124,7 @@ describe('hostile agent: controller resources', () => {
       gpus: [],
     });
     await agents[0]!.next('verdict');
-    expect(readdirSync(c.stateDir).filter((f) => f.startsWith('id-'))).toEqual([]);
+    expect((await storedAgentIds(c.stateDir)).filter((f) => f.startsWith('id-'))).toEqual([]);
 
     // An unverified id that disconnects frees its place and leaves nothing behind.
     agents[0]!.close();
@@ -140,7 +140,7 @@ describe('hostile agent: controller resources', () => {
     const proven = await attestedAgent(sim, c, 'id-2');
     for (const a of [proven, agents[2]!, again]) a.close();
     await until(() => c.controller.registry.idsFor(tokenCredentialLabel(TOKEN)) === 1, 5000, 'only the proven id left');
-    expect(readdirSync(c.stateDir).filter((f) => f.startsWith('id-'))).toEqual(['id-2.json']);
+    expect((await storedAgentIds(c.stateDir)).filter((f) => f.startsWith('id-'))).toEqual(['id-2']);
     const n1 = await hello('new-1');
     const n2 = await hello('new-2');
     await n1.next('welcome');
@@ -173,8 +173,8 @@ describe('hostile agent: controller resources', () => {
     a.agentId = 'vm-inventory'; // said in the raw hello above: what the evidence proof signs
     await a.answer(ch, await makeBundle(sim, Buffer.from(ch.nonce, 'hex'), a.key.publicJwk, 'vm-inventory'));
     await a.next('verdict');
-    await until(() => readdirSync(c.stateDir).includes('vm-inventory.json'), 5000, 'record written');
-    expect(statSync(join(c.stateDir, 'vm-inventory.json')).size).toBeLessThan(64 * 1024);
+    await until(async () => (await storedRecordBytes(c.stateDir, 'vm-inventory')) !== undefined, 5000, 'record written');
+    expect(await storedRecordBytes(c.stateDir, 'vm-inventory')).toBeLessThan(64 * 1024);
     a.close();
   }, 60_000);
 });

@@ -23,6 +23,7 @@ import { makeHarness, type Harness } from '../helpers/test-controller.js';
 import { OUTBOX_FILE } from '../../agent/link/outbox.js';
 import type { AgentRecord } from '../../agent/controller/registry.js';
 import { ChildController, CONTROLLER_TOKEN_KEY, RestartableController, sleep, until } from '../helpers/link-load.js';
+import { storedRecord } from '../helpers/test-store.js';
 
 const suite = linkSuite('cvm-durability-');
 const { cleanup } = suite;
@@ -120,7 +121,7 @@ describe('controller link durability (real agent link <-> real reference control
     const duplicates = rc.applied.filter((a) => a.what === 'duplicate').length;
 
     // The persisted state (the file a restarted controller loads) and the API agree: lastSeq N, no gaps.
-    const file = JSON.parse(readFileSync(join(stateDir, 'durable-vm.json'), 'utf8')) as AgentRecord;
+    const file = (await storedRecord(stateDir, 'durable-vm'))!;
     expect(file.lastSeq).toBe(N);
     expect(file.gaps).toEqual([]);
     expect(file.recentEvents.map((e) => e.seq)).toEqual(Array.from({ length: 50 }, (_, k) => N - k));
@@ -191,7 +192,7 @@ describe('controller link durability (real agent link <-> real reference control
     expect(cc.starts).toBe(KILLS + 1);
     expect(appendedAtKill.every((n) => n > 0 && n < N)).toBe(true);
     // Nothing lost: the persisted state (written atomically before each ack) has every seq, no gaps.
-    const file = JSON.parse(readFileSync(join(stateDir, 'crash-vm.json'), 'utf8')) as AgentRecord;
+    const file = (await storedRecord(stateDir, 'crash-vm'))!;
     expect(file.lastSeq).toBe(N);
     expect(file.gaps).toEqual([]);
     const stored = cc.applied.filter((a) => a.what === 'stored');

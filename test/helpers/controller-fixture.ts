@@ -18,6 +18,7 @@ import { PROTOCOL, type ControllerMessage, type AgentMessage } from '../../agent
 import { signEvidenceProof } from '../../agent/link/proof.js';
 import { parseControllerConfig, resolveControllerConfig, tokenDigest } from '../../agent/controller/config.js';
 import { Controller } from '../../agent/controller/controller-server.js';
+import { storeYaml } from './test-store.js';
 
 export const TOKEN = 'test-token-0123456789abcdef';
 export const SECRET_VALUE = 'model-weights-key-42';
@@ -89,10 +90,12 @@ export async function startController(
   yaml: string,
   stateDir = mkdtempSync(join(tmpdir(), 'ctl-state-')),
   credentials?: string,
+  /** The store's replica name (replicas sharing one database: test/helpers/test-store.ts). */
+  replica?: string,
 ): Promise<ControllerUnderTest> {
   const defaults = `agents:\n  tokens:\n    - sha256: ${tokenDigest(TOKEN).toString('hex')}\n    - agentId: bound-agent\n      sha256: ${tokenDigest('bound-token').toString('hex')}\nsecrets:\n  - name: model-key\n    value: ${SECRET_VALUE}\n`;
   const cfg = parseControllerConfig(
-    `listen: {host: 127.0.0.1, port: 0}\nstateDir: ${stateDir}\n${credentials ?? defaults}${yaml.replaceAll('SIMDIR', sim.dir)}`,
+    `listen: {host: 127.0.0.1, port: 0}\n${await storeYaml(stateDir, replica)}\n${credentials ?? defaults}${yaml.replaceAll('SIMDIR', sim.dir)}`,
     'test config',
   );
   const resolved = await resolveControllerConfig(cfg);

@@ -17,6 +17,7 @@ import { repoRoot } from './paths.js';
 import { parseControllerConfig, resolveControllerConfig, tokenDigest } from '../../agent/controller/config.js';
 import { Controller } from '../../agent/controller/controller-server.js';
 import { TOKEN } from './controller-fixture.js';
+import { storeYaml } from './test-store.js';
 
 export { TOKEN };
 
@@ -52,6 +53,10 @@ export interface RestartableControllerOptions {
   limits?: { messagesPerSec: number; burst: number; maxConnections?: number; eventsPerSec?: number; window?: number } | 'defaults';
   challengeIntervalSec?: number;
   logLevel?: 'silent' | 'debug' | 'info' | 'warn';
+  /** The config line for the state instead of `stateDir: ...` (test/helpers/test-store.ts storeYaml). */
+  storeLine?: string;
+  /** Tokens bound to agent ids, accepted besides TOKEN: agent id -> token. */
+  boundTokens?: Record<string, string>;
 }
 
 /** A free TCP port on 127.0.0.1 (bound then released). */
@@ -67,10 +72,11 @@ export function controllerYaml(o: RestartableControllerOptions & { port: number 
   const limits = o.limits ?? { messagesPerSec: 10_000, burst: 100_000, eventsPerSec: 100_000 };
   return [
     `listen: {host: 127.0.0.1, port: ${o.port}}`,
-    ...(o.stateDir ? [`stateDir: ${o.stateDir}`] : []),
+    ...(o.storeLine ? [o.storeLine] : o.stateDir ? [`stateDir: ${o.stateDir}`] : []),
     'agents:',
     '  tokens:',
     `    - sha256: ${tokenDigest(TOKEN).toString('hex')}`,
+    ...Object.entries(o.boundTokens ?? {}).map(([agentId, token]) => `    - {agentId: ${agentId}, sha256: ${tokenDigest(token).toString('hex')}}`),
     ...(limits === 'defaults'
       ? []
       : [
@@ -116,7 +122,8 @@ export class RestartableController {
 
   async start(): Promise<Controller> {
     if (this.current) throw new Error('controller already running');
-    const cfg = parseControllerConfig(controllerYaml(this.opts), 'restartable controller config');
+    const storeLine = this.opts.stateDir ? await storeYaml(this.opts.stateDir) : undefined;
+    const cfg = parseControllerConfig(controllerYaml({ ...this.opts, ...(storeLine ? { storeLine } : {}) }), 'restartable controller config');
     const resolved = await resolveControllerConfig(cfg);
     const lines = this.logLines;
     const log = pino({ level: cfg.logLevel }, { write: (s: string) => lines.push(s) });
@@ -182,7 +189,8 @@ export class ChildController {
 
   /** `dir` holds the generated config file. */
   static async create(opts: RestartableControllerOptions, dir: string): Promise<ChildController> {
-    return new ChildController({ ...opts, port: opts.port ?? (await freePort()) }, dir);
+    const storeLine = opts.stateDir ? await storeYaml(opts.stateDir) : undefined;
+    return new ChildController({ ...opts, ...(storeLine ? { storeLine } : {}), port: opts.port ?? (await freePort()) }, dir);
   }
 
   get wsUrl(): string {
@@ -191,6 +199,10 @@ export class ChildController {
 
   get pid(): number | undefined {
     return this.child?.pid;
+  }
+
+  get port(): number {
+    return this.opts.port;
   }
 
   async start(): Promise<void> {
@@ -246,9 +258,9 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-export async function until(pred: () => boolean, timeoutMs: number, what: string | (() => string), pollMs = 5): Promise<void> {
+export async function until(pred: () => boolean | Promise<boolean>, timeoutMs: number, what: string | (() => string), pollMs = 5): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!pred()) {
+  while (!(await pred())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${typeof what === 'function' ? what() : what}`);
     await sleep(pollMs);
   }

@@ -29,8 +29,9 @@ Options:
   --listen HOST:PORT  override listen.host/listen.port (port 0 picks a free port)
   -h, --help          show this help
 
-Exit codes: 0 stopped cleanly, 2 invalid config or arguments, 4 the listen address cannot be bound,
-70 internal error.`,
+Exit codes: 0 stopped cleanly, 1 the store's database has a newer schema than this controller knows
+(ERR_STORE_SCHEMA: run a newer controller), 2 invalid config or arguments, 4 the listen address
+cannot be bound or the store (store.url) cannot be reached, 70 internal error.`,
   async run(argv) {
     const { values, positionals } = parseOptions(argv, { config: { type: 'string' }, listen: { type: 'string' } });
     if (positionals.length > 0) throw new UsageError('unexpected arguments');
@@ -42,11 +43,15 @@ Exit codes: 0 stopped cleanly, 2 invalid config or arguments, 4 the listen addre
     const controller = await Controller.start(resolved, { log, ...(listen ? { listen } : {}) });
     const cfg = resolved.config;
     if (controller.signer.ephemeral)
-      log.warn('no signingKey configured: tokens are signed with a key generated in memory; they cannot be verified after a restart');
+      log.warn(
+        cfg.store
+          ? 'no signingKey configured: this replica signs tokens with its own key generated in memory; other replicas and restarts cannot verify them (configure one signingKey on every replica)'
+          : 'no signingKey configured: tokens are signed with a key generated in memory; they cannot be verified after a restart',
+      );
     if (resolved.tokens.length === 0 && !cfg.tls?.requireClientCert) log.warn('no agents.tokens configured: every agent connection will be refused');
     if (cfg.simulation.trust)
       log.warn({ dir: cfg.simulation.dir }, 'simulation.trust is ON: SIMULATED test roots are trusted (demo/tests only); results say SIMULATED');
-    if (!cfg.stateDir) log.warn('no stateDir: agent state (event seq, verdicts) is kept in memory only');
+    if (!cfg.stateDir && !cfg.store) log.warn('no stateDir or store: agent state (event seq, verdicts) is kept in memory only');
     const addr = controller.address();
     log.info({ url: addr.url, link: addr.wsUrl, tls: cfg.tls !== undefined }, 'controller listening');
     await new Promise<void>((resolve) => {

@@ -134,3 +134,27 @@ describe('listen addresses', () => {
     for (const h of ['0.0.0.0', '::', '10.0.0.1', '128.0.0.1', 'metrics.example', '127.example', '::ffff:10.0.0.1']) expect(isLoopback(h), h).toBe(false);
   });
 });
+
+describe('config: controller.urls (replicas)', () => {
+  const problems = (yaml: string) => {
+    try {
+      parseConfig(yaml);
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      return (err as Error).message;
+    }
+    throw new ConfigError('accepted');
+  };
+  it('takes a list of replicas (controller.url is then the first), under the same rules as controller.url', () => {
+    const c = parseConfig('controller:\n  urls: [wss://c1.example/v1/link, wss://c2.example/v1/link]\n  caFile: /etc/cvm-agent/ca.pem\n');
+    expect(c.controller.urls).toEqual(['wss://c1.example/v1/link', 'wss://c2.example/v1/link']);
+    expect(c.controller.url).toBe('wss://c1.example/v1/link');
+    expect(problems('controller:\n  url: wss://a/v1/link\n  urls: [wss://b/v1/link]\n  caFile: /ca.pem\n')).toMatch(
+      /controller\.urls: set either controller\.url or controller\.urls/,
+    );
+    expect(problems('controller:\n  urls: []\n')).toMatch(/controller\.urls: must list at least one URL/);
+    expect(problems('controller:\n  urls: [wss://a/v1/link, ws://b/v1/link]\n  tokenKey: /k.pem\n')).toMatch(/controller\.urls: ws:\/\/ is unencrypted/);
+    expect(problems('controller:\n  urls: [wss://a/v1/link]\n')).toMatch(/controller\.tokenKey: required/);
+    expect(problems('controller:\n  urls: [https://a/v1/link]\n  tokenKey: /k.pem\n')).toMatch(/controller\.urls\[0\]: must be a ws:\/\/ or wss:\/\/ URL/);
+  });
+});

@@ -1,6 +1,7 @@
 /** Controller config: defaults, named-key errors, cross-key rules, token files hashed, bearer check, release rule. */
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { repoRoot } from '../../helpers/paths.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateKeyPairSync } from 'node:crypto';
@@ -9,6 +10,7 @@ import { loadControllerConfig, parseControllerConfig, tokenDigest } from '../../
 import { bearerToken, checkBearer } from '../../../agent/controller/auth.js';
 import { releaseDecision } from '../../../agent/controller/secret-release.js';
 import { ChallengeBook } from '../../../agent/controller/challenges.js';
+import { MemoryChallenges } from '../../../agent/controller/store/memory-challenges.js';
 import { TokenSigner } from '../../../agent/controller/signer.js';
 
 describe('controller config', () => {
@@ -127,18 +129,83 @@ describe('secret release rule', () => {
   });
 });
 
+describe('controller config: store', () => {
+  it('store.url selects PostgreSQL; a bad URL is named without repeating it (it may hold a password); stateDir and store.url exclude each other', () => {
+    const c = parseControllerConfig('store: {url: "postgres://cvm:s3cret@db.example:5432/cvm", replica: ctl-1, poolSize: 20}\n');
+    expect(c.store).toEqual({ url: 'postgres://cvm:s3cret@db.example:5432/cvm', replica: 'ctl-1', poolSize: 20 });
+    expect(c.stateDir).toBeUndefined();
+    const problems = (yaml: string) => {
+      try {
+        parseControllerConfig(yaml);
+      } catch (err) {
+        expect(err).toBeInstanceOf(ConfigError);
+        return (err as Error).message;
+      }
+      throw new ConfigError('accepted');
+    };
+    const notUrl = problems('store: {url: "s3cret-not-a-url"}\n');
+    expect(notUrl).toMatch(/store\.url: not a URL/);
+    expect(notUrl).not.toContain('s3cret');
+    const mysql = problems('store: {url: "mysql://u:s3cret@h/db"}\n');
+    expect(mysql).toMatch(/store\.url: must be a postgres:\/\/ or postgresql:\/\/ URL, got a mysql:\/\/ URL/);
+    expect(mysql).not.toContain('s3cret');
+    expect(problems('store: {url: "postgres://u@h"}\n')).toMatch(/store\.url: names no database/);
+    expect(problems('store: {replica: r1}\n')).toMatch(/store\.url: required/);
+    expect(problems('stateDir: /var/lib/x\nstore: {url: "postgres://u@h/db"}\n')).toMatch(/stateDir: not used with store\.url/);
+    expect(problems('store: {url: "postgres://u@h/db", replica: "a b", poolSize: 0}\n')).toMatch(
+      /store\.replica: must be a replica name[\s\S]*store\.poolSize: must be an integer between 1 and 1000/,
+    );
+  });
+});
+
+describe('docs/controller.md', () => {
+  it('the replica example config ("Example: three replicas") is valid', () => {
+    const doc = readFileSync(join(repoRoot, 'docs', 'controller.md'), 'utf8');
+    const section = doc.slice(doc.indexOf('### Example: three replicas'));
+    const yaml = /```yaml\n([\s\S]*?)```/.exec(section)?.[1];
+    expect(yaml).toBeDefined();
+    const c = parseControllerConfig(yaml!, 'docs example', '/etc/cvm-agent-controller');
+    expect(c.store).toMatchObject({ replica: 'c1', poolSize: 10, url: expect.stringMatching(/^postgres:\/\//) });
+    expect(c.signingKey).toBe('/etc/cvm-agent-controller/keys/token-signing.pem');
+  });
+});
+
 describe('challenge book', () => {
-  it('answers once, before expiry; tells replay, expiry and unknown ids apart', () => {
-    const book = new ChallengeBook(1000);
+  const binding = { agentId: 'vm-1', sessionKid: 'kid-1', replica: 'r1' };
+  it('answers once, before expiry; tells replay, expiry and unknown ids apart', async () => {
+    const book = new ChallengeBook(1000, binding);
     const t0 = new Date(1_000_000);
-    const c = book.issue(t0);
+    const { challenge: c, stored } = book.issue(t0);
+    await stored;
     expect(c.nonce.length).toBe(32);
-    expect(book.issue(t0).nonce.equals(c.nonce)).toBe(false);
-    expect(book.take(c.id, new Date(t0.getTime() + 999)).ok).toBe(true);
-    expect(book.take(c.id, t0)).toMatchObject({ ok: false, code: 'replayed-challenge' });
-    const late = book.issue(t0);
-    expect(book.take(late.id, new Date(t0.getTime() + 1001))).toMatchObject({ ok: false, code: 'expired-challenge' });
-    expect(book.take('never-issued', t0)).toMatchObject({ ok: false, code: 'unknown-challenge' });
+    expect(book.issue(t0).challenge.nonce.equals(c.nonce)).toBe(false);
+    expect((await book.take(c.id, new Date(t0.getTime() + 999))).ok).toBe(true);
+    expect(await book.take(c.id, t0)).toMatchObject({ ok: false, code: 'replayed-challenge' });
+    const late = book.issue(t0).challenge;
+    expect(await book.take(late.id, new Date(t0.getTime() + 1001))).toMatchObject({ ok: false, code: 'expired-challenge' });
+    expect(await book.take('never-issued', t0)).toMatchObject({ ok: false, code: 'unknown-challenge' });
+  });
+
+  it('a challenge answers only for the agent id and session key it was issued to, on any book sharing the store', async () => {
+    const store = new MemoryChallenges();
+    const t0 = new Date(1_000_000);
+    const a = new ChallengeBook(1000, binding, store);
+    const c = a.issue(t0).challenge;
+    expect(await new ChallengeBook(1000, { ...binding, agentId: 'vm-2' }, store).take(c.id, t0)).toMatchObject({ ok: false, code: 'unknown-challenge' });
+    expect(await new ChallengeBook(1000, { ...binding, sessionKid: 'other' }, store).take(c.id, t0)).toMatchObject({ ok: false, code: 'unknown-challenge' });
+    // Another connection of the same agent and key (a reconnect) may answer it, once.
+    expect((await new ChallengeBook(1000, { ...binding, replica: 'r2' }, store).take(c.id, t0)).ok).toBe(true);
+    expect(await a.take(c.id, t0)).toMatchObject({ ok: false, code: 'replayed-challenge' });
+  });
+
+  it('keeps at most 16 open challenges per agent: the oldest count as expired', async () => {
+    const store = new MemoryChallenges();
+    const t0 = new Date(1_000_000);
+    const book = new ChallengeBook(60_000, binding, store);
+    const ids = Array.from({ length: 17 }, () => book.issue(t0).challenge.id);
+    expect(store.outstanding('vm-1')).toBe(16);
+    expect(await book.take(ids[0]!, t0)).toMatchObject({ ok: false, code: 'expired-challenge' });
+    expect((await book.take(ids[16]!, t0)).ok).toBe(true);
   });
 });
 

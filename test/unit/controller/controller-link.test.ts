@@ -5,7 +5,7 @@
  * malformed messages).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
@@ -14,6 +14,7 @@ import { createAgentKey } from '../../../agent/link/agent-key.js';
 import { signEvent } from '../../../agent/link/events.js';
 import { PROTOCOL, MAX_MESSAGE_BYTES, CLOSE } from '../../../agent/link/protocol.js';
 import { FakeAgent, makeBundle, openSim, SECRET_VALUE, startController, type ControllerUnderTest, type Sim } from '../../helpers/controller-fixture.js';
+import { storedRecord } from '../../helpers/test-store.js';
 
 let sim: Sim;
 let trusted: ControllerUnderTest; // simulation.trust on, secrets on warning
@@ -263,7 +264,7 @@ describe('controller: events', () => {
     await a.waitClosed();
 
     // Persisted: a new connection (or a restarted controller) asks to resume after seq 5.
-    const state = JSON.parse(readFileSync(join(trusted.stateDir, 'vm-events.json'), 'utf8'));
+    const state = (await storedRecord(trusted.stateDir, 'vm-events'))!;
     expect(state.lastSeq).toBe(5);
     const b = await FakeAgent.connect(url(trusted));
     b.hello('vm-events');

@@ -265,3 +265,29 @@ describe('ControllerLink: events', () => {
     expect(h.outbox.size).toBe(1);
   });
 });
+
+describe('ControllerLink: several controller URLs (replicas)', () => {
+  it('fails over round robin: a dead first URL is passed over, and a replica that goes away hands the link to the next', async () => {
+    const a = await TestController.start();
+    cleanup.push(() => a.close());
+    const b = await TestController.start();
+    cleanup.push(() => b.close());
+    // The first URL: a port nothing listens on (bound, then released).
+    const dead = await TestController.start();
+    const deadUrl = dead.url;
+    await dead.close();
+    const h = await makeHarness(deadUrl, { urls: [a.url, b.url], insecure: true });
+    cleanup.push(() => h.close());
+    h.link.start();
+    await a.waitFor(up(h), 8000, 'link up on the second URL');
+    expect(h.link.status().url).toBe(a.url);
+    expect(h.logs.some((l) => l.msg.startsWith('controller link down') && (l.fields as { nextUrl?: string }).nextUrl === a.url)).toBe(true);
+    // Replica a goes away: the link comes back on b, with backoff, and says hello again.
+    const aUrl = a.url;
+    await a.close();
+    await b.waitFor(() => b.hellos.length >= 1 && h.link.status().state === 'up', 8000, 'link up on the third URL');
+    expect(h.link.status().url).toBe(b.url);
+    expect(() => new ControllerLink({ url: aUrl, urls: ['http://x'], insecure: true } as never)).toThrow(ConfigError);
+    expect(() => new ControllerLink({ url: 'wss://x/v1/link', urls: [aUrl] } as never)).toThrow(/ws:\/\/: unencrypted/);
+  });
+});
