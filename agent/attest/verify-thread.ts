@@ -38,9 +38,10 @@ export const VERIFY_WORKER_LIMITS: ResourceLimits = { maxOldGenerationSizeMb: 12
 /**
  * How long the daemon's worker stays after its last answer before it is stopped (VerifyThreadOptions
  * `idleStopMs`). A cycle sends its requests back to back (signing, then verification), never this far
- * apart, so one cycle starts at most one worker; the default schedule is minutes apart, so between
- * cycles the worker's isolate (about 16 MB resident, measured with bench/daemon.bench.ts) is gone.
- * Measured restart cost (start + module load + first verification with empty memo caches): see
+ * apart, so one cycle starts at most one worker; schedules are a minute or more apart, so between
+ * cycles the worker's isolate is gone (about 8 MB less median idle RSS, bench/daemon.bench.ts). The
+ * restart costs about 0.1 s CPU per cycle (a new isolate, the module load, a first verification with
+ * empty memo caches): about 0.2 % of a core at a one-minute schedule; measurements in
  * docs/architecture.md "Where a cycle's CPU work runs".
  */
 export const VERIFY_WORKER_IDLE_STOP_MS = 5_000;
