@@ -5,12 +5,11 @@
  * simulation trust of the moment) applied last. Then verifyBundle, in this thread or, for the daemon,
  * in its verification worker (`verifyWith`).
  */
-import { gatherCollateral } from '../collateral/resolve.js';
 import type { CollateralStore } from '../collateral/store.js';
 import type { GpuPolicy } from '../appraise/gpu-policy.js';
 import type { SnpPolicy } from '../appraise/snp-policy.js';
 import type { EvidenceBundle } from '../formats/evidence-bundle.js';
-import { verifyBundle, type BundleResult, type BundleVerifyOptions } from './verify-bundle.js';
+import type { BundleResult, BundleVerifyOptions } from './verify-bundle.js';
 
 export interface VerifierConfig {
   snpPolicy?: SnpPolicy;
@@ -38,8 +37,23 @@ export function createVerifier(c: VerifierConfig): BundleVerifier {
     if (c.snpPolicy) opts.snpPolicy = c.snpPolicy;
     if (c.gpuPolicy) opts.gpuPolicy = c.gpuPolicy;
     if (c.collateral && !bundle.simulated) {
-      opts = { ...opts, ...(await gatherCollateral(c.collateral.store, bundle, { at, online: c.collateral.online, timeoutMs: c.collateral.timeoutMs })) };
+      opts = {
+        ...opts,
+        ...(await (
+          await import('../collateral/resolve.js')
+        ).gatherCollateral(c.collateral.store, bundle, { at, online: c.collateral.online, timeoutMs: c.collateral.timeoutMs })),
+      };
     }
-    return (c.verifyWith ?? verifyBundle)(bundle, { ...opts, ...extras });
+    return (c.verifyWith ?? (await inThread()))(bundle, { ...opts, ...extras });
   };
+}
+
+/**
+ * verifyBundle for verification in this thread, loaded on first use: a daemon that verifies in its
+ * worker (`verifyWith`) never loads the verifiers (signatures, chains, RIM XML) into its main thread.
+ * Likewise collateral/resolve.ts (it parses reports and chains to name the collateral they need) is
+ * imported only for real evidence with a collateral cache, never for simulated evidence.
+ */
+async function inThread(): Promise<typeof import('./verify-bundle.js').verifyBundle> {
+  return (await import('./verify-bundle.js')).verifyBundle;
 }

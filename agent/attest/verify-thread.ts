@@ -1,6 +1,6 @@
 /**
  * The daemon's verification off the main thread (docs/architecture.md "One attestation cycle", step 6):
- * one long-lived node:worker_threads worker (attest/verify-worker.ts) runs verifyBundle, so signature,
+ * one node:worker_threads worker (attest/verify-worker.ts) runs verifyBundle, so signature,
  * chain, CRL, OCSP and RIM work never blocks the event loop that answers the local API. The main
  * thread still gathers collateral (I/O) and hands the worker fully formed options. In simulation the
  * worker also signs the simulated reports (`sign`). The worker runs niced below the main thread
@@ -11,6 +11,11 @@
  * `timeoutMs` fails that verification with ERR_VERIFY_WORKER and a named reason, is stopped, and a new
  * one is started for the next request. One request is in the worker at a time; at most `maxQueued`
  * wait behind it, more are refused with ERR_BUSY, so no backlog can build.
+ *
+ * Stopped when idle: `idleStopMs` after the last answer the worker is terminated, so an idle daemon
+ * does not hold a second V8 isolate, and the next request starts a new one. The worker is detached
+ * before it is told to terminate, so a request that arrives while the old one is still shutting down
+ * goes to a new worker and never sees the old one's exit.
  */
 import type { KeyObject } from 'node:crypto';
 import { Worker, type ResourceLimits } from 'node:worker_threads';
@@ -29,6 +34,17 @@ export const VERIFY_WORKER_FILE = 'verify-worker';
  * verification with ERR_VERIFY_WORKER) and restarted, never the daemon.
  */
 export const VERIFY_WORKER_LIMITS: ResourceLimits = { maxOldGenerationSizeMb: 128, maxYoungGenerationSizeMb: 8, stackSizeMb: 4 };
+
+/**
+ * How long the daemon's worker stays after its last answer before it is stopped (VerifyThreadOptions
+ * `idleStopMs`). A cycle sends its requests back to back (signing, then verification), never this far
+ * apart, so one cycle starts at most one worker; schedules are a minute or more apart, so between
+ * cycles the worker's isolate is gone (about 8 MB less median idle RSS, bench/daemon.bench.ts). The
+ * restart costs about 0.1 s CPU per cycle (a new isolate, the module load, a first verification with
+ * empty memo caches): about 0.2 % of a core at a one-minute schedule; measurements in
+ * docs/architecture.md "Where a cycle's CPU work runs".
+ */
+export const VERIFY_WORKER_IDLE_STOP_MS = 5_000;
 
 /** Requests that may wait behind the one being verified; the daemon's cycle sends one at a time. */
 export const VERIFY_MAX_QUEUED = 4;
@@ -51,6 +67,11 @@ export interface VerifyThreadOptions {
   hooks?: VerifyWorkerHooks;
   /** Told when a worker stops unexpectedly (for the log), with the reason. */
   onRestart?: (reason: string) => void;
+  /**
+   * Stop the worker once nothing has been in it for this long (the next request starts a new one);
+   * absent: it stays until close() or a failure. The daemon passes VERIFY_WORKER_IDLE_STOP_MS.
+   */
+  idleStopMs?: number;
 }
 
 type Work = { op: 'verify'; bundle: EvidenceBundle; opts: BundleVerifyOptions } | { op: 'sign'; jobs: { data: Uint8Array; key: KeyObject }[] };
@@ -75,6 +96,8 @@ export class VerifyThread {
   private closed = false;
   private readonly maxQueued: number;
   private idleWaiters: (() => void)[] = [];
+  private idleTimer: NodeJS.Timeout | undefined;
+  private idleStops = 0;
 
   constructor(private readonly opts: VerifyThreadOptions) {
     this.maxQueued = opts.maxQueued ?? VERIFY_MAX_QUEUED;
@@ -85,13 +108,50 @@ export class VerifyThread {
     return this.started;
   }
 
+  /** Workers stopped because they were idle (`idleStopMs`). */
+  get workersStoppedIdle(): number {
+    return this.idleStops;
+  }
+
+  /** Whether a worker is running now (stopped when idle, started by the next request). */
+  get running(): boolean {
+    return this.worker !== undefined;
+  }
+
   /** Start the worker now (it loads the verifiers while the daemon does other things); idempotent, never throws. */
   warm(): void {
     try {
       if (!this.closed) this.ensureWorker();
+      this.armIdleStop();
     } catch {
       // the first request reports why (ERR_VERIFY_WORKER)
     }
+  }
+
+  /**
+   * Stop the worker if nothing is in it or waiting (what the idle timer calls); the next request starts
+   * a new one. The worker is detached first, so its exit and any late message are ignored.
+   */
+  stopIfIdle(): void {
+    this.clearIdleStop();
+    if (this.inFlight || this.queue.length > 0 || !this.worker) return;
+    const w = this.worker;
+    this.worker = undefined;
+    this.idleStops++;
+    void w.terminate();
+  }
+
+  private armIdleStop(): void {
+    this.clearIdleStop();
+    const ms = this.opts.idleStopMs;
+    if (ms === undefined || this.closed || !this.worker || this.inFlight || this.queue.length > 0) return;
+    this.idleTimer = setTimeout(() => this.stopIfIdle(), ms);
+    this.idleTimer.unref();
+  }
+
+  private clearIdleStop(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
   }
 
   /** Resolves once nothing is in the worker or waiting for it (a stopping daemon lets the running cycle finish). */
@@ -130,6 +190,7 @@ export class VerifyThread {
   /** Stop the worker; what is waiting or in flight fails with ERR_STOPPING (not a verdict on the evidence). */
   async close(): Promise<void> {
     this.closed = true;
+    this.clearIdleStop();
     const w = this.worker;
     this.worker = undefined;
     const p = this.inFlight;
@@ -143,9 +204,11 @@ export class VerifyThread {
     if (this.inFlight) return;
     const next = this.closed ? undefined : this.queue.shift();
     if (!next) {
+      this.armIdleStop();
       for (const resolve of this.idleWaiters.splice(0)) resolve();
       return;
     }
+    this.clearIdleStop();
     let w: Worker;
     try {
       w = this.ensureWorker();

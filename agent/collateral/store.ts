@@ -11,7 +11,7 @@ import { CollateralError, CvmError } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { InputFileError, readBounded, type InputKind } from '../util/bounded-read.js';
 import type { SnpProduct } from '../formats/snp-abi/index.js';
-import { classify, type ClassifyHint, type ClassifiedWithOrigin } from './classify.js';
+import type { ClassifyHint, ClassifiedWithOrigin } from './classify.js';
 import { freshness, type FreshnessOptions } from './freshness.js';
 import { checkKey, describeKey, keyPath } from './keys.js';
 import type { ClassifiedItem, CollateralKey, CollateralMeta, Freshness, KdsChain, StoredEntry } from './collateral-types.js';
@@ -19,6 +19,14 @@ import { stringField } from '../util/json-fields.js';
 import { KDS_BASE_URL, kdsCertChainPath, kdsCrlPath, kdsUrl } from '../util/kds-url.js';
 
 export const META_SUFFIX = '.meta.json';
+
+/**
+ * The classifier (it parses certificates, CRLs, OCSP responses and RIMs), loaded on first use: a
+ * daemon whose cache holds only entries with sidecars, or a simulated one, never loads those parsers.
+ */
+async function loadClassify(): Promise<typeof import('./classify.js').classify> {
+  return (await import('./classify.js')).classify;
+}
 
 /** The read cap for a cache entry, by what its key says it holds (util/bounded-read.ts). */
 function capFor(key: CollateralKey): InputKind {
@@ -134,7 +142,7 @@ export class CollateralStore {
 
   /** Classify bytes (a file, a server answer) and store everything recognized in them. */
   async putBytes(bytes: Uint8Array, origin: Origin, hint: ClassifyHint = {}): Promise<StoredEntry[]> {
-    const items = classify(bytes, hint);
+    const items = (await loadClassify())(bytes, hint);
     const out: StoredEntry[] = [];
     for (const item of items) out.push(await this.put(item, itemOrigin(item, origin)));
     return out;
@@ -164,7 +172,7 @@ export class CollateralStore {
     }
     if (meta === undefined) {
       // Dropped in by hand (no or unreadable sidecar): describe it from its bytes, dated by mtime.
-      const item = classify(data, { fileName: basename(file) }).find((i) => keyPath(i.key) === path);
+      const item = (await loadClassify())(data, { fileName: basename(file) }).find((i) => keyPath(i.key) === path);
       if (!item) throw new CollateralError(`cache file ${file} does not hold the collateral its path names; remove it or re-import it`);
       const { mtime } = await stat(file);
       return {

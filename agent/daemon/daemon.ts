@@ -30,7 +30,7 @@ import { Scheduler } from './schedule.js';
 import { ResultHistory } from '../state/history.js';
 import { TrustLog } from '../state/trust-log.js';
 import { openSources, type Offload, type Sources } from './sources.js';
-import { VerifyThread } from '../attest/verify-thread.js';
+import { VERIFY_WORKER_IDLE_STOP_MS, VerifyThread } from '../attest/verify-thread.js';
 import { switchTamperHook, verifyWorkerHooks } from './test-hooks.js';
 import { VERSION } from '../util/agent-version.js';
 import { describeStatus } from './status.js';
@@ -174,6 +174,7 @@ export class Daemon {
     const hooks = verifyWorkerHooks(this.env);
     this.verifyThread = new VerifyThread({
       timeoutMs: this.config.schedule.stepTimeoutSec * 1000,
+      idleStopMs: VERIFY_WORKER_IDLE_STOP_MS,
       ...(hooks ? { hooks } : {}),
       onRestart: (reason) => this.log.warn({ reason }, 'verification worker stopped; the next verification starts a new one'),
     });
@@ -309,7 +310,7 @@ export class Daemon {
     });
   }
 
-  /** verifyBundle and simulated signing in the verification worker (one for the daemon's life; restarted when it fails). */
+  /** verifyBundle and simulated signing in the verification worker (stopped when idle, restarted when it fails). */
   private readonly offload: Offload = {
     verifyWith: (bundle, opts) => this.worker().verify(bundle, opts),
     signer: (jobs) => this.worker().sign(jobs),

@@ -188,3 +188,69 @@ describe('VerifyThread faults (test/fixtures/verify-worker-faults.ts)', () => {
     expect((await r).ok).toBe(true);
   });
 });
+
+describe('VerifyThread stopped when idle (idleStopMs)', () => {
+  const until = async (cond: () => boolean, ms = 30_000) => {
+    for (const t0 = Date.now(); !cond(); await new Promise((r) => setTimeout(r, 10))) if (Date.now() - t0 > ms) throw new Error('timed out');
+  };
+
+  it('stops the worker after idleStopMs without a request, and the next verification starts a new one', async () => {
+    const t = thread({ idleStopMs: 100 });
+    expect((await t.verify(bundle, optsAt(new Date()))).ok).toBe(true);
+    expect(t.running).toBe(true);
+    await until(() => !t.running);
+    expect(t.workersStoppedIdle).toBe(1);
+    expect((await t.verify(bundle, optsAt(new Date()))).ok).toBe(true);
+    expect(t.workersStarted).toBe(2);
+  });
+
+  it('warm() starts a worker that is stopped again when no request comes', async () => {
+    const t = thread({ idleStopMs: 100 });
+    t.warm();
+    expect(t.running).toBe(true);
+    await until(() => !t.running);
+    expect(t.workersStoppedIdle).toBe(1);
+  });
+
+  it('never stops a worker with a request in it: a verification longer than idleStopMs completes on the first worker', async () => {
+    const t = thread({ idleStopMs: 20, hooks: { delayMs: 400 } });
+    const results = await Promise.all([t.verify(bundle, optsAt(new Date())), t.verify(bundle, optsAt(new Date()))]);
+    expect(results.map((r) => r.ok)).toEqual([true, true]);
+    expect(t.workersStarted).toBe(1);
+    expect(t.workersStoppedIdle).toBe(0);
+  });
+
+  it('a request arriving while the idle worker is being terminated goes to a new worker and never fails', async () => {
+    const restarts: string[] = [];
+    const t = thread({ idleStopMs: 60_000, onRestart: (r) => restarts.push(r) });
+    expect((await t.verify(bundle, optsAt(new Date()))).ok).toBe(true);
+    // The idle stop and a request in the same tick: terminate() has begun, the old worker has not exited yet.
+    t.stopIfIdle();
+    expect(t.running).toBe(false);
+    const racing = t.verify(bundle, optsAt(new Date()));
+    expect(t.running).toBe(true);
+    expect((await racing).ok).toBe(true);
+    expect(t.workersStarted).toBe(2);
+    // The idle timer firing at every moment around a request: 1 ms after each answer, the next request 0-2 ms later.
+    const u = thread({ idleStopMs: 1, onRestart: (r) => restarts.push(r) });
+    for (const delay of [0, 1, 2, 0, 2, 1]) {
+      expect((await u.verify(bundle, optsAt(new Date()))).ok).toBe(true);
+      await new Promise((r) => setTimeout(r, delay));
+    }
+    expect(u.workersStoppedIdle).toBeGreaterThan(0);
+    // The old workers' exits were never taken for failures.
+    expect(restarts).toEqual([]);
+  }, 120_000);
+
+  it('a worker stopped for idleness and a dead worker: the death still fails closed, the idle stop never does', async () => {
+    const reasons: string[] = [];
+    const t = thread({ entry: FAULTS, idleStopMs: 50, onRestart: (r) => reasons.push(r) });
+    const err = await t.verify(withAgent('fault-exit'), optsAt(new Date())).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'ERR_VERIFY_WORKER' });
+    expect(reasons).toHaveLength(1);
+    expect((await t.verify(bundle, optsAt(new Date()))).ok).toBe(true);
+    await until(() => !t.running);
+    expect((await t.verify(bundle, optsAt(new Date()))).ok).toBe(true);
+    expect(reasons).toHaveLength(1);
+  }, 120_000);
+});

@@ -1,7 +1,7 @@
 /**
  * The bundle build (tools/build-dist.ts) into a temporary directory: what `cvm-agent run` evaluates
- * at start holds none of the controller, doctor, demo, simulation or other commands' code, and no
- * WebSocket client; the simulated TEE is a chunk of its own; every output sits two folders below
+ * at start holds none of the controller, doctor, demo, simulation or other commands' code, no
+ * WebSocket client, and no verification code (the daemon verifies in its worker); the simulated TEE is a chunk of its own; every output sits two folders below
  * the package root, as the source does; the native addon's loader stays external; the bundled CLI runs.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -42,6 +42,24 @@ describe('build-dist', () => {
         i === 'agent/link/link-client.ts',
     );
     expect(forbidden).toEqual([]);
+  });
+
+  it('`run` loads no verification code statically: the daemon verifies in its worker, the verifiers are import()ed only for in-thread use', () => {
+    const run = [
+      ...new Set([...staticClosure(metafile, outputOf('agent/cli/main.ts')).inputs, ...staticClosure(metafile, outputOf('agent/cli/commands/run.ts')).inputs]),
+    ];
+    expect(run).toContain('agent/attest/verifier.ts');
+    const worker = staticClosure(metafile, outputOf('agent/attest/verify-worker.ts')).inputs;
+    expect(worker).toContain('agent/attest/verify-bundle.ts');
+    const verification = run.filter(
+      (i) =>
+        /^agent\/verify\//.test(i) ||
+        /^agent\/attest\/verify-(bundle|and-appraise|service|worker)\.ts$/.test(i) ||
+        // collateral/resolve.ts and classify.ts parse reports, chains, CRLs and RIMs: real evidence only
+        /^agent\/collateral\/(resolve|classify)\.ts$/.test(i),
+    );
+    // The one exception: collateral/freshness.ts (collateral status) takes the OCSP default TTL from ocsp-check.ts.
+    expect(verification.sort()).toEqual(['agent/verify/nvidia/ocsp-check.ts', 'agent/verify/x509/cert-signature.ts']);
   });
 
   it('the simulated TEE is in the bundle, in chunks that only import() reaches', () => {
