@@ -52,6 +52,16 @@ export const controllerSchema = obj({
     url: str({ hint: 'a postgres:// URL' }),
     replica: str({ pattern: /^[A-Za-z0-9._:@-]{1,64}$/, hint: 'a replica name of letters, digits, ".", "_", ":", "@" or "-" (1..64)' }),
     poolSize: int(1, 1000),
+    leaseTtlSec: int(3, 600),
+    retention: obj({
+      // At least registry.ts HASH_WINDOW (256): the seqs whose hashes the record keeps.
+      eventsPerAgent: int(256, 100_000_000),
+      verdictsPerAgent: int(1, 10_000_000),
+      releaseDays: int(1, 36_500),
+      releases: int(1000, 1_000_000_000),
+      releaseLogBytes: int(64 * 1024, 64 * 1024 * 1024 * 1024),
+      pruneIntervalSec: int(10, 86_400),
+    }),
   }),
   limits: obj({
     messagesPerSec: int(1, 10_000),
@@ -104,9 +114,28 @@ export interface ControllerConfig {
   collateral?: { dir: string; online: boolean; timeoutMs: number };
   stateDir?: string;
   /** PostgreSQL instead of stateDir (store/postgres-store.ts); `replica` names this controller in what it stores. */
-  store?: { url: string; replica?: string; poolSize?: number };
+  store?: { url: string; replica?: string; poolSize?: number; leaseTtlSec?: number };
+  /** How much history the store keeps (store.retention): every ledger has a bound. */
+  retention: StoreRetention;
   limits: ControllerLimits;
   logLevel: string;
+}
+
+/**
+ * The store's bounds (`store.retention`, docs/controller.md "Retention"). PostgreSQL: a periodic prune
+ * (one replica at a time, under an advisory lock) keeps per agent the events of its newest
+ * `eventsPerAgent` seqs (with their gaps and alarms) and its newest `verdictsPerAgent` verdicts (and
+ * any verdict a kept secret release names), and the release audit younger than `releaseDays` and at
+ * most `releases` rows. The embedded store: `secret-releases.jsonl` moves to `secret-releases.jsonl.1`
+ * (replacing it) when it would pass `releaseLogBytes`.
+ */
+export interface StoreRetention {
+  eventsPerAgent: number;
+  verdictsPerAgent: number;
+  releaseDays: number;
+  releases: number;
+  releaseLogBytes: number;
+  pruneIntervalSec: number;
 }
 
 export interface ControllerLimits {
@@ -132,6 +161,14 @@ export const CONTROLLER_DEFAULTS = {
   tokenTtlSec: 300,
   challengeIntervalSec: 600,
   challengeTtlSec: 60,
+  retention: {
+    eventsPerAgent: 100_000,
+    verdictsPerAgent: 1000,
+    releaseDays: 400,
+    releases: 10_000_000,
+    releaseLogBytes: 64 * 1024 * 1024,
+    pruneIntervalSec: 600,
+  },
   limits: {
     messagesPerSec: 20,
     burst: 60,
@@ -176,6 +213,7 @@ export function parseControllerConfig(text: string, source = 'controller config'
     })),
     releaseSecretsOn: raw.releaseSecretsOn ?? 'affirming',
     simulation: { trust: raw.simulation?.trust ?? false, ...(raw.simulation?.dir ? { dir: p(raw.simulation.dir)! } : {}) },
+    retention: { ...d.retention, ...raw.store?.retention },
     limits: { ...d.limits, ...raw.limits },
     logLevel: raw.log?.level ?? 'info',
   };
@@ -194,6 +232,7 @@ export function parseControllerConfig(text: string, source = 'controller config'
       url: raw.store.url,
       ...(raw.store.replica ? { replica: raw.store.replica } : {}),
       ...(raw.store.poolSize ? { poolSize: raw.store.poolSize } : {}),
+      ...(raw.store.leaseTtlSec ? { leaseTtlSec: raw.store.leaseTtlSec } : {}),
     };
   if (raw.collateral?.dir)
     cfg.collateral = { dir: p(raw.collateral.dir)!, online: raw.collateral.online ?? false, timeoutMs: raw.collateral.timeoutMs ?? 10_000 };
@@ -222,7 +261,9 @@ function crossChecks(raw: RawControllerConfig, errors: string[]): void {
         'give every token an agentId (or use client certificates that name the agent), or drop the allow-list',
     );
   }
-  if (raw.store) {
+  // `store` without url is the embedded store with its own retention; the other keys need PostgreSQL.
+  const needsUrl = raw.store && (raw.store.url !== undefined || Object.keys(raw.store).some((k) => k !== 'retention'));
+  if (raw.store && needsUrl) {
     const why = storeUrlProblem(raw.store.url);
     if (why) errors.push(`store.url: ${why}`);
     if (raw.stateDir !== undefined) errors.push('stateDir: not used with store.url (agent state is in the database); remove one of them');

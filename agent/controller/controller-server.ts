@@ -106,6 +106,7 @@ export class Controller {
       await c.registry.load((file, why) => opts.log.warn({ file }, `ignoring unreadable agent state: ${why}`));
       await c.listen();
       c.renewLeases();
+      c.pruneStore();
     } catch (err) {
       await store.close().catch(() => undefined);
       throw err;
@@ -201,9 +202,49 @@ export class Controller {
     this.leaseTimer.unref();
   }
 
+  private pruneTimer: NodeJS.Timeout | undefined;
+
+  /**
+   * A store with a retention prune (PostgreSQL): prune every store.retention.pruneIntervalSec, first
+   * shortly after the start (spread over the interval's first tenth, so replicas started together do
+   * not all try at once; the advisory lock lets one prune anyway).
+   */
+  private pruneStore(): void {
+    const store = this.registry.store;
+    if (!store.prune) return;
+    const r = this.resolved.config.retention;
+    let running = false;
+    const run = () => {
+      if (running || this.closing) return;
+      running = true;
+      const t0 = Date.now();
+      store.prune!(r)
+        .then((n) => {
+          if (n === undefined) this.opts.log.debug('store prune skipped (another replica is pruning)');
+          else this.opts.log.info({ deleted: n, ms: Date.now() - t0 }, 'store pruned to its retention');
+        })
+        .catch((err: Error) => this.opts.log.warn({ err: err.message }, 'store prune failed (retried at the next interval)'))
+        .finally(() => {
+          running = false;
+        });
+    };
+    const every = r.pruneIntervalSec * 1000;
+    const first = setTimeout(
+      () => {
+        run();
+        this.pruneTimer = setInterval(run, every);
+        this.pruneTimer.unref();
+      },
+      Math.floor(Math.random() * every * 0.1),
+    );
+    first.unref();
+    this.pruneTimer = first;
+  }
+
   async close(): Promise<void> {
     this.closing = true;
     if (this.leaseTimer) clearInterval(this.leaseTimer);
+    if (this.pruneTimer) clearTimeout(this.pruneTimer);
     const sessions = [...this.sessions.values(), ...this.anonymous];
     const leased = [...this.sessions];
     for (const s of sessions) s.close(1001, 'controller shutting down');

@@ -8,7 +8,7 @@
  * (test/helpers/tools.ts: a skip with the reason on a development machine, a failure under CI).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -129,6 +129,33 @@ export class TestPostgres {
       await c.end();
     }
     return this.url(name);
+  }
+
+  /**
+   * CPU seconds of the server so far: the postmaster (its own, and that of children it has reaped:
+   * cutime and cstime) and its live children (backends, WAL writer, checkpointer...), from
+   * /proc/<pid>/stat fields 14-17 (proc(5); USER_HZ = 100). The postmaster's pid is the first line
+   * of postmaster.pid in the data directory.
+   */
+  cpuSeconds(): number {
+    const pm = Number(readFileSync(join(this.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    const fieldsOf = (pid: number | string): string[] | undefined => {
+      try {
+        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      } catch {
+        return undefined; // exited meanwhile
+      }
+    };
+    const own = fieldsOf(pm);
+    if (!own) throw new Error(`postmaster ${pm} is not running`);
+    let ticks = Number(own[11]) + Number(own[12]) + Number(own[13]) + Number(own[14]);
+    for (const name of readdirSync('/proc')) {
+      if (!/^\d+$/.test(name)) continue;
+      const f = fieldsOf(name);
+      if (f && Number(f[1]) === pm) ticks += Number(f[11]) + Number(f[12]);
+    }
+    return ticks / 100;
   }
 
   /** Stop the server: fast shutdown (SIGINT), or `signal` (SIGKILL for a crash). */

@@ -30,6 +30,8 @@ export interface ScaleControllerOptions {
   logLevel?: string;
   /** Keep per-agent state on disk (stateDir), as a deployed controller does; default true. */
   stateDir?: boolean;
+  /** PostgreSQL instead of stateDir (store.url), this controller named `replica` in it. */
+  store?: { url: string; replica: string };
   nofile?: number;
   /** Extra node options for the controller process (e.g. --cpu-prof, --max-old-space-size=...). */
   nodeArgs?: string[];
@@ -38,7 +40,7 @@ export interface ScaleControllerOptions {
 export function scaleControllerYaml(o: ScaleControllerOptions): string {
   return [
     'listen: {host: 127.0.0.1, port: 0}',
-    ...(o.stateDir === false ? [] : [`stateDir: ${join(o.dir, 'state')}`]),
+    ...(o.store ? [`store: {url: "${o.store.url}", replica: ${o.store.replica}}`] : o.stateDir === false ? [] : [`stateDir: ${join(o.dir, 'state')}`]),
     'agents:',
     '  tokens:',
     `    - sha256: ${tokenDigest(o.token).toString('hex')}`,

@@ -15,6 +15,7 @@
  */
 import type { AgentRecord, AgentSummary, Alarm, Gap, StoredEvent, Verdict } from '../registry.js';
 import type { PublicJwk } from '../../formats/nonce-binding.js';
+import type { StoreRetention } from '../config.js';
 
 /** One released secret: which agent, which secret, when, under which verdict (its challenge). */
 export interface SecretRelease {
@@ -27,6 +28,15 @@ export interface SecretRelease {
   jkt: string;
   /** The controller replica that released it. */
   replica: string;
+}
+
+/** Rows deleted by one prune, per table. */
+export interface PruneCounts {
+  events: number;
+  gaps: number;
+  alarms: number;
+  verdicts: number;
+  releases: number;
 }
 
 /** A stored event: what the agent signed, its hash (registry.ts eventHash) and when it arrived. */
@@ -135,5 +145,11 @@ export interface ControllerStore {
    * another controller has moved the agent's stream on since, so two replicas never both advance it.
    */
   saveAgent(record: AgentRecord, delta: AgentDelta, baseSeq: number): Promise<void>;
+  /**
+   * Delete what `retention` no longer keeps (a shared store; the controller calls it every
+   * retention.pruneIntervalSec). Safe with several replicas: one prunes at a time, the others skip.
+   * Returns the rows deleted per table, or undefined when another replica was pruning.
+   */
+  prune?(retention: StoreRetention): Promise<PruneCounts | undefined>;
   close(): Promise<void>;
 }

@@ -4,11 +4,13 @@
  * state directories keep working. The ledgers live in the record, bounded as registry.ts says
  * (recent events, hashes of the last seqs, gaps, alarms, keys, the last verdict); the secret-release
  * audit is appended to `secret-releases.jsonl` (one JSON object a line, written before the record
- * that names the verdict). Without a stateDir nothing is written (memory only).
+ * that names the verdict); when an append would take it past `releaseLogBytes` it is first renamed to
+ * `secret-releases.jsonl.1` (replacing the previous one), so the audit takes at most twice that many
+ * bytes plus one write, and the newest lines are always kept. Without a stateDir nothing is written (memory only).
  * Why files and not an embedded database: see docs/controller.md "Deployment" (no server and no
  * native dependency; the measured cost per event is in the benchmark).
  */
-import { appendFile, mkdir, readdir } from 'node:fs/promises';
+import { appendFile, mkdir, readdir, rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readBoundedText } from '../../util/bounded-read.js';
 import { writeFileAtomic } from '../../util/atomic-file.js';
@@ -19,6 +21,8 @@ import type { AgentDelta, ControllerStore } from './controller-store.js';
 import { MemoryChallenges } from './memory-challenges.js';
 
 export const RELEASE_LOG = 'secret-releases.jsonl';
+/** Default byte cap of secret-releases.jsonl before it rotates (config.ts store.retention.releaseLogBytes). */
+export const RELEASE_LOG_BYTES = 64 * 1024 * 1024;
 
 /** A parsed agent file, checked for the fields the registry relies on. */
 export function checkAgentRecord(rec: unknown, id: string): AgentRecord {
@@ -44,10 +48,13 @@ export class FileStore implements ControllerStore {
   readonly challenges = new MemoryChallenges();
   readonly durable: boolean;
   private dirReady: Promise<void> | undefined;
+  /** Bytes in secret-releases.jsonl (read once, then counted). */
+  private logBytes: number | undefined;
 
   constructor(
     readonly stateDir: string | undefined,
     readonly replicaId = 'controller',
+    readonly releaseLogBytes = RELEASE_LOG_BYTES,
   ) {
     this.durable = stateDir !== undefined;
   }
@@ -87,10 +94,35 @@ export class FileStore implements ControllerStore {
   async saveAgent(record: AgentRecord, delta: AgentDelta): Promise<void> {
     if (!this.stateDir) return;
     await this.ensureDir();
-    if (delta.releases.length > 0) {
-      await appendFile(join(this.stateDir, RELEASE_LOG), delta.releases.map((r) => `${JSON.stringify(r)}\n`).join(''), { mode: 0o600 });
-    }
+    if (delta.releases.length > 0) await this.appendReleases(delta.releases.map((r) => `${JSON.stringify(r)}\n`).join(''));
     await writeFileAtomic(join(this.stateDir, `${record.agentId}.json`), `${JSON.stringify(record, null, 1)}\n`);
+  }
+
+  /** Append to the release audit, rotating it first when the lines would take it past its cap. */
+  private async appendReleases(lines: string): Promise<void> {
+    const file = join(this.stateDir!, RELEASE_LOG);
+    const add = Buffer.byteLength(lines);
+    if (this.logBytes === undefined) {
+      this.logBytes = await stat(file).then(
+        (s) => s.size,
+        (err: NodeJS.ErrnoException) => {
+          if (err.code === 'ENOENT') return 0;
+          throw err;
+        },
+      );
+    }
+    if (this.logBytes > 0 && this.logBytes + add > this.releaseLogBytes) {
+      await rename(file, `${file}.1`);
+      this.logBytes = 0;
+    }
+    try {
+      await appendFile(file, lines, { mode: 0o600 });
+      this.logBytes += add;
+    } catch (err) {
+      // A partial append: re-read the size next time.
+      this.logBytes = undefined;
+      throw err;
+    }
   }
 
   async close(): Promise<void> {}

@@ -18,17 +18,18 @@ export function defaultReplicaId(port: number): string {
 }
 
 export async function openStore(
-  config: Pick<ControllerConfig, 'stateDir' | 'store' | 'listen'>,
+  config: Pick<ControllerConfig, 'stateDir' | 'store' | 'listen'> & Partial<Pick<ControllerConfig, 'retention'>>,
   log: Logger,
   port = config.listen.port,
 ): Promise<ControllerStore> {
-  if (!config.store) return new FileStore(config.stateDir);
+  if (!config.store) return new FileStore(config.stateDir, undefined, config.retention?.releaseLogBytes);
   const { PostgresStore, redactUrl } = await import('./postgres-store.js');
   const replicaId = config.store.replica ?? defaultReplicaId(port);
   const store = await PostgresStore.open({
     url: config.store.url,
     replicaId,
     ...(config.store.poolSize ? { poolSize: config.store.poolSize } : {}),
+    ...(config.store.leaseTtlSec ? { leaseTtlMs: config.store.leaseTtlSec * 1000 } : {}),
     onIdleError: (err) => log.warn({ err: err.message }, 'store connection lost (it reconnects on the next query)'),
   });
   log.info({ store: redactUrl(config.store.url), replica: replicaId }, 'store: PostgreSQL');

@@ -18,6 +18,8 @@ export interface Migration {
 
 /** The advisory lock key migrations run under (pg_advisory_xact_lock): "cvm" and 1. */
 export const MIGRATION_LOCK = 0x63766d01;
+/** The advisory lock key of the retention prune (pg_try_advisory_lock: one replica prunes at a time): "cvm" and 2. */
+export const PRUNE_LOCK = 0x63766d02;
 
 export const MIGRATIONS: readonly Migration[] = [
   {

@@ -12,8 +12,9 @@ import pg from 'pg';
 import { DeviceError, StoreError } from '../../errors.js';
 import { recordSummary, type AgentRecord, type AgentSummary } from '../registry.js';
 import { checkAgentRecord } from './file-store.js';
-import type { AgentDelta, ChallengeStore, ConsumeResult, ControllerStore, LeaseHolder, LeaseStore, StoredChallenge } from './controller-store.js';
-import { LATEST_SCHEMA, MIGRATION_LOCK, MIGRATIONS } from './postgres-schema.js';
+import type { AgentDelta, ChallengeStore, ConsumeResult, ControllerStore, LeaseHolder, LeaseStore, PruneCounts, StoredChallenge } from './controller-store.js';
+import type { StoreRetention } from '../config.js';
+import { LATEST_SCHEMA, MIGRATION_LOCK, MIGRATIONS, PRUNE_LOCK } from './postgres-schema.js';
 import { expiredBefore, expiredLate, replayed } from './memory-challenges.js';
 
 export interface PostgresStoreOptions {
@@ -45,6 +46,8 @@ export const LEASE_TTL_MS = 10_000;
 const CHALLENGE_KEEP_MS = 3600_000;
 /** Clean challenges up once every this many issued. */
 const CLEANUP_EVERY = 256;
+/** Rows one prune statement deletes at most (short transactions; the prune repeats until none is left). */
+const PRUNE_BATCH = 5000;
 
 export class PostgresStore implements ControllerStore {
   readonly kind = 'postgres';
@@ -305,6 +308,78 @@ export class PostgresStore implements ControllerStore {
       code: 'expired-challenge',
       message: now.getTime() - w.expires_at.getTime() > 0 ? expiredLate({ id, expiresAt: w.expires_at }, now) : expiredBefore(id),
     };
+  }
+
+  /**
+   * Delete what the retention no longer keeps, in batches of PRUNE_BATCH rows, under a session
+   * advisory lock taken with pg_try_advisory_lock: one replica prunes at a time and the others skip
+   * (undefined). Every delete is idempotent, so a prune cut off (a replica killed, the database
+   * restarted: the lock goes with the connection) is finished by the next. What is kept:
+   *  - events, gaps and alarms of an agent's newest `eventsPerAgent` seqs (seq > last_seq - K; every
+   *    stored event is already acknowledged, an unacknowledged one is not in the table yet);
+   *  - secret releases younger than `releaseDays`, and at most `releases` rows (the newest);
+   *  - an agent's newest `verdictsPerAgent` verdicts, and every verdict a kept release names.
+   */
+  async prune(r: StoreRetention): Promise<PruneCounts | undefined> {
+    const c = await this.pool.connect();
+    const onError = (err: Error) => this.o.onIdleError?.(err);
+    c.on('error', onError);
+    let failed: Error | undefined;
+    try {
+      const got = await c.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [PRUNE_LOCK]);
+      if (!got.rows[0]?.ok) return undefined;
+      try {
+        const loop = async (sql: string, values: unknown[]): Promise<number> => {
+          let n = 0;
+          for (;;) {
+            const d = await c.query(sql, [...values, PRUNE_BATCH]);
+            n += d.rowCount ?? 0;
+            if ((d.rowCount ?? 0) < PRUNE_BATCH) return n;
+          }
+        };
+        const k = r.eventsPerAgent;
+        const out: PruneCounts = { events: 0, gaps: 0, alarms: 0, verdicts: 0, releases: 0 };
+        out.events = await loop(
+          `DELETE FROM cvm_events WHERE ctid IN (SELECT e.ctid FROM cvm_events e JOIN cvm_agents a USING (agent_id)
+           WHERE e.seq <= a.last_seq - $1 LIMIT $2)`,
+          [k],
+        );
+        out.gaps = await loop(
+          `DELETE FROM cvm_gaps WHERE ctid IN (SELECT g.ctid FROM cvm_gaps g JOIN cvm_agents a USING (agent_id)
+           WHERE g.to_seq <= a.last_seq - $1 LIMIT $2)`,
+          [k],
+        );
+        out.alarms = await loop(
+          `DELETE FROM cvm_alarms WHERE id IN (SELECT x.id FROM cvm_alarms x JOIN cvm_agents a USING (agent_id)
+           WHERE x.seq <= a.last_seq - $1 LIMIT $2)`,
+          [k],
+        );
+        out.releases = await loop(
+          `DELETE FROM cvm_secret_releases WHERE id IN (SELECT id FROM cvm_secret_releases
+           WHERE at < now() - make_interval(days => $1)
+              OR id <= (SELECT id FROM cvm_secret_releases ORDER BY id DESC OFFSET $2 LIMIT 1) LIMIT $3)`,
+          [r.releaseDays, r.releases],
+        );
+        out.verdicts = await loop(
+          `DELETE FROM cvm_verdicts WHERE challenge_id IN (
+             SELECT v.challenge_id FROM (
+               SELECT challenge_id, row_number() OVER (PARTITION BY agent_id ORDER BY at DESC, challenge_id DESC) AS n FROM cvm_verdicts
+             ) v
+             WHERE v.n > $1 AND NOT EXISTS (SELECT 1 FROM cvm_secret_releases s WHERE s.challenge_id = v.challenge_id) LIMIT $2)`,
+          [r.verdictsPerAgent],
+        );
+        return out;
+      } finally {
+        await c.query('SELECT pg_advisory_unlock($1)', [PRUNE_LOCK]);
+      }
+    } catch (err) {
+      failed = err as Error;
+      const e = err as { code?: string; message: string };
+      throw new StoreError('ERR_STORE', `the store prune failed: ${e.code ? `${e.code} ` : ''}${e.message}`, { cause: err });
+    } finally {
+      c.off('error', onError);
+      c.release(failed);
+    }
   }
 
   /** Run a query (tests and the trial count what is stored). */

@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateKeyPairSync } from 'node:crypto';
 import { ConfigError } from '../../../agent/errors.js';
-import { loadControllerConfig, parseControllerConfig, tokenDigest } from '../../../agent/controller/config.js';
+import { CONTROLLER_DEFAULTS, loadControllerConfig, parseControllerConfig, tokenDigest } from '../../../agent/controller/config.js';
+import { HASH_WINDOW } from '../../../agent/controller/registry.js';
 import { bearerToken, checkBearer } from '../../../agent/controller/auth.js';
 import { releaseDecision } from '../../../agent/controller/secret-release.js';
 import { ChallengeBook } from '../../../agent/controller/challenges.js';
@@ -155,6 +156,34 @@ describe('controller config: store', () => {
     expect(problems('store: {url: "postgres://u@h/db", replica: "a b", poolSize: 0}\n')).toMatch(
       /store\.replica: must be a replica name[\s\S]*store\.poolSize: must be an integer between 1 and 1000/,
     );
+  });
+
+  it('store.retention: defaults, overrides, the embedded store with only retention, each key validated; store.leaseTtlSec', () => {
+    const problems = (yaml: string) => {
+      try {
+        parseControllerConfig(yaml);
+      } catch (err) {
+        return (err as Error).message;
+      }
+      throw new ConfigError('accepted');
+    };
+    expect(parseControllerConfig('{}').retention).toEqual(CONTROLLER_DEFAULTS.retention);
+    const c = parseControllerConfig('store: {url: "postgres://u@h/db", leaseTtlSec: 30, retention: {eventsPerAgent: 1000, releaseDays: 90}}\n');
+    expect(c.retention).toEqual({ ...CONTROLLER_DEFAULTS.retention, eventsPerAgent: 1000, releaseDays: 90 });
+    expect(c.store).toEqual({ url: 'postgres://u@h/db', leaseTtlSec: 30 });
+    // Only retention: the embedded store (stateDir), its release log capped.
+    const e = parseControllerConfig('stateDir: /var/lib/x\nstore: {retention: {releaseLogBytes: 1048576}}\n');
+    expect(e.store).toBeUndefined();
+    expect(e.retention.releaseLogBytes).toBe(1048576);
+    expect(problems('store: {leaseTtlSec: 30}\n')).toMatch(/store\.url: required/);
+    // Fewer events than the seqs whose hashes the record keeps (registry.ts HASH_WINDOW) is refused.
+    expect(HASH_WINDOW).toBe(256);
+    const bad = problems(
+      'store: {retention: {eventsPerAgent: 255, verdictsPerAgent: 0, releaseDays: 0, releases: 10, releaseLogBytes: 1000, pruneIntervalSec: 1, extra: 1}}\n',
+    );
+    for (const k of ['eventsPerAgent', 'verdictsPerAgent', 'releaseDays', 'releases', 'releaseLogBytes', 'pruneIntervalSec', 'extra'])
+      expect(bad).toContain(`store.retention.${k}`);
+    expect(problems('store: {url: "postgres://u@h/db", leaseTtlSec: 1}\n')).toMatch(/store\.leaseTtlSec: must be an integer between 3 and 600/);
   });
 });
 

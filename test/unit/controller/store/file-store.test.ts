@@ -4,12 +4,13 @@
  * secret-release audit as JSON lines beside them, bad files skipped, nothing written without a
  * stateDir; and the memory challenges bound to agent and session key.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AgentRegistry } from '../../../../agent/controller/registry.js';
 import { FileStore, RELEASE_LOG } from '../../../../agent/controller/store/file-store.js';
+import { emptyDelta, type SecretRelease } from '../../../../agent/controller/store/controller-store.js';
 
 const KEY = { kty: 'EC', crv: 'P-384', x: 'AAAA', y: 'BBBB' };
 
@@ -85,5 +86,53 @@ describe('embedded file store', () => {
     expect(reg.ackableSeq('vm-3')).toBe(1);
     await reg.persist('vm-3');
     expect(reg.hasPending('vm-3')).toBe(false);
+  });
+
+  it('secret-releases.jsonl rotates at its byte cap: at most twice the cap on disk after many writes, one previous file, and no line lost across the last rotation', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ctl-files-rot-'));
+    const cap = 64 * 1024;
+    const store = new FileStore(dir, 'controller', cap);
+    const record = { agentId: 'vm-1', lastSeq: 0, gaps: [], attestedKeys: [], recentEvents: [] } as never;
+    const release = (n: number): SecretRelease => ({
+      agentId: 'vm-1',
+      secret: 'model-key',
+      at: new Date(1_700_000_000_000 + n).toISOString(),
+      challengeId: `c-${n}`,
+      status: 'affirming',
+      jkt: 'j'.repeat(43),
+      replica: 'controller',
+    });
+    let n = 0;
+    for (let w = 0; w < 1500; w++) {
+      const d = emptyDelta();
+      for (let i = 0; i < 1 + (w % 3); i++) d.releases.push(release(n++));
+      await store.saveAgent(record, d);
+      const cur = statSync(join(dir, RELEASE_LOG)).size;
+      const prev = existsSync(join(dir, `${RELEASE_LOG}.1`)) ? statSync(join(dir, `${RELEASE_LOG}.1`)).size : 0;
+      expect(cur).toBeLessThanOrEqual(cap);
+      expect(cur + prev).toBeLessThanOrEqual(2 * cap);
+    }
+    const ids = (f: string) =>
+      readFileSync(join(dir, f), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => Number((JSON.parse(l) as SecretRelease).challengeId.slice(2)));
+    const prev = ids(`${RELEASE_LOG}.1`);
+    const cur = ids(RELEASE_LOG);
+    // It did rotate (many times: ~300 KB written), the newest release is in the current file, and the
+    // two files together hold one unbroken run of the newest releases.
+    expect(n * 200).toBeGreaterThan(4 * cap);
+    expect(cur.at(-1)).toBe(n - 1);
+    const all = [...prev, ...cur];
+    expect(all).toEqual(Array.from({ length: all.length }, (_, i) => n - all.length + i));
+    expect(all.length).toBeGreaterThan(cap / 250);
+    // A new store on the same directory counts the existing file and keeps the cap.
+    const again = new FileStore(dir, 'controller', cap);
+    for (let w = 0; w < 300; w++) {
+      const d = emptyDelta();
+      d.releases.push(release(n++));
+      await again.saveAgent(record, d);
+    }
+    expect(statSync(join(dir, RELEASE_LOG)).size).toBeLessThanOrEqual(cap);
   });
 });

@@ -7,9 +7,11 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PostgresStore, redactUrl } from '../../../../agent/controller/store/postgres-store.js';
-import { LATEST_SCHEMA } from '../../../../agent/controller/store/postgres-schema.js';
+import { LATEST_SCHEMA, PRUNE_LOCK } from '../../../../agent/controller/store/postgres-schema.js';
+import { CONTROLLER_DEFAULTS } from '../../../../agent/controller/config.js';
 import { emptyDelta } from '../../../../agent/controller/store/controller-store.js';
 import { AgentRegistry, eventHash } from '../../../../agent/controller/registry.js';
 import { StoreError } from '../../../../agent/errors.js';
@@ -218,5 +220,99 @@ describe.runIf(run)('PostgreSQL store', () => {
     const rel = await s.query<{ secret: string; challenge_id: string; status: string }>('SELECT secret, challenge_id, status FROM cvm_secret_releases');
     expect(rel.rows).toEqual([{ secret: 'model-key', challenge_id: 'c-9', status: 'affirming' }]);
     await reg.close();
+  });
+
+  it('retention: a prune (one replica at a time) keeps the newest K events and verdicts per agent, verdicts a kept release names, and the audit by age and count; the bound holds over many writes', async () => {
+    const url = await pgs.createDatabase();
+    const [a, b] = [await open(url, 'a'), await open(url, 'b')];
+    const reg = new AgentRegistry(a);
+    const retention = { ...CONTROLLER_DEFAULTS.retention, eventsPerAgent: 256, verdictsPerAgent: 10, releaseDays: 30, releases: 1000 };
+    const base = new Map<string, number>();
+    const old = new Date(Date.now() - 90 * 86_400_000).toISOString();
+    let vn = 0;
+    const verdict = (at: string) => ({
+      challengeId: `c-${vn++}`,
+      at,
+      status: 'affirming' as const,
+      simulated: true,
+      devices: {},
+      secretsReleased: [],
+      secretsDecision: '',
+      ear: {} as never,
+    });
+    const release = (agentId: string, challengeId: string, at: string) => ({
+      agentId,
+      secret: 'model-key',
+      at,
+      challengeId,
+      status: 'affirming',
+      jkt: 'j',
+      replica: 'a',
+    });
+    /** One agent: `n` more events in writes of 50, an alarm and a gap now and then, 2 verdicts per write. */
+    const write = async (id: string, n: number) => {
+      for (let i = 0; i < n; i += 50) {
+        const from = base.get(id) ?? 0;
+        const rec = { ...reg.get(id), lastSeq: from + 50 };
+        const d = emptyDelta();
+        for (let seq = from + 1; seq <= from + 50; seq++)
+          d.events.push({ seq, at: 't', kind: 'status', data: { seq }, receivedAt: new Date().toISOString(), hash: `h${seq}` });
+        d.alarms.push({ seq: from + 1, code: 'x', at: 't' } as never);
+        d.gaps.push({ from: from + 50, to: from + 50, reason: 'lost' } as never);
+        d.verdicts.push(verdict(new Date(Date.now() - 1000).toISOString()), verdict(new Date().toISOString()));
+        // The first verdict of each write is named by a release: an old one (past releaseDays) now and then.
+        d.releases.push(release(id, d.verdicts[0]!.challengeId, i % 200 === 0 ? old : new Date().toISOString()));
+        await a.saveAgent(rec, d, from);
+        base.set(id, from + 50);
+      }
+    };
+    const count = async (sql: string, v: unknown[] = []) => Number((await a.query<{ n: string }>(sql, v)).rows[0]!.n);
+    for (let round = 0; round < 3; round++) {
+      await write('vm-r1', 1000);
+      await write('vm-r2', 500);
+      // Both replicas prune at once: one does it, the other skips (or finds nothing left); the result is the same.
+      const [pa, pb] = await Promise.all([a.prune(retention), b.prune(retention)]);
+      expect(pa !== undefined || pb !== undefined).toBe(true);
+      for (const id of ['vm-r1', 'vm-r2']) {
+        const last = base.get(id)!;
+        const seqs = (await a.query<{ seq: string }>('SELECT seq FROM cvm_events WHERE agent_id = $1 ORDER BY seq', [id])).rows.map((r) => Number(r.seq));
+        expect(seqs).toEqual(Array.from({ length: 256 }, (_, i) => last - 255 + i));
+        expect(await count('SELECT count(*) AS n FROM cvm_gaps WHERE agent_id = $1 AND to_seq <= $2', [id, last - 256])).toBe(0);
+        expect(await count('SELECT count(*) AS n FROM cvm_alarms WHERE agent_id = $1 AND seq <= $2', [id, last - 256])).toBe(0);
+        expect(await count('SELECT count(*) AS n FROM cvm_alarms WHERE agent_id = $1', [id])).toBeGreaterThan(0);
+        // The newest 10 verdicts are kept, and every verdict a kept release names; no other.
+        const newest = await a.query<{ challenge_id: string }>(
+          'SELECT challenge_id FROM cvm_verdicts WHERE agent_id = $1 ORDER BY at DESC, challenge_id DESC LIMIT 10',
+          [id],
+        );
+        expect(newest.rows).toHaveLength(10);
+        const kept = await count(
+          `SELECT count(*) AS n FROM cvm_verdicts v WHERE agent_id = $1 AND NOT EXISTS (SELECT 1 FROM cvm_secret_releases s WHERE s.challenge_id = v.challenge_id)`,
+          [id],
+        );
+        expect(kept).toBeLessThanOrEqual(10);
+      }
+      expect(await count("SELECT count(*) AS n FROM cvm_secret_releases WHERE at < now() - interval '30 days'")).toBe(0);
+      expect(await count('SELECT count(*) AS n FROM cvm_secret_releases')).toBeGreaterThan(0);
+    }
+    // The audit's count bound: 1,200 releases under one verdict, pruned to the newest 1,000.
+    const last = base.get('vm-r1')!;
+    const d = emptyDelta();
+    d.verdicts.push(verdict(new Date().toISOString()));
+    for (let i = 0; i < 1200; i++) d.releases.push(release('vm-r1', d.verdicts[0]!.challengeId, new Date().toISOString()));
+    await a.saveAgent({ ...reg.get('vm-r1'), lastSeq: last }, d, last);
+    const maxId = await count('SELECT max(id) AS n FROM cvm_secret_releases');
+    expect(await a.prune(retention)).toMatchObject({ releases: expect.any(Number) });
+    expect(await count('SELECT count(*) AS n FROM cvm_secret_releases')).toBe(1000);
+    expect(await count('SELECT min(id) AS n FROM cvm_secret_releases')).toBe(maxId - 999);
+    // A replica holding the prune lock makes the others skip.
+    const other = new pg.Client({ connectionString: url });
+    await other.connect();
+    await other.query('SELECT pg_advisory_lock($1)', [PRUNE_LOCK]);
+    expect(await a.prune(retention)).toBeUndefined();
+    await other.end(); // the lock goes with its connection (a replica killed mid-prune)
+    expect(await a.prune(retention)).toEqual({ events: 0, gaps: 0, alarms: 0, verdicts: 0, releases: 0 });
+    await reg.close();
+    await b.close();
   });
 });
