@@ -8,10 +8,7 @@
  *   file under test/built/, with its npm dependencies left external (resolved from node_modules as
  *   under tsx).
  */
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { build, type Plugin } from 'esbuild';
 import { repoRoot } from './paths.js';
 
 /** `cvm-agent`, as installed: bin/cvm-agent.js runs dist/cli/main.js. */
@@ -24,6 +21,8 @@ export const FIXTURES = [
   'test/native/fixtures/system.mjs',
   'test/adversarial/fixtures/nvml-ready-ops.mjs',
   'test/fixtures/link-agent.ts',
+  'test/helpers/scale-controller-child.ts',
+  'test/helpers/protocol-agent-worker.ts',
   'agent/util/log.ts',
   'agent/daemon/inventory.ts',
 ] as const;
@@ -36,37 +35,9 @@ export function built(source: (typeof FIXTURES)[number]): string {
 }
 
 /**
- * Each module keeps its source location as import.meta.url, as it has under tsx: paths relative to
- * it (agent/util/package-version.ts, agent/native/addon-loader.ts) resolve as before, and
- * agent/cli/main.ts does not take a fixture that imports it for its own entry point.
+ * Node arguments that run one of FIXTURES: its built file under Vitest (the globalSetup built it for
+ * this run), the source through tsx elsewhere (the benchmarks share these helpers and build nothing).
  */
-const sourceUrls: Plugin = {
-  name: 'source-import-meta-url',
-  setup(b) {
-    b.onLoad({ filter: /\.(ts|mjs|js)$/ }, (args) => {
-      if (args.path.includes('/node_modules/')) return undefined;
-      const text = readFileSync(args.path, 'utf8').replaceAll('import.meta.url', JSON.stringify(pathToFileURL(args.path).href));
-      return { contents: text, loader: args.path.endsWith('.ts') ? 'ts' : 'js' };
-    });
-  },
-};
-
-export async function buildFixtures(outdir = builtDir): Promise<void> {
-  await build({
-    absWorkingDir: repoRoot,
-    entryPoints: FIXTURES.map((src) => ({ in: src, out: src.replace(/\.(ts|mjs)$/, '') })),
-    outdir,
-    outExtension: { '.js': '.mjs' },
-    bundle: true,
-    // What an entry reaches only through import() (each CLI command) stays in a chunk loaded when used.
-    splitting: true,
-    chunkNames: 'chunks/[name]-[hash]',
-    format: 'esm',
-    platform: 'node',
-    target: 'node20.19',
-    packages: 'external',
-    sourcemap: 'linked',
-    logLevel: 'warning',
-    plugins: [sourceUrls],
-  });
+export function fixtureArgs(source: (typeof FIXTURES)[number]): string[] {
+  return process.env.VITEST ? [built(source)] : ['--import', 'tsx', join(repoRoot, source)];
 }
