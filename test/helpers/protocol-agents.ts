@@ -303,7 +303,6 @@ export class ProtocolAgentFleet {
         return;
       }
       case 'verdict': {
-        this.c.verdicts++;
         let status = 'undecodable';
         try {
           status = String((decodeJwt(m.token) as Record<string, unknown>)['ear.status']);
@@ -311,6 +310,9 @@ export class ProtocolAgentFleet {
         } catch {
           this.c.badTokens++;
         }
+        // Counted together, after the token check's await: a counts() snapshot taken meanwhile must not
+        // see a verdict whose status is not counted yet (seen under load: 6 verdicts, 4 by status).
+        this.c.verdicts++;
         bump(this.c.byStatus, status);
         return;
       }
