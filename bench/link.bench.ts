@@ -24,6 +24,7 @@ import { Outbox } from '../agent/link/outbox.js';
 import { makeHarness, type Harness } from '../test/helpers/test-controller.js';
 import { makeBundle, openSim, type Sim } from '../test/helpers/controller-fixture.js';
 import { ChildController, CONTROLLER_TOKEN_KEY, percentile, RestartableController, sleep, TOKEN, until } from '../test/helpers/link-load.js';
+import { buildDist } from '../tools/build-dist.js';
 
 const STORM_AGENTS = Number(process.env.BENCH_LINK_AGENTS ?? 500);
 
@@ -194,8 +195,12 @@ function peakPerWindow(times: number[], windowMs: number): number {
   return peak;
 }
 
+let distBuilt: Promise<unknown> | undefined;
+
 async function stormBench(dir: string, tokenFile: string, jitter: boolean): Promise<{ rows: BenchRow[]; p90: number }> {
   const tag = jitter ? 'full jitter' : 'no jitter';
+  // ChildController runs the built CLI (bin/cvm-agent.js): build dist/ from this tree once.
+  await (distBuilt ??= buildDist());
   // Log at info: its "controller listening" line tells us when it is back up. Default per-link limits.
   const ctl = await ChildController.create(
     { stateDir: join(dir, `storm-state-${jitter ? 'j' : 'n'}`), logLevel: 'info', limits: { messagesPerSec: 20, burst: 60, maxConnections: 2000 } },

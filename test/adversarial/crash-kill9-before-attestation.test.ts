@@ -20,6 +20,7 @@ import { makeBundle } from '../helpers/controller-fixture.js';
 import { linkSuite } from '../helpers/link-suite.js';
 import { makeHarness, type Harness } from '../helpers/test-controller.js';
 import { repoRoot } from '../helpers/paths.js';
+import { built } from '../helpers/built.js';
 import { CONTROLLER_TOKEN_KEY, RestartableController, until } from '../helpers/link-load.js';
 import type { LinkStatus } from '../../agent/link/link-client.js';
 
@@ -34,7 +35,7 @@ interface Child {
 }
 
 function startChild(url: string, outboxDir: string, agentId: string, events: number): Child {
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(repoRoot, 'test', 'fixtures', 'link-agent.ts')], {
+  const proc = spawn(process.execPath, [built('test/fixtures/link-agent.ts')], {
     cwd: repoRoot,
     env: {
       ...process.env,

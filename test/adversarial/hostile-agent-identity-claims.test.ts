@@ -69,7 +69,7 @@ describe('hostile agent: claiming another agent id', () => {
     );
     // The command refuses to start: exit 2 with the one-line reason, no stack trace.
     writeFileSync(join(tmp, 'ctl.yaml'), `listen: {host: 127.0.0.1, port: 0}\n${yaml}`);
-    const r = await run(process.execPath, ['--import', 'tsx', CLI, 'controller', '--config', join(tmp, 'ctl.yaml')], { cwd: repoRoot, timeout: 60_000 }).then(
+    const r = await run(process.execPath, [CLI, 'controller', '--config', join(tmp, 'ctl.yaml')], { cwd: repoRoot, timeout: 60_000 }).then(
       () => ({ code: 0, stderr: '' }),
       (err: { code: number; stderr: string }) => ({ code: err.code, stderr: err.stderr }),
     );

@@ -1,21 +1,18 @@
 /**
- * Shared harness for the hostile-files tests: run the real `cvm-agent` CLI in a child process (via
- * tsx, as test/native/snp-report-cli.test.ts does) with a preload that records the child's peak RSS
+ * Shared harness for the hostile-files tests: run the real `cvm-agent` CLI in a child process (the
+ * built bin/cvm-agent.js, as test/native/snp-report-cli.test.ts does) with a preload that records the child's peak RSS
  * (process.resourceUsage().maxRSS) into a file at exit, so a test can assert that a hostile input
  * was refused without being read into memory, and that stderr stayed one line.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { expect } from 'vitest';
 import { repoRoot } from '../helpers/paths.js';
+import { CLI } from '../helpers/built.js';
 
-// Absolute loader URL: the child may run in a temp cwd where the bare name "tsx" does not resolve.
-const TSX = pathToFileURL(createRequire(join(repoRoot, 'package.json')).resolve('tsx')).href;
-export const MAIN = join(repoRoot, 'agent', 'cli', 'main.ts');
+export const MAIN = CLI;
 
 export interface CliRun {
   code: number | null;
@@ -91,7 +88,7 @@ export function runNode(argv: string[], opts: { cwd?: string; env?: NodeJS.Proce
 
 /** `cvm-agent ARGS` as a child process. */
 export function cli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; limitMs?: number } = {}): Promise<CliRun> {
-  return runNode(['--import', TSX, MAIN, ...args], opts);
+  return runNode([MAIN, ...args], opts);
 }
 
 /** Exit 2, exactly one line on stderr matching `pattern`, no stack trace, no "internal error". */

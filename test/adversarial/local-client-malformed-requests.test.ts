@@ -122,7 +122,7 @@ schedule: { cron: "0 0 1 1 *", jitterSec: 0 }
     );
     // A low descriptor limit, so a connection flood reaches EMFILE at accept (Node does not raise a
     // hard limit; the soft limit is raised to it).
-    daemon = startDaemon(['--config', join(dir, 'config.yaml')], {}, ['prlimit', '--nofile=128:128', process.execPath, '--import', 'tsx', CLI, 'run']);
+    daemon = startDaemon(['--config', join(dir, 'config.yaml')], {}, ['prlimit', '--nofile=128:128', process.execPath, CLI, 'run']);
     await daemon.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('attestation'), 90_000);
   }, 120_000);
 

@@ -12,13 +12,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { fakesDir, repoRoot } from '../helpers/paths.js';
+import { built } from '../helpers/built.js';
 
 const run = promisify(execFile);
-const OPS = join(repoRoot, 'test', 'adversarial', 'fixtures', 'nvml-ready-ops.mjs');
+const OPS = built('test/adversarial/fixtures/nvml-ready-ops.mjs');
 
 async function ops(list: string[], env: Record<string, string>): Promise<any[]> {
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('FAKE_NVML_') && !k.startsWith('CVM_NVML_')));
-  const { stdout } = await run(process.execPath, ['--import', 'tsx', OPS, ...list], {
+  const { stdout } = await run(process.execPath, [OPS, ...list], {
     cwd: repoRoot,
     env: { ...clean, CVM_NVML_LIBRARY: join(fakesDir, 'libnvidia-ml.so.1'), FAKE_NVML_GPUS: '2', ...env },
     timeout: 60_000,

@@ -34,7 +34,7 @@ ${extra}`,
 /** Runs `cvm-agent run` to completion; returns its exit code and stderr lines. */
 function runToExit(config: string, env: Record<string, string> = {}): Promise<{ code: number | null; stderr: string[]; stdout: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'run', '--config', config], {
+    const child = spawn(process.execPath, [CLI, 'run', '--config', config], {
       cwd: repoRoot,
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -110,7 +110,7 @@ describe('a fatal start error', () => {
     // As an unprivileged user (root ignores the mode); uid 65534 needs the tree readable.
     chmodSync(dir, 0o777);
     const r = await new Promise<{ code: number | null; stderr: string[] }>((resolve) => {
-      const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'run', '--config', config], {
+      const child = spawn(process.execPath, [CLI, 'run', '--config', config], {
         cwd: repoRoot,
         uid: 65534,
         gid: 65534,

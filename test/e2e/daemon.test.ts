@@ -183,7 +183,7 @@ describe.runIf(requireTool('systemd-socket-activate', 'systemd'))('socket activa
     // The unit's ListenStream= decides where systemd listens; config api.socket names api.sock beside it.
     const socket = join(dir, 'activated.sock');
     const config = writeConfig(dir);
-    const d = startDaemon(['--config', config], {}, ['systemd-socket-activate', '-l', socket, '--fdname=api', process.execPath, '--import', 'tsx', CLI, 'run']);
+    const d = startDaemon(['--config', config], {}, ['systemd-socket-activate', '-l', socket, '--fdname=api', process.execPath, CLI, 'run']);
     try {
       // The socket exists before the daemon runs; the first connection starts it.
       for (let i = 0; i < 50 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 100));
@@ -203,7 +203,7 @@ describe('configuration errors', () => {
   it('refuses to start on an invalid file with exit 2 and the key named', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cvm-badcfg-'));
     writeFileSync(join(dir, 'c.yaml'), 'schedule: { cron: "every minute" }\n');
-    const r = await pexec(process.execPath, ['--import', 'tsx', CLI, 'run', '--config', join(dir, 'c.yaml')]).catch((e: { code: number; stderr: string }) => e);
+    const r = await pexec(process.execPath, [CLI, 'run', '--config', join(dir, 'c.yaml')]).catch((e: { code: number; stderr: string }) => e);
     expect((r as { code: number }).code).toBe(2);
     expect((r as { stderr: string }).stderr).toContain('schedule.cron');
   });

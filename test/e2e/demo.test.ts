@@ -15,7 +15,7 @@ const run = promisify(execFile);
 
 describe('cvm-agent demo', () => {
   it('attests CPU and GPUs through the controller and gets the token and the secret through the socket', async () => {
-    const { stdout } = await run(process.execPath, ['--import', 'tsx', CLI, 'demo', '--gpus', '3', '--json'], { cwd: repoRoot, timeout: 120_000 });
+    const { stdout } = await run(process.execPath, [CLI, 'demo', '--gpus', '3', '--json'], { cwd: repoRoot, timeout: 120_000 });
     const r = JSON.parse(stdout);
     expect(r.ok).toBe(true);
     expect(r.simulated).toBe(true);
@@ -30,7 +30,7 @@ describe('cvm-agent demo', () => {
   }, 120_000);
 
   it('prints a readable summary, and with --follow keeps both running and serves the fleet page until SIGINT', async () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'demo', '--follow'], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [CLI, 'demo', '--follow'], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'inherit'] });
     const lines: string[] = [];
     const fleet = await new Promise<string>((resolve, reject) => {
       const t = setTimeout(() => reject(new Error(`no fleet page line: ${lines.join('\n')}`)), 90_000);

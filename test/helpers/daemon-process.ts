@@ -1,11 +1,11 @@
-/** Starts `cvm-agent run` as a real child process (via tsx) and collects its JSON log lines. */
+/** Starts `cvm-agent run` as a real child process (the built CLI, bin/cvm-agent.js) and collects its JSON log lines. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
-import { join } from 'node:path';
 import { repoRoot } from './paths.js';
+import { CLI } from './built.js';
 
-export const CLI = join(repoRoot, 'agent', 'cli', 'main.ts');
+export { CLI };
 
 export interface DaemonProcess {
   child: ChildProcess;
@@ -14,7 +14,7 @@ export interface DaemonProcess {
   exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-export function startDaemon(args: string[], env: NodeJS.ProcessEnv, command: string[] = [process.execPath, '--import', 'tsx', CLI, 'run']): DaemonProcess {
+export function startDaemon(args: string[], env: NodeJS.ProcessEnv, command: string[] = [process.execPath, CLI, 'run']): DaemonProcess {
   const [bin, ...pre] = command;
   const child = spawn(bin!, [...pre, ...args], { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: Record<string, unknown>[] = [];

@@ -14,6 +14,7 @@ import type { JWK } from 'jose';
 import { createServer, type AddressInfo } from 'node:net';
 import pino from 'pino';
 import { repoRoot } from './paths.js';
+import { CLI } from './built.js';
 import { parseControllerConfig, resolveControllerConfig, tokenDigest } from '../../agent/controller/config.js';
 import { Controller } from '../../agent/controller/controller-server.js';
 import { TOKEN } from './controller-fixture.js';
@@ -166,7 +167,7 @@ export class RestartableController {
 }
 
 /**
- * The reference controller as a real child process (`cvm-agent controller`, run through tsx), so it
+ * The reference controller as a real child process (`cvm-agent controller`, the built CLI), so it
  * can be killed with SIGKILL mid-write. Its pino JSON log is collected; at log level debug every
  * event the registry handled shows up as {msg: "event", seq, kind, what}, recorded in `applied`
  * with the instance that logged it.
@@ -208,7 +209,7 @@ export class ChildController {
   async start(): Promise<void> {
     if (this.child) throw new Error('controller already running');
     const instance = this.starts++;
-    const child = spawn(process.execPath, ['--import', 'tsx', join(repoRoot, 'agent', 'cli', 'main.ts'), 'controller', '--config', this.config], {
+    const child = spawn(process.execPath, [CLI, 'controller', '--config', this.config], {
       cwd: repoRoot,
       stdio: ['ignore', 'pipe', 'inherit'],
     });

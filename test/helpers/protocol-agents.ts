@@ -25,7 +25,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { calculateJwkThumbprint, decodeJwt, importJWK, jwtVerify } from 'jose';
 import WebSocket from 'ws';
 import { SimulatedSnpDevice } from '../../agent/simulation/snp-sim.js';
@@ -36,6 +35,7 @@ import { EVENT_JWS_TYP, eventSigningInput } from '../../agent/link/events.js';
 import { PROTOCOL, SUPPORTED_VERSIONS, decodeMessage, encodeMessage, type ControllerMessage } from '../../agent/link/protocol.js';
 import { makeBundle, type Sim } from './controller-fixture.js';
 import { repoRoot } from './paths.js';
+import { fixtureArgs } from './built.js';
 
 /** GPUs per simulated machine (an 8-GPU board, as the controller benchmarks use). */
 export const GPUS_PER_MACHINE = 8;
@@ -303,7 +303,6 @@ export class ProtocolAgentFleet {
         return;
       }
       case 'verdict': {
-        this.c.verdicts++;
         let status = 'undecodable';
         try {
           status = String((decodeJwt(m.token) as Record<string, unknown>)['ear.status']);
@@ -311,6 +310,9 @@ export class ProtocolAgentFleet {
         } catch {
           this.c.badTokens++;
         }
+        // Counted together, after the token check's await: a counts() snapshot taken meanwhile must not
+        // see a verdict whose status is not counted yet (seen under load: 6 verdicts, 4 by status).
+        this.c.verdicts++;
         bump(this.c.byStatus, status);
         return;
       }
@@ -456,7 +458,6 @@ export class AgentProcesses {
   /** Spawn the workers and prepare every agent (keys, evidence sources); nothing is connected yet. */
   static async start(o: ProcessFleetOptions): Promise<AgentProcesses> {
     const n = Math.max(1, Math.min(o.processes ?? 1, o.count));
-    const worker = join(repoRoot, 'test', 'helpers', 'protocol-agent-worker.ts');
     const rpcs: Rpc[] = [];
     const ids: string[] = [];
     const base = o.first ?? 0;
@@ -467,7 +468,16 @@ export class AgentProcesses {
         return { first: base + lo, count: hi - lo };
       });
       for (const s of slices) {
-        rpcs.push(new Rpc(spawnWithNofile([process.execPath, '--import', 'tsx', worker], o.nofile ?? 65536, ['ignore', 'inherit', 'inherit', 'ipc'])));
+        rpcs.push(
+          new Rpc(
+            spawnWithNofile([process.execPath, ...fixtureArgs('test/helpers/protocol-agent-worker.ts')], o.nofile ?? 65536, [
+              'ignore',
+              'inherit',
+              'inherit',
+              'ipc',
+            ]),
+          ),
+        );
         for (let i = 0; i < s.count; i++) ids.push(agentIdOf(o.idPrefix ?? 'scale-', s.first + i));
       }
       const { processes: _p, nofile: _n, ...fleet } = o;

@@ -4,7 +4,8 @@
  * loadControllerConfig, the same logger at the configured level on stdout, Controller.start), plus a
  * small IPC channel for the load driver: `challenge` (Controller.challengeNow, the call the session's
  * own challenge timer makes), `gc` (with --expose-gc, before an RSS reading) and `stop`.
- * Usage: node --expose-gc --import tsx test/helpers/scale-controller-child.ts CONFIG
+ * Usage: node --expose-gc --import tsx test/helpers/scale-controller-child.ts CONFIG (under Vitest: its
+ * built file, test/helpers/built.ts fixtureArgs)
  */
 import { loadControllerConfig } from '../../agent/controller/config.js';
 import { Controller } from '../../agent/controller/controller-server.js';

@@ -13,7 +13,7 @@ import { performance } from 'node:perf_hooks';
 import { tokenDigest } from '../../agent/controller/config.js';
 import { cpuSecondsOf, nofileOf, rssBytesOf, spawnWithNofile, type AgentProcesses, type FleetCounts, type Unsent } from './protocol-agents.js';
 import type { ScaleControllerReply, ScaleControllerRequest } from './scale-controller-child.js';
-import { repoRoot } from './paths.js';
+import { fixtureArgs } from './built.js';
 
 export interface ScaleControllerOptions {
   /** Working directory: the config file and stateDir go here. */
@@ -80,13 +80,11 @@ export class ScaleController {
     mkdirSync(o.dir, { recursive: true });
     const config = join(o.dir, 'controller.yaml');
     writeFileSync(config, scaleControllerYaml(o));
-    const entry = join(repoRoot, 'test', 'helpers', 'scale-controller-child.ts');
-    const child = spawnWithNofile([process.execPath, '--expose-gc', ...(o.nodeArgs ?? []), '--import', 'tsx', entry, config], o.nofile ?? 65536, [
-      'ignore',
-      'ignore',
-      'inherit',
-      'ipc',
-    ]);
+    const child = spawnWithNofile(
+      [process.execPath, '--expose-gc', ...(o.nodeArgs ?? []), ...fixtureArgs('test/helpers/scale-controller-child.ts'), config],
+      o.nofile ?? 65536,
+      ['ignore', 'ignore', 'inherit', 'ipc'],
+    );
     const addr = await new Promise<{ url: string; wsUrl: string }>((resolve, reject) => {
       const onMessage = (m: ScaleControllerReply) => {
         if (m.id !== 0) return;

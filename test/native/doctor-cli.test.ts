@@ -8,9 +8,8 @@ import { execFile, execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
 import { fakesDir, repoRoot, vectorsDir } from '../helpers/paths.js';
+import { CLI } from '../helpers/built.js';
 import { FAKE_NVML, FAKE_NVML_NOCC } from './nvml-helpers.js';
 import { makeTestPki, TestController, type TestPki } from '../helpers/test-controller.js';
 import { provisionAzureVtpm, startSwtpm, type Swtpm } from '../helpers/swtpm.js';
@@ -20,8 +19,6 @@ import { SocketTransport } from '../../agent/evidence/tpm/transport.js';
 import { SimulatedSnpDevice } from '../../agent/simulation/snp-sim.js';
 
 const SHIM = join(fakesDir, 'sevguest-shim.so');
-const TSX = pathToFileURL(createRequire(join(repoRoot, 'package.json')).resolve('tsx')).href;
-const MAIN = join(repoRoot, 'agent', 'cli', 'main.ts');
 const REPORT = join(vectorsDir, 'snp', 'gosevguest_attestation.bin');
 const VCEK = join(vectorsDir, 'snp', 'gosevguest_vcek.der');
 const DRIVER_RIM = join(vectorsDir, 'nvidia', 'attestation-sdk', 'rims', 'NV_GPU_DRIVER_GH100_550.144.03.xml');
@@ -52,21 +49,16 @@ function env(extra: Record<string, string>): NodeJS.ProcessEnv {
 
 function run(args: string[], extra: Record<string, string> = {}, as?: { uid: number; gid: number }): Promise<Out & { stdout: string }> {
   return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ['--import', TSX, MAIN, 'doctor', ...args],
-      { cwd: repoRoot, env: env(extra), timeout: 60_000, ...(as ?? {}) },
-      (err, stdout, stderr) => {
-        const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;
-        let json: Out['json'] = { status: '', exitCode: -1, findings: [] };
-        try {
-          json = JSON.parse(stdout);
-        } catch {
-          // not JSON: a usage error, or the table
-        }
-        resolve({ code, json, stderr, stdout });
-      },
-    );
+    execFile(process.execPath, [CLI, 'doctor', ...args], { cwd: repoRoot, env: env(extra), timeout: 60_000, ...(as ?? {}) }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;
+      let json: Out['json'] = { status: '', exitCode: -1, findings: [] };
+      try {
+        json = JSON.parse(stdout);
+      } catch {
+        // not JSON: a usage error, or the table
+      }
+      resolve({ code, json, stderr, stdout });
+    });
   });
 }
 
@@ -83,7 +75,7 @@ function scenario(name: string, yaml = '', opts: { vcek?: boolean; rim?: boolean
   );
   const files = [...(opts.vcek ? [VCEK] : []), ...(opts.rim ? [DRIVER_RIM] : [])];
   if (files.length > 0)
-    execFileSync(process.execPath, ['--import', TSX, MAIN, 'collateral', 'import', ...files, '--dir', cache], { cwd: repoRoot, env: env({}), stdio: 'ignore' });
+    execFileSync(process.execPath, [CLI, 'collateral', 'import', ...files, '--dir', cache], { cwd: repoRoot, env: env({}), stdio: 'ignore' });
   return { config, root, sevGuest: join(root, 'sev-guest'), cache };
 }
 

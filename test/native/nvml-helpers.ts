@@ -4,12 +4,13 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { repoRoot, fakesDir, vectorsDir } from '../helpers/paths.js';
+import { built } from '../helpers/built.js';
 
 const run = promisify(execFile);
 export const FAKE_NVML = join(fakesDir, 'libnvidia-ml.so.1');
 export const FAKE_NVML_NOCC = join(fakesDir, 'libnvidia-ml-nocc.so.1');
 export const ADDON = join(repoRoot, 'build', 'Release', 'cvm_native.node');
-const PROBE = join(repoRoot, 'test', 'native', 'fixtures', 'nvml-probe.mjs');
+const PROBE = built('test/native/fixtures/nvml-probe.mjs');
 
 export const HOPPER_550 = join(vectorsDir, 'nvidia', 'nvtrust', 'hopper-550');
 export const REPORT_550 = join(HOPPER_550, 'hopperAttestationReport.txt');
@@ -38,7 +39,7 @@ export type ProbeResult = any;
 export async function probe(scenario: string, args: object, env: Record<string, string>, library: string | null = FAKE_NVML): Promise<ProbeResult> {
   const childEnv = { ...cleanEnv(), ...env };
   if (library !== null) childEnv.CVM_NVML_LIBRARY = library;
-  const { stdout } = await run(process.execPath, ['--import', 'tsx', PROBE, scenario, JSON.stringify(args)], {
+  const { stdout } = await run(process.execPath, [PROBE, scenario, JSON.stringify(args)], {
     cwd: repoRoot,
     env: childEnv,
     timeout: 30_000,

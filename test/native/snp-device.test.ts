@@ -9,11 +9,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { repoRoot, fakesDir, vectorsDir, vector } from '../helpers/paths.js';
+import { built } from '../helpers/built.js';
 
 const run = promisify(execFile);
 const SHIM = join(fakesDir, 'sevguest-shim.so');
 const ADDON = join(repoRoot, 'build', 'Release', 'cvm_native.node');
-const FIXTURE = join(repoRoot, 'test', 'native', 'fixtures', 'snp-device.mjs');
+const FIXTURE = built('test/native/fixtures/snp-device.mjs');
 const REPORT_VECTOR = join(vectorsDir, 'snp', 'gosevguest_attestation.bin');
 const CERTS_VECTOR = join(vectorsDir, 'snp', 'synthetic_certtable_gcp_milan_rfc4122.bin');
 
@@ -37,7 +38,7 @@ async function runAttester(program: object, shimEnv: Record<string, string>): Pr
   const dir = mkdtempSync(join(tmpdir(), 'snp-shim-'));
   const log = join(dir, 'shim.log');
   try {
-    const { stdout } = await run(process.execPath, ['--import', 'tsx', FIXTURE, JSON.stringify(program)], {
+    const { stdout } = await run(process.execPath, [FIXTURE, JSON.stringify(program)], {
       cwd: repoRoot,
       env: { ...process.env, LD_PRELOAD: SHIM, SEVGUEST_SHIM_LOG: log, ...shimEnv },
     });

@@ -7,24 +7,20 @@ import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
 import { main } from '../../agent/cli/main.js';
 import { parseReportData, parseVmpl, defaultSimDir } from '../../agent/cli/commands/snp-report.js';
 import fc from 'fast-check';
 import { UsageError } from '../../agent/errors.js';
 import { repoRoot, fakesDir, vectorsDir, vector, FC_RUNS } from '../helpers/paths.js';
+import { CLI } from '../helpers/built.js';
 
 const SHIM = join(fakesDir, 'sevguest-shim.so');
-// Absolute loader URL: the CLI child may run in a temp cwd where the bare name "tsx" does not resolve.
-const TSX = pathToFileURL(createRequire(join(repoRoot, 'package.json')).resolve('tsx')).href;
-const MAIN = join(repoRoot, 'agent', 'cli', 'main.ts');
 const REPORT_VECTOR = join(vectorsDir, 'snp', 'gosevguest_attestation.bin');
 const CERTS_VECTOR = join(vectorsDir, 'snp', 'synthetic_certtable_gcp_milan_rfc4122.bin');
 
 function cli(args: string[], shimEnv: Record<string, string>, cwd = repoRoot): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', TSX, MAIN, ...args], { cwd, env: { ...process.env, LD_PRELOAD: SHIM, ...shimEnv } }, (err, stdout, stderr) => {
+    execFile(process.execPath, [CLI, ...args], { cwd, env: { ...process.env, LD_PRELOAD: SHIM, ...shimEnv } }, (err, stdout, stderr) => {
       const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;
       resolve({ code, stdout, stderr });
     });

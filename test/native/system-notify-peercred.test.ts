@@ -11,11 +11,12 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { repoRoot } from '../helpers/paths.js';
+import { built } from '../helpers/built.js';
 import { formatNotify, sdNotify } from '../../agent/native/system.js';
 import { UsageError } from '../../agent/errors.js';
 
 const run = promisify(execFile);
-const FIXTURE = join(repoRoot, 'test', 'native', 'fixtures', 'system.mjs');
+const FIXTURE = built('test/native/fixtures/system.mjs');
 
 const RECEIVER = `
 import json, socket, sys
@@ -52,7 +53,7 @@ async function receiver(path: string, count: number): Promise<{ messages: Promis
 }
 
 async function fixture(args: string[], env: Record<string, string | undefined> = {}) {
-  const { stdout } = await run(process.execPath, ['--import', 'tsx', FIXTURE, ...args], { cwd: repoRoot, env: { ...process.env, ...env } });
+  const { stdout } = await run(process.execPath, [FIXTURE, ...args], { cwd: repoRoot, env: { ...process.env, ...env } });
   return JSON.parse(stdout.trim().split('\n').pop()!);
 }
 

@@ -375,6 +375,7 @@ describe('hostile evidence', () => {
   it('mutated CPU and GPU reports and chains never make gatherCollateral throw (empty cache, offline)', async () => {
     const empty = new CollateralStore(join(dir, 'none'));
     const g = gpu(0);
+    const hclReport = vector('snp/trustee_az-snp-vtpm_hcl-report.bin');
     const mutate = (b: Buffer, edits: Array<[number, number]>, cut: number) => {
       const out = Buffer.from(b.subarray(0, Math.max(0, b.length - cut)));
       for (const [i, v] of edits) if (out.length > 0) out[i % out.length] = v;
@@ -383,7 +384,7 @@ describe('hostile evidence', () => {
     const edits = fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 6 });
     await fc.assert(
       fc.asyncProperty(edits, edits, fc.nat({ max: 40 }), fc.boolean(), fc.string({ maxLength: 20 }), async (cpuEdits, gpuEdits, cut, azure, junk) => {
-        const cpuReport = mutate(azure ? vector('snp/trustee_az-snp-vtpm_hcl-report.bin') : milanReport, cpuEdits, cut % 3 === 0 ? cut : 0);
+        const cpuReport = mutate(azure ? hclReport : milanReport, cpuEdits, cut % 3 === 0 ? cut : 0);
         const b = bundle({
           cpu: {
             kind: azure ? 'azure-snp-vtpm' : 'snp',

@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -16,6 +17,7 @@ import {
 } from '../../../agent/daemon/inventory.js';
 import { VERSION } from '../../../agent/util/agent-version.js';
 import { repoRoot } from '../../helpers/paths.js';
+import { built } from '../../helpers/built.js';
 
 let dir: string;
 beforeAll(() => {
@@ -140,7 +142,7 @@ for (const name of ['execSync', 'execFileSync', 'spawnSync']) {
 syncBuiltinESMExports();
 `;
   const script = `
-import { collectInventory, currentInventory } from ${JSON.stringify(join(repoRoot, 'agent', 'daemon', 'inventory.ts'))};
+import { collectInventory, currentInventory } from ${JSON.stringify(pathToFileURL(built('agent/daemon/inventory.ts')).href)};
 import { execSync } from 'node:child_process';
 globalThis.__spawned.length = 0;
 const inv = await collectInventory({ agentVersion: 'spawn-test' });
@@ -153,7 +155,7 @@ console.log(JSON.stringify({ during, control: globalThis.__spawned.slice(during.
   it('records no spawn during collection, while the same harness does catch an execSync', async () => {
     const preloadPath = join(dir, 'spawn-recorder.cjs');
     writeFileSync(preloadPath, preload);
-    const { stdout } = await promisify(execFile)(process.execPath, ['--require', preloadPath, '--import', 'tsx', '--input-type=module', '--eval', script], {
+    const { stdout } = await promisify(execFile)(process.execPath, ['--require', preloadPath, '--input-type=module', '--eval', script], {
       cwd: repoRoot,
       timeout: 30_000,
     });

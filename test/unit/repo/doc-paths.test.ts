@@ -11,8 +11,8 @@ import { repoRoot } from '../../helpers/paths.js';
 
 /** Top-level folders of the repository: a path starting with one of them is repository-relative. */
 const ROOTS = ['agent', 'bench', 'bin', 'docs', 'native', 'packaging', 'systemd', 'test', 'tools', '.ci'];
-/** Build outputs a clean checkout does not have yet (npm run build:fakes, npm run build). */
-const GENERATED = ['test/fakes/out/', 'test-artifacts/'];
+/** Build outputs a clean checkout does not have yet (npm run build:fakes, npm run build, test/helpers/global-build.ts). */
+const GENERATED = ['test/fakes/out/', 'test/built/', 'test-artifacts/'];
 
 const PATH = new RegExp(`(?<![\\w./$~@-])((?:${ROOTS.map((r) => r.replace('.', '\\.')).join('|')})/[A-Za-z0-9_.\\-/]*)`, 'g');
 const SHARED = /(?<![\w-])(?:\.\.\/)*shared\//;

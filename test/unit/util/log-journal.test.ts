@@ -8,13 +8,13 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, fstatSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { createLogger, isJournalStream, stderrLine, SYSLOG_PRIORITY, withSyslogPrefix } from '../../../agent/util/log.js';
 import { cycleLogLevel } from '../../../agent/daemon/daemon.js';
 import { repoRoot } from '../../helpers/paths.js';
+import { CLI, built } from '../../helpers/built.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cvm-log-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -50,8 +50,7 @@ describe('syslog priority prefix', () => {
 });
 
 describe('createLogger, end to end in a child process', () => {
-  const TSX = pathToFileURL(createRequire(join(repoRoot, 'package.json')).resolve('tsx')).href;
-  const LOG = pathToFileURL(join(repoRoot, 'agent', 'util', 'log.ts')).href;
+  const LOG = pathToFileURL(built('agent/util/log.ts')).href;
   const script = `const { createLogger } = await import(${JSON.stringify(LOG)});
 const l = createLogger('trace');
 l.trace('t'); l.debug('d'); l.info('i'); l.warn('w'); l.error('e'); l.fatal('f');
@@ -67,7 +66,7 @@ await new Promise((r) => l.flush(r));`;
     delete env.JOURNAL_STREAM;
     const js = journal(st);
     if (js !== undefined) env.JOURNAL_STREAM = js;
-    const r = spawnSync(process.execPath, ['--import', TSX, '--input-type=module', '-e', script], { stdio: ['ignore', fd, 'pipe'], env, timeout: 60_000 });
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', fd, 'pipe'], env, timeout: 60_000 });
     closeSync(fd);
     expect(r.status, String(r.stderr)).toBe(0);
     return readFileSync(file, 'utf8').split('\n').filter(Boolean);
@@ -97,8 +96,6 @@ await new Promise((r) => l.flush(r));`;
 });
 
 describe('the controller logs in the agent shape, with the same journal priorities', () => {
-  const CLI = join(repoRoot, 'agent', 'cli', 'main.ts');
-
   it('same level names, ISO time and base fields; only the service differs', () => {
     const lines: Record<string, string[]> = { agent: [], controller: [] };
     const sink = (into: string[]) => ({ write: (s: string) => void into.push(s) });
@@ -117,7 +114,7 @@ describe('the controller logs in the agent shape, with the same journal prioriti
     const fd = openSync(file, 'w');
     const st = fstatSync(fd, { bigint: true });
     const env: NodeJS.ProcessEnv = { ...process.env, JOURNAL_STREAM: `${st.dev}:${st.ino}` };
-    const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'controller', '--listen', '127.0.0.1:0'], {
+    const child = spawn(process.execPath, [CLI, 'controller', '--listen', '127.0.0.1:0'], {
       cwd: repoRoot,
       stdio: ['ignore', fd, 'pipe'],
       env,
@@ -156,7 +153,7 @@ describe('the controller logs in the agent shape, with the same journal prioriti
       const env: NodeJS.ProcessEnv = { ...process.env };
       delete env.JOURNAL_STREAM;
       if (journal) env.JOURNAL_STREAM = `${st.dev}:${st.ino}`;
-      const r = spawnSync(process.execPath, ['--import', 'tsx', CLI, 'run', '--config', cfg], {
+      const r = spawnSync(process.execPath, [CLI, 'run', '--config', cfg], {
         cwd: repoRoot,
         stdio: ['ignore', 'ignore', fd],
         env,
