@@ -10,31 +10,12 @@
  */
 import { ParseError } from '../../errors.js';
 import { bytesToHex } from '../../util/bytes.js';
-import { ascii, exactLen, leUint, parseOpaqueFields, type OpaqueField, type OpaqueSchema } from './opaque.js';
+import { ascii, exactLen, leUint, OPAQUE_FIELD_NAMES, parseOpaqueFields, type OpaqueField, type OpaqueSchema } from './opaque.js';
 
 /** SwitchOpaqueDataType id -> name (attestation-sdk switch_opaque_data_parser.hpp; nvtrust switch OPAQUE_DATA_TYPES). */
 export const SWITCH_OPAQUE_FIELD_NAMES: Readonly<Record<number, string>> = {
-  1: 'CERT_ISSUER_NAME',
-  2: 'CERT_AUTHORITY_KEY_IDENTIFIER',
-  3: 'DRIVER_VERSION',
-  4: 'GPU_INFO',
-  5: 'SKU',
-  6: 'VBIOS_VERSION',
-  7: 'MANUFACTURER_ID',
-  8: 'TAMPER_DETECTION',
-  9: 'SMC',
-  10: 'VPR',
-  11: 'NVDEC0_STATUS',
-  12: 'MSRSCNT',
-  13: 'CPRINFO',
-  14: 'BOARD_ID',
-  15: 'CHIP_SKU',
-  16: 'CHIP_SKU_MOD',
-  17: 'PROJECT',
-  18: 'PROJECT_SKU',
-  19: 'PROJECT_SKU_MOD',
-  20: 'FWID',
-  21: 'PROTECTED_PCIE_STATUS',
+  // Ids 1..21 mean what they mean for a GPU.
+  ...Object.fromEntries(Object.entries(OPAQUE_FIELD_NAMES).filter(([id]) => Number(id) <= 21)),
   22: 'DEVICE_PDI',
   23: 'DISABLED_PORTS',
   24: 'SWITCH_POSITION_ID',
