@@ -2,15 +2,22 @@
  * The NVSwitch (LS10) verifier on the real public switch evidence (test/vectors/nvidia/attestation-sdk/
  * switch-ls10): the report, its 5-certificate chain to the pinned NVIDIA Device Identity CA and its
  * VBIOS RIM verify; the negative samples, a GPU chain, a wrong nonce, an edited RIM, every single-bit
- * flip and every truncation are rejected by a named check.
+ * flip and every truncation are rejected by a named check. In the bit-flip sweep the report signature
+ * check on the unchanged signature is answered from the SHA-384 digest of what the verifier hashed
+ * (test/helpers/signature-oracle.ts); flips in the signature itself verify with real ECDSA.
  */
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { vector } from '../../../helpers/paths.js';
 import { findCheck } from '../../../helpers/checks.js';
 import { reportBytesFromFile } from '../../../../agent/verify/nvidia/gpu-report.js';
 import { switchBiosRimId, verifySwitchReport } from '../../../../agent/verify/nvidia/switch-verify.js';
 import { decodeGpuEvidenceJson } from '../../../../agent/formats/nvidia-evidence-json.js';
-import { verifyGpuReport } from '../../../../agent/verify/nvidia/gpu-verify.js';
+import { readPemChain, verifyGpuReport } from '../../../../agent/verify/nvidia/gpu-verify.js';
+import { parseSwitchReport } from '../../../../agent/verify/nvidia/switch-report.js';
+import type { SignatureOracle } from '../../../helpers/signature-oracle.js';
+
+const oracle = vi.hoisted(() => ({}) as SignatureOracle);
+vi.mock('node:crypto', async (importOriginal) => (await import('../../../helpers/signature-oracle.js')).withSignatureOracle(importOriginal, oracle));
 
 const D = 'nvidia/attestation-sdk/switch-ls10';
 const report = reportBytesFromFile(vector(`${D}/switchAttestationReport.txt`));
@@ -108,22 +115,46 @@ describe('hostile switch evidence', () => {
 
   // Split by region so each part stays inside the test timeout on a shared machine.
   const skip = new Set(['rim', 'revocation'] as const);
-  for (const [name, from, to] of [
-    ['request and response header (0..45)', 0, 45],
-    ['measurement record (45..1750)', 45, 1750],
-    ['nonce, opaque data, signature (1750..2168)', 1750, 2168],
-  ] as const) {
-    it(`every single-bit flip is rejected: ${name}`, () => {
-      let rejected = 0;
-      for (let pos = from; pos < to; pos++) {
-        for (let bit = 0; bit < 8; bit++) {
-          const b = Buffer.from(report);
-          b[pos] = b[pos]! ^ (1 << bit);
-          const f = failed(verifySwitchReport({ report: b, certChainPem }, { at: AT, expectedNonce: nonce, skip }));
-          if (f.includes('switch.report.parse') || f.includes('switch.signature')) rejected++;
+  describe('every single-bit flip, the report signature answered from its digest', () => {
+    beforeAll(() => {
+      const parsed = parseSwitchReport(report);
+      const leaf = readPemChain(certChainPem).certs![0]!;
+      expect(oracle.register('sha384', parsed.signedBytes, leaf.publicKey, parsed.signature, 'ieee-p1363')).toBe(true);
+    });
+    afterAll(() => oracle.clear());
+
+    for (const [name, from, to] of [
+      ['request and response header (0..45)', 0, 45],
+      ['measurement record (45..1750)', 45, 1750],
+      ['nonce, opaque data, signature (1750..2168)', 1750, 2168],
+    ] as const) {
+      it(`every single-bit flip is rejected: ${name}`, () => {
+        const before = { ...oracle.stats };
+        let rejected = 0;
+        for (let pos = from; pos < to; pos++) {
+          for (let bit = 0; bit < 8; bit++) {
+            const b = Buffer.from(report);
+            b[pos] = b[pos]! ^ (1 << bit);
+            const f = failed(verifySwitchReport({ report: b, certChainPem }, { at: AT, expectedNonce: nonce, skip }));
+            if (f.includes('switch.report.parse') || f.includes('switch.signature')) rejected++;
+          }
         }
-      }
-      expect(rejected).toBe((to - from) * 8);
-    }, 180_000);
-  }
+        expect(rejected).toBe((to - from) * 8);
+        if (from > 45)
+          expect(oracle.stats.real - before.real).toBeGreaterThanOrEqual(96 * 8); // the signature's flips
+        else expect(oracle.stats.fromDigest).toBeGreaterThan(before.fromDigest);
+      }, 180_000);
+    }
+  });
+
+  it('a sample of flips (one in every 16 bytes) is rejected with real ECDSA verification', () => {
+    const real = oracle.stats.real;
+    for (let pos = 0; pos < report.length; pos += 16) {
+      const b = Buffer.from(report);
+      b[pos] = b[pos]! ^ (1 << ((pos >> 4) & 7));
+      const f = failed(verifySwitchReport({ report: b, certChainPem }, { at: AT, expectedNonce: nonce, skip }));
+      expect(f.includes('switch.report.parse') || f.includes('switch.signature'), `byte ${pos}: ${f}`).toBe(true);
+    }
+    expect(oracle.stats.real).toBeGreaterThan(real);
+  });
 });
