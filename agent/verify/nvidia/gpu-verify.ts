@@ -336,7 +336,28 @@ function rimIds(report: GpuReport, arch: GpuArch | undefined): RimIds {
   return ids;
 }
 
-interface GoldenStep {
+/**
+ * The claims a GPU and an NVSwitch report give the same way: what the CPU report binds, and the
+ * measurement and revocation outcome (nvtrust sets secboot/dbgstat only on measres success).
+ */
+export function reportClaims(
+  report: { bytes: Uint8Array; request: { nonce: Uint8Array } },
+  golden: Pick<GoldenStep, 'measres' | 'mismatches'>,
+  revocation: GpuClaims['revocation'],
+): Pick<GpuClaims, 'nonce' | 'reportSha384' | 'measres' | 'secboot' | 'dbgstat' | 'mismatchedMeasurements' | 'revocation'> {
+  const measres = golden.measres;
+  return {
+    nonce: bytesToHex(report.request.nonce),
+    reportSha384: createHash('sha384').update(report.bytes).digest('hex'),
+    measres,
+    secboot: measres === 'success' ? true : null,
+    dbgstat: measres === 'success' ? 'disabled' : null,
+    mismatchedMeasurements: golden.mismatches,
+    revocation,
+  };
+}
+
+export interface GoldenStep {
   checks: Check[];
   measres: GpuClaims['measres'];
   mismatches: MeasurementMismatch[];
@@ -441,17 +462,8 @@ function gpuClaims(
 ): GpuClaims {
   const o = report.opaque;
   const { arch, certs, ids, golden, earliestNotAfter, cc } = facts;
-  const measres = golden.measres;
   const leaf = certs?.[0];
-  const claims: GpuClaims = {
-    nonce: bytesToHex(report.request.nonce),
-    reportSha384: createHash('sha384').update(report.bytes).digest('hex'),
-    measres,
-    secboot: measres === 'success' ? true : null,
-    dbgstat: measres === 'success' ? 'disabled' : null,
-    mismatchedMeasurements: golden.mismatches,
-    revocation: facts.revocation,
-  };
+  const claims: GpuClaims = reportClaims(report, golden, facts.revocation);
   if (arch) claims.arch = arch;
   if (certs?.[1]) claims.hwmodel = certs[1].cn;
   if (leaf) claims.ueid = leaf.serial.toString(10);

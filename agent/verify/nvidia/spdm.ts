@@ -170,3 +170,54 @@ export function parseSpdmResponse(bytes: Uint8Array): SpdmMeasurementsResponse {
 function hex8(n: number): string {
   return n.toString(16).padStart(2, '0');
 }
+
+/** A whole device report: request, response, the device's decoded opaque data and what the signature covers. */
+export interface SpdmReport<Opaque> {
+  bytes: Uint8Array;
+  request: SpdmMeasurementsRequest;
+  response: SpdmMeasurementsResponse;
+  opaque: Opaque;
+  /** Request ‖ response without the signature (DSP0274 1.1: hashed with SHA-384, no signing context). */
+  signedBytes: Uint8Array;
+  signature: Uint8Array;
+  /** SPDM index (1-based) → measurement value. */
+  measurements: Map<number, Uint8Array>;
+}
+
+/**
+ * Split a device report (the GET_MEASUREMENTS request followed by the MEASUREMENTS response, as GPUs
+ * and NVSwitches return it) and decode its opaque data with the device's own `parseOpaque`. `what`
+ * names the device in errors; `tooLong` says why `maxLength` is the limit.
+ */
+export function parseSpdmReport<Opaque>(
+  bytes: Uint8Array,
+  what: string,
+  limit: { maxLength: number; tooLong: string },
+  parseOpaque: (data: Uint8Array, baseOffset: number) => Opaque,
+): SpdmReport<Opaque> {
+  if (bytes.length > limit.maxLength) throw new ParseError(`${what}: ${bytes.length} bytes exceeds ${limit.tooLong}`, 0);
+  if (bytes.length < SPDM_REQUEST_LENGTH) throw new ParseError(`${what}: ${bytes.length} bytes is shorter than the SPDM request`, 0);
+  const request = parseSpdmRequest(bytes.subarray(0, SPDM_REQUEST_LENGTH));
+  let response: SpdmMeasurementsResponse;
+  try {
+    response = parseSpdmResponse(bytes.subarray(SPDM_REQUEST_LENGTH));
+  } catch (err) {
+    // Report offsets are more useful than response offsets when reading a hex dump.
+    if (err instanceof ParseError && err.offset !== undefined) {
+      throw new ParseError(err.message.replace(/ \(at offset \d+\)$/, ''), err.offset + SPDM_REQUEST_LENGTH);
+    }
+    throw err;
+  }
+  const opaque = parseOpaque(response.opaqueData, SPDM_REQUEST_LENGTH + response.opaqueOffset);
+  const measurements = new Map<number, Uint8Array>();
+  for (const b of response.blocks) measurements.set(b.index, b.value);
+  return {
+    bytes,
+    request,
+    response,
+    opaque,
+    signedBytes: bytes.subarray(0, bytes.length - SPDM_SIGNATURE_LENGTH),
+    signature: response.signature,
+    measurements,
+  };
+}

@@ -10,7 +10,6 @@
  * reusing the GPU verifier's named steps under `switch.*` names. Pure; never throws for bad evidence.
  * The topology across GPUs and switches is verify/nvidia/ppcie-topology.ts.
  */
-import { createHash } from 'node:crypto';
 import { ParseError } from '../../errors.js';
 import { bytesToHex } from '../../util/bytes.js';
 import { fail, pass, warn, resultOf, type Check, type VerificationResult } from '../../formats/checks.js';
@@ -24,6 +23,7 @@ import {
   checkNonce,
   checkReportSignature,
   readPemChain,
+  reportClaims,
   rimCheck,
   type GpuReportVerifyOptions,
 } from './gpu-verify.js';
@@ -127,16 +127,7 @@ export function verifySwitchReport(evidence: GpuEvidenceRecord, options: SwitchR
   if (chain.simulated)
     checks.push(pass('switch.simulated', 'SIMULATED: NVSwitch evidence is signed by a software test root, trusted only because simulation is enabled'));
 
-  const measres = golden.measres;
-  const claims: SwitchClaims = {
-    nonce: bytesToHex(report.request.nonce),
-    reportSha384: createHash('sha384').update(report.bytes).digest('hex'),
-    measres,
-    secboot: measres === 'success' ? true : null,
-    dbgstat: measres === 'success' ? 'disabled' : null,
-    mismatchedMeasurements: golden.mismatches,
-    revocation: revocation.states,
-  };
+  const claims: SwitchClaims = reportClaims(report, golden, revocation.states);
   if (certs && isLs10Chain(certs)) claims.arch = 'ls10';
   if (certs?.[1]) claims.hwmodel = certs[1].cn;
   if (leaf) claims.ueid = leaf.serial.toString(10);
