@@ -4,36 +4,22 @@
  * for real (non-simulated) bundles.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AttestationCycle } from '../../../agent/attest/attestation-cycle.js';
-import { openSimulation, type Simulation } from '../../../agent/simulation/open.js';
+import type { Simulation } from '../../../agent/simulation/open.js';
+import { simulatedBundle } from '../../helpers/sim-bundle.js';
 import { createVerifier } from '../../../agent/attest/verifier.js';
 import { verifyBundle } from '../../../agent/attest/verify-bundle.js';
-import { parseBundle, type EvidenceBundle } from '../../../agent/formats/evidence-bundle.js';
+import type { EvidenceBundle } from '../../../agent/formats/evidence-bundle.js';
 import { CollateralStore } from '../../../agent/collateral/store.js';
-import type { PublicJwk } from '../../../agent/formats/nonce-binding.js';
 
 let sim: Simulation;
 let bundle: EvidenceBundle;
 const NONCE = Buffer.alloc(32, 7);
 
 beforeAll(async () => {
-  sim = await openSimulation(mkdtempSync(join(tmpdir(), 'cvm-verifier-')), 1);
-  const teePubKey = generateKeyPairSync('ec', { namedCurve: 'P-384' }).publicKey.export({ format: 'jwk' }) as PublicJwk;
-  const r = await new AttestationCycle({
-    teePubKey,
-    agentId: 'verifier-test',
-    cpu: sim.cpu,
-    gpus: sim.gpus,
-    build: 'test',
-    setReadyState: false,
-    stepTimeoutMs: 30_000,
-    verify: (b, at) => verifyBundle(b, { at, ...sim.verifyOptions(at) }),
-  }).run({ reason: 'cli', nonce: NONCE });
-  bundle = parseBundle(r.bundle);
+  ({ sim, bundle } = await simulatedBundle({ gpus: 1, agentId: 'verifier-test', nonce: NONCE }));
 }, 120_000);
 
 describe('createVerifier', () => {

@@ -6,15 +6,13 @@
  */
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { generateKeyPairSync, verify } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
-import { getPriority, tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { AttestationCycle } from '../../../agent/attest/attestation-cycle.js';
-import { openSimulation, type Simulation } from '../../../agent/simulation/open.js';
+import { readdirSync, readFileSync } from 'node:fs';
+import { getPriority } from 'node:os';
+import type { Simulation } from '../../../agent/simulation/open.js';
+import { simulatedBundle } from '../../helpers/sim-bundle.js';
 import { verifyBundle, type BundleVerifyOptions } from '../../../agent/attest/verify-bundle.js';
 import { defaultVerifyWorkerEntry, VERIFY_WORKER_FILE, VerifyThread } from '../../../agent/attest/verify-thread.js';
-import { parseBundle, type EvidenceBundle } from '../../../agent/formats/evidence-bundle.js';
-import type { PublicJwk } from '../../../agent/formats/nonce-binding.js';
+import type { EvidenceBundle } from '../../../agent/formats/evidence-bundle.js';
 import { buildEar } from '../../../agent/appraise/ear.js';
 import { CvmError, ParseError } from '../../../agent/errors.js';
 import { VERIFY_WORKER_NICE_STEP } from '../../../agent/attest/verify-service.js';
@@ -37,19 +35,7 @@ const optsAt = (at: Date): BundleVerifyOptions => {
 const withAgent = (agentId: string): EvidenceBundle => ({ ...bundle, agentId });
 
 beforeAll(async () => {
-  sim = await openSimulation(mkdtempSync(join(tmpdir(), 'cvm-verify-thread-')), 2);
-  const teePubKey = generateKeyPairSync('ec', { namedCurve: 'P-384' }).publicKey.export({ format: 'jwk' }) as PublicJwk;
-  const r = await new AttestationCycle({
-    teePubKey,
-    agentId: 'verify-thread-test',
-    cpu: sim.cpu,
-    gpus: sim.gpus,
-    build: 'test',
-    setReadyState: false,
-    stepTimeoutMs: 30_000,
-    verify: (b, at) => verifyBundle(b, { at, ...sim.verifyOptions(at) }),
-  }).run({ reason: 'cli', nonce: NONCE });
-  bundle = parseBundle(r.bundle);
+  ({ sim, bundle } = await simulatedBundle({ gpus: 2, agentId: 'verify-thread-test', nonce: NONCE }));
 }, 120_000);
 
 afterEach(async () => {
