@@ -36,6 +36,7 @@ import { PROTOCOL, SUPPORTED_VERSIONS, decodeMessage, encodeMessage, type Contro
 import { makeBundle, type Sim } from './controller-fixture.js';
 import { repoRoot } from './paths.js';
 import { fixtureArgs } from './built.js';
+import { ChildRpc, type RpcReply, type Unsent } from './child-rpc.js';
 
 /** GPUs per simulated machine (an 8-GPU board, as the controller benchmarks use). */
 export const GPUS_PER_MACHINE = 8;
@@ -360,8 +361,8 @@ export type WorkerRequest =
   | { id: number; op: 'events'; perAgent: number }
   | { id: number; op: 'close' };
 /** A request without its id (Omit over a union keeps each member). */
-export type Unsent<T> = T extends unknown ? Omit<T, 'id'> : never;
-export type WorkerReply = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: string };
+export type { Unsent };
+export type WorkerReply = RpcReply;
 
 /**
  * Start `argv` with the open-file limit raised to `nofile`; where the hard limit cannot be raised
@@ -395,33 +396,10 @@ export function nofileOf(pid: number): number {
 /** sysconf(_SC_CLK_TCK): 100 on Linux x86-64 and arm64 (USER_HZ). */
 const CLOCK_TICKS = 100;
 
-class Rpc {
-  private seq = 0;
-  private readonly waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  private exited: string | undefined;
-
-  constructor(readonly child: ChildProcess) {
-    child.on('message', (m: WorkerReply) => {
-      const w = this.waiting.get(m.id);
-      if (!w) return;
-      this.waiting.delete(m.id);
-      if (m.ok) w.resolve(m.result);
-      else w.reject(new Error(m.error));
-    });
-    child.once('exit', (code, signal) => {
-      this.exited = `exited (${code ?? signal})`;
-      for (const w of this.waiting.values()) w.reject(new Error(`agent worker ${this.exited}`));
-      this.waiting.clear();
-    });
-  }
-
-  call<T>(req: Unsent<WorkerRequest>): Promise<T> {
-    if (this.exited) return Promise.reject(new Error(`agent worker ${this.exited}`));
-    const id = ++this.seq;
-    return new Promise<T>((resolve, reject) => {
-      this.waiting.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.child.send({ ...req, id });
-    });
+/** The parent's side of one agent-worker child. */
+class Rpc extends ChildRpc<WorkerRequest> {
+  constructor(child: ChildProcess) {
+    super(child, 'agent worker');
   }
 }
 

@@ -12,7 +12,8 @@ import { Controller } from '../../agent/controller/controller-server.js';
 import { createLogger } from '../../agent/util/log.js';
 
 export type ScaleControllerRequest = { id: number; op: 'challenge'; agentIds: string[] } | { id: number; op: 'gc' } | { id: number; op: 'stop' };
-export type ScaleControllerReply = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: string };
+export type { RpcReply as ScaleControllerReply } from './child-rpc.js';
+import type { RpcReply as ScaleControllerReply } from './child-rpc.js';
 
 const file = process.argv[2];
 if (!file) throw new Error('usage: scale-controller-child.ts CONFIG');

@@ -11,7 +11,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { tokenDigest } from '../../agent/controller/config.js';
-import { cpuSecondsOf, nofileOf, rssBytesOf, spawnWithNofile, type AgentProcesses, type FleetCounts, type Unsent } from './protocol-agents.js';
+import { cpuSecondsOf, nofileOf, rssBytesOf, spawnWithNofile, type AgentProcesses, type FleetCounts } from './protocol-agents.js';
+import { ChildRpc, type Unsent } from './child-rpc.js';
 import type { ScaleControllerReply, ScaleControllerRequest } from './scale-controller-child.js';
 import { fixtureArgs } from './built.js';
 
@@ -53,27 +54,18 @@ export function scaleControllerYaml(o: ScaleControllerOptions): string {
 }
 
 export class ScaleController {
-  private seq = 0;
-  private readonly waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  private exited: string | undefined;
+  private readonly rpc: ChildRpc<ScaleControllerRequest>;
 
   private constructor(
     private readonly child: ChildProcess,
     readonly wsUrl: string,
     readonly httpUrl: string,
   ) {
-    child.on('message', (m: ScaleControllerReply) => {
-      const w = this.waiting.get(m.id);
-      if (!w) return;
-      this.waiting.delete(m.id);
-      if (m.ok) w.resolve(m.result);
-      else w.reject(new Error(m.error));
-    });
-    child.once('exit', (code, signal) => {
-      this.exited = `controller exited (${code ?? signal})`;
-      for (const w of this.waiting.values()) w.reject(new Error(this.exited));
-      this.waiting.clear();
-    });
+    this.rpc = new ChildRpc(child, 'controller');
+  }
+
+  private get exited(): string | undefined {
+    return this.rpc.exited;
   }
 
   static async start(o: ScaleControllerOptions): Promise<ScaleController> {
@@ -103,12 +95,7 @@ export class ScaleController {
   }
 
   private call<T>(req: Unsent<ScaleControllerRequest>): Promise<T> {
-    if (this.exited) return Promise.reject(new Error(this.exited));
-    const id = ++this.seq;
-    return new Promise<T>((resolve, reject) => {
-      this.waiting.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.child.send({ ...req, id });
-    });
+    return this.rpc.call<T>(req);
   }
 
   /** Challenge these connected agents now; resolves to how many were challenged. */
