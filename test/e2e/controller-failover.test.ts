@@ -119,6 +119,15 @@ async function appendAll(agents: Agent[], perAgent: number, everyMs: number): Pr
   );
 }
 
+/** Every agent's outbox acked through `perAgent` (the controllers committed all of it), within 90 s. */
+function allAcked(agents: Agent[], perAgent: number): Promise<void> {
+  return until(
+    () => agents.every((a) => a.h.outbox.lastAcked === perAgent),
+    90_000,
+    () => `every event acked: ${agents.map((a) => `${a.id}=${a.h.outbox.lastAcked} ${a.h.link.status().state}`).join(', ')}`,
+  );
+}
+
 async function checkStored(url: string, agents: Agent[], perAgent: number): Promise<{ verdicts: number; answered: number }> {
   const db = await PostgresStore.open({ url, replicaId: 'checker' });
   try {
@@ -192,11 +201,7 @@ describe.runIf(run)('controller failover trial (3 replicas, one PostgreSQL)', ()
     await appendAll(agents, PER_AGENT, 100);
     appending = false;
     await killer;
-    await until(
-      () => agents.every((a) => a.h.outbox.lastAcked === PER_AGENT),
-      90_000,
-      () => `every event acked: ${agents.map((a) => `${a.id}=${a.h.outbox.lastAcked} ${a.h.link.status().state}`).join(', ')}`,
-    );
+    await allAcked(agents, PER_AGENT);
     stopWatch();
     const { verdicts, answered } = await checkStored(url, agents, PER_AGENT);
     const outages = agents.flatMap((a) => a.outages).sort((x, y) => x - y);
@@ -235,11 +240,7 @@ describe.runIf(run)('controller failover trial (3 replicas, one PostgreSQL)', ()
     expect(agents.map((a) => a.h.outbox.lastAcked)).toEqual(ackedWhileDown);
     await pgs.startServer();
     await appending;
-    await until(
-      () => agents.every((a) => a.h.outbox.lastAcked === PER_AGENT),
-      90_000,
-      () => `every event acked: ${agents.map((a) => `${a.id}=${a.h.outbox.lastAcked} ${a.h.link.status().state}`).join(', ')}`,
-    );
+    await allAcked(agents, PER_AGENT);
     await checkStored(url, agents, PER_AGENT);
     // The replicas lived through it (a dropped database connection never ends the process) and answer.
     expect(replicas.every((r) => r.pid !== undefined)).toBe(true);
@@ -315,11 +316,7 @@ describe.runIf(run)('controller failover trial (3 replicas, one PostgreSQL)', ()
       await appendAll(agents, PER_AGENT, 100);
       appending = false;
       await killer;
-      await until(
-        () => agents.every((a) => a.h.outbox.lastAcked === PER_AGENT),
-        90_000,
-        () => `every event acked: ${agents.map((a) => `${a.id}=${a.h.outbox.lastAcked} ${a.h.link.status().state}`).join(', ')}`,
-      );
+      await allAcked(agents, PER_AGENT);
       expect(kills).toBeGreaterThanOrEqual(3);
       await checkStored(url, agents, PER_AGENT);
     },
