@@ -35,17 +35,26 @@ export interface SwitchReportVerifyOptions extends Omit<GpuReportVerifyOptions, 
   rims?: { switchBios?: string; byId?: ReadonlyMap<string, string> };
 }
 
-export interface SwitchClaims {
+/** The claims a switch report gives the way a GPU report does (gpu-claims.ts), and the switch's own. */
+export interface SwitchClaims
+  extends Pick<
+    GpuClaims,
+    | 'hwmodel'
+    | 'ueid'
+    | 'nonce'
+    | 'reportSha384'
+    | 'vbiosVersion'
+    | 'vbiosRimId'
+    | 'fwid'
+    | 'oemid'
+    | 'measres'
+    | 'secboot'
+    | 'dbgstat'
+    | 'mismatchedMeasurements'
+    | 'certChainExpiration'
+    | 'revocation'
+  > {
   arch?: 'ls10';
-  /** CN of the chain's second certificate, e.g. "LS_10 A01 FSP BROM" (nvswitch_admin.py hwmodel). */
-  hwmodel?: string;
-  /** Decimal serial number of the AK leaf (nvswitch_admin.py ueid). */
-  ueid?: string;
-  nonce: string;
-  /** SHA-384 of the whole report, hex: what the CPU report binds (formats/nonce-binding.ts). */
-  reportSha384: string;
-  vbiosVersion?: string;
-  vbiosRimId?: string;
   /** The switch's own PDI (opaque DEVICE_PDI), hex in report byte order. */
   switchPdi?: string;
   /** The GPU PDIs the switch reports (opaque SWITCH_GPU_PDIS), hex in report byte order. */
@@ -55,14 +64,6 @@ export interface SwitchClaims {
   positionId?: number;
   /** Raw SWITCH_LOCK_STATUS (the public sample from a PPCIe system reports 1). */
   lockStatus?: number;
-  fwid?: string;
-  oemid?: string;
-  measres: 'success' | 'fail' | 'not-checked';
-  secboot: boolean | null;
-  dbgstat: 'disabled' | null;
-  mismatchedMeasurements: MeasurementMismatch[];
-  certChainExpiration?: string;
-  revocation: GpuClaims['revocation'];
 }
 
 /** LS10 switch VBIOS RIM id parts: fixed, as nvtrust nv_switch_verifier/config.py BaseSettings and go-nvtrust use. */
