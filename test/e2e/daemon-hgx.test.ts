@@ -84,6 +84,21 @@ const verdictGiven = (h: Hgx, status: string) =>
     throw new Error(`${err.message}; agent messages: ${JSON.stringify(h.agent.logs.map((l) => [l.msg, l.err ?? l.status ?? l.stderr]))}`);
   });
 
+/**
+ * The agent's GET /v1/status once it holds the controller's verdict: the controller stores a verdict
+ * before it sends it, so the agent applies it a moment after the controller's view shows it.
+ */
+async function agentStatusAfterVerdict(h: Hgx): Promise<any> {
+  return until(
+    "the agent's status showing the controller's verdict",
+    async () => {
+      const status = (await callApi(h.socket, 'GET', '/v1/status')).json() as any;
+      return status.controller?.verdict ? status : undefined;
+    },
+    30_000,
+  );
+}
+
 describe('a simulated HGX PPCIe system (8 GPUs, 4 NVSwitches) appraised by the reference controller', () => {
   let h: Hgx;
   beforeAll(async () => {
@@ -108,7 +123,7 @@ describe('a simulated HGX PPCIe system (8 GPUs, 4 NVSwitches) appraised by the r
   });
 
   it('GET /v1/status lists the switches: switches {present, count 4} and devices switch0..3, affirming', async () => {
-    const status = (await callApi(h.socket, 'GET', '/v1/status')).json() as any;
+    const status = await agentStatusAfterVerdict(h);
     expect(status.switches).toEqual({ present: true, count: 4 });
     expect(status.tee.simulated).toBe(true);
     expect(Object.keys(status.lastAttestation.devices).sort()).toEqual(['cpu0', ...GPUS, ...SWITCHES].sort());
@@ -150,7 +165,7 @@ describe.each([
       // A topology the devices disagree on contraindicates every GPU and switch; each signature still verifies.
       for (const id of [...GPUS, ...SWITCHES]) expect(failed(id)).toEqual(['ppcie.topology']);
     }
-    const status = (await callApi(h.socket, 'GET', '/v1/status')).json() as any;
+    const status = await agentStatusAfterVerdict(h);
     expect(status.lastAttestation.devices[`switch${index}`].failed.map((f: { name: string }) => f.name)).toContain(failing);
     expect(status.controller.verdict.status).toBe('contraindicated');
   });
