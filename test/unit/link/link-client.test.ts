@@ -148,7 +148,8 @@ describe('ControllerLink: authentication', () => {
     await writeFile(tokenFile, 'wrong-token\n');
     const { controller, h } = await setup({ token: 's3cret-token' }, { tokenFile, backoff: { baseMs: 50, capMs: 400 } });
     h.link.start();
-    await controller.waitFor(() => controller.unauthorized >= 2, 8000, 'two refused attempts');
+    // The controller counts a refusal before the link has read it: wait for both sides.
+    await controller.waitFor(() => controller.unauthorized >= 2 && h.link.status().attempt >= 2, 8000, 'two refused attempts');
     const s = h.link.status();
     expect(s.state).not.toBe('up');
     expect(s.lastError).toMatch(/HTTP 401/);
