@@ -129,8 +129,13 @@ describe('consequences of a failed local cycle (CC off on gpu1)', () => {
     expect(metric(m, 'cvm_trusted')).toBe(0);
     expect(metric(m, 'cvm_device_status{device="gpu1",status="contraindicated"}')).toBe(1);
     expect(metric(m, 'cvm_device_status{device="cpu0",status="affirming"}')).toBe(1);
-    const persisted = JSON.parse(readFileSync(join(agent.dir, 'state', 'trust-log.json'), 'utf8'));
-    expect(persisted.entries.some((e: any) => e.action === 'clear-gpu-ready' && e.outcome === 'done')).toBe(true);
+    // The trust log is written after the entry is shown (one coalesced write in flight): wait for the file.
+    const persisted = () => JSON.parse(readFileSync(join(agent.dir, 'state', 'trust-log.json'), 'utf8'));
+    await until(
+      'trust-log.json records clear-gpu-ready done',
+      () => persisted().entries.some((e: any) => e.action === 'clear-gpu-ready' && e.outcome === 'done'),
+      10_000,
+    );
   }, 120_000);
 
   it('secrets the controller releases while trust is lost are dropped at once', async () => {
