@@ -55,8 +55,12 @@ function countSignatures(el: XmlElement): number {
   return n;
 }
 
-/** Locate and check the shape of the one enveloped signature; ParseError describes what is wrong. */
-function signatureParts(doc: XmlDocument): SignatureParts {
+/**
+ * Locate and check the shape of the one enveloped signature; ParseError describes what is wrong.
+ * `keyInfoCerts`: the KeyInfo certificates rimFromDocument already decoded (the same elements once
+ * there is exactly one signature), so they are not decoded twice.
+ */
+function signatureParts(doc: XmlDocument, keyInfoCerts: Buffer[] | undefined): SignatureParts {
   const sigs = childElements(doc.root, DSIG_NS, 'Signature');
   const total = countSignatures(doc.root);
   // One signature, directly under the root: no wrapping tricks with a second, unreferenced one.
@@ -75,10 +79,13 @@ function signatureParts(doc: XmlDocument): SignatureParts {
   const digestValue = decodeBase64(textOf(only(ref, 'DigestValue')), 'DigestValue');
   if (digestValue.length !== 48) throw new ParseError(`XML-DSig: DigestValue is ${digestValue.length} bytes, SHA-384 gives 48`);
   const signatureValue = decodeBase64(textOf(only(signature, 'SignatureValue')), 'SignatureValue');
-  const certs: Buffer[] = [];
-  for (const ki of childElements(signature, DSIG_NS, 'KeyInfo')) {
-    for (const xd of childElements(ki, DSIG_NS, 'X509Data')) {
-      for (const c of childElements(xd, DSIG_NS, 'X509Certificate')) certs.push(decodeBase64(textOf(c), 'X509Certificate'));
+  let certs = keyInfoCerts;
+  if (!certs) {
+    certs = [];
+    for (const ki of childElements(signature, DSIG_NS, 'KeyInfo')) {
+      for (const xd of childElements(ki, DSIG_NS, 'X509Data')) {
+        for (const c of childElements(xd, DSIG_NS, 'X509Certificate')) certs.push(decodeBase64(textOf(c), 'X509Certificate'));
+      }
     }
   }
   return { signature, signedInfo, digestValue, signatureValue, certs };
@@ -131,7 +138,7 @@ export function verifyRimDocument(doc: XmlDocument, options: RimVerifyOptions): 
 
   let parts: SignatureParts;
   try {
-    parts = signatureParts(doc);
+    parts = signatureParts(doc, rim?.signerCerts);
   } catch (e) {
     const why = (e as Error).message;
     checks.push(fail('rim.signature.reference', why), fail('rim.signature.value', why));
@@ -156,7 +163,12 @@ export function verifyRimDocument(doc: XmlDocument, options: RimVerifyOptions): 
   // parseCertificate keeps the parse (and the imported key) for the chain below: each certificate is read once.
   let leafKey: KeyObject | undefined;
   try {
-    if (parts.certs[0]) leafKey = parseCertificate(parts.certs[0]).publicKey;
+    if (parts.certs[0]) {
+      // OpenSSL must read the signer certificate too (see rim-signer-chain.ts); its view holds the decoded key.
+      const leaf = parseCertificate(parts.certs[0]);
+      void leaf.x509;
+      leafKey = leaf.publicKey;
+    }
   } catch {
     leafKey = undefined;
   }

@@ -141,16 +141,21 @@ export function verifyRimChain(certs: readonly Buffer[], anchors: readonly RimAn
   // NVIDIA chains have 4 certificates; a long list only costs time.
   if (certs.length > MAX_CHAIN) return none(`KeyInfo holds ${certs.length} certificates; at most ${MAX_CHAIN} are accepted`);
   let path: Certificate[];
+  let droppedRoot = '';
   try {
     path = certs.map((der) => parseCertificate(der));
+    const last = path[path.length - 1]!;
+    const selfIssued = path.length > 1 && bytesEqual(last.subjectDer, last.issuerDer);
+    // Every KeyInfo certificate must also be one OpenSSL reads (as nvtrust's and our earlier checks
+    // required), the ignored root included, unless it is byte for byte an anchor (the genuine case).
+    // Reading OpenSSL's view first lets Certificate.publicKey take the key it decoded.
+    for (const c of path) if (c !== last || !selfIssued || !anchors.some((a) => bytesEqual(a.der, last.der))) void c.x509;
+    if (selfIssued) {
+      path = path.slice(0, -1);
+      droppedRoot = ` (the RIM's own root "${cn(last)}" was ignored; only pinned roots are trusted)`;
+    }
   } catch (e) {
     return none(`a KeyInfo certificate is not a valid X.509 certificate (${(e as Error).message})`);
-  }
-  let droppedRoot = '';
-  const last = path[path.length - 1]!;
-  if (path.length > 1 && bytesEqual(last.subjectDer, last.issuerDer)) {
-    path = path.slice(0, -1);
-    droppedRoot = ` (the RIM's own root "${cn(last)}" was ignored; only pinned roots are trusted)`;
   }
   const trusted: { anchor: RimAnchor; cert: Certificate }[] = [];
   for (const a of anchors) {

@@ -4,11 +4,13 @@
  * issuer Name and signing key, and the leaf's keyUsage, built with the simulation's X.509 builder, gives
  * the same rim.chain verdict as node:crypto X509Certificate (X509_check_ca, X509_check_issued,
  * X509_verify) with the leaf's digitalSignature rule. The chain reads certificates with our own parser,
- * so this is what shows it refuses everything OpenSSL's issued-by check refuses.
+ * so this is what shows it refuses everything OpenSSL's issued-by check refuses; and it still requires
+ * OpenSSL to read every KeyInfo certificate, as the chain did when it was built on X509Certificate.
  */
 import { X509Certificate, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { verifyRimChain } from '../../../../../agent/verify/nvidia/rim/index.js';
+import { parseRim, verifyRimChain, verifyRimSignature } from '../../../../../agent/verify/nvidia/rim/index.js';
+import { vector } from '../../../../helpers/paths.js';
 import {
   authorityKeyIdentifier,
   basicConstraints,
@@ -145,5 +147,49 @@ describe('verifyRimChain agrees with OpenSSL on every link variant', () => {
     const r = verifyRimChain(certs, [{ der: noSign, label: 'test root' }], at);
     expect(r.checks[0]).toMatchObject({ name: 'rim.chain', ok: false });
     expect(r.checks[0]!.detail).toMatch(/not signed by test root/);
+  });
+});
+
+describe('every KeyInfo certificate must also be one OpenSSL reads', () => {
+  const xml = vector('nvidia/nvtrust/hopper-545-complete/Driver_RIM_test_no_gpu.swidtag').toString('utf8');
+  const at2 = new Date('2024-06-01T00:00:00Z');
+  const ders = parseRim(xml).signerCerts;
+  /** The CN "NVIDIA ..." turned into invalid UTF-8 wherever it occurs: our DER reader takes it, OpenSSL refuses the certificate. */
+  const unreadable = (der: Buffer, cn: string): Buffer => {
+    const hex = Buffer.from(cn).toString('hex');
+    const out = Buffer.from(
+      der
+        .toString('hex')
+        .split(hex)
+        .join(`ff${hex.slice(2)}`),
+      'hex',
+    );
+    expect(out.equals(der)).toBe(false);
+    expect(() => new X509Certificate(out)).toThrow();
+    return out;
+  };
+  const texts = [...xml.matchAll(/<ds:X509Certificate>([^<]+)<\/ds:X509Certificate>/g)].map((m) => m[1]!);
+  /** The XML with KeyInfo certificate `i` replaced. */
+  const replaceCert = (i: number, by: Buffer): string => xml.replace(texts[i]!, by.toString('base64'));
+
+  it('the genuine KeyInfo chain (root byte-equal to the pinned root) passes', () => {
+    expect(texts).toHaveLength(4);
+    const c = verifyRimSignature(xml, { at: at2 });
+    expect(c.every((x) => x.ok)).toBe(true);
+  });
+
+  it('an ignored self-issued root that OpenSSL cannot read fails rim.chain, as before', () => {
+    const bad = unreadable(ders[3]!, 'NVIDIA CoRIM signing Root CA');
+    const c = Object.fromEntries(verifyRimSignature(replaceCert(3, bad), { at: at2 }).map((x) => [x.name, x]));
+    expect(c['rim.chain']).toMatchObject({ ok: false });
+    expect(c['rim.chain']!.detail).toMatch(/not a valid X\.509 certificate/);
+    expect(c['rim.signature.value']!.ok).toBe(true);
+  });
+
+  it('a signer certificate OpenSSL cannot read fails rim.signature.value and rim.chain', () => {
+    const bad = unreadable(ders[0]!, 'NVIDIA Reference Value L3 GH100 001');
+    const c = Object.fromEntries(verifyRimSignature(replaceCert(0, bad), { at: at2 }).map((x) => [x.name, x]));
+    expect(c['rim.signature.value']).toMatchObject({ ok: false, detail: 'no readable signer certificate in KeyInfo' });
+    expect(c['rim.chain']!.ok).toBe(false);
   });
 });
