@@ -41,11 +41,16 @@ export function compareCodePoints(a: string, b: string): number {
   return a.length - b.length;
 }
 
+const TEXT_SPECIAL_RE = /[&<>\r]/;
+const ATTR_SPECIAL_RE = /[&<"\t\n\r]/;
+
 export function escapeText(s: string): string {
+  if (!TEXT_SPECIAL_RE.test(s)) return s;
   return s.replace(/[&<>\r]/g, (c) => (c === '&' ? '&amp;' : c === '<' ? '&lt;' : c === '>' ? '&gt;' : '&#xD;'));
 }
 
 export function escapeAttr(s: string): string {
+  if (!ATTR_SPECIAL_RE.test(s)) return s;
   return s.replace(/[&<"\t\n\r]/g, (c) => {
     switch (c) {
       case '&':
@@ -74,7 +79,7 @@ export function canonicalizeDocument(doc: XmlDocument, opts: { omit?: XmlElement
   for (const n of doc.children) {
     if (n.kind === 'element') {
       seenRoot = true;
-      if (n !== opts.omit) renderElement(n, NONE, out, opts.omit, null);
+      if (n !== opts.omit) renderElement(n, NONE, null, out, opts.omit, null);
     } else if (n.kind === 'pi') {
       // C14N 1.0 §2.3: PIs before the root are followed by #xA, those after it are preceded by one.
       out.push(seenRoot ? `\n${renderPi(n.target, n.data)}` : `${renderPi(n.target, n.data)}\n`);
@@ -86,7 +91,7 @@ export function canonicalizeDocument(doc: XmlDocument, opts: { omit?: XmlElement
 /** Canonicalise `apex` and its descendants as a document subset (ancestors omitted). */
 export function canonicalizeSubset(apex: XmlElement): string {
   const out: string[] = [];
-  renderElement(apex, NONE, out, undefined, inheritedXmlAttributes(apex));
+  renderElement(apex, NONE, null, out, undefined, inheritedXmlAttributes(apex));
   return out.join('');
 }
 
@@ -112,43 +117,58 @@ function renderPi(target: string, data: string): string {
   return data === '' ? `<?${target}?>` : `<?${target} ${data}?>`;
 }
 
-function renderElement(el: XmlElement, rendered: Rendered, out: string[], omit: XmlElement | undefined, extraAttrs: XmlAttribute[] | null): void {
-  // Namespace axis: every in-scope namespace not already rendered with the same value by the
-  // nearest output ancestor (inclusive canonicalisation).
-  const decls: [string, string][] = [];
-  for (const [prefix, uri] of el.inScope) {
-    if (prefix === 'xml' || prefix === '') continue;
-    if (rendered.get(prefix) !== uri) decls.push([prefix, uri]);
-  }
-  const def = el.inScope.get('') ?? '';
-  const renderedDef = rendered.get('') ?? '';
-  decls.sort((a, b) => compareCodePoints(a[0], b[0]));
-  let next = rendered;
-  if (decls.length > 0 || def !== renderedDef) {
-    const m = new Map(rendered);
-    for (const [p, u] of decls) m.set(p, u);
-    m.set('', def);
-    next = m;
-  }
+const byNsThenLocal = (a: XmlAttribute, b: XmlAttribute): number => compareCodePoints(a.ns, b.ns) || compareCodePoints(a.local, b.local);
+
+/**
+ * `parentScope` is the in-scope map of the rendered parent (null at the apex). The same map object means
+ * the same namespaces, all of which the parent has rendered, so this element declares none.
+ */
+function renderElement(
+  el: XmlElement,
+  rendered: Rendered,
+  parentScope: ReadonlyMap<string, string> | null,
+  out: string[],
+  omit: XmlElement | undefined,
+  extraAttrs: XmlAttribute[] | null,
+): void {
   let tag = `<${el.qname}`;
-  if (def !== renderedDef) tag += ` xmlns="${escapeAttr(def)}"`;
-  for (const [p, u] of decls) tag += ` xmlns:${p}="${escapeAttr(u)}"`;
-  const attrs = extraAttrs && extraAttrs.length > 0 ? [...el.attributes, ...extraAttrs] : [...el.attributes];
-  attrs.sort((a, b) => compareCodePoints(a.ns, b.ns) || compareCodePoints(a.local, b.local));
-  for (const a of attrs) tag += ` ${a.qname}="${escapeAttr(a.value)}"`;
+  let next = rendered;
+  if (el.inScope !== parentScope) {
+    // Namespace axis: every in-scope namespace not already rendered with the same value by the
+    // nearest output ancestor (inclusive canonicalisation).
+    const decls: [string, string][] = [];
+    for (const [prefix, uri] of el.inScope) {
+      if (prefix === 'xml' || prefix === '') continue;
+      if (rendered.get(prefix) !== uri) decls.push([prefix, uri]);
+    }
+    const def = el.inScope.get('') ?? '';
+    const renderedDef = rendered.get('') ?? '';
+    decls.sort((a, b) => compareCodePoints(a[0], b[0]));
+    if (decls.length > 0 || def !== renderedDef) {
+      const m = new Map(rendered);
+      for (const [p, u] of decls) m.set(p, u);
+      m.set('', def);
+      next = m;
+    }
+    if (def !== renderedDef) tag += ` xmlns="${escapeAttr(def)}"`;
+    for (const [p, u] of decls) tag += ` xmlns:${p}="${escapeAttr(u)}"`;
+  }
+  const attrs = extraAttrs && extraAttrs.length > 0 ? [...el.attributes, ...extraAttrs] : el.attributes;
+  if (attrs.length === 1) tag += ` ${attrs[0]!.qname}="${escapeAttr(attrs[0]!.value)}"`;
+  else if (attrs.length > 1) for (const a of [...attrs].sort(byNsThenLocal)) tag += ` ${a.qname}="${escapeAttr(a.value)}"`;
   out.push(`${tag}>`);
-  renderChildren(el.children, next, out, omit);
+  renderChildren(el.children, next, el.inScope, out, omit);
   out.push(`</${el.qname}>`);
 }
 
-function renderChildren(children: XmlNode[], rendered: Rendered, out: string[], omit: XmlElement | undefined): void {
+function renderChildren(children: XmlNode[], rendered: Rendered, scope: ReadonlyMap<string, string>, out: string[], omit: XmlElement | undefined): void {
   for (const c of children) {
     switch (c.kind) {
       case 'text':
         out.push(escapeText(c.value));
         break;
       case 'element':
-        if (c !== omit) renderElement(c, rendered, out, omit, null);
+        if (c !== omit) renderElement(c, rendered, scope, out, omit, null);
         break;
       case 'pi':
         out.push(renderPi(c.target, c.data));

@@ -87,6 +87,20 @@ const NAME_CHAR = `${NAME_START}\\-.0-9\\xB7\\u0300-\\u036F\\u203F\\u2040`;
 const NAME_RE = new RegExp(`[${NAME_START}][${NAME_CHAR}]*`, 'uy');
 // §2.2 [2] Char: anything outside is a fatal error (this also catches lone surrogates under /u).
 const BAD_CHAR_RE = /[^\t\n\r\x20-\uD7FF\uE000-\uFFFD\u{10000}-\u{10FFFF}]/u;
+/** The same test without surrogates, in UTF-16 units: no match means no forbidden character (the common case, checked quickly). */
+const BAD_OR_SURROGATE_RE = /[^\t\n\r\x20-\uD7FF\uE000-\uFFFD]/;
+/** ASCII fast paths of NameStartChar / NameChar (§2.3 [4], [4a]); other characters go through NAME_RE. */
+const ASCII_NAME_START = new Uint8Array(128);
+const ASCII_NAME_CHAR = new Uint8Array(128);
+for (let c = 0; c < 128; c++) {
+  const ch = String.fromCharCode(c);
+  ASCII_NAME_START[c] = /[:A-Z_a-z]/.test(ch) ? 1 : 0;
+  ASCII_NAME_CHAR[c] = /[:A-Z_a-z\-.0-9]/.test(ch) ? 1 : 0;
+}
+/** Where character data stops: markup or a reference. */
+const TEXT_STOP_RE = /[<&]/g;
+/** What makes an attribute value need more than slicing: markup, a reference, whitespace to normalise. */
+const ATTR_SPECIAL_RE = /[<&\t\n]/;
 const XML_DECL_RE =
   /^<\?xml[ \t\n]+version[ \t\n]*=[ \t\n]*(["'])1\.[0-9]+\1(?:[ \t\n]+encoding[ \t\n]*=[ \t\n]*(["'])[A-Za-z][A-Za-z0-9._-]*\2)?(?:[ \t\n]+standalone[ \t\n]*=[ \t\n]*(["'])(?:yes|no)\3)?[ \t\n]*\?>/;
 const PREDEFINED: Record<string, string> = { lt: '<', gt: '>', amp: '&', apos: "'", quot: '"' };
@@ -103,9 +117,9 @@ export function parseXml(input: string, limits: XmlLimits = {}): XmlDocument {
   if (typeof input !== 'string') throw new ParseError('XML: input is not a string');
   if (input.length > lim.maxLength) throw new ParseError(`XML: document of ${input.length} characters exceeds the ${lim.maxLength} limit`);
   // §2.11: normalise line ends before parsing.
-  let s = input.replace(/\r\n?/g, '\n');
+  let s = input.includes('\r') ? input.replace(/\r\n?/g, '\n') : input;
   if (s.charCodeAt(0) === 0xfeff) s = s.slice(1);
-  const bad = BAD_CHAR_RE.exec(s);
+  const bad = BAD_OR_SURROGATE_RE.test(s) ? BAD_CHAR_RE.exec(s) : null;
   if (bad) throw new ParseError(`XML: character U+${(bad[0].codePointAt(0) ?? 0).toString(16).toUpperCase()} is not allowed`, bad.index);
   return new Parser(s, lim).parseDocument();
 }
@@ -132,6 +146,20 @@ class Parser {
   }
 
   private name(what: string): string {
+    // ASCII names (all of a RIM's) are scanned by table; anything else is left to NAME_RE.
+    const s = this.s;
+    const start = this.pos;
+    const c0 = s.charCodeAt(start);
+    if (c0 < 128 && ASCII_NAME_START[c0] === 1) {
+      let i = start + 1;
+      let c = s.charCodeAt(i);
+      while (c < 128 && ASCII_NAME_CHAR[c] === 1) c = s.charCodeAt(++i);
+      // Stopped at the end (NaN) or at an ASCII character that is no NameChar: the name is complete.
+      if (!(c >= 128)) {
+        this.pos = i;
+        return s.slice(start, i);
+      }
+    }
     NAME_RE.lastIndex = this.pos;
     const m = NAME_RE.exec(this.s);
     if (!m) this.fail(`expected ${what}`);
@@ -222,6 +250,15 @@ class Parser {
     const q = this.s[this.pos];
     if (q !== '"' && q !== "'") this.fail('expected a quoted attribute value');
     this.pos++;
+    // Fast path: up to the closing quote there is nothing to expand, normalise or refuse.
+    const close = this.s.indexOf(q, this.pos);
+    if (close >= 0) {
+      const raw = this.s.slice(this.pos, close);
+      if (!ATTR_SPECIAL_RE.test(raw)) {
+        this.pos = close + 1;
+        return raw;
+      }
+    }
     let out = '';
     for (;;) {
       const c = this.s[this.pos];
@@ -261,12 +298,12 @@ class Parser {
       }
       const parent = top.el;
       if (this.pos >= this.s.length) this.fail(`unclosed element <${parent.qname}>`);
-      const c = this.s[this.pos];
-      if (c !== '<') {
+      if (this.s.charCodeAt(this.pos) !== 0x3c /* < */) {
         this.text(parent);
         continue;
       }
-      if (this.startsWith('</')) {
+      const next = this.s.charCodeAt(this.pos + 1);
+      if (next === 0x2f /* / */) {
         const at = this.pos;
         this.pos += 2;
         const name = this.name('end-tag name');
@@ -274,6 +311,12 @@ class Parser {
         this.expect('>', '">" to close the end tag');
         if (name !== parent.qname) this.fail(`end tag </${name}> does not match <${parent.qname}>`, at);
         stack.pop();
+      } else if (next !== 0x21 /* ! */ && next !== 0x3f /* ? */) {
+        if (stack.length >= this.lim.maxDepth) this.fail(`nesting deeper than ${this.lim.maxDepth} elements`);
+        const el = this.startTag(parent);
+        parent.children.push(el);
+        if (el.children === EMPTY) el.children = [];
+        else stack.push({ el });
       } else if (this.startsWith('<!--')) parent.children.push(this.comment());
       else if (this.startsWith('<![CDATA[')) {
         const start = this.pos;
@@ -281,15 +324,8 @@ class Parser {
         if (end < 0) this.fail('unterminated CDATA section', start);
         this.appendText(parent, this.s.slice(this.pos + 9, end));
         this.pos = end + 3;
-      } else if (this.startsWith('<?')) parent.children.push(this.pi());
-      else if (this.startsWith('<!')) this.fail('markup declaration inside an element');
-      else {
-        if (stack.length >= this.lim.maxDepth) this.fail(`nesting deeper than ${this.lim.maxDepth} elements`);
-        const el = this.startTag(parent);
-        parent.children.push(el);
-        if (el.children === EMPTY) el.children = [];
-        else stack.push({ el });
-      }
+      } else if (next === 0x3f /* ? */) parent.children.push(this.pi());
+      else this.fail('markup declaration inside an element');
     }
   }
 
@@ -311,8 +347,9 @@ class Parser {
         out += this.reference();
         continue;
       }
-      let j = this.pos;
-      while (j < this.s.length && this.s[j] !== '<' && this.s[j] !== '&') j++;
+      TEXT_STOP_RE.lastIndex = this.pos;
+      const stop = TEXT_STOP_RE.exec(this.s);
+      const j = stop ? stop.index : this.s.length;
       out += this.s.slice(this.pos, j);
       this.pos = j;
     }
@@ -388,7 +425,6 @@ class Parser {
     if (prefix !== '' && !inScope.has(prefix)) this.fail(`unbound namespace prefix "${prefix}" on <${qname}>`, start);
     if (prefix === '') ns = inScope.get('') ?? '';
     const attributes: XmlAttribute[] = [];
-    const seen = new Set<string>();
     for (const a of plain) {
       const [ap, al] = splitQName(a.qname, a.at);
       let ans = '';
@@ -397,9 +433,7 @@ class Parser {
         if (u === undefined) this.fail(`unbound namespace prefix "${ap}" on attribute ${a.qname}`, a.at);
         ans = u;
       }
-      const key = `${ans}\u0000${al}`;
-      if (seen.has(key)) this.fail(`attribute {${ans}}${al} appears twice`, a.at);
-      seen.add(key);
+      for (const b of attributes) if (b.local === al && b.ns === ans) this.fail(`attribute {${ans}}${al} appears twice`, a.at);
       attributes.push({ qname: a.qname, prefix: ap, local: al, ns: ans, value: a.value });
     }
     return { kind: 'element', qname, prefix, local, ns, attributes, nsDecls, inScope, children: empty ? EMPTY : [], parent };
@@ -410,7 +444,16 @@ class Parser {
 const EMPTY: XmlNode[] = [];
 const ROOT_SCOPE: ReadonlyMap<string, string> = new Map([['xml', XML_NS]]);
 
+/** Namespaces §3 [4] NCName: a Name without a colon. */
 function checkNcName(n: string, at: number): void {
+  let ascii = n.length > 0;
+  for (let i = 0; ascii && i < n.length; i++) {
+    const c = n.charCodeAt(i);
+    if (c >= 128) ascii = false;
+    else if ((i === 0 ? ASCII_NAME_START[c] : ASCII_NAME_CHAR[c]) !== 1 || c === 0x3a)
+      throw new ParseError(`XML: "${n.slice(0, 40)}" is not a valid NCName`, at);
+  }
+  if (ascii) return;
   NAME_RE.lastIndex = 0;
   const m = NAME_RE.exec(n);
   if (!m || m[0].length !== n.length || n.includes(':')) throw new ParseError(`XML: "${n.slice(0, 40)}" is not a valid NCName`, at);

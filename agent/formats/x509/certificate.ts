@@ -123,11 +123,17 @@ export class Certificate implements SignedParts {
     return this.#sha256;
   }
 
-  /** The subject public key, imported once. */
+  /**
+   * The subject public key, imported once. When OpenSSL's view was read first it already holds the
+   * decoded key (d2i_X509 decodes the SubjectPublicKeyInfo), so that key is taken instead of decoding
+   * the same bytes a second time.
+   */
   get publicKey(): KeyObject {
     if (!this.#key) {
       try {
-        this.#key = createPublicKey({ key: Buffer.from(this.spki.buffer, this.spki.byteOffset, this.spki.byteLength), format: 'der', type: 'spki' });
+        this.#key = this.#x509
+          ? this.#x509.publicKey
+          : createPublicKey({ key: Buffer.from(this.spki.buffer, this.spki.byteOffset, this.spki.byteLength), format: 'der', type: 'spki' });
       } catch (err) {
         throw new ParseError(`certificate "${this.subjectCn}": unusable public key: ${(err as Error).message}`, this.#spkiNode.start, { cause: err });
       }

@@ -129,6 +129,29 @@ describe('XML parser: hostile and malformed input is a ParseError', () => {
     parseError('<a:b:c xmlns:a="urn:a"/>', /QName/);
   });
 
+  it('names beyond ASCII follow the full NameStartChar/NameChar rules (XML §2.3, Namespaces §3)', () => {
+    const doc = parseXml('<é xmlns:ñ="urn:n" ñ:ü·̀="1" a·b="2"><ñ:x̀/></é>');
+    expect(doc.root.local).toBe('é');
+    expect(doc.root.attributes.map((a) => [a.prefix, a.local, a.ns, a.value])).toEqual([
+      ['ñ', 'ü·̀', 'urn:n', '1'],
+      ['', 'a·b', '', '2'],
+    ]);
+    expect(childElements(doc.root, 'urn:n', 'x̀')).toHaveLength(1);
+    parseError('<·a/>', /element name/); // a NameChar that cannot start a name
+    parseError('<a xmlns:p="urn:p" p:̀b="1"/>', /NCName/); // nor start the local part
+    parseError('<a xmlns:̀p="urn:p"/>', /NCName/);
+    parseError('<a xmlns:p="urn:p" p:-b="1"/>', /NCName/);
+  });
+
+  it('attribute values with tabs, line ends and references in any order are normalised as before', () => {
+    const doc = parseXml('<a x="\t1&#9;2\n3&amp;4\r\n5&#10;" y=\'a"b\' z=""/>');
+    expect(attr(doc.root, 'x')).toBe(' 1\t2 3&4 5\n');
+    expect(attr(doc.root, 'y')).toBe('a"b');
+    expect(attr(doc.root, 'z')).toBe('');
+    parseError('<a x="abc/>', /unterminated attribute value/);
+    parseError('<a x="a&b;"/>', /undeclared entity/);
+  });
+
   it('never throws anything but ParseError on arbitrary text', () => {
     fc.assert(
       fc.property(fc.string({ maxLength: 200, unit: 'binary' }), (s) => {

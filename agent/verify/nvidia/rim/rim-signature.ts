@@ -7,11 +7,12 @@
  * - the KeyInfo chain to the pinned CoRIM root (chain.ts).
  * Anything not exactly this profile fails closed with a named check. Pure: string + time in, checks out.
  */
-import { X509Certificate, createHash, timingSafeEqual, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import { createHash, timingSafeEqual, verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import { ParseError } from '../../../errors.js';
 import { attr, childElements, parseXml, textOf, type XmlDocument, type XmlElement } from '../../../util/xml.js';
 import { C14N11, canonicalizeDocument, canonicalizeSubset } from '../../../util/xml-c14n.js';
 import { nvidiaRimRoot } from '../../../roots/nvidia-rim.js';
+import { parseCertificate, type Certificate } from '../../../formats/x509/certificate.js';
 import { fail, pass, type Check } from '../../../formats/checks.js';
 import { verifyRimChain, type RimAnchor } from './rim-signer-chain.js';
 import { DSIG_NS, decodeBase64, rimFromDocument } from './parse.js';
@@ -54,8 +55,12 @@ function countSignatures(el: XmlElement): number {
   return n;
 }
 
-/** Locate and check the shape of the one enveloped signature; ParseError describes what is wrong. */
-function signatureParts(doc: XmlDocument): SignatureParts {
+/**
+ * Locate and check the shape of the one enveloped signature; ParseError describes what is wrong.
+ * `keyInfoCerts`: the KeyInfo certificates rimFromDocument already decoded (the same elements once
+ * there is exactly one signature), so they are not decoded twice.
+ */
+function signatureParts(doc: XmlDocument, keyInfoCerts: Buffer[] | undefined): SignatureParts {
   const sigs = childElements(doc.root, DSIG_NS, 'Signature');
   const total = countSignatures(doc.root);
   // One signature, directly under the root: no wrapping tricks with a second, unreferenced one.
@@ -74,10 +79,13 @@ function signatureParts(doc: XmlDocument): SignatureParts {
   const digestValue = decodeBase64(textOf(only(ref, 'DigestValue')), 'DigestValue');
   if (digestValue.length !== 48) throw new ParseError(`XML-DSig: DigestValue is ${digestValue.length} bytes, SHA-384 gives 48`);
   const signatureValue = decodeBase64(textOf(only(signature, 'SignatureValue')), 'SignatureValue');
-  const certs: Buffer[] = [];
-  for (const ki of childElements(signature, DSIG_NS, 'KeyInfo')) {
-    for (const xd of childElements(ki, DSIG_NS, 'X509Data')) {
-      for (const c of childElements(xd, DSIG_NS, 'X509Certificate')) certs.push(decodeBase64(textOf(c), 'X509Certificate'));
+  let certs = keyInfoCerts;
+  if (!certs) {
+    certs = [];
+    for (const ki of childElements(signature, DSIG_NS, 'KeyInfo')) {
+      for (const xd of childElements(ki, DSIG_NS, 'X509Data')) {
+        for (const c of childElements(xd, DSIG_NS, 'X509Certificate')) certs.push(decodeBase64(textOf(c), 'X509Certificate'));
+      }
     }
   }
   return { signature, signedInfo, digestValue, signatureValue, certs };
@@ -90,8 +98,24 @@ function verifyEcdsaSha384(key: KeyObject, data: string, sig: Buffer): boolean {
   return cryptoVerify('sha384', Buffer.from(data, 'utf8'), { key, dsaEncoding: 'ieee-p1363' }, sig);
 }
 
+/**
+ * The pinned root as an anchor, parsed once per process: it is a constant (its SHA-256 is asserted by
+ * nvidiaRimRoot), so holding it outside the memo caches changes no result, and a cold verification
+ * (every memo cache dropped) still parses and imports everything that comes with the RIM.
+ */
+let pinnedAnchor: (RimAnchor & { cert: Certificate }) | undefined;
+function pinned(): RimAnchor {
+  if (!pinnedAnchor) {
+    const { der } = nvidiaRimRoot();
+    const cert = parseCertificate(der);
+    void cert.publicKey; // imported once, with the parse
+    pinnedAnchor = { der, label: 'pinned NVIDIA CoRIM signing Root CA', cert };
+  }
+  return pinnedAnchor;
+}
+
 function anchorsFor(extraRoots: readonly Buffer[] | undefined): RimAnchor[] {
-  const anchors: RimAnchor[] = [{ der: nvidiaRimRoot().der, label: 'pinned NVIDIA CoRIM signing Root CA' }];
+  const anchors: RimAnchor[] = [pinned()];
   for (const der of extraRoots ?? []) anchors.push({ der, label: 'simulation root (trusted only because simulation is enabled)' });
   return anchors;
 }
@@ -114,7 +138,7 @@ export function verifyRimDocument(doc: XmlDocument, options: RimVerifyOptions): 
 
   let parts: SignatureParts;
   try {
-    parts = signatureParts(doc);
+    parts = signatureParts(doc, rim?.signerCerts);
   } catch (e) {
     const why = (e as Error).message;
     checks.push(fail('rim.signature.reference', why), fail('rim.signature.value', why));
@@ -136,9 +160,15 @@ export function verifyRimDocument(doc: XmlDocument, options: RimVerifyOptions): 
   );
 
   // SignatureValue over canonical SignedInfo with the KeyInfo leaf's key (trust comes from rim.chain).
+  // parseCertificate keeps the parse (and the imported key) for the chain below: each certificate is read once.
   let leafKey: KeyObject | undefined;
   try {
-    if (parts.certs[0]) leafKey = new X509Certificate(parts.certs[0]).publicKey;
+    if (parts.certs[0]) {
+      // OpenSSL must read the signer certificate too (see rim-signer-chain.ts); its view holds the decoded key.
+      const leaf = parseCertificate(parts.certs[0]);
+      void leaf.x509;
+      leafKey = leaf.publicKey;
+    }
   } catch {
     leafKey = undefined;
   }
