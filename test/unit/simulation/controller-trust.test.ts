@@ -2,7 +2,8 @@
  * The controller's simulation trust (agent/simulation/controller-trust.ts): it reads the roots the
  * simulated agent created and never creates them; without SNP roots, or without GPU roots for a
  * bundle with GPUs, it refuses with ERR_SIMULATION naming the directory and the missing file; a simulated
- * HGX system's switches (switch-sim-identity.json) are trusted with their RIM and OCSP answers.
+ * HGX system's switches (switch-sim-identity.json) are trusted with their RIM and OCSP answers, looked
+ * for once a bundle has switches.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -25,7 +26,7 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 describe('SimulationRoots (controller, simulation.trust: true)', () => {
   it('refuses an empty directory without creating roots there', async () => {
     const dir = join(root, 'empty');
-    await expect(new SimulationRoots(dir).trust(new Date(), false)).rejects.toMatchObject({
+    await expect(new SimulationRoots(dir).trust(new Date(), { gpus: false, switches: false })).rejects.toMatchObject({
       code: 'ERR_SIMULATION',
       message: expect.stringContaining(`no simulated SNP roots in ${dir} (snp-sim-state.json)`),
     });
@@ -36,10 +37,10 @@ describe('SimulationRoots (controller, simulation.trust: true)', () => {
     const dir = join(root, 'sim');
     const device = await SimulatedSnpDevice.open(dir);
     const roots = new SimulationRoots(dir);
-    const t = await roots.trust(new Date(), false);
+    const t = await roots.trust(new Date(), { gpus: false, switches: false });
     expect(t.simulation.snpRoots).toEqual([device.roots()]);
     expect(t.cpuCollateral.crls).toHaveLength(1);
-    await expect(roots.trust(new Date(), true)).rejects.toMatchObject({
+    await expect(roots.trust(new Date(), { gpus: true, switches: false })).rejects.toMatchObject({
       code: 'ERR_SIMULATION',
       message: expect.stringContaining('(gpu-sim-identity.json); the bundle has GPUs'),
     });
@@ -49,7 +50,10 @@ describe('SimulationRoots (controller, simulation.trust: true)', () => {
     const dir = join(root, 'hgx');
     const sim = await openSimulation(dir, 8, { ppcie: true });
     const roots = new SimulationRoots(dir);
-    const t = await roots.trust(new Date(), true);
+    // Looked for when a bundle has switches (not before: an appraisal does not stat for them).
+    const gpusOnly = await roots.trust(new Date(), { gpus: true, switches: false });
+    expect(gpusOnly.gpuCollateral.rims?.byId?.has(switchBiosRimId(SIM_SWITCH_VBIOS_VERSION))).toBe(false);
+    const t = await roots.trust(new Date(), { gpus: true, switches: true });
     expect(t.gpuCollateral.rims?.byId?.has(switchBiosRimId(SIM_SWITCH_VBIOS_VERSION))).toBe(true);
     const teePubKey = generateKeyPairSync('ec', { namedCurve: 'P-384' }).publicKey.export({ format: 'jwk' }) as PublicJwk;
     const nonce = Buffer.alloc(32, 9);
