@@ -75,5 +75,18 @@ describe('SimulationRoots (controller, simulation.trust: true)', () => {
     );
     expect(r.devices.map((d) => d.id)).toEqual(['cpu0', ...[0, 1, 2, 3, 4, 5, 6, 7].map((i) => `gpu${i}`), 'switch0', 'switch1', 'switch2', 'switch3']);
     expect(r.devices.flatMap((d) => d.result.checks.filter((c) => !c.ok || c.warning).map((c) => `${d.id}:${c.name}`))).toEqual([]);
+    // A concurrent appraisal a little earlier reuses the signed CRL and OCSP answers (backdated, so valid
+    // then too); one much earlier gets its own.
+    const earlier = new Date(Date.now() - 20 * 60_000);
+    const t2 = await roots.trust(earlier, { gpus: true, switches: true });
+    expect(t2.gpuCollateral.ocsp).toBe(t.gpuCollateral.ocsp);
+    expect(t2.cpuCollateral.crls).toEqual(t.cpuCollateral.crls);
+    const r2 = verifyBundle(
+      { version: BUNDLE_VERSION, agentId: 'hgx', nonce, teePubKey, simulated: true, cpu, gpus, switches },
+      { at: earlier, expectedNonce: nonce, ...t2 },
+    );
+    expect(r2.devices.flatMap((d) => d.result.checks.filter((c) => !c.ok || c.warning).map((c) => `${d.id}:${c.name}`))).toEqual([]);
+    const t3 = await roots.trust(new Date(Date.now() - 2 * 3600_000), { gpus: true, switches: true });
+    expect(t3.gpuCollateral.ocsp).not.toBe(t.gpuCollateral.ocsp);
   }, 120_000);
 });
