@@ -81,6 +81,7 @@ export class Certificate implements SignedParts {
   #extensions?: Extensions;
   #isCa?: boolean;
   #x509?: X509Certificate;
+  #cn?: string;
 
   /** Use parseCertificate. */
   constructor(readonly der: Buffer) {
@@ -186,9 +187,10 @@ export class Certificate implements SignedParts {
     return this.x509.subject.replace(/\n/g, ', ');
   }
 
-  /** The CN as OpenSSL renders it (the whole subject when there is none), for messages. */
+  /** The CN as OpenSSL renders it (the whole subject when there is none), for messages; found once. */
   get cn(): string {
-    return /(?:^|\n)CN=([^\n]*)/.exec(this.x509.subject)?.[1] ?? this.subject;
+    this.#cn ??= /(?:^|\n)CN=([^\n]*)/.exec(this.x509.subject)?.[1] ?? this.subject;
+    return this.#cn;
   }
 }
 
