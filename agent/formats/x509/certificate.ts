@@ -124,8 +124,19 @@ export class Certificate implements SignedParts {
     return this.#sha256;
   }
 
-  /** The subject public key, imported once. */
+  /**
+   * The subject public key, imported once. When OpenSSL's view of the certificate exists (parsed for
+   * its names, or eagerly), the key it decoded from the same SubjectPublicKeyInfo is taken: importing
+   * the SPKI again would decode and check the point a second time (about 0.1 ms a certificate).
+   */
   get publicKey(): KeyObject {
+    if (!this.#key && this.#x509) {
+      try {
+        this.#key = this.#x509.publicKey;
+      } catch {
+        // Unusable there too: the import below says why, in its own words.
+      }
+    }
     if (!this.#key) {
       try {
         this.#key = createPublicKey({ key: Buffer.from(this.spki.buffer, this.spki.byteOffset, this.spki.byteLength), format: 'der', type: 'spki' });
