@@ -56,7 +56,7 @@ async function inThread(): Promise<typeof import('./verify-bundle.js').verifyBun
 
 /**
  * A module imported once: a dynamic import() of a loaded module still resolves its specifier on every
- * call (through the loader hooks, when there are any), about 0.4 ms of a controller's verdict under tsx.
+ * call, through the loader hooks when there are any (under tsx, up to ~0.4 ms of a controller's verdict).
  * A failed import is not kept, so the next call tries again.
  */
 function importOnce<T>(load: () => Promise<T>): () => Promise<T> {
