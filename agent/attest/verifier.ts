@@ -37,12 +37,8 @@ export function createVerifier(c: VerifierConfig): BundleVerifier {
     if (c.snpPolicy) opts.snpPolicy = c.snpPolicy;
     if (c.gpuPolicy) opts.gpuPolicy = c.gpuPolicy;
     if (c.collateral && !bundle.simulated) {
-      opts = {
-        ...opts,
-        ...(await (
-          await import('../collateral/resolve.js')
-        ).gatherCollateral(c.collateral.store, bundle, { at, online: c.collateral.online, timeoutMs: c.collateral.timeoutMs })),
-      };
+      const { gatherCollateral } = await resolveModule();
+      opts = { ...opts, ...(await gatherCollateral(c.collateral.store, bundle, { at, online: c.collateral.online, timeoutMs: c.collateral.timeoutMs })) };
     }
     return (c.verifyWith ?? (await inThread()))(bundle, { ...opts, ...extras });
   };
@@ -55,5 +51,24 @@ export function createVerifier(c: VerifierConfig): BundleVerifier {
  * imported only for real evidence with a collateral cache, never for simulated evidence.
  */
 async function inThread(): Promise<typeof import('./verify-bundle.js').verifyBundle> {
-  return (await import('./verify-bundle.js')).verifyBundle;
+  return (await verifyBundleModule()).verifyBundle;
 }
+
+/**
+ * A module imported once: a dynamic import() of a loaded module still resolves its specifier on every
+ * call, through the loader hooks when there are any (under tsx, up to ~0.4 ms of a controller's verdict).
+ * A failed import is not kept, so the next call tries again.
+ */
+function importOnce<T>(load: () => Promise<T>): () => Promise<T> {
+  let loading: Promise<T> | undefined;
+  return () => {
+    loading ??= load().catch((err: unknown) => {
+      loading = undefined;
+      throw err;
+    });
+    return loading;
+  };
+}
+
+const verifyBundleModule = importOnce(() => import('./verify-bundle.js'));
+const resolveModule = importOnce(() => import('../collateral/resolve.js'));

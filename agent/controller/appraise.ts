@@ -20,7 +20,7 @@ import type { CollateralStore } from '../collateral/store.js';
  * reached by dynamic import only when simulation.trust is true); throws when the roots are unusable.
  */
 export interface SimulationTrustSource {
-  trust(at: Date, needGpus: boolean): Promise<Required<Pick<VerifyExtras, 'simulation' | 'cpuCollateral' | 'gpuCollateral'>>>;
+  trust(at: Date, needs: { gpus: boolean; switches: boolean }): Promise<Required<Pick<VerifyExtras, 'simulation' | 'cpuCollateral' | 'gpuCollateral'>>>;
 }
 
 export interface AppraisalContext {
@@ -77,7 +77,7 @@ export async function appraiseEvidence(
     let simProblem: string | undefined;
     if (ctx.simulation) {
       try {
-        const t = await ctx.simulation.trust(at, bundle.gpus.length > 0);
+        const t = await ctx.simulation.trust(at, { gpus: bundle.gpus.length > 0, switches: (bundle.switches?.length ?? 0) > 0 });
         extras.simulation = t.simulation;
         extras.cpuCollateral = t.cpuCollateral;
         extras.gpuCollateral = t.gpuCollateral;

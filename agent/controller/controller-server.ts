@@ -58,9 +58,9 @@ const SECURITY_HEADERS = {
 function lazySimulationRoots(dir: string): SimulationTrustSource {
   let roots: Promise<SimulationTrustSource> | undefined;
   return {
-    async trust(at, needGpus) {
+    async trust(at, needs) {
       roots ??= import('../simulation/controller-trust.js').then(({ SimulationRoots }) => new SimulationRoots(dir));
-      return (await roots).trust(at, needGpus);
+      return (await roots).trust(at, needs);
     },
   };
 }

@@ -13,8 +13,8 @@
  * recentEvents, gaps, hashes and alarms are bounded per record.
  */
 import { createHash } from 'node:crypto';
-import { calculateJwkThumbprint, type JWK } from 'jose';
 import { canonicalize } from '../util/jcs.js';
+import { ecJwkThumbprint } from '../util/jwk-thumbprint.js';
 import type { TrustStatus } from '../formats/checks.js';
 import type { Ear } from '../appraise/ear.js';
 import type { PublicJwk } from '../formats/nonce-binding.js';
@@ -143,9 +143,9 @@ function boundedData(data: unknown): unknown {
   return bytes <= MAX_RECENT_DATA_BYTES ? data : { omitted: `event data of ${bytes} bytes is not kept (limit ${MAX_RECENT_DATA_BYTES})` };
 }
 
-export async function keyThumbprint(jwk: PublicJwk): Promise<string> {
-  const { kty, crv, x, y } = jwk;
-  return calculateJwkThumbprint({ kty, crv, x, y } as JWK, 'sha256');
+/** The RFC 7638 thumbprint (jkt) of an agent key. */
+export function keyThumbprint(jwk: PublicJwk): string {
+  return ecJwkThumbprint(jwk);
 }
 
 export class AgentRegistry {
@@ -331,7 +331,7 @@ export class AgentRegistry {
 
   async rememberKey(agentId: string, jwk: PublicJwk, now: Date): Promise<void> {
     const rec = this.get(agentId);
-    const jkt = await keyThumbprint(jwk);
+    const jkt = keyThumbprint(jwk);
     const { kty, crv, x, y } = jwk;
     const key = { jkt, jwk: { kty, crv, x, y }, at: now.toISOString() };
     rec.attestedKeys = [key, ...rec.attestedKeys.filter((k) => k.jkt !== jkt)].slice(0, MAX_KEYS);

@@ -393,7 +393,7 @@ export class LinkSession {
       );
     }
     const limits = this.deps.limits;
-    const sessionKid = await keyThumbprint(msg.teePubKey);
+    const sessionKid = keyThumbprint(msg.teePubKey);
     if (this.closing) return;
     this.boundToId = cred.bound;
     const registry = this.deps.registry;
@@ -650,7 +650,7 @@ export class LinkSession {
       ...(appraisal.bundle ? { teeKind: appraisal.bundle.cpu.kind, gpuCount: appraisal.bundle.gpus.length } : {}),
       ear: appraisal.ear,
     };
-    const jkt = appraisal.verifiedKey ? await keyThumbprint(appraisal.verifiedKey) : '';
+    const jkt = appraisal.verifiedKey ? keyThumbprint(appraisal.verifiedKey) : '';
     const releases = secrets.map((s) => ({
       agentId,
       secret: s.name,

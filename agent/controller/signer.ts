@@ -7,9 +7,10 @@
  * that are published (JWKS and welcome.tokenKeys) but never sign: the next key before the switch,
  * the previous one after it, until the last token it signed has expired.
  */
-import { createPublicKey, randomBytes } from 'node:crypto';
-import { calculateJwkThumbprint, exportJWK, generateKeyPair, importPKCS8, SignJWT, type CryptoKey, type JWK } from 'jose';
-import { ConfigError } from '../errors.js';
+import { createPublicKey, randomBytes, webcrypto } from 'node:crypto';
+import { exportJWK, generateKeyPair, importPKCS8, type CryptoKey, type JWK } from 'jose';
+import { ConfigError, InternalError } from '../errors.js';
+import { ecJwkThumbprint } from '../util/jwk-thumbprint.js';
 import type { Ear } from '../appraise/ear.js';
 import type { PublicJwk } from '../formats/nonce-binding.js';
 
@@ -56,11 +57,11 @@ export class TokenSigner {
         throw new ConfigError(`signingKey: not an EC P-384 private key in PKCS#8 PEM ("BEGIN PRIVATE KEY"): ${(err as Error).message}`, { cause: err });
       }
     }
-    const kid = await calculateJwkThumbprint(publicJwk, 'sha256');
+    const kid = ecJwkThumbprint(publicJwk);
     const published: JWK[] = [];
     for (const [i, p] of publishedPems.entries()) {
       const jwk = publishedJwk(p, i);
-      const k = await calculateJwkThumbprint(jwk, 'sha256');
+      const k = ecJwkThumbprint(jwk);
       if (k !== kid && !published.some((x) => x.kid === k)) published.push({ ...jwk, alg: TOKEN_ALG, use: 'sig', kid: k });
     }
     return new TokenSigner(privateKey, { ...publicJwk, alg: TOKEN_ALG, use: 'sig', kid }, kid, pem === undefined, published);
@@ -71,25 +72,32 @@ export class TokenSigner {
     return { keys: [this.publicJwk, ...this.published] };
   }
 
-  /** Sign an EAR: its iat is kept; exp = iat + ttl; a random jti identifies the token. */
+  /**
+   * Sign an EAR: its iat is kept; exp = iat + ttl; a random jti identifies the token. A compact JWS
+   * (RFC 7515 §7.1) over the JWT claims (RFC 7519): BASE64URL(header) "." BASE64URL(claims), signed
+   * ES384 by WebCrypto with the non-extractable key (its output is the JWS form, r || s, RFC 7518
+   * §3.4). Built here rather than by jose's SignJWT, which deep-copies the claims and base64url-encodes
+   * them in JavaScript: for an 8-GPU EAR with claims (~38 KB of JSON) about 0.7 ms of CPU per token.
+   */
   async sign(ear: Ear, opts: SignOptions): Promise<{ token: string; expiresAt: Date }> {
     const exp = ear.iat + opts.ttlSec;
+    if (!Number.isFinite(exp)) throw new InternalError(`token times must be finite numbers (iat ${ear.iat}, exp ${exp})`);
+    // The order jose's SignJWT gives: the claims, then iss, sub, iat (kept in place), exp, jti.
     const claims: Record<string, unknown> = { ...opts.claims, ...ear };
-    if (opts.confirmationKey) {
-      const { kty, crv, x, y } = opts.confirmationKey;
-      claims.cnf = { jkt: await calculateJwkThumbprint({ kty, crv, x, y } as JWK, 'sha256') };
-    }
-    const token = await new SignJWT(claims)
-      .setProtectedHeader({ alg: TOKEN_ALG, kid: this.kid, typ: 'JWT' })
-      .setIssuer(TOKEN_ISSUER)
-      .setSubject(opts.subject)
-      .setIssuedAt(ear.iat)
-      .setExpirationTime(exp)
-      .setJti(randomBytes(16).toString('base64url'))
-      .sign(this.privateKey);
-    return { token, expiresAt: new Date(exp * 1000) };
+    if (opts.confirmationKey) claims.cnf = { jkt: ecJwkThumbprint(opts.confirmationKey) };
+    claims.iss = TOKEN_ISSUER;
+    claims.sub = opts.subject;
+    claims.iat = ear.iat;
+    claims.exp = exp;
+    claims.jti = randomBytes(16).toString('base64url');
+    const header = { alg: TOKEN_ALG, kid: this.kid, typ: 'JWT' };
+    const input = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(claims))}`;
+    const signature = await webcrypto.subtle.sign({ name: 'ECDSA', hash: 'SHA-384' }, this.privateKey, Buffer.from(input, 'ascii'));
+    return { token: `${input}.${Buffer.from(signature).toString('base64url')}`, expiresAt: new Date(exp * 1000) };
   }
 }
+
+const b64url = (text: string) => Buffer.from(text, 'utf8').toString('base64url');
 
 /** The public half of a publishedKeys entry: an EC P-384 public key (SPKI) or private key PEM. */
 function publishedJwk(pem: string, i: number): JWK {

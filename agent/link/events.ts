@@ -7,8 +7,10 @@
  * persisted events keep their original signature: re-signing old on-disk events with a new key would
  * launder anything written to that disk in between).
  */
-import { CompactSign, compactVerify, decodeProtectedHeader, importJWK, calculateJwkThumbprint } from 'jose';
+import { CompactSign, compactVerify, decodeProtectedHeader } from 'jose';
 import { canonicalize } from '../util/jcs.js';
+import { ecJwkThumbprint } from '../util/jwk-thumbprint.js';
+import { agentVerifyKey } from './agent-verify-key.js';
 import type { PublicJwk } from '../formats/nonce-binding.js';
 import type { AgentKey } from './agent-key.js';
 import type { EventKind, EventMessage } from './protocol.js';
@@ -55,10 +57,10 @@ export async function checkEventSignature(event: EventMessage, jwk: PublicJwk): 
     if (header.alg !== 'ES384') return { ok: false, reason: `signature alg ${String(header.alg)} is not ES384` };
     if (header.typ !== EVENT_JWS_TYP) return { ok: false, reason: `signature typ must be ${EVENT_JWS_TYP}` };
     const pub = { kty: 'EC', crv: 'P-384', x: jwk.x, y: jwk.y };
-    if (header.kid !== undefined && header.kid !== (await calculateJwkThumbprint(pub as Parameters<typeof calculateJwkThumbprint>[0], 'sha256'))) {
+    if (header.kid !== undefined && header.kid !== ecJwkThumbprint(pub)) {
       return { ok: false, reason: 'signature kid does not match the key (signed by another agent key)' };
     }
-    const key = await importJWK(pub, 'ES384');
+    const key = await agentVerifyKey(pub);
     const { payload } = await compactVerify(event.sig, key, { algorithms: ['ES384'] });
     const expected = eventSigningInput(event);
     if (Buffer.compare(Buffer.from(payload), Buffer.from(expected)) !== 0) return { ok: false, reason: 'signed payload differs from the event fields' };

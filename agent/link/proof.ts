@@ -8,8 +8,10 @@
  * The controller issued that challenge on this connection only, so a valid proof under the bundle's
  * teePubKey shows that the session holds the attested key now.
  */
-import { CompactSign, calculateJwkThumbprint, compactVerify, decodeProtectedHeader, importJWK } from 'jose';
+import { CompactSign, compactVerify, decodeProtectedHeader } from 'jose';
 import { canonicalize } from '../util/jcs.js';
+import { ecJwkThumbprint } from '../util/jwk-thumbprint.js';
+import { agentVerifyKey } from './agent-verify-key.js';
 import type { PublicJwk } from '../formats/nonce-binding.js';
 import type { AgentKey } from './agent-key.js';
 
@@ -41,10 +43,10 @@ export async function checkEvidenceProof(proof: string, jwk: PublicJwk, expected
     if (header.alg !== 'ES384') return { ok: false, reason: `proof alg ${String(header.alg)} is not ES384` };
     if (header.typ !== EVIDENCE_PROOF_TYP) return { ok: false, reason: `proof typ must be ${EVIDENCE_PROOF_TYP}` };
     const pub = { kty: 'EC', crv: 'P-384', x: jwk.x, y: jwk.y };
-    if (header.kid !== (await calculateJwkThumbprint(pub as Parameters<typeof calculateJwkThumbprint>[0], 'sha256'))) {
+    if (header.kid !== ecJwkThumbprint(pub)) {
       return { ok: false, reason: 'proof kid is not the thumbprint of the session key' };
     }
-    const { payload } = await compactVerify(proof, await importJWK(pub, 'ES384'), { algorithms: ['ES384'] });
+    const { payload } = await compactVerify(proof, await agentVerifyKey(pub), { algorithms: ['ES384'] });
     if (Buffer.compare(Buffer.from(payload), Buffer.from(proofSigningInput(expected))) !== 0) {
       return { ok: false, reason: 'the proof was made for another agent id, challenge or nonce' };
     }

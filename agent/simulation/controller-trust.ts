@@ -16,6 +16,12 @@ import { loadSimGpuIdentity, SIM_FILE as GPU_SIM_FILE, type SimGpuIdentity } fro
 import { simulationTrust, type SimulationVerifyOptions } from './open.js';
 import { loadOrCreateSimPpcieSystem, SWITCH_SIM_FILE, type SimPpcieSystem } from './switch-sim.js';
 
+/** What the bundle being appraised has: GPUs, NVSwitches. */
+export interface SimulationNeeds {
+  gpus: boolean;
+  switches: boolean;
+}
+
 /** Simulated roots plus the collateral a simulated chain needs (CRL, RIMs, OCSP) and the "sim" GPU environment. */
 export type SimulationTrust = SimulationVerifyOptions;
 
@@ -33,8 +39,12 @@ export class SimulationRoots {
 
   constructor(readonly dir: string) {}
 
-  /** The trust material for one appraisal at time `at`; throws with an actionable message when missing. */
-  async trust(at: Date, needGpus: boolean): Promise<SimulationTrust> {
+  /**
+   * The trust material for one appraisal at time `at`; throws with an actionable message when missing.
+   * The GPU and switch roots are looked for only when the bundle has GPUs / switches (`needs`) and
+   * until found, so an appraisal does not stat the directory once the roots it needs are loaded.
+   */
+  async trust(at: Date, needs: SimulationNeeds): Promise<SimulationTrust> {
     if (!this.snp) {
       // Checked first so SimulatedSnpDevice.open() never creates roots here.
       if (!(await exists(join(this.dir, SNP_SIM_FILE)))) {
@@ -45,16 +55,17 @@ export class SimulationRoots {
       }
       this.snp = await SimulatedSnpDevice.open(this.dir);
     }
-    if (!this.gpu && (await exists(join(this.dir, GPU_SIM_FILE)))) {
+    // The switches' roots hang off the GPU identity (their CA is created beside it).
+    if ((needs.gpus || needs.switches) && !this.gpu && (await exists(join(this.dir, GPU_SIM_FILE)))) {
       this.gpu = await loadSimGpuIdentity(this.dir);
       this.options = undefined;
     }
     // The switch CA and chains (a simulated HGX system), for their RIM and OCSP answers; never created here.
-    if (this.gpu && !this.switches && (await exists(join(this.dir, SWITCH_SIM_FILE)))) {
+    if (needs.switches && this.gpu && !this.switches && (await exists(join(this.dir, SWITCH_SIM_FILE)))) {
       this.switches = await loadOrCreateSimPpcieSystem(this.gpu, false);
       if (this.switches) this.options = undefined;
     }
-    if (needGpus && !this.gpu) throw new CvmError('ERR_SIMULATION', `no simulated GPU roots in ${this.dir} (${GPU_SIM_FILE}); the bundle has GPUs`);
+    if (needs.gpus && !this.gpu) throw new CvmError('ERR_SIMULATION', `no simulated GPU roots in ${this.dir} (${GPU_SIM_FILE}); the bundle has GPUs`);
     this.options ??= simulationTrust(this.snp, this.gpu, this.switches);
     return this.options(at);
   }

@@ -18,6 +18,9 @@ import type { SwitchBundleEntry } from '../formats/evidence-bundle.js';
 import { collectSimulatedSwitches, HGX_GPUS, loadOrCreateSimPpcieSystem, type SimPpcieSystem, type SwitchTamper } from './switch-sim.js';
 import type { ReportSigner } from './report-signer.js';
 
+/** How much earlier than the signing time a call may be and still use the signed CRL/OCSP (both are backdated 1 h). */
+const REUSE_EARLIER_MS = 30 * 60_000;
+
 export type SimulationVerifyOptions = Required<Pick<BundleVerifyOptions, 'simulation' | 'gpuCollateral' | 'cpuCollateral' | 'gpuPolicy'>>;
 
 /**
@@ -40,7 +43,9 @@ export function simulationTrust(
   const snpRoots = [snp.roots()];
   return (at) => {
     const t = at.getTime();
-    if (!signed || t - signed.from > 12 * 3600_000 || t < signed.from) {
+    // Signed collateral is backdated an hour (thisUpdate), so it also serves a call whose `at` is a
+    // little earlier: concurrent appraisals do not each sign the CRL and every OCSP answer again.
+    if (!signed || t - signed.from > 12 * 3600_000 || t < signed.from - REUSE_EARLIER_MS) {
       signed = { from: t, crl: snp.crl(at), ocsp: identity ? simulatedOcspResponses(identity, at, switches) : [] };
     }
     return {

@@ -81,6 +81,7 @@ export class Certificate implements SignedParts {
   #extensions?: Extensions;
   #isCa?: boolean;
   #x509?: X509Certificate;
+  #cn?: string;
 
   /** Use parseCertificate. */
   constructor(readonly der: Buffer) {
@@ -124,16 +125,21 @@ export class Certificate implements SignedParts {
   }
 
   /**
-   * The subject public key, imported once. When OpenSSL's view was read first it already holds the
-   * decoded key (d2i_X509 decodes the SubjectPublicKeyInfo), so that key is taken instead of decoding
-   * the same bytes a second time.
+   * The subject public key, imported once. When OpenSSL's view of the certificate exists (parsed for
+   * its names, or eagerly), the key it decoded from the same SubjectPublicKeyInfo is taken: importing
+   * the SPKI again would decode and check the point a second time (about 0.1 ms a certificate).
    */
   get publicKey(): KeyObject {
+    if (!this.#key && this.#x509) {
+      try {
+        this.#key = this.#x509.publicKey;
+      } catch {
+        // Unusable there too: the import below says why, in its own words.
+      }
+    }
     if (!this.#key) {
       try {
-        this.#key = this.#x509
-          ? this.#x509.publicKey
-          : createPublicKey({ key: Buffer.from(this.spki.buffer, this.spki.byteOffset, this.spki.byteLength), format: 'der', type: 'spki' });
+        this.#key = createPublicKey({ key: Buffer.from(this.spki.buffer, this.spki.byteOffset, this.spki.byteLength), format: 'der', type: 'spki' });
       } catch (err) {
         throw new ParseError(`certificate "${this.subjectCn}": unusable public key: ${(err as Error).message}`, this.#spkiNode.start, { cause: err });
       }
@@ -192,9 +198,10 @@ export class Certificate implements SignedParts {
     return this.x509.subject.replace(/\n/g, ', ');
   }
 
-  /** The CN as OpenSSL renders it (the whole subject when there is none), for messages. */
+  /** The CN as OpenSSL renders it (the whole subject when there is none), for messages; found once. */
   get cn(): string {
-    return /(?:^|\n)CN=([^\n]*)/.exec(this.x509.subject)?.[1] ?? this.subject;
+    this.#cn ??= /(?:^|\n)CN=([^\n]*)/.exec(this.x509.subject)?.[1] ?? this.subject;
+    return this.#cn;
   }
 }
 

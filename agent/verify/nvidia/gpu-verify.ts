@@ -488,10 +488,12 @@ function gpuClaims(
   return claims;
 }
 
+/** A module-level function, not a closure per call (the build keeps function names: each closure costs a defineProperty). */
+const normaliseVersion = (s: string, caseInsensitive: boolean) => (caseInsensitive ? s.toUpperCase() : s);
+
 function versionCheck(name: string, what: string, reported: string | undefined, nvml: string | undefined, caseInsensitive: boolean): Check {
   if (reported === undefined) return fail(name, `the report has no ${what} version field`);
-  const norm = (s: string) => (caseInsensitive ? s.toUpperCase() : s);
-  if (nvml !== undefined && norm(nvml.trim()) !== norm(reported)) {
+  if (nvml !== undefined && normaliseVersion(nvml.trim(), caseInsensitive) !== normaliseVersion(reported, caseInsensitive)) {
     return fail(name, `the report says ${what} ${reported} but NVML says ${nvml}: the report is not from this GPU/driver`);
   }
   return pass(name, nvml !== undefined ? `${what} ${reported}, as NVML reports` : `${what} ${reported} (no NVML value given to compare)`);

@@ -116,10 +116,11 @@ const MAX_OPAQUE_TYPE = 36;
  */
 export function formatVbiosVersion(raw: Uint8Array): string {
   if (raw.length !== 8) throw new ParseError(`opaque VBIOS_VERSION: expected 8 bytes, got ${raw.length}`);
-  const h = bytesToHex(Uint8Array.from(raw).reverse());
-  const t = h.slice(8, 16) + h.slice(6, 8);
-  return (t.match(/../g) ?? []).join('.').toUpperCase();
+  // Reversed, h[8:16] is bytes 3, 2, 1, 0 and h[6:8] is byte 4; bytes 5..7 are dropped.
+  return [raw[3]!, raw[2]!, raw[1]!, raw[0]!, raw[4]!].map(upperHexByte).join('.');
 }
+
+const upperHexByte = (b: number) => b.toString(16).padStart(2, '0').toUpperCase();
 
 /** NUL-terminated / NUL-padded ASCII; printable characters only (these end up in RIM ids and file names). */
 export function ascii(v: Uint8Array, what: string, offset: number): string {

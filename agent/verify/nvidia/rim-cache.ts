@@ -2,7 +2,7 @@
  * Memoised RIM verification. verifyRim is pure and depends on the time `at` only through certificate
  * validity, so a result computed while every certificate involved (KeyInfo + anchors) was valid is
  * reused for any later `at` that is still inside all their validity windows. Anything else is
- * recomputed. Keyed by SHA-256 of the XML and of the trust anchors.
+ * recomputed. Keyed by SHA-256 of the XML and of each extra trust anchor.
  */
 import { createHash } from 'node:crypto';
 import { ParseError } from '../../errors.js';
@@ -74,13 +74,9 @@ export function rootDigest(der: Buffer): Buffer {
 }
 
 export function verifyRimCached(xml: string, at: Date, extraRoots: readonly Buffer[] = []): RimVerification {
-  // Same key as before: SHA-256(xml) then SHA-256 over each root's digest (exact inputs, no sampling).
+  // SHA-256(xml), then the SHA-256 of each extra root's DER (exact inputs, no sampling).
   let key = rimTextDigest(xml);
-  if (extraRoots.length > 0) {
-    const h = createHash('sha256').update(key, 'hex');
-    for (const r of extraRoots) h.update(rootDigest(r));
-    key = h.digest('hex');
-  }
+  for (const r of extraRoots) key += `:${rootDigest(r).toString('hex')}`;
   const t = at.getTime();
   const hit = cache.get(key);
   if (hit && hit.from <= t && t <= hit.until) return hit;

@@ -8,7 +8,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
+import { calculateJwkThumbprint, createLocalJWKSet, decodeJwt, decodeProtectedHeader, importPKCS8, jwtVerify, SignJWT, type JWK } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { loadControllerConfig, parseControllerConfig } from '../../../agent/controller/config.js';
 import { TokenSigner, TOKEN_ISSUER } from '../../../agent/controller/signer.js';
@@ -82,5 +82,44 @@ describe('token signing keys and their rotation', () => {
     const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
     await expect(TokenSigner.create(pkcs8(a), [rsa])).rejects.toThrow(ConfigError);
     await expect(TokenSigner.create(pkcs8(a), ['not a key'])).rejects.toThrow(/publishedKeys\[0\]: not an EC P-384 key/);
+  });
+
+  it('signs the token jose SignJWT makes: the same header and claims, byte for byte (but the random jti), verifiable as a JWT', async () => {
+    const a = keyPair();
+    const signer = await TokenSigner.create(pkcs8(a));
+    const e = {
+      ...ear(),
+      submods: { cpu0: { 'ear.status': 'affirming', 'cvm.checks': [{ name: 'x', ok: true, detail: 'ünïcode \u2028 "quoted"' }] } },
+    } as unknown as Ear;
+    const confirmationKey = { kty: 'EC', crv: 'P-384', x: 'eHh4', y: 'eXl5' } as const;
+    const opts = { subject: 'vm-1', ttlSec: 300, confirmationKey, claims: { 'cvm.secrets': [{ name: 's', sha256: 'ab' }], iss: 'overridden' } };
+    const { token, expiresAt } = await signer.sign(e, opts);
+    const claims = decodeJwt(token);
+    expect(claims).toMatchObject({
+      iss: TOKEN_ISSUER,
+      sub: 'vm-1',
+      iat: e.iat,
+      exp: e.iat + 300,
+      cnf: { jkt: await calculateJwkThumbprint(confirmationKey as JWK, 'sha256') },
+    });
+    expect(expiresAt.getTime()).toBe((e.iat + 300) * 1000);
+    const jose = await new SignJWT({ ...opts.claims, ...e, cnf: claims.cnf })
+      .setProtectedHeader({ alg: 'ES384', kid: signer.kid, typ: 'JWT' })
+      .setIssuer(TOKEN_ISSUER)
+      .setSubject('vm-1')
+      .setIssuedAt(e.iat)
+      .setExpirationTime(e.iat + 300)
+      .setJti(claims.jti!)
+      .sign(await importPKCS8(pkcs8(a), 'ES384'));
+    expect(token.split('.').slice(0, 2)).toEqual(jose.split('.').slice(0, 2));
+    expect(Buffer.from(token.split('.')[2]!, 'base64url')).toHaveLength(96);
+    expect(await verifies(token, signer)).toBe(true);
+    // A changed claim or signature does not verify.
+    const [h, p, sig] = token.split('.');
+    const forged = Buffer.from(JSON.stringify({ ...claims, sub: 'vm-2' })).toString('base64url');
+    expect(await verifies(`${h}.${forged}.${sig}`, signer)).toBe(false);
+    expect(await verifies(`${h}.${p}.${Buffer.from(Buffer.from(sig!, 'base64url').map((b, i) => (i === 5 ? b ^ 1 : b))).toString('base64url')}`, signer)).toBe(
+      false,
+    );
   });
 });

@@ -53,6 +53,44 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return d === 0;
 }
 
+interface GoldenSet {
+  /** The active measurements by RIM index, ascending; an index active in both RIMs is the driver's. */
+  golden: { index: number; m: RimMeasurement; source: 'driver' | 'vbios' }[];
+  /** Indices active in both RIMs. */
+  conflicts: number[];
+}
+
+/*
+ * The golden set depends on the RIMs alone, and a verified RIM is one shared object for as long as
+ * the RIM cache holds it (rim-cache.ts), so the set is derived once per pair of RIM objects.
+ */
+const goldenByDriver = new WeakMap<Rim, WeakMap<Rim, GoldenSet>>();
+const goldenNoDriver = new WeakMap<Rim, GoldenSet>();
+
+function goldenSet(driverRim: Rim | undefined, vbiosRim: Rim): GoldenSet {
+  let byVbios = goldenNoDriver;
+  if (driverRim) {
+    byVbios = goldenByDriver.get(driverRim) ?? new WeakMap<Rim, GoldenSet>();
+    goldenByDriver.set(driverRim, byVbios);
+  }
+  const hit = byVbios.get(vbiosRim);
+  if (hit) return hit;
+  const golden = new Map<number, { m: RimMeasurement; source: 'driver' | 'vbios' }>();
+  const conflicts: number[] = [];
+  const rims: (readonly [Rim, 'driver' | 'vbios'])[] = driverRim ? [[driverRim, 'driver']] : [];
+  rims.push([vbiosRim, 'vbios']);
+  for (const [rim, source] of rims) {
+    for (const m of rim.measurements) {
+      if (!m.active) continue;
+      if (golden.has(m.index)) conflicts.push(m.index);
+      else golden.set(m.index, { m, source });
+    }
+  }
+  const set: GoldenSet = { golden: [...golden].sort((a, b) => a[0] - b[0]).map(([index, g]) => ({ index, ...g })), conflicts };
+  byVbios.set(vbiosRim, set);
+  return set;
+}
+
 /**
  * Compare runtime measurements with both RIMs. `reportMeasurements` is keyed by the SPDM block Index
  * as it appears in the report (1-based); the value is the block's measurement value (the digest).
@@ -65,17 +103,7 @@ export function compareMeasurementsDetailed(
   opts: CompareOptions = {},
 ): MeasurementComparison {
   const checks: Check[] = [];
-  const golden = new Map<number, { m: RimMeasurement; source: 'driver' | 'vbios' }>();
-  const conflicts: number[] = [];
-  const rims: (readonly [Rim, 'driver' | 'vbios'])[] = driverRim ? [[driverRim, 'driver']] : [];
-  rims.push([vbiosRim, 'vbios']);
-  for (const [rim, source] of rims) {
-    for (const m of rim.measurements) {
-      if (!m.active) continue;
-      if (golden.has(m.index)) conflicts.push(m.index);
-      else golden.set(m.index, { m, source });
-    }
-  }
+  const { golden, conflicts } = goldenSet(driverRim, vbiosRim);
   if (driverRim)
     checks.push(
       conflicts.length === 0
@@ -101,7 +129,7 @@ export function compareMeasurementsDetailed(
   const mismatches: MeasurementMismatch[] = [];
   const skipped: number[] = [];
   let compared = 0;
-  for (const [index, { m, source }] of [...golden].sort((a, b) => a[0] - b[0])) {
+  for (const { index, m, source } of golden) {
     if (skipNvdec0 && index === NVDEC0_RIM_INDEX) {
       skipped.push(index);
       continue;
@@ -120,8 +148,8 @@ export function compareMeasurementsDetailed(
       actualSize: actual?.length,
     });
   }
-  if (golden.size > reportMeasurements.size) {
-    checks.push(fail('rim.measurements.count', `the RIMs have ${golden.size} active measurements but the report has only ${reportMeasurements.size} blocks`));
+  if (golden.length > reportMeasurements.size) {
+    checks.push(fail('rim.measurements.count', `the RIMs have ${golden.length} active measurements but the report has only ${reportMeasurements.size} blocks`));
   }
   for (const mm of mismatches) {
     const what = mm.actual === undefined ? 'the report has no measurement block ' + String(mm.index + 1) : `runtime ${mm.actual} (${mm.actualSize} bytes)`;
@@ -141,7 +169,7 @@ export function compareMeasurementsDetailed(
           `${mismatches.length} of ${compared} golden measurements do not match: RIM indices ${mismatches.map((x) => `${x.index} (${x.source})`).join(', ')}${skipNote}`,
         ),
   );
-  return { compared, skipped, conflicts, mismatches, checks };
+  return { compared, skipped, conflicts: [...conflicts], mismatches, checks };
 }
 
 /** The named checks only: rim.measurements.index-conflict, rim.measurements, rim.measurement.<i> per mismatch. */

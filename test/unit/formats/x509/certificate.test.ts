@@ -1,5 +1,5 @@
 /** The one X.509 parser (formats/x509) and its one cache, over real AMD and NVIDIA certificates. */
-import { X509Certificate } from 'node:crypto';
+import { createPublicKey, X509Certificate } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ParseError } from '../../../../agent/errors.js';
@@ -11,6 +11,7 @@ import {
   parseCertificateEager,
 } from '../../../../agent/formats/x509/certificate.js';
 import { pemBlocks } from '../../../../agent/util/pem.js';
+import { clearAllCaches } from '../../../../agent/util/bounded-cache.js';
 import { isIssuedBy } from '../../../../agent/verify/x509/cert-signature.js';
 import { vector } from '../../../helpers/paths.js';
 import { pointOffCurve, truncatedSpki, unknownKeyAlgorithm } from '../../../helpers/damaged-cert.js';
@@ -32,6 +33,8 @@ describe('parseCertificate', () => {
       expect(c.subjectCn).toBe(/(?:^|\n)CN=([^\n]*)/.exec(x.subject)![1]);
       expect(c.isCa).toBe(x.ca);
       expect(c.publicKey.equals(x.publicKey)).toBe(true);
+      // Taken from OpenSSL's view (eager), it is the key the SubjectPublicKeyInfo imports to.
+      expect(c.publicKey.equals(createPublicKey({ key: Buffer.from(c.spki), format: 'der', type: 'spki' }))).toBe(true);
       expect(c.sha256).toBe(x.fingerprint256.replace(/:/g, '').toLowerCase());
       expect(certificateValidity(der)).toEqual({ notBefore: c.notBefore, notAfter: c.notAfter });
       expect(c.sigAlg).toEqual(c.tbsSigAlg);
@@ -109,6 +112,23 @@ describe('publicKeyProblem (lazy SPKI import, no throw)', () => {
       const cert = parseCertificate(der); // the DER parses
       expect(cert.publicKeyProblem).toMatch(/unusable public key/);
       expect(() => cert.publicKey).toThrow(ParseError);
+    }
+  });
+
+  it('the same when OpenSSL parsed the certificate first (its key is taken only when it has one)', () => {
+    for (const der of [pointOffCurve(vcek), truncatedSpki(vcek, 7), unknownKeyAlgorithm(vcek)]) {
+      clearAllCaches();
+      const cert = parseCertificate(der);
+      let openssl = true;
+      try {
+        void cert.x509;
+      } catch {
+        openssl = false; // OpenSSL refuses the whole certificate: the lazy import alone judges the key
+      }
+      expect(cert.publicKeyProblem).toMatch(/unusable public key/);
+      expect(() => cert.publicKey).toThrow(ParseError);
+      expect(() => parseCertificateEager(der)).toThrow(ParseError);
+      if (openssl) expect(() => cert.x509.publicKey).toThrow();
     }
   });
 });

@@ -2,6 +2,7 @@
  * SPDM / opaque-data parser against NVIDIA's own golden parse (attestation-sdk spdm_parsed_output.json)
  * and the independently computed expectations in test/vectors/nvidia/index.json.
  */
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { vector } from '../../../helpers/paths.js';
 import { parseGpuReport, reportBytesFromFile } from '../../../../agent/verify/nvidia/gpu-report.js';
@@ -183,6 +184,14 @@ describe('field decoding', () => {
     expect(formatVbiosVersion(Buffer.from('009f009601000000', 'hex'))).toBe('96.00.9F.00.01');
     expect(formatVbiosVersion(Buffer.from('0074009620000000', 'hex'))).toBe('96.00.74.00.20');
     expect(() => formatVbiosVersion(Buffer.alloc(7))).toThrow(ParseError);
+  });
+
+  it('formats every 8 bytes as the nvtrust recipe written out does (reverse, hex, h[8:16] + h[6:8], pairs, upper case)', () => {
+    const recipe = (raw: Uint8Array) => {
+      const h = bytesToHex(Uint8Array.from(raw).reverse());
+      return ((h.slice(8, 16) + h.slice(6, 8)).match(/../g) ?? []).join('.').toUpperCase();
+    };
+    fc.assert(fc.property(fc.uint8Array({ minLength: 8, maxLength: 8 }), (raw) => formatVbiosVersion(raw) === recipe(raw)));
   });
 
   it('names all 36 field ids', () => {

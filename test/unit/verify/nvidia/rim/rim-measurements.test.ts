@@ -95,6 +95,18 @@ describe('the one complete positive set: 545 report against both 545 RIMs', () =
     expect(c['rim.measurements.index-conflict']).toMatchObject({ ok: false });
     expect(c['rim.measurements.index-conflict']!.detail).toMatch(/7, 21, 22/);
   });
+
+  it('the golden set derived once per RIM pair gives each call its own result (the order of the pair counts)', () => {
+    const first = compareMeasurementsDetailed(R545.measurements, DRIVER_545, DRIVER_545, { nvdec0Status: 0x55 });
+    first.conflicts.length = 0;
+    expect(compareMeasurementsDetailed(R545.measurements, DRIVER_545, DRIVER_545, { nvdec0Status: 0x55 }).conflicts.length).toBeGreaterThan(0);
+    expect(compareMeasurementsDetailed(R545.measurements, DRIVER_545, VBIOS_545, { nvdec0Status: 0x55 }).conflicts).toEqual([]);
+    const swapped = compareMeasurementsDetailed(R545.measurements, DRIVER_545, VBIOS_MISMATCH, { nvdec0Status: 0x55 });
+    const again = compareMeasurementsDetailed(R545.measurements, DRIVER_545, VBIOS_545, { nvdec0Status: 0x55 });
+    expect(swapped.mismatches.every((m) => m.source === 'vbios')).toBe(true);
+    expect(swapped.mismatches.length).toBeGreaterThan(0);
+    expect(again.mismatches).toEqual([]);
+  });
 });
 
 describe('535 report (attestation-sdk/hopper-535)', () => {
