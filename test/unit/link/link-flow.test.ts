@@ -27,7 +27,9 @@ describe('ControllerLink: flow control', () => {
     await sleep(100);
     expect(controller.events.length).toBe(8);
     controller.send({ type: 'ack', seq: 20 }); // clamped to what was sent (8)
-    await controller.waitFor(() => controller.events.length === 13, 5000, '5 more');
+    // The link sends the next events before its outbox has recorded the ack (queued behind its
+    // writes): wait for both sides.
+    await controller.waitFor(() => controller.events.length === 13 && h.outbox.lastAcked >= 8, 5000, '5 more, and the ack recorded');
     expect(h.outbox.lastAcked).toBe(8);
     expect(controller.events.map((e) => e.seq)).toEqual([...Array(13).keys()].map((i) => i + 1));
   });
