@@ -263,7 +263,9 @@ describe('controller: /metrics and /healthz', () => {
     await good.answer(c1, await makeBundle(sim, Buffer.from(c1.nonce, 'hex'), good.key.publicJwk, 'metrics-good'));
     await good.next('verdict');
     for (const seq of [1, 2]) good.send(await signEvent({ seq, at: new Date().toISOString(), kind: 'status', data: { n: seq } }, good.key));
-    await good.next('ack');
+    // Until both are acked (stored): the controller may ack seq 1 on its own before seq 2 arrives.
+    let ack = await good.next('ack');
+    while (ack.seq < 2) ack = await good.next('ack');
     // ...and one whose evidence was tampered with: CONTRAINDICATED.
     const bad = await FakeAgent.connect(url);
     bad.hello('metrics-bad');
