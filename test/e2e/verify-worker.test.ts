@@ -50,9 +50,13 @@ describe('the verification worker in the daemon', () => {
       order.push('attest');
       return r;
     });
-    // Past the status cache's one second, so the answer is about now.
-    await new Promise((r) => setTimeout(r, 1500));
-    const status = await callApi(socket, 'GET', '/v1/status');
+    // Asked until it says a cycle is running (the status is cached for up to a second, and on a loaded
+    // machine the cycle may start late): a fixed sleep could ask before the cycle began.
+    let status = await callApi(socket, 'GET', '/v1/status');
+    for (const deadline = Date.now() + 30_000; status.status === 200 && !(status.json() as { attesting: boolean }).attesting && Date.now() < deadline; ) {
+      await new Promise((r) => setTimeout(r, 100));
+      status = await callApi(socket, 'GET', '/v1/status');
+    }
     order.push('status');
     expect(status.status).toBe(200);
     const body = status.json() as { attesting: boolean; lastAttestation: unknown };
@@ -91,7 +95,13 @@ describe('the verification worker in the daemon', () => {
     await a.start();
     try {
       const attest = callApi(a.socket, 'POST', '/v1/attest', { nonce: '12'.repeat(32) }).catch(() => undefined);
-      await new Promise((r) => setTimeout(r, 1000));
+      // Stop once the cycle's verification is in the worker (not after a fixed second: on a loaded
+      // machine the cycle may still be collecting, or not started, and then nothing is cut short).
+      const worker = () => (a.daemon as unknown as { verifyThread?: { inFlight?: { work: { op: string } } } }).verifyThread;
+      for (const deadline = Date.now() + 60_000; worker()?.inFlight?.work.op !== 'verify'; ) {
+        if (Date.now() > deadline) throw new Error('the cycle never reached the verification worker');
+        await new Promise((r) => setTimeout(r, 20));
+      }
       await a.daemon.stop(500);
       await attest;
       expect(a.logs.some((l) => l.msg === 'attestation cut short: the daemon is stopping')).toBe(true);
