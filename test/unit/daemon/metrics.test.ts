@@ -52,8 +52,9 @@ describe('AgentMetrics', () => {
     const metrics = new AgentMetrics();
     // prom-client counts process CPU from when the metrics were created: spend some, so the counter
     // cannot legitimately read 0 (it did on a fast scrape, with getrusage's tick granularity).
-    const until = performance.now() + 30;
-    while (performance.now() < until) Math.sqrt(Math.random());
+    // Measured in CPU time, not wall time: on a loaded machine 30 ms of wall time can be no CPU at all.
+    const cpu0 = process.cpuUsage();
+    while (process.cpuUsage(cpu0).user < 30_000) Math.sqrt(Math.random());
     const s = await scrape(metrics);
     expect(s.get('cvm_attestation_cycles_total{result="affirming"}')).toBe(0);
     expect(s.get('cvm_attestation_cycles_total{result="error"}')).toBe(0);
