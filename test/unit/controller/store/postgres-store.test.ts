@@ -153,12 +153,18 @@ describe.runIf(run)('PostgreSQL store', () => {
 
   it("leases: one holder per agent; an expired one is free, a forced takeover shows in the old holder's renewal", async () => {
     const url = await pgs.createDatabase();
-    const [a, b] = [await PostgresStore.open({ url, replicaId: 'a', leaseTtlMs: 300 }), await PostgresStore.open({ url, replicaId: 'b', leaseTtlMs: 300 })];
+    // A TTL that outlasts a few queries on a loaded machine: the checks below that a lease is still
+    // held run a query or three after it was taken or renewed (300 ms left little room for a stall).
+    const TTL_MS = 1500;
+    const [a, b] = [
+      await PostgresStore.open({ url, replicaId: 'a', leaseTtlMs: TTL_MS }),
+      await PostgresStore.open({ url, replicaId: 'b', leaseTtlMs: TTL_MS }),
+    ];
     const hb = { replica: 'b', sessionId: 's-b', bound: false, attested: false };
     const ha = { replica: 'a', sessionId: 's-a', bound: false, attested: false };
     expect(await b.leases.acquire('vm-l', hb, false)).toEqual({ ok: true });
     expect((await a.leases.acquire('vm-l', ha, false)).ok).toBe(false);
-    await new Promise((r) => setTimeout(r, 400)); // b stopped renewing (killed)
+    await new Promise((r) => setTimeout(r, TTL_MS + 100)); // b stopped renewing (killed)
     expect(await a.leases.acquire('vm-l', ha, false)).toEqual({ ok: true });
     expect(await b.leases.renew('b', [{ agentId: 'vm-l', sessionId: 's-b' }])).toEqual(['vm-l']);
     expect(await b.leases.acquire('vm-l', { ...hb, sessionId: 's-b2' }, true)).toEqual({ ok: true });
