@@ -163,8 +163,10 @@ describe.runIf(run)('controller replicas on one PostgreSQL database', () => {
     const t0 = performance.now();
     const b = await connect(r2, 'vm-moving', TOKEN, a.key);
     await b.next('welcome');
-    // Not the 5 s wait and refusal a live lease would give a fleet token.
-    expect(performance.now() - t0).toBeLessThan(2000);
+    // Not the 5 s wait and refusal a live lease would give a fleet token (agent/controller/session.ts
+    // ADMIT_WAIT_MS): the welcome came, and well before that wait could have ended. The bound is below
+    // the wait, not an expected duration: a loaded machine can take seconds to connect and answer.
+    expect(performance.now() - t0).toBeLessThan(4500);
     expect((await getJson(r2, '/v1/agents/vm-moving')).connected).toBe(true);
     b.close();
   }, 60_000);
