@@ -186,8 +186,7 @@ describe('controller link durability (real agent link <-> real reference control
       30_000,
       () => `all ${N} events acked; lastAcked ${h.outbox.lastAcked}, link ${JSON.stringify(h.link.status())}`,
     );
-    await cc.kill9(); // its log is complete once it is gone
-    await sleep(100);
+    await cc.kill9(); // resolves once its log is read to the end
 
     expect(cc.starts).toBe(KILLS + 1);
     expect(appendedAtKill.every((n) => n > 0 && n < N)).toBe(true);

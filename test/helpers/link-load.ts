@@ -244,11 +244,15 @@ export class ChildController {
     });
   }
 
-  /** SIGKILL: no close frames, no flush of pending state writes. */
+  /**
+   * SIGKILL: no close frames, no flush of pending state writes. Resolves once the process is gone and
+   * its stdout is read to the end ('close', not 'exit': lines it wrote just before may still be in
+   * the pipe at 'exit'), so `applied` then holds everything the instance logged.
+   */
   async kill9(): Promise<void> {
     const c = this.child;
     if (!c || c.exitCode !== null || c.signalCode !== null) return;
-    const exited = new Promise<void>((r) => c.once('exit', () => r()));
+    const exited = new Promise<void>((r) => c.once('close', () => r()));
     c.kill('SIGKILL');
     await exited;
     this.child = undefined;
