@@ -39,7 +39,13 @@ describe('lost trust survives a restart', () => {
       await until('the unit started again', () => second.systemctlCalls().includes('start -- inference.service'));
       await until('trusted', async () => (await second.api('GET', '/v1/status')).json().trust.trusted === true);
       expect(readFileSync(second.readyFile, 'utf8').trim()).toBe('1');
-      expect(JSON.parse(readFileSync(join(dir, 'state', 'consequences.json'), 'utf8'))).toMatchObject({
+      // Trusted as soon as the trigger clears; the recovery's actions (the quarantine unit stopped
+      // after inference.service started) and the state file's write follow it: wait for the file.
+      const persisted = await until('the recovered state persisted', () => {
+        const s = JSON.parse(readFileSync(join(dir, 'state', 'consequences.json'), 'utf8'));
+        return s.active.length + s.applied.length + s.stoppedUnits.length + s.startedUnits.length === 0 ? s : undefined;
+      });
+      expect(persisted).toMatchObject({
         active: [],
         applied: [],
         stoppedUnits: [],
