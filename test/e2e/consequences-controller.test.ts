@@ -97,6 +97,8 @@ describe('consequences of a CONTRAINDICATED controller verdict', () => {
     const regate = await sub.waitFor((e) => e.event === 'trust' && e.data.action === 'clear-gpu-ready' && e.data.phase === 'undo');
     expect(regate.data.outcome).toBe('done');
     await sub.waitFor((e) => e.event === 'trust' && e.data.action === 'units' && e.data.phase === 'undo' && /stop quarantine.service/.test(e.data.detail));
+    // The agent's log reaches us through its stdout, written asynchronously: not in step with the events.
+    await until('the affirming verdict logged', () => verdicts('affirming') > before);
     expect(verdicts('affirming')).toBeGreaterThan(before);
     expect(ready()).toBe('1');
     expect((await agent.api('GET', '/v1/secrets/model-key')).status).toBe(200);
