@@ -85,19 +85,23 @@ describe('ControllerLink against a hostile controller', () => {
   it('a slow reader: sending stops at the high watermark, the dead peer is detected by ping, then everything is delivered', async () => {
     const { controller, h } = await setup({ heartbeatSec: 1 });
     resumeAtFirstGap(controller);
-    h.link.start();
-    await controller.waitFor(up(h));
-    // The controller stops reading from its TCP socket.
-    const raw = (controller.current as WebSocket & { _socket: { pause(): void } })._socket;
-    raw.pause();
+    // The events are in the outbox before the link starts: appending 30 fsync'd 200 KiB events took
+    // up to 3.5 s on a loaded machine, past the 2 s after which the stalled link is cut (below), so
+    // the stall could no longer be seen. The dead-peer check starts only when the link is up.
     const blob = 'x'.repeat(200 * 1024);
+    const total = 30;
+    for (let i = 1; i <= total; i++) await h.outbox.append('status', { i, blob });
+    // The controller stops reading from its TCP socket on the first connection, from its hello on.
+    controller.opts.onHello = (_hello, ws) => {
+      if (controller.hellos.length === 1) (ws as WebSocket & { _socket: { pause(): void } })._socket.pause();
+    };
     let maxBuffered = 0;
     const sampler = setInterval(() => {
       maxBuffered = Math.max(maxBuffered, h.link.status().bufferedAmount);
     }, 5);
     cleanup.push(async () => clearInterval(sampler));
-    const total = 30;
-    for (let i = 1; i <= total; i++) await h.outbox.append('status', { i, blob });
+    h.link.start();
+    await controller.waitFor(up(h));
     await sleep(200);
     const stalled = h.link.status();
     expect(stalled.state).toBe('up');
