@@ -24,6 +24,7 @@ import { Machine, rootfs, waitFor, type Run } from './harness.js';
 const START_BOUND_MS = 90_000; // TimeoutStartSec=60s, plus the time to notice
 const RESTART_BOUND_MS = 120_000; // RestartSec=5s + a start
 const WATCHDOG_BOUND_MS = 180_000; // WatchdogSec=30s + RestartSec=5s + a start
+const JOURNAL_BOUND_MS = 30_000; // journald reading a line it was sent (it lags the unit's state): a generous bound
 const CONFIG = 'tee: simulated\nsimulation:\n  gpus: 1\n';
 // Reload: log.level applies at once (debug lines appear); simulation.gpus needs a restart, which
 // the agent reports as a warning (what `journalctl -p warning` must show).
@@ -159,8 +160,11 @@ function serviceBehaviour(m: () => Machine, it: Step): void {
       const status = agentStatus(m());
       expect(status.api.socketActivated).toBe(true);
       expect(status.tee.simulated).toBe(true);
-      const listening = agentLines(m()).find((e) => e.MESSAGE?.includes('"msg":"local API listening"'));
-      expect(listening?.MESSAGE).toContain('"activated":true');
+      // journald reads the agent's output on its own schedule, not in step with systemd's unit state.
+      const listening = await waitFor('"local API listening" in the journal', JOURNAL_BOUND_MS, () =>
+        agentLines(m()).find((e) => e.MESSAGE?.includes('"msg":"local API listening"')),
+      );
+      expect(listening.MESSAGE).toContain('"activated":true');
       const shown = op(m(), 'systemctl status cvm-agent');
       expect(shown.stdout).toMatch(/Active: active \(running\)/);
       expect(shown.stdout).toMatch(/Status: "SIMULATED affirming at /);
@@ -289,22 +293,29 @@ function serviceBehaviour(m: () => Machine, it: Step): void {
       m().kill('USR2', s0.MainPID); // test hook: block the event loop
       const s1 = await waitFor('the watchdog restart', WATCHDOG_BOUND_MS, restarted(m(), s0.MainPID), 1000);
       expect(Number(s1.NRestarts)).toBe(Number(s0.NRestarts) + 1);
-      const pid1 = m()
-        .journal(['-u', 'cvm-agent.service'])
-        .filter((e) => e._PID === '1')
-        .map((e) => e.MESSAGE ?? '');
-      expect(pid1.some((msg) => msg.includes('Watchdog timeout'))).toBe(true);
+      // systemd's own message reaches the journal through journald, which may lag the unit's state.
+      await waitFor("systemd's watchdog message in the journal", JOURNAL_BOUND_MS, () =>
+        m()
+          .journal(['-u', 'cvm-agent.service'])
+          .some((e) => e._PID === '1' && (e.MESSAGE ?? '').includes('Watchdog timeout'))
+          ? true
+          : undefined,
+      );
       expect(agentLines(m()).some((e) => e._PID === s0.MainPID && e.MESSAGE?.includes('SIGUSR2 (test hook)'))).toBe(true);
     },
     WATCHDOG_BOUND_MS + 30_000,
   );
 
-  it('systemctl stop drains: the agent exits 0 on SIGTERM before TimeoutStopSec (no SIGKILL)', () => {
+  it('systemctl stop drains: the agent exits 0 on SIGTERM before TimeoutStopSec (no SIGKILL)', async () => {
     const pid = m().show('cvm-agent.service', 'MainPID').MainPID;
     m().ok(['systemctl', 'stop', 'cvm-agent.service'], { timeoutMs: 60_000 });
     const s = m().show('cvm-agent.service', 'ActiveState', 'Result', 'ExecMainCode', 'ExecMainStatus', 'ExecMainPID');
     expect(s).toEqual({ ActiveState: 'inactive', Result: 'success', ExecMainCode: '1', ExecMainStatus: '0', ExecMainPID: pid });
-    expect(agentLines(m()).some((e) => e._PID === pid && e.MESSAGE?.includes('"msg":"stopped"'))).toBe(true);
+    // Its last line, written just before it exited, reaches the journal when journald reads it: not
+    // necessarily before systemctl stop returns.
+    await waitFor('the agent\'s "stopped" line in the journal', JOURNAL_BOUND_MS, () =>
+      agentLines(m()).some((e) => e._PID === pid && e.MESSAGE?.includes('"msg":"stopped"')) ? true : undefined,
+    );
     // The socket stays: the next client starts the agent again.
     expect(m().show('cvm-agent.socket', 'SubState').SubState).toBe('listening');
   });
