@@ -885,7 +885,7 @@ export class Daemon {
       running: this.cycle.isRunning(),
       next: this.scheduler.nextRun(),
       failures: this.scheduler.consecutiveFailures(),
-      history: this.history.list(10),
+      history: this.history.recent(10),
       trustHistory: this.trustLog.list(10),
       trust: this.trustSnapshot(),
       gpuReadyRead: this.gpuReadyRead,

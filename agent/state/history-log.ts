@@ -2,15 +2,22 @@
  * The on-disk form of the cycle history, <stateDir>/history.jsonl: one record per line, each line
  * `<crc32 of the JSON, 8 hex> <record JSON>\n`. Appending a cycle writes one line; the file is
  * rewritten only by compaction. The checksum lets a reader tell a line cut short by a crash (or
- * garbage left by a power loss) from a whole one. Pure: text in, records or a ParseError out.
+ * garbage left by a power loss) from a whole one. Characters outside ASCII are written as JSON
+ * `\uXXXX` escapes, so a line is ASCII: as many bytes on disk as characters, and a one-byte string
+ * in memory (a single non-Latin-1 character, such as an ellipsis in a check's detail, would make V8
+ * hold the whole line at two bytes per character). Pure: text in, records or a ParseError out.
  */
 import { crc32 } from 'node:zlib';
 import { ParseError } from '../errors.js';
 import { validateRecord, type CycleRecord } from './record.js';
 
+const NON_ASCII = /[\u0080-\uffff]/g;
+/** A UTF-16 code unit as a JSON escape (a surrogate pair becomes two escapes, which JSON.parse joins again). */
+const escapeChar = (c: string) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
+
 /** One record as its line, newline included. */
 export function encodeHistoryLine(record: CycleRecord): string {
-  const json = JSON.stringify(record);
+  const json = JSON.stringify(record).replace(NON_ASCII, escapeChar);
   return `${crc32(json).toString(16).padStart(8, '0')} ${json}\n`;
 }
 
@@ -37,6 +44,11 @@ function decodeLine(line: string, where: string): CycleRecord {
     throw new ParseError(`${where}: invalid JSON: ${(err as Error).message}`);
   }
   return validateRecord(value, where);
+}
+
+/** One line as encodeHistoryLine wrote it (a trailing newline is allowed), checked and validated again. */
+export function decodeHistoryLine(line: string): CycleRecord {
+  return decodeLine(line.endsWith('\n') ? line.slice(0, -1) : line, 'history line');
 }
 
 /**

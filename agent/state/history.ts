@@ -5,7 +5,10 @@
  * - A cycle writes only its own line: append + fdatasync. `append()` resolves once that line (or a
  *   rewrite holding it) has reached the disk. One write is in flight at a time; appends that arrive
  *   meanwhile are coalesced into the next single write, so a burst of N appends costs at most two.
- * - Bounded: memory holds the newest `size` records; the file is compacted (rewritten whole through
+ * - Bounded: memory holds the newest `size` records as their encoded lines (ASCII, history-log.ts) and a
+ *   summary of each (`recent()`, what the daemon's status shows); `list()` and `latest()` decode lines
+ *   on demand. A parsed record (an EAR with every check) would take about as much again as its line,
+ *   for data that only the file and the occasional `list()` need. The file is compacted (rewritten whole through
  *   writeFileAtomic: temp + fsync + rename + dir fsync) once it holds `size` lines beyond those, or
  *   COMPACT_AT_BYTES. Compaction runs as its own write after the append that passed the cap has
  *   resolved, so no cycle waits for it.
@@ -23,10 +26,15 @@ import { join } from 'node:path';
 import { CvmError, ParseError } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { CoalescingWrite } from './coalescing-write.js';
-import { encodeHistoryLine, parseHistoryLog } from './history-log.js';
+import { decodeHistoryLine, encodeHistoryLine, parseHistoryLog } from './history-log.js';
 import { MAX_TEXT, validateHistoryDocument, validateRecord, type CycleRecord, type NewCycleRecord } from './record.js';
 
 export type { CycleRecord, NewCycleRecord } from './record.js';
+
+/** What `GET /v1/status` lists of a cycle (`recent`); the whole record stays in its line. */
+export type CycleSummary = Pick<CycleRecord, 'id' | 'startedAt' | 'finishedAt' | 'reason' | 'status'>;
+
+const summaryOf = (r: CycleRecord): CycleSummary => ({ id: r.id, startedAt: r.startedAt, finishedAt: r.finishedAt, reason: r.reason, status: r.status });
 
 export const HISTORY_FILE = 'history.jsonl';
 /** The single-document file of earlier versions, migrated at the first start. */
@@ -61,8 +69,8 @@ export class ResultHistory {
   private readonly size: number;
   private readonly onEvent: (event: HistoryEvent) => void;
   private readonly now: () => Date;
-  private records: CycleRecord[] = [];
-  /** Each record's encoded line, parallel to `records`, so compaction only joins strings. */
+  /** The kept records, oldest first, as summaries and, parallel to them, as encoded lines (compaction only joins strings). */
+  private summaries: CycleSummary[] = [];
   private lines: string[] = [];
   private lastId = 0;
   private loaded = false;
@@ -110,7 +118,7 @@ export class ResultHistory {
       this.onEvent({ kind: 'trimmed', dropped: records.length - this.size });
       records = records.slice(-this.size);
     }
-    this.records = records;
+    this.summaries = records.map(summaryOf);
     this.lines = records.map(encodeHistoryLine);
     this.lastId = records.at(-1)?.id ?? 0;
     this.loaded = true;
@@ -122,11 +130,11 @@ export class ResultHistory {
     const full = toStorable(this.lastId + 1, record);
     const line = encodeHistoryLine(full);
     this.lastId = full.id;
-    this.records.push(full);
+    this.summaries.push(summaryOf(full));
     this.lines.push(line);
     this.pending.push(line);
-    if (this.records.length > this.size) {
-      this.records.splice(0, this.records.length - this.size);
+    if (this.lines.length > this.size) {
+      this.summaries.splice(0, this.summaries.length - this.size);
       this.lines.splice(0, this.lines.length - this.size);
     }
     await this.writer.request();
@@ -139,13 +147,23 @@ export class ResultHistory {
   }
 
   latest(): CycleRecord | undefined {
-    return this.records.at(-1);
+    const line = this.lines.at(-1);
+    return line === undefined ? undefined : decodeHistoryLine(line);
   }
 
-  /** The most recent `limit` records, newest first. */
+  /** The most recent `limit` records, newest first (decoded from their lines). */
   list(limit = this.size): CycleRecord[] {
+    return this.newest(this.lines, limit).map(decodeHistoryLine);
+  }
+
+  /** The most recent `limit` records' summaries, newest first: what status shows, without decoding a line. */
+  recent(limit = this.size): CycleSummary[] {
+    return this.newest(this.summaries, limit);
+  }
+
+  private newest<T>(items: T[], limit: number): T[] {
     if (!Number.isSafeInteger(limit) || limit < 0) throw new CvmError('ERR_STATE', `list limit must be a non-negative integer, got ${limit}`);
-    return limit === 0 ? [] : this.records.slice(-limit).reverse();
+    return limit === 0 ? [] : items.slice(-limit).reverse();
   }
 
   /** Resolves when every append made so far is on disk (and a compaction it started has ended). */
@@ -176,7 +194,7 @@ export class ResultHistory {
   }
 
   private overCap(): boolean {
-    return this.fileLines - this.records.length >= this.size || this.fileBytes > COMPACT_AT_BYTES;
+    return this.fileLines - this.lines.length >= this.size || this.fileBytes > COMPACT_AT_BYTES;
   }
 
   private async appendPending(): Promise<void> {

@@ -269,6 +269,39 @@ describe('ResultHistory', () => {
     expect(readdirSync(dir).filter((n) => n.startsWith('history.jsonl.corrupt-'))).toHaveLength(1);
   });
 
+  it('writes non-ASCII text as JSON escapes: an ASCII line, one byte per character, that reads back the same', async () => {
+    const h = new ResultHistory({ stateDir: dir });
+    await h.load();
+    const message = 'cut short\u2026 caf\u00e9 \u{1f600} lone \ud800';
+    const r = await h.append({ ...rec(1, false), error: { code: 'ERR_X', message } });
+    const line = encodeHistoryLine(r);
+    expect(line).toMatch(/^[\x20-\x7e]+\n$/);
+    expect(line).toContain('\\u2026');
+    expect(readFileSync(h.path, 'utf8')).toBe(line);
+    const again = new ResultHistory({ stateDir: dir });
+    await again.load();
+    // The lone surrogate cannot be stored as such: JSON.stringify escapes it and it reads back as U+FFFD.
+    expect(again.latest()?.error?.message).toBe(JSON.parse(JSON.stringify(message)));
+    expect(again.latest()).toEqual(r);
+  });
+
+  it('recent() gives the summaries status shows, newest first, bounded like the records', async () => {
+    const h = new ResultHistory({ stateDir: dir, size: 3 });
+    await h.load();
+    for (let i = 1; i <= 5; i++) await h.append(rec(i, i !== 4));
+    const summaries = h.recent();
+    expect(summaries.map((s) => s.id)).toEqual([5, 4, 3]);
+    expect(summaries[1]).toEqual({ id: 4, startedAt: rec(4).startedAt, finishedAt: rec(4).finishedAt, reason: 'schedule', status: 'contraindicated' });
+    expect(summaries).toEqual(h.list().map(({ id, startedAt, finishedAt, reason, status }) => ({ id, startedAt, finishedAt, reason, status })));
+    expect(h.recent(1).map((s) => s.id)).toEqual([5]);
+    expect(h.recent(0)).toEqual([]);
+    expect(() => h.recent(-1)).toThrow(CvmError);
+    await h.flushed();
+    const again = new ResultHistory({ stateDir: dir, size: 3 });
+    await again.load();
+    expect(again.recent()).toEqual(summaries);
+  });
+
   it('rejects a bad size', () => {
     expect(() => new ResultHistory({ stateDir: dir, size: 0 })).toThrow(CvmError);
   });
