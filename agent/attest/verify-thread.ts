@@ -72,6 +72,11 @@ export interface VerifyThreadOptions {
    * absent: it stays until close() or a failure. The daemon passes VERIFY_WORKER_IDLE_STOP_MS.
    */
   idleStopMs?: number;
+  /**
+   * Told once a worker stopped for idleness has exited (its isolate and its thread's memory freed):
+   * the daemon gives glibc's freed memory back to the kernel then (native/system.ts releaseFreedMemory).
+   */
+  onIdleExit?: () => void;
 }
 
 type Work = { op: 'verify'; bundle: EvidenceBundle; opts: BundleVerifyOptions } | { op: 'sign'; jobs: { data: Uint8Array; key: KeyObject }[] };
@@ -138,7 +143,10 @@ export class VerifyThread {
     const w = this.worker;
     this.worker = undefined;
     this.idleStops++;
-    void w.terminate();
+    void w.terminate().then(
+      () => this.opts.onIdleExit?.(),
+      () => undefined,
+    );
   }
 
   private armIdleStop(): void {

@@ -49,6 +49,7 @@ import { writeFileAtomic } from '../util/atomic-file.js';
 export const CONSEQUENCES_FILE = 'consequences.json';
 import { evaluateHealth, failureReasons, trustView, type Health, type VerdictState } from './health.js';
 import { systemctlUnits, type UnitControl } from './unit-control.js';
+import { releaseFreedMemory } from '../native/system.js';
 import { failureLines } from '../formats/checks.js';
 
 export { applySystemdDirectories } from './preflight.js';
@@ -177,6 +178,8 @@ export class Daemon {
       idleStopMs: VERIFY_WORKER_IDLE_STOP_MS,
       ...(hooks ? { hooks } : {}),
       onRestart: (reason) => this.log.warn({ reason }, 'verification worker stopped; the next verification starts a new one'),
+      // The worker's thread freed its memory at exit; glibc would keep it resident (about 4 MB) until reused.
+      onIdleExit: () => releaseFreedMemory(),
     });
     // Loads the verifiers in its own thread while this one opens the sources.
     this.verifyThread.warm();

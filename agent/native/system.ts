@@ -5,6 +5,8 @@
  *  - peerCredentials: SO_PEERCRED of an accepted Unix-socket connection, plus the peer's
  *    supplementary groups from SO_PEERGROUPS (Linux 4.13+); treat the pid as advisory (PID reuse),
  *    uid/gid/groups as authoritative (the kernel records them at connect()).
+ *  - releaseFreedMemory: glibc malloc_trim(0), so memory a finished thread freed leaves the
+ *    process's resident set instead of staying in glibc's arenas.
  */
 import type { Socket } from 'node:net';
 import { constants } from 'node:os';
@@ -24,6 +26,8 @@ interface RawSystemAddon {
   peerCredentials(fd: number): PeerCredentials;
   /** Absent from an addon built before SO_PEERGROUPS support. */
   peerGroups?(fd: number): number[];
+  /** Absent from an addon built before it. */
+  releaseFreedMemory?(): boolean;
 }
 
 function addon(): RawSystemAddon {
@@ -76,6 +80,20 @@ function fdOf(socket: Socket | number, code: ErrorCode): number {
     throw new DeviceError(code, 'the connection has no usable file descriptor (not a Unix socket, or already closed)');
   }
   return fd;
+}
+
+/**
+ * Gives the memory that glibc's allocator holds free back to the kernel (malloc_trim(0),
+ * native/src/system.c). Best effort, never throws: false when nothing was released, off glibc, or
+ * without a (recent enough) addon. A few milliseconds at most for the daemon's heap.
+ */
+export function releaseFreedMemory(): boolean {
+  try {
+    const raw = loadNative() as unknown as Partial<RawSystemAddon>;
+    return typeof raw.releaseFreedMemory === 'function' ? raw.releaseFreedMemory() : false;
+  } catch {
+    return false;
+  }
 }
 
 /** Peer credentials (SO_PEERCRED) of an accepted Unix-socket connection (or a raw fd); no groups. */

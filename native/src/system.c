@@ -1,10 +1,14 @@
-/* systemd notification and Unix-socket peer credentials: two things Node cannot do with core APIs
- * (no AF_UNIX datagrams, no SO_PEERCRED / SO_PEERGROUPS).
+/* systemd notification, Unix-socket peer credentials and giving freed heap memory back to the
+ * kernel: three things Node cannot do with core APIs (no AF_UNIX datagrams, no SO_PEERCRED /
+ * SO_PEERGROUPS, no malloc_trim).
  *
- * Both are short non-blocking syscalls, so they run synchronously on the JS thread: a watchdog ping
+ * All are short and non-blocking, so they run synchronously on the JS thread: a watchdog ping
  * must come from the main thread anyway, so that a blocked event loop trips the watchdog.
  */
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -218,11 +222,28 @@ static napi_value peer_groups(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* releaseFreedMemory() -> boolean
+ * glibc's free() keeps freed chunks in its arenas (one per thread that allocated, up to 8 per core)
+ * and returns only the top of each heap to the kernel. malloc_trim(0) (malloc_trim(3); since glibc
+ * 2.8 it also releases whole free pages inside every arena with MADV_DONTNEED) gives them back.
+ * The daemon calls it after its verification worker thread has exited, which frees that thread's
+ * allocations at once. True when memory was released; false when none was, or off glibc. */
+static napi_value release_freed_memory(napi_env env, napi_callback_info info) {
+  int released = 0;
+#ifdef __GLIBC__
+  released = malloc_trim(0);
+#endif
+  napi_value result;
+  CVM_CALL(env, napi_get_boolean(env, released != 0, &result));
+  return result;
+}
+
 napi_status system_register(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"sdNotify", NULL, sd_notify, NULL, NULL, NULL, napi_enumerable, NULL},
       {"peerCredentials", NULL, peer_credentials, NULL, NULL, NULL, napi_enumerable, NULL},
       {"peerGroups", NULL, peer_groups, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"releaseFreedMemory", NULL, release_freed_memory, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   return napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

@@ -190,6 +190,23 @@ describe('VerifyThread stopped when idle (idleStopMs)', () => {
     expect(t.workersStarted).toBe(2);
   });
 
+  it('onIdleExit is told once per idle stop, after that worker has exited; never for a failure or close()', async () => {
+    let exits = 0;
+    const t = thread({ idleStopMs: 50, onIdleExit: () => exits++ });
+    expect((await t.verify(bundle, optsAt(new Date()))).ok).toBe(true);
+    await until(() => exits === 1);
+    expect(t.running).toBe(false);
+    expect(t.workersStoppedIdle).toBe(1);
+    expect((await t.verify(bundle, optsAt(new Date()))).ok).toBe(true);
+    await until(() => exits === 2);
+    const f = thread({ entry: FAULTS, idleStopMs: 60_000, onIdleExit: () => exits++ });
+    await expect(f.verify(withAgent('fault-exit'), optsAt(new Date()))).rejects.toMatchObject({ code: 'ERR_VERIFY_WORKER' });
+    expect((await f.verify(bundle, optsAt(new Date()))).ok).toBe(true);
+    await f.close();
+    await new Promise((r) => setTimeout(r, 100));
+    expect(exits).toBe(2);
+  }, 120_000);
+
   it('warm() starts a worker that is stopped again when no request comes', async () => {
     const t = thread({ idleStopMs: 100 });
     t.warm();
