@@ -149,7 +149,7 @@ describe('systemd unit files', () => {
     }
     expect(value(service, S, 'RuntimeDirectoryPreserve')).toBe('yes');
     expect(values(service, S, 'LoadCredential')).toEqual(['controller-token:/etc/cvm-agent/controller-token']);
-    expect(values(service, S, 'Environment')).toEqual(['NODE_ENV=production UV_THREADPOOL_SIZE=8 NODE_OPTIONS=--max-semi-space-size=1']);
+    expect(values(service, S, 'Environment')).toEqual(['NODE_ENV=production UV_THREADPOOL_SIZE=8 NODE_OPTIONS=--max-semi-space-size=1 MALLOC_ARENA_MAX=2']);
   });
 
   it('the service may open only the TEE, TPM and NVIDIA devices', () => {
