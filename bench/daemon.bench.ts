@@ -8,7 +8,9 @@
  *   an idle window with a one-minute schedule (target < 60 MB, < 0.5%), against a bare node:http
  *   server started the same way.
  * The agent runs as users run it: the built bundle (dist/, rebuilt first by tools/build-dist.ts)
- * through bin/cvm-agent.js, with the NODE_OPTIONS the systemd unit sets (systemd/cvm-agent.service).
+ * through bin/cvm-agent.js, with the environment the systemd unit sets (every Environment= variable of
+ * systemd/cvm-agent.service: NODE_OPTIONS, MALLOC_ARENA_MAX, UV_THREADPOOL_SIZE, NODE_ENV); the bare
+ * node:http floor gets the same environment.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { request, Agent } from 'node:http';
@@ -19,30 +21,61 @@ import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import type { BenchRow } from './lib.js';
 import { NotifyReceiver } from '../test/helpers/notify-receiver.js';
+import { encodeHistoryLine, parseHistoryLog } from '../agent/state/history-log.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const IDLE_SEC = Number(process.env.BENCH_IDLE_SEC ?? 60);
 const STARTS = Number(process.env.BENCH_STARTS ?? 5);
+/**
+ * The idle rows measure a daemon whose history is full (state.historySize, 100 by default), as it is
+ * after 100 cycles, unless BENCH_HISTORY=empty (a first start: only the cold starts' records).
+ */
+const FULL_HISTORY = process.env.BENCH_HISTORY !== 'empty';
+const HISTORY_SIZE = 100;
 
-/** NODE_OPTIONS from the unit's Environment= lines: the V8 settings the agent runs with under systemd. */
-export function unitNodeOptions(unitText: string): string | undefined {
-  let found: string | undefined;
+/**
+ * Fills <stateDir>/history.jsonl with `size` copies of the newest record the cold starts wrote (ids
+ * 1..size, a minute apart, ending now), as the agent itself encodes them.
+ */
+function fillHistory(stateDir: string, size: number): void {
+  const path = join(stateDir, 'history.jsonl');
+  const template = parseHistoryLog(readFileSync(path)).records.at(-1);
+  if (!template) throw new Error(`no record in ${path} to fill the history with`);
+  const now = Date.now();
+  const lines = Array.from({ length: size }, (_, i) => {
+    const at = (ms: number) => new Date(now - (size - i) * 60_000 + ms).toISOString();
+    return encodeHistoryLine({ ...template, id: i + 1, startedAt: at(0), finishedAt: at(500) });
+  });
+  writeFileSync(path, lines.join(''), { mode: 0o600 });
+}
+
+/**
+ * The variables the unit's Environment= lines set, as systemd reads them (systemd.exec(5): assignments
+ * separated by spaces, a double-quoted one may hold spaces; a later assignment wins).
+ */
+export function unitEnvironment(unitText: string): Record<string, string> {
+  const env: Record<string, string> = {};
   for (const line of unitText.split('\n')) {
     const m = /^Environment=(.*)$/.exec(line.trim());
     if (!m) continue;
-    for (const word of m[1]!.split(/\s+/)) if (word.startsWith('NODE_OPTIONS=')) found = word.slice('NODE_OPTIONS='.length);
+    for (const [, quoted, bare] of m[1]!.matchAll(/"([^"]*)"|(\S+)/g)) {
+      const word = quoted ?? bare!;
+      const eq = word.indexOf('=');
+      if (eq > 0) env[word.slice(0, eq)] = word.slice(eq + 1);
+    }
   }
-  return found;
+  return env;
 }
 
-/** The agent as /usr/bin/cvm-agent runs it: node bin/cvm-agent.js over the freshly built dist/. */
-function agentCommand(): { argv: string[]; env: NodeJS.ProcessEnv } {
+/** The agent as /usr/bin/cvm-agent runs it: node bin/cvm-agent.js over the freshly built dist/, in the unit's environment. */
+function agentCommand(): { argv: string[]; env: NodeJS.ProcessEnv; unitEnv: Record<string, string> } {
   execFileSync(process.execPath, ['--import', 'tsx', join(root, 'tools', 'build-dist.ts')], { stdio: 'inherit' });
-  const nodeOptions = unitNodeOptions(readFileSync(join(root, 'systemd', 'cvm-agent.service'), 'utf8'));
-  const env: NodeJS.ProcessEnv = { ...process.env, NODE_ENV: 'production' };
-  delete env.NODE_OPTIONS;
-  if (nodeOptions) env.NODE_OPTIONS = nodeOptions;
-  return { argv: [process.execPath, join(root, 'bin', 'cvm-agent.js')], env };
+  const unitEnv = unitEnvironment(readFileSync(join(root, 'systemd', 'cvm-agent.service'), 'utf8'));
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  // Nothing of this shell's tuning leaks in: only what the unit sets.
+  for (const k of Object.keys(env)) if (k === 'NODE_OPTIONS' || k === 'UV_THREADPOOL_SIZE' || k.startsWith('MALLOC_') || k === 'GLIBC_TUNABLES') delete env[k];
+  Object.assign(env, unitEnv);
+  return { argv: [process.execPath, join(root, 'bin', 'cvm-agent.js')], env, unitEnv };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -131,7 +164,8 @@ export default async function (): Promise<BenchRow[]> {
   };
   const starts: Awaited<ReturnType<typeof start>>[] = [];
   for (let i = 0; i < STARTS - 1; i++) starts.push(await start(false));
-  // The last start stays up for the idle and throughput rows.
+  // The last start stays up for the idle and throughput rows; it loads a full history first.
+  if (FULL_HISTORY) fillHistory(join(dir, 'state'), HISTORY_SIZE);
   const last = await start(true);
   starts.push(last);
   const { child, notify } = last;
@@ -148,6 +182,7 @@ export default async function (): Promise<BenchRow[]> {
     });
 
     // Idle: settle, then sample RSS and CPU over the window (one cycle per minute runs inside it).
+    const historyWords = FULL_HISTORY ? `history full (${HISTORY_SIZE} records)` : 'history empty';
     await new Promise((r) => setTimeout(r, 3000));
     const pid = child.pid!;
     const a = readStat(pid);
@@ -160,7 +195,7 @@ export default async function (): Promise<BenchRow[]> {
     const b = readStat(pid);
     const ticks = 100; // USER_HZ on Linux
     const cpuPct = ((b.cpuTicks - a.cpuTicks) / ticks / ((performance.now() - w0) / 1000)) * 100;
-    // The floor: a bare node:http server on a Unix socket, started with the same NODE_OPTIONS, idle as long.
+    // The floor: a bare node:http server on a Unix socket, started with the same environment, idle as long.
     const floorSock = join(dir, 'floor.sock');
     const floorScript = `require('http').createServer((q,r)=>r.end()).listen(process.argv[1],()=>console.log('up'))`;
     const floor = spawn(process.execPath, ['-e', floorScript, floorSock], { stdio: ['ignore', 'pipe', 'inherit'], env: agent.env });
@@ -169,19 +204,21 @@ export default async function (): Promise<BenchRow[]> {
     const floorRss = readStat(floor.pid!).rssBytes;
     floor.kill();
     rows.push({
-      name: `idle RSS over ${IDLE_SEC} s, one-minute schedule (max)`,
+      name: `idle RSS over ${IDLE_SEC} s, one-minute schedule, ${historyWords} (max)`,
       medianMs: Math.max(...samples) / 1e6,
       runs: samples.length,
       unit: 'MB',
       baselineName: 'bare node:http server, idle',
       baselineMs: floorRss / 1e6,
       target: '< 60 MB',
-      note: `${samples.length} samples; NODE_OPTIONS from systemd/cvm-agent.service: ${agent.env.NODE_OPTIONS ?? '(none)'}`,
+      note: `${samples.length} samples; environment from systemd/cvm-agent.service: ${Object.entries(agent.unitEnv)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' ')}`,
     });
     // Between cycles: the verification worker is stopped when idle (agent/attest/verify-thread.ts
     // VERIFY_WORKER_IDLE_STOP_MS), so the median sample is the daemon without it; the max above holds a cycle.
     rows.push({
-      name: `idle RSS over ${IDLE_SEC} s, one-minute schedule (median)`,
+      name: `idle RSS over ${IDLE_SEC} s, one-minute schedule, ${historyWords} (median)`,
       medianMs: median(samples) / 1e6,
       runs: samples.length,
       unit: 'MB',
@@ -190,7 +227,14 @@ export default async function (): Promise<BenchRow[]> {
       target: '< 60 MB',
       note: `${samples.length} samples, one per second; the worker runs only around a cycle`,
     });
-    rows.push({ name: `idle CPU over ${IDLE_SEC} s, one-minute schedule`, medianMs: cpuPct, runs: 1, unit: '%', target: '< 0.5 %', note: 'of one core' });
+    rows.push({
+      name: `idle CPU over ${IDLE_SEC} s, one-minute schedule, ${historyWords}`,
+      medianMs: cpuPct,
+      runs: 1,
+      unit: '%',
+      target: '< 0.5 %',
+      note: 'of one core',
+    });
     // Throughput: the same bytes from a bare node:http server on a Unix socket.
     const bodyRes = await new Promise<Buffer>((resolve) =>
       request({ socketPath: socket, path: '/v1/status' }, (res) => {
