@@ -24,8 +24,11 @@ export function encodeHistoryLine(record: CycleRecord): string {
 export interface ParsedHistoryLog {
   /** Validated records, oldest first, ids strictly growing. */
   records: CycleRecord[];
-  /** Byte length of each record's line (newline included), parallel to `records`. */
-  lineBytes: number[];
+  /**
+   * Each record's line as read (newline included), parallel to `records`: what encodeHistoryLine
+   * writes for it when the line is ASCII; a line of an earlier version may hold raw UTF-8.
+   */
+  lines: string[];
   /** Bytes of the file that hold whole, valid lines; anything after is a torn tail. */
   goodBytes: number;
   /** Bytes after goodBytes: a last line cut short (no newline, or its checksum does not match). */
@@ -46,6 +49,10 @@ function decodeLine(line: string, where: string): CycleRecord {
   return validateRecord(value, where);
 }
 
+/** Whether a line is ASCII only (as encodeHistoryLine writes it). */
+export const isAsciiLine = (line: string): boolean => !NON_ASCII_TEST.test(line);
+const NON_ASCII_TEST = /[\u0080-\uffff]/;
+
 /** One line as encodeHistoryLine wrote it (a trailing newline is allowed), checked and validated again. */
 export function decodeHistoryLine(line: string): CycleRecord {
   return decodeLine(line.endsWith('\n') ? line.slice(0, -1) : line, 'history line');
@@ -59,15 +66,16 @@ export function decodeHistoryLine(line: string): CycleRecord {
 export function parseHistoryLog(data: Uint8Array): ParsedHistoryLog {
   const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   const records: CycleRecord[] = [];
-  const lineBytes: number[] = [];
+  const lines: string[] = [];
   let start = 0;
   while (start < buf.length) {
     const nl = buf.indexOf(0x0a, start);
     if (nl < 0) break; // no newline: the write of this line never finished
     const where = `history line ${records.length + 1}`;
     let record: CycleRecord;
+    const line = buf.toString('utf8', start, nl + 1);
     try {
-      record = decodeLine(buf.toString('utf8', start, nl), where);
+      record = decodeLine(line.slice(0, -1), where);
     } catch (err) {
       // Whole but unreadable as the last line: what a power loss can leave (zeros, stale blocks).
       if (nl === buf.length - 1 && err instanceof ParseError) break;
@@ -76,8 +84,8 @@ export function parseHistoryLog(data: Uint8Array): ParsedHistoryLog {
     const prev = records.at(-1);
     if (prev && record.id <= prev.id) throw new ParseError(`${where}: id ${record.id} not greater than the previous id`);
     records.push(record);
-    lineBytes.push(nl + 1 - start);
+    lines.push(line);
     start = nl + 1;
   }
-  return { records, lineBytes, goodBytes: start, tornBytes: buf.length - start };
+  return { records, lines, goodBytes: start, tornBytes: buf.length - start };
 }

@@ -26,7 +26,7 @@ import { join } from 'node:path';
 import { CvmError, ParseError } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { CoalescingWrite } from './coalescing-write.js';
-import { decodeHistoryLine, encodeHistoryLine, parseHistoryLog } from './history-log.js';
+import { decodeHistoryLine, encodeHistoryLine, isAsciiLine, parseHistoryLog } from './history-log.js';
 import { MAX_TEXT, validateHistoryDocument, validateRecord, type CycleRecord, type NewCycleRecord } from './record.js';
 
 export type { CycleRecord, NewCycleRecord } from './record.js';
@@ -107,19 +107,28 @@ export class ResultHistory {
       throw new CvmError('ERR_STATE', `cannot create state directory ${this.stateDir}: ${(err as Error).message}`, { cause: err });
     });
     await this.removeStaleTemps();
-    let records = await this.readLog();
-    if (records === undefined) {
+    const log = await this.readLog();
+    let records: CycleRecord[];
+    // The lines as read are kept when they are what encodeHistoryLine writes (ASCII), so a restart does not re-encode them.
+    let lines: (string | undefined)[];
+    if (log === undefined) {
       records = (await this.readLegacy()) ?? [];
+      lines = [];
     } else {
+      ({ records, lines } = log);
       // history.jsonl exists, so a history.json beside it is what a migration left before its unlink.
       await unlink(this.legacyPath).catch(() => undefined);
     }
     if (records.length > this.size) {
       this.onEvent({ kind: 'trimmed', dropped: records.length - this.size });
       records = records.slice(-this.size);
+      lines = lines.slice(-this.size);
     }
     this.summaries = records.map(summaryOf);
-    this.lines = records.map(encodeHistoryLine);
+    this.lines = records.map((r, i) => {
+      const line = lines[i];
+      return line !== undefined && isAsciiLine(line) ? line : encodeHistoryLine(r);
+    });
     this.lastId = records.at(-1)?.id ?? 0;
     this.loaded = true;
   }
@@ -236,7 +245,7 @@ export class ResultHistory {
   }
 
   /** history.jsonl: undefined when missing or moved aside as corrupt; a torn last line is cut off. */
-  private async readLog(): Promise<CycleRecord[] | undefined> {
+  private async readLog(): Promise<{ records: CycleRecord[]; lines: string[] } | undefined> {
     const data = await this.readCapped(this.path);
     if (data === undefined) return undefined;
     let parsed: ReturnType<typeof parseHistoryLog>;
@@ -264,7 +273,7 @@ export class ResultHistory {
     this.fileOnDisk = true;
     this.fileLines = parsed.records.length;
     this.fileBytes = parsed.goodBytes;
-    return parsed.records;
+    return { records: parsed.records, lines: parsed.lines };
   }
 
   /** history.json of earlier versions: validated as before, written out as history.jsonl, removed. */

@@ -1,6 +1,7 @@
 import { appendFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { buildEar, type Ear } from '../../../agent/appraise/ear.js';
@@ -283,6 +284,18 @@ describe('ResultHistory', () => {
     // The lone surrogate cannot be stored as such: JSON.stringify escapes it and it reads back as U+FFFD.
     expect(again.latest()?.error?.message).toBe(JSON.parse(JSON.stringify(message)));
     expect(again.latest()).toEqual(r);
+  });
+
+  it('reads lines an earlier version wrote with raw UTF-8 (non-ASCII characters unescaped)', async () => {
+    const r = { id: 1, ...rec(1, false), error: { code: 'ERR_X', message: 'caf\u00e9 \u2026' } };
+    const json = JSON.stringify(r);
+    writeFileSync(join(dir, 'history.jsonl'), `${crc32(json).toString(16).padStart(8, '0')} ${json}\n`);
+    const h = new ResultHistory({ stateDir: dir });
+    await h.load();
+    expect(h.latest()).toEqual(r);
+    expect(h.recent()).toEqual([{ id: 1, startedAt: r.startedAt, finishedAt: r.finishedAt, reason: 'schedule', status: 'contraindicated' }]);
+    expect((await h.append(rec(2))).id).toBe(2);
+    expect(parseHistoryLog(readFileSync(h.path)).records).toEqual([r, h.latest()]);
   });
 
   it('recent() gives the summaries status shows, newest first, bounded like the records', async () => {
