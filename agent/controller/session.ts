@@ -93,6 +93,12 @@ const ADMIT_WAIT_MS = 5_000;
 
 /** At most this many queued messages share one state write and ack. */
 const MAX_BATCH = 64;
+/**
+ * ...and at most this long (controller clock): on a starved machine 64 messages can take seconds, and
+ * a stream that keeps the queue busy (a promoted contender draining what it held while the agent
+ * keeps sending) would otherwise get no write and no ack until it pauses.
+ */
+const MAX_BATCH_MS = 200;
 /** Stop reading the socket while this much is received and not yet handled (resume at half). */
 const MAX_QUEUED_MESSAGES = 512;
 const MAX_QUEUED_BYTES = 8 * 1024 * 1024;
@@ -124,6 +130,8 @@ export class LinkSession {
   private unsaved = false;
   private unacked = false;
   private batched = 0;
+  /** When the first message of the batch waiting for its write and ack was handled (controller clock, ms). */
+  private batchSince: number | undefined;
   private stream: EventStream | undefined;
   private timers: NodeJS.Timeout[] = [];
   /** No more input is handled (a close is under way). */
@@ -324,9 +332,15 @@ export class LinkSession {
    * in between just makes the agent resend it).
    */
   private async flushEvents(force = false): Promise<void> {
-    // Bounded: a continuous stream still gets a write and an ack every MAX_BATCH messages.
-    if (this.agentId === undefined || (!force && this.backlog > 1 && ++this.batched < MAX_BATCH)) return;
+    if (this.agentId === undefined) return;
+    if (!force && this.backlog > 1) {
+      // Bounded: a continuous stream still gets a write and an ack every MAX_BATCH messages or MAX_BATCH_MS.
+      const now = this.deps.now().getTime();
+      this.batchSince ??= now;
+      if (++this.batched < MAX_BATCH && now - this.batchSince < MAX_BATCH_MS) return;
+    }
     this.batched = 0;
+    this.batchSince = undefined;
     const registry = this.deps.registry;
     if (this.unsaved || registry.hasPending(this.agentId)) {
       this.unsaved = false;

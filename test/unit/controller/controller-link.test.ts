@@ -272,6 +272,32 @@ describe('controller: events', () => {
     b.close();
   }, 60_000);
 
+  it('a burst that keeps the queue busy is still written and acked within a bounded time, not only when it ends', async () => {
+    // A starved controller (every step takes 50 ms of its clock here) handling a stream that never
+    // lets its queue empty: before the time bound, nothing was written or acked until the burst ended
+    // (or 64 messages), so replicas killed meanwhile threw the work away and agents saw no ack for tens of seconds.
+    const { agent: a } = await attestOnce(trusted, 'vm-burst');
+    const events = [];
+    for (let seq = 1; seq <= 40; seq++) events.push(await signEvent({ seq, at: new Date().toISOString(), kind: 'status', data: { n: seq } }, a.key));
+    let steps = 0;
+    Object.defineProperty(trusted.clock, 'offsetMs', { configurable: true, get: () => steps++ * 50 });
+    try {
+      const socket = (a.ws as unknown as { _socket: import('node:net').Socket })._socket;
+      socket.cork(); // one write: the controller receives the whole burst before it handles the first event
+      for (const e of events) a.send(e);
+      process.nextTick(() => socket.uncork());
+      const acks: number[] = [];
+      while (acks.at(-1) !== 40) acks.push((await a.next('ack')).seq);
+      expect(acks.length).toBeGreaterThan(1);
+      expect(acks[0]).toBeLessThan(40);
+      expect(acks).toEqual([...acks].sort((x, y) => x - y));
+    } finally {
+      Object.defineProperty(trusted.clock, 'offsetMs', { configurable: true, writable: true, value: 0 });
+    }
+    expect((await json(trusted, '/v1/agents/vm-burst')).lastSeq).toBe(40);
+    a.close();
+  }, 60_000);
+
   it('resumeFrom survives a controller restart (state persisted per agent)', async () => {
     const again = await startController(sim, 'simulation: {trust: true, dir: SIMDIR}\n', trusted.stateDir);
     try {
