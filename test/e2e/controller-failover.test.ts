@@ -192,9 +192,16 @@ describe.runIf(run)('controller failover trial (3 replicas, one PostgreSQL)', ()
         await r.start();
       }
     })();
+    // Progress, with what a stall needs to be read: the time, each agent's last appended seq (is it
+    // still appending?), its events sent and unacknowledged (is it sending, its events held by a
+    // controller?) and the replica (port) its link is on (did every agent move together?).
     const progress = setInterval(() => {
+      const links = agents.map((a) => a.h.link.status());
+      const ports = [...new Set(links.map((s) => new URL(s.url ?? 'ws://x:0').port))].join('/');
       process.stderr.write(
-        `[failover] kills ${kills}; acked ${agents.map((a) => a.h.outbox.lastAcked).join(',')}; up ${agents.filter((a) => a.h.link.status().state === 'up').length}\n`,
+        `[failover] t+${Math.round((Date.now() - t0) / 1000)}s kills ${kills}${appending ? '' : ' (appending done)'}; acked ${agents.map((a) => a.h.outbox.lastAcked).join(',')}; ` +
+          `appended ${agents.map((a) => a.h.outbox.lastSeq).join(',')}; in flight ${links.map((s) => s.inFlight).join(',')}; ` +
+          `up ${links.filter((s) => s.state === 'up').length} on port ${ports}\n`,
       );
     }, 5000);
     cleanup.push(async () => clearInterval(progress));
@@ -202,6 +209,8 @@ describe.runIf(run)('controller failover trial (3 replicas, one PostgreSQL)', ()
     appending = false;
     await killer;
     await allAcked(agents, PER_AGENT);
+    // Not during the next tests: their lines would read as this trial's.
+    clearInterval(progress);
     stopWatch();
     const { verdicts, answered } = await checkStored(url, agents, PER_AGENT);
     const outages = agents.flatMap((a) => a.outages).sort((x, y) => x - y);
