@@ -36,6 +36,8 @@ export class SimulationRoots {
   private gpu: SimGpuIdentity | undefined;
   private switches: SimPpcieSystem | undefined;
   private options: ((at: Date) => SimulationTrust) | undefined;
+  /** The load under way (see trust); later loads wait for it. */
+  private loading: Promise<void> | undefined;
 
   constructor(readonly dir: string) {}
 
@@ -45,6 +47,19 @@ export class SimulationRoots {
    * until found, so an appraisal does not stat the directory once the roots it needs are loaded.
    */
   async trust(at: Date, needs: SimulationNeeds): Promise<SimulationTrust> {
+    if (!this.snp || ((needs.gpus || needs.switches) && !this.gpu) || (needs.switches && !this.switches)) {
+      // One load at a time: concurrent first appraisals (a restarted replica's agents all at once)
+      // wait for it instead of each reading every simulated key again.
+      const mine = (this.loading ?? Promise.resolve()).then(() => this.load(needs));
+      this.loading = mine.catch(() => undefined);
+      await mine;
+    }
+    if (needs.gpus && !this.gpu) throw new CvmError('ERR_SIMULATION', `no simulated GPU roots in ${this.dir} (${GPU_SIM_FILE}); the bundle has GPUs`);
+    this.options ??= simulationTrust(this.snp!, this.gpu, this.switches);
+    return this.options(at);
+  }
+
+  private async load(needs: SimulationNeeds): Promise<void> {
     if (!this.snp) {
       // Checked first so SimulatedSnpDevice.open() never creates roots here.
       if (!(await exists(join(this.dir, SNP_SIM_FILE)))) {
@@ -65,8 +80,5 @@ export class SimulationRoots {
       this.switches = await loadOrCreateSimPpcieSystem(this.gpu, false);
       if (this.switches) this.options = undefined;
     }
-    if (needs.gpus && !this.gpu) throw new CvmError('ERR_SIMULATION', `no simulated GPU roots in ${this.dir} (${GPU_SIM_FILE}); the bundle has GPUs`);
-    this.options ??= simulationTrust(this.snp, this.gpu, this.switches);
-    return this.options(at);
   }
 }

@@ -46,6 +46,19 @@ describe('SimulationRoots (controller, simulation.trust: true)', () => {
     });
   }, 60_000);
 
+  it('concurrent first appraisals share one load; a failed load refuses each of them and does not block a later one', async () => {
+    const dir = join(root, 'concurrent');
+    const roots = new SimulationRoots(dir);
+    const none = await Promise.allSettled(Array.from({ length: 4 }, () => roots.trust(new Date(), { gpus: true, switches: false })));
+    expect(none.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected', 'rejected']);
+    await openSimulation(dir, 2);
+    const all = await Promise.all(Array.from({ length: 8 }, () => roots.trust(new Date(), { gpus: true, switches: false })));
+    for (const t of all) {
+      expect(t.simulation.snpRoots).toEqual(all[0]!.simulation.snpRoots);
+      expect(t.gpuCollateral.rims?.byId?.size).toBeGreaterThan(0);
+    }
+  }, 60_000);
+
   it("trusts a simulated HGX system's switches too: their RIM and OCSP answers, so the agent's bundle is affirming", async () => {
     const dir = join(root, 'hgx');
     const sim = await openSimulation(dir, 8, { ppcie: true });
