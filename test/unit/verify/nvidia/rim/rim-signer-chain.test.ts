@@ -39,17 +39,20 @@ const notBefore = new Date('2024-01-01T00:00:00Z');
 const notAfter = new Date('2030-01-01T00:00:00Z');
 const at = new Date('2025-01-01T00:00:00Z');
 
-const root = buildCertificate({
-  serial: 1,
-  issuer: ROOT,
-  subject: ROOT,
-  notBefore,
-  notAfter,
-  subjectPublicKey: pub(rootKey),
-  issuerKey: rootKey,
-  signature: 'ecdsa-sha384',
-  extensions: [basicConstraints({ ca: true }), keyUsage(['keyCertSign', 'cRLSign']), subjectKeyIdentifier(ROOT_ID)],
-});
+/** The self-signed test root, a CA with these key usages. */
+const rootWith = (usages: Parameters<typeof keyUsage>[0]) =>
+  buildCertificate({
+    serial: 1,
+    issuer: ROOT,
+    subject: ROOT,
+    notBefore,
+    notAfter,
+    subjectPublicKey: pub(rootKey),
+    issuerKey: rootKey,
+    signature: 'ecdsa-sha384',
+    extensions: [basicConstraints({ ca: true }), keyUsage(usages), subjectKeyIdentifier(ROOT_ID)],
+  });
+const root = rootWith(['keyCertSign', 'cRLSign']);
 const rootX = new X509Certificate(root);
 
 interface Variant {
@@ -131,17 +134,7 @@ describe('verifyRimChain agrees with OpenSSL on every link variant', () => {
   });
 
   it('a root without keyCertSign in its keyUsage is no anchor', () => {
-    const noSign = buildCertificate({
-      serial: 1,
-      issuer: ROOT,
-      subject: ROOT,
-      notBefore,
-      notAfter,
-      subjectPublicKey: pub(rootKey),
-      issuerKey: rootKey,
-      signature: 'ecdsa-sha384',
-      extensions: [basicConstraints({ ca: true }), keyUsage(['cRLSign']), subjectKeyIdentifier(ROOT_ID)],
-    });
+    const noSign = rootWith(['cRLSign']);
     const certs = build({ intCa: 'ca', intKu: ['keyCertSign'], akid: 'match', leafIssuer: 'right', signer: 'int', leafKu: ['digitalSignature'] });
     expect(verifyRimChain(certs, [{ der: root, label: 'test root' }], at).checks[0]!.ok).toBe(true);
     const r = verifyRimChain(certs, [{ der: noSign, label: 'test root' }], at);
