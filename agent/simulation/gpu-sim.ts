@@ -365,12 +365,20 @@ export interface SimRims {
 
 const rimMemo = new Map<string, SimRims>();
 
+/** The simulated RIM signer (key and KeyInfo chain), and the digest of its certificate that keys RIM memos. */
+export function simRimSigner(id: SimGpuIdentity): { signer: { key: SimCert['key']; chain: Buffer[] }; memoKey: string } {
+  return {
+    signer: { key: id.rimSigner.key, chain: [id.rimSigner.der, id.rimRoot.der] },
+    memoKey: createHash('sha256').update(id.rimSigner.der).digest('hex'),
+  };
+}
+
 /** Signed driver + VBIOS RIMs matching buildSimulatedReport's measurements (memoised per identity+versions). */
 export function simulatedRims(id: SimGpuIdentity, driverVersion = SIM_DRIVER_VERSION, vbiosVersion = SIM_VBIOS_VERSION): SimRims {
-  const key = `${createHash('sha256').update(id.rimSigner.der).digest('hex')}|${driverVersion}|${vbiosVersion}`;
+  const { signer, memoKey } = simRimSigner(id);
+  const key = `${memoKey}|${driverVersion}|${vbiosVersion}`;
   const hit = rimMemo.get(key);
   if (hit) return hit;
-  const signer = { key: id.rimSigner.key, chain: [id.rimSigner.der, id.rimRoot.der] };
   const driver = buildSignedRim({
     kind: 'driver',
     version: driverVersion,

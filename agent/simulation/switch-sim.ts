@@ -20,7 +20,7 @@ import { derToPem } from '../util/pem.js';
 import { readBoundedText } from '../util/bounded-read.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { buildSignedRim } from './rim-build.js';
-import { IDENTITY_NAME, issue, loadSimCert, storeSimCert, type SimCert, type SimGpuIdentity, type StoredCert } from './gpu-sim.js';
+import { IDENTITY_NAME, issue, loadSimCert, simRimSigner, storeSimCert, type SimCert, type SimGpuIdentity, type StoredCert } from './gpu-sim.js';
 import { switchBiosRimId } from '../verify/nvidia/switch-verify.js';
 import type { SwitchBundleEntry } from '../formats/gpu-evidence-record.js';
 
@@ -88,10 +88,9 @@ const rimMemo = new Map<string, Map<string, string>>();
 
 /** The signed switch VBIOS RIM matching the simulated switch measurements, by RIM id (memoised per RIM signer). */
 export function simulatedSwitchRims(id: SimGpuIdentity): Map<string, string> {
-  const key = createHash('sha256').update(id.rimSigner.der).digest('hex');
+  const { signer, memoKey: key } = simRimSigner(id);
   const hit = rimMemo.get(key);
   if (hit) return hit;
-  const signer = { key: id.rimSigner.key, chain: [id.rimSigner.der, id.rimRoot.der] };
   const rim = buildSignedRim({
     kind: 'vbios',
     version: SIM_SWITCH_VBIOS_VERSION,

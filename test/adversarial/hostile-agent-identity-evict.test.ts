@@ -10,7 +10,18 @@ import { tokenDigest } from '../../agent/controller/config.js';
 import { signEvent } from '../../agent/link/events.js';
 import { CLOSE } from '../../agent/link/protocol.js';
 import { until } from './stream-fixture.js';
-import { FakeAgent, makeBundle, openSim, startController, TOKEN, type ControllerUnderTest, type Sim } from '../helpers/controller-fixture.js';
+import {
+  attestNext,
+  connectAs,
+  FakeAgent,
+  makeBundle,
+  openSim,
+  sendEventsAcked,
+  startController,
+  TOKEN,
+  type ControllerUnderTest,
+  type Sim,
+} from '../helpers/controller-fixture.js';
 
 const bound = [
   'agents:',
@@ -40,18 +51,7 @@ afterAll(async () => {
   if (sim) rmSync(sim.dir, { recursive: true, force: true });
 });
 
-async function connect(ctl: ControllerUnderTest, agentId: string, token: string): Promise<FakeAgent> {
-  const a = await FakeAgent.connect(ctl.controller.address().wsUrl, { token });
-  a.hello(agentId);
-  return a;
-}
-
-/** Answer the next challenge with genuine evidence for this agent's key and id. */
-async function attestNext(a: FakeAgent): Promise<Awaited<ReturnType<FakeAgent['next']>>> {
-  const c = await a.next('challenge');
-  await a.answer(c, await makeBundle(sim, Buffer.from(c.nonce, 'hex'), a.key.publicJwk, a.agentId));
-  return a.next('verdict');
-}
+const connect = (ctl: ControllerUnderTest, agentId: string, token: string) => connectAs(ctl.controller.address().wsUrl, agentId, token);
 
 /** The first session still works: a challenge sent to the id reaches it, and it is the connected one. */
 async function stillLive(ctl: ControllerUnderTest, a: FakeAgent): Promise<void> {
@@ -70,7 +70,7 @@ describe("hostile agent: evicting another agent's session", () => {
   it('with a fleet token: a second hello for an attested id is refused (4003) and the first session keeps running', async () => {
     const a = await connect(fleetCtl, 'vm-f', TOKEN);
     await a.next('welcome');
-    await attestNext(a);
+    await attestNext(sim, a);
     const b = await connect(fleetCtl, 'vm-f', TOKEN);
     const closed = await b.waitClosed(20_000);
     expect(closed.code).toBe(CLOSE.FORBIDDEN);
@@ -92,7 +92,7 @@ describe("hostile agent: evicting another agent's session", () => {
   it("with another agent's bound token: refused at once (4003), the first session keeps running", async () => {
     const a = await connect(boundCtl, 'vm-a', 'token-a');
     await a.next('welcome');
-    await attestNext(a);
+    await attestNext(sim, a);
     const b = await connect(boundCtl, 'vm-a', 'token-b');
     expect((await b.waitClosed()).code).toBe(CLOSE.FORBIDDEN);
     expect(b.inbox.find((m) => m.type === 'error')).toMatchObject({ code: 'forbidden' });
@@ -103,7 +103,7 @@ describe("hostile agent: evicting another agent's session", () => {
   it('with the same bound token but no attested key (a stolen credential): the contender gets no slot, no secret, and its events wait', async () => {
     const a = await connect(boundCtl, 'vm-c', 'token-c');
     await a.next('welcome');
-    await attestNext(a);
+    await attestNext(sim, a);
     const b = await connect(boundCtl, 'vm-c', 'token-c');
     await b.next('welcome'); // a contender: it may try to attest
     const c = await b.next('challenge');
@@ -130,11 +130,11 @@ describe("hostile agent: evicting another agent's session", () => {
   it('control: the same bound credential that attests a key in its own session replaces the attested first session', async () => {
     const a = await connect(boundCtl, 'vm-d', 'token-d');
     await a.next('welcome');
-    await attestNext(a);
+    await attestNext(sim, a);
     const b = await connect(boundCtl, 'vm-d', 'token-d');
     await b.next('welcome');
     expect(a.closed).toBeUndefined(); // not before b proved itself
-    await attestNext(b);
+    await attestNext(sim, b);
     expect((await a.waitClosed()).code).toBe(1008);
     await stillLive(boundCtl, b);
     b.close();
@@ -143,18 +143,14 @@ describe("hostile agent: evicting another agent's session", () => {
   it('a promoted contender stores the events it held (and only then), acks them, and the agent counts as disconnected once both sessions are gone', async () => {
     const a = await connect(boundCtl, 'vm-e', 'token-e');
     await a.next('welcome');
-    await attestNext(a);
-    const at = new Date().toISOString();
-    for (const seq of [1, 2]) a.send(await signEvent({ seq, at, kind: 'status', data: { from: 'a', seq } }, a.key));
-    // The controller acks once per burst it stores: under load 1 and 2 may be acked separately.
-    let ackA = await a.next('ack');
-    while (ackA.seq < 2) ackA = await a.next('ack');
-    expect(ackA.seq).toBe(2);
+    await attestNext(sim, a);
+    expect(await sendEventsAcked(a, [1, 2], 'a')).toBe(2);
     const b = await connect(boundCtl, 'vm-e', 'token-e');
     await b.next('welcome');
     // Held while b is a contender: signed by a key not attested yet, and not b's stream to store.
+    const at = new Date().toISOString();
     for (const seq of [3, 4]) b.send(await signEvent({ seq, at, kind: 'status', data: { from: 'b', seq } }, b.key));
-    await attestNext(b);
+    await attestNext(sim, b);
     expect((await a.waitClosed()).code).toBe(1008);
     let ack = await b.next('ack');
     while (ack.seq < 4) ack = await b.next('ack');

@@ -14,7 +14,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tokenDigest } from '../../agent/controller/config.js';
 import { signEvent } from '../../agent/link/events.js';
 import { CLOSE } from '../../agent/link/protocol.js';
-import { FakeAgent, makeBundle, openSim, startController, TOKEN, type ControllerUnderTest, type Sim } from '../helpers/controller-fixture.js';
+import {
+  attestNext,
+  connectAs,
+  FakeAgent,
+  makeBundle,
+  openSim,
+  sendEventsAcked,
+  startController,
+  TOKEN,
+  type ControllerUnderTest,
+  type Sim,
+} from '../helpers/controller-fixture.js';
 import { requirePostgres } from '../helpers/postgres.js';
 import { STORE_ENV, stopTestPostgres } from '../helpers/test-store.js';
 
@@ -53,22 +64,12 @@ describe.runIf(run)('controller replicas on one PostgreSQL database', () => {
   const wsUrl = (c: ControllerUnderTest) => c.controller.address().wsUrl;
   const getJson = async (c: ControllerUnderTest, path: string) => (await fetch(`${c.controller.address().url}${path}`)).json() as Promise<any>;
 
-  async function connect(c: ControllerUnderTest, agentId: string, token: string, key?: FakeAgent['key']): Promise<FakeAgent> {
-    const a = await FakeAgent.connect(wsUrl(c), { token, ...(key ? { key } : {}) });
-    a.hello(agentId);
-    return a;
-  }
-
-  async function attestNext(a: FakeAgent) {
-    const c = await a.next('challenge');
-    await a.answer(c, await makeBundle(sim, Buffer.from(c.nonce, 'hex'), a.key.publicJwk, a.agentId));
-    return a.next('verdict');
-  }
+  const connect = (c: ControllerUnderTest, agentId: string, token: string, key?: FakeAgent['key']) => connectAs(wsUrl(c), agentId, token, key);
 
   it('either replica lists the whole fleet, connected as the leases say', async () => {
     const a = await connect(r1, 'vm-fleet', TOKEN);
     await a.next('welcome');
-    await attestNext(a);
+    await attestNext(sim, a);
     const list = await getJson(r2, '/v1/agents');
     expect(list.agents.find((x: { id: string }) => x.id === 'vm-fleet')).toMatchObject({ connected: true, status: 'affirming' });
     const one = await getJson(r2, '/v1/agents/vm-fleet');
@@ -84,7 +85,7 @@ describe.runIf(run)('controller replicas on one PostgreSQL database', () => {
   it('a fleet token on another replica never evicts a connected agent (4003 after the wait), the first session keeps running', async () => {
     const a = await connect(r1, 'vm-f', TOKEN);
     await a.next('welcome');
-    await attestNext(a);
+    await attestNext(sim, a);
     const b = await connect(r2, 'vm-f', TOKEN);
     expect((await b.waitClosed(20_000)).code).toBe(CLOSE.FORBIDDEN);
     expect(b.inbox.find((m) => m.type === 'error')).toMatchObject({ code: 'agent-connected' });
@@ -100,18 +101,16 @@ describe.runIf(run)('controller replicas on one PostgreSQL database', () => {
   it('the same bound credential on another replica takes over only once it attests there; the first replica then closes its session (1008)', async () => {
     const a = await connect(r1, 'vm-bound', 'token-bound');
     await a.next('welcome');
-    await attestNext(a);
-    const at = new Date().toISOString();
-    for (const seq of [1, 2]) a.send(await signEvent({ seq, at, kind: 'status', data: { from: 'a', seq } }, a.key));
-    let ackA = await a.next('ack');
-    while (ackA.seq < 2) ackA = await a.next('ack');
+    await attestNext(sim, a);
+    await sendEventsAcked(a, [1, 2], 'a');
     const b = await connect(r2, 'vm-bound', 'token-bound');
     const welcome = await b.next('welcome');
     expect(welcome.resumeFrom).toBe(3); // from the store, though replica 2 never saw this agent
     await new Promise((r) => setTimeout(r, 500));
     expect(a.closed).toBeUndefined(); // a contender: not before it proved itself
+    const at = new Date().toISOString();
     for (const seq of [3, 4]) b.send(await signEvent({ seq, at, kind: 'status', data: { from: 'b', seq } }, b.key));
-    await attestNext(b);
+    await attestNext(sim, b);
     expect((await a.waitClosed(15_000)).code).toBe(1008);
     let ack = await b.next('ack');
     while (ack.seq < 4) ack = await b.next('ack');
@@ -156,7 +155,7 @@ describe.runIf(run)('controller replicas on one PostgreSQL database', () => {
   it('a replica shut down cleanly frees its leases: its agents are admitted on another replica at once, fleet tokens too', async () => {
     const a = await connect(r1, 'vm-moving', TOKEN);
     await a.next('welcome');
-    await attestNext(a);
+    await attestNext(sim, a);
     r1Closed = true;
     await r1.controller.close();
     expect((await a.waitClosed()).code).toBe(1001);

@@ -16,6 +16,7 @@ import { cpuReportData, gpuNonce, type PublicJwk } from '../../agent/formats/non
 import { createAgentKey, type AgentKey } from '../../agent/link/agent-key.js';
 import { PROTOCOL, type ControllerMessage, type AgentMessage } from '../../agent/link/protocol.js';
 import { signEvidenceProof } from '../../agent/link/proof.js';
+import { signEvent } from '../../agent/link/events.js';
 import { parseControllerConfig, resolveControllerConfig, tokenDigest } from '../../agent/controller/config.js';
 import { Controller } from '../../agent/controller/controller-server.js';
 import { storeYaml } from './test-store.js';
@@ -202,4 +203,30 @@ export class FakeAgent {
   close(): void {
     this.ws.close();
   }
+}
+
+/** A FakeAgent on `url` with `token` (and `key`, if given) that has said hello as `agentId`. */
+export async function connectAs(url: string, agentId: string, token: string, key?: AgentKey): Promise<FakeAgent> {
+  const a = await FakeAgent.connect(url, { token, ...(key ? { key } : {}) });
+  a.hello(agentId);
+  return a;
+}
+
+/** Answer the next challenge with genuine simulated evidence for the agent's key and id; resolves with the verdict. */
+export async function attestNext(sim: Sim, a: FakeAgent): Promise<Extract<ControllerMessage, { type: 'verdict' }>> {
+  const c = await a.next('challenge');
+  await a.answer(c, await makeBundle(sim, Buffer.from(c.nonce, 'hex'), a.key.publicJwk, a.agentId));
+  return a.next('verdict');
+}
+
+/**
+ * Send signed status events `seqs` (data {from, seq}) and wait for the ack of the last one (the
+ * controller acks once per burst it stores: under load the seqs may be acked separately).
+ */
+export async function sendEventsAcked(a: FakeAgent, seqs: number[], from: string): Promise<number> {
+  const at = new Date().toISOString();
+  for (const seq of seqs) a.send(await signEvent({ seq, at, kind: 'status', data: { from, seq } }, a.key));
+  let ack = await a.next('ack');
+  while (ack.seq < seqs[seqs.length - 1]!) ack = await a.next('ack');
+  return ack.seq;
 }

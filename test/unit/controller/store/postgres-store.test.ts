@@ -19,6 +19,18 @@ import { requirePostgres, TestPostgres } from '../../../helpers/postgres.js';
 
 const run = requirePostgres();
 
+/** A stored verdict record for challenge `challengeId` at `at` (the store keeps it whole; its EAR is not read). */
+const testVerdict = (challengeId: string, at = new Date().toISOString()) => ({
+  challengeId,
+  at,
+  status: 'affirming' as const,
+  simulated: true,
+  devices: {},
+  secretsReleased: [],
+  secretsDecision: '',
+  ear: {} as never,
+});
+
 describe.runIf(run)('PostgreSQL store', () => {
   let pgs: TestPostgres;
   beforeAll(async () => {
@@ -97,16 +109,7 @@ describe.runIf(run)('PostgreSQL store', () => {
     const rec = (await s.loadAgent('vm-1'))!;
     const again = { ...emptyDelta(), events: [{ seq: 3, at: 'x', kind: 'attested', data: {}, receivedAt: new Date().toISOString(), hash: 'h' }] };
     await expect(s.saveAgent({ ...rec, lastSeq: 3 }, again, 3)).rejects.toMatchObject({ code: 'ERR_STORE_CONFLICT' });
-    const verdict = {
-      challengeId: 'c-1',
-      at: new Date().toISOString(),
-      status: 'affirming' as const,
-      simulated: true,
-      devices: {},
-      secretsReleased: [],
-      secretsDecision: '',
-      ear: {} as never,
-    };
+    const verdict = testVerdict('c-1');
     await s.saveAgent(rec, { ...emptyDelta(), verdicts: [verdict] }, 3);
     await expect(s.saveAgent(rec, { ...emptyDelta(), verdicts: [verdict] }, 3)).rejects.toMatchObject({ code: 'ERR_STORE_CONFLICT' });
     expect((await s.query('SELECT 1 FROM cvm_verdicts')).rowCount).toBe(1);
@@ -236,16 +239,7 @@ describe.runIf(run)('PostgreSQL store', () => {
     const base = new Map<string, number>();
     const old = new Date(Date.now() - 90 * 86_400_000).toISOString();
     let vn = 0;
-    const verdict = (at: string) => ({
-      challengeId: `c-${vn++}`,
-      at,
-      status: 'affirming' as const,
-      simulated: true,
-      devices: {},
-      secretsReleased: [],
-      secretsDecision: '',
-      ear: {} as never,
-    });
+    const verdict = (at: string) => testVerdict(`c-${vn++}`, at);
     const release = (agentId: string, challengeId: string, at: string) => ({
       agentId,
       secret: 'model-key',
